@@ -1,0 +1,1 @@
+"""The tenant-aware domain: database engine, tables, services, jobs and dispatch."""

@@ -1,0 +1,180 @@
+"""The one Piccolo engine every table uses, with a pool per database shard.
+
+Piccolo binds each table class to one engine; this engine picks the pool of the shard named by
+`current_shard` (a ContextVar that `tenant_transaction` sets), so tenants can live on several
+Postgres clusters behind the same table classes. It also closes two escape hatches that would
+let tenant work run outside its tenant transaction (see DESIGN.md, "Tenancy"):
+
+- asyncpg's statement cache is off: the same SQL text means different tables in different
+  schemas, and a cached plan would survive DDL in another schema.
+- `.batch()` opens a new connection in stock Piccolo; here it runs on the current transaction's
+  connection, so it stays inside the tenant.
+
+Pooled connections start with `search_path = ext`: an unqualified tenant table used outside a
+tenant transaction fails with "relation does not exist" instead of finding another schema.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+from asyncpg.pool import Pool
+from piccolo.engine.postgres import AsyncBatch, PostgresEngine
+from piccolo.query.base import Query
+
+DEFAULT_SHARD = "default"
+
+current_shard: contextvars.ContextVar[str] = contextvars.ContextVar(
+    "patone_current_shard", default=DEFAULT_SHARD
+)
+
+
+class ShardNotConfigured(RuntimeError):
+    """A tenant names a shard this process has no pool for."""
+
+
+class _TransactionBatch(AsyncBatch):
+    """A batch on the current transaction's connection: a savepoint, not a new connection."""
+
+    async def __aexit__(self, exception_type: Any, exception: Any, traceback: Any) -> bool:
+        if exception:
+            await self.transaction.rollback()
+        else:
+            await self.transaction.commit()
+        return exception is not None
+
+
+class PatoneEngine(PostgresEngine):
+    """A PostgresEngine with one pool per shard and tenant-safe defaults."""
+
+    def __init__(self) -> None:
+        super().__init__(config={"database": "patone"})
+        self._pools: dict[str, Pool] = {}
+        self._dsns: dict[str, str] = {}
+        self._pool_options: dict[str, Any] = {}
+
+    async def check_version(self) -> None:
+        # Piccolo's Engine.__init__ connects to check the version; ours connects at start-up.
+        return None
+
+    async def prep_database(self) -> None:
+        return None
+
+    # Piccolo reads and writes `self.pool`; route it through the current shard.
+    @property  # type: ignore[override]
+    def pool(self) -> Pool | None:
+        if not self._pools:
+            return None
+        shard = current_shard.get()
+        try:
+            return self._pools[shard]
+        except KeyError:
+            raise ShardNotConfigured(f"no database is configured for shard {shard!r}") from None
+
+    @pool.setter
+    def pool(self, value: Pool | None) -> None:
+        # Piccolo's __init__ assigns None; pools are managed by `connect` and `disconnect`.
+        if value is not None:
+            raise AttributeError("use PatoneEngine.connect() to create pools")
+
+    @property
+    def shards(self) -> list[str]:
+        return list(self._dsns)
+
+    def connection_options(self, dsn: str) -> dict[str, Any]:
+        return {
+            "dsn": dsn,
+            "statement_cache_size": 0,
+            "server_settings": {"search_path": "ext", "application_name": "patone"},
+        }
+
+    async def connect(
+        self,
+        dsns: dict[str, str],
+        *,
+        min_size: int = 1,
+        max_size: int = 10,
+        max_queries: int = 5000,
+        max_inactive_connection_lifetime: float = 60.0,
+    ) -> None:
+        """Open one pool per shard. `dsns` must name the "default" shard."""
+        if DEFAULT_SHARD not in dsns:
+            raise ValueError("the default shard needs a DSN")
+        await self.disconnect()
+        self._pool_options = {
+            "min_size": min_size,
+            "max_size": max_size,
+            "max_queries": max_queries,
+            "max_inactive_connection_lifetime": max_inactive_connection_lifetime,
+        }
+        try:
+            for name, dsn in dsns.items():
+                self._dsns[name] = dsn
+                self._pools[name] = await asyncpg.create_pool(
+                    **self.connection_options(dsn), **self._pool_options
+                )
+        except BaseException:
+            await self.disconnect()
+            raise
+        self.config = {"dsn": dsns[DEFAULT_SHARD]}
+
+    async def disconnect(self) -> None:
+        pools, self._pools, self._dsns = self._pools, {}, {}
+        for pool in pools.values():
+            await pool.close()
+
+    @property
+    def connected(self) -> bool:
+        return bool(self._pools)
+
+    def dsn(self, shard: str = DEFAULT_SHARD) -> str:
+        return self._dsns[shard]
+
+    async def get_new_connection(self) -> asyncpg.Connection:
+        shard = current_shard.get()
+        if shard not in self._dsns:
+            raise ShardNotConfigured(f"no database is configured for shard {shard!r}")
+        return await asyncpg.connect(**self.connection_options(self._dsns[shard]))
+
+    async def start_connection_pool(self, **kwargs: Any) -> None:
+        raise RuntimeError("use PatoneEngine.connect()")
+
+    async def close_connection_pool(self) -> None:
+        await self.disconnect()
+
+    async def batch(
+        self, query: Query, batch_size: int = 100, node: str | None = None
+    ) -> AsyncBatch:
+        transaction = self.current_transaction.get()
+        if transaction is None:
+            return await super().batch(query, batch_size=batch_size, node=node)
+        raw = getattr(transaction.connection, "raw", transaction.connection)
+        return _TransactionBatch(connection=raw, query=query, batch_size=batch_size)
+
+    async def execute(self, sql: str, *args: Any) -> str:
+        """Run one statement (or a script, without args) in the current transaction or pool."""
+        transaction = self.current_transaction.get()
+        if transaction is not None:
+            return await transaction.connection.execute(sql, *args)
+        pool = self.pool
+        if pool is None:
+            raise RuntimeError("the database is not connected")
+        async with pool.acquire() as connection:
+            return await connection.execute(sql, *args)
+
+    async def fetch(self, sql: str, *args: Any) -> Sequence[asyncpg.Record]:
+        """Fetch rows in the current transaction, or on a pooled connection."""
+        transaction = self.current_transaction.get()
+        if transaction is not None:
+            return await transaction.connection.fetch(sql, *args)
+        pool = self.pool
+        if pool is None:
+            raise RuntimeError("the database is not connected")
+        async with pool.acquire() as connection:
+            return await connection.fetch(sql, *args)
+
+
+engine = PatoneEngine()

@@ -1,0 +1,31 @@
+"""Errors people can act on: a stable code, the field at fault, and a message."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class UserError(Exception):
+    """Bad input or a refused action; shown to the user as it is, never with a traceback."""
+
+    status = 400
+
+    def __init__(self, code: str, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.field = field
+
+    def as_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.field:
+            data["field"] = self.field
+        return data
+
+
+class NotFound(UserError):
+    status = 404
+
+
+class Conflict(UserError):
+    status = 409

@@ -1,0 +1,1 @@
+"""Tenants: the platform registry, isolation, provisioning, migrations and resolution."""

@@ -1,0 +1,15 @@
+"""Piccolo app for the platform schema (the registry)."""
+
+from pathlib import Path
+
+from piccolo.conf.apps import AppConfig
+
+from patone.tenants.tables import Plan, Tenant, TenantDomain
+
+APP_CONFIG = AppConfig(
+    app_name="platform",
+    migrations_folder_path=str(Path(__file__).parent / "piccolo_migrations"),
+    table_classes=[Plan, Tenant, TenantDomain],
+    migration_dependencies=[],
+    commands=[],
+)

@@ -1,0 +1,289 @@
+"""Creating, suspending, deleting, restoring and purging tenants.
+
+A tenant is created by replaying the captured template (see `migrations.py`) inside one
+transaction that also creates its role and schema and writes its registry row: a failure at
+any step leaves no schema, role or row behind.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+
+from patone.core.db import DEFAULT_SHARD, current_shard, engine
+from patone.core.errors import Conflict, NotFound, UserError
+from patone.core.redis import purge_tenant_keys
+from patone.tenants.migrations import TenantTemplate, get_template, sql_literal
+from patone.tenants.naming import SlugError, quote_ident, role_for, schema_for, validate_slug
+from patone.tenants.registry import TenantInfo, get_tenant, tenant_cache
+
+_DOMAIN = re.compile(r"(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}")
+NAME_MAX = 200
+
+
+def validate_domain(domain: str) -> str:
+    domain = domain.strip().lower().rstrip(".")
+    if not _DOMAIN.fullmatch(domain):
+        raise UserError("invalid", f"{domain!r} is not a valid domain name", field="domains")
+    return domain
+
+
+def _validate_name(name: str) -> str:
+    name = name.strip()
+    if not name:
+        raise UserError("required", "name is required", field="name")
+    if len(name) > NAME_MAX:
+        raise UserError("length", f"name must be at most {NAME_MAX} characters", field="name")
+    return name
+
+
+def _slug(slug: str) -> str:
+    try:
+        return validate_slug(slug)
+    except SlugError as error:
+        raise UserError(error.code, error.message, field="slug") from None
+
+
+async def _is_superuser(connection: asyncpg.Connection) -> bool:
+    return bool(await connection.fetchval("SELECT current_setting('is_superuser') = 'on'"))
+
+
+def provisioning_script(slug: str, name: str, template: TenantTemplate, grant: bool) -> str:
+    """The SQL that creates a tenant's role and schema and fills it from the template."""
+    schema, role = quote_ident(schema_for(slug)), quote_ident(role_for(slug))
+    return "\n".join(
+        [
+            f"CREATE ROLE {role} NOLOGIN;",
+            f"GRANT {role} TO CURRENT_USER;" if grant else "",
+            f"CREATE SCHEMA {schema} AUTHORIZATION {role};",
+            f"SET LOCAL search_path TO {schema}, ext; SET LOCAL ROLE {role};",
+            template.full_script,
+            "INSERT INTO settings (key, value) VALUES "
+            f"('company.name', to_jsonb({sql_literal(name)}::text));",
+            "RESET ROLE; SET LOCAL search_path TO ext;",
+        ]
+    )
+
+
+async def create_tenant(
+    slug: str,
+    name: str | None = None,
+    *,
+    plan: str = "standard",
+    domains: Sequence[str] = (),
+    shard: str = DEFAULT_SHARD,
+    branding: dict[str, object] | None = None,
+    template: TenantTemplate | None = None,
+) -> TenantInfo:
+    """Create a tenant: role, schema, tables, default data and registry row, all or nothing."""
+    slug = _slug(slug)
+    name = _validate_name(name if name is not None else slug.replace("-", " ").title())
+    domains = [validate_domain(d) for d in domains]
+    if shard != DEFAULT_SHARD and shard not in engine.shards:
+        raise UserError("unknown", f"shard {shard!r} is not configured", field="shard")
+    template = template or await get_template()
+    if await get_tenant(slug) is not None:
+        raise Conflict("taken", f"slug {slug!r} is already taken", field="slug")
+
+    tenant_id = uuid.uuid4()
+    now = datetime.now(UTC)
+    try:
+        async with _shard_connection(shard) as shard_conn, shard_conn.transaction():
+            script = provisioning_script(
+                slug, name, template, grant=not await _is_superuser(shard_conn)
+            )
+            await shard_conn.execute(script)
+            async with _platform_transaction(shard_conn, shard) as platform:
+                await platform.execute(
+                    """
+                    INSERT INTO platform.tenants
+                        (id, slug, name, schema_name, role_name, status, status_reason, plan,
+                         branding, shard, applied_migrations, created_at, updated_at)
+                    VALUES ($1, $2, $3, $4, $5, 'active', '', $6, $7::jsonb, $8, $9, $10, $10)
+                    """,
+                    tenant_id,
+                    slug,
+                    name,
+                    schema_for(slug),
+                    role_for(slug),
+                    plan,
+                    json.dumps(branding or {}),
+                    shard,
+                    list(template.ids),
+                    now,
+                )
+                if domains:
+                    await platform.executemany(
+                        "INSERT INTO platform.tenant_domains (tenant, domain, is_primary, "
+                        "created_at) VALUES ($1, $2, $3, $4)",
+                        [(tenant_id, d, i == 0, now) for i, d in enumerate(domains)],
+                    )
+    except asyncpg.UniqueViolationError as error:
+        if "domain" in (error.constraint_name or ""):
+            raise Conflict("taken", "a domain is already in use", field="domains") from None
+        raise Conflict("taken", f"slug {slug!r} is already taken", field="slug") from None
+    except asyncpg.DuplicateObjectError:
+        raise Conflict(
+            "taken", f"slug {slug!r} is already taken (its role exists)", field="slug"
+        ) from None
+    except asyncpg.DuplicateSchemaError:
+        raise Conflict(
+            "taken", f"slug {slug!r} is already taken (its schema exists)", field="slug"
+        ) from None
+    except asyncpg.ForeignKeyViolationError:
+        raise UserError("unknown", f"plan {plan!r} does not exist", field="plan") from None
+    tenant_cache.invalidate(slug)
+    created = await get_tenant(slug)
+    assert created is not None
+    return created
+
+
+class _shard_connection:
+    """A pooled connection on a shard (async context manager)."""
+
+    def __init__(self, shard: str) -> None:
+        self.shard = shard
+        self._token: object = None
+        self._conn: asyncpg.Connection | None = None
+
+    async def __aenter__(self) -> asyncpg.Connection:
+        token = current_shard.set(self.shard)
+        try:
+            pool = engine.pool
+        finally:
+            current_shard.reset(token)
+        assert pool is not None, "the database is not connected"
+        self._pool = pool
+        self._conn = await pool.acquire()
+        return self._conn
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._conn is not None
+        await self._pool.release(self._conn)
+
+
+class _platform_transaction:
+    """The registry's transaction: the shard's own one when the shard is the default."""
+
+    def __init__(self, shard_conn: asyncpg.Connection, shard: str) -> None:
+        self.shard_conn = shard_conn
+        self.shard = shard
+
+    async def __aenter__(self) -> asyncpg.Connection:
+        if self.shard == DEFAULT_SHARD:
+            return self.shard_conn
+        self._outer = _shard_connection(DEFAULT_SHARD)
+        conn = await self._outer.__aenter__()
+        self._tx = conn.transaction()
+        await self._tx.start()
+        self._conn = conn
+        return conn
+
+    async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if self.shard == DEFAULT_SHARD:
+            return
+        # The registry row commits just before the shard's DDL; if that commit fails the row
+        # would point at nothing, so a failure after this point is undone by purge (re-runnable).
+        try:
+            if exc is None:
+                await self._tx.commit()
+            else:
+                await self._tx.rollback()
+        finally:
+            await self._outer.__aexit__(exc_type, exc, tb)
+
+
+async def _require(slug: str) -> TenantInfo:
+    tenant = await get_tenant(slug)
+    if tenant is None:
+        raise NotFound("not_found", f"tenant {slug!r} does not exist", field="slug")
+    return tenant
+
+
+async def _set_status(slug: str, status: str, reason: str, **extra: object) -> TenantInfo:
+    sets = ", ".join(f"{column} = ${i}" for i, column in enumerate(extra, start=4))
+    await engine.execute(
+        f"UPDATE platform.tenants SET status = $2, status_reason = $3, updated_at = now()"
+        f"{', ' + sets if sets else ''} WHERE slug = $1",
+        slug,
+        status,
+        reason,
+        *extra.values(),
+    )
+    tenant_cache.invalidate(slug)
+    updated = await get_tenant(slug)
+    assert updated is not None
+    return updated
+
+
+async def suspend_tenant(slug: str, reason: str) -> TenantInfo:
+    """Refuse the tenant's requests with 403 and `reason` until resumed."""
+    tenant = await _require(slug)
+    if tenant.status == "deleted":
+        raise UserError("deleted", f"tenant {slug!r} is deleted; restore it first", field="slug")
+    reason = reason.strip()
+    if not reason:
+        raise UserError("required", "a reason is required to suspend a tenant", field="reason")
+    return await _set_status(slug, "suspended", reason)
+
+
+async def resume_tenant(slug: str) -> TenantInfo:
+    tenant = await _require(slug)
+    if tenant.status != "suspended":
+        raise UserError("not_suspended", f"tenant {slug!r} is {tenant.status}", field="slug")
+    return await _set_status(slug, "active", "")
+
+
+async def delete_tenant(slug: str, grace_days: int = 30, reason: str = "") -> TenantInfo:
+    """Soft-delete: the tenant stops resolving; data stays until purged after the grace period."""
+    tenant = await _require(slug)
+    if tenant.status == "deleted":
+        raise UserError("deleted", f"tenant {slug!r} is already deleted", field="slug")
+    now = datetime.now(UTC)
+    return await _set_status(
+        slug,
+        "deleted",
+        reason or "deleted",
+        deleted_at=now,
+        purge_after=now + timedelta(days=grace_days),
+    )
+
+
+async def restore_tenant(slug: str) -> TenantInfo:
+    """Undo a soft delete within the grace period."""
+    tenant = await _require(slug)
+    if tenant.status != "deleted":
+        raise UserError("not_deleted", f"tenant {slug!r} is not deleted", field="slug")
+    return await _set_status(slug, "active", "", deleted_at=None, purge_after=None)
+
+
+async def purge_tenant(slug: str, *, force: bool = False) -> None:
+    """Drop a deleted tenant's schema, role, registry row and Redis keys, for good.
+
+    Only deleted tenants past their grace period are purged, unless `force`. Re-running a purge
+    that failed half-way finishes it.
+    """
+    tenant = await _require(slug)
+    if tenant.status != "deleted":
+        raise UserError(
+            "not_deleted", f"tenant {slug!r} must be deleted before it is purged", field="slug"
+        )
+    if not force and tenant.purge_after and tenant.purge_after > datetime.now(UTC):
+        raise UserError(
+            "grace_period",
+            f"tenant {slug!r} can be restored until {tenant.purge_after:%Y-%m-%d %H:%M} UTC; "
+            "use --force to purge now",
+            field="slug",
+        )
+    await purge_tenant_keys(slug)
+    schema, role = quote_ident(tenant.schema_name), quote_ident(tenant.role_name)
+    async with _shard_connection(tenant.shard) as conn, conn.transaction():
+        await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE; DROP ROLE IF EXISTS {role}")
+        async with _platform_transaction(conn, tenant.shard) as platform:
+            await platform.execute("DELETE FROM platform.tenants WHERE id = $1", tenant.id)
+    tenant_cache.invalidate(slug)

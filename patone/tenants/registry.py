@@ -1,0 +1,143 @@
+"""Reading the tenant registry, with a short per-process cache for request resolution."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from patone.core.db import engine
+
+TENANT_COLUMNS = (
+    "t.id, t.slug, t.name, t.schema_name, t.role_name, t.status, t.status_reason, t.plan, "
+    "t.branding, t.shard, t.applied_migrations, t.created_at, t.deleted_at, t.purge_after"
+)
+
+
+@dataclass(frozen=True)
+class TenantInfo:
+    """A tenant as the rest of the code sees it (immutable; re-read to see changes)."""
+
+    id: UUID
+    slug: str
+    name: str
+    schema_name: str
+    role_name: str
+    status: str
+    status_reason: str
+    plan: str
+    branding: dict[str, Any]
+    shard: str
+    applied_migrations: tuple[str, ...]
+    created_at: datetime
+    deleted_at: datetime | None = None
+    purge_after: datetime | None = None
+    domains: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def is_active(self) -> bool:
+        return self.status == "active"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": str(self.id),
+            "slug": self.slug,
+            "name": self.name,
+            "status": self.status,
+            "status_reason": self.status_reason,
+            "plan": self.plan,
+            "shard": self.shard,
+            "schema": self.schema_name,
+            "domains": list(self.domains),
+            "created_at": self.created_at.isoformat(),
+            "deleted_at": self.deleted_at.isoformat() if self.deleted_at else None,
+            "purge_after": self.purge_after.isoformat() if self.purge_after else None,
+        }
+
+
+_BY_SLUG = f"""
+    SELECT {TENANT_COLUMNS},
+           COALESCE(array_agg(d.domain ORDER BY d.domain)
+                    FILTER (WHERE d.domain IS NOT NULL), '{{}}') AS domains
+    FROM platform.tenants t LEFT JOIN platform.tenant_domains d ON d.tenant = t.id
+    WHERE t.slug = $1 GROUP BY t.id
+"""
+_BY_DOMAIN = """
+    SELECT t.slug FROM platform.tenant_domains d JOIN platform.tenants t ON t.id = d.tenant
+    WHERE d.domain = $1
+"""
+
+
+def _info(row: asyncpg.Record | None) -> TenantInfo | None:
+    if row is None:
+        return None
+    data = dict(row)
+    domains = tuple(data.pop("domains"))
+    data["applied_migrations"] = tuple(data["applied_migrations"] or ())
+    if isinstance(data["branding"], str):
+        data["branding"] = json.loads(data["branding"])
+    return TenantInfo(**data, domains=domains)
+
+
+async def get_tenant(slug: str) -> TenantInfo | None:
+    """The tenant with this slug, whatever its status, read from the database."""
+    rows = await engine.fetch(_BY_SLUG, slug)
+    return _info(rows[0] if rows else None)
+
+
+async def list_tenants(status: str | None = None) -> list[TenantInfo]:
+    query = f"""
+        SELECT {TENANT_COLUMNS},
+               COALESCE(array_agg(d.domain ORDER BY d.domain)
+                        FILTER (WHERE d.domain IS NOT NULL), '{{}}') AS domains
+        FROM platform.tenants t LEFT JOIN platform.tenant_domains d ON d.tenant = t.id
+        WHERE ($1::varchar IS NULL OR t.status = $1) GROUP BY t.id ORDER BY t.slug
+    """
+    return [info for row in await engine.fetch(query, status) if (info := _info(row))]
+
+
+class TenantCache:
+    """Slug and domain look-ups for request resolution, kept `ttl` seconds per process."""
+
+    def __init__(self, ttl: float = 5.0) -> None:
+        self.ttl = ttl
+        self._slugs: dict[str, tuple[float, TenantInfo | None]] = {}
+        self._domains: dict[str, tuple[float, str | None]] = {}
+
+    async def by_slug(self, slug: str) -> TenantInfo | None:
+        now = time.monotonic()
+        hit = self._slugs.get(slug)
+        if hit and hit[0] > now:
+            return hit[1]
+        tenant = await get_tenant(slug)
+        self._slugs[slug] = (now + self.ttl, tenant)
+        return tenant
+
+    async def by_domain(self, domain: str) -> TenantInfo | None:
+        now = time.monotonic()
+        hit = self._domains.get(domain)
+        if hit and hit[0] > now:
+            slug = hit[1]
+        else:
+            rows = await engine.fetch(_BY_DOMAIN, domain)
+            slug = rows[0]["slug"] if rows else None
+            self._domains[domain] = (now + self.ttl, slug)
+        return await self.by_slug(slug) if slug else None
+
+    def invalidate(self, slug: str | None = None) -> None:
+        if slug is None:
+            self._slugs.clear()
+            self._domains.clear()
+            return
+        self._slugs.pop(slug, None)
+        for domain, (_, cached) in list(self._domains.items()):
+            if cached == slug:
+                self._domains.pop(domain, None)
+
+
+tenant_cache = TenantCache()

@@ -1,0 +1,69 @@
+"""The platform registry: plans, tenants and their domains, in the `platform` schema."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+from piccolo.columns import (
+    JSONB,
+    UUID,
+    Array,
+    Boolean,
+    ForeignKey,
+    Integer,
+    OnDelete,
+    Text,
+    Timestamptz,
+    Varchar,
+)
+from piccolo.table import Table
+
+from patone.core.db import engine
+
+
+class TenantStatus(str, Enum):
+    active = "active"
+    suspended = "suspended"
+    deleted = "deleted"
+
+
+class Plan(Table, tablename="plans", schema="platform", db=engine):
+    """A plan in the catalogue and the limits later features read (null means unlimited)."""
+
+    name = Varchar(length=40, primary_key=True)
+    title = Varchar(length=100)
+    api_requests_per_minute = Integer(default=60)
+    max_drivers = Integer(null=True, default=None)
+    max_users = Integer(null=True, default=None)
+    max_plugins = Integer(null=True, default=None)
+    plugins_allowed = Array(base_column=Varchar(length=100), default=list)
+    created_at = Timestamptz()
+
+
+class Tenant(Table, tablename="tenants", schema="platform", db=engine):
+    """A roadside company: its slug, schema, role, status, plan, branding and shard."""
+
+    id = UUID(primary_key=True)
+    slug = Varchar(length=40, unique=True)
+    name = Varchar(length=200)
+    schema_name = Varchar(length=63, unique=True)
+    role_name = Varchar(length=63, unique=True)
+    status = Varchar(length=20, choices=TenantStatus, default=TenantStatus.active, index=True)
+    status_reason = Text(default="")
+    plan = ForeignKey(references=Plan, on_delete=OnDelete.restrict)
+    branding = JSONB(default={})
+    shard = Varchar(length=63, default="default")
+    applied_migrations = Array(base_column=Varchar(length=200), default=list)
+    created_at = Timestamptz()
+    updated_at = Timestamptz()
+    deleted_at = Timestamptz(null=True, default=None)
+    purge_after = Timestamptz(null=True, default=None)
+
+
+class TenantDomain(Table, tablename="tenant_domains", schema="platform", db=engine):
+    """A custom domain that resolves to a tenant (e.g. help.acme-towing.com)."""
+
+    tenant = ForeignKey(references=Tenant, on_delete=OnDelete.cascade, index=True)
+    domain = Varchar(length=255, unique=True)
+    is_primary = Boolean(default=False)
+    created_at = Timestamptz()
