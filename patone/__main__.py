@@ -1,0 +1,3 @@
+from patone.cli import main
+
+main()

@@ -1,0 +1,180 @@
+"""The ASGI application: routes, middleware and the lifespan that connects everything."""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from patone.core.db import engine
+from patone.core.errors import UserError
+from patone.core.redis import close_redis, connect_redis, get_redis
+from patone.embedded import EmbeddedServices
+from patone.log import configure_logging
+from patone.settings import Settings, get_settings
+from patone.tenants.isolation import tenant_transaction
+from patone.tenants.middleware import TenantMiddleware
+from patone.tenants.migrations import ensure_platform
+from patone.tenants.provisioning import create_tenant
+from patone.tenants.registry import TenantInfo, get_tenant, tenant_cache
+from patone.web import RequestContextMiddleware, error_response, user_error_response
+
+log = logging.getLogger(__name__)
+
+DEMO_SLUG = "demo"
+_CHECK_TIMEOUT = 2.0
+
+
+async def _check(name: str, probe: Any) -> dict[str, Any]:
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    try:
+        await asyncio.wait_for(probe(), _CHECK_TIMEOUT)
+    except Exception as error:
+        return {"ok": False, "error": f"{type(error).__name__}: {error}"[:200]}
+    return {"ok": True, "latency_ms": round((loop.time() - started) * 1000, 2)}
+
+
+async def healthz(request: Request) -> JSONResponse:
+    """Postgres and Redis, each checked with a time-out; 503 when either is down."""
+    checks = dict(
+        zip(
+            ("postgres", "redis"),
+            await asyncio.gather(
+                _check("postgres", lambda: engine.fetch("SELECT 1")),
+                _check("redis", lambda: get_redis().ping()),
+            ),
+            strict=True,
+        )
+    )
+    healthy = all(check["ok"] for check in checks.values())
+    return JSONResponse(
+        {"status": "ok" if healthy else "unavailable", "checks": checks},
+        status_code=200 if healthy else 503,
+    )
+
+
+def _tenant(request: Request) -> TenantInfo | None:
+    return getattr(request.state, "tenant", None)
+
+
+async def home(request: Request) -> Response:
+    """The tenant's front page (the portal issue builds it out) or the platform's."""
+    tenant = _tenant(request)
+    title = html.escape(tenant.name if tenant else "Patone Cloud")
+    subtitle = "Roadside assistance" if tenant else "Software for roadside-assistance companies"
+    return HTMLResponse(
+        "<!doctype html><html lang=en><meta charset=utf-8>"
+        f"<meta name=viewport content='width=device-width,initial-scale=1'><title>{title}</title>"
+        f"<body><main><h1>{title}</h1><p>{subtitle}</p></main></body></html>"
+    )
+
+
+async def tenant_info(request: Request) -> JSONResponse:
+    """Who this tenant is and what its schema holds, read inside its own transaction."""
+    tenant = _tenant(request)
+    if tenant is None:
+        return error_response(
+            404, "tenant_required", "Name a company: use its subdomain or an X-Tenant header."
+        )
+    async with tenant_transaction(tenant) as transaction:
+        connection = transaction.connection
+        where = await connection.fetchrow("SELECT current_schema() AS schema, current_user AS role")
+        tables = await connection.fetch(
+            "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() ORDER BY 1"
+        )
+        migrations = await connection.fetchval("SELECT count(*) FROM migration")
+    return JSONResponse(
+        {
+            "tenant": tenant.as_dict(),
+            "schema": {
+                "name": where["schema"],
+                "role": where["role"],
+                "tables": [row["tablename"] for row in tables],
+                "migrations": migrations,
+            },
+        }
+    )
+
+
+async def ensure_demo_tenant() -> TenantInfo:
+    """The demo tenant, created the first time."""
+    existing = await get_tenant(DEMO_SLUG)
+    if existing is not None:
+        return existing
+    try:
+        return await create_tenant(DEMO_SLUG, "Demo Towing & Recovery", plan="enterprise")
+    except UserError:
+        # Another process created it at the same moment.
+        tenant = await get_tenant(DEMO_SLUG)
+        assert tenant is not None
+        return tenant
+
+
+async def _user_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, UserError)
+    return user_error_response(exc)
+
+
+async def _not_found(request: Request, exc: Exception) -> Response:
+    return error_response(404, "not_found", f"Nothing at {request.url.path}.")
+
+
+def create_app(
+    settings: Settings | None = None,
+    services: EmbeddedServices | None = None,
+    on_ready: Callable[[Starlette], None] | None = None,
+) -> Starlette:
+    """Build the app. Without `services` the lifespan starts (and stops) what settings need."""
+    settings = settings or get_settings()
+    configure_logging(settings.log_level)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        owned = services is None
+        running = services or await asyncio.to_thread(EmbeddedServices.start, settings)
+        try:
+            await engine.connect(
+                {"default": running.database_url, **settings.shards},
+                min_size=settings.db_pool_min,
+                max_size=settings.db_pool_max,
+                max_queries=settings.db_pool_max_queries,
+                max_inactive_connection_lifetime=settings.db_pool_max_idle,
+            )
+            await connect_redis(running.redis_url)
+            await ensure_platform()
+            tenant_cache.ttl = settings.tenant_cache_ttl
+            app.state.demo = await ensure_demo_tenant() if settings.create_demo_tenant else None
+            log.info("patone ready", extra={"demo": bool(app.state.demo)})
+            if on_ready is not None:
+                on_ready(app)
+            yield
+        finally:
+            await close_redis()
+            await engine.disconnect()
+            if owned:
+                await asyncio.to_thread(running.stop)
+
+    return Starlette(
+        debug=False,
+        routes=[
+            Route("/healthz", healthz),
+            Route("/", home),
+            Route("/api/tenant", tenant_info),
+        ],
+        middleware=[
+            Middleware(RequestContextMiddleware, debug=settings.debug),
+            Middleware(TenantMiddleware, base_domain=settings.base_domain, cache=tenant_cache),
+        ],
+        exception_handlers={UserError: _user_error, 404: _not_found},
+        lifespan=lifespan,
+    )

@@ -1,0 +1,286 @@
+"""`patone`: serve the product, migrate tenants, manage tenants."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from patone.core.db import engine
+from patone.core.errors import UserError
+from patone.core.redis import close_redis, connect_redis
+from patone.embedded import EmbeddedServiceError, EmbeddedServices
+from patone.settings import Settings, SettingsError, load_settings
+from patone.tenants import provisioning
+from patone.tenants.migrations import (
+    TenantMigrationResult,
+    ensure_platform,
+    migrate_tenants,
+)
+from patone.tenants.registry import TenantInfo, list_tenants
+
+app = typer.Typer(help="Patone Cloud: roadside-assistance dispatch as a service.", no_args_is_help=True)
+tenants_app = typer.Typer(help="Create and manage tenants (companies).", no_args_is_help=True)
+app.add_typer(tenants_app, name="tenants")
+
+console = Console()
+err = Console(stderr=True, soft_wrap=True)
+T = TypeVar("T")
+
+
+def _settings(**overrides: Any) -> Settings:
+    try:
+        return load_settings(**overrides)
+    except SettingsError as error:
+        err.print(f"[red]{error}[/red]", highlight=False)
+        raise typer.Exit(2) from None
+
+
+def _start(settings: Settings) -> EmbeddedServices:
+    try:
+        return EmbeddedServices.start(settings)
+    except EmbeddedServiceError as error:
+        err.print(f"[red]{error}[/red]", highlight=False)
+        raise typer.Exit(1) from None
+
+
+def run_with_database(work: Callable[[], Awaitable[T]], settings: Settings | None = None) -> T:
+    """Connect (starting embedded servers if needed), run `work`, disconnect and stop them."""
+    settings = settings or _settings()
+    services = _start(settings)
+
+    async def main() -> T:
+        await engine.connect(
+            {"default": services.database_url, **settings.shards},
+            min_size=1,
+            max_size=max(settings.db_pool_max, settings.migrate_concurrency + 1),
+            max_queries=settings.db_pool_max_queries,
+            max_inactive_connection_lifetime=settings.db_pool_max_idle,
+        )
+        try:
+            await connect_redis(services.redis_url)
+            await ensure_platform()
+            return await work()
+        finally:
+            await close_redis()
+            await engine.disconnect()
+
+    try:
+        return asyncio.run(main())
+    except UserError as error:
+        where = f" ({error.field})" if error.field else ""
+        err.print(f"[red]error{where}:[/red] {error.message}", highlight=False)
+        raise typer.Exit(1) from None
+    finally:
+        services.stop()
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to listen on (HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on (PORT).")] = None,
+) -> None:
+    """Run the product: web app, API and (on the embedded default) its servers."""
+    import uvicorn
+
+    from patone.app import create_app
+
+    overrides: dict[str, Any] = {}
+    if host is not None:
+        overrides["host"] = host
+    if port is not None:
+        overrides["port"] = port
+    settings = _settings(**overrides)
+
+    def ready(web: Any) -> None:
+        base = f"http://{settings.base_domain}:{settings.port}"
+        console.print("\n[bold green]Patone Cloud is running.[/bold green]")
+        console.print(f"  Platform     {base}/")
+        if web.state.demo is not None:
+            console.print(
+                f"  Demo tenant  http://{web.state.demo.slug}.{settings.base_domain}:"
+                f"{settings.port}/"
+            )
+        console.print(f"  Health       {base}/healthz")
+        if settings.embedded_postgres or settings.embedded_redis:
+            console.print(f"  Data         {settings.data_dir.resolve()} (embedded servers)")
+        console.print("  Stop with Ctrl+C.\n")
+
+    # The app's lifespan starts and stops the embedded servers: uvicorn re-raises SIGTERM after
+    # its shutdown, so code after `uvicorn.run` (and atexit) would never run.
+    uvicorn.run(
+        create_app(settings, on_ready=ready),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+    )
+
+
+@app.command()
+def migrate(
+    concurrency: Annotated[
+        int | None, typer.Option(min=1, max=64, help="Tenants at once (MIGRATE_CONCURRENCY).")
+    ] = None,
+    tenant: Annotated[
+        list[str] | None, typer.Option("--tenant", "-t", help="Only these tenants.")
+    ] = None,
+) -> None:
+    """Apply new migrations to the platform schema and every tenant schema (resumable)."""
+    settings = _settings()
+    limit = concurrency or settings.migrate_concurrency
+    failures: list[TenantMigrationResult] = []
+
+    async def work() -> Any:
+        with Progress(
+            TextColumn("[bold]migrating tenants"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[last]}"),
+            console=err,
+            transient=False,
+        ) as progress:
+            task = progress.add_task("migrate", total=None, last="")
+
+            def planned(total: int) -> None:
+                progress.update(task, total=total)
+
+            def done(result: TenantMigrationResult) -> None:
+                if result.status == "failed":
+                    failures.append(result)
+                progress.update(task, advance=1, last=f"{result.slug}: {result.status}")
+
+            return await migrate_tenants(
+                concurrency=limit, slugs=tenant, on_result=done, on_plan=planned
+            )
+
+    report = run_with_database(work, settings)
+    counts = {s: 0 for s in ("migrated", "up to date", "failed")}
+    for result in report.results:
+        counts[result.status] += 1
+    console.print(
+        f"{len(report.results)} tenants in {report.seconds:.1f}s: "
+        f"{counts['migrated']} migrated, {counts['up to date']} up to date, "
+        f"{counts['failed']} failed"
+    )
+    if failures:
+        table = Table("tenant", "attempts", "error", title="Failed tenants (re-run to resume)")
+        for result in failures:
+            table.add_row(result.slug, str(result.attempts), result.error or "")
+        console.print(table)
+        raise typer.Exit(1)
+
+
+def _print_tenant(tenant: TenantInfo, as_json: bool = False) -> None:
+    if as_json:
+        console.print_json(json.dumps(tenant.as_dict()))
+        return
+    console.print(
+        f"{tenant.slug}: {tenant.name} [{tenant.status}] plan={tenant.plan} "
+        f"schema={tenant.schema_name}",
+        highlight=False,
+    )
+
+
+@tenants_app.command("create")
+def tenants_create(
+    slug: str,
+    name: Annotated[str | None, typer.Option(help="Company name shown to people.")] = None,
+    plan: Annotated[str, typer.Option(help="Plan from the catalogue.")] = "standard",
+    domain: Annotated[
+        list[str] | None, typer.Option("--domain", help="Custom domain (repeatable).")
+    ] = None,
+    shard: Annotated[str, typer.Option(help="Database shard.")] = "default",
+) -> None:
+    """Create a tenant with its own schema and role."""
+    settings = _settings()
+    tenant = run_with_database(
+        lambda: provisioning.create_tenant(
+            slug, name, plan=plan, domains=domain or (), shard=shard
+        ),
+        settings,
+    )
+    _print_tenant(tenant)
+    console.print(f"  http://{tenant.slug}.{settings.base_domain}:{settings.port}/", highlight=False)
+
+
+@tenants_app.command("list")
+def tenants_list(
+    status: Annotated[str | None, typer.Option(help="Only this status.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+) -> None:
+    """List tenants."""
+    tenants = run_with_database(lambda: list_tenants(status))
+    if as_json:
+        for tenant in tenants:
+            sys.stdout.write(json.dumps(tenant.as_dict()) + "\n")
+        return
+    table = Table("slug", "name", "status", "plan", "shard", "domains", "created")
+    for t in tenants:
+        table.add_row(
+            t.slug, t.name, t.status, t.plan, t.shard, ", ".join(t.domains),
+            f"{t.created_at:%Y-%m-%d}",
+        )  # fmt: skip
+    console.print(table)
+
+
+@tenants_app.command("suspend")
+def tenants_suspend(
+    slug: str, reason: Annotated[str, typer.Option(help="Shown with the 403.")]
+) -> None:
+    """Suspend a tenant: its requests get 403 with the reason."""
+    _print_tenant(run_with_database(lambda: provisioning.suspend_tenant(slug, reason)))
+
+
+@tenants_app.command("resume")
+def tenants_resume(slug: str) -> None:
+    """Resume a suspended tenant."""
+    _print_tenant(run_with_database(lambda: provisioning.resume_tenant(slug)))
+
+
+@tenants_app.command("delete")
+def tenants_delete(
+    slug: str, reason: Annotated[str, typer.Option(help="Why, for the record.")] = ""
+) -> None:
+    """Soft-delete a tenant; it can be restored until its grace period ends."""
+    settings = _settings()
+    tenant = run_with_database(
+        lambda: provisioning.delete_tenant(slug, settings.tenant_delete_grace_days, reason),
+        settings,
+    )
+    _print_tenant(tenant)
+    if tenant.purge_after:
+        console.print(f"  restorable until {tenant.purge_after:%Y-%m-%d %H:%M} UTC")
+
+
+@tenants_app.command("restore")
+def tenants_restore(slug: str) -> None:
+    """Restore a soft-deleted tenant."""
+    _print_tenant(run_with_database(lambda: provisioning.restore_tenant(slug)))
+
+
+@tenants_app.command("purge")
+def tenants_purge(
+    slug: str,
+    force: Annotated[bool, typer.Option(help="Purge before the grace period ends.")] = False,
+) -> None:
+    """Drop a deleted tenant's schema, role and Redis keys for good."""
+    run_with_database(lambda: provisioning.purge_tenant(slug, force=force))
+    console.print(f"{slug}: purged")
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,53 @@
+"""Structured JSON logs carrying the request id and tenant of the work that wrote them."""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import sys
+
+from pythonjsonlogger.json import JsonFormatter
+
+request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "patone_request_id", default=None
+)
+tenant_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "patone_log_tenant", default=None
+)
+
+
+class ContextFilter(logging.Filter):
+    """Stamp each record with the current request id and tenant slug."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = request_id_var.get()
+        record.tenant = tenant_var.get()
+        record.__dict__.pop("color_message", None)  # uvicorn's ANSI copy of the message
+        return True
+
+
+def configure_logging(level: str = "INFO") -> None:
+    """JSON lines on stderr for our loggers and uvicorn's; idempotent."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        JsonFormatter(
+            "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s %(tenant)s",
+            rename_fields={"asctime": "ts", "levelname": "level", "name": "logger"},
+        )
+    )
+    handler.addFilter(ContextFilter())
+    root = logging.getLogger()
+    for existing in list(root.handlers):
+        if getattr(existing, "_patone", False):
+            root.removeHandler(existing)
+    handler._patone = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    root.setLevel(level)
+    for name in ("uvicorn", "uvicorn.error"):
+        logger = logging.getLogger(name)
+        logger.handlers.clear()
+        logger.propagate = True
+    # pgserver narrates every step at INFO.
+    logging.getLogger("pgserver").setLevel(max(root.level, logging.WARNING))
+    # We write our own access log line, with the request id and tenant.
+    logging.getLogger("uvicorn.access").disabled = True
