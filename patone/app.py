@@ -141,7 +141,11 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         owned = services is None
-        running = services or await asyncio.to_thread(EmbeddedServices.start, settings)
+        running: EmbeddedServices = (
+            services
+            if services is not None
+            else await asyncio.to_thread(EmbeddedServices.start, settings)
+        )
         try:
             await engine.connect(
                 {"default": running.database_url, **settings.shards},

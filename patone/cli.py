@@ -26,7 +26,9 @@ from patone.tenants.migrations import (
 )
 from patone.tenants.registry import TenantInfo, list_tenants
 
-app = typer.Typer(help="Patone Cloud: roadside-assistance dispatch as a service.", no_args_is_help=True)
+app = typer.Typer(
+    help="Patone Cloud: roadside-assistance dispatch as a service.", no_args_is_help=True
+)
 tenants_app = typer.Typer(help="Create and manage tenants (companies).", no_args_is_help=True)
 app.add_typer(tenants_app, name="tenants")
 
@@ -188,6 +190,7 @@ def _print_tenant(tenant: TenantInfo, as_json: bool = False) -> None:
         f"{tenant.slug}: {tenant.name} [{tenant.status}] plan={tenant.plan} "
         f"schema={tenant.schema_name}",
         highlight=False,
+        markup=False,
     )
 
 
@@ -210,7 +213,9 @@ def tenants_create(
         settings,
     )
     _print_tenant(tenant)
-    console.print(f"  http://{tenant.slug}.{settings.base_domain}:{settings.port}/", highlight=False)
+    console.print(
+        f"  http://{tenant.slug}.{settings.base_domain}:{settings.port}/", highlight=False
+    )
 
 
 @tenants_app.command("list")

@@ -107,8 +107,10 @@ class EmbeddedServices:
                 raise EmbeddedServiceError(f"embedded Postgres failed to start: {error}") from error
         log.info(
             "embedded postgres ready",
-            extra={"data_dir": str(data_dir / "postgres"),
-                   "seconds": round(time.perf_counter() - started, 2)},
+            extra={
+                "data_dir": str(data_dir / "postgres"),
+                "seconds": round(time.perf_counter() - started, 2),
+            },
         )
         return str(self.postgres.get_uri())
 

@@ -64,7 +64,7 @@ class PatoneEngine(PostgresEngine):
         return None
 
     # Piccolo reads and writes `self.pool`; route it through the current shard.
-    @property  # type: ignore[override]
+    @property
     def pool(self) -> Pool | None:
         if not self._pools:
             return None

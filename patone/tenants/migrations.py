@@ -414,9 +414,7 @@ async def ensure_platform() -> list[str]:
     try:
         async with engine.transaction() as transaction:
             connection = transaction.connection
-            await connection.execute(
-                "SELECT pg_advisory_xact_lock($1)", _PLATFORM_LOCK_KEY
-            )
+            await connection.execute("SELECT pg_advisory_xact_lock($1)", _PLATFORM_LOCK_KEY)
             await connection.execute(
                 "CREATE SCHEMA IF NOT EXISTS platform; CREATE SCHEMA IF NOT EXISTS ext; "
                 "GRANT USAGE ON SCHEMA ext TO PUBLIC; "

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 from piccolo.columns import (
     JSONB,
@@ -21,7 +21,7 @@ from piccolo.table import Table
 from patone.core.db import engine
 
 
-class TenantStatus(str, Enum):
+class TenantStatus(StrEnum):
     active = "active"
     suspended = "suspended"
     deleted = "deleted"

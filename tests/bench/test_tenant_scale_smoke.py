@@ -1,0 +1,59 @@
+"""The tenant scale benchmark runs end to end in its smoke mode and prints its summary."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "bench" / "tenant_scale.py"
+
+
+def test_tenant_scale_smoke(tmp_path: Path) -> None:
+    figures = tmp_path / "figures.json"
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--smoke", "--json", str(figures)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    output = done.stdout
+    assert done.returncode == 0, output[-5000:] + done.stderr[-5000:]
+    for needle in (
+        "summary: 20 tenants",
+        "provisioning p95",
+        "disk per tenant",
+        "migrate 20 tenants, one nullable column",
+        "migrate 20 tenants, nothing to do",
+        "reads warm: random / single p99",
+        "RSS after 10 -> all tenants touched",
+        "backend memory max, all touched",
+        "delete + purge",
+        "dropped database 'patone_bench_smoke'",
+    ):
+        assert needle in output, f"{needle!r} missing from:\n{output[-5000:]}"
+
+    data = json.loads(figures.read_text())
+    assert data["tenants"] == 20
+    assert data["provisioning"]["overall"]["count"] == 20
+    assert data["provisioning"]["overall"]["p95"] > 0
+    assert data["disk"]["per_tenant_bytes"] > 0
+    assert data["disk"]["tables_per_tenant"] == 16
+    assert data["migrate"]["add_column"]["migrated"] == 20
+    assert data["migrate"]["add_column"]["failed"] == 0
+    assert data["migrate"]["noop"]["up_to_date"] == 20
+    assert data["migrate"]["altered"] == 20
+    for phase in ("cold", "warm", "warm, recycling off"):
+        reads = data["reads"][phase]
+        assert reads["single"]["count"] == reads["random"]["count"] == 200
+        assert reads["ratio_p99"] > 0
+    for probe in ("recycled", "unbounded"):
+        memory = data["memory"][probe]
+        assert memory["tenants"] == 20
+        assert memory["rss_all"] > 0
+        assert max(memory["backends_all"]) > 0
+    assert data["purge"]["count"] == 5

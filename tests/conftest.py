@@ -1,0 +1,86 @@
+"""Shared fixtures: the machine's real Postgres and Redis, and tenants that clean up after."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+
+os.environ.setdefault("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/9")
+os.environ.setdefault("DEMO_TENANT", "false")
+
+from patone.core.db import engine
+from patone.core.redis import close_redis, connect_redis, get_redis
+from patone.tenants import provisioning
+from patone.tenants.migrations import ensure_platform
+from patone.tenants.registry import TenantInfo, get_tenant, tenant_cache
+
+DATABASE_URL = os.environ["DATABASE_URL"]
+REDIS_URL = os.environ["REDIS_URL"]
+# Test tenants' slugs start with this, so a crashed run's leftovers can be found and dropped
+# without touching anything else in the cluster (roles are cluster-wide).
+TEST_PREFIX = "tt"
+
+
+async def _drop_leftovers() -> None:
+    rows = await engine.fetch(
+        "SELECT nspname FROM pg_namespace WHERE nspname LIKE $1", f"t\\_{TEST_PREFIX}%"
+    )
+    for row in rows:
+        await engine.execute(f'DROP SCHEMA "{row["nspname"]}" CASCADE')
+    roles = await engine.fetch(
+        "SELECT rolname FROM pg_roles WHERE rolname LIKE $1", f"t\\_{TEST_PREFIX}%\\_role"
+    )
+    for row in roles:
+        await engine.execute(f'DROP ROLE IF EXISTS "{row["rolname"]}"')
+    await engine.execute("DELETE FROM platform.tenants WHERE slug LIKE $1", f"{TEST_PREFIX}%")
+
+
+@pytest.fixture(scope="session", autouse=True)
+async def database() -> AsyncIterator[None]:
+    """Connect once per session to the real Postgres and Redis; start from a clean slate."""
+    await engine.connect({"default": DATABASE_URL}, min_size=1, max_size=12)
+    await connect_redis(REDIS_URL)
+    await ensure_platform()
+    await _drop_leftovers()
+    tenant_cache.ttl = 0
+    yield
+    await _drop_leftovers()
+    await close_redis()
+    await engine.disconnect()
+
+
+def unique_slug(stem: str = "co") -> str:
+    return f"{TEST_PREFIX}{stem}-{uuid.uuid4().hex[:8]}"
+
+
+MakeTenant = Callable[..., Awaitable[TenantInfo]]
+
+
+@pytest.fixture
+async def make_tenant() -> AsyncIterator[MakeTenant]:
+    """Create tenants with unique slugs; purge them (schema, role, row, keys) afterwards."""
+    made: list[str] = []
+
+    async def make(stem: str = "co", **kwargs: object) -> TenantInfo:
+        slug = unique_slug(stem)
+        tenant = await provisioning.create_tenant(slug, **kwargs)  # type: ignore[arg-type]
+        made.append(slug)
+        return tenant
+
+    yield make
+    for slug in made:
+        tenant = await get_tenant(slug)
+        if tenant is None:
+            continue
+        if tenant.status != "deleted":
+            await provisioning.delete_tenant(slug)
+        await provisioning.purge_tenant(slug, force=True)
+
+
+@pytest.fixture
+async def redis_client():  # type: ignore[no-untyped-def]
+    return get_redis()

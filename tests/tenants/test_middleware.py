@@ -1,0 +1,114 @@
+"""Resolving the tenant of a request: custom domain, subdomain, X-Tenant for the API."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from patone.app import create_app
+from patone.settings import load_settings
+from patone.tenants import provisioning
+from tests.conftest import MakeTenant
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[httpx.AsyncClient]:
+    # The session fixture already connected Postgres and Redis; no lifespan here.
+    app = create_app(load_settings(base_domain="patone.test"))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://patone.test") as c:
+        yield c
+
+
+async def _schema(client: httpx.AsyncClient, **kwargs: object) -> httpx.Response:
+    return await client.get("/api/tenant", **kwargs)  # type: ignore[arg-type]
+
+
+async def test_subdomain_reaches_the_tenants_own_schema(
+    client: httpx.AsyncClient, make_tenant: MakeTenant
+) -> None:
+    acme = await make_tenant("acme", name="Acme")
+    bolt = await make_tenant("bolt", name="Bolt")
+    for tenant in (acme, bolt):
+        response = await _schema(client, headers={"Host": f"{tenant.slug}.patone.test:8000"})
+        assert response.status_code == 200
+        body = response.json()
+        assert body["tenant"]["slug"] == tenant.slug
+        assert body["schema"]["name"] == tenant.schema_name
+        assert body["schema"]["role"] == tenant.role_name
+        assert "settings" in body["schema"]["tables"]
+
+
+async def test_custom_domain_wins_over_everything(
+    client: httpx.AsyncClient, make_tenant: MakeTenant
+) -> None:
+    acme = await make_tenant("acme", domains=["help.acme-towing.test"])
+    other = await make_tenant("other")
+    response = await _schema(
+        client, headers={"Host": "help.acme-towing.test", "X-Tenant": other.slug}
+    )
+    assert response.json()["tenant"]["slug"] == acme.slug
+
+
+async def test_x_tenant_header_works_for_the_api_only(
+    client: httpx.AsyncClient, make_tenant: MakeTenant
+) -> None:
+    acme = await make_tenant("acme", name="Acme Header")
+    api = await _schema(client, headers={"X-Tenant": acme.slug})
+    assert api.status_code == 200 and api.json()["tenant"]["slug"] == acme.slug
+    page = await client.get("/", headers={"X-Tenant": acme.slug})
+    assert page.status_code == 200 and "Acme Header" not in page.text
+    assert "Patone Cloud" in page.text
+
+
+async def test_unknown_tenant_is_a_404_json_error(client: httpx.AsyncClient) -> None:
+    for kwargs in (
+        {"headers": {"Host": "nobody.patone.test"}},
+        {"headers": {"X-Tenant": "nobody"}},
+    ):
+        response = await _schema(client, **kwargs)
+        assert response.status_code == 404
+        error = response.json()["error"]
+        assert error["code"] == "tenant_not_found" and "nobody" in error["message"]
+        assert error["request_id"] == response.headers["x-request-id"]
+
+
+async def test_suspended_is_403_with_reason_and_deleted_is_404(
+    client: httpx.AsyncClient, make_tenant: MakeTenant
+) -> None:
+    tenant = await make_tenant("susp", name="Suspended Co")
+    host = {"Host": f"{tenant.slug}.patone.test"}
+    await provisioning.suspend_tenant(tenant.slug, "payment overdue")
+    response = await client.get("/", headers=host)
+    assert response.status_code == 403
+    assert response.json()["error"] == {
+        "code": "tenant_suspended",
+        "message": "Suspended Co is suspended.",
+        "reason": "payment overdue",
+        "request_id": response.headers["x-request-id"],
+    }
+    await provisioning.resume_tenant(tenant.slug)
+    assert (await client.get("/", headers=host)).status_code == 200
+    await provisioning.delete_tenant(tenant.slug)
+    assert (await client.get("/", headers=host)).status_code == 404
+
+
+async def test_bare_domain_and_platform_subdomains_are_the_platform(
+    client: httpx.AsyncClient,
+) -> None:
+    for host in ("patone.test", "www.patone.test", "127.0.0.1:8000"):
+        response = await client.get("/", headers={"Host": host})
+        assert response.status_code == 200 and "Patone Cloud" in response.text
+    response = await _schema(client)
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "tenant_required"
+
+
+async def test_healthz_answers_on_any_host(client: httpx.AsyncClient) -> None:
+    response = await client.get("/healthz", headers={"Host": "nobody.patone.test"})
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "ok"
+    assert body["checks"]["postgres"]["ok"] and body["checks"]["redis"]["ok"]

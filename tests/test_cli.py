@@ -1,0 +1,62 @@
+"""The `patone` command, run as a user runs it: a real process against the real database."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from tests.conftest import unique_slug
+
+
+def patone(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "patone", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "COLUMNS": "200", **(env or {})},
+    )
+
+
+def test_tenant_life_cycle_from_the_command_line() -> None:
+    slug = unique_slug("cli")
+    created = patone("tenants", "create", slug, "--name", "CLI Towing", "--plan", "free")
+    assert created.returncode == 0, created.stderr
+    assert f"{slug}: CLI Towing [active]" in created.stdout
+    assert f"http://{slug}.localhost:8000/" in created.stdout
+
+    listed = patone("tenants", "list", "--json")
+    rows = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert any(r["slug"] == slug and r["plan"] == "free" for r in rows)
+
+    assert "[suspended]" in patone("tenants", "suspend", slug, "--reason", "unpaid").stdout
+    assert "[active]" in patone("tenants", "resume", slug).stdout
+    deleted = patone("tenants", "delete", slug)
+    assert "[deleted]" in deleted.stdout and "restorable until" in deleted.stdout
+    assert "[active]" in patone("tenants", "restore", slug).stdout
+    patone("tenants", "delete", slug)
+    early = patone("tenants", "purge", slug)
+    assert early.returncode == 1 and "--force" in early.stderr
+    purged = patone("tenants", "purge", slug, "--force")
+    assert purged.returncode == 0 and "purged" in purged.stdout
+    assert slug not in patone("tenants", "list").stdout
+
+
+def test_bad_input_is_one_clear_line_and_changes_nothing() -> None:
+    bad = patone("tenants", "create", "Bad_Slug")
+    assert bad.returncode == 1
+    assert "error (slug):" in bad.stderr and "lower-case" in bad.stderr
+    assert "Traceback" not in bad.stderr
+    wrong = patone("tenants", "list", env={"PORT": "eighty"})
+    assert wrong.returncode == 2
+    assert wrong.stderr.strip().startswith("Invalid setting PORT")
+    assert len(wrong.stderr.strip().splitlines()) == 1
+
+
+def test_migrate_prints_progress_and_a_summary() -> None:
+    result = patone("migrate")
+    assert result.returncode == 0, result.stderr
+    assert "migrating tenants" in result.stderr
+    assert "failed" in result.stdout and " 0 failed" in result.stdout
