@@ -2,21 +2,55 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import socket
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import pytest
-
-os.environ.setdefault("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
-os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/9")
-os.environ.setdefault("DEMO_TENANT", "false")
 
 from patone.core.db import engine
 from patone.core.redis import close_redis, connect_redis, get_redis
 from patone.tenants import provisioning
 from patone.tenants.migrations import ensure_platform
 from patone.tenants.registry import TenantInfo, get_tenant, tenant_cache
+
+MACHINE_POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
+MACHINE_REDIS = "redis://127.0.0.1:6379/9"
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(0.5)
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _use_machine_or_embedded_services() -> None:
+    """Tests use the machine's Postgres and Redis; where there are none, embedded ones."""
+    wanted: dict[str, str | None] = {}
+    if not os.environ.get("DATABASE_URL"):
+        wanted["database_url"] = MACHINE_POSTGRES if _listening(5432) else None
+    if not os.environ.get("REDIS_URL"):
+        wanted["redis_url"] = MACHINE_REDIS if _listening(6379) else None
+    if None in wanted.values():
+        from patone.embedded import EmbeddedServices
+        from patone.settings import load_settings
+
+        data_dir = Path(tempfile.gettempdir()) / "patone-test-services"
+        settings = load_settings(data_dir=data_dir, **{k: v or "" for k, v in wanted.items()})
+        services = EmbeddedServices.start(settings)
+        atexit.register(services.stop)
+        wanted = {"database_url": services.database_url, "redis_url": services.redis_url}
+    for key, value in wanted.items():
+        os.environ[key.upper()] = str(value)
+
+
+_use_machine_or_embedded_services()
+os.environ.setdefault("DEMO_TENANT", "false")
+
 
 DATABASE_URL = os.environ["DATABASE_URL"]
 REDIS_URL = os.environ["REDIS_URL"]

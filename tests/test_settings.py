@@ -56,3 +56,11 @@ def test_secret_key_is_generated_once_and_kept(tmp_path: Path) -> None:
     assert len(first) > 40
     assert load_settings(secret_key="", data_dir=tmp_path).resolved_secret_key() == first
     assert (tmp_path / "secret_key").stat().st_mode & 0o777 == 0o600
+
+
+def test_readme_documents_every_setting() -> None:
+    from patone.settings import Settings
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    missing = [name.upper() for name in Settings.model_fields if f"`{name.upper()}`" not in readme]
+    assert missing == []

@@ -439,4 +439,19 @@ async def ensure_platform() -> list[str]:
                 applied_now.append(migration.id)
     finally:
         current_shard.reset(shard_token)
+    for shard in engine.shards:
+        if shard != "default":
+            await _prepare_shard(shard)
     return applied_now
+
+
+async def _prepare_shard(shard: str) -> None:
+    """A shard holds only tenant schemas: give it `ext` and an empty, closed `public`."""
+    token = current_shard.set(shard)
+    try:
+        await engine.execute(
+            "CREATE SCHEMA IF NOT EXISTS ext; GRANT USAGE ON SCHEMA ext TO PUBLIC; "
+            "REVOKE ALL ON SCHEMA public FROM PUBLIC"
+        )
+    finally:
+        current_shard.reset(token)

@@ -1,0 +1,1 @@
+"""The dispatch console and back office for a company's staff (`/admin`)."""

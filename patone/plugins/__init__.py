@@ -1,0 +1,1 @@
+"""The plugin system (pluggy): hook specifications, the manager, and the built-in providers."""
