@@ -17,7 +17,8 @@ tenant transaction fails with "relation does not exist" instead of finding anoth
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
@@ -79,6 +80,15 @@ class PatoneEngine(PostgresEngine):
         # Piccolo's __init__ assigns None; pools are managed by `connect` and `disconnect`.
         if value is not None:
             raise AttributeError("use PatoneEngine.connect() to create pools")
+
+    @asynccontextmanager
+    async def acquire(self, shard: str = DEFAULT_SHARD) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection of one shard, outside any Piccolo transaction."""
+        pool = self._pools.get(shard)
+        if pool is None:
+            raise ShardNotConfigured(f"no database is configured for shard {shard!r}")
+        async with pool.acquire() as connection:
+            yield connection
 
     @property
     def shards(self) -> list[str]:
@@ -154,27 +164,24 @@ class PatoneEngine(PostgresEngine):
         raw = getattr(transaction.connection, "raw", transaction.connection)
         return _TransactionBatch(connection=raw, query=query, batch_size=batch_size)
 
-    async def execute(self, sql: str, *args: Any) -> str:
-        """Run one statement (or a script, without args) in the current transaction or pool."""
+    @asynccontextmanager
+    async def _current_connection(self) -> AsyncIterator[Any]:
         transaction = self.current_transaction.get()
         if transaction is not None:
-            return await transaction.connection.execute(sql, *args)
-        pool = self.pool
-        if pool is None:
-            raise RuntimeError("the database is not connected")
-        async with pool.acquire() as connection:
-            return await connection.execute(sql, *args)
+            yield transaction.connection
+            return
+        async with self.acquire(current_shard.get()) as connection:
+            yield connection
+
+    async def execute(self, sql: str, *args: Any) -> str:
+        """Run one statement (or a script, without args) in the current transaction or pool."""
+        async with self._current_connection() as connection:
+            return str(await connection.execute(sql, *args))
 
     async def fetch(self, sql: str, *args: Any) -> Sequence[asyncpg.Record]:
         """Fetch rows in the current transaction, or on a pooled connection."""
-        transaction = self.current_transaction.get()
-        if transaction is not None:
-            return await transaction.connection.fetch(sql, *args)
-        pool = self.pool
-        if pool is None:
-            raise RuntimeError("the database is not connected")
-        async with pool.acquire() as connection:
-            return await connection.fetch(sql, *args)
+        async with self._current_connection() as connection:
+            return list(await connection.fetch(sql, *args))
 
 
 engine = PatoneEngine()

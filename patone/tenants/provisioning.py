@@ -10,12 +10,13 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
-from patone.core.db import DEFAULT_SHARD, current_shard, engine
+from patone.core.db import DEFAULT_SHARD, engine
 from patone.core.errors import Conflict, NotFound, UserError
 from patone.core.redis import purge_tenant_keys
 from patone.tenants.migrations import TenantTemplate, get_template, sql_literal
@@ -93,12 +94,12 @@ async def create_tenant(
     tenant_id = uuid.uuid4()
     now = datetime.now(UTC)
     try:
-        async with _shard_connection(shard) as shard_conn, shard_conn.transaction():
+        async with engine.acquire(shard) as shard_conn, shard_conn.transaction():
             script = provisioning_script(
                 slug, name, template, grant=not await _is_superuser(shard_conn)
             )
             await shard_conn.execute(script)
-            async with _platform_transaction(shard_conn, shard) as platform:
+            async with _registry_connection(shard_conn, shard) as platform:
                 await platform.execute(
                     """
                     INSERT INTO platform.tenants
@@ -143,59 +144,20 @@ async def create_tenant(
     return created
 
 
-class _shard_connection:
-    """A pooled connection on a shard (async context manager)."""
+@asynccontextmanager
+async def _registry_connection(
+    shard_conn: asyncpg.Connection, shard: str
+) -> AsyncIterator[asyncpg.Connection]:
+    """Where the registry row is written: the shard's own transaction on the default shard.
 
-    def __init__(self, shard: str) -> None:
-        self.shard = shard
-        self._token: object = None
-        self._conn: asyncpg.Connection | None = None
-
-    async def __aenter__(self) -> asyncpg.Connection:
-        token = current_shard.set(self.shard)
-        try:
-            pool = engine.pool
-        finally:
-            current_shard.reset(token)
-        assert pool is not None, "the database is not connected"
-        self._pool = pool
-        self._conn = await pool.acquire()
-        return self._conn
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._conn is not None
-        await self._pool.release(self._conn)
-
-
-class _platform_transaction:
-    """The registry's transaction: the shard's own one when the shard is the default."""
-
-    def __init__(self, shard_conn: asyncpg.Connection, shard: str) -> None:
-        self.shard_conn = shard_conn
-        self.shard = shard
-
-    async def __aenter__(self) -> asyncpg.Connection:
-        if self.shard == DEFAULT_SHARD:
-            return self.shard_conn
-        self._outer = _shard_connection(DEFAULT_SHARD)
-        conn = await self._outer.__aenter__()
-        self._tx = conn.transaction()
-        await self._tx.start()
-        self._conn = conn
-        return conn
-
-    async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None:
-        if self.shard == DEFAULT_SHARD:
-            return
-        # The registry row commits just before the shard's DDL; if that commit fails the row
-        # would point at nothing, so a failure after this point is undone by purge (re-runnable).
-        try:
-            if exc is None:
-                await self._tx.commit()
-            else:
-                await self._tx.rollback()
-        finally:
-            await self._outer.__aexit__(exc_type, exc, tb)
+    On another shard the registry commits first, just before the shard's DDL; should that last
+    commit fail, the row points at nothing until `purge` (which tolerates a missing schema).
+    """
+    if shard == DEFAULT_SHARD:
+        yield shard_conn
+        return
+    async with engine.acquire(DEFAULT_SHARD) as conn, conn.transaction():
+        yield conn
 
 
 async def _require(slug: str) -> TenantInfo:
@@ -282,8 +244,8 @@ async def purge_tenant(slug: str, *, force: bool = False) -> None:
         )
     await purge_tenant_keys(slug)
     schema, role = quote_ident(tenant.schema_name), quote_ident(tenant.role_name)
-    async with _shard_connection(tenant.shard) as conn, conn.transaction():
+    async with engine.acquire(tenant.shard) as conn, conn.transaction():
         await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE; DROP ROLE IF EXISTS {role}")
-        async with _platform_transaction(conn, tenant.shard) as platform:
+        async with _registry_connection(conn, tenant.shard) as platform:
             await platform.execute("DELETE FROM platform.tenants WHERE id = $1", tenant.id)
     tenant_cache.invalidate(slug)
