@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import html
 import logging
 from collections.abc import AsyncIterator, Callable
@@ -25,7 +26,7 @@ from patone.tenants.isolation import tenant_transaction
 from patone.tenants.middleware import TenantMiddleware
 from patone.tenants.migrations import ensure_platform
 from patone.tenants.provisioning import create_tenant
-from patone.tenants.registry import TenantInfo, get_tenant, tenant_cache
+from patone.tenants.registry import TenantInfo, follow_changes, get_tenant, tenant_cache
 from patone.web import RequestContextMiddleware, error_response, user_error_response
 
 log = logging.getLogger(__name__)
@@ -141,6 +142,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         owned = services is None
+        follower: asyncio.Task[None] | None = None
         running: EmbeddedServices = (
             services
             if services is not None
@@ -157,12 +159,19 @@ def create_app(
             await connect_redis(running.redis_url)
             await ensure_platform()
             tenant_cache.ttl = settings.tenant_cache_ttl
+            ready = asyncio.Event()
+            follower = asyncio.create_task(follow_changes(tenant_cache, ready))
+            await asyncio.wait_for(ready.wait(), 5)
             app.state.demo = await ensure_demo_tenant() if settings.create_demo_tenant else None
             log.info("patone ready", extra={"demo": bool(app.state.demo)})
             if on_ready is not None:
                 on_ready(app)
             yield
         finally:
+            if follower is not None:
+                follower.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await follower
             await close_redis()
             await engine.disconnect()
             if owned:

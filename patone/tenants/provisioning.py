@@ -21,7 +21,7 @@ from patone.core.errors import Conflict, NotFound, UserError
 from patone.core.redis import purge_tenant_keys
 from patone.tenants.migrations import TenantTemplate, get_template, sql_literal
 from patone.tenants.naming import SlugError, quote_ident, role_for, schema_for, validate_slug
-from patone.tenants.registry import TenantInfo, get_tenant, tenant_cache
+from patone.tenants.registry import TenantInfo, announce_change, get_tenant
 
 _DOMAIN = re.compile(r"(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}")
 NAME_MAX = 200
@@ -138,7 +138,7 @@ async def create_tenant(
         ) from None
     except asyncpg.ForeignKeyViolationError:
         raise UserError("unknown", f"plan {plan!r} does not exist", field="plan") from None
-    tenant_cache.invalidate(slug)
+    await announce_change(slug)
     created = await get_tenant(slug)
     assert created is not None
     return created
@@ -177,7 +177,7 @@ async def _set_status(slug: str, status: str, reason: str, **extra: object) -> T
         reason,
         *extra.values(),
     )
-    tenant_cache.invalidate(slug)
+    await announce_change(slug)
     updated = await get_tenant(slug)
     assert updated is not None
     return updated
@@ -248,4 +248,4 @@ async def purge_tenant(slug: str, *, force: bool = False) -> None:
         await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE; DROP ROLE IF EXISTS {role}")
         async with _registry_connection(conn, tenant.shard) as platform:
             await platform.execute("DELETE FROM platform.tenants WHERE id = $1", tenant.id)
-    tenant_cache.invalidate(slug)
+    await announce_change(slug)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -10,8 +12,12 @@ from typing import Any
 from uuid import UUID
 
 import asyncpg
+from redis.exceptions import RedisError
 
 from patone.core.db import engine
+from patone.core.redis import get_redis
+
+log = logging.getLogger(__name__)
 
 TENANT_COLUMNS = (
     "t.id, t.slug, t.name, t.schema_name, t.role_name, t.status, t.status_reason, t.plan, "
@@ -141,3 +147,30 @@ class TenantCache:
 
 
 tenant_cache = TenantCache()
+
+# Registry changes (suspend, delete, domains ...) are announced here so every process drops its
+# cached copy at once instead of waiting out the TTL.
+CHANGES_CHANNEL = "platform:tenants:changed"
+
+
+async def announce_change(slug: str) -> None:
+    """Tell every process that `slug`'s registry row changed (best effort: the TTL remains)."""
+    tenant_cache.invalidate(slug)
+    try:
+        await get_redis().publish(CHANGES_CHANNEL, slug)
+    except (RedisError, RuntimeError) as error:
+        log.warning("could not announce a tenant change", extra={"slug": slug, "error": str(error)})
+
+
+async def follow_changes(cache: TenantCache, ready: asyncio.Event | None = None) -> None:
+    """Invalidate `cache` whenever a registry change is announced; runs until cancelled."""
+    pubsub = get_redis().pubsub()
+    await pubsub.subscribe(CHANGES_CHANNEL)
+    if ready is not None:
+        ready.set()
+    try:
+        async for message in pubsub.listen():
+            if message.get("type") == "message":
+                cache.invalidate(str(message["data"]))
+    finally:
+        await pubsub.aclose()
