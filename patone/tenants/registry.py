@@ -66,13 +66,16 @@ class TenantInfo:
         }
 
 
-_BY_SLUG = f"""
+_SELECT_TENANTS = f"""
     SELECT {TENANT_COLUMNS},
            COALESCE(array_agg(d.domain ORDER BY d.domain)
                     FILTER (WHERE d.domain IS NOT NULL), '{{}}') AS domains
     FROM platform.tenants t LEFT JOIN platform.tenant_domains d ON d.tenant = t.id
-    WHERE t.slug = $1 GROUP BY t.id
 """
+_BY_SLUG = _SELECT_TENANTS + " WHERE t.slug = $1 GROUP BY t.id"
+_BY_STATUS = (
+    _SELECT_TENANTS + " WHERE ($1::varchar IS NULL OR t.status = $1) GROUP BY t.id ORDER BY t.slug"
+)
 _BY_DOMAIN = """
     SELECT t.slug FROM platform.tenant_domains d JOIN platform.tenants t ON t.id = d.tenant
     WHERE d.domain = $1
@@ -97,14 +100,8 @@ async def get_tenant(slug: str) -> TenantInfo | None:
 
 
 async def list_tenants(status: str | None = None) -> list[TenantInfo]:
-    query = f"""
-        SELECT {TENANT_COLUMNS},
-               COALESCE(array_agg(d.domain ORDER BY d.domain)
-                        FILTER (WHERE d.domain IS NOT NULL), '{{}}') AS domains
-        FROM platform.tenants t LEFT JOIN platform.tenant_domains d ON d.tenant = t.id
-        WHERE ($1::varchar IS NULL OR t.status = $1) GROUP BY t.id ORDER BY t.slug
-    """
-    return [info for row in await engine.fetch(query, status) if (info := _info(row))]
+    """Every tenant (or those with `status`), by slug."""
+    return [info for row in await engine.fetch(_BY_STATUS, status) if (info := _info(row))]
 
 
 class TenantCache:
