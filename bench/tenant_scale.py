@@ -17,9 +17,9 @@ dropped at start and at the end too.
 Phases:
 
 1. provisioning: `create_tenant` N times, one after the other, with the captured template of the
-   real tenant migrations plus a generated migration that adds `--synthetic-tables - 1` tables
-   (typical columns, an FK and its index each), so a schema has about as many tables as the
-   16-table django-tenants reference app. Latency per bucket as tenants accumulate.
+   real tenant migrations plus a generated migration that pads the schema with tables (typical
+   columns, an FK and its index each) up to `--synthetic-tables` (16) tables, as many as the
+   django-tenants reference app has. Latency per bucket as tenants accumulate.
 2. disk: `pg_database_size` before and after, per tenant.
 3. migrate: one generated migration adding a nullable column, through `migrate_tenants`; then a
    second run with nothing to migrate.
@@ -86,8 +86,7 @@ DEFAULT_REDIS = "redis://127.0.0.1:6379/14"
 MIB = 1024 * 1024
 # asyncpg needs max_queries > 0; this many queries never happen in a run, so it means "never".
 NO_RECYCLING = 10**12
-# Tables the shipped tenant migrations create (`settings`), besides Piccolo's `migration`.
-REAL_TENANT_TABLES = 1
+_CREATE_TABLE = re.compile(r"\bCREATE\s+TABLE\s", re.IGNORECASE)
 SYNTHETIC_TABLES_ID = "2099-01-01T00:00:00:000000"
 ADD_COLUMN_ID = "2099-01-02T00:00:00:000000"
 READ_SQL = "SELECT id, key, value FROM settings WHERE id = $1"
@@ -260,9 +259,20 @@ def raw_sql_migration(
     return MigrationModule(id=migration_id, module=module, forwards=forwards)
 
 
-def provisioning_set(synthetic_tables: int) -> MigrationSet:
+async def provisioning_set(tables: int, console: Console) -> MigrationSet:
+    """The shipped tenant migrations, padded with generated tables up to `tables` tables.
+
+    The shipped schema grows as the product does; padding up to a fixed total keeps the figures
+    comparable with the 16-table django-tenants reference app. 0 means no padding.
+    """
     real = tenant_migrations()
-    extra = max(0, synthetic_tables - REAL_TENANT_TABLES)
+    real_template = await get_template(real)
+    real_tables = sum(len(_CREATE_TABLE.findall(sql)) for sql in real_template.scripts.values())
+    extra = max(0, tables - real_tables)
+    console.print(
+        f"tenant migrations: {', '.join(m.module.rsplit('.', 1)[-1] for m in real.migrations)} "
+        f"({real_tables} tables); adding {extra} generated tables"
+    )
     if not extra:
         return real
     sql = "\n".join(synthetic_table_sql(i) for i in range(1, extra + 1))
@@ -368,9 +378,8 @@ class ProvisionResult:
 
 
 async def provision(
-    n: int, prefix: str, synthetic_tables: int, console: Console
+    n: int, prefix: str, migrations: MigrationSet, console: Console
 ) -> ProvisionResult:
-    migrations = provisioning_set(synthetic_tables)
     t0 = time.perf_counter()
     template = await get_template(migrations)
     capture_seconds = time.perf_counter() - t0
@@ -451,17 +460,32 @@ async def run_migrate(
 
 
 async def count_migrated_schemas(prefix: str) -> int:
+    """Schemas of this run whose settings table has the new column (index look-ups only)."""
     rows = await engine.fetch(
         """
-        SELECT count(*) FROM pg_attribute a
-        JOIN pg_class c ON c.oid = a.attrelid
-        JOIN pg_namespace n ON n.oid = c.relnamespace
-        WHERE c.relname = 'settings' AND a.attname = 'bench_note' AND NOT a.attisdropped
-          AND n.nspname ~ $1
+        SELECT count(*) FROM platform.tenants t
+        WHERE t.schema_name ~ $1 AND EXISTS (
+            SELECT 1 FROM pg_attribute a
+            WHERE a.attrelid = to_regclass(quote_ident(t.schema_name) || '.settings')
+              AND a.attname = 'bench_note' AND NOT a.attisdropped)
         """,
         f"^t_{prefix}_[0-9]+$",
     )
     return int(rows[0][0])
+
+
+async def checkpoints() -> int | None:
+    """Checkpoints so far (they explain provisioning's spikes); None where not readable."""
+    for query in (
+        "SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter",  # up to PG 16
+        "SELECT num_timed + num_requested FROM pg_stat_checkpointer",  # PG 17+
+    ):
+        try:
+            rows = await engine.fetch(query)
+        except asyncpg.PostgresError:
+            continue
+        return int(rows[0][0])
+    return None
 
 
 # --- phase 4: reads --------------------------------------------------------------------------
@@ -599,6 +623,10 @@ async def memory_probe(
         touch_seconds = time.perf_counter() - t0
         rss_all = rss_bytes()
         backends_all = await backend_memory(pool_size)
+        cached = len(getattr(tenant_cache, "_slugs", {}))
+        # What of the growth is the registry cache (it keeps every tenant ever resolved)?
+        tenant_cache.invalidate()
+        rss_cache_cleared = rss_bytes()
         return {
             "tenants": len(slugs),
             "max_queries": max_queries,
@@ -608,7 +636,8 @@ async def memory_probe(
             "backends_10": backends_10,
             "backends_all": backends_all,
             "touch_all_seconds": touch_seconds,
-            "cached_tenants": len(getattr(tenant_cache, "_slugs", {})),
+            "cached_tenants": cached,
+            "rss_cache_cleared": rss_cache_cleared,
         }
     finally:
         await engine.disconnect()
@@ -674,7 +703,8 @@ async def run(args: argparse.Namespace, console: Console) -> int:
     console.rule(f"tenant scale benchmark: {n:,} tenants")
     console.print(
         f"database {args.database!r}, slugs {slug_for(args.prefix, 1, max(5, len(str(n))))}..., "
-        f"{args.synthetic_tables} tables per tenant, migrate concurrency {args.concurrency}, "
+        f"schemas padded to {args.synthetic_tables} tables, "
+        f"migrate concurrency {args.concurrency}, "
         f"{os.cpu_count()} CPUs"
     )
     dropped = await reset_database(admin_dsn, args.database, args.prefix, create=True)
@@ -690,8 +720,16 @@ async def run(args: argparse.Namespace, console: Console) -> int:
         # 1 and 2: provisioning and disk
         phase(console, f"provisioning {n:,} tenants, one at a time")
         size_before = await database_size()
-        provisioned = await provision(n, args.prefix, args.synthetic_tables, console)
+        checkpoints_before = await checkpoints()
+        provision_set = await provisioning_set(args.synthetic_tables, console)
+        provisioned = await provision(n, args.prefix, provision_set, console)
         size_after = await database_size()
+        checkpoints_after = await checkpoints()
+        checkpoints_during = (
+            checkpoints_after - checkpoints_before
+            if checkpoints_after is not None and checkpoints_before is not None
+            else None
+        )
         durations = provisioned.durations_ms
         rows = [(label, Stats.of(durations[a:b])) for label, a, b in buckets(n)]
         console.print(stats_table("provisioning latency, by creation order", rows))
@@ -717,6 +755,7 @@ async def run(args: argparse.Namespace, console: Console) -> int:
             "goal_bucket_p95_ms": goal_stats.p95,
             "first_50_p95_ms": first_stats.p95,
             "overall": vars(overall),
+            "checkpoints": checkpoints_during,
         }
         per_tenant = (size_after - size_before) / n
         fig["disk"] = {
@@ -730,15 +769,17 @@ async def run(args: argparse.Namespace, console: Console) -> int:
             f"provisioned {n:,} tenants in {provisioned.seconds:,.1f} s "
             f"({n / provisioned.seconds:,.1f}/s); {tables} tables, {all_relations} relations "
             f"per schema; disk {size_before / MIB:,.1f} -> {size_after / MIB:,.1f} MiB, "
-            f"{per_tenant / 1024:,.0f} KiB per tenant"
+            f"{per_tenant / 1024:,.0f} KiB per tenant; {checkpoints_during} checkpoints meanwhile"
         )
 
         # 3: migrate
         phase(console, f"migrating {n:,} tenants, concurrency {args.concurrency}")
-        extended = add_column_set(provisioning_set(args.synthetic_tables))
+        extended = add_column_set(provision_set)
         migrate = await run_migrate(extended, args.concurrency, "migrate (add column)", console)
         noop = await run_migrate(extended, args.concurrency, "migrate (no-op)", console)
+        t0 = time.perf_counter()
         altered = await count_migrated_schemas(args.prefix)
+        console.print(f"(checked the schemas' columns in {time.perf_counter() - t0:,.1f} s)")
         for label, m in (("add column", migrate), ("no-op", noop)):
             console.print(
                 f"migrate {label}: {m.tenants:,} tenants in {m.seconds:,.2f} s "
@@ -804,8 +845,8 @@ async def run(args: argparse.Namespace, console: Console) -> int:
             title_justify="left",
         )
         for column in ("pool", "RSS start", "RSS after 10", "RSS after all", "RSS diff",
-                       "backend max after 10", "backend max after all", "backends after all",
-                       "touch all"):  # fmt: skip
+                       "RSS, cache cleared", "backend max after 10", "backend max after all",
+                       "backends after all", "touch all"):  # fmt: skip
             mem_table.add_column(column, justify="right", no_wrap=True)
         for label, probe in probes.items():
             pool_label = (
@@ -820,6 +861,7 @@ async def run(args: argparse.Namespace, console: Console) -> int:
                 f"{probe['rss_10'] / MIB:,.1f} MiB",
                 f"{probe['rss_all'] / MIB:,.1f} MiB",
                 f"{probe['rss_diff_percent']:+.1f} %",
+                f"{probe['rss_cache_cleared'] / MIB:,.1f} MiB ({probe['cached_tenants']:,} cached)",
                 f"{probe['backend_max_10'] / MIB:,.1f} MiB",
                 f"{probe['backend_max_all'] / MIB:,.1f} MiB",
                 " ".join(f"{b / MIB:.1f}" for b in probe["backends_all"]),
@@ -876,9 +918,8 @@ def summary(
     n = results.tenants
     g_start, g_end = goal_bucket(n)
     migrate_goal = n * GOAL_MIGRATE_SECONDS_PER_TENANT
-    table = Table(
-        title=f"summary: {n:,} tenants, {args.synthetic_tables} tables each", title_justify="left"
-    )
+    tables = results.figures["disk"]["tables_per_tenant"]
+    table = Table(title=f"summary: {n:,} tenants, {tables} tables each", title_justify="left")
     table.add_column("figure", overflow="fold")
     table.add_column("measured", justify="right", no_wrap=True)
     table.add_column("goal", overflow="fold")
@@ -944,7 +985,9 @@ def summary(
         f"({recycled['rss_diff_percent']:+.1f} %)",
         f"within {GOAL_RSS_PERCENT:.0f} %",
         verdict(abs(recycled["rss_diff_percent"]) <= GOAL_RSS_PERCENT),
-        f"recycling off: {unbounded['rss_diff_percent']:+.1f} %",
+        f"recycling off: {unbounded['rss_diff_percent']:+.1f} %; after dropping the "
+        f"{recycled['cached_tenants']:,} tenants cached by tenant_cache: "
+        f"{recycled['rss_cache_cleared'] / MIB:,.1f} MiB",
     )
     table.add_row(
         f"backend memory max, all touched, max_queries {args.max_queries:,}",
@@ -982,7 +1025,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--database", default=None, help="bench database (patone_bench)")
     parser.add_argument("--prefix", default=None, help="tenant slug prefix (bench)")
     parser.add_argument("--redis", default=DEFAULT_REDIS)
-    parser.add_argument("--synthetic-tables", type=int, default=16, help="tables per tenant")
+    parser.add_argument(
+        "--synthetic-tables",
+        type=int,
+        default=16,
+        help="pad the tenant schema with generated tables up to this many (0: no padding)",
+    )
     parser.add_argument("--concurrency", type=int, default=4, help="migrate concurrency")
     parser.add_argument("--reads", type=int, default=None, help="reads per kind (2000)")
     parser.add_argument(

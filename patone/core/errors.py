@@ -29,3 +29,17 @@ class NotFound(UserError):
 
 class Conflict(UserError):
     status = 409
+
+
+class ValidationFailed(UserError):
+    """Several fields are wrong at once; `errors` lists each (field, code, message)."""
+
+    def __init__(self, errors: list[UserError]) -> None:
+        first = errors[0]
+        super().__init__(first.code, first.message, first.field)
+        self.errors = errors
+
+    def as_dict(self) -> dict[str, Any]:
+        data = super().as_dict()
+        data["errors"] = [error.as_dict() for error in self.errors]
+        return data

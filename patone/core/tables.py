@@ -1,11 +1,63 @@
-"""Tables in every tenant schema. Unqualified: the tenant transaction's search_path picks them."""
+"""Tables in every tenant schema. Unqualified: the tenant transaction's search_path picks them.
+
+Money is integer minor units (cents), never floats. Rows that people may want back are archived
+(`archived_at`), not deleted. Rows that change concurrently carry a `version` for optimistic
+locking.
+"""
 
 from __future__ import annotations
 
-from piccolo.columns import JSONB, Timestamptz, Varchar
+from enum import StrEnum
+
+from piccolo.columns import (
+    JSONB,
+    Array,
+    BigInt,
+    Boolean,
+    Date,
+    DoublePrecision,
+    ForeignKey,
+    Integer,
+    OnDelete,
+    SmallInt,
+    Text,
+    Timestamptz,
+    Varchar,
+)
+from piccolo.columns.defaults.timestamptz import TimestamptzNow
 from piccolo.table import Table
 
 from patone.core.db import engine
+
+
+class DriverStatus(StrEnum):
+    off_duty = "off_duty"
+    available = "available"
+    busy = "busy"
+    on_break = "on_break"
+
+
+class Priority(StrEnum):
+    low = "low"
+    normal = "normal"
+    high = "high"
+    emergency = "emergency"
+
+
+class RequestStatus(StrEnum):
+    pending = "pending"
+    assigned = "assigned"
+    en_route = "en_route"
+    on_scene = "on_scene"
+    in_progress = "in_progress"
+    completed = "completed"
+    cancelled = "cancelled"
+
+
+class RequestSource(StrEnum):
+    admin = "admin"
+    portal = "portal"
+    api = "api"
 
 
 class Setting(Table, tablename="settings", db=engine):
@@ -14,3 +66,182 @@ class Setting(Table, tablename="settings", db=engine):
     key = Varchar(length=100, unique=True)
     value = JSONB()
     updated_at = Timestamptz()
+
+
+class Role(Table, tablename="roles", db=engine):
+    """A staff role and the named permissions granted to it (editable per tenant)."""
+
+    name = Varchar(length=40, unique=True)
+    title = Varchar(length=100)
+    permissions = Array(base_column=Varchar(length=60), default=list)
+    updated_at = Timestamptz()
+
+
+class User(Table, tablename="users", db=engine):
+    """A member of the company's staff."""
+
+    email = Varchar(length=254, unique=True)
+    name = Varchar(length=200)
+    role = Varchar(length=40, index=True)
+    active = Boolean(default=True)
+    created_at = Timestamptz()
+    updated_at = Timestamptz()
+
+
+class Customer(Table, tablename="customers", db=engine):
+    """A motorist the company serves."""
+
+    name = Varchar(length=200)
+    phone = Varchar(length=20, null=True, default=None, index=True)
+    email = Varchar(length=254, null=True, default=None)
+    notes = Text(default="")
+    archived_at = Timestamptz(null=True, default=None)
+    created_at = Timestamptz()
+    updated_at = Timestamptz()
+
+
+class Membership(Table, tablename="memberships", db=engine):
+    """A customer's membership of a motor club or insurer's roadside cover."""
+
+    customer = ForeignKey(references=Customer, on_delete=OnDelete.cascade, index=True)
+    provider = Varchar(length=100)
+    number = Varchar(length=100)
+    valid_until = Date(null=True, default=None)
+    created_at = Timestamptz()
+
+
+class Vehicle(Table, tablename="vehicles", db=engine):
+    """A customer's vehicle."""
+
+    customer = ForeignKey(references=Customer, on_delete=OnDelete.restrict, index=True)
+    make = Varchar(length=60, default="")
+    model = Varchar(length=60, default="")
+    year = SmallInt(null=True, default=None)
+    colour = Varchar(length=40, default="")
+    plate = Varchar(length=20, default="", index=True)
+    vin = Varchar(length=17, default="")
+    archived_at = Timestamptz(null=True, default=None)
+    created_at = Timestamptz()
+
+
+class Driver(Table, tablename="drivers", db=engine):
+    """A driver and truck: status, skills, and last known position."""
+
+    user = ForeignKey(references=User, on_delete=OnDelete.set_null, null=True, default=None)
+    name = Varchar(length=200)
+    phone = Varchar(length=20, null=True, default=None)
+    status = Varchar(length=20, choices=DriverStatus, default=DriverStatus.off_duty, index=True)
+    skills = Array(base_column=Varchar(length=40), default=list)
+    truck = Varchar(length=100, default="")
+    last_lat = DoublePrecision(null=True, default=None)
+    last_lng = DoublePrecision(null=True, default=None)
+    last_seen_at = Timestamptz(null=True, default=None)
+    rating = Integer(null=True, default=None)  # average rating x 100 (e.g. 472 = 4.72)
+    archived_at = Timestamptz(null=True, default=None)
+    created_at = Timestamptz()
+    updated_at = Timestamptz()
+
+
+class Shift(Table, tablename="shifts", db=engine):
+    """A driver's planned or worked shift."""
+
+    driver = ForeignKey(references=Driver, on_delete=OnDelete.cascade, index=True)
+    starts_at = Timestamptz()
+    ends_at = Timestamptz()
+
+
+class ServiceType(Table, tablename="service_types", db=engine):
+    """A service the company sells and its price (integer minor units)."""
+
+    code = Varchar(length=40, unique=True)
+    name = Varchar(length=100)
+    base_price = Integer(default=0)
+    per_distance_price = Integer(default=0)  # per km or mile, as the tenant's units say
+    after_hours_surcharge = Integer(default=0)
+    needs_destination = Boolean(default=False)
+    required_skills = Array(base_column=Varchar(length=40), default=list)
+    active = Boolean(default=True)
+    updated_at = Timestamptz()
+
+
+class ServiceRequest(Table, tablename="service_requests", db=engine):
+    """A call for help and its journey from pending to completed or cancelled."""
+
+    number = BigInt(unique=True)
+    customer = ForeignKey(references=Customer, on_delete=OnDelete.restrict, index=True)
+    vehicle = ForeignKey(references=Vehicle, on_delete=OnDelete.restrict, null=True, default=None)
+    service_type = ForeignKey(references=ServiceType, on_delete=OnDelete.restrict)
+    priority = Varchar(length=20, choices=Priority, default=Priority.normal)
+    status = Varchar(length=20, choices=RequestStatus, default=RequestStatus.pending)
+    source = Varchar(length=20, choices=RequestSource, default=RequestSource.admin)
+    pickup_lat = DoublePrecision()
+    pickup_lng = DoublePrecision()
+    pickup_address = Varchar(length=300, default="")
+    destination_lat = DoublePrecision(null=True, default=None)
+    destination_lng = DoublePrecision(null=True, default=None)
+    destination_address = Varchar(length=300, default="")
+    notes = Text(default="")
+    quoted_price = Integer(default=0)
+    currency = Varchar(length=3, default="USD")
+    driver = ForeignKey(
+        references=Driver, on_delete=OnDelete.restrict, null=True, default=None, index=True
+    )
+    cancel_reason = Varchar(length=60, default="")
+    version = Integer(default=1)
+    created_by = ForeignKey(references=User, on_delete=OnDelete.set_null, null=True, default=None)
+    created_at = Timestamptz(index=True)
+    updated_at = Timestamptz()
+    assigned_at = Timestamptz(null=True, default=None)
+    en_route_at = Timestamptz(null=True, default=None)
+    on_scene_at = Timestamptz(null=True, default=None)
+    started_at = Timestamptz(null=True, default=None)
+    completed_at = Timestamptz(null=True, default=None)
+    cancelled_at = Timestamptz(null=True, default=None)
+
+
+class RequestEvent(Table, tablename="request_events", db=engine):
+    """One transition of a request: who, when, from, to, where, why."""
+
+    request = ForeignKey(references=ServiceRequest, on_delete=OnDelete.cascade, index=True)
+    from_status = Varchar(length=20, null=True, default=None)
+    to_status = Varchar(length=20)
+    actor_type = Varchar(length=20)
+    actor_id = Varchar(length=64, default="")
+    reason_code = Varchar(length=60, default="")
+    note = Text(default="")
+    lat = DoublePrecision(null=True, default=None)
+    lng = DoublePrecision(null=True, default=None)
+    created_at = Timestamptz(default=TimestamptzNow())
+
+
+class ActivityLog(Table, tablename="activity_log", db=engine):
+    """Every change: who did what to which record, with the record before and after."""
+
+    actor_type = Varchar(length=20)
+    actor_id = Varchar(length=64, default="")
+    entity = Varchar(length=40, index=True)
+    entity_id = Varchar(length=64, default="")
+    action = Varchar(length=60)
+    before = JSONB(null=True, default=None)
+    after = JSONB(null=True, default=None)
+    created_at = Timestamptz(index=True)
+
+
+class Outbox(Table, tablename="outbox", db=engine):
+    """Domain events committed with the change that caused them; a relay publishes them."""
+
+    topic = Varchar(length=60)
+    entity = Varchar(length=40)
+    entity_id = Varchar(length=64)
+    payload = JSONB()
+    created_at = Timestamptz()
+    published_at = Timestamptz(null=True, default=None, index=True)
+
+
+class IdempotencyKey(Table, tablename="idempotency_keys", db=engine):
+    """The first result of a create, so a retry with the same key returns it again."""
+
+    operation = Varchar(length=60)
+    key = Varchar(length=200)
+    entity_id = Varchar(length=64)
+    created_at = Timestamptz()

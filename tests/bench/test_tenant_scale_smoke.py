@@ -42,7 +42,7 @@ def test_tenant_scale_smoke(tmp_path: Path) -> None:
     assert data["provisioning"]["overall"]["count"] == 20
     assert data["provisioning"]["overall"]["p95"] > 0
     assert data["disk"]["per_tenant_bytes"] > 0
-    assert data["disk"]["tables_per_tenant"] == 16
+    assert data["disk"]["tables_per_tenant"] >= 16
     assert data["migrate"]["add_column"]["migrated"] == 20
     assert data["migrate"]["add_column"]["failed"] == 0
     assert data["migrate"]["noop"]["up_to_date"] == 20

@@ -1,0 +1,57 @@
+"""The activity log and the outbox: written in the same transaction as the change they describe.
+
+Both must be called inside the tenant transaction that makes the change; a rollback removes the
+change, its log line and its event together.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from patone.core.db import engine
+from patone.core.permissions import Actor
+from patone.tenants.isolation import get_current_tenant
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, default=str, sort_keys=True)
+
+
+async def record(
+    actor: Actor,
+    entity: str,
+    entity_id: object,
+    action: str,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+) -> None:
+    """Log who did what to which record, with the record before and after."""
+    get_current_tenant()  # refuse to write outside a tenant transaction
+    await engine.execute(
+        "INSERT INTO activity_log (actor_type, actor_id, entity, entity_id, action, before, "
+        "after, created_at) VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7::jsonb, $8)",
+        actor.kind,
+        actor.id,
+        entity,
+        str(entity_id),
+        action,
+        _json(before),
+        _json(after),
+        datetime.now(UTC),
+    )
+
+
+async def emit(topic: str, entity: str, entity_id: object, payload: dict[str, Any]) -> None:
+    """Queue a domain event (e.g. `request.created`) for the relay to publish after commit."""
+    tenant = get_current_tenant()
+    await engine.execute(
+        "INSERT INTO outbox (topic, entity, entity_id, payload, created_at) "
+        "VALUES ($1, $2, $3, $4::jsonb, $5)",
+        topic,
+        entity,
+        str(entity_id),
+        json.dumps({"tenant": tenant.slug, **payload}, default=str, sort_keys=True),
+        datetime.now(UTC),
+    )

@@ -1,0 +1,203 @@
+"""Customers, their vehicles and memberships: create, change, archive, search."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from pydantic import Field
+
+from patone.core.activity import emit, record
+from patone.core.clock import now
+from patone.core.db import engine
+from patone.core.errors import NotFound
+from patone.core.idempotency import idempotent
+from patone.core.inputs import Email, Input, Name, Phone, Plate, parse
+from patone.core.permissions import Actor, require
+from patone.core.rows import insert_row, update_row
+from patone.tenants.isolation import TenantRef, tenant_transaction
+
+Row = dict[str, Any]
+
+
+class VehicleInput(Input):
+    make: str = Field("", max_length=60)
+    model: str = Field("", max_length=60)
+    year: int | None = Field(None, ge=1900, le=2100)
+    colour: str = Field("", max_length=40)
+    plate: Plate = ""
+    vin: str = Field("", pattern=r"^([A-HJ-NPR-Z0-9]{17})?$")
+
+
+class CustomerInput(Input):
+    name: Name
+    phone: Phone | None = None
+    email: Email | None = None
+    notes: str = Field("", max_length=5000)
+    vehicles: list[VehicleInput] = Field(default_factory=list, max_length=20)
+
+
+class CustomerChanges(Input):
+    name: Name | None = None
+    phone: Phone | None = None
+    email: Email | None = None
+    notes: str | None = Field(None, max_length=5000)
+
+
+class MembershipInput(Input):
+    provider: str = Field(min_length=1, max_length=100)
+    number: str = Field(min_length=1, max_length=100)
+    valid_until: date | None = None
+
+
+_CUSTOMER_COLUMNS = "id, name, phone, email, notes, archived_at, created_at, updated_at"
+_VEHICLE_COLUMNS = "id, customer, make, model, year, colour, plate, vin, archived_at, created_at"
+
+
+async def _customer(customer_id: int) -> Row:
+    rows = await engine.fetch(
+        f"SELECT {_CUSTOMER_COLUMNS} FROM customers WHERE id = $1", customer_id
+    )
+    if not rows:
+        raise NotFound("not_found", f"customer {customer_id} does not exist", "customer_id")
+    return dict(rows[0])
+
+
+async def get_customer(tenant: TenantRef, actor: Actor, customer_id: int) -> Row:
+    require(actor, "customers.view")
+    async with tenant_transaction(tenant):
+        return await _customer(customer_id)
+
+
+async def _insert_vehicle(customer_id: int, vehicle: VehicleInput) -> Row:
+    vehicle_id = await insert_row(
+        "vehicles", {"customer": customer_id, "created_at": now(), **vehicle.model_dump()}
+    )
+    rows = await engine.fetch(f"SELECT {_VEHICLE_COLUMNS} FROM vehicles WHERE id = $1", vehicle_id)
+    return dict(rows[0])
+
+
+async def create_customer(
+    tenant: TenantRef, actor: Actor, data: Any, *, idempotency_key: str | None = None
+) -> Row:
+    """Create a customer (with vehicles); a retried idempotency key returns the first one."""
+    require(actor, "customers.manage")
+    customer = parse(CustomerInput, data)
+
+    async def create() -> tuple[int, Row]:
+        at = now()
+        customer_id = await insert_row(
+            "customers",
+            {
+                **customer.model_dump(exclude={"vehicles"}),
+                "created_at": at,
+                "updated_at": at,
+            },
+        )
+        for vehicle in customer.vehicles:
+            await _insert_vehicle(customer_id, vehicle)
+        created = await _customer(customer_id)
+        await record(actor, "customer", customer_id, "customer.created", None, created)
+        await emit("customer.created", "customer", customer_id, {"id": customer_id})
+        return customer_id, created
+
+    async def load(customer_id: int) -> Row:
+        return await _customer(customer_id)
+
+    return await idempotent(tenant, "create_customer", idempotency_key, create, load)
+
+
+async def update_customer(tenant: TenantRef, actor: Actor, customer_id: int, data: Any) -> Row:
+    require(actor, "customers.manage")
+    changes = parse(CustomerChanges, data).model_dump(exclude_unset=True)
+    async with tenant_transaction(tenant):
+        before = await _customer(customer_id)
+        if changes:
+            await update_row("customers", customer_id, {**changes, "updated_at": now()})
+        after = await _customer(customer_id)
+        await record(actor, "customer", customer_id, "customer.updated", before, after)
+        await emit("customer.updated", "customer", customer_id, {"id": customer_id})
+    return after
+
+
+async def archive_customer(tenant: TenantRef, actor: Actor, customer_id: int) -> Row:
+    """Hide a customer from lists and searches; their history stays."""
+    require(actor, "customers.manage")
+    async with tenant_transaction(tenant):
+        before = await _customer(customer_id)
+        await update_row("customers", customer_id, {"archived_at": now()})
+        after = await _customer(customer_id)
+        await record(actor, "customer", customer_id, "customer.archived", before, after)
+    return after
+
+
+async def add_vehicle(tenant: TenantRef, actor: Actor, customer_id: int, data: Any) -> Row:
+    require(actor, "customers.manage")
+    vehicle = parse(VehicleInput, data)
+    async with tenant_transaction(tenant):
+        await _customer(customer_id)
+        created = await _insert_vehicle(customer_id, vehicle)
+        await record(actor, "vehicle", created["id"], "vehicle.created", None, created)
+    return created
+
+
+async def list_vehicles(tenant: TenantRef, actor: Actor, customer_id: int) -> list[Row]:
+    require(actor, "customers.view")
+    async with tenant_transaction(tenant):
+        rows = await engine.fetch(
+            f"SELECT {_VEHICLE_COLUMNS} FROM vehicles WHERE customer = $1 "
+            "AND archived_at IS NULL ORDER BY id",
+            customer_id,
+        )
+    return [dict(r) for r in rows]
+
+
+async def add_membership(tenant: TenantRef, actor: Actor, customer_id: int, data: Any) -> Row:
+    require(actor, "customers.manage")
+    membership = parse(MembershipInput, data)
+    async with tenant_transaction(tenant):
+        await _customer(customer_id)
+        membership_id = await insert_row(
+            "memberships", {"customer": customer_id, "created_at": now(), **membership.model_dump()}
+        )
+        rows = await engine.fetch(
+            "SELECT id, customer, provider, number, valid_until, created_at FROM memberships "
+            "WHERE id = $1",
+            membership_id,
+        )
+        created = dict(rows[0])
+        await record(actor, "membership", created["id"], "membership.created", None, created)
+    return created
+
+
+async def search_customers(
+    tenant: TenantRef, actor: Actor, text: str, *, limit: int = 20
+) -> list[Row]:
+    """Customers whose name or email words start with the text, or whose phone or plate
+    contains it; archived ones are left out."""
+    require(actor, "customers.view")
+    text = text.strip()
+    if not text:
+        return []
+    words = [w for w in "".join(c if c.isalnum() else " " for c in text).split() if w]
+    prefix_query = " & ".join(f"{w}:*" for w in words) if words else None
+    digits = "".join(c for c in text if c.isdigit())
+    plate = "".join(c for c in text if c.isalnum()).upper()
+    async with tenant_transaction(tenant):
+        rows = await engine.fetch(
+            f"""
+            SELECT {_CUSTOMER_COLUMNS} FROM customers c
+            WHERE c.archived_at IS NULL AND (
+                ($1::text IS NOT NULL AND c.search @@ to_tsquery('simple', $1))
+                OR (length($2) >= 3 AND c.phone LIKE '%' || $2 || '%')
+                OR EXISTS (SELECT 1 FROM vehicles v WHERE v.customer = c.id
+                           AND upper(v.plate) LIKE '%' || $3 || '%' AND length($3) >= 2)
+            )
+            ORDER BY c.name, c.id LIMIT $4
+            """,
+            prefix_query,
+            digits,
+            plate,
+            min(max(limit, 1), 100),
+        )
+    return [dict(r) for r in rows]

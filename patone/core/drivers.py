@@ -1,0 +1,165 @@
+"""Drivers: profile, status, skills, shifts and last known position."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import Field, model_validator
+
+from patone.core.activity import emit, record
+from patone.core.clock import now
+from patone.core.db import engine
+from patone.core.errors import NotFound
+from patone.core.inputs import Input, Latitude, Longitude, Name, Phone, parse
+from patone.core.permissions import Actor, require
+from patone.core.rows import insert_row, update_row
+from patone.core.tables import DriverStatus
+from patone.tenants.isolation import TenantRef, tenant_transaction
+
+Row = dict[str, Any]
+Skill = str
+
+
+class DriverInput(Input):
+    name: Name
+    phone: Phone | None = None
+    skills: list[Skill] = Field(default_factory=list, max_length=20)
+    truck: str = Field("", max_length=100)
+    user_id: int | None = None
+
+
+class DriverChanges(Input):
+    name: Name | None = None
+    phone: Phone | None = None
+    skills: list[Skill] | None = Field(None, max_length=20)
+    truck: str | None = Field(None, max_length=100)
+    status: DriverStatus | None = None
+
+
+class PositionInput(Input):
+    lat: Latitude
+    lng: Longitude
+
+
+class ShiftInput(Input):
+    starts_at: datetime
+    ends_at: datetime
+
+    @model_validator(mode="after")
+    def _order(self) -> ShiftInput:
+        if self.ends_at <= self.starts_at:
+            raise ValueError("a shift must end after it starts")
+        return self
+
+
+_COLUMNS = (
+    'id, "user", name, phone, status, skills, truck, last_lat, last_lng, last_seen_at, '
+    "rating, archived_at, created_at, updated_at"
+)
+
+
+async def _driver(driver_id: int) -> Row:
+    rows = await engine.fetch(f"SELECT {_COLUMNS} FROM drivers WHERE id = $1", driver_id)
+    if not rows:
+        raise NotFound("not_found", f"driver {driver_id} does not exist", "driver_id")
+    return dict(rows[0])
+
+
+async def get_driver(tenant: TenantRef, actor: Actor, driver_id: int) -> Row:
+    require(actor, "drivers.view")
+    async with tenant_transaction(tenant):
+        return await _driver(driver_id)
+
+
+async def list_drivers(
+    tenant: TenantRef, actor: Actor, *, status: DriverStatus | None = None
+) -> list[Row]:
+    require(actor, "drivers.view")
+    async with tenant_transaction(tenant):
+        rows = await engine.fetch(
+            f"SELECT {_COLUMNS} FROM drivers WHERE archived_at IS NULL "
+            "AND ($1::varchar IS NULL OR status = $1) ORDER BY name, id",
+            status,
+        )
+    return [dict(r) for r in rows]
+
+
+async def create_driver(tenant: TenantRef, actor: Actor, data: Any) -> Row:
+    require(actor, "drivers.manage")
+    driver = parse(DriverInput, data)
+    async with tenant_transaction(tenant):
+        at = now()
+        driver_id = await insert_row(
+            "drivers",
+            {
+                "name": driver.name,
+                "phone": driver.phone,
+                "skills": sorted(set(driver.skills)),
+                "truck": driver.truck,
+                "user": driver.user_id,
+                "status": DriverStatus.off_duty.value,
+                "created_at": at,
+                "updated_at": at,
+            },
+        )
+        created = await _driver(driver_id)
+        await record(actor, "driver", created["id"], "driver.created", None, created)
+    return created
+
+
+async def update_driver(tenant: TenantRef, actor: Actor, driver_id: int, data: Any) -> Row:
+    require(actor, "drivers.manage")
+    changes = parse(DriverChanges, data).model_dump(exclude_unset=True)
+    async with tenant_transaction(tenant):
+        before = await _driver(driver_id)
+        if changes:
+            await update_row("drivers", driver_id, {**changes, "updated_at": now()})
+        after = await _driver(driver_id)
+        await record(actor, "driver", driver_id, "driver.updated", before, after)
+        if before["status"] != after["status"]:
+            await emit(
+                "driver.status_changed",
+                "driver",
+                driver_id,
+                {"id": driver_id, "from": before["status"], "to": after["status"]},
+            )
+    return after
+
+
+async def set_position(tenant: TenantRef, actor: Actor, driver_id: int, data: Any) -> Row:
+    """The driver's latest position (the dispatch issue adds GPS history and Redis GEO)."""
+    if actor.driver_id != driver_id:
+        require(actor, "drivers.manage")
+    position = parse(PositionInput, data)
+    async with tenant_transaction(tenant):
+        await _driver(driver_id)
+        await update_row(
+            "drivers",
+            driver_id,
+            {"last_lat": position.lat, "last_lng": position.lng, "last_seen_at": now()},
+        )
+        return await _driver(driver_id)
+
+
+async def archive_driver(tenant: TenantRef, actor: Actor, driver_id: int) -> Row:
+    require(actor, "drivers.manage")
+    async with tenant_transaction(tenant):
+        before = await _driver(driver_id)
+        await update_row(
+            "drivers", driver_id, {"archived_at": now(), "status": DriverStatus.off_duty.value}
+        )
+        after = await _driver(driver_id)
+        await record(actor, "driver", driver_id, "driver.archived", before, after)
+    return after
+
+
+async def add_shift(tenant: TenantRef, actor: Actor, driver_id: int, data: Any) -> Row:
+    require(actor, "drivers.manage")
+    shift = parse(ShiftInput, data)
+    async with tenant_transaction(tenant):
+        await _driver(driver_id)
+        shift_id = await insert_row("shifts", {"driver": driver_id, **shift.model_dump()})
+        created = {"id": shift_id, "driver": driver_id, **shift.model_dump()}
+        await record(actor, "shift", created["id"], "shift.created", None, created)
+    return created

@@ -1,0 +1,33 @@
+"""Small SQL helpers for services: insert and update a row by column names from validated input.
+
+Column names here always come from our own input models, never from users; they are quoted
+anyway. Values always travel as parameters.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from patone.core.db import engine
+from patone.tenants.naming import quote_ident
+
+
+async def insert_row(table: str, values: dict[str, Any]) -> int:
+    """Insert one row into a tenant table; returns its id."""
+    columns = ", ".join(quote_ident(c) for c in values)
+    placeholders = ", ".join(f"${i}" for i in range(1, len(values) + 1))
+    rows = await engine.fetch(
+        f"INSERT INTO {quote_ident(table)} ({columns}) VALUES ({placeholders}) RETURNING id",
+        *values.values(),
+    )
+    return int(rows[0]["id"])
+
+
+async def update_row(table: str, row_id: int, changes: dict[str, Any]) -> None:
+    """Set some columns of one row of a tenant table."""
+    if not changes:
+        return
+    sets = ", ".join(f"{quote_ident(c)} = ${i}" for i, c in enumerate(changes, start=2))
+    await engine.execute(
+        f"UPDATE {quote_ident(table)} SET {sets} WHERE id = $1", row_id, *changes.values()
+    )

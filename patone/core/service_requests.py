@@ -1,0 +1,536 @@
+"""Service requests: create, change, assign, move through their life, list and page.
+
+Every transition goes through `lifecycle.check_transition`, is stored as a request event (who,
+when, from, to, where, why), logged in the activity log and emitted to the outbox, all in the
+request's tenant transaction. Concurrent changes are caught by an optimistic version check:
+the second of two dispatchers acting on one request gets a conflict error, not a lost update.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pydantic import Field
+
+from patone.core.activity import emit, record
+from patone.core.clock import now
+from patone.core.company import get_settings
+from patone.core.db import engine
+from patone.core.errors import Conflict, NotFound, UserError
+from patone.core.idempotency import idempotent
+from patone.core.inputs import Input, Latitude, Longitude, Money, parse
+from patone.core.lifecycle import ENTERED_AT, OPEN, check_transition
+from patone.core.permissions import Actor, PermissionDenied, require
+from patone.core.service_types import distance_km, quote, service_type_by_code
+from patone.core.tables import Priority, RequestSource, RequestStatus
+from patone.tenants.isolation import TenantRef, tenant_transaction
+
+Row = dict[str, Any]
+
+COLUMNS = (
+    "id, number, customer, vehicle, service_type, priority, status, source, pickup_lat, "
+    "pickup_lng, pickup_address, destination_lat, destination_lng, destination_address, notes, "
+    "quoted_price, currency, driver, cancel_reason, version, created_by, created_at, updated_at, "
+    "assigned_at, en_route_at, on_scene_at, started_at, completed_at, cancelled_at"
+)
+PRIORITY_RANK = "array_position(ARRAY['emergency','high','normal','low']::varchar[], priority)"
+
+
+class Location(Input):
+    lat: Latitude
+    lng: Longitude
+    address: str = Field("", max_length=300)
+
+
+class Point(Input):
+    lat: Latitude
+    lng: Longitude
+
+
+class RequestInput(Input):
+    customer_id: int
+    vehicle_id: int | None = None
+    service_type: str = Field(min_length=1, max_length=40)
+    priority: Priority = Priority.normal
+    pickup: Location
+    destination: Location | None = None
+    notes: str = Field("", max_length=5000)
+    quoted_price: Money | None = None
+    source: RequestSource = RequestSource.admin
+
+
+class RequestChanges(Input):
+    priority: Priority | None = None
+    pickup: Location | None = None
+    destination: Location | None = None
+    notes: str | None = Field(None, max_length=5000)
+    quoted_price: Money | None = None
+
+
+async def _request(request_id: int) -> Row:
+    rows = await engine.fetch(f"SELECT {COLUMNS} FROM service_requests WHERE id = $1", request_id)
+    if not rows:
+        raise NotFound("not_found", f"request {request_id} does not exist", "request_id")
+    return dict(rows[0])
+
+
+def _can_see(actor: Actor, row: Row) -> bool:
+    if actor.can("requests.view"):
+        return True
+    return actor.can("requests.view_assigned") and row["driver"] == actor.driver_id
+
+
+async def get_request(tenant: TenantRef, actor: Actor, request_id: int) -> Row:
+    require(actor, "requests.view", "requests.view_assigned")
+    async with tenant_transaction(tenant):
+        row = await _request(request_id)
+    if not _can_see(actor, row):
+        # Indistinguishable from a missing request: drivers learn nothing of others' jobs.
+        raise NotFound("not_found", f"request {request_id} does not exist", "request_id")
+    return row
+
+
+async def _one(sql: str, *args: Any, field: str, what: str) -> Row:
+    rows = await engine.fetch(sql, *args)
+    if not rows:
+        raise NotFound("not_found", f"{what} does not exist", field)
+    return dict(rows[0])
+
+
+async def create_request(
+    tenant: TenantRef, actor: Actor, data: Any, *, idempotency_key: str | None = None
+) -> Row:
+    """Create a pending request; the price is quoted from the price list unless given."""
+    require(actor, "requests.create")
+    request = parse(RequestInput, data)
+
+    async def create() -> tuple[int, Row]:
+        customer = await _one(
+            "SELECT id, archived_at FROM customers WHERE id = $1",
+            request.customer_id,
+            field="customer_id",
+            what=f"customer {request.customer_id}",
+        )
+        if customer["archived_at"] is not None:
+            raise UserError("archived", "the customer is archived", "customer_id")
+        if request.vehicle_id is not None:
+            await _one(
+                "SELECT id FROM vehicles WHERE id = $1 AND customer = $2",
+                request.vehicle_id,
+                request.customer_id,
+                field="vehicle_id",
+                what=f"vehicle {request.vehicle_id} of this customer",
+            )
+        service_type = await service_type_by_code(request.service_type)
+        if not service_type["active"]:
+            raise UserError("inactive", "this service is not offered now", "service_type")
+        if service_type["needs_destination"] and request.destination is None:
+            raise UserError(
+                "required", f"{service_type['name']} needs a destination", "destination"
+            )
+        settings = await get_settings(tenant)
+        at = now()
+        price = request.quoted_price
+        if price is None:
+            km = None
+            if request.destination is not None:
+                km = distance_km(
+                    request.pickup.lat,
+                    request.pickup.lng,
+                    request.destination.lat,
+                    request.destination.lng,
+                )
+            price = quote(service_type, settings, at, km)
+        destination = request.destination
+        rows = await engine.fetch(
+            f"""
+            INSERT INTO service_requests (number, customer, vehicle, service_type, priority,
+                status, source, pickup_lat, pickup_lng, pickup_address, destination_lat,
+                destination_lng, destination_address, notes, quoted_price, currency, driver,
+                cancel_reason, version, created_by, created_at, updated_at)
+            VALUES (nextval('service_request_number_seq'), $1, $2, $3, $4, 'pending', $5, $6,
+                $7, $8, $9, $10, $11, $12, $13, $14, NULL, '', 1, $15, $16, $16)
+            RETURNING {COLUMNS}
+            """,
+            request.customer_id,
+            request.vehicle_id,
+            service_type["id"],
+            request.priority.value,
+            request.source.value,
+            request.pickup.lat,
+            request.pickup.lng,
+            request.pickup.address,
+            destination.lat if destination else None,
+            destination.lng if destination else None,
+            destination.address if destination else "",
+            request.notes,
+            price,
+            str(settings.get("currency", "USD")),
+            int(actor.id) if actor.kind == "user" and actor.id.isdigit() else None,
+            at,
+        )
+        created = dict(rows[0])
+        await _event(created["id"], None, RequestStatus.pending, actor, at=at)
+        await record(actor, "service_request", created["id"], "request.created", None, created)
+        await emit("request.created", "service_request", created["id"], _summary(created))
+        return created["id"], created
+
+    async def load(request_id: int) -> Row:
+        return await _request(request_id)
+
+    return await idempotent(tenant, "create_request", idempotency_key, create, load)
+
+
+def _summary(row: Row) -> dict[str, Any]:
+    return {
+        key: row[key]
+        for key in ("id", "number", "status", "priority", "driver", "version", "service_type")
+    }
+
+
+async def _event(
+    request_id: int,
+    from_status: str | None,
+    to_status: str,
+    actor: Actor,
+    *,
+    at: datetime,
+    reason_code: str = "",
+    note: str = "",
+    lat: float | None = None,
+    lng: float | None = None,
+) -> None:
+    await engine.execute(
+        "INSERT INTO request_events (request, from_status, to_status, actor_type, actor_id, "
+        "reason_code, note, lat, lng, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        request_id,
+        from_status,
+        str(to_status),
+        actor.kind,
+        actor.id,
+        reason_code,
+        note,
+        lat,
+        lng,
+        at,
+    )
+
+
+async def _apply(current: Row, expected_version: int | None, sets: dict[str, Any]) -> Row:
+    """Write `sets` if the request is still at the version the caller saw; bump the version."""
+    version = current["version"] if expected_version is None else expected_version
+    assignments = ", ".join(f"{column} = ${i}" for i, column in enumerate(sets, start=3))
+    rows = await engine.fetch(
+        f"UPDATE service_requests SET {assignments}{', ' if sets else ''}"
+        f"version = version + 1 WHERE id = $1 AND version = $2 RETURNING {COLUMNS}",
+        current["id"],
+        version,
+        *sets.values(),
+    )
+    if not rows:
+        raise Conflict(
+            "stale",
+            f"request {current['number']} was changed by someone else since version {version}; "
+            "reload it and try again",
+            "expected_version",
+        )
+    return dict(rows[0])
+
+
+async def _driver_free_if_idle(driver_id: int | None, except_request: int) -> None:
+    if driver_id is None:
+        return
+    await engine.execute(
+        "UPDATE drivers SET status = 'available', updated_at = now() WHERE id = $1 "
+        "AND status = 'busy' AND NOT EXISTS (SELECT 1 FROM service_requests WHERE driver = $1 "
+        "AND id <> $2 AND status IN ('assigned', 'en_route', 'on_scene', 'in_progress'))",
+        driver_id,
+        except_request,
+    )
+
+
+async def update_request(
+    tenant: TenantRef,
+    actor: Actor,
+    request_id: int,
+    data: Any,
+    *,
+    expected_version: int | None = None,
+) -> Row:
+    """Change an open request's details (priority, locations, notes, price)."""
+    require(actor, "requests.update")
+    changes = parse(RequestChanges, data)
+    sets: dict[str, Any] = {}
+    for name in ("priority", "notes", "quoted_price"):
+        if name in changes.model_fields_set:
+            value = getattr(changes, name)
+            if value is None:
+                raise UserError("required", f"{name} cannot be empty", name)
+            sets[name] = value.value if isinstance(value, Priority) else value
+    for name in ("pickup", "destination"):
+        if name in changes.model_fields_set:
+            place = getattr(changes, name)
+            if place is None and name == "pickup":
+                raise UserError("required", "pickup cannot be empty", "pickup")
+            sets[f"{name}_lat"] = place.lat if place else None
+            sets[f"{name}_lng"] = place.lng if place else None
+            sets[f"{name}_address"] = place.address if place else ""
+    async with tenant_transaction(tenant):
+        current = await _request(request_id)
+        if RequestStatus(current["status"]) not in OPEN:
+            raise UserError(
+                "closed", f"request {current['number']} is {current['status']}", "status"
+            )
+        if not sets:
+            return current
+        sets["updated_at"] = now()
+        updated = await _apply(current, expected_version, sets)
+        await record(actor, "service_request", request_id, "request.updated", current, updated)
+        await emit("request.updated", "service_request", request_id, _summary(updated))
+    return updated
+
+
+async def assign_driver(
+    tenant: TenantRef,
+    actor: Actor,
+    request_id: int,
+    driver_id: int,
+    *,
+    expected_version: int | None = None,
+) -> Row:
+    """A dispatcher's manual assignment: pending → assigned to this driver."""
+    require(actor, "requests.assign")
+    async with tenant_transaction(tenant):
+        current = await _request(request_id)
+        check_transition(current["status"], RequestStatus.assigned)
+        driver = await _one(
+            "SELECT id, status, archived_at FROM drivers WHERE id = $1",
+            driver_id,
+            field="driver_id",
+            what=f"driver {driver_id}",
+        )
+        if driver["archived_at"] is not None:
+            raise UserError("archived", "the driver is archived", "driver_id")
+        if driver["status"] == "off_duty":
+            raise UserError("off_duty", "the driver is off duty", "driver_id")
+        at = now()
+        updated = await _apply(
+            current,
+            expected_version,
+            {"status": "assigned", "driver": driver_id, "assigned_at": at, "updated_at": at},
+        )
+        await engine.execute(
+            "UPDATE drivers SET status = 'busy', updated_at = now() WHERE id = $1", driver_id
+        )
+        await _event(request_id, current["status"], "assigned", actor, at=at)
+        await record(actor, "service_request", request_id, "request.assigned", current, updated)
+        await emit(
+            "request.assigned",
+            "service_request",
+            request_id,
+            {**_summary(updated), "from": current["status"]},
+        )
+    return updated
+
+
+def _check_driver_may(actor: Actor, current: Row, wanted: str, reason_code: str) -> None:
+    if actor.can("requests.transition") and (wanted != "cancelled" or actor.can("requests.cancel")):
+        return
+    if not actor.can("requests.transition_assigned") or current["driver"] != actor.driver_id:
+        raise PermissionDenied("requests.transition")
+    if wanted == "cancelled" and reason_code != "gone_on_arrival":
+        raise PermissionDenied("requests.cancel")
+
+
+async def transition(
+    tenant: TenantRef,
+    actor: Actor,
+    request_id: int,
+    status: str,
+    *,
+    expected_version: int | None = None,
+    reason_code: str = "",
+    note: str = "",
+    lat: float | None = None,
+    lng: float | None = None,
+) -> Row:
+    """Move a request to `status`, if the state machine allows it, with who/where/why."""
+    require(actor, "requests.transition", "requests.transition_assigned", "requests.cancel")
+    if (lat is None) != (lng is None):
+        raise UserError("required", "give both lat and lng, or neither", "lat")
+    if lat is not None:
+        parse(Point, {"lat": lat, "lng": lng})
+    if len(note) > 2000:
+        raise UserError("too_long", "note must be at most 2000 characters", "note")
+    async with tenant_transaction(tenant):
+        current = await _request(request_id)
+        if not _can_see(actor, current):
+            raise NotFound("not_found", f"request {request_id} does not exist", "request_id")
+        check_transition(current["status"], status, reason_code)
+        _check_driver_may(actor, current, status, reason_code)
+        at = now()
+        sets: dict[str, Any] = {"status": status, "updated_at": at}
+        if status in ENTERED_AT:
+            sets[ENTERED_AT[RequestStatus(status)]] = at
+        if status == "pending":
+            sets.update(driver=None, assigned_at=None)
+        if status == "cancelled":
+            sets["cancel_reason"] = reason_code
+        updated = await _apply(current, expected_version, sets)
+        if status in ("pending", "completed", "cancelled"):
+            await _driver_free_if_idle(current["driver"], request_id)
+        await _event(
+            request_id,
+            current["status"],
+            status,
+            actor,
+            at=at,
+            reason_code=reason_code,
+            note=note,
+            lat=lat,
+            lng=lng,
+        )
+        await record(actor, "service_request", request_id, f"request.{status}", current, updated)
+        await emit(
+            "request.status_changed",
+            "service_request",
+            request_id,
+            {**_summary(updated), "from": current["status"], "reason_code": reason_code},
+        )
+    return updated
+
+
+async def request_events(tenant: TenantRef, actor: Actor, request_id: int) -> list[Row]:
+    """The request's history, oldest first."""
+    await get_request(tenant, actor, request_id)
+    async with tenant_transaction(tenant):
+        rows = await engine.fetch(
+            "SELECT id, from_status, to_status, actor_type, actor_id, reason_code, note, lat, lng, "
+            "created_at FROM request_events WHERE request = $1 ORDER BY id",
+            request_id,
+        )
+    return [dict(r) for r in rows]
+
+
+# --- listing ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RequestFilter:
+    statuses: tuple[str, ...] = ()
+    priorities: tuple[str, ...] = ()
+    driver_id: int | None = None
+    created_from: datetime | None = None
+    created_to: datetime | None = None
+    text: str = ""
+    open_only: bool = False
+
+
+ORDERS = {
+    # name: (SQL sort key expressions, directions)
+    "newest": (("created_at", "id"), "DESC"),
+    "oldest": (("created_at", "id"), "ASC"),
+    "priority": ((PRIORITY_RANK, "created_at", "id"), "ASC"),
+}
+
+
+@dataclass(frozen=True)
+class Page:
+    rows: list[Row]
+    has_next: bool
+    end_cursor: str | None
+    cursors: list[str]
+
+
+def _cursor(values: list[Any]) -> str:
+    encoded = [v.isoformat() if isinstance(v, datetime) else v for v in values]
+    return base64.urlsafe_b64encode(json.dumps(encoded).encode()).decode()
+
+
+def _decode_cursor(cursor: str, order: str) -> list[Any]:
+    try:
+        values = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        keys = ORDERS[order][0]
+        if not isinstance(values, list) or len(values) != len(keys):
+            raise ValueError
+        return [
+            datetime.fromisoformat(v) if k == "created_at" else int(v)
+            for k, v in zip(keys, values, strict=True)
+        ]
+    except (ValueError, TypeError, json.JSONDecodeError):
+        raise UserError("invalid", "the cursor is not valid for this order", "after") from None
+
+
+async def list_requests(
+    tenant: TenantRef,
+    actor: Actor,
+    *,
+    filter: RequestFilter | None = None,
+    order: str = "newest",
+    first: int = 50,
+    after: str | None = None,
+) -> Page:
+    """A page of requests (keyset pagination: stable while requests are being added)."""
+    require(actor, "requests.view", "requests.view_assigned")
+    if order not in ORDERS:
+        raise UserError("invalid_choice", f"order must be one of {', '.join(ORDERS)}", "order")
+    if not 1 <= first <= 200:
+        raise UserError("out_of_range", "first must be between 1 and 200", "first")
+    f = filter or RequestFilter()
+    where, args = [], []
+
+    def arg(value: Any) -> str:
+        args.append(value)
+        return f"${len(args)}"
+
+    if not actor.can("requests.view"):
+        where.append(f"driver = {arg(actor.driver_id)}")
+    if f.statuses:
+        where.append(f"status = ANY({arg(list(f.statuses))}::varchar[])")
+    if f.open_only:
+        where.append("status NOT IN ('completed', 'cancelled')")
+    if f.priorities:
+        where.append(f"priority = ANY({arg(list(f.priorities))}::varchar[])")
+    if f.driver_id is not None:
+        where.append(f"driver = {arg(f.driver_id)}")
+    if f.created_from is not None:
+        where.append(f"created_at >= {arg(f.created_from)}")
+    if f.created_to is not None:
+        where.append(f"created_at < {arg(f.created_to)}")
+    if f.text.strip():
+        text = f.text.strip()
+        digits = "".join(c for c in text if c.isdigit())
+        pattern = "%" + "".join(c for c in text if c.isalnum() or c == " ") + "%"
+        clauses = [
+            f"pickup_address ILIKE {arg(pattern)}",
+            f"customer IN (SELECT id FROM customers WHERE name ILIKE {arg(pattern)})",
+            "vehicle IN (SELECT id FROM vehicles WHERE upper(plate) LIKE "
+            f"upper({arg(pattern.replace(' ', ''))}))",
+        ]
+        if digits:
+            clauses.append(f"number::text = {arg(digits)}")
+        where.append("(" + " OR ".join(clauses) + ")")
+    keys, direction = ORDERS[order]
+    if after:
+        values = _decode_cursor(after, order)
+        op = "<" if direction == "DESC" else ">"
+        placeholders = ", ".join(arg(v) for v in values)
+        where.append(f"({', '.join(keys)}) {op} ({placeholders})")
+    sort = ", ".join(f"{k} {direction}" for k in keys)
+    sql = (
+        f"SELECT {COLUMNS}, {', '.join(f'{k} AS _k{i}' for i, k in enumerate(keys))} "
+        f"FROM service_requests {'WHERE ' + ' AND '.join(where) if where else ''} "
+        f"ORDER BY {sort} LIMIT {first + 1}"
+    )
+    async with tenant_transaction(tenant):
+        rows = [dict(r) for r in await engine.fetch(sql, *args)]
+    has_next = len(rows) > first
+    rows = rows[:first]
+    cursors = [_cursor([row.pop(f"_k{i}") for i in range(len(keys))]) for row in rows]
+    return Page(
+        rows=rows, has_next=has_next, end_cursor=cursors[-1] if cursors else None, cursors=cursors
+    )
