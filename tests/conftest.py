@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from patone.core.db import engine
+from patone.core.permissions import DEFAULT_GRANTS, Actor
 from patone.core.redis import close_redis, connect_redis, get_redis
 from patone.tenants import provisioning
 from patone.tenants.migrations import ensure_platform
@@ -118,3 +119,20 @@ async def make_tenant() -> AsyncIterator[MakeTenant]:
 @pytest.fixture
 async def redis_client():  # type: ignore[no-untyped-def]
     return get_redis()
+
+
+def actor_for(role: str, user_id: int = 1, driver_id: int | None = None) -> Actor:
+    """A signed-in staff member with the default grants of `role`."""
+    return Actor(
+        kind="user",
+        id=str(user_id),
+        role=role,
+        permissions=frozenset(DEFAULT_GRANTS[role]),
+        driver_id=driver_id,
+    )
+
+
+@pytest.fixture
+async def two_tenants(make_tenant: MakeTenant) -> tuple[TenantInfo, TenantInfo]:
+    """Every data test runs beside a second company, so a leak would show."""
+    return await make_tenant("acme", name="Acme Towing"), await make_tenant("bolt", name="Bolt")

@@ -170,7 +170,7 @@ async def create_request(
             request.notes,
             price,
             str(settings.get("currency", "USD")),
-            int(actor.id) if actor.kind == "user" and actor.id.isdigit() else None,
+            f"{actor.kind}:{actor.id}",
             at,
         )
         created = dict(rows[0])

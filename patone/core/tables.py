@@ -188,7 +188,7 @@ class ServiceRequest(Table, tablename="service_requests", db=engine):
     )
     cancel_reason = Varchar(length=60, default="")
     version = Integer(default=1)
-    created_by = ForeignKey(references=User, on_delete=OnDelete.set_null, null=True, default=None)
+    created_by = Varchar(length=80, default="")  # "user:12", "partner:club-a", "system"
     created_at = Timestamptz(index=True)
     updated_at = Timestamptz()
     assigned_at = Timestamptz(null=True, default=None)

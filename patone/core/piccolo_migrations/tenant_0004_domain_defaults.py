@@ -4,7 +4,7 @@ from piccolo.apps.migrations.auto.migration_manager import MigrationManager
 
 from patone.core.db import engine
 
-ID = "2026-11-24T10:25:08:000000"
+ID = "2026-11-24T12:00:00:000000"
 VERSION = "1.38.0"
 DESCRIPTION = "domain indexes, roles, service types"
 
