@@ -19,6 +19,7 @@ from starlette.routing import Route
 from patone.core.db import engine
 from patone.core.errors import UserError
 from patone.core.redis import close_redis, connect_redis, get_redis
+from patone.core.relay import Relay
 from patone.embedded import EmbeddedServices
 from patone.log import configure_logging
 from patone.settings import Settings, get_settings
@@ -143,6 +144,7 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         owned = services is None
         follower: asyncio.Task[None] | None = None
+        relay: Relay | None = None
         running: EmbeddedServices = (
             services
             if services is not None
@@ -162,12 +164,16 @@ def create_app(
             ready = asyncio.Event()
             follower = asyncio.create_task(follow_changes(tenant_cache, ready))
             await asyncio.wait_for(ready.wait(), 5)
+            relay = Relay(get_redis(), tenant_cache)
+            await relay.start()
             app.state.demo = await ensure_demo_tenant() if settings.create_demo_tenant else None
             log.info("patone ready", extra={"demo": bool(app.state.demo)})
             if on_ready is not None:
                 on_ready(app)
             yield
         finally:
+            if relay is not None:
+                await relay.stop()
             if follower is not None:
                 follower.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

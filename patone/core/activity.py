@@ -55,3 +55,5 @@ async def emit(topic: str, entity: str, entity_id: object, payload: dict[str, An
         json.dumps({"tenant": tenant.slug, **payload}, default=str, sort_keys=True),
         datetime.now(UTC),
     )
+    # Delivered to the relay only if this transaction commits.
+    await engine.execute("SELECT pg_notify('patone_outbox', $1)", tenant.slug)

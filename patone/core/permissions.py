@@ -110,3 +110,14 @@ def validate_grants(permissions: Iterable[str]) -> list[str]:
     if unknown:
         raise UserError("unknown", f"unknown permissions: {', '.join(unknown)}", "permissions")
     return sorted(set(permissions))
+
+
+def matrix_markdown() -> str:
+    """The default role x permission matrix as a Markdown table (docs/permissions.md)."""
+    header = "| permission | what it allows | " + " | ".join(ROLES.values()) + " |"
+    rule = "| --- | --- | " + " | ".join("---" for _ in ROLES) + " |"
+    lines = [header, rule]
+    for permission, meaning in PERMISSIONS.items():
+        marks = " | ".join("yes" if permission in DEFAULT_GRANTS[r] else "-" for r in ROLES)
+        lines.append(f"| `{permission}` | {meaning} | {marks} |")
+    return "\n".join(lines) + "\n"

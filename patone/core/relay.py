@@ -1,0 +1,113 @@
+"""The outbox relay: publish committed domain events to Redis pub/sub, at least once.
+
+`activity.emit` writes an event into the tenant's `outbox` and sends `NOTIFY patone_outbox,
+'<slug>'` in the same transaction; Postgres delivers the notification only if the transaction
+commits. The relay listens for those notifications (and sweeps every tenant when it starts, for
+events committed while it was down), publishes each tenant's unpublished events in order to the
+channel `t:<slug>:events`, and marks them published in the same transaction that locked them.
+If Redis is down the transaction rolls back and the events stay for the next try; if the
+process dies after publishing but before committing, the event is published again, so
+subscribers de-duplicate by event id. The jobs issue adds Dramatiq to the same relay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from typing import Any
+
+import asyncpg
+import redis.asyncio as aioredis
+
+from patone.core.db import engine
+from patone.core.redis import tenant_key
+from patone.tenants.isolation import TenantRef, tenant_transaction
+from patone.tenants.registry import TenantCache, list_tenants
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "patone_outbox"
+BATCH = 200
+
+
+def events_channel(slug: str) -> str:
+    return tenant_key(slug, "events")
+
+
+async def relay_tenant(tenant: TenantRef, redis: aioredis.Redis, *, batch: int = BATCH) -> int:
+    """Publish the tenant's unpublished events, oldest first; returns how many."""
+    published = 0
+    while True:
+        async with tenant_transaction(tenant):
+            rows = await engine.fetch(
+                "SELECT id, topic, entity, entity_id, payload, created_at FROM outbox "
+                "WHERE published_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+                batch,
+            )
+            if not rows:
+                return published
+            channel = events_channel(tenant.slug)
+            for row in rows:
+                message = {
+                    "id": row["id"],
+                    "topic": row["topic"],
+                    "entity": row["entity"],
+                    "entity_id": row["entity_id"],
+                    "payload": json.loads(row["payload"]),
+                    "created_at": row["created_at"].isoformat(),
+                }
+                await redis.publish(channel, json.dumps(message, default=str))
+            await engine.execute(
+                "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])",
+                [row["id"] for row in rows],
+            )
+        published += len(rows)
+        if len(rows) < batch:
+            return published
+
+
+class Relay:
+    """Runs in the app (or a worker): LISTEN for committed events and relay them."""
+
+    def __init__(self, redis: aioredis.Redis, cache: TenantCache) -> None:
+        self.redis = redis
+        self.cache = cache
+        self._pending: asyncio.Queue[str] = asyncio.Queue()
+        self._connection: asyncpg.Connection | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def _notified(self, _conn: Any, _pid: int, _channel: str, slug: str) -> None:
+        self._pending.put_nowait(slug)
+
+    async def start(self) -> None:
+        self._connection = await asyncpg.connect(**engine.connection_options(engine.dsn()))
+        await self._connection.add_listener(CHANNEL, self._notified)
+        for tenant in await list_tenants("active"):
+            self._pending.put_nowait(tenant.slug)
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            slug = await self._pending.get()
+            pending = {slug}
+            while not self._pending.empty():
+                pending.add(self._pending.get_nowait())
+            for each in sorted(pending):
+                tenant = await self.cache.by_slug(each)
+                if tenant is None:
+                    continue
+                try:
+                    await relay_tenant(tenant, self.redis)
+                except Exception:  # keep relaying other tenants; retry this one shortly
+                    log.exception("relay failed", extra={"tenant": each})
+                    asyncio.get_running_loop().call_later(1.0, self._pending.put_nowait, each)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._connection is not None:
+            await self._connection.close()

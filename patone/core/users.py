@@ -1,0 +1,131 @@
+"""Staff users and roles: invite, change, deactivate; edit a role's permissions; who is acting."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from patone.core.activity import record
+from patone.core.clock import now
+from patone.core.db import engine
+from patone.core.errors import Conflict, NotFound, UserError
+from patone.core.inputs import Email, Input, Name, parse
+from patone.core.permissions import Actor, require, validate_grants
+from patone.core.rows import insert_row, update_row
+from patone.tenants.isolation import TenantRef, tenant_transaction
+
+Row = dict[str, Any]
+_COLUMNS = "id, email, name, role, active, created_at, updated_at"
+
+
+class UserInput(Input):
+    email: Email
+    name: Name
+    role: str = Field(min_length=1, max_length=40)
+
+
+class UserChanges(Input):
+    name: Name | None = None
+    role: str | None = Field(None, min_length=1, max_length=40)
+    active: bool | None = None
+
+
+async def _user(user_id: int) -> Row:
+    rows = await engine.fetch(f"SELECT {_COLUMNS} FROM users WHERE id = $1", user_id)
+    if not rows:
+        raise NotFound("not_found", f"user {user_id} does not exist", "user_id")
+    return dict(rows[0])
+
+
+async def _require_role(role: str) -> None:
+    if not await engine.fetch("SELECT 1 FROM roles WHERE name = $1", role):
+        raise UserError("unknown", f"role {role!r} does not exist", "role")
+
+
+async def list_users(tenant: TenantRef, actor: Actor) -> list[Row]:
+    require(actor, "users.manage")
+    async with tenant_transaction(tenant):
+        return [dict(r) for r in await engine.fetch(f"SELECT {_COLUMNS} FROM users ORDER BY id")]
+
+
+async def create_user(tenant: TenantRef, actor: Actor, data: Any) -> Row:
+    """Add a staff member (sign-in comes with the identity issue)."""
+    require(actor, "users.manage")
+    user = parse(UserInput, data)
+    async with tenant_transaction(tenant):
+        await _require_role(user.role)
+        if await engine.fetch("SELECT 1 FROM users WHERE lower(email) = lower($1)", user.email):
+            raise Conflict("taken", f"{user.email} already has an account", "email")
+        at = now()
+        user_id = await insert_row(
+            "users", {**user.model_dump(), "active": True, "created_at": at, "updated_at": at}
+        )
+        created = await _user(user_id)
+        await record(actor, "user", user_id, "user.created", None, created)
+    return created
+
+
+async def update_user(tenant: TenantRef, actor: Actor, user_id: int, data: Any) -> Row:
+    require(actor, "users.manage")
+    changes = parse(UserChanges, data).model_dump(exclude_unset=True)
+    async with tenant_transaction(tenant):
+        before = await _user(user_id)
+        if changes.get("role"):
+            await _require_role(changes["role"])
+        await update_row("users", user_id, {**changes, "updated_at": now()})
+        after = await _user(user_id)
+        await record(actor, "user", user_id, "user.updated", before, after)
+    return after
+
+
+async def list_roles(tenant: TenantRef) -> list[Row]:
+    async with tenant_transaction(tenant):
+        rows = await engine.fetch("SELECT name, title, permissions FROM roles ORDER BY id")
+    return [dict(r) for r in rows]
+
+
+async def set_role_permissions(
+    tenant: TenantRef, actor: Actor, role: str, permissions: list[str]
+) -> Row:
+    """Replace what a role may do in this company."""
+    require(actor, "roles.manage")
+    granted = validate_grants(permissions)
+    if role == "admin" and "roles.manage" not in granted:
+        raise UserError("locked_out", "admins must keep roles.manage", "permissions")
+    async with tenant_transaction(tenant):
+        rows = await engine.fetch(
+            "SELECT name, title, permissions FROM roles WHERE name = $1", role
+        )
+        if not rows:
+            raise NotFound("not_found", f"role {role!r} does not exist", "role")
+        before = dict(rows[0])
+        await engine.execute(
+            "UPDATE roles SET permissions = $2, updated_at = now() WHERE name = $1", role, granted
+        )
+        after = {**before, "permissions": granted}
+        await record(actor, "role", role, "role.permissions_changed", before, after)
+    return after
+
+
+async def actor_for_user(tenant: TenantRef, user_id: int) -> Actor:
+    """The acting identity of a staff user: their role's current permissions, and their
+    driver record if they drive. An inactive or unknown user cannot act."""
+    async with tenant_transaction(tenant):
+        rows = await engine.fetch(
+            "SELECT u.id, u.role, u.active, r.permissions, "
+            '(SELECT d.id FROM drivers d WHERE d."user" = u.id AND d.archived_at IS NULL '
+            " ORDER BY d.id LIMIT 1) AS driver_id "
+            "FROM users u JOIN roles r ON r.name = u.role WHERE u.id = $1",
+            user_id,
+        )
+    if not rows or not rows[0]["active"]:
+        raise NotFound("not_found", f"user {user_id} does not exist or is inactive", "user_id")
+    row = rows[0]
+    return Actor(
+        kind="user",
+        id=str(row["id"]),
+        role=row["role"],
+        permissions=frozenset(row["permissions"]),
+        driver_id=row["driver_id"],
+    )
