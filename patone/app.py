@@ -21,6 +21,7 @@ from patone.core.errors import UserError
 from patone.core.redis import close_redis, connect_redis, get_redis
 from patone.core.relay import Relay
 from patone.embedded import EmbeddedServices
+from patone.graphql.app import GraphQLApp
 from patone.log import configure_logging
 from patone.settings import Settings, get_settings
 from patone.tenants.isolation import tenant_transaction
@@ -189,6 +190,7 @@ def create_app(
             Route("/healthz", healthz),
             Route("/", home),
             Route("/api/tenant", tenant_info),
+            Route("/graphql", GraphQLApp(settings.resolved_secret_key()), methods=["GET", "POST"]),
         ],
         middleware=[
             Middleware(RequestContextMiddleware, debug=settings.debug),

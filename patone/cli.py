@@ -13,24 +13,32 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from patone.core import users
 from patone.core.db import engine
-from patone.core.errors import UserError
+from patone.core.errors import NotFound, UserError
+from patone.core.permissions import SYSTEM
 from patone.core.redis import close_redis, connect_redis
+from patone.core.tokens import issue_access_token
 from patone.embedded import EmbeddedServiceError, EmbeddedServices
 from patone.settings import Settings, SettingsError, load_settings
 from patone.tenants import provisioning
+from patone.tenants.isolation import tenant_transaction
 from patone.tenants.migrations import (
     TenantMigrationResult,
     ensure_platform,
     migrate_tenants,
 )
-from patone.tenants.registry import TenantInfo, list_tenants
+from patone.tenants.registry import TenantInfo, get_tenant, list_tenants
 
 app = typer.Typer(
     help="Patone Cloud: roadside-assistance dispatch as a service.", no_args_is_help=True
 )
 tenants_app = typer.Typer(help="Create and manage tenants (companies).", no_args_is_help=True)
 app.add_typer(tenants_app, name="tenants")
+users_app = typer.Typer(help="Staff users of a tenant.", no_args_is_help=True)
+app.add_typer(users_app, name="users")
+tokens_app = typer.Typer(help="Access tokens for the API.", no_args_is_help=True)
+app.add_typer(tokens_app, name="tokens")
 
 console = Console()
 err = Console(stderr=True, soft_wrap=True)
@@ -281,6 +289,71 @@ def tenants_purge(
     """Drop a deleted tenant's schema, role and Redis keys for good."""
     run_with_database(lambda: provisioning.purge_tenant(slug, force=force))
     console.print(f"{slug}: purged")
+
+
+async def _active_tenant(slug: str) -> TenantInfo:
+    tenant = await get_tenant(slug)
+    if tenant is None or tenant.status == "deleted":
+        raise NotFound("not_found", f"tenant {slug!r} does not exist", "tenant")
+    return tenant
+
+
+@users_app.command("create")
+def users_create(
+    tenant: Annotated[str, typer.Option(help="Tenant slug.")],
+    email: Annotated[str, typer.Option(help="Their email address.")],
+    name: Annotated[str, typer.Option(help="Their name.")],
+    role: Annotated[str, typer.Option(help="admin, manager, dispatcher or driver.")],
+) -> None:
+    """Add a staff user to a tenant."""
+
+    async def work() -> dict[str, Any]:
+        return await users.create_user(
+            await _active_tenant(tenant), SYSTEM, {"email": email, "name": name, "role": role}
+        )
+
+    user = run_with_database(work)
+    console.print(f"{user['email']}: {user['name']} ({user['role']})", highlight=False)
+
+
+@tokens_app.command("issue")
+def tokens_issue(
+    tenant: Annotated[str, typer.Option(help="Tenant slug.")],
+    user: Annotated[str, typer.Option("--user", help="The staff user's email.")],
+    ttl: Annotated[int, typer.Option(min=60, max=86400, help="Seconds it stays valid.")] = 3600,
+) -> None:
+    """Print an access token for a staff user (send it as `Authorization: Bearer ...`)."""
+    settings = _settings()
+
+    async def work() -> str:
+        found = await _active_tenant(tenant)
+        async with tenant_transaction(found):
+            rows = await engine.fetch(
+                "SELECT id FROM users WHERE lower(email) = lower($1) AND active", user
+            )
+        if not rows:
+            raise NotFound("not_found", f"{user} is not an active user of {tenant}", "user")
+        return issue_access_token(settings.resolved_secret_key(), tenant, rows[0]["id"], ttl)
+
+    sys.stdout.write(run_with_database(work, settings) + "\n")
+
+
+@app.command("schema")
+def export_schema(
+    check: Annotated[bool, typer.Option(help="Only check that schema.graphql is current.")] = False,
+) -> None:
+    """Write the GraphQL schema (SDL) to schema.graphql at the repository root."""
+    from patone.graphql.schema import SDL_PATH, sdl
+
+    current = sdl()
+    if check:
+        if not SDL_PATH.exists() or SDL_PATH.read_text() != current:
+            err.print(f"{SDL_PATH} is out of date: run `patone schema`")
+            raise typer.Exit(1)
+        console.print(f"{SDL_PATH} is current")
+        return
+    SDL_PATH.write_text(current)
+    console.print(f"wrote {SDL_PATH}")
 
 
 def main() -> None:  # pragma: no cover

@@ -77,7 +77,7 @@ async def _drop_leftovers() -> None:
 @pytest.fixture(scope="session", autouse=True)
 async def database() -> AsyncIterator[None]:
     """Connect once per session to the real Postgres and Redis; start from a clean slate."""
-    await engine.connect({"default": DATABASE_URL}, min_size=1, max_size=12)
+    await engine.connect({"default": DATABASE_URL}, min_size=1, max_size=12, count_statements=True)
     await connect_redis(REDIS_URL)
     await ensure_platform()
     await _drop_leftovers()

@@ -56,7 +56,38 @@ def test_bad_input_is_one_clear_line_and_changes_nothing() -> None:
 
 
 def test_migrate_prints_progress_and_a_summary() -> None:
-    result = patone("migrate")
-    assert result.returncode == 0, result.stderr
-    assert "migrating tenants" in result.stderr
-    assert "failed" in result.stdout and " 0 failed" in result.stdout
+    slug = unique_slug("mig")
+    assert patone("tenants", "create", slug).returncode == 0
+    try:
+        result = patone("migrate", "--tenant", slug)
+        assert result.returncode == 0, result.stderr
+        assert "migrating tenants" in result.stderr
+        assert "1 tenants in" in result.stdout and "1 up to date, 0 failed" in result.stdout
+    finally:
+        patone("tenants", "delete", slug)
+        patone("tenants", "purge", slug, "--force")
+
+
+def test_a_token_issued_on_the_command_line_opens_the_api() -> None:
+    slug = unique_slug("tok")
+    assert patone("tenants", "create", slug).returncode == 0
+    try:
+        made = patone(
+            "users", "create", "--tenant", slug, "--email", "ops@example.com",
+            "--name", "Ops", "--role", "dispatcher",
+        )  # fmt: skip
+        assert made.returncode == 0, made.stderr
+        issued = patone("tokens", "issue", "--tenant", slug, "--user", "ops@example.com")
+        assert issued.returncode == 0, issued.stderr
+        token = issued.stdout.strip()
+        assert token.count(".") == 2
+        unknown = patone("tokens", "issue", "--tenant", slug, "--user", "nobody@example.com")
+        assert unknown.returncode == 1 and "not an active user" in unknown.stderr
+    finally:
+        patone("tenants", "delete", slug)
+        patone("tenants", "purge", slug, "--force")
+
+
+def test_schema_check_passes_on_a_current_file() -> None:
+    result = patone("schema", "--check")
+    assert result.returncode == 0 and "is current" in result.stdout

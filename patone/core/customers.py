@@ -10,7 +10,7 @@ from pydantic import Field
 from patone.core.activity import emit, record
 from patone.core.clock import now
 from patone.core.db import engine
-from patone.core.errors import NotFound
+from patone.core.errors import NotFound, UserError
 from patone.core.idempotency import idempotent
 from patone.core.inputs import Email, Input, Name, Phone, Plate, parse
 from patone.core.permissions import Actor, require
@@ -201,3 +201,20 @@ async def search_customers(
             min(max(limit, 1), 100),
         )
     return [dict(r) for r in rows]
+
+
+async def list_customers(
+    tenant: TenantRef, actor: Actor, *, first: int = 50, after: int | None = None
+) -> tuple[list[Row], bool]:
+    """A page of customers by id (keyset: `after` is the last id seen); archived left out."""
+    require(actor, "customers.view")
+    if not 1 <= first <= 200:
+        raise UserError("out_of_range", "first must be between 1 and 200", "first")
+    async with tenant_transaction(tenant):
+        rows = await engine.fetch(
+            f"SELECT {_CUSTOMER_COLUMNS} FROM customers WHERE archived_at IS NULL "
+            "AND id > $1 ORDER BY id LIMIT $2",
+            after or 0,
+            first + 1,
+        )
+    return [dict(r) for r in rows[:first]], len(rows) > first

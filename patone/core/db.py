@@ -17,6 +17,7 @@ tenant transaction fails with "relation does not exist" instead of finding anoth
 from __future__ import annotations
 
 import contextvars
+from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -31,6 +32,17 @@ DEFAULT_SHARD = "default"
 current_shard: contextvars.ContextVar[str] = contextvars.ContextVar(
     "patone_current_shard", default=DEFAULT_SHARD
 )
+
+
+# asyncpg's own look-ups (type introspection, JIT toggling): not our queries.
+_ASYNCPG_INTERNAL = ("typeinfo_tree", "current_setting('jit')", "set_config('jit'")
+
+
+async def _keep_session(connection: asyncpg.Connection) -> None:
+    """Pool reset: nothing to send. asyncpg's default costs a round trip per release
+    (`RESET ALL; UNLISTEN *; ...`); our connections carry no session state, because tenant
+    scoping is `SET LOCAL` (ends with the transaction) and advisory locks are transaction-level.
+    """
 
 
 class ShardNotConfigured(RuntimeError):
@@ -56,6 +68,7 @@ class PatoneEngine(PostgresEngine):
         self._pools: dict[str, Pool] = {}
         self._dsns: dict[str, str] = {}
         self._pool_options: dict[str, Any] = {}
+        self.statements: Counter[str] = Counter()
 
     async def check_version(self) -> None:
         # Piccolo's Engine.__init__ connects to check the version; ours connects at start-up.
@@ -109,8 +122,13 @@ class PatoneEngine(PostgresEngine):
         max_size: int = 10,
         max_queries: int = 5000,
         max_inactive_connection_lifetime: float = 60.0,
+        count_statements: bool = False,
     ) -> None:
-        """Open one pool per shard. `dsns` must name the "default" shard."""
+        """Open one pool per shard. `dsns` must name the "default" shard.
+
+        With `count_statements`, every statement sent is counted in `self.statements` by its
+        first word (SELECT, INSERT, ...): tests and benchmarks assert query counts with it.
+        """
         if DEFAULT_SHARD not in dsns:
             raise ValueError("the default shard needs a DSN")
         await self.disconnect()
@@ -124,12 +142,23 @@ class PatoneEngine(PostgresEngine):
             for name, dsn in dsns.items():
                 self._dsns[name] = dsn
                 self._pools[name] = await asyncpg.create_pool(
-                    **self.connection_options(dsn), **self._pool_options
+                    **self.connection_options(dsn),
+                    **self._pool_options,
+                    init=self._count_on if count_statements else None,
+                    reset=_keep_session,
                 )
         except BaseException:
             await self.disconnect()
             raise
         self.config = {"dsn": dsns[DEFAULT_SHARD]}
+
+    async def _count_on(self, connection: asyncpg.Connection) -> None:
+        connection.add_query_logger(self._count)
+
+    def _count(self, record: Any) -> None:
+        words = record.query.split(None, 1)
+        internal = any(marker in record.query for marker in _ASYNCPG_INTERNAL)
+        self.statements["INTERNAL" if internal else (words[0].upper() if words else "")] += 1
 
     async def disconnect(self) -> None:
         pools, self._pools, self._dsns = self._pools, {}, {}

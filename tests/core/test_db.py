@@ -37,7 +37,7 @@ async def two_shards() -> AsyncIterator[str]:
     try:
         yield "east"
     finally:
-        await engine.connect({"default": DATABASE_URL}, max_size=12)
+        await engine.connect({"default": DATABASE_URL}, max_size=12, count_statements=True)
 
 
 async def _schemas(dsn: str, schema: str) -> bool:

@@ -1,0 +1,101 @@
+"""`/graphql`: authenticate, then hand the request to strawberry.
+
+A browser asking for HTML gets GraphiQL (served from our own files). Every operation needs a
+tenant (the host or X-Tenant) and a valid access token for that tenant; otherwise the answer is
+a JSON error and nothing runs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket
+from strawberry.asgi import GraphQL
+
+from patone.core.errors import UserError
+from patone.core.tokens import InvalidToken, verify_access_token
+from patone.core.users import actor_for_user
+from patone.graphql.context import Context
+from patone.graphql.schema import schema
+from patone.log import request_id_var
+
+
+def _error(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse(
+        {
+            "data": None,
+            "errors": [
+                {
+                    "message": message,
+                    "extensions": {"code": code, "request_id": request_id_var.get()},
+                }
+            ],
+        },
+        status_code=status,
+        headers={"WWW-Authenticate": "Bearer"} if status == 401 else None,
+    )
+
+
+class _Strawberry(GraphQL[Context, None]):
+    async def get_context(
+        self, request: Request | WebSocket, response: Response | WebSocket
+    ) -> Context:
+        state = request.scope["state"]
+        return Context(
+            tenant=state["tenant"], actor=state["actor"], request=request, response=response
+        )
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        from patone.graphql.graphiql import graphiql_page
+
+        return await graphiql_page(request)
+
+
+class GraphQLApp:
+    """The ASGI app mounted at /graphql."""
+
+    def __init__(self, secret: str) -> None:
+        self.secret = secret
+        self.strawberry = _Strawberry(schema, graphql_ide="graphiql")
+
+    def _wants_html(self, scope: Scope) -> bool:
+        headers = dict(scope["headers"])
+        return scope["method"] == "GET" and b"text/html" in headers.get(b"accept", b"")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self._wants_html(scope):
+            await self.strawberry(scope, receive, send)
+            return
+        if scope["type"] != "http":
+            await self.strawberry(scope, receive, send)
+            return
+        state: dict[str, Any] = scope.setdefault("state", {})
+        tenant = state.get("tenant")
+        if tenant is None:
+            response = _error(
+                404, "tenant_required", "Name a company: use its subdomain or an X-Tenant header."
+            )
+            await response(scope, receive, send)
+            return
+        authorization = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            await _error(401, "unauthenticated", "Sign in: send an access token.")(
+                scope, receive, send
+            )
+            return
+        try:
+            claims = verify_access_token(self.secret, token.strip(), tenant=tenant.slug)
+            state["actor"] = await actor_for_user(tenant, claims.user_id)
+        except InvalidToken as error:
+            await _error(401, error.code, error.message)(scope, receive, send)
+            return
+        except UserError:
+            await _error(401, "unauthenticated", "The token's user no longer exists.")(
+                scope, receive, send
+            )
+            return
+        await self.strawberry(scope, receive, send)

@@ -1,0 +1,188 @@
+"""The company in the API: who am I, settings, prices, staff and roles."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import strawberry
+from strawberry.scalars import JSON
+from strawberry.types import Info
+
+from patone.core import company, service_types, users
+from patone.graphql.context import Context
+from patone.graphql.ids import pk_of
+from patone.graphql.types import Role, ServiceType, User, UserError, attempt, given
+
+
+@strawberry.type(description="Who is calling, for which company, allowed to do what.")
+class Viewer:
+    tenant: str
+    company_name: str
+    user_id: strawberry.ID | None
+    role: str | None
+    permissions: list[str]
+
+
+@strawberry.input
+class SettingsInput:
+    company_name: str | None = strawberry.UNSET
+    company_phone: str | None = strawberry.UNSET
+    company_email: str | None = strawberry.UNSET
+    company_address: str | None = strawberry.UNSET
+    units: str | None = strawberry.UNSET
+    currency: str | None = strawberry.UNSET
+    time_zone: str | None = strawberry.UNSET
+    business_hours: JSON | None = strawberry.UNSET
+
+
+@strawberry.input
+class ServiceTypeInput:
+    name: str | None = strawberry.UNSET
+    base_price: int | None = strawberry.UNSET
+    per_distance_price: int | None = strawberry.UNSET
+    after_hours_surcharge: int | None = strawberry.UNSET
+    required_skills: list[str] | None = strawberry.UNSET
+    active: bool | None = strawberry.UNSET
+
+
+@strawberry.input
+class CreateUserInput:
+    email: str
+    name: str
+    role: str
+
+
+@strawberry.input
+class UpdateUserInput:
+    name: str | None = strawberry.UNSET
+    role: str | None = strawberry.UNSET
+    active: bool | None = strawberry.UNSET
+
+
+@strawberry.type
+class SettingsPayload:
+    settings: JSON | None
+    user_errors: list[UserError]
+
+
+@strawberry.type
+class ServiceTypePayload:
+    service_type: ServiceType | None
+    user_errors: list[UserError]
+
+
+@strawberry.type
+class UserPayload:
+    user: User | None
+    user_errors: list[UserError]
+
+
+@strawberry.type
+class RolePayload:
+    role: Role | None
+    user_errors: list[UserError]
+
+
+@strawberry.type
+class CompanyQueries:
+    @strawberry.field
+    async def viewer(self, info: Info[Context, None]) -> Viewer:
+        ctx = info.context
+        from patone.graphql.ids import to_global_id
+
+        name = (await company.get_settings(ctx.tenant)).get("company.name", ctx.tenant.slug)
+        return Viewer(
+            tenant=ctx.tenant.slug,
+            company_name=str(name),
+            user_id=strawberry.ID(to_global_id("User", int(ctx.actor.id)))
+            if ctx.actor.kind == "user"
+            else None,
+            role=ctx.actor.role,
+            permissions=sorted(ctx.actor.permissions),
+        )
+
+    @strawberry.field(description="Company settings: profile, units, currency, time zone, hours.")
+    async def settings(self, info: Info[Context, None]) -> JSON:
+        return JSON(await company.get_settings(info.context.tenant))
+
+    @strawberry.field(description="The price list.")
+    async def service_types(
+        self, info: Info[Context, None], include_inactive: bool = False
+    ) -> list[ServiceType]:
+        rows = await service_types.list_service_types(
+            info.context.tenant, include_inactive=include_inactive
+        )
+        info.context.loaders.prime("service_type", rows)
+        return [ServiceType.from_row(r) for r in rows]
+
+    @strawberry.field
+    async def users(self, info: Info[Context, None]) -> list[User]:
+        return [
+            User.from_row(r)
+            for r in await users.list_users(info.context.tenant, info.context.actor)
+        ]
+
+    @strawberry.field
+    async def roles(self, info: Info[Context, None]) -> list[Role]:
+        rows = await users.list_roles(info.context.tenant)
+        return [
+            Role(name=r["name"], title=r["title"], permissions=list(r["permissions"])) for r in rows
+        ]
+
+
+@strawberry.type
+class CompanyMutations:
+    @strawberry.mutation
+    async def update_settings(
+        self, info: Info[Context, None], input: SettingsInput
+    ) -> SettingsPayload:
+        ctx = info.context
+        settings, errors = await attempt(
+            company.update_settings(ctx.tenant, ctx.actor, given(input))
+        )
+        return SettingsPayload(settings=settings, user_errors=errors)
+
+    @strawberry.mutation
+    async def update_service_type(
+        self, info: Info[Context, None], code: str, input: ServiceTypeInput
+    ) -> ServiceTypePayload:
+        ctx = info.context
+        row, errors = await attempt(
+            service_types.update_service_type(ctx.tenant, ctx.actor, code, given(input))
+        )
+        return ServiceTypePayload(
+            service_type=ServiceType.from_row(row) if row else None, user_errors=errors
+        )
+
+    @strawberry.mutation
+    async def create_user(self, info: Info[Context, None], input: CreateUserInput) -> UserPayload:
+        ctx = info.context
+        row, errors = await attempt(users.create_user(ctx.tenant, ctx.actor, given(input)))
+        return UserPayload(user=User.from_row(row) if row else None, user_errors=errors)
+
+    @strawberry.mutation
+    async def update_user(
+        self, info: Info[Context, None], id: strawberry.ID, input: UpdateUserInput
+    ) -> UserPayload:
+        ctx = info.context
+
+        async def run() -> dict[str, Any]:
+            return await users.update_user(ctx.tenant, ctx.actor, pk_of(id, "User"), given(input))
+
+        row, errors = await attempt(run())
+        return UserPayload(user=User.from_row(row) if row else None, user_errors=errors)
+
+    @strawberry.mutation
+    async def set_role_permissions(
+        self, info: Info[Context, None], role: str, permissions: list[str]
+    ) -> RolePayload:
+        ctx = info.context
+        row, errors = await attempt(
+            users.set_role_permissions(ctx.tenant, ctx.actor, role, permissions)
+        )
+        return RolePayload(
+            role=Role(name=row["name"], title=row["title"], permissions=list(row["permissions"]))
+            if row
+            else None,
+            user_errors=errors,
+        )

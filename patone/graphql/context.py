@@ -1,0 +1,97 @@
+"""Per-request context: the tenant, the acting user, and the request's DataLoaders.
+
+graphql-core resolves sibling fields concurrently, so each loader batch opens its own short
+tenant transaction on a pooled connection (DESIGN.md, "Tenancy" hazards) instead of sharing one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from strawberry.dataloader import DataLoader
+
+from patone.core.db import engine
+from patone.core.permissions import Actor
+from patone.core.service_requests import COLUMNS as REQUEST_COLUMNS
+from patone.tenants.isolation import TenantRef, tenant_transaction
+
+Row = dict[str, Any]
+
+_SELECTS = {
+    "customers": "id, name, phone, email, notes, archived_at, created_at, updated_at",
+    "vehicles": "id, customer, make, model, year, colour, plate, vin, archived_at, created_at",
+    "drivers": 'id, "user", name, phone, status, skills, truck, last_lat, last_lng, '
+    "last_seen_at, rating, archived_at, created_at, updated_at",
+    "service_types": "id, code, name, base_price, per_distance_price, after_hours_surcharge, "
+    "needs_destination, required_skills, active, updated_at",
+    "service_requests": REQUEST_COLUMNS,
+}
+
+
+def _by_id(tenant: TenantRef, table: str) -> DataLoader[int, Row | None]:
+    async def load(ids: Sequence[int]) -> list[Row | None]:
+        async with tenant_transaction(tenant):
+            rows = await engine.fetch(
+                f"SELECT {_SELECTS[table]} FROM {table} WHERE id = ANY($1::bigint[])", list(ids)
+            )
+        found = {row["id"]: dict(row) for row in rows}
+        return [found.get(i) for i in ids]
+
+    return DataLoader(load_fn=load)
+
+
+def _events(tenant: TenantRef) -> DataLoader[int, list[Row]]:
+    async def load(request_ids: Sequence[int]) -> list[list[Row]]:
+        async with tenant_transaction(tenant):
+            rows = await engine.fetch(
+                "SELECT id, request, from_status, to_status, actor_type, actor_id, reason_code, "
+                "note, lat, lng, created_at FROM request_events "
+                "WHERE request = ANY($1::bigint[]) ORDER BY id",
+                list(request_ids),
+            )
+        grouped: dict[int, list[Row]] = {i: [] for i in request_ids}
+        for row in rows:
+            grouped[row["request"]].append(dict(row))
+        return [grouped[i] for i in request_ids]
+
+    return DataLoader(load_fn=load)
+
+
+@dataclass
+class Loaders:
+    customer: DataLoader[int, Row | None]
+    vehicle: DataLoader[int, Row | None]
+    driver: DataLoader[int, Row | None]
+    service_type: DataLoader[int, Row | None]
+    request: DataLoader[int, Row | None]
+    events: DataLoader[int, list[Row]]
+
+    @classmethod
+    def for_tenant(cls, tenant: TenantRef) -> Loaders:
+        return cls(
+            customer=_by_id(tenant, "customers"),
+            vehicle=_by_id(tenant, "vehicles"),
+            driver=_by_id(tenant, "drivers"),
+            service_type=_by_id(tenant, "service_types"),
+            request=_by_id(tenant, "service_requests"),
+            events=_events(tenant),
+        )
+
+    def prime(self, loader: str, rows: Iterable[Row]) -> None:
+        target: DataLoader[int, Row | None] = getattr(self, loader)
+        for row in rows:
+            target.prime(row["id"], row)
+
+
+@dataclass
+class Context:
+    tenant: TenantRef
+    actor: Actor
+    loaders: Loaders = field(init=False)
+    request: Any = None
+    response: Any = None
+
+    def __post_init__(self) -> None:
+        self.loaders = Loaders.for_tenant(self.tenant)

@@ -1,0 +1,162 @@
+"""Customers, vehicles and memberships in the API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import strawberry
+from strawberry.types import Info
+
+from patone.core import customers as service
+from patone.core.errors import NotFound
+from patone.graphql.context import Context
+from patone.graphql.ids import pk_of, to_global_id
+from patone.graphql.types import (
+    Connection,
+    Customer,
+    Edge,
+    PageInfo,
+    UserError,
+    Vehicle,
+    attempt,
+    given,
+)
+
+
+@strawberry.input
+class VehicleInput:
+    make: str = ""
+    model: str = ""
+    year: int | None = None
+    colour: str = ""
+    plate: str = ""
+    vin: str = ""
+
+
+@strawberry.input
+class CreateCustomerInput:
+    name: str
+    phone: str | None = None
+    email: str | None = None
+    notes: str = ""
+    vehicles: list[VehicleInput] = strawberry.field(default_factory=list)
+
+
+@strawberry.input
+class UpdateCustomerInput:
+    name: str | None = strawberry.UNSET
+    phone: str | None = strawberry.UNSET
+    email: str | None = strawberry.UNSET
+    notes: str | None = strawberry.UNSET
+
+
+@strawberry.type
+class CustomerPayload:
+    customer: Customer | None
+    user_errors: list[UserError]
+
+
+@strawberry.type
+class VehiclePayload:
+    vehicle: Vehicle | None
+    user_errors: list[UserError]
+
+
+def _customer(row: dict[str, Any] | None, errors: list[UserError]) -> CustomerPayload:
+    return CustomerPayload(customer=Customer.from_row(row) if row else None, user_errors=errors)
+
+
+@strawberry.type
+class CustomerQueries:
+    @strawberry.field(description="Customers by id, a page at a time; or a search.")
+    async def customers(
+        self,
+        info: Info[Context, None],
+        first: int = 50,
+        after: str | None = None,
+        search: str | None = None,
+    ) -> Connection[Customer]:
+        ctx = info.context
+        if search:
+            rows = await service.search_customers(ctx.tenant, ctx.actor, search, limit=first)
+            has_next = False
+        else:
+            start = pk_of(after, "Customer", "after") if after else None
+            rows, has_next = await service.list_customers(
+                ctx.tenant, ctx.actor, first=first, after=start
+            )
+        edges = [
+            Edge(cursor=to_global_id("Customer", r["id"]), node=Customer.from_row(r)) for r in rows
+        ]
+        return Connection(
+            edges=edges,
+            page_info=PageInfo(
+                has_next_page=has_next, end_cursor=edges[-1].cursor if edges else None
+            ),
+        )
+
+    @strawberry.field
+    async def customer(self, info: Info[Context, None], id: strawberry.ID) -> Customer | None:
+        ctx = info.context
+        try:
+            row = await service.get_customer(ctx.tenant, ctx.actor, pk_of(id, "Customer"))
+        except NotFound:
+            return None
+        return Customer.from_row(row)
+
+
+@strawberry.type
+class CustomerMutations:
+    @strawberry.mutation(description="Create a customer; a retried idempotency key returns it.")
+    async def create_customer(
+        self,
+        info: Info[Context, None],
+        input: CreateCustomerInput,
+        idempotency_key: str | None = None,
+    ) -> CustomerPayload:
+        ctx = info.context
+        return _customer(
+            *await attempt(
+                service.create_customer(
+                    ctx.tenant, ctx.actor, given(input), idempotency_key=idempotency_key
+                )
+            )
+        )
+
+    @strawberry.mutation
+    async def update_customer(
+        self, info: Info[Context, None], id: strawberry.ID, input: UpdateCustomerInput
+    ) -> CustomerPayload:
+        ctx = info.context
+
+        async def run() -> dict[str, Any]:
+            return await service.update_customer(
+                ctx.tenant, ctx.actor, pk_of(id, "Customer"), given(input)
+            )
+
+        return _customer(*await attempt(run()))
+
+    @strawberry.mutation
+    async def archive_customer(
+        self, info: Info[Context, None], id: strawberry.ID
+    ) -> CustomerPayload:
+        ctx = info.context
+
+        async def run() -> dict[str, Any]:
+            return await service.archive_customer(ctx.tenant, ctx.actor, pk_of(id, "Customer"))
+
+        return _customer(*await attempt(run()))
+
+    @strawberry.mutation
+    async def add_vehicle(
+        self, info: Info[Context, None], customer_id: strawberry.ID, input: VehicleInput
+    ) -> VehiclePayload:
+        ctx = info.context
+
+        async def run() -> dict[str, Any]:
+            return await service.add_vehicle(
+                ctx.tenant, ctx.actor, pk_of(customer_id, "Customer", "customerId"), given(input)
+            )
+
+        row, errors = await attempt(run())
+        return VehiclePayload(vehicle=Vehicle.from_row(row) if row else None, user_errors=errors)

@@ -1,0 +1,80 @@
+"""Drivers in the API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import strawberry
+from strawberry.types import Info
+
+from patone.core import drivers as service
+from patone.graphql.context import Context
+from patone.graphql.ids import pk_of
+from patone.graphql.types import Driver, DriverStatus, UserError, attempt, given
+
+
+@strawberry.input
+class CreateDriverInput:
+    name: str
+    phone: str | None = None
+    skills: list[str] = strawberry.field(default_factory=list)
+    truck: str = ""
+
+
+@strawberry.input
+class UpdateDriverInput:
+    name: str | None = strawberry.UNSET
+    phone: str | None = strawberry.UNSET
+    skills: list[str] | None = strawberry.UNSET
+    truck: str | None = strawberry.UNSET
+    status: DriverStatus | None = strawberry.UNSET
+
+
+@strawberry.type
+class DriverPayload:
+    driver: Driver | None
+    user_errors: list[UserError]
+
+
+def _payload(row: dict[str, Any] | None, errors: list[UserError]) -> DriverPayload:
+    return DriverPayload(driver=Driver.from_row(row) if row else None, user_errors=errors)
+
+
+@strawberry.type
+class DriverQueries:
+    @strawberry.field(description="Drivers who are not archived, by name.")
+    async def drivers(
+        self, info: Info[Context, None], status: DriverStatus | None = None
+    ) -> list[Driver]:
+        from patone.core.tables import DriverStatus as DomainStatus
+
+        rows = await service.list_drivers(
+            info.context.tenant,
+            info.context.actor,
+            status=DomainStatus(status.value) if status else None,
+        )
+        info.context.loaders.prime("driver", rows)
+        return [Driver.from_row(r) for r in rows]
+
+
+@strawberry.type
+class DriverMutations:
+    @strawberry.mutation
+    async def create_driver(
+        self, info: Info[Context, None], input: CreateDriverInput
+    ) -> DriverPayload:
+        ctx = info.context
+        return _payload(*await attempt(service.create_driver(ctx.tenant, ctx.actor, given(input))))
+
+    @strawberry.mutation
+    async def update_driver(
+        self, info: Info[Context, None], id: strawberry.ID, input: UpdateDriverInput
+    ) -> DriverPayload:
+        ctx = info.context
+
+        async def run() -> dict[str, Any]:
+            return await service.update_driver(
+                ctx.tenant, ctx.actor, pk_of(id, "Driver"), given(input)
+            )
+
+        return _payload(*await attempt(run()))

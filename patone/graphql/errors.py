@@ -1,0 +1,50 @@
+"""What clients see when something goes wrong: codes they can act on, never a traceback.
+
+A refusal from a service (`UserError`: not found, forbidden, invalid) raised in a query becomes
+a GraphQL error whose `extensions` carry `code` and `field`. Anything else is logged with its
+traceback and reaches the client only as "Unexpected error." with the request id.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from graphql.error import GraphQLError
+from strawberry.extensions import MaskErrors
+
+from patone.core.errors import UserError
+from patone.log import request_id_var
+
+log = logging.getLogger(__name__)
+
+
+class PatoneErrors(MaskErrors):
+    def __init__(self) -> None:
+        super().__init__(should_mask_error=self._should_mask)
+
+    @staticmethod
+    def _should_mask(error: GraphQLError) -> bool:
+        original = error.original_error
+        if original is None:
+            return False  # syntax, validation and limit errors are the client's to read
+        if isinstance(original, UserError | GraphQLError):
+            return False
+        log.error("unexpected error in GraphQL", exc_info=original)
+        return True
+
+    def anonymise_error(self, error: GraphQLError) -> GraphQLError:
+        masked = super().anonymise_error(error)
+        masked.extensions = {"code": "internal_error", "request_id": request_id_var.get()}
+        return masked
+
+    def _process_errors(self, errors: list[GraphQLError]) -> list[GraphQLError]:
+        processed = super()._process_errors(errors)
+        for error in processed:
+            original = error.original_error
+            if isinstance(original, UserError):
+                error.extensions = {
+                    **(error.extensions or {}),
+                    "code": original.code,
+                    "field": original.field,
+                }
+        return processed

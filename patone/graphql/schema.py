@@ -1,0 +1,81 @@
+"""The schema: per-domain queries and mutations merged, with limits and caches."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import strawberry
+from strawberry.extensions import (
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    ParserCache,
+    QueryDepthLimiter,
+    ValidationCache,
+)
+from strawberry.tools import merge_types
+from strawberry.types import Info
+
+from patone.core.errors import NotFound
+from patone.graphql.company import CompanyMutations, CompanyQueries
+from patone.graphql.context import Context
+from patone.graphql.customers import CustomerMutations, CustomerQueries
+from patone.graphql.drivers import DriverMutations, DriverQueries
+from patone.graphql.errors import PatoneErrors
+from patone.graphql.ids import from_global_id
+from patone.graphql.requests import RequestMutations, RequestQueries
+from patone.graphql.types import Customer, Driver, Node, ServiceRequest, ServiceType, User
+
+MAX_DEPTH = 10
+MAX_TOKENS = 2000
+MAX_ALIASES = 30
+SDL_PATH = Path(__file__).resolve().parents[2] / "schema.graphql"
+
+
+@strawberry.type
+class NodeQuery:
+    @strawberry.field(description="Any object by its global id.")
+    async def node(self, info: Info[Context, None], id: strawberry.ID) -> Node | None:
+        from patone.core import customers, drivers, service_requests
+
+        ctx = info.context
+        try:
+            type_name, pk = from_global_id(id)
+            if type_name == "ServiceRequest":
+                return ServiceRequest.from_row(
+                    await service_requests.get_request(ctx.tenant, ctx.actor, pk)
+                )
+            if type_name == "Customer":
+                return Customer.from_row(await customers.get_customer(ctx.tenant, ctx.actor, pk))
+            if type_name == "Driver":
+                return Driver.from_row(await drivers.get_driver(ctx.tenant, ctx.actor, pk))
+        except NotFound:
+            return None
+        return None
+
+
+Query = merge_types(
+    "Query", (NodeQuery, RequestQueries, CustomerQueries, DriverQueries, CompanyQueries)
+)
+Mutation = merge_types(
+    "Mutation", (RequestMutations, CustomerMutations, DriverMutations, CompanyMutations)
+)
+
+schema = strawberry.Schema(
+    query=Query,
+    mutation=Mutation,
+    types=[ServiceType, User],
+    # Factories: a fresh extension per request (the caches behind them are shared).
+    extensions=[
+        lambda: QueryDepthLimiter(max_depth=MAX_DEPTH),
+        lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
+        lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
+        lambda: ParserCache(maxsize=512),
+        lambda: ValidationCache(maxsize=512),
+        PatoneErrors,
+    ],
+)
+
+
+def sdl() -> str:
+    """The schema in SDL, as committed in schema.graphql."""
+    return schema.as_str() + "\n"

@@ -1,0 +1,56 @@
+"""An API client per test: the real app, real tokens, real database."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from patone.app import create_app
+from patone.core import users
+from patone.core.permissions import SYSTEM
+from patone.core.tokens import issue_access_token
+from patone.settings import load_settings
+from patone.tenants.registry import TenantInfo
+
+SECRET = "graphql-test-secret"
+Gql = Callable[..., Awaitable[dict[str, Any]]]
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(load_settings(secret_key=SECRET, base_domain="patone.test"))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://patone.test") as c:
+        yield c
+
+
+async def token_for(tenant: TenantInfo, role: str, email: str | None = None) -> str:
+    user = await users.create_user(
+        tenant,
+        SYSTEM,
+        {"email": email or f"{role}@{tenant.slug}.example.com", "name": role, "role": role},
+    )
+    return issue_access_token(SECRET, tenant.slug, user["id"])
+
+
+@pytest.fixture
+def gql(client: httpx.AsyncClient) -> Gql:
+    async def run(
+        tenant: TenantInfo,
+        token: str,
+        query: str,
+        variables: dict[str, Any] | None = None,
+        status: int = 200,
+    ) -> dict[str, Any]:
+        response = await client.post(
+            "/graphql",
+            json={"query": query, "variables": variables or {}},
+            headers={"X-Tenant": tenant.slug, "Authorization": f"Bearer {token}"},
+        )
+        assert response.status_code == status, response.text
+        return response.json()  # type: ignore[no-any-return]
+
+    return run
