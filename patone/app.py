@@ -14,7 +14,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 
 from patone.core.db import engine
 from patone.core.errors import UserError
@@ -184,13 +184,15 @@ def create_app(
             if owned:
                 await asyncio.to_thread(running.stop)
 
+    graphql = GraphQLApp(settings.resolved_secret_key())
     return Starlette(
         debug=False,
         routes=[
             Route("/healthz", healthz),
             Route("/", home),
             Route("/api/tenant", tenant_info),
-            Route("/graphql", GraphQLApp(settings.resolved_secret_key()), methods=["GET", "POST"]),
+            Route("/graphql", graphql, methods=["GET", "POST"]),
+            WebSocketRoute("/graphql", graphql),
         ],
         middleware=[
             Middleware(RequestContextMiddleware, debug=settings.debug),

@@ -7,6 +7,8 @@ a JSON error and nothing runs.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any
 
 from starlette.requests import Request
@@ -14,8 +16,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError
+from strawberry.types.unset import UnsetType
 
 from patone.core.errors import UserError
+from patone.core.permissions import Actor
 from patone.core.tokens import InvalidToken, verify_access_token
 from patone.core.users import actor_for_user
 from patone.graphql.context import Context
@@ -39,14 +44,43 @@ def _error(status: int, code: str, message: str) -> JSONResponse:
     )
 
 
+# Until connection_init authenticates a socket, it may do nothing.
+NOBODY = Actor(kind="anonymous")
+
+
 class _Strawberry(GraphQL[Context, None]):
+    def __init__(self, secret: str) -> None:
+        super().__init__(schema, graphql_ide="graphiql")
+        self.secret = secret
+
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket
     ) -> Context:
         state = request.scope["state"]
         return Context(
-            tenant=state["tenant"], actor=state["actor"], request=request, response=response
+            tenant=state["tenant"],
+            actor=state.get("actor", NOBODY),
+            request=request,
+            response=response,
         )
+
+    async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
+        """Authenticate a socket from the token in its connection_init payload."""
+        params = context.connection_params or {}
+        raw = str(params.get("Authorization") or params.get("authorization") or "")
+        token = raw.removeprefix("Bearer ").strip() or str(params.get("token") or "")
+        try:
+            claims = verify_access_token(self.secret, token, tenant=context.tenant.slug)
+            context.actor = await actor_for_user(context.tenant, claims.user_id)
+        except UserError as error:
+            raise ConnectionRejectionError({"code": error.code, "message": error.message}) from None
+        socket = context.request
+        delay = max(claims.expires_at - time.time(), 0)
+        # The socket lives only as long as its token (code 4401: reconnect with a fresh token).
+        asyncio.get_running_loop().call_later(
+            delay, lambda: asyncio.ensure_future(socket.close(code=4401, reason="token expired"))
+        )
+        return {"tenant": context.tenant.slug}
 
     async def render_graphql_ide(self, request: Request) -> Response:
         from patone.graphql.graphiql import graphiql_page
@@ -59,7 +93,7 @@ class GraphQLApp:
 
     def __init__(self, secret: str) -> None:
         self.secret = secret
-        self.strawberry = _Strawberry(schema, graphql_ide="graphiql")
+        self.strawberry = _Strawberry(secret)
 
     def _wants_html(self, scope: Scope) -> bool:
         headers = dict(scope["headers"])
@@ -69,7 +103,10 @@ class GraphQLApp:
         if scope["type"] == "http" and self._wants_html(scope):
             await self.strawberry(scope, receive, send)
             return
-        if scope["type"] != "http":
+        if scope["type"] == "websocket":
+            if scope.get("state", {}).get("tenant") is None:
+                await send({"type": "websocket.close", "code": 4404})
+                return
             await self.strawberry(scope, receive, send)
             return
         state: dict[str, Any] = scope.setdefault("state", {})

@@ -92,6 +92,7 @@ class Context:
     loaders: Loaders = field(init=False)
     request: Any = None
     response: Any = None
+    connection_params: dict[str, Any] | None = None  # graphql-transport-ws connection_init
 
     def __post_init__(self) -> None:
         self.loaders = Loaders.for_tenant(self.tenant)

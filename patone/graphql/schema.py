@@ -23,6 +23,7 @@ from patone.graphql.drivers import DriverMutations, DriverQueries
 from patone.graphql.errors import PatoneErrors
 from patone.graphql.ids import from_global_id
 from patone.graphql.requests import RequestMutations, RequestQueries
+from patone.graphql.subscriptions import Subscription
 from patone.graphql.types import Customer, Driver, Node, ServiceRequest, ServiceType, User
 
 MAX_DEPTH = 10
@@ -63,6 +64,7 @@ Mutation = merge_types(
 schema = strawberry.Schema(
     query=Query,
     mutation=Mutation,
+    subscription=Subscription,
     types=[ServiceType, User],
     # Factories: a fresh extension per request (the caches behind them are shared).
     extensions=[

@@ -1,0 +1,73 @@
+"""Live updates over graphql-transport-ws, fed by the outbox relay through Redis pub/sub.
+
+Any app process can serve a subscription: the relay (in whichever process committed or noticed
+the change) publishes the event to `t:<slug>:events`, and every process subscribed to that
+channel forwards it. Each update re-reads the request as the subscriber, so a driver only ever
+sees their own jobs.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncGenerator
+from enum import Enum
+
+import strawberry
+from strawberry.types import Info
+
+from patone.core import service_requests
+from patone.core.errors import NotFound
+from patone.core.redis import get_redis
+from patone.core.relay import events_channel
+from patone.graphql.context import Context
+from patone.graphql.types import ServiceRequest
+
+
+@strawberry.enum
+class RequestChange(Enum):
+    CREATED = "request.created"
+    UPDATED = "request.updated"
+    ASSIGNED = "request.assigned"
+    STATUS_CHANGED = "request.status_changed"
+
+
+@strawberry.type
+class ServiceRequestUpdate:
+    event_id: int
+    change: RequestChange
+    service_request: ServiceRequest
+
+
+@strawberry.type
+class Subscription:
+    @strawberry.subscription(description="Requests created or changed in this company, live.")
+    async def service_request_updates(
+        self, info: Info[Context, None]
+    ) -> AsyncGenerator[ServiceRequestUpdate, None]:
+        ctx = info.context
+        topics = {change.value: change for change in RequestChange}
+        pubsub = get_redis().pubsub()
+        await pubsub.subscribe(events_channel(ctx.tenant.slug))
+        last_id = 0
+        try:
+            async for message in pubsub.listen():
+                if message.get("type") != "message":
+                    continue
+                event = json.loads(message["data"])
+                change = topics.get(event["topic"])
+                if change is None or event["id"] <= last_id:
+                    continue  # other topics, or a re-published duplicate
+                last_id = event["id"]
+                try:
+                    row = await service_requests.get_request(
+                        ctx.tenant, ctx.actor, int(event["entity_id"])
+                    )
+                except NotFound:
+                    continue  # not visible to this subscriber
+                yield ServiceRequestUpdate(
+                    event_id=event["id"],
+                    change=change,
+                    service_request=ServiceRequest.from_row(row),
+                )
+        finally:
+            await pubsub.aclose()

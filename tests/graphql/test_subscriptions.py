@@ -1,0 +1,128 @@
+"""Subscriptions: a change committed by one process reaches a socket served by another."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+import pytest
+import websockets
+
+from patone.core import customers, service_requests
+from patone.core.permissions import SYSTEM
+from patone.tenants.registry import TenantInfo
+from tests.graphql.conftest import SECRET, token_for
+from tests.test_embedded import _free_port
+
+SUBSCRIBE = """
+subscription { serviceRequestUpdates { eventId change serviceRequest { number status } } }
+"""
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[int]:
+    """`patone serve` in its own process, on the test database, with its relay running."""
+    port = _free_port()
+    env = {**os.environ, "SECRET_KEY": SECRET, "PORT": str(port), "DEMO_TENANT": "false"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "patone", "serve"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(200):
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if process.poll() is not None:
+                raise AssertionError("the server exited")
+            import time
+
+            time.sleep(0.1)
+        yield port
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+async def _socket(port: int, tenant: TenantInfo, token: str) -> Any:
+    socket = await websockets.connect(
+        f"ws://127.0.0.1:{port}/graphql",
+        subprotocols=[websockets.Subprotocol("graphql-transport-ws")],
+        additional_headers={"X-Tenant": tenant.slug},
+    )
+    await socket.send(
+        json.dumps({"type": "connection_init", "payload": {"Authorization": f"Bearer {token}"}})
+    )
+    return socket
+
+
+@pytest.fixture
+async def sockets() -> AsyncIterator[list[Any]]:
+    opened: list[Any] = []
+    yield opened
+    for socket in opened:
+        await socket.close()
+
+
+async def _next(socket: Any, timeout: float = 5.0) -> dict[str, Any]:
+    while True:
+        message = json.loads(await asyncio.wait_for(socket.recv(), timeout))
+        if message["type"] != "ping":
+            return message  # type: ignore[no-any-return]
+
+
+async def test_an_update_from_another_process_reaches_the_subscriber(
+    server: int, two_tenants: tuple[TenantInfo, TenantInfo], sockets: list[Any]
+) -> None:
+    acme, bolt = two_tenants
+    acme_socket = await _socket(server, acme, await token_for(acme, "dispatcher"))
+    bolt_socket = await _socket(server, bolt, await token_for(bolt, "dispatcher"))
+    sockets.extend([acme_socket, bolt_socket])
+    for socket in (acme_socket, bolt_socket):
+        assert (await _next(socket))["type"] == "connection_ack"
+        await socket.send(
+            json.dumps({"id": "1", "type": "subscribe", "payload": {"query": SUBSCRIBE}})
+        )
+    await asyncio.sleep(0.3)  # let the server subscribe to Redis
+
+    customer = await customers.create_customer(acme, SYSTEM, {"name": "Live"})
+    request = await service_requests.create_request(
+        acme,
+        SYSTEM,
+        {"customer_id": customer["id"], "service_type": "lockout", "pickup": {"lat": 1, "lng": 1}},
+    )
+    await service_requests.transition(
+        acme, SYSTEM, request["id"], "cancelled", reason_code="duplicate"
+    )
+    changes = []
+    for _ in range(2):
+        message = await _next(acme_socket)
+        assert message["type"] == "next", message
+        update = message["payload"]["data"]["serviceRequestUpdates"]
+        assert update["serviceRequest"]["number"] == request["number"]
+        changes.append((update["change"], update["serviceRequest"]["status"]))
+    assert changes[0][0] == "CREATED"
+    assert changes[1] == ("STATUS_CHANGED", "CANCELLED")
+    with pytest.raises(TimeoutError):
+        await _next(bolt_socket, timeout=0.5)
+
+
+async def test_a_socket_without_a_valid_token_is_closed(
+    server: int, two_tenants: tuple[TenantInfo, TenantInfo]
+) -> None:
+    acme, bolt = two_tenants
+    for token in ("garbage", await token_for(bolt, "dispatcher")):
+        socket = await _socket(server, acme, token)
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await _next(socket)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4403
