@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import socket
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import timedelta
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from patone.core.db import engine
@@ -60,18 +63,24 @@ REDIS_URL = os.environ["REDIS_URL"]
 TEST_PREFIX = "tt"
 
 
-async def _drop_leftovers() -> None:
-    rows = await engine.fetch(
-        "SELECT nspname FROM pg_namespace WHERE nspname LIKE $1", f"t\\_{TEST_PREFIX}%"
+async def _drop_leftovers(older_than: timedelta) -> None:
+    """Drop test tenants a crashed run left behind. Only stale ones: another test run may be
+    using this database at the same time, and its fresh tenants are not ours to drop."""
+    stale = await engine.fetch(
+        "SELECT schema_name, role_name FROM platform.tenants "
+        "WHERE slug LIKE $1 AND created_at < now() - $2::interval",
+        f"{TEST_PREFIX}%",
+        older_than,
     )
-    for row in rows:
-        await engine.execute(f'DROP SCHEMA "{row["nspname"]}" CASCADE')
-    roles = await engine.fetch(
-        "SELECT rolname FROM pg_roles WHERE rolname LIKE $1", f"t\\_{TEST_PREFIX}%\\_role"
+    for row in stale:
+        await engine.execute(f'DROP SCHEMA IF EXISTS "{row["schema_name"]}" CASCADE')
+        with contextlib.suppress(asyncpg.PostgresError):  # may own objects in another database
+            await engine.execute(f'DROP ROLE IF EXISTS "{row["role_name"]}"')
+    await engine.execute(
+        "DELETE FROM platform.tenants WHERE slug LIKE $1 AND created_at < now() - $2::interval",
+        f"{TEST_PREFIX}%",
+        older_than,
     )
-    for row in roles:
-        await engine.execute(f'DROP ROLE IF EXISTS "{row["rolname"]}"')
-    await engine.execute("DELETE FROM platform.tenants WHERE slug LIKE $1", f"{TEST_PREFIX}%")
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -80,10 +89,9 @@ async def database() -> AsyncIterator[None]:
     await engine.connect({"default": DATABASE_URL}, min_size=1, max_size=12, count_statements=True)
     await connect_redis(REDIS_URL)
     await ensure_platform()
-    await _drop_leftovers()
+    await _drop_leftovers(timedelta(hours=1))
     tenant_cache.ttl = 0
     yield
-    await _drop_leftovers()
     await close_redis()
     await engine.disconnect()
 

@@ -8,6 +8,7 @@ a JSON error and nothing runs.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from typing import Any
 
@@ -23,6 +24,7 @@ from patone.core.errors import UserError
 from patone.core.permissions import Actor
 from patone.core.tokens import InvalidToken, verify_access_token
 from patone.core.users import actor_for_user
+from patone.graphql import persisted
 from patone.graphql.context import Context
 from patone.graphql.schema import schema
 from patone.log import request_id_var
@@ -135,4 +137,59 @@ class GraphQLApp:
                 scope, receive, send
             )
             return
+        if scope["method"] == "POST":
+            body = await _read_body(receive)
+            if body is None:
+                await _error(413, "too_large", f"Requests are limited to {MAX_BODY} bytes.")(
+                    scope, receive, send
+                )
+                return
+            try:
+                body = await _with_persisted_query(body)
+            except persisted.PersistedQueryError as error:
+                refusal = Response(persisted.error_body(error), media_type="application/json")
+                await refusal(scope, receive, send)
+                return
+            receive = _replay(body)
         await self.strawberry(scope, receive, send)
+
+
+MAX_BODY = 1_000_000
+
+
+async def _read_body(receive: Receive) -> bytes | None:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BODY:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _replay(body: bytes) -> Receive:
+    delivered = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal delivered
+        if delivered:
+            return {"type": "http.disconnect"}
+        delivered = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return receive
+
+
+async def _with_persisted_query(body: bytes) -> bytes:
+    """Fill in (or register) an automatic persisted query; other bodies pass unchanged."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return body  # strawberry answers malformed JSON itself
+    if not isinstance(data, dict) or "extensions" not in data:
+        return body
+    return json.dumps(await persisted.resolve(data)).encode()

@@ -22,6 +22,7 @@ from patone.graphql.customers import CustomerMutations, CustomerQueries
 from patone.graphql.drivers import DriverMutations, DriverQueries
 from patone.graphql.errors import PatoneErrors
 from patone.graphql.ids import from_global_id
+from patone.graphql.limits import CostLimiter
 from patone.graphql.requests import RequestMutations, RequestQueries
 from patone.graphql.subscriptions import Subscription
 from patone.graphql.types import Customer, Driver, Node, ServiceRequest, ServiceType, User
@@ -73,6 +74,7 @@ schema = strawberry.Schema(
         lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
         lambda: ParserCache(maxsize=512),
         lambda: ValidationCache(maxsize=512),
+        CostLimiter,
         PatoneErrors,
     ],
 )

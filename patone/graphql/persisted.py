@@ -1,0 +1,58 @@
+"""Automatic persisted queries (Apollo's protocol, sha256).
+
+A client first sends only `extensions.persistedQuery.sha256Hash`; if the server knows the hash
+it runs the stored document, otherwise it answers `PersistedQueryNotFound` and the client sends
+the document with its hash once, which is checked and stored. Documents are not tenant data:
+they are kept in Redis under their hash, shared by every tenant, for `TTL` seconds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from patone.core.redis import get_redis
+
+TTL = 30 * 24 * 3600
+KEY = "apq:{}"
+
+
+class PersistedQueryError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+async def resolve(body: dict[str, Any]) -> dict[str, Any]:
+    """The request body with its `query` filled in or registered; raises PersistedQueryError."""
+    persisted = (body.get("extensions") or {}).get("persistedQuery")
+    if not isinstance(persisted, dict):
+        return body
+    if persisted.get("version") != 1:
+        raise PersistedQueryError(
+            "PERSISTED_QUERY_NOT_SUPPORTED", "Unsupported persisted query version"
+        )
+    digest = str(persisted.get("sha256Hash", "")).lower()
+    if len(digest) != 64:
+        raise PersistedQueryError("PERSISTED_QUERY_INVALID", "sha256Hash must be 64 hex digits")
+    query = body.get("query")
+    redis = get_redis()
+    if not query:
+        stored = await redis.get(KEY.format(digest))
+        if stored is None:
+            raise PersistedQueryError("PERSISTED_QUERY_NOT_FOUND", "PersistedQueryNotFound")
+        return {**body, "query": stored}
+    if hashlib.sha256(str(query).encode()).hexdigest() != digest:
+        raise PersistedQueryError(
+            "PERSISTED_QUERY_HASH_MISMATCH", "provided sha does not match query"
+        )
+    await redis.set(KEY.format(digest), str(query), ex=TTL)
+    return body
+
+
+def error_body(error: PersistedQueryError) -> bytes:
+    return json.dumps(
+        {"errors": [{"message": error.message, "extensions": {"code": error.code}}]}
+    ).encode()
