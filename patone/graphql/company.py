@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 import strawberry
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
-from patone.core import company, service_types, users
+from patone.core import company, reports, service_types, users
 from patone.graphql.context import Context
 from patone.graphql.ids import pk_of
 from patone.graphql.types import Role, ServiceType, User, UserError, attempt, given
@@ -186,3 +187,16 @@ class CompanyMutations:
             else None,
             user_errors=errors,
         )
+
+
+@strawberry.type
+class ReportQueries:
+    @strawberry.field(description="Figures of one local day (requests, revenue, timings).")
+    async def daily_report(self, info: Info[Context, None], day: date) -> JSON:
+        report = await reports.daily_report(info.context.tenant, info.context.actor, day)
+        return JSON(report.as_dict())
+
+    @strawberry.field(description="Figures of one month, with a line per local day.")
+    async def monthly_report(self, info: Info[Context, None], year: int, month: int) -> JSON:
+        report = await reports.monthly_report(info.context.tenant, info.context.actor, year, month)
+        return JSON(report.as_dict())

@@ -16,7 +16,7 @@ from strawberry.tools import merge_types
 from strawberry.types import Info
 
 from patone.core.errors import NotFound
-from patone.graphql.company import CompanyMutations, CompanyQueries
+from patone.graphql.company import CompanyMutations, CompanyQueries, ReportQueries
 from patone.graphql.context import Context
 from patone.graphql.customers import CustomerMutations, CustomerQueries
 from patone.graphql.drivers import DriverMutations, DriverQueries
@@ -56,7 +56,8 @@ class NodeQuery:
 
 
 Query = merge_types(
-    "Query", (NodeQuery, RequestQueries, CustomerQueries, DriverQueries, CompanyQueries)
+    "Query",
+    (NodeQuery, RequestQueries, CustomerQueries, DriverQueries, CompanyQueries, ReportQueries),
 )
 Mutation = merge_types(
     "Mutation", (RequestMutations, CustomerMutations, DriverMutations, CompanyMutations)

@@ -315,3 +315,21 @@ async def test_the_board_runs_the_same_queries_for_any_page_size(
         assert "errors" not in result
     assert len(set(counts.values())) == 1, counts
     assert counts[10] <= 6, counts
+
+
+async def test_reports_over_the_api(gql: Gql, two_tenants: tuple[TenantInfo, TenantInfo]) -> None:
+    acme, _ = two_tenants
+    manager = await token_for(acme, "manager")
+    dispatcher = await token_for(acme, "dispatcher")
+    await _request(gql, acme, dispatcher, await _customer(gql, acme, dispatcher))
+    today = (await gql(acme, manager, "{ settings }"))["data"]["settings"]["time_zone"]
+    assert today == "UTC"
+    from datetime import UTC, datetime
+
+    day = datetime.now(UTC).date().isoformat()
+    daily = await gql(acme, manager, "query($d: Date!) { dailyReport(day: $d) }", {"d": day})
+    assert daily["data"]["dailyReport"]["created"] == 1
+    refused = await gql(acme, dispatcher, "query($d: Date!) { dailyReport(day: $d) }", {"d": day})
+    assert refused["errors"][0]["extensions"]["code"] == "forbidden"
+    monthly = await gql(acme, manager, "{ monthlyReport(year: 2026, month: 13) }")
+    assert monthly["errors"][0]["extensions"]["field"] == "month"
