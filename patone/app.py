@@ -14,7 +14,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import Mount, Route, WebSocketRoute
 
 from patone.core.db import engine
 from patone.core.errors import UserError
@@ -22,6 +22,7 @@ from patone.core.redis import close_redis, connect_redis, get_redis
 from patone.core.relay import Relay
 from patone.embedded import EmbeddedServices
 from patone.graphql.app import GraphQLApp
+from patone.graphql.graphiql import static_files
 from patone.log import configure_logging
 from patone.settings import Settings, get_settings
 from patone.tenants.isolation import tenant_transaction
@@ -193,6 +194,7 @@ def create_app(
             Route("/api/tenant", tenant_info),
             Route("/graphql", graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql),
+            Mount("/graphql/static", app=static_files()),
         ],
         middleware=[
             Middleware(RequestContextMiddleware, debug=settings.debug),
