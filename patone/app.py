@@ -16,8 +16,11 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 
+from patone.core import users
 from patone.core.db import engine
+from patone.core.demo import fill_demo_tenant
 from patone.core.errors import UserError
+from patone.core.permissions import SYSTEM
 from patone.core.redis import close_redis, connect_redis, get_redis
 from patone.core.relay import Relay
 from patone.embedded import EmbeddedServices
@@ -110,18 +113,33 @@ async def tenant_info(request: Request) -> JSONResponse:
     )
 
 
+DEMO_STAFF = (
+    ("admin@demo-towing.example", "Alex Admin", "admin"),
+    ("dispatcher@demo-towing.example", "Dana Dispatcher", "dispatcher"),
+)
+
+
 async def ensure_demo_tenant() -> TenantInfo:
-    """The demo tenant, created the first time."""
-    existing = await get_tenant(DEMO_SLUG)
-    if existing is not None:
-        return existing
-    try:
-        return await create_tenant(DEMO_SLUG, "Demo Towing & Recovery", plan="enterprise")
-    except UserError:
-        # Another process created it at the same moment.
-        tenant = await get_tenant(DEMO_SLUG)
-        assert tenant is not None
-        return tenant
+    """The demo tenant, created and filled with sample data the first time."""
+    tenant = await get_tenant(DEMO_SLUG)
+    if tenant is None:
+        try:
+            tenant = await create_tenant(DEMO_SLUG, "Demo Towing & Recovery", plan="enterprise")
+        except UserError:
+            # Another process created it at the same moment.
+            tenant = await get_tenant(DEMO_SLUG)
+            assert tenant is not None
+    known = {u["email"] for u in await users.list_users(tenant, SYSTEM)}
+    for email, name, role in DEMO_STAFF:
+        if email not in known:
+            with contextlib.suppress(UserError):  # created by a process starting beside us
+                await users.create_user(
+                    tenant, SYSTEM, {"email": email, "name": name, "role": role}
+                )
+    summary = await fill_demo_tenant(tenant)
+    if summary.filled:
+        log.info("demo data created", extra={"summary": str(summary)})
+    return tenant
 
 
 async def _user_error(request: Request, exc: Exception) -> Response:

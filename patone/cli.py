@@ -114,9 +114,13 @@ def serve(
         console.print("\n[bold green]Patone Cloud is running.[/bold green]")
         console.print(f"  Platform     {base}/")
         if web.state.demo is not None:
+            demo = f"http://{web.state.demo.slug}.{settings.base_domain}:{settings.port}"
+            console.print(f"  Demo tenant  {demo}/")
+            console.print(f"  GraphiQL     {demo}/graphql")
             console.print(
-                f"  Demo tenant  http://{web.state.demo.slug}.{settings.base_domain}:"
-                f"{settings.port}/"
+                "  API token    patone tokens issue --tenant demo "
+                "--user dispatcher@demo-towing.example",
+                highlight=False,
             )
         console.print(f"  Health       {base}/healthz")
         if settings.embedded_postgres or settings.embedded_redis:

@@ -7,9 +7,9 @@ change, its log line and its event together.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from typing import Any
 
+from patone.core.clock import now
 from patone.core.db import engine
 from patone.core.permissions import Actor
 from patone.tenants.isolation import get_current_tenant
@@ -39,7 +39,7 @@ async def record(
         action,
         _json(before),
         _json(after),
-        datetime.now(UTC),
+        now(),
     )
 
 
@@ -53,7 +53,7 @@ async def emit(topic: str, entity: str, entity_id: object, payload: dict[str, An
         entity,
         str(entity_id),
         json.dumps({"tenant": tenant.slug, **payload}, default=str, sort_keys=True),
-        datetime.now(UTC),
+        now(),
     )
     # Delivered to the relay only if this transaction commits.
     await engine.execute("SELECT pg_notify('patone_outbox', $1)", tenant.slug)

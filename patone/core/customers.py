@@ -190,8 +190,9 @@ async def search_customers(
             WHERE c.archived_at IS NULL AND (
                 ($1::text IS NOT NULL AND c.search @@ to_tsquery('simple', $1))
                 OR (length($2) >= 3 AND c.phone LIKE '%' || $2 || '%')
-                OR EXISTS (SELECT 1 FROM vehicles v WHERE v.customer = c.id
-                           AND upper(v.plate) LIKE '%' || $3 || '%' AND length($3) >= 2)
+                OR EXISTS (SELECT 1 FROM vehicles v WHERE v.customer = c.id AND length($3) >= 2
+                           AND regexp_replace(upper(v.plate), '[^A-Z0-9]', '', 'g')
+                               LIKE '%' || $3 || '%')
             )
             ORDER BY c.name, c.id LIMIT $4
             """,

@@ -508,8 +508,9 @@ async def list_requests(
         clauses = [
             f"pickup_address ILIKE {arg(pattern)}",
             f"customer IN (SELECT id FROM customers WHERE name ILIKE {arg(pattern)})",
-            "vehicle IN (SELECT id FROM vehicles WHERE upper(plate) LIKE "
-            f"upper({arg(pattern.replace(' ', ''))}))",
+            "vehicle IN (SELECT id FROM vehicles WHERE "
+            "regexp_replace(upper(plate), '[^A-Z0-9]', '', 'g') LIKE "
+            f"{arg('%' + ''.join(c for c in text if c.isalnum()).upper() + '%')})",
         ]
         if digits:
             clauses.append(f"number::text = {arg(digits)}")

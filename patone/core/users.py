@@ -58,8 +58,16 @@ async def create_user(tenant: TenantRef, actor: Actor, data: Any) -> Row:
         if await engine.fetch("SELECT 1 FROM users WHERE lower(email) = lower($1)", user.email):
             raise Conflict("taken", f"{user.email} already has an account", "email")
         at = now()
+        # Stored lower-case: one account per address, whatever case people type it in.
         user_id = await insert_row(
-            "users", {**user.model_dump(), "active": True, "created_at": at, "updated_at": at}
+            "users",
+            {
+                **user.model_dump(),
+                "email": user.email.lower(),
+                "active": True,
+                "created_at": at,
+                "updated_at": at,
+            },
         )
         created = await _user(user_id)
         await record(actor, "user", user_id, "user.created", None, created)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import inspect
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, Protocol
@@ -85,7 +86,16 @@ class SerializedConnection:
             await self.raw.executemany(command, args, **kwargs)
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self.raw, name)
+        # Any other coroutine method (copy_records_to_table, prepare, ...) is locked too.
+        attribute = getattr(self.raw, name)
+        if not inspect.iscoroutinefunction(attribute):
+            return attribute
+
+        async def locked(*args: Any, **kwargs: Any) -> Any:
+            async with self._lock:
+                return await attribute(*args, **kwargs)
+
+        return locked
 
 
 def scope_sql(tenant: TenantRef) -> str:

@@ -51,7 +51,7 @@ def test_tenant_scale_smoke(tmp_path: Path) -> None:
         reads = data["reads"][phase]
         assert reads["single"]["count"] == reads["random"]["count"] == 200
         assert reads["ratio_p99"] > 0
-    for probe in ("recycled", "unbounded"):
+    for probe in ("recycled", "unbounded", "no cache"):
         memory = data["memory"][probe]
         assert memory["tenants"] == 20
         assert memory["rss_all"] > 0

@@ -18,7 +18,7 @@ async def test_users_roles_and_acting_identity(two_tenants: tuple[TenantInfo, Te
     user = await users.create_user(
         acme, ADMIN, {"email": "Sam@Example.COM", "name": "Sam", "role": "dispatcher"}
     )
-    assert user["email"] == "Sam@example.com" and user["active"]
+    assert user["email"] == "sam@example.com" and user["active"]
     actor = await users.actor_for_user(acme, user["id"])
     assert actor.role == "dispatcher" and actor.can("requests.assign")
     assert not actor.can("reports.view")

@@ -6,7 +6,7 @@ from patone.core.db import engine
 
 ID = "2026-11-24T12:30:00:000000"
 VERSION = "1.38.0"
-DESCRIPTION = "report indexes"
+DESCRIPTION = "report indexes, one account per e-mail address whatever its case"
 
 
 async def forwards():
@@ -19,6 +19,7 @@ async def forwards():
                 WHERE completed_at IS NOT NULL;
             CREATE INDEX service_requests_cancelled_at ON service_requests (cancelled_at)
                 WHERE cancelled_at IS NOT NULL;
+            CREATE UNIQUE INDEX users_email_lower ON users (lower(email));
             """
         )
 
