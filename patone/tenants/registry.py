@@ -6,9 +6,10 @@ import asyncio
 import json
 import logging
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 import asyncpg
@@ -18,6 +19,7 @@ from patone.core.db import engine
 from patone.core.redis import get_redis
 
 log = logging.getLogger(__name__)
+V = TypeVar("V")
 
 TENANT_COLUMNS = (
     "t.id, t.slug, t.name, t.schema_name, t.role_name, t.status, t.status_reason, t.plan, "
@@ -104,33 +106,59 @@ async def list_tenants(status: str | None = None) -> list[TenantInfo]:
     return [info for row in await engine.fetch(_BY_STATUS, status) if (info := _info(row))]
 
 
-class TenantCache:
-    """Slug and domain look-ups for request resolution, kept `ttl` seconds per process."""
+class _Expiring(OrderedDict[str, tuple[float, V]]):
+    """At most `size` entries, least recently used dropped first, each valid until a time."""
 
-    def __init__(self, ttl: float = 5.0) -> None:
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+
+    def fresh(self, key: str, now: float) -> tuple[bool, V | None]:
+        hit = self.get(key)
+        if hit is None or hit[0] <= now:
+            return False, None
+        self.move_to_end(key)
+        return True, hit[1]
+
+    def keep(self, key: str, value: V, until: float) -> None:
+        self[key] = (until, value)
+        self.move_to_end(key)
+        while len(self) > self.size:
+            self.popitem(last=False)
+
+
+class TenantCache:
+    """Slug and domain look-ups for request resolution, kept `ttl` seconds per process.
+
+    Bounded (`size` entries each, least recently used first out): a process serving 10,000
+    tenants, or answering scanners' random Host headers, keeps its memory flat.
+    """
+
+    def __init__(self, ttl: float = 5.0, size: int = 2048) -> None:
         self.ttl = ttl
-        self._slugs: dict[str, tuple[float, TenantInfo | None]] = {}
-        self._domains: dict[str, tuple[float, str | None]] = {}
+        self._slugs: _Expiring[TenantInfo | None] = _Expiring(size)
+        self._domains: _Expiring[str | None] = _Expiring(size)
 
     async def by_slug(self, slug: str) -> TenantInfo | None:
         now = time.monotonic()
-        hit = self._slugs.get(slug)
-        if hit and hit[0] > now:
-            return hit[1]
+        found, tenant = self._slugs.fresh(slug, now)
+        if found:
+            return tenant
         tenant = await get_tenant(slug)
-        self._slugs[slug] = (now + self.ttl, tenant)
+        self._slugs.keep(slug, tenant, now + self.ttl)
         return tenant
 
     async def by_domain(self, domain: str) -> TenantInfo | None:
         now = time.monotonic()
-        hit = self._domains.get(domain)
-        if hit and hit[0] > now:
-            slug = hit[1]
-        else:
+        found, slug = self._domains.fresh(domain, now)
+        if not found:
             rows = await engine.fetch(_BY_DOMAIN, domain)
             slug = rows[0]["slug"] if rows else None
-            self._domains[domain] = (now + self.ttl, slug)
+            self._domains.keep(domain, slug, now + self.ttl)
         return await self.by_slug(slug) if slug else None
+
+    def __len__(self) -> int:
+        return len(self._slugs) + len(self._domains)
 
     def invalidate(self, slug: str | None = None) -> None:
         if slug is None:

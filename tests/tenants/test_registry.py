@@ -54,3 +54,15 @@ async def test_list_filters_by_status(make_tenant: MakeTenant) -> None:
     actives = {t.slug for t in await list_tenants("active")}
     assert gone.slug in deleted and gone.slug not in actives
     assert active.slug in actives
+
+
+async def test_the_cache_stays_bounded(make_tenant: MakeTenant) -> None:
+    tenants = [await make_tenant("lru") for _ in range(3)]
+    cache = TenantCache(ttl=3600, size=2)
+    for tenant in tenants:
+        assert (await cache.by_slug(tenant.slug)) is not None
+    for i in range(10):
+        assert await cache.by_domain(f"scanner-{i}.example.test") is None
+    assert len(cache) == 4  # two slugs, two domains: the oldest were dropped
+    # The most recently used slug is still cached; the first one was evicted and is re-read.
+    assert (await cache.by_slug(tenants[-1].slug)) is not None
