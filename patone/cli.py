@@ -6,6 +6,7 @@ import asyncio
 import json
 import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -13,7 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from patone.core import users
+from patone.core import documents, users
 from patone.core.db import engine
 from patone.core.errors import NotFound, UserError
 from patone.core.permissions import SYSTEM
@@ -39,6 +40,8 @@ users_app = typer.Typer(help="Staff users of a tenant.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
 tokens_app = typer.Typer(help="Access tokens for the API.", no_args_is_help=True)
 app.add_typer(tokens_app, name="tokens")
+documents_app = typer.Typer(help="Allow-listed GraphQL documents.", no_args_is_help=True)
+app.add_typer(documents_app, name="documents")
 
 console = Console()
 err = Console(stderr=True, soft_wrap=True)
@@ -325,6 +328,9 @@ def tokens_issue(
     tenant: Annotated[str, typer.Option(help="Tenant slug.")],
     user: Annotated[str, typer.Option("--user", help="The staff user's email.")],
     ttl: Annotated[int, typer.Option(min=60, max=86400, help="Seconds it stays valid.")] = 3600,
+    allow_list_only: Annotated[
+        bool, typer.Option(help="Its bearer may run only the tenant's registered documents.")
+    ] = False,
 ) -> None:
     """Print an access token for a staff user (send it as `Authorization: Bearer ...`)."""
     settings = _settings()
@@ -337,9 +343,33 @@ def tokens_issue(
             )
         if not rows:
             raise NotFound("not_found", f"{user} is not an active user of {tenant}", "user")
-        return issue_access_token(settings.resolved_secret_key(), tenant, rows[0]["id"], ttl)
+        return issue_access_token(
+            settings.resolved_secret_key(),
+            tenant,
+            rows[0]["id"],
+            ttl,
+            allow_list_only=allow_list_only,
+        )
 
     sys.stdout.write(run_with_database(work, settings) + "\n")
+
+
+@documents_app.command("register")
+def documents_register(
+    tenant: Annotated[str, typer.Option(help="Tenant slug.")],
+    path: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="A .graphql file.")],
+    name: Annotated[str | None, typer.Option(help="Defaults to the file name.")] = None,
+) -> None:
+    """Allow-list a GraphQL document for a tenant; prints its sha256."""
+    text = path.read_text()
+
+    async def work() -> dict[str, Any]:
+        return await documents.register_document(
+            await _active_tenant(tenant), SYSTEM, {"name": name or path.stem, "document": text}
+        )
+
+    row = run_with_database(work)
+    console.print(f"{row['sha256']}  {row['name']}", highlight=False)
 
 
 @app.command("schema")

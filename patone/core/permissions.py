@@ -89,6 +89,7 @@ class Actor:
     role: str | None = None
     permissions: frozenset[str] = field(default_factory=frozenset)
     driver_id: int | None = None  # set when the user is a driver
+    allow_list_only: bool = False  # may run only the company's registered GraphQL documents
 
     def can(self, permission: str) -> bool:
         if permission not in PERMISSIONS:

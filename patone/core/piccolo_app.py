@@ -24,6 +24,7 @@ APP_CONFIG = AppConfig(
         tables.ActivityLog,
         tables.Outbox,
         tables.IdempotencyKey,
+        tables.PersistedDocument,
     ],
     migration_dependencies=[],
     commands=[],

@@ -245,3 +245,12 @@ class IdempotencyKey(Table, tablename="idempotency_keys", db=engine):
     key = Varchar(length=200)
     entity_id = Varchar(length=64)
     created_at = Timestamptz()
+
+
+class PersistedDocument(Table, tablename="persisted_documents", db=engine):
+    """A GraphQL document a company registered; allow-listed clients may run only these."""
+
+    sha256 = Varchar(length=64, unique=True)
+    name = Varchar(length=200)
+    document = Text()
+    created_at = Timestamptz()

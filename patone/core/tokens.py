@@ -37,6 +37,7 @@ class AccessClaims:
     user_id: int
     expires_at: int
     token_id: str
+    allow_list_only: bool = False
 
 
 def _key(secret: str) -> OctKey:
@@ -45,10 +46,13 @@ def _key(secret: str) -> OctKey:
     return OctKey.import_key(derived)
 
 
-def issue_access_token(secret: str, tenant: str, user_id: int, ttl: int = DEFAULT_TTL) -> str:
-    """A token for one staff user of one tenant, valid `ttl` seconds."""
+def issue_access_token(
+    secret: str, tenant: str, user_id: int, ttl: int = DEFAULT_TTL, *, allow_list_only: bool = False
+) -> str:
+    """A token for one staff user of one tenant, valid `ttl` seconds; with `allow_list_only`
+    its bearer may run only the company's registered GraphQL documents."""
     now = int(time.time())
-    claims = {
+    claims: dict[str, object] = {
         "iss": ISSUER,
         "sub": str(user_id),
         "tenant": tenant,
@@ -56,6 +60,8 @@ def issue_access_token(secret: str, tenant: str, user_id: int, ttl: int = DEFAUL
         "exp": now + ttl,
         "jti": uuid.uuid4().hex,
     }
+    if allow_list_only:
+        claims["pq"] = "allow_list"
     return jwt.encode({"alg": ALGORITHM, "typ": "JWT"}, claims, _key(secret))
 
 
@@ -86,4 +92,5 @@ def verify_access_token(secret: str, token: str, *, tenant: str) -> AccessClaims
         user_id=user_id,
         expires_at=int(claims["exp"]),
         token_id=str(claims.get("jti", "")),
+        allow_list_only=claims.get("pq") == "allow_list",
     )

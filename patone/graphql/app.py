@@ -8,6 +8,7 @@ a JSON error and nothing runs.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import time
 from typing import Any
@@ -128,12 +129,18 @@ class GraphQLApp:
             return
         try:
             claims = verify_access_token(self.secret, token.strip(), tenant=tenant.slug)
-            state["actor"] = await actor_for_user(tenant, claims.user_id)
+            actor = await actor_for_user(tenant, claims.user_id)
+            state["actor"] = dataclasses.replace(actor, allow_list_only=claims.allow_list_only)
         except InvalidToken as error:
             await _error(401, error.code, error.message)(scope, receive, send)
             return
         except UserError:
             await _error(401, "unauthenticated", "The token's user no longer exists.")(
+                scope, receive, send
+            )
+            return
+        if state["actor"].allow_list_only and scope["method"] != "POST":
+            await _error(400, "PERSISTED_QUERY_REQUIRED", "Send registered documents by POST.")(
                 scope, receive, send
             )
             return
@@ -145,7 +152,7 @@ class GraphQLApp:
                 )
                 return
             try:
-                body = await _with_persisted_query(body)
+                body = await _with_persisted_query(body, tenant, state["actor"])
             except persisted.PersistedQueryError as error:
                 refusal = Response(persisted.error_body(error), media_type="application/json")
                 await refusal(scope, receive, send)
@@ -184,12 +191,19 @@ def _replay(body: bytes) -> Receive:
     return receive
 
 
-async def _with_persisted_query(body: bytes) -> bytes:
-    """Fill in (or register) an automatic persisted query; other bodies pass unchanged."""
+async def _with_persisted_query(body: bytes, tenant: Any, actor: Actor) -> bytes:
+    """Fill in (or register) an automatic persisted query; for an allow-listed client, only
+    registered documents pass. Other bodies pass unchanged."""
     try:
         data = json.loads(body)
     except ValueError:
-        return body  # strawberry answers malformed JSON itself
+        data = None
+    if actor.allow_list_only:
+        if not isinstance(data, dict):
+            raise persisted.PersistedQueryError(
+                "PERSISTED_QUERY_REQUIRED", "Send one registered document per request"
+            )
+        return json.dumps(await persisted.allow_listed(tenant, data)).encode()
     if not isinstance(data, dict) or "extensions" not in data:
-        return body
+        return body  # strawberry answers malformed JSON itself
     return json.dumps(await persisted.resolve(data)).encode()

@@ -9,7 +9,7 @@ import strawberry
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
-from patone.core import company, reports, service_types, users
+from patone.core import company, documents, reports, service_types, users
 from patone.graphql.context import Context
 from patone.graphql.ids import pk_of
 from patone.graphql.types import Role, ServiceType, User, UserError, attempt, given
@@ -200,3 +200,43 @@ class ReportQueries:
     async def monthly_report(self, info: Info[Context, None], year: int, month: int) -> JSON:
         report = await reports.monthly_report(info.context.tenant, info.context.actor, year, month)
         return JSON(report.as_dict())
+
+
+@strawberry.type
+class PersistedDocument:
+    sha256: str
+    name: str
+    document: str
+
+
+@strawberry.type
+class PersistedDocumentPayload:
+    persisted_document: PersistedDocument | None
+    user_errors: list[UserError]
+
+
+def _document(row: dict[str, Any]) -> PersistedDocument:
+    return PersistedDocument(sha256=row["sha256"], name=row["name"], document=row["document"])
+
+
+@strawberry.type
+class DocumentQueries:
+    @strawberry.field(description="Documents allow-listed clients may run.")
+    async def persisted_documents(self, info: Info[Context, None]) -> list[PersistedDocument]:
+        rows = await documents.list_documents(info.context.tenant, info.context.actor)
+        return [_document(r) for r in rows]
+
+
+@strawberry.type
+class DocumentMutations:
+    @strawberry.mutation(description="Add a document to the allow-list of this company.")
+    async def register_persisted_document(
+        self, info: Info[Context, None], name: str, document: str
+    ) -> PersistedDocumentPayload:
+        ctx = info.context
+        row, errors = await attempt(
+            documents.register_document(ctx.tenant, ctx.actor, {"name": name, "document": document})
+        )
+        return PersistedDocumentPayload(
+            persisted_document=_document(row) if row else None, user_errors=errors
+        )

@@ -12,7 +12,9 @@ import hashlib
 import json
 from typing import Any
 
+from patone.core.documents import registered_document, sha256_of
 from patone.core.redis import get_redis
+from patone.tenants.isolation import TenantRef
 
 TTL = 30 * 24 * 3600
 KEY = "apq:{}"
@@ -23,6 +25,24 @@ class PersistedQueryError(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
+
+
+async def allow_listed(tenant: TenantRef, body: dict[str, Any]) -> dict[str, Any]:
+    """For an allow-listed client: the body with the registered document, or a refusal."""
+    persisted = (body.get("extensions") or {}).get("persistedQuery")
+    query = body.get("query")
+    if isinstance(persisted, dict) and persisted.get("sha256Hash"):
+        digest = str(persisted["sha256Hash"]).lower()
+    elif query:
+        digest = sha256_of(str(query))
+    else:
+        raise PersistedQueryError("PERSISTED_QUERY_REQUIRED", "Send a registered document's hash")
+    document = await registered_document(tenant, digest)
+    if document is None or (query and sha256_of(str(query)) != digest):
+        raise PersistedQueryError(
+            "PERSISTED_QUERY_NOT_ALLOWED", "This client may run only registered documents"
+        )
+    return {**body, "query": document}
 
 
 async def resolve(body: dict[str, Any]) -> dict[str, Any]:

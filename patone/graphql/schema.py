@@ -16,7 +16,13 @@ from strawberry.tools import merge_types
 from strawberry.types import Info
 
 from patone.core.errors import NotFound
-from patone.graphql.company import CompanyMutations, CompanyQueries, ReportQueries
+from patone.graphql.company import (
+    CompanyMutations,
+    CompanyQueries,
+    DocumentMutations,
+    DocumentQueries,
+    ReportQueries,
+)
 from patone.graphql.context import Context
 from patone.graphql.customers import CustomerMutations, CustomerQueries
 from patone.graphql.drivers import DriverMutations, DriverQueries
@@ -57,10 +63,19 @@ class NodeQuery:
 
 Query = merge_types(
     "Query",
-    (NodeQuery, RequestQueries, CustomerQueries, DriverQueries, CompanyQueries, ReportQueries),
+    (
+        NodeQuery,
+        RequestQueries,
+        CustomerQueries,
+        DriverQueries,
+        CompanyQueries,
+        ReportQueries,
+        DocumentQueries,
+    ),
 )
 Mutation = merge_types(
-    "Mutation", (RequestMutations, CustomerMutations, DriverMutations, CompanyMutations)
+    "Mutation",
+    (RequestMutations, CustomerMutations, DriverMutations, CompanyMutations, DocumentMutations),
 )
 
 schema = strawberry.Schema(

@@ -65,3 +65,61 @@ async def test_automatic_persisted_queries(
     assert registered.json()["data"]["viewer"]["tenant"] == acme.slug
     again = await client.post("/graphql", json={"extensions": extensions}, headers=headers)
     assert again.json()["data"]["viewer"] == {"tenant": acme.slug, "role": "dispatcher"}
+
+
+async def test_an_allow_listed_client_runs_only_registered_documents(
+    client: httpx.AsyncClient, two_tenants: tuple[TenantInfo, TenantInfo]
+) -> None:
+    acme, bolt = two_tenants
+    admin = await token_for(acme, "admin")
+    document = "query Who { viewer { tenant role } }"
+    registered = await client.post(
+        "/graphql",
+        json={
+            "query": "mutation($n: String!, $d: String!) { registerPersistedDocument("
+            "name: $n, document: $d) { persistedDocument { sha256 } userErrors { field } } }",
+            "variables": {"n": "who", "d": document},
+        },
+        headers={"X-Tenant": acme.slug, "Authorization": f"Bearer {admin}"},
+    )
+    digest = registered.json()["data"]["registerPersistedDocument"]["persistedDocument"]["sha256"]
+    assert digest == hashlib.sha256(document.encode()).hexdigest()
+
+    from patone.core import users
+    from patone.core.permissions import SYSTEM
+    from patone.core.tokens import issue_access_token
+    from tests.graphql.conftest import SECRET
+
+    partner = await users.create_user(
+        acme, SYSTEM, {"email": "club@example.com", "name": "Club", "role": "dispatcher"}
+    )
+    token = issue_access_token(SECRET, acme.slug, partner["id"], allow_list_only=True)
+    headers = {"X-Tenant": acme.slug, "Authorization": f"Bearer {token}"}
+
+    by_hash = await client.post(
+        "/graphql",
+        json={"extensions": {"persistedQuery": {"version": 1, "sha256Hash": digest}}},
+        headers=headers,
+    )
+    assert by_hash.json()["data"]["viewer"] == {"tenant": acme.slug, "role": "dispatcher"}
+    same_text = await client.post("/graphql", json={"query": document}, headers=headers)
+    assert same_text.json()["data"]["viewer"]["role"] == "dispatcher"
+    for body in (
+        {"query": "{ customers { edges { node { name phone } } } }"},
+        {"extensions": {"persistedQuery": {"version": 1, "sha256Hash": "0" * 64}}},
+        [{"query": document}],
+    ):
+        refused = await client.post("/graphql", json=body, headers=headers)
+        code = refused.json()["errors"][0]["extensions"]["code"]
+        assert code in {"PERSISTED_QUERY_NOT_ALLOWED", "PERSISTED_QUERY_REQUIRED"}
+    # Another company's allow-list is its own: the same hash is unknown there.
+    bolt_partner = await users.create_user(
+        bolt, SYSTEM, {"email": "club@example.com", "name": "Club", "role": "dispatcher"}
+    )
+    bolt_token = issue_access_token(SECRET, bolt.slug, bolt_partner["id"], allow_list_only=True)
+    elsewhere = await client.post(
+        "/graphql",
+        json={"extensions": {"persistedQuery": {"version": 1, "sha256Hash": digest}}},
+        headers={"X-Tenant": bolt.slug, "Authorization": f"Bearer {bolt_token}"},
+    )
+    assert elsewhere.json()["errors"][0]["extensions"]["code"] == "PERSISTED_QUERY_NOT_ALLOWED"
