@@ -183,10 +183,9 @@ WITH page AS (
     SELECT p.*,
            row_number() OVER (ORDER BY p.rank, p.created_at, p.id) AS n,
            translate(encode(convert_to(format('[%s, "%s", %s]', p.rank,
-               to_char(p.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS')
-               || CASE WHEN date_part('microseconds', p.created_at)::bigint % 1000000 = 0
-                       THEN '' ELSE to_char(p.created_at AT TIME ZONE 'UTC', '.US') END
-               || '+00:00', p.id), 'UTF8'), 'base64'), E'+/\\n', '-_') AS cursor
+               replace(to_char(p.created_at AT TIME ZONE 'UTC',
+                               'YYYY-MM-DD"T"HH24:MI:SS.US'), '.000000', '') || '+00:00',
+               p.id), 'UTF8'), 'base64'), E'+/\\n', '-_') AS cursor
     FROM page p
 )
 SELECT json_build_object('data', json_build_object('serviceRequests', json_build_object(
@@ -541,6 +540,11 @@ async def fill_tenant(tenant: TenantInfo, spec: DataSpec, seed: int) -> dict[str
         await conn.execute(
             "UPDATE drivers SET status = 'busy' WHERE id = ANY($1::int[])", sorted(busy)
         )
+    async with tenant_transaction(tenant) as transaction:
+        # fresh tables have no statistics yet; a real tenant's have
+        await transaction.connection.execute(
+            "ANALYZE customers, vehicles, drivers, service_types, service_requests"
+        )
     vehicles = sum(len(v) for v in vehicles_of.values())
     return {
         "customers": len(customer_ids),
@@ -887,9 +891,11 @@ async def xacts(admin: asyncpg.Connection, database: str) -> int:
     return int(value or 0)
 
 
-# pg_stat_database is flushed by each backend at most once a second (and within a second when
-# it goes idle): wait this long around the window so neither the warm-up nor the tail is lost.
-STATS_FLUSH_SECONDS = 1.3
+# pg_stat_database: a busy backend flushes its counters at most once a second, and one that goes
+# idle less than a second after its last flush keeps the rest pending for 10 s (PGSTAT_IDLE_INTERVAL
+# in Postgres 15). Waiting 11 s before each reading makes the count exact; shorter waits (--smoke)
+# make it an estimate.
+EXACT_STATS_WAIT = 11.0
 
 
 @dataclass
@@ -918,21 +924,20 @@ class LoadResult:
 
 async def measure(
     server: ServerProcess,
+    sampler: Sampler,
     request: bytes,
     expected_length: int,
     args: argparse.Namespace,
     admin: asyncpg.Connection,
+    before: int,
     console: Console,
-) -> LoadResult:
-    with Sampler(server.pid, args.database) as sampler:
-        await load(server.port, request, expected_length, args.clients, args.warmup)
-        await asyncio.sleep(STATS_FLUSH_SECONDS)
-        before = await xacts(admin, args.database)
-        sampler.mark()
-        run, wall = await load(server.port, request, expected_length, args.clients, args.seconds)
-        window = sampler.window()
-        await asyncio.sleep(STATS_FLUSH_SECONDS)
-        after = await xacts(admin, args.database)
+) -> tuple[LoadResult, int]:
+    """One measured window (after the warm-up); returns the result and the new xact count."""
+    sampler.mark()
+    run, wall = await load(server.port, request, expected_length, args.clients, args.seconds)
+    window = sampler.window()
+    await asyncio.sleep(args.stats_wait)
+    after = await xacts(admin, args.database)
     n = max(run.requests, 1)
     cores = psutil.cpu_count() or 1
     machine = window.machine_busy / window.seconds
@@ -969,7 +974,7 @@ async def measure(
     )
     if run.first_error:
         console.print(f"  [red]first error: {run.first_error}[/red]")
-    return result
+    return result, after
 
 
 # --- in-process: statements per request, profile ----------------------------------------------
@@ -1044,7 +1049,8 @@ async def count_statements(
     return StatementCounts(
         per_request=[total(c) for c in main],
         selects_per_request=[c["SELECT"] for c in main],
-        by_kind={k: sum(c[k] for c in main) / len(main) for k in kinds},
+        # asyncpg's transactions send "BEGIN;" and "COMMIT;"
+        by_kind={k.rstrip(";"): sum(c[k] for c in main) / len(main) for k in kinds},
         page10_per_request=[total(c) for c in results[10]],
         page10_selects=[c["SELECT"] for c in results[10]],
         internal=sum(c["INTERNAL"] for cs in results.values() for c in cs),
@@ -1099,7 +1105,8 @@ async def profile_requests(
         for _ in range(n):
             await _post(client, body, headers)
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-        profiler = cProfile.Profile()
+        # CPU time, not wall time: waiting for Postgres is not Python's cost
+        profiler = cProfile.Profile(time.process_time)
         t1 = time.perf_counter()
         profiler.enable()
         for _ in range(n):
@@ -1157,8 +1164,8 @@ def profile_tables(console: Console, result: ProfileResult) -> None:
         ("own time", result.by_own),
     ):
         table = Table(
-            title=f"profile: top {len(rows)} by {title}, per board request "
-            f"({result.requests} requests in-process under cProfile)",
+            title=f"profile: top {len(rows)} by {title} CPU time, per board request "
+            f"({result.requests} requests in-process, one at a time, under cProfile)",
             title_justify="left",
         )
         table.add_column("#", justify="right")
@@ -1284,7 +1291,13 @@ def summary(
         f"{ratio(graphql.transactions_per_request, floor.transactions_per_request):,.1f}x",
         "",
         verdict(None),
-        "xact_commit + xact_rollback delta of the bench database / requests",
+        "xact_commit + xact_rollback delta of the bench database / requests"
+        + (
+            ""
+            if args.stats_wait >= EXACT_STATS_WAIT
+            else f" (estimate: stats read after {args.stats_wait:g} s, exact needs "
+            f"{EXACT_STATS_WAIT:g})"
+        ),
     )
     table.add_row(
         "server CPU per request",
@@ -1607,15 +1620,39 @@ async def run(args: argparse.Namespace, console: Console) -> int:
                 "per server",
             )
             results: list[LoadResult] = []
+            requests = {
+                server.label: raw_request(server.port, token, slug, board_body())
+                for server in servers
+            }
             admin = await asyncpg.connect(dsn)
             try:
-                for server in servers:
-                    request = raw_request(server.port, token, slug, board_body())
-                    results.append(
-                        await measure(
-                            server, request, sizes[server_key(server)], args, admin, console
+                with contextlib.ExitStack() as stack:
+                    samplers = [
+                        stack.enter_context(Sampler(server.pid, args.database))
+                        for server in servers
+                    ]
+                    for server in servers:
+                        await load(
+                            server.port,
+                            requests[server.label],
+                            sizes[server_key(server)],
+                            args.clients,
+                            args.warmup,
                         )
-                    )
+                    await asyncio.sleep(args.stats_wait)
+                    count = await xacts(admin, args.database)
+                    for server, sampler in zip(servers, samplers, strict=True):
+                        result, count = await measure(
+                            server,
+                            sampler,
+                            requests[server.label],
+                            sizes[server_key(server)],
+                            args,
+                            admin,
+                            count,
+                            console,
+                        )
+                        results.append(result)
             finally:
                 await admin.close()
             gql_result, floor_result = results
@@ -1690,6 +1727,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--database", default=None, help="bench database (patone_bench_board)")
     parser.add_argument("--prefix", default=None, help="tenant slug prefix (bench)")
     parser.add_argument("--redis", default=DEFAULT_REDIS)
+    parser.add_argument(
+        "--stats-wait",
+        type=float,
+        default=None,
+        help=f"seconds before reading pg_stat_database ({EXACT_STATS_WAIT:g}: exact counts)",
+    )
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--json", default=None, help="also write the figures to this file")
     parser.add_argument("--keep", action="store_true", help="keep the database and roles")
@@ -1710,6 +1753,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "open": 50,
         "closed": 10 if smoke else 300,
         "repeats": 5 if smoke else 20,
+        "stats_wait": 1.3 if smoke else EXACT_STATS_WAIT,
         "profile_requests": 20 if smoke else 200,
         "database": "patone_bench_board_smoke" if smoke else "patone_bench_board",
         "prefix": "benchsmoke" if smoke else "bench",

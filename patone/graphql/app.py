@@ -13,6 +13,7 @@ import json
 import time
 from typing import Any
 
+from cross_web import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
@@ -84,6 +85,17 @@ class _Strawberry(GraphQL[Context, None]):
             delay, lambda: asyncio.ensure_future(socket.close(code=4401, reason="token expired"))
         )
         return {"tenant": context.tenant.slug}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        # strawberry answers malformed requests in plain text; ours speak JSON everywhere.
+        try:
+            response = await self.run(Request(scope=scope, receive=receive))
+        except HTTPException as error:
+            response = _error(error.status_code, "bad_request", error.reason)
+        await response(scope, receive, send)
 
     async def render_graphql_ide(self, request: Request) -> Response:
         from patone.graphql.graphiql import graphiql_page

@@ -43,7 +43,31 @@ BOARD = """query Board {
     pageInfo { hasNextPage endCursor }
   }
 }"""
-SUBSCRIBE = "subscription { serviceRequestUpdates { change serviceRequest { number status } } }"
+CREATE = """mutation Create {
+  createServiceRequest(input: {
+    customerId: "%s"
+    serviceType: "jump_start"
+    pickup: {lat: 52.52, lng: 13.405, address: "Alexanderplatz 1, Berlin"}
+  }) {
+    serviceRequest { id number status }
+    userErrors { field code message }
+  }
+}"""
+ASSIGN = """mutation Assign {
+  assignDriver(id: "%s", driverId: "%s") {
+    serviceRequest { number status driver { name } }
+    userErrors { field code message }
+  }
+}"""
+TRANSITION = """mutation Move {
+  transitionServiceRequest(id: "%s", status: %s) {
+    serviceRequest { number status }
+    userErrors { field code message }
+  }
+}"""
+SUBSCRIBE = """subscription Watch {
+  serviceRequestUpdates { change serviceRequest { number status } }
+}"""
 
 
 @dataclass
@@ -57,19 +81,20 @@ class Product:
 
 
 @pytest.fixture(scope="module")
-def product() -> Iterator[Product]:
+def product(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Product]:
     """`patone serve` with the demo tenant, on the machine's (test) Postgres and Redis."""
     port = _free_port()
     env = {
         **os.environ,
-        "DATABASE_URL": os.environ.get("DATABASE_URL") or "postgresql://postgres@127.0.0.1:5432/test",
+        "DATABASE_URL": os.environ.get("DATABASE_URL")
+        or "postgresql://postgres@127.0.0.1:5432/test",
         "REDIS_URL": os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/9",
         "SECRET_KEY": SECRET_KEY,
         "PORT": str(port),
         "DEMO_TENANT": "true",
         "LOG_LEVEL": "WARNING",
     }
-    log = (SHOTS / f"patone-serve-{port}.log").open("w+")
+    log = (tmp_path_factory.mktemp("serve") / "patone-serve.log").open("w+")
     process = subprocess.Popen(
         [sys.executable, "-m", "patone", "serve"], env=env, stdout=log, stderr=subprocess.STDOUT
     )
@@ -99,7 +124,17 @@ def product() -> Iterator[Product]:
 
 def _issue_token(product: Product) -> str:
     done = subprocess.run(
-        [sys.executable, "-m", "patone", "tokens", "issue", "--tenant", "demo", "--user", DISPATCHER],
+        [
+            sys.executable,
+            "-m",
+            "patone",
+            "tokens",
+            "issue",
+            "--tenant",
+            "demo",
+            "--user",
+            DISPATCHER,
+        ],
         env=product.env,
         capture_output=True,
         text=True,
@@ -126,7 +161,9 @@ async def _open_graphiql(page: Any, product: Product, token: str) -> None:
     await page.locator(".graphiql-query-editor .CodeMirror").wait_for(state="visible")
     # The Headers tab of the editor tools, then its editor.
     await page.locator(".graphiql-editor-tools button", has_text="Headers").click()
-    await _type_into(page, ".graphiql-editor-tool", json.dumps({"Authorization": f"Bearer {token}"}))
+    await _type_into(
+        page, ".graphiql-editor-tool", json.dumps({"Authorization": f"Bearer {token}"})
+    )
 
 
 async def _type_query(page: Any, query: str) -> None:
@@ -164,7 +201,7 @@ async def _run(page: Any, query: str) -> dict[str, Any]:
             shown = None
         if shown == sent:
             assert "errors" not in shown, shown
-            return shown  # type: ignore[no-any-return]
+            return shown
         assert time.monotonic() < deadline, f"the result pane shows {text!r}, not {sent!r}"
         await asyncio.sleep(0.05)
 
@@ -195,7 +232,7 @@ async def _seen_by_subscriber(page: Any, number: int, change: str, status: str) 
 def _payload(result: dict[str, Any], field: str) -> dict[str, Any]:
     payload = result["data"][field]
     assert payload["userErrors"] == [], payload
-    return payload["serviceRequest"]  # type: ignore[no-any-return]
+    return payload["serviceRequest"]
 
 
 async def test_dispatcher_pages_creates_and_completes_a_request_watched_live(
@@ -255,9 +292,9 @@ async def test_dispatcher_pages_creates_and_completes_a_request_watched_live(
             await _open_graphiql(page_b, product, token)
             await _type_query(page_b, SUBSCRIBE)
             await page_b.keyboard.press("Control+Enter")
-            await page_b.locator(
-                ".graphiql-execute-button[aria-label^='Stop']"
-            ).wait_for(state="visible", timeout=5_000)
+            await page_b.locator(".graphiql-execute-button[aria-label^='Stop']").wait_for(
+                state="visible", timeout=5_000
+            )
             await asyncio.sleep(0.5)  # the server subscribes to Redis
 
             await page_a.bring_to_front()
@@ -268,13 +305,7 @@ async def test_dispatcher_pages_creates_and_completes_a_request_watched_live(
             driver_id = drivers["data"]["drivers"][0]["id"]
 
             created = _payload(
-                await _run(
-                    page_a,
-                    "mutation { createServiceRequest(input: {"
-                    f' customerId: "{customer_id}", serviceType: "jump_start",'
-                    ' pickup: {lat: 52.52, lng: 13.405, address: "Alexanderplatz 1, Berlin"}'
-                    "}) { serviceRequest { id number status } userErrors { field code message } } }",
-                ),
+                await _run(page_a, CREATE % customer_id),
                 "createServiceRequest",
             )
             number, request_id = created["number"], created["id"]
@@ -282,24 +313,19 @@ async def test_dispatcher_pages_creates_and_completes_a_request_watched_live(
             await _seen_by_subscriber(page_b, number, "CREATED", "PENDING")
 
             assigned = _payload(
-                await _run(
-                    page_a,
-                    f'mutation {{ assignDriver(id: "{request_id}", driverId: "{driver_id}") '
-                    "{ serviceRequest { number status } userErrors { field code message } } }",
-                ),
+                await _run(page_a, ASSIGN % (request_id, driver_id)),
                 "assignDriver",
             )
-            assert assigned == {"number": number, "status": "ASSIGNED"}
+            assert assigned == {
+                "number": number,
+                "status": "ASSIGNED",
+                "driver": {"name": drivers["data"]["drivers"][0]["name"]},
+            }
             await _seen_by_subscriber(page_b, number, "ASSIGNED", "ASSIGNED")
 
             for status in ("EN_ROUTE", "ON_SCENE", "IN_PROGRESS", "COMPLETED"):
                 moved = _payload(
-                    await _run(
-                        page_a,
-                        f'mutation {{ transitionServiceRequest(id: "{request_id}", '
-                        f"status: {status}) {{ serviceRequest {{ number status }} "
-                        "userErrors { field code message } } }",
-                    ),
+                    await _run(page_a, TRANSITION % (request_id, status)),
                     "transitionServiceRequest",
                 )
                 assert moved == {"number": number, "status": status}

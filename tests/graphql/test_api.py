@@ -333,3 +333,22 @@ async def test_reports_over_the_api(gql: Gql, two_tenants: tuple[TenantInfo, Ten
     assert refused["errors"][0]["extensions"]["code"] == "forbidden"
     monthly = await gql(acme, manager, "{ monthlyReport(year: 2026, month: 13) }")
     assert monthly["errors"][0]["extensions"]["field"] == "month"
+
+
+async def test_malformed_requests_get_json_errors(
+    client: httpx.AsyncClient, two_tenants: tuple[TenantInfo, TenantInfo]
+) -> None:
+    acme, _ = two_tenants
+    headers = {"X-Tenant": acme.slug, "Authorization": f"Bearer {await token_for(acme, 'admin')}"}
+    for body in (
+        {"content": b"{not json", "headers": {**headers, "content-type": "application/json"}},
+        {
+            "json": {"query": "query A { viewer { role } }", "operationName": "B"},
+            "headers": headers,
+        },
+    ):
+        response = await client.post("/graphql", **body)  # type: ignore[arg-type]
+        assert response.status_code == 400
+        assert response.headers["content-type"] == "application/json"
+        error = response.json()["errors"][0]
+        assert error["extensions"]["code"] == "bad_request" and error["message"]
