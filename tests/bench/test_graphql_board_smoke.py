@@ -36,7 +36,7 @@ def test_graphql_board_smoke(tmp_path: Path) -> None:
         "server CPU per request",
         "peak RSS of the server process",
         "profile: top 15 by cumulative",
-        "profile: top 15 by own",
+        "profile: top 15 by own time",
         "dropped database 'patone_bench_board_smoke'",
     ):
         assert needle in output, f"{needle!r} missing from:\n{output[-5000:]}"
