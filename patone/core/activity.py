@@ -11,8 +11,9 @@ from typing import Any
 
 from patone.core.clock import now
 from patone.core.db import engine
-from patone.core.permissions import Actor
-from patone.tenants.isolation import get_current_tenant
+from patone.core.errors import UserError
+from patone.core.permissions import Actor, require
+from patone.tenants.isolation import TenantRef, get_current_tenant, tenant_transaction
 
 
 def _json(value: Any) -> str | None:
@@ -57,3 +58,30 @@ async def emit(topic: str, entity: str, entity_id: object, payload: dict[str, An
     )
     # Delivered to the relay only if this transaction commits.
     await engine.execute("SELECT pg_notify('patone_outbox', $1)", tenant.slug)
+
+
+async def list_activity(
+    tenant: TenantRef,
+    actor: Actor,
+    *,
+    entity: str | None = None,
+    entity_id: str | None = None,
+    first: int = 50,
+    before_id: int | None = None,
+) -> tuple[list[dict[str, Any]], bool]:
+    """The activity log, newest first, a page at a time (`before_id`: the last id seen)."""
+    require(actor, "activity.view")
+    if not 1 <= first <= 200:
+        raise UserError("out_of_range", "first must be between 1 and 200", "first")
+    async with tenant_transaction(tenant):
+        rows = await engine.fetch(
+            "SELECT id, actor_type, actor_id, entity, entity_id, action, before, after, "
+            "created_at FROM activity_log WHERE ($1::varchar IS NULL OR entity = $1) "
+            "AND ($2::varchar IS NULL OR entity_id = $2) AND ($3::bigint IS NULL OR id < $3) "
+            "ORDER BY id DESC LIMIT $4",
+            entity,
+            entity_id,
+            before_id,
+            first + 1,
+        )
+    return [dict(r) for r in rows[:first]], len(rows) > first

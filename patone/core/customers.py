@@ -95,7 +95,8 @@ async def create_customer(
             },
         )
         for vehicle in customer.vehicles:
-            await _insert_vehicle(customer_id, vehicle)
+            added = await _insert_vehicle(customer_id, vehicle)
+            await record(actor, "vehicle", added["id"], "vehicle.created", None, added)
         created = await _customer(customer_id)
         await record(actor, "customer", customer_id, "customer.created", None, created)
         await emit("customer.created", "customer", customer_id, {"id": customer_id})
@@ -219,3 +220,52 @@ async def list_customers(
             first + 1,
         )
     return [dict(r) for r in rows[:first]], len(rows) > first
+
+
+class VehicleChanges(Input):
+    make: str | None = Field(None, max_length=60)
+    model: str | None = Field(None, max_length=60)
+    year: int | None = Field(None, ge=1900, le=2100)
+    colour: str | None = Field(None, max_length=40)
+    plate: Plate | None = None
+    vin: str | None = Field(None, pattern=r"^([A-HJ-NPR-Z0-9]{17})?$")
+
+
+async def _vehicle(vehicle_id: int) -> Row:
+    rows = await engine.fetch(f"SELECT {_VEHICLE_COLUMNS} FROM vehicles WHERE id = $1", vehicle_id)
+    if not rows:
+        raise NotFound("not_found", f"vehicle {vehicle_id} does not exist", "vehicle_id")
+    return dict(rows[0])
+
+
+async def update_vehicle(tenant: TenantRef, actor: Actor, vehicle_id: int, data: Any) -> Row:
+    require(actor, "customers.manage")
+    changes = parse(VehicleChanges, data).model_dump(exclude_unset=True)
+    async with tenant_transaction(tenant):
+        before = await _vehicle(vehicle_id)
+        await update_row("vehicles", vehicle_id, changes)
+        after = await _vehicle(vehicle_id)
+        await record(actor, "vehicle", vehicle_id, "vehicle.updated", before, after)
+    return after
+
+
+async def archive_vehicle(tenant: TenantRef, actor: Actor, vehicle_id: int) -> Row:
+    """Hide a vehicle the customer no longer has; requests that used it keep it."""
+    require(actor, "customers.manage")
+    async with tenant_transaction(tenant):
+        before = await _vehicle(vehicle_id)
+        await update_row("vehicles", vehicle_id, {"archived_at": now()})
+        after = await _vehicle(vehicle_id)
+        await record(actor, "vehicle", vehicle_id, "vehicle.archived", before, after)
+    return after
+
+
+async def list_memberships(tenant: TenantRef, actor: Actor, customer_id: int) -> list[Row]:
+    require(actor, "customers.view")
+    async with tenant_transaction(tenant):
+        rows = await engine.fetch(
+            "SELECT id, customer, provider, number, valid_until, created_at FROM memberships "
+            "WHERE customer = $1 ORDER BY id",
+            customer_id,
+        )
+    return [dict(r) for r in rows]

@@ -2,17 +2,30 @@
 
 from __future__ import annotations
 
-from datetime import date
+import json
+from datetime import date, datetime
 from typing import Any
 
 import strawberry
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
-from patone.core import company, documents, reports, service_types, users
+from patone.core import activity, company, documents, reports, service_types, users
 from patone.graphql.context import Context
-from patone.graphql.ids import pk_of
-from patone.graphql.types import Role, ServiceType, User, UserError, attempt, given
+from patone.graphql.ids import pk_of, to_global_id
+from patone.graphql.types import (
+    Connection,
+    Edge,
+    Node,
+    PageInfo,
+    Role,
+    ServiceType,
+    User,
+    UserError,
+    attempt,
+    gid,
+    given,
+)
 
 
 @strawberry.type(description="Who is calling, for which company, allowed to do what.")
@@ -239,4 +252,59 @@ class DocumentMutations:
         )
         return PersistedDocumentPayload(
             persisted_document=_document(row) if row else None, user_errors=errors
+        )
+
+
+@strawberry.type(description="One change: who did what to which record, before and after.")
+class ActivityEntry(Node):
+    actor: str
+    entity: str
+    entity_id: str
+    action: str
+    before: JSON | None
+    after: JSON | None
+    created_at: datetime
+
+
+@strawberry.type
+class ActivityQueries:
+    @strawberry.field(description="The activity log, newest first.")
+    async def activity_log(
+        self,
+        info: Info[Context, None],
+        first: int = 50,
+        after: str | None = None,
+        entity: str | None = None,
+        entity_id: str | None = None,
+    ) -> Connection[ActivityEntry]:
+        ctx = info.context
+        rows, has_next = await activity.list_activity(
+            ctx.tenant,
+            ctx.actor,
+            entity=entity,
+            entity_id=entity_id,
+            first=first,
+            before_id=pk_of(after, "ActivityEntry", "after") if after else None,
+        )
+        edges = [
+            Edge(
+                cursor=to_global_id("ActivityEntry", r["id"]),
+                node=ActivityEntry(
+                    id=gid("ActivityEntry", r["id"]),
+                    actor=f"{r['actor_type']}:{r['actor_id']}",
+                    entity=r["entity"],
+                    entity_id=r["entity_id"],
+                    action=r["action"],
+                    before=JSON(json.loads(r["before"])) if r["before"] else None,
+                    after=JSON(json.loads(r["after"])) if r["after"] else None,
+                    created_at=r["created_at"],
+                ),
+            )
+            for r in rows
+        ]
+        return Connection(
+            edges=edges,
+            page_info=PageInfo(
+                has_next_page=has_next, end_cursor=edges[-1].cursor if edges else None
+            ),
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 import strawberry
@@ -15,6 +16,7 @@ from patone.graphql.types import (
     Connection,
     Customer,
     Edge,
+    Membership,
     PageInfo,
     UserError,
     Vehicle,
@@ -48,6 +50,29 @@ class UpdateCustomerInput:
     phone: str | None = strawberry.UNSET
     email: str | None = strawberry.UNSET
     notes: str | None = strawberry.UNSET
+
+
+@strawberry.input
+class UpdateVehicleInput:
+    make: str | None = strawberry.UNSET
+    model: str | None = strawberry.UNSET
+    year: int | None = strawberry.UNSET
+    colour: str | None = strawberry.UNSET
+    plate: str | None = strawberry.UNSET
+    vin: str | None = strawberry.UNSET
+
+
+@strawberry.input
+class MembershipInput:
+    provider: str
+    number: str
+    valid_until: date | None = None
+
+
+@strawberry.type
+class MembershipPayload:
+    membership: Membership | None
+    user_errors: list[UserError]
 
 
 @strawberry.type
@@ -160,3 +185,48 @@ class CustomerMutations:
 
         row, errors = await attempt(run())
         return VehiclePayload(vehicle=Vehicle.from_row(row) if row else None, user_errors=errors)
+
+    @strawberry.mutation
+    async def update_vehicle(
+        self, info: Info[Context, None], id: strawberry.ID, input: UpdateVehicleInput
+    ) -> VehiclePayload:
+        ctx = info.context
+
+        async def run() -> dict[str, Any]:
+            return await service.update_vehicle(
+                ctx.tenant, ctx.actor, pk_of(id, "Vehicle"), given(input)
+            )
+
+        row, errors = await attempt(run())
+        return VehiclePayload(vehicle=Vehicle.from_row(row) if row else None, user_errors=errors)
+
+    @strawberry.mutation
+    async def archive_vehicle(self, info: Info[Context, None], id: strawberry.ID) -> VehiclePayload:
+        ctx = info.context
+
+        async def run() -> dict[str, Any]:
+            return await service.archive_vehicle(ctx.tenant, ctx.actor, pk_of(id, "Vehicle"))
+
+        row, errors = await attempt(run())
+        return VehiclePayload(vehicle=Vehicle.from_row(row) if row else None, user_errors=errors)
+
+    @strawberry.mutation
+    async def add_membership(
+        self, info: Info[Context, None], customer_id: strawberry.ID, input: MembershipInput
+    ) -> MembershipPayload:
+        ctx = info.context
+
+        async def run() -> dict[str, Any]:
+            return await service.add_membership(
+                ctx.tenant, ctx.actor, pk_of(customer_id, "Customer", "customerId"), given(input)
+            )
+
+        row, errors = await attempt(run())
+        membership = (
+            Membership(
+                provider=row["provider"], number=row["number"], valid_until=row["valid_until"]
+            )
+            if row
+            else None
+        )
+        return MembershipPayload(membership=membership, user_errors=errors)

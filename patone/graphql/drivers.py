@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import strawberry
@@ -28,6 +29,24 @@ class UpdateDriverInput:
     skills: list[str] | None = strawberry.UNSET
     truck: str | None = strawberry.UNSET
     status: DriverStatus | None = strawberry.UNSET
+
+
+@strawberry.input
+class ShiftInput:
+    starts_at: datetime
+    ends_at: datetime
+
+
+@strawberry.type
+class Shift:
+    starts_at: datetime
+    ends_at: datetime
+
+
+@strawberry.type
+class ShiftPayload:
+    shift: Shift | None
+    user_errors: list[UserError]
 
 
 @strawberry.type
@@ -78,3 +97,40 @@ class DriverMutations:
             )
 
         return _payload(*await attempt(run()))
+
+    @strawberry.mutation(description="The driver's latest position (drivers may set their own).")
+    async def update_driver_position(
+        self, info: Info[Context, None], id: strawberry.ID, lat: float, lng: float
+    ) -> DriverPayload:
+        ctx = info.context
+
+        async def run() -> dict[str, Any]:
+            return await service.set_position(
+                ctx.tenant, ctx.actor, pk_of(id, "Driver"), {"lat": lat, "lng": lng}
+            )
+
+        return _payload(*await attempt(run()))
+
+    @strawberry.mutation
+    async def archive_driver(self, info: Info[Context, None], id: strawberry.ID) -> DriverPayload:
+        ctx = info.context
+
+        async def run() -> dict[str, Any]:
+            return await service.archive_driver(ctx.tenant, ctx.actor, pk_of(id, "Driver"))
+
+        return _payload(*await attempt(run()))
+
+    @strawberry.mutation
+    async def add_shift(
+        self, info: Info[Context, None], driver_id: strawberry.ID, input: ShiftInput
+    ) -> ShiftPayload:
+        ctx = info.context
+
+        async def run() -> dict[str, Any]:
+            return await service.add_shift(
+                ctx.tenant, ctx.actor, pk_of(driver_id, "Driver", "driverId"), given(input)
+            )
+
+        row, errors = await attempt(run())
+        shift = Shift(starts_at=row["starts_at"], ends_at=row["ends_at"]) if row else None
+        return ShiftPayload(shift=shift, user_errors=errors)

@@ -18,6 +18,7 @@ from strawberry.types import Info
 
 from patone.core.errors import NotFound
 from patone.graphql.company import (
+    ActivityQueries,
     CompanyMutations,
     CompanyQueries,
     DocumentMutations,
@@ -72,6 +73,7 @@ Query = merge_types(
         CompanyQueries,
         ReportQueries,
         DocumentQueries,
+        ActivityQueries,
     ),
 )
 Mutation = merge_types(

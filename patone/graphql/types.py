@@ -3,7 +3,7 @@ computed value, so a later query planner can compile whole operations to SQL."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from enum import Enum
 from typing import Any, Generic, TypeVar
 
@@ -165,6 +165,13 @@ class Vehicle(Node):
 
 
 @strawberry.type
+class Membership:
+    provider: str
+    number: str
+    valid_until: date | None
+
+
+@strawberry.type
 class Customer(Node):
     name: str
     phone: str | None
@@ -193,6 +200,16 @@ class Customer(Node):
 
         rows = await list_vehicles(info.context.tenant, info.context.actor, self.pk)
         return [Vehicle.from_row(r) for r in rows]
+
+    @strawberry.field
+    async def memberships(self, info: Info[Context, None]) -> list[Membership]:
+        from patone.core.customers import list_memberships
+
+        rows = await list_memberships(info.context.tenant, info.context.actor, self.pk)
+        return [
+            Membership(provider=r["provider"], number=r["number"], valid_until=r["valid_until"])
+            for r in rows
+        ]
 
 
 @strawberry.type

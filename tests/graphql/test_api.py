@@ -352,3 +352,99 @@ async def test_malformed_requests_get_json_errors(
         assert response.headers["content-type"] == "application/json"
         error = response.json()["errors"][0]
         assert error["extensions"]["code"] == "bad_request" and error["message"]
+
+
+async def test_vehicles_memberships_drivers_and_the_activity_log(
+    gql: Gql, two_tenants: tuple[TenantInfo, TenantInfo]
+) -> None:
+    acme, bolt = two_tenants
+    manager = await token_for(acme, "manager")
+    customer = await _customer(gql, acme, manager)
+    vehicle_id = customer["vehicles"][0]["id"]
+    changed = await gql(
+        acme,
+        manager,
+        "mutation($id: ID!, $in: UpdateVehicleInput!) { updateVehicle(id: $id, input: $in) "
+        "{ vehicle { colour plate } userErrors { field } } }",
+        {"id": vehicle_id, "in": {"colour": "red", "plate": "xy 9"}},
+    )
+    assert changed["data"]["updateVehicle"]["vehicle"] == {"colour": "red", "plate": "XY9"}
+    joined = await gql(
+        acme,
+        manager,
+        "mutation($c: ID!, $in: MembershipInput!) { addMembership(customerId: $c, input: $in) "
+        "{ membership { provider validUntil } } }",
+        {
+            "c": customer["id"],
+            "in": {"provider": "AAA", "number": "42", "validUntil": "2027-01-31"},
+        },
+    )
+    assert joined["data"]["addMembership"]["membership"] == {
+        "provider": "AAA",
+        "validUntil": "2027-01-31",
+    }
+    await gql(
+        acme,
+        manager,
+        "mutation($id: ID!) { archiveVehicle(id: $id) { userErrors { code } } }",
+        {"id": vehicle_id},
+    )
+    seen = await gql(
+        acme,
+        manager,
+        "query($id: ID!) { customer(id: $id) { vehicles { id } memberships { number } } }",
+        {"id": customer["id"]},
+    )
+    assert seen["data"]["customer"] == {"vehicles": [], "memberships": [{"number": "42"}]}
+
+    created = await gql(
+        acme, manager, 'mutation { createDriver(input: {name: "Ray"}) { driver { id } } }'
+    )
+    driver = created["data"]["createDriver"]["driver"]
+    moved = await gql(
+        acme,
+        manager,
+        "mutation($id: ID!) { updateDriverPosition(id: $id, lat: 52.5, lng: 13.4) "
+        "{ driver { lastPosition { lat lng } } } }",
+        {"id": driver["id"]},
+    )
+    position = moved["data"]["updateDriverPosition"]["driver"]["lastPosition"]
+    assert position == {"lat": 52.5, "lng": 13.4}
+    bad_shift = await gql(
+        acme,
+        manager,
+        "mutation($id: ID!, $in: ShiftInput!) { addShift(driverId: $id, input: $in) "
+        "{ shift { startsAt } userErrors { message } } }",
+        {
+            "id": driver["id"],
+            "in": {"startsAt": "2026-12-01T18:00:00Z", "endsAt": "2026-12-01T08:00:00Z"},
+        },
+    )
+    assert "end after it starts" in bad_shift["data"]["addShift"]["userErrors"][0]["message"]
+    archived = await gql(
+        acme,
+        manager,
+        "mutation($id: ID!) { archiveDriver(id: $id) { driver { status } } }",
+        {"id": driver["id"]},
+    )
+    assert archived["data"]["archiveDriver"]["driver"]["status"] == "OFF_DUTY"
+
+    log = await gql(
+        acme,
+        manager,
+        "query($e: String) { activityLog(first: 3, entity: $e) "
+        "{ edges { node { action before after } } pageInfo { hasNextPage } } }",
+        {"e": "vehicle"},
+    )
+    actions = [e["node"]["action"] for e in log["data"]["activityLog"]["edges"]]
+    assert actions == ["vehicle.archived", "vehicle.updated", "vehicle.created"]
+    assert log["data"]["activityLog"]["edges"][1]["node"]["after"]["colour"] == "red"
+    bolt_log = await gql(
+        bolt, await token_for(bolt, "manager"), "{ activityLog { edges { node { action } } } }"
+    )
+    assert [e["node"]["action"] for e in bolt_log["data"]["activityLog"]["edges"]] == [
+        "user.created"  # its own manager, made by token_for: nothing of acme's
+    ]
+    dispatcher = await token_for(acme, "dispatcher")
+    refused = await gql(acme, dispatcher, "{ activityLog { edges { node { action } } } }")
+    assert refused["errors"][0]["extensions"]["code"] == "forbidden"
