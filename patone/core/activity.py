@@ -7,12 +7,14 @@ change, its log line and its event together.
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from patone.core.clock import now
 from patone.core.db import engine
 from patone.core.errors import UserError
 from patone.core.permissions import Actor, require
+from patone.core.rows import update_row
 from patone.tenants.isolation import TenantRef, get_current_tenant, tenant_transaction
 
 
@@ -85,3 +87,24 @@ async def list_activity(
             first + 1,
         )
     return [dict(r) for r in rows[:first]], len(rows) > first
+
+
+async def audited_update(
+    actor: Actor,
+    entity: str,
+    table: str,
+    row_id: int,
+    changes: dict[str, Any],
+    action: str,
+    load: Callable[[int], Awaitable[dict[str, Any]]],
+) -> dict[str, Any]:
+    """Change one row and log it with the row before and after; returns the row after.
+
+    `load` reads the row (raising NotFound for a missing one) inside the current tenant
+    transaction.
+    """
+    before = await load(row_id)
+    await update_row(table, row_id, changes)
+    after = await load(row_id)
+    await record(actor, entity, row_id, action, before, after)
+    return after

@@ -7,14 +7,14 @@ from typing import Any
 
 from pydantic import Field
 
-from patone.core.activity import emit, record
+from patone.core.activity import audited_update, emit, record
 from patone.core.clock import now
 from patone.core.db import engine
 from patone.core.errors import NotFound, UserError
 from patone.core.idempotency import idempotent
 from patone.core.inputs import Email, Input, Name, Phone, Plate, parse
 from patone.core.permissions import Actor, require
-from patone.core.rows import insert_row, update_row
+from patone.core.rows import insert_row
 from patone.tenants.isolation import TenantRef, tenant_transaction
 
 Row = dict[str, Any]
@@ -112,11 +112,15 @@ async def update_customer(tenant: TenantRef, actor: Actor, customer_id: int, dat
     require(actor, "customers.manage")
     changes = parse(CustomerChanges, data).model_dump(exclude_unset=True)
     async with tenant_transaction(tenant):
-        before = await _customer(customer_id)
-        if changes:
-            await update_row("customers", customer_id, {**changes, "updated_at": now()})
-        after = await _customer(customer_id)
-        await record(actor, "customer", customer_id, "customer.updated", before, after)
+        after = await audited_update(
+            actor,
+            "customer",
+            "customers",
+            customer_id,
+            {**changes, "updated_at": now()},
+            "customer.updated",
+            _customer,
+        )
         await emit("customer.updated", "customer", customer_id, {"id": customer_id})
     return after
 
@@ -125,11 +129,15 @@ async def archive_customer(tenant: TenantRef, actor: Actor, customer_id: int) ->
     """Hide a customer from lists and searches; their history stays."""
     require(actor, "customers.manage")
     async with tenant_transaction(tenant):
-        before = await _customer(customer_id)
-        await update_row("customers", customer_id, {"archived_at": now()})
-        after = await _customer(customer_id)
-        await record(actor, "customer", customer_id, "customer.archived", before, after)
-    return after
+        return await audited_update(
+            actor,
+            "customer",
+            "customers",
+            customer_id,
+            {"archived_at": now()},
+            "customer.archived",
+            _customer,
+        )
 
 
 async def add_vehicle(tenant: TenantRef, actor: Actor, customer_id: int, data: Any) -> Row:
@@ -242,22 +250,24 @@ async def update_vehicle(tenant: TenantRef, actor: Actor, vehicle_id: int, data:
     require(actor, "customers.manage")
     changes = parse(VehicleChanges, data).model_dump(exclude_unset=True)
     async with tenant_transaction(tenant):
-        before = await _vehicle(vehicle_id)
-        await update_row("vehicles", vehicle_id, changes)
-        after = await _vehicle(vehicle_id)
-        await record(actor, "vehicle", vehicle_id, "vehicle.updated", before, after)
-    return after
+        return await audited_update(
+            actor, "vehicle", "vehicles", vehicle_id, changes, "vehicle.updated", _vehicle
+        )
 
 
 async def archive_vehicle(tenant: TenantRef, actor: Actor, vehicle_id: int) -> Row:
     """Hide a vehicle the customer no longer has; requests that used it keep it."""
     require(actor, "customers.manage")
     async with tenant_transaction(tenant):
-        before = await _vehicle(vehicle_id)
-        await update_row("vehicles", vehicle_id, {"archived_at": now()})
-        after = await _vehicle(vehicle_id)
-        await record(actor, "vehicle", vehicle_id, "vehicle.archived", before, after)
-    return after
+        return await audited_update(
+            actor,
+            "vehicle",
+            "vehicles",
+            vehicle_id,
+            {"archived_at": now()},
+            "vehicle.archived",
+            _vehicle,
+        )
 
 
 async def list_memberships(tenant: TenantRef, actor: Actor, customer_id: int) -> list[Row]:

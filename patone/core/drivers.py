@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from patone.core.activity import emit, record
+from patone.core.activity import audited_update, emit, record
 from patone.core.clock import now
 from patone.core.db import engine
 from patone.core.errors import NotFound
@@ -113,10 +113,15 @@ async def update_driver(tenant: TenantRef, actor: Actor, driver_id: int, data: A
     changes = parse(DriverChanges, data).model_dump(exclude_unset=True)
     async with tenant_transaction(tenant):
         before = await _driver(driver_id)
-        if changes:
-            await update_row("drivers", driver_id, {**changes, "updated_at": now()})
-        after = await _driver(driver_id)
-        await record(actor, "driver", driver_id, "driver.updated", before, after)
+        after = await audited_update(
+            actor,
+            "driver",
+            "drivers",
+            driver_id,
+            {**changes, "updated_at": now()},
+            "driver.updated",
+            _driver,
+        )
         if before["status"] != after["status"]:
             await emit(
                 "driver.status_changed",
@@ -145,13 +150,15 @@ async def set_position(tenant: TenantRef, actor: Actor, driver_id: int, data: An
 async def archive_driver(tenant: TenantRef, actor: Actor, driver_id: int) -> Row:
     require(actor, "drivers.manage")
     async with tenant_transaction(tenant):
-        before = await _driver(driver_id)
-        await update_row(
-            "drivers", driver_id, {"archived_at": now(), "status": DriverStatus.off_duty.value}
+        return await audited_update(
+            actor,
+            "driver",
+            "drivers",
+            driver_id,
+            {"archived_at": now(), "status": DriverStatus.off_duty.value},
+            "driver.archived",
+            _driver,
         )
-        after = await _driver(driver_id)
-        await record(actor, "driver", driver_id, "driver.archived", before, after)
-    return after
 
 
 async def add_shift(tenant: TenantRef, actor: Actor, driver_id: int, data: Any) -> Row:

@@ -6,13 +6,13 @@ from typing import Any
 
 from pydantic import Field
 
-from patone.core.activity import record
+from patone.core.activity import audited_update, record
 from patone.core.clock import now
 from patone.core.db import engine
 from patone.core.errors import Conflict, NotFound, UserError
 from patone.core.inputs import Email, Input, Name, parse
 from patone.core.permissions import Actor, require, validate_grants
-from patone.core.rows import insert_row, update_row
+from patone.core.rows import insert_row
 from patone.tenants.isolation import TenantRef, tenant_transaction
 
 Row = dict[str, Any]
@@ -78,13 +78,11 @@ async def update_user(tenant: TenantRef, actor: Actor, user_id: int, data: Any) 
     require(actor, "users.manage")
     changes = parse(UserChanges, data).model_dump(exclude_unset=True)
     async with tenant_transaction(tenant):
-        before = await _user(user_id)
         if changes.get("role"):
             await _require_role(changes["role"])
-        await update_row("users", user_id, {**changes, "updated_at": now()})
-        after = await _user(user_id)
-        await record(actor, "user", user_id, "user.updated", before, after)
-    return after
+        return await audited_update(
+            actor, "user", "users", user_id, {**changes, "updated_at": now()}, "user.updated", _user
+        )
 
 
 async def list_roles(tenant: TenantRef) -> list[Row]:
