@@ -1,0 +1,202 @@
+"""Calling plugins safely: one implementation at a time, each isolated and time-limited.
+
+pluggy's own call loop is not used for calls: an async implementation of a first-result hook
+returns a coroutine (not None), so pluggy would stop there, and one raising implementation would
+abort the whole call. Instead each implementation is called in pluggy's order, its result
+awaited if needed, plain functions run in a bounded thread pool, every call bounded by a
+time-out, and every failure logged with the plugin's name and counted by a circuit breaker that
+stops calling a plugin (for one tenant and hook) that keeps failing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import pluggy
+
+from patone.plugins import hookspecs
+from patone.plugins.types import PluginInfo, PluginResult
+
+log = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = "patone.plugins"
+DEFAULT_TIMEOUT = 5.0
+
+
+@dataclass
+class _Breaker:
+    failures: int = 0
+    opened_at: float | None = None
+
+
+class CircuitBreaker:
+    """Opens after `threshold` consecutive failures; lets one call through after `reset_after`."""
+
+    def __init__(
+        self,
+        threshold: int = 5,
+        reset_after: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.threshold = threshold
+        self.reset_after = reset_after
+        self.clock = clock
+        self._state: dict[tuple[str, ...], _Breaker] = {}
+
+    def allows(self, key: tuple[str, ...]) -> bool:
+        state = self._state.get(key)
+        if state is None or state.opened_at is None:
+            return True
+        return self.clock() - state.opened_at >= self.reset_after  # half-open: one try
+
+    def succeeded(self, key: tuple[str, ...]) -> None:
+        self._state.pop(key, None)
+
+    def failed(self, key: tuple[str, ...]) -> None:
+        state = self._state.setdefault(key, _Breaker())
+        state.failures += 1
+        if state.failures >= self.threshold:
+            state.opened_at = self.clock()
+
+    def is_open(self, key: tuple[str, ...]) -> bool:
+        return not self.allows(key)
+
+
+class PluginManager:
+    """The plugins of this installation and the one way to call them."""
+
+    def __init__(
+        self,
+        *,
+        load_entry_points: bool = True,
+        timeout: float = DEFAULT_TIMEOUT,
+        breaker: CircuitBreaker | None = None,
+        threads: int = 8,
+    ) -> None:
+        self.pm = pluggy.PluginManager(hookspecs.PROJECT)
+        self.pm.add_hookspecs(hookspecs)
+        self.timeout = timeout
+        self.breaker = breaker or CircuitBreaker()
+        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="plugin")
+        if load_entry_points:
+            self.pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+
+    def register(self, plugin: object, name: str | None = None) -> str:
+        """Register a plugin module or object (tests and embedders; packages use entry points)."""
+        registered = self.pm.register(plugin, name=name)
+        assert registered is not None
+        return registered
+
+    def infos(self) -> dict[str, PluginInfo]:
+        """Every plugin that describes itself, by name."""
+        found: dict[str, PluginInfo] = {}
+        for impl in self.pm.hook.plugin_info.get_hookimpls():
+            info = impl.function()
+            if isinstance(info, PluginInfo):
+                found[info.name] = info
+        return found
+
+    def _plugin_names(self) -> dict[object, str]:
+        """Each registered plugin object's declared name (from plugin_info), else pluggy's."""
+        names: dict[object, str] = {}
+        for impl in self.pm.hook.plugin_info.get_hookimpls():
+            info = impl.function()
+            if isinstance(info, PluginInfo):
+                names[impl.plugin] = info.name
+        return names
+
+    def implementations(self, hook: str) -> list[tuple[str, pluggy.HookImpl]]:
+        """(plugin name, implementation) in the order pluggy would call them."""
+        names = self._plugin_names()
+        impls = getattr(self.pm.hook, hook).get_hookimpls()
+        return [(names.get(impl.plugin, impl.plugin_name), impl) for impl in reversed(impls)]
+
+    async def _call_one(self, plugin: str, impl: pluggy.HookImpl, kwargs: dict[str, Any]) -> Any:
+        arguments = {name: kwargs[name] for name in impl.argnames if name in kwargs}
+        function = impl.function
+        if inspect.iscoroutinefunction(function):
+            result = await asyncio.wait_for(function(**arguments), self.timeout)
+        else:
+            loop = asyncio.get_running_loop()
+            future = loop.run_in_executor(self._executor, lambda: function(**arguments))
+            result = await asyncio.wait_for(future, self.timeout)
+        if inspect.isawaitable(result):
+            result = await asyncio.wait_for(result, self.timeout)
+        return result
+
+    async def _each(
+        self,
+        hook: str,
+        enabled: Mapping[str, dict[str, Any]] | None,
+        tenant_key: str,
+        kwargs: dict[str, Any],
+    ) -> Any:
+        for plugin, impl in self.implementations(hook):
+            if enabled is not None and plugin not in enabled:
+                continue
+            key = (tenant_key, plugin, hook)
+            if not self.breaker.allows(key):
+                yield PluginResult(plugin=plugin, skipped=True, error="circuit open")
+                continue
+            call_kwargs = dict(kwargs)
+            call_kwargs["config"] = enabled[plugin] if enabled is not None else {}
+            try:
+                value = await self._call_one(plugin, impl, call_kwargs)
+            except Exception as error:
+                message = (
+                    f"timed out after {self.timeout:g} s"
+                    if isinstance(error, TimeoutError)
+                    else f"{type(error).__name__}: {error}"
+                )
+                log.warning(
+                    "plugin %s failed in %s: %s",
+                    plugin,
+                    hook,
+                    message,
+                    extra={"plugin": plugin, "hook": hook, "tenant": tenant_key or None},
+                    exc_info=not isinstance(error, TimeoutError),
+                )
+                self.breaker.failed(key)
+                yield PluginResult(plugin=plugin, error=message)
+                continue
+            self.breaker.succeeded(key)
+            yield PluginResult(plugin=plugin, value=value)
+
+    async def call_all(
+        self,
+        hook: str,
+        *,
+        enabled: Mapping[str, dict[str, Any]] | None = None,
+        tenant_key: str = "",
+        **kwargs: Any,
+    ) -> list[PluginResult]:
+        """Call every implementation (of the `enabled` plugins, each with its config)."""
+        return [result async for result in self._each(hook, enabled, tenant_key, kwargs)]
+
+    async def call_first(
+        self,
+        hook: str,
+        *,
+        enabled: Mapping[str, dict[str, Any]] | None = None,
+        tenant_key: str = "",
+        **kwargs: Any,
+    ) -> PluginResult | None:
+        """The first implementation's answer that is not None; failures fall through to the
+        next plugin (a provider that is down does not stop a fallback from answering)."""
+        async for result in self._each(hook, enabled, tenant_key, kwargs):
+            if result.error is None and not result.skipped and result.value is not None:
+                return result
+        return None
+
+    def hook_names(self) -> Iterable[str]:
+        return [name for name in dir(hookspecs) if hasattr(getattr(hookspecs, name), "patone_spec")]
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)

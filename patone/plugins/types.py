@@ -1,0 +1,53 @@
+"""The values hooks take and return, shared by the core and plugin authors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    """What a plugin tells the manager about itself (returned by its `plugin_info` hook)."""
+
+    name: str
+    title: str
+    description: str = ""
+    settings: type[BaseModel] | None = None  # the typed settings a tenant fills in
+    secret_fields: frozenset[str] = frozenset()  # encrypted at rest, masked when read back
+    default_enabled: bool = False  # on for every tenant unless it turns it off
+
+
+@dataclass(frozen=True)
+class TenantView:
+    """What a plugin learns about the tenant it is called for."""
+
+    slug: str
+    name: str
+
+
+@dataclass(frozen=True)
+class GeoPoint:
+    lat: float
+    lng: float
+    address: str = ""
+
+
+@dataclass(frozen=True)
+class RouteEstimate:
+    distance_m: int
+    duration_s: int
+    provider: str = ""
+
+
+@dataclass(frozen=True)
+class PluginResult:
+    """One plugin's answer to a broadcast hook."""
+
+    plugin: str
+    value: Any = None
+    error: str | None = None
+    skipped: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,136 @@
+"""Calling plugins: order, async and sync, isolation of failures and hangs, circuit breaking."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+from patone.plugins.hookspecs import hookimpl
+from patone.plugins.manager import CircuitBreaker, PluginManager
+from patone.plugins.types import GeoPoint, PluginInfo, RouteEstimate
+
+DOCS = Path(__file__).parents[2] / "docs" / "plugins.md"
+
+
+class Broken:
+    @hookimpl
+    def plugin_info(self) -> PluginInfo:
+        return PluginInfo(name="broken", title="Broken")
+
+    @hookimpl(tryfirst=True)
+    def geocode(self, address: str) -> Any:
+        raise RuntimeError("provider exploded")
+
+    @hookimpl
+    def on_event(self, event: Any) -> Any:
+        raise RuntimeError("boom")
+
+
+class Hanging:
+    @hookimpl
+    def plugin_info(self) -> PluginInfo:
+        return PluginInfo(name="hanging", title="Hanging")
+
+    @hookimpl
+    async def geocode(self, address: str) -> Any:
+        await asyncio.sleep(30)
+
+    @hookimpl
+    def on_event(self, event: Any) -> Any:
+        time.sleep(30)  # a blocking SDK call that never returns
+
+
+class Good:
+    def __init__(self) -> None:
+        self.configs: list[dict[str, Any]] = []
+
+    @hookimpl
+    def plugin_info(self) -> PluginInfo:
+        return PluginInfo(name="good", title="Good")
+
+    @hookimpl
+    async def geocode(self, config: dict[str, Any], address: str) -> GeoPoint:
+        self.configs.append(config)
+        return GeoPoint(lat=52.52, lng=13.40, address=address.title())
+
+    @hookimpl
+    def on_event(self, tenant: Any, event: Any) -> str:
+        return f"{tenant}:{event}"
+
+
+def _manager(*plugins: object, timeout: float = 0.3, **kwargs: Any) -> PluginManager:
+    manager = PluginManager(load_entry_points=False, timeout=timeout, **kwargs)
+    for plugin in plugins:
+        manager.register(plugin)
+    return manager
+
+
+async def test_a_raising_or_hanging_plugin_never_breaks_the_call() -> None:
+    good = Good()
+    manager = _manager(good, Hanging(), Broken())
+    started = time.monotonic()
+    answer = await manager.call_first("geocode", address="alexanderplatz")
+    assert answer is not None and answer.plugin == "good"
+    assert answer.value == GeoPoint(lat=52.52, lng=13.40, address="Alexanderplatz")
+    results = await manager.call_all("on_event", tenant="acme", event="request.created")
+    by_plugin = {r.plugin: r for r in results}
+    assert by_plugin["good"].value == "acme:request.created"
+    assert "RuntimeError: boom" in (by_plugin["broken"].error or "")
+    assert "timed out" in (by_plugin["hanging"].error or "")
+    assert time.monotonic() - started < 2.0  # two time-outs of 0.3 s, not 30 s
+    manager.close()
+
+
+async def test_only_enabled_plugins_are_called_each_with_its_tenants_config() -> None:
+    good = Good()
+    manager = _manager(good, Broken())
+    answer = await manager.call_first(
+        "geocode", enabled={"good": {"key": "acme-key"}}, tenant_key="acme", address="x"
+    )
+    assert answer is not None and good.configs == [{"key": "acme-key"}]
+    assert await manager.call_first("geocode", enabled={}, tenant_key="bolt", address="x") is None
+    manager.close()
+
+
+async def test_the_breaker_stops_calling_a_failing_plugin_then_tries_again() -> None:
+    now = [0.0]
+    breaker = CircuitBreaker(threshold=3, reset_after=10, clock=lambda: now[0])
+    manager = _manager(Broken(), breaker=breaker)
+    for _ in range(3):
+        [result] = await manager.call_all("on_event", tenant_key="acme", event="e")
+        assert result.error
+    [skipped] = await manager.call_all("on_event", tenant_key="acme", event="e")
+    assert skipped.skipped and skipped.error == "circuit open"
+    [other_tenant] = await manager.call_all("on_event", tenant_key="bolt", event="e")
+    assert not other_tenant.skipped  # one tenant's broken config does not silence another's
+    now[0] = 11
+    [retried] = await manager.call_all("on_event", tenant_key="acme", event="e")
+    assert not retried.skipped and retried.error
+    manager.close()
+
+
+async def test_the_offline_maps_plugin_is_installed_through_its_entry_point() -> None:
+    manager = PluginManager(load_entry_points=True)
+    assert manager.infos()["maps-offline"].default_enabled
+    answer = await manager.call_first(
+        "route",
+        origin={"lat": 52.52, "lng": 13.405},
+        destination={"lat": 52.52, "lng": 13.552},
+        depart_at=None,
+    )
+    assert answer is not None and answer.plugin == "maps-offline"
+    estimate = answer.value
+    assert isinstance(estimate, RouteEstimate)
+    assert 12_000 < estimate.distance_m < 14_000  # ~10 km straight, x1.3 by road
+    assert 15 * 60 < estimate.duration_s < 20 * 60
+    manager.close()
+
+
+def test_every_hook_is_documented() -> None:
+    documented = set(re.findall(r"^### `(\w+)`", DOCS.read_text(), flags=re.MULTILINE))
+    hooks = set(PluginManager(load_entry_points=False).hook_names())
+    assert hooks - documented == set(), "hooks missing from docs/plugins.md"
+    assert documented - hooks == set(), "docs/plugins.md describes hooks that do not exist"
