@@ -27,6 +27,9 @@ from patone.embedded import EmbeddedServices
 from patone.graphql.app import GraphQLApp
 from patone.graphql.graphiql import static_files
 from patone.log import configure_logging
+from patone.plugins import config as plugins
+from patone.plugins.manager import PluginManager
+from patone.plugins.secrets import SecretBox
 from patone.settings import Settings, get_settings
 from patone.tenants.isolation import tenant_transaction
 from patone.tenants.middleware import TenantMiddleware
@@ -142,6 +145,22 @@ async def ensure_demo_tenant() -> TenantInfo:
     return tenant
 
 
+def plugin_runtime(settings: Settings) -> plugins.PluginRuntime:
+    """The installed plugins (entry points) and the key their secrets are sealed with."""
+    return plugins.PluginRuntime(
+        manager=PluginManager(),
+        box=SecretBox(settings.resolved_secret_key(), settings.secret_key_fallbacks),
+        allow_private_urls=settings.allow_private_urls,
+    )
+
+
+def _current_runtime() -> plugins.PluginRuntime | None:
+    try:
+        return plugins.get_runtime()
+    except RuntimeError:
+        return None
+
+
 async def _user_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, UserError)
     return user_error_response(exc)
@@ -180,6 +199,7 @@ def create_app(
             )
             await connect_redis(running.redis_url)
             await ensure_platform()
+            plugins.set_runtime(plugin_runtime(settings))
             tenant_cache.ttl = settings.tenant_cache_ttl
             ready = asyncio.Event()
             follower = asyncio.create_task(follow_changes(tenant_cache, ready))
@@ -198,6 +218,10 @@ def create_app(
                 follower.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await follower
+            runtime = _current_runtime()
+            plugins.set_runtime(None)
+            if runtime is not None:
+                runtime.manager.close()
             await close_redis()
             await engine.disconnect()
             if owned:

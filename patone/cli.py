@@ -42,6 +42,8 @@ tokens_app = typer.Typer(help="Access tokens for the API.", no_args_is_help=True
 app.add_typer(tokens_app, name="tokens")
 documents_app = typer.Typer(help="Allow-listed GraphQL documents.", no_args_is_help=True)
 app.add_typer(documents_app, name="documents")
+plugins_app = typer.Typer(help="Installed plugins and their secrets.", no_args_is_help=True)
+app.add_typer(plugins_app, name="plugins")
 
 console = Console()
 err = Console(stderr=True, soft_wrap=True)
@@ -370,6 +372,51 @@ def documents_register(
 
     row = run_with_database(work)
     console.print(f"{row['sha256']}  {row['name']}", highlight=False)
+
+
+@plugins_app.command("list")
+def plugins_list() -> None:
+    """The plugins installed here (entry points), and which are on by default."""
+    from patone.plugins.manager import PluginManager
+
+    manager = PluginManager()
+    table = Table("name", "title", "on by default", "settings")
+    for name, info in sorted(manager.infos().items()):
+        fields = ", ".join(info.settings.model_fields) if info.settings else ""
+        table.add_row(name, info.title, "yes" if info.default_enabled else "no", fields)
+    console.print(table)
+    manager.close()
+
+
+@plugins_app.command("rotate-secrets")
+def plugins_rotate_secrets() -> None:
+    """Re-encrypt every tenant's plugin secrets with SECRET_KEY (old keys: SECRET_KEY_FALLBACKS)."""
+    from patone.app import plugin_runtime
+    from patone.plugins import config as plugin_config
+
+    settings = _settings()
+
+    failures: list[tuple[str, str]] = []
+
+    async def work() -> int:
+        plugin_config.set_runtime(plugin_runtime(settings))
+        total = 0
+        tenants = await list_tenants()
+        with Progress(console=err) as progress:
+            task = progress.add_task("re-encrypting", total=len(tenants))
+            for tenant in tenants:
+                try:
+                    total += await plugin_config.rotate_secrets(tenant)
+                except Exception as error:  # one tenant's failure is reported, not fatal
+                    failures.append((tenant.slug, f"{type(error).__name__}: {error}"))
+                progress.advance(task)
+        return total
+
+    console.print(f"{run_with_database(work, settings)} secrets re-encrypted")
+    for slug, error in failures:
+        err.print(f"[red]{slug}[/red]: {error} (run `patone migrate`, then again)", highlight=False)
+    if failures:
+        raise typer.Exit(1)
 
 
 @app.command("schema")

@@ -42,6 +42,13 @@ class Settings(BaseSettings):
         None,
         description="Signing/encryption key; generated once into DATA_DIR/secret_key if empty.",
     )
+    secret_key_fallbacks: list[str] = Field(
+        default_factory=list,
+        description="Earlier SECRET_KEYs (JSON list), accepted for decryption while rotating.",
+    )
+    allow_private_urls: bool = Field(
+        False, description="Let tenants point webhooks and plugins at private addresses."
+    )
     base_domain: str = Field(
         "localhost", description="Tenants live at <slug>.BASE_DOMAIN (demo.localhost works)."
     )

@@ -91,3 +91,12 @@ def test_a_token_issued_on_the_command_line_opens_the_api() -> None:
 def test_schema_check_passes_on_a_current_file() -> None:
     result = patone("schema", "--check")
     assert result.returncode == 0 and "is current" in result.stdout
+
+
+def test_plugins_list_and_secret_rotation() -> None:
+    listed = patone("plugins", "list")
+    assert listed.returncode == 0 and "maps-offline" in listed.stdout
+    assert patone("migrate").returncode == 0
+    rotated = patone("plugins", "rotate-secrets")
+    assert rotated.returncode == 0, rotated.stderr
+    assert "secrets re-encrypted" in rotated.stdout

@@ -25,6 +25,7 @@ APP_CONFIG = AppConfig(
         tables.Outbox,
         tables.IdempotencyKey,
         tables.PersistedDocument,
+        tables.PluginConfig,
     ],
     migration_dependencies=[],
     commands=[],

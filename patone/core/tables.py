@@ -254,3 +254,12 @@ class PersistedDocument(Table, tablename="persisted_documents", db=engine):
     name = Varchar(length=200)
     document = Text()
     created_at = Timestamptz()
+
+
+class PluginConfig(Table, tablename="plugin_configs", db=engine):
+    """Whether a plugin is on for this company, and its settings (secrets encrypted)."""
+
+    plugin = Varchar(length=100, unique=True)
+    enabled = Boolean(default=False)
+    config = JSONB(default={})
+    updated_at = Timestamptz()

@@ -31,6 +31,7 @@ from patone.graphql.drivers import DriverMutations, DriverQueries
 from patone.graphql.errors import PatoneErrors
 from patone.graphql.ids import from_global_id
 from patone.graphql.limits import CostLimiter
+from patone.graphql.plugins import PluginMutations, PluginQueries
 from patone.graphql.requests import RequestMutations, RequestQueries
 from patone.graphql.subscriptions import Subscription
 from patone.graphql.types import Customer, Driver, Node, ServiceRequest, ServiceType, User
@@ -74,11 +75,19 @@ Query = merge_types(
         ReportQueries,
         DocumentQueries,
         ActivityQueries,
+        PluginQueries,
     ),
 )
 Mutation = merge_types(
     "Mutation",
-    (RequestMutations, CustomerMutations, DriverMutations, CompanyMutations, DocumentMutations),
+    (
+        RequestMutations,
+        CustomerMutations,
+        DriverMutations,
+        CompanyMutations,
+        DocumentMutations,
+        PluginMutations,
+    ),
 )
 
 # The limiters' validation rules are built once: ValidationCache keys on the rule classes, and

@@ -68,6 +68,8 @@ def user_errors(error: DomainUserError) -> list[UserError]:
 def _camel(field: str | None) -> str | None:
     if field is None:
         return None
+    if field.startswith("config."):
+        return field  # a plugin's own settings keep the names the plugin gave them
     parts = field.split("_")
     return parts[0] + "".join(p.title() for p in parts[1:])
 

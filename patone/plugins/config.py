@@ -1,0 +1,234 @@
+"""Per-tenant plugins: which are on, their typed settings, secrets sealed, and calling them.
+
+A hook call for a tenant reaches only the plugins that tenant enabled (or that are on by default
+and it did not turn off), each receiving that tenant's settings with secrets decrypted. Settings
+are validated against the plugin's own model, field by field; URLs pass the SSRF guard; secrets
+are encrypted at rest and masked when read back.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from patone.core.activity import record
+from patone.core.clock import now
+from patone.core.db import engine
+from patone.core.errors import NotFound, UserError, ValidationFailed
+from patone.core.permissions import Actor, require
+from patone.plugins.manager import PluginManager
+from patone.plugins.secrets import MASK, SecretBox
+from patone.plugins.ssrf import check_url
+from patone.plugins.types import PluginInfo, PluginResult, TenantView
+from patone.tenants.isolation import TenantRef, tenant_transaction
+
+
+@dataclass
+class PluginRuntime:
+    """The installation's plugins and how their settings are sealed."""
+
+    manager: PluginManager
+    box: SecretBox
+    allow_private_urls: bool = False
+
+
+_runtime: PluginRuntime | None = None
+
+
+def set_runtime(runtime: PluginRuntime | None) -> None:
+    global _runtime
+    _runtime = runtime
+
+
+def get_runtime() -> PluginRuntime:
+    if _runtime is None:
+        raise RuntimeError("plugins are not set up")
+    return _runtime
+
+
+@dataclass(frozen=True)
+class PluginState:
+    name: str
+    title: str
+    description: str
+    enabled: bool
+    default_enabled: bool
+    config: dict[str, Any]  # secrets masked
+    settings_schema: dict[str, Any]
+
+
+def _info(name: str) -> PluginInfo:
+    info = get_runtime().manager.infos().get(name)
+    if info is None:
+        raise NotFound("not_found", f"no plugin called {name!r} is installed", "name")
+    return info
+
+
+async def _stored() -> dict[str, tuple[bool, dict[str, Any]]]:
+    rows = await engine.fetch("SELECT plugin, enabled, config FROM plugin_configs")
+    return {r["plugin"]: (r["enabled"], json.loads(r["config"])) for r in rows}
+
+
+def _masked(info: PluginInfo, config: dict[str, Any]) -> dict[str, Any]:
+    return {k: (MASK if k in info.secret_fields and v else v) for k, v in config.items()}
+
+
+def _state(info: PluginInfo, stored: tuple[bool, dict[str, Any]] | None) -> PluginState:
+    enabled, config = stored if stored else (info.default_enabled, {})
+    schema = info.settings.model_json_schema() if info.settings else {}
+    return PluginState(
+        name=info.name,
+        title=info.title,
+        description=info.description,
+        enabled=enabled,
+        default_enabled=info.default_enabled,
+        config=_masked(info, config),
+        settings_schema=schema,
+    )
+
+
+async def plugin_states(tenant: TenantRef, actor: Actor) -> list[PluginState]:
+    """Every installed plugin, on or off for this tenant, its settings masked."""
+    require(actor, "settings.manage")
+    async with tenant_transaction(tenant):
+        stored = await _stored()
+    infos = get_runtime().manager.infos()
+    return [_state(info, stored.get(name)) for name, info in sorted(infos.items())]
+
+
+def _validate(info: PluginInfo, merged: dict[str, Any]) -> dict[str, Any]:
+    if info.settings is None:
+        if merged:
+            raise UserError("unknown_field", f"{info.name} takes no settings", "config")
+        return {}
+    model: type[BaseModel] = info.settings
+    try:
+        valid = model.model_validate(merged).model_dump(mode="json")
+    except ValidationError as error:
+        raise ValidationFailed(
+            [
+                UserError(
+                    "required" if item["type"] == "missing" else "invalid",
+                    item["msg"].removeprefix("Value error, "),
+                    "config." + ".".join(str(p) for p in item["loc"]),
+                )
+                for item in error.errors()
+            ]
+        ) from None
+    for field, value in valid.items():
+        if isinstance(value, str) and value and field.endswith("url"):
+            check_url(
+                value,
+                field=f"config.{field}",
+                allow_private=get_runtime().allow_private_urls,
+            )
+    return valid
+
+
+async def configure_plugin(
+    tenant: TenantRef,
+    actor: Actor,
+    name: str,
+    *,
+    enabled: bool | None = None,
+    config: dict[str, Any] | None = None,
+) -> PluginState:
+    """Turn a plugin on or off for this tenant and/or change its settings.
+
+    Settings are merged into what is stored; a secret sent back as the mask keeps its value.
+    """
+    require(actor, "settings.manage")
+    info = _info(name)
+    box = get_runtime().box
+    async with tenant_transaction(tenant):
+        stored = (await _stored()).get(name)
+        was_enabled, sealed = stored if stored else (info.default_enabled, {})
+        current = {k: box.open(v) for k, v in sealed.items()}
+        changes = {
+            k: v for k, v in (config or {}).items() if not (k in info.secret_fields and v == MASK)
+        }
+        valid = _validate(info, {**current, **changes})
+        to_store = {
+            k: (box.seal(v) if k in info.secret_fields and v not in (None, "") else v)
+            for k, v in valid.items()
+        }
+        now_enabled = was_enabled if enabled is None else enabled
+        await engine.execute(
+            "INSERT INTO plugin_configs (plugin, enabled, config, updated_at) "
+            "VALUES ($1, $2, $3::jsonb, $4) ON CONFLICT (plugin) DO UPDATE SET "
+            "enabled = EXCLUDED.enabled, config = EXCLUDED.config, "
+            "updated_at = EXCLUDED.updated_at",
+            name,
+            now_enabled,
+            json.dumps(to_store),
+            now(),
+        )
+        await record(
+            actor,
+            "plugin",
+            name,
+            "plugin.configured",
+            {"enabled": was_enabled, "config": _masked(info, current)},
+            {"enabled": now_enabled, "config": _masked(info, valid)},
+        )
+    return _state(info, (now_enabled, valid))
+
+
+async def enabled_plugins(tenant: TenantRef) -> dict[str, dict[str, Any]]:
+    """The plugins on for this tenant and their settings, secrets decrypted (for hook calls)."""
+    runtime = get_runtime()
+    async with tenant_transaction(tenant):
+        stored = await _stored()
+    enabled: dict[str, dict[str, Any]] = {}
+    for name, info in runtime.manager.infos().items():
+        on, sealed = stored.get(name, (info.default_enabled, {}))
+        if on:
+            enabled[name] = {k: runtime.box.open(v) for k, v in sealed.items()}
+    return enabled
+
+
+def _view(tenant: TenantRef) -> TenantView:
+    return TenantView(slug=tenant.slug, name=getattr(tenant, "name", tenant.slug))
+
+
+async def call_first(tenant: TenantRef, hook: str, **kwargs: Any) -> PluginResult | None:
+    """Ask this tenant's plugins, first answer wins."""
+    return await get_runtime().manager.call_first(
+        hook,
+        enabled=await enabled_plugins(tenant),
+        tenant_key=tenant.slug,
+        tenant=_view(tenant),
+        **kwargs,
+    )
+
+
+async def call_all(tenant: TenantRef, hook: str, **kwargs: Any) -> list[PluginResult]:
+    """Tell every plugin this tenant enabled."""
+    return await get_runtime().manager.call_all(
+        hook,
+        enabled=await enabled_plugins(tenant),
+        tenant_key=tenant.slug,
+        tenant=_view(tenant),
+        **kwargs,
+    )
+
+
+async def rotate_secrets(tenant: TenantRef) -> int:
+    """Re-seal every plugin secret of this tenant with the current key; returns how many."""
+    box = get_runtime().box
+    rotated = 0
+    async with tenant_transaction(tenant):
+        for name, (_enabled, sealed) in (await _stored()).items():
+            fresh = {k: box.rotate(v) for k, v in sealed.items()}
+            changed = sum(1 for k in sealed if fresh[k] != sealed[k])
+            if changed:
+                await engine.execute(
+                    "UPDATE plugin_configs SET config = $2::jsonb WHERE plugin = $1",
+                    name,
+                    json.dumps(fresh),
+                )
+                rotated += changed
+    return rotated

@@ -1,0 +1,50 @@
+"""Plugin secrets at rest: encrypted with a key derived from SECRET_KEY, rotatable.
+
+A secret field is stored as {"$encrypted": "<Fernet token>"}. Decryption tries the current key
+and then each of SECRET_KEY_FALLBACKS, so a new SECRET_KEY can be rolled out first and
+`patone plugins rotate-secrets` then re-encrypts every tenant's secrets under it.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Sequence
+from typing import Any
+
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+
+MARKER = "$encrypted"
+MASK = "********"
+
+
+def _fernet(secret: str) -> Fernet:
+    digest = hashlib.sha256(b"patone plugin secrets v1\x00" + secret.encode()).digest()
+    return Fernet(base64.urlsafe_b64encode(digest))
+
+
+class SecretBox:
+    def __init__(self, secret: str, fallbacks: Sequence[str] = ()) -> None:
+        self._current = _fernet(secret)
+        self._all = MultiFernet([self._current, *(_fernet(s) for s in fallbacks)])
+
+    def seal(self, value: Any) -> dict[str, str]:
+        return {MARKER: self._current.encrypt(str(value).encode()).decode()}
+
+    def open(self, stored: Any) -> Any:
+        if isinstance(stored, dict) and MARKER in stored:
+            try:
+                return self._all.decrypt(stored[MARKER].encode()).decode()
+            except InvalidToken:
+                raise ValueError("a plugin secret cannot be decrypted with SECRET_KEY") from None
+        return stored
+
+    def rotate(self, stored: Any) -> Any:
+        """The same secret sealed with the current key."""
+        if isinstance(stored, dict) and MARKER in stored:
+            return {MARKER: self._all.rotate(stored[MARKER].encode()).decode()}
+        return stored
+
+
+def is_sealed(value: Any) -> bool:
+    return isinstance(value, dict) and MARKER in value

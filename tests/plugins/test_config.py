@@ -1,0 +1,154 @@
+"""Per-tenant plugin settings: validated, secrets sealed and masked, invisible to other tenants."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from pydantic import BaseModel, Field
+
+from patone.core.db import engine
+from patone.core.errors import NotFound, UserError, ValidationFailed
+from patone.plugins import config as plugins
+from patone.plugins.hookspecs import hookimpl
+from patone.plugins.manager import PluginManager
+from patone.plugins.secrets import MASK, SecretBox
+from patone.tenants.isolation import tenant_transaction
+from patone.tenants.registry import TenantInfo
+from tests.conftest import actor_for
+
+ADMIN = actor_for("admin")
+
+
+class SmsSettings(BaseModel):
+    account_sid: str = Field(min_length=2)
+    auth_token: str = Field(min_length=8)
+    status_callback_url: str = ""
+    sender: str = "+15005550006"
+
+
+class FakeSms:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, dict[str, Any]]] = []
+
+    @hookimpl
+    def plugin_info(self) -> Any:
+        from patone.plugins.types import PluginInfo
+
+        return PluginInfo(
+            name="sms-fake",
+            title="SMS",
+            settings=SmsSettings,
+            secret_fields=frozenset({"auth_token"}),
+        )
+
+    @hookimpl
+    def send_sms(self, tenant: Any, config: dict[str, Any], message: str) -> str:
+        self.sent.append((tenant.slug, config))
+        return f"sent:{message}"
+
+
+@pytest.fixture
+def fake_sms() -> Iterator[FakeSms]:
+    plugin = FakeSms()
+    manager = PluginManager(load_entry_points=True, timeout=2)
+    manager.register(plugin)
+    plugins.set_runtime(plugins.PluginRuntime(manager=manager, box=SecretBox("test-key")))
+    yield plugin
+    plugins.set_runtime(None)
+    manager.close()
+
+
+SETTINGS = {"account_sid": "AC123", "auth_token": "s3cret-token-1"}
+
+
+async def test_settings_are_validated_sealed_masked_and_per_tenant(
+    two_tenants: tuple[TenantInfo, TenantInfo], fake_sms: FakeSms
+) -> None:
+    acme, bolt = two_tenants
+    state = await plugins.configure_plugin(acme, ADMIN, "sms-fake", enabled=True, config=SETTINGS)
+    assert state.enabled and state.config["auth_token"] == MASK
+    assert state.config["account_sid"] == "AC123"
+    async with tenant_transaction(acme):
+        raw = await engine.fetch("SELECT config FROM plugin_configs WHERE plugin = 'sms-fake'")
+    assert "s3cret-token-1" not in raw[0]["config"] and "$encrypted" in raw[0]["config"]
+    # Sending the mask back keeps the secret; other fields change.
+    await plugins.configure_plugin(
+        acme, ADMIN, "sms-fake", config={"auth_token": MASK, "sender": "+15005550001"}
+    )
+    assert (await plugins.enabled_plugins(acme))["sms-fake"]["auth_token"] == "s3cret-token-1"
+    # Bolt sees the plugin off, with no settings; its hook calls never reach it.
+    bolt_state = {s.name: s for s in await plugins.plugin_states(bolt, ADMIN)}["sms-fake"]
+    assert not bolt_state.enabled and bolt_state.config == {}
+    assert await plugins.call_first(bolt, "send_sms", message="hi") is None
+    answer = await plugins.call_first(acme, "send_sms", message="hi")
+    assert answer is not None and answer.value == "sent:hi"
+    assert fake_sms.sent == [
+        (acme.slug, {**SETTINGS, "status_callback_url": "", "sender": "+15005550001"})
+    ]
+    # Built-in, on by default: offline maps answers for both.
+    for tenant in (acme, bolt):
+        route = await plugins.call_first(
+            tenant,
+            "route",
+            origin={"lat": 1, "lng": 1},
+            destination={"lat": 1.1, "lng": 1},
+            depart_at=None,
+        )
+        assert route is not None and route.plugin == "maps-offline"
+
+
+async def test_bad_settings_name_the_field_and_change_nothing(
+    two_tenants: tuple[TenantInfo, TenantInfo], fake_sms: FakeSms
+) -> None:
+    acme, _ = two_tenants
+    with pytest.raises(ValidationFailed) as missing:
+        await plugins.configure_plugin(acme, ADMIN, "sms-fake", enabled=True, config={})
+    assert {e.field for e in missing.value.errors} == {"config.account_sid", "config.auth_token"}
+    with pytest.raises(UserError) as private:
+        await plugins.configure_plugin(
+            acme,
+            ADMIN,
+            "sms-fake",
+            config={**SETTINGS, "status_callback_url": "http://127.0.0.1:9/cb"},
+        )
+    assert (private.value.code, private.value.field) == (
+        "forbidden_address",
+        "config.status_callback_url",
+    )
+    with pytest.raises(NotFound):
+        await plugins.configure_plugin(acme, ADMIN, "no-such-plugin", enabled=True)
+    with pytest.raises(UserError) as forbidden:
+        await plugins.configure_plugin(
+            acme, actor_for("dispatcher"), "sms-fake", enabled=True, config=SETTINGS
+        )
+    assert forbidden.value.code == "forbidden"
+    assert (await plugins.enabled_plugins(acme)).get("sms-fake") is None
+
+
+def test_secrets_survive_a_key_rotation() -> None:
+    old = SecretBox("old-key")
+    sealed = old.seal("token")
+    new = SecretBox("new-key", fallbacks=["old-key"])
+    assert new.open(sealed) == "token"
+    rotated = new.rotate(sealed)
+    assert SecretBox("new-key").open(rotated) == "token"
+    with pytest.raises(ValueError):
+        SecretBox("new-key").open(sealed)
+
+
+async def test_rotating_the_key_re_seals_every_secret(
+    two_tenants: tuple[TenantInfo, TenantInfo], fake_sms: FakeSms
+) -> None:
+    acme, bolt = two_tenants
+    for tenant in (acme, bolt):
+        await plugins.configure_plugin(tenant, ADMIN, "sms-fake", enabled=True, config=SETTINGS)
+    runtime = plugins.get_runtime()
+    plugins.set_runtime(
+        plugins.PluginRuntime(manager=runtime.manager, box=SecretBox("new-key", ["test-key"]))
+    )
+    assert [await plugins.rotate_secrets(t) for t in (acme, bolt)] == [1, 1]
+    plugins.set_runtime(plugins.PluginRuntime(manager=runtime.manager, box=SecretBox("new-key")))
+    for tenant in (acme, bolt):
+        assert (await plugins.enabled_plugins(tenant))["sms-fake"]["auth_token"] == "s3cret-token-1"
