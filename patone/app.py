@@ -20,9 +20,11 @@ from patone.core import users
 from patone.core.db import engine
 from patone.core.demo import fill_demo_tenant
 from patone.core.errors import UserError
+from patone.core.jobs import configure_broker
 from patone.core.permissions import SYSTEM
 from patone.core.redis import close_redis, connect_redis, get_redis
 from patone.core.relay import Relay
+from patone.core.worker import ACTOR_MODULES, import_actor_modules, start_in_process_worker
 from patone.embedded import EmbeddedServices
 from patone.graphql.app import GraphQLApp
 from patone.graphql.graphiql import static_files
@@ -184,6 +186,7 @@ def create_app(
         owned = services is None
         follower: asyncio.Task[None] | None = None
         relay: Relay | None = None
+        stop_worker: Callable[..., None] | None = None
         running: EmbeddedServices = (
             services
             if services is not None
@@ -198,6 +201,8 @@ def create_app(
                 max_inactive_connection_lifetime=settings.db_pool_max_idle,
             )
             await connect_redis(running.redis_url)
+            import_actor_modules(ACTOR_MODULES)
+            broker = configure_broker(running.redis_url)
             await ensure_platform()
             plugins.set_runtime(plugin_runtime(settings))
             tenant_cache.ttl = settings.tenant_cache_ttl
@@ -206,12 +211,16 @@ def create_app(
             await asyncio.wait_for(ready.wait(), 5)
             relay = Relay(get_redis(), tenant_cache)
             await relay.start()
+            if settings.embedded_redis:  # one command runs everything: jobs in-process too
+                stop_worker = await asyncio.to_thread(start_in_process_worker, broker)
             app.state.demo = await ensure_demo_tenant() if settings.create_demo_tenant else None
             log.info("patone ready", extra={"demo": bool(app.state.demo)})
             if on_ready is not None:
                 on_ready(app)
             yield
         finally:
+            if stop_worker is not None:
+                await asyncio.to_thread(stop_worker)
             if relay is not None:
                 await relay.stop()
             if follower is not None:

@@ -145,6 +145,31 @@ def serve(
 
 
 @app.command()
+def worker(
+    processes: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+    threads: Annotated[int, typer.Option(min=1, help="Threads per process.")] = 4,
+    queue: Annotated[list[str] | None, typer.Option("--queue", help="Only these queues.")] = None,
+) -> None:
+    """Run background-job workers (Dramatiq) until Ctrl+C or SIGTERM."""
+    from patone.core.worker import run_worker
+
+    settings = _settings()
+    services = _start(settings)  # the embedded servers when no URLs are configured
+    try:
+        code = run_worker(
+            settings,
+            database_url=services.database_url,
+            redis_url=services.redis_url,
+            processes=processes,
+            threads=threads,
+            queues=queue,
+        )
+    finally:
+        services.stop()
+    raise typer.Exit(code)
+
+
+@app.command()
 def migrate(
     concurrency: Annotated[
         int | None, typer.Option(min=1, max=64, help="Tenants at once (MIGRATE_CONCURRENCY).")

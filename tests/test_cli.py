@@ -100,3 +100,21 @@ def test_plugins_list_and_secret_rotation() -> None:
     rotated = patone("plugins", "rotate-secrets")
     assert rotated.returncode == 0, rotated.stderr
     assert "secrets re-encrypted" in rotated.stdout
+
+
+def test_worker_starts_and_stops_gracefully() -> None:
+    import signal
+    import time
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "patone", "worker", "--threads", "1"],
+        env={**os.environ},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    time.sleep(4)
+    assert process.poll() is None, process.stdout.read() if process.stdout else ""
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 0, output

@@ -16,6 +16,7 @@ tenant transaction fails with "relation does not exist" instead of finding anoth
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
@@ -69,6 +70,7 @@ class PatoneEngine(PostgresEngine):
         self._dsns: dict[str, str] = {}
         self._pool_options: dict[str, Any] = {}
         self.statements: Counter[str] = Counter()
+        self._loop_pools: dict[asyncio.AbstractEventLoop, dict[str, Pool]] = {}
 
     async def check_version(self) -> None:
         # Piccolo's Engine.__init__ connects to check the version; ours connects at start-up.
@@ -78,13 +80,26 @@ class PatoneEngine(PostgresEngine):
         return None
 
     # Piccolo reads and writes `self.pool`; route it through the current shard.
+    def _shard_pools(self) -> dict[str, Pool]:
+        """The pools of the running event loop: a worker's loop may have its own (asyncpg
+        pools belong to the loop that made them), every other loop uses the main ones."""
+        if self._loop_pools:
+            try:
+                local = self._loop_pools.get(asyncio.get_running_loop())
+            except RuntimeError:
+                local = None
+            if local is not None:
+                return local
+        return self._pools
+
     @property
     def pool(self) -> Pool | None:
-        if not self._pools:
+        pools = self._shard_pools()
+        if not pools:
             return None
         shard = current_shard.get()
         try:
-            return self._pools[shard]
+            return pools[shard]
         except KeyError:
             raise ShardNotConfigured(f"no database is configured for shard {shard!r}") from None
 
@@ -97,7 +112,7 @@ class PatoneEngine(PostgresEngine):
     @asynccontextmanager
     async def acquire(self, shard: str = DEFAULT_SHARD) -> AsyncIterator[asyncpg.Connection]:
         """A pooled connection of one shard, outside any Piccolo transaction."""
-        pool = self._pools.get(shard)
+        pool = self._shard_pools().get(shard)
         if pool is None:
             raise ShardNotConfigured(f"no database is configured for shard {shard!r}")
         async with pool.acquire() as connection:
@@ -151,6 +166,32 @@ class PatoneEngine(PostgresEngine):
             await self.disconnect()
             raise
         self.config = {"dsn": dsns[DEFAULT_SHARD]}
+
+    async def open_loop_pools(self, *, max_size: int = 4) -> None:
+        """Give the running event loop pools of its own, to the same shards (an in-process
+        worker runs on its own loop and cannot use the app loop's pools)."""
+        if not self._pools:
+            raise RuntimeError("connect() the engine before opening loop pools")
+        loop = asyncio.get_running_loop()
+        pools: dict[str, Pool] = {}
+        try:
+            for shard, dsn in self._dsns.items():
+                pools[shard] = await asyncpg.create_pool(
+                    **self.connection_options(dsn),
+                    **{**self._pool_options, "min_size": 1, "max_size": max_size},
+                    reset=_keep_session,
+                )
+        except BaseException:
+            for pool in pools.values():
+                await pool.close()
+            raise
+        self._loop_pools[loop] = pools
+
+    async def close_loop_pools(self) -> None:
+        """Close the running loop's own pools (see `open_loop_pools`)."""
+        pools = self._loop_pools.pop(asyncio.get_running_loop(), {})
+        for pool in pools.values():
+            await pool.close()
 
     async def _count_on(self, connection: asyncpg.Connection) -> None:
         connection.add_query_logger(self._count)
