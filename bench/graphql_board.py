@@ -65,10 +65,10 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import psutil
+from figures import Stats, make_console, phase, verdict, with_database
 
 if TYPE_CHECKING:
     import httpx
@@ -119,38 +119,6 @@ GOAL_RSS_MB = 250.0
 # --- statistics -------------------------------------------------------------------------------
 
 
-def percentile(values: Sequence[float], q: float) -> float:
-    """The q-th percentile (0-100) with linear interpolation; NaN when empty."""
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    rank = (len(ordered) - 1) * q / 100
-    low = math.floor(rank)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
-
-
-@dataclass
-class Stats:
-    count: int
-    p50: float
-    p90: float
-    p99: float
-    max: float
-    mean: float
-
-    @classmethod
-    def of(cls, values: Sequence[float]) -> Stats:
-        return cls(
-            count=len(values),
-            p50=percentile(values, 50),
-            p90=percentile(values, 90),
-            p99=percentile(values, 99),
-            max=max(values) if values else math.nan,
-            mean=sum(values) / len(values) if values else math.nan,
-        )
-
-
 def ms(value: float) -> str:
     if math.isnan(value):
         return "-"
@@ -159,12 +127,6 @@ def ms(value: float) -> str:
 
 def ratio(a: float, b: float) -> float:
     return a / b if b else math.nan
-
-
-def verdict(ok: bool | None) -> str:
-    if ok is None:
-        return "[dim]-[/dim]"
-    return "[green]met[/green]" if ok else "[red]missed[/red]"
 
 
 # --- the floor: Starlette + asyncpg, one SQL statement ---------------------------------------
@@ -284,11 +246,6 @@ def serve_floor(dsn: str, schema: str, port: int, pool_size: int) -> None:
 
 
 # --- set-up: database, tenants, data ---------------------------------------------------------
-
-
-def with_database(dsn: str, database: str) -> str:
-    parts = urlsplit(dsn)
-    return urlunsplit(parts._replace(path="/" + database))
 
 
 def role_name(slug: str) -> str:
@@ -1206,20 +1163,6 @@ def profile_requests(
 # --- output ----------------------------------------------------------------------------------
 
 
-def make_console() -> Console:
-    from rich.console import Console
-
-    console = Console()
-    if not console.is_terminal:
-        # CI logs: wide enough that no figure is wrapped across lines.
-        console = Console(width=max(console.width, 200))
-    return console
-
-
-def phase(console: Console, text: str) -> None:
-    console.print(f"[dim]{time.strftime('%H:%M:%S')}[/dim] [bold]{text}[/bold]")
-
-
 def profile_tables(console: Console, result: ProfileResult) -> None:
     from rich.table import Table
 
@@ -1877,7 +1820,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.floor_server:
         serve_floor(args.floor_dsn, args.floor_schema, args.floor_port, args.floor_pool)
         return 0
-    console = make_console()
+    console = make_console(200)
     return run_uvloop(lambda: run(args, console))
 
 

@@ -51,10 +51,10 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import psutil
+from figures import Stats, make_console, phase, verdict, with_database
 from piccolo.apps.migrations.auto.migration_manager import MigrationManager
 from rich.console import Console
 from rich.progress import (
@@ -105,54 +105,11 @@ REF_BACKEND = "DESIGN.md: 0.7 -> 22 MiB reading 1,000 schemas"
 # --- statistics -------------------------------------------------------------------------------
 
 
-def percentile(values: Sequence[float], q: float) -> float:
-    """The q-th percentile (0-100) with linear interpolation; NaN when empty."""
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    rank = (len(ordered) - 1) * q / 100
-    low = math.floor(rank)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
-
-
-@dataclass
-class Stats:
-    count: int
-    p50: float
-    p95: float
-    p99: float
-    max: float
-    mean: float
-
-    @classmethod
-    def of(cls, values: Sequence[float]) -> Stats:
-        return cls(
-            count=len(values),
-            p50=percentile(values, 50),
-            p95=percentile(values, 95),
-            p99=percentile(values, 99),
-            max=max(values) if values else math.nan,
-            mean=sum(values) / len(values) if values else math.nan,
-        )
-
-
 def ms(value: float) -> str:
     return f"{value:,.1f} ms" if value < 100 else f"{value:,.0f} ms"
 
 
-def verdict(ok: bool | None) -> str:
-    if ok is None:
-        return "[dim]-[/dim]"
-    return "[green]met[/green]" if ok else "[red]missed[/red]"
-
-
 # --- set-up ----------------------------------------------------------------------------------
-
-
-def with_database(dsn: str, database: str) -> str:
-    parts = urlsplit(dsn)
-    return urlunsplit(parts._replace(path="/" + database))
 
 
 def role_pattern(prefix: str) -> str:
@@ -295,14 +252,6 @@ def add_column_set(base: MigrationSet) -> MigrationSet:
 # --- output ----------------------------------------------------------------------------------
 
 
-def make_console() -> Console:
-    console = Console()
-    if not console.is_terminal:
-        # CI logs: wide enough that no figure is wrapped across lines.
-        console = Console(width=max(console.width, 180))
-    return console
-
-
 @contextmanager
 def progress_bar(console: Console) -> Iterator[Progress]:
     bar = Progress(
@@ -318,10 +267,6 @@ def progress_bar(console: Console) -> Iterator[Progress]:
     )
     with bar:
         yield bar
-
-
-def phase(console: Console, text: str) -> None:
-    console.print(f"[dim]{time.strftime('%H:%M:%S')}[/dim] [bold]{text}[/bold]")
 
 
 def stats_table(title: str, rows: Sequence[tuple[str, Stats]], unit: str = "ms") -> Table:
