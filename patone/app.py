@@ -30,8 +30,6 @@ from patone.graphql.app import GraphQLApp
 from patone.graphql.graphiql import static_files
 from patone.log import configure_logging
 from patone.plugins import config as plugins
-from patone.plugins.manager import PluginManager
-from patone.plugins.secrets import SecretBox
 from patone.settings import Settings, get_settings
 from patone.tenants.isolation import tenant_transaction
 from patone.tenants.middleware import TenantMiddleware
@@ -147,15 +145,6 @@ async def ensure_demo_tenant() -> TenantInfo:
     return tenant
 
 
-def plugin_runtime(settings: Settings) -> plugins.PluginRuntime:
-    """The installed plugins (entry points) and the key their secrets are sealed with."""
-    return plugins.PluginRuntime(
-        manager=PluginManager(),
-        box=SecretBox(settings.resolved_secret_key(), settings.secret_key_fallbacks),
-        allow_private_urls=settings.allow_private_urls,
-    )
-
-
 def _current_runtime() -> plugins.PluginRuntime | None:
     try:
         return plugins.get_runtime()
@@ -204,12 +193,12 @@ def create_app(
             import_actor_modules(ACTOR_MODULES)
             broker = configure_broker(running.redis_url)
             await ensure_platform()
-            plugins.set_runtime(plugin_runtime(settings))
+            plugins.set_runtime(plugins.runtime_from_settings(settings))
             tenant_cache.ttl = settings.tenant_cache_ttl
             ready = asyncio.Event()
             follower = asyncio.create_task(follow_changes(tenant_cache, ready))
             await asyncio.wait_for(ready.wait(), 5)
-            relay = Relay(get_redis(), tenant_cache)
+            relay = Relay(get_redis(), tenant_cache, broker=broker)
             await relay.start()
             if settings.embedded_redis:  # one command runs everything: jobs in-process too
                 stop_worker = await asyncio.to_thread(start_in_process_worker, broker)

@@ -416,7 +416,6 @@ def plugins_list() -> None:
 @plugins_app.command("rotate-secrets")
 def plugins_rotate_secrets() -> None:
     """Re-encrypt every tenant's plugin secrets with SECRET_KEY (old keys: SECRET_KEY_FALLBACKS)."""
-    from patone.app import plugin_runtime
     from patone.plugins import config as plugin_config
 
     settings = _settings()
@@ -424,7 +423,7 @@ def plugins_rotate_secrets() -> None:
     failures: list[tuple[str, str]] = []
 
     async def work() -> int:
-        plugin_config.set_runtime(plugin_runtime(settings))
+        plugin_config.set_runtime(plugin_config.runtime_from_settings(settings))
         total = 0
         tenants = await list_tenants()
         with Progress(console=err) as progress:

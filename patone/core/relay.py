@@ -19,10 +19,13 @@ import logging
 from typing import Any
 
 import asyncpg
+import dramatiq
 import redis.asyncio as aioredis
 
 from patone.core.db import engine
+from patone.core.events import enqueue_deliveries
 from patone.core.redis import tenant_key
+from patone.plugins import config as plugins
 from patone.tenants.isolation import TenantRef, tenant_transaction
 from patone.tenants.registry import TenantCache, list_tenants
 
@@ -36,9 +39,21 @@ def events_channel(slug: str) -> str:
     return tenant_key(slug, "events")
 
 
-async def relay_tenant(tenant: TenantRef, redis: aioredis.Redis, *, batch: int = BATCH) -> int:
-    """Publish the tenant's unpublished events, oldest first; returns how many."""
+async def relay_tenant(
+    tenant: TenantRef,
+    redis: aioredis.Redis,
+    *,
+    batch: int = BATCH,
+    broker: dramatiq.Broker | None = None,
+) -> int:
+    """Publish the tenant's unpublished events, oldest first; returns how many.
+
+    With a `broker`, each event also becomes one job per plugin the tenant enabled (see
+    `patone.core.events`): queued before the commit, so a crash in between queues it again
+    under the same message id, which the job recognises.
+    """
     published = 0
+    listeners: list[str] | None = None
     while True:
         async with tenant_transaction(tenant):
             rows = await engine.fetch(
@@ -59,6 +74,13 @@ async def relay_tenant(tenant: TenantRef, redis: aioredis.Redis, *, batch: int =
                     "created_at": row["created_at"].isoformat(),
                 }
                 await redis.publish(channel, json.dumps(message, default=str))
+                if broker is not None:
+                    if listeners is None:
+                        listeners = await _event_listeners(tenant)
+                    if listeners:
+                        await asyncio.to_thread(
+                            enqueue_deliveries, broker, tenant.slug, listeners, message
+                        )
             await engine.execute(
                 "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])",
                 [row["id"] for row in rows],
@@ -68,12 +90,25 @@ async def relay_tenant(tenant: TenantRef, redis: aioredis.Redis, *, batch: int =
             return published
 
 
+async def _event_listeners(tenant: TenantRef) -> list[str]:
+    """The plugins this tenant enabled that implement `on_event`."""
+    try:
+        runtime = plugins.get_runtime()
+    except RuntimeError:
+        return []
+    implementing = {name for name, _ in runtime.manager.implementations("on_event")}
+    return sorted(implementing & set(await plugins.enabled_plugins(tenant)))
+
+
 class Relay:
     """Runs in the app (or a worker): LISTEN for committed events and relay them."""
 
-    def __init__(self, redis: aioredis.Redis, cache: TenantCache) -> None:
+    def __init__(
+        self, redis: aioredis.Redis, cache: TenantCache, broker: dramatiq.Broker | None = None
+    ) -> None:
         self.redis = redis
         self.cache = cache
+        self.broker = broker
         self._pending: asyncio.Queue[str] = asyncio.Queue()
         self._connection: asyncpg.Connection | None = None
         self._task: asyncio.Task[None] | None = None
@@ -99,7 +134,7 @@ class Relay:
                 if tenant is None:
                     continue
                 try:
-                    await relay_tenant(tenant, self.redis)
+                    await relay_tenant(tenant, self.redis, broker=self.broker)
                 except Exception:  # keep relaying other tenants; retry this one shortly
                     log.exception("relay failed", extra={"tenant": each})
                     asyncio.get_running_loop().call_later(1.0, self._pending.put_nowait, each)

@@ -36,12 +36,13 @@ from dramatiq.middleware import AsyncIO, Middleware, MiddlewareError
 from patone.core.db import engine
 from patone.core.jobs import NAMESPACE, bind_actors, configure_broker
 from patone.core.redis import close_redis, connect_redis
+from patone.plugins import config as plugins
 from patone.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
 
 # Modules that declare tenant actors; every worker imports them (other issues add theirs).
-ACTOR_MODULES: list[str] = []
+ACTOR_MODULES: list[str] = ["patone.core.events"]
 STOP_TIMEOUT_MS = 30_000
 
 
@@ -177,6 +178,7 @@ def serve_worker(
     if not url:
         raise ValueError("a worker needs REDIS_URL (or the embedded server's URL)")
     broker = configure_broker(url, namespace=namespace)
+    plugins.set_runtime(plugins.runtime_from_settings(settings))
     import_actor_modules(ACTOR_MODULES if modules is None else modules)
     resources = WorkerResources(
         dsns=_dsns(settings, database_url), redis_url=url, pool_max=threads + 2

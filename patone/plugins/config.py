@@ -23,6 +23,7 @@ from patone.plugins.manager import PluginManager
 from patone.plugins.secrets import MASK, SecretBox
 from patone.plugins.ssrf import check_url
 from patone.plugins.types import PluginInfo, PluginResult, TenantView
+from patone.settings import Settings
 from patone.tenants.isolation import TenantRef, tenant_transaction
 
 
@@ -36,6 +37,15 @@ class PluginRuntime:
 
 
 _runtime: PluginRuntime | None = None
+
+
+def runtime_from_settings(settings: Settings) -> PluginRuntime:
+    """The installed plugins (entry points) and the key their secrets are sealed with."""
+    return PluginRuntime(
+        manager=PluginManager(),
+        box=SecretBox(settings.resolved_secret_key(), settings.secret_key_fallbacks),
+        allow_private_urls=settings.allow_private_urls,
+    )
 
 
 def set_runtime(runtime: PluginRuntime | None) -> None:
