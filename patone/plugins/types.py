@@ -51,3 +51,24 @@ class PluginResult:
     error: str | None = None
     skipped: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EmailMessage:
+    """An email to send: plain text always, HTML optionally; `message_id` is ours."""
+
+    to: str
+    subject: str
+    text: str
+    html: str | None = None
+    message_id: str = ""
+    reply_to: str | None = None
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What a provider said when it took a message."""
+
+    provider: str
+    status: str  # "sent", "queued", "logged", ...
+    provider_id: str = ""

@@ -1,0 +1,118 @@
+"""Email through the real SMTP protocol to a local aiosmtpd server; the log as the fallback."""
+
+from __future__ import annotations
+
+import email
+from collections.abc import Iterator
+from email.message import Message
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+
+from patone.plugins import config as plugins
+from patone.plugins.manager import PluginManager
+from patone.plugins.secrets import SecretBox
+from patone.plugins.types import EmailMessage
+from patone.tenants.registry import TenantInfo
+from tests.conftest import actor_for
+from tests.test_embedded import _free_port
+
+ADMIN = actor_for("admin")
+
+
+class Inbox:
+    def __init__(self) -> None:
+        self.messages: list[tuple[str, list[str], Message]] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        parsed = email.message_from_bytes(envelope.content)
+        self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), parsed))
+        return "250 Message accepted for delivery"
+
+
+@pytest.fixture
+def smtp() -> Iterator[tuple[Inbox, int]]:
+    inbox = Inbox()
+    port = _free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    yield inbox, port
+    controller.stop()
+
+
+@pytest.fixture
+def runtime() -> Iterator[None]:
+    manager = PluginManager(load_entry_points=True, timeout=5)
+    plugins.set_runtime(plugins.PluginRuntime(manager=manager, box=SecretBox("k")))
+    yield
+    plugins.set_runtime(None)
+    manager.close()
+
+
+async def test_a_company_with_smtp_sends_real_mail_and_others_fall_back_to_the_log(
+    two_tenants: tuple[TenantInfo, TenantInfo],
+    smtp: tuple[Inbox, int],
+    runtime: None,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    acme, bolt = two_tenants
+    inbox, port = smtp
+    state = await plugins.configure_plugin(
+        acme,
+        ADMIN,
+        "email-smtp",
+        enabled=True,
+        config={
+            "host": "127.0.0.1",
+            "port": port,
+            "security": "none",
+            "from_address": "dispatch@acme.example.com",
+            "from_name": "Acme Towing",
+            "password": "unused-secret",
+        },
+    )
+    assert state.config["password"] == "********"
+    message = EmailMessage(
+        to="ann@example.com",
+        subject="Your tow truck is on its way",
+        text="Tom will be with you in 12 minutes.",
+        html="<p>Tom will be with you in <b>12 minutes</b>.</p>",
+        message_id="notification-42",
+    )
+    sent = await plugins.call_first(acme, "send_email", message=message)
+    assert sent is not None and sent.plugin == "email-smtp" and sent.value.status == "sent"
+    [(sender, recipients, received)] = inbox.messages
+    assert sender == "dispatch@acme.example.com" and recipients == ["ann@example.com"]
+    assert received["Subject"] == "Your tow truck is on its way"
+    assert received["From"] == "Acme Towing <dispatch@acme.example.com>"
+    assert received["Message-ID"] == "<notification-42@acme.example.com>"
+    parts = {part.get_content_type(): part.get_payload(decode=True) for part in received.walk()}
+    assert b"12 minutes" in parts["text/plain"] and b"<b>12 minutes</b>" in parts["text/html"]
+
+    with caplog.at_level("INFO", logger="patone.email"):
+        logged = await plugins.call_first(bolt, "send_email", message=message)
+    assert logged is not None and logged.plugin == "email-log"
+    assert logged.value.status == "logged"
+    assert len(inbox.messages) == 1  # bolt's mail never reached acme's server
+    assert any("ann@example.com" in r.getMessage() for r in caplog.records)
+
+
+async def test_an_unreachable_server_falls_back_and_is_reported(
+    two_tenants: tuple[TenantInfo, TenantInfo], runtime: None
+) -> None:
+    acme, _ = two_tenants
+    await plugins.configure_plugin(
+        acme,
+        ADMIN,
+        "email-smtp",
+        enabled=True,
+        config={"host": "127.0.0.1", "port": _free_port(), "security": "none",
+                "from_address": "x@acme.example.com", "timeout": 1},
+    )  # fmt: skip
+    message = EmailMessage(to="a@example.com", subject="s", text="t")
+    results = await plugins.call_all(acme, "send_email", message=message)
+    by_plugin = {r.plugin: r for r in results}
+    assert by_plugin["email-smtp"].error is not None
+    answer = await plugins.call_first(acme, "send_email", message=message)
+    assert answer is not None and answer.plugin == "email-log"
