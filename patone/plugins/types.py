@@ -72,3 +72,12 @@ class Delivery:
     provider: str
     status: str  # "sent", "queued", "logged", ...
     provider_id: str = ""
+
+
+@dataclass(frozen=True)
+class SmsMessage:
+    """A text message to one phone (E.164); `message_id` is ours."""
+
+    to: str
+    body: str
+    message_id: str = ""

@@ -1,0 +1,119 @@
+"""SMS through the real Twilio SDK against a local fake speaking Twilio's REST wire format."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from urllib.parse import parse_qs
+
+import pytest
+from pytest_httpserver import HTTPServer
+from werkzeug import Request, Response
+
+from patone.plugins import config as plugins
+from patone.plugins.manager import PluginManager
+from patone.plugins.secrets import SecretBox
+from patone.plugins.types import SmsMessage
+from patone.tenants.registry import TenantInfo
+from tests.conftest import actor_for
+
+ADMIN = actor_for("admin")
+SID = "AC" + "0" * 31 + "1"
+TOKEN = "a-very-secret-auth-token"
+
+
+@pytest.fixture
+def runtime() -> Iterator[None]:
+    manager = PluginManager(load_entry_points=True, timeout=5)
+    plugins.set_runtime(
+        plugins.PluginRuntime(manager=manager, box=SecretBox("k"), allow_private_urls=True)
+    )
+    yield
+    plugins.set_runtime(None)
+    manager.close()
+
+
+def twilio_fake(server: HTTPServer, sent: list[dict[str, list[str]]]) -> None:
+    """POST /2010-04-01/Accounts/{sid}/Messages.json, as Twilio answers it."""
+
+    def create(request: Request) -> Response:
+        assert request.authorization is not None
+        assert (request.authorization.username, request.authorization.password) == (SID, TOKEN)
+        form = parse_qs(request.get_data(as_text=True))
+        if form["To"] == ["+14155550000"]:  # this recipient texted STOP
+            body = {
+                "code": 21610,
+                "message": "Attempt to send to unsubscribed recipient",
+                "status": 400,
+                "more_info": "https://www.twilio.com/docs/errors/21610",
+            }
+            return Response(json.dumps(body), status=400, content_type="application/json")
+        sent.append(form)
+        body = {"sid": f"SM{len(sent):032d}", "status": "queued", "to": form["To"][0],
+                "from": form["From"][0], "body": form["Body"][0], "account_sid": SID}  # fmt: skip
+        return Response(json.dumps(body), status=201, content_type="application/json")
+
+    server.expect_request(
+        f"/2010-04-01/Accounts/{SID}/Messages.json", method="POST"
+    ).respond_with_handler(create)
+
+
+async def test_sms_goes_through_the_twilio_sdk_to_the_fake(
+    two_tenants: tuple[TenantInfo, TenantInfo], httpserver: HTTPServer, runtime: None
+) -> None:
+    acme, bolt = two_tenants
+    sent: list[dict[str, list[str]]] = []
+    twilio_fake(httpserver, sent)
+    state = await plugins.configure_plugin(
+        acme,
+        ADMIN,
+        "sms-twilio",
+        enabled=True,
+        config={
+            "account_sid": SID,
+            "auth_token": TOKEN,
+            "from_number": "+15005550006",
+            "api_base_url": httpserver.url_for("/").rstrip("/"),
+            "status_callback_url": httpserver.url_for("/sms/status"),
+        },
+    )
+    assert state.config["auth_token"] == "********"
+    answer = await plugins.call_first(
+        acme, "send_sms", message=SmsMessage(to="+14155552671", body="Your truck is 5 min away")
+    )
+    assert answer is not None and answer.plugin == "sms-twilio"
+    assert answer.value.status == "queued" and answer.value.provider_id.startswith("SM")
+    [form] = sent
+    assert form["To"] == ["+14155552671"] and form["From"] == ["+15005550006"]
+    assert form["Body"] == ["Your truck is 5 min away"]
+    assert form["StatusCallback"] == [httpserver.url_for("/sms/status")]
+
+    stopped = await plugins.call_first(
+        acme, "send_sms", message=SmsMessage(to="+14155550000", body="hello")
+    )
+    assert stopped is not None and stopped.value.status == "opted_out"
+    assert len(sent) == 1
+    # Bolt has no SMS provider: nothing answers and nothing is sent.
+    assert await plugins.call_first(bolt, "send_sms", message=SmsMessage(to="+1", body="x")) is None
+    assert len(sent) == 1
+
+
+async def test_bad_twilio_settings_are_refused_field_by_field(
+    two_tenants: tuple[TenantInfo, TenantInfo], runtime: None
+) -> None:
+    from patone.core.errors import ValidationFailed
+
+    acme, _ = two_tenants
+    with pytest.raises(ValidationFailed) as caught:
+        await plugins.configure_plugin(
+            acme,
+            ADMIN,
+            "sms-twilio",
+            enabled=True,
+            config={"account_sid": "nope", "auth_token": "short", "from_number": "12"},
+        )
+    assert {e.field for e in caught.value.errors} == {
+        "config.account_sid",
+        "config.auth_token",
+        "config.from_number",
+    }
