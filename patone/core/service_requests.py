@@ -27,6 +27,8 @@ from patone.core.lifecycle import ENTERED_AT, OPEN, check_transition
 from patone.core.permissions import Actor, PermissionDenied, require
 from patone.core.service_types import distance_km, quote, service_type_by_code
 from patone.core.tables import Priority, RequestSource, RequestStatus
+from patone.plugins import config as plugins
+from patone.plugins.types import Quote
 from patone.tenants.isolation import TenantRef, tenant_transaction
 
 Row = dict[str, Any]
@@ -145,6 +147,17 @@ async def create_request(
                     request.destination.lng,
                 )
             price = quote(service_type, settings, at, km)
+            price = await _adjusted(
+                tenant,
+                Quote(
+                    service_type=service_type["code"],
+                    amount=price,
+                    currency=str(settings.get("currency", "USD")),
+                    at=at,
+                    time_zone=str(settings.get("time_zone", "UTC")),
+                    distance_km=km,
+                ),
+            )
         destination = request.destination
         rows = await engine.fetch(
             f"""
@@ -183,6 +196,18 @@ async def create_request(
         return await _request(request_id)
 
     return await idempotent(tenant, "create_request", idempotency_key, create, load)
+
+
+async def _adjusted(tenant: TenantRef, offer: Quote) -> int:
+    """The quote after the tenant's `adjust_quote` plugins (unchanged when none answers)."""
+    try:
+        plugins.get_runtime()
+    except RuntimeError:
+        return offer.amount  # no plugins set up (scripts, some tests)
+    answer = await plugins.call_first(tenant, "adjust_quote", quote=offer)
+    if answer is not None and isinstance(answer.value, Quote) and answer.value.amount >= 0:
+        return answer.value.amount
+    return offer.amount
 
 
 def _summary(row: Row) -> dict[str, Any]:

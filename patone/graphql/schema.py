@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import strawberry
 from strawberry.extensions import (
@@ -35,6 +36,7 @@ from patone.graphql.plugins import PluginMutations, PluginQueries
 from patone.graphql.requests import RequestMutations, RequestQueries
 from patone.graphql.subscriptions import Subscription
 from patone.graphql.types import Customer, Driver, Node, ServiceRequest, ServiceType, User
+from patone.plugins.manager import PluginManager
 
 MAX_DEPTH = 10
 MAX_TOKENS = 2000
@@ -64,31 +66,71 @@ class NodeQuery:
         return None
 
 
-Query = merge_types(
-    "Query",
-    (
-        NodeQuery,
-        RequestQueries,
-        CustomerQueries,
-        DriverQueries,
-        CompanyQueries,
-        ReportQueries,
-        DocumentQueries,
-        ActivityQueries,
-        PluginQueries,
-    ),
-)
-Mutation = merge_types(
-    "Mutation",
-    (
-        RequestMutations,
-        CustomerMutations,
-        DriverMutations,
-        CompanyMutations,
-        DocumentMutations,
-        PluginMutations,
-    ),
-)
+def _plugin_types(third_party: bool) -> tuple[list[type], list[type]]:
+    """Query and mutation types that plugins contribute (`graphql_types` hook)."""
+    queries: list[type] = []
+    mutations: list[type] = []
+    manager = PluginManager(load_entry_points=True)
+    try:
+        for _name, impl in manager.implementations("graphql_types"):
+            own = getattr(impl.plugin, "__name__", "").startswith("patone.")
+            if not own and not third_party:
+                continue
+            contributed = cast(dict[str, list[type]], impl.function() or {})
+            queries.extend(contributed.get("query", []))
+            mutations.extend(contributed.get("mutation", []))
+    finally:
+        manager.close()
+    return queries, mutations
+
+
+def build_schema(*, third_party: bool = True) -> strawberry.Schema:
+    """The schema of this installation; `third_party=False` keeps only our own plugins' types
+    (what schema.graphql records)."""
+    plugin_queries, plugin_mutations = _plugin_types(third_party)
+    query = merge_types(
+        "Query",
+        (
+            NodeQuery,
+            RequestQueries,
+            CustomerQueries,
+            DriverQueries,
+            CompanyQueries,
+            ReportQueries,
+            DocumentQueries,
+            ActivityQueries,
+            PluginQueries,
+            *plugin_queries,
+        ),
+    )
+    mutation = merge_types(
+        "Mutation",
+        (
+            RequestMutations,
+            CustomerMutations,
+            DriverMutations,
+            CompanyMutations,
+            DocumentMutations,
+            PluginMutations,
+            *plugin_mutations,
+        ),
+    )
+    return strawberry.Schema(
+        query=query,
+        mutation=mutation,
+        subscription=Subscription,
+        types=[ServiceType, User],
+        # Factories: a fresh extension per request (the caches behind them are shared).
+        extensions=[
+            lambda: AddValidationRules(LIMIT_RULES),
+            lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
+            lambda: ParserCache(maxsize=512),
+            lambda: ValidationCache(maxsize=512),
+            CostLimiter,
+            PatoneErrors,
+        ],
+    )
+
 
 # The limiters' validation rules are built once: ValidationCache keys on the rule classes, and
 # building them per request made every request a cache miss (~4 ms of CPU each).
@@ -97,23 +139,9 @@ LIMIT_RULES = [
     *MaxAliasesLimiter(max_alias_count=MAX_ALIASES).validation_rules,
 ]
 
-schema = strawberry.Schema(
-    query=Query,
-    mutation=Mutation,
-    subscription=Subscription,
-    types=[ServiceType, User],
-    # Factories: a fresh extension per request (the caches behind them are shared).
-    extensions=[
-        lambda: AddValidationRules(LIMIT_RULES),
-        lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
-        lambda: ParserCache(maxsize=512),
-        lambda: ValidationCache(maxsize=512),
-        CostLimiter,
-        PatoneErrors,
-    ],
-)
+schema = build_schema()
 
 
 def sdl() -> str:
-    """The schema in SDL, as committed in schema.graphql."""
-    return schema.as_str() + "\n"
+    """The schema in SDL with the project's own plugins, as committed in schema.graphql."""
+    return build_schema(third_party=False).as_str() + "\n"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
@@ -81,3 +82,16 @@ class SmsMessage:
     to: str
     body: str
     message_id: str = ""
+
+
+@dataclass(frozen=True)
+class Quote:
+    """A price about to be offered, which `adjust_quote` plugins may change."""
+
+    service_type: str
+    amount: int  # minor units
+    currency: str
+    at: datetime
+    time_zone: str
+    distance_km: float | None = None
+    notes: tuple[str, ...] = ()
