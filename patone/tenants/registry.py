@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -188,14 +189,27 @@ async def announce_change(slug: str) -> None:
 
 
 async def follow_changes(cache: TenantCache, ready: asyncio.Event | None = None) -> None:
-    """Invalidate `cache` whenever a registry change is announced; runs until cancelled."""
-    pubsub = get_redis().pubsub()
-    await pubsub.subscribe(CHANGES_CHANNEL)
-    if ready is not None:
-        ready.set()
-    try:
-        async for message in pubsub.listen():
-            if message.get("type") == "message":
-                cache.invalidate(str(message["data"]))
-    finally:
-        await pubsub.aclose()
+    """Invalidate `cache` whenever a registry change is announced; runs until cancelled.
+
+    If Redis goes away it resubscribes with back-off, clearing the cache each time (changes
+    announced while disconnected were missed).
+    """
+    delay = 0.5
+    while True:
+        pubsub = get_redis().pubsub()
+        try:
+            await pubsub.subscribe(CHANGES_CHANNEL)
+            if ready is not None:
+                ready.set()
+            delay = 0.5
+            async for message in pubsub.listen():
+                if message.get("type") == "message":
+                    cache.invalidate(str(message["data"]))
+        except RedisError as error:
+            log.warning("lost the tenant change feed; resubscribing", extra={"error": str(error)})
+            cache.invalidate()
+        finally:
+            with contextlib.suppress(RedisError):
+                await pubsub.aclose()
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 30.0)
