@@ -50,13 +50,13 @@ class MembershipInput(Input):
     valid_until: date | None = None
 
 
-_CUSTOMER_COLUMNS = "id, name, phone, email, notes, archived_at, created_at, updated_at"
-_VEHICLE_COLUMNS = "id, customer, make, model, year, colour, plate, vin, archived_at, created_at"
+CUSTOMER_COLUMNS = "id, name, phone, email, notes, archived_at, created_at, updated_at"
+VEHICLE_COLUMNS = "id, customer, make, model, year, colour, plate, vin, archived_at, created_at"
 
 
 async def _customer(customer_id: int) -> Row:
     rows = await engine.fetch(
-        f"SELECT {_CUSTOMER_COLUMNS} FROM customers WHERE id = $1", customer_id
+        f"SELECT {CUSTOMER_COLUMNS} FROM customers WHERE id = $1", customer_id
     )
     if not rows:
         raise NotFound("not_found", f"customer {customer_id} does not exist", "customer_id")
@@ -73,7 +73,7 @@ async def _insert_vehicle(customer_id: int, vehicle: VehicleInput) -> Row:
     vehicle_id = await insert_row(
         "vehicles", {"customer": customer_id, "created_at": now(), **vehicle.model_dump()}
     )
-    rows = await engine.fetch(f"SELECT {_VEHICLE_COLUMNS} FROM vehicles WHERE id = $1", vehicle_id)
+    rows = await engine.fetch(f"SELECT {VEHICLE_COLUMNS} FROM vehicles WHERE id = $1", vehicle_id)
     return dict(rows[0])
 
 
@@ -154,7 +154,7 @@ async def list_vehicles(tenant: TenantRef, actor: Actor, customer_id: int) -> li
     require(actor, "customers.view")
     async with tenant_transaction(tenant):
         rows = await engine.fetch(
-            f"SELECT {_VEHICLE_COLUMNS} FROM vehicles WHERE customer = $1 "
+            f"SELECT {VEHICLE_COLUMNS} FROM vehicles WHERE customer = $1 "
             "AND archived_at IS NULL ORDER BY id",
             customer_id,
         )
@@ -195,7 +195,7 @@ async def search_customers(
     async with tenant_transaction(tenant):
         rows = await engine.fetch(
             f"""
-            SELECT {_CUSTOMER_COLUMNS} FROM customers c
+            SELECT {CUSTOMER_COLUMNS} FROM customers c
             WHERE c.archived_at IS NULL AND (
                 ($1::text IS NOT NULL AND c.search @@ to_tsquery('simple', $1))
                 OR (length($2) >= 3 AND c.phone LIKE '%' || $2 || '%')
@@ -222,7 +222,7 @@ async def list_customers(
         raise UserError("out_of_range", "first must be between 1 and 200", "first")
     async with tenant_transaction(tenant):
         rows = await engine.fetch(
-            f"SELECT {_CUSTOMER_COLUMNS} FROM customers WHERE archived_at IS NULL "
+            f"SELECT {CUSTOMER_COLUMNS} FROM customers WHERE archived_at IS NULL "
             "AND id > $1 ORDER BY id LIMIT $2",
             after or 0,
             first + 1,
@@ -240,7 +240,7 @@ class VehicleChanges(Input):
 
 
 async def _vehicle(vehicle_id: int) -> Row:
-    rows = await engine.fetch(f"SELECT {_VEHICLE_COLUMNS} FROM vehicles WHERE id = $1", vehicle_id)
+    rows = await engine.fetch(f"SELECT {VEHICLE_COLUMNS} FROM vehicles WHERE id = $1", vehicle_id)
     if not rows:
         raise NotFound("not_found", f"vehicle {vehicle_id} does not exist", "vehicle_id")
     return dict(rows[0])

@@ -53,14 +53,14 @@ class ShiftInput(Input):
         return self
 
 
-_COLUMNS = (
+DRIVER_COLUMNS = (
     'id, "user", name, phone, status, skills, truck, last_lat, last_lng, last_seen_at, '
     "rating, archived_at, created_at, updated_at"
 )
 
 
 async def _driver(driver_id: int) -> Row:
-    rows = await engine.fetch(f"SELECT {_COLUMNS} FROM drivers WHERE id = $1", driver_id)
+    rows = await engine.fetch(f"SELECT {DRIVER_COLUMNS} FROM drivers WHERE id = $1", driver_id)
     if not rows:
         raise NotFound("not_found", f"driver {driver_id} does not exist", "driver_id")
     return dict(rows[0])
@@ -78,7 +78,7 @@ async def list_drivers(
     require(actor, "drivers.view")
     async with tenant_transaction(tenant):
         rows = await engine.fetch(
-            f"SELECT {_COLUMNS} FROM drivers WHERE archived_at IS NULL "
+            f"SELECT {DRIVER_COLUMNS} FROM drivers WHERE archived_at IS NULL "
             "AND ($1::varchar IS NULL OR status = $1) ORDER BY name, id",
             status,
         )

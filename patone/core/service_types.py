@@ -32,7 +32,7 @@ class ServiceTypeChanges(Input):
     active: bool | None = None
 
 
-_COLUMNS = (
+SERVICE_TYPE_COLUMNS = (
     "id, code, name, base_price, per_distance_price, after_hours_surcharge, "
     "needs_destination, required_skills, active, updated_at"
 )
@@ -40,7 +40,9 @@ _COLUMNS = (
 
 async def service_type_by_code(code: str) -> Row:
     """Inside a tenant transaction: the service type with this code."""
-    rows = await engine.fetch(f"SELECT {_COLUMNS} FROM service_types WHERE code = $1", code)
+    rows = await engine.fetch(
+        f"SELECT {SERVICE_TYPE_COLUMNS} FROM service_types WHERE code = $1", code
+    )
     if not rows:
         raise NotFound("not_found", f"service type {code!r} does not exist", "service_type")
     return dict(rows[0])
@@ -50,7 +52,7 @@ async def list_service_types(tenant: TenantRef, *, include_inactive: bool = Fals
     """The price list (everyone who can see requests can see it)."""
     async with tenant_transaction(tenant):
         rows = await engine.fetch(
-            f"SELECT {_COLUMNS} FROM service_types WHERE active OR $1 ORDER BY id",
+            f"SELECT {SERVICE_TYPE_COLUMNS} FROM service_types WHERE active OR $1 ORDER BY id",
             include_inactive,
         )
     return [dict(r) for r in rows]

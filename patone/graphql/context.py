@@ -12,20 +12,22 @@ from typing import Any
 
 from strawberry.dataloader import DataLoader
 
+from patone.core.customers import CUSTOMER_COLUMNS, VEHICLE_COLUMNS
 from patone.core.db import engine
+from patone.core.drivers import DRIVER_COLUMNS
 from patone.core.permissions import Actor
 from patone.core.service_requests import COLUMNS as REQUEST_COLUMNS
+from patone.core.service_types import SERVICE_TYPE_COLUMNS
 from patone.tenants.isolation import TenantRef, tenant_transaction
 
 Row = dict[str, Any]
 
+# The same columns the services read, so a loaded row and a service's row are alike.
 _SELECTS = {
-    "customers": "id, name, phone, email, notes, archived_at, created_at, updated_at",
-    "vehicles": "id, customer, make, model, year, colour, plate, vin, archived_at, created_at",
-    "drivers": 'id, "user", name, phone, status, skills, truck, last_lat, last_lng, '
-    "last_seen_at, rating, archived_at, created_at, updated_at",
-    "service_types": "id, code, name, base_price, per_distance_price, after_hours_surcharge, "
-    "needs_destination, required_skills, active, updated_at",
+    "customers": CUSTOMER_COLUMNS,
+    "vehicles": VEHICLE_COLUMNS,
+    "drivers": DRIVER_COLUMNS,
+    "service_types": SERVICE_TYPE_COLUMNS,
     "service_requests": REQUEST_COLUMNS,
 }
 
