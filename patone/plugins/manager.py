@@ -85,6 +85,7 @@ class PluginManager:
         self.timeout = timeout
         self.breaker = breaker or CircuitBreaker()
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="plugin")
+        self._described: list[tuple[object, PluginInfo]] | None = None
         if load_entry_points:
             self.pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
 
@@ -92,25 +93,26 @@ class PluginManager:
         """Register a plugin module or object (tests and embedders; packages use entry points)."""
         registered = self.pm.register(plugin, name=name)
         assert registered is not None
+        self._described = None
         return registered
+
+    def _descriptions(self) -> list[tuple[object, PluginInfo]]:
+        """(plugin object, its PluginInfo), asked once: every hook call needs them."""
+        if self._described is None:
+            self._described = [
+                (impl.plugin, info)
+                for impl in self.pm.hook.plugin_info.get_hookimpls()
+                if isinstance(info := impl.function(), PluginInfo)
+            ]
+        return self._described
 
     def infos(self) -> dict[str, PluginInfo]:
         """Every plugin that describes itself, by name."""
-        found: dict[str, PluginInfo] = {}
-        for impl in self.pm.hook.plugin_info.get_hookimpls():
-            info = impl.function()
-            if isinstance(info, PluginInfo):
-                found[info.name] = info
-        return found
+        return {info.name: info for _, info in self._descriptions()}
 
     def _plugin_names(self) -> dict[object, str]:
         """Each registered plugin object's declared name (from plugin_info), else pluggy's."""
-        names: dict[object, str] = {}
-        for impl in self.pm.hook.plugin_info.get_hookimpls():
-            info = impl.function()
-            if isinstance(info, PluginInfo):
-                names[impl.plugin] = info.name
-        return names
+        return {plugin: info.name for plugin, info in self._descriptions()}
 
     def implementations(self, hook: str) -> list[tuple[str, pluggy.HookImpl]]:
         """(plugin name, implementation) in the order pluggy would call them."""
