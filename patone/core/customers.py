@@ -10,11 +10,11 @@ from pydantic import Field
 from patone.core.activity import audited_update, emit, record
 from patone.core.clock import now
 from patone.core.db import engine
-from patone.core.errors import NotFound, UserError
+from patone.core.errors import UserError
 from patone.core.idempotency import idempotent
 from patone.core.inputs import Email, Input, Name, Phone, Plate, parse
 from patone.core.permissions import Actor, require
-from patone.core.rows import insert_row
+from patone.core.rows import insert_row, row_by_id
 from patone.tenants.isolation import TenantRef, tenant_transaction
 
 Row = dict[str, Any]
@@ -55,12 +55,9 @@ VEHICLE_COLUMNS = "id, customer, make, model, year, colour, plate, vin, archived
 
 
 async def _customer(customer_id: int) -> Row:
-    rows = await engine.fetch(
-        f"SELECT {CUSTOMER_COLUMNS} FROM customers WHERE id = $1", customer_id
+    return await row_by_id(
+        "customers", CUSTOMER_COLUMNS, customer_id, what="customer", field="customer_id"
     )
-    if not rows:
-        raise NotFound("not_found", f"customer {customer_id} does not exist", "customer_id")
-    return dict(rows[0])
 
 
 async def get_customer(tenant: TenantRef, actor: Actor, customer_id: int) -> Row:
@@ -240,10 +237,9 @@ class VehicleChanges(Input):
 
 
 async def _vehicle(vehicle_id: int) -> Row:
-    rows = await engine.fetch(f"SELECT {VEHICLE_COLUMNS} FROM vehicles WHERE id = $1", vehicle_id)
-    if not rows:
-        raise NotFound("not_found", f"vehicle {vehicle_id} does not exist", "vehicle_id")
-    return dict(rows[0])
+    return await row_by_id(
+        "vehicles", VEHICLE_COLUMNS, vehicle_id, what="vehicle", field="vehicle_id"
+    )
 
 
 async def update_vehicle(tenant: TenantRef, actor: Actor, vehicle_id: int, data: Any) -> Row:

@@ -10,10 +10,9 @@ from pydantic import Field, model_validator
 from patone.core.activity import audited_update, emit, record
 from patone.core.clock import now
 from patone.core.db import engine
-from patone.core.errors import NotFound
 from patone.core.inputs import Input, Latitude, Longitude, Name, Phone, parse
 from patone.core.permissions import Actor, require
-from patone.core.rows import insert_row, update_row
+from patone.core.rows import insert_row, row_by_id, update_row
 from patone.core.tables import DriverStatus
 from patone.tenants.isolation import TenantRef, tenant_transaction
 
@@ -60,10 +59,7 @@ DRIVER_COLUMNS = (
 
 
 async def _driver(driver_id: int) -> Row:
-    rows = await engine.fetch(f"SELECT {DRIVER_COLUMNS} FROM drivers WHERE id = $1", driver_id)
-    if not rows:
-        raise NotFound("not_found", f"driver {driver_id} does not exist", "driver_id")
-    return dict(rows[0])
+    return await row_by_id("drivers", DRIVER_COLUMNS, driver_id, what="driver", field="driver_id")
 
 
 async def get_driver(tenant: TenantRef, actor: Actor, driver_id: int) -> Row:

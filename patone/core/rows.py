@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from patone.core.db import engine
+from patone.core.errors import NotFound
 from patone.tenants.naming import quote_ident
 
 
@@ -30,4 +31,24 @@ async def update_row(table: str, row_id: int, changes: dict[str, Any]) -> None:
     sets = ", ".join(f"{quote_ident(c)} = ${i}" for i, c in enumerate(changes, start=2))
     await engine.execute(
         f"UPDATE {quote_ident(table)} SET {sets} WHERE id = $1", row_id, *changes.values()
+    )
+
+
+async def fetch_one(sql: str, *args: Any, field: str, what: str) -> dict[str, Any]:
+    """The one row `sql` finds, or NotFound("<what> does not exist") on `field`."""
+    rows = await engine.fetch(sql, *args)
+    if not rows:
+        raise NotFound("not_found", f"{what} does not exist", field)
+    return dict(rows[0])
+
+
+async def row_by_id(
+    table: str, columns: str, row_id: int, *, what: str, field: str
+) -> dict[str, Any]:
+    """One row of a tenant table by id, or NotFound naming `field`."""
+    return await fetch_one(
+        f"SELECT {columns} FROM {quote_ident(table)} WHERE id = $1",
+        row_id,
+        field=field,
+        what=f"{what} {row_id}",
     )

@@ -25,6 +25,7 @@ from patone.core.idempotency import idempotent
 from patone.core.inputs import Input, Latitude, Longitude, Money, parse
 from patone.core.lifecycle import ENTERED_AT, OPEN, check_transition
 from patone.core.permissions import Actor, PermissionDenied, require
+from patone.core.rows import fetch_one, row_by_id
 from patone.core.service_types import distance_km, quote, service_type_by_code
 from patone.core.tables import Priority, RequestSource, RequestStatus
 from patone.plugins import config as plugins
@@ -74,10 +75,9 @@ class RequestChanges(Input):
 
 
 async def _request(request_id: int) -> Row:
-    rows = await engine.fetch(f"SELECT {COLUMNS} FROM service_requests WHERE id = $1", request_id)
-    if not rows:
-        raise NotFound("not_found", f"request {request_id} does not exist", "request_id")
-    return dict(rows[0])
+    return await row_by_id(
+        "service_requests", COLUMNS, request_id, what="request", field="request_id"
+    )
 
 
 def _can_see(actor: Actor, row: Row) -> bool:
@@ -96,13 +96,6 @@ async def get_request(tenant: TenantRef, actor: Actor, request_id: int) -> Row:
     return row
 
 
-async def _one(sql: str, *args: Any, field: str, what: str) -> Row:
-    rows = await engine.fetch(sql, *args)
-    if not rows:
-        raise NotFound("not_found", f"{what} does not exist", field)
-    return dict(rows[0])
-
-
 async def create_request(
     tenant: TenantRef, actor: Actor, data: Any, *, idempotency_key: str | None = None
 ) -> Row:
@@ -111,7 +104,7 @@ async def create_request(
     request = parse(RequestInput, data)
 
     async def create() -> tuple[int, Row]:
-        customer = await _one(
+        customer = await fetch_one(
             "SELECT id, archived_at FROM customers WHERE id = $1",
             request.customer_id,
             field="customer_id",
@@ -120,7 +113,7 @@ async def create_request(
         if customer["archived_at"] is not None:
             raise UserError("archived", "the customer is archived", "customer_id")
         if request.vehicle_id is not None:
-            await _one(
+            await fetch_one(
                 "SELECT id FROM vehicles WHERE id = $1 AND customer = $2",
                 request.vehicle_id,
                 request.customer_id,
@@ -332,7 +325,7 @@ async def assign_driver(
     async with tenant_transaction(tenant):
         current = await _request(request_id)
         check_transition(current["status"], RequestStatus.assigned)
-        driver = await _one(
+        driver = await fetch_one(
             "SELECT id, status, archived_at FROM drivers WHERE id = $1",
             driver_id,
             field="driver_id",

@@ -12,7 +12,7 @@ from patone.core.db import engine
 from patone.core.errors import Conflict, NotFound, UserError
 from patone.core.inputs import Email, Input, Name, parse
 from patone.core.permissions import Actor, require, validate_grants
-from patone.core.rows import insert_row
+from patone.core.rows import insert_row, row_by_id
 from patone.tenants.isolation import TenantRef, tenant_transaction
 
 Row = dict[str, Any]
@@ -32,10 +32,7 @@ class UserChanges(Input):
 
 
 async def _user(user_id: int) -> Row:
-    rows = await engine.fetch(f"SELECT {_COLUMNS} FROM users WHERE id = $1", user_id)
-    if not rows:
-        raise NotFound("not_found", f"user {user_id} does not exist", "user_id")
-    return dict(rows[0])
+    return await row_by_id("users", _COLUMNS, user_id, what="user", field="user_id")
 
 
 async def _require_role(role: str) -> None:
