@@ -1,16 +1,24 @@
-"""Domain events reach plugins through jobs: once per plugin, retried alone, never twice.
+"""Domain events fan out through jobs: to plugins, notifications and webhooks, never twice.
 
-The outbox relay, after publishing an event to Redis pub/sub, enqueues one `deliver_event` job
-per plugin the tenant has enabled, with a message id made from the tenant, the event id and the
-plugin. A plugin that fails is retried on its own (the others are not called again). The relay
-may enqueue the same job twice (it publishes, then commits): the job claims its id in Redis
-before calling the plugin and marks it done afterwards, so a duplicate finds it claimed or done
-and does nothing; a failed attempt releases its claim so its retry can run.
+The outbox relay, after publishing an event to Redis pub/sub, enqueues one `fan_out` job per
+event (message id `event-<tenant>-<event id>`). That job runs every registered event handler
+(`@event_handler`): this module's own queues one `deliver_event` job per plugin the tenant
+enabled that implements `on_event`; notifications and outbound webhooks register theirs. Each
+handler must be idempotent (it may run again: the relay can enqueue an event twice, and a
+failing handler makes the whole fan-out retry), which they are by writing rows keyed by the
+event id and queueing jobs with message ids derived from them.
+
+`deliver_event` calls one plugin for one event, with a message id made from the tenant, the
+event id and the plugin. A plugin that fails is retried on its own (the others are not called
+again). The job claims its id in Redis before calling the plugin and marks it done afterwards,
+so a duplicate finds it claimed or done and does nothing; a failed attempt releases its claim
+so its retry can run.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 import dramatiq
@@ -19,13 +27,73 @@ from dramatiq.brokers.redis import RedisBroker
 from patone.core.jobs import current_job, current_message_id, tenant_actor
 from patone.core.redis import tenant_key
 from patone.plugins import config as plugins
+from patone.tenants.registry import TenantInfo
 
 CLAIM_SECONDS = 600  # longer than a delivery may take
 DONE_SECONDS = 7 * 24 * 3600  # longer than any redelivery or dead-letter retry comes
 
 
+EventHandler = Callable[[TenantInfo, dict[str, Any], dramatiq.Broker], Awaitable[None]]
+_HANDLERS: dict[str, EventHandler] = {}
+
+
+def event_handler(name: str) -> Callable[[EventHandler], EventHandler]:
+    """Register `async def handler(tenant, event, broker)` to run for every committed event.
+
+    It runs in the `fan_out` job, outside any transaction, and must be idempotent."""
+
+    def register(handler: EventHandler) -> EventHandler:
+        _HANDLERS[name] = handler
+        return handler
+
+    return register
+
+
 def message_id(slug: str, event_id: int, plugin: str) -> str:
     return f"outbox-{slug}-{event_id}-{plugin}"
+
+
+def fan_out_message_id(slug: str, event_id: int) -> str:
+    return f"event-{slug}-{event_id}"
+
+
+@tenant_actor(actor_name="patone.events.fan_out", transaction=False, queue_name="events")
+async def fan_out(tenant_slug: str, event: dict[str, Any]) -> list[str]:
+    """Run every event handler for one event; returns the handlers' names."""
+    tenant = current_job().tenant
+    broker = dramatiq.get_broker()
+    for handler in _HANDLERS.values():
+        await handler(tenant, event, broker)
+    return list(_HANDLERS)
+
+
+def enqueue_fan_out(broker: dramatiq.Broker, slug: str, events: list[dict[str, Any]]) -> None:
+    """Queue `fan_out` for each event (synchronous: call it from a thread)."""
+    actor = fan_out.bind(broker)
+    for event in events:
+        message = actor.message(slug, event).copy(
+            message_id=fan_out_message_id(slug, int(event["id"]))
+        )
+        broker.enqueue(message)
+
+
+@event_handler("plugins")
+async def _plugin_deliveries(
+    tenant: TenantInfo, event: dict[str, Any], broker: dramatiq.Broker
+) -> None:
+    listeners = await event_listeners(tenant)
+    if listeners:
+        await asyncio.to_thread(enqueue_deliveries, broker, tenant.slug, listeners, event)
+
+
+async def event_listeners(tenant: TenantInfo) -> list[str]:
+    """The plugins this tenant enabled that implement `on_event`."""
+    try:
+        runtime = plugins.get_runtime()
+    except RuntimeError:
+        return []
+    implementing = {name for name, _ in runtime.manager.implementations("on_event")}
+    return sorted(implementing & set(await plugins.enabled_plugins(tenant)))
 
 
 def _key(slug: str, message: str) -> str:

@@ -7,7 +7,8 @@ events committed while it was down), publishes each tenant's unpublished events 
 channel `t:<slug>:events`, and marks them published in the same transaction that locked them.
 If Redis is down the transaction rolls back and the events stay for the next try; if the
 process dies after publishing but before committing, the event is published again, so
-subscribers de-duplicate by event id. The jobs issue adds Dramatiq to the same relay.
+subscribers de-duplicate by event id. With a broker, the relay also queues one `fan_out` job
+per event (`patone.core.events`).
 """
 
 from __future__ import annotations
@@ -23,9 +24,8 @@ import dramatiq
 import redis.asyncio as aioredis
 
 from patone.core.db import engine
-from patone.core.events import enqueue_deliveries
+from patone.core.events import enqueue_fan_out
 from patone.core.redis import tenant_key
-from patone.plugins import config as plugins
 from patone.tenants.isolation import TenantRef, tenant_transaction
 from patone.tenants.registry import TenantCache, list_tenants
 
@@ -48,12 +48,11 @@ async def relay_tenant(
 ) -> int:
     """Publish the tenant's unpublished events, oldest first; returns how many.
 
-    With a `broker`, each event also becomes one job per plugin the tenant enabled (see
-    `patone.core.events`): queued before the commit, so a crash in between queues it again
-    under the same message id, which the job recognises.
+    With a `broker`, each event also becomes a `fan_out` job (see `patone.core.events`):
+    queued before the commit, so a crash in between queues it again under the same message id,
+    and every handler it runs is idempotent.
     """
     published = 0
-    listeners: list[str] | None = None
     while True:
         async with tenant_transaction(tenant):
             rows = await engine.fetch(
@@ -64,8 +63,8 @@ async def relay_tenant(
             if not rows:
                 return published
             channel = events_channel(tenant.slug)
-            for row in rows:
-                message = {
+            messages = [
+                {
                     "id": row["id"],
                     "topic": row["topic"],
                     "entity": row["entity"],
@@ -73,14 +72,14 @@ async def relay_tenant(
                     "payload": json.loads(row["payload"]),
                     "created_at": row["created_at"].isoformat(),
                 }
-                await redis.publish(channel, json.dumps(message, default=str))
-                if broker is not None:
-                    if listeners is None:
-                        listeners = await _event_listeners(tenant)
-                    if listeners:
-                        await asyncio.to_thread(
-                            enqueue_deliveries, broker, tenant.slug, listeners, message
-                        )
+                for row in rows
+            ]
+            async with redis.pipeline(transaction=False) as pipe:
+                for message in messages:
+                    pipe.publish(channel, json.dumps(message, default=str))
+                await pipe.execute()
+            if broker is not None:
+                await asyncio.to_thread(enqueue_fan_out, broker, tenant.slug, messages)
             await engine.execute(
                 "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])",
                 [row["id"] for row in rows],
@@ -88,16 +87,6 @@ async def relay_tenant(
         published += len(rows)
         if len(rows) < batch:
             return published
-
-
-async def _event_listeners(tenant: TenantRef) -> list[str]:
-    """The plugins this tenant enabled that implement `on_event`."""
-    try:
-        runtime = plugins.get_runtime()
-    except RuntimeError:
-        return []
-    implementing = {name for name, _ in runtime.manager.implementations("on_event")}
-    return sorted(implementing & set(await plugins.enabled_plugins(tenant)))
 
 
 class Relay:
