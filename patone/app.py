@@ -30,6 +30,7 @@ from patone.graphql.app import GraphQLApp
 from patone.graphql.graphiql import static_files
 from patone.log import configure_logging
 from patone.plugins import config as plugins
+from patone.plugins.builtin import storage_local
 from patone.settings import Settings, get_settings
 from patone.tenants.isolation import tenant_transaction
 from patone.tenants.middleware import TenantMiddleware
@@ -198,6 +199,7 @@ def create_app(
             broker = configure_broker(running.redis_url)
             await ensure_platform()
             plugins.set_runtime(plugins.runtime_from_settings(settings))
+            storage_local.configure(storage_local.LocalFiles.from_settings(settings))
             tenant_cache.ttl = settings.tenant_cache_ttl
             ready = asyncio.Event()
             follower = asyncio.create_task(follow_changes(tenant_cache, ready))
@@ -249,6 +251,7 @@ def create_app(
             Route("/healthz", healthz),
             Route("/", home),
             Route("/api/tenant", tenant_info),
+            Route("/files/{key:path}", storage_local.serve),
             Route("/graphql", graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql),
             Mount("/graphql/static", app=static_files()),

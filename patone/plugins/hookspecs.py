@@ -114,7 +114,25 @@ def sync_customer(tenant: Any, config: dict[str, Any], customer: Any) -> Any:
 def store_file(
     tenant: Any, config: dict[str, Any], key: str, content: bytes, content_type: str
 ) -> Any:
-    """Store a file (a photo, a signature, a report) under `key`; return where it is."""
+    """Store a file (a photo, a signature, a report) under `key`, replacing any file there;
+    return a `StoredFile`. Keys are the tenant's own: storage keeps each tenant's files apart."""
+
+
+@hookspec(firstresult=True)
+def read_file(tenant: Any, config: dict[str, Any], key: str) -> Any:
+    """The bytes stored under `key`, or None if this storage does not have that file."""
+
+
+@hookspec(firstresult=True)
+def file_url(tenant: Any, config: dict[str, Any], key: str, expires_in: int) -> Any:
+    """A URL a browser can read the file from for the next `expires_in` seconds (at most
+    7 days), or None if this storage does not have that file."""
+
+
+@hookspec
+def delete_file(tenant: Any, config: dict[str, Any], key: str) -> Any:
+    """Delete the file under `key`; a file that is not there is not an error. Every storage the
+    tenant enabled is told, so a copy a fallback kept goes too."""
 
 
 # --- domain events ------------------------------------------------------------------------------

@@ -95,3 +95,16 @@ class Quote:
     time_zone: str
     distance_km: float | None = None
     notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """Where a storage plugin put a file (returned by `store_file`)."""
+
+    key: str  # the tenant's own key, as given
+    size: int  # bytes
+    content_type: str
+    sha256: str  # hex digest of the content, the same whichever storage holds it
+    location: str  # e.g. s3://bucket/prefix/acme/key or file:///.../files/acme/key
+    provider: str = ""  # the plugin that stored it
+    etag: str = ""  # the storage's own version tag, where it has one
