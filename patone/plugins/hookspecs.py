@@ -49,7 +49,8 @@ def route(
 def distance_matrix(
     tenant: Any, config: dict[str, Any], origins: list[Any], destinations: list[Any], depart_at: Any
 ) -> Any:
-    """A matrix of `RouteEstimate`s, one row per origin, one column per destination."""
+    """A matrix of `RouteEstimate`s, one row per origin, one column per destination; a cell is
+    None where the provider knows there is no road between that pair (an island, a closure)."""
 
 
 # --- messaging ----------------------------------------------------------------------------------
