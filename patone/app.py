@@ -31,6 +31,7 @@ from patone.graphql.graphiql import static_files
 from patone.log import configure_logging
 from patone.plugins import config as plugins
 from patone.plugins.builtin import storage_local
+from patone.plugins.host import plugin_routes
 from patone.settings import Settings, get_settings
 from patone.tenants.isolation import tenant_transaction
 from patone.tenants.middleware import TenantMiddleware
@@ -255,6 +256,7 @@ def create_app(
             Route("/graphql", graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql),
             Mount("/graphql/static", app=static_files()),
+            *plugin_routes(),
         ],
         middleware=[
             Middleware(RequestContextMiddleware, debug=settings.debug),

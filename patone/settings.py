@@ -52,6 +52,11 @@ class Settings(BaseSettings):
     base_domain: str = Field(
         "localhost", description="Tenants live at <slug>.BASE_DOMAIN (demo.localhost works)."
     )
+    public_url: str = Field(
+        "",
+        description="Where each company is reached from outside, {slug} standing for it "
+        "(https://{slug}.example.com); used in links and provider callbacks.",
+    )
     host: str = Field("127.0.0.1", description="Address `patone serve` listens on.")
     port: int = Field(8000, ge=1, le=65535, description="Port `patone serve` listens on.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
@@ -111,6 +116,14 @@ class Settings(BaseSettings):
             raise ValueError("must be a bare host name such as example.com")
         return value
 
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if value and (not value.startswith(("http://", "https://")) or "{slug}" not in value):
+            raise ValueError("must be an http(s) URL containing {slug}")
+        return value
+
     @field_validator("shards", mode="before")
     @classmethod
     def _shards_json(cls, value: object) -> object:
@@ -129,6 +142,10 @@ class Settings(BaseSettings):
     @property
     def create_demo_tenant(self) -> bool:
         return self.embedded_postgres if self.demo_tenant is None else self.demo_tenant
+
+    def tenant_url_template(self) -> str:
+        """PUBLIC_URL, or the local address of `patone serve` (http://{slug}.BASE_DOMAIN:PORT)."""
+        return self.public_url or f"http://{{slug}}.{self.base_domain}:{self.port}"
 
     def resolved_secret_key(self) -> str:
         """SECRET_KEY, or one generated once and kept in DATA_DIR so restarts keep sessions."""

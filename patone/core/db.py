@@ -248,6 +248,11 @@ class PatoneEngine(PostgresEngine):
         async with self._current_connection() as connection:
             return str(await connection.execute(sql, *args))
 
+    async def executemany(self, sql: str, args: Sequence[Sequence[Any]]) -> None:
+        """Run one statement once per argument tuple (one round trip per batch)."""
+        async with self._current_connection() as connection:
+            await connection.executemany(sql, args)
+
     async def fetch(self, sql: str, *args: Any) -> Sequence[asyncpg.Record]:
         """Fetch rows in the current transaction, or on a pooled connection."""
         async with self._current_connection() as connection:

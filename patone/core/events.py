@@ -118,7 +118,7 @@ async def deliver_event(tenant_slug: str, plugin: str, event: dict[str, Any]) ->
             "on_event",
             enabled={plugin: enabled[plugin]},
             tenant_key=tenant_slug,
-            tenant=plugins.TenantView(slug=tenant.slug, name=tenant.name),
+            tenant=plugins.tenant_view(tenant),
             event=event,
         )
         failed = [r for r in results if r.error is not None]

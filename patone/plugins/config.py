@@ -34,6 +34,7 @@ class PluginRuntime:
     manager: PluginManager
     box: SecretBox
     allow_private_urls: bool = False
+    tenant_url: str = "http://{slug}.localhost:8000"  # PUBLIC_URL
 
 
 _runtime: PluginRuntime | None = None
@@ -45,6 +46,7 @@ def runtime_from_settings(settings: Settings) -> PluginRuntime:
         manager=PluginManager(),
         box=SecretBox(settings.resolved_secret_key(), settings.secret_key_fallbacks),
         allow_private_urls=settings.allow_private_urls,
+        tenant_url=settings.tenant_url_template(),
     )
 
 
@@ -200,17 +202,26 @@ async def enabled_plugins(tenant: TenantRef) -> dict[str, dict[str, Any]]:
     return enabled
 
 
-def _view(tenant: TenantRef) -> TenantView:
-    return TenantView(slug=tenant.slug, name=getattr(tenant, "name", tenant.slug))
+def tenant_view(tenant: TenantRef) -> TenantView:
+    """What plugins are told about a tenant."""
+    template = _runtime.tenant_url if _runtime is not None else ""
+    return TenantView(
+        slug=tenant.slug,
+        name=getattr(tenant, "name", tenant.slug),
+        url=template.replace("{slug}", tenant.slug),
+    )
 
 
-async def call_first(tenant: TenantRef, hook: str, **kwargs: Any) -> PluginResult | None:
-    """Ask this tenant's plugins, first answer wins."""
+async def call_first(
+    tenant: TenantRef, hook: str, *, fall_through: bool = True, **kwargs: Any
+) -> PluginResult | None:
+    """Ask this tenant's plugins, first answer wins (see `PluginManager.call_first`)."""
     return await get_runtime().manager.call_first(
         hook,
         enabled=await enabled_plugins(tenant),
+        fall_through=fall_through,
         tenant_key=tenant.slug,
-        tenant=_view(tenant),
+        tenant=tenant_view(tenant),
         **kwargs,
     )
 
@@ -221,7 +232,7 @@ async def call_all(tenant: TenantRef, hook: str, **kwargs: Any) -> list[PluginRe
         hook,
         enabled=await enabled_plugins(tenant),
         tenant_key=tenant.slug,
-        tenant=_view(tenant),
+        tenant=tenant_view(tenant),
         **kwargs,
     )
 

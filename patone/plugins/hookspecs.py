@@ -161,8 +161,10 @@ def graphql_types() -> Any:
 
 
 @hookspec
-def routes() -> Any:
-    """Starlette routes this plugin serves (inbound webhooks), mounted under /plugins/<name>/."""
+def routes(host: Any) -> Any:
+    """Starlette routes this plugin serves (inbound webhooks), mounted under /plugins/<name>/ on
+    every company's address. `host` (a `PluginHost`) tells a route which company called and its
+    settings for this plugin, and takes delivery reports (`host.report_delivery`)."""
 
 
 @hookspec

@@ -166,7 +166,7 @@ class PluginManager:
                     exc_info=not isinstance(error, TimeoutError),
                 )
                 self.breaker.failed(key)
-                yield PluginResult(plugin=plugin, error=message)
+                yield PluginResult(plugin=plugin, error=message, exception=error)
                 continue
             self.breaker.succeeded(key)
             yield PluginResult(plugin=plugin, value=value)
@@ -188,12 +188,19 @@ class PluginManager:
         *,
         enabled: Mapping[str, dict[str, Any]] | None = None,
         tenant_key: str = "",
+        fall_through: bool = True,
         **kwargs: Any,
     ) -> PluginResult | None:
         """The first implementation's answer that is not None; failures fall through to the
-        next plugin (a provider that is down does not stop a fallback from answering)."""
+        next plugin (a provider that is down does not stop a fallback from answering).
+
+        `fall_through=False`: the first plugin that fails (or whose circuit is open) answers
+        with its failure instead: senders that retry a message must not have it "delivered"
+        by a fallback (email to the log) because their provider is down for a minute."""
         async for result in self._each(hook, enabled, tenant_key, kwargs):
             if result.error is None and not result.skipped and result.value is not None:
+                return result
+            if not fall_through and (result.error is not None or result.skipped):
                 return result
         return None
 

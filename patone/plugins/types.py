@@ -27,6 +27,7 @@ class TenantView:
 
     slug: str
     name: str
+    url: str = ""  # where the company is reached from outside (no trailing slash)
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,26 @@ class PluginResult:
     error: str | None = None
     skipped: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    exception: BaseException | None = field(default=None, compare=False, repr=False)
+
+
+class DeliveryFailed(Exception):
+    """Raised by a messaging plugin that could not deliver a message, saying what is known.
+
+    - `permanent`: the provider refused it for good (invalid number, mailbox does not exist):
+      it is not retried;
+    - `ambiguous`: the provider may have taken it (the answer was lost, the call timed out after
+      the request was sent): a retry may deliver it twice, so retries follow the channel's policy
+      and are counted;
+    - neither: the provider did not take it (refused for now, unreachable): retried.
+
+    Any other exception from a messaging plugin counts as ambiguous.
+    """
+
+    def __init__(self, message: str, *, permanent: bool = False, ambiguous: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+        self.ambiguous = ambiguous
 
 
 @dataclass(frozen=True)

@@ -71,7 +71,8 @@ async def forwards():
                 event varchar(60) NOT NULL,
                 entity varchar(40) NOT NULL DEFAULT '',
                 entity_id varchar(64) NOT NULL DEFAULT '',
-                recipient_kind varchar(10) NOT NULL CHECK (recipient_kind IN ('user', 'customer')),
+                recipient_kind varchar(10) NOT NULL
+                    CHECK (recipient_kind IN ('user', 'customer', 'driver')),
                 recipient_id integer NOT NULL,
                 channel varchar(10) NOT NULL CHECK (channel IN ('email', 'sms', 'push')),
                 address text NOT NULL,
@@ -85,6 +86,7 @@ async def forwards():
                 attempts integer NOT NULL DEFAULT 0,
                 ambiguous_attempts integer NOT NULL DEFAULT 0,
                 error text NOT NULL DEFAULT '',
+                lease_until timestamptz,
                 created_at timestamptz NOT NULL DEFAULT now(),
                 sent_at timestamptz,
                 updated_at timestamptz NOT NULL DEFAULT now(),
@@ -94,6 +96,8 @@ async def forwards():
             CREATE INDEX notifications_created_at ON notifications (created_at DESC);
             CREATE INDEX notifications_provider_id ON notifications (provider, provider_id)
                 WHERE provider_id <> '';
+            CREATE INDEX notifications_unfinished ON notifications (updated_at)
+                WHERE status IN ('queued', 'sending', 'retrying');
 
             CREATE TABLE push_subscriptions (
                 id serial PRIMARY KEY,

@@ -10,7 +10,7 @@ import aiosmtplib
 from pydantic import BaseModel, Field
 
 from patone.plugins.hookspecs import hookimpl
-from patone.plugins.types import Delivery, EmailMessage, PluginInfo
+from patone.plugins.types import Delivery, DeliveryFailed, EmailMessage, PluginInfo
 
 NAME = "email-smtp"
 
@@ -56,11 +56,17 @@ def build(message: EmailMessage, settings: SmtpSettings, domain: str) -> MimeMes
 
 @hookimpl
 async def send_email(config: dict[str, Any], message: EmailMessage) -> Delivery:
+    """Send one message, saying what is known when it fails (`DeliveryFailed`).
+
+    Everything before the message data is sent (connecting, TLS, login, sender, recipient) fails
+    without the server having the message: 4xx answers are retried, 5xx ones are permanent. Once
+    the data is on its way, a lost connection or a time-out before the server's answer is
+    ambiguous: it may have queued the message.
+    """
     settings = SmtpSettings.model_validate(config)
     domain = settings.from_address.rpartition("@")[2] or "patone.local"
     mime = build(message, settings, domain)
-    await aiosmtplib.send(
-        mime,
+    client = aiosmtplib.SMTP(
         hostname=settings.host,
         port=settings.port,
         username=settings.username or None,
@@ -69,4 +75,27 @@ async def send_email(config: dict[str, Any], message: EmailMessage) -> Delivery:
         start_tls=settings.security == "starttls",
         timeout=settings.timeout,
     )
+    sending_data = accepted = False
+    try:
+        async with client:
+            await client.mail(settings.from_address)
+            await client.rcpt(message.to)
+            sending_data = True
+            await client.data(mime.as_bytes())
+            accepted = True
+    except Exception as error:
+        if not accepted:
+            raise _failure(error, sending_data) from error
+        # Only saying goodbye failed: the server has the message.
     return Delivery(provider=NAME, status="sent", provider_id=str(mime["Message-ID"]))
+
+
+def _failure(error: Exception, sending_data: bool) -> Exception:
+    if isinstance(error, aiosmtplib.SMTPResponseException):
+        # An answer from the server: it did not take the message.
+        return DeliveryFailed(f"SMTP {error.code}: {error.message}", permanent=error.code >= 500)
+    if not isinstance(error, aiosmtplib.SMTPException | OSError):
+        return error  # not a delivery problem: a bug, reported as it is
+    if sending_data:
+        return DeliveryFailed(f"no answer after the message was sent: {error}", ambiguous=True)
+    return DeliveryFailed(f"SMTP server unreachable: {error}")

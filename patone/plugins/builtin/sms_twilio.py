@@ -1,26 +1,59 @@
-"""SMS through Twilio, with the official SDK.
+"""SMS through Twilio, with the official SDK, and Twilio's delivery reports.
 
 The SDK has no base-URL setting; its supported hook is the HTTP client, so `_Client` sends the
 SDK's requests to `api_base_url` (Twilio's own by default, a local fake in tests). A recipient who
 texted STOP cannot be messaged (Twilio error 21610): that is reported as `opted_out`, not retried.
+
+Failures say what is known (`DeliveryFailed`): Twilio's 4xx errors are permanent (a bad number
+stays bad) except 429; 5xx and 429 mean Twilio did not take the message; a connection that could
+not be opened did not send it either; a time-out or a connection lost after the request went out
+is *ambiguous* (Twilio may have queued the message).
+
+Every message asks Twilio for delivery reports at `/plugins/sms-twilio/status?n=<our message
+id>` on the company's address (or the configured `status_callback_url`). The route checks
+Twilio's signature with the SDK's `RequestValidator` and the company's auth token, then records
+the report; the id in the URL matches the report to our notification even when the answer to
+the send was lost.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
+import requests
 from pydantic import BaseModel, Field
+from starlette.requests import Request
+from starlette.responses import Response as HttpResponse
+from starlette.routing import Route
 from twilio.base.exceptions import TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.http.response import Response
+from twilio.request_validator import RequestValidator
 from twilio.rest import Client
+from urllib3.exceptions import NewConnectionError
 
 from patone.plugins.hookspecs import hookimpl
-from patone.plugins.types import Delivery, PluginInfo, SmsMessage
+from patone.plugins.types import Delivery, DeliveryFailed, PluginInfo, SmsMessage, TenantView
 
 NAME = "sms-twilio"
 OPTED_OUT = 21610
+STATUS_PATH = f"/plugins/{NAME}/status"
+# Twilio's message statuses, as the notification log counts them.
+REPORTED = {
+    "accepted": "sent",
+    "scheduled": "sent",
+    "queued": "sent",
+    "sending": "sent",
+    "sent": "sent",
+    "delivered": "delivered",
+    "read": "delivered",
+    "undelivered": "undelivered",
+    "failed": "undelivered",
+    "canceled": "undelivered",
+}
+log = logging.getLogger(__name__)
 
 
 class TwilioSettings(BaseModel):
@@ -56,8 +89,24 @@ def plugin_info() -> PluginInfo:
     )
 
 
+def status_callback(tenant: TenantView, settings: TwilioSettings, message_id: str) -> str:
+    """Where Twilio reports on one message: our id rides along in the query."""
+    base = settings.status_callback_url or (tenant.url + STATUS_PATH if tenant.url else "")
+    if not base or not message_id:
+        return base
+    return f"{base}{'&' if '?' in base else '?'}{urlencode({'n': message_id})}"
+
+
+def _not_connected(error: requests.ConnectionError) -> bool:
+    """True when the connection was never opened, so nothing was sent."""
+    if isinstance(error, requests.ConnectTimeout):
+        return True
+    reason = getattr(error.args[0] if error.args else None, "reason", None)
+    return isinstance(reason, NewConnectionError)
+
+
 @hookimpl
-def send_sms(config: dict[str, Any], message: SmsMessage) -> Delivery:
+def send_sms(tenant: TenantView, config: dict[str, Any], message: SmsMessage) -> Delivery:
     """Blocking SDK call: the plugin manager runs it in its thread pool."""
     settings = TwilioSettings.model_validate(config)
     client = Client(
@@ -70,12 +119,61 @@ def send_sms(config: dict[str, Any], message: SmsMessage) -> Delivery:
         "from_": settings.from_number,
         "body": message.body,
     }
-    if settings.status_callback_url:
-        options["status_callback"] = settings.status_callback_url
+    callback = status_callback(tenant, settings, message.message_id)
+    if callback:
+        options["status_callback"] = callback
     try:
         sent = client.messages.create(**options)
     except TwilioRestException as error:
         if error.code == OPTED_OUT:
             return Delivery(provider=NAME, status="opted_out")
-        raise
+        detail = f"Twilio {error.status} error {error.code}: {error.msg}"
+        raise DeliveryFailed(
+            detail, permanent=400 <= error.status < 500 and error.status != 429
+        ) from error
+    except requests.ConnectionError as error:
+        if _not_connected(error):
+            raise DeliveryFailed(f"Twilio unreachable: {error}") from error
+        raise DeliveryFailed(f"connection lost: {error}", ambiguous=True) from error
+    except requests.Timeout as error:
+        raise DeliveryFailed(f"no answer in {settings.timeout:g} s", ambiguous=True) from error
     return Delivery(provider=NAME, status=str(sent.status), provider_id=str(sent.sid))
+
+
+async def _status(host: Any, request: Request) -> HttpResponse:
+    """Twilio's delivery report for one message (form-encoded, signed)."""
+    found = await host.tenant_config(request, NAME)
+    if found is None:
+        return HttpResponse(status_code=404)
+    tenant, config = found
+    form = {key: str(value) for key, value in (await request.form()).items()}
+    signature = request.headers.get("X-Twilio-Signature", "")
+    validator = RequestValidator(config.get("auth_token", ""))
+    # Twilio signs the URL it was given; behind a proxy that is the public one.
+    public = status_callback(tenant, TwilioSettings.model_validate(config), "")
+    urls = {str(request.url), f"{public}?{request.url.query}" if request.url.query else public}
+    if not any(validator.validate(url, form, signature) for url in urls):
+        log.warning("bad Twilio signature", extra={"tenant": tenant.slug})
+        return HttpResponse(status_code=403)
+    raw = form.get("MessageStatus", "")
+    status = REPORTED.get(raw)
+    if status is None or not form.get("MessageSid"):
+        return HttpResponse(status_code=400)
+    await host.report_delivery(
+        tenant,
+        provider=NAME,
+        provider_id=form["MessageSid"],
+        status=status,
+        provider_status=raw,
+        message_id=request.query_params.get("n", ""),
+        error=f"Twilio error {form['ErrorCode']}" if form.get("ErrorCode") else "",
+    )
+    return HttpResponse(status_code=204)
+
+
+@hookimpl
+def routes(host: Any) -> list[Route]:
+    async def status(request: Request) -> HttpResponse:
+        return await _status(host, request)
+
+    return [Route("/status", status, methods=["POST"])]

@@ -1,0 +1,270 @@
+"""From a committed event to notification rows: rules, recipients, preferences, texts.
+
+`plan_event` runs in the `fan_out` job of every event (`@event_handler("notifications")`).
+In one tenant transaction it reads the company's enabled rules for the event, finds who they
+name (the request's customer, its driver, the staff who dispatch), drops those who turned the
+event or channel off, renders each text, and inserts one `notifications` row per recipient,
+channel and address, keyed by the event id: running it again inserts nothing new. After the
+commit it queues a send job for every row of the event still `queued`, so a fan-out that died
+between its commit and its queueing is completed by its retry.
+
+A recipient without the address a channel needs is logged as `no_address`, one who turned the
+notification off as `suppressed`: the delivery log says why nobody was told.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+import dramatiq
+
+from patone.core.db import engine
+from patone.core.events import event_handler
+from patone.core.notifications import templates
+from patone.core.notifications.sending import enqueue_sends
+from patone.tenants.isolation import TenantRef, tenant_transaction
+from patone.tenants.registry import TenantInfo
+
+
+@dataclass(frozen=True)
+class Recipient:
+    kind: str  # "customer", "user" or "driver" (a driver with no user account)
+    id: int
+    name: str
+    email: str | None
+    phone: str | None
+    push_owner: tuple[str, int] | None  # whose devices a push goes to
+
+
+def event_key(event: dict[str, Any]) -> str | None:
+    """The notification event an outbox event is, or None if nothing notifies of it."""
+    topic = event.get("topic", "")
+    if topic == "request.status_changed":
+        topic = f"request.{event.get('payload', {}).get('status', '')}"
+    return topic if topic in templates.EVENTS else None
+
+
+def _money(amount: int | None, currency: str) -> str:
+    if amount is None:
+        return ""
+    symbol = {"USD": "$", "EUR": "€", "GBP": "£", "CAD": "$", "AUD": "$"}.get(currency)
+    value = f"{amount / 100:,.2f}"
+    return f"{symbol}{value}" if symbol else f"{value} {currency}"
+
+
+async def request_context(
+    tenant: TenantRef, request_id: int, event: str
+) -> tuple[dict[str, Any], dict[str, Recipient]] | None:
+    """What templates see about a request, and the people rules may name (inside a tenant
+    transaction); None if the request is gone."""
+    rows = await engine.fetch(
+        "SELECT r.id, r.number, r.status, r.priority, r.pickup_address, "
+        "r.destination_address, r.quoted_price, r.currency, r.notes, st.name AS service, "
+        "c.id AS customer_id, c.name AS customer_name, c.email AS customer_email, "
+        "c.phone AS customer_phone, d.id AS driver_id, d.name AS driver_name, "
+        "d.truck AS driver_truck, d.phone AS driver_phone, d.user AS driver_user "
+        "FROM service_requests r JOIN customers c ON c.id = r.customer "
+        "JOIN service_types st ON st.id = r.service_type "
+        "LEFT JOIN drivers d ON d.id = r.driver WHERE r.id = $1",
+        request_id,
+    )
+    if not rows:
+        return None
+    row = rows[0]
+    settings = {
+        r["key"]: r["value"]
+        for r in await engine.fetch(
+            "SELECT key, value #>> '{}' AS value FROM settings WHERE key LIKE 'company.%'"
+        )
+    }
+    name = getattr(tenant, "name", tenant.slug)
+    context: dict[str, Any] = {
+        "company": {
+            "name": settings.get("company.name") or name,
+            "phone": settings.get("company.phone") or "",
+            "email": settings.get("company.email") or "",
+        },
+        "request": {
+            "id": row["id"],
+            "number": row["number"],
+            "status": row["status"],
+            "service": row["service"],
+            "priority": row["priority"],
+            "pickup_address": row["pickup_address"],
+            "destination_address": row["destination_address"],
+            "price": _money(row["quoted_price"], row["currency"]),
+            "notes": row["notes"],
+        },
+        "customer": {
+            "name": row["customer_name"],
+            "first_name": (row["customer_name"] or "").split(" ")[0],
+        },
+        "driver": {"name": row["driver_name"], "truck": row["driver_truck"]}
+        if row["driver_id"] is not None
+        else None,
+        "event": event,
+    }
+    people = {
+        "customer": Recipient(
+            "customer",
+            row["customer_id"],
+            row["customer_name"],
+            row["customer_email"],
+            row["customer_phone"],
+            ("customer", row["customer_id"]),
+        )
+    }
+    if row["driver_id"] is not None:
+        user = row["driver_user"]
+        people["driver"] = Recipient(
+            "user" if user is not None else "driver",
+            user if user is not None else row["driver_id"],
+            row["driver_name"],
+            None,
+            row["driver_phone"],
+            ("user", user) if user is not None else None,
+        )
+    return context, people
+
+
+async def _dispatchers() -> list[Recipient]:
+    """Active staff whose role may assign drivers (the company's dispatch desk)."""
+    rows = await engine.fetch(
+        "SELECT u.id, u.name, u.email FROM users u JOIN roles r ON r.name = u.role "
+        "WHERE u.active AND 'requests.assign' = ANY(r.permissions) ORDER BY u.id"
+    )
+    return [
+        Recipient("user", r["id"], r["name"], r["email"], None, ("user", r["id"])) for r in rows
+    ]
+
+
+async def _preferences(recipients: list[Recipient], event: str) -> dict[tuple[str, int, str], bool]:
+    """(kind, id, channel) → on/off for this event; an event's own choice beats "*"."""
+    ids = {(r.kind, r.id) for r in recipients if r.kind in ("user", "customer")}
+    if not ids:
+        return {}
+    rows = await engine.fetch(
+        "SELECT subject_kind, subject_id, event, channel, enabled FROM notification_preferences "
+        "WHERE event IN ($1, '*') AND (subject_kind, subject_id) IN "
+        "(SELECT * FROM unnest($2::text[], $3::int[])) ORDER BY (event = '*') DESC",
+        event,
+        [kind for kind, _ in ids],
+        [pk for _, pk in ids],
+    )
+    # "*" rows first, the event's own after: later entries win.
+    return {(r["subject_kind"], r["subject_id"], r["channel"]): r["enabled"] for r in rows}
+
+
+async def stored_templates(event: str) -> dict[str, templates.Template]:
+    rows = await engine.fetch(
+        "SELECT channel, subject, body, html FROM notification_templates WHERE event = $1", event
+    )
+    return {r["channel"]: templates.Template(r["subject"], r["body"], r["html"]) for r in rows}
+
+
+async def _with_devices(recipients: list[Recipient]) -> set[tuple[str, int]]:
+    """The push owners among `recipients` that registered at least one device."""
+    owners = {r.push_owner for r in recipients if r.push_owner is not None}
+    if not owners:
+        return set()
+    rows = await engine.fetch(
+        "SELECT DISTINCT owner_kind, owner_id FROM push_subscriptions WHERE (owner_kind, "
+        "owner_id) IN (SELECT * FROM unnest($1::text[], $2::int[]))",
+        [kind for kind, _ in owners],
+        [pk for _, pk in owners],
+    )
+    return {(r["owner_kind"], r["owner_id"]) for r in rows}
+
+
+def _address(recipient: Recipient, channel: str, devices: set[tuple[str, int]]) -> str | None:
+    if channel == "email":
+        return recipient.email or None
+    if channel == "sms":
+        return recipient.phone or None
+    if recipient.push_owner is None or recipient.push_owner not in devices:
+        return None
+    return f"{recipient.push_owner[0]}:{recipient.push_owner[1]}"
+
+
+async def plan(tenant: TenantRef, event: dict[str, Any]) -> list[int]:
+    """Write the notifications an event causes (idempotent); returns the ids still queued."""
+    key = event_key(event)
+    if key is None or event.get("entity") != "service_request":
+        return []
+    async with tenant_transaction(tenant):
+        rules = await engine.fetch(
+            "SELECT recipient, channel FROM notification_rules "
+            "WHERE event = $1 AND enabled ORDER BY id",
+            key,
+        )
+        if not rules:
+            return []
+        found = await request_context(tenant, int(event["entity_id"]), key)
+        if found is None:
+            return []
+        context, people = found
+        dispatchers = (
+            await _dispatchers() if any(r["recipient"] == "dispatchers" for r in rules) else []
+        )
+        everyone = [*people.values(), *dispatchers]
+        preferences = await _preferences(everyone, key)
+        pushing = any(rule["channel"] == "push" for rule in rules)
+        devices = await _with_devices(everyone) if pushing else set()
+        texts = await stored_templates(key)
+        rows: list[tuple[Any, ...]] = []
+        for rule in rules:
+            channel = rule["channel"]
+            named = dispatchers if rule["recipient"] == "dispatchers" else []
+            if rule["recipient"] in people:
+                named = [people[rule["recipient"]]]
+            text = texts.get(channel) or templates.default(key, channel)
+            rendered = templates.render(text, context)
+            for person in named:
+                address = _address(person, channel, devices)
+                status, error = "queued", ""
+                if address is None:
+                    status, error = "no_address", f"no {_WHAT[channel]} for {person.name}"
+                elif not preferences.get((person.kind, person.id, channel), True):
+                    status, error = "suppressed", f"{person.name} turned off {channel} for {key}"
+                rows.append(
+                    (
+                        int(event["id"]),
+                        key,
+                        event["entity"],
+                        str(event["entity_id"]),
+                        person.kind,
+                        person.id,
+                        channel,
+                        address or "",
+                        rendered.subject,
+                        rendered.body,
+                        rendered.html,
+                        status,
+                        error,
+                    )
+                )
+        if rows:
+            await engine.executemany(
+                "INSERT INTO notifications (event_id, event, entity, entity_id, recipient_kind, "
+                "recipient_id, channel, address, subject, body, html, status, error) "
+                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) "
+                "ON CONFLICT DO NOTHING",
+                rows,
+            )
+        queued = await engine.fetch(
+            "SELECT id FROM notifications WHERE event_id = $1 AND status = 'queued' ORDER BY id",
+            int(event["id"]),
+        )
+    return [r["id"] for r in queued]
+
+
+_WHAT = {"email": "email address", "sms": "phone number", "push": "device registered for push"}
+
+
+@event_handler("notifications")
+async def plan_event(tenant: TenantInfo, event: dict[str, Any], broker: dramatiq.Broker) -> None:
+    ids = await plan(tenant, event)
+    if ids:
+        await asyncio.to_thread(enqueue_sends, broker, tenant.slug, ids)

@@ -1,0 +1,158 @@
+"""A real broker and worker, the installed plugins, and providers' fakes for notification tests."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import dramatiq
+import pytest
+import redis
+
+from patone.core import customers, drivers, service_requests
+from patone.core.clock import use_clock
+from patone.core.db import engine
+from patone.core.jobs import configure_broker
+from patone.core.permissions import SYSTEM
+from patone.core.redis import get_redis
+from patone.core.relay import relay_tenant
+from patone.core.worker import start_in_process_worker
+from patone.plugins import config as plugins
+from patone.plugins.manager import PluginManager
+from patone.plugins.secrets import SecretBox
+from patone.tenants.isolation import tenant_transaction
+from patone.tenants.registry import TenantInfo
+from tests.conftest import REDIS_URL, actor_for
+from tests.fakes import FaultPlan, SmtpFake, TwilioFake
+
+ADMIN = actor_for("admin")
+SID = "AC" + "1" * 32
+TOKEN = "a-very-secret-auth-token"
+UNFINISHED = ("queued", "sending", "retrying")
+
+
+@pytest.fixture
+def runtime() -> Iterator[plugins.PluginRuntime]:
+    manager = PluginManager(load_entry_points=True, timeout=5)
+    runtime = plugins.PluginRuntime(
+        manager=manager,
+        box=SecretBox("k"),
+        allow_private_urls=True,
+        tenant_url="http://{slug}.patone.test",
+    )
+    plugins.set_runtime(runtime)
+    yield runtime
+    plugins.set_runtime(None)
+    manager.close()
+
+
+@pytest.fixture
+async def broker(runtime: plugins.PluginRuntime) -> AsyncIterator[dramatiq.Broker]:
+    namespace = f"patone-test-{uuid.uuid4().hex[:10]}"
+    broker = configure_broker(REDIS_URL, namespace=namespace)
+    stop = start_in_process_worker(broker, threads=4)
+    yield broker
+    await asyncio.to_thread(stop, 5000)
+    client = redis.Redis.from_url(REDIS_URL)
+    keys = list(client.scan_iter(match=f"{namespace}:*"))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+@pytest.fixture
+def twilio() -> Iterator[TwilioFake]:
+    fake = TwilioFake(SID, TOKEN).start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpFake]:
+    fake = SmtpFake().start()
+    yield fake
+    fake.stop()
+
+
+async def enable_providers(
+    tenant: TenantInfo, twilio: TwilioFake, smtp: SmtpFake, timeout: float = 1.0
+) -> None:
+    await plugins.configure_plugin(
+        tenant,
+        ADMIN,
+        "sms-twilio",
+        enabled=True,
+        config={
+            "account_sid": SID,
+            "auth_token": TOKEN,
+            "from_number": "+15005550006",
+            "api_base_url": twilio.url,
+            "timeout": timeout,
+        },
+    )
+    await plugins.configure_plugin(
+        tenant,
+        ADMIN,
+        "email-smtp",
+        enabled=True,
+        config={
+            "host": "127.0.0.1",
+            "port": smtp.port,
+            "from_address": "dispatch@acme.example",
+            "security": "none",
+            "timeout": timeout,
+        },
+    )
+
+
+async def new_request(tenant: TenantInfo, *, phone: str = "+14155552671") -> dict[str, Any]:
+    from datetime import UTC, datetime
+
+    customer = await customers.create_customer(
+        tenant, SYSTEM, {"name": "Ann Lee", "phone": phone, "email": "ann@example.com"}
+    )
+    with use_clock(lambda: datetime(2026, 11, 24, 10, tzinfo=UTC)):
+        return await service_requests.create_request(
+            tenant,
+            SYSTEM,
+            {
+                "customer_id": customer["id"],
+                "service_type": "jump_start",
+                "pickup": {"lat": 37.79, "lng": -122.4, "address": "1 Market St"},
+            },
+        )
+
+
+async def new_driver(tenant: TenantInfo, name: str = "Dave Ortiz") -> dict[str, Any]:
+    driver = await drivers.create_driver(
+        tenant, SYSTEM, {"name": name, "phone": "+14155550199", "truck": "Flatbed 7"}
+    )
+    return await drivers.update_driver(tenant, SYSTEM, driver["id"], {"status": "available"})
+
+
+async def relay(broker: dramatiq.Broker, *tenants: TenantInfo) -> None:
+    for tenant in tenants:
+        await relay_tenant(tenant, get_redis(), broker=broker)
+
+
+async def log_of(tenant: TenantInfo) -> list[dict[str, Any]]:
+    async with tenant_transaction(tenant):
+        rows = await engine.fetch("SELECT * FROM notifications ORDER BY id")
+    return [dict(r) for r in rows]
+
+
+async def settled(tenant: TenantInfo, count: int | None = None, seconds: float = 60) -> list[Any]:
+    """The delivery log once every row is finished (and there are `count` rows)."""
+    rows: list[dict[str, Any]] = []
+    for _ in range(int(seconds * 10)):
+        rows = await log_of(tenant)
+        enough = count is None or len(rows) >= count
+        if rows and enough and not any(r["status"] in UNFINISHED for r in rows):
+            return rows
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"notifications did not settle: {[(r['id'], r['status']) for r in rows]}")
+
+
+__all__ = ["FaultPlan"]

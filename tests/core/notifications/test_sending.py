@@ -1,0 +1,158 @@
+"""Events become notifications that reach the providers' fakes once, or end visibly."""
+
+from __future__ import annotations
+
+import asyncio
+
+import dramatiq
+
+from patone.core import service_requests
+from patone.core.db import engine
+from patone.core.notifications import sending
+from patone.core.permissions import SYSTEM
+from patone.tenants.isolation import tenant_transaction
+from patone.tenants.registry import TenantInfo
+from tests.core.notifications.conftest import (
+    enable_providers,
+    log_of,
+    new_driver,
+    new_request,
+    relay,
+    settled,
+)
+from tests.fakes import FaultPlan, SmtpFake, TwilioFake
+
+
+async def test_a_new_request_texts_and_emails_the_customer_of_that_company_only(
+    two_tenants: tuple[TenantInfo, TenantInfo],
+    broker: dramatiq.Broker,
+    twilio: TwilioFake,
+    smtp: SmtpFake,
+) -> None:
+    acme, bolt = two_tenants
+    await enable_providers(acme, twilio, smtp)
+    mine = await new_request(acme)
+    await new_request(bolt, phone="+14155559999")
+    await relay(broker, acme, bolt)
+
+    rows = await settled(acme, count=2)
+    by_channel = {r["channel"]: r for r in rows}
+    assert set(by_channel) == {"sms", "email"}  # no dispatcher has an account: no push rows
+    sms, mail = by_channel["sms"], by_channel["email"]
+    assert sms["status"] == "sent" and sms["provider"] == "sms-twilio"
+    assert sms["provider_id"].startswith("SM") and sms["address"] == "+14155552671"
+    assert f"#{mine['number']}" in sms["body"] and sms["attempts"] == 1
+    assert mail["status"] == "sent" and mail["address"] == "ann@example.com"
+    # What the providers got: one text, one email, carrying our ids.
+    assert twilio.ledger.taken == {sending.message_id(acme.slug, sms["id"]): ["ok"]}
+    [form] = twilio.forms
+    assert form["To"] == ["+14155552671"]
+    assert form["StatusCallback"] == [
+        f"http://{acme.slug}.patone.test/plugins/sms-twilio/status"
+        f"?n={sending.message_id(acme.slug, sms['id'])}"
+    ]
+    [message] = smtp.messages
+    assert message["To"] == "ann@example.com" and f"#{mine['number']}" in message["Subject"]
+    assert message.is_multipart()  # text and HTML
+    # Bolt has no SMS provider and no SMTP server: its email goes to the log, its SMS nowhere.
+    theirs = {r["channel"]: r["status"] for r in await settled(bolt, count=2)}
+    assert theirs == {"sms": "no_provider", "email": "logged"}
+    assert all("9999" not in f["To"][0] for f in twilio.forms)
+
+
+async def test_the_same_event_relayed_twice_notifies_once(
+    two_tenants: tuple[TenantInfo, TenantInfo],
+    broker: dramatiq.Broker,
+    twilio: TwilioFake,
+    smtp: SmtpFake,
+) -> None:
+    acme, _ = two_tenants
+    await enable_providers(acme, twilio, smtp)
+    await new_request(acme)
+    await relay(broker, acme)
+    await settled(acme, count=2)
+    async with tenant_transaction(acme):  # the relay died before it committed: again
+        await engine.execute("UPDATE outbox SET published_at = NULL")
+    await relay(broker, acme)
+    await asyncio.sleep(1.5)
+    rows = await settled(acme, count=2)
+    assert len(rows) == 2 and all(r["attempts"] == 1 for r in rows)
+    assert twilio.ledger.duplicates() == (0, 0) and smtp.ledger.duplicates() == (0, 0)
+    assert len(twilio.forms) == 1 and len(smtp.messages) == 1
+
+
+async def test_assignment_notifies_the_customer_with_the_drivers_name(
+    two_tenants: tuple[TenantInfo, TenantInfo],
+    broker: dramatiq.Broker,
+    twilio: TwilioFake,
+    smtp: SmtpFake,
+) -> None:
+    acme, _ = two_tenants
+    await enable_providers(acme, twilio, smtp)
+    request = await new_request(acme)
+    driver = await new_driver(acme)
+    await service_requests.assign_driver(acme, SYSTEM, request["id"], driver["id"])
+    await service_requests.transition(acme, SYSTEM, request["id"], "en_route")
+    await relay(broker, acme)
+    rows = await settled(acme, count=5)
+    texts = [r["body"] for r in rows if r["channel"] == "sms" and r["event"] != "request.created"]
+    assert any("Dave Ortiz will help you" in t for t in texts)
+    assert any("Dave Ortiz is on the way" in t for t in texts)
+    # The driver has no device registered: the push rule for them is logged, not lost.
+    driver_push = [r for r in rows if r["recipient_kind"] == "driver"]
+    assert [r["status"] for r in driver_push] == ["no_address"]
+    assert "device registered for push" in driver_push[0]["error"]
+
+
+async def test_refusals_are_retried_and_permanent_errors_are_not(
+    two_tenants: tuple[TenantInfo, TenantInfo],
+    broker: dramatiq.Broker,
+    twilio: TwilioFake,
+    smtp: SmtpFake,
+) -> None:
+    acme, _ = two_tenants
+    await enable_providers(acme, twilio, smtp)
+    twilio.plan = FaultPlan(refuse=1.0)
+    twilio.opted_out.add("+14155550000")
+    await new_request(acme)
+    await new_request(acme, phone="+14155550000")
+    await relay(broker, acme)
+    for _ in range(100):  # the first SMS is refused (503) and waits for its retry
+        rows = await log_of(acme)
+        if any(r["channel"] == "sms" and r["attempts"] >= 2 for r in rows):
+            break
+        await asyncio.sleep(0.1)
+    twilio.plan = FaultPlan()  # Twilio is back
+    rows = await settled(acme, count=4)
+    texts = sorted((r["address"], r["status"]) for r in rows if r["channel"] == "sms")
+    assert texts == [("+14155550000", "opted_out"), ("+14155552671", "sent")]
+    retried = next(r for r in rows if r["address"] == "+14155552671")
+    assert retried["attempts"] >= 2 and retried["ambiguous_attempts"] == 0
+    assert twilio.ledger.duplicates() == (0, 0)
+
+
+async def test_lost_answers_and_time_outs_are_retried_and_counted_never_silent(
+    two_tenants: tuple[TenantInfo, TenantInfo],
+    broker: dramatiq.Broker,
+    twilio: TwilioFake,
+    smtp: SmtpFake,
+) -> None:
+    acme, _ = two_tenants
+    await enable_providers(acme, twilio, smtp)
+    twilio.plan = FaultPlan(lose=1.0)
+    smtp.plan = FaultPlan(timeout=1.0, stall=1.5)
+    await new_request(acme)
+    await relay(broker, acme)
+    for _ in range(100):
+        rows = await log_of(acme)
+        if rows and all(r["ambiguous_attempts"] >= 1 for r in rows):
+            break
+        await asyncio.sleep(0.1)
+    twilio.plan, smtp.plan = FaultPlan(), FaultPlan()
+    rows = await settled(acme, count=2)
+    assert all(r["status"] == "sent" and r["ambiguous_attempts"] >= 1 for r in rows)
+    # The providers took each message more than once, every extra copy after an ambiguous
+    # answer (counted by the policy), none after a clean one.
+    for fake in (twilio, smtp):
+        ours, ambiguous = fake.ledger.duplicates()
+        assert ours == 0 and ambiguous >= 1
