@@ -15,14 +15,13 @@ from patone.graphql.context import Context
 from patone.graphql.ids import pk_of, to_global_id
 from patone.graphql.types import (
     Connection,
-    Edge,
     Node,
-    PageInfo,
     Role,
     ServiceType,
     User,
     UserError,
     attempt,
+    connection,
     gid,
     given,
 )
@@ -102,7 +101,6 @@ class CompanyQueries:
     @strawberry.field
     async def viewer(self, info: Info[Context, None]) -> Viewer:
         ctx = info.context
-        from patone.graphql.ids import to_global_id
 
         name = (await company.get_settings(ctx.tenant)).get("company.name", ctx.tenant.slug)
         return Viewer(
@@ -286,25 +284,18 @@ class ActivityQueries:
             first=first,
             before_id=pk_of(after, "ActivityEntry", "after") if after else None,
         )
-        edges = [
-            Edge(
-                cursor=to_global_id("ActivityEntry", r["id"]),
-                node=ActivityEntry(
-                    id=gid("ActivityEntry", r["id"]),
-                    actor=f"{r['actor_type']}:{r['actor_id']}",
-                    entity=r["entity"],
-                    entity_id=r["entity_id"],
-                    action=r["action"],
-                    before=JSON(json.loads(r["before"])) if r["before"] else None,
-                    after=JSON(json.loads(r["after"])) if r["after"] else None,
-                    created_at=r["created_at"],
-                ),
-            )
-            for r in rows
-        ]
-        return Connection(
-            edges=edges,
-            page_info=PageInfo(
-                has_next_page=has_next, end_cursor=edges[-1].cursor if edges else None
+        return connection(
+            rows,
+            has_next,
+            "ActivityEntry",
+            lambda r: ActivityEntry(
+                id=gid("ActivityEntry", r["id"]),
+                actor=f"{r['actor_type']}:{r['actor_id']}",
+                entity=r["entity"],
+                entity_id=r["entity_id"],
+                action=r["action"],
+                before=JSON(json.loads(r["before"])) if r["before"] else None,
+                after=JSON(json.loads(r["after"])) if r["after"] else None,
+                created_at=r["created_at"],
             ),
         )

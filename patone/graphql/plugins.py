@@ -9,6 +9,7 @@ from strawberry.types import Info
 from patone.graphql.context import Context
 from patone.graphql.types import UserError, attempt
 from patone.plugins import config as service
+from patone.plugins.checks import check_plugin
 
 
 @strawberry.type(description="An installed plugin as this company has it (secrets masked).")
@@ -37,6 +38,19 @@ class Plugin:
 @strawberry.type
 class PluginPayload:
     plugin: Plugin | None
+    user_errors: list[UserError]
+
+
+@strawberry.type(description="What trying a plugin out gave.")
+class PluginTest:
+    ok: bool
+    message: str
+    detail: JSON
+
+
+@strawberry.type
+class PluginTestPayload:
+    result: PluginTest | None
     user_errors: list[UserError]
 
 
@@ -73,3 +87,19 @@ class PluginMutations:
             service.configure_plugin(ctx.tenant, ctx.actor, name, enabled=enabled, config=config)
         )
         return PluginPayload(plugin=Plugin.from_state(state) if state else None, user_errors=errors)
+
+    @strawberry.mutation(
+        description="Try a plugin once with the saved settings (enabled or not): send a test "
+        "email or SMS to `to`, work out a route, or store and read back a file."
+    )
+    async def test_plugin(
+        self, info: Info[Context, None], name: str, to: str | None = None
+    ) -> PluginTestPayload:
+        ctx = info.context
+        result, errors = await attempt(check_plugin(ctx.tenant, ctx.actor, name, to=to))
+        return PluginTestPayload(
+            result=PluginTest(ok=result.ok, message=result.message, detail=JSON(result.detail))
+            if result
+            else None,
+            user_errors=errors,
+        )

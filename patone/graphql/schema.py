@@ -32,6 +32,7 @@ from patone.graphql.drivers import DriverMutations, DriverQueries
 from patone.graphql.errors import PatoneErrors
 from patone.graphql.ids import from_global_id
 from patone.graphql.limits import CostLimiter
+from patone.graphql.notifications import NotificationMutations, NotificationQueries
 from patone.graphql.plugins import PluginMutations, PluginQueries
 from patone.graphql.requests import RequestMutations, RequestQueries
 from patone.graphql.subscriptions import Subscription
@@ -100,6 +101,7 @@ def build_schema(*, third_party: bool = True) -> strawberry.Schema:
             DocumentQueries,
             ActivityQueries,
             PluginQueries,
+            NotificationQueries,
             *plugin_queries,
         ),
     )
@@ -112,6 +114,7 @@ def build_schema(*, third_party: bool = True) -> strawberry.Schema:
             CompanyMutations,
             DocumentMutations,
             PluginMutations,
+            NotificationMutations,
             *plugin_mutations,
         ),
     )

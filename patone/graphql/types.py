@@ -3,6 +3,7 @@ computed value, so a later query planner can compile whole operations to SQL."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, datetime
 from enum import Enum
 from typing import Any, Generic, TypeVar
@@ -116,6 +117,17 @@ class Node:
 
 def gid(type_name: str, pk: int) -> strawberry.ID:
     return strawberry.ID(to_global_id(type_name, pk))
+
+
+def connection(
+    rows: list[dict[str, Any]], has_next: bool, type_name: str, node: Callable[[dict[str, Any]], T]
+) -> Connection[T]:
+    """A page of rows as a connection, each cursor the global id of its row."""
+    edges = [Edge(cursor=to_global_id(type_name, row["id"]), node=node(row)) for row in rows]
+    return Connection(
+        edges=edges,
+        page_info=PageInfo(has_next_page=has_next, end_cursor=edges[-1].cursor if edges else None),
+    )
 
 
 @strawberry.type

@@ -189,6 +189,14 @@ async def configure_plugin(
     return _state(info, (now_enabled, valid))
 
 
+async def saved_config(tenant: TenantRef, name: str) -> dict[str, Any]:
+    """This tenant's saved settings for one plugin, secrets decrypted, enabled or not."""
+    box = get_runtime().box
+    async with tenant_transaction(tenant):
+        stored = (await _stored()).get(name)
+    return {k: box.open(v) for k, v in (stored[1] if stored else {}).items()}
+
+
 async def enabled_plugins(tenant: TenantRef) -> dict[str, dict[str, Any]]:
     """The plugins on for this tenant and their settings, secrets decrypted (for hook calls)."""
     runtime = get_runtime()

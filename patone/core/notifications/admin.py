@@ -257,36 +257,26 @@ async def list_notifications(
     request_id: int | None = None,
     status: str | None = None,
     channel: str | None = None,
+    first: int = 50,
     before_id: int | None = None,
-    limit: int = 50,
-) -> list[Row]:
-    """The delivery log, newest first, `limit` rows before `before_id`."""
+) -> tuple[list[Row], bool]:
+    """The delivery log, newest first, a page at a time (`before_id`: the last id seen)."""
     require(actor, "requests.view")
-    if not 1 <= limit <= 200:
-        raise UserError("invalid", "must be between 1 and 200", "first")
-    conditions: list[str] = ["TRUE"]
-    args: list[Any] = []
-    for column, value in (
-        ("entity_id", str(request_id) if request_id is not None else None),
-        ("status", status),
-        ("channel", channel),
-    ):
-        if value is not None:
-            args.append(value)
-            conditions.append(f"{column} = ${len(args)}")
-    if request_id is not None:
-        conditions.append("entity = 'service_request'")
-    if before_id is not None:
-        args.append(before_id)
-        conditions.append(f"id < ${len(args)}")
-    args.append(limit)
+    if not 1 <= first <= 200:
+        raise UserError("out_of_range", "first must be between 1 and 200", "first")
     async with tenant_transaction(tenant):
         rows = await engine.fetch(
-            f"SELECT {LOG_COLUMNS} FROM notifications WHERE {' AND '.join(conditions)} "
-            f"ORDER BY id DESC LIMIT ${len(args)}",
-            *args,
+            f"SELECT {LOG_COLUMNS} FROM notifications "
+            "WHERE ($1::varchar IS NULL OR (entity = 'service_request' AND entity_id = $1)) "
+            "AND ($2::varchar IS NULL OR status = $2) AND ($3::varchar IS NULL OR channel = $3) "
+            "AND ($4::bigint IS NULL OR id < $4) ORDER BY id DESC LIMIT $5",
+            str(request_id) if request_id is not None else None,
+            status,
+            channel,
+            before_id,
+            first + 1,
         )
-    return [dict(r) for r in rows]
+    return [dict(r) for r in rows[:first]], len(rows) > first
 
 
 async def retry_notification(
