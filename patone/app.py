@@ -24,6 +24,7 @@ from patone.core.jobs import configure_broker
 from patone.core.permissions import SYSTEM
 from patone.core.redis import close_redis, connect_redis, get_redis
 from patone.core.relay import Relay
+from patone.core.scheduler import Scheduler
 from patone.core.worker import ACTOR_MODULES, import_actor_modules, start_in_process_worker
 from patone.embedded import EmbeddedServices
 from patone.graphql.app import GraphQLApp
@@ -181,6 +182,7 @@ def create_app(
         owned = services is None
         follower: asyncio.Task[None] | None = None
         relay: Relay | None = None
+        scheduler: Scheduler | None = None
         stop_worker: Callable[..., None] | None = None
         running: EmbeddedServices = (
             services
@@ -207,6 +209,8 @@ def create_app(
             await asyncio.wait_for(ready.wait(), 5)
             relay = Relay(get_redis(), tenant_cache, broker=broker)
             await relay.start()
+            scheduler = Scheduler(get_redis())
+            scheduler.start()
             if settings.embedded_redis:  # one command runs everything: jobs in-process too
                 stop_worker = await asyncio.to_thread(start_in_process_worker, broker)
             app.state.demo = await ensure_demo_tenant() if settings.create_demo_tenant else None
@@ -231,6 +235,7 @@ def create_app(
 
             steps: list[tuple[str, Callable[[], Awaitable[object]]]] = [
                 ("worker", lambda: asyncio.to_thread(stop_worker) if stop_worker else _nothing()),
+                ("scheduler", lambda: scheduler.stop() if scheduler is not None else _nothing()),
                 ("relay", lambda: relay.stop() if relay is not None else _nothing()),
                 ("follower", cancel_follower),
                 ("plugins", lambda: asyncio.to_thread(close_plugins)),

@@ -156,3 +156,31 @@ async def test_lost_answers_and_time_outs_are_retried_and_counted_never_silent(
     for fake in (twilio, smtp):
         ours, ambiguous = fake.ledger.duplicates()
         assert ours == 0 and ambiguous >= 1
+
+
+async def test_a_notification_whose_job_was_lost_is_sent_by_the_sweep(
+    two_tenants: tuple[TenantInfo, TenantInfo],
+    broker: dramatiq.Broker,
+    twilio: TwilioFake,
+    smtp: SmtpFake,
+) -> None:
+    from patone.core.notifications import planning, sweep_tenant
+
+    acme, bolt = two_tenants
+    await enable_providers(acme, twilio, smtp)
+    request = await new_request(acme)
+    event = {
+        "id": 1,
+        "topic": "request.created",
+        "entity": "service_request",
+        "entity_id": str(request["id"]),
+        "payload": {},
+    }
+    assert len(await planning.plan(acme, event)) == 2  # written, but no job was queued (lost)
+    assert await sweep_tenant(acme.slug) == 0  # too fresh to be called lost
+    async with tenant_transaction(acme):
+        await engine.execute("UPDATE notifications SET updated_at = now() - interval '20 minutes'")
+    assert await sweep_tenant(acme.slug) == 2
+    assert await sweep_tenant(bolt.slug) == 0
+    rows = await settled(acme, count=2)
+    assert {r["status"] for r in rows} == {"sent"} and len(twilio.forms) == 1
