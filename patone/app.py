@@ -199,7 +199,7 @@ def create_app(
             )
             await connect_redis(running.redis_url)
             import_actor_modules(ACTOR_MODULES)
-            broker = configure_broker(running.redis_url)
+            broker = configure_broker(running.redis_url, broker_url=settings.broker_url)
             await ensure_platform()
             plugins.set_runtime(plugins.runtime_from_settings(settings))
             storage_local.configure(storage_local.LocalFiles.from_settings(settings))

@@ -46,6 +46,10 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Earlier SECRET_KEYs (JSON list), accepted for decryption while rotating.",
     )
+    broker_url: str | None = Field(
+        None,
+        description="Where jobs are queued: amqp://... for RabbitMQ; by default Redis (REDIS_URL).",
+    )
     allow_private_urls: bool = Field(
         False, description="Let tenants point webhooks and plugins at private addresses."
     )
@@ -115,6 +119,13 @@ class Settings(BaseSettings):
         if not value or any(c in value for c in "/: "):
             raise ValueError("must be a bare host name such as example.com")
         return value
+
+    @field_validator("broker_url")
+    @classmethod
+    def _broker_url(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("amqp://", "amqps://", "redis://", "rediss://")):
+            raise ValueError("must start with amqp://, amqps://, redis:// or rediss://")
+        return value or None
 
     @field_validator("public_url")
     @classmethod

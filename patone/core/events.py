@@ -19,12 +19,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any, cast
+from typing import Any
 
 import dramatiq
-from dramatiq.brokers.redis import RedisBroker
 
-from patone.core.jobs import current_job, current_message_id, tenant_actor
+from patone.core.jobs import broker_redis, current_job, current_message_id, tenant_actor
 from patone.core.redis import tenant_key
 from patone.plugins import config as plugins
 from patone.tenants.registry import TenantInfo
@@ -103,8 +102,7 @@ def _key(slug: str, message: str) -> str:
 @tenant_actor(actor_name="patone.events.deliver", transaction=False, queue_name="events")
 async def deliver_event(tenant_slug: str, plugin: str, event: dict[str, Any]) -> bool:
     """Call one plugin's `on_event` for one event; returns False for a duplicate."""
-    # Dramatiq's own synchronous client: usable from any event loop (the app's async one is not).
-    client = cast(RedisBroker, dramatiq.get_broker()).client
+    client = broker_redis()
     key = _key(tenant_slug, current_message_id.get() or "")
     claimed = await asyncio.to_thread(client.set, key, "claimed", nx=True, ex=CLAIM_SECONDS)
     if not claimed:

@@ -138,14 +138,16 @@ def current_job() -> Job:
 def configure_broker(
     redis_url: str,
     *,
+    broker_url: str | None = None,
     stub: bool = False,
     namespace: str = NAMESPACE,
     set_global: bool = True,
 ) -> dramatiq.Broker:
     """A Redis broker on `redis_url` (redis://, rediss:// or unix:///path?db=N) with Patone's
     middleware, every declared tenant actor bound to it, and (by default) set as Dramatiq's
-    global broker. `stub=True` gives a StubBroker with the same middleware (dead letters still
-    go to Redis at `redis_url`)."""
+    global broker. `broker_url` amqp://... gives a RabbitMQ broker instead (Redis still keeps
+    dead letters and delivery claims). `stub=True` gives a StubBroker with the same
+    middleware."""
     client = redis.Redis.from_url(redis_url)
     middleware: list[Middleware] = [
         AgeLimit(),
@@ -167,6 +169,12 @@ def configure_broker(
     broker: dramatiq.Broker
     if stub:
         broker = StubBroker(middleware=middleware)
+    elif broker_url and broker_url.startswith(("amqp://", "amqps://")):
+        from dramatiq.brokers.rabbitmq import RabbitmqBroker
+
+        # RabbitMQ gives a dead consumer's unacknowledged messages back as soon as its
+        # connection drops: no heartbeat tuning or sweep needed.
+        broker = RabbitmqBroker(url=broker_url, middleware=middleware)
     else:
         broker = RedisBroker(
             client=client,
@@ -177,10 +185,21 @@ def configure_broker(
             dead_message_ttl=DRAMATIQ_DEAD_MESSAGE_TTL_MS,
         )
         broker.add_middleware(RedeliverySweep())
+    broker.patone_redis = client  # type: ignore[union-attr]
     bind_actors(broker)
     if set_global:
         dramatiq.set_broker(broker)
     return broker
+
+
+def broker_redis(broker: dramatiq.Broker | None = None) -> redis.Redis:
+    """The synchronous Redis client beside a broker (dead letters, delivery claims): usable
+    from any thread or event loop."""
+    target = broker or dramatiq.get_broker()
+    client: redis.Redis | None = getattr(target, "patone_redis", None)
+    if client is None:
+        raise RuntimeError("the broker was not made by configure_broker")
+    return client
 
 
 def dead_letter_key(slug: str | None) -> str:

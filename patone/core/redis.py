@@ -5,33 +5,65 @@ Every key a tenant owns starts with `t:<slug>:`, so purging a tenant can find th
 
 from __future__ import annotations
 
+import asyncio
+
 import redis.asyncio as aioredis
 
-_client: aioredis.Redis | None = None
+# A redis.asyncio client belongs to the event loop it was first used on. The web app's loop and
+# an in-process worker's loop (Dramatiq's) each get their own, made on first use from the URL
+# given to `connect_redis`.
+_url: str | None = None
+_clients: dict[asyncio.AbstractEventLoop | None, aioredis.Redis] = {}
 
 
 def tenant_key(slug: str, *parts: str) -> str:
     return ":".join(("t", slug, *parts))
 
 
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def _new(url: str) -> aioredis.Redis:
+    return aioredis.Redis.from_url(url, decode_responses=True, health_check_interval=30)
+
+
 async def connect_redis(url: str) -> aioredis.Redis:
-    global _client
+    """Use Redis at `url` from now on; returns this loop's client."""
+    global _url
     await close_redis()
-    _client = aioredis.Redis.from_url(url, decode_responses=True, health_check_interval=30)
-    return _client
+    _url = url
+    return get_redis()
 
 
 async def close_redis() -> None:
-    global _client
-    client, _client = _client, None
+    """Close this loop's client and forget every client (other loops close theirs first with
+    `close_loop_redis`)."""
+    global _url
+    await close_loop_redis()
+    _clients.clear()
+    _url = None
+
+
+async def close_loop_redis() -> None:
+    """Close the client of the running loop (a worker's, as it shuts down)."""
+    client = _clients.pop(_running_loop(), None)
     if client is not None:
         await client.aclose()
 
 
 def get_redis() -> aioredis.Redis:
-    if _client is None:
-        raise RuntimeError("Redis is not connected")
-    return _client
+    """The Redis client of the running event loop."""
+    loop = _running_loop()
+    client = _clients.get(loop)
+    if client is None:
+        if _url is None:
+            raise RuntimeError("Redis is not connected")
+        client = _clients[loop] = _new(_url)
+    return client
 
 
 async def purge_tenant_keys(slug: str) -> int:

@@ -8,9 +8,8 @@ that loop as the worker boots (before any message is consumed) and closes them o
 - a worker process (`run_worker`) connects the process-wide `engine` and Redis client there;
 - an in-process worker (`start_in_process_worker`, next to the web app, whose engine is already
   connected on the app's loop) gets pools of its own on the worker's loop: `engine` picks the
-  pools of the running loop (`engine.open_loop_pools`); the app's loop keeps its own. The Redis
-  client (`get_redis()`) stays the app's; actors of an in-process worker must not use it (the
-  dead-letter store uses Dramatiq's synchronous client).
+  pools of the running loop (`engine.open_loop_pools`); the app's loop keeps its own. Redis
+  clients are per loop as well: `get_redis()` on the worker's loop makes the worker's own.
 
 Dramatiq's AsyncIO middleware keeps its loop in a module global: one worker per process.
 """
@@ -35,7 +34,7 @@ from dramatiq.middleware import AsyncIO, Middleware, MiddlewareError
 
 from patone.core.db import engine
 from patone.core.jobs import NAMESPACE, bind_actors, configure_broker
-from patone.core.redis import close_redis, connect_redis
+from patone.core.redis import close_loop_redis, close_redis, connect_redis
 from patone.plugins import config as plugins
 from patone.settings import Settings, load_settings
 
@@ -86,6 +85,7 @@ class WorkerResources(Middleware):
             await close_redis()
             await engine.disconnect()
             return
+        await close_loop_redis()
         await engine.close_loop_pools()
 
     def before_worker_boot(self, broker: dramatiq.Broker, worker: Any) -> None:
@@ -177,7 +177,7 @@ def serve_worker(
     url = redis_url or settings.redis_url
     if not url:
         raise ValueError("a worker needs REDIS_URL (or the embedded server's URL)")
-    broker = configure_broker(url, namespace=namespace)
+    broker = configure_broker(url, broker_url=settings.broker_url, namespace=namespace)
     plugins.set_runtime(plugins.runtime_from_settings(settings))
     import_actor_modules(ACTOR_MODULES if modules is None else modules)
     resources = WorkerResources(
@@ -258,6 +258,8 @@ def worker_env(
     env = dict(os.environ)
     env["DATABASE_URL"] = database_url or settings.database_url or ""
     env["REDIS_URL"] = redis_url or settings.redis_url or ""
+    if settings.broker_url:
+        env["BROKER_URL"] = settings.broker_url
     return env
 
 
