@@ -102,6 +102,12 @@ async def create_request(
     """Create a pending request; the price is quoted from the price list unless given."""
     require(actor, "requests.create")
     request = parse(RequestInput, data)
+    at = now()
+    # Quoted before the transaction: plugins (adjust_quote) may take seconds, and a transaction
+    # must never wait on them.
+    price = request.quoted_price
+    if price is None:
+        price = await _price(tenant, request, at)
 
     async def create() -> tuple[int, Row]:
         customer = await fetch_one(
@@ -128,29 +134,6 @@ async def create_request(
                 "required", f"{service_type['name']} needs a destination", "destination"
             )
         settings = await get_settings(tenant)
-        at = now()
-        price = request.quoted_price
-        if price is None:
-            km = None
-            if request.destination is not None:
-                km = distance_km(
-                    request.pickup.lat,
-                    request.pickup.lng,
-                    request.destination.lat,
-                    request.destination.lng,
-                )
-            price = quote(service_type, settings, at, km)
-            price = await _adjusted(
-                tenant,
-                Quote(
-                    service_type=service_type["code"],
-                    amount=price,
-                    currency=str(settings.get("currency", "USD")),
-                    at=at,
-                    time_zone=str(settings.get("time_zone", "UTC")),
-                    distance_km=km,
-                ),
-            )
         destination = request.destination
         rows = await engine.fetch(
             f"""
@@ -189,6 +172,32 @@ async def create_request(
         return await _request(request_id)
 
     return await idempotent(tenant, "create_request", idempotency_key, create, load)
+
+
+async def _price(tenant: TenantRef, request: RequestInput, at: datetime) -> int:
+    """The price list's quote for the request, after the tenant's `adjust_quote` plugins."""
+    settings = await get_settings(tenant)
+    async with tenant_transaction(tenant):
+        service_type = await service_type_by_code(request.service_type)
+    km = None
+    if request.destination is not None:
+        km = distance_km(
+            request.pickup.lat,
+            request.pickup.lng,
+            request.destination.lat,
+            request.destination.lng,
+        )
+    return await _adjusted(
+        tenant,
+        Quote(
+            service_type=service_type["code"],
+            amount=quote(service_type, settings, at, km),
+            currency=str(settings.get("currency", "USD")),
+            at=at,
+            time_zone=str(settings.get("time_zone", "UTC")),
+            distance_km=km,
+        ),
+    )
 
 
 async def _adjusted(tenant: TenantRef, offer: Quote) -> int:

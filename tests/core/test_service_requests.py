@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,6 +17,11 @@ from patone.core.lifecycle import TRANSITIONS, IllegalTransition
 from patone.core.permissions import SYSTEM, PermissionDenied
 from patone.core.service_requests import RequestFilter
 from patone.core.tables import RequestStatus
+from patone.plugins import config as plugins
+from patone.plugins.hookspecs import hookimpl
+from patone.plugins.manager import PluginManager
+from patone.plugins.secrets import SecretBox
+from patone.plugins.types import PluginInfo, Quote
 from patone.tenants.isolation import tenant_transaction
 from patone.tenants.registry import TenantInfo
 from tests.conftest import actor_for
@@ -355,3 +361,37 @@ async def test_pages_filters_and_orders(two_tenants: tuple[TenantInfo, TenantInf
         await service_requests.list_requests(acme, DISPATCHER, after="garbage")
     with pytest.raises(UserError):
         await service_requests.list_requests(acme, DISPATCHER, first=500)
+
+
+class _SlowSurcharge:
+    """An adjust_quote plugin that notes whether a transaction was open while it ran."""
+
+    def __init__(self) -> None:
+        self.in_transaction: list[bool] = []
+
+    @hookimpl
+    def plugin_info(self) -> PluginInfo:
+        return PluginInfo(name="slow-surcharge", title="Slow surcharge", default_enabled=True)
+
+    @hookimpl
+    async def adjust_quote(self, quote: Quote) -> Quote:
+        self.in_transaction.append(engine.current_transaction.get() is not None)
+        await asyncio.sleep(0.05)
+        return dataclasses.replace(quote, amount=quote.amount + 700)
+
+
+async def test_quote_plugins_run_before_the_transaction_opens(
+    two_tenants: tuple[TenantInfo, TenantInfo],
+) -> None:
+    acme, _ = two_tenants
+    plugin = _SlowSurcharge()
+    manager = PluginManager(load_entry_points=False, timeout=2)
+    manager.register(plugin)
+    plugins.set_runtime(plugins.PluginRuntime(manager=manager, box=SecretBox("k")))
+    try:
+        created = await _request(acme)
+    finally:
+        plugins.set_runtime(None)
+        manager.close()
+    assert created["quoted_price"] == 5500 + 700
+    assert plugin.in_transaction == [False]
