@@ -34,6 +34,7 @@ from patone.graphql.ids import from_global_id
 from patone.graphql.limits import CostLimiter
 from patone.graphql.notifications import NotificationMutations, NotificationQueries
 from patone.graphql.plugins import PluginMutations, PluginQueries
+from patone.graphql.push import PushMutations, PushQueries
 from patone.graphql.requests import RequestMutations, RequestQueries
 from patone.graphql.subscriptions import Subscription
 from patone.graphql.types import Customer, Driver, Node, ServiceRequest, ServiceType, User
@@ -101,6 +102,7 @@ def build_schema(*, third_party: bool = True) -> strawberry.Schema:
             DocumentQueries,
             ActivityQueries,
             PluginQueries,
+            PushQueries,
             NotificationQueries,
             *plugin_queries,
         ),
@@ -114,6 +116,7 @@ def build_schema(*, third_party: bool = True) -> strawberry.Schema:
             CompanyMutations,
             DocumentMutations,
             PluginMutations,
+            PushMutations,
             NotificationMutations,
             *plugin_mutations,
         ),

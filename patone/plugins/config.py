@@ -9,6 +9,7 @@ are encrypted at rest and masked when read back.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +19,7 @@ from patone.core.activity import record
 from patone.core.clock import now
 from patone.core.db import engine
 from patone.core.errors import NotFound, UserError, ValidationFailed
-from patone.core.permissions import Actor, require
+from patone.core.permissions import SYSTEM, Actor, require
 from patone.plugins.manager import PluginManager
 from patone.plugins.secrets import MASK, SecretBox
 from patone.plugins.ssrf import check_url
@@ -140,6 +141,13 @@ def _validate(info: PluginInfo, merged: dict[str, Any]) -> dict[str, Any]:
     return valid
 
 
+def _sealed(info: PluginInfo, box: SecretBox, valid: dict[str, Any]) -> dict[str, Any]:
+    return {
+        k: (box.seal(v) if k in info.secret_fields and v not in (None, "") else v)
+        for k, v in valid.items()
+    }
+
+
 async def configure_plugin(
     tenant: TenantRef,
     actor: Actor,
@@ -163,10 +171,7 @@ async def configure_plugin(
             k: v for k, v in (config or {}).items() if not (k in info.secret_fields and v == MASK)
         }
         valid = _validate(info, {**current, **changes})
-        to_store = {
-            k: (box.seal(v) if k in info.secret_fields and v not in (None, "") else v)
-            for k, v in valid.items()
-        }
+        to_store = _sealed(info, box, valid)
         now_enabled = was_enabled if enabled is None else enabled
         await engine.execute(
             "INSERT INTO plugin_configs (plugin, enabled, config, updated_at) "
@@ -187,6 +192,56 @@ async def configure_plugin(
             {"enabled": now_enabled, "config": _masked(info, valid)},
         )
     return _state(info, (now_enabled, valid))
+
+
+async def fill_plugin_settings(
+    tenant: TenantRef, name: str, fill: Callable[[dict[str, Any]], dict[str, Any]]
+) -> dict[str, Any]:
+    """Settings the product fills in itself (a key pair made on first use), not an admin's form.
+
+    `fill` gets this tenant's settings for plugin `name` (secrets opened) and returns the fields
+    to set, or {} when there is nothing to do. Changes are made under a lock on the plugin's row
+    (two first uses do not each make a key), validated and sealed like `configure_plugin`'s and
+    logged as the system's; the plugin stays on or off as it was. Returns the settings now
+    stored, secrets opened.
+    """
+    info = _info(name)
+    box = get_runtime().box
+    async with tenant_transaction(tenant):
+        stored = (await _stored()).get(name)
+        current = {k: box.open(v) for k, v in (stored[1] if stored else {}).items()}
+        if not fill(dict(current)):
+            return current
+        await engine.execute(
+            "INSERT INTO plugin_configs (plugin, enabled, config, updated_at) "
+            "VALUES ($1, $2, '{}'::jsonb, $3) ON CONFLICT (plugin) DO NOTHING",
+            name,
+            info.default_enabled,
+            now(),
+        )
+        rows = await engine.fetch(
+            "SELECT config FROM plugin_configs WHERE plugin = $1 FOR UPDATE", name
+        )
+        current = {k: box.open(v) for k, v in json.loads(rows[0]["config"]).items()}
+        changes = fill(dict(current))  # again: another first use may have filled it meanwhile
+        if not changes:
+            return current
+        valid = _validate(info, {**current, **changes})
+        await engine.execute(
+            "UPDATE plugin_configs SET config = $2::jsonb, updated_at = $3 WHERE plugin = $1",
+            name,
+            json.dumps(_sealed(info, box, valid)),
+            now(),
+        )
+        await record(
+            SYSTEM,
+            "plugin",
+            name,
+            "plugin.configured",
+            {"config": _masked(info, current)},
+            {"config": _masked(info, valid)},
+        )
+    return valid
 
 
 async def saved_config(tenant: TenantRef, name: str) -> dict[str, Any]:

@@ -68,7 +68,9 @@ def send_sms(tenant: Any, config: dict[str, Any], message: Any) -> Any:
 
 @hookspec(firstresult=True)
 def send_push(tenant: Any, config: dict[str, Any], message: Any) -> Any:
-    """Send a `PushMessage` to one device subscription; return a `Delivery`."""
+    """Send a `PushMessage` to one device subscription; return a `Delivery` with status "sent",
+    or "expired" when the push service says the subscription is gone (404/410), so it is
+    removed."""
 
 
 # --- money --------------------------------------------------------------------------------------

@@ -106,6 +106,25 @@ class SmsMessage:
 
 
 @dataclass(frozen=True)
+class PushMessage:
+    """A Web Push notification to one device subscription (`endpoint` with its `p256dh` key and
+    `auth` secret, as the browser's PushSubscription gave them); `url` is opened when the
+    notification is clicked, a newer message with the same `tag` replaces an older one, and
+    `message_id` is ours."""
+
+    endpoint: str
+    p256dh: str
+    auth: str
+    title: str
+    body: str
+    url: str = ""
+    tag: str = ""
+    message_id: str = ""
+    ttl: int = 3600  # seconds the push service keeps it for a device that is offline
+    urgency: str = "normal"  # "very-low", "low", "normal" or "high"
+
+
+@dataclass(frozen=True)
 class Quote:
     """A price about to be offered, which `adjust_quote` plugins may change."""
 
