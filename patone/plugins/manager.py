@@ -22,7 +22,7 @@ from typing import Any
 import pluggy
 
 from patone.plugins import hookspecs
-from patone.plugins.types import PluginInfo, PluginResult
+from patone.plugins.types import DeliveryFailed, PluginInfo, PluginResult
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +163,7 @@ class PluginManager:
                     hook,
                     message,
                     extra={"plugin": plugin, "hook": hook, "tenant": tenant_key or None},
-                    exc_info=not isinstance(error, TimeoutError),
+                    exc_info=not isinstance(error, TimeoutError | DeliveryFailed),
                 )
                 self.breaker.failed(key)
                 yield PluginResult(plugin=plugin, error=message, exception=error)

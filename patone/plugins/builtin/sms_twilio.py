@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from typing import Any
-from urllib.parse import urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import requests
 from pydantic import BaseModel, Field
@@ -146,7 +146,8 @@ async def _status(host: Any, request: Request) -> HttpResponse:
     if found is None:
         return HttpResponse(status_code=404)
     tenant, config = found
-    form = {key: str(value) for key, value in (await request.form()).items()}
+    # Twilio posts application/x-www-form-urlencoded: parsed here, no multipart library needed.
+    form = dict(parse_qsl((await request.body()).decode(), keep_blank_values=True))
     signature = request.headers.get("X-Twilio-Signature", "")
     validator = RequestValidator(config.get("auth_token", ""))
     # Twilio signs the URL it was given; behind a proxy that is the public one.
