@@ -1,4 +1,4 @@
-""""Test this plugin": one real call with the company's saved settings, before or after enabling.
+"""Trying a plugin out: one real call with the company's saved settings, before or after enabling.
 
 What is tried depends on what the plugin does: a provider of email or SMS sends a test message to
 the address given; maps work out one route; storage writes, reads back and deletes a small file.

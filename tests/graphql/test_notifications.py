@@ -80,11 +80,11 @@ async def test_rules_and_templates_are_the_companys_own(
     created_sms = ("request.created", "customer", "sms")
     assert {
         (r["event"], r["recipient"], r["channel"]): r["enabled"] for r in mine["notificationRules"]
-    }[created_sms] is False  # noqa: E501
+    }[created_sms] is False
     assert {
         (r["event"], r["recipient"], r["channel"]): r["enabled"]
         for r in theirs["notificationRules"]
-    }[created_sms] is True  # noqa: E501
+    }[created_sms] is True
     email = ("request.created", "email")
     ours = {(t["event"], t["channel"]): t for t in mine["notificationTemplates"]}[email]
     other = {(t["event"], t["channel"]): t for t in theirs["notificationTemplates"]}[email]

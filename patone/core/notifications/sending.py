@@ -39,7 +39,7 @@ from patone.tenants.isolation import TenantRef, tenant_transaction
 log = logging.getLogger(__name__)
 
 MAX_RETRIES = 8  # 1 + 2 + 4 + ... + 60 s of back-off: dead-lettered within ~5 minutes
-LEASE_SECONDS = 90  # longer than the plugin manager's send time-out
+TIME_LIMIT_MS = 120_000
 AMBIGUOUS_POLICY: dict[str, Literal["retry", "give_up"]] = {
     "email": "retry",
     "sms": "retry",
@@ -84,6 +84,12 @@ class Outcome:
     @property
     def retry(self) -> bool:
         return self.status == "retrying"
+
+
+def lease_seconds() -> float:
+    """How long an attempt holds a notification: past the plugin manager's time-out for the
+    provider call (an attempt found holding it later than this has died)."""
+    return plugins.get_runtime().manager.timeout * 2 + 5
 
 
 def message_id(slug: str, notification_id: int) -> str:
@@ -136,7 +142,7 @@ async def _claim(tenant: TenantRef, notification_id: int) -> dict[str, Any] | No
             "lease_until = now() + make_interval(secs => $3), updated_at = now() WHERE id = $1",
             notification_id,
             1 if died_mid_call else 0,
-            LEASE_SECONDS,
+            lease_seconds(),
         )
     return row
 
@@ -254,7 +260,7 @@ async def _record(
     max_retries=MAX_RETRIES,
     min_backoff=1_000,
     max_backoff=60_000,
-    time_limit=(LEASE_SECONDS + 30) * 1000,
+    time_limit=TIME_LIMIT_MS,
 )
 async def send_notification(tenant_slug: str, notification_id: int) -> str:
     """Send one notification (see the module docs); returns its status after this attempt."""
