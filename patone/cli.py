@@ -415,7 +415,9 @@ def plugins_list() -> None:
 
 @plugins_app.command("rotate-secrets")
 def plugins_rotate_secrets() -> None:
-    """Re-encrypt every tenant's plugin secrets with SECRET_KEY (old keys: SECRET_KEY_FALLBACKS)."""
+    """Re-encrypt every tenant's plugin and webhook secrets with SECRET_KEY (old keys:
+    SECRET_KEY_FALLBACKS)."""
+    from patone.core import webhooks
     from patone.plugins import config as plugin_config
 
     settings = _settings()
@@ -431,6 +433,7 @@ def plugins_rotate_secrets() -> None:
             for tenant in tenants:
                 try:
                     total += await plugin_config.rotate_secrets(tenant)
+                    total += await webhooks.reseal_secrets(tenant)
                 except Exception as error:  # one tenant's failure is reported, not fatal
                     failures.append((tenant.slug, f"{type(error).__name__}: {error}"))
                 progress.advance(task)

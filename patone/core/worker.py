@@ -41,7 +41,11 @@ from patone.settings import Settings, load_settings
 log = logging.getLogger(__name__)
 
 # Modules that declare tenant actors; every worker imports them (other issues add theirs).
-ACTOR_MODULES: list[str] = ["patone.core.events", "patone.core.notifications"]
+ACTOR_MODULES: list[str] = [
+    "patone.core.events",
+    "patone.core.notifications",
+    "patone.core.webhooks",
+]
 STOP_TIMEOUT_MS = 30_000
 
 

@@ -38,6 +38,7 @@ from patone.graphql.push import PushMutations, PushQueries
 from patone.graphql.requests import RequestMutations, RequestQueries
 from patone.graphql.subscriptions import Subscription
 from patone.graphql.types import Customer, Driver, Node, ServiceRequest, ServiceType, User
+from patone.graphql.webhooks import WebhookMutations, WebhookQueries
 from patone.plugins.manager import PluginManager
 
 MAX_DEPTH = 10
@@ -104,6 +105,7 @@ def build_schema(*, third_party: bool = True) -> strawberry.Schema:
             PluginQueries,
             PushQueries,
             NotificationQueries,
+            WebhookQueries,
             *plugin_queries,
         ),
     )
@@ -118,6 +120,7 @@ def build_schema(*, third_party: bool = True) -> strawberry.Schema:
             PluginMutations,
             PushMutations,
             NotificationMutations,
+            WebhookMutations,
             *plugin_mutations,
         ),
     )
