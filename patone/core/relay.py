@@ -22,6 +22,7 @@ from typing import Any
 import asyncpg
 import dramatiq
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
 from patone.core.db import engine
 from patone.core.events import enqueue_fan_out
@@ -124,6 +125,9 @@ class Relay:
                     continue
                 try:
                     await relay_tenant(tenant, self.redis, broker=self.broker)
+                except (RedisError, OSError) as error:  # Redis away: retry until it is back
+                    log.warning("relay waits for Redis: %s", error, extra={"tenant": each})
+                    asyncio.get_running_loop().call_later(1.0, self._pending.put_nowait, each)
                 except Exception:  # keep relaying other tenants; retry this one shortly
                     log.exception("relay failed", extra={"tenant": each})
                     asyncio.get_running_loop().call_later(1.0, self._pending.put_nowait, each)
