@@ -478,6 +478,16 @@ def tenant_actor(
     return declare
 
 
+async def send_to_active_tenants(actor: TenantActor[[], Any]) -> int:
+    """Queue `actor` once for every active tenant (periodic sweeps); returns how many."""
+    from patone.tenants.registry import list_tenants
+
+    tenants = await list_tenants("active")
+    bound = actor.bind(dramatiq.get_broker())
+    await asyncio.to_thread(lambda: [bound.send(tenant.slug) for tenant in tenants])
+    return len(tenants)
+
+
 def declared_actors() -> dict[str, TenantActor[Any, Any]]:
     return dict(_ACTORS)
 

@@ -52,9 +52,10 @@ from patone.core.db import engine
 from patone.core.errors import Conflict, UserError
 from patone.core.events import event_handler
 from patone.core.inputs import Input, parse
-from patone.core.jobs import current_job, tenant_actor
+from patone.core.jobs import current_job, send_to_active_tenants, tenant_actor
 from patone.core.permissions import SYSTEM, Actor, require
 from patone.core.rows import fetch_one
+from patone.core.scheduler import periodic
 from patone.plugins import config as plugins
 from patone.plugins.ssrf import check_url
 from patone.tenants.isolation import TenantRef, tenant_transaction
@@ -891,3 +892,39 @@ async def send_test_event(
     target = broker or dramatiq.get_broker()
     await asyncio.to_thread(enqueue_deliveries, target, tenant.slug, [(delivery_id, 0)])
     return delivery
+
+
+# ---------------------------------------------------------------------------------------------
+# Lost jobs
+
+STALE_SECONDS = 600  # a delivery due this long ago with no attempt under way has lost its job
+
+
+@tenant_actor(actor_name="patone.webhooks.sweep", queue_name="webhooks")
+async def sweep_tenant(tenant_slug: str) -> int:
+    """Queue again this tenant's deliveries whose job was lost (Redis flushed, a dead letter
+    dropped); returns how many. Their jobs' claims keep a delivery from being sent twice."""
+    rows = await engine.fetch(
+        "SELECT id, replays FROM webhook_deliveries WHERE status IN ('pending', 'failed') "
+        "AND COALESCE(next_attempt_at, updated_at) < now() - make_interval(secs => $1) "
+        "AND (lease_until IS NULL OR lease_until < now()) ORDER BY id LIMIT 1000",
+        STALE_SECONDS,
+    )
+    if rows:
+        await engine.execute(
+            "UPDATE webhook_deliveries SET updated_at = now() WHERE id = ANY($1::bigint[])",
+            [r["id"] for r in rows],
+        )
+        await asyncio.to_thread(
+            enqueue_deliveries,
+            dramatiq.get_broker(),
+            tenant_slug,
+            [(r["id"], r["replays"]) for r in rows],
+        )
+    return len(rows)
+
+
+@periodic("webhooks.sweep", every=300)
+async def sweep_all() -> int:
+    """Queue a sweep for every active tenant (the scheduler runs this every 5 minutes)."""
+    return await send_to_active_tenants(sweep_tenant)

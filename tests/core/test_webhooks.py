@@ -442,3 +442,30 @@ async def test_secrets_are_resealed_under_a_new_server_key(
         )
     assert runtime.box.open(json.loads(row["s"])).startswith("whsec_")
     assert runtime.box.open(json.loads(row["p"])) == created.secret
+
+
+async def test_a_delivery_whose_job_was_lost_is_sent_by_the_sweep(
+    two_tenants: tuple[TenantInfo, TenantInfo],
+    runtime: plugins.PluginRuntime,
+    broker: dramatiq.Broker,
+    receiver: Receiver,
+) -> None:
+    acme, bolt = two_tenants
+    await endpoint_for(acme, receiver, "/lost")
+    async with tenant_transaction(acme):  # written by a fan-out whose queueing never happened
+        await engine.execute(
+            "INSERT INTO webhook_deliveries (endpoint_id, message_id, event_id, event_type, "
+            "payload) SELECT id, 'msg_lost', 99, 'customer.created', "
+            '\'{"type": "customer.created", "data": {}}\'::jsonb FROM webhook_endpoints'
+        )
+    assert await webhooks.sweep_tenant(acme.slug) == 0  # too fresh to be called lost
+    async with tenant_transaction(acme):
+        await engine.execute(
+            "UPDATE webhook_deliveries SET updated_at = now() - interval '20 minutes'"
+        )
+    assert await webhooks.sweep_tenant(acme.slug) == 1
+    assert await webhooks.sweep_tenant(bolt.slug) == 0
+    await until(lambda: receiver.at("/lost"))
+    [row] = await deliveries(acme)
+    await settled(acme, row["id"], "succeeded")
+    assert await webhooks.sweep_all() >= 2  # one sweep queued per active company

@@ -25,11 +25,10 @@ import asyncio
 import dramatiq
 
 from patone.core.db import engine
-from patone.core.jobs import tenant_actor
+from patone.core.jobs import send_to_active_tenants, tenant_actor
 from patone.core.notifications import planning, sending
 from patone.core.notifications.sending import enqueue_sends, send_notification
 from patone.core.scheduler import periodic
-from patone.tenants.registry import list_tenants
 
 STALE_SECONDS = 600  # a queued or retrying row untouched this long has lost its job
 
@@ -57,9 +56,4 @@ async def sweep_tenant(tenant_slug: str) -> int:
 @periodic("notifications.sweep", every=300)
 async def sweep_all() -> int:
     """Queue a sweep for every active tenant (the scheduler runs this every 5 minutes)."""
-    tenants = await list_tenants("active")
-    broker = dramatiq.get_broker()
-    actor = sweep_tenant.bind(broker)
-    for tenant in tenants:
-        await asyncio.to_thread(actor.send, tenant.slug)
-    return len(tenants)
+    return await send_to_active_tenants(sweep_tenant)
