@@ -202,6 +202,9 @@ def create_app(
             broker = configure_broker(running.redis_url, broker_url=settings.broker_url)
             await ensure_platform()
             plugins.set_runtime(plugins.runtime_from_settings(settings))
+            for failed in await plugins.get_runtime().manager.call_all("startup", app=app):
+                if failed.error:
+                    log.error("plugin start-up failed: %s", failed.error)
             storage_local.configure(storage_local.LocalFiles.from_settings(settings))
             tenant_cache.ttl = settings.tenant_cache_ttl
             ready = asyncio.Event()

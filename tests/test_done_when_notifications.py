@@ -84,7 +84,7 @@ def product(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
             stdout=worker_log,
             stderr=subprocess.STDOUT,
         )
-        yield {"port": port, "env": env, "worker_log": worker_log}
+        yield {"port": port, "env": env, "worker_log": worker_log, "serve_log": serve_log}
     finally:
         if worker is not None:
             _stop(worker)
@@ -121,6 +121,11 @@ def _gql(product: dict[str, Any], token: str, query: str, **variables: Any) -> d
 CONFIGURE = """mutation($name: String!, $config: JSON) {
   configurePlugin(name: $name, enabled: true, config: $config) {
     plugin { name enabled } userErrors { field message } } }"""
+
+
+def test_installed_plugins_start_with_the_product(product: dict[str, Any]) -> None:
+    product["serve_log"].seek(0)
+    assert "night-surcharge plugin started" in product["serve_log"].read()
 
 
 def test_a_new_request_in_the_demo_company_texts_and_emails_its_customer(

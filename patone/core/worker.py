@@ -26,14 +26,14 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import dramatiq
 from dramatiq.asyncio import get_event_loop_thread
 from dramatiq.middleware import AsyncIO, Middleware, MiddlewareError
 
 from patone.core.db import engine
-from patone.core.jobs import NAMESPACE, bind_actors, configure_broker
+from patone.core.jobs import NAMESPACE, TenantActor, bind_actors, configure_broker
 from patone.core.redis import close_loop_redis, close_redis, connect_redis
 from patone.plugins import config as plugins
 from patone.settings import Settings, load_settings
@@ -109,6 +109,33 @@ def import_actor_modules(modules: Iterable[str]) -> None:
         importlib.import_module(module)
 
 
+def plugin_actors() -> list[str]:
+    """The tenant actors installed plugins declare through their `actors` hook (declared with
+    `patone.core.jobs.tenant_actor`); anything else a plugin returns is logged and ignored."""
+    try:
+        manager = plugins.get_runtime().manager
+    except RuntimeError:
+        return []
+    names = []
+    for plugin, impl in manager.implementations("actors"):
+        try:
+            declared: list[object] = list(cast(Iterable[object], impl.function() or []))
+        except Exception:
+            log.exception("plugin actors failed", extra={"plugin": plugin})
+            continue
+        for actor in declared:
+            if isinstance(actor, TenantActor):
+                names.append(actor.actor_name)
+            else:
+                log.error(
+                    "plugin %s: %r is not a tenant actor (use patone.core.jobs.tenant_actor)",
+                    plugin,
+                    actor,
+                    extra={"plugin": plugin},
+                )
+    return names
+
+
 def _start(
     broker: dramatiq.Broker,
     resources: WorkerResources,
@@ -116,6 +143,7 @@ def _start(
     threads: int,
     queues: Iterable[str] | None,
 ) -> Callable[..., None]:
+    plugin_actors()  # importing and declaring them is what binds them below
     bind_actors(broker)
     broker.add_middleware(resources, after=AsyncIO)
     worker = dramatiq.Worker(broker, worker_threads=threads, queues=set(queues or ()) or None)

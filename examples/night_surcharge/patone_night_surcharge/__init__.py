@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 from datetime import time
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -87,3 +88,9 @@ class NightSurchargeQuery:
 @hookimpl
 def graphql_types() -> dict[str, list[type]]:
     return {"query": [NightSurchargeQuery]}
+
+
+@hookimpl
+def startup(app: Any) -> None:
+    """Runs once as Patone starts: a real plugin would warm a client or check its settings."""
+    logging.getLogger(__name__).warning("night-surcharge plugin started")
