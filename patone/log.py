@@ -21,7 +21,9 @@ class ContextFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = request_id_var.get()
-        record.tenant = tenant_var.get()
+        # A tenant named by the code that logs (a job, a plugin call) wins over the request's.
+        if getattr(record, "tenant", None) is None:
+            record.tenant = tenant_var.get()
         record.__dict__.pop("color_message", None)  # uvicorn's ANSI copy of the message
         return True
 

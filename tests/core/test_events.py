@@ -4,29 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import dramatiq
 import pytest
-import redis
 
 from patone.core import customers
 from patone.core.db import engine
-from patone.core.jobs import configure_broker
 from patone.core.permissions import SYSTEM
 from patone.core.redis import get_redis
 from patone.core.relay import relay_tenant
-from patone.core.worker import start_in_process_worker
 from patone.plugins import config as plugins
 from patone.plugins.hookspecs import hookimpl
-from patone.plugins.manager import PluginManager
-from patone.plugins.secrets import SecretBox
 from patone.plugins.types import PluginInfo
 from patone.tenants.isolation import tenant_transaction
 from patone.tenants.registry import TenantInfo
-from tests.conftest import REDIS_URL, actor_for
+from tests.conftest import actor_for
+from tests.support import plugin_runtime, running_worker
 
 ADMIN = actor_for("admin")
 
@@ -64,27 +59,14 @@ class Flaky:
 @pytest.fixture
 def recorder() -> Iterator[tuple[Recorder, Flaky]]:
     record, flaky = Recorder(), Flaky()
-    manager = PluginManager(load_entry_points=False, timeout=2)
-    manager.register(record)
-    manager.register(flaky)
-    plugins.set_runtime(plugins.PluginRuntime(manager=manager, box=SecretBox("k")))
-    yield record, flaky
-    plugins.set_runtime(None)
-    manager.close()
+    with plugin_runtime(record, flaky, entry_points=False, timeout=2):
+        yield record, flaky
 
 
 @pytest.fixture
 async def broker() -> AsyncIterator[dramatiq.Broker]:
-    namespace = f"patone-test-{uuid.uuid4().hex[:10]}"
-    broker = configure_broker(REDIS_URL, namespace=namespace)
-    stop = start_in_process_worker(broker, threads=2)
-    yield broker
-    await asyncio.to_thread(stop, 5000)
-    client = redis.Redis.from_url(REDIS_URL)
-    keys = list(client.scan_iter(match=f"{namespace}:*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
+    async with running_worker() as broker:
+        yield broker
 
 
 async def _until(condition: Any, seconds: float = 15) -> None:

@@ -12,14 +12,12 @@ import json
 import socket
 import threading
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import dramatiq
 import pytest
-import redis
 from pytest_httpserver import HTTPServer
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
@@ -28,17 +26,16 @@ from werkzeug import Request, Response
 from patone.core import customers, webhooks
 from patone.core.db import engine
 from patone.core.errors import UserError
-from patone.core.jobs import configure_broker, list_dead_letters
+from patone.core.jobs import list_dead_letters
 from patone.core.permissions import SYSTEM, PermissionDenied
 from patone.core.redis import get_redis
 from patone.core.relay import relay_tenant
-from patone.core.worker import start_in_process_worker
 from patone.plugins import config as plugins
-from patone.plugins.manager import PluginManager
 from patone.plugins.secrets import SecretBox
 from patone.tenants.isolation import tenant_transaction
 from patone.tenants.registry import TenantInfo
-from tests.conftest import REDIS_URL, actor_for
+from tests.conftest import actor_for
+from tests.support import plugin_runtime, running_worker
 
 ADMIN = actor_for("admin")
 
@@ -99,28 +96,14 @@ def receiver(httpserver: HTTPServer) -> Receiver:
 @pytest.fixture
 def runtime() -> Iterator[plugins.PluginRuntime]:
     """Plugins with no providers; the local receiver's private address allowed."""
-    manager = PluginManager(load_entry_points=False, timeout=2)
-    current = plugins.PluginRuntime(
-        manager=manager, box=SecretBox("webhook-test-key"), allow_private_urls=True
-    )
-    plugins.set_runtime(current)
-    yield current
-    plugins.set_runtime(None)
-    manager.close()
+    with plugin_runtime(entry_points=False, timeout=2, secret="webhook-test-key") as current:
+        yield current
 
 
 @pytest.fixture
 async def broker() -> AsyncIterator[dramatiq.Broker]:
-    namespace = f"patone-test-webhooks-{uuid.uuid4().hex[:10]}"
-    broker = configure_broker(REDIS_URL, namespace=namespace)
-    stop = start_in_process_worker(broker, threads=2)
-    yield broker
-    await asyncio.to_thread(stop, 5000)
-    client = redis.Redis.from_url(REDIS_URL)
-    keys = list(client.scan_iter(match=f"{namespace}:*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
+    async with running_worker() as broker:
+        yield broker
 
 
 @pytest.fixture

@@ -11,13 +11,11 @@ import redis
 
 from patone.core.jobs import configure_broker, current_job, tenant_actor
 from patone.core.worker import plugin_actors, start_in_process_worker
-from patone.plugins import config as plugins
 from patone.plugins.hookspecs import hookimpl
-from patone.plugins.manager import PluginManager
-from patone.plugins.secrets import SecretBox
 from patone.plugins.types import PluginInfo
 from patone.tenants.registry import TenantInfo
 from tests.conftest import REDIS_URL
+from tests.support import plugin_runtime
 
 counters = redis.Redis.from_url(REDIS_URL)
 
@@ -39,12 +37,8 @@ class JobsPlugin:
 
 @pytest.fixture
 def runtime() -> Iterator[None]:
-    manager = PluginManager(load_entry_points=False)
-    manager.register(JobsPlugin())
-    plugins.set_runtime(plugins.PluginRuntime(manager=manager, box=SecretBox("k")))
-    yield
-    plugins.set_runtime(None)
-    manager.close()
+    with plugin_runtime(JobsPlugin(), entry_points=False):
+        yield
 
 
 async def test_a_plugins_actor_runs_on_the_worker_for_its_tenant(

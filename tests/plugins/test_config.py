@@ -12,11 +12,11 @@ from patone.core.db import engine
 from patone.core.errors import NotFound, UserError, ValidationFailed
 from patone.plugins import config as plugins
 from patone.plugins.hookspecs import hookimpl
-from patone.plugins.manager import PluginManager
 from patone.plugins.secrets import MASK, SecretBox
 from patone.tenants.isolation import tenant_transaction
 from patone.tenants.registry import TenantInfo
 from tests.conftest import actor_for
+from tests.support import plugin_runtime
 
 ADMIN = actor_for("admin")
 
@@ -52,12 +52,8 @@ class FakeSms:
 @pytest.fixture
 def fake_sms() -> Iterator[FakeSms]:
     plugin = FakeSms()
-    manager = PluginManager(load_entry_points=True, timeout=2)
-    manager.register(plugin)
-    plugins.set_runtime(plugins.PluginRuntime(manager=manager, box=SecretBox("test-key")))
-    yield plugin
-    plugins.set_runtime(None)
-    manager.close()
+    with plugin_runtime(plugin, timeout=2, secret="test-key", allow_private_urls=False):
+        yield plugin
 
 
 SETTINGS = {"account_sid": "AC123", "auth_token": "s3cret-token-1"}

@@ -3,29 +3,24 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import dramatiq
 import pytest
-import redis
 
 from patone.core import customers, drivers, service_requests
 from patone.core.clock import use_clock
 from patone.core.db import engine
-from patone.core.jobs import configure_broker
 from patone.core.permissions import SYSTEM
 from patone.core.redis import get_redis
 from patone.core.relay import relay_tenant
-from patone.core.worker import start_in_process_worker
 from patone.plugins import config as plugins
-from patone.plugins.manager import PluginManager
-from patone.plugins.secrets import SecretBox
 from patone.tenants.isolation import tenant_transaction
 from patone.tenants.registry import TenantInfo
-from tests.conftest import REDIS_URL, actor_for
+from tests.conftest import actor_for
 from tests.fakes import FaultPlan, SmtpFake, TwilioFake
+from tests.support import plugin_runtime, running_worker
 
 ADMIN = actor_for("admin")
 SID = "AC" + "1" * 32
@@ -35,31 +30,14 @@ UNFINISHED = ("queued", "sending", "retrying")
 
 @pytest.fixture
 def runtime() -> Iterator[plugins.PluginRuntime]:
-    manager = PluginManager(load_entry_points=True, timeout=5)
-    runtime = plugins.PluginRuntime(
-        manager=manager,
-        box=SecretBox("k"),
-        allow_private_urls=True,
-        tenant_url="http://{slug}.patone.test",
-    )
-    plugins.set_runtime(runtime)
-    yield runtime
-    plugins.set_runtime(None)
-    manager.close()
+    with plugin_runtime() as runtime:
+        yield runtime
 
 
 @pytest.fixture
 async def broker(runtime: plugins.PluginRuntime) -> AsyncIterator[dramatiq.Broker]:
-    namespace = f"patone-test-{uuid.uuid4().hex[:10]}"
-    broker = configure_broker(REDIS_URL, namespace=namespace)
-    stop = start_in_process_worker(broker, threads=4)
-    yield broker
-    await asyncio.to_thread(stop, 5000)
-    client = redis.Redis.from_url(REDIS_URL)
-    keys = list(client.scan_iter(match=f"{namespace}:*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
+    async with running_worker(threads=4) as broker:
+        yield broker
 
 
 @pytest.fixture

@@ -11,11 +11,10 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from patone.plugins import config as plugins
-from patone.plugins.manager import PluginManager
-from patone.plugins.secrets import SecretBox
 from patone.plugins.types import EmailMessage
 from patone.tenants.registry import TenantInfo
 from tests.conftest import actor_for
+from tests.support import plugin_runtime
 from tests.test_embedded import _free_port
 
 ADMIN = actor_for("admin")
@@ -43,11 +42,8 @@ def smtp() -> Iterator[tuple[Inbox, int]]:
 
 @pytest.fixture
 def runtime() -> Iterator[None]:
-    manager = PluginManager(load_entry_points=True, timeout=5)
-    plugins.set_runtime(plugins.PluginRuntime(manager=manager, box=SecretBox("k")))
-    yield
-    plugins.set_runtime(None)
-    manager.close()
+    with plugin_runtime(allow_private_urls=False):
+        yield
 
 
 async def test_a_company_with_smtp_sends_real_mail_and_others_fall_back_to_the_log(

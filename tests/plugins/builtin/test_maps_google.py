@@ -19,12 +19,12 @@ from werkzeug import Request, Response
 from patone.core.db import engine
 from patone.core.errors import UserError, ValidationFailed
 from patone.plugins import config as plugins
-from patone.plugins.manager import PluginManager
-from patone.plugins.secrets import MASK, SecretBox
+from patone.plugins.secrets import MASK
 from patone.plugins.types import GeoPoint, RouteEstimate
 from patone.tenants.isolation import tenant_transaction
 from patone.tenants.registry import TenantInfo
 from tests.conftest import actor_for
+from tests.support import plugin_runtime
 
 ADMIN = actor_for("admin")
 KEY = "AIzaSy" + "LocalFakeOfGoogleMapsPlatform0000"
@@ -193,13 +193,8 @@ class GoogleFake:
 
 @pytest.fixture
 def runtime() -> Iterator[None]:
-    manager = PluginManager(load_entry_points=True, timeout=5)
-    plugins.set_runtime(
-        plugins.PluginRuntime(manager=manager, box=SecretBox("k"), allow_private_urls=True)
-    )
-    yield
-    plugins.set_runtime(None)
-    manager.close()
+    with plugin_runtime():
+        yield
 
 
 @pytest.fixture

@@ -11,11 +11,10 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from patone.plugins import config as plugins
-from patone.plugins.manager import PluginManager
-from patone.plugins.secrets import SecretBox
 from patone.plugins.types import SmsMessage
 from patone.tenants.registry import TenantInfo
 from tests.conftest import actor_for
+from tests.support import plugin_runtime
 
 ADMIN = actor_for("admin")
 SID = "AC" + "0" * 31 + "1"
@@ -24,13 +23,8 @@ TOKEN = "a-very-secret-auth-token"
 
 @pytest.fixture
 def runtime() -> Iterator[None]:
-    manager = PluginManager(load_entry_points=True, timeout=5)
-    plugins.set_runtime(
-        plugins.PluginRuntime(manager=manager, box=SecretBox("k"), allow_private_urls=True)
-    )
-    yield
-    plugins.set_runtime(None)
-    manager.close()
+    with plugin_runtime():
+        yield
 
 
 def twilio_fake(server: HTTPServer, sent: list[dict[str, list[str]]]) -> None:

@@ -20,13 +20,12 @@ from patone.core import files
 from patone.core.errors import UserError, ValidationFailed
 from patone.plugins import config as plugins
 from patone.plugins.builtin import storage_local, storage_s3
-from patone.plugins.manager import PluginManager
-from patone.plugins.secrets import SecretBox
 from patone.plugins.storage import InvalidFileKey, tenant_key
 from patone.plugins.types import StoredFile
 from patone.settings import load_settings
 from patone.tenants.registry import TenantInfo
 from tests.conftest import actor_for
+from tests.support import plugin_runtime
 from tests.test_embedded import _free_port
 
 ADMIN = actor_for("admin")
@@ -82,13 +81,8 @@ def disk(tmp_path: Path) -> Iterator[Path]:
 
 @pytest.fixture
 def runtime(disk: Path) -> Iterator[None]:
-    manager = PluginManager(load_entry_points=True, timeout=5)
-    plugins.set_runtime(
-        plugins.PluginRuntime(manager=manager, box=SecretBox("k"), allow_private_urls=True)
-    )
-    yield
-    plugins.set_runtime(None)
-    manager.close()
+    with plugin_runtime():
+        yield
 
 
 def _stored_on_disk(root: Path) -> list[str]:
