@@ -414,9 +414,16 @@ def plugins_list() -> None:
 
 
 @plugins_app.command("rotate-secrets")
-def plugins_rotate_secrets() -> None:
+def plugins_rotate_secrets(
+    tenant_slugs: Annotated[
+        list[str] | None,
+        typer.Option("--tenant", help="Only these tenants (repeatable); default: every one."),
+    ] = None,
+) -> None:
     """Re-encrypt every tenant's plugin and webhook secrets with SECRET_KEY (old keys:
     SECRET_KEY_FALLBACKS)."""
+    from cryptography.fernet import InvalidToken
+
     from patone.core import webhooks
     from patone.plugins import config as plugin_config
 
@@ -427,21 +434,33 @@ def plugins_rotate_secrets() -> None:
     async def work() -> int:
         plugin_config.set_runtime(plugin_config.runtime_from_settings(settings))
         total = 0
-        tenants = await list_tenants()
+        tenants = [t for t in await list_tenants() if not tenant_slugs or t.slug in tenant_slugs]
+        missing = set(tenant_slugs or ()) - {t.slug for t in tenants}
+        failures.extend((slug, "no such tenant") for slug in sorted(missing))
         with Progress(console=err) as progress:
             task = progress.add_task("re-encrypting", total=len(tenants))
             for tenant in tenants:
                 try:
                     total += await plugin_config.rotate_secrets(tenant)
                     total += await webhooks.reseal_secrets(tenant)
+                except InvalidToken:
+                    failures.append(
+                        (
+                            tenant.slug,
+                            "a secret is sealed with a key that is neither SECRET_KEY nor in "
+                            "SECRET_KEY_FALLBACKS",
+                        )
+                    )
                 except Exception as error:  # one tenant's failure is reported, not fatal
-                    failures.append((tenant.slug, f"{type(error).__name__}: {error}"))
+                    failures.append(
+                        (tenant.slug, f"{type(error).__name__}: {error} (run `patone migrate`)")
+                    )
                 progress.advance(task)
         return total
 
     console.print(f"{run_with_database(work, settings)} secrets re-encrypted")
     for slug, error in failures:
-        err.print(f"[red]{slug}[/red]: {error} (run `patone migrate`, then again)", highlight=False)
+        err.print(f"[red]{slug}[/red]: {error}", highlight=False)
     if failures:
         raise typer.Exit(1)
 

@@ -7,7 +7,10 @@ import os
 import subprocess
 import sys
 
-from tests.conftest import unique_slug
+from patone.core.permissions import SYSTEM
+from patone.plugins import config as plugin_config
+from tests.conftest import MakeTenant, unique_slug
+from tests.support import plugin_runtime
 
 
 def patone(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -93,13 +96,25 @@ def test_schema_check_passes_on_a_current_file() -> None:
     assert result.returncode == 0 and "is current" in result.stdout
 
 
-def test_plugins_list_and_secret_rotation() -> None:
+async def test_plugins_list_and_secret_rotation(make_tenant: MakeTenant) -> None:
     listed = patone("plugins", "list")
     assert listed.returncode == 0 and "maps-offline" in listed.stdout
-    assert patone("migrate").returncode == 0
-    rotated = patone("plugins", "rotate-secrets")
+    acme = await make_tenant("rot")
+    config = {"account_sid": "AC" + "2" * 32, "auth_token": "old-key-sealed-token",
+              "from_number": "+15005550006"}  # fmt: skip
+    with plugin_runtime(secret="old-server-key"):
+        await plugin_config.configure_plugin(acme, SYSTEM, "sms-twilio", config=config)
+    env = {"SECRET_KEY": "new-server-key", "SECRET_KEY_FALLBACKS": '["old-server-key"]'}
+    rotated = patone("plugins", "rotate-secrets", "--tenant", acme.slug, env=env)
     assert rotated.returncode == 0, rotated.stderr
-    assert "secrets re-encrypted" in rotated.stdout
+    assert "1 secrets re-encrypted" in rotated.stdout
+    with plugin_runtime(secret="new-server-key"):  # the old key alone no longer opens it
+        assert (await plugin_config.saved_config(acme, "sms-twilio"))["auth_token"] == (
+            "old-key-sealed-token"
+        )
+    unknown = patone("plugins", "rotate-secrets", "--tenant", acme.slug)  # another server key
+    assert unknown.returncode == 1 and "neither SECRET_KEY" in unknown.stderr
+    assert "no such tenant" in patone("plugins", "rotate-secrets", "--tenant", "nope").stderr
 
 
 def test_worker_starts_and_stops_gracefully() -> None:
