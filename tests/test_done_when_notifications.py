@@ -23,7 +23,8 @@ import pytest
 from tests.fakes import SmtpFake, TwilioFake
 from tests.test_embedded import _free_port
 
-SECRET_KEY = "done-when-notifications-0123456789abcdef"
+# The demo company is shared with the browser test: its sealed settings must open for both.
+SECRET_KEY = "browser-flow-secret-key-0123456789abcdef"
 SID = "AC" + "7" * 32
 TOKEN = "demo-twilio-auth-token"
 
