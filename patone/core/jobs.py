@@ -384,8 +384,9 @@ class TenantActor(Generic[P, R]):
             else:
 
                 @functools.wraps(self.fn)
-                async def run(*args: Any, **kwargs: Any) -> R:
-                    return await self.run(*args, **kwargs)
+                async def run(*args: Any, **kwargs: Any) -> None:
+                    # Results are for direct callers; Dramatiq would warn about each one.
+                    await self.run(*args, **kwargs)
 
                 bound = dramatiq.actor(
                     actor_name=self.actor_name,

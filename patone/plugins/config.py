@@ -9,6 +9,7 @@ are encrypted at rest and masked when read back.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,8 @@ from patone.plugins.ssrf import check_url
 from patone.plugins.types import PluginInfo, PluginResult, TenantView
 from patone.settings import Settings
 from patone.tenants.isolation import TenantRef, tenant_transaction
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -166,12 +169,27 @@ async def configure_plugin(
     async with tenant_transaction(tenant):
         stored = (await _stored()).get(name)
         was_enabled, sealed = stored if stored else (info.default_enabled, {})
-        current = {k: box.open(v) for k, v in sealed.items()}
+        current, unreadable = _opened(box, sealed)
         changes = {
             k: v for k, v in (config or {}).items() if not (k in info.secret_fields and v == MASK)
         }
-        valid = _validate(info, {**current, **changes})
-        to_store = _sealed(info, box, valid)
+        if unreadable - set(changes) and config is not None:
+            raise ValidationFailed(
+                [
+                    UserError(
+                        "undecryptable",
+                        "was sealed with a server key this server no longer has (SECRET_KEY "
+                        "changed without SECRET_KEY_FALLBACKS): enter it again",
+                        f"config.{field}",
+                    )
+                    for field in sorted(unreadable - set(changes))
+                ]
+            )
+        if config is None:  # only switching on or off: the settings stay as they are
+            valid, to_store = current, dict(sealed)
+        else:
+            valid = _validate(info, {**current, **changes})
+            to_store = _sealed(info, box, valid)
         now_enabled = was_enabled if enabled is None else enabled
         await engine.execute(
             "INSERT INTO plugin_configs (plugin, enabled, config, updated_at) "
@@ -252,16 +270,41 @@ async def saved_config(tenant: TenantRef, name: str) -> dict[str, Any]:
     return {k: box.open(v) for k, v in (stored[1] if stored else {}).items()}
 
 
+def _opened(box: SecretBox, sealed: dict[str, Any]) -> tuple[dict[str, Any], set[str]]:
+    """Settings with their secrets opened, and the fields whose secret cannot be opened."""
+    opened: dict[str, Any] = {}
+    unreadable: set[str] = set()
+    for field, value in sealed.items():
+        try:
+            opened[field] = box.open(value)
+        except ValueError:
+            unreadable.add(field)
+    return opened, unreadable
+
+
 async def enabled_plugins(tenant: TenantRef) -> dict[str, dict[str, Any]]:
-    """The plugins on for this tenant and their settings, secrets decrypted (for hook calls)."""
+    """The plugins on for this tenant and their settings, secrets decrypted (for hook calls).
+
+    A plugin whose secrets this server cannot open (SECRET_KEY changed without fallbacks) is
+    left out and logged: its company must enter them again."""
     runtime = get_runtime()
     async with tenant_transaction(tenant):
         stored = await _stored()
     enabled: dict[str, dict[str, Any]] = {}
     for name, info in runtime.manager.infos().items():
         on, sealed = stored.get(name, (info.default_enabled, {}))
-        if on:
-            enabled[name] = {k: runtime.box.open(v) for k, v in sealed.items()}
+        if not on:
+            continue
+        opened, unreadable = _opened(runtime.box, sealed)
+        if unreadable:
+            log.error(
+                "plugin %s is left out: its secrets %s cannot be decrypted with SECRET_KEY",
+                name,
+                ", ".join(sorted(unreadable)),
+                extra={"tenant": tenant.slug, "plugin": name},
+            )
+            continue
+        enabled[name] = opened
     return enabled
 
 

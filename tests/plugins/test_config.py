@@ -148,3 +148,34 @@ async def test_rotating_the_key_re_seals_every_secret(
     plugins.set_runtime(plugins.PluginRuntime(manager=runtime.manager, box=SecretBox("new-key")))
     for tenant in (acme, bolt):
         assert (await plugins.enabled_plugins(tenant))["sms-fake"]["auth_token"] == "s3cret-token-1"
+
+
+async def test_secrets_sealed_with_a_lost_key_are_asked_for_again_not_a_crash(
+    two_tenants: tuple[TenantInfo, TenantInfo], caplog: pytest.LogCaptureFixture
+) -> None:
+    acme, bolt = two_tenants
+    plugin = FakeSms()
+    settings = {"account_sid": "AC1", "auth_token": "secret-token"}
+    with plugin_runtime(plugin, secret="the-old-key"):
+        for tenant in (acme, bolt):
+            await plugins.configure_plugin(tenant, ADMIN, "sms-fake", enabled=True, config=settings)
+    with plugin_runtime(plugin, secret="a-new-key-and-no-fallback"):
+        # Hook calls leave the plugin out (and say why) instead of failing every call.
+        assert "sms-fake" not in await plugins.enabled_plugins(acme)
+        assert "cannot be decrypted" in caplog.text
+        with pytest.raises(ValidationFailed) as caught:
+            await plugins.configure_plugin(acme, ADMIN, "sms-fake", config={"account_sid": "AC2"})
+        assert [(e.field, e.code) for e in caught.value.errors] == [
+            ("config.auth_token", "undecryptable")
+        ]
+        # Switching it off still works; entering the secret again mends it.
+        off = await plugins.configure_plugin(acme, ADMIN, "sms-fake", enabled=False)
+        assert off.enabled is False
+        mended = await plugins.configure_plugin(
+            acme, ADMIN, "sms-fake", enabled=True, config={"auth_token": "new-secret-token"}
+        )
+        assert mended.config["auth_token"] == MASK
+        assert (await plugins.enabled_plugins(acme))["sms-fake"]["auth_token"] == (
+            "new-secret-token"
+        )
+        assert "sms-fake" not in await plugins.enabled_plugins(bolt)
