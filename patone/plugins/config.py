@@ -8,8 +8,10 @@ are encrypted at rest and masked when read back.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +41,16 @@ class PluginRuntime:
     box: SecretBox
     allow_private_urls: bool = False
     tenant_url: str = "http://{slug}.localhost:8000"  # PUBLIC_URL
+    # Each tenant's enabled plugins with their settings opened, for `ENABLED_TTL` seconds:
+    # hook calls (every notification sent) need them, and reading and decrypting them each
+    # time costs a transaction. A change in this process clears its tenant at once; other
+    # processes see it within the TTL.
+    enabled_cache: dict[str, tuple[float, dict[str, dict[str, Any]]]] = dataclasses.field(
+        default_factory=dict
+    )
+
+
+ENABLED_TTL = 5.0
 
 
 _runtime: PluginRuntime | None = None
@@ -209,6 +221,7 @@ async def configure_plugin(
             {"enabled": was_enabled, "config": _masked(info, current)},
             {"enabled": now_enabled, "config": _masked(info, valid)},
         )
+    forget_enabled(tenant)
     return _state(info, (now_enabled, valid))
 
 
@@ -259,6 +272,7 @@ async def fill_plugin_settings(
             {"config": _masked(info, current)},
             {"config": _masked(info, valid)},
         )
+    forget_enabled(tenant)
     return valid
 
 
@@ -288,6 +302,9 @@ async def enabled_plugins(tenant: TenantRef) -> dict[str, dict[str, Any]]:
     A plugin whose secrets this server cannot open (SECRET_KEY changed without fallbacks) is
     left out and logged: its company must enter them again."""
     runtime = get_runtime()
+    cached = runtime.enabled_cache.get(tenant.slug)
+    if cached is not None and time.monotonic() - cached[0] < ENABLED_TTL:
+        return cached[1]
     async with tenant_transaction(tenant):
         stored = await _stored()
     enabled: dict[str, dict[str, Any]] = {}
@@ -305,7 +322,14 @@ async def enabled_plugins(tenant: TenantRef) -> dict[str, dict[str, Any]]:
             )
             continue
         enabled[name] = opened
+    runtime.enabled_cache[tenant.slug] = (time.monotonic(), enabled)
     return enabled
+
+
+def forget_enabled(tenant: TenantRef) -> None:
+    """Drop this tenant's cached plugin settings (after a change)."""
+    if _runtime is not None:
+        _runtime.enabled_cache.pop(tenant.slug, None)
 
 
 def tenant_view(tenant: TenantRef) -> TenantView:

@@ -14,9 +14,10 @@ import asyncio
 import inspect
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pluggy
@@ -32,37 +33,63 @@ DEFAULT_TIMEOUT = 5.0
 
 @dataclass
 class _Breaker:
-    failures: int = 0
+    failures: int = 0  # in a row
+    outcomes: deque[bool] = field(default_factory=deque)  # the latest calls, True = ok
     opened_at: float | None = None
 
 
 class CircuitBreaker:
-    """Opens after `threshold` consecutive failures; lets one call through after `reset_after`."""
+    """Stops calling a provider that is failing, not one that merely fails now and then.
+
+    It opens after `threshold` failures in a row, or when at least `rate` of the last `window`
+    calls failed (once there are `min_calls` of them): a provider that loses a few percent of
+    calls keeps being called. After `reset_after` seconds calls go through again (half-open);
+    a success closes it, a failure opens it again at once.
+    """
 
     def __init__(
         self,
-        threshold: int = 5,
+        threshold: int = 10,
         reset_after: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
+        *,
+        window: int = 50,
+        min_calls: int = 20,
+        rate: float = 0.8,
     ) -> None:
         self.threshold = threshold
         self.reset_after = reset_after
         self.clock = clock
+        self.window = window
+        self.min_calls = min_calls
+        self.rate = rate
         self._state: dict[tuple[str, ...], _Breaker] = {}
+
+    def _of(self, key: tuple[str, ...]) -> _Breaker:
+        state = self._state.get(key)
+        if state is None:
+            state = self._state[key] = _Breaker(outcomes=deque(maxlen=self.window))
+        return state
 
     def allows(self, key: tuple[str, ...]) -> bool:
         state = self._state.get(key)
         if state is None or state.opened_at is None:
             return True
-        return self.clock() - state.opened_at >= self.reset_after  # half-open: one try
+        return self.clock() - state.opened_at >= self.reset_after  # half-open
 
     def succeeded(self, key: tuple[str, ...]) -> None:
-        self._state.pop(key, None)
+        state = self._of(key)
+        state.failures = 0
+        state.opened_at = None
+        state.outcomes.append(True)
 
     def failed(self, key: tuple[str, ...]) -> None:
-        state = self._state.setdefault(key, _Breaker())
+        state = self._of(key)
         state.failures += 1
-        if state.failures >= self.threshold:
+        state.outcomes.append(False)
+        calls = len(state.outcomes)
+        failing = calls >= self.min_calls and state.outcomes.count(False) >= self.rate * calls
+        if state.opened_at is not None or state.failures >= self.threshold or failing:
             state.opened_at = self.clock()
 
     def is_open(self, key: tuple[str, ...]) -> bool:
@@ -148,7 +175,7 @@ class PluginManager:
                 yield PluginResult(plugin=plugin, skipped=True, error="circuit open")
                 continue
             call_kwargs = dict(kwargs)
-            call_kwargs["config"] = enabled[plugin] if enabled is not None else {}
+            call_kwargs["config"] = dict(enabled[plugin]) if enabled is not None else {}
             try:
                 value = await self._call_one(plugin, impl, call_kwargs)
             except Exception as error:

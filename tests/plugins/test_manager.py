@@ -112,6 +112,31 @@ async def test_the_breaker_stops_calling_a_failing_plugin_then_tries_again() -> 
     manager.close()
 
 
+def test_the_breaker_tolerates_sporadic_failures_but_opens_for_a_failing_provider() -> None:
+    import random
+
+    now = [0.0]
+    breaker = CircuitBreaker(clock=lambda: now[0])
+    draw = random.Random(3)
+    for _ in range(5000):  # a provider losing 30 % of calls at random is still called
+        assert breaker.allows(("acme", "sms", "send_sms"))
+        if draw.random() < 0.3:
+            breaker.failed(("acme", "sms", "send_sms"))
+        else:
+            breaker.succeeded(("acme", "sms", "send_sms"))
+    flapping = ("bolt", "sms", "send_sms")
+    for i in range(30):  # 9 in 10 calls failing, never 10 in a row: it opens on the rate
+        (breaker.succeeded if i % 10 == 0 else breaker.failed)(flapping)
+    assert breaker.is_open(flapping)
+    now[0] = 31.0
+    assert breaker.allows(flapping)  # half-open
+    breaker.failed(flapping)
+    assert breaker.is_open(flapping)  # one failure closes the door again
+    now[0] = 62.0
+    breaker.succeeded(flapping)
+    assert not breaker.is_open(flapping)
+
+
 async def test_the_offline_maps_plugin_is_installed_through_its_entry_point() -> None:
     manager = PluginManager(load_entry_points=True)
     assert manager.infos()["maps-offline"].default_enabled

@@ -64,12 +64,13 @@ FINISHED = frozenset(
 HOOKS = {"email": "send_email", "sms": "send_sms", "push": "send_push"}
 
 
-class NotificationBusy(Exception):
+class NotificationBusy(dramatiq.Retry):
     """Another attempt holds this notification's lease: try again shortly."""
 
 
-class SendFailed(Exception):
-    """The provider did not take the message this time: Dramatiq retries the job."""
+class SendFailed(dramatiq.Retry):
+    """The provider did not take the message this time: Dramatiq retries the job with its
+    back-off (a `Retry`: expected, so logged in one line, not with a traceback)."""
 
 
 @dataclass(frozen=True)

@@ -10,10 +10,12 @@ driver yet).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
 from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError, Undefined
+from jinja2 import Template as JinjaTemplate
 from jinja2.sandbox import SandboxedEnvironment
 
 from patone.core.errors import UserError, ValidationFailed
@@ -173,11 +175,17 @@ def default(event: str, channel: str) -> Template:
     )
 
 
+@functools.lru_cache(maxsize=2048)
+def _compiled(source: str, html: bool) -> JinjaTemplate:
+    """A template compiled once (compiling costs ~1-3 ms; rendering ~0.05 ms)."""
+    return (_html if html else _text).from_string(source)
+
+
 def render(template: Template, context: dict[str, Any]) -> Rendered:
     """Render for sending (missing values render empty); output capped to the limits."""
-    subject = _text.from_string(template.subject).render(context).strip()
-    body = _text.from_string(template.body).render(context).strip()
-    html = _html.from_string(template.html).render(context) if template.html else ""
+    subject = _compiled(template.subject, False).render(context).strip()
+    body = _compiled(template.body, False).render(context).strip()
+    html = _compiled(template.html, True).render(context) if template.html else ""
     return Rendered(
         subject=" ".join(subject.split())[: LIMITS["subject"]],
         body=body[: LIMITS["body"]],
