@@ -1427,7 +1427,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--smoke", action="store_true", help="200 notifications, 2 companies")
     parser.add_argument("--tenants", type=int, default=None, help="companies (4)")
     parser.add_argument("--processes", type=int, default=2, help="worker processes")
-    parser.add_argument("--threads", type=int, default=4, help="threads per worker process")
+    parser.add_argument("--threads", type=int, default=8, help="threads per worker process")
     parser.add_argument(
         "--rate", type=float, default=0.0, help="notifications/s offered (0: a burst)"
     )

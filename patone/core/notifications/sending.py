@@ -115,37 +115,44 @@ def enqueue_sends(broker: dramatiq.Broker, slug: str, ids: list[int]) -> None:
 
 
 async def _claim(tenant: TenantRef, notification_id: int) -> dict[str, Any] | None:
-    """Take the notification for this attempt; None when there is nothing to do."""
+    """Take the notification for this attempt; None when there is nothing to do.
+
+    The usual case is one statement: lock the row, and take it unless it is finished or
+    another attempt's lease is alive. Only when it is not taken does a second look say why."""
+    give_up = [channel for channel, policy in AMBIGUOUS_POLICY.items() if policy == "give_up"]
     async with tenant_transaction(tenant):
         rows = await engine.fetch(
-            "SELECT id, status, channel, address, subject, body, html, recipient_kind, "
-            "recipient_id, event, entity_id, lease_until > now() AS leased "
-            "FROM notifications WHERE id = $1 FOR UPDATE",
+            "UPDATE notifications n SET status = 'sending', attempts = n.attempts + 1, "
+            "ambiguous_attempts = n.ambiguous_attempts + (c.status = 'sending')::int, "
+            "lease_until = now() + make_interval(secs => $2), updated_at = now() "
+            "FROM (SELECT id, status FROM notifications WHERE id = $1 FOR UPDATE) c "
+            "WHERE n.id = c.id AND c.status <> ALL($3::text[]) AND NOT (c.status = 'sending' "
+            "AND (n.lease_until > now() OR n.channel = ANY($4::text[]))) "
+            "RETURNING n.id, c.status AS previous, n.channel, n.address, n.subject, n.body, "
+            "n.html, n.recipient_kind, n.recipient_id, n.event, n.entity_id",
             notification_id,
-        )
-        if not rows or rows[0]["status"] in FINISHED:
-            return None
-        row = dict(rows[0])
-        if row["status"] == "sending" and row["leased"]:
-            raise NotificationBusy(f"notification {notification_id} is being sent")
-        died_mid_call = row["status"] == "sending"
-        if died_mid_call and AMBIGUOUS_POLICY[row["channel"]] == "give_up":
-            await engine.execute(
-                "UPDATE notifications SET status = 'unknown', lease_until = NULL, "
-                "ambiguous_attempts = ambiguous_attempts + 1, updated_at = now(), "
-                "error = 'an attempt stopped during the provider call' WHERE id = $1",
-                notification_id,
-            )
-            return None
-        await engine.execute(
-            "UPDATE notifications SET status = 'sending', attempts = attempts + 1, "
-            "ambiguous_attempts = ambiguous_attempts + $2, "
-            "lease_until = now() + make_interval(secs => $3), updated_at = now() WHERE id = $1",
-            notification_id,
-            1 if died_mid_call else 0,
             lease_seconds(),
+            list(FINISHED),
+            give_up,
         )
-    return row
+        if rows:
+            return dict(rows[0])
+        found = await engine.fetch(
+            "SELECT status, lease_until > now() AS leased FROM notifications WHERE id = $1",
+            notification_id,
+        )
+        if not found or found[0]["status"] != "sending":
+            return None  # gone or finished: a duplicate message
+        if found[0]["leased"]:
+            raise NotificationBusy(f"notification {notification_id} is being sent")
+        # An attempt died during its call and this channel's policy is to give up.
+        await engine.execute(
+            "UPDATE notifications SET status = 'unknown', lease_until = NULL, "
+            "ambiguous_attempts = ambiguous_attempts + 1, updated_at = now(), "
+            "error = 'an attempt stopped during the provider call' WHERE id = $1",
+            notification_id,
+        )
+    return None
 
 
 def _failure(channel: str, result: PluginResult) -> Outcome:

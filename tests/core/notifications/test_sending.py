@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import dramatiq
+import pytest
 
 from patone.core import service_requests
 from patone.core.db import engine
@@ -184,3 +185,39 @@ async def test_a_notification_whose_job_was_lost_is_sent_by_the_sweep(
     assert await sweep_tenant(bolt.slug) == 0
     rows = await settled(acme, count=2)
     assert {r["status"] for r in rows} == {"sent"} and len(twilio.forms) == 1
+
+
+async def test_a_claim_waits_for_a_live_attempt_and_follows_the_policy_for_a_dead_one(
+    two_tenants: tuple[TenantInfo, TenantInfo],
+    runtime: object,
+    twilio: TwilioFake,
+    smtp: SmtpFake,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from patone.core.notifications import planning
+
+    acme, _ = two_tenants
+    await enable_providers(acme, twilio, smtp)
+    request = await new_request(acme)
+    event = {"id": 5, "topic": "request.created", "entity": "service_request",
+             "entity_id": str(request["id"]), "payload": {}}  # fmt: skip
+    await planning.plan(acme, event)
+    sms = next(r for r in await log_of(acme) if r["channel"] == "sms")
+    async with tenant_transaction(acme):  # another worker is sending it right now
+        await engine.execute(
+            "UPDATE notifications SET status = 'sending', lease_until = now() + interval '1 min' "
+            "WHERE id = $1",
+            sms["id"],
+        )
+    with pytest.raises(sending.NotificationBusy):
+        await sending.send_notification(acme.slug, sms["id"])
+    async with tenant_transaction(acme):  # ... and died during its call
+        await engine.execute(
+            "UPDATE notifications SET lease_until = now() - interval '1 s' WHERE id = $1",
+            sms["id"],
+        )
+    monkeypatch.setitem(sending.AMBIGUOUS_POLICY, "sms", "give_up")
+    assert await sending.send_notification(acme.slug, sms["id"]) == "duplicate"
+    [after] = [r for r in await log_of(acme) if r["id"] == sms["id"]]
+    assert (after["status"], after["ambiguous_attempts"]) == ("unknown", 1)
+    assert twilio.forms == []  # given up: not sent again
