@@ -1,4 +1,5 @@
-"""Plugins bring their own jobs (the `actors` hook): workers declare and run them."""
+"""Plugins bring their own jobs (the `actors` hook): workers declare and run them, with the
+async Redis client of the worker's own event loop."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 import redis
 
 from patone.core.jobs import configure_broker, current_job, tenant_actor
+from patone.core.redis import get_redis
 from patone.core.worker import plugin_actors, start_in_process_worker
 from patone.plugins.hookspecs import hookimpl
 from patone.plugins.types import PluginInfo
@@ -18,11 +20,16 @@ from tests.conftest import REDIS_URL
 from tests.support import plugin_runtime
 
 counters = redis.Redis.from_url(REDIS_URL)
+clients_seen: list[object] = []
 
 
 @tenant_actor(actor_name="tests.plugin_jobs.tally")
 async def tally(tenant_slug: str, key: str) -> None:
-    counters.rpush(key, current_job().tenant.slug)
+    # The worker's own loop gets its own async Redis client (the app's belongs to its loop:
+    # redis-py would otherwise drop and reopen connections whenever the other loop used them).
+    client = get_redis()
+    clients_seen.append(client)
+    await client.rpush(key, current_job().tenant.slug)
 
 
 class JobsPlugin:
@@ -60,6 +67,7 @@ async def test_a_plugins_actor_runs_on_the_worker_for_its_tenant(
                 break
             await asyncio.sleep(0.05)
         assert counters.lrange(key, 0, -1) == [acme.slug.encode()]
+        assert clients_seen and clients_seen[-1] is not get_redis()
     finally:
         await asyncio.to_thread(stop, 5000)
         counters.delete(key)
