@@ -20,6 +20,7 @@ from typing import Any
 
 import dramatiq
 
+from patone.core.company import get_settings
 from patone.core.db import engine
 from patone.core.events import event_handler
 from patone.core.notifications import templates
@@ -73,12 +74,7 @@ async def request_context(
     if not rows:
         return None
     row = rows[0]
-    settings = {
-        r["key"]: r["value"]
-        for r in await engine.fetch(
-            "SELECT key, value #>> '{}' AS value FROM settings WHERE key LIKE 'company.%'"
-        )
-    }
+    settings = await get_settings(tenant)  # joins the caller's transaction
     name = getattr(tenant, "name", tenant.slug)
     context: dict[str, Any] = {
         "company": {
