@@ -240,7 +240,7 @@ async def fill_plugin_settings(
     box = get_runtime().box
     async with tenant_transaction(tenant):
         stored = (await _stored()).get(name)
-        current = {k: box.open(v) for k, v in (stored[1] if stored else {}).items()}
+        current = _opened(box, stored[1] if stored else {})[0]
         if not fill(dict(current)):
             return current
         await engine.execute(
@@ -253,7 +253,7 @@ async def fill_plugin_settings(
         rows = await engine.fetch(
             "SELECT config FROM plugin_configs WHERE plugin = $1 FOR UPDATE", name
         )
-        current = {k: box.open(v) for k, v in json.loads(rows[0]["config"]).items()}
+        current = _opened(box, json.loads(rows[0]["config"]))[0]
         changes = fill(dict(current))  # again: another first use may have filled it meanwhile
         if not changes:
             return current
@@ -277,11 +277,12 @@ async def fill_plugin_settings(
 
 
 async def saved_config(tenant: TenantRef, name: str) -> dict[str, Any]:
-    """This tenant's saved settings for one plugin, secrets decrypted, enabled or not."""
+    """This tenant's saved settings for one plugin, secrets decrypted, enabled or not (a secret
+    this server cannot decrypt is left out, as if never entered)."""
     box = get_runtime().box
     async with tenant_transaction(tenant):
         stored = (await _stored()).get(name)
-    return {k: box.open(v) for k, v in (stored[1] if stored else {}).items()}
+    return _opened(box, stored[1] if stored else {})[0]
 
 
 def _opened(box: SecretBox, sealed: dict[str, Any]) -> tuple[dict[str, Any], set[str]]:

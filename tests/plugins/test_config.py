@@ -168,6 +168,11 @@ async def test_secrets_sealed_with_a_lost_key_are_asked_for_again_not_a_crash(
         assert [(e.field, e.code) for e in caught.value.errors] == [
             ("config.auth_token", "undecryptable")
         ]
+        # Trying it out says what is missing instead of failing.
+        from patone.plugins.checks import check_plugin
+
+        tried = await check_plugin(acme, ADMIN, "sms-fake", to="+14155552671")
+        assert not tried.ok and "auth_token" in tried.message
         # Switching it off still works; entering the secret again mends it.
         off = await plugins.configure_plugin(acme, ADMIN, "sms-fake", enabled=False)
         assert off.enabled is False
