@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
 import math
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
+import asyncpg
 from rich.console import Console
 
 
@@ -66,3 +69,48 @@ def make_console(width: int = 180) -> Console:
 
 def phase(console: Console, text: str) -> None:
     console.print(f"[dim]{time.strftime('%H:%M:%S')}[/dim] [bold]{text}[/bold]")
+
+
+# --- the benchmarks' own database ---------------------------------------------------------------
+
+
+def role_pattern(prefix: str) -> str:
+    """A regex for the roles of a benchmark's tenants (LIKE would treat `_` as a wildcard)."""
+    return f"^t_{prefix}_[0-9]+_role$"
+
+
+async def drop_roles(admin: asyncpg.Connection, prefix: str) -> int:
+    """Drop the roles of tenants whose slugs start with `prefix`; returns how many."""
+    names = [
+        r["rolname"]
+        for r in await admin.fetch(
+            "SELECT rolname FROM pg_roles WHERE rolname ~ $1 ORDER BY rolname",
+            role_pattern(prefix),
+        )
+    ]
+    for start in range(0, len(names), 500):
+        chunk = names[start : start + 500]
+        await admin.execute("DROP ROLE IF EXISTS " + ", ".join(f'"{n}"' for n in chunk))
+    return len(names)
+
+
+async def reset_database(admin_dsn: str, database: str, prefix: str, create: bool) -> int:
+    """Drop the bench database and leftover bench roles; re-create the database if `create`."""
+    admin = await asyncpg.connect(admin_dsn)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        dropped = await drop_roles(admin, prefix)
+        if create:
+            await admin.execute(f'CREATE DATABASE "{database}"')
+        return dropped
+    finally:
+        await admin.close()
+
+
+def check_names(parser: argparse.ArgumentParser, prefix: str, database: str) -> None:
+    """Refuse a tenant prefix or database name that is not a benchmark's own."""
+    if not re.fullmatch(r"[a-z][a-z0-9]*", prefix):
+        parser.error("--prefix must be lower-case letters and digits, starting with a letter")
+    if not re.fullmatch(r"[a-z_][a-z0-9_]*", database) or "bench" not in database:
+        # It is dropped at start: refuse names that could be a real database.
+        parser.error("--database must be a plain lower-case name containing 'bench'")

@@ -64,7 +64,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import psutil
-from figures import Stats, make_console, phase, verdict, with_database
+from figures import (
+    Stats,
+    check_names,
+    make_console,
+    phase,
+    reset_database,
+    verdict,
+    with_database,
+)
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -454,32 +462,6 @@ async def idle_cpu_rate(workers: Sequence[Child], span: float) -> float:
 
 
 # --- set-up -----------------------------------------------------------------------------------
-
-
-def role_pattern(prefix: str) -> str:
-    return f"^t_{prefix}_[0-9]+_role$"
-
-
-async def reset_database(admin_dsn: str, database: str, prefix: str, create: bool) -> int:
-    """Drop the bench database and this benchmark's roles; re-create the database if `create`."""
-    import asyncpg
-
-    admin = await asyncpg.connect(admin_dsn)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-        names = [
-            r["rolname"]
-            for r in await admin.fetch(
-                "SELECT rolname FROM pg_roles WHERE rolname ~ $1", role_pattern(prefix)
-            )
-        ]
-        for name in names:
-            await admin.execute(f'DROP ROLE IF EXISTS "{name}"')
-        if create:
-            await admin.execute(f'CREATE DATABASE "{database}"')
-        return len(names)
-    finally:
-        await admin.close()
 
 
 def clear_redis(redis_url: str, namespace: str, prefix: str) -> int:
@@ -1479,11 +1461,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error("--notifications (>= 2), --tenants, --processes, --threads must be positive")
     if not 0 <= args.refuse + args.lose + args.timeout <= 1:
         parser.error("--refuse + --lose + --timeout must be between 0 and 1")
-    if not re.fullmatch(r"[a-z][a-z0-9]*", args.prefix):
-        parser.error("--prefix must be lower-case letters and digits, starting with a letter")
-    if not re.fullmatch(r"[a-z_][a-z0-9_]*", args.database) or "bench" not in args.database:
-        # It is dropped at start: refuse names that could be a real database.
-        parser.error("--database must be a plain lower-case name containing 'bench'")
+    check_names(parser, args.prefix, args.database)
     return args
 
 

@@ -54,7 +54,16 @@ from typing import Any
 
 import asyncpg
 import psutil
-from figures import Stats, make_console, phase, verdict, with_database
+from figures import (
+    Stats,
+    check_names,
+    make_console,
+    phase,
+    reset_database,
+    role_pattern,
+    verdict,
+    with_database,
+)
 from piccolo.apps.migrations.auto.migration_manager import MigrationManager
 from rich.console import Console
 from rich.progress import (
@@ -112,40 +121,8 @@ def ms(value: float) -> str:
 # --- set-up ----------------------------------------------------------------------------------
 
 
-def role_pattern(prefix: str) -> str:
-    """A regex for the roles of this benchmark's tenants (LIKE would treat `_` as a wildcard)."""
-    return f"^t_{prefix}_[0-9]+_role$"
-
-
 def slug_for(prefix: str, index: int, width: int) -> str:
     return f"{prefix}-{index:0{width}d}"
-
-
-async def drop_roles(admin: asyncpg.Connection, prefix: str) -> int:
-    names = [
-        r["rolname"]
-        for r in await admin.fetch(
-            "SELECT rolname FROM pg_roles WHERE rolname ~ $1 ORDER BY rolname",
-            role_pattern(prefix),
-        )
-    ]
-    for start in range(0, len(names), 500):
-        chunk = names[start : start + 500]
-        await admin.execute("DROP ROLE IF EXISTS " + ", ".join(f'"{n}"' for n in chunk))
-    return len(names)
-
-
-async def reset_database(admin_dsn: str, database: str, prefix: str, create: bool) -> int:
-    """Drop the bench database and leftover bench roles; re-create the database if `create`."""
-    admin = await asyncpg.connect(admin_dsn)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-        dropped = await drop_roles(admin, prefix)
-        if create:
-            await admin.execute(f'CREATE DATABASE "{database}"')
-        return dropped
-    finally:
-        await admin.close()
 
 
 async def connect_pool(
@@ -1018,11 +995,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
             setattr(args, name, value)
     if args.tenants < 1:
         parser.error("--tenants must be at least 1")
-    if not re.fullmatch(r"[a-z][a-z0-9]*", args.prefix):
-        parser.error("--prefix must be lower-case letters and digits, starting with a letter")
-    if not re.fullmatch(r"[a-z_][a-z0-9_]*", args.database) or "bench" not in args.database:
-        # It is dropped at start: refuse names that could be a real database.
-        parser.error("--database must be a plain lower-case name containing 'bench'")
+    check_names(parser, args.prefix, args.database)
     return args
 
 
