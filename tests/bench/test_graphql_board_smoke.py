@@ -2,28 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "bench" / "graphql_board.py"
+from tests.bench.smoke import run_smoke
 
 
 def test_graphql_board_smoke(tmp_path: Path) -> None:
-    figures = tmp_path / "figures.json"
-    done = subprocess.run(
-        [sys.executable, str(SCRIPT), "--smoke", "--profile", "--json", str(figures)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    output = done.stdout
-    assert done.returncode == 0, output[-5000:] + done.stderr[-5000:]
-    for needle in (
+    needles = (
         "items check: passed",
         "whole JSON identical: yes",
         "isolation: ok",
@@ -38,10 +23,8 @@ def test_graphql_board_smoke(tmp_path: Path) -> None:
         "profile: top 15 by cumulative",
         "profile: top 15 by own time",
         "dropped database 'patone_bench_board_smoke'",
-    ):
-        assert needle in output, f"{needle!r} missing from:\n{output[-5000:]}"
-
-    data = json.loads(figures.read_text())
+    )
+    data = run_smoke("graphql_board.py", tmp_path, needles, "--profile", timeout=300)
     assert data["failures"] == []
     check = data["check"]
     assert check["passed"] is True

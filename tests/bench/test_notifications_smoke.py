@@ -3,28 +3,13 @@ by us, and its summary printed."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "bench" / "notifications.py"
+from tests.bench.smoke import run_smoke
 
 
 def test_notifications_smoke(tmp_path: Path) -> None:
-    figures = tmp_path / "figures.json"
-    done = subprocess.run(
-        [sys.executable, str(SCRIPT), "--smoke", "--json", str(figures)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    output = done.stdout
-    assert done.returncode == 0, output[-5000:] + done.stderr[-5000:]
-    for needle in (
+    needles = (
         "SDK baseline",
         "settled after",
         "by channel: our log and the fake's ledger",
@@ -40,10 +25,8 @@ def test_notifications_smoke(tmp_path: Path) -> None:
         "CPU per notification, our share",
         "machine until 90 % final",
         "dropped database 'patone_bench_notifications_smoke'",
-    ):
-        assert needle in output, f"{needle!r} missing from:\n{output[-5000:]}"
-
-    data = json.loads(figures.read_text())
+    )
+    data = run_smoke("notifications.py", tmp_path, needles)
     assert data["failures"] == []
     assert data["settled"] is True
     assert data["notifications"] == data["expected"] == 200

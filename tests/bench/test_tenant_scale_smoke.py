@@ -2,28 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "bench" / "tenant_scale.py"
+from tests.bench.smoke import run_smoke
 
 
 def test_tenant_scale_smoke(tmp_path: Path) -> None:
-    figures = tmp_path / "figures.json"
-    done = subprocess.run(
-        [sys.executable, str(SCRIPT), "--smoke", "--json", str(figures)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    output = done.stdout
-    assert done.returncode == 0, output[-5000:] + done.stderr[-5000:]
-    for needle in (
+    needles = (
         "summary: 20 tenants",
         "provisioning p95",
         "disk per tenant",
@@ -34,10 +19,8 @@ def test_tenant_scale_smoke(tmp_path: Path) -> None:
         "backend memory max, all touched",
         "delete + purge",
         "dropped database 'patone_bench_smoke'",
-    ):
-        assert needle in output, f"{needle!r} missing from:\n{output[-5000:]}"
-
-    data = json.loads(figures.read_text())
+    )
+    data = run_smoke("tenant_scale.py", tmp_path, needles)
     assert data["tenants"] == 20
     assert data["provisioning"]["overall"]["count"] == 20
     assert data["provisioning"]["overall"]["p95"] > 0
