@@ -9,8 +9,6 @@ tenant stays for other tests).
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -20,90 +18,37 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.demo_product import demo_env, issue_token, serving, stop
 from tests.fakes import SmtpFake, TwilioFake
 from tests.test_embedded import _free_port
 
-# The demo company is shared with the browser test: its sealed settings must open for both.
-SECRET_KEY = "browser-flow-secret-key-0123456789abcdef"
 SID = "AC" + "7" * 32
 TOKEN = "demo-twilio-auth-token"
-
-
-def _wait_healthy(process: subprocess.Popen[bytes], port: int, log: Any) -> None:
-    deadline = time.monotonic() + 45
-    while True:
-        if process.poll() is not None:
-            log.seek(0)
-            raise AssertionError(f"patone serve exited:\n{log.read()}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline, "patone serve did not become healthy"
-        time.sleep(0.1)
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 @pytest.fixture(scope="module")
 def product(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     port = _free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": os.environ.get("DATABASE_URL")
-        or "postgresql://postgres@127.0.0.1:5432/test",
-        "REDIS_URL": os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/9",
-        "SECRET_KEY": SECRET_KEY,
-        "PORT": str(port),
-        "DEMO_TENANT": "true",
-        "ALLOW_PRIVATE_URLS": "true",  # the fakes listen on 127.0.0.1
-        "LOG_LEVEL": "WARNING",
-    }
+    env = demo_env(port, ALLOW_PRIVATE_URLS="true")  # the fakes listen on 127.0.0.1
     logs = tmp_path_factory.mktemp("done-when")
-    serve_log = (logs / "serve.log").open("w+")
-    worker_log = (logs / "worker.log").open("w+")
-    serve = subprocess.Popen(
-        [sys.executable, "-m", "patone", "serve"],
-        env=env,
-        stdout=serve_log,
-        stderr=subprocess.STDOUT,
-    )
-    worker: subprocess.Popen[bytes] | None = None
-    try:
-        _wait_healthy(serve, port, serve_log)
+    with (
+        serving(env, logs / "serve.log") as serve_log,
+        (logs / "worker.log").open("w+") as worker_log,
+    ):
         worker = subprocess.Popen(
             [sys.executable, "-m", "patone", "worker", "--threads", "2"],
             env=env,
             stdout=worker_log,
             stderr=subprocess.STDOUT,
         )
-        yield {"port": port, "env": env, "worker_log": worker_log, "serve_log": serve_log}
-    finally:
-        if worker is not None:
-            _stop(worker)
-        _stop(serve)
-        serve_log.close()
-        worker_log.close()
+        try:
+            yield {"port": port, "env": env, "worker_log": worker_log, "serve_log": serve_log}
+        finally:
+            stop(worker)
 
 
 def _token(product: dict[str, Any], user: str) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "patone", "tokens", "issue", "--tenant", "demo", "--user", user],
-        env=product["env"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout.strip()
+    return issue_token(product["env"], user)
 
 
 def _gql(product: dict[str, Any], token: str, query: str, **variables: Any) -> dict[str, Any]:

@@ -11,10 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,16 +18,15 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
 import pytest
 
+from tests.demo_product import demo_env, issue_token, serving
 from tests.graphql.test_graphiql import CHROMIUM, CHROMIUM_ARGS, LOCAL_HOSTS, _editor, _result
 from tests.test_embedded import _free_port
 
 playwright_api = pytest.importorskip("playwright.async_api")
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"needs {CHROMIUM}")
 
-SECRET_KEY = "browser-flow-secret-key-0123456789abcdef"
 DISPATCHER = "dispatcher@demo-towing.example"
 DEMO_HOST = "demo.localhost"
 ALLOWED_HOSTS = LOCAL_HOSTS | {DEMO_HOST}
@@ -84,66 +79,13 @@ class Product:
 def product(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Product]:
     """`patone serve` with the demo tenant, on the machine's (test) Postgres and Redis."""
     port = _free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": os.environ.get("DATABASE_URL")
-        or "postgresql://postgres@127.0.0.1:5432/test",
-        "REDIS_URL": os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/9",
-        "SECRET_KEY": SECRET_KEY,
-        "PORT": str(port),
-        "DEMO_TENANT": "true",
-        "LOG_LEVEL": "WARNING",
-    }
-    log = (tmp_path_factory.mktemp("serve") / "patone-serve.log").open("w+")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "patone", "serve"], env=env, stdout=log, stderr=subprocess.STDOUT
-    )
-    try:
-        deadline = time.monotonic() + 45
-        while True:
-            if process.poll() is not None:
-                log.seek(0)
-                raise AssertionError(f"patone serve exited:\n{log.read()}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "patone serve did not become healthy"
-            time.sleep(0.1)
+    env = demo_env(port)
+    with serving(env, tmp_path_factory.mktemp("serve") / "patone-serve.log"):
         yield Product(port, env)
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
 
 
 def _issue_token(product: Product) -> str:
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "patone",
-            "tokens",
-            "issue",
-            "--tenant",
-            "demo",
-            "--user",
-            DISPATCHER,
-        ],
-        env=product.env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr
-    token = done.stdout.strip()
-    assert token and " " not in token, done.stdout
-    return token
+    return issue_token(product.env, DISPATCHER)
 
 
 async def _type_into(page: Any, selector: str, text: str) -> None:
