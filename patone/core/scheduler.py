@@ -136,7 +136,8 @@ class Scheduler:
 
     async def step(self) -> list[str]:
         """One tick: lead if possible, then run what is due."""
-        if await self._lead():
+        # A Redis call that never answers must not stall the scheduler: give up after a lease.
+        if await asyncio.wait_for(self._lead(), self.lease):
             return await self.run_due()
         return []
 
@@ -161,5 +162,7 @@ class Scheduler:
             self._task = None
         if self.leading:
             with contextlib.suppress(Exception):
-                await self.client.eval(_RELEASE, 1, self.lock_key, self.node)
+                await asyncio.wait_for(
+                    self.client.eval(_RELEASE, 1, self.lock_key, self.node), self.lease
+                )
             self.leading = False

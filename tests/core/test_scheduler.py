@@ -16,7 +16,7 @@ from tests.conftest import REDIS_URL
 
 @pytest.fixture
 async def client() -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(REDIS_URL)
+    client = aioredis.Redis.from_url(REDIS_URL, socket_timeout=5)  # a hang fails, not blocks
     yield client
     await client.aclose()
 
