@@ -1,12 +1,18 @@
 """Domain events fan out through jobs: to plugins, notifications and webhooks, never twice.
 
-The outbox relay, after publishing an event to Redis pub/sub, enqueues one `fan_out` job per
-event (message id `event-<tenant>-<event id>`). That job runs every registered event handler
-(`@event_handler`): this module's own queues one `deliver_event` job per plugin the tenant
-enabled that implements `on_event`; notifications and outbound webhooks register theirs. Each
-handler must be idempotent (it may run again: the relay can enqueue an event twice, and a
-failing handler makes the whole fan-out retry), which they are by writing rows keyed by the
-event id and queueing jobs with message ids derived from them.
+The outbox relay, after publishing a batch of a tenant's events to Redis pub/sub, enqueues one
+`fan_out` job for the batch (message id `events-<tenant>-<first id>-<last id>`). That job runs
+every registered event handler (`@event_handler`) once for the whole batch, so a burst of
+events costs a few transactions, not a few per event: this module's own queues one
+`deliver_event` job per event and plugin the tenant enabled that implements `on_event`;
+notifications and outbound webhooks register theirs. Each handler must be idempotent (it may run
+again: the relay can enqueue an event twice, and a failing handler makes the whole fan-out
+retry), which they are by writing rows keyed by the event id and queueing jobs with message ids
+derived from them.
+
+One bad event must not hold back the others: when a batch of several events fails, its job
+queues each event as a `fan_out` of its own (message id `event-<tenant>-<event id>`) and ends;
+only the event that fails on its own is retried and, in the end, dead-lettered.
 
 `deliver_event` calls one plugin for one event, with a message id made from the tenant, the
 event id and the plugin. A plugin that fails is retried on its own (the others are not called
@@ -18,6 +24,7 @@ so its retry can run.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -28,16 +35,19 @@ from patone.core.redis import tenant_key
 from patone.plugins import config as plugins
 from patone.tenants.registry import TenantInfo
 
+log = logging.getLogger(__name__)
+
 CLAIM_SECONDS = 600  # longer than a delivery may take
 DONE_SECONDS = 7 * 24 * 3600  # longer than any redelivery or dead-letter retry comes
 
 
-EventHandler = Callable[[TenantInfo, dict[str, Any], dramatiq.Broker], Awaitable[None]]
+EventHandler = Callable[[TenantInfo, list[dict[str, Any]], dramatiq.Broker], Awaitable[None]]
 _HANDLERS: dict[str, EventHandler] = {}
 
 
 def event_handler(name: str) -> Callable[[EventHandler], EventHandler]:
-    """Register `async def handler(tenant, event, broker)` to run for every committed event.
+    """Register `async def handler(tenant, events, broker)` to run for every batch of committed
+    events (oldest first, one or more).
 
     It runs in the `fan_out` job, outside any transaction, and must be idempotent."""
 
@@ -52,37 +62,50 @@ def message_id(slug: str, event_id: int, plugin: str) -> str:
     return f"outbox-{slug}-{event_id}-{plugin}"
 
 
-def fan_out_message_id(slug: str, event_id: int) -> str:
-    return f"event-{slug}-{event_id}"
+def fan_out_message_id(slug: str, events: list[dict[str, Any]]) -> str:
+    first, last = int(events[0]["id"]), int(events[-1]["id"])
+    return f"event-{slug}-{first}" if len(events) == 1 else f"events-{slug}-{first}-{last}"
 
 
 @tenant_actor(actor_name="patone.events.fan_out", transaction=False, queue_name="events")
-async def fan_out(tenant_slug: str, event: dict[str, Any]) -> list[str]:
-    """Run every event handler for one event; returns the handlers' names."""
+async def fan_out(tenant_slug: str, events: list[dict[str, Any]]) -> list[str]:
+    """Run every event handler for a batch of events; returns the handlers' names."""
     tenant = current_job().tenant
     broker = dramatiq.get_broker()
-    for handler in _HANDLERS.values():
-        await handler(tenant, event, broker)
+    try:
+        for handler in _HANDLERS.values():
+            await handler(tenant, events, broker)
+    except Exception:
+        if len(events) == 1:
+            raise
+        log.warning(
+            "a batch of %d events failed: each is queued on its own",
+            len(events),
+            exc_info=True,
+            extra={"tenant": tenant_slug},
+        )
+        await asyncio.to_thread(enqueue_fan_out, broker, tenant_slug, events, batch=1)
     return list(_HANDLERS)
 
 
-def enqueue_fan_out(broker: dramatiq.Broker, slug: str, events: list[dict[str, Any]]) -> None:
-    """Queue `fan_out` for each event (synchronous: call it from a thread)."""
+def enqueue_fan_out(
+    broker: dramatiq.Broker, slug: str, events: list[dict[str, Any]], *, batch: int = 200
+) -> None:
+    """Queue `fan_out` for the events, `batch` at a time (synchronous: call it from a thread)."""
     actor = fan_out.bind(broker)
-    for event in events:
-        message = actor.message(slug, event).copy(
-            message_id=fan_out_message_id(slug, int(event["id"]))
-        )
+    for start in range(0, len(events), batch):
+        chunk = events[start : start + batch]
+        message = actor.message(slug, chunk).copy(message_id=fan_out_message_id(slug, chunk))
         broker.enqueue(message)
 
 
 @event_handler("plugins")
 async def _plugin_deliveries(
-    tenant: TenantInfo, event: dict[str, Any], broker: dramatiq.Broker
+    tenant: TenantInfo, events: list[dict[str, Any]], broker: dramatiq.Broker
 ) -> None:
     listeners = await event_listeners(tenant)
     if listeners:
-        await asyncio.to_thread(enqueue_deliveries, broker, tenant.slug, listeners, event)
+        await asyncio.to_thread(enqueue_deliveries, broker, tenant.slug, listeners, events)
 
 
 async def event_listeners(tenant: TenantInfo) -> list[str]:
@@ -132,12 +155,13 @@ async def deliver_event(tenant_slug: str, plugin: str, event: dict[str, Any]) ->
 
 
 def enqueue_deliveries(
-    broker: dramatiq.Broker, slug: str, plugin_names: list[str], event: dict[str, Any]
+    broker: dramatiq.Broker, slug: str, plugin_names: list[str], events: list[dict[str, Any]]
 ) -> None:
-    """Queue `deliver_event` for each plugin (synchronous: call it from a thread)."""
+    """Queue `deliver_event` for each event and plugin (synchronous: call it from a thread)."""
     actor = deliver_event.bind(broker)
-    for plugin in plugin_names:
-        message = actor.message(slug, plugin, event).copy(
-            message_id=message_id(slug, int(event["id"]), plugin)
-        )
-        broker.enqueue(message)
+    for event in events:
+        for plugin in plugin_names:
+            message = actor.message(slug, plugin, event).copy(
+                message_id=message_id(slug, int(event["id"]), plugin)
+            )
+            broker.enqueue(message)

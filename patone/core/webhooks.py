@@ -371,39 +371,49 @@ def enqueue_deliveries(
         broker.enqueue(message)
 
 
+def _wants(event_types: list[str], topic: str) -> bool:
+    """Whether an endpoint subscribed to `event_types` (none: every event) wants `topic`."""
+    wildcard = topic.split(".", 1)[0] + ".*"
+    return not event_types or topic in event_types or wildcard in event_types
+
+
 @event_handler("webhooks")
 async def queue_event_deliveries(
-    tenant: TenantInfo, event: dict[str, Any], broker: dramatiq.Broker
+    tenant: TenantInfo, events: list[dict[str, Any]], broker: dramatiq.Broker
 ) -> None:
-    """One delivery per enabled endpoint that wants this event, and a job for each not yet
+    """One delivery per event and enabled endpoint that wants it, and a job for each not yet
     attempted (idempotent: the fan-out may run twice)."""
-    topic = str(event["topic"])
-    wildcard = topic.split(".", 1)[0] + ".*"
     async with tenant_transaction(tenant):
         endpoints = await engine.fetch(
-            "SELECT id FROM webhook_endpoints WHERE enabled AND (cardinality(event_types) = 0 "
-            "OR $1 = ANY(event_types) OR $2 = ANY(event_types))",
-            topic,
-            wildcard,
+            "SELECT id, event_types FROM webhook_endpoints WHERE enabled ORDER BY id"
         )
         if not endpoints:
             return
-        ids = [r["id"] for r in endpoints]
+        pairs = [
+            (endpoint["id"], event)
+            for event in events
+            for endpoint in endpoints
+            if _wants(list(endpoint["event_types"]), str(event["topic"]))
+        ]
+        if not pairs:
+            return
         await engine.execute(
             "INSERT INTO webhook_deliveries (endpoint_id, message_id, event_id, event_type, "
-            "payload) SELECT e, m, $3, $4, $5::jsonb FROM unnest($1::int[], $2::text[]) AS t(e, m) "
+            "payload) SELECT e, m, i, t, p::jsonb FROM unnest($1::int[], $2::text[], "
+            "$3::bigint[], $4::text[], $5::text[]) AS u(e, m, i, t, p) "
             "ON CONFLICT (endpoint_id, event_id) DO NOTHING",
-            ids,
-            [new_message_id() for _ in ids],
-            int(event["id"]),
-            topic,
-            json.dumps(envelope(event), default=str),
+            [endpoint_id for endpoint_id, _ in pairs],
+            [new_message_id() for _ in pairs],
+            [int(event["id"]) for _, event in pairs],
+            [str(event["topic"]) for _, event in pairs],
+            [json.dumps(envelope(event), default=str) for _, event in pairs],
         )
         fresh = await engine.fetch(
-            "SELECT id FROM webhook_deliveries WHERE event_id = $1 AND endpoint_id = ANY($2) "
+            "SELECT id FROM webhook_deliveries WHERE event_id = ANY($1::bigint[]) "
+            "AND endpoint_id = ANY($2::int[]) "
             "AND status = 'pending' AND attempts = 0 AND replays = 0 ORDER BY id",
-            int(event["id"]),
-            ids,
+            sorted({int(event["id"]) for _, event in pairs}),
+            sorted({endpoint_id for endpoint_id, _ in pairs}),
         )
     if fresh:
         await asyncio.to_thread(

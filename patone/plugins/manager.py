@@ -4,8 +4,11 @@ pluggy's own call loop is not used for calls: an async implementation of a first
 returns a coroutine (not None), so pluggy would stop there, and one raising implementation would
 abort the whole call. Instead each implementation is called in pluggy's order, its result
 awaited if needed, plain functions run in a bounded thread pool, every call bounded by a
-time-out, and every failure logged with the plugin's name and counted by a circuit breaker that
-stops calling a plugin (for one tenant and hook) that keeps failing.
+time-out (counted from when the call starts: waiting for a free thread is not the plugin's
+time, and a call that never got one within `QUEUE_WAIT` time-outs ends with a `DeliveryFailed`
+that says the provider was not called), and every failure logged with the plugin's name and
+counted by a circuit breaker that stops calling a plugin (for one tenant and hook) that keeps
+failing.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
@@ -29,6 +33,8 @@ log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "patone.plugins"
 DEFAULT_TIMEOUT = 5.0
+DEFAULT_THREADS = 32  # blocking SDK calls in flight per process (they wait on the network)
+QUEUE_WAIT = 2.0  # time-outs a blocking call may wait for a free thread before giving up
 
 
 @dataclass
@@ -105,7 +111,7 @@ class PluginManager:
         load_entry_points: bool = True,
         timeout: float = DEFAULT_TIMEOUT,
         breaker: CircuitBreaker | None = None,
-        threads: int = 8,
+        threads: int = DEFAULT_THREADS,
     ) -> None:
         self.pm = pluggy.PluginManager(hookspecs.PROJECT)
         self.pm.add_hookspecs(hookspecs)
@@ -153,12 +159,45 @@ class PluginManager:
         if inspect.iscoroutinefunction(function):
             result = await asyncio.wait_for(function(**arguments), self.timeout)
         else:
-            loop = asyncio.get_running_loop()
-            future = loop.run_in_executor(self._executor, lambda: function(**arguments))
-            result = await asyncio.wait_for(future, self.timeout)
+            result = await self._in_thread(lambda: function(**arguments))
         if inspect.isawaitable(result):
             result = await asyncio.wait_for(result, self.timeout)
         return result
+
+    async def _in_thread(self, call: Callable[[], Any]) -> Any:
+        """Run a blocking call in the pool: its time-out starts when a thread takes it, and a
+        call still waiting for a thread after `QUEUE_WAIT` time-outs is dropped, never run."""
+        lock = threading.Lock()
+        started: list[float] = []
+        dropped: list[bool] = []
+
+        def run() -> Any:
+            with lock:
+                if dropped:
+                    return None
+                started.append(time.monotonic())
+            return call()
+
+        future = asyncio.get_running_loop().run_in_executor(self._executor, run)
+        queued_until = time.monotonic() + self.timeout * QUEUE_WAIT
+        while True:
+            now = time.monotonic()
+            if not started and now >= queued_until:
+                with lock:
+                    if not started:
+                        dropped.append(True)
+                if dropped:
+                    future.cancel()
+                    raise DeliveryFailed(
+                        f"not called: no free plugin thread in {self.timeout * QUEUE_WAIT:g} s"
+                    )
+            left = started[0] + self.timeout - now if started else queued_until - now
+            if left <= 0:
+                future.cancel()
+                raise TimeoutError
+            done, _ = await asyncio.wait({future}, timeout=left)
+            if done:
+                return future.result()
 
     async def _each(
         self,

@@ -152,7 +152,7 @@ async def test_preferences_silence_a_channel_and_the_log_says_so(
         "entity_id": str(request["id"]),
         "payload": {"id": request["id"], "status": "pending"},
     }
-    queued = await planning.plan(acme, event)
+    queued = await planning.plan(acme, [event])
     log = await gql(
         acme,
         admin,

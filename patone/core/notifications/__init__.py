@@ -12,10 +12,10 @@
   with its status, attempts (and how many were ambiguous), the provider's id and its delivery
   report.
 
-`planning` turns committed events into rows (in the `fan_out` job of each event); `sending`
-sends each row in its own job; `admin` is what the company manages. A periodic sweep re-queues
-rows whose job was lost (Redis flushed, a message dead-lettered by hand), so a notification is
-never silently stuck.
+`planning` turns committed events into rows (in the `fan_out` job of each batch of events);
+`sending` sends them in batches, a job each; `admin` is what the company manages. A periodic
+sweep re-queues rows whose job was lost (Redis flushed, a message dead-lettered by hand), so a
+notification is never silently stuck.
 """
 
 from __future__ import annotations
@@ -27,12 +27,12 @@ import dramatiq
 from patone.core.db import engine
 from patone.core.jobs import send_to_active_tenants, tenant_actor
 from patone.core.notifications import planning, sending
-from patone.core.notifications.sending import enqueue_sends, send_notification
+from patone.core.notifications.sending import enqueue_sends, send_notifications
 from patone.core.scheduler import periodic
 
 STALE_SECONDS = 600  # a queued or retrying row untouched this long has lost its job
 
-__all__ = ["planning", "send_notification", "sending", "sweep_tenant"]
+__all__ = ["planning", "send_notifications", "sending", "sweep_tenant"]
 
 
 @tenant_actor(actor_name="patone.notifications.sweep", queue_name="notifications")

@@ -1,18 +1,24 @@
-"""Sending one notification: claimed in Postgres, sent through the tenant's provider, logged.
+"""Sending notifications: claimed in Postgres, sent through the tenant's provider, logged.
 
-`send_notification` is a tenant job per `notifications` row (message id
-`notification-<tenant>-<id>`). It never holds a transaction open during the provider call:
+`send_notifications` is a tenant job for a batch of up to `BATCH` `notifications` rows (message
+id `notifications-<tenant>-<first id>-<last id>-<count>`; a batch of one is
+`notification-<tenant>-<id>`, the id the provider sees for that notification). It never holds a
+transaction open during the provider calls, and costs two statements per batch, not per row:
 
-1. **claim**: lock the row; if it is finished (sent, failed, suppressed, ...) the message is a
-   duplicate and does nothing; if another attempt holds a live lease it retries later; else the
-   row becomes `sending` with a lease (longer than any provider call may take) and one more
-   attempt. A row found `sending` with an expired lease means an attempt died during its call
-   (worker killed): the provider may have taken the message, so this attempt is *ambiguous*;
-2. **send** through the tenant's provider for the channel, with no fallback (an email "sent to
-   the log" because the SMTP server is down for a minute would be a lost email);
-3. **record** the outcome: `sent` / `logged` / `opted_out` with the provider's id and status;
-   `failed` for a permanent refusal (no retry); otherwise `retrying` and the job raises so
-   Dramatiq retries it with back-off, until the last attempt makes it `dead` (and a dead
+1. **claim** the batch in one statement: lock the rows in id order; a row that is finished
+   (sent, failed, suppressed, ...) is left alone (a duplicate message, or a retry of the batch
+   after that row went out); a row another attempt holds with a live lease is left for later;
+   every other row becomes `sending` with a lease (longer than the batch's provider calls may
+   take) and one more attempt. A row found `sending` with an expired lease means an attempt died
+   during its call (worker killed): the provider may have taken the message, so this attempt is
+   *ambiguous*;
+2. **send** each claimed row through the tenant's provider for its channel, all at once, with no
+   fallback (an email "sent to the log" because the SMTP server is down for a minute would be a
+   lost email);
+3. **record** every outcome in one statement: `sent` / `logged` / `opted_out` with the
+   provider's id and status; `failed` for a permanent refusal (no retry); otherwise `retrying`,
+   and the job raises so Dramatiq retries the batch with back-off (its next attempt claims only
+   the rows still unfinished), until the last attempt makes them `dead` (and the batch a dead
    letter) within about five minutes.
 
 SMTP and Twilio take no idempotency key, so an attempt whose answer was lost or timed out may
@@ -24,6 +30,7 @@ that arrives for such a message marks it sent, so its pending retry finds it don
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -33,11 +40,13 @@ import dramatiq
 from patone.core.db import engine
 from patone.core.jobs import current_job, tenant_actor
 from patone.plugins import config as plugins
+from patone.plugins.manager import QUEUE_WAIT
 from patone.plugins.types import Delivery, DeliveryFailed, EmailMessage, PluginResult, SmsMessage
 from patone.tenants.isolation import TenantRef, tenant_transaction
 
 log = logging.getLogger(__name__)
 
+BATCH = 25  # notifications per send job
 MAX_RETRIES = 8  # 1 + 2 + 4 + ... + 60 s of back-off: dead-lettered within ~5 minutes
 TIME_LIMIT_MS = 120_000
 AMBIGUOUS_POLICY: dict[str, Literal["retry", "give_up"]] = {
@@ -88,13 +97,22 @@ class Outcome:
 
 
 def lease_seconds() -> float:
-    """How long an attempt holds a notification: past the plugin manager's time-out for the
-    provider call (an attempt found holding it later than this has died)."""
-    return plugins.get_runtime().manager.timeout * 2 + 5
+    """How long an attempt holds its notifications: past the longest its provider calls may
+    take (a blocking call may wait `QUEUE_WAIT` time-outs for a thread, then run one); an
+    attempt found holding them later than this has died."""
+    timeout = plugins.get_runtime().manager.timeout
+    return timeout * (QUEUE_WAIT + 2) + 5
 
 
 def message_id(slug: str, notification_id: int) -> str:
+    """Our id of one notification, which providers see (and a batch of one is queued as)."""
     return f"notification-{slug}-{notification_id}"
+
+
+def batch_message_id(slug: str, ids: list[int]) -> str:
+    if len(ids) == 1:
+        return message_id(slug, ids[0])
+    return f"notifications-{slug}-{ids[0]}-{ids[-1]}-{len(ids)}"
 
 
 def parse_message_id(slug: str, value: str) -> int | None:
@@ -105,54 +123,76 @@ def parse_message_id(slug: str, value: str) -> int | None:
 
 
 def enqueue_sends(broker: dramatiq.Broker, slug: str, ids: list[int]) -> None:
-    """Queue a send job per notification (synchronous: call it from a thread)."""
-    actor = send_notification.bind(broker)
-    for notification_id in ids:
-        message = actor.message(slug, notification_id).copy(
-            message_id=message_id(slug, notification_id)
-        )
+    """Queue send jobs for these notifications, `BATCH` a job (synchronous: call it from a
+    thread)."""
+    actor = send_notifications.bind(broker)
+    ordered = sorted(ids)
+    for start in range(0, len(ordered), BATCH):
+        chunk = ordered[start : start + BATCH]
+        message = actor.message(slug, chunk).copy(message_id=batch_message_id(slug, chunk))
         broker.enqueue(message)
 
 
-async def _claim(tenant: TenantRef, notification_id: int) -> dict[str, Any] | None:
-    """Take the notification for this attempt; None when there is nothing to do.
+_CLAIM = (
+    "UPDATE notifications n SET status = 'sending', attempts = n.attempts + 1, "
+    "ambiguous_attempts = n.ambiguous_attempts + (c.status = 'sending')::int, "
+    "lease_until = now() + make_interval(secs => $2), updated_at = now() "
+    "FROM (SELECT id, status FROM notifications WHERE id = ANY($1::bigint[]) ORDER BY id "
+    "FOR UPDATE) c "
+    "WHERE n.id = c.id AND c.status <> ALL($3::text[]) AND NOT (c.status = 'sending' "
+    "AND (n.lease_until > now() OR n.channel = ANY($4::text[]))) "
+    "RETURNING n.id, c.status AS previous, n.channel, n.address, n.subject, n.body, "
+    "n.html, n.recipient_kind, n.recipient_id, n.event, n.entity_id"
+)
 
-    The usual case is one statement: lock the row, and take it unless it is finished or
-    another attempt's lease is alive. Only when it is not taken does a second look say why."""
+
+@dataclass(frozen=True)
+class Claimed:
+    rows: list[dict[str, Any]]  # taken by this attempt, in id order
+    busy: list[int]  # held by another live attempt: look again later
+    skipped: dict[int, str]  # left alone, with why: "duplicate" (finished or gone), "unknown"
+
+
+async def _claim(tenant: TenantRef, ids: list[int]) -> Claimed:
+    """Take the batch's notifications for this attempt (see the module docs).
+
+    The usual case is one statement: lock the rows, and take those neither finished nor held
+    by another attempt's live lease. Only when some are not taken does a second look say why."""
     give_up = [channel for channel, policy in AMBIGUOUS_POLICY.items() if policy == "give_up"]
     async with tenant_transaction(tenant):
-        rows = await engine.fetch(
-            "UPDATE notifications n SET status = 'sending', attempts = n.attempts + 1, "
-            "ambiguous_attempts = n.ambiguous_attempts + (c.status = 'sending')::int, "
-            "lease_until = now() + make_interval(secs => $2), updated_at = now() "
-            "FROM (SELECT id, status FROM notifications WHERE id = $1 FOR UPDATE) c "
-            "WHERE n.id = c.id AND c.status <> ALL($3::text[]) AND NOT (c.status = 'sending' "
-            "AND (n.lease_until > now() OR n.channel = ANY($4::text[]))) "
-            "RETURNING n.id, c.status AS previous, n.channel, n.address, n.subject, n.body, "
-            "n.html, n.recipient_kind, n.recipient_id, n.event, n.entity_id",
-            notification_id,
-            lease_seconds(),
-            list(FINISHED),
-            give_up,
-        )
-        if rows:
-            return dict(rows[0])
+        rows = [
+            dict(row)
+            for row in await engine.fetch(_CLAIM, ids, lease_seconds(), list(FINISHED), give_up)
+        ]
+        taken = {row["id"] for row in rows}
+        rest = [i for i in ids if i not in taken]
+        if not rest:
+            return Claimed(rows, [], {})
         found = await engine.fetch(
-            "SELECT status, lease_until > now() AS leased FROM notifications WHERE id = $1",
-            notification_id,
+            "SELECT id, channel, status, lease_until > now() AS leased FROM notifications "
+            "WHERE id = ANY($1::bigint[])",
+            rest,
         )
-        if not found or found[0]["status"] != "sending":
-            return None  # gone or finished: a duplicate message
-        if found[0]["leased"]:
-            raise NotificationBusy(f"notification {notification_id} is being sent")
-        # An attempt died during its call and this channel's policy is to give up.
-        await engine.execute(
-            "UPDATE notifications SET status = 'unknown', lease_until = NULL, "
-            "ambiguous_attempts = ambiguous_attempts + 1, updated_at = now(), "
-            "error = 'an attempt stopped during the provider call' WHERE id = $1",
-            notification_id,
-        )
-    return None
+        skipped = {i: "duplicate" for i in rest}  # gone or finished: a duplicate message
+        busy, dead = [], []
+        for row in found:
+            if row["status"] != "sending":
+                continue
+            if row["leased"]:
+                busy.append(row["id"])
+                del skipped[row["id"]]
+            else:  # an attempt died during its call and this channel's policy is to give up
+                dead.append(row["id"])
+                skipped[row["id"]] = "unknown"
+        if dead:
+            await engine.execute(
+                "UPDATE notifications SET status = 'unknown', lease_until = NULL, "
+                "ambiguous_attempts = ambiguous_attempts + 1, updated_at = now(), "
+                "error = 'an attempt stopped during the provider call' "
+                "WHERE id = ANY($1::bigint[])",
+                dead,
+            )
+    return Claimed(rows, sorted(busy), skipped)
 
 
 def _failure(channel: str, result: PluginResult) -> Outcome:
@@ -231,34 +271,53 @@ async def _push(tenant: TenantRef, row: dict[str, Any], our_id: str) -> Outcome:
     )
 
 
+_RECORD = (
+    # A delivery report may have come while we were sending (only a report changes a `sending`
+    # row): keep what it learnt, even when our own answer was lost.
+    "UPDATE notifications n SET "
+    "status = CASE WHEN n.status IN ('sent', 'delivered', 'undelivered') THEN n.status "
+    "ELSE o.status END, "
+    "provider = o.provider, "
+    "provider_id = CASE WHEN o.provider_id = '' THEN n.provider_id ELSE o.provider_id END, "
+    "provider_status = CASE WHEN n.provider_status = '' OR o.provider_status <> '' "
+    "THEN o.provider_status ELSE n.provider_status END, error = o.error, "
+    "ambiguous_attempts = n.ambiguous_attempts + o.ambiguous, lease_until = NULL, "
+    "sent_at = CASE WHEN o.status IN ('sent', 'logged') THEN now() ELSE n.sent_at END, "
+    "updated_at = now() "
+    "FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], "
+    "$7::int[]) AS o(id, status, provider, provider_id, provider_status, error, ambiguous) "
+    "WHERE n.id = o.id RETURNING n.id, n.status"
+)
+
+
 async def _record(
-    tenant: TenantRef, notification_id: int, outcome: Outcome, last_attempt: bool
-) -> str:
-    status = outcome.status
-    if outcome.retry and last_attempt:
-        status = "dead"
+    tenant: TenantRef, outcomes: dict[int, Outcome], last_attempt: bool
+) -> dict[int, str]:
+    """Write every outcome of this attempt in one statement; returns each row's status."""
+    ids = sorted(outcomes)
+    statuses = ["dead" if outcomes[i].retry and last_attempt else outcomes[i].status for i in ids]
     async with tenant_transaction(tenant):
-        # A delivery report may have come while we were sending (only a report changes a
-        # `sending` row): keep what it learnt, even when our own answer was lost.
         rows = await engine.fetch(
-            "UPDATE notifications SET "
-            "status = CASE WHEN status IN ('sent', 'delivered', 'undelivered') THEN status "
-            "ELSE $2 END, "
-            "provider = $3, provider_id = CASE WHEN $4 = '' THEN provider_id ELSE $4 END, "
-            "provider_status = CASE WHEN provider_status = '' OR $5 <> '' THEN $5 "
-            "ELSE provider_status END, error = $6, "
-            "ambiguous_attempts = ambiguous_attempts + $7, lease_until = NULL, "
-            "sent_at = CASE WHEN $2 IN ('sent', 'logged') THEN now() ELSE sent_at END, "
-            "updated_at = now() WHERE id = $1 RETURNING status",
-            notification_id,
-            status,
-            outcome.provider,
-            outcome.provider_id,
-            outcome.provider_status,
-            outcome.error[:2000],
-            1 if outcome.ambiguous else 0,
+            _RECORD,
+            ids,
+            statuses,
+            [outcomes[i].provider for i in ids],
+            [outcomes[i].provider_id for i in ids],
+            [outcomes[i].provider_status for i in ids],
+            [outcomes[i].error[:2000] for i in ids],
+            [1 if outcomes[i].ambiguous else 0 for i in ids],
         )
-    return str(rows[0]["status"]) if rows else status
+    recorded = dict(zip(ids, statuses, strict=True))
+    recorded.update({row["id"]: str(row["status"]) for row in rows})
+    return recorded
+
+
+async def _attempt(tenant: TenantRef, slug: str, row: dict[str, Any]) -> Outcome:
+    try:
+        return await _send(tenant, row, message_id(slug, row["id"]))
+    except Exception as error:  # our own failure: the provider may or may not have been called
+        log.exception("sending a notification failed", extra={"tenant": slug})
+        return Outcome("retrying", error=f"{type(error).__name__}: {error}", ambiguous=True)
 
 
 @tenant_actor(
@@ -270,18 +329,26 @@ async def _record(
     max_backoff=60_000,
     time_limit=TIME_LIMIT_MS,
 )
-async def send_notification(tenant_slug: str, notification_id: int) -> str:
-    """Send one notification (see the module docs); returns its status after this attempt."""
+async def send_notifications(tenant_slug: str, ids: list[int]) -> dict[int, str]:
+    """Send a batch of notifications (see the module docs); returns each one's status after
+    this attempt ("duplicate" for one that was already finished, "busy" for one another attempt
+    holds)."""
     job = current_job()
-    claimed = await _claim(job.tenant, notification_id)
-    if claimed is None:
-        return "duplicate"
-    try:
-        outcome = await _send(job.tenant, claimed, message_id(tenant_slug, notification_id))
-    except Exception as error:  # our own failure: the provider may or may not have been called
-        log.exception("sending a notification failed", extra={"tenant": tenant_slug})
-        outcome = Outcome("retrying", error=f"{type(error).__name__}: {error}", ambiguous=True)
-    status = await _record(job.tenant, notification_id, outcome, job.retries >= MAX_RETRIES)
-    if status in ("retrying", "dead"):
-        raise SendFailed(f"notification {notification_id}: {outcome.error}")
-    return status
+    claimed = await _claim(job.tenant, sorted(ids))
+    statuses: dict[int, str] = dict(claimed.skipped)
+    statuses.update({i: "busy" for i in claimed.busy})
+    outcomes: dict[int, Outcome] = {}
+    if claimed.rows:
+        sent = await asyncio.gather(
+            *(_attempt(job.tenant, tenant_slug, row) for row in claimed.rows)
+        )
+        outcomes = {row["id"]: outcome for row, outcome in zip(claimed.rows, sent, strict=True)}
+        statuses.update(await _record(job.tenant, outcomes, job.retries >= MAX_RETRIES))
+    again = sorted(i for i, status in statuses.items() if status in ("retrying", "dead", "busy"))
+    if again:  # the batch is tried again (its last attempt becomes a dead letter)
+        failed = [i for i in again if statuses[i] != "busy"]
+        if not failed:
+            raise NotificationBusy(f"notifications {again} are being sent")
+        errors = {outcomes[i].error for i in failed}
+        raise SendFailed(f"{len(failed)} notification(s) not sent yet: {'; '.join(errors)}")
+    return statuses

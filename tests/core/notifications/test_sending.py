@@ -177,7 +177,7 @@ async def test_a_notification_whose_job_was_lost_is_sent_by_the_sweep(
         "entity_id": str(request["id"]),
         "payload": {},
     }
-    assert len(await planning.plan(acme, event)) == 2  # written, but no job was queued (lost)
+    assert len(await planning.plan(acme, [event])) == 2  # written, but no job was queued (lost)
     assert await sweep_tenant(acme.slug) == 0  # too fresh to be called lost
     async with tenant_transaction(acme):
         await engine.execute("UPDATE notifications SET updated_at = now() - interval '20 minutes'")
@@ -201,7 +201,7 @@ async def test_a_claim_waits_for_a_live_attempt_and_follows_the_policy_for_a_dea
     request = await new_request(acme)
     event = {"id": 5, "topic": "request.created", "entity": "service_request",
              "entity_id": str(request["id"]), "payload": {}}  # fmt: skip
-    await planning.plan(acme, event)
+    await planning.plan(acme, [event])
     sms = next(r for r in await log_of(acme) if r["channel"] == "sms")
     async with tenant_transaction(acme):  # another worker is sending it right now
         await engine.execute(
@@ -210,14 +210,14 @@ async def test_a_claim_waits_for_a_live_attempt_and_follows_the_policy_for_a_dea
             sms["id"],
         )
     with pytest.raises(sending.NotificationBusy):
-        await sending.send_notification(acme.slug, sms["id"])
+        await sending.send_notifications(acme.slug, [sms["id"]])
     async with tenant_transaction(acme):  # ... and died during its call
         await engine.execute(
             "UPDATE notifications SET lease_until = now() - interval '1 s' WHERE id = $1",
             sms["id"],
         )
     monkeypatch.setitem(sending.AMBIGUOUS_POLICY, "sms", "give_up")
-    assert await sending.send_notification(acme.slug, sms["id"]) == "duplicate"
+    assert await sending.send_notifications(acme.slug, [sms["id"]]) == {sms["id"]: "unknown"}
     [after] = [r for r in await log_of(acme) if r["id"] == sms["id"]]
     assert (after["status"], after["ambiguous_attempts"]) == ("unknown", 1)
     assert twilio.forms == []  # given up: not sent again

@@ -43,7 +43,7 @@ async def _sms(tenant: TenantInfo) -> dict[str, Any]:
         "entity_id": str(request["id"]),
         "payload": {},
     }
-    await planning.plan(tenant, event)
+    await planning.plan(tenant, [event])
     return next(r for r in await log_of(tenant) if r["channel"] == "sms")
 
 
@@ -63,7 +63,7 @@ async def test_a_report_for_a_lost_answer_marks_it_sent_and_stops_the_retry(
     row = await _sms(acme)
     twilio.plan = FaultPlan(lose=1.0)  # Twilio queues the SMS, the answer never arrives
     with pytest.raises(sending.SendFailed):
-        await sending.send_notification(acme.slug, row["id"])
+        await sending.send_notifications(acme.slug, [row["id"]])
     [after] = [r for r in await log_of(acme) if r["id"] == row["id"]]
     assert after["status"] == "retrying" and after["ambiguous_attempts"] == 1
 
@@ -79,7 +79,7 @@ async def test_a_report_for_a_lost_answer_marks_it_sent_and_stops_the_retry(
 
     # The pending retry finds it sent: Twilio is not asked again.
     twilio.plan = FaultPlan()
-    assert await sending.send_notification(acme.slug, row["id"]) == "duplicate"
+    assert await sending.send_notifications(acme.slug, [row["id"]]) == {row["id"]: "duplicate"}
     assert twilio.ledger.duplicates() == (0, 0) and len(twilio.forms) == 1
 
     delivered = {**form, "MessageStatus": "delivered"}
@@ -107,7 +107,7 @@ async def test_failed_delivery_reports_carry_twilios_error(
     acme, _ = two_tenants
     await enable_providers(acme, twilio, smtp)
     row = await _sms(acme)
-    assert await sending.send_notification(acme.slug, row["id"]) == "sent"
+    assert await sending.send_notifications(acme.slug, [row["id"]]) == {row["id"]: "sent"}
     [sent] = [r for r in await log_of(acme) if r["id"] == row["id"]]
     url = f"http://{acme.slug}.patone.test/plugins/sms-twilio/status"  # no id: found by SID
     form = {"MessageSid": sent["provider_id"], "MessageStatus": "undelivered", "ErrorCode": "30003"}
