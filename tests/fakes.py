@@ -37,6 +37,12 @@ from aiosmtpd.controller import Controller
 MODES = ("ok", "refuse", "lose", "timeout")
 
 
+class _Server(ThreadingHTTPServer):
+    # Twilio takes many connections at once; socketserver's default backlog of 5 refuses
+    # connections under load, a failure the real provider does not have.
+    request_queue_size = 256
+
+
 @dataclass
 class FaultPlan:
     """Which way each call goes: `refuse`, `lose` and `timeout` are rates (0-1)."""
@@ -121,7 +127,7 @@ class TwilioFake:
             def do_POST(self) -> None:
                 fake.handle(self)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = _Server(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 

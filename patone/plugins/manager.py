@@ -37,6 +37,11 @@ DEFAULT_THREADS = 32  # blocking SDK calls in flight per process (they wait on t
 QUEUE_WAIT = 2.0  # time-outs a blocking call may wait for a free thread before giving up
 
 
+class NotCalled(DeliveryFailed):
+    """The plugin was not called (every thread stayed busy): nothing reached the provider, and
+    the circuit breaker does not count it against the provider."""
+
+
 @dataclass
 class _Breaker:
     failures: int = 0  # in a row
@@ -188,7 +193,7 @@ class PluginManager:
                         dropped.append(True)
                 if dropped:
                     future.cancel()
-                    raise DeliveryFailed(
+                    raise NotCalled(
                         f"not called: no free plugin thread in {self.timeout * QUEUE_WAIT:g} s"
                     )
             left = started[0] + self.timeout - now if started else queued_until - now
@@ -231,7 +236,8 @@ class PluginManager:
                     extra={"plugin": plugin, "hook": hook, "tenant": tenant_key or None},
                     exc_info=not isinstance(error, TimeoutError | DeliveryFailed),
                 )
-                self.breaker.failed(key)
+                if not isinstance(error, NotCalled):
+                    self.breaker.failed(key)
                 yield PluginResult(plugin=plugin, error=message, exception=error)
                 continue
             self.breaker.succeeded(key)

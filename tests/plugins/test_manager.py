@@ -10,7 +10,7 @@ from typing import Any
 
 from patone.plugins.hookspecs import hookimpl
 from patone.plugins.manager import CircuitBreaker, PluginManager
-from patone.plugins.types import GeoPoint, PluginInfo, RouteEstimate
+from patone.plugins.types import DeliveryFailed, GeoPoint, PluginInfo, RouteEstimate
 
 DOCS = Path(__file__).parents[2] / "docs" / "plugins.md"
 
@@ -159,3 +159,44 @@ def test_every_hook_is_documented() -> None:
     hooks = set(PluginManager(load_entry_points=False).hook_names())
     assert hooks - documented == set(), "hooks missing from docs/plugins.md"
     assert documented - hooks == set(), "docs/plugins.md describes hooks that do not exist"
+
+
+class Slow:
+    """A blocking SDK call that takes a while and counts its calls."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.calls = 0
+
+    @hookimpl
+    def plugin_info(self) -> PluginInfo:
+        return PluginInfo(name="slow", title="Slow")
+
+    @hookimpl
+    def on_event(self, event: Any) -> str:
+        self.calls += 1
+        time.sleep(self.seconds)
+        return str(event)
+
+
+async def test_waiting_for_a_thread_is_not_the_plugins_time_out() -> None:
+    slow = Slow(0.2)  # each call within the 0.3 s time-out, but one thread for three calls
+    manager = _manager(slow, timeout=0.3, threads=1)
+    results = await asyncio.gather(*(manager.call_all("on_event", event=n) for n in range(3)))
+    assert [r.value for [r] in results] == ["0", "1", "2"]  # the third waited 0.4 s: fine
+    manager.close()
+
+
+async def test_a_call_that_never_gets_a_thread_is_dropped_not_ambiguous() -> None:
+    slow = Slow(1.0)  # holds the only thread past the queue limit (2 time-outs of 0.2 s)
+    manager = _manager(slow, timeout=0.2, threads=1)
+    first, second = await asyncio.gather(
+        manager.call_all("on_event", event=1), manager.call_all("on_event", event=2)
+    )
+    assert "timed out" in (first[0].error or "")
+    failure = second[0].exception
+    assert isinstance(failure, DeliveryFailed) and not failure.ambiguous
+    assert "not called" in str(failure)
+    await asyncio.sleep(1.2)  # the thread is free again: the dropped call never ran
+    assert slow.calls == 1
+    manager.close()

