@@ -49,7 +49,9 @@ def configure_logging(level: str = "INFO") -> None:
         logger = logging.getLogger(name)
         logger.handlers.clear()
         logger.propagate = True
-    # pgserver narrates every step at INFO.
-    logging.getLogger("pgserver").setLevel(max(root.level, logging.WARNING))
+    # pgserver narrates every step at INFO; Twilio's SDK writes five INFO lines per request
+    # (URL, headers, status), which cost more CPU than the rest of a send job.
+    for chatty in ("pgserver", "twilio.http_client"):
+        logging.getLogger(chatty).setLevel(max(root.level, logging.WARNING))
     # We write our own access log line, with the request id and tenant.
     logging.getLogger("uvicorn.access").disabled = True

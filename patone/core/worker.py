@@ -35,6 +35,7 @@ from dramatiq.middleware import AsyncIO, Middleware, MiddlewareError
 from patone.core.db import engine
 from patone.core.jobs import NAMESPACE, TenantActor, bind_actors, configure_broker
 from patone.core.redis import close_loop_redis, close_redis, connect_redis
+from patone.log import configure_logging
 from patone.plugins import config as plugins
 from patone.settings import Settings, load_settings
 
@@ -303,11 +304,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--module", action="append", default=[])
     parser.add_argument("--no-default-modules", action="store_true")
     args = parser.parse_args(argv)
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO)
+    settings = load_settings()
+    configure_logging(settings.log_level)
     modules = list(args.module) if (args.module or args.no_default_modules) else None
     return serve_worker(
-        load_settings(),
+        settings,
         threads=args.threads,
         queues=args.queue or None,
         modules=modules,

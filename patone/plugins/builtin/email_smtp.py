@@ -1,8 +1,17 @@
-"""Email over SMTP (aiosmtplib): the company's own mail server or any SMTP relay."""
+"""Email over SMTP (aiosmtplib): the company's own mail server or any SMTP relay.
+
+Connections are kept open and reused (up to `POOL_SIZE` idle ones per server and account, per
+event loop, each for at most `IDLE_SECONDS`): opening one (TCP, EHLO, STARTTLS, login) costs
+more than sending a message on it. A pooled connection the server has closed meanwhile fails
+before the message is sent, so the message goes out on a fresh connection instead.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
+import time
+import weakref
 from email.message import EmailMessage as MimeMessage
 from typing import Any
 
@@ -13,6 +22,9 @@ from patone.plugins.hookspecs import hookimpl
 from patone.plugins.types import Delivery, DeliveryFailed, EmailMessage, PluginInfo
 
 NAME = "email-smtp"
+POOL_SIZE = 8
+IDLE_SECONDS = 30.0
+CLOSING = 421  # "service not available, closing transmission channel"
 
 
 class SmtpSettings(BaseModel):
@@ -54,6 +66,63 @@ def build(message: EmailMessage, settings: SmtpSettings, domain: str) -> MimeMes
     return mime
 
 
+_Key = tuple[str, int, str, str, str, float]
+_Idle = list[tuple[aiosmtplib.SMTP, float]]
+_pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[_Key, _Idle]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _idle(settings: SmtpSettings) -> _Idle:
+    """This event loop's idle connections to the settings' server, as their account."""
+    key = (
+        settings.host,
+        settings.port,
+        settings.username,
+        settings.password,
+        settings.security,
+        settings.timeout,
+    )
+    return _pools.setdefault(asyncio.get_running_loop(), {}).setdefault(key, [])
+
+
+async def _connection(settings: SmtpSettings) -> tuple[aiosmtplib.SMTP, bool]:
+    """A connected client, and whether it was reused from the pool."""
+    idle = _idle(settings)
+    now = time.monotonic()
+    while idle:
+        client, since = idle.pop()
+        if now - since < IDLE_SECONDS and client.is_connected:
+            return client, True
+        client.close()
+    client = aiosmtplib.SMTP(
+        hostname=settings.host,
+        port=settings.port,
+        username=settings.username or None,
+        password=settings.password or None,
+        use_tls=settings.security == "tls",
+        start_tls=settings.security == "starttls",
+        timeout=settings.timeout,
+    )
+    await client.connect()
+    return client, False
+
+
+def _give_back(settings: SmtpSettings, client: aiosmtplib.SMTP) -> None:
+    idle = _idle(settings)
+    if len(idle) < POOL_SIZE:
+        idle.append((client, time.monotonic()))
+    else:
+        client.close()
+
+
+def _stale(error: Exception) -> bool:
+    """A pooled connection the server closed while it sat idle (nothing was sent on it)."""
+    if isinstance(error, aiosmtplib.SMTPResponseException):
+        return error.code == CLOSING
+    return isinstance(error, aiosmtplib.SMTPServerDisconnected | ConnectionError)
+
+
 @hookimpl
 async def send_email(config: dict[str, Any], message: EmailMessage) -> Delivery:
     """Send one message, saying what is known when it fails (`DeliveryFailed`).
@@ -66,28 +135,23 @@ async def send_email(config: dict[str, Any], message: EmailMessage) -> Delivery:
     settings = SmtpSettings.model_validate(config)
     domain = settings.from_address.rpartition("@")[2] or "patone.local"
     mime = build(message, settings, domain)
-    client = aiosmtplib.SMTP(
-        hostname=settings.host,
-        port=settings.port,
-        username=settings.username or None,
-        password=settings.password or None,
-        use_tls=settings.security == "tls",
-        start_tls=settings.security == "starttls",
-        timeout=settings.timeout,
-    )
-    sending_data = accepted = False
-    try:
-        async with client:
+    while True:
+        client: aiosmtplib.SMTP | None = None
+        reused = sending_data = False
+        try:
+            client, reused = await _connection(settings)
             await client.mail(settings.from_address)
             await client.rcpt(message.to)
             sending_data = True
             await client.data(mime.as_bytes())
-            accepted = True
-    except Exception as error:
-        if not accepted:
+        except Exception as error:
+            if client is not None:
+                client.close()  # its state is unknown: never reused
+            if reused and not sending_data and _stale(error):
+                continue  # nothing was sent: the message goes out on a fresh connection
             raise _failure(error, sending_data) from error
-        # Only saying goodbye failed: the server has the message.
-    return Delivery(provider=NAME, status="sent", provider_id=str(mime["Message-ID"]))
+        _give_back(settings, client)
+        return Delivery(provider=NAME, status="sent", provider_id=str(mime["Message-ID"]))
 
 
 def _failure(error: Exception, sending_data: bool) -> Exception:

@@ -112,3 +112,59 @@ async def test_an_unreachable_server_falls_back_and_is_reported(
     assert by_plugin["email-smtp"].error is not None
     answer = await plugins.call_first(acme, "send_email", message=message)
     assert answer is not None and answer.plugin == "email-log"
+
+
+class Sessions(Inbox):
+    """An inbox that also counts the SMTP connections made to it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.connections = 0
+
+    async def handle_EHLO(
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        self.connections += 1
+        session.host_name = hostname
+        return responses
+
+
+async def test_connections_are_reused_and_one_the_server_closed_is_replaced(
+    two_tenants: tuple[TenantInfo, TenantInfo], runtime: None
+) -> None:
+    from patone.plugins.builtin import email_smtp
+
+    acme, bolt = two_tenants
+    inbox, port = Sessions(), _free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    config = {"host": "127.0.0.1", "port": port, "security": "none",
+              "from_address": "dispatch@acme.example.com"}  # fmt: skip
+    await plugins.configure_plugin(acme, ADMIN, "email-smtp", enabled=True, config=config)
+
+    def message(n: int) -> EmailMessage:
+        return EmailMessage(to="ann@example.com", subject=f"#{n}", text="hi", message_id=f"m{n}")
+
+    try:
+        for n in range(3):
+            sent = await plugins.call_first(
+                acme, "send_email", fall_through=False, message=message(n)
+            )
+            assert sent is not None and sent.value.status == "sent"
+        assert inbox.connections == 1  # one connection, three messages
+        # The server goes away and comes back: the pooled connection is dead, and fails
+        # before the message is sent, so the message goes out once, on a new connection.
+        controller.stop()
+        controller = Controller(inbox, hostname="127.0.0.1", port=port)
+        controller.start()
+        sent = await plugins.call_first(acme, "send_email", fall_through=False, message=message(3))
+        assert sent is not None and sent.error is None and sent.value.status == "sent"
+        assert [m["Subject"] for _, _, m in inbox.messages] == ["#0", "#1", "#2", "#3"]
+        assert inbox.connections == 2
+        # Bolt has no SMTP server configured: its mail goes to the log, not on Acme's connection.
+        logged = await plugins.call_first(bolt, "send_email", message=message(4))
+        assert logged is not None and logged.plugin == "email-log"
+        assert len(inbox.messages) == 4
+    finally:
+        controller.stop()
+        email_smtp._pools.clear()
