@@ -510,7 +510,7 @@ def child_env(settings: Any, workdir: Path) -> dict[str, str]:
         ALLOW_PRIVATE_URLS="true",
         PUBLIC_URL=TENANT_URL,
         DEMO_TENANT="false",
-        LOG_LEVEL="WARNING",
+        LOG_LEVEL="INFO",  # as `patone worker` logs by default; its log says when it is ready
         DATA_DIR=str(workdir / "data"),
     )
     return env

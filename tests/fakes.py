@@ -120,6 +120,9 @@ class TwilioFake:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body go out in two writes: with Nagle's algorithm on, a kept-alive
+            # client waits 40 ms (delayed ACK) for every answer, which Twilio does not do.
+            disable_nagle_algorithm = True
 
             def log_message(self, *args: Any) -> None:
                 pass

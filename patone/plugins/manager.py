@@ -52,15 +52,19 @@ class _Breaker:
 class CircuitBreaker:
     """Stops calling a provider that is failing, not one that merely fails now and then.
 
-    It opens after `threshold` failures in a row, or when at least `rate` of the last `window`
-    calls failed (once there are `min_calls` of them): a provider that loses a few percent of
-    calls keeps being called. After `reset_after` seconds calls go through again (half-open);
-    a success closes it, a failure opens it again at once.
+    It opens when at least `rate` of the last `window` calls failed (once there are `min_calls`
+    of them), and, if a `threshold` is given, after that many failures in a row: a provider that
+    loses a few percent of calls keeps being called. After `reset_after` seconds calls go
+    through again (half-open); a success closes it, a failure opens it again at once.
+
+    "In a row" is off by default: calls made at once end in the order of their durations, so
+    the failures of a busy sender's batch (time-outs end last) arrive in a row from a provider
+    that answers two calls in three at once. The rate over the window does not care.
     """
 
     def __init__(
         self,
-        threshold: int = 10,
+        threshold: int | None = None,
         reset_after: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
         *,
@@ -100,7 +104,17 @@ class CircuitBreaker:
         state.outcomes.append(False)
         calls = len(state.outcomes)
         failing = calls >= self.min_calls and state.outcomes.count(False) >= self.rate * calls
-        if state.opened_at is not None or state.failures >= self.threshold or failing:
+        in_a_row = self.threshold is not None and state.failures >= self.threshold
+        if state.opened_at is None and (in_a_row or failing):
+            log.warning(
+                "circuit opened for %s: %d failures in a row, %d of the last %d calls",
+                "/".join(key),
+                state.failures,
+                state.outcomes.count(False),
+                calls,
+                extra={"tenant": key[0] or None},
+            )
+        if state.opened_at is not None or in_a_row or failing:
             state.opened_at = self.clock()
 
     def is_open(self, key: tuple[str, ...]) -> bool:

@@ -124,6 +124,12 @@ def test_the_breaker_tolerates_sporadic_failures_but_opens_for_a_failing_provide
             breaker.failed(("acme", "sms", "send_sms"))
         else:
             breaker.succeeded(("acme", "sms", "send_sms"))
+    waves = ("acme", "email", "send_email")
+    for _ in range(100):  # 64 calls at once, a third failing, the failures ending last
+        outcomes = sorted(draw.random() >= 0.3 for _ in range(64))
+        for ok in reversed(outcomes):
+            assert breaker.allows(waves)
+            (breaker.succeeded if ok else breaker.failed)(waves)
     flapping = ("bolt", "sms", "send_sms")
     for i in range(30):  # 9 in 10 calls failing, never 10 in a row: it opens on the rate
         (breaker.succeeded if i % 10 == 0 else breaker.failed)(flapping)
