@@ -21,10 +21,15 @@ Steps:
 2. fakes: a helper process (this file with `--fakes-process`) runs `tests/fakes.py`'s TwilioFake
    and SmtpFake failing as in the tests: 10 % of calls refused before the message is taken,
    10 % taken and the answer lost, 10 % taken and answered after the client's 1 s time-out
-   (`--stall` 1.5 s). Their CPU is theirs, not ours. It also runs an always-ok pair.
+   (`--stall` 1.5 s). Their CPU is theirs, not ours. It also runs an always-ok pair, and a
+   faulty pair for the baseline.
 3. SDK baseline: a fresh process (`--sdk-baseline`) calls the plugins' own `send_sms` and
-   `send_email` directly against the always-ok fakes and measures its CPU per call: what the
-   Twilio SDK and aiosmtplib cost, with no job, database or broker around them.
+   `send_email` directly and measures its CPU per call: what the Twilio SDK and aiosmtplib
+   cost, with no job, database or broker around them. Twice: one call at a time to the
+   always-ok fakes ("clean", printed), and 8 at a time to fakes failing like the pipeline's
+   ("faulty": the calls the pipeline makes, with the reconnections after lost answers and
+   time-outs, the exceptions and the threads they need). The faulty one splits the workers'
+   CPU below.
 4. pipeline: TWO worker processes (`worker_command` / `worker_env`, as `patone worker
    --processes 2` starts them, `--threads` each) and the outbox relay in a process of its own
    (`--relay-process`: `Relay` with the broker). By default (a burst) every request is created
@@ -37,8 +42,8 @@ Steps:
    had answered ok; ambiguous ones: taken again after a lost answer or a time-out), lost
    notifications (rows never written or never finished, and rows our log says sent that no fake
    took), event-to-send latency, and CPU per notification: the two workers' CPU split into the
-   SDK's (calls made x the baseline's CPU per call) and ours (the rest), beside the relay's,
-   Postgres' and the fakes'.
+   SDK's (calls made x the faulty baseline's CPU per call) and ours (the rest), beside the
+   relay's, Postgres' and the fakes'.
 """
 
 from __future__ import annotations
@@ -125,7 +130,8 @@ def _ledger_json(ledger: Any) -> dict[str, Any]:
 
 
 def fakes_main(args: argparse.Namespace) -> int:
-    """Run a faulty and an always-ok Twilio and SMTP fake; answer commands on stdin.
+    """Run a faulty, an always-ok and a faulty baseline Twilio and SMTP fake; answer commands on
+    stdin.
 
     Prints one JSON line with the addresses, then for each line read: `ledger` prints the
     ledgers as one JSON line, `quit` stops.
@@ -143,6 +149,10 @@ def fakes_main(args: argparse.Namespace) -> int:
         "email": SmtpFake(faulty(args.seed + 1)),
         "sms_ok": TwilioFake(SID, TOKEN),
         "email_ok": SmtpFake(),
+        # The SDK baseline under the same faults (seeds of their own: the pipeline's fakes
+        # keep the ledgers that count duplicates and losses).
+        "sms_faulty": TwilioFake(SID, TOKEN, faulty(args.seed + 2)),
+        "email_faulty": SmtpFake(faulty(args.seed + 3)),
     }
     for fake in fakes.values():
         fake.start()
@@ -194,70 +204,97 @@ def email_config(port: int) -> dict[str, Any]:
 
 
 def baseline_main(args: argparse.Namespace) -> int:
-    """CPU of this process per direct call of the plugins' send functions (an always-ok fake).
+    """CPU of this process per direct call of the plugins' send functions: one after the other
+    to an always-ok fake ("clean"), and 8 at a time to a fake failing like the pipeline's
+    ("faulty": what the SDK costs for the calls the pipeline makes, reconnections after lost
+    answers, exceptions and threads included).
 
-    Prints one JSON line: {"sms": {"cpu_ms", "wall_ms", "calls"}, "email": {...}}.
+    Prints one JSON line: {"clean": {"sms": {"cpu_ms", "wall_ms", "calls"}, "email": {...}},
+    "faulty": {...}}.
     """
+    from concurrent.futures import ThreadPoolExecutor
+
     from patone.core.notifications import templates
     from patone.plugins.builtin import email_smtp, sms_twilio
-    from patone.plugins.types import EmailMessage, SmsMessage, TenantView
+    from patone.plugins.types import DeliveryFailed, EmailMessage, SmsMessage, TenantView
 
     tenant = TenantView(slug="benchnotif-01", name="Bench", url="http://benchnotif-01.localhost")
     sms_text = templates.render(templates.default("request.created", "sms"), templates.SAMPLE)
     mail = templates.render(templates.default("request.created", "email"), templates.SAMPLE)
-    sms_cfg, email_cfg = sms_config(args.twilio_url), email_config(args.smtp_port)
+    concurrency = 8
 
-    def send_sms(i: int) -> None:
-        sms_twilio.send_sms(
-            tenant=tenant,
-            config=sms_cfg,
-            message=SmsMessage(to="+14155552671", body=sms_text.body, message_id=f"base-{i}"),
-        )
+    def measure(twilio_url: str, smtp_port: int, parallel: bool) -> dict[str, dict[str, float]]:
+        sms_cfg, email_cfg = sms_config(twilio_url), email_config(smtp_port)
 
-    async def send_emails(start: int, count: int) -> None:
-        for i in range(start, start + count):
-            await email_smtp.send_email(
-                config=email_cfg,
-                message=EmailMessage(
-                    to="ann@example.com",
-                    subject=mail.subject,
-                    text=mail.body,
-                    html=mail.html or None,
-                    message_id=f"base-{i}",
-                ),
-            )
+        def send_sms(i: int) -> None:
+            with contextlib.suppress(DeliveryFailed):
+                sms_twilio.send_sms(
+                    tenant=tenant,
+                    config=sms_cfg,
+                    message=SmsMessage(
+                        to="+14155552671", body=sms_text.body, message_id=f"base-{i}"
+                    ),
+                )
 
-    # Five batches per channel, the median batch kept: CPU time per call grows when other
-    # processes share the cores (caches), and the median is the steadiest reading.
-    batches = 5
-    size = max(args.baseline_calls // batches, 1)
-    warm = max(size // 2, 5)
+        async def send_email(i: int, slots: asyncio.Semaphore) -> None:
+            async with slots:
+                with contextlib.suppress(DeliveryFailed):
+                    await email_smtp.send_email(
+                        config=email_cfg,
+                        message=EmailMessage(
+                            to="ann@example.com",
+                            subject=mail.subject,
+                            text=mail.body,
+                            html=mail.html or None,
+                            message_id=f"base-{i}",
+                        ),
+                    )
 
-    def timed(run_batch: Any) -> dict[str, float]:
-        readings = []
-        for b in range(batches):
-            c0, t0 = time.process_time(), time.perf_counter()
-            run_batch(b * size)
-            readings.append((time.process_time() - c0, time.perf_counter() - t0))
-        cpu, wall = sorted(readings)[batches // 2]
-        return {"cpu_ms": cpu * 1000 / size, "wall_ms": wall * 1000 / size, "calls": size * batches}
+        async def send_emails(start: int, count: int) -> None:
+            slots = asyncio.Semaphore(concurrency if parallel else 1)
+            await asyncio.gather(*(send_email(i, slots) for i in range(start, start + count)))
 
-    def sms_batch(start: int) -> None:
-        for i in range(start, start + size):
-            send_sms(i)
+        # Five batches per channel, the median batch kept: CPU time per call grows when other
+        # processes share the cores (caches), and the median is the steadiest reading.
+        batches = 5
+        size = max(args.baseline_calls // batches, 1)
+        warm = max(size // 2, 5)
 
-    def email_batch(start: int) -> None:
-        loop.run_until_complete(send_emails(start, size))
+        def timed(run_batch: Any) -> dict[str, float]:
+            readings = []
+            for b in range(batches):
+                c0, t0 = time.process_time(), time.perf_counter()
+                run_batch(b * size)
+                readings.append((time.process_time() - c0, time.perf_counter() - t0))
+            cpu, wall = sorted(readings)[batches // 2]
+            return {
+                "cpu_ms": cpu * 1000 / size,
+                "wall_ms": wall * 1000 / size,
+                "calls": size * batches,
+            }
 
-    sms_batch(-warm)
-    results = {"sms": timed(sms_batch)}
-    loop = asyncio.new_event_loop()
-    try:
-        loop.run_until_complete(send_emails(-warm, warm))
-        results["email"] = timed(email_batch)
-    finally:
-        loop.close()
-    print(json.dumps(results), flush=True)
+        with ThreadPoolExecutor(concurrency if parallel else 1) as pool:
+
+            def sms_batch(start: int) -> None:
+                list(pool.map(send_sms, range(start, start + size)))
+
+            sms_batch(-warm)
+            results = {"sms": timed(sms_batch)}
+        loop = asyncio.new_event_loop()
+        try:
+
+            def email_batch(start: int) -> None:
+                loop.run_until_complete(send_emails(start, size))
+
+            email_batch(-warm)
+            results["email"] = timed(email_batch)
+        finally:
+            loop.close()
+        return results
+
+    clean = measure(args.twilio_url, args.smtp_port, parallel=False)
+    faulty = measure(args.faulty_twilio_url, args.faulty_smtp_port, parallel=True)
+    print(json.dumps({"clean": clean, "faulty": faulty}), flush=True)
     return 0
 
 
@@ -986,6 +1023,10 @@ async def run(args: argparse.Namespace, console: Console) -> int:
                     fakes["sms_ok"],
                     "--smtp-port",
                     str(fakes["email_ok"]),
+                    "--faulty-twilio-url",
+                    fakes["sms_faulty"],
+                    "--faulty-smtp-port",
+                    str(fakes["email_faulty"]),
                     "--baseline-calls",
                     str(args.baseline_calls),
                 ),
@@ -993,19 +1034,24 @@ async def run(args: argparse.Namespace, console: Console) -> int:
                 talk=True,
             )
             children.append(baseline_child)
-            baseline = json.loads(
+            baselines = json.loads(
                 await asyncio.to_thread(baseline_child.read_line, 300.0 + args.baseline_calls)
             )
-            figures["sdk_baseline"] = baseline
-            console.print(
-                "per direct call, in a fresh process: "
-                + "; ".join(
-                    f"{ch} {baseline[ch]['cpu_ms']:.2f} ms CPU ({baseline[ch]['wall_ms']:.2f} ms "
-                    "wall)"
-                    for ch in CHANNELS
+            figures["sdk_baseline"] = baselines
+            baseline = baselines["faulty"]  # the SDK's share of the pipeline's calls
+            for kind, said in (
+                ("clean", "one at a time, always-ok fake"),
+                ("faulty", "8 at a time, a fake failing like the pipeline's"),
+            ):
+                console.print(
+                    f"per direct call in a fresh process ({said}): "
+                    + "; ".join(
+                        f"{ch} {baselines[kind][ch]['cpu_ms']:.2f} ms CPU "
+                        f"({baselines[kind][ch]['wall_ms']:.2f} ms wall)"
+                        for ch in CHANNELS
+                    )
                 )
-                + f"  (the issue: the Twilio SDK alone ~{REF_TWILIO_SDK_MS} ms)"
-            )
+            console.print(f"(the issue: the Twilio SDK alone ~{REF_TWILIO_SDK_MS} ms)")
 
             # 4: workers and relay
             phase(console, f"starting {args.processes} worker processes and the relay")
@@ -1362,7 +1408,7 @@ def summary(
         f"({ms(per_n['workers_system'])} of it in the kernel), less {ms(per_n['workers_idle'])} "
         f"they use when idle ({cpu.workers_idle / cpu.wall * 1000:.0f} ms/s: polling, "
         f"heartbeats) and {ms(per_n['sdk'])} in the SDK ({calls:,} provider calls, "
-        f"{calls / n:.2f} per notification, x the baseline's CPU per call: SMS "
+        f"{calls / n:.2f} per notification, x the faulty baseline's CPU per call: SMS "
         f"{ms(r['channels']['sms']['sdk_cpu_ms_per_call'])}, email "
         f"{ms(r['channels']['email']['sdk_cpu_ms_per_call'])})",
     )
@@ -1409,7 +1455,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--smoke", action="store_true", help="200 notifications, 2 companies")
     parser.add_argument("--tenants", type=int, default=None, help="companies (4)")
     parser.add_argument("--processes", type=int, default=2, help="worker processes")
-    parser.add_argument("--threads", type=int, default=8, help="threads per worker process")
+    parser.add_argument("--threads", type=int, default=16, help="threads per worker process")
     parser.add_argument(
         "--rate", type=float, default=0.0, help="notifications/s offered (0: a burst)"
     )
@@ -1435,6 +1481,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sdk-baseline", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--twilio-url", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--smtp-port", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--faulty-twilio-url", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--faulty-smtp-port", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--namespace", default=NAMESPACE, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 

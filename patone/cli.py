@@ -150,9 +150,9 @@ def worker(
     threads: Annotated[
         int,
         typer.Option(
-            min=1, help="Threads per process: jobs mostly wait on providers, so 8-16 pay off."
+            min=1, help="Threads per process: jobs mostly wait on providers, so 16 pay off."
         ),
-    ] = 8,
+    ] = 16,
     queue: Annotated[list[str] | None, typer.Option("--queue", help="Only these queues.")] = None,
 ) -> None:
     """Run background-job workers (Dramatiq) until Ctrl+C or SIGTERM."""

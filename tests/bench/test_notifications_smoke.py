@@ -42,6 +42,8 @@ def test_notifications_smoke(tmp_path: Path) -> None:
         assert figures_of["taken"] >= figures_of["statuses"].get("sent", 0)
         assert figures_of["calls"]["ok"] > 0
         assert figures_of["sdk_cpu_ms_per_call"] > 0
+    for kind in ("clean", "faulty"):  # both SDK baselines were measured
+        assert all(data["sdk_baseline"][kind][ch]["cpu_ms"] > 0 for ch in ("sms", "email"))
     assert data["throughput"] > 0
     assert data["latency_s"]["p99"] > 0
     cpu = data["cpu_ms_per_notification"]
