@@ -33,6 +33,7 @@ from patone.log import configure_logging
 from patone.plugins import config as plugins
 from patone.plugins.builtin import storage_local
 from patone.plugins.host import plugin_routes
+from patone.plugins.loops import close_loop_clients
 from patone.settings import Settings, get_settings
 from patone.tenants.isolation import tenant_transaction
 from patone.tenants.middleware import TenantMiddleware
@@ -241,6 +242,7 @@ def create_app(
                 ("scheduler", lambda: scheduler.stop() if scheduler is not None else _nothing()),
                 ("relay", lambda: relay.stop() if relay is not None else _nothing()),
                 ("follower", cancel_follower),
+                ("plugin connections", close_loop_clients),
                 ("plugins", lambda: asyncio.to_thread(close_plugins)),
                 ("redis", close_redis),
                 ("database", engine.disconnect),

@@ -51,7 +51,7 @@ def configure_logging(level: str = "INFO") -> None:
         logger.propagate = True
     # pgserver narrates every step at INFO; Twilio's SDK writes five INFO lines per request
     # (URL, headers, status), which cost more CPU than the rest of a send job.
-    for chatty in ("pgserver", "twilio.http_client"):
+    for chatty in ("pgserver", "twilio.http_client", "twilio.async_http_client"):
         logging.getLogger(chatty).setLevel(max(root.level, logging.WARNING))
     # We write our own access log line, with the request id and tenant.
     logging.getLogger("uvicorn.access").disabled = True

@@ -37,6 +37,7 @@ from patone.core.jobs import NAMESPACE, TenantActor, bind_actors, configure_brok
 from patone.core.redis import close_loop_redis, close_redis, connect_redis
 from patone.log import configure_logging
 from patone.plugins import config as plugins
+from patone.plugins.loops import close_loop_clients
 from patone.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
@@ -86,6 +87,7 @@ class WorkerResources(Middleware):
         await engine.open_loop_pools(max_size=self.pool_max)
 
     async def _close(self) -> None:
+        await close_loop_clients()
         if self.dsns is not None:
             await close_redis()
             await engine.disconnect()

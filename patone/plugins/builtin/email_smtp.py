@@ -1,9 +1,10 @@
 """Email over SMTP (aiosmtplib): the company's own mail server or any SMTP relay.
 
 Connections are kept open and reused (up to `POOL_SIZE` idle ones per server and account, per
-event loop, each for at most `IDLE_SECONDS`): opening one (TCP, EHLO, STARTTLS, login) costs
-more than sending a message on it. A pooled connection the server has closed meanwhile fails
-before the message is sent, so the message goes out on a fresh connection instead.
+event loop, each for at most `IDLE_SECONDS`; closed with the loop, `patone.plugins.loops`):
+opening one (TCP, EHLO, STARTTLS, login) costs more than sending a message on it. A pooled
+connection the server has closed meanwhile fails before the message is sent, so the message
+goes out on a fresh connection instead.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import aiosmtplib
 from pydantic import BaseModel, Field
 
 from patone.plugins.hookspecs import hookimpl
+from patone.plugins.loops import closes_with_loop
 from patone.plugins.types import Delivery, DeliveryFailed, EmailMessage, PluginInfo
 
 NAME = "email-smtp"
@@ -114,6 +116,14 @@ def _give_back(settings: SmtpSettings, client: aiosmtplib.SMTP) -> None:
         idle.append((client, time.monotonic()))
     else:
         client.close()
+
+
+@closes_with_loop
+async def close_connections() -> None:
+    """Close this event loop's pooled SMTP connections."""
+    for idle in _pools.pop(asyncio.get_running_loop(), {}).values():
+        for client, _ in idle:
+            client.close()
 
 
 def _stale(error: Exception) -> bool:

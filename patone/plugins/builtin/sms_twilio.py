@@ -1,8 +1,11 @@
 """SMS through Twilio, with the official SDK, and Twilio's delivery reports.
 
-The SDK has no base-URL setting; its supported hook is the HTTP client, so `_Client` sends the
-SDK's requests to `api_base_url` (Twilio's own by default, a local fake in tests). A recipient who
-texted STOP cannot be messaged (Twilio error 21610): that is reported as `opted_out`, not retried.
+Messages go out through the SDK's asynchronous API (`create_async`, its aiohttp client): no
+thread per call, and one client per account and event loop keeps its connections to Twilio
+open (closed with the loop, `patone.plugins.loops`). The SDK has no base-URL setting; its
+supported hook is the HTTP client, so `_Client` sends the SDK's requests to `api_base_url`
+(Twilio's own by default, a local fake in tests). A recipient who texted STOP cannot be messaged
+(Twilio error 21610): that is reported as `opted_out`, not retried.
 
 Failures say what is known (`DeliveryFailed`): Twilio's 4xx errors are permanent (a bad number
 stays bad) except 429; 5xx and 429 mean Twilio did not take the message; a connection that could
@@ -18,24 +21,25 @@ the send was lost.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import threading
-from typing import Any
+import weakref
+from typing import Any, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-import requests
+import aiohttp
 from pydantic import BaseModel, Field
 from starlette.requests import Request
 from starlette.responses import Response as HttpResponse
 from starlette.routing import Route
 from twilio.base.exceptions import TwilioRestException
-from twilio.http.http_client import TwilioHttpClient
+from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.http.response import Response
 from twilio.request_validator import RequestValidator
 from twilio.rest import Client
-from urllib3.exceptions import NewConnectionError
 
 from patone.plugins.hookspecs import hookimpl
+from patone.plugins.loops import closes_with_loop
 from patone.plugins.types import Delivery, DeliveryFailed, PluginInfo, SmsMessage, TenantView
 
 NAME = "sms-twilio"
@@ -66,17 +70,45 @@ class TwilioSettings(BaseModel):
     timeout: float = Field(10, gt=0, le=60)
 
 
-class _Client(TwilioHttpClient):
-    """Twilio's HTTP client, pointed at another base URL."""
+class _Client(AsyncTwilioHttpClient):
+    """Twilio's asynchronous HTTP client (the SDK's hook), pointed at another base URL, with a
+    time-out that tells a connection never made (nothing sent) from an answer that never came.
+
+    The SDK's own `request` hands aiohttp a bare number or None as the time-out (None: no
+    time-out at all), so the request is made here, on the client's session."""
 
     def __init__(self, base_url: str, timeout: float) -> None:
-        super().__init__(timeout=timeout)
+        super().__init__(pool_connections=False, timeout=timeout)
         self.base = urlsplit(base_url)
+        self.session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=timeout, sock_connect=timeout)
+        )
 
-    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Response:
+    async def request(
+        self,
+        method: str,
+        url: str,
+        params: dict[str, object] | None = None,
+        data: dict[str, object] | None = None,
+        headers: dict[str, str] | None = None,
+        auth: tuple[str, str] | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 (the SDK's signature; the session's is used)
+        allow_redirects: bool = False,
+    ) -> Response:
         parts = urlsplit(url)
         moved = urlunsplit(parts._replace(scheme=self.base.scheme, netloc=self.base.netloc))
-        return super().request(method, moved, *args, **kwargs)
+        sent_headers = dict(headers or {})
+        if auth:
+            sent_headers["Authorization"] = aiohttp.encode_basic_auth(*auth)
+        async with self.session.request(
+            method.upper(),
+            moved,
+            params=cast(dict[str, str], params),
+            data=data,
+            headers=sent_headers,
+            allow_redirects=allow_redirects,
+        ) as answer:
+            return Response(answer.status, await answer.text(), answer.headers)
 
 
 @hookimpl
@@ -98,30 +130,22 @@ def status_callback(tenant: TenantView, settings: TwilioSettings, message_id: st
     return f"{base}{'&' if '?' in base else '?'}{urlencode({'n': message_id})}"
 
 
-def _not_connected(error: requests.ConnectionError) -> bool:
-    """True when the connection was never opened, so nothing was sent."""
-    if isinstance(error, requests.ConnectTimeout):
-        return True
-    reason = getattr(error.args[0] if error.args else None, "reason", None)
-    return isinstance(reason, NewConnectionError)
-
-
-_local = threading.local()
-CLIENTS_PER_THREAD = 64
+_clients: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, dict[tuple[str, str, str, float], Client]
+] = weakref.WeakKeyDictionary()
+CLIENTS_PER_LOOP = 256
 
 
 def _client(settings: TwilioSettings) -> Client:
-    """This thread's SDK client for the settings' account, reused (Twilio recommends it: its
-    HTTP session keeps the connection to Twilio open). One per thread, because a requests
-    session is not meant to be shared between threads."""
-    clients: dict[tuple[str, str, str, float], Client] | None = getattr(_local, "clients", None)
-    if clients is None:
-        clients = _local.clients = {}
+    """This event loop's SDK client for the settings' account, reused (Twilio recommends it:
+    its HTTP session keeps the connection to Twilio open)."""
+    clients = _clients.setdefault(asyncio.get_running_loop(), {})
     key = (settings.account_sid, settings.auth_token, settings.api_base_url, settings.timeout)
     client = clients.get(key)
     if client is None:
-        if len(clients) >= CLIENTS_PER_THREAD:
-            clients.clear()
+        if len(clients) >= CLIENTS_PER_LOOP:  # many companies: drop the oldest
+            oldest = next(iter(clients))
+            asyncio.get_running_loop().create_task(_close(clients.pop(oldest)))
         client = clients[key] = Client(
             settings.account_sid,
             settings.auth_token,
@@ -130,11 +154,23 @@ def _client(settings: TwilioSettings) -> Client:
     return client
 
 
+async def _close(client: Client) -> None:
+    http = client.http_client
+    if isinstance(http, AsyncTwilioHttpClient):
+        await http.close()
+
+
+@closes_with_loop
+async def close_clients() -> None:
+    """Close this event loop's Twilio sessions."""
+    clients = _clients.pop(asyncio.get_running_loop(), {})
+    for client in clients.values():
+        await _close(client)
+
+
 @hookimpl
-def send_sms(tenant: TenantView, config: dict[str, Any], message: SmsMessage) -> Delivery:
-    """Blocking SDK call: the plugin manager runs it in its thread pool."""
+async def send_sms(tenant: TenantView, config: dict[str, Any], message: SmsMessage) -> Delivery:
     settings = TwilioSettings.model_validate(config)
-    client = _client(settings)
     options: dict[str, Any] = {
         "to": message.to,
         "from_": settings.from_number,
@@ -144,7 +180,7 @@ def send_sms(tenant: TenantView, config: dict[str, Any], message: SmsMessage) ->
     if callback:
         options["status_callback"] = callback
     try:
-        sent = client.messages.create(**options)
+        sent = await _client(settings).messages.create_async(**options)
     except TwilioRestException as error:
         if error.code == OPTED_OUT:
             return Delivery(provider=NAME, status="opted_out")
@@ -152,12 +188,12 @@ def send_sms(tenant: TenantView, config: dict[str, Any], message: SmsMessage) ->
         raise DeliveryFailed(
             detail, permanent=400 <= error.status < 500 and error.status != 429
         ) from error
-    except requests.ConnectionError as error:
-        if _not_connected(error):
-            raise DeliveryFailed(f"Twilio unreachable: {error}") from error
-        raise DeliveryFailed(f"connection lost: {error}", ambiguous=True) from error
-    except requests.Timeout as error:
+    except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as error:
+        raise DeliveryFailed(f"Twilio unreachable: {error}") from error  # nothing was sent
+    except TimeoutError as error:
         raise DeliveryFailed(f"no answer in {settings.timeout:g} s", ambiguous=True) from error
+    except aiohttp.ClientError as error:
+        raise DeliveryFailed(f"connection lost: {error!r}", ambiguous=True) from error
     return Delivery(provider=NAME, status=str(sent.status), provider_id=str(sent.sid))
 
 
