@@ -207,15 +207,14 @@ def baseline_main(args: argparse.Namespace) -> int:
     """CPU of this process per direct call of the plugins' send functions: one after the other
     to an always-ok fake ("clean"), and 8 at a time to a fake failing like the pipeline's
     ("faulty": what the SDK costs for the calls the pipeline makes, reconnections after lost
-    answers, exceptions and threads included).
+    answers and the exceptions included).
 
     Prints one JSON line: {"clean": {"sms": {"cpu_ms", "wall_ms", "calls"}, "email": {...}},
     "faulty": {...}}.
     """
-    from concurrent.futures import ThreadPoolExecutor
-
     from patone.core.notifications import templates
     from patone.plugins.builtin import email_smtp, sms_twilio
+    from patone.plugins.loops import close_loop_clients
     from patone.plugins.types import DeliveryFailed, EmailMessage, SmsMessage, TenantView
 
     tenant = TenantView(slug="benchnotif-01", name="Bench", url="http://benchnotif-01.localhost")
@@ -226,68 +225,59 @@ def baseline_main(args: argparse.Namespace) -> int:
     def measure(twilio_url: str, smtp_port: int, parallel: bool) -> dict[str, dict[str, float]]:
         sms_cfg, email_cfg = sms_config(twilio_url), email_config(smtp_port)
 
-        def send_sms(i: int) -> None:
+        async def send(channel: str, i: int) -> None:
             with contextlib.suppress(DeliveryFailed):
-                sms_twilio.send_sms(
-                    tenant=tenant,
-                    config=sms_cfg,
-                    message=SmsMessage(
-                        to="+14155552671", body=sms_text.body, message_id=f"base-{i}"
+                if channel == "sms":
+                    await sms_twilio.send_sms(
+                        tenant=tenant,
+                        config=sms_cfg,
+                        message=SmsMessage(
+                            to="+14155552671", body=sms_text.body, message_id=f"base-{i}"
+                        ),
+                    )
+                    return
+                await email_smtp.send_email(
+                    config=email_cfg,
+                    message=EmailMessage(
+                        to="ann@example.com",
+                        subject=mail.subject,
+                        text=mail.body,
+                        html=mail.html or None,
+                        message_id=f"base-{i}",
                     ),
                 )
 
-        async def send_email(i: int, slots: asyncio.Semaphore) -> None:
-            async with slots:
-                with contextlib.suppress(DeliveryFailed):
-                    await email_smtp.send_email(
-                        config=email_cfg,
-                        message=EmailMessage(
-                            to="ann@example.com",
-                            subject=mail.subject,
-                            text=mail.body,
-                            html=mail.html or None,
-                            message_id=f"base-{i}",
-                        ),
-                    )
-
-        async def send_emails(start: int, count: int) -> None:
+        async def send_many(channel: str, start: int, count: int) -> None:
             slots = asyncio.Semaphore(concurrency if parallel else 1)
-            await asyncio.gather(*(send_email(i, slots) for i in range(start, start + count)))
+
+            async def one(i: int) -> None:
+                async with slots:
+                    await send(channel, i)
+
+            await asyncio.gather(*(one(i) for i in range(start, start + count)))
 
         # Five batches per channel, the median batch kept: CPU time per call grows when other
         # processes share the cores (caches), and the median is the steadiest reading.
         batches = 5
         size = max(args.baseline_calls // batches, 1)
         warm = max(size // 2, 5)
-
-        def timed(run_batch: Any) -> dict[str, float]:
-            readings = []
-            for b in range(batches):
-                c0, t0 = time.process_time(), time.perf_counter()
-                run_batch(b * size)
-                readings.append((time.process_time() - c0, time.perf_counter() - t0))
-            cpu, wall = sorted(readings)[batches // 2]
-            return {
-                "cpu_ms": cpu * 1000 / size,
-                "wall_ms": wall * 1000 / size,
-                "calls": size * batches,
-            }
-
-        with ThreadPoolExecutor(concurrency if parallel else 1) as pool:
-
-            def sms_batch(start: int) -> None:
-                list(pool.map(send_sms, range(start, start + size)))
-
-            sms_batch(-warm)
-            results = {"sms": timed(sms_batch)}
+        results: dict[str, dict[str, float]] = {}
         loop = asyncio.new_event_loop()
         try:
-
-            def email_batch(start: int) -> None:
-                loop.run_until_complete(send_emails(start, size))
-
-            email_batch(-warm)
-            results["email"] = timed(email_batch)
+            for channel in CHANNELS:
+                loop.run_until_complete(send_many(channel, -warm, warm))
+                readings = []
+                for b in range(batches):
+                    c0, t0 = time.process_time(), time.perf_counter()
+                    loop.run_until_complete(send_many(channel, b * size, size))
+                    readings.append((time.process_time() - c0, time.perf_counter() - t0))
+                cpu, wall = sorted(readings)[batches // 2]
+                results[channel] = {
+                    "cpu_ms": cpu * 1000 / size,
+                    "wall_ms": wall * 1000 / size,
+                    "calls": size * batches,
+                }
+            loop.run_until_complete(close_loop_clients())
         finally:
             loop.close()
         return results

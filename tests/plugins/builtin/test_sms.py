@@ -111,3 +111,44 @@ async def test_bad_twilio_settings_are_refused_field_by_field(
         "config.auth_token",
         "config.from_number",
     }
+
+
+async def test_each_way_of_failing_says_whether_twilio_may_have_the_message(
+    two_tenants: tuple[TenantInfo, TenantInfo], runtime: None
+) -> None:
+    from patone.plugins.types import DeliveryFailed
+    from tests.fakes import FaultPlan, TwilioFake
+    from tests.test_embedded import _free_port
+
+    acme, bolt = two_tenants
+    fake = TwilioFake(SID, TOKEN).start()
+
+    async def failure(base_url: str) -> DeliveryFailed:
+        config = {"account_sid": SID, "auth_token": TOKEN, "from_number": "+15005550006",
+                  "api_base_url": base_url, "timeout": 0.5}  # fmt: skip
+        await plugins.configure_plugin(acme, ADMIN, "sms-twilio", enabled=True, config=config)
+        answer = await plugins.call_first(
+            acme, "send_sms", fall_through=False, message=SmsMessage(to="+14155552671", body="x")
+        )
+        assert answer is not None and isinstance(answer.exception, DeliveryFailed)
+        return answer.exception
+
+    try:
+        closed = await failure(f"http://127.0.0.1:{_free_port()}")  # nobody listens
+        assert "unreachable" in str(closed) and not closed.ambiguous and not closed.permanent
+        fake.plan = FaultPlan(refuse=1.0)  # Twilio's 503: it did not take it
+        refused = await failure(fake.url)
+        assert "503" in str(refused) and not refused.ambiguous and not refused.permanent
+        fake.plan = FaultPlan(lose=1.0)  # taken, and the connection dropped before the answer
+        lost = await failure(fake.url)
+        assert "connection lost" in str(lost) and lost.ambiguous
+        fake.plan = FaultPlan(timeout=1.0, stall=1.0)  # taken, answered after our 0.5 s
+        late = await failure(fake.url)
+        assert "no answer in 0.5 s" in str(late) and late.ambiguous
+        assert fake.ledger.calls == {"refuse": 1, "lose": 1, "timeout": 1}
+        assert (
+            await plugins.call_first(bolt, "send_sms", message=SmsMessage(to="+1", body="x"))
+            is None
+        )
+    finally:
+        fake.stop()
