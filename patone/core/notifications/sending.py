@@ -47,8 +47,8 @@ from patone.tenants.isolation import TenantRef, tenant_transaction
 
 log = logging.getLogger(__name__)
 
-BATCH = 25  # notifications per send job
-CONCURRENCY = 8  # provider calls in flight per send job
+BATCH = 50  # notifications per send job
+CONCURRENCY = 12  # provider calls in flight per send job
 MAX_RETRIES = 8  # 1 + 2 + 4 + ... + 60 s of back-off: dead-lettered within ~5 minutes
 TIME_LIMIT_MS = 120_000
 AMBIGUOUS_POLICY: dict[str, Literal["retry", "give_up"]] = {
