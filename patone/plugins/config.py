@@ -297,14 +297,19 @@ def _opened(box: SecretBox, sealed: dict[str, Any]) -> tuple[dict[str, Any], set
     return opened, unreadable
 
 
-async def enabled_plugins(tenant: TenantRef) -> dict[str, dict[str, Any]]:
+async def enabled_plugins(tenant: TenantRef, *, fresh: bool = False) -> dict[str, dict[str, Any]]:
     """The plugins on for this tenant and their settings, secrets decrypted (for hook calls).
+
+    Read from this process's cache when it is younger than `ENABLED_TTL` (a change made in
+    another process reaches it within that time), or from the database with `fresh=True`, which
+    refreshes the cache: work that must see a change made just before it was queued (a send job
+    right after a company turned on its SMS provider) asks for that once per job.
 
     A plugin whose secrets this server cannot open (SECRET_KEY changed without fallbacks) is
     left out and logged: its company must enter them again."""
     runtime = get_runtime()
     cached = runtime.enabled_cache.get(tenant.slug)
-    if cached is not None and time.monotonic() - cached[0] < ENABLED_TTL:
+    if not fresh and cached is not None and time.monotonic() - cached[0] < ENABLED_TTL:
         return cached[1]
     async with tenant_transaction(tenant):
         stored = await _stored()

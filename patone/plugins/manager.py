@@ -138,6 +138,7 @@ class PluginManager:
         self.breaker = breaker or CircuitBreaker()
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="plugin")
         self._described: list[tuple[object, PluginInfo]] | None = None
+        self._implementations: dict[str, list[tuple[str, pluggy.HookImpl]]] = {}
         if load_entry_points:
             self.pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
 
@@ -146,6 +147,7 @@ class PluginManager:
         registered = self.pm.register(plugin, name=name)
         assert registered is not None
         self._described = None
+        self._implementations.clear()
         return registered
 
     def _descriptions(self) -> list[tuple[object, PluginInfo]]:
@@ -167,16 +169,22 @@ class PluginManager:
         return {plugin: info.name for plugin, info in self._descriptions()}
 
     def implementations(self, hook: str) -> list[tuple[str, pluggy.HookImpl]]:
-        """(plugin name, implementation) in the order pluggy would call them."""
-        names = self._plugin_names()
-        impls = getattr(self.pm.hook, hook).get_hookimpls()
-        return [(names.get(impl.plugin, impl.plugin_name), impl) for impl in reversed(impls)]
+        """(plugin name, implementation) in the order pluggy would call them (worked out once
+        per hook: every call needs them, and plugins register only through `register`)."""
+        found = self._implementations.get(hook)
+        if found is None:
+            names = self._plugin_names()
+            impls = getattr(self.pm.hook, hook).get_hookimpls()
+            found = [(names.get(impl.plugin, impl.plugin_name), impl) for impl in reversed(impls)]
+            self._implementations[hook] = found
+        return found
 
     async def _call_one(self, plugin: str, impl: pluggy.HookImpl, kwargs: dict[str, Any]) -> Any:
         arguments = {name: kwargs[name] for name in impl.argnames if name in kwargs}
         function = impl.function
         if inspect.iscoroutinefunction(function):
-            result = await asyncio.wait_for(function(**arguments), self.timeout)
+            async with asyncio.timeout(self.timeout):  # no task of its own, unlike wait_for
+                result = await function(**arguments)
         else:
             result = await self._in_thread(lambda: function(**arguments))
         if inspect.isawaitable(result):

@@ -346,6 +346,9 @@ async def send_notifications(tenant_slug: str, ids: list[int]) -> dict[int, str]
     statuses.update({i: "busy" for i in claimed.busy})
     outcomes: dict[int, Outcome] = {}
     if claimed.rows:
+        # The company's providers as they are now, not as this process cached them up to
+        # `ENABLED_TTL` ago: an SMS provider turned on just before the event must send it.
+        await plugins.enabled_plugins(job.tenant, fresh=True)
         slots = asyncio.Semaphore(CONCURRENCY)
         sent = await asyncio.gather(
             *(_attempt(job.tenant, tenant_slug, row, slots) for row in claimed.rows)

@@ -278,3 +278,27 @@ async def test_a_batch_retries_only_what_did_not_go_out(
     assert len(smtp.messages) == 3 and twilio.ledger.duplicates() == (0, 0)
     assert all(r["attempts"] == (2 if r["channel"] == "sms" else 1) for r in await log_of(acme))
     assert await log_of(bolt) == []
+
+
+async def test_a_send_job_sees_providers_turned_on_just_before_not_a_stale_cache(
+    two_tenants: tuple[TenantInfo, TenantInfo],
+    runtime: object,
+    twilio: TwilioFake,
+    smtp: SmtpFake,
+) -> None:
+    from patone.core.notifications import planning
+    from patone.plugins import config as plugins
+
+    acme, bolt = two_tenants
+    assert "sms-twilio" not in await plugins.enabled_plugins(acme)  # cached in this process
+    stale = plugins.get_runtime().enabled_cache[acme.slug]
+    await enable_providers(acme, twilio, smtp)
+    # Another worker process still holds the settings from before the change in its cache.
+    plugins.get_runtime().enabled_cache[acme.slug] = stale
+    request = await new_request(acme)
+    event = {"id": 7, "topic": "request.created", "entity": "service_request",
+             "entity_id": str(request["id"]), "payload": {}}  # fmt: skip
+    ids = await planning.plan(acme, [event])
+    assert set((await sending.send_notifications(acme.slug, ids)).values()) == {"sent"}
+    assert len(twilio.forms) == 1 and len(smtp.messages) == 1  # not "no provider", not the log
+    assert await log_of(bolt) == []
