@@ -143,9 +143,9 @@ def _client(settings: TwilioSettings) -> Client:
     key = (settings.account_sid, settings.auth_token, settings.api_base_url, settings.timeout)
     client = clients.get(key)
     if client is None:
-        if len(clients) >= CLIENTS_PER_LOOP:  # many companies: drop the oldest
+        if len(clients) >= CLIENTS_PER_LOOP:  # many companies: retire the oldest
             oldest = next(iter(clients))
-            asyncio.get_running_loop().create_task(_close(clients.pop(oldest)))
+            _retire(clients.pop(oldest), grace=oldest[3] + 1)
         client = clients[key] = Client(
             settings.account_sid,
             settings.auth_token,
@@ -154,10 +154,22 @@ def _client(settings: TwilioSettings) -> Client:
     return client
 
 
-async def _close(client: Client) -> None:
+async def _close(client: Client, after: float = 0) -> None:
+    await asyncio.sleep(after)
     http = client.http_client
     if isinstance(http, AsyncTwilioHttpClient):
         await http.close()
+
+
+_retiring: set[asyncio.Task[None]] = set()
+
+
+def _retire(client: Client, grace: float) -> None:
+    """Close a client once the calls it may still be making have ended (its time-out bounds
+    them); the task is kept referenced until then."""
+    task = asyncio.get_running_loop().create_task(_close(client, after=grace))
+    _retiring.add(task)
+    task.add_done_callback(_retiring.discard)
 
 
 @closes_with_loop

@@ -152,3 +152,38 @@ async def test_each_way_of_failing_says_whether_twilio_may_have_the_message(
         )
     finally:
         fake.stop()
+
+
+async def test_a_retired_client_is_closed_only_after_its_calls_can_have_ended(
+    two_tenants: tuple[TenantInfo, TenantInfo], runtime: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+
+    from patone.plugins.builtin import sms_twilio
+    from tests.fakes import TwilioFake
+
+    await sms_twilio.close_clients()  # the tests' loop starts with no Twilio client
+    monkeypatch.setattr(sms_twilio, "CLIENTS_PER_LOOP", 1)  # one company's client per loop
+    first, second = TwilioFake(SID, TOKEN).start(), TwilioFake(SID, TOKEN).start()
+    try:
+        for tenant, fake in zip(two_tenants, (first, second), strict=True):
+            config = {"account_sid": SID, "auth_token": TOKEN, "from_number": "+15005550006",
+                      "api_base_url": fake.url, "timeout": 0.5}  # fmt: skip
+            await plugins.configure_plugin(tenant, ADMIN, "sms-twilio", enabled=True, config=config)
+        acme, bolt = two_tenants
+        sent = await plugins.call_first(acme, "send_sms", message=SmsMessage(to="+1415", body="a"))
+        assert sent is not None and sent.error is None
+        clients = sms_twilio._clients[asyncio.get_running_loop()]
+        [acme_client] = clients.values()
+        sent = await plugins.call_first(bolt, "send_sms", message=SmsMessage(to="+1415", body="b"))
+        assert sent is not None and sent.error is None
+        assert acme_client not in clients.values()  # retired to make room for Bolt's
+        session = acme_client.http_client.session
+        assert not session.closed  # a call of Acme's may still be under way
+        await asyncio.sleep(1.7)  # its time-out (0.5 s) and a second of grace
+        assert session.closed
+        assert len(first.forms) == 1 and len(second.forms) == 1
+    finally:
+        await sms_twilio.close_clients()
+        first.stop()
+        second.stop()
