@@ -259,10 +259,7 @@ async def plan(tenant: TenantRef, events: list[dict[str, Any]]) -> list[int]:
         dispatchers = (
             await _dispatchers() if any(r["recipient"] == "dispatchers" for r in rules) else []
         )
-        everyone = list(
-            {(r.kind, r.id): r for _, people in found.values() for r in people.values()}.values()
-        )
-        everyone += dispatchers
+        everyone = [r for _, people in found.values() for r in people.values()] + dispatchers
         keys = sorted(by_event)
         preferences = await _preferences(everyone, keys)
         pushing = any(rule["channel"] == "push" for rule in rules)

@@ -103,6 +103,12 @@ async def new_request(tenant: TenantInfo, *, phone: str = "+14155552671") -> dic
         )
 
 
+def created_event(request: dict[str, Any], event_id: int) -> dict[str, Any]:
+    """The outbox event of a request's creation, as the relay hands it to planning."""
+    return {"id": event_id, "topic": "request.created", "entity": "service_request",
+            "entity_id": str(request["id"]), "payload": {}}  # fmt: skip
+
+
 async def new_driver(tenant: TenantInfo, name: str = "Dave Ortiz") -> dict[str, Any]:
     driver = await drivers.create_driver(
         tenant, SYSTEM, {"name": name, "phone": "+14155550199", "truck": "Flatbed 7"}

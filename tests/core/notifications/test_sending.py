@@ -14,6 +14,7 @@ from patone.core.permissions import SYSTEM
 from patone.tenants.isolation import tenant_transaction
 from patone.tenants.registry import TenantInfo
 from tests.core.notifications.conftest import (
+    created_event,
     enable_providers,
     log_of,
     new_driver,
@@ -170,13 +171,7 @@ async def test_a_notification_whose_job_was_lost_is_sent_by_the_sweep(
     acme, bolt = two_tenants
     await enable_providers(acme, twilio, smtp)
     request = await new_request(acme)
-    event = {
-        "id": 1,
-        "topic": "request.created",
-        "entity": "service_request",
-        "entity_id": str(request["id"]),
-        "payload": {},
-    }
+    event = created_event(request, 1)
     assert len(await planning.plan(acme, [event])) == 2  # written, but no job was queued (lost)
     assert await sweep_tenant(acme.slug) == 0  # too fresh to be called lost
     async with tenant_transaction(acme):
@@ -199,8 +194,7 @@ async def test_a_claim_waits_for_a_live_attempt_and_follows_the_policy_for_a_dea
     acme, _ = two_tenants
     await enable_providers(acme, twilio, smtp)
     request = await new_request(acme)
-    event = {"id": 5, "topic": "request.created", "entity": "service_request",
-             "entity_id": str(request["id"]), "payload": {}}  # fmt: skip
+    event = created_event(request, 5)
     await planning.plan(acme, [event])
     sms = next(r for r in await log_of(acme) if r["channel"] == "sms")
     async with tenant_transaction(acme):  # another worker is sending it right now
@@ -261,8 +255,7 @@ async def test_a_batch_retries_only_what_did_not_go_out(
     events = []
     for n in range(3):
         request = await new_request(acme, phone=f"+1415555267{n}")
-        events.append({"id": 100 + n, "topic": "request.created", "entity": "service_request",
-                       "entity_id": str(request["id"]), "payload": {}})  # fmt: skip
+        events.append(created_event(request, 100 + n))
     ids = await planning.plan(acme, events)
     assert len(ids) == 6  # an SMS and an email for each of the three
     twilio.plan = FaultPlan(refuse=1.0)  # Twilio refuses everything for now
@@ -296,8 +289,7 @@ async def test_a_send_job_sees_providers_turned_on_just_before_not_a_stale_cache
     # Another worker process still holds the settings from before the change in its cache.
     plugins.get_runtime().enabled_cache[acme.slug] = stale
     request = await new_request(acme)
-    event = {"id": 7, "topic": "request.created", "entity": "service_request",
-             "entity_id": str(request["id"]), "payload": {}}  # fmt: skip
+    event = created_event(request, 7)
     ids = await planning.plan(acme, [event])
     assert set((await sending.send_notifications(acme.slug, ids)).values()) == {"sent"}
     assert len(twilio.forms) == 1 and len(smtp.messages) == 1  # not "no provider", not the log

@@ -15,6 +15,7 @@ from patone.settings import load_settings
 from patone.tenants.registry import TenantInfo
 from tests.core.notifications.conftest import (  # noqa: F401 (fixtures)
     TOKEN,
+    created_event,
     enable_providers,
     log_of,
     new_request,
@@ -36,14 +37,7 @@ async def app_client() -> AsyncIterator[httpx.AsyncClient]:
 
 async def _sms(tenant: TenantInfo) -> dict[str, Any]:
     request = await new_request(tenant)
-    event = {
-        "id": 1,
-        "topic": "request.created",
-        "entity": "service_request",
-        "entity_id": str(request["id"]),
-        "payload": {},
-    }
-    await planning.plan(tenant, [event])
+    await planning.plan(tenant, [created_event(request, 1)])
     return next(r for r in await log_of(tenant) if r["channel"] == "sms")
 
 
