@@ -108,7 +108,7 @@ class CustomerSignIn(Table, tablename="customer_sign_ins", db=engine):
     customer_id = Integer()
     channel = Varchar(length=5)
     address = Varchar(length=254)
-    secret_hash = Varchar(length=64, unique=True)
+    secret_hash = Varchar(length=64, index=True)
     attempts = Integer(default=0)
     expires_at = Timestamptz()
     used_at = Timestamptz(null=True, default=None)

@@ -23,13 +23,14 @@ async def forwards():
                 customer_id integer NOT NULL REFERENCES customers (id) ON DELETE CASCADE,
                 channel varchar(5) NOT NULL CHECK (channel IN ('email', 'sms')),
                 address varchar(254) NOT NULL,
-                secret_hash varchar(64) NOT NULL UNIQUE,
+                secret_hash varchar(64) NOT NULL,
                 attempts integer NOT NULL DEFAULT 0,
                 expires_at timestamptz NOT NULL,
                 used_at timestamptz,
                 voided_at timestamptz,
                 created_at timestamptz NOT NULL DEFAULT now()
             );
+            CREATE INDEX customer_sign_ins_hash ON customer_sign_ins (secret_hash);
             CREATE INDEX customer_sign_ins_pending ON customer_sign_ins (channel, address, id DESC)
                 WHERE used_at IS NULL AND voided_at IS NULL;
             """
