@@ -14,7 +14,7 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from patone.core.errors import UserError
-from patone.log import request_id_var, tenant_var
+from patone.log import debug_var, request_id_var, tenant_var
 
 access_log = logging.getLogger("patone.access")
 error_log = logging.getLogger("patone.errors")
@@ -63,6 +63,7 @@ class RequestContextMiddleware:
         supplied = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
         request_id = supplied if _REQUEST_ID.fullmatch(supplied) else uuid.uuid4().hex
         rid_token = request_id_var.set(request_id)
+        debug_token = debug_var.set(self.debug)
         tenant_token = tenant_var.set(None)
         started = time.perf_counter()
         status = {"code": 500, "sent": False}
@@ -106,6 +107,7 @@ class RequestContextMiddleware:
                     },
                 )
             tenant_var.reset(tenant_token)
+            debug_var.reset(debug_token)
             request_id_var.reset(rid_token)
 
 

@@ -2,18 +2,20 @@
 
 A refusal from a service (`UserError`: not found, forbidden, invalid) raised in a query becomes
 a GraphQL error whose `extensions` carry `code` and `field`. Anything else is logged with its
-traceback and reaches the client only as "Unexpected error." with the request id.
+traceback and reaches the client only as "Unexpected error." with the request id (and, when
+DEBUG is on, the traceback in `extensions.detail`).
 """
 
 from __future__ import annotations
 
 import logging
+import traceback
 
 from graphql.error import GraphQLError
 from strawberry.extensions import MaskErrors
 
 from patone.core.errors import UserError
-from patone.log import request_id_var
+from patone.log import debug_var, request_id_var
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +37,8 @@ class PatoneErrors(MaskErrors):
     def anonymise_error(self, error: GraphQLError) -> GraphQLError:
         masked = super().anonymise_error(error)
         masked.extensions = {"code": "internal_error", "request_id": request_id_var.get()}
+        if debug_var.get() and error.original_error is not None:
+            masked.extensions["detail"] = "".join(traceback.format_exception(error.original_error))
         return masked
 
     def _process_errors(self, errors: list[GraphQLError]) -> list[GraphQLError]:
