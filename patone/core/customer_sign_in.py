@@ -103,14 +103,17 @@ async def request_sign_in(tenant: TenantInfo, data: dict[str, Any], *, ip: str) 
 
 
 _FIND_CUSTOMER = {
-    "email": "SELECT id FROM customers WHERE lower(email) = lower($1) AND archived_at IS NULL "
+    "email": "SELECT id, email AS address FROM customers "
+    "WHERE lower(email) = lower($1) AND archived_at IS NULL "
     "ORDER BY id LIMIT 1",
-    "sms": "SELECT id FROM customers WHERE phone = $1 AND archived_at IS NULL ORDER BY id LIMIT 1",
+    "sms": "SELECT id, phone AS address FROM customers "
+    "WHERE phone = $1 AND archived_at IS NULL ORDER BY id LIMIT 1",
 }
 
 
-async def _issue(tenant: TenantInfo, channel: Channel, address: str) -> tuple[int, str] | None:
-    """Store a new hashed link or code for the customer with this address; (id, secret)."""
+async def _issue(tenant: TenantInfo, channel: Channel, address: str) -> tuple[int, str, str] | None:
+    """Store a new hashed link or code for the customer with this address; (row id, the
+    customer's address as stored, secret)."""
     async with tenant_transaction(tenant):
         rows = await engine.fetch(_FIND_CUSTOMER[channel], address)
         if not rows:
@@ -122,7 +125,7 @@ async def _issue(tenant: TenantInfo, channel: Channel, address: str) -> tuple[in
                 after={"channel": channel, "address": address},
             )
             return None
-        customer_id = int(rows[0]["id"])
+        customer_id, address = int(rows[0]["id"]), str(rows[0]["address"])
         if channel == "email":
             secret = secrets.token_urlsafe(32)
             secret_hash, ttl = _hash(tenant, secret), LINK_TTL
@@ -137,9 +140,9 @@ async def _issue(tenant: TenantInfo, channel: Channel, address: str) -> tuple[in
             channel,
             issued,
         )
-        await engine.execute(
+        inserted = await engine.fetch(
             "INSERT INTO customer_sign_ins (customer_id, channel, address, secret_hash, "
-            "expires_at, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+            "expires_at, created_at) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
             customer_id,
             channel,
             address,
@@ -154,7 +157,7 @@ async def _issue(tenant: TenantInfo, channel: Channel, address: str) -> tuple[in
             "sign_in.requested",
             after={"channel": channel},
         )
-    return customer_id, secret
+    return int(inserted[0]["id"]), address, secret
 
 
 @tenant_actor(transaction=False, max_retries=3, max_backoff=10_000, max_age=600_000)
@@ -164,7 +167,8 @@ async def send_sign_in(tenant_slug: str, channel: Channel, address: str) -> None
     issued = await _issue(tenant, channel, address)
     if issued is None:
         return
-    _, secret = issued
+    row_id, address, secret = issued
+    message_id = f"customer-sign-in-{tenant.slug}-{row_id}"
     name = tenant.name
     message: EmailMessage | SmsMessage
     if channel == "email":
@@ -176,11 +180,14 @@ async def send_sign_in(tenant_slug: str, channel: Channel, address: str) -> None
                 f"Open this link to sign in to {name}:\n\n{link}\n\n"
                 "It works once, within 15 minutes. If you did not ask for it, ignore this email."
             ),
+            message_id=message_id,
         )
         hook = "send_email"
     else:
         message = SmsMessage(
-            to=address, body=f"{secret} is your {name} sign-in code. It expires in 10 minutes."
+            to=address,
+            body=f"{secret} is your {name} sign-in code. It expires in 10 minutes.",
+            message_id=message_id,
         )
         hook = "send_sms"
     result = await plugins.call_first(tenant, hook, fall_through=False, message=message)
@@ -245,12 +252,10 @@ async def _by_code(tenant: TenantInfo, phone: str, code: str, ip: str) -> int:
         if row is not None:
             tries = row["attempts"] + 1
             await engine.execute(
-                "UPDATE customer_sign_ins SET attempts = $2, "
-                "voided_at = CASE WHEN $2 >= $3 THEN $4::timestamptz END WHERE id = $1",
+                "UPDATE customer_sign_ins SET attempts = $2, voided_at = $3 WHERE id = $1",
                 row["id"],
                 tries,
-                MAX_CODE_TRIES,
-                moment,
+                moment if tries >= MAX_CODE_TRIES else None,
             )
     reason = "wrong_code" if row is not None else "no_valid_code"
     await _failed(tenant, row["customer_id"] if row else None, reason, ip, "sms")
