@@ -28,6 +28,7 @@ import secrets
 from datetime import timedelta
 from typing import Any, Literal
 
+import dramatiq
 from pydantic import model_validator
 
 from patone.core import ratelimits
@@ -52,6 +53,11 @@ MAX_CODE_TRIES = 5
 CODE_DIGITS = 6
 Channel = Literal["email", "sms"]
 ANONYMOUS = Actor(kind="anonymous")
+
+
+class NotSent(dramatiq.Retry):
+    """The provider did not take the message: Dramatiq retries (an expected failure, logged in
+    one line); each retry sends a fresh link or code and voids the one before."""
 
 
 class SignInFailed(UserError):
@@ -194,7 +200,7 @@ async def send_sign_in(tenant_slug: str, channel: Channel, address: str) -> None
     if result is None:
         log.warning("no %s provider: a customer sign-in was not sent", channel)
     elif result.error is not None or result.skipped:
-        raise RuntimeError(f"the {channel} provider did not take the sign-in: {result.error}")
+        raise NotSent(f"the {channel} provider did not take the sign-in: {result.error}")
 
 
 async def _failed(

@@ -1,7 +1,8 @@
 """What clients see when something goes wrong: codes they can act on, never a traceback.
 
 A refusal from a service (`UserError`: not found, forbidden, invalid) raised in a query becomes
-a GraphQL error whose `extensions` carry `code` and `field`. Anything else is logged with its
+a GraphQL error whose `extensions` carry `code` and `field` (a rate limit: `RATE_LIMITED` and
+`retry_after`). Anything else is logged with its
 traceback and reaches the client only as "Unexpected error." with the request id (and, when
 DEBUG is on, the traceback in `extensions.detail`).
 """
@@ -15,6 +16,7 @@ from graphql.error import GraphQLError
 from strawberry.extensions import MaskErrors
 
 from patone.core.errors import UserError
+from patone.core.ratelimits import RateLimited
 from patone.log import debug_var, request_id_var
 
 log = logging.getLogger(__name__)
@@ -45,7 +47,13 @@ class PatoneErrors(MaskErrors):
         processed = super()._process_errors(errors)
         for error in processed:
             original = error.original_error
-            if isinstance(original, UserError):
+            if isinstance(original, RateLimited):
+                error.extensions = {
+                    **(error.extensions or {}),
+                    "code": "RATE_LIMITED",
+                    "retry_after": original.retry_after,
+                }
+            elif isinstance(original, UserError):
                 error.extensions = {
                     **(error.extensions or {}),
                     "code": original.code,

@@ -55,3 +55,21 @@ async def test_unexpected_errors_are_masked_unless_debug(
     # The other company is unaffected.
     fine = await _ask(bolt, debug=False)
     assert "errors" not in fine.json()
+
+
+async def test_a_rate_limit_inside_a_resolver_is_rate_limited_with_retry_after() -> None:
+    import strawberry
+
+    from patone.core.ratelimits import RateLimited
+    from patone.graphql.errors import PatoneErrors
+
+    @strawberry.type
+    class Query:
+        @strawberry.field
+        def busy(self) -> str:
+            raise RateLimited(42)
+
+    result = await strawberry.Schema(query=Query, extensions=[PatoneErrors]).execute("{ busy }")
+    [error] = result.errors or []
+    assert error.extensions == {"code": "RATE_LIMITED", "retry_after": 42}
+    assert error.message == "Too many requests. Try again in 42 seconds."
