@@ -122,9 +122,10 @@ HSTS = "max-age=31536000; includeSubDomains"
 
 
 def _forwarded(scope: Scope, name: bytes) -> str:
-    """The first (client-side) value of a proxy header such as X-Forwarded-Proto."""
+    """The value our proxy put last in a header such as X-Forwarded-For: earlier values came
+    from the client (or proxies before ours) and could say anything."""
     value = dict(scope["headers"]).get(name, b"").decode("latin-1")
-    return value.split(",")[0].strip()
+    return value.rsplit(",", 1)[-1].strip()
 
 
 def is_https(scope: Scope, trust_proxy: bool = False) -> bool:
@@ -135,7 +136,7 @@ def is_https(scope: Scope, trust_proxy: bool = False) -> bool:
 
 
 def client_ip(scope: Scope, trust_proxy: bool = False) -> str:
-    """The client's address (the proxy's X-Forwarded-For first hop when the proxy is trusted)."""
+    """The client's address: the one our proxy saw, when the proxy is trusted."""
     if trust_proxy and (forwarded := _forwarded(scope, b"x-forwarded-for")):
         return forwarded
     client = scope.get("client")

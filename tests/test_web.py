@@ -85,3 +85,15 @@ async def test_error_detail_only_in_debug() -> None:
     loud = await _get(_app(debug=True), "http://localhost/crash")
     assert "secret internals" in loud.json()["error"]["detail"]
     _has_security_headers(loud)
+
+
+def test_the_client_address_is_the_one_our_proxy_saw() -> None:
+    from patone.web import client_ip
+
+    scope = {
+        "type": "http",
+        "client": ("10.0.0.2", 5000),
+        "headers": [(b"x-forwarded-for", b"1.2.3.4, 198.51.100.7")],  # 1.2.3.4: the client's claim
+    }
+    assert client_ip(scope) == "10.0.0.2"
+    assert client_ip(scope, trust_proxy=True) == "198.51.100.7"

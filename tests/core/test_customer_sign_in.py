@@ -199,7 +199,9 @@ async def test_five_wrong_codes_void_the_code_and_a_new_one_voids_the_old(
     first = await _texted_code(twilio, 2)
     await customer_sign_in.request_sign_in(acme, {"phone": PHONE}, ip=IP)
     second = await _texted_code(twilio, 3)
-    if first != second:  # the earlier code stopped working when the new one was sent
+    pending = [r for r in await _stored(acme) if r["voided_at"] is None]
+    assert len(pending) == 1  # sending a new code voided the one before
+    if first != second:
         with pytest.raises(SignInFailed):
             await customer_sign_in.verify_sign_in(
                 acme, SECRET, {"phone": PHONE, "code": first}, ip=IP
