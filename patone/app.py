@@ -35,13 +35,19 @@ from patone.plugins import config as plugins
 from patone.plugins.builtin import storage_local
 from patone.plugins.host import plugin_routes
 from patone.plugins.loops import close_loop_clients
+from patone.portal_ui import sign_in as portal_sign_in
 from patone.settings import Settings, get_settings
 from patone.tenants.isolation import tenant_transaction
 from patone.tenants.middleware import TenantMiddleware
 from patone.tenants.migrations import ensure_platform
 from patone.tenants.provisioning import create_tenant
 from patone.tenants.registry import TenantInfo, follow_changes, get_tenant, tenant_cache
-from patone.web import RequestContextMiddleware, error_response, user_error_response
+from patone.web import (
+    RequestContextMiddleware,
+    SecurityHeadersMiddleware,
+    error_response,
+    user_error_response,
+)
 
 log = logging.getLogger(__name__)
 
@@ -265,7 +271,8 @@ def create_app(
                 except Exception:
                     log.exception("shutdown step failed", extra={"step": name})
 
-    graphql = GraphQLApp(settings.resolved_secret_key())
+    secret = settings.resolved_secret_key()
+    graphql = GraphQLApp(secret)
     return Starlette(
         debug=False,
         routes=[
@@ -277,9 +284,11 @@ def create_app(
             Route("/graphql", graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql),
             Mount("/graphql/static", app=static_files()),
+            *portal_sign_in.routes(secret, trust_proxy=settings.trust_proxy_headers),
             *plugin_routes(),
         ],
         middleware=[
+            Middleware(SecurityHeadersMiddleware, trust_proxy=settings.trust_proxy_headers),
             Middleware(RequestContextMiddleware, debug=settings.debug),
             Middleware(TenantMiddleware, base_domain=settings.base_domain, cache=tenant_cache),
         ],

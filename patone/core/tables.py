@@ -13,6 +13,7 @@ from piccolo.columns import (
     JSONB,
     Array,
     BigInt,
+    BigSerial,
     Boolean,
     Date,
     DoublePrecision,
@@ -115,6 +116,21 @@ class Customer(Table, tablename="customers", db=engine):
     archived_at = Timestamptz(null=True, default=None)
     created_at = Timestamptz()
     updated_at = Timestamptz()
+
+
+class CustomerSignIn(Table, tablename="customer_sign_ins", db=engine):
+    """A sign-in link (email) or code (SMS) sent to a customer: hashed, short-lived, used once."""
+
+    id = BigSerial(primary_key=True)
+    customer_id = Integer()
+    channel = Varchar(length=5)
+    address = Varchar(length=254)
+    secret_hash = Varchar(length=64, index=True)
+    attempts = Integer(default=0)
+    expires_at = Timestamptz()
+    used_at = Timestamptz(null=True, default=None)
+    voided_at = Timestamptz(null=True, default=None)
+    created_at = Timestamptz()
 
 
 class Membership(Table, tablename="memberships", db=engine):

@@ -48,6 +48,7 @@ ACTOR_MODULES: list[str] = [
     "patone.core.events",
     "patone.core.notifications",
     "patone.core.webhooks",
+    "patone.core.customer_sign_in",
 ]
 STOP_TIMEOUT_MS = 30_000
 

@@ -22,6 +22,7 @@ from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.types.unset import UnsetType
 
+from patone.core import ratelimits
 from patone.core.errors import UserError
 from patone.core.permissions import Actor
 from patone.core.tokens import InvalidToken, verify_access_token
@@ -32,7 +33,11 @@ from patone.graphql.schema import schema
 from patone.log import request_id_var
 
 
-def _error(status: int, code: str, message: str) -> JSONResponse:
+def _error(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    if status == 401:
+        headers = {"WWW-Authenticate": "Bearer", **(headers or {})}
     return JSONResponse(
         {
             "data": None,
@@ -44,7 +49,7 @@ def _error(status: int, code: str, message: str) -> JSONResponse:
             ],
         },
         status_code=status,
-        headers={"WWW-Authenticate": "Bearer"} if status == 401 else None,
+        headers=headers,
     )
 
 
@@ -150,6 +155,13 @@ class GraphQLApp:
             await _error(401, "unauthenticated", "The token's user no longer exists.")(
                 scope, receive, send
             )
+            return
+        actor = state["actor"]
+        try:
+            await ratelimits.check_api(tenant, caller=f"{actor.kind}:{actor.id}")
+        except ratelimits.RateLimited as error:
+            headers = {"Retry-After": str(error.retry_after)}
+            await _error(429, "RATE_LIMITED", error.message, headers)(scope, receive, send)
             return
         if state["actor"].allow_list_only and scope["method"] != "POST":
             await _error(400, "PERSISTED_QUERY_REQUIRED", "Send registered documents by POST.")(
