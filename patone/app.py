@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 
-from patone.core import users
+from patone.core import two_factor, users
 from patone.core.db import engine
 from patone.core.demo import fill_demo_tenant
 from patone.core.errors import UserError
@@ -29,6 +29,7 @@ from patone.core.worker import ACTOR_MODULES, import_actor_modules, start_in_pro
 from patone.embedded import EmbeddedServices
 from patone.graphql.app import GraphQLApp
 from patone.graphql.graphiql import static_files
+from patone.graphql.platform_api import platform_routes
 from patone.log import configure_logging
 from patone.plugins import config as plugins
 from patone.plugins.builtin import storage_local
@@ -255,7 +256,9 @@ def create_app(
                 except Exception:
                     log.exception("shutdown step failed", extra={"step": name})
 
-    graphql = GraphQLApp(settings.resolved_secret_key())
+    secret = settings.resolved_secret_key()
+    two_factor.configure(secret, settings.secret_key_fallbacks)
+    graphql = GraphQLApp(secret)
     return Starlette(
         debug=False,
         routes=[
@@ -266,6 +269,7 @@ def create_app(
             Route("/graphql", graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql),
             Mount("/graphql/static", app=static_files()),
+            *platform_routes(secret, settings.tenant_delete_grace_days),
             *plugin_routes(),
         ],
         middleware=[
