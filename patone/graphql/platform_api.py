@@ -28,6 +28,7 @@ from strawberry.extensions import (
     MaxTokensLimiter,
     QueryDepthLimiter,
 )
+from strawberry.scalars import JSON
 from strawberry.types import Info
 
 from patone.core.db import engine
@@ -45,7 +46,7 @@ from patone.graphql.types import UserError as UserErrorType
 from patone.graphql.types import attempt
 from patone.log import request_id_var
 from patone.tenants import console
-from patone.tenants.operators import Operator, get_operator, sign_in
+from patone.tenants.operators import Operator, get_operator, list_activity, sign_in
 from patone.tenants.registry import TenantInfo, get_tenant, list_tenants
 from patone.web import error_response, user_error_response
 
@@ -102,6 +103,19 @@ class OperatorViewer:
     id: int
     email: str
     name: str
+
+
+@strawberry.type(description="One line of the operators' activity log.")
+class OperatorActivity:
+    id: int
+    operator_id: int | None
+    email: str
+    action: str
+    entity: str
+    entity_id: str
+    detail: JSON | None
+    ip: str
+    created_at: datetime
 
 
 @strawberry.type
@@ -161,6 +175,20 @@ class PlatformQuery:
     async def tenant(self, slug: str) -> PlatformTenant | None:
         found = await get_tenant(slug)
         return PlatformTenant.of(found) if found else None
+
+    @strawberry.field(description="Sign-ins, failures and actions on tenants, newest first.")
+    async def operator_activity(
+        self, slug: str | None = None, first: int = 50
+    ) -> list[OperatorActivity]:
+        if not 1 <= first <= 200:
+            raise UserError("out_of_range", "first must be between 1 and 200", "first")
+        rows = await list_activity(entity_id=slug, first=first)
+        return [
+            OperatorActivity(
+                **{**row, "detail": JSON(json.loads(row["detail"])) if row["detail"] else None}
+            )
+            for row in rows
+        ]
 
     @strawberry.field(description="The plan catalogue.")
     async def plans(self) -> list[Plan]:

@@ -252,6 +252,12 @@ async def test_the_tenant_life_cycle_through_the_platform_api(
         "tenant.purged",
     ]
     assert all(row["entity_id"] == slug for row in log[:-1])
+    listed = await platform(
+        client, token, f'{{ operatorActivity(slug: "{slug}") {{ action email detail }} }}'
+    )
+    entries = listed["data"]["operatorActivity"]
+    assert entries[-1]["action"] == "tenant.created" and entries[-1]["email"] == operator.email
+    assert {"reason": "invoice unpaid"} in [e["detail"] for e in entries]
 
 
 async def test_bad_lifecycle_input_names_the_field(
