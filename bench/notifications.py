@@ -468,9 +468,10 @@ WAITING_LEAF = re.compile(r"^\S*(\.wait|\.select|sleep|Queue\.get|_read_from_soc
 
 class Sampler:
     """py-spy sampling the worker processes' stacks while they work (the thread holding the GIL,
-    that is the one running Python), for a second split of their CPU: the share of samples inside provider calls versus the rest, measured in the pipeline
-    itself rather than in a separate process (which misses what the SDKs cost under the
-    pipeline's own load: more connections, more tasks on one event loop)."""
+    that is the one running Python), for a second split of their CPU: the share of samples
+    inside provider calls versus the rest, measured in the pipeline itself rather than in a
+    separate process (which misses what the SDKs cost under the pipeline's own load: more
+    connections, more tasks on one event loop)."""
 
     def __init__(self, pids: Sequence[int], workdir: Path, rate: int) -> None:
         self.outputs = [workdir / f"samples_{pid}.txt" for pid in pids]

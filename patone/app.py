@@ -17,7 +17,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 
 from patone.auth_routes import auth_routes
-from patone.core import credentials, users
+from patone.core import credentials, two_factor, users
 from patone.core.db import engine
 from patone.core.demo import fill_demo_tenant
 from patone.core.errors import UserError
@@ -30,6 +30,7 @@ from patone.core.worker import ACTOR_MODULES, import_actor_modules, start_in_pro
 from patone.embedded import EmbeddedServices
 from patone.graphql.app import GraphQLApp
 from patone.graphql.graphiql import static_files
+from patone.graphql.platform_api import platform_routes
 from patone.log import configure_logging
 from patone.plugins import config as plugins
 from patone.plugins.builtin import storage_local
@@ -272,6 +273,7 @@ def create_app(
                     log.exception("shutdown step failed", extra={"step": name})
 
     secret = settings.resolved_secret_key()
+    two_factor.configure(secret, settings.secret_key_fallbacks)
     graphql = GraphQLApp(secret)
     return Starlette(
         debug=False,
@@ -285,6 +287,7 @@ def create_app(
             WebSocketRoute("/graphql", graphql),
             Mount("/graphql/static", app=static_files()),
             *portal_sign_in.routes(secret, trust_proxy=settings.trust_proxy_headers),
+            *platform_routes(secret, settings.tenant_delete_grace_days),
             *plugin_routes(),
         ],
         middleware=[

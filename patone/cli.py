@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from patone.core import credentials, documents
+from patone.core import credentials, documents, two_factor
 from patone.core.db import engine
 from patone.core.errors import NotFound, UserError
 from patone.core.permissions import SYSTEM
@@ -44,6 +44,10 @@ documents_app = typer.Typer(help="Allow-listed GraphQL documents.", no_args_is_h
 app.add_typer(documents_app, name="documents")
 plugins_app = typer.Typer(help="Installed plugins and their secrets.", no_args_is_help=True)
 app.add_typer(plugins_app, name="plugins")
+operators_app = typer.Typer(
+    help="Platform operators (they run tenants; two-factor always on).", no_args_is_help=True
+)
+app.add_typer(operators_app, name="operators")
 
 console = Console()
 err = Console(stderr=True, soft_wrap=True)
@@ -326,6 +330,12 @@ def tenants_resume(slug: str) -> None:
     _print_tenant(run_with_database(lambda: provisioning.resume_tenant(slug)))
 
 
+@tenants_app.command("change-plan")
+def tenants_change_plan(slug: str, plan: Annotated[str, typer.Option(help="Plan name.")]) -> None:
+    """Move a tenant to another plan of the catalogue."""
+    _print_tenant(run_with_database(lambda: provisioning.change_plan(slug, plan)))
+
+
 @tenants_app.command("delete")
 def tenants_delete(
     slug: str, reason: Annotated[str, typer.Option(help="Why, for the record.")] = ""
@@ -520,6 +530,43 @@ def plugins_rotate_secrets(
         err.print(f"[red]{slug}[/red]: {error}", highlight=False)
     if failures:
         raise typer.Exit(1)
+
+
+OPERATOR_PASSWORD_ENV = "PATONE_OPERATOR_PASSWORD"  # noqa: S105 (a variable's name)
+
+
+@operators_app.command("create")
+def operators_create(
+    email: Annotated[str, typer.Option(help="Their email address (they sign in with it).")],
+    name: Annotated[str, typer.Option(help="Their name.")],
+) -> None:
+    """Add a platform operator. The password is asked twice (or read from
+    PATONE_OPERATOR_PASSWORD, for scripts); prints the two-factor QR code and recovery codes."""
+    import os
+
+    import segno
+
+    from patone.tenants.operators import create_operator
+
+    settings = _settings()
+    password = os.environ.get(OPERATOR_PASSWORD_ENV) or typer.prompt(
+        "Password", hide_input=True, confirmation_prompt=True
+    )
+    two_factor.configure(settings.resolved_secret_key(), settings.secret_key_fallbacks)
+    created = run_with_database(lambda: create_operator(email, name, password), settings)
+    console.print(
+        f"Operator {created.operator.email} ({created.operator.name}) created.", highlight=False
+    )
+    console.print(
+        "\nTwo-factor is always on for operators. Scan this QR code with an authenticator app:"
+    )
+    segno.make(created.otpauth_uri, error="m").terminal(compact=True)
+    console.print(
+        f"or add it by hand: {created.otpauth_uri}", highlight=False, markup=False, soft_wrap=True
+    )
+    console.print("\nRecovery codes (each works once; keep them somewhere safe):")
+    for code in created.recovery_codes:
+        console.print(f"  {code}", highlight=False)
 
 
 @app.command("schema")

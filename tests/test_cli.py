@@ -147,3 +147,16 @@ def test_worker_starts_and_stops_gracefully() -> None:
     process.send_signal(signal.SIGTERM)
     output, _ = process.communicate(timeout=60)
     assert process.returncode == 0, output
+
+
+def test_tenants_change_plan_from_the_command_line() -> None:
+    slug = unique_slug("plan")
+    assert patone("tenants", "create", slug, "--plan", "free").returncode == 0
+    try:
+        changed = patone("tenants", "change-plan", slug, "--plan", "enterprise")
+        assert changed.returncode == 0 and "plan=enterprise" in changed.stdout
+        unknown = patone("tenants", "change-plan", slug, "--plan", "platinum")
+        assert unknown.returncode == 1 and "error (plan):" in unknown.stderr
+    finally:
+        patone("tenants", "delete", slug)
+        patone("tenants", "purge", slug, "--force")

@@ -37,6 +37,7 @@ from patone.graphql.plugins import PluginMutations, PluginQueries
 from patone.graphql.push import PushMutations, PushQueries
 from patone.graphql.requests import RequestMutations, RequestQueries
 from patone.graphql.subscriptions import Subscription
+from patone.graphql.two_factor import TwoFactorMutations, TwoFactorQueries
 from patone.graphql.types import Customer, Driver, Node, ServiceRequest, ServiceType, User
 from patone.graphql.webhooks import WebhookMutations, WebhookQueries
 from patone.plugins.manager import PluginManager
@@ -106,6 +107,7 @@ def build_schema(*, third_party: bool = True) -> strawberry.Schema:
             PushQueries,
             NotificationQueries,
             WebhookQueries,
+            TwoFactorQueries,
             *plugin_queries,
         ),
     )
@@ -121,6 +123,7 @@ def build_schema(*, third_party: bool = True) -> strawberry.Schema:
             PushMutations,
             NotificationMutations,
             WebhookMutations,
+            TwoFactorMutations,
             *plugin_mutations,
         ),
     )
