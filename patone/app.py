@@ -8,6 +8,7 @@ import html
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any
 
 from starlette.applications import Starlette
@@ -16,6 +17,9 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 
+from patone.admin_ui.csrf import derive_key
+from patone.admin_ui.guard import StaffPagesMiddleware, UiConfig
+from patone.admin_ui.routes import routes as staff_page_routes
 from patone.core import users
 from patone.core.db import engine
 from patone.core.demo import fill_demo_tenant
@@ -25,6 +29,7 @@ from patone.core.permissions import SYSTEM
 from patone.core.redis import close_redis, connect_redis, get_redis
 from patone.core.relay import Relay
 from patone.core.scheduler import Scheduler
+from patone.core.sessions import Lifetimes
 from patone.core.worker import ACTOR_MODULES, import_actor_modules, start_in_process_worker
 from patone.embedded import EmbeddedServices
 from patone.graphql.app import GraphQLApp
@@ -255,7 +260,16 @@ def create_app(
                 except Exception:
                     log.exception("shutdown step failed", extra={"step": name})
 
-    graphql = GraphQLApp(settings.resolved_secret_key())
+    secret_key = settings.resolved_secret_key()
+    graphql = GraphQLApp(secret_key)
+    staff_pages = UiConfig(
+        csrf_key=derive_key(secret_key),
+        lifetimes=Lifetimes(
+            idle=timedelta(seconds=settings.session_idle_timeout),
+            absolute=timedelta(seconds=settings.session_max_age),
+        ),
+        secure_cookies=settings.session_cookie_secure,
+    )
     return Starlette(
         debug=False,
         routes=[
@@ -266,11 +280,13 @@ def create_app(
             Route("/graphql", graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql),
             Mount("/graphql/static", app=static_files()),
+            *staff_page_routes(),
             *plugin_routes(),
         ],
         middleware=[
             Middleware(RequestContextMiddleware, debug=settings.debug),
             Middleware(TenantMiddleware, base_domain=settings.base_domain, cache=tenant_cache),
+            Middleware(StaffPagesMiddleware, config=staff_pages),
         ],
         exception_handlers={UserError: _user_error, 404: _not_found},
         lifespan=lifespan,
