@@ -20,7 +20,8 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from patone.admin_ui.csrf import derive_key
 from patone.admin_ui.guard import StaffPagesMiddleware, UiConfig
 from patone.admin_ui.routes import routes as staff_page_routes
-from patone.core import users
+from patone.auth_routes import auth_routes
+from patone.core import credentials, users
 from patone.core.db import engine
 from patone.core.demo import fill_demo_tenant
 from patone.core.errors import UserError
@@ -129,10 +130,12 @@ DEMO_STAFF = (
     ("admin@demo-towing.example", "Alex Admin", "admin"),
     ("dispatcher@demo-towing.example", "Dana Dispatcher", "dispatcher"),
 )
+DEMO_ADMIN = DEMO_STAFF[0][0]
 
 
-async def ensure_demo_tenant() -> TenantInfo:
-    """The demo tenant, created and filled with sample data the first time."""
+async def ensure_demo_tenant(base_url: str) -> tuple[TenantInfo, credentials.Link | None]:
+    """The demo tenant, created and filled with sample data the first time; with a fresh
+    set-up link for its admin while the admin has no password (no password ships)."""
     tenant = await get_tenant(DEMO_SLUG)
     if tenant is None:
         try:
@@ -151,7 +154,10 @@ async def ensure_demo_tenant() -> TenantInfo:
     summary = await fill_demo_tenant(tenant)
     if summary.filled:
         log.info("demo data created", extra={"summary": str(summary)})
-    return tenant
+    link = None
+    if not await credentials.has_password(tenant, DEMO_ADMIN):
+        link = await credentials.issue_setup_link(tenant, SYSTEM, DEMO_ADMIN, base_url=base_url)
+    return tenant, link
 
 
 async def _nothing() -> None:
@@ -222,7 +228,11 @@ def create_app(
             scheduler.start()
             if settings.embedded_redis:  # one command runs everything: jobs in-process too
                 stop_worker = await asyncio.to_thread(start_in_process_worker, broker)
-            app.state.demo = await ensure_demo_tenant() if settings.create_demo_tenant else None
+            app.state.demo, app.state.demo_setup_link = None, None
+            if settings.create_demo_tenant:
+                app.state.demo, app.state.demo_setup_link = await ensure_demo_tenant(
+                    settings.tenant_url_template().replace("{slug}", DEMO_SLUG)
+                )
             log.info("patone ready", extra={"demo": bool(app.state.demo)})
             if on_ready is not None:
                 on_ready(app)
@@ -276,6 +286,7 @@ def create_app(
             Route("/healthz", healthz),
             Route("/", home),
             Route("/api/tenant", tenant_info),
+            *auth_routes(settings.resolved_secret_key()),
             Route("/files/{key:path}", storage_local.serve),
             Route("/graphql", graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql),

@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 
 # Modules that declare tenant actors; every worker imports them (other issues add theirs).
 ACTOR_MODULES: list[str] = [
+    "patone.core.credentials",
     "patone.core.events",
     "patone.core.notifications",
     "patone.core.webhooks",
