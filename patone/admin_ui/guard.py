@@ -3,7 +3,8 @@
 For every request to a staff page (`/admin...`, `/setup/...`, `/reset-password...`) the
 middleware loads the session named by the cookie (one Redis round trip) and the acting user
 (`actor_for_user`, which refuses deactivated users). Pages other than the public ones (sign-in,
-set-up, reset) send a visitor without a session to the sign-in page. Every request that could
+set-up, reset) send a visitor without a session to the sign-in page, and a session that must
+choose a new password to the change-password page. Every request that could
 change something (POST, PUT, PATCH, DELETE) must carry a CSRF token, in the form field
 `csrf_token` or the `X-CSRF-Token` header, or it gets a 403 page and reaches no route.
 """
@@ -27,6 +28,9 @@ from patone.core.permissions import SYSTEM, Actor
 from patone.core.sessions import DEFAULT_LIFETIMES, Lifetimes, Session
 
 SIGN_IN = "/admin/sign-in"
+MUST_CHANGE_PAGE = "/admin/account/password"
+# What a session flagged "must change password" may reach besides the public pages.
+WHILE_MUST_CHANGE = frozenset({MUST_CHANGE_PAGE, "/admin/sign-out"})
 PUBLIC_PREFIXES = ("/admin/sign-in", "/admin/static/", "/setup/", "/reset-password")
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
@@ -237,6 +241,13 @@ class StaffPagesMiddleware:
             if scope["method"] == "GET":
                 target += "?next=" + quote(request.url.path, safe="/")
             refusal = RedirectResponse(target, status_code=303)
+        elif (
+            session is not None
+            and session.must_change_password
+            and scope["path"] not in WHILE_MUST_CHANGE
+            and not is_public(scope["path"])
+        ):
+            refusal = RedirectResponse(MUST_CHANGE_PAGE, status_code=303)
         elif scope["method"] not in SAFE_METHODS:
             body = await _read_body(receive)
             if body is None:

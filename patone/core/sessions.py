@@ -54,6 +54,7 @@ class Session:
     last_seen: datetime
     ip: str
     user_agent: str
+    must_change_password: bool = False
 
 
 def session_key(session_id: str) -> str:
@@ -86,6 +87,7 @@ def _session(key: str, fields: dict[str, str]) -> Session:
         last_seen=_time(fields["last_seen"]),
         ip=fields.get("ip", ""),
         user_agent=fields.get("user_agent", ""),
+        must_change_password=fields.get("must_change") == "1",
     )
 
 
@@ -107,11 +109,14 @@ async def start(
     ip: str,
     user_agent: str,
     lifetimes: Lifetimes = DEFAULT_LIFETIMES,
+    must_change_password: bool = False,
 ) -> tuple[str, str]:
     """Open a session for an active user; returns (the cookie value, the session's CSRF token).
 
     Call it only after the user has proved who they are (password, and second factor where
-    required). Raises `NotFound` for an unknown or inactive user.
+    required). `must_change_password`: the UI lets this session do nothing but choose a new
+    password until `password_changed` is called. Raises `NotFound` for an unknown or inactive
+    user.
     """
     await users.actor_for_user(tenant, user_id)
     session_id = secrets.token_urlsafe(32)
@@ -131,6 +136,7 @@ async def start(
                 "last_seen": at,
                 "ip": ip[:64],
                 "user_agent": user_agent[:300],
+                "must_change": "1" if must_change_password else "0",
             },
         )
         pipe.expire(redis_key, ttl)
@@ -240,11 +246,27 @@ async def end(tenant: TenantRef, session_id: str) -> None:
     await _log(tenant, int(owner), "session.signed_out", {"session": key[:12]}, None)
 
 
-async def revoke_all(tenant: TenantRef, user_id: int, *, actor: Actor | None = None) -> int:
-    """End every session of the user ("sign out everywhere"); returns how many there were."""
+async def password_changed(tenant: TenantRef, session: Session) -> None:
+    """The session's user chose a new password: lift the must-change restriction and end their
+    other sessions (whoever knew the old password is signed out)."""
+    # Only if it still exists: a bare HSET would bring back a half session.
+    await get_redis().eval(
+        "if redis.call('EXISTS', KEYS[1]) == 1 then "
+        "redis.call('HSET', KEYS[1], 'must_change', '0') end",
+        1,
+        _session_redis_key(tenant.slug, session.key),
+    )
+    await revoke_all(tenant, session.user_id, keep=session.key)
+
+
+async def revoke_all(
+    tenant: TenantRef, user_id: int, *, actor: Actor | None = None, keep: str | None = None
+) -> int:
+    """End every session of the user ("sign out everywhere"), except the one keyed `keep`;
+    returns how many were ended."""
     redis = get_redis()
     index = _index_key(tenant.slug, user_id)
-    keys = [str(key) for key in await redis.smembers(index)]
+    keys = [str(key) for key in await redis.smembers(index) if key != keep]
     removed = 0
     if keys:
         async with redis.pipeline(transaction=True) as pipe:
@@ -252,5 +274,8 @@ async def revoke_all(tenant: TenantRef, user_id: int, *, actor: Actor | None = N
             # Only the keys read: a session opened meanwhile stays listed (and revocable).
             pipe.srem(index, *keys)
             removed, _ = await pipe.execute()
-    await _log(tenant, user_id, "session.revoked_all", {"sessions": removed}, actor)
+    details: dict[str, Any] = {"sessions": removed}
+    if keep is not None:
+        details["kept"] = keep[:12]
+    await _log(tenant, user_id, "session.revoked_all", details, actor)
     return int(removed)
