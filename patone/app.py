@@ -18,7 +18,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 
 from patone.admin_ui.csrf import derive_key
-from patone.admin_ui.guard import StaffPagesMiddleware, UiConfig
+from patone.admin_ui.guard import StaffPagesMiddleware, UiConfig, is_staff_page, not_found_page
 from patone.admin_ui.routes import routes as staff_page_routes
 from patone.auth_routes import auth_routes
 from patone.core import credentials, users
@@ -177,6 +177,8 @@ async def _user_error(request: Request, exc: Exception) -> Response:
 
 
 async def _not_found(request: Request, exc: Exception) -> Response:
+    if is_staff_page(request.url.path) and _tenant(request) is not None:
+        return not_found_page(request)
     return error_response(404, "not_found", f"Nothing at {request.url.path}.")
 
 

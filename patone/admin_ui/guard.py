@@ -73,6 +73,20 @@ def current_actor(request: Request) -> Actor:
     return actor
 
 
+def not_found_page(request: Request) -> Response:
+    """A staff page that does not exist, as a page rather than the API's JSON error."""
+    return page(
+        request,
+        "message.html",
+        {
+            "title": "Page not found",
+            "message": "There is no page at this address.",
+            "link": {"href": "/admin/", "text": "Go to the start page"},
+        },
+        status_code=404,
+    )
+
+
 def _secure(request: Request) -> bool:
     setting = config(request).secure_cookies
     return request.url.scheme == "https" if setting is None else setting

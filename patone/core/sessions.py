@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -30,6 +31,7 @@ from patone.tenants.isolation import TenantRef, tenant_transaction
 COOKIE_NAME = "patone_session"
 # Kept a little longer than the session may live, so the code's check (not Redis) ends it.
 _TTL_SLACK = 60
+_KEY = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
@@ -219,6 +221,8 @@ async def revoke(tenant: TenantRef, user_id: int, key: str, *, actor: Actor | No
 
     The user id must match the session's, so nobody ends another person's session by key.
     """
+    if not _KEY.fullmatch(key):
+        return False
     redis = get_redis()
     redis_key = _session_redis_key(tenant.slug, key)
     owner = await redis.hget(redis_key, "user")

@@ -25,6 +25,8 @@ async def test_home_says_who_you_are_in_your_company(
     assert "Bolt" not in home.text and "kim@bolt.example" not in home.text
     css = await client.get("/admin/static/admin.css")
     assert css.status_code == 200 and "text/css" in css.headers["content-type"]
+    missing = await client.get("/admin/no-such-page")
+    assert missing.status_code == 404 and "Page not found · Acme Towing" in missing.text
 
 
 async def test_session_list_shows_each_browser_and_revokes_one(

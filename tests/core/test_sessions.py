@@ -113,6 +113,7 @@ async def test_list_revoke_one_and_revoke_all(
     assert await sessions.load(acme, phone) is None
     assert [s.user_agent for s in await sessions.list_sessions(acme, sam)] == ["Laptop"]
     assert not await sessions.revoke(acme, sam, listed[0].key)
+    assert not await sessions.revoke(acme, sam, "*")
 
     await _start(acme, sam, "Tablet")
     assert await sessions.revoke_all(acme, sam) == 2
