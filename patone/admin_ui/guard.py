@@ -31,7 +31,8 @@ SIGN_IN = "/admin/sign-in"
 MUST_CHANGE_PAGE = "/admin/account/password"
 # What a session flagged "must change password" may reach besides the public pages.
 WHILE_MUST_CHANGE = frozenset({MUST_CHANGE_PAGE, "/admin/sign-out"})
-PUBLIC_PREFIXES = ("/admin/sign-in", "/admin/static/", "/setup/", "/reset-password")
+STATIC_PREFIX = "/admin/static/"
+PUBLIC_PREFIXES = ("/admin/sign-in", STATIC_PREFIX, "/setup/", "/reset-password")
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 MAX_BODY = 1_000_000
@@ -217,7 +218,11 @@ class StaffPagesMiddleware:
         self.config = config
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not is_staff_page(scope["path"]):
+        if (
+            scope["type"] != "http"
+            or not is_staff_page(scope["path"])
+            or scope["path"].startswith(STATIC_PREFIX)  # no session needed for a stylesheet
+        ):
             await self.app(scope, receive, send)
             return
         state: dict[str, Any] = scope.setdefault("state", {})
