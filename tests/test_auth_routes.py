@@ -223,3 +223,61 @@ async def test_changing_ones_password_needs_a_token_and_the_current_password(
         client, acme, "/auth/sign-in", {"email": "ann@example.com", "password": OTHER}
     )
     assert again.status_code == 200
+
+
+async def test_an_admin_invites_a_driver_who_signs_in_and_cannot_change_prices(
+    client: httpx.AsyncClient, two_tenants: tuple[TenantInfo, TenantInfo]
+) -> None:
+    acme, bolt = two_tenants
+    await credentials.complete_setup(acme, await invite(acme), GOOD)
+    signed = await post(
+        client, acme, "/auth/sign-in", {"email": "ann@example.com", "password": GOOD}
+    )
+    admin = {"Authorization": f"Bearer {signed.json()['access_token']}"}
+    invite_driver = (
+        'mutation { createUser(input: {email: "dave@example.com", name: "Dave Ortiz", '
+        'role: "driver"}) { user { id email mustChangePassword } setupLink '
+        "userErrors { field message } } }"
+    )
+    with plugin_runtime():
+        created = await post(client, acme, "/graphql", {"query": invite_driver}, **admin)
+    payload = created.json()["data"]["createUser"]
+    assert payload["userErrors"] == [] and payload["user"]["email"] == "dave@example.com"
+    link = payload["setupLink"]
+    assert link.startswith(f"http://{acme.slug}.patone.test/setup/")
+    driver_password = "tow truck on the ring road"
+    setup = await post(
+        client, acme, "/auth/setup", {"token": link.rsplit("/", 1)[1], "password": driver_password}
+    )
+    assert setup.status_code == 200, setup.text
+
+    flag = (
+        "mutation($id: ID!) { updateUser(id: $id, input: {mustChangePassword: true}) "
+        "{ user { mustChangePassword } userErrors { message } } }"
+    )
+    flagged = await post(
+        client, acme, "/graphql",
+        {"query": flag, "variables": {"id": payload["user"]["id"]}}, **admin,
+    )  # fmt: skip
+    assert flagged.json()["data"]["updateUser"]["user"]["mustChangePassword"] is True
+
+    dave = await post(
+        client, acme, "/auth/sign-in", {"email": "dave@example.com", "password": driver_password}
+    )
+    assert dave.status_code == 200 and dave.json()["must_change_password"] is True
+    prices = (
+        'mutation { updateServiceType(code: "jump_start", input: {basePrice: 1}) '
+        "{ serviceType { basePrice } userErrors { code message } } }"
+    )
+    refused = await post(
+        client, acme, "/graphql", {"query": prices},
+        Authorization=f"Bearer {dave.json()['access_token']}",
+    )  # fmt: skip
+    answer = refused.json()["data"]["updateServiceType"]
+    assert answer["serviceType"] is None
+    assert answer["userErrors"][0]["code"] == "forbidden"
+    assert "service_types.manage" in answer["userErrors"][0]["message"]
+    nobody = await post(
+        client, bolt, "/auth/sign-in", {"email": "dave@example.com", "password": driver_password}
+    )
+    assert nobody.status_code == 401

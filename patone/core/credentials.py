@@ -148,6 +148,11 @@ def link_url(base_url: str, purpose: Purpose, token: str) -> str:
     return f"{base_url.rstrip('/')}/{_PATHS[purpose]}/{token}"
 
 
+def company_url(tenant: TenantRef) -> str:
+    """Where people reach this company (PUBLIC_URL with its slug, or the local address)."""
+    return plugins.tenant_view(tenant).url
+
+
 def _anonymous(ip: str) -> Actor:
     return Actor(kind="anonymous", id=ip[:64])
 
@@ -393,8 +398,11 @@ async def _unknown_address(tenant: TenantRef, email: str, password: str, ip: str
     redis = get_redis()
     key = tenant_key(tenant.slug, "sign_in_unknown", token_hash(email)[:32])
     at = now().timestamp()
+    seen = {"ip": ip, "email": email[:254]}
     locked_until = await redis.hget(key, "locked_until")
     if locked_until is not None and float(locked_until) > at:
+        async with tenant_transaction(tenant):
+            await record(_anonymous(ip), "user", "", "user.sign_in_refused_locked", None, seen)
         raise AccountLocked(int(float(locked_until) - at) + 1)
     await verify_async(None, password)  # the dummy check: same time as a real one
     failures = int(await redis.hincrby(key, "failures", 1))
@@ -405,8 +413,13 @@ async def _unknown_address(tenant: TenantRef, email: str, password: str, ip: str
     async with tenant_transaction(tenant):
         await record(
             _anonymous(ip), "user", "", "user.sign_in_failed", None,
-            {"ip": ip, "reason": "unknown_email", "email": email[:254], "failures": failures},
+            {**seen, "reason": "unknown_email", "failures": failures},
         )  # fmt: skip
+        if seconds:
+            await record(
+                _anonymous(ip), "user", "", "user.locked", None,
+                {**seen, "failures": failures, "seconds": seconds},
+            )  # fmt: skip
     if seconds:
         raise AccountLocked(seconds)
     raise SignInFailed()
@@ -462,7 +475,7 @@ async def send_password_reset(tenant_slug: str, email: str, ip: str = "") -> str
     """Create a reset link for the active user with this address and email it to them;
     returns "sent", "logged" (the log stands in for email) or "unknown" (no such user)."""
     tenant = current_job().tenant
-    base_url = plugins.tenant_view(tenant).url
+    base_url = company_url(tenant)
     async with tenant_transaction(tenant):
         rows = await engine.fetch(
             "SELECT id, email, name FROM users WHERE lower(email) = $1 AND active", email

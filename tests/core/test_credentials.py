@@ -275,6 +275,8 @@ async def test_an_address_with_no_account_locks_out_the_same_way(
         answers[email] = [(s, m, r and min(r, 60)) for s, m, r in seen]
     assert answers["ann@example.com"] == answers["nobody@example.com"]
     assert answers["nobody@example.com"][4][0] == 429
+    log = [a[2] for a in await actions(acme)]
+    assert log.count("user.locked") == 2 and log.count("user.sign_in_refused_locked") == 2
     with pytest.raises(SignInFailed):  # the count is per company
         await credentials.authenticate(bolt, "nobody@example.com", OTHER, ip=IP)
 
