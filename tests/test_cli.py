@@ -151,7 +151,12 @@ def test_worker_starts_and_stops_gracefully() -> None:
 
 def test_tenants_change_plan_from_the_command_line() -> None:
     slug = unique_slug("plan")
-    assert patone("tenants", "create", slug, "--plan", "free").returncode == 0
+    assert (
+        patone(
+            "tenants", "create", slug, "--plan", "free", "--admin-email", "a@example.com"
+        ).returncode
+        == 0
+    )
     try:
         changed = patone("tenants", "change-plan", slug, "--plan", "enterprise")
         assert changed.returncode == 0 and "plan=enterprise" in changed.stdout
