@@ -450,17 +450,18 @@ def _machine_busy() -> float:
     return float(sum(t)) - float(t.idle + getattr(t, "iowait", 0.0))
 
 
-# Frames of the provider calls: what the SDK baseline measures (the plugins' own send_email and
-# send_sms, the SDKs under them, and the stdlib email package they build messages with).
+# Frames of the provider calls, as py-spy names their files (from their import root): what the
+# SDK baseline measures (the plugins' own send_email and send_sms, the SDKs under them, and the
+# stdlib email package they build messages with), wherever the event loop runs them.
 PROVIDER_FRAMES = (
-    "patone/plugins/builtin/email_smtp.py",
-    "patone/plugins/builtin/sms_twilio.py",
-    "site-packages/twilio/",
-    "site-packages/aiohttp/",
-    "site-packages/aiosmtplib/",
-    "site-packages/multidict/",
-    "site-packages/yarl/",
-    "/email/",
+    "(patone/plugins/builtin/email_smtp.py",
+    "(patone/plugins/builtin/sms_twilio.py",
+    "(twilio/",
+    "(aiohttp/",
+    "(aiosmtplib/",
+    "(multidict/",
+    "(yarl/",
+    "(email/",
 )
 # Leaf frames of a thread that waits rather than computes, should one be sampled holding the GIL.
 WAITING_LEAF = re.compile(r"^\S*(\.wait|\.select|sleep|Queue\.get|_read_from_socket) \(")
