@@ -18,6 +18,7 @@ from strawberry.tools import merge_types
 from strawberry.types import Info
 
 from patone.core.errors import NotFound
+from patone.graphql.api_clients import ApiClientMutations, ApiClientQueries
 from patone.graphql.company import (
     ActivityQueries,
     CompanyMutations,
@@ -106,6 +107,7 @@ def build_schema(*, third_party: bool = True) -> strawberry.Schema:
             PushQueries,
             NotificationQueries,
             WebhookQueries,
+            ApiClientQueries,
             *plugin_queries,
         ),
     )
@@ -121,6 +123,7 @@ def build_schema(*, third_party: bool = True) -> strawberry.Schema:
             PushMutations,
             NotificationMutations,
             WebhookMutations,
+            ApiClientMutations,
             *plugin_mutations,
         ),
     )

@@ -18,15 +18,23 @@ MARKER = "$encrypted"
 MASK = "********"
 
 
-def _fernet(secret: str) -> Fernet:
-    digest = hashlib.sha256(b"patone plugin secrets v1\x00" + secret.encode()).digest()
+PLUGIN_SECRETS = b"patone plugin secrets v1"
+
+
+def _fernet(secret: str, purpose: bytes) -> Fernet:
+    digest = hashlib.sha256(purpose + b"\x00" + secret.encode()).digest()
     return Fernet(base64.urlsafe_b64encode(digest))
 
 
 class SecretBox:
-    def __init__(self, secret: str, fallbacks: Sequence[str] = ()) -> None:
-        self._current = _fernet(secret)
-        self._all = MultiFernet([self._current, *(_fernet(s) for s in fallbacks)])
+    """Seals values with a key derived from SECRET_KEY for one `purpose` (each use of the
+    server key gets its own derived key)."""
+
+    def __init__(
+        self, secret: str, fallbacks: Sequence[str] = (), *, purpose: bytes = PLUGIN_SECRETS
+    ) -> None:
+        self._current = _fernet(secret, purpose)
+        self._all = MultiFernet([self._current, *(_fernet(s, purpose) for s in fallbacks)])
 
     def seal(self, value: Any) -> dict[str, str]:
         return {MARKER: self._current.encrypt(str(value).encode()).decode()}
