@@ -62,6 +62,14 @@ def _actor(kind: Kind, subject: str) -> Actor:
     return Actor(kind="user" if kind is Kind.staff else kind.value, id=subject)
 
 
+async def _may_sign_in(kind: Kind, subject: str) -> bool:
+    """Whether a staff user is still active (inside the tenant transaction); customers are
+    checked by the portal that signs them in."""
+    if kind is not Kind.staff:
+        return True
+    return bool(await engine.fetch("SELECT 1 FROM users WHERE id = $1 AND active", int(subject)))
+
+
 async def _store(
     secret: str,
     tenant: TenantRef,
@@ -100,6 +108,8 @@ async def issue_token_pair(
         raise ValueError("refresh tokens are for staff and customers")
     subject = str(user_id)
     async with tenant_transaction(tenant):
+        if not await _may_sign_in(kind, subject):
+            raise InvalidGrant("the user does not exist or was deactivated")
         family = uuid.uuid4()
         pair = await _store(secret, tenant, kind, subject, family, None)
         await activity.record(
@@ -154,12 +164,8 @@ async def refresh(secret: str, tenant: TenantRef, refresh_token: str) -> TokenPa
         elif row["expires_at"] < datetime.now(row["expires_at"].tzinfo):
             raise InvalidGrant("the refresh token has expired: sign in again")
         else:
-            if kind is Kind.staff:
-                active = await engine.fetch(
-                    "SELECT 1 FROM users WHERE id = $1 AND active", int(row["subject"])
-                )
-                if not active:
-                    raise InvalidGrant("the user no longer exists or was deactivated")
+            if not await _may_sign_in(kind, row["subject"]):
+                raise InvalidGrant("the user no longer exists or was deactivated")
             await engine.execute(
                 "UPDATE refresh_tokens SET used_at = now() WHERE id = $1", row["id"]
             )

@@ -130,7 +130,8 @@ def verify_token(secret: str, token: str, *, audience: str, tenant: str | None =
             "the access token is signed with a key this server does not know"
         ) from None
     except JoseError as error:
-        raise InvalidToken(f"the access token is not valid ({error.error})") from None
+        detail = error.description or error.error
+        raise InvalidToken(f"the access token is not valid ({detail})") from None
     except ValueError:
         raise InvalidToken("the access token is malformed") from None
     claims = decoded.claims
