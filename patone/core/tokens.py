@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -111,7 +112,28 @@ def issue_token(
 
 def verify_token(secret: str, token: str, *, audience: str, tenant: str | None = None) -> Claims:
     """The claims of a genuine, unexpired token for `audience` (and `tenant`, for tenant
-    tokens); else `InvalidToken` saying what is wrong."""
+    tokens); else `InvalidToken` saying what is wrong.
+
+    A client sends the same token for many requests, so tokens that verified are remembered
+    (a bounded LRU) until they expire: the signature check, most of the cost, runs once.
+    """
+    index = (secret, token, audience, tenant)
+    known = _verified.get(index)
+    if known is not None and known.expires_at > time.time():
+        _verified.move_to_end(index)
+        return known
+    claims = _verify(secret, token, audience=audience, tenant=tenant)
+    _verified[index] = claims
+    if len(_verified) > _VERIFIED_MAX:
+        _verified.popitem(last=False)
+    return claims
+
+
+_VERIFIED_MAX = 4096
+_verified: OrderedDict[tuple[str, str, str, str | None], Claims] = OrderedDict()
+
+
+def _verify(secret: str, token: str, *, audience: str, tenant: str | None) -> Claims:
     keyring = keyring_for(secret)
     keyring.ensure_loaded()
 
