@@ -77,9 +77,15 @@ async def update_user(tenant: TenantRef, actor: Actor, user_id: int, data: Any) 
     async with tenant_transaction(tenant):
         if changes.get("role"):
             await _require_role(changes["role"])
-        return await audited_update(
+        updated = await audited_update(
             actor, "user", "users", user_id, {**changes, "updated_at": now()}, "user.updated", _user
         )
+    if changes.get("active") is False:  # their tokens and open sockets stop working at once
+        from patone.core.refresh_tokens import revoke_all
+        from patone.core.tokens import Kind
+
+        await revoke_all(tenant, actor, Kind.staff, str(user_id))
+    return updated
 
 
 async def list_roles(tenant: TenantRef) -> list[Row]:

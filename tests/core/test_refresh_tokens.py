@@ -75,7 +75,9 @@ async def test_a_deactivated_user_cannot_refresh(
     pair = await refresh_tokens.issue_token_pair(SECRET, acme, user)
     kept = await refresh_tokens.issue_token_pair(SECRET, bolt, await _user(bolt))
     await users.update_user(acme, SYSTEM, user, {"active": False})
-    with pytest.raises(InvalidGrant, match="deactivated"):
+    assert await revocation.is_revoked(acme.slug, _claims(acme, pair.access_token))
+    assert not await revocation.is_revoked(bolt.slug, _claims(bolt, kept.access_token))
+    with pytest.raises(InvalidGrant, match="revoked"):
         await refresh_tokens.refresh(SECRET, acme, pair.refresh_token)
     with pytest.raises(InvalidGrant):
         await refresh_tokens.issue_token_pair(SECRET, acme, user)
