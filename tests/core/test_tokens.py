@@ -11,7 +11,8 @@ from joserfc.jwk import ECKey
 
 from patone.app import create_app
 from patone.core.db import engine
-from patone.core.signing_keys import keyring_for, rotate
+from patone.core.scheduler import registered
+from patone.core.signing_keys import keyring_for, rotate, rotate_if_due, rotate_when_due
 from patone.core.tokens import (
     PLATFORM_AUDIENCE,
     TENANT_AUDIENCE,
@@ -146,3 +147,17 @@ async def test_a_kid_made_by_another_process_is_found_by_reloading(
     assert token_parts(token)[0]["kid"] == kid
     keyring_for(SECRET)._last_miss_reload = 0.0  # as if the last reload were long ago
     assert verify_token(SECRET, token, audience=TENANT_AUDIENCE, tenant=acme.slug).subject == "pc_x"
+
+
+async def test_the_periodic_job_rotates_only_a_key_that_has_grown_old(
+    two_tenants: tuple[TenantInfo, TenantInfo],
+) -> None:
+    acme, _bolt = two_tenants
+    keyring = keyring_for(SECRET)
+    _staff(acme)  # a key exists
+    assert registered()["signing_keys.rotate"].run is rotate_when_due
+    assert await rotate_if_due(keyring) is None
+    await engine.execute("UPDATE platform.signing_keys SET created_at = now() - interval '31 days'")
+    kid = await rotate_if_due(keyring)
+    assert kid is not None and kid in keyring.kids()
+    assert await rotate_if_due(keyring) is None
