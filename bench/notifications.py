@@ -57,6 +57,7 @@ import os
 import queue
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -447,6 +448,81 @@ def _cpu_seconds(process: psutil.Process) -> float:
 def _machine_busy() -> float:
     t = psutil.cpu_times()
     return float(sum(t)) - float(t.idle + getattr(t, "iowait", 0.0))
+
+
+# Frames of the provider calls: what the SDK baseline measures (the plugins' own send_email and
+# send_sms, the SDKs under them, and the stdlib email package they build messages with).
+PROVIDER_FRAMES = (
+    "patone/plugins/builtin/email_smtp.py",
+    "patone/plugins/builtin/sms_twilio.py",
+    "site-packages/twilio/",
+    "site-packages/aiohttp/",
+    "site-packages/aiosmtplib/",
+    "site-packages/multidict/",
+    "site-packages/yarl/",
+    "/email/",
+)
+# Leaf frames of a thread that waits rather than computes, should one be sampled holding the GIL.
+WAITING_LEAF = re.compile(r"^\S*(\.wait|\.select|sleep|Queue\.get|_read_from_socket) \(")
+
+
+class Sampler:
+    """py-spy sampling the worker processes' stacks while they work (the thread holding the GIL,
+    that is the one running Python), for a second split of their CPU: the share of samples inside provider calls versus the rest, measured in the pipeline
+    itself rather than in a separate process (which misses what the SDKs cost under the
+    pipeline's own load: more connections, more tasks on one event loop)."""
+
+    def __init__(self, pids: Sequence[int], workdir: Path, rate: int) -> None:
+        self.outputs = [workdir / f"samples_{pid}.txt" for pid in pids]
+        spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+        self.error = "" if Path(spy).exists() else "py-spy is not installed"
+        self.processes: list[subprocess.Popen[bytes]] = []
+        if self.error:
+            return
+        for pid, output in zip(pids, self.outputs, strict=True):
+            self.processes.append(
+                subprocess.Popen(
+                    [spy, "record", "--pid", str(pid), "--rate", str(rate), "--nonblocking",
+                     "--gil", "--format", "raw", "--output", str(output)],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.PIPE,
+                )
+            )  # fmt: skip
+
+    def stop(self) -> dict[str, int]:
+        """Stop sampling; samples counted by where they were: provider, ours, waiting."""
+        for process in self.processes:
+            process.send_signal(signal.SIGINT)
+        for process in self.processes:
+            try:
+                _, stderr = process.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                stderr = b"did not stop"
+            if process.returncode not in (0, -2) and not self.error:
+                self.error = stderr.decode(errors="replace").strip()[-300:]
+        counts = Counter({"provider": 0, "ours": 0, "waiting": 0})
+        for output in self.outputs:
+            if output.exists():
+                counts.update(classify_samples(output.read_text(errors="replace")))
+        return dict(counts)
+
+
+def classify_samples(raw: str) -> Counter[str]:
+    """py-spy's raw (collapsed) stacks, counted as provider calls, our code or waiting."""
+    counts: Counter[str] = Counter()
+    for line in raw.splitlines():
+        stack, _, number = line.rpartition(" ")
+        if not stack or not number.isdigit():
+            continue
+        frames = stack.split(";")
+        if WAITING_LEAF.match(frames[-1]):
+            counts["waiting"] += int(number)
+        elif any(marker in frame for frame in frames for marker in PROVIDER_FRAMES):
+            counts["provider"] += int(number)
+        else:
+            counts["ours"] += int(number)
+    return counts
 
 
 class ProcessCpu:
@@ -1108,6 +1184,11 @@ async def run(args: argparse.Namespace, console: Console) -> int:
                     )
                 )
 
+            sampler = (
+                Sampler([w.pid for w in workers], workdir, args.sample_rate)
+                if args.sample_rate
+                else None
+            )
             released_at = time.time()
             relay_child.send("go")
             if args.rate:
@@ -1127,6 +1208,8 @@ async def run(args: argparse.Namespace, console: Console) -> int:
                 created,
             )
             ended_at = time.time()
+            sampled = sampler.stop() if sampler else {}
+            sampling_error = sampler.error if sampler else "off (--sample-rate 0)"
             cpu = Cpu(
                 workers=sum(w.cpu() for w in workers) - marks["workers"],
                 workers_system=sum(w.cpu_split()[1] for w in workers) - marks["workers_system"],
@@ -1228,10 +1311,13 @@ async def run(args: argparse.Namespace, console: Console) -> int:
             "workers_system": per(cpu.workers_system * 1000, len(rows)),
             "sdk": per(sdk_cpu * 1000, len(rows)),
             "ours": per((cpu.workers - cpu.workers_idle - sdk_cpu) * 1000, len(rows)),
+            **sampled_split(cpu, sampled, len(rows)),
             "relay": per(cpu.relay * 1000, len(rows)),
             "postgres": per(cpu.postgres * 1000, len(rows)),
             "fakes": per(cpu.fakes * 1000, len(rows)),
         },
+        "samples": sampled,
+        "sampling_error": sampling_error,
         "main_phase": main_phase(samples, expected),
         "tracebacks_logged": errors_logged,
         "load_average_after": list(load_after[:2]),
@@ -1254,6 +1340,21 @@ async def run(args: argparse.Namespace, console: Console) -> int:
     for failure in failures:
         console.print(f"[red]FAILED: {failure}[/red]")
     return 1 if failures else 0
+
+
+def sampled_split(cpu: Cpu, sampled: dict[str, int], n: int) -> dict[str, float]:
+    """The workers' CPU split by where py-spy found them working: ours is their CPU in our
+    code (the Dramatiq worker's included) less what they use when idle, the provider's is the
+    rest."""
+    working = sampled.get("ours", 0) + sampled.get("provider", 0)
+    if not working:
+        return {}
+    share = sampled["ours"] / working
+    return {
+        "ours_sampled": per((cpu.workers * share - cpu.workers_idle) * 1000, n),
+        "sdk_sampled": per(cpu.workers * (1 - share) * 1000, n),
+        "ours_sampled_share": share,
+    }
 
 
 # --- output -----------------------------------------------------------------------------------
@@ -1402,6 +1503,26 @@ def summary(
         f"{ms(r['channels']['sms']['sdk_cpu_ms_per_call'])}, email "
         f"{ms(r['channels']['email']['sdk_cpu_ms_per_call'])})",
     )
+    if "ours_sampled" in per_n:
+        samples = r["samples"]
+        table.add_row(
+            "CPU per notification, our share (sampled)",
+            ms(per_n["ours_sampled"]),
+            f"< {GOAL_OUR_CPU_MS:g} ms",
+            verdict(per_n["ours_sampled"] < GOAL_OUR_CPU_MS),
+            f"py-spy in the workers ({args.sample_rate}/s each): {samples['ours']:,} samples "
+            f"in our code and Dramatiq, {samples['provider']:,} in provider calls, "
+            f"{samples['waiting']:,} waiting; our {per_n['ours_sampled_share']:.0%} of the "
+            f"workers' CPU less the idle {ms(per_n['workers_idle'])}; provider calls "
+            f"{ms(per_n['sdk_sampled'])} "
+            f"({ms(per_n['sdk_sampled'] * n / max(calls, 1))} per call, against "
+            "the baseline's above)",
+        )
+    elif r.get("sampling_error"):
+        table.add_row(
+            "CPU per notification, our share (sampled)", "-", "", verdict(None),
+            f"no samples: {r['sampling_error']}",
+        )  # fmt: skip
     table.add_row(
         "CPU per notification, elsewhere",
         f"{ms(per_n['relay'])} relay",
@@ -1463,6 +1584,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--prefix", default=None, help="company slug prefix (benchnotif)")
     parser.add_argument("--redis", default=DEFAULT_REDIS)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--sample-rate", type=int, default=50, help="py-spy samples per second per worker (0: off)"
+    )
     parser.add_argument("--json", default=None, help="also write the figures to this file")
     parser.add_argument("--keep", action="store_true", help="keep the database, roles and logs")
     # internal: the helper processes are this file too

@@ -16,7 +16,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 
-from patone.core import users
+from patone.auth_routes import auth_routes
+from patone.core import credentials, users
 from patone.core.db import engine
 from patone.core.demo import fill_demo_tenant
 from patone.core.errors import UserError
@@ -36,13 +37,19 @@ from patone.plugins import config as plugins
 from patone.plugins.builtin import storage_local
 from patone.plugins.host import plugin_routes
 from patone.plugins.loops import close_loop_clients
+from patone.portal_ui import sign_in as portal_sign_in
 from patone.settings import Settings, get_settings
 from patone.tenants.isolation import tenant_transaction
 from patone.tenants.middleware import TenantMiddleware
 from patone.tenants.migrations import ensure_platform
 from patone.tenants.provisioning import create_tenant
 from patone.tenants.registry import TenantInfo, follow_changes, get_tenant, tenant_cache
-from patone.web import RequestContextMiddleware, error_response, user_error_response
+from patone.web import (
+    RequestContextMiddleware,
+    SecurityHeadersMiddleware,
+    error_response,
+    user_error_response,
+)
 
 log = logging.getLogger(__name__)
 
@@ -126,10 +133,12 @@ DEMO_STAFF = (
     ("admin@demo-towing.example", "Alex Admin", "admin"),
     ("dispatcher@demo-towing.example", "Dana Dispatcher", "dispatcher"),
 )
+DEMO_ADMIN = DEMO_STAFF[0][0]
 
 
-async def ensure_demo_tenant() -> TenantInfo:
-    """The demo tenant, created and filled with sample data the first time."""
+async def ensure_demo_tenant(base_url: str) -> tuple[TenantInfo, credentials.Link | None]:
+    """The demo tenant, created and filled with sample data the first time; with a fresh
+    set-up link for its admin while the admin has no password (no password ships)."""
     tenant = await get_tenant(DEMO_SLUG)
     if tenant is None:
         try:
@@ -148,7 +157,10 @@ async def ensure_demo_tenant() -> TenantInfo:
     summary = await fill_demo_tenant(tenant)
     if summary.filled:
         log.info("demo data created", extra={"summary": str(summary)})
-    return tenant
+    link = None
+    if not await credentials.has_password(tenant, DEMO_ADMIN):
+        link = await credentials.issue_setup_link(tenant, SYSTEM, DEMO_ADMIN, base_url=base_url)
+    return tenant, link
 
 
 async def _nothing() -> None:
@@ -223,7 +235,11 @@ def create_app(
             scheduler.start()
             if settings.embedded_redis:  # one command runs everything: jobs in-process too
                 stop_worker = await asyncio.to_thread(start_in_process_worker, broker)
-            app.state.demo = await ensure_demo_tenant() if settings.create_demo_tenant else None
+            app.state.demo, app.state.demo_setup_link = None, None
+            if settings.create_demo_tenant:
+                app.state.demo, app.state.demo_setup_link = await ensure_demo_tenant(
+                    settings.tenant_url_template().replace("{slug}", DEMO_SLUG)
+                )
             log.info("patone ready", extra={"demo": bool(app.state.demo)})
             if on_ready is not None:
                 on_ready(app)
@@ -270,6 +286,7 @@ def create_app(
             Route("/healthz", healthz),
             Route("/", home),
             Route("/api/tenant", tenant_info),
+            *auth_routes(settings.resolved_secret_key()),
             Route("/files/{key:path}", storage_local.serve),
             Route("/.well-known/jwks.json", jwks),
             Route("/oauth/token", token_endpoint, methods=["POST"]),
@@ -277,9 +294,11 @@ def create_app(
             Route("/graphql", graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql),
             Mount("/graphql/static", app=static_files()),
+            *portal_sign_in.routes(secret, trust_proxy=settings.trust_proxy_headers),
             *plugin_routes(),
         ],
         middleware=[
+            Middleware(SecurityHeadersMiddleware, trust_proxy=settings.trust_proxy_headers),
             Middleware(RequestContextMiddleware, debug=settings.debug),
             Middleware(TenantMiddleware, base_domain=settings.base_domain, cache=tenant_cache),
         ],

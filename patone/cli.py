@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from patone.core import documents, users
+from patone.core import credentials, documents
 from patone.core.db import engine
 from patone.core.errors import NotFound, UserError
 from patone.core.permissions import SYSTEM
@@ -128,11 +128,16 @@ def serve(
             demo = f"http://{web.state.demo.slug}.{settings.base_domain}:{settings.port}"
             console.print(f"  Demo tenant  {demo}/")
             console.print(f"  GraphiQL     {demo}/graphql")
-            console.print(
-                "  API token    patone tokens issue --tenant demo "
-                "--user dispatcher@demo-towing.example",
-                highlight=False,
-            )
+            link = web.state.demo_setup_link
+            if link is not None:
+                console.print(
+                    f"  Set up       {link.url}\n"
+                    f"               (choose {link.email}'s password; the link works once, "
+                    f"until {link.expires_at:%Y-%m-%d %H:%M} UTC)",
+                    highlight=False,
+                    soft_wrap=True,
+                )
+            console.print(f"  API sign-in  POST {demo}/auth/sign-in", highlight=False)
         console.print(f"  Health       {base}/healthz")
         if settings.embedded_postgres or settings.embedded_redis:
             console.print(f"  Data         {settings.data_dir.resolve()} (embedded servers)")
@@ -250,24 +255,46 @@ def _print_tenant(tenant: TenantInfo, as_json: bool = False) -> None:
 @tenants_app.command("create")
 def tenants_create(
     slug: str,
+    admin_email: Annotated[
+        str, typer.Option(help="The first admin's email; they get a one-time set-up link.")
+    ],
     name: Annotated[str | None, typer.Option(help="Company name shown to people.")] = None,
     plan: Annotated[str, typer.Option(help="Plan from the catalogue.")] = "standard",
     domain: Annotated[
         list[str] | None, typer.Option("--domain", help="Custom domain (repeatable).")
     ] = None,
     shard: Annotated[str, typer.Option(help="Database shard.")] = "default",
+    admin_name: Annotated[str, typer.Option(help="The first admin's name.")] = "Administrator",
 ) -> None:
-    """Create a tenant with its own schema and role."""
+    """Create a tenant with its own schema and role, and its first admin's set-up link."""
     settings = _settings()
-    tenant = run_with_database(
-        lambda: provisioning.create_tenant(
-            slug, name, plan=plan, domains=domain or (), shard=shard
+    created = run_with_database(
+        lambda: provisioning.create_tenant_with_admin(
+            slug,
+            name,
+            admin_email=admin_email,
+            admin_name=admin_name,
+            base_url=settings.tenant_url_template().replace("{slug}", slug),
+            plan=plan,
+            domains=domain or (),
+            shard=shard,
         ),
         settings,
     )
-    _print_tenant(tenant)
+    _print_tenant(created.tenant)
     console.print(
-        f"  http://{tenant.slug}.{settings.base_domain}:{settings.port}/", highlight=False
+        f"  http://{created.tenant.slug}.{settings.base_domain}:{settings.port}/", highlight=False
+    )
+    _print_link(created.link)
+
+
+def _print_link(link: credentials.Link) -> None:
+    console.print(
+        f"  set-up link for {link.email} (works once, until "
+        f"{link.expires_at:%Y-%m-%d %H:%M} UTC):\n  {link.url}",
+        highlight=False,
+        markup=False,
+        soft_wrap=True,  # a wrapped link cannot be copied
     )
 
 
@@ -350,15 +377,40 @@ def users_create(
     name: Annotated[str, typer.Option(help="Their name.")],
     role: Annotated[str, typer.Option(help="admin, manager, dispatcher or driver.")],
 ) -> None:
-    """Add a staff user to a tenant."""
+    """Add a staff user to a tenant and print their one-time set-up link."""
+    settings = _settings()
 
-    async def work() -> dict[str, Any]:
-        return await users.create_user(
-            await _active_tenant(tenant), SYSTEM, {"email": email, "name": name, "role": role}
+    async def work() -> credentials.Invitation:
+        return await credentials.invite_user(
+            await _active_tenant(tenant),
+            SYSTEM,
+            {"email": email, "name": name, "role": role},
+            base_url=settings.tenant_url_template().replace("{slug}", tenant),
         )
 
-    user = run_with_database(work)
+    invitation = run_with_database(work, settings)
+    user = invitation.user
     console.print(f"{user['email']}: {user['name']} ({user['role']})", highlight=False)
+    _print_link(invitation.link)
+
+
+@users_app.command("setup-link")
+def users_setup_link(
+    tenant: Annotated[str, typer.Option(help="Tenant slug.")],
+    email: Annotated[str, typer.Option(help="The staff user's email.")],
+) -> None:
+    """Print a fresh one-time set-up link for a staff user (earlier unused ones stop working)."""
+    settings = _settings()
+
+    async def work() -> credentials.Link:
+        return await credentials.issue_setup_link(
+            await _active_tenant(tenant),
+            SYSTEM,
+            email,
+            base_url=settings.tenant_url_template().replace("{slug}", tenant),
+        )
+
+    _print_link(run_with_database(work, settings))
 
 
 @tokens_app.command("issue")

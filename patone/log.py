@@ -11,6 +11,8 @@ from pythonjsonlogger.json import JsonFormatter
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "patone_request_id", default=None
 )
+# Whether the request being served may see error details (DEBUG); set per request.
+debug_var: contextvars.ContextVar[bool] = contextvars.ContextVar("patone_debug", default=False)
 tenant_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "patone_log_tenant", default=None
 )

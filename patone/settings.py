@@ -67,6 +67,10 @@ class Settings(BaseSettings):
         "INFO", description="Log level of the JSON logs."
     )
     debug: bool = Field(False, description="Show error details to clients. Never in production.")
+    trust_proxy_headers: bool = Field(
+        False,
+        description="Believe X-Forwarded-Proto and X-Forwarded-For (behind your own proxy only).",
+    )
     demo_tenant: bool | None = Field(
         None,
         description="Create the `demo` tenant at start-up; default: only on the embedded DB.",

@@ -1,4 +1,4 @@
-"""HTTP plumbing shared by every part: request ids, access logs, JSON errors."""
+"""HTTP plumbing shared by every part: request ids, access logs, JSON errors, security headers."""
 
 from __future__ import annotations
 
@@ -9,11 +9,12 @@ import traceback
 import uuid
 from typing import Any
 
+from starlette.datastructures import MutableHeaders
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from patone.core.errors import UserError
-from patone.log import request_id_var, tenant_var
+from patone.log import debug_var, request_id_var, tenant_var
 
 access_log = logging.getLogger("patone.access")
 error_log = logging.getLogger("patone.errors")
@@ -34,7 +35,14 @@ def error_response(
 
 
 def user_error_response(error: UserError) -> JSONResponse:
-    return error_response(error.status, error.code, error.message, field=error.field)
+    retry_after = getattr(error, "retry_after", None)
+    if retry_after is None:
+        return error_response(error.status, error.code, error.message, field=error.field)
+    response = error_response(
+        error.status, error.code, error.message, field=error.field, retry_after=retry_after
+    )
+    response.headers["Retry-After"] = str(retry_after)
+    return response
 
 
 class RequestContextMiddleware:
@@ -55,6 +63,7 @@ class RequestContextMiddleware:
         supplied = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
         request_id = supplied if _REQUEST_ID.fullmatch(supplied) else uuid.uuid4().hex
         rid_token = request_id_var.set(request_id)
+        debug_token = debug_var.set(self.debug)
         tenant_token = tenant_var.set(None)
         started = time.perf_counter()
         status = {"code": 500, "sent": False}
@@ -98,4 +107,74 @@ class RequestContextMiddleware:
                     },
                 )
             tenant_var.reset(tenant_token)
+            debug_var.reset(debug_token)
             request_id_var.reset(rid_token)
+
+
+# Pages whose URL carries a secret (set-up, password reset, sign-in links) send no Referer at
+# all, so the token never reaches another site or its logs.
+TOKEN_PATHS = ("/setup/", "/reset-password/", "/portal/sign-in/")
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'; "
+    "object-src 'none'"
+)
+HSTS = "max-age=31536000; includeSubDomains"
+
+
+def _forwarded(scope: Scope, name: bytes) -> str:
+    """The value our proxy put last in a header such as X-Forwarded-For: earlier values came
+    from the client (or proxies before ours) and could say anything."""
+    value = dict(scope["headers"]).get(name, b"").decode("latin-1")
+    return value.rsplit(",", 1)[-1].strip()
+
+
+def is_https(scope: Scope, trust_proxy: bool = False) -> bool:
+    """Whether the client reached us over HTTPS (per the proxy in front, if trusted)."""
+    if scope.get("scheme") in ("https", "wss"):
+        return True
+    return trust_proxy and _forwarded(scope, b"x-forwarded-proto").lower() == "https"
+
+
+def client_ip(scope: Scope, trust_proxy: bool = False) -> str:
+    """The client's address: the one our proxy saw, when the proxy is trusted."""
+    if trust_proxy and (forwarded := _forwarded(scope, b"x-forwarded-for")):
+        return forwarded
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"
+
+
+class SecurityHeadersMiddleware:
+    """Security headers on every HTTP response, errors included.
+
+    A response that sets its own header keeps it (GraphiQL sends its own Content-Security-Policy
+    with a nonce for its scripts). HSTS goes only on responses to HTTPS requests: over plain
+    HTTP it is ignored by browsers and would only mislead. With `trust_proxy`, a TLS-terminating
+    proxy's X-Forwarded-Proto counts as the scheme.
+    """
+
+    def __init__(self, app: ASGIApp, trust_proxy: bool = False) -> None:
+        self.app = app
+        self.trust_proxy = trust_proxy
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        https = is_https(scope, self.trust_proxy)
+        token_page = scope["path"].startswith(TOKEN_PATHS)
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+                headers.setdefault("X-Content-Type-Options", "nosniff")
+                headers.setdefault("X-Frame-Options", "DENY")
+                headers.setdefault(
+                    "Referrer-Policy",
+                    "no-referrer" if token_page else "strict-origin-when-cross-origin",
+                )
+                if https:
+                    headers.setdefault("Strict-Transport-Security", HSTS)
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)

@@ -124,6 +124,40 @@ async def make_tenant() -> AsyncIterator[MakeTenant]:
         await provisioning.purge_tenant(slug, force=True)
 
 
+MakePlan = Callable[..., Awaitable[str]]
+
+
+@pytest.fixture
+async def make_plan() -> AsyncIterator[MakePlan]:
+    """Add plans to the catalogue with the given limits; afterwards purge the tenants on them
+    (before `make_tenant` would, since a plan in use cannot go) and remove the plans."""
+    from patone.core.ratelimits import forget_plan_limits
+
+    made: list[str] = []
+
+    async def make(**limits: int) -> str:
+        name = unique_slug("plan")
+        columns = ", ".join(["name", "title", "created_at", *limits])
+        values = ", ".join(["$1", "$1", "now()", *(f"${i + 2}" for i in range(len(limits)))])
+        await engine.execute(
+            f"INSERT INTO platform.plans ({columns}) VALUES ({values})",
+            name,
+            *limits.values(),
+        )
+        made.append(name)
+        return name
+
+    yield make
+    for name in made:
+        for row in await engine.fetch("SELECT slug FROM platform.tenants WHERE plan = $1", name):
+            tenant = await get_tenant(row["slug"])
+            if tenant is not None and tenant.status != "deleted":
+                await provisioning.delete_tenant(row["slug"])
+            await provisioning.purge_tenant(row["slug"], force=True)
+        await engine.execute("DELETE FROM platform.plans WHERE name = $1", name)
+        forget_plan_limits(name)
+
+
 @pytest.fixture
 async def redis_client():  # type: ignore[no-untyped-def]
     return get_redis()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -25,10 +26,16 @@ def patone(*args: str, env: dict[str, str] | None = None) -> subprocess.Complete
 
 def test_tenant_life_cycle_from_the_command_line() -> None:
     slug = unique_slug("cli")
-    created = patone("tenants", "create", slug, "--name", "CLI Towing", "--plan", "free")
+    created = patone(
+        "tenants", "create", slug, "--name", "CLI Towing", "--plan", "free",
+        "--admin-email", "boss@example.com", "--admin-name", "Bo Boss",
+    )  # fmt: skip
     assert created.returncode == 0, created.stderr
     assert f"{slug}: CLI Towing [active]" in created.stdout
     assert f"http://{slug}.localhost:8000/" in created.stdout
+    # No password ships: the first admin gets a one-time set-up link.
+    assert "set-up link for boss@example.com" in created.stdout
+    assert re.search(rf"http://{slug}\.localhost:8000/setup/[\w-]{{40,}}", created.stdout)
 
     listed = patone("tenants", "list", "--json")
     rows = [json.loads(line) for line in listed.stdout.splitlines()]
@@ -48,7 +55,7 @@ def test_tenant_life_cycle_from_the_command_line() -> None:
 
 
 def test_bad_input_is_one_clear_line_and_changes_nothing() -> None:
-    bad = patone("tenants", "create", "Bad_Slug")
+    bad = patone("tenants", "create", "Bad_Slug", "--admin-email", "a@example.com")
     assert bad.returncode == 1
     assert "error (slug):" in bad.stderr and "lower-case" in bad.stderr
     assert "Traceback" not in bad.stderr
@@ -60,7 +67,7 @@ def test_bad_input_is_one_clear_line_and_changes_nothing() -> None:
 
 def test_migrate_prints_progress_and_a_summary() -> None:
     slug = unique_slug("mig")
-    assert patone("tenants", "create", slug).returncode == 0
+    assert patone("tenants", "create", slug, "--admin-email", "a@example.com").returncode == 0
     try:
         result = patone("migrate", "--tenant", slug)
         assert result.returncode == 0, result.stderr
@@ -73,13 +80,20 @@ def test_migrate_prints_progress_and_a_summary() -> None:
 
 def test_a_token_issued_on_the_command_line_opens_the_api() -> None:
     slug = unique_slug("tok")
-    assert patone("tenants", "create", slug).returncode == 0
+    assert patone("tenants", "create", slug, "--admin-email", "a@example.com").returncode == 0
     try:
         made = patone(
             "users", "create", "--tenant", slug, "--email", "ops@example.com",
             "--name", "Ops", "--role", "dispatcher",
         )  # fmt: skip
         assert made.returncode == 0, made.stderr
+        first = re.findall(r"/setup/([\w-]+)", made.stdout)
+        again = patone("users", "setup-link", "--tenant", slug, "--email", "OPS@example.com")
+        assert again.returncode == 0, again.stderr
+        second = re.findall(r"/setup/([\w-]+)", again.stdout)
+        assert len(first) == len(second) == 1 and first != second
+        nobody = patone("users", "setup-link", "--tenant", slug, "--email", "no@example.com")
+        assert nobody.returncode == 1 and "error (email)" in nobody.stderr
         issued = patone("tokens", "issue", "--tenant", slug, "--user", "ops@example.com")
         assert issued.returncode == 0, issued.stderr
         token = issued.stdout.strip()

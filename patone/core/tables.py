@@ -13,6 +13,7 @@ from piccolo.columns import (
     JSONB,
     Array,
     BigInt,
+    BigSerial,
     Boolean,
     Date,
     DoublePrecision,
@@ -86,6 +87,23 @@ class User(Table, tablename="users", db=engine):
     active = Boolean(default=True)
     created_at = Timestamptz()
     updated_at = Timestamptz()
+    # Credentials (tenant_0010): no password until the user follows a set-up link.
+    password_hash = Text(null=True, default=None)
+    must_change_password = Boolean(default=False)
+    password_changed_at = Timestamptz(null=True, default=None)
+    failed_sign_ins = Integer(default=0)
+    locked_until = Timestamptz(null=True, default=None)
+
+
+class UserToken(Table, tablename="user_tokens", db=engine):
+    """A single-use set-up or password-reset link; only the token's sha256 is kept."""
+
+    user = ForeignKey(references=User, on_delete=OnDelete.cascade)
+    purpose = Varchar(length=10)  # "setup" | "reset"
+    token_hash = Varchar(length=64, unique=True)
+    expires_at = Timestamptz()
+    used_at = Timestamptz(null=True, default=None)
+    created_at = Timestamptz(default=TimestamptzNow())
 
 
 class Customer(Table, tablename="customers", db=engine):
@@ -98,6 +116,21 @@ class Customer(Table, tablename="customers", db=engine):
     archived_at = Timestamptz(null=True, default=None)
     created_at = Timestamptz()
     updated_at = Timestamptz()
+
+
+class CustomerSignIn(Table, tablename="customer_sign_ins", db=engine):
+    """A sign-in link (email) or code (SMS) sent to a customer: hashed, short-lived, used once."""
+
+    id = BigSerial(primary_key=True)
+    customer_id = Integer()
+    channel = Varchar(length=5)
+    address = Varchar(length=254)
+    secret_hash = Varchar(length=64, index=True)
+    attempts = Integer(default=0)
+    expires_at = Timestamptz()
+    used_at = Timestamptz(null=True, default=None)
+    voided_at = Timestamptz(null=True, default=None)
+    created_at = Timestamptz()
 
 
 class Membership(Table, tablename="memberships", db=engine):

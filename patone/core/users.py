@@ -16,7 +16,7 @@ from patone.core.rows import insert_row, row_by_id
 from patone.tenants.isolation import TenantRef, tenant_transaction
 
 Row = dict[str, Any]
-_COLUMNS = "id, email, name, role, active, created_at, updated_at"
+_COLUMNS = "id, email, name, role, active, must_change_password, created_at, updated_at"
 
 
 class UserInput(Input):
@@ -29,6 +29,8 @@ class UserChanges(Input):
     name: Name | None = None
     role: str | None = Field(None, min_length=1, max_length=40)
     active: bool | None = None
+    # Set by an admin: the user must choose a new password at their next sign-in.
+    must_change_password: bool | None = None
 
 
 async def _user(user_id: int) -> Row:
@@ -47,7 +49,8 @@ async def list_users(tenant: TenantRef, actor: Actor) -> list[Row]:
 
 
 async def create_user(tenant: TenantRef, actor: Actor, data: Any) -> Row:
-    """Add a staff member (sign-in comes with the identity issue)."""
+    """Add a staff member, with no password: `credentials.invite_user` also gives them a
+    set-up link."""
     require(actor, "users.manage")
     user = parse(UserInput, data)
     async with tenant_transaction(tenant):

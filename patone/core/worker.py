@@ -44,9 +44,11 @@ log = logging.getLogger(__name__)
 
 # Modules that declare tenant actors; every worker imports them (other issues add theirs).
 ACTOR_MODULES: list[str] = [
+    "patone.core.credentials",
     "patone.core.events",
     "patone.core.notifications",
     "patone.core.webhooks",
+    "patone.core.customer_sign_in",
 ]
 STOP_TIMEOUT_MS = 30_000
 

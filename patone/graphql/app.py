@@ -23,7 +23,7 @@ from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.types.unset import UnsetType
 
-from patone.core import revocation
+from patone.core import ratelimits, revocation
 from patone.core.authentication import authenticate
 from patone.core.errors import UserError
 from patone.core.permissions import Actor
@@ -36,7 +36,11 @@ from patone.log import request_id_var
 log = logging.getLogger(__name__)
 
 
-def _error(status: int, code: str, message: str) -> JSONResponse:
+def _error(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    if status == 401:
+        headers = {"WWW-Authenticate": "Bearer", **(headers or {})}
     return JSONResponse(
         {
             "data": None,
@@ -48,7 +52,7 @@ def _error(status: int, code: str, message: str) -> JSONResponse:
             ],
         },
         status_code=status,
-        headers={"WWW-Authenticate": "Bearer"} if status == 401 else None,
+        headers=headers,
     )
 
 
@@ -170,6 +174,13 @@ class GraphQLApp:
             state["actor"], _claims = await authenticate(self.secret, tenant, token.strip())
         except InvalidToken as error:
             await _error(401, error.code, error.message)(scope, receive, send)
+            return
+        actor = state["actor"]
+        try:
+            await ratelimits.check_api(tenant, caller=f"{actor.kind}:{actor.id}")
+        except ratelimits.RateLimited as error:
+            headers = {"Retry-After": str(error.retry_after)}
+            await _error(429, "RATE_LIMITED", error.message, headers)(scope, receive, send)
             return
         if state["actor"].allow_list_only and scope["method"] != "POST":
             await _error(400, "PERSISTED_QUERY_REQUIRED", "Send registered documents by POST.")(

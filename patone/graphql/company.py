@@ -10,7 +10,15 @@ import strawberry
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
-from patone.core import activity, company, documents, reports, service_types, users
+from patone.core import (
+    activity,
+    company,
+    credentials,
+    documents,
+    reports,
+    service_types,
+    users,
+)
 from patone.graphql.context import Context
 from patone.graphql.ids import pk_of, to_global_id
 from patone.graphql.types import (
@@ -70,6 +78,7 @@ class UpdateUserInput:
     name: str | None = strawberry.UNSET
     role: str | None = strawberry.UNSET
     active: bool | None = strawberry.UNSET
+    must_change_password: bool | None = strawberry.UNSET
 
 
 @strawberry.type
@@ -88,6 +97,11 @@ class ServiceTypePayload:
 class UserPayload:
     user: User | None
     user_errors: list[UserError]
+    setup_link: str | None = strawberry.field(
+        default=None,
+        description="createUser only: the new member's one-time link to choose a password "
+        "(shown once; `patone users setup-link` issues a fresh one).",
+    )
 
 
 @strawberry.type
@@ -169,8 +183,16 @@ class CompanyMutations:
     @strawberry.mutation
     async def create_user(self, info: Info[Context, None], input: CreateUserInput) -> UserPayload:
         ctx = info.context
-        row, errors = await attempt(users.create_user(ctx.tenant, ctx.actor, given(input)))
-        return UserPayload(user=User.from_row(row) if row else None, user_errors=errors)
+        invited, errors = await attempt(
+            credentials.invite_user(
+                ctx.tenant, ctx.actor, given(input), base_url=credentials.company_url(ctx.tenant)
+            )
+        )
+        if invited is None:
+            return UserPayload(user=None, user_errors=errors)
+        return UserPayload(
+            user=User.from_row(invited.user), user_errors=[], setup_link=invited.link.url
+        )
 
     @strawberry.mutation
     async def update_user(

@@ -1,19 +1,23 @@
 """What clients see when something goes wrong: codes they can act on, never a traceback.
 
 A refusal from a service (`UserError`: not found, forbidden, invalid) raised in a query becomes
-a GraphQL error whose `extensions` carry `code` and `field`. Anything else is logged with its
-traceback and reaches the client only as "Unexpected error." with the request id.
+a GraphQL error whose `extensions` carry `code` and `field` (a rate limit: `RATE_LIMITED` and
+`retry_after`). Anything else is logged with its
+traceback and reaches the client only as "Unexpected error." with the request id (and, when
+DEBUG is on, the traceback in `extensions.detail`).
 """
 
 from __future__ import annotations
 
 import logging
+import traceback
 
 from graphql.error import GraphQLError
 from strawberry.extensions import MaskErrors
 
 from patone.core.errors import UserError
-from patone.log import request_id_var
+from patone.core.ratelimits import RateLimited
+from patone.log import debug_var, request_id_var
 
 log = logging.getLogger(__name__)
 
@@ -35,13 +39,21 @@ class PatoneErrors(MaskErrors):
     def anonymise_error(self, error: GraphQLError) -> GraphQLError:
         masked = super().anonymise_error(error)
         masked.extensions = {"code": "internal_error", "request_id": request_id_var.get()}
+        if debug_var.get() and error.original_error is not None:
+            masked.extensions["detail"] = "".join(traceback.format_exception(error.original_error))
         return masked
 
     def _process_errors(self, errors: list[GraphQLError]) -> list[GraphQLError]:
         processed = super()._process_errors(errors)
         for error in processed:
             original = error.original_error
-            if isinstance(original, UserError):
+            if isinstance(original, RateLimited):
+                error.extensions = {
+                    **(error.extensions or {}),
+                    "code": "RATE_LIMITED",
+                    "retry_after": original.retry_after,
+                }
+            elif isinstance(original, UserError):
                 error.extensions = {
                     **(error.extensions or {}),
                     "code": original.code,

@@ -380,6 +380,7 @@ class User(Node):
     name: str
     role: str
     active: bool
+    must_change_password: bool = False
 
     @classmethod
     def from_row(cls, row: Row) -> User:
@@ -389,6 +390,7 @@ class User(Node):
             name=row["name"],
             role=row["role"],
             active=row["active"],
+            must_change_password=row.get("must_change_password", False),
         )
 
 

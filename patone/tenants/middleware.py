@@ -18,7 +18,7 @@ from patone.web import error_response
 # Subdomains of BASE_DOMAIN that name the platform itself, not a tenant.
 PLATFORM_SUBDOMAINS = frozenset({"www", "api", "platform", "admin", "app"})
 # The X-Tenant header is for API clients; browsers get their tenant from the host.
-API_PREFIXES = ("/api/", "/graphql", "/oauth/")
+API_PREFIXES = ("/api/", "/graphql", "/oauth/", "/auth/")
 # Reachable on any host, tenant or not (load balancers probe by IP).
 UNSCOPED_PATHS = frozenset({"/healthz"})
 

@@ -12,13 +12,18 @@ import re
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import asyncpg
 
+from patone.core.credentials import Link, invite_first_admin
 from patone.core.db import DEFAULT_SHARD, engine
 from patone.core.errors import Conflict, NotFound, UserError
+from patone.core.inputs import parse
 from patone.core.redis import purge_tenant_keys
+from patone.core.users import UserInput
 from patone.tenants.migrations import TenantTemplate, get_template, sql_literal
 from patone.tenants.naming import SlugError, quote_ident, role_for, schema_for, validate_slug
 from patone.tenants.registry import TenantInfo, announce_change, get_tenant
@@ -142,6 +147,33 @@ async def create_tenant(
     created = await get_tenant(slug)
     assert created is not None
     return created
+
+
+@dataclass(frozen=True)
+class NewTenant:
+    tenant: TenantInfo
+    admin: dict[str, Any]
+    link: Link  # the first admin's one-time set-up link
+
+
+async def create_tenant_with_admin(
+    slug: str,
+    name: str | None = None,
+    *,
+    admin_email: str,
+    admin_name: str,
+    base_url: str,
+    **options: Any,
+) -> NewTenant:
+    """Create a tenant (`create_tenant`, same `options`) and its first admin, who gets a
+    one-time set-up link under `base_url` (no password ships). The admin's details are
+    checked before anything is created."""
+    parse(UserInput, {"email": admin_email, "name": admin_name, "role": "admin"})
+    tenant = await create_tenant(slug, name, **options)
+    invitation = await invite_first_admin(
+        tenant, email=admin_email, name=admin_name, base_url=base_url
+    )
+    return NewTenant(tenant, invitation.user, invitation.link)
 
 
 @asynccontextmanager

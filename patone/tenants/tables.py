@@ -28,11 +28,20 @@ class TenantStatus(StrEnum):
 
 
 class Plan(Table, tablename="plans", schema="platform", db=engine):
-    """A plan in the catalogue and the limits later features read (null means unlimited)."""
+    """A plan in the catalogue and the limits later features read (null means unlimited).
+
+    Rate limits (`patone/core/ratelimits.py`): API requests per minute per caller and for the
+    whole company; sign-in attempts per hour per address and per account; sign-in code or link
+    requests per hour per phone or email and per address."""
 
     name = Varchar(length=40, primary_key=True)
     title = Varchar(length=100)
     api_requests_per_minute = Integer(default=60)
+    tenant_api_requests_per_minute = Integer(default=600)
+    sign_ins_per_ip_per_hour = Integer(default=60)
+    sign_ins_per_account_per_hour = Integer(default=20)
+    code_requests_per_address_per_hour = Integer(default=5)
+    code_requests_per_ip_per_hour = Integer(default=30)
     max_drivers = Integer(null=True, default=None)
     max_users = Integer(null=True, default=None)
     max_plugins = Integer(null=True, default=None)

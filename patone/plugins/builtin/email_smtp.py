@@ -11,9 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import socket
 import time
 import weakref
+from email.charset import BASE64, Charset
+from email.header import Header
 from email.message import EmailMessage as MimeMessage
+from email.message import Message
+from email.mime.multipart import MIMEMultipart
+from email.mime.nonmultipart import MIMENonMultipart
+from email.policy import compat32
 from typing import Any
 
 import aiosmtplib
@@ -51,21 +58,62 @@ def plugin_info() -> PluginInfo:
     )
 
 
-def build(message: EmailMessage, settings: SmtpSettings, domain: str) -> MimeMessage:
+# Built with the stdlib's older MIME classes and generator (compat32): six times cheaper than
+# `EmailMessage` and its header registry, which parsed and re-folded every header (2.8 ms of
+# CPU per message, the largest cost of a notification). Bodies are base64 (C-speed) UTF-8;
+# headers with non-ASCII text are RFC 2047 encoded first. Non-ASCII addresses (SMTPUTF8) take
+# the modern, slower path, which knows how to write them.
+_UTF8 = Charset("utf-8")
+_UTF8.body_encoding = BASE64
+_WIRE = compat32.clone(linesep="\r\n")
+
+
+def _header(value: str) -> str | Header:
+    return value if value.isascii() else Header(value, "utf-8")
+
+
+def _text_part(body: str, subtype: str) -> Message:
+    part = MIMENonMultipart("text", subtype, charset="utf-8")
+    part.set_payload(body, _UTF8)
+    return part
+
+
+def build(message: EmailMessage, settings: SmtpSettings, domain: str) -> tuple[bytes, str]:
+    """The message as SMTP `DATA` bytes, and its Message-ID."""
+    message_id = (
+        f"<{message.message_id}@{domain}>" if message.message_id else email.utils.make_msgid()
+    )
+    addresses = (message.to, settings.from_address, message.reply_to or "")
+    if not all(address.isascii() for address in addresses):
+        return _build_international(message, settings, message_id), message_id
+    mime: Message = _text_part(message.text, "plain")
+    if message.html:
+        mime = MIMEMultipart("alternative", _subparts=[mime, _text_part(message.html, "html")])
+    mime["From"] = email.utils.formataddr(
+        (settings.from_name, settings.from_address), charset="utf-8"
+    )
+    mime["To"] = message.to
+    mime["Subject"] = _header(message.subject)  # type: ignore[assignment]  # compat32 takes a Header
+    mime["Date"] = email.utils.formatdate(localtime=False)
+    mime["Message-ID"] = message_id
+    if message.reply_to:
+        mime["Reply-To"] = message.reply_to
+    return mime.as_bytes(policy=_WIRE), message_id
+
+
+def _build_international(message: EmailMessage, settings: SmtpSettings, message_id: str) -> bytes:
     mime = MimeMessage()
     mime["From"] = email.utils.formataddr((settings.from_name, settings.from_address))
     mime["To"] = message.to
     mime["Subject"] = message.subject
     mime["Date"] = email.utils.formatdate(localtime=False)
-    mime["Message-ID"] = (
-        f"<{message.message_id}@{domain}>" if message.message_id else email.utils.make_msgid()
-    )
+    mime["Message-ID"] = message_id
     if message.reply_to:
         mime["Reply-To"] = message.reply_to
     mime.set_content(message.text)
     if message.html:
         mime.add_alternative(message.html, subtype="html")
-    return mime
+    return mime.as_bytes()
 
 
 _Key = tuple[str, int, str, str, str, float]
@@ -99,6 +147,7 @@ async def _connection(settings: SmtpSettings) -> tuple[aiosmtplib.SMTP, bool]:
         client.close()
     client = aiosmtplib.SMTP(
         hostname=settings.host,
+        local_hostname=await _local_hostname(),
         port=settings.port,
         username=settings.username or None,
         password=settings.password or None,
@@ -108,6 +157,18 @@ async def _connection(settings: SmtpSettings) -> tuple[aiosmtplib.SMTP, bool]:
     )
     await client.connect()
     return client, False
+
+
+_fqdn: str | None = None
+
+
+async def _local_hostname() -> str:
+    """This host's name for EHLO, looked up once per process (aiosmtplib would ask the resolver
+    in a thread on every connection)."""
+    global _fqdn
+    if _fqdn is None:
+        _fqdn = await asyncio.to_thread(socket.getfqdn)
+    return _fqdn
 
 
 def _give_back(settings: SmtpSettings, client: aiosmtplib.SMTP) -> None:
@@ -144,7 +205,7 @@ async def send_email(config: dict[str, Any], message: EmailMessage) -> Delivery:
     """
     settings = SmtpSettings.model_validate(config)
     domain = settings.from_address.rpartition("@")[2] or "patone.local"
-    mime = build(message, settings, domain)
+    data, message_id = build(message, settings, domain)
     while True:
         client: aiosmtplib.SMTP | None = None
         reused = sending_data = False
@@ -153,7 +214,7 @@ async def send_email(config: dict[str, Any], message: EmailMessage) -> Delivery:
             await client.mail(settings.from_address)
             await client.rcpt(message.to)
             sending_data = True
-            await client.data(mime.as_bytes())
+            await client.data(data)
         except Exception as error:
             if client is not None:
                 client.close()  # its state is unknown: never reused
@@ -161,7 +222,7 @@ async def send_email(config: dict[str, Any], message: EmailMessage) -> Delivery:
                 continue  # nothing was sent: the message goes out on a fresh connection
             raise _failure(error, sending_data) from error
         _give_back(settings, client)
-        return Delivery(provider=NAME, status="sent", provider_id=str(mime["Message-ID"]))
+        return Delivery(provider=NAME, status="sent", provider_id=message_id)
 
 
 def _failure(error: Exception, sending_data: bool) -> Exception:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email
+import email.policy
 from collections.abc import Iterator
 from email.message import Message
 from typing import Any
@@ -11,6 +12,7 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from patone.plugins import config as plugins
+from patone.plugins.builtin import email_smtp
 from patone.plugins.types import EmailMessage
 from patone.tenants.registry import TenantInfo
 from tests.conftest import actor_for
@@ -168,3 +170,35 @@ async def test_connections_are_reused_and_one_the_server_closed_is_replaced(
     finally:
         controller.stop()
         email_smtp._pools.clear()
+
+
+@pytest.mark.parametrize("html", ["<p>Jos\u00e9 is <b>12 minutes</b> away \u2014 \u2713</p>", None])
+@pytest.mark.parametrize("to", ["ann@example.com", "j\u00fcrgen@b\u00fccher.example"])
+def test_messages_read_back_as_written_whatever_their_characters(html: str | None, to: str) -> None:
+    settings = email_smtp.SmtpSettings(
+        host="smtp.example.com",
+        from_address="dispatch@acme.example.com",
+        from_name="Gr\u00fcn, Abschlepp",
+    )
+    message = EmailMessage(
+        to=to,
+        subject="Jos\u00e9 is on his way \u2014 a subject long enough to be folded onto two lines",
+        text="Jos\u00e9 is 12 minutes away.\nCall us: +1 555 0100",
+        html=html,
+        reply_to="help@acme.example.com",
+        message_id="notification-acme-7",
+    )
+    data, message_id = email_smtp.build(message, settings, "acme.example.com")
+    assert message_id == "<notification-acme-7@acme.example.com>"
+    parsed = email.message_from_bytes(data, policy=email.policy.default)
+    assert parsed["Subject"] == message.subject
+    assert parsed["From"].addresses[0].display_name == "Gr\u00fcn, Abschlepp"
+    assert parsed["From"].addresses[0].addr_spec == "dispatch@acme.example.com"
+    assert parsed["Reply-To"] == "help@acme.example.com"
+    assert parsed["Message-ID"] == message_id
+    assert parsed.get_body(("plain",)).get_content().strip() == message.text
+    if html:
+        assert parsed.get_content_type() == "multipart/alternative"
+        assert parsed.get_body(("html",)).get_content().strip() == html
+    else:
+        assert parsed.get_content_type() == "text/plain"

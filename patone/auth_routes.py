@@ -1,0 +1,154 @@
+"""JSON endpoints for staff credentials, for API clients (the UIs' forms come with sessions).
+
+All are POSTs on a company's host (or with X-Tenant), bodies and answers in JSON, errors in the
+project's shape (`web.error_response`):
+
+- `/auth/sign-in` {"email", "password"} -> {"access_token", "token_type": "Bearer",
+  "expires_in", "must_change_password"}; 401 "the email or password is wrong" for every failure;
+  429 with Retry-After while the account is locked.
+- `/auth/setup` {"token", "password"} -> {"status": "password_set"}
+- `/auth/reset-password` {"email"} -> 202 always (a malformed address excepted)
+- `/auth/reset-password/confirm` {"token", "password"} -> {"status": "password_set"}
+- `/auth/change-password` {"current_password", "password"} with a staff bearer token.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from patone.core import credentials
+from patone.core.errors import UserError
+from patone.core.inputs import parse
+from patone.core.tokens import DEFAULT_TTL, InvalidToken, Kind, issue_token, verify_access_token
+from patone.core.users import actor_for_user
+from patone.tenants.registry import TenantInfo
+from patone.web import error_response, user_error_response
+
+Handler = Callable[[Request, TenantInfo, dict[str, Any]], Awaitable[Response]]
+
+
+class _Body(BaseModel):
+    # Passwords are taken as typed: no trimming.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SignInBody(_Body):
+    email: str = Field(min_length=1, max_length=254)
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class TokenPasswordBody(_Body):
+    token: str = Field(min_length=1, max_length=200)
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class ResetBody(_Body):
+    email: str = Field(min_length=1, max_length=254)
+
+
+class ChangeBody(_Body):
+    current_password: str = Field(min_length=1, max_length=1024)
+    password: str = Field(min_length=1, max_length=1024)
+
+
+def _client_ip(request: Request) -> str:
+    return request.client.host if request.client else ""
+
+
+def _endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+    """Resolve the tenant and read a JSON object body; user errors become JSON answers."""
+
+    async def endpoint(request: Request) -> Response:
+        tenant: TenantInfo | None = getattr(request.state, "tenant", None)
+        if tenant is None:
+            return error_response(
+                404, "tenant_required", "Name a company: use its subdomain or an X-Tenant header."
+            )
+        try:
+            body = json.loads(await request.body() or b"null")
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            return error_response(400, "invalid_json", "Send a JSON object.")
+        try:
+            return await handler(request, tenant, body)
+        except credentials.AccountLocked as error:
+            response = user_error_response(error)
+            response.headers["Retry-After"] = str(error.retry_after)
+            return response
+        except UserError as error:
+            return user_error_response(error)
+
+    return endpoint
+
+
+def auth_routes(secret: str, access_ttl: int = DEFAULT_TTL) -> list[Route]:
+    """The routes, signing access tokens with `secret`."""
+
+    async def sign_in(request: Request, tenant: TenantInfo, body: dict[str, Any]) -> Response:
+        given = parse(SignInBody, body)
+        who = await credentials.authenticate(
+            tenant, given.email, given.password, ip=_client_ip(request)
+        )
+        token = issue_token(
+            secret, kind=Kind.staff, subject=str(who.user_id), tenant=tenant.slug, ttl=access_ttl
+        )
+        return JSONResponse(
+            {
+                "access_token": token,
+                "token_type": "Bearer",
+                "expires_in": access_ttl,
+                "must_change_password": who.must_change_password,
+            },
+            headers={"Cache-Control": "no-store"},
+        )
+
+    async def setup(request: Request, tenant: TenantInfo, body: dict[str, Any]) -> Response:
+        given = parse(TokenPasswordBody, body)
+        await credentials.complete_setup(tenant, given.token, given.password)
+        return JSONResponse({"status": "password_set"})
+
+    async def reset(request: Request, tenant: TenantInfo, body: dict[str, Any]) -> Response:
+        given = parse(ResetBody, body)
+        await credentials.request_reset(tenant, given.email, ip=_client_ip(request))
+        return JSONResponse(
+            {
+                "status": "accepted",
+                "message": "If this address has an account, a link to reset its password is "
+                "on its way.",
+            },
+            status_code=202,
+        )
+
+    async def confirm(request: Request, tenant: TenantInfo, body: dict[str, Any]) -> Response:
+        given = parse(TokenPasswordBody, body)
+        await credentials.reset_password(tenant, given.token, given.password)
+        return JSONResponse({"status": "password_set"})
+
+    async def change(request: Request, tenant: TenantInfo, body: dict[str, Any]) -> Response:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return error_response(401, "unauthenticated", "Sign in: send an access token.")
+        try:
+            claims = verify_access_token(secret, token.strip(), tenant=tenant.slug)
+        except InvalidToken as error:
+            return user_error_response(error)
+        actor = await actor_for_user(tenant, claims.user_id)
+        given = parse(ChangeBody, body)
+        await credentials.change_password(tenant, actor, given.current_password, given.password)
+        return JSONResponse({"status": "password_changed"})
+
+    return [
+        Route("/auth/sign-in", _endpoint(sign_in), methods=["POST"]),
+        Route("/auth/setup", _endpoint(setup), methods=["POST"]),
+        Route("/auth/reset-password", _endpoint(reset), methods=["POST"]),
+        Route("/auth/reset-password/confirm", _endpoint(confirm), methods=["POST"]),
+        Route("/auth/change-password", _endpoint(change), methods=["POST"]),
+    ]

@@ -1,0 +1,509 @@
+"""Staff credentials: set-up links, sign-in with lockout, password change and reset by email.
+
+No password ships anywhere. A new staff member (the first admin of a new company included) gets a
+single-use **set-up link** (`{base_url}/setup/{token}`, valid `SETUP_TTL`) and chooses a password
+that passes `passwords.check_policy`. Tokens are `secrets.token_urlsafe(32)`; only their sha256
+is stored (`user_tokens`), so a copy of the database opens no account. Issuing a new link of one
+purpose for a user retires that user's earlier unused links of the same purpose.
+
+**Sign-in** (`authenticate`) answers "the email or password is wrong" whether the address has no
+account, the account is inactive or has no password yet, or the password is wrong, and spends an
+argon2 verification in every case (a dummy one when there is no hash), so neither the answer nor
+its time tells whether an account exists. A stored hash made with older argon2 parameters is
+replaced on a successful sign-in.
+
+**Lockout**: after `LOCK_AFTER` consecutive failures the account is locked for `LOCK_FIRST`,
+doubling with each further failure up to `LOCK_MAX`. A locked account is refused with
+`AccountLocked` (HTTP 429 and Retry-After) *without* checking the password, so guesses during a
+lock teach nothing; the first success resets the count. Addresses with no account get the same
+treatment from a counter in Redis, so a lockout does not reveal that an account exists. Every
+sign-in, failure, lockout and refusal goes to the tenant's activity log (failures as actor
+"anonymous" with the caller's IP).
+
+`authenticate` returns a `SignIn` rather than a token: the caller decides what comes next (a
+second factor, a session, an access token).
+
+**Reset by email**: `request_reset` only queues `send_password_reset`, so the caller's answer and
+its time are the same whether or not the address has an account. The job creates a 1-hour
+single-use token and emails `{base_url}/reset-password/{token}` through the company's email
+provider (the plugins' `send_email` hook). `reset_password` sets the new password and clears the
+lockout; it does not yet revoke sessions or refresh tokens (those arrive with the identity
+issue's session and refresh-token parts).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+import dramatiq
+
+from patone.core import users
+from patone.core.activity import record
+from patone.core.clock import now
+from patone.core.db import engine
+from patone.core.errors import NotFound, UserError
+from patone.core.inputs import normalize_email
+from patone.core.jobs import current_job, tenant_actor
+from patone.core.passwords import MAX_LENGTH, check_policy, hash_password_async, verify_async
+from patone.core.permissions import SYSTEM, Actor, require
+from patone.core.redis import get_redis, tenant_key
+from patone.plugins import config as plugins
+from patone.plugins.types import EmailMessage
+from patone.tenants.isolation import TenantRef, tenant_transaction
+
+log = logging.getLogger(__name__)
+
+SETUP_TTL = timedelta(hours=72)
+RESET_TTL = timedelta(hours=1)
+LOCK_AFTER = 5  # consecutive failures before the first lock
+LOCK_FIRST = 60  # seconds of the first lock; each further failure doubles it
+LOCK_MAX = 3600
+# How long Redis remembers failures for an address with no account.
+UNKNOWN_MEMORY = 24 * 3600
+WRONG = "the email or password is wrong"
+
+
+class Purpose(StrEnum):
+    setup = "setup"
+    reset = "reset"
+
+
+_PATHS = {Purpose.setup: "setup", Purpose.reset: "reset-password"}
+
+
+class SignInFailed(UserError):
+    """The one answer for every failed sign-in, whatever the reason."""
+
+    status = 401
+
+    def __init__(self) -> None:
+        super().__init__("invalid_credentials", WRONG)
+
+
+class AccountLocked(UserError):
+    """Too many failures: refused without checking the password for `retry_after` seconds."""
+
+    status = 429
+
+    def __init__(self, retry_after: int) -> None:
+        minutes = max(1, -(-retry_after // 60))
+        super().__init__(
+            "locked",
+            f"too many failed sign-ins: try again in {minutes} minute{'s' * (minutes > 1)}",
+        )
+        self.retry_after = retry_after
+
+
+class InvalidLink(UserError):
+    def __init__(self, message: str) -> None:
+        super().__init__("invalid_token", message, "token")
+
+
+@dataclass(frozen=True)
+class Link:
+    """A freshly issued set-up or reset link; the token in it is shown once, never stored."""
+
+    user_id: int
+    email: str
+    url: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class Invitation:
+    user: dict[str, Any]
+    link: Link
+
+
+@dataclass(frozen=True)
+class SignIn:
+    """Who proved their password. Not yet a session or token: a second factor may follow."""
+
+    user_id: int
+    email: str
+    name: str
+    role: str
+    must_change_password: bool
+
+
+def lock_seconds(failures: int) -> int:
+    """How long an account stays locked after its `failures`-th consecutive failure (0: not)."""
+    if failures < LOCK_AFTER:
+        return 0
+    return int(min(LOCK_FIRST * 2 ** (failures - LOCK_AFTER), LOCK_MAX))
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def link_url(base_url: str, purpose: Purpose, token: str) -> str:
+    return f"{base_url.rstrip('/')}/{_PATHS[purpose]}/{token}"
+
+
+def company_url(tenant: TenantRef) -> str:
+    """Where people reach this company (PUBLIC_URL with its slug, or the local address)."""
+    return plugins.tenant_view(tenant).url
+
+
+def _anonymous(ip: str) -> Actor:
+    return Actor(kind="anonymous", id=ip[:64])
+
+
+def _as_user(user_id: int, role: str | None = None) -> Actor:
+    return Actor(kind="user", id=str(user_id), role=role)
+
+
+# --- tokens ----------------------------------------------------------------------------------
+
+
+async def _new_token(user_id: int, purpose: Purpose, ttl: timedelta) -> tuple[str, int, datetime]:
+    """Create a token (inside the caller's tenant transaction), retiring the user's earlier
+    unused ones of this purpose; returns the token, its row id and its expiry."""
+    at = now()
+    await engine.execute(
+        'UPDATE user_tokens SET expires_at = least(expires_at, $3) WHERE "user" = $1 '
+        "AND purpose = $2 AND used_at IS NULL",
+        user_id,
+        purpose.value,
+        at,
+    )
+    token = secrets.token_urlsafe(32)
+    expires_at = at + ttl
+    rows = await engine.fetch(
+        'INSERT INTO user_tokens ("user", purpose, token_hash, expires_at, created_at) '
+        "VALUES ($1, $2, $3, $4, $5) RETURNING id",
+        user_id,
+        purpose.value,
+        token_hash(token),
+        expires_at,
+        at,
+    )
+    return token, int(rows[0]["id"]), expires_at
+
+
+async def _issue_link(
+    actor: Actor, user_id: int, email: str, purpose: Purpose, base_url: str
+) -> Link:
+    token, token_id, expires_at = await _new_token(
+        user_id, purpose, SETUP_TTL if purpose is Purpose.setup else RESET_TTL
+    )
+    await record(
+        actor,
+        "user",
+        user_id,
+        f"user.{purpose.value}_link_issued",
+        None,
+        {"token_id": token_id, "expires_at": expires_at},
+    )
+    return Link(user_id, email, link_url(base_url, purpose, token), expires_at)
+
+
+async def _use_token(token: str, purpose: Purpose) -> dict[str, Any]:
+    """The user a valid token of `purpose` belongs to, the token locked for this transaction;
+    else `InvalidLink` saying why. Tokens live in their tenant's schema: another company's
+    token is simply not found."""
+    if not isinstance(token, str) or not 20 <= len(token) <= 100:
+        raise InvalidLink("this link is not valid")
+    rows = await engine.fetch(
+        "SELECT t.id, t.expires_at, t.used_at, u.id AS user_id, u.email, u.name, u.active "
+        'FROM user_tokens t JOIN users u ON u.id = t."user" '
+        "WHERE t.token_hash = $1 AND t.purpose = $2 FOR UPDATE OF t",
+        token_hash(token),
+        purpose.value,
+    )
+    if not rows or not rows[0]["active"]:
+        raise InvalidLink("this link is not valid")
+    row = dict(rows[0])
+    if row["used_at"] is not None:
+        raise InvalidLink("this link was already used; ask for a new one")
+    if row["expires_at"] <= now():
+        raise InvalidLink("this link has expired or was replaced by a newer one; ask for a new one")
+    return row
+
+
+async def _set_password(user_id: int, password: str) -> None:
+    """Store a new hash; clears the must-change flag and any lockout."""
+    password_hash = await hash_password_async(password)
+    await engine.execute(
+        "UPDATE users SET password_hash = $2, must_change_password = false, "
+        "password_changed_at = $3, failed_sign_ins = 0, locked_until = NULL, updated_at = $3 "
+        "WHERE id = $1",
+        user_id,
+        password_hash,
+        now(),
+    )
+
+
+# --- set-up links and invitations -------------------------------------------------------------
+
+
+async def issue_setup_link(tenant: TenantRef, actor: Actor, email: str, *, base_url: str) -> Link:
+    """A fresh set-up link for an active staff member (earlier unused ones stop working)."""
+    require(actor, "users.manage")
+    async with tenant_transaction(tenant):
+        rows = await engine.fetch(
+            "SELECT id, email FROM users WHERE lower(email) = lower($1) AND active",
+            email.strip(),
+        )
+        if not rows:
+            raise NotFound("not_found", f"{email} is not an active user", "email")
+        return await _issue_link(actor, rows[0]["id"], rows[0]["email"], Purpose.setup, base_url)
+
+
+async def has_password(tenant: TenantRef, email: str) -> bool:
+    """Whether this staff member has chosen a password (for start-up messages, not sign-in)."""
+    async with tenant_transaction(tenant):
+        rows = await engine.fetch(
+            "SELECT password_hash IS NOT NULL AS has FROM users WHERE lower(email) = lower($1)",
+            email,
+        )
+    return bool(rows and rows[0]["has"])
+
+
+async def invite_user(tenant: TenantRef, actor: Actor, data: Any, *, base_url: str) -> Invitation:
+    """Add a staff member (`users.create_user`) and give them a set-up link, in one transaction."""
+    async with tenant_transaction(tenant):
+        user = await users.create_user(tenant, actor, data)
+        link = await _issue_link(actor, user["id"], user["email"], Purpose.setup, base_url)
+    return Invitation(user, link)
+
+
+async def invite_first_admin(
+    tenant: TenantRef, *, email: str, name: str, base_url: str
+) -> Invitation:
+    """The first admin of a new company, with the set-up link that lets them in."""
+    return await invite_user(
+        tenant, SYSTEM, {"email": email, "name": name, "role": "admin"}, base_url=base_url
+    )
+
+
+async def complete_setup(tenant: TenantRef, token: str, password: str) -> int:
+    """Set a password through a set-up link (single use); returns the user's id."""
+    return await _redeem(tenant, token, Purpose.setup, password)
+
+
+async def reset_password(tenant: TenantRef, token: str, new_password: str) -> int:
+    """Set a new password through a reset link (single use); clears any lockout. Sessions
+    and refresh tokens are not revoked yet (they do not exist yet). Returns the user's id."""
+    return await _redeem(tenant, token, Purpose.reset, new_password)
+
+
+async def _redeem(tenant: TenantRef, token: str, purpose: Purpose, password: str) -> int:
+    async with tenant_transaction(tenant):
+        row = await _use_token(token, purpose)
+        check_policy(password, name=row["name"], email=row["email"])
+        await _set_password(row["user_id"], password)
+        await engine.execute("UPDATE user_tokens SET used_at = $2 WHERE id = $1", row["id"], now())
+        action = "user.password_set" if purpose is Purpose.setup else "user.password_reset"
+        await record(
+            _as_user(row["user_id"]), "user", row["user_id"], action, None, {"token_id": row["id"]}
+        )
+    return int(row["user_id"])
+
+
+# --- sign-in ---------------------------------------------------------------------------------
+
+
+async def authenticate(tenant: TenantRef, email: str, password: str, *, ip: str) -> SignIn:
+    """Check a staff member's email and password (see the module docs for what is refused and
+    how); `SignInFailed` or `AccountLocked` otherwise."""
+    email = (email or "").strip().lower()
+    if not email:
+        raise UserError("required", "email is required", "email")
+    if not password:
+        raise UserError("required", "password is required", "password")
+    password = password[: MAX_LENGTH + 1]  # longer is wrong anyway; don't hash megabytes
+    async with tenant_transaction(tenant):
+        rows = await engine.fetch(
+            "SELECT id, email, name, role, active, password_hash, must_change_password, "
+            "locked_until FROM users WHERE lower(email) = $1",
+            email,
+        )
+    if not rows:
+        await _unknown_address(tenant, email, password, ip)
+    user = dict(rows[0])
+    at = now()
+    if user["locked_until"] is not None and user["locked_until"] > at:
+        left = int((user["locked_until"] - at).total_seconds()) + 1
+        async with tenant_transaction(tenant):
+            await record(
+                _anonymous(ip), "user", user["id"], "user.sign_in_refused_locked", None,
+                {"ip": ip, "locked_until": user["locked_until"]},
+            )  # fmt: skip
+        raise AccountLocked(left)
+    verified = await verify_async(user["password_hash"], password)
+    if verified.ok and user["active"]:
+        async with tenant_transaction(tenant):
+            await engine.execute(
+                "UPDATE users SET failed_sign_ins = 0, locked_until = NULL, "
+                "password_hash = coalesce($2, password_hash) WHERE id = $1",
+                user["id"],
+                verified.new_hash,
+            )
+            await record(
+                _as_user(user["id"], user["role"]), "user", user["id"], "user.signed_in", None,
+                {"ip": ip, "rehashed": verified.new_hash is not None},
+            )  # fmt: skip
+        return SignIn(
+            user_id=user["id"],
+            email=user["email"],
+            name=user["name"],
+            role=user["role"],
+            must_change_password=user["must_change_password"],
+        )
+    reason = (
+        "inactive"
+        if not user["active"]
+        else "no_password"
+        if user["password_hash"] is None
+        else "wrong_password"
+    )
+    async with tenant_transaction(tenant):
+        counted = await engine.fetch(
+            "UPDATE users SET failed_sign_ins = failed_sign_ins + 1 WHERE id = $1 "
+            "RETURNING failed_sign_ins",
+            user["id"],
+        )
+        failures = int(counted[0]["failed_sign_ins"])
+        await record(
+            _anonymous(ip), "user", user["id"], "user.sign_in_failed", None,
+            {"ip": ip, "reason": reason, "failures": failures},
+        )  # fmt: skip
+        seconds = lock_seconds(failures)
+        if seconds:
+            until = at + timedelta(seconds=seconds)
+            await engine.execute(
+                "UPDATE users SET locked_until = $2 WHERE id = $1", user["id"], until
+            )
+            await record(
+                _anonymous(ip), "user", user["id"], "user.locked", None,
+                {"ip": ip, "failures": failures, "seconds": seconds, "locked_until": until},
+            )  # fmt: skip
+    if seconds:
+        raise AccountLocked(seconds)
+    raise SignInFailed()
+
+
+async def _unknown_address(tenant: TenantRef, email: str, password: str, ip: str) -> None:
+    """Fail a sign-in for an address with no account exactly as for one with an account:
+    the same time spent, the same answers, the same lockout (counted in Redis)."""
+    redis = get_redis()
+    key = tenant_key(tenant.slug, "sign_in_unknown", token_hash(email)[:32])
+    at = now().timestamp()
+    seen = {"ip": ip, "email": email[:254]}
+    locked_until = await redis.hget(key, "locked_until")
+    if locked_until is not None and float(locked_until) > at:
+        async with tenant_transaction(tenant):
+            await record(_anonymous(ip), "user", "", "user.sign_in_refused_locked", None, seen)
+        raise AccountLocked(int(float(locked_until) - at) + 1)
+    await verify_async(None, password)  # the dummy check: same time as a real one
+    failures = int(await redis.hincrby(key, "failures", 1))
+    seconds = lock_seconds(failures)
+    if seconds:
+        await redis.hset(key, "locked_until", str(at + seconds))
+    await redis.expire(key, UNKNOWN_MEMORY)
+    async with tenant_transaction(tenant):
+        await record(
+            _anonymous(ip), "user", "", "user.sign_in_failed", None,
+            {**seen, "reason": "unknown_email", "failures": failures},
+        )  # fmt: skip
+        if seconds:
+            await record(
+                _anonymous(ip), "user", "", "user.locked", None,
+                {**seen, "failures": failures, "seconds": seconds},
+            )  # fmt: skip
+    if seconds:
+        raise AccountLocked(seconds)
+    raise SignInFailed()
+
+
+# --- changing one's password -----------------------------------------------------------------
+
+
+async def change_password(tenant: TenantRef, actor: Actor, current: str, new: str) -> None:
+    """A signed-in staff member replaces their password (clears the must-change flag)."""
+    if actor.kind != "user":
+        raise UserError("forbidden", "only a staff user can change their password")
+    user_id = int(actor.id)
+    async with tenant_transaction(tenant):
+        rows = await engine.fetch(
+            "SELECT id, email, name, password_hash FROM users WHERE id = $1 AND active", user_id
+        )
+    if not rows:
+        raise NotFound("not_found", "your account no longer exists", "user_id")
+    user = rows[0]
+    verified = await verify_async(user["password_hash"], (current or "")[: MAX_LENGTH + 1])
+    if not verified.ok:
+        async with tenant_transaction(tenant):
+            await record(actor, "user", user_id, "user.password_change_failed", None, None)
+        raise UserError("wrong_password", "the current password is wrong", "current_password")
+    if new == current:
+        raise UserError("unchanged", "choose a password other than the current one", "password")
+    check_policy(new, name=user["name"], email=user["email"])
+    async with tenant_transaction(tenant):
+        await _set_password(user_id, new)
+        await record(actor, "user", user_id, "user.password_changed", None, None)
+
+
+# --- reset by email --------------------------------------------------------------------------
+
+
+async def request_reset(tenant: TenantRef, email: str, *, ip: str = "") -> None:
+    """Queue a reset email for `email`; the same (and equally quick) whether or not it has an
+    account. A malformed address is refused, which says nothing about anyone's account."""
+    try:
+        address = normalize_email((email or "").strip()).lower()
+    except ValueError as error:
+        raise UserError("invalid", str(error), "email") from None
+    await asyncio.to_thread(send_password_reset.send, tenant.slug, address, ip)
+
+
+class ResetNotSent(dramatiq.Retry):
+    """The email provider did not take the reset email: the job is retried with back-off."""
+
+
+@tenant_actor(actor_name="patone.credentials.send_password_reset", transaction=False)
+async def send_password_reset(tenant_slug: str, email: str, ip: str = "") -> str:
+    """Create a reset link for the active user with this address and email it to them;
+    returns "sent", "logged" (the log stands in for email) or "unknown" (no such user)."""
+    tenant = current_job().tenant
+    base_url = company_url(tenant)
+    async with tenant_transaction(tenant):
+        rows = await engine.fetch(
+            "SELECT id, email, name FROM users WHERE lower(email) = $1 AND active", email
+        )
+        if not rows:
+            await record(
+                _anonymous(ip), "user", "", "user.reset_requested", None,
+                {"ip": ip, "email": email, "found": False},
+            )  # fmt: skip
+            return "unknown"
+        user = rows[0]
+        link = await _issue_link(_anonymous(ip), user["id"], user["email"], Purpose.reset, base_url)
+    message = EmailMessage(
+        to=user["email"],
+        subject=f"Reset your {tenant.name} password",
+        text=(
+            f"Hello {user['name']},\n\n"
+            f"Someone (we hope you) asked to reset your password for {tenant.name}.\n"
+            f"Choose a new one here within the next hour:\n\n{link.url}\n\n"
+            "The link works once. If you did not ask for it, ignore this email: your password "
+            "stays as it is.\n"
+        ),
+        message_id=f"password-reset-{tenant_slug}-{current_job().message_id}",
+    )
+    result = await plugins.call_first(tenant, "send_email", fall_through=False, message=message)
+    if result is None:
+        log.error("no email provider: reset email not sent", extra={"tenant": tenant_slug})
+        return "no_provider"
+    if result.error is not None or result.skipped:
+        raise ResetNotSent(f"the reset email was not sent: {result.error or 'provider paused'}")
+    return "logged" if result.value.status == "logged" else "sent"

@@ -1,0 +1,59 @@
+"""The portal's sign-in endpoints: ask for a link or code, then exchange it for a token.
+
+`POST /portal/auth/request` {"email"} or {"phone"} answers 202 whoever asks;
+`POST /portal/auth/verify` {"token"} or {"phone", "code"} answers a customer access token.
+`patone/core/customer_sign_in.py` holds the rules.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from patone.core import customer_sign_in
+from patone.core.errors import UserError
+from patone.tenants.registry import TenantInfo
+from patone.web import client_ip, error_response
+
+ACCEPTED = "If we know this address, a sign-in message is on its way."
+
+
+async def _body(request: Request) -> dict[str, Any]:
+    try:
+        data = json.loads(await request.body())
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        raise UserError("invalid", "Send a JSON object.")
+    return data
+
+
+def routes(secret_key: str, *, trust_proxy: bool = False) -> list[Route]:
+    """The portal's sign-in routes, signing tokens with `secret_key`."""
+
+    async def request_sign_in(request: Request) -> JSONResponse:
+        tenant: TenantInfo | None = getattr(request.state, "tenant", None)
+        if tenant is None:
+            return error_response(404, "tenant_required", "Sign in on your company's address.")
+        ip = client_ip(request.scope, trust_proxy)
+        await customer_sign_in.request_sign_in(tenant, await _body(request), ip=ip)
+        return JSONResponse({"status": "accepted", "message": ACCEPTED}, status_code=202)
+
+    async def verify_sign_in(request: Request) -> JSONResponse:
+        tenant: TenantInfo | None = getattr(request.state, "tenant", None)
+        if tenant is None:
+            return error_response(404, "tenant_required", "Sign in on your company's address.")
+        ip = client_ip(request.scope, trust_proxy)
+        answer = await customer_sign_in.verify_sign_in(
+            tenant, secret_key, await _body(request), ip=ip
+        )
+        return JSONResponse(answer, headers={"Cache-Control": "no-store"})
+
+    return [
+        Route("/portal/auth/request", request_sign_in, methods=["POST"]),
+        Route("/portal/auth/verify", verify_sign_in, methods=["POST"]),
+    ]

@@ -1,0 +1,283 @@
+"""The /auth JSON endpoints through the real app, database, Redis, broker and SMTP fake."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from patone.app import create_app
+from patone.core import credentials
+from patone.core.db import engine
+from patone.core.permissions import SYSTEM
+from patone.core.tokens import TENANT_AUDIENCE, Kind, verify_token
+from patone.plugins import config as plugins
+from patone.settings import load_settings
+from patone.tenants.isolation import tenant_transaction
+from patone.tenants.registry import TenantInfo
+from tests.fakes import SmtpFake
+from tests.support import plugin_runtime, running_worker
+
+SECRET = "auth-routes-test-secret"
+GOOD = "correct horse battery staple"
+OTHER = "violet otter juggles lanterns"
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(load_settings(secret_key=SECRET, base_domain="patone.test"))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://patone.test") as c:
+        yield c
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpFake]:
+    fake = SmtpFake().start()
+    yield fake
+    fake.stop()
+
+
+async def post(
+    client: httpx.AsyncClient, tenant: TenantInfo, path: str, body: Any, **headers: str
+) -> httpx.Response:
+    return await client.post(
+        path, json=body, headers={"Host": f"{tenant.slug}.patone.test", **headers}
+    )
+
+
+async def invite(tenant: TenantInfo, email: str = "ann@example.com") -> str:
+    """A new admin's set-up token."""
+    invitation = await credentials.invite_user(
+        tenant,
+        SYSTEM,
+        {"email": email, "name": "Ann Lee", "role": "admin"},
+        base_url=f"http://{tenant.slug}.patone.test",
+    )
+    return invitation.link.url.rsplit("/", 1)[1]
+
+
+def error_without_request_id(response: httpx.Response) -> dict[str, Any]:
+    error = dict(response.json()["error"])
+    error.pop("request_id")
+    return error
+
+
+async def test_setup_then_sign_in_gives_a_bearer_token_that_opens_the_api(
+    client: httpx.AsyncClient, two_tenants: tuple[TenantInfo, TenantInfo]
+) -> None:
+    acme, bolt = two_tenants
+    token = await invite(acme)
+    await invite(bolt)
+    crossed = await post(client, bolt, "/auth/setup", {"token": token, "password": GOOD})
+    assert crossed.status_code == 400 and crossed.json()["error"]["field"] == "token"
+    weak = await post(client, acme, "/auth/setup", {"token": token, "password": "password1234"})
+    assert weak.status_code == 400
+    assert weak.json()["error"]["field"] == "password"
+    assert "common" in weak.json()["error"]["message"]
+    done = await post(client, acme, "/auth/setup", {"token": token, "password": GOOD})
+    assert done.status_code == 200, done.text
+    again = await post(client, acme, "/auth/setup", {"token": token, "password": OTHER})
+    assert again.status_code == 400 and "already used" in again.json()["error"]["message"]
+
+    signed = await post(
+        client, acme, "/auth/sign-in", {"email": "ann@example.com", "password": GOOD}
+    )
+    assert signed.status_code == 200, signed.text
+    body = signed.json()
+    assert body["token_type"] == "Bearer" and body["expires_in"] == 900
+    assert body["must_change_password"] is False
+    assert signed.headers["cache-control"] == "no-store"
+    claims = verify_token(SECRET, body["access_token"], audience=TENANT_AUDIENCE, tenant=acme.slug)
+    assert claims.kind is Kind.staff and claims.tenant == acme.slug
+    headers = {"Authorization": f"Bearer {body['access_token']}"}
+    api = await post(client, acme, "/graphql", {"query": "{ users { email } }"}, **headers)
+    assert api.status_code == 200 and api.json()["data"]["users"][0]["email"] == "ann@example.com"
+    elsewhere = await post(client, bolt, "/graphql", {"query": "{ users { email } }"}, **headers)
+    assert elsewhere.status_code == 401  # Acme's token on Bolt
+
+
+async def test_sign_in_failures_look_the_same_and_lockout_is_a_429_with_retry_after(
+    client: httpx.AsyncClient, two_tenants: tuple[TenantInfo, TenantInfo]
+) -> None:
+    acme, bolt = two_tenants
+    await credentials.complete_setup(acme, await invite(acme), GOOD)
+    await credentials.complete_setup(bolt, await invite(bolt), GOOD)
+    answers = []
+    for email in ("ann@example.com", "nobody@example.com"):
+        response = await post(client, acme, "/auth/sign-in", {"email": email, "password": OTHER})
+        answers.append((response.status_code, error_without_request_id(response)))
+    assert answers[0] == answers[1]
+    assert answers[0] == (
+        401,
+        {"code": "invalid_credentials", "message": "the email or password is wrong"},
+    )
+
+    for _ in range(4):
+        locked = await post(
+            client, acme, "/auth/sign-in", {"email": "ann@example.com", "password": OTHER}
+        )
+    assert locked.status_code == 429 and locked.headers["retry-after"] == "60"
+    assert locked.json()["error"]["code"] == "locked"
+    refused = await post(
+        client, acme, "/auth/sign-in", {"email": "ann@example.com", "password": GOOD}
+    )
+    assert refused.status_code == 429 and 0 < int(refused.headers["retry-after"]) <= 60
+    fine = await client.post(  # API clients may name the company in X-Tenant
+        "/auth/sign-in",
+        json={"email": "ann@example.com", "password": GOOD},
+        headers={"X-Tenant": bolt.slug},
+    )
+    assert fine.status_code == 200
+
+
+async def test_bad_bodies_name_the_field(
+    client: httpx.AsyncClient, two_tenants: tuple[TenantInfo, TenantInfo]
+) -> None:
+    acme, _ = two_tenants
+    missing = await post(client, acme, "/auth/sign-in", {"email": "ann@example.com"})
+    assert missing.status_code == 400 and missing.json()["error"]["field"] == "password"
+    odd = await client.post(
+        "/auth/sign-in", content=b"[1", headers={"Host": f"{acme.slug}.patone.test"}
+    )
+    assert odd.status_code == 400 and odd.json()["error"]["code"] == "invalid_json"
+    bad = await post(client, acme, "/auth/reset-password", {"email": "not an address"})
+    assert bad.status_code == 400 and bad.json()["error"]["field"] == "email"
+    nowhere = await client.post("/auth/sign-in", json={"email": "a@b.c", "password": "x"})
+    assert nowhere.status_code == 404 and nowhere.json()["error"]["code"] == "tenant_required"
+
+
+async def test_reset_answers_202_alike_and_its_emailed_link_sets_a_new_password(
+    client: httpx.AsyncClient, two_tenants: tuple[TenantInfo, TenantInfo], smtp: SmtpFake
+) -> None:
+    acme, bolt = two_tenants
+    await credentials.complete_setup(acme, await invite(acme), GOOD)
+    await credentials.complete_setup(bolt, await invite(bolt), GOOD)
+    with plugin_runtime():
+        await plugins.configure_plugin(
+            acme,
+            SYSTEM,
+            "email-smtp",
+            enabled=True,
+            config={"host": "127.0.0.1", "port": smtp.port, "from_address": "it@acme.example",
+                    "security": "none", "timeout": 5},
+        )  # fmt: skip
+        async with running_worker():
+            known = await post(client, acme, "/auth/reset-password", {"email": "ann@example.com"})
+            unknown = await post(
+                client, acme, "/auth/reset-password", {"email": "nobody@example.com"}
+            )
+            for _ in range(300):
+                if smtp.messages:
+                    break
+                await asyncio.sleep(0.1)
+    assert known.status_code == unknown.status_code == 202
+    assert known.json() == unknown.json()
+    [message] = smtp.messages
+    assert not message.is_multipart()  # plain text: a link, no tracking HTML
+    text = message.get_payload(decode=True).decode()  # type: ignore[union-attr]
+    [url] = [word for word in text.split() if "/reset-password/" in word]
+    token = url.rsplit("/", 1)[1]
+
+    confirm = {"token": token, "password": "a brand new passphrase"}
+    crossed = await post(client, bolt, "/auth/reset-password/confirm", confirm)
+    assert crossed.status_code == 400 and crossed.json()["error"]["field"] == "token"
+    done = await post(client, acme, "/auth/reset-password/confirm", confirm)
+    assert done.status_code == 200, done.text
+    twice = await post(client, acme, "/auth/reset-password/confirm", confirm)
+    assert twice.status_code == 400 and "already used" in twice.json()["error"]["message"]
+    signed = await post(
+        client,
+        acme,
+        "/auth/sign-in",
+        {"email": "ann@example.com", "password": "a brand new passphrase"},
+    )
+    assert signed.status_code == 200
+    async with tenant_transaction(bolt):
+        tokens = await engine.fetch("SELECT 1 FROM user_tokens WHERE purpose = 'reset'")
+    assert tokens == []
+
+
+async def test_changing_ones_password_needs_a_token_and_the_current_password(
+    client: httpx.AsyncClient, two_tenants: tuple[TenantInfo, TenantInfo]
+) -> None:
+    acme, _ = two_tenants
+    await credentials.complete_setup(acme, await invite(acme), GOOD)
+    change = {"current_password": GOOD, "password": OTHER}
+    anonymous = await post(client, acme, "/auth/change-password", change)
+    assert anonymous.status_code == 401
+    signed = await post(
+        client, acme, "/auth/sign-in", {"email": "ann@example.com", "password": GOOD}
+    )
+    bearer = {"Authorization": f"Bearer {signed.json()['access_token']}"}
+    wrong = await post(
+        client, acme, "/auth/change-password", {**change, "current_password": OTHER}, **bearer
+    )
+    assert wrong.status_code == 400 and wrong.json()["error"]["field"] == "current_password"
+    done = await post(client, acme, "/auth/change-password", change, **bearer)
+    assert done.status_code == 200, done.text
+    again = await post(
+        client, acme, "/auth/sign-in", {"email": "ann@example.com", "password": OTHER}
+    )
+    assert again.status_code == 200
+
+
+async def test_an_admin_invites_a_driver_who_signs_in_and_cannot_change_prices(
+    client: httpx.AsyncClient, two_tenants: tuple[TenantInfo, TenantInfo]
+) -> None:
+    acme, bolt = two_tenants
+    await credentials.complete_setup(acme, await invite(acme), GOOD)
+    signed = await post(
+        client, acme, "/auth/sign-in", {"email": "ann@example.com", "password": GOOD}
+    )
+    admin = {"Authorization": f"Bearer {signed.json()['access_token']}"}
+    invite_driver = (
+        'mutation { createUser(input: {email: "dave@example.com", name: "Dave Ortiz", '
+        'role: "driver"}) { user { id email mustChangePassword } setupLink '
+        "userErrors { field message } } }"
+    )
+    with plugin_runtime():
+        created = await post(client, acme, "/graphql", {"query": invite_driver}, **admin)
+    payload = created.json()["data"]["createUser"]
+    assert payload["userErrors"] == [] and payload["user"]["email"] == "dave@example.com"
+    link = payload["setupLink"]
+    assert link.startswith(f"http://{acme.slug}.patone.test/setup/")
+    driver_password = "tow truck on the ring road"
+    setup = await post(
+        client, acme, "/auth/setup", {"token": link.rsplit("/", 1)[1], "password": driver_password}
+    )
+    assert setup.status_code == 200, setup.text
+
+    flag = (
+        "mutation($id: ID!) { updateUser(id: $id, input: {mustChangePassword: true}) "
+        "{ user { mustChangePassword } userErrors { message } } }"
+    )
+    flagged = await post(
+        client, acme, "/graphql",
+        {"query": flag, "variables": {"id": payload["user"]["id"]}}, **admin,
+    )  # fmt: skip
+    assert flagged.json()["data"]["updateUser"]["user"]["mustChangePassword"] is True
+
+    dave = await post(
+        client, acme, "/auth/sign-in", {"email": "dave@example.com", "password": driver_password}
+    )
+    assert dave.status_code == 200 and dave.json()["must_change_password"] is True
+    prices = (
+        'mutation { updateServiceType(code: "jump_start", input: {basePrice: 1}) '
+        "{ serviceType { basePrice } userErrors { code message } } }"
+    )
+    refused = await post(
+        client, acme, "/graphql", {"query": prices},
+        Authorization=f"Bearer {dave.json()['access_token']}",
+    )  # fmt: skip
+    answer = refused.json()["data"]["updateServiceType"]
+    assert answer["serviceType"] is None
+    assert answer["userErrors"][0]["code"] == "forbidden"
+    assert "service_types.manage" in answer["userErrors"][0]["message"]
+    nobody = await post(
+        client, bolt, "/auth/sign-in", {"email": "dave@example.com", "password": driver_password}
+    )
+    assert nobody.status_code == 401

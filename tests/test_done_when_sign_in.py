@@ -1,0 +1,69 @@
+"""Tried as a new user would: start the product, follow the set-up link it prints, choose a
+password (a weak one is refused with the reason), sign in, use the API, get locked out."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import httpx
+
+from patone.core.db import engine
+from patone.tenants.isolation import tenant_transaction
+from patone.tenants.registry import get_tenant
+from tests.demo_product import demo_env, serving
+from tests.test_embedded import _free_port
+
+ADMIN = "admin@demo-towing.example"
+
+
+async def _forget_admin_password() -> None:
+    """The shared demo company's admin back to "no password yet" (as a fresh install)."""
+    demo = await get_tenant("demo")
+    if demo is None:
+        return
+    async with tenant_transaction(demo):
+        await engine.execute(
+            "UPDATE users SET password_hash = NULL, failed_sign_ins = 0, locked_until = NULL "
+            "WHERE email = $1",
+            ADMIN,
+        )
+
+
+async def test_the_printed_setup_link_leads_to_sign_in_and_lockout(tmp_path: Path) -> None:
+    await _forget_admin_password()
+    port = _free_port()
+    try:
+        with serving(demo_env(port), tmp_path / "serve.log") as log:
+            log.seek(0)
+            printed = log.read()
+            found = re.search(r"Set up\s+(http://demo\.localhost:\d+/setup/(\S+))", printed)
+            assert found, printed
+            assert found.group(1).startswith(f"http://demo.localhost:{port}/setup/")
+            assert "patone tokens issue" not in printed
+            host = {"Host": f"demo.localhost:{port}"}
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=host) as web:
+                token = found.group(2)
+                weak = web.post("/auth/setup", json={"token": token, "password": "alexadmin2026"})
+                assert weak.status_code == 400
+                assert weak.json()["error"]["field"] == "password"
+                assert "name or email" in weak.json()["error"]["message"]
+                chosen = "seven quiet tow hooks"
+                done = web.post("/auth/setup", json={"token": token, "password": chosen})
+                assert done.status_code == 200, done.text
+                again = web.post("/auth/setup", json={"token": token, "password": chosen})
+                assert again.status_code == 400
+
+                signed = web.post("/auth/sign-in", json={"email": ADMIN, "password": chosen})
+                assert signed.status_code == 200, signed.text
+                bearer = {"Authorization": f"Bearer {signed.json()['access_token']}"}
+                me = web.post("/graphql", json={"query": "{ users { email } }"}, headers=bearer)
+                assert ADMIN in {u["email"] for u in me.json()["data"]["users"]}
+
+                wrong = {"email": ADMIN, "password": "not my password at all"}
+                codes = [web.post("/auth/sign-in", json=wrong).status_code for _ in range(5)]
+                assert codes == [401, 401, 401, 401, 429]
+                locked = web.post("/auth/sign-in", json={"email": ADMIN, "password": chosen})
+                assert locked.status_code == 429 and int(locked.headers["retry-after"]) <= 60
+    finally:
+        await _forget_admin_password()

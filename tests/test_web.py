@@ -1,0 +1,99 @@
+"""Security headers on every response (JSON, HTML, errors); HSTS only over HTTPS."""
+
+from __future__ import annotations
+
+import httpx
+from starlette.requests import Request
+from starlette.routing import Route
+
+from patone.app import create_app
+from patone.settings import load_settings
+from patone.web import CONTENT_SECURITY_POLICY
+
+
+def _app(**settings: object):  # type: ignore[no-untyped-def]
+    app = create_app(load_settings(**settings))
+
+    async def crash(request: Request) -> None:
+        raise RuntimeError("secret internals")
+
+    app.router.routes.append(Route("/crash", crash))
+    return app
+
+
+async def _get(app, url: str, **kwargs: object) -> httpx.Response:  # type: ignore[no-untyped-def]
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    base = url.split("/", 3)
+    async with httpx.AsyncClient(transport=transport, base_url="/".join(base[:3])) as client:
+        return await client.get("/" + base[3], **kwargs)  # type: ignore[arg-type]
+
+
+def _has_security_headers(response: httpx.Response) -> None:
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["x-frame-options"] == "DENY"
+    assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+    assert response.headers["referrer-policy"] == "strict-origin-when-cross-origin"
+
+
+async def test_json_html_and_error_responses_all_carry_the_headers() -> None:
+    app = _app()
+    page = await _get(app, "http://localhost/")
+    assert page.headers["content-type"].startswith("text/html")
+    missing = await _get(app, "http://localhost/nowhere")
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
+    crash = await _get(app, "http://localhost/crash")
+    assert crash.status_code == 500
+    for response in (page, missing, crash):
+        _has_security_headers(response)
+        assert response.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+        assert "strict-transport-security" not in response.headers
+
+
+async def test_hsts_only_over_https() -> None:
+    app = _app()
+    secure = await _get(app, "https://localhost/")
+    assert secure.headers["strict-transport-security"].startswith("max-age=31536000")
+    _has_security_headers(secure)
+    # A forwarded scheme counts only from a proxy the operator said to trust.
+    claimed = await _get(app, "http://localhost/", headers={"X-Forwarded-Proto": "https"})
+    assert "strict-transport-security" not in claimed.headers
+    trusting = _app(trust_proxy_headers=True)
+    proxied = await _get(trusting, "http://localhost/", headers={"X-Forwarded-Proto": "https"})
+    assert "strict-transport-security" in proxied.headers
+
+
+async def test_pages_with_a_token_in_the_url_send_no_referrer() -> None:
+    for path in ("/setup/abc", "/reset-password/abc", "/portal/sign-in/abc"):
+        response = await _get(_app(), f"http://localhost{path}")
+        assert response.headers["referrer-policy"] == "no-referrer"
+
+
+async def test_graphiql_keeps_its_own_policy() -> None:
+    response = await _get(_app(), "http://localhost/graphql", headers={"Accept": "text/html"})
+    assert response.status_code == 200
+    policy = response.headers["content-security-policy"]
+    assert "'nonce-" in policy and policy != CONTENT_SECURITY_POLICY
+    assert response.headers["x-content-type-options"] == "nosniff"
+
+
+async def test_error_detail_only_in_debug() -> None:
+    quiet = await _get(_app(), "http://localhost/crash")
+    error = quiet.json()["error"]
+    assert set(error) == {"code", "message", "request_id"}
+    assert error["request_id"] == quiet.headers["x-request-id"]
+    assert "secret internals" not in quiet.text and "Traceback" not in quiet.text
+    loud = await _get(_app(debug=True), "http://localhost/crash")
+    assert "secret internals" in loud.json()["error"]["detail"]
+    _has_security_headers(loud)
+
+
+def test_the_client_address_is_the_one_our_proxy_saw() -> None:
+    from patone.web import client_ip
+
+    scope = {
+        "type": "http",
+        "client": ("10.0.0.2", 5000),
+        "headers": [(b"x-forwarded-for", b"1.2.3.4, 198.51.100.7")],  # 1.2.3.4: the client's claim
+    }
+    assert client_ip(scope) == "10.0.0.2"
+    assert client_ip(scope, trust_proxy=True) == "198.51.100.7"
