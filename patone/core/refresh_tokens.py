@@ -77,10 +77,11 @@ async def _store(
     subject: str,
     family: uuid.UUID,
     parent: int | None,
+    ttl: int = DEFAULT_TTL,
 ) -> TokenPair:
     """Issue an access token and a refresh token and store the latter (inside the caller's
     tenant transaction)."""
-    access = issue_token(secret, kind=kind, subject=subject, tenant=tenant.slug, ttl=DEFAULT_TTL)
+    access = issue_token(secret, kind=kind, subject=subject, tenant=tenant.slug, ttl=ttl)
     claims = verify_token(secret, access, audience="patone:tenant", tenant=tenant.slug)
     refresh = PREFIX + secrets.token_urlsafe(32)
     await engine.execute(
@@ -96,14 +97,19 @@ async def _store(
         claims.expires_at,
         REFRESH_TTL,
     )
-    return TokenPair(access, refresh, DEFAULT_TTL)
+    return TokenPair(access, refresh, ttl)
 
 
 async def issue_token_pair(
-    secret: str, tenant: TenantRef, user_id: int | str, *, kind: Kind = Kind.staff
+    secret: str,
+    tenant: TenantRef,
+    user_id: int | str,
+    *,
+    kind: Kind = Kind.staff,
+    ttl: int = DEFAULT_TTL,
 ) -> TokenPair:
-    """A new access token and the first refresh token of a new family, for a subject who just
-    signed in (a staff user by default; customers too)."""
+    """A new access token (valid `ttl` seconds) and the first refresh token of a new family,
+    for a subject who just signed in (a staff user by default; customers too)."""
     if kind not in _KINDS:
         raise ValueError("refresh tokens are for staff and customers")
     subject = str(user_id)
@@ -111,7 +117,7 @@ async def issue_token_pair(
         if not await _may_sign_in(kind, subject):
             raise InvalidGrant("the user does not exist or was deactivated")
         family = uuid.uuid4()
-        pair = await _store(secret, tenant, kind, subject, family, None)
+        pair = await _store(secret, tenant, kind, subject, family, None, ttl)
         await activity.record(
             _actor(kind, subject), kind.value, subject, "token.issued", None, {"family": family}
         )

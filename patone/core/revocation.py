@@ -58,8 +58,8 @@ async def revoke_access_token(tenant: TenantRef, claims: Claims) -> None:
 
 async def revoke_subject(tenant: str, kind: Kind, subject: str) -> None:
     """Refuse every token of this subject issued until now (sign out everywhere, a
-    deactivated user, a revoked partner client). A token issued later in the same second is
-    refused too: `iat` counts whole seconds, and refusing one too many is the safe side."""
+    deactivated user, a revoked partner client); tokens issued afterwards work (issue times
+    are compared to the millisecond)."""
     await get_redis().set(_subject_key(tenant, kind, subject), repr(time.time()), ex=MAX_TOKEN_TTL)
 
 

@@ -59,7 +59,7 @@ class Claims:
     token_id: str
     scopes: frozenset[str] = frozenset()
     allow_list_only: bool = False
-    issued_at: int = 0
+    issued_at: float = 0.0  # to the millisecond (revocation compares it with a cut-off)
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,8 @@ def issue_token(
     keyring.ensure_loaded()
     key = keyring.signing_key()
     assert key.private is not None  # signing_key() only returns keys it can open
-    now = int(time.time())
+    issued_ms = int(time.time() * 1000)
+    now = issued_ms // 1000
     claims: dict[str, object] = {
         "iss": ISSUER,
         "aud": PLATFORM_AUDIENCE if kind is Kind.operator else TENANT_AUDIENCE,
@@ -100,6 +101,9 @@ def issue_token(
         "iat": now,
         "exp": now + ttl,
         "jti": uuid.uuid4().hex,
+        # `iat` counts whole seconds; sign-out-everywhere must not refuse a token issued just
+        # after it in the same second.
+        "iat_ms": issued_ms,
     }
     if tenant is not None:
         claims["tenant"] = tenant
@@ -171,8 +175,16 @@ def _verify(secret: str, token: str, *, audience: str, tenant: str | None) -> Cl
         token_id=str(claims.get("jti", "")),
         scopes=frozenset(str(claims.get("scope", "")).split()),
         allow_list_only=claims.get("pq") == "allow_list",
-        issued_at=int(claims.get("iat", 0)),
+        issued_at=_issued_at(claims),
     )
+
+
+def _issued_at(claims: dict[str, object]) -> float:
+    precise = claims.get("iat_ms")
+    if isinstance(precise, int) and not isinstance(precise, bool):
+        return precise / 1000
+    iat = claims.get("iat")
+    return float(iat) if isinstance(iat, int | float) else 0.0
 
 
 class _UnknownKey(Exception):

@@ -105,3 +105,5 @@ async def test_signing_out_everywhere_revokes_every_token_of_the_user(
     assert not await revocation.is_revoked(bolt.slug, elsewhere)
     log, _ = await activity.list_activity(acme, SYSTEM, entity="staff", entity_id=str(user))
     assert log[0]["action"] == "token.revoked_all"
+    signed_in_again = await refresh_tokens.issue_token_pair(SECRET, acme, user)  # same second
+    assert not await revocation.is_revoked(acme.slug, _claims(acme, signed_in_again.access_token))
