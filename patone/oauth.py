@@ -4,7 +4,7 @@
   Basic or `client_id`/`client_secret` in the body, §2.3.1) and `refresh_token` for staff and
   customers (§6). Errors are RFC 6749 §5.2 JSON: `invalid_request`, `invalid_client` (401, with
   `WWW-Authenticate` when Basic was used), `invalid_grant`, `unsupported_grant_type`,
-  `invalid_scope`.
+  `invalid_scope`; 429 `rate_limited` with Retry-After past the caller's API budget.
 - `POST /oauth/revoke` (RFC 7009): revoke a refresh token (its whole sign-in) or an access token.
 - `GET /.well-known/jwks.json` (RFC 7517): the keys that verify our access tokens.
 
@@ -22,7 +22,7 @@ from urllib.parse import parse_qsl, unquote_plus
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from patone.core import api_clients, refresh_tokens, revocation
+from patone.core import api_clients, ratelimits, refresh_tokens, revocation
 from patone.core.errors import UserError
 from patone.core.signing_keys import keyring_for
 from patone.core.tokens import (
@@ -38,17 +38,22 @@ MAX_FORM = 8192
 
 
 class OAuthError(Exception):
-    def __init__(self, error: str, description: str, status: int = 400) -> None:
+    def __init__(
+        self, error: str, description: str, status: int = 400, retry_after: int | None = None
+    ) -> None:
         super().__init__(description)
         self.error = error
         self.description = description
         self.status = status
+        self.retry_after = retry_after
 
 
 def _oauth_error(error: OAuthError, *, basic: bool = False) -> JSONResponse:
     headers = dict(_NO_STORE)
     if error.status == 401:
         headers["WWW-Authenticate"] = 'Basic realm="patone"' if basic else "Basic"
+    if error.retry_after is not None:
+        headers["Retry-After"] = str(error.retry_after)
     return JSONResponse(
         {"error": error.error, "error_description": error.description},
         status_code=error.status,
@@ -111,8 +116,11 @@ async def _client_credentials(request: Request, form: dict[str, str]) -> dict[st
     client_id, secret = basic or (form.get("client_id", ""), form.get("client_secret", ""))
     refused = OAuthError("invalid_client", "unknown client or wrong secret", 401)
     tenant = await _client_tenant(request, client_id)
-    client = await api_clients.authenticate(tenant, client_id, secret) if tenant else None
-    if tenant is None or client is None:
+    if tenant is None:
+        raise refused
+    await _count(tenant, f"partner:{client_id}")
+    client = await api_clients.authenticate(tenant, client_id, secret)
+    if client is None:
         raise refused
     signing = request.app.state.signing_secret
     try:
@@ -129,6 +137,14 @@ async def _client_credentials(request: Request, form: dict[str, str]) -> dict[st
     }
 
 
+async def _count(tenant: TenantInfo, caller: str) -> None:
+    """A token request counts against the caller's and the company's API budget."""
+    try:
+        await ratelimits.check_api(tenant, caller=caller)
+    except ratelimits.RateLimited as error:
+        raise OAuthError("rate_limited", error.message, 429, error.retry_after) from None
+
+
 def _named_tenant(request: Request) -> TenantInfo:
     tenant: TenantInfo | None = getattr(request.state, "tenant", None)
     if tenant is None:
@@ -140,6 +156,7 @@ def _named_tenant(request: Request) -> TenantInfo:
 
 async def _refresh(request: Request, form: dict[str, str]) -> dict[str, Any]:
     tenant = _named_tenant(request)
+    await _count(tenant, f"ip:{request.client.host if request.client else 'unknown'}")
     token = form.get("refresh_token", "")
     if not token:
         raise OAuthError("invalid_request", "the refresh_token parameter is missing")

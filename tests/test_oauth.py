@@ -15,6 +15,7 @@ from patone.core.permissions import SYSTEM
 from patone.core.tokens import TENANT_AUDIENCE, Kind, verify_token
 from patone.settings import load_settings
 from patone.tenants.registry import TenantInfo
+from tests.conftest import MakePlan, MakeTenant
 
 SECRET = "oauth-test-secret"
 FORM = {"content-type": "application/x-www-form-urlencoded"}
@@ -207,3 +208,23 @@ async def test_revocation_endpoint_revokes_refresh_and_access_tokens(
         "/oauth/revoke", data={"token": "nonsense"}, headers={"X-Tenant": bolt.slug}
     )
     assert nonsense.status_code == 200  # RFC 7009: an invalid token is not an error
+
+
+async def test_token_requests_count_against_the_clients_api_budget(
+    client: httpx.AsyncClient, make_tenant: MakeTenant, make_plan: MakePlan
+) -> None:
+    plan = await make_plan(api_requests_per_minute=2, tenant_api_requests_per_minute=100)
+    acme = await make_tenant("acme", plan=plan)
+    bolt = await make_tenant("bolt", plan=plan)
+    mine, my_secret = await _partner(acme)
+    theirs, their_secret = await _partner(bolt)
+    grant = {"grant_type": "client_credentials"}
+    answers = [
+        (await _token(client, grant, _basic(mine["client_id"], my_secret))).status_code
+        for _ in range(3)
+    ]
+    assert answers == [200, 200, 429]
+    limited = await _token(client, grant, _basic(mine["client_id"], my_secret))
+    assert limited.json()["error"] == "rate_limited" and int(limited.headers["retry-after"]) > 0
+    other = await _token(client, grant, _basic(theirs["client_id"], their_secret))
+    assert other.status_code == 200  # another company's client has its own budget
