@@ -23,8 +23,7 @@ from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.types.unset import UnsetType
 
-from patone.core import ratelimits, revocation
-from patone.core.authentication import authenticate
+from patone.core import authentication, ratelimits, revocation
 from patone.core.errors import UserError
 from patone.core.permissions import Actor
 from patone.core.tokens import Claims, InvalidToken
@@ -107,7 +106,9 @@ class _Strawberry(GraphQL[Context, None]):
         raw = str(params.get("Authorization") or params.get("authorization") or "")
         token = raw.removeprefix("Bearer ").strip() or str(params.get("token") or "")
         try:
-            context.actor, claims = await authenticate(self.secret, context.tenant, token)
+            context.actor, claims = await authentication.authenticate(
+                self.secret, context.tenant, token
+            )
         except UserError as error:
             raise ConnectionRejectionError({"code": error.code, "message": error.message}) from None
         watcher = asyncio.get_running_loop().create_task(
@@ -171,13 +172,13 @@ class GraphQLApp:
             )
             return
         try:
-            state["actor"], _claims = await authenticate(self.secret, tenant, token.strip())
+            claims = authentication.verify(self.secret, tenant, token.strip())
+            # The plan's rate limit is counted while revocation and the role are checked.
+            limit = ratelimits.check_api(tenant, caller=authentication.caller(claims))
+            state["actor"] = await authentication.actor_for(tenant, claims, limit)
         except InvalidToken as error:
             await _error(401, error.code, error.message)(scope, receive, send)
             return
-        actor = state["actor"]
-        try:
-            await ratelimits.check_api(tenant, caller=f"{actor.kind}:{actor.id}")
         except ratelimits.RateLimited as error:
             headers = {"Retry-After": str(error.retry_after)}
             await _error(429, "RATE_LIMITED", error.message, headers)(scope, receive, send)
