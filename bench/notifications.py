@@ -450,17 +450,18 @@ def _machine_busy() -> float:
     return float(sum(t)) - float(t.idle + getattr(t, "iowait", 0.0))
 
 
-# Frames of the provider calls: what the SDK baseline measures (the plugins' own send_email and
-# send_sms, the SDKs under them, and the stdlib email package they build messages with).
+# Frames of the provider calls, as py-spy names their files (from their import root): what the
+# SDK baseline measures (the plugins' own send_email and send_sms, the SDKs under them, and the
+# stdlib email package they build messages with), wherever the event loop runs them.
 PROVIDER_FRAMES = (
-    "patone/plugins/builtin/email_smtp.py",
-    "patone/plugins/builtin/sms_twilio.py",
-    "site-packages/twilio/",
-    "site-packages/aiohttp/",
-    "site-packages/aiosmtplib/",
-    "site-packages/multidict/",
-    "site-packages/yarl/",
-    "/email/",
+    "(patone/plugins/builtin/email_smtp.py",
+    "(patone/plugins/builtin/sms_twilio.py",
+    "(twilio/",
+    "(aiohttp/",
+    "(aiosmtplib/",
+    "(multidict/",
+    "(yarl/",
+    "(email/",
 )
 # Leaf frames of a thread that waits rather than computes, should one be sampled holding the GIL.
 WAITING_LEAF = re.compile(r"^\S*(\.wait|\.select|sleep|Queue\.get|_read_from_socket) \(")
@@ -468,9 +469,10 @@ WAITING_LEAF = re.compile(r"^\S*(\.wait|\.select|sleep|Queue\.get|_read_from_soc
 
 class Sampler:
     """py-spy sampling the worker processes' stacks while they work (the thread holding the GIL,
-    that is the one running Python), for a second split of their CPU: the share of samples inside provider calls versus the rest, measured in the pipeline
-    itself rather than in a separate process (which misses what the SDKs cost under the
-    pipeline's own load: more connections, more tasks on one event loop)."""
+    that is the one running Python), for a second split of their CPU: the share of samples
+    inside provider calls versus the rest, measured in the pipeline itself rather than in a
+    separate process (which misses what the SDKs cost under the pipeline's own load: more
+    connections, more tasks on one event loop)."""
 
     def __init__(self, pids: Sequence[int], workdir: Path, rate: int) -> None:
         self.outputs = [workdir / f"samples_{pid}.txt" for pid in pids]

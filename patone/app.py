@@ -8,6 +8,7 @@ import html
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any
 
 from starlette.applications import Starlette
@@ -16,8 +17,11 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 
+from patone.admin_ui.csrf import derive_key
+from patone.admin_ui.guard import StaffPagesMiddleware, UiConfig, is_staff_page, not_found_page
+from patone.admin_ui.routes import routes as staff_page_routes
 from patone.auth_routes import auth_routes
-from patone.core import credentials, users
+from patone.core import credentials, two_factor, users
 from patone.core.db import engine
 from patone.core.demo import fill_demo_tenant
 from patone.core.errors import UserError
@@ -26,11 +30,13 @@ from patone.core.permissions import SYSTEM
 from patone.core.redis import close_redis, connect_redis, get_redis
 from patone.core.relay import Relay
 from patone.core.scheduler import Scheduler
+from patone.core.sessions import Lifetimes
 from patone.core.signing_keys import keyring_for
 from patone.core.worker import ACTOR_MODULES, import_actor_modules, start_in_process_worker
 from patone.embedded import EmbeddedServices
 from patone.graphql.app import GraphQLApp
 from patone.graphql.graphiql import static_files
+from patone.graphql.platform_api import platform_routes
 from patone.log import configure_logging
 from patone.oauth import jwks, revoke_endpoint, token_endpoint
 from patone.plugins import config as plugins
@@ -180,6 +186,8 @@ async def _user_error(request: Request, exc: Exception) -> Response:
 
 
 async def _not_found(request: Request, exc: Exception) -> Response:
+    if is_staff_page(request.url.path) and _tenant(request) is not None:
+        return not_found_page(request)
     return error_response(404, "not_found", f"Nothing at {request.url.path}.")
 
 
@@ -279,14 +287,23 @@ def create_app(
                     log.exception("shutdown step failed", extra={"step": name})
 
     secret = settings.resolved_secret_key()
+    two_factor.configure(secret, settings.secret_key_fallbacks)
     graphql = GraphQLApp(secret)
+    staff_pages = UiConfig(
+        csrf_key=derive_key(secret),
+        lifetimes=Lifetimes(
+            idle=timedelta(seconds=settings.session_idle_timeout),
+            absolute=timedelta(seconds=settings.session_max_age),
+        ),
+        secure_cookies=settings.session_cookie_secure,
+    )
     web = Starlette(
         debug=False,
         routes=[
             Route("/healthz", healthz),
             Route("/", home),
             Route("/api/tenant", tenant_info),
-            *auth_routes(settings.resolved_secret_key()),
+            *auth_routes(secret),
             Route("/files/{key:path}", storage_local.serve),
             Route("/.well-known/jwks.json", jwks),
             Route("/oauth/token", token_endpoint, methods=["POST"]),
@@ -295,12 +312,15 @@ def create_app(
             WebSocketRoute("/graphql", graphql),
             Mount("/graphql/static", app=static_files()),
             *portal_sign_in.routes(secret, trust_proxy=settings.trust_proxy_headers),
+            *platform_routes(secret, settings.tenant_delete_grace_days),
+            *staff_page_routes(),
             *plugin_routes(),
         ],
         middleware=[
             Middleware(SecurityHeadersMiddleware, trust_proxy=settings.trust_proxy_headers),
             Middleware(RequestContextMiddleware, debug=settings.debug),
             Middleware(TenantMiddleware, base_domain=settings.base_domain, cache=tenant_cache),
+            Middleware(StaffPagesMiddleware, config=staff_pages),
         ],
         exception_handlers={UserError: _user_error, 404: _not_found},
         lifespan=lifespan,

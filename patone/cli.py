@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from patone.core import credentials, documents
+from patone.core import credentials, documents, two_factor
 from patone.core.db import engine
 from patone.core.errors import NotFound, UserError
 from patone.core.permissions import SYSTEM
@@ -50,6 +50,10 @@ keys_app = typer.Typer(help="The keys that sign access tokens.", no_args_is_help
 app.add_typer(keys_app, name="keys")
 clients_app = typer.Typer(help="Partners' API clients (OAuth2).", no_args_is_help=True)
 app.add_typer(clients_app, name="clients")
+operators_app = typer.Typer(
+    help="Platform operators (they run tenants; two-factor always on).", no_args_is_help=True
+)
+app.add_typer(operators_app, name="operators")
 
 console = Console()
 err = Console(stderr=True, soft_wrap=True)
@@ -332,6 +336,12 @@ def tenants_resume(slug: str) -> None:
     _print_tenant(run_with_database(lambda: provisioning.resume_tenant(slug)))
 
 
+@tenants_app.command("change-plan")
+def tenants_change_plan(slug: str, plan: Annotated[str, typer.Option(help="Plan name.")]) -> None:
+    """Move a tenant to another plan of the catalogue."""
+    _print_tenant(run_with_database(lambda: provisioning.change_plan(slug, plan)))
+
+
 @tenants_app.command("delete")
 def tenants_delete(
     slug: str, reason: Annotated[str, typer.Option(help="Why, for the record.")] = ""
@@ -580,6 +590,43 @@ def plugins_rotate_secrets(
         err.print(f"[red]{slug}[/red]: {error}", highlight=False)
     if failures:
         raise typer.Exit(1)
+
+
+OPERATOR_PASSWORD_ENV = "PATONE_OPERATOR_PASSWORD"  # noqa: S105 (a variable's name)
+
+
+@operators_app.command("create")
+def operators_create(
+    email: Annotated[str, typer.Option(help="Their email address (they sign in with it).")],
+    name: Annotated[str, typer.Option(help="Their name.")],
+) -> None:
+    """Add a platform operator. The password is asked twice (or read from
+    PATONE_OPERATOR_PASSWORD, for scripts); prints the two-factor QR code and recovery codes."""
+    import os
+
+    import segno
+
+    from patone.tenants.operators import create_operator
+
+    settings = _settings()
+    password = os.environ.get(OPERATOR_PASSWORD_ENV) or typer.prompt(
+        "Password", hide_input=True, confirmation_prompt=True
+    )
+    two_factor.configure(settings.resolved_secret_key(), settings.secret_key_fallbacks)
+    created = run_with_database(lambda: create_operator(email, name, password), settings)
+    console.print(
+        f"Operator {created.operator.email} ({created.operator.name}) created.", highlight=False
+    )
+    console.print(
+        "\nTwo-factor is always on for operators. Scan this QR code with an authenticator app:"
+    )
+    segno.make(created.otpauth_uri, error="m").terminal(compact=True)
+    console.print(
+        f"or add it by hand: {created.otpauth_uri}", highlight=False, markup=False, soft_wrap=True
+    )
+    console.print("\nRecovery codes (each works once; keep them somewhere safe):")
+    for code in created.recovery_codes:
+        console.print(f"  {code}", highlight=False)
 
 
 @app.command("schema")

@@ -96,8 +96,21 @@ class Settings(BaseSettings):
     tenant_delete_grace_days: int = Field(
         30, ge=0, description="Days a deleted tenant can be restored before purge."
     )
+    session_idle_timeout: int = Field(
+        12 * 3600, ge=60, description="Seconds a staff session lasts without a request."
+    )
+    session_max_age: int = Field(
+        7 * 86400, ge=60, description="Seconds a staff session lasts at most, however busy."
+    )
+    session_cookie_secure: bool | None = Field(
+        None,
+        description="Mark session cookies Secure; empty: when the request came over HTTPS "
+        "(set true behind a TLS-terminating proxy that does not forward the scheme).",
+    )
 
-    @field_validator("database_url", "redis_url", "secret_key", mode="before")
+    @field_validator(
+        "database_url", "redis_url", "secret_key", "session_cookie_secure", mode="before"
+    )
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if value == "" else value

@@ -187,3 +187,21 @@ async def test_clients_create_prints_a_working_secret_once(make_tenant: MakeTena
         "clients", "create", "--tenant", acme.slug, "--name", "X", "--scope", "everything"
     )
     assert wrong.returncode == 1 and "(scopes)" in wrong.stderr and "everything" in wrong.stderr
+
+
+def test_tenants_change_plan_from_the_command_line() -> None:
+    slug = unique_slug("plan")
+    assert (
+        patone(
+            "tenants", "create", slug, "--plan", "free", "--admin-email", "a@example.com"
+        ).returncode
+        == 0
+    )
+    try:
+        changed = patone("tenants", "change-plan", slug, "--plan", "enterprise")
+        assert changed.returncode == 0 and "plan=enterprise" in changed.stdout
+        unknown = patone("tenants", "change-plan", slug, "--plan", "platinum")
+        assert unknown.returncode == 1 and "error (plan):" in unknown.stderr
+    finally:
+        patone("tenants", "delete", slug)
+        patone("tenants", "purge", slug, "--force")

@@ -40,7 +40,7 @@ ACTIVATION_DELAY = 2 * REFRESH_INTERVAL
 KEY_LIFETIME = 30 * 24 * 3600  # the periodic job rotates a key this old
 _MISS_RELOAD_GAP = 5.0  # an unknown kid reloads the keyring at most this often
 _LOCK = 0x70746E6B6579  # serialises bootstrap and rotation between processes
-_PURPOSE = b"patone token signing keys v1"
+_PURPOSE = "patone token signing keys v1"
 
 _COLUMNS = "kid, public_jwk, private_jwk, created_at, active_from, verify_until"
 

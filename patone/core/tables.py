@@ -296,3 +296,25 @@ class PluginConfig(Table, tablename="plugin_configs", db=engine):
     enabled = Boolean(default=False)
     config = JSONB(default={})
     updated_at = Timestamptz()
+
+
+class UserTwoFactor(Table, tablename="user_two_factor", db=engine):
+    """A staff user's TOTP secret (sealed), active once confirmed; `last_step` refuses replays."""
+
+    user = ForeignKey(
+        references=User, on_delete=OnDelete.cascade, primary_key=True, db_column_name="user_id"
+    )
+    secret = JSONB()
+    confirmed_at = Timestamptz(null=True, default=None)
+    last_step = BigInt(null=True, default=None)
+    created_at = Timestamptz()
+    updated_at = Timestamptz()
+
+
+class UserRecoveryCode(Table, tablename="user_recovery_codes", db=engine):
+    """A one-time recovery code, stored as its SHA-256; `used_at` is set when it is spent."""
+
+    user = ForeignKey(references=User, on_delete=OnDelete.cascade, db_column_name="user_id")
+    code_hash = Varchar(length=64)
+    used_at = Timestamptz(null=True, default=None)
+    created_at = Timestamptz()

@@ -140,3 +140,11 @@ async def actor_for_user(tenant: TenantRef, user_id: int) -> Actor:
         permissions=frozenset(row["permissions"]),
         driver_id=row["driver_id"],
     )
+
+
+async def own_profile(tenant: TenantRef, actor: Actor) -> Row:
+    """The signed-in user's own record (no permission needed to see oneself)."""
+    if actor.kind != "user":
+        raise NotFound("not_found", "only staff users have a profile", "user_id")
+    async with tenant_transaction(tenant):
+        return await _user(int(actor.id))

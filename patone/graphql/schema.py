@@ -38,6 +38,7 @@ from patone.graphql.plugins import PluginMutations, PluginQueries
 from patone.graphql.push import PushMutations, PushQueries
 from patone.graphql.requests import RequestMutations, RequestQueries
 from patone.graphql.subscriptions import Subscription
+from patone.graphql.two_factor import TwoFactorMutations, TwoFactorQueries
 from patone.graphql.types import Customer, Driver, Node, ServiceRequest, ServiceType, User
 from patone.graphql.webhooks import WebhookMutations, WebhookQueries
 from patone.plugins.manager import PluginManager
@@ -108,6 +109,7 @@ def build_schema(*, third_party: bool = True) -> strawberry.Schema:
             NotificationQueries,
             WebhookQueries,
             ApiClientQueries,
+            TwoFactorQueries,
             *plugin_queries,
         ),
     )
@@ -124,6 +126,7 @@ def build_schema(*, third_party: bool = True) -> strawberry.Schema:
             NotificationMutations,
             WebhookMutations,
             ApiClientMutations,
+            TwoFactorMutations,
             *plugin_mutations,
         ),
     )

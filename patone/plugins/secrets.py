@@ -1,8 +1,11 @@
-"""Plugin secrets at rest: encrypted with a key derived from SECRET_KEY, rotatable.
+"""Secrets at rest: encrypted with a key derived from SECRET_KEY, rotatable.
 
 A secret field is stored as {"$encrypted": "<Fernet token>"}. Decryption tries the current key
 and then each of SECRET_KEY_FALLBACKS, so a new SECRET_KEY can be rolled out first and
 `patone plugins rotate-secrets` then re-encrypts every tenant's secrets under it.
+
+Each use has its own `purpose` (plugin settings, two-factor secrets ...), from which its key is
+derived: a value sealed for one purpose cannot be opened as another's.
 """
 
 from __future__ import annotations
@@ -18,21 +21,19 @@ MARKER = "$encrypted"
 MASK = "********"
 
 
-PLUGIN_SECRETS = b"patone plugin secrets v1"
+PLUGIN_SECRETS = "patone plugin secrets v1"
 
 
-def _fernet(secret: str, purpose: bytes) -> Fernet:
-    digest = hashlib.sha256(purpose + b"\x00" + secret.encode()).digest()
+def _fernet(secret: str, purpose: str) -> Fernet:
+    digest = hashlib.sha256(purpose.encode() + b"\x00" + secret.encode()).digest()
     return Fernet(base64.urlsafe_b64encode(digest))
 
 
 class SecretBox:
-    """Seals values with a key derived from SECRET_KEY for one `purpose` (each use of the
-    server key gets its own derived key)."""
-
     def __init__(
-        self, secret: str, fallbacks: Sequence[str] = (), *, purpose: bytes = PLUGIN_SECRETS
+        self, secret: str, fallbacks: Sequence[str] = (), *, purpose: str = PLUGIN_SECRETS
     ) -> None:
+        self.purpose = purpose
         self._current = _fernet(secret, purpose)
         self._all = MultiFernet([self._current, *(_fernet(s, purpose) for s in fallbacks)])
 
@@ -44,7 +45,9 @@ class SecretBox:
             try:
                 return self._all.decrypt(stored[MARKER].encode()).decode()
             except InvalidToken:
-                raise ValueError("a plugin secret cannot be decrypted with SECRET_KEY") from None
+                raise ValueError(
+                    f"a secret ({self.purpose}) cannot be decrypted with SECRET_KEY"
+                ) from None
         return stored
 
     def rotate(self, stored: Any) -> Any:

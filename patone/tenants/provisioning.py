@@ -233,6 +233,23 @@ async def resume_tenant(slug: str) -> TenantInfo:
     return await _set_status(slug, "active", "")
 
 
+async def change_plan(slug: str, plan: str) -> TenantInfo:
+    """Move a tenant to another plan of the catalogue; its limits follow the new plan."""
+    tenant = await _require(slug)
+    if tenant.status == "deleted":
+        raise UserError("deleted", f"tenant {slug!r} is deleted; restore it first", field="slug")
+    try:
+        await engine.execute(
+            "UPDATE platform.tenants SET plan = $2, updated_at = now() WHERE slug = $1", slug, plan
+        )
+    except asyncpg.ForeignKeyViolationError:
+        raise UserError("unknown", f"plan {plan!r} does not exist", field="plan") from None
+    await announce_change(slug)
+    updated = await get_tenant(slug)
+    assert updated is not None
+    return updated
+
+
 async def delete_tenant(slug: str, grace_days: int = 30, reason: str = "") -> TenantInfo:
     """Soft-delete: the tenant stops resolving; data stays until purged after the grace period."""
     tenant = await _require(slug)

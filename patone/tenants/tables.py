@@ -8,6 +8,7 @@ from piccolo.columns import (
     JSONB,
     UUID,
     Array,
+    BigInt,
     Boolean,
     ForeignKey,
     Integer,
@@ -95,4 +96,32 @@ class OAuthClientIndex(Table, tablename="oauth_clients", schema="platform", db=e
 
     client_id = Varchar(length=64, primary_key=True)
     tenant = ForeignKey(references=Tenant, on_delete=OnDelete.cascade, index=True)
+
+
+class Operator(Table, tablename="operators", schema="platform", db=engine):
+    """A platform operator: signs in with a password and a TOTP code (always on)."""
+
+    email = Varchar(length=254, unique=True)
+    name = Varchar(length=200)
+    password_hash = Text()
+    totp_secret = JSONB()  # sealed (patone.core.two_factor.secret_box)
+    last_step = BigInt(null=True, default=None)  # the last accepted TOTP step: no replays
+    recovery_codes = Array(base_column=Varchar(length=64), default=list)  # SHA-256 hashes
+    active = Boolean(default=True)
+    created_at = Timestamptz()
+    updated_at = Timestamptz()
+
+
+class OperatorActivity(Table, tablename="operator_activity", schema="platform", db=engine):
+    """What operators did (tenants created, suspended ...) and every sign-in and failure."""
+
+    operator = ForeignKey(
+        references=Operator, on_delete=OnDelete.set_null, null=True, db_column_name="operator_id"
+    )
+    email = Varchar(length=254, default="")
+    action = Varchar(length=60)
+    entity = Varchar(length=40, default="")
+    entity_id = Varchar(length=64, default="")
+    detail = JSONB(null=True, default=None)
+    ip = Varchar(length=64, default="")
     created_at = Timestamptz()

@@ -1,0 +1,22 @@
+"""`/admin/`: the signed-in home. The dispatch board replaces it with issue 9."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from patone.admin_ui.guard import current_actor
+from patone.admin_ui.render import page
+from patone.core import users
+from patone.core.permissions import ROLES
+
+
+async def home(request: Request) -> Response:
+    actor = current_actor(request)
+    user = await users.own_profile(request.state.tenant, actor)
+    role = user["role"]
+    return page(
+        request,
+        "home.html",
+        {"title": "Home", "user": user, "role_title": ROLES.get(role, role)},
+    )
