@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -135,6 +136,10 @@ async def test_token_endpoint_errors_follow_rfc_6749(
 
     await api_clients.revoke_client(acme, SYSTEM, row["id"])
     await error(await _token(client, grant, _basic(cid, secret)), 401, "invalid_client")
+    log, _ = await activity.list_activity(acme, SYSTEM, entity="api_client")
+    refusals = [json.loads(e["after"])["reason"] for e in log if e["action"] == "token.refused"]
+    assert refusals == ["revoked client", "wrong secret", "wrong secret"]
+    assert (await activity.list_activity(bolt, SYSTEM))[0] == []
 
 
 async def test_revoking_a_client_refuses_the_tokens_it_already_holds(

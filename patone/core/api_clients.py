@@ -156,17 +156,31 @@ async def tenant_slug_of(client_id: str) -> str | None:
 
 
 async def authenticate(tenant: TenantInfo, client_id: str, secret: str) -> dict[str, Any] | None:
-    """The client's row if `secret` is its secret and it is not revoked; else None. Costs the
-    same whether or not the client exists."""
+    """The client's row if `secret` is its secret and it is not revoked; else None (a known
+    client's refusal is logged). The secret check costs the same whether or not the client
+    exists."""
     async with tenant_transaction(tenant):
         rows = await engine.fetch(
             f"SELECT {COLUMNS}, secret_hash FROM api_clients WHERE client_id = $1", client_id
         )
     stored = rows[0]["secret_hash"] if rows else _hash("")
     matches = hmac.compare_digest(stored, _hash(secret))
-    if not rows or not matches or rows[0]["revoked_at"] is not None:
+    if not rows:
         return None
-    return dict(rows[0])
+    client = dict(rows[0])
+    del client["secret_hash"]
+    if not matches or client["revoked_at"] is not None:
+        async with tenant_transaction(tenant):
+            await activity.record(
+                Actor(kind="partner", id=client_id),
+                "api_client",
+                client["id"],
+                "token.refused",
+                None,
+                {"reason": "revoked client" if matches else "wrong secret"},
+            )
+        return None
+    return client
 
 
 async def issue_client_token(

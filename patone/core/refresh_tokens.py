@@ -139,10 +139,43 @@ async def _revoke_family(tenant: TenantRef, family: uuid.UUID) -> int:
     return len(rows)
 
 
+async def _refusal(tenant: TenantRef, row: Any, kind: Kind) -> str | None:
+    """Why this stored token cannot be used, logged in the activity log (a reuse revokes its
+    family first); None when it can."""
+    actor = _actor(kind, row["subject"])
+    if row["used_at"] is not None and row["revoked_at"] is None:
+        revoked = await _revoke_family(tenant, row["family"])
+        await activity.record(
+            actor,
+            kind.value,
+            row["subject"],
+            "token.reuse_detected",
+            None,
+            {"family": row["family"], "revoked": revoked},
+        )
+        return "the refresh token was already used: every token of its sign-in is revoked"
+    if row["revoked_at"] is not None:
+        reason = "the refresh token was revoked: sign in again"
+    elif row["expires_at"] < datetime.now(row["expires_at"].tzinfo):
+        reason = "the refresh token has expired: sign in again"
+    elif not await _may_sign_in(kind, row["subject"]):
+        reason = "the user no longer exists or was deactivated"
+    else:
+        return None
+    await activity.record(
+        actor,
+        kind.value,
+        row["subject"],
+        "token.refresh_refused",
+        None,
+        {"family": row["family"], "reason": reason},
+    )
+    return reason
+
+
 async def refresh(secret: str, tenant: TenantRef, refresh_token: str) -> TokenPair:
-    """Exchange a refresh token for a new pair; `InvalidGrant` when it cannot be used, and
-    reuse of a used token revokes its family."""
-    reused = False
+    """Exchange a refresh token for a new pair; `InvalidGrant` when it cannot be used (the
+    refusal is logged and kept: a reuse revokes the token's whole family)."""
     async with tenant_transaction(tenant):
         rows = await engine.fetch(
             "SELECT id, family, subject_kind, subject, used_at, revoked_at, expires_at "
@@ -153,41 +186,22 @@ async def refresh(secret: str, tenant: TenantRef, refresh_token: str) -> TokenPa
             raise InvalidGrant("the refresh token is not known")
         row = rows[0]
         kind = Kind(row["subject_kind"])
-        actor = _actor(kind, row["subject"])
-        if row["revoked_at"] is not None:
-            raise InvalidGrant("the refresh token was revoked: sign in again")
-        if row["used_at"] is not None:
-            revoked = await _revoke_family(tenant, row["family"])
-            await activity.record(
-                actor,
-                kind.value,
-                row["subject"],
-                "token.reuse_detected",
-                None,
-                {"family": row["family"], "revoked": revoked},
-            )
-            reused = True
-        elif row["expires_at"] < datetime.now(row["expires_at"].tzinfo):
-            raise InvalidGrant("the refresh token has expired: sign in again")
-        else:
-            if not await _may_sign_in(kind, row["subject"]):
-                raise InvalidGrant("the user no longer exists or was deactivated")
+        refused = await _refusal(tenant, row, kind)
+        if refused is None:
             await engine.execute(
                 "UPDATE refresh_tokens SET used_at = now() WHERE id = $1", row["id"]
             )
             pair = await _store(secret, tenant, kind, row["subject"], row["family"], row["id"])
             await activity.record(
-                actor,
+                _actor(kind, row["subject"]),
                 kind.value,
                 row["subject"],
                 "token.refreshed",
                 None,
                 {"family": row["family"]},
             )
-    if reused:
-        raise InvalidGrant(
-            "the refresh token was already used: every token of its sign-in is revoked"
-        )
+    if refused is not None:
+        raise InvalidGrant(refused)
     return pair
 
 

@@ -65,6 +65,10 @@ async def test_reusing_a_used_token_revokes_the_whole_family(
     log, _ = await activity.list_activity(acme, SYSTEM, entity="staff", entity_id=str(user))
     reuse = [e for e in log if e["action"] == "token.reuse_detected"]
     assert len(reuse) == 1 and json.loads(reuse[0]["after"])["revoked"] == 3
+    refused = [e for e in log if e["action"] == "token.refresh_refused"]
+    assert [json.loads(e["after"])["reason"] for e in refused] == [
+        "the refresh token was revoked: sign in again"
+    ]
 
 
 async def test_a_deactivated_user_cannot_refresh(
@@ -104,6 +108,10 @@ async def test_signing_out_everywhere_revokes_every_token_of_the_user(
     elsewhere = _claims(bolt, same_id_elsewhere.access_token)
     assert not await revocation.is_revoked(bolt.slug, elsewhere)
     log, _ = await activity.list_activity(acme, SYSTEM, entity="staff", entity_id=str(user))
-    assert log[0]["action"] == "token.revoked_all"
+    assert [e["action"] for e in log][:3] == [
+        "token.refresh_refused",  # the laptop's refresh, after
+        "token.refresh_refused",  # the phone's,
+        "token.revoked_all",  # the sign-out everywhere
+    ]
     signed_in_again = await refresh_tokens.issue_token_pair(SECRET, acme, user)  # same second
     assert not await revocation.is_revoked(acme.slug, _claims(acme, signed_in_again.access_token))
