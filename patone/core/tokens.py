@@ -27,6 +27,7 @@ from patone.core.signing_keys import ALGORITHM, MAX_TOKEN_TTL, keyring_for
 
 ISSUER = "patone"
 DEFAULT_TTL = 15 * 60
+CLOCK_LEEWAY = 5  # seconds
 
 
 class InvalidToken(UserError):
@@ -192,7 +193,10 @@ class _UnknownKey(Exception):
 
 
 def _registry(audience: str) -> jwt.JWTClaimsRegistry:
+    # Servers' clocks differ a little: a token issued on one must not be "from the future" on
+    # another, nor expire there early.
     return jwt.JWTClaimsRegistry(
+        leeway=CLOCK_LEEWAY,
         iss={"essential": True, "value": ISSUER},
         aud={"essential": True, "value": audience},
         sub={"essential": True},

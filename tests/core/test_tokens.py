@@ -14,6 +14,7 @@ from patone.core.db import engine
 from patone.core.scheduler import registered
 from patone.core.signing_keys import keyring_for, rotate, rotate_if_due, rotate_when_due
 from patone.core.tokens import (
+    CLOCK_LEEWAY,
     PLATFORM_AUDIENCE,
     TENANT_AUDIENCE,
     InvalidToken,
@@ -87,9 +88,21 @@ async def test_expired_and_wrong_audience_tokens_are_refused(
     two_tenants: tuple[TenantInfo, TenantInfo],
 ) -> None:
     acme, bolt = two_tenants
-    expired = issue_token(SECRET, kind=Kind.staff, subject="7", tenant=acme.slug, ttl=1)
-    time.sleep(2.1)  # joserfc allows no leeway by default
+    genuine = _staff(acme)
+    header, claims = token_parts(genuine)
+    key = keyring_for(SECRET).signing_key()
+    assert header["kid"] == key.kid
+    now = int(time.time())
+    expired = forged_token(
+        {**claims, "iat": now - 120, "exp": now - CLOCK_LEEWAY - 1}, header=header, key=key.private
+    )
     assert "expired" in _refused(expired, acme)
+    from_the_future = forged_token(
+        {**claims, "iat": now + CLOCK_LEEWAY + 60}, header=header, key=key.private
+    )
+    assert "future" in _refused(from_the_future, acme)
+    a_little_skewed = forged_token({**claims, "iat": now + 2}, header=header, key=key.private)
+    assert verify_token(SECRET, a_little_skewed, audience=TENANT_AUDIENCE, tenant=acme.slug)
     operator = issue_token(SECRET, kind=Kind.operator, subject="op", tenant=None)
     assert "aud" in _refused(operator, acme)
     assert "aud" in _refused(_staff(bolt), bolt, audience=PLATFORM_AUDIENCE)
