@@ -4,8 +4,9 @@ All are POSTs on a company's host (or with X-Tenant), bodies and answers in JSON
 project's shape (`web.error_response`):
 
 - `/auth/sign-in` {"email", "password"} -> {"access_token", "token_type": "Bearer",
-  "expires_in", "must_change_password"}; 401 "the email or password is wrong" for every failure;
-  429 with Retry-After while the account is locked.
+  "expires_in", "refresh_token", "must_change_password"} (the refresh token is spent at
+  `POST /oauth/token`, grant_type=refresh_token); 401 "the email or password is wrong" for
+  every failure; 429 with Retry-After while the account is locked.
 - `/auth/setup` {"token", "password"} -> {"status": "password_set"}
 - `/auth/reset-password` {"email"} -> 202 always (a malformed address excepted)
 - `/auth/reset-password/confirm` {"token", "password"} -> {"status": "password_set"}
@@ -23,11 +24,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from patone.core import credentials
+from patone.core import credentials, refresh_tokens
+from patone.core.authentication import authenticate
 from patone.core.errors import UserError
 from patone.core.inputs import parse
-from patone.core.tokens import DEFAULT_TTL, InvalidToken, Kind, issue_token, verify_access_token
-from patone.core.users import actor_for_user
+from patone.core.tokens import DEFAULT_TTL, InvalidToken
 from patone.tenants.registry import TenantInfo
 from patone.web import error_response, user_error_response
 
@@ -97,16 +98,9 @@ def auth_routes(secret: str, access_ttl: int = DEFAULT_TTL) -> list[Route]:
         who = await credentials.authenticate(
             tenant, given.email, given.password, ip=_client_ip(request)
         )
-        token = issue_token(
-            secret, kind=Kind.staff, subject=str(who.user_id), tenant=tenant.slug, ttl=access_ttl
-        )
+        pair = await refresh_tokens.issue_token_pair(secret, tenant, who.user_id, ttl=access_ttl)
         return JSONResponse(
-            {
-                "access_token": token,
-                "token_type": "Bearer",
-                "expires_in": access_ttl,
-                "must_change_password": who.must_change_password,
-            },
+            {**pair.as_dict(), "must_change_password": who.must_change_password},
             headers={"Cache-Control": "no-store"},
         )
 
@@ -137,10 +131,11 @@ def auth_routes(secret: str, access_ttl: int = DEFAULT_TTL) -> list[Route]:
         if scheme.lower() != "bearer" or not token.strip():
             return error_response(401, "unauthenticated", "Sign in: send an access token.")
         try:
-            claims = verify_access_token(secret, token.strip(), tenant=tenant.slug)
+            actor, _claims = await authenticate(secret, tenant, token.strip())
         except InvalidToken as error:
             return user_error_response(error)
-        actor = await actor_for_user(tenant, claims.user_id)
+        if actor.kind != "user":
+            return error_response(403, "forbidden", "Only staff users have a password.")
         given = parse(ChangeBody, body)
         await credentials.change_password(tenant, actor, given.current_password, given.password)
         return JSONResponse({"status": "password_changed"})

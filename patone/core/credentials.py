@@ -26,9 +26,8 @@ second factor, a session, an access token).
 **Reset by email**: `request_reset` only queues `send_password_reset`, so the caller's answer and
 its time are the same whether or not the address has an account. The job creates a 1-hour
 single-use token and emails `{base_url}/reset-password/{token}` through the company's email
-provider (the plugins' `send_email` hook). `reset_password` sets the new password and clears the
-lockout; it does not yet revoke sessions or refresh tokens (those arrive with the identity
-issue's session and refresh-token parts).
+provider (the plugins' `send_email` hook). `reset_password` sets the new password, clears the
+lockout and revokes the user's refresh and access tokens (`refresh_tokens.revoke_all`).
 """
 
 from __future__ import annotations
@@ -54,6 +53,8 @@ from patone.core.jobs import current_job, tenant_actor
 from patone.core.passwords import MAX_LENGTH, check_policy, hash_password_async, verify_async
 from patone.core.permissions import SYSTEM, Actor, require
 from patone.core.redis import get_redis, tenant_key
+from patone.core.refresh_tokens import revoke_all
+from patone.core.tokens import Kind
 from patone.plugins import config as plugins
 from patone.plugins.types import EmailMessage
 from patone.tenants.isolation import TenantRef, tenant_transaction
@@ -291,9 +292,11 @@ async def complete_setup(tenant: TenantRef, token: str, password: str) -> int:
 
 
 async def reset_password(tenant: TenantRef, token: str, new_password: str) -> int:
-    """Set a new password through a reset link (single use); clears any lockout. Sessions
-    and refresh tokens are not revoked yet (they do not exist yet). Returns the user's id."""
-    return await _redeem(tenant, token, Purpose.reset, new_password)
+    """Set a new password through a reset link (single use); clears any lockout and signs
+    the user out everywhere (refresh and access tokens). Returns the user's id."""
+    user_id = await _redeem(tenant, token, Purpose.reset, new_password)
+    await revoke_all(tenant, Actor(kind="user", id=str(user_id)), Kind.staff, str(user_id))
+    return user_id
 
 
 async def _redeem(tenant: TenantRef, token: str, purpose: Purpose, password: str) -> int:
