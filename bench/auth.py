@@ -18,7 +18,9 @@ time), so the figures are CPU and round trips, not network:
    token, no checks);
 2. partner: the same with a partner's access token: signature (ES256, in-memory keyring; a token
    seen before is remembered), revocation (one Redis MGET) and the plan's rate limit;
-3. staff: the same with a staff user's token, which also reads the user's role from the tenant.
+3. staff: the same with a staff user's token, whose role comes from the process's actor cache
+   (re-read from the tenant after any change to its users, roles or drivers; the version that
+   says so travels in the revocation MGET).
 
 Then the parts alone: a token's first verification (signature), a remembered one, the
 revocation check, and the sign-in password check with the chosen argon2id parameters.
@@ -223,10 +225,10 @@ async def measure(args: argparse.Namespace, console: Console, dsn: str) -> dict[
             f"t={HASHER.time_cost} m={HASHER.memory_cost} KiB p={HASHER.parallelism}",
         )
 
-        ok = added_partner < GOAL_MS
+        ok = max(added_partner, added_staff) < GOAL_MS
         console.print(
             f"\nsummary: added per authenticated request p50: partner {added_partner:.3f} ms, "
-            f"staff {added_staff:.3f} ms; goal < {GOAL_MS} ms (partner) {verdict(ok)}",
+            f"staff {added_staff:.3f} ms; goal < {GOAL_MS} ms (both) {verdict(ok)}",
             highlight=False,
         )
         for slug in slugs:

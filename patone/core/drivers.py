@@ -14,6 +14,7 @@ from patone.core.inputs import Input, Latitude, Longitude, Name, Phone, parse
 from patone.core.permissions import Actor, require
 from patone.core.rows import insert_row, row_by_id, update_row
 from patone.core.tables import DriverStatus
+from patone.core.users import actors_changed
 from patone.tenants.isolation import TenantRef, tenant_transaction
 
 Row = dict[str, Any]
@@ -101,6 +102,8 @@ async def create_driver(tenant: TenantRef, actor: Actor, data: Any) -> Row:
         )
         created = await _driver(driver_id)
         await record(actor, "driver", created["id"], "driver.created", None, created)
+    if driver.user_id is not None:  # that user now acts as this driver
+        await actors_changed(tenant)
     return created
 
 
@@ -146,7 +149,7 @@ async def set_position(tenant: TenantRef, actor: Actor, driver_id: int, data: An
 async def archive_driver(tenant: TenantRef, actor: Actor, driver_id: int) -> Row:
     require(actor, "drivers.manage")
     async with tenant_transaction(tenant):
-        return await audited_update(
+        archived = await audited_update(
             actor,
             "driver",
             "drivers",
@@ -155,6 +158,9 @@ async def archive_driver(tenant: TenantRef, actor: Actor, driver_id: int) -> Row
             "driver.archived",
             _driver,
         )
+    if archived["user"] is not None:  # their user no longer acts as this driver
+        await actors_changed(tenant)
+    return archived
 
 
 async def add_shift(tenant: TenantRef, actor: Actor, driver_id: int, data: Any) -> Row:

@@ -10,6 +10,7 @@ tenant takes them along.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from patone.core import activity
 from patone.core.permissions import Actor
@@ -63,14 +64,24 @@ async def revoke_subject(tenant: str, kind: Kind, subject: str) -> None:
     await get_redis().set(_subject_key(tenant, kind, subject), repr(time.time()), ex=MAX_TOKEN_TTL)
 
 
-async def is_revoked(tenant: str, claims: Claims) -> bool:
-    token, cutoff = await get_redis().mget(
-        _token_key(tenant, claims.token_id), _subject_key(tenant, claims.kind, claims.subject)
+async def _read(tenant: str, claims: Claims, *also_read: str) -> tuple[bool, list[Any]]:
+    token, cutoff, *values = await get_redis().mget(
+        _token_key(tenant, claims.token_id),
+        _subject_key(tenant, claims.kind, claims.subject),
+        *also_read,
     )
-    return token is not None or (cutoff is not None and claims.issued_at <= float(cutoff))
+    revoked = token is not None or (cutoff is not None and claims.issued_at <= float(cutoff))
+    return revoked, values
 
 
-async def check(tenant: str, claims: Claims) -> None:
-    """Raise `RevokedToken` if the token was revoked."""
-    if await is_revoked(tenant, claims):
+async def is_revoked(tenant: str, claims: Claims) -> bool:
+    return (await _read(tenant, claims))[0]
+
+
+async def check(tenant: str, claims: Claims, *also_read: str) -> list[Any]:
+    """Raise `RevokedToken` if the token was revoked; else the values of the Redis keys
+    `also_read`, read in the same round trip."""
+    revoked, values = await _read(tenant, claims, *also_read)
+    if revoked:
         raise RevokedToken
+    return values

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Any
 
 from pydantic import Field
@@ -12,6 +13,7 @@ from patone.core.db import engine
 from patone.core.errors import Conflict, NotFound, UserError
 from patone.core.inputs import Email, Input, Name, parse
 from patone.core.permissions import Actor, require, validate_grants
+from patone.core.redis import get_redis, tenant_key
 from patone.core.refresh_tokens import revoke_all
 from patone.core.rows import insert_row, row_by_id
 from patone.core.tokens import Kind
@@ -85,6 +87,7 @@ async def update_user(tenant: TenantRef, actor: Actor, user_id: int, data: Any) 
         updated = await audited_update(
             actor, "user", "users", user_id, {**changes, "updated_at": now()}, "user.updated", _user
         )
+    await actors_changed(tenant)
     if changes.get("active") is False:  # their tokens and open sockets stop working at once
         await revoke_all(tenant, actor, Kind.staff, str(user_id))
     return updated
@@ -116,6 +119,7 @@ async def set_role_permissions(
         )
         after = {**before, "permissions": granted}
         await record(actor, "role", role, "role.permissions_changed", before, after)
+    await actors_changed(tenant)
     return after
 
 
@@ -140,6 +144,42 @@ async def actor_for_user(tenant: TenantRef, user_id: int) -> Actor:
         permissions=frozenset(row["permissions"]),
         driver_id=row["driver_id"],
     )
+
+
+# Acting identities of staff users, kept per process for API requests: a token's role read
+# from Postgres on every request was most of what authentication cost (bench/auth.py). Each
+# entry carries the tenant's actors version (a Redis counter) it was read under; a change to a
+# user, a role or a driver's link bumps the counter after its commit, so the next request of
+# every process reads the user afresh. The counter is read in the same Redis round trip as the
+# token's revocation (`authentication`).
+ACTOR_CACHE_SIZE = 10_000
+_actors: OrderedDict[tuple[str, int], tuple[str, Actor]] = OrderedDict()
+
+
+def actors_version_key(slug: str) -> str:
+    return tenant_key(slug, "actors_version")
+
+
+async def actors_changed(tenant: TenantRef) -> None:
+    """Call after committing a change to a user, a role or a driver's user: every process
+    stops using the company's cached actors."""
+    await get_redis().incr(actors_version_key(tenant.slug))
+
+
+async def cached_actor(tenant: TenantRef, user_id: int, version: str | bytes | None) -> Actor:
+    """`actor_for_user`, from this process's cache when it was read under `version` (the
+    tenant's current actors version; None, before any change was counted, is a version too)."""
+    stamp = version.decode() if isinstance(version, bytes) else str(version)
+    key = (tenant.slug, user_id)
+    found = _actors.get(key)
+    if found is not None and found[0] == stamp:
+        _actors.move_to_end(key)
+        return found[1]
+    actor = await actor_for_user(tenant, user_id)
+    _actors[key] = (stamp, actor)
+    if len(_actors) > ACTOR_CACHE_SIZE:
+        _actors.popitem(last=False)
+    return actor
 
 
 async def own_profile(tenant: TenantRef, actor: Actor) -> Row:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from patone.core import authentication, revocation, users
-from patone.core.permissions import SYSTEM
+from patone.core import authentication, drivers, revocation, users
+from patone.core.permissions import SYSTEM, Actor
 from patone.core.ratelimits import RateLimited
 from patone.core.tokens import InvalidToken, Kind, issue_token
 from patone.tenants.registry import TenantInfo
@@ -65,3 +65,43 @@ async def test_other_kinds_are_refused_and_revocation_is_reported_before_the_rat
     same_client_elsewhere = issue_token(SECRET, kind=Kind.partner, subject="pc_2", tenant=bolt.slug)
     actor, _ = await authentication.authenticate(SECRET, bolt, same_client_elsewhere)
     assert actor.id == "pc_2"
+
+
+async def test_cached_actors_follow_changes_to_users_roles_and_drivers_at_once(
+    two_tenants: tuple[TenantInfo, TenantInfo],
+) -> None:
+    acme, bolt = two_tenants
+    made: dict[str, tuple[int, str]] = {}
+    for tenant, role in ((acme, "dispatcher"), (bolt, "manager")):
+        user = await users.create_user(
+            tenant, SYSTEM, {"email": "d@x.example", "name": "D", "role": role}
+        )
+        token = issue_token(SECRET, kind=Kind.staff, subject=str(user["id"]), tenant=tenant.slug)
+        made[tenant.slug] = (user["id"], token)
+    acme_id, acme_token = made[acme.slug]
+
+    async def acting(tenant: TenantInfo) -> Actor:
+        return (await authentication.authenticate(SECRET, tenant, made[tenant.slug][1]))[0]
+
+    first = await acting(acme)
+    assert first.role == "dispatcher" and await acting(acme) == first  # the cached one
+    bolt_manager = await acting(bolt)
+    await users.update_user(acme, SYSTEM, acme_id, {"role": "manager"})
+    assert (await acting(acme)).role == "manager"
+
+    granted = sorted((await acting(acme)).permissions - {"reports.view"})
+    await users.set_role_permissions(acme, SYSTEM, "manager", granted)
+    assert "reports.view" not in (await acting(acme)).permissions
+    assert await acting(bolt) == bolt_manager  # Bolt's managers keep what they had
+
+    driver = await drivers.create_driver(
+        acme, SYSTEM, {"name": "D", "phone": "+14155550100", "user_id": acme_id}
+    )
+    assert (await acting(acme)).driver_id == driver["id"]
+    await drivers.archive_driver(acme, SYSTEM, driver["id"])
+    assert (await acting(acme)).driver_id is None
+
+    await users.update_user(acme, SYSTEM, acme_id, {"active": False})
+    with pytest.raises(InvalidToken):
+        await authentication.authenticate(SECRET, acme, acme_token)
+    assert await acting(bolt) == bolt_manager
