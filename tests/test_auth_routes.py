@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
+import pyotp
 import pytest
 
 from patone.app import create_app
@@ -49,15 +51,20 @@ async def post(
     )
 
 
-async def invite(tenant: TenantInfo, email: str = "ann@example.com") -> str:
-    """A new admin's set-up token."""
+async def invite(tenant: TenantInfo, email: str = "ann@example.com", role: str = "manager") -> str:
+    """A new staff member's set-up token (a manager: two-factor is not required of them)."""
     invitation = await credentials.invite_user(
         tenant,
         SYSTEM,
-        {"email": email, "name": "Ann Lee", "role": "admin"},
+        {"email": email, "name": "Ann Lee", "role": role},
         base_url=f"http://{tenant.slug}.patone.test",
     )
     return invitation.link.url.rsplit("/", 1)[1]
+
+
+def next_code(secret: str) -> str:
+    """The code of the next 30-second step: the current one was spent confirming enrolment."""
+    return pyotp.TOTP(secret).at(time.time() + 30)
 
 
 def error_without_request_id(response: httpx.Response) -> dict[str, Any]:
@@ -225,14 +232,39 @@ async def test_changing_ones_password_needs_a_token_and_the_current_password(
     assert again.status_code == 200
 
 
+async def enrol_by_api(
+    client: httpx.AsyncClient, tenant: TenantInfo, email: str, password: str
+) -> str:
+    """Sign in as a user who must enrol, enrol with the restricted token; the TOTP secret."""
+    first = await post(client, tenant, "/auth/sign-in", {"email": email, "password": password})
+    assert first.status_code == 403, first.text
+    assert first.json()["error"]["code"] == "two_factor_enrolment_required"
+    bearer = {"Authorization": f"Bearer {first.json()['error']['enrolment_token']}"}
+    started = await post(client, tenant, "/auth/two-factor/enrol", {}, **bearer)
+    assert started.status_code == 200, started.text
+    assert started.json()["qr_svg"].startswith("<svg")
+    secret = started.json()["secret"]
+    confirmed = await post(
+        client, tenant, "/auth/two-factor/confirm", {"code": pyotp.TOTP(secret).now()}, **bearer
+    )
+    assert confirmed.status_code == 200, confirmed.text
+    assert len(confirmed.json()["recovery_codes"]) == 10
+    return secret
+
+
 async def test_an_admin_invites_a_driver_who_signs_in_and_cannot_change_prices(
     client: httpx.AsyncClient, two_tenants: tuple[TenantInfo, TenantInfo]
 ) -> None:
     acme, bolt = two_tenants
-    await credentials.complete_setup(acme, await invite(acme), GOOD)
+    await credentials.complete_setup(acme, await invite(acme, role="admin"), GOOD)
+    secret = await enrol_by_api(client, acme, "ann@example.com", GOOD)
     signed = await post(
-        client, acme, "/auth/sign-in", {"email": "ann@example.com", "password": GOOD}
+        client,
+        acme,
+        "/auth/sign-in",
+        {"email": "ann@example.com", "password": GOOD, "code": next_code(secret)},
     )
+    assert signed.status_code == 200, signed.text
     admin = {"Authorization": f"Bearer {signed.json()['access_token']}"}
     invite_driver = (
         'mutation { createUser(input: {email: "dave@example.com", name: "Dave Ortiz", '
@@ -261,10 +293,28 @@ async def test_an_admin_invites_a_driver_who_signs_in_and_cannot_change_prices(
     )  # fmt: skip
     assert flagged.json()["data"]["updateUser"]["user"]["mustChangePassword"] is True
 
-    dave = await post(
+    flagged_sign_in = await post(
         client, acme, "/auth/sign-in", {"email": "dave@example.com", "password": driver_password}
     )
-    assert dave.status_code == 200 and dave.json()["must_change_password"] is True
+    assert flagged_sign_in.status_code == 403
+    assert flagged_sign_in.json()["error"]["code"] == "password_change_required"
+    restricted = flagged_sign_in.json()["error"]["password_change_token"]
+    api = await post(
+        client, acme, "/graphql", {"query": "{ users { email } }"},
+        Authorization=f"Bearer {restricted}",
+    )  # fmt: skip
+    assert api.status_code == 401  # the restricted token opens nothing but the password change
+    new_password = "ring road tow truck at dawn"
+    changed = await post(
+        client, acme, "/auth/change-password",
+        {"current_password": driver_password, "password": new_password},
+        Authorization=f"Bearer {restricted}",
+    )  # fmt: skip
+    assert changed.status_code == 200, changed.text
+    dave = await post(
+        client, acme, "/auth/sign-in", {"email": "dave@example.com", "password": new_password}
+    )
+    assert dave.status_code == 200 and dave.json()["must_change_password"] is False
     prices = (
         'mutation { updateServiceType(code: "jump_start", input: {basePrice: 1}) '
         "{ serviceType { basePrice } userErrors { code message } } }"
@@ -278,6 +328,6 @@ async def test_an_admin_invites_a_driver_who_signs_in_and_cannot_change_prices(
     assert answer["userErrors"][0]["code"] == "forbidden"
     assert "service_types.manage" in answer["userErrors"][0]["message"]
     nobody = await post(
-        client, bolt, "/auth/sign-in", {"email": "dave@example.com", "password": driver_password}
+        client, bolt, "/auth/sign-in", {"email": "dave@example.com", "password": new_password}
     )
     assert nobody.status_code == 401
