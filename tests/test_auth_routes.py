@@ -12,7 +12,7 @@ import pyotp
 import pytest
 
 from patone.app import create_app
-from patone.core import credentials
+from patone.core import credentials, sessions, two_factor
 from patone.core.db import engine
 from patone.core.permissions import SYSTEM
 from patone.core.tokens import TENANT_AUDIENCE, Kind, verify_token
@@ -20,6 +20,7 @@ from patone.plugins import config as plugins
 from patone.settings import load_settings
 from patone.tenants.isolation import tenant_transaction
 from patone.tenants.registry import TenantInfo
+from tests.conftest import MakePlan, MakeTenant, actor_for
 from tests.fakes import SmtpFake
 from tests.support import plugin_runtime, running_worker
 
@@ -161,8 +162,9 @@ async def test_reset_answers_202_alike_and_its_emailed_link_sets_a_new_password(
     client: httpx.AsyncClient, two_tenants: tuple[TenantInfo, TenantInfo], smtp: SmtpFake
 ) -> None:
     acme, bolt = two_tenants
-    await credentials.complete_setup(acme, await invite(acme), GOOD)
+    ann = await credentials.complete_setup(acme, await invite(acme), GOOD)
     await credentials.complete_setup(bolt, await invite(bolt), GOOD)
+    browser, _ = await sessions.start(acme, ann, ip="192.0.2.1", user_agent="Laptop")
     with plugin_runtime():
         await plugins.configure_plugin(
             acme,
@@ -192,8 +194,10 @@ async def test_reset_answers_202_alike_and_its_emailed_link_sets_a_new_password(
     confirm = {"token": token, "password": "a brand new passphrase"}
     crossed = await post(client, bolt, "/auth/reset-password/confirm", confirm)
     assert crossed.status_code == 400 and crossed.json()["error"]["field"] == "token"
+    assert await sessions.load(acme, browser) is not None
     done = await post(client, acme, "/auth/reset-password/confirm", confirm)
     assert done.status_code == 200, done.text
+    assert await sessions.load(acme, browser) is None  # a reset signs out everywhere
     twice = await post(client, acme, "/auth/reset-password/confirm", confirm)
     assert twice.status_code == 400 and "already used" in twice.json()["error"]["message"]
     signed = await post(
@@ -331,3 +335,100 @@ async def test_an_admin_invites_a_driver_who_signs_in_and_cannot_change_prices(
         client, bolt, "/auth/sign-in", {"email": "dave@example.com", "password": new_password}
     )
     assert nobody.status_code == 401
+
+
+async def test_two_factor_at_sign_in_over_json(
+    client: httpx.AsyncClient, two_tenants: tuple[TenantInfo, TenantInfo]
+) -> None:
+    acme, bolt = two_tenants
+    await credentials.complete_setup(acme, await invite(acme, role="admin"), GOOD)
+    await credentials.complete_setup(bolt, await invite(bolt, role="admin"), GOOD)
+    await two_factor.set_required_roles(bolt, actor_for("admin"), [])
+
+    enrolling = await post(
+        client, acme, "/auth/sign-in", {"email": "ann@example.com", "password": GOOD}
+    )
+    restricted = {"Authorization": f"Bearer {enrolling.json()['error']['enrolment_token']}"}
+    for path in ("/graphql", "/auth/change-password"):
+        body = {"query": "{ users { email } }"} if path == "/graphql" else {
+            "current_password": GOOD, "password": OTHER,
+        }  # fmt: skip
+        refused = await post(client, acme, path, body, **restricted)
+        assert refused.status_code == 401, (path, refused.text)
+    secret = await enrol_by_api(client, acme, "ann@example.com", GOOD)
+
+    no_code = await post(
+        client, acme, "/auth/sign-in", {"email": "ann@example.com", "password": GOOD}
+    )
+    assert no_code.status_code == 401
+    assert {k: v for k, v in error_without_request_id(no_code).items() if k != "message"} == {
+        "code": "two_factor_required",
+        "field": "code",
+    }
+    wrong_password = await post(
+        client, acme, "/auth/sign-in", {"email": "ann@example.com", "password": OTHER}
+    )
+    assert wrong_password.json()["error"]["code"] == "invalid_credentials"  # no hint of 2FA
+    wrong = await post(
+        client,
+        acme,
+        "/auth/sign-in",
+        {"email": "ann@example.com", "password": GOOD, "code": "000000"},
+    )
+    assert wrong.status_code == 401 and wrong.json()["error"]["code"] == "invalid_code"
+    signed = await post(
+        client,
+        acme,
+        "/auth/sign-in",
+        {"email": "ann@example.com", "password": GOOD, "code": next_code(secret)},
+    )
+    assert signed.status_code == 200 and signed.json()["access_token"]
+    # Bolt requires no role to use two-factor: its admin signs in with the password alone.
+    bolt_admin = await post(
+        client, bolt, "/auth/sign-in", {"email": "ann@example.com", "password": GOOD}
+    )
+    assert bolt_admin.status_code == 200, bolt_admin.text
+
+
+async def test_sign_in_and_link_use_are_rate_limited_with_retry_after(
+    client: httpx.AsyncClient, make_plan: MakePlan, make_tenant: MakeTenant
+) -> None:
+    plan = await make_plan(sign_ins_per_ip_per_hour=100, sign_ins_per_account_per_hour=2)
+    acme = await make_tenant("acme", plan=plan)
+    bolt = await make_tenant("bolt", plan=plan)
+    await credentials.complete_setup(acme, await invite(acme), GOOD)
+    await credentials.complete_setup(bolt, await invite(bolt), GOOD)
+    attempt = {"email": "ann@example.com", "password": OTHER}
+    answers = [await post(client, acme, "/auth/sign-in", attempt) for _ in range(3)]
+    assert [a.status_code for a in answers] == [401, 401, 429]
+    assert answers[2].json()["error"]["code"] == "rate_limited"
+    assert 0 < int(answers[2].headers["retry-after"]) <= 3600
+    right = await post(client, acme, "/auth/sign-in", {**attempt, "password": GOOD})
+    assert right.status_code == 429
+    elsewhere = await post(client, bolt, "/auth/sign-in", {**attempt, "password": GOOD})
+    assert elsewhere.status_code == 200
+    guesses = [
+        await post(client, acme, "/auth/setup", {"token": "x" * 43, "password": GOOD})
+        for _ in range(3)
+    ]
+    assert [g.status_code for g in guesses] == [400, 400, 429]
+
+
+async def test_a_password_change_over_json_ends_the_users_sessions(
+    client: httpx.AsyncClient, two_tenants: tuple[TenantInfo, TenantInfo]
+) -> None:
+    acme, bolt = two_tenants
+    ann = await credentials.complete_setup(acme, await invite(acme), GOOD)
+    bolt_ann = await credentials.complete_setup(bolt, await invite(bolt), GOOD)
+    browser, _ = await sessions.start(acme, ann, ip="192.0.2.1", user_agent="Laptop")
+    elsewhere, _ = await sessions.start(bolt, bolt_ann, ip="192.0.2.1", user_agent="Laptop")
+    signed = await post(
+        client, acme, "/auth/sign-in", {"email": "ann@example.com", "password": GOOD}
+    )
+    changed = await post(
+        client, acme, "/auth/change-password", {"current_password": GOOD, "password": OTHER},
+        Authorization=f"Bearer {signed.json()['access_token']}",
+    )  # fmt: skip
+    assert changed.status_code == 200
+    assert await sessions.load(acme, browser) is None
+    assert await sessions.load(bolt, elsewhere) is not None
