@@ -132,7 +132,10 @@ async def enrol(request: Request) -> Response:
     except staff_sign_in.PendingExpired:
         return _expired(request)
     except UserError as error:
-        enrolment = await staff_sign_in.enrolment(tenant, token)
+        try:
+            enrolment = await staff_sign_in.enrolment(tenant, token)
+        except staff_sign_in.PendingExpired:
+            return _expired(request)
         return _enrol_page(
             request,
             enrolment,

@@ -20,15 +20,18 @@ treatment from a counter in Redis, so a lockout does not reveal that an account 
 sign-in, failure, lockout and refusal goes to the tenant's activity log (failures as actor
 "anonymous" with the caller's IP).
 
-`authenticate` returns a `SignIn` rather than a token: the caller decides what comes next (a
-second factor, a session, an access token).
+`check_password` returns a `SignIn` rather than a token, and neither clears the failure count
+nor logs a sign-in: a second factor may follow (`patone.core.staff_sign_in`, the path every
+sign-in door takes), whose wrong codes `record_failure` counts with the wrong passwords, and
+`record_sign_in` finishes. `authenticate` is both at once, for a password-only check.
 
 **Reset by email**: `request_reset` only queues `send_password_reset`, so the caller's answer and
 its time are the same whether or not the address has an account. The job creates a 1-hour
 single-use token and emails `{base_url}/reset-password/{token}` through the company's email
 provider (the plugins' `send_email` hook). `reset_password` sets the new password and clears the
-lockout; it does not yet revoke sessions or refresh tokens (those arrive with the identity
-issue's session and refresh-token parts).
+lockout. A new password ends the user's sessions (`sessions.revoke_all`): a reset, a set-up link
+for someone who already had a password, and `change_password` (which keeps only the browser
+that made the change), so the pages and the API behave the same.
 """
 
 from __future__ import annotations
