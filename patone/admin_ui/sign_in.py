@@ -135,7 +135,7 @@ async def sign_in(request: Request) -> Response:
         target = safe_next(str(form.get("next", "")))
     try:
         outcome = await staff_sign_in.sign_in_page(
-            tenant, email, password, ip=client_ip(request), next=target
+            tenant, email, password, ip=client_ip(request), target=target
         )
     except (AccountLocked, RateLimited, credentials.SignInFailed) as refused:
         # One answer for every failure: it must not tell which part was wrong.

@@ -111,7 +111,7 @@ async def code(request: Request) -> Response:
         return response
     except two_factor.InvalidCode as wrong:
         return _code_page(request, {"code": wrong.message}, status_code=401)
-    return await start_session(request, pending.who, safe_next(pending.next))
+    return await start_session(request, pending.who, safe_next(pending.target))
 
 
 async def enrol_form(request: Request) -> Response:
@@ -146,7 +146,7 @@ async def enrol(request: Request) -> Response:
         )
     await staff_sign_in.finish_enrolled(tenant, pending, ip=client_ip(request))
     response = _codes_page(
-        request, codes, next_page=after_sign_in(pending.who, safe_next(pending.next))
+        request, codes, next_page=after_sign_in(pending.who, safe_next(pending.target))
     )
     await open_session(request, pending.who, response)
     return response

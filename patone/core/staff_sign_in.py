@@ -54,7 +54,7 @@ class Pending:
     token: str
     step: Step
     who: SignIn
-    next: str = ""
+    target: str = ""  # the page to go to once signed in (pages only)
     expires_in: int = PENDING_TTL
 
 
@@ -133,16 +133,16 @@ async def sign_in_api(
 
 
 async def sign_in_page(
-    tenant: TenantInfo, email: str, password: str, *, ip: str, next: str = ""
+    tenant: TenantInfo, email: str, password: str, *, ip: str, target: str = ""
 ) -> SignIn | Pending:
     """The first page of a sign-in: a finished `SignIn` when the password is all the account
     needs, else a `Pending` sign-in for the code page or the enrolment page."""
     who = await _first_factor(tenant, email, password, ip=ip)
     status = await two_factor.status(tenant, who.user_id)
     if status.enabled:
-        return await _hold(tenant, who, Step.two_factor, ip=ip, next=next)
+        return await _hold(tenant, who, Step.two_factor, ip=ip, target=target)
     if status.required:
-        return await _hold(tenant, who, Step.enrolment, ip=ip, next=next)
+        return await _hold(tenant, who, Step.enrolment, ip=ip, target=target)
     await credentials.record_sign_in(tenant, who, ip=ip, two_factor=False)
     return who
 
@@ -216,7 +216,9 @@ def _key(tenant: TenantRef, token: str) -> str:
     return tenant_key(tenant.slug, "sign_in_pending", hashlib.sha256(token.encode()).hexdigest())
 
 
-async def _hold(tenant: TenantRef, who: SignIn, step: Step, *, ip: str, next: str = "") -> Pending:
+async def _hold(
+    tenant: TenantRef, who: SignIn, step: Step, *, ip: str, target: str = ""
+) -> Pending:
     token = secrets.token_urlsafe(32)
     key = _key(tenant, token)
     async with get_redis().pipeline(transaction=True) as pipe:
@@ -229,13 +231,13 @@ async def _hold(tenant: TenantRef, who: SignIn, step: Step, *, ip: str, next: st
                 "name": who.name,
                 "role": who.role,
                 "must_change": "1" if who.must_change_password else "0",
-                "next": next,
+                "target": target,
             },
         )
         pipe.expire(key, PENDING_TTL)
         await pipe.execute()
     await _log_pending(tenant, who, step, ip)
-    return Pending(token=token, step=step, who=who, next=next)
+    return Pending(token=token, step=step, who=who, target=target)
 
 
 async def load(tenant: TenantRef, token: str | None, step: Step) -> Pending:
@@ -253,7 +255,7 @@ async def load(tenant: TenantRef, token: str | None, step: Step) -> Pending:
         role=fields["role"],
         must_change_password=fields["must_change"] == "1",
     )
-    return Pending(token=token, step=step, who=who, next=fields.get("next", ""))
+    return Pending(token=token, step=step, who=who, target=fields.get("target", ""))
 
 
 async def _take(tenant: TenantRef, token: str) -> bool:
