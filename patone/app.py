@@ -31,12 +31,14 @@ from patone.core.redis import close_redis, connect_redis, get_redis
 from patone.core.relay import Relay
 from patone.core.scheduler import Scheduler
 from patone.core.sessions import Lifetimes
+from patone.core.signing_keys import keyring_for
 from patone.core.worker import ACTOR_MODULES, import_actor_modules, start_in_process_worker
 from patone.embedded import EmbeddedServices
 from patone.graphql.app import GraphQLApp
 from patone.graphql.graphiql import static_files
 from patone.graphql.platform_api import platform_routes
 from patone.log import configure_logging
+from patone.oauth import jwks, revoke_endpoint, token_endpoint
 from patone.plugins import config as plugins
 from patone.plugins.builtin import storage_local
 from patone.plugins.host import plugin_routes
@@ -205,6 +207,7 @@ def create_app(
         relay: Relay | None = None
         scheduler: Scheduler | None = None
         stop_worker: Callable[..., None] | None = None
+        keys_refresher: asyncio.Task[None] | None = None
         running: EmbeddedServices = (
             services
             if services is not None
@@ -222,6 +225,9 @@ def create_app(
             import_actor_modules(ACTOR_MODULES)
             broker = configure_broker(running.redis_url, broker_url=settings.broker_url)
             await ensure_platform()
+            keyring = keyring_for(secret, settings.secret_key_fallbacks)
+            await keyring.load()
+            keys_refresher = asyncio.create_task(keyring.refresh_forever())
             plugins.set_runtime(plugins.runtime_from_settings(settings))
             for failed in await plugins.get_runtime().manager.call_all("startup", app=app):
                 if failed.error:
@@ -250,10 +256,11 @@ def create_app(
             # Every step runs even if an earlier one fails: a lost Redis connection must not
             # leave the embedded servers running.
             async def cancel_follower() -> None:
-                if follower is not None:
-                    follower.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await follower
+                for task in (follower, keys_refresher):
+                    if task is not None:
+                        task.cancel()
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await task
 
             def close_plugins() -> None:
                 runtime = _current_runtime()
@@ -290,7 +297,7 @@ def create_app(
         ),
         secure_cookies=settings.session_cookie_secure,
     )
-    return Starlette(
+    web = Starlette(
         debug=False,
         routes=[
             Route("/healthz", healthz),
@@ -298,6 +305,9 @@ def create_app(
             Route("/api/tenant", tenant_info),
             *auth_routes(secret),
             Route("/files/{key:path}", storage_local.serve),
+            Route("/.well-known/jwks.json", jwks),
+            Route("/oauth/token", token_endpoint, methods=["POST"]),
+            Route("/oauth/revoke", revoke_endpoint, methods=["POST"]),
             Route("/graphql", graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql),
             Mount("/graphql/static", app=static_files()),
@@ -315,3 +325,5 @@ def create_app(
         exception_handlers={UserError: _user_error, 404: _not_found},
         lifespan=lifespan,
     )
+    web.state.signing_secret = secret
+    return web

@@ -4,12 +4,13 @@ All are POSTs on a company's host (or with X-Tenant), bodies and answers in JSON
 project's shape (`web.error_response`):
 
 - `/auth/sign-in` {"email", "password"} -> {"access_token", "token_type": "Bearer",
-  "expires_in", "must_change_password"}; 401 "the email or password is wrong" for every failure;
-  429 with Retry-After while the account is locked or the sign-in rate limit is spent. An
-  account with two-factor sends "code" too (else 401 `two_factor_required`); one whose role
-  requires two-factor and has none gets 403 `two_factor_enrolment_required` with an
-  "enrolment_token"; one flagged must-change 403 `password_change_required` with a
-  "password_change_token" (`patone.core.staff_sign_in`).
+  "expires_in", "refresh_token", "must_change_password"} (the refresh token is spent at
+  `POST /oauth/token`, grant_type=refresh_token); 401 "the email or password is wrong" for
+  every failure; 429 with Retry-After while the account is locked or the sign-in rate limit is
+  spent. An account with two-factor sends "code" too (else 401 `two_factor_required`); one
+  whose role requires two-factor and has none gets 403 `two_factor_enrolment_required` with an
+  "enrolment_token" and no tokens; one flagged must-change 403 `password_change_required` with
+  a "password_change_token" (`patone.core.staff_sign_in`).
 - `/auth/two-factor/enrol` and `/auth/two-factor/confirm` {"code"} with the enrolment token as
   bearer: the QR code, then the recovery codes.
 - `/auth/setup` {"token", "password"} -> {"status": "password_set"}
@@ -29,11 +30,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from patone.core import credentials, staff_sign_in
+from patone.core import credentials, refresh_tokens, staff_sign_in
+from patone.core.authentication import authenticate
 from patone.core.errors import UserError
 from patone.core.inputs import parse
-from patone.core.tokens import DEFAULT_TTL, InvalidToken, Kind, issue_token, verify_access_token
-from patone.core.users import actor_for_user
+from patone.core.tokens import DEFAULT_TTL, InvalidToken
 from patone.tenants.registry import TenantInfo
 from patone.web import error_response, user_error_response
 
@@ -116,16 +117,9 @@ def auth_routes(secret: str, access_ttl: int = DEFAULT_TTL) -> list[Route]:
         who = await staff_sign_in.sign_in_api(
             tenant, given.email, given.password, given.code, ip=_client_ip(request)
         )
-        token = issue_token(
-            secret, kind=Kind.staff, subject=str(who.user_id), tenant=tenant.slug, ttl=access_ttl
-        )
+        pair = await refresh_tokens.issue_token_pair(secret, tenant, who.user_id, ttl=access_ttl)
         return JSONResponse(
-            {
-                "access_token": token,
-                "token_type": "Bearer",
-                "expires_in": access_ttl,
-                "must_change_password": who.must_change_password,
-            },
+            {**pair.as_dict(), "must_change_password": who.must_change_password},
             headers={"Cache-Control": "no-store"},
         )
 
@@ -164,10 +158,11 @@ def auth_routes(secret: str, access_ttl: int = DEFAULT_TTL) -> list[Route]:
             )
             return JSONResponse({"status": "password_changed"})
         try:
-            claims = verify_access_token(secret, token.strip(), tenant=tenant.slug)
+            actor, _claims = await authenticate(secret, tenant, token.strip())
         except InvalidToken as error:
             return user_error_response(error)
-        actor = await actor_for_user(tenant, claims.user_id)
+        if actor.kind != "user":
+            return error_response(403, "forbidden", "Only staff users have a password.")
         given = parse(ChangeBody, body)
         await credentials.change_password(tenant, actor, given.current_password, given.password)
         return JSONResponse({"status": "password_changed"})

@@ -19,6 +19,8 @@ from patone.core.db import engine
 from patone.core.errors import NotFound, UserError
 from patone.core.permissions import SYSTEM
 from patone.core.redis import close_redis, connect_redis
+from patone.core.signing_keys import ACTIVATION_DELAY, keyring_for
+from patone.core.signing_keys import rotate as rotate_signing_key
 from patone.core.tokens import issue_access_token
 from patone.embedded import EmbeddedServiceError, EmbeddedServices
 from patone.settings import Settings, SettingsError, load_settings
@@ -44,6 +46,10 @@ documents_app = typer.Typer(help="Allow-listed GraphQL documents.", no_args_is_h
 app.add_typer(documents_app, name="documents")
 plugins_app = typer.Typer(help="Installed plugins and their secrets.", no_args_is_help=True)
 app.add_typer(plugins_app, name="plugins")
+keys_app = typer.Typer(help="The keys that sign access tokens.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+clients_app = typer.Typer(help="Partners' API clients (OAuth2).", no_args_is_help=True)
+app.add_typer(clients_app, name="clients")
 operators_app = typer.Typer(
     help="Platform operators (they run tenants; two-factor always on).", no_args_is_help=True
 )
@@ -437,6 +443,7 @@ def tokens_issue(
             )
         if not rows:
             raise NotFound("not_found", f"{user} is not an active user of {tenant}", "user")
+        await keyring_for(settings.resolved_secret_key(), settings.secret_key_fallbacks).load()
         return issue_access_token(
             settings.resolved_secret_key(),
             tenant,
@@ -446,6 +453,59 @@ def tokens_issue(
         )
 
     sys.stdout.write(run_with_database(work, settings) + "\n")
+
+
+@keys_app.command("rotate")
+def keys_rotate(
+    activate_in: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            help="Seconds before the new key signs; every process must have loaded it by then.",
+        ),
+    ] = ACTIVATION_DELAY,
+) -> None:
+    """Add a new signing key; older keys verify until their last token expires."""
+    settings = _settings()
+
+    async def work() -> tuple[str, list[str]]:
+        keyring = keyring_for(settings.resolved_secret_key(), settings.secret_key_fallbacks)
+        kid = await rotate_signing_key(keyring, activate_in=activate_in)
+        return kid, keyring.kids()
+
+    kid, kids = run_with_database(work, settings)
+    console.print(f"new signing key {kid}, signs in {activate_in:g} s", highlight=False)
+    console.print(f"keys that verify: {', '.join(kids)}", highlight=False)
+
+
+@clients_app.command("create")
+def clients_create(
+    tenant: Annotated[str, typer.Option(help="Tenant slug.")],
+    name: Annotated[str, typer.Option(help="Who the client is for, e.g. the partner's name.")],
+    scope: Annotated[
+        list[str], typer.Option("--scope", help="requests:read, requests:write or reports:read.")
+    ],
+    allow_list_only: Annotated[
+        bool, typer.Option(help="It may run only the tenant's registered documents.")
+    ] = False,
+) -> None:
+    """Create a partner's API client; prints its client_id and secret (shown only once)."""
+    from patone.core import api_clients
+
+    async def work() -> tuple[dict[str, Any], str]:
+        return await api_clients.create_client(
+            await _active_tenant(tenant),
+            SYSTEM,
+            name=name,
+            scopes=scope,
+            allow_list_only=allow_list_only,
+        )
+
+    row, secret = run_with_database(work)
+    console.print(f"client_id      {row['client_id']}", highlight=False)
+    console.print(f"client_secret  {secret}", highlight=False)
+    console.print(f"scopes         {' '.join(row['scopes'])}", highlight=False)
+    console.print("The secret is shown only now; keep it somewhere safe.", highlight=False)
 
 
 @documents_app.command("register")

@@ -67,3 +67,49 @@ async def running_worker(threads: int = 2) -> AsyncIterator[dramatiq.Broker]:
     finally:
         await asyncio.to_thread(stop, 5000)
         drop_namespace(namespace)
+
+
+def forged_token(
+    claims: dict[str, object], *, header: dict[str, object], key: object = None
+) -> str:
+    """A JWT we did not issue: `header` and `claims` signed with `key` (a joserfc key, or raw
+    bytes for HS256), or unsigned when the header says `alg: none`."""
+    import base64
+    import hashlib
+    import hmac
+    import json
+
+    from joserfc import jwt as jose_jwt
+
+    def part(data: dict[str, object]) -> str:
+        raw = json.dumps(data, separators=(",", ":")).encode()
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+    if header["alg"] == "none":
+        return f"{part(header)}.{part(claims)}."
+    if header["alg"] == "HS256":
+        assert isinstance(key, bytes)
+        signing_input = f"{part(header)}.{part(claims)}"
+        mac = hmac.new(key, signing_input.encode(), hashlib.sha256).digest()
+        return f"{signing_input}.{base64.urlsafe_b64encode(mac).rstrip(b'=').decode()}"
+    return jose_jwt.encode(header, claims, key)  # type: ignore[arg-type]
+
+
+def token_parts(token: str) -> tuple[dict[str, object], dict[str, object]]:
+    """The header and claims of a JWT, read without checking anything."""
+    import base64
+    import json
+
+    def read(part: str) -> dict[str, object]:
+        return json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))  # type: ignore[no-any-return]
+
+    header, claims, _signature = token.split(".")
+    return read(header), read(claims)
+
+
+def resigned(token: str, **changes: object) -> str:
+    """A genuine token's header and claims (with `changes`) signed by a key we never had."""
+    from joserfc.jwk import ECKey
+
+    header, claims = token_parts(token)
+    return forged_token({**claims, **changes}, header=header, key=ECKey.generate_key("P-256"))

@@ -101,6 +101,14 @@ async def test_setup_then_sign_in_gives_a_bearer_token_that_opens_the_api(
     assert signed.headers["cache-control"] == "no-store"
     claims = verify_token(SECRET, body["access_token"], audience=TENANT_AUDIENCE, tenant=acme.slug)
     assert claims.kind is Kind.staff and claims.tenant == acme.slug
+    refreshed = await client.post(
+        "/oauth/token",
+        data={"grant_type": "refresh_token", "refresh_token": body["refresh_token"]},
+        headers={"Host": f"{acme.slug}.patone.test"},
+    )
+    assert (
+        refreshed.status_code == 200 and refreshed.json()["refresh_token"] != body["refresh_token"]
+    )
     headers = {"Authorization": f"Bearer {body['access_token']}"}
     api = await post(client, acme, "/graphql", {"query": "{ users { email } }"}, **headers)
     assert api.status_code == 200 and api.json()["data"]["users"][0]["email"] == "ann@example.com"
@@ -165,6 +173,12 @@ async def test_reset_answers_202_alike_and_its_emailed_link_sets_a_new_password(
     ann = await credentials.complete_setup(acme, await invite(acme), GOOD)
     await credentials.complete_setup(bolt, await invite(bolt), GOOD)
     browser, _ = await sessions.start(acme, ann, ip="192.0.2.1", user_agent="Laptop")
+    old_sessions = {}
+    for tenant in (acme, bolt):
+        signed = await post(
+            client, tenant, "/auth/sign-in", {"email": "ann@example.com", "password": GOOD}
+        )
+        old_sessions[tenant.slug] = signed.json()
     with plugin_runtime():
         await plugins.configure_plugin(
             acme,
@@ -207,6 +221,25 @@ async def test_reset_answers_202_alike_and_its_emailed_link_sets_a_new_password(
         {"email": "ann@example.com", "password": "a brand new passphrase"},
     )
     assert signed.status_code == 200
+    # The reset signed Ann out of Acme everywhere; her new sign-in works at once; Bolt's Ann
+    # (another account) keeps hers.
+    viewer = {"query": "{ viewer { tenant } }"}
+    for tenant, session, status in (
+        (acme, old_sessions[acme.slug], 401),
+        (acme, signed.json(), 200),
+        (bolt, old_sessions[bolt.slug], 200),
+    ):
+        bearer = {"Authorization": f"Bearer {session['access_token']}"}
+        assert (await post(client, tenant, "/graphql", viewer, **bearer)).status_code == status
+    spent = await client.post(
+        "/oauth/token",
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": old_sessions[acme.slug]["refresh_token"],
+        },
+        headers={"Host": f"{acme.slug}.patone.test"},
+    )
+    assert spent.status_code == 400 and spent.json()["error"] == "invalid_grant"
     async with tenant_transaction(bolt):
         tokens = await engine.fetch("SELECT 1 FROM user_tokens WHERE purpose = 'reset'")
     assert tokens == []

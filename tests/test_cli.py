@@ -149,6 +149,46 @@ def test_worker_starts_and_stops_gracefully() -> None:
     assert process.returncode == 0, output
 
 
+async def test_keys_rotate_makes_the_next_tokens_use_a_new_key(make_tenant: MakeTenant) -> None:
+    from tests.support import token_parts
+
+    acme = await make_tenant("keys")
+    env = {"SECRET_KEY": "cli-signing-key"}
+    made = patone(
+        "users", "create", "--tenant", acme.slug, "--email", "ops@example.com",
+        "--name", "Ops", "--role", "dispatcher", env=env,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    before = patone("tokens", "issue", "--tenant", acme.slug, "--user", "ops@example.com", env=env)
+    rotated = patone("keys", "rotate", "--activate-in", "0", env=env)
+    assert rotated.returncode == 0, rotated.stderr
+    kid = rotated.stdout.split()[3].rstrip(",")
+    after = patone("tokens", "issue", "--tenant", acme.slug, "--user", "ops@example.com", env=env)
+    assert token_parts(after.stdout.strip())[0]["kid"] == kid
+    assert token_parts(before.stdout.strip())[0]["kid"] != kid
+    assert token_parts(before.stdout.strip())[0]["kid"] in rotated.stdout  # still verifies
+
+
+async def test_clients_create_prints_a_working_secret_once(make_tenant: MakeTenant) -> None:
+    from patone.core import api_clients
+
+    acme, bolt = await make_tenant("cli"), await make_tenant("cli")
+    made = patone(
+        "clients", "create", "--tenant", acme.slug, "--name", "Motor club",
+        "--scope", "requests:read", "--scope", "reports:read",
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    lines = dict(line.split(None, 1) for line in made.stdout.splitlines()[:3])
+    client = await api_clients.authenticate(acme, lines["client_id"], lines["client_secret"])
+    assert client is not None and client["scopes"] == ["reports:read", "requests:read"]
+    assert await api_clients.authenticate(bolt, lines["client_id"], lines["client_secret"]) is None
+    assert await api_clients.list_clients(bolt, SYSTEM) == []
+    wrong = patone(
+        "clients", "create", "--tenant", acme.slug, "--name", "X", "--scope", "everything"
+    )
+    assert wrong.returncode == 1 and "(scopes)" in wrong.stderr and "everything" in wrong.stderr
+
+
 def test_tenants_change_plan_from_the_command_line() -> None:
     slug = unique_slug("plan")
     assert (

@@ -28,10 +28,11 @@ sign-in door takes), whose wrong codes `record_failure` counts with the wrong pa
 **Reset by email**: `request_reset` only queues `send_password_reset`, so the caller's answer and
 its time are the same whether or not the address has an account. The job creates a 1-hour
 single-use token and emails `{base_url}/reset-password/{token}` through the company's email
-provider (the plugins' `send_email` hook). `reset_password` sets the new password and clears the
-lockout. A new password ends the user's sessions (`sessions.revoke_all`): a reset, a set-up link
-for someone who already had a password, and `change_password` (which keeps only the browser
-that made the change), so the pages and the API behave the same.
+provider (the plugins' `send_email` hook). `reset_password` sets the new password, clears the
+lockout and revokes the user's refresh and access tokens (`refresh_tokens.revoke_all`). A new
+password ends the user's sessions (`sessions.revoke_all`): a reset, a set-up link for someone
+who already had a password, and `change_password` (which keeps only the browser that made the
+change), so the pages and the API behave the same.
 """
 
 from __future__ import annotations
@@ -57,6 +58,8 @@ from patone.core.jobs import current_job, tenant_actor
 from patone.core.passwords import MAX_LENGTH, check_policy, hash_password_async, verify_async
 from patone.core.permissions import SYSTEM, Actor, require
 from patone.core.redis import get_redis, tenant_key
+from patone.core.refresh_tokens import revoke_all
+from patone.core.tokens import Kind
 from patone.plugins import config as plugins
 from patone.plugins.types import EmailMessage
 from patone.tenants.isolation import TenantRef, tenant_transaction
@@ -296,9 +299,11 @@ async def complete_setup(tenant: TenantRef, token: str, password: str) -> int:
 
 
 async def reset_password(tenant: TenantRef, token: str, new_password: str) -> int:
-    """Set a new password through a reset link (single use); clears any lockout. Sessions
-    and refresh tokens are not revoked yet (they do not exist yet). Returns the user's id."""
-    return await _redeem(tenant, token, Purpose.reset, new_password)
+    """Set a new password through a reset link (single use); clears any lockout and signs
+    the user out everywhere (sessions, refresh and access tokens). Returns the user's id."""
+    user_id = await _redeem(tenant, token, Purpose.reset, new_password)
+    await revoke_all(tenant, Actor(kind="user", id=str(user_id)), Kind.staff, str(user_id))
+    return user_id
 
 
 async def _redeem(tenant: TenantRef, token: str, purpose: Purpose, password: str) -> int:

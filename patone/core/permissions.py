@@ -32,6 +32,7 @@ PERMISSIONS: dict[str, str] = {
     "reports.view": "See daily and monthly reports",
     "activity.view": "See the activity log",
     "settings.manage": "Change company settings",
+    "api_clients.manage": "Create and revoke partners' API clients (OAuth client credentials)",
 }
 
 ROLES: dict[str, str] = {

@@ -1,29 +1,33 @@
 """Signed access tokens (JWT, joserfc): who is calling, for which tenant, until when.
 
-This is the start the domain issue needs; the identity issue adds sign-in, refresh-token
-rotation, asymmetric keys with `kid` and a JWKS endpoint, partners and revocation. A token
-names its tenant; one presented on another tenant is refused. There is no bypass header and no
-default user: without a valid token the API answers "sign in".
+Tokens are ES256 JWTs signed with the process's keyring (`patone/core/signing_keys.py`): the
+header names the key (`kid`), public keys are published at /.well-known/jwks.json, and only
+ES256 is accepted, so `alg: none` or an HMAC made with the public key is refused. `secret` is
+SECRET_KEY: it names the keyring and opens its private keys. Every token carries a `jti` and
+`iat`, which revocation (`patone/core/revocation.py`) checks. A token names its tenant; one
+presented on another tenant is refused. There is no bypass header and no default user: without
+a valid token the API answers "sign in".
 """
 
 from __future__ import annotations
 
-import hashlib
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
 from joserfc import jwt
 from joserfc.errors import JoseError
-from joserfc.jwk import OctKey
+from joserfc.jwk import ECKey, GuestProtocol
 
 from patone.core.errors import UserError
+from patone.core.signing_keys import ALGORITHM, MAX_TOKEN_TTL, keyring_for
 
 ISSUER = "patone"
-ALGORITHM = "HS256"
 DEFAULT_TTL = 15 * 60
+CLOCK_LEEWAY = 5  # seconds
 
 
 class InvalidToken(UserError):
@@ -56,6 +60,7 @@ class Claims:
     token_id: str
     scopes: frozenset[str] = frozenset()
     allow_list_only: bool = False
+    issued_at: float = 0.0  # to the millisecond (revocation compares it with a cut-off)
 
 
 @dataclass(frozen=True)
@@ -65,12 +70,6 @@ class AccessClaims:
     expires_at: int
     token_id: str
     allow_list_only: bool = False
-
-
-def _key(secret: str) -> OctKey:
-    # Derive a dedicated signing key so SECRET_KEY is never used raw for more than one purpose.
-    derived = hashlib.sha256(b"patone access token v1\x00" + secret.encode()).digest()
-    return OctKey.import_key(derived)
 
 
 def issue_token(
@@ -87,7 +86,14 @@ def issue_token(
     tokens carry the platform audience and no tenant; every other kind names its tenant."""
     if (kind is Kind.operator) != (tenant is None):
         raise ValueError("operator tokens have no tenant; every other kind has one")
-    now = int(time.time())
+    if not 0 < ttl <= MAX_TOKEN_TTL:
+        raise ValueError(f"a token lives between 1 and {MAX_TOKEN_TTL} seconds")
+    keyring = keyring_for(secret)
+    keyring.ensure_loaded()
+    key = keyring.signing_key()
+    assert key.private is not None  # signing_key() only returns keys it can open
+    issued_ms = int(time.time() * 1000)
+    now = issued_ms // 1000
     claims: dict[str, object] = {
         "iss": ISSUER,
         "aud": PLATFORM_AUDIENCE if kind is Kind.operator else TENANT_AUDIENCE,
@@ -96,6 +102,9 @@ def issue_token(
         "iat": now,
         "exp": now + ttl,
         "jti": uuid.uuid4().hex,
+        # `iat` counts whole seconds; sign-out-everywhere must not refuse a token issued just
+        # after it in the same second.
+        "iat_ms": issued_ms,
     }
     if tenant is not None:
         claims["tenant"] = tenant
@@ -103,24 +112,53 @@ def issue_token(
         claims["scope"] = " ".join(sorted(scopes))
     if allow_list_only:
         claims["pq"] = "allow_list"
-    return jwt.encode({"alg": ALGORITHM, "typ": "JWT"}, claims, _key(secret))
+    return jwt.encode({"alg": ALGORITHM, "typ": "JWT", "kid": key.kid}, claims, key.private)
 
 
 def verify_token(secret: str, token: str, *, audience: str, tenant: str | None = None) -> Claims:
     """The claims of a genuine, unexpired token for `audience` (and `tenant`, for tenant
-    tokens); else `InvalidToken` saying what is wrong."""
+    tokens); else `InvalidToken` saying what is wrong.
+
+    A client sends the same token for many requests, so tokens that verified are remembered
+    (a bounded LRU) until they expire: the signature check, most of the cost, runs once.
+    """
+    index = (secret, token, audience, tenant)
+    known = _verified.get(index)
+    if known is not None and known.expires_at > time.time():
+        _verified.move_to_end(index)
+        return known
+    claims = _verify(secret, token, audience=audience, tenant=tenant)
+    _verified[index] = claims
+    if len(_verified) > _VERIFIED_MAX:
+        _verified.popitem(last=False)
+    return claims
+
+
+_VERIFIED_MAX = 4096
+_verified: OrderedDict[tuple[str, str, str, str | None], Claims] = OrderedDict()
+
+
+def _verify(secret: str, token: str, *, audience: str, tenant: str | None) -> Claims:
+    keyring = keyring_for(secret)
+    keyring.ensure_loaded()
+
+    def key_for(guest: GuestProtocol) -> ECKey:
+        kid = guest.headers().get("kid")
+        key = keyring.verification_key(kid) if isinstance(kid, str) else None
+        if key is None:
+            raise _UnknownKey
+        return key
+
     try:
-        decoded = jwt.decode(token, _key(secret), algorithms=[ALGORITHM])
-        registry = jwt.JWTClaimsRegistry(
-            iss={"essential": True, "value": ISSUER},
-            aud={"essential": True, "value": audience},
-            sub={"essential": True},
-            exp={"essential": True},
-            kind={"essential": True},
-        )
-        registry.validate(decoded.claims)
+        decoded = jwt.decode(token, key_for, algorithms=[ALGORITHM])
+        (_REGISTRY.get(audience) or _registry(audience)).validate(decoded.claims)
+    except _UnknownKey:
+        raise InvalidToken(
+            "the access token is signed with a key this server does not know"
+        ) from None
     except JoseError as error:
-        raise InvalidToken(f"the access token is not valid ({error.error})") from None
+        detail = error.description or error.error
+        raise InvalidToken(f"the access token is not valid ({detail})") from None
     except ValueError:
         raise InvalidToken("the access token is malformed") from None
     claims = decoded.claims
@@ -138,7 +176,38 @@ def verify_token(secret: str, token: str, *, audience: str, tenant: str | None =
         token_id=str(claims.get("jti", "")),
         scopes=frozenset(str(claims.get("scope", "")).split()),
         allow_list_only=claims.get("pq") == "allow_list",
+        issued_at=_issued_at(claims),
     )
+
+
+def _issued_at(claims: dict[str, object]) -> float:
+    precise = claims.get("iat_ms")
+    if isinstance(precise, int) and not isinstance(precise, bool):
+        return precise / 1000
+    iat = claims.get("iat")
+    return float(iat) if isinstance(iat, int | float) else 0.0
+
+
+class _UnknownKey(Exception):
+    pass
+
+
+def _registry(audience: str) -> jwt.JWTClaimsRegistry:
+    # Servers' clocks differ a little: a token issued on one must not be "from the future" on
+    # another, nor expire there early.
+    return jwt.JWTClaimsRegistry(
+        leeway=CLOCK_LEEWAY,
+        iss={"essential": True, "value": ISSUER},
+        aud={"essential": True, "value": audience},
+        sub={"essential": True},
+        exp={"essential": True},
+        iat={"essential": True},
+        jti={"essential": True},
+        kind={"essential": True},
+    )
+
+
+_REGISTRY = {audience: _registry(audience) for audience in (TENANT_AUDIENCE, PLATFORM_AUDIENCE)}
 
 
 def issue_access_token(

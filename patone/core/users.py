@@ -12,7 +12,9 @@ from patone.core.db import engine
 from patone.core.errors import Conflict, NotFound, UserError
 from patone.core.inputs import Email, Input, Name, parse
 from patone.core.permissions import Actor, require, validate_grants
+from patone.core.refresh_tokens import revoke_all
 from patone.core.rows import insert_row, row_by_id
+from patone.core.tokens import Kind
 from patone.tenants.isolation import TenantRef, tenant_transaction
 
 Row = dict[str, Any]
@@ -80,9 +82,12 @@ async def update_user(tenant: TenantRef, actor: Actor, user_id: int, data: Any) 
     async with tenant_transaction(tenant):
         if changes.get("role"):
             await _require_role(changes["role"])
-        return await audited_update(
+        updated = await audited_update(
             actor, "user", "users", user_id, {**changes, "updated_at": now()}, "user.updated", _user
         )
+    if changes.get("active") is False:  # their tokens and open sockets stop working at once
+        await revoke_all(tenant, actor, Kind.staff, str(user_id))
+    return updated
 
 
 async def list_roles(tenant: TenantRef) -> list[Row]:

@@ -8,8 +8,9 @@ a JSON error and nothing runs.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
+import contextlib
 import json
+import logging
 import time
 from typing import Any
 
@@ -17,20 +18,21 @@ from cross_web import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
-from starlette.websockets import WebSocket
+from starlette.websockets import WebSocket, WebSocketState
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.types.unset import UnsetType
 
-from patone.core import ratelimits
+from patone.core import authentication, ratelimits, revocation
 from patone.core.errors import UserError
 from patone.core.permissions import Actor
-from patone.core.tokens import InvalidToken, verify_access_token
-from patone.core.users import actor_for_user
+from patone.core.tokens import Claims, InvalidToken
 from patone.graphql import persisted
 from patone.graphql.context import Context
 from patone.graphql.schema import schema
 from patone.log import request_id_var
+
+log = logging.getLogger(__name__)
 
 
 def _error(
@@ -56,6 +58,31 @@ def _error(
 # Until connection_init authenticates a socket, it may do nothing.
 NOBODY = Actor(kind="anonymous")
 
+# How often an open socket checks that its token was not revoked.
+REVOCATION_CHECK_EVERY = 2.0
+CLOSE_EXPIRED = (4401, "token expired")
+CLOSE_REVOKED = (4403, "token revoked")
+_watchers: set[asyncio.Task[None]] = set()
+
+
+async def _watch(socket: WebSocket, tenant: str, claims: Claims, every: float) -> None:
+    """Close the socket when its token expires (4401: reconnect with a fresh token) or is
+    revoked (4403: sign in again), checking revocation every `every` seconds."""
+    code, reason = CLOSE_EXPIRED
+    while time.time() < claims.expires_at:
+        await asyncio.sleep(min(every, max(claims.expires_at - time.time(), 0)))
+        if WebSocketState.DISCONNECTED in (socket.client_state, socket.application_state):
+            return
+        try:
+            if await revocation.is_revoked(tenant, claims):
+                code, reason = CLOSE_REVOKED
+                break
+        except Exception:  # Redis away for a moment: keep the socket, look again next time
+            log.warning("revocation check failed", exc_info=True)
+            continue
+    with contextlib.suppress(RuntimeError):
+        await socket.close(code=code, reason=reason)
+
 
 class _Strawberry(GraphQL[Context, None]):
     def __init__(self, secret: str) -> None:
@@ -79,16 +106,16 @@ class _Strawberry(GraphQL[Context, None]):
         raw = str(params.get("Authorization") or params.get("authorization") or "")
         token = raw.removeprefix("Bearer ").strip() or str(params.get("token") or "")
         try:
-            claims = verify_access_token(self.secret, token, tenant=context.tenant.slug)
-            context.actor = await actor_for_user(context.tenant, claims.user_id)
+            context.actor, claims = await authentication.authenticate(
+                self.secret, context.tenant, token
+            )
         except UserError as error:
             raise ConnectionRejectionError({"code": error.code, "message": error.message}) from None
-        socket = context.request
-        delay = max(claims.expires_at - time.time(), 0)
-        # The socket lives only as long as its token (code 4401: reconnect with a fresh token).
-        asyncio.get_running_loop().call_later(
-            delay, lambda: asyncio.ensure_future(socket.close(code=4401, reason="token expired"))
+        watcher = asyncio.get_running_loop().create_task(
+            _watch(context.request, context.tenant.slug, claims, REVOCATION_CHECK_EVERY)
         )
+        _watchers.add(watcher)
+        watcher.add_done_callback(_watchers.discard)
         return {"tenant": context.tenant.slug}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -145,20 +172,13 @@ class GraphQLApp:
             )
             return
         try:
-            claims = verify_access_token(self.secret, token.strip(), tenant=tenant.slug)
-            actor = await actor_for_user(tenant, claims.user_id)
-            state["actor"] = dataclasses.replace(actor, allow_list_only=claims.allow_list_only)
+            claims = authentication.verify(self.secret, tenant, token.strip())
+            # The plan's rate limit is counted while revocation and the role are checked.
+            limit = ratelimits.check_api(tenant, caller=authentication.caller(claims))
+            state["actor"] = await authentication.actor_for(tenant, claims, limit)
         except InvalidToken as error:
             await _error(401, error.code, error.message)(scope, receive, send)
             return
-        except UserError:
-            await _error(401, "unauthenticated", "The token's user no longer exists.")(
-                scope, receive, send
-            )
-            return
-        actor = state["actor"]
-        try:
-            await ratelimits.check_api(tenant, caller=f"{actor.kind}:{actor.id}")
         except ratelimits.RateLimited as error:
             headers = {"Retry-After": str(error.retry_after)}
             await _error(429, "RATE_LIMITED", error.message, headers)(scope, receive, send)

@@ -123,6 +123,10 @@ class OperatorActivity:
 class FirstAdmin:
     email: str
     name: str
+    setup_link: str = strawberry.field(
+        description="One-time link where the admin chooses a password (shown once)."
+    )
+    setup_link_expires_at: datetime
 
 
 @strawberry.input
@@ -219,7 +223,12 @@ class PlatformMutation:
             return CreateTenantPayload(tenant=None, admin=None, user_errors=errors)
         return CreateTenantPayload(
             tenant=PlatformTenant.of(created.tenant),
-            admin=FirstAdmin(email=created.admin["email"], name=created.admin["name"]),
+            admin=FirstAdmin(
+                email=created.admin["email"],
+                name=created.admin["name"],
+                setup_link=created.setup_link.url,
+                setup_link_expires_at=created.setup_link.expires_at,
+            ),
             user_errors=[],
         )
 

@@ -18,6 +18,7 @@ from strawberry.tools import merge_types
 from strawberry.types import Info
 
 from patone.core.errors import NotFound
+from patone.graphql.api_clients import ApiClientMutations, ApiClientQueries
 from patone.graphql.company import (
     ActivityQueries,
     CompanyMutations,
@@ -107,6 +108,7 @@ def build_schema(*, third_party: bool = True) -> strawberry.Schema:
             PushQueries,
             NotificationQueries,
             WebhookQueries,
+            ApiClientQueries,
             TwoFactorQueries,
             *plugin_queries,
         ),
@@ -123,6 +125,7 @@ def build_schema(*, third_party: bool = True) -> strawberry.Schema:
             PushMutations,
             NotificationMutations,
             WebhookMutations,
+            ApiClientMutations,
             TwoFactorMutations,
             *plugin_mutations,
         ),

@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from patone.core import users
+from patone.core.credentials import Link
 from patone.core.inputs import Email, Input, Name, parse
-from patone.core.permissions import SYSTEM
+from patone.settings import get_settings
 from patone.tenants import provisioning
 from patone.tenants.operators import Operator, record_activity
 from patone.tenants.registry import TenantInfo, get_tenant
@@ -26,6 +26,7 @@ class FirstAdmin(Input):
 class CreatedTenant:
     tenant: TenantInfo
     admin: dict[str, Any]
+    setup_link: Link  # the first admin's one-time set-up link (no password ships)
 
 
 async def _logged(operator: Operator, action: str, slug: str, **detail: Any) -> None:
@@ -49,16 +50,20 @@ async def create_tenant(
     admin_name: str,
     domains: list[str] | None = None,
 ) -> CreatedTenant:
-    """A new tenant and its first admin (checked before anything is created)."""
+    """A new tenant and its first admin (checked before anything is created), who gets a
+    one-time set-up link under the company's address."""
     admin = parse(FirstAdmin, {"admin_email": admin_email, "admin_name": admin_name})
-    tenant = await provisioning.create_tenant(slug, name, plan=plan, domains=domains or ())
-    user = await users.create_user(
-        tenant,
-        SYSTEM,
-        {"email": admin.admin_email, "name": admin.admin_name, "role": "admin"},
+    created = await provisioning.create_tenant_with_admin(
+        slug,
+        name,
+        admin_email=admin.admin_email,
+        admin_name=admin.admin_name,
+        base_url=get_settings().tenant_url_template().replace("{slug}", slug),
+        plan=plan,
+        domains=domains or (),
     )
-    await _logged(operator, "tenant.created", tenant.slug, plan=plan, admin=user["email"])
-    return CreatedTenant(tenant=tenant, admin=user)
+    await _logged(operator, "tenant.created", slug, plan=plan, admin=created.admin["email"])
+    return CreatedTenant(tenant=created.tenant, admin=created.admin, setup_link=created.link)
 
 
 async def suspend_tenant(operator: Operator, slug: str, reason: str) -> TenantInfo:

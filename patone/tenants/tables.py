@@ -79,6 +79,25 @@ class TenantDomain(Table, tablename="tenant_domains", schema="platform", db=engi
     created_at = Timestamptz()
 
 
+class SigningKey(Table, tablename="signing_keys", schema="platform", db=engine):
+    """A key pair that signs access tokens (patone/core/signing_keys.py); private half sealed."""
+
+    kid = Varchar(length=64, primary_key=True)
+    algorithm = Varchar(length=10)
+    public_jwk = JSONB()
+    private_jwk = JSONB()
+    created_at = Timestamptz()
+    active_from = Timestamptz()
+    verify_until = Timestamptz(null=True, default=None)
+
+
+class OAuthClientIndex(Table, tablename="oauth_clients", schema="platform", db=engine):
+    """Which tenant a partner's OAuth client_id belongs to, for the token endpoint."""
+
+    client_id = Varchar(length=64, primary_key=True)
+    tenant = ForeignKey(references=Tenant, on_delete=OnDelete.cascade, index=True)
+
+
 class Operator(Table, tablename="operators", schema="platform", db=engine):
     """A platform operator: signs in with a password and a TOTP code (always on)."""
 

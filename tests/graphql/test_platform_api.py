@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from patone.app import create_app
-from patone.core import two_factor
+from patone.core import credentials, two_factor
 from patone.core.db import engine
 from patone.core.tokens import (
     PLATFORM_AUDIENCE,
@@ -26,11 +26,13 @@ from patone.tenants import operators, provisioning
 from patone.tenants.registry import TenantInfo, get_tenant
 from tests.conftest import unique_slug
 from tests.graphql.conftest import SECRET, token_for
+from tests.support import resigned
 
 PASSWORD = "correct horse battery staple"
 
 CREATE = """mutation($input: CreateTenantInput!) { createTenant(input: $input) {
-    tenant { slug name status plan } admin { email name } userErrors { field code message } } }"""
+    tenant { slug name status plan } admin { email name setupLink setupLinkExpiresAt }
+    userErrors { field code message } } }"""
 PURGE = """mutation($slug: String!, $force: Boolean! = false) {
     purgeTenant(slug: $slug, force: $force) { purged userErrors { code } } }"""
 TENANT_FIELDS = "tenant { slug status statusReason plan purgeAfter } userErrors { field code }"
@@ -125,7 +127,8 @@ async def test_a_tenant_admin_token_is_refused_by_the_platform_api(
 
     nobody = await client.post("/platform/graphql", json={"query": "{ tenants { slug } }"})
     assert nobody.status_code == 401 and nobody.headers["www-authenticate"] == "Bearer"
-    forged = issue_token("another key", kind=Kind.operator, subject=str(operator.id), tenant=None)
+    genuine = issue_token(SECRET, kind=Kind.operator, subject=str(operator.id), tenant=None)
+    forged = resigned(genuine)  # signed with a key the server never had
     assert (await platform(client, forged, "{ plans { name } }", status=401))["data"] is None
     # On a company's host the platform API is not there at all.
     on_tenant = await client.post(
@@ -195,13 +198,25 @@ async def test_the_tenant_life_cycle_through_the_platform_api(
             }
         },
     )
-    assert created["data"]["createTenant"] == {
+    payload = created["data"]["createTenant"]
+    link = payload["admin"].pop("setupLink")
+    assert payload["admin"].pop("setupLinkExpiresAt")
+    assert payload == {
         "tenant": {"slug": slug, "name": "Zed Recovery", "status": "active", "plan": "free"},
         "admin": {"email": "zoe@zed.example", "name": "Zoe"},
         "userErrors": [],
     }
     tenant = await get_tenant(slug)
     assert tenant is not None
+    # No password ships: the first admin chooses one through the one-time link.
+    assert link.startswith(f"http://{slug}.") and "/setup/" in link
+    admin_id = await credentials.complete_setup(
+        tenant, link.rsplit("/", 1)[1], "zed recovery hauls 4 trucks"
+    )
+    signed_in = await credentials.authenticate(
+        tenant, "zoe@zed.example", "zed recovery hauls 4 trucks", ip="198.51.100.7"
+    )
+    assert signed_in.user_id == admin_id and signed_in.role == "admin"
     zed_admin = await token_for(tenant, "dispatcher")
     bystander_token = await token_for(bystander, "dispatcher")
     assert (await tenant_api(client, slug, zed_admin)).status_code == 200

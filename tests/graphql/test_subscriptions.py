@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -14,8 +15,10 @@ import httpx
 import pytest
 import websockets
 
-from patone.core import customers, service_requests
+from patone.core import customers, revocation, service_requests
 from patone.core.permissions import SYSTEM
+from patone.core.tokens import TENANT_AUDIENCE, verify_token
+from patone.graphql.app import REVOCATION_CHECK_EVERY
 from patone.tenants.registry import TenantInfo
 from tests.graphql.conftest import SECRET, token_for
 from tests.test_embedded import _free_port
@@ -45,8 +48,6 @@ def server() -> Iterator[int]:
                 pass
             if process.poll() is not None:
                 raise AssertionError("the server exited")
-            import time
-
             time.sleep(0.1)
         yield port
     finally:
@@ -126,3 +127,31 @@ async def test_a_socket_without_a_valid_token_is_closed(
         with pytest.raises(websockets.ConnectionClosed) as closed:
             await _next(socket)
         assert closed.value.rcvd is not None and closed.value.rcvd.code == 4403
+
+
+async def test_a_socket_whose_token_is_revoked_is_closed_within_seconds(
+    server: int, two_tenants: tuple[TenantInfo, TenantInfo], sockets: list[Any]
+) -> None:
+    acme, bolt = two_tenants
+    acme_token, bolt_token = (
+        await token_for(acme, "dispatcher"),
+        await token_for(bolt, "dispatcher"),
+    )
+    acme_socket = await _socket(server, acme, acme_token)
+    bolt_socket = await _socket(server, bolt, bolt_token)
+    sockets.append(bolt_socket)
+    for socket in (acme_socket, bolt_socket):
+        assert (await _next(socket))["type"] == "connection_ack"
+        await socket.send(
+            json.dumps({"id": "1", "type": "subscribe", "payload": {"query": SUBSCRIBE}})
+        )
+    claims = verify_token(SECRET, acme_token, audience=TENANT_AUDIENCE, tenant=acme.slug)
+    started = time.monotonic()
+    await revocation.revoke_token(acme.slug, claims.token_id, claims.expires_at)
+    with pytest.raises(websockets.ConnectionClosed) as closed:
+        await _next(acme_socket, timeout=10)
+    assert closed.value.rcvd is not None
+    assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (4403, "token revoked")
+    assert time.monotonic() - started < REVOCATION_CHECK_EVERY + 2
+    with pytest.raises(TimeoutError):  # the other company's socket stays open
+        await _next(bolt_socket, timeout=0.5)

@@ -1,0 +1,78 @@
+"""Who is calling a tenant's API: a genuine, unrevoked access token turned into an `Actor`.
+
+The signature check uses the in-memory keyring and revocation is one Redis MGET; a staff
+user's current role is read from the tenant (so a changed role or a deactivated user takes
+effect at once), a partner's permissions come from its token's scopes. The Redis check, the
+role read and whatever else the caller needs per request (the rate limit) run concurrently, so
+a request waits for the slowest of them, not their sum.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Awaitable
+
+from patone.core import api_clients, revocation
+from patone.core.errors import NotFound
+from patone.core.permissions import Actor
+from patone.core.tokens import TENANT_AUDIENCE, Claims, InvalidToken, Kind, verify_token
+from patone.core.users import actor_for_user
+from patone.tenants.isolation import TenantRef
+
+ACCEPTED = (Kind.staff, Kind.partner)
+
+
+def verify(secret: str, tenant: TenantRef, token: str) -> Claims:
+    """The claims of a token this API accepts on `tenant` (no revocation check yet)."""
+    claims = verify_token(secret, token, audience=TENANT_AUDIENCE, tenant=tenant.slug)
+    if claims.kind not in ACCEPTED:
+        raise InvalidToken(f"{claims.kind.value} tokens are not accepted by this API")
+    if claims.kind is Kind.staff and not claims.subject.isdigit():
+        raise InvalidToken("the access token names no user")
+    return claims
+
+
+def caller(claims: Claims) -> str:
+    """The caller's key for per-caller limits: "user:<id>" or "partner:<client_id>" (the same
+    as the resulting actor's `kind:id`)."""
+    return f"{'user' if claims.kind is Kind.staff else claims.kind.value}:{claims.subject}"
+
+
+async def _staff_actor(tenant: TenantRef, claims: Claims) -> Actor:
+    try:
+        actor = await actor_for_user(tenant, int(claims.subject))
+    except NotFound:
+        raise InvalidToken("the token's user no longer exists or was deactivated") from None
+    return dataclasses.replace(actor, allow_list_only=claims.allow_list_only)
+
+
+async def actor_for(tenant: TenantRef, claims: Claims, *also: Awaitable[object]) -> Actor:
+    """The actor of verified `claims` once revocation is checked; `also` (e.g. the rate limit)
+    runs at the same time and its error, if any, comes after the token's own."""
+    found: object
+    if claims.kind is Kind.partner:
+        api_clients.note_use(tenant, claims.subject)
+        found = api_clients.partner_actor(claims)
+        first, *rest = await asyncio.gather(
+            revocation.check(tenant.slug, claims), *also, return_exceptions=True
+        )
+    else:
+        first, found, *rest = await asyncio.gather(
+            revocation.check(tenant.slug, claims),
+            _staff_actor(tenant, claims),
+            *also,
+            return_exceptions=True,
+        )
+    for outcome in (first, found, *rest):
+        if isinstance(outcome, BaseException):
+            raise outcome
+    assert isinstance(found, Actor)
+    return found
+
+
+async def authenticate(secret: str, tenant: TenantRef, token: str) -> tuple[Actor, Claims]:
+    """The actor behind `token` on `tenant` and the token's claims; else `InvalidToken`
+    (`revocation.RevokedToken` for a revoked one)."""
+    claims = verify(secret, tenant, token)
+    return await actor_for(tenant, claims), claims

@@ -1,0 +1,176 @@
+"""Access tokens: genuine ones verify from memory; forged, expired or misplaced ones do not;
+signing keys rotate without breaking the tokens already out."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+from joserfc.jwk import ECKey
+
+from patone.app import create_app
+from patone.core.db import engine
+from patone.core.scheduler import registered
+from patone.core.signing_keys import keyring_for, rotate, rotate_if_due, rotate_when_due
+from patone.core.tokens import (
+    CLOCK_LEEWAY,
+    PLATFORM_AUDIENCE,
+    TENANT_AUDIENCE,
+    InvalidToken,
+    Kind,
+    issue_token,
+    verify_token,
+)
+from patone.settings import load_settings
+from patone.tenants.registry import TenantInfo
+from tests.support import forged_token, resigned, token_parts
+
+SECRET = "token-test-secret"
+
+
+def _staff(tenant: TenantInfo, ttl: int = 900) -> str:
+    return issue_token(SECRET, kind=Kind.staff, subject="7", tenant=tenant.slug, ttl=ttl)
+
+
+def _refused(token: str, tenant: TenantInfo, audience: str = TENANT_AUDIENCE) -> str:
+    with pytest.raises(InvalidToken) as refused:
+        verify_token(SECRET, token, audience=audience, tenant=tenant.slug)
+    return refused.value.message
+
+
+async def test_a_genuine_token_verifies_for_its_own_tenant_only(
+    two_tenants: tuple[TenantInfo, TenantInfo],
+) -> None:
+    acme, bolt = two_tenants
+    token = _staff(acme)
+    header, _ = token_parts(token)
+    assert header["alg"] == "ES256" and header["kid"] in keyring_for(SECRET).kids()
+    claims = verify_token(SECRET, token, audience=TENANT_AUDIENCE, tenant=acme.slug)
+    assert (claims.kind, claims.subject, claims.tenant) == (Kind.staff, "7", acme.slug)
+    assert claims.token_id and claims.issued_at <= time.time()
+    assert "another company" in _refused(token, bolt)
+
+
+async def test_forged_tokens_are_refused(two_tenants: tuple[TenantInfo, TenantInfo]) -> None:
+    acme, _bolt = two_tenants
+    genuine = _staff(acme)
+    header, claims = token_parts(genuine)
+    public = keyring_for(SECRET).verification_key(str(header["kid"]))
+    assert public is not None
+    public_pem = public.as_pem(private=False)
+    forgeries = {
+        "alg none": forged_token(claims, header={"alg": "none", "typ": "JWT"}),
+        "alg none with kid": forged_token(claims, header={**header, "alg": "none"}),
+        "HS256 with the public key": forged_token(
+            claims, header={**header, "alg": "HS256"}, key=public_pem
+        ),
+        "another key, our kid": resigned(genuine),
+        "another key, an unknown kid": forged_token(
+            claims, header={"alg": "ES256", "kid": "nobody-knows"}, key=ECKey.generate_key("P-256")
+        ),
+        "no kid": forged_token(claims, header={"alg": "ES256"}, key=ECKey.generate_key("P-256")),
+        "claims changed after signing": ".".join(
+            [genuine.split(".")[0], resigned(genuine, sub="1").split(".")[1], genuine.split(".")[2]]
+        ),
+    }
+    accepted = []
+    for name, token in forgeries.items():
+        try:
+            verify_token(SECRET, token, audience=TENANT_AUDIENCE, tenant=acme.slug)
+        except InvalidToken:
+            continue
+        accepted.append(name)
+    assert accepted == []
+
+
+async def test_expired_and_wrong_audience_tokens_are_refused(
+    two_tenants: tuple[TenantInfo, TenantInfo],
+) -> None:
+    acme, bolt = two_tenants
+    genuine = _staff(acme)
+    header, claims = token_parts(genuine)
+    key = keyring_for(SECRET).signing_key()
+    assert header["kid"] == key.kid
+    now = int(time.time())
+    expired = forged_token(
+        {**claims, "iat": now - 120, "exp": now - CLOCK_LEEWAY - 1}, header=header, key=key.private
+    )
+    assert "expired" in _refused(expired, acme)
+    from_the_future = forged_token(
+        {**claims, "iat": now + CLOCK_LEEWAY + 60}, header=header, key=key.private
+    )
+    assert "future" in _refused(from_the_future, acme)
+    a_little_skewed = forged_token({**claims, "iat": now + 2}, header=header, key=key.private)
+    assert verify_token(SECRET, a_little_skewed, audience=TENANT_AUDIENCE, tenant=acme.slug)
+    operator = issue_token(SECRET, kind=Kind.operator, subject="op", tenant=None)
+    assert "aud" in _refused(operator, acme)
+    assert "aud" in _refused(_staff(bolt), bolt, audience=PLATFORM_AUDIENCE)
+    assert verify_token(SECRET, operator, audience=PLATFORM_AUDIENCE).kind is Kind.operator
+
+
+async def test_verifying_reads_no_database(two_tenants: tuple[TenantInfo, TenantInfo]) -> None:
+    acme, bolt = two_tenants
+    tokens = [_staff(acme), _staff(bolt)]
+    before = sum(engine.statements.values())
+    for _ in range(50):
+        for token, tenant in zip(tokens, two_tenants, strict=True):
+            verify_token(SECRET, token, audience=TENANT_AUDIENCE, tenant=tenant.slug)
+    assert sum(engine.statements.values()) == before
+
+
+async def test_rotation_keeps_old_tokens_valid_and_signs_new_ones_with_the_new_key(
+    two_tenants: tuple[TenantInfo, TenantInfo],
+) -> None:
+    acme, bolt = two_tenants
+    keyring = keyring_for(SECRET)
+    old = _staff(acme)
+    old_kid = token_parts(old)[0]["kid"]
+
+    pending = await rotate(keyring)  # not yet active: other processes must load it first
+    assert token_parts(_staff(acme))[0]["kid"] == old_kid
+    assert pending in keyring.kids()
+
+    new_kid = await rotate(keyring, activate_in=0)
+    new = _staff(bolt)
+    assert token_parts(new)[0]["kid"] == new_kid != old_kid
+    assert verify_token(SECRET, old, audience=TENANT_AUDIENCE, tenant=acme.slug).subject == "7"
+    assert verify_token(SECRET, new, audience=TENANT_AUDIENCE, tenant=bolt.slug).subject == "7"
+
+    app = create_app(load_settings(secret_key=SECRET))
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://localhost"
+    ) as client:
+        response = await client.get("/.well-known/jwks.json")
+    assert response.status_code == 200 and "max-age" in response.headers["cache-control"]
+    published = {key["kid"]: key for key in response.json()["keys"]}
+    assert {old_kid, new_kid, pending} <= set(published)
+    assert all(key["alg"] == "ES256" and "d" not in key for key in published.values())
+
+
+async def test_a_kid_made_by_another_process_is_found_by_reloading(
+    two_tenants: tuple[TenantInfo, TenantInfo],
+) -> None:
+    acme, _bolt = two_tenants
+    elsewhere = keyring_for("another-process-secret")  # same database, its own keyring
+    kid = await rotate(elsewhere, activate_in=0)
+    token = issue_token(
+        "another-process-secret", kind=Kind.partner, subject="pc_x", tenant=acme.slug
+    )
+    assert token_parts(token)[0]["kid"] == kid
+    keyring_for(SECRET)._last_miss_reload = 0.0  # as if the last reload were long ago
+    assert verify_token(SECRET, token, audience=TENANT_AUDIENCE, tenant=acme.slug).subject == "pc_x"
+
+
+async def test_the_periodic_job_rotates_only_a_key_that_has_grown_old(
+    two_tenants: tuple[TenantInfo, TenantInfo],
+) -> None:
+    acme, _bolt = two_tenants
+    keyring = keyring_for(SECRET)
+    _staff(acme)  # a key exists
+    assert registered()["signing_keys.rotate"].run is rotate_when_due
+    assert await rotate_if_due(keyring) is None
+    await engine.execute("UPDATE platform.signing_keys SET created_at = now() - interval '31 days'")
+    kid = await rotate_if_due(keyring)
+    assert kid is not None and kid in keyring.kids()
+    assert await rotate_if_due(keyring) is None
