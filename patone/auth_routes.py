@@ -6,7 +6,13 @@ project's shape (`web.error_response`):
 - `/auth/sign-in` {"email", "password"} -> {"access_token", "token_type": "Bearer",
   "expires_in", "refresh_token", "must_change_password"} (the refresh token is spent at
   `POST /oauth/token`, grant_type=refresh_token); 401 "the email or password is wrong" for
-  every failure; 429 with Retry-After while the account is locked.
+  every failure; 429 with Retry-After while the account is locked or the sign-in rate limit is
+  spent. An account with two-factor sends "code" too (else 401 `two_factor_required`); one
+  whose role requires two-factor and has none gets 403 `two_factor_enrolment_required` with an
+  "enrolment_token" and no tokens; one flagged must-change 403 `password_change_required` with
+  a "password_change_token" (`patone.core.staff_sign_in`).
+- `/auth/two-factor/enrol` and `/auth/two-factor/confirm` {"code"} with the enrolment token as
+  bearer: the QR code, then the recovery codes.
 - `/auth/setup` {"token", "password"} -> {"status": "password_set"}
 - `/auth/reset-password` {"email"} -> 202 always (a malformed address excepted)
 - `/auth/reset-password/confirm` {"token", "password"} -> {"status": "password_set"}
@@ -24,7 +30,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from patone.core import credentials, refresh_tokens
+from patone.core import credentials, refresh_tokens, staff_sign_in
 from patone.core.authentication import authenticate
 from patone.core.errors import UserError
 from patone.core.inputs import parse
@@ -43,6 +49,11 @@ class _Body(BaseModel):
 class SignInBody(_Body):
     email: str = Field(min_length=1, max_length=254)
     password: str = Field(min_length=1, max_length=1024)
+    code: str | None = Field(default=None, max_length=64)
+
+
+class CodeBody(_Body):
+    code: str = Field(min_length=1, max_length=64)
 
 
 class TokenPasswordBody(_Body):
@@ -63,6 +74,16 @@ def _client_ip(request: Request) -> str:
     return request.client.host if request.client else ""
 
 
+def _bearer(request: Request) -> str | None:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def _is_restricted(token: str) -> bool:
+    """A restricted sign-in token (`staff_sign_in`) rather than a JWT, which has dots."""
+    return "." not in token
+
+
 def _endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
     """Resolve the tenant and read a JSON object body; user errors become JSON answers."""
 
@@ -80,11 +101,9 @@ def _endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
             return error_response(400, "invalid_json", "Send a JSON object.")
         try:
             return await handler(request, tenant, body)
-        except credentials.AccountLocked as error:
-            response = user_error_response(error)
-            response.headers["Retry-After"] = str(error.retry_after)
-            return response
-        except UserError as error:
+        except staff_sign_in.StepRequired as error:
+            return error_response(error.status, error.code, error.message, **error.extra)
+        except UserError as error:  # with Retry-After when locked or rate limited
             return user_error_response(error)
 
     return endpoint
@@ -95,8 +114,8 @@ def auth_routes(secret: str, access_ttl: int = DEFAULT_TTL) -> list[Route]:
 
     async def sign_in(request: Request, tenant: TenantInfo, body: dict[str, Any]) -> Response:
         given = parse(SignInBody, body)
-        who = await credentials.authenticate(
-            tenant, given.email, given.password, ip=_client_ip(request)
+        who = await staff_sign_in.sign_in_api(
+            tenant, given.email, given.password, given.code, ip=_client_ip(request)
         )
         pair = await refresh_tokens.issue_token_pair(secret, tenant, who.user_id, ttl=access_ttl)
         return JSONResponse(
@@ -106,6 +125,7 @@ def auth_routes(secret: str, access_ttl: int = DEFAULT_TTL) -> list[Route]:
 
     async def setup(request: Request, tenant: TenantInfo, body: dict[str, Any]) -> Response:
         given = parse(TokenPasswordBody, body)
+        await staff_sign_in.check_link(tenant, given.token, ip=_client_ip(request))
         await credentials.complete_setup(tenant, given.token, given.password)
         return JSONResponse({"status": "password_set"})
 
@@ -123,6 +143,7 @@ def auth_routes(secret: str, access_ttl: int = DEFAULT_TTL) -> list[Route]:
 
     async def confirm(request: Request, tenant: TenantInfo, body: dict[str, Any]) -> Response:
         given = parse(TokenPasswordBody, body)
+        await staff_sign_in.check_link(tenant, given.token, ip=_client_ip(request))
         await credentials.reset_password(tenant, given.token, given.password)
         return JSONResponse({"status": "password_set"})
 
@@ -130,6 +151,12 @@ def auth_routes(secret: str, access_ttl: int = DEFAULT_TTL) -> list[Route]:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             return error_response(401, "unauthenticated", "Sign in: send an access token.")
+        if _is_restricted(token.strip()):  # the password-change token of a must-change sign-in
+            given = parse(ChangeBody, body)
+            await staff_sign_in.change_password(
+                tenant, token.strip(), given.current_password, given.password
+            )
+            return JSONResponse({"status": "password_changed"})
         try:
             actor, _claims = await authenticate(secret, tenant, token.strip())
         except InvalidToken as error:
@@ -140,8 +167,27 @@ def auth_routes(secret: str, access_ttl: int = DEFAULT_TTL) -> list[Route]:
         await credentials.change_password(tenant, actor, given.current_password, given.password)
         return JSONResponse({"status": "password_changed"})
 
+    async def enrol(request: Request, tenant: TenantInfo, body: dict[str, Any]) -> Response:
+        started = await staff_sign_in.enrolment(tenant, _bearer(request) or "")
+        return JSONResponse(
+            {"otpauth_uri": started.uri, "qr_svg": started.qr_svg, "secret": started.secret},
+            headers={"Cache-Control": "no-store"},
+        )
+
+    async def confirm_enrolment(
+        request: Request, tenant: TenantInfo, body: dict[str, Any]
+    ) -> Response:
+        given = parse(CodeBody, body)
+        _, codes = await staff_sign_in.confirm_enrolment(tenant, _bearer(request) or "", given.code)
+        return JSONResponse(
+            {"status": "two_factor_enabled", "recovery_codes": codes},
+            headers={"Cache-Control": "no-store"},
+        )
+
     return [
         Route("/auth/sign-in", _endpoint(sign_in), methods=["POST"]),
+        Route("/auth/two-factor/enrol", _endpoint(enrol), methods=["POST"]),
+        Route("/auth/two-factor/confirm", _endpoint(confirm_enrolment), methods=["POST"]),
         Route("/auth/setup", _endpoint(setup), methods=["POST"]),
         Route("/auth/reset-password", _endpoint(reset), methods=["POST"]),
         Route("/auth/reset-password/confirm", _endpoint(confirm), methods=["POST"]),

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
+import pyotp
 import pytest
 
 from patone.app import create_app
-from patone.core import credentials
+from patone.core import credentials, sessions, two_factor
 from patone.core.db import engine
 from patone.core.permissions import SYSTEM
 from patone.core.tokens import TENANT_AUDIENCE, Kind, verify_token
@@ -18,6 +20,7 @@ from patone.plugins import config as plugins
 from patone.settings import load_settings
 from patone.tenants.isolation import tenant_transaction
 from patone.tenants.registry import TenantInfo
+from tests.conftest import MakePlan, MakeTenant, actor_for
 from tests.fakes import SmtpFake
 from tests.support import plugin_runtime, running_worker
 
@@ -49,15 +52,20 @@ async def post(
     )
 
 
-async def invite(tenant: TenantInfo, email: str = "ann@example.com") -> str:
-    """A new admin's set-up token."""
+async def invite(tenant: TenantInfo, email: str = "ann@example.com", role: str = "manager") -> str:
+    """A new staff member's set-up token (a manager: two-factor is not required of them)."""
     invitation = await credentials.invite_user(
         tenant,
         SYSTEM,
-        {"email": email, "name": "Ann Lee", "role": "admin"},
+        {"email": email, "name": "Ann Lee", "role": role},
         base_url=f"http://{tenant.slug}.patone.test",
     )
     return invitation.link.url.rsplit("/", 1)[1]
+
+
+def next_code(secret: str) -> str:
+    """The code of the next 30-second step: the current one was spent confirming enrolment."""
+    return pyotp.TOTP(secret).at(time.time() + 30)
 
 
 def error_without_request_id(response: httpx.Response) -> dict[str, Any]:
@@ -162,8 +170,9 @@ async def test_reset_answers_202_alike_and_its_emailed_link_sets_a_new_password(
     client: httpx.AsyncClient, two_tenants: tuple[TenantInfo, TenantInfo], smtp: SmtpFake
 ) -> None:
     acme, bolt = two_tenants
-    await credentials.complete_setup(acme, await invite(acme), GOOD)
+    ann = await credentials.complete_setup(acme, await invite(acme), GOOD)
     await credentials.complete_setup(bolt, await invite(bolt), GOOD)
+    browser, _ = await sessions.start(acme, ann, ip="192.0.2.1", user_agent="Laptop")
     old_sessions = {}
     for tenant in (acme, bolt):
         signed = await post(
@@ -199,8 +208,10 @@ async def test_reset_answers_202_alike_and_its_emailed_link_sets_a_new_password(
     confirm = {"token": token, "password": "a brand new passphrase"}
     crossed = await post(client, bolt, "/auth/reset-password/confirm", confirm)
     assert crossed.status_code == 400 and crossed.json()["error"]["field"] == "token"
+    assert await sessions.load(acme, browser) is not None
     done = await post(client, acme, "/auth/reset-password/confirm", confirm)
     assert done.status_code == 200, done.text
+    assert await sessions.load(acme, browser) is None  # a reset signs out everywhere
     twice = await post(client, acme, "/auth/reset-password/confirm", confirm)
     assert twice.status_code == 400 and "already used" in twice.json()["error"]["message"]
     signed = await post(
@@ -258,14 +269,39 @@ async def test_changing_ones_password_needs_a_token_and_the_current_password(
     assert again.status_code == 200
 
 
+async def enrol_by_api(
+    client: httpx.AsyncClient, tenant: TenantInfo, email: str, password: str
+) -> str:
+    """Sign in as a user who must enrol, enrol with the restricted token; the TOTP secret."""
+    first = await post(client, tenant, "/auth/sign-in", {"email": email, "password": password})
+    assert first.status_code == 403, first.text
+    assert first.json()["error"]["code"] == "two_factor_enrolment_required"
+    bearer = {"Authorization": f"Bearer {first.json()['error']['enrolment_token']}"}
+    started = await post(client, tenant, "/auth/two-factor/enrol", {}, **bearer)
+    assert started.status_code == 200, started.text
+    assert started.json()["qr_svg"].startswith("<svg")
+    secret = started.json()["secret"]
+    confirmed = await post(
+        client, tenant, "/auth/two-factor/confirm", {"code": pyotp.TOTP(secret).now()}, **bearer
+    )
+    assert confirmed.status_code == 200, confirmed.text
+    assert len(confirmed.json()["recovery_codes"]) == 10
+    return secret
+
+
 async def test_an_admin_invites_a_driver_who_signs_in_and_cannot_change_prices(
     client: httpx.AsyncClient, two_tenants: tuple[TenantInfo, TenantInfo]
 ) -> None:
     acme, bolt = two_tenants
-    await credentials.complete_setup(acme, await invite(acme), GOOD)
+    await credentials.complete_setup(acme, await invite(acme, role="admin"), GOOD)
+    secret = await enrol_by_api(client, acme, "ann@example.com", GOOD)
     signed = await post(
-        client, acme, "/auth/sign-in", {"email": "ann@example.com", "password": GOOD}
+        client,
+        acme,
+        "/auth/sign-in",
+        {"email": "ann@example.com", "password": GOOD, "code": next_code(secret)},
     )
+    assert signed.status_code == 200, signed.text
     admin = {"Authorization": f"Bearer {signed.json()['access_token']}"}
     invite_driver = (
         'mutation { createUser(input: {email: "dave@example.com", name: "Dave Ortiz", '
@@ -294,10 +330,28 @@ async def test_an_admin_invites_a_driver_who_signs_in_and_cannot_change_prices(
     )  # fmt: skip
     assert flagged.json()["data"]["updateUser"]["user"]["mustChangePassword"] is True
 
-    dave = await post(
+    flagged_sign_in = await post(
         client, acme, "/auth/sign-in", {"email": "dave@example.com", "password": driver_password}
     )
-    assert dave.status_code == 200 and dave.json()["must_change_password"] is True
+    assert flagged_sign_in.status_code == 403
+    assert flagged_sign_in.json()["error"]["code"] == "password_change_required"
+    restricted = flagged_sign_in.json()["error"]["password_change_token"]
+    api = await post(
+        client, acme, "/graphql", {"query": "{ users { email } }"},
+        Authorization=f"Bearer {restricted}",
+    )  # fmt: skip
+    assert api.status_code == 401  # the restricted token opens nothing but the password change
+    new_password = "ring road tow truck at dawn"
+    changed = await post(
+        client, acme, "/auth/change-password",
+        {"current_password": driver_password, "password": new_password},
+        Authorization=f"Bearer {restricted}",
+    )  # fmt: skip
+    assert changed.status_code == 200, changed.text
+    dave = await post(
+        client, acme, "/auth/sign-in", {"email": "dave@example.com", "password": new_password}
+    )
+    assert dave.status_code == 200 and dave.json()["must_change_password"] is False
     prices = (
         'mutation { updateServiceType(code: "jump_start", input: {basePrice: 1}) '
         "{ serviceType { basePrice } userErrors { code message } } }"
@@ -311,6 +365,103 @@ async def test_an_admin_invites_a_driver_who_signs_in_and_cannot_change_prices(
     assert answer["userErrors"][0]["code"] == "forbidden"
     assert "service_types.manage" in answer["userErrors"][0]["message"]
     nobody = await post(
-        client, bolt, "/auth/sign-in", {"email": "dave@example.com", "password": driver_password}
+        client, bolt, "/auth/sign-in", {"email": "dave@example.com", "password": new_password}
     )
     assert nobody.status_code == 401
+
+
+async def test_two_factor_at_sign_in_over_json(
+    client: httpx.AsyncClient, two_tenants: tuple[TenantInfo, TenantInfo]
+) -> None:
+    acme, bolt = two_tenants
+    await credentials.complete_setup(acme, await invite(acme, role="admin"), GOOD)
+    await credentials.complete_setup(bolt, await invite(bolt, role="admin"), GOOD)
+    await two_factor.set_required_roles(bolt, actor_for("admin"), [])
+
+    enrolling = await post(
+        client, acme, "/auth/sign-in", {"email": "ann@example.com", "password": GOOD}
+    )
+    restricted = {"Authorization": f"Bearer {enrolling.json()['error']['enrolment_token']}"}
+    for path in ("/graphql", "/auth/change-password"):
+        body = {"query": "{ users { email } }"} if path == "/graphql" else {
+            "current_password": GOOD, "password": OTHER,
+        }  # fmt: skip
+        refused = await post(client, acme, path, body, **restricted)
+        assert refused.status_code == 401, (path, refused.text)
+    secret = await enrol_by_api(client, acme, "ann@example.com", GOOD)
+
+    no_code = await post(
+        client, acme, "/auth/sign-in", {"email": "ann@example.com", "password": GOOD}
+    )
+    assert no_code.status_code == 401
+    assert {k: v for k, v in error_without_request_id(no_code).items() if k != "message"} == {
+        "code": "two_factor_required",
+        "field": "code",
+    }
+    wrong_password = await post(
+        client, acme, "/auth/sign-in", {"email": "ann@example.com", "password": OTHER}
+    )
+    assert wrong_password.json()["error"]["code"] == "invalid_credentials"  # no hint of 2FA
+    wrong = await post(
+        client,
+        acme,
+        "/auth/sign-in",
+        {"email": "ann@example.com", "password": GOOD, "code": "000000"},
+    )
+    assert wrong.status_code == 401 and wrong.json()["error"]["code"] == "invalid_code"
+    signed = await post(
+        client,
+        acme,
+        "/auth/sign-in",
+        {"email": "ann@example.com", "password": GOOD, "code": next_code(secret)},
+    )
+    assert signed.status_code == 200 and signed.json()["access_token"]
+    # Bolt requires no role to use two-factor: its admin signs in with the password alone.
+    bolt_admin = await post(
+        client, bolt, "/auth/sign-in", {"email": "ann@example.com", "password": GOOD}
+    )
+    assert bolt_admin.status_code == 200, bolt_admin.text
+
+
+async def test_sign_in_and_link_use_are_rate_limited_with_retry_after(
+    client: httpx.AsyncClient, make_plan: MakePlan, make_tenant: MakeTenant
+) -> None:
+    plan = await make_plan(sign_ins_per_ip_per_hour=100, sign_ins_per_account_per_hour=2)
+    acme = await make_tenant("acme", plan=plan)
+    bolt = await make_tenant("bolt", plan=plan)
+    await credentials.complete_setup(acme, await invite(acme), GOOD)
+    await credentials.complete_setup(bolt, await invite(bolt), GOOD)
+    attempt = {"email": "ann@example.com", "password": OTHER}
+    answers = [await post(client, acme, "/auth/sign-in", attempt) for _ in range(3)]
+    assert [a.status_code for a in answers] == [401, 401, 429]
+    assert answers[2].json()["error"]["code"] == "rate_limited"
+    assert 0 < int(answers[2].headers["retry-after"]) <= 3600
+    right = await post(client, acme, "/auth/sign-in", {**attempt, "password": GOOD})
+    assert right.status_code == 429
+    elsewhere = await post(client, bolt, "/auth/sign-in", {**attempt, "password": GOOD})
+    assert elsewhere.status_code == 200
+    guesses = [
+        await post(client, acme, "/auth/setup", {"token": "x" * 43, "password": GOOD})
+        for _ in range(3)
+    ]
+    assert [g.status_code for g in guesses] == [400, 400, 429]
+
+
+async def test_a_password_change_over_json_ends_the_users_sessions(
+    client: httpx.AsyncClient, two_tenants: tuple[TenantInfo, TenantInfo]
+) -> None:
+    acme, bolt = two_tenants
+    ann = await credentials.complete_setup(acme, await invite(acme), GOOD)
+    bolt_ann = await credentials.complete_setup(bolt, await invite(bolt), GOOD)
+    browser, _ = await sessions.start(acme, ann, ip="192.0.2.1", user_agent="Laptop")
+    elsewhere, _ = await sessions.start(bolt, bolt_ann, ip="192.0.2.1", user_agent="Laptop")
+    signed = await post(
+        client, acme, "/auth/sign-in", {"email": "ann@example.com", "password": GOOD}
+    )
+    changed = await post(
+        client, acme, "/auth/change-password", {"current_password": GOOD, "password": OTHER},
+        Authorization=f"Bearer {signed.json()['access_token']}",
+    )  # fmt: skip
+    assert changed.status_code == 200
+    assert await sessions.load(acme, browser) is None
+    assert await sessions.load(bolt, elsewhere) is not None

@@ -1,12 +1,15 @@
 """Tried as a new user would: start the product, follow the set-up link it prints, choose a
-password (a weak one is refused with the reason), sign in, use the API, get locked out."""
+password (a weak one is refused with the reason), enrol two-factor (required of admins), sign in
+with a code, use the API, get locked out."""
 
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 import httpx
+import pyotp
 
 from patone.core.db import engine
 from patone.tenants.isolation import tenant_transaction
@@ -18,7 +21,8 @@ ADMIN = "admin@demo-towing.example"
 
 
 async def _forget_admin_password() -> None:
-    """The shared demo company's admin back to "no password yet" (as a fresh install)."""
+    """The shared demo company's admin back to "no password yet" and no two-factor (as a
+    fresh install)."""
     demo = await get_tenant("demo")
     if demo is None:
         return
@@ -26,6 +30,10 @@ async def _forget_admin_password() -> None:
         await engine.execute(
             "UPDATE users SET password_hash = NULL, failed_sign_ins = 0, locked_until = NULL "
             "WHERE email = $1",
+            ADMIN,
+        )
+        await engine.execute(
+            "DELETE FROM user_two_factor WHERE user_id IN (SELECT id FROM users WHERE email = $1)",
             ADMIN,
         )
 
@@ -54,7 +62,23 @@ async def test_the_printed_setup_link_leads_to_sign_in_and_lockout(tmp_path: Pat
                 again = web.post("/auth/setup", json={"token": token, "password": chosen})
                 assert again.status_code == 400
 
-                signed = web.post("/auth/sign-in", json={"email": ADMIN, "password": chosen})
+                enrol = web.post("/auth/sign-in", json={"email": ADMIN, "password": chosen})
+                assert enrol.status_code == 403, enrol.text
+                assert enrol.json()["error"]["code"] == "two_factor_enrolment_required"
+                enrolling = {"Authorization": f"Bearer {enrol.json()['error']['enrolment_token']}"}
+                secret = web.post("/auth/two-factor/enrol", json={}, headers=enrolling).json()[
+                    "secret"
+                ]
+                confirmed = web.post(
+                    "/auth/two-factor/confirm",
+                    json={"code": pyotp.TOTP(secret).now()},
+                    headers=enrolling,
+                )
+                assert confirmed.status_code == 200, confirmed.text
+                code = pyotp.TOTP(secret).at(time.time() + 30)  # the current one is spent
+                signed = web.post(
+                    "/auth/sign-in", json={"email": ADMIN, "password": chosen, "code": code}
+                )
                 assert signed.status_code == 200, signed.text
                 bearer = {"Authorization": f"Bearer {signed.json()['access_token']}"}
                 me = web.post("/graphql", json={"query": "{ users { email } }"}, headers=bearer)

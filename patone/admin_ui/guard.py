@@ -88,7 +88,8 @@ def not_found_page(request: Request) -> Response:
     )
 
 
-def _secure(request: Request) -> bool:
+def secure_cookie(request: Request) -> bool:
+    """Whether cookies get Secure: the setting, or else whether the request came over HTTPS."""
     setting = config(request).secure_cookies
     return request.url.scheme == "https" if setting is None else setting
 
@@ -99,7 +100,7 @@ def set_session_cookie(response: Response, request: Request, session_id: str) ->
         sessions.COOKIE_NAME,
         session_id,
         path="/",
-        secure=_secure(request),
+        secure=secure_cookie(request),
         httponly=True,
         samesite="lax",
     )
@@ -107,7 +108,7 @@ def set_session_cookie(response: Response, request: Request, session_id: str) ->
 
 def clear_session_cookie(response: Response, request: Request) -> None:
     response.delete_cookie(
-        sessions.COOKIE_NAME, path="/", secure=_secure(request), httponly=True, samesite="lax"
+        sessions.COOKIE_NAME, path="/", secure=secure_cookie(request), httponly=True, samesite="lax"
     )
 
 
@@ -131,7 +132,12 @@ def form_token(request: Request) -> tuple[str, str | None]:
 
 def set_csrf_cookie(response: Response, request: Request, token: str) -> None:
     response.set_cookie(
-        csrf.COOKIE_NAME, token, path="/", secure=_secure(request), httponly=True, samesite="lax"
+        csrf.COOKIE_NAME,
+        token,
+        path="/",
+        secure=secure_cookie(request),
+        httponly=True,
+        samesite="lax",
     )
 
 

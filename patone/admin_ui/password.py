@@ -43,7 +43,9 @@ async def change_password(request: Request) -> Response:
         current = str(form.get("current_password", ""))
         new = str(form.get("password", ""))
     try:
-        await credentials.change_password(request.state.tenant, actor, current, new)
+        await credentials.change_password(
+            request.state.tenant, actor, current, new, keep_session=session.key
+        )
     except UserError as error:
         return _page(request, {error.field or "password": error.message}, status_code=400)
     await sessions.password_changed(request.state.tenant, session)

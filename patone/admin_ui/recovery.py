@@ -14,10 +14,10 @@ from starlette.responses import RedirectResponse, Response
 
 from patone.admin_ui.guard import form_page
 from patone.admin_ui.password import POLICY
-from patone.admin_ui.sign_in import client_ip, sentence
-from patone.core import credentials, sessions
+from patone.admin_ui.sign_in import client_ip, sentence, wait_sentence
+from patone.core import credentials, staff_sign_in
 from patone.core.errors import UserError
-from patone.core.permissions import SYSTEM
+from patone.core.ratelimits import RateLimited
 
 
 def _password_page(
@@ -45,11 +45,15 @@ async def _from_link(request: Request, purpose: str) -> Response:
     async with request.form() as form:
         password = str(form.get("password", ""))
     try:
+        await staff_sign_in.check_link(tenant, token, ip=client_ip(request))
         if purpose == "setup":
             await credentials.complete_setup(tenant, token, password)
         else:
-            user_id = await credentials.reset_password(tenant, token, password)
-            await sessions.revoke_all(tenant, user_id, actor=SYSTEM)
+            await credentials.reset_password(tenant, token, password)
+    except RateLimited as error:
+        response = _password_page(request, purpose, problem=wait_sentence(error), status_code=429)
+        response.headers["Retry-After"] = str(error.retry_after)
+        return response
     except credentials.InvalidLink as error:
         return _password_page(request, purpose, problem=sentence(error), status_code=400)
     except UserError as error:

@@ -17,7 +17,19 @@ from patone.admin_ui.recovery import (
     setup_form,
 )
 from patone.admin_ui.render import STATIC
-from patone.admin_ui.sign_in import sign_in, sign_in_form, sign_out
+from patone.admin_ui.sign_in import CODE_PAGE, ENROL_PAGE, sign_in, sign_in_form, sign_out
+from patone.admin_ui.two_factor import (
+    ACCOUNT_PAGE,
+    account_page,
+    begin,
+    code,
+    code_form,
+    confirm,
+    disable,
+    enrol,
+    enrol_form,
+    regenerate,
+)
 
 
 def routes() -> list[BaseRoute]:
@@ -25,7 +37,16 @@ def routes() -> list[BaseRoute]:
         Route("/admin/", home),
         Route("/admin/sign-in", sign_in_form, methods=["GET"]),
         Route("/admin/sign-in", sign_in, methods=["POST"]),
+        Route(CODE_PAGE, code_form, methods=["GET"]),
+        Route(CODE_PAGE, code, methods=["POST"]),
+        Route(ENROL_PAGE, enrol_form, methods=["GET"]),
+        Route(ENROL_PAGE, enrol, methods=["POST"]),
         Route("/admin/sign-out", sign_out, methods=["POST"]),
+        Route(ACCOUNT_PAGE, account_page, methods=["GET"]),
+        Route(f"{ACCOUNT_PAGE}/begin", begin, methods=["POST"]),
+        Route(f"{ACCOUNT_PAGE}/confirm", confirm, methods=["POST"]),
+        Route(f"{ACCOUNT_PAGE}/recovery-codes", regenerate, methods=["POST"]),
+        Route(f"{ACCOUNT_PAGE}/disable", disable, methods=["POST"]),
         Route("/admin/account/sessions", sessions_page),
         Route("/admin/account/sessions/revoke", revoke_one, methods=["POST"]),
         Route("/admin/account/sessions/revoke-all", revoke_everywhere, methods=["POST"]),

@@ -1,7 +1,10 @@
 """`/admin/sign-in` and `/admin/sign-out`.
 
 Signing in always opens a new session (any session the browser had is ended first), so a
-session id planted before sign-in never becomes a signed-in one.
+session id planted before sign-in never becomes a signed-in one. An account with two-factor, or
+whose role requires it, gets no session after the password: the browser holds only the token of
+a pending sign-in (`staff_sign_in`, cookie `patone_sign_in`, 5 minutes, path /admin/sign-in)
+while `patone.admin_ui.two_factor` asks for the code or enrols it.
 """
 
 from __future__ import annotations
@@ -18,10 +21,13 @@ from patone.admin_ui.guard import (
     current_session,
     form_page,
     safe_next,
+    secure_cookie,
     set_session_cookie,
 )
-from patone.core import credentials, sessions
+from patone.core import credentials, sessions, staff_sign_in
+from patone.core.credentials import AccountLocked, SignIn
 from patone.core.errors import UserError
+from patone.core.ratelimits import RateLimited
 
 # Notices are chosen by a code in the URL, never echoed from it.
 NOTICES = {
@@ -30,11 +36,51 @@ NOTICES = {
     "password_set": "Your password is set. Sign in with it.",
     "password_reset": "Your password is changed and every other session is signed out. "
     "Sign in with the new password.",
+    "expired": "That sign-in took too long or was already used. Sign in again.",
 }
 
 
+CODE_PAGE = "/admin/sign-in/code"
+ENROL_PAGE = "/admin/sign-in/two-factor"
+PENDING_COOKIE = "patone_sign_in"
+
+
+def set_pending_cookie(response: Response, request: Request, token: str) -> None:
+    response.set_cookie(
+        PENDING_COOKIE,
+        token,
+        max_age=staff_sign_in.PENDING_TTL,
+        path="/admin/sign-in",
+        secure=secure_cookie(request),
+        httponly=True,
+        samesite="lax",
+    )
+
+
+def clear_pending_cookie(response: Response, request: Request) -> None:
+    if request.cookies.get(PENDING_COOKIE):
+        response.delete_cookie(
+            PENDING_COOKIE,
+            path="/admin/sign-in",
+            secure=secure_cookie(request),
+            httponly=True,
+            samesite="lax",
+        )
+
+
 def sentence(error: UserError) -> str:
-    return error.message[:1].upper() + error.message[1:] + "."
+    return error.message[:1].upper() + error.message[1:].rstrip(".") + "."
+
+
+def wait_sentence(error: UserError) -> str:
+    """What a refused sign-in is told: how long to wait, or the one answer for every failure."""
+    if isinstance(error, RateLimited):
+        minutes = max(1, -(-error.retry_after // 60))
+        return (
+            "Too many attempts from here or for this account. "
+            f"Try again in {minutes} minute{'s' * (minutes > 1)}."
+        )
+    return sentence(error)
 
 
 def client_ip(request: Request) -> str:
@@ -68,6 +114,19 @@ async def sign_in_form(request: Request) -> Response:
     return _sign_in_page(request, target=target)
 
 
+def refused_page(request: Request, error: UserError, *, target: str, email: str = "") -> Response:
+    """The sign-in page again after a refusal: a lock or a spent rate limit shows the wait
+    (429 with Retry-After), any other failure the one answer that names no part."""
+    status = 429 if isinstance(error, AccountLocked | RateLimited) else 401
+    response = _sign_in_page(
+        request, target=target, email=email, problem=wait_sentence(error), status_code=status
+    )
+    retry_after = getattr(error, "retry_after", None)
+    if retry_after is not None:
+        response.headers["Retry-After"] = str(retry_after)
+    return response
+
+
 async def sign_in(request: Request) -> Response:
     tenant = request.state.tenant
     async with request.form() as form:
@@ -75,21 +134,27 @@ async def sign_in(request: Request) -> Response:
         password = str(form.get("password", ""))
         target = safe_next(str(form.get("next", "")))
     try:
-        who = await credentials.authenticate(tenant, email, password, ip=client_ip(request))
-    except credentials.AccountLocked as locked:
-        response = _sign_in_page(
-            request, target=target, email=email, problem=sentence(locked), status_code=429
+        outcome = await staff_sign_in.sign_in_page(
+            tenant, email, password, ip=client_ip(request), target=target
         )
-        response.headers["Retry-After"] = str(locked.retry_after)
-        return response
-    except credentials.SignInFailed as failed:
+    except (AccountLocked, RateLimited, credentials.SignInFailed) as refused:
         # One answer for every failure: it must not tell which part was wrong.
-        return _sign_in_page(
-            request, target=target, email=email, problem=sentence(failed), status_code=401
-        )
+        return refused_page(request, refused, target=target, email=email)
     except UserError as error:
         errors = {error.field or "email": error.message}
         return _sign_in_page(request, target=target, email=email, errors=errors, status_code=400)
+    if isinstance(outcome, staff_sign_in.Pending):
+        page = CODE_PAGE if outcome.step is staff_sign_in.Step.two_factor else ENROL_PAGE
+        response = RedirectResponse(page, status_code=303)
+        set_pending_cookie(response, request, outcome.token)
+        return response
+    return await start_session(request, outcome, target)
+
+
+async def open_session(request: Request, who: SignIn, response: Response) -> None:
+    """Open a new session for a finished sign-in on `response`, ending any session the
+    browser had and forgetting its pending sign-in."""
+    tenant = request.state.tenant
     previous = request.cookies.get(sessions.COOKIE_NAME)
     if previous:
         await sessions.end(tenant, previous)
@@ -101,10 +166,18 @@ async def sign_in(request: Request) -> Response:
         lifetimes=config(request).lifetimes,
         must_change_password=who.must_change_password,
     )
-    response = RedirectResponse(
-        MUST_CHANGE_PAGE if who.must_change_password else target, status_code=303
-    )
     set_session_cookie(response, request, session_id)
+    clear_pending_cookie(response, request)
+
+
+def after_sign_in(who: SignIn, target: str) -> str:
+    return MUST_CHANGE_PAGE if who.must_change_password else target
+
+
+async def start_session(request: Request, who: SignIn, target: str) -> Response:
+    """Open the session and go on to `target` (or to choosing a new password first)."""
+    response = RedirectResponse(after_sign_in(who, target), status_code=303)
+    await open_session(request, who, response)
     return response
 
 

@@ -20,14 +20,19 @@ treatment from a counter in Redis, so a lockout does not reveal that an account 
 sign-in, failure, lockout and refusal goes to the tenant's activity log (failures as actor
 "anonymous" with the caller's IP).
 
-`authenticate` returns a `SignIn` rather than a token: the caller decides what comes next (a
-second factor, a session, an access token).
+`check_password` returns a `SignIn` rather than a token, and neither clears the failure count
+nor logs a sign-in: a second factor may follow (`patone.core.staff_sign_in`, the path every
+sign-in door takes), whose wrong codes `record_failure` counts with the wrong passwords, and
+`record_sign_in` finishes. `authenticate` is both at once, for a password-only check.
 
 **Reset by email**: `request_reset` only queues `send_password_reset`, so the caller's answer and
 its time are the same whether or not the address has an account. The job creates a 1-hour
 single-use token and emails `{base_url}/reset-password/{token}` through the company's email
 provider (the plugins' `send_email` hook). `reset_password` sets the new password, clears the
-lockout and revokes the user's refresh and access tokens (`refresh_tokens.revoke_all`).
+lockout and revokes the user's refresh and access tokens (`refresh_tokens.revoke_all`). A new
+password ends the user's sessions (`sessions.revoke_all`): a reset, a set-up link for someone
+who already had a password, and `change_password` (which keeps only the browser that made the
+change), so the pages and the API behave the same.
 """
 
 from __future__ import annotations
@@ -43,7 +48,7 @@ from typing import Any
 
 import dramatiq
 
-from patone.core import users
+from patone.core import sessions, users
 from patone.core.activity import record
 from patone.core.clock import now
 from patone.core.db import engine
@@ -132,6 +137,7 @@ class SignIn:
     name: str
     role: str
     must_change_password: bool
+    rehashed: bool = False  # the stored hash was just renewed with today's argon2 parameters
 
 
 def lock_seconds(failures: int) -> int:
@@ -214,7 +220,8 @@ async def _use_token(token: str, purpose: Purpose) -> dict[str, Any]:
     if not isinstance(token, str) or not 20 <= len(token) <= 100:
         raise InvalidLink("this link is not valid")
     rows = await engine.fetch(
-        "SELECT t.id, t.expires_at, t.used_at, u.id AS user_id, u.email, u.name, u.active "
+        "SELECT t.id, t.expires_at, t.used_at, u.id AS user_id, u.email, u.name, u.active, "
+        "u.password_hash IS NOT NULL AS had_password "
         'FROM user_tokens t JOIN users u ON u.id = t."user" '
         "WHERE t.token_hash = $1 AND t.purpose = $2 FOR UPDATE OF t",
         token_hash(token),
@@ -293,7 +300,7 @@ async def complete_setup(tenant: TenantRef, token: str, password: str) -> int:
 
 async def reset_password(tenant: TenantRef, token: str, new_password: str) -> int:
     """Set a new password through a reset link (single use); clears any lockout and signs
-    the user out everywhere (refresh and access tokens). Returns the user's id."""
+    the user out everywhere (sessions, refresh and access tokens). Returns the user's id."""
     user_id = await _redeem(tenant, token, Purpose.reset, new_password)
     await revoke_all(tenant, Actor(kind="user", id=str(user_id)), Kind.staff, str(user_id))
     return user_id
@@ -309,6 +316,9 @@ async def _redeem(tenant: TenantRef, token: str, purpose: Purpose, password: str
         await record(
             _as_user(row["user_id"]), "user", row["user_id"], action, None, {"token_id": row["id"]}
         )
+    if row["had_password"]:
+        # Whoever knew the old password is signed out of every browser.
+        await sessions.revoke_all(tenant, row["user_id"], actor=SYSTEM)
     return int(row["user_id"])
 
 
@@ -316,8 +326,21 @@ async def _redeem(tenant: TenantRef, token: str, purpose: Purpose, password: str
 
 
 async def authenticate(tenant: TenantRef, email: str, password: str, *, ip: str) -> SignIn:
+    """A password-only sign-in: `check_password`, then `record_sign_in`. The sign-in doors use
+    `patone.core.staff_sign_in` instead, which puts the second factor in between."""
+    who = await check_password(tenant, email, password, ip=ip)
+    await record_sign_in(tenant, who, ip=ip)
+    return who
+
+
+async def check_password(tenant: TenantRef, email: str, password: str, *, ip: str) -> SignIn:
     """Check a staff member's email and password (see the module docs for what is refused and
-    how); `SignInFailed` or `AccountLocked` otherwise."""
+    how); `SignInFailed` or `AccountLocked` otherwise.
+
+    A right password does not yet clear the failure count nor count as a sign-in: a second
+    factor may follow, and its failures must add up with the password's (`record_failure`).
+    `record_sign_in` finishes the sign-in.
+    """
     email = (email or "").strip().lower()
     if not email:
         raise UserError("required", "email is required", "email")
@@ -333,34 +356,23 @@ async def authenticate(tenant: TenantRef, email: str, password: str, *, ip: str)
     if not rows:
         await _unknown_address(tenant, email, password, ip)
     user = dict(rows[0])
-    at = now()
-    if user["locked_until"] is not None and user["locked_until"] > at:
-        left = int((user["locked_until"] - at).total_seconds()) + 1
-        async with tenant_transaction(tenant):
-            await record(
-                _anonymous(ip), "user", user["id"], "user.sign_in_refused_locked", None,
-                {"ip": ip, "locked_until": user["locked_until"]},
-            )  # fmt: skip
-        raise AccountLocked(left)
+    await _refuse_if_locked(tenant, user["id"], user["locked_until"], ip)
     verified = await verify_async(user["password_hash"], password)
     if verified.ok and user["active"]:
-        async with tenant_transaction(tenant):
-            await engine.execute(
-                "UPDATE users SET failed_sign_ins = 0, locked_until = NULL, "
-                "password_hash = coalesce($2, password_hash) WHERE id = $1",
-                user["id"],
-                verified.new_hash,
-            )
-            await record(
-                _as_user(user["id"], user["role"]), "user", user["id"], "user.signed_in", None,
-                {"ip": ip, "rehashed": verified.new_hash is not None},
-            )  # fmt: skip
+        if verified.new_hash is not None:
+            async with tenant_transaction(tenant):
+                await engine.execute(
+                    "UPDATE users SET password_hash = $2 WHERE id = $1",
+                    user["id"],
+                    verified.new_hash,
+                )
         return SignIn(
             user_id=user["id"],
             email=user["email"],
             name=user["name"],
             role=user["role"],
             must_change_password=user["must_change_password"],
+            rehashed=verified.new_hash is not None,
         )
     reason = (
         "inactive"
@@ -369,30 +381,73 @@ async def authenticate(tenant: TenantRef, email: str, password: str, *, ip: str)
         if user["password_hash"] is None
         else "wrong_password"
     )
+    seconds = await record_failure(tenant, user["id"], ip=ip, reason=reason)
+    if seconds:
+        raise AccountLocked(seconds)
+    raise SignInFailed()
+
+
+async def _refuse_if_locked(
+    tenant: TenantRef, user_id: int, locked_until: datetime | None, ip: str
+) -> None:
+    at = now()
+    if locked_until is not None and locked_until > at:
+        left = int((locked_until - at).total_seconds()) + 1
+        async with tenant_transaction(tenant):
+            await record(
+                _anonymous(ip), "user", user_id, "user.sign_in_refused_locked", None,
+                {"ip": ip, "locked_until": locked_until},
+            )  # fmt: skip
+        raise AccountLocked(left)
+
+
+async def ensure_not_locked(tenant: TenantRef, user_id: int, *, ip: str) -> None:
+    """`AccountLocked` (logged) when the account is locked now: a second step of a sign-in
+    (the code after the password) waits out a lock like the first."""
+    async with tenant_transaction(tenant):
+        rows = await engine.fetch("SELECT locked_until FROM users WHERE id = $1", user_id)
+    if rows:
+        await _refuse_if_locked(tenant, user_id, rows[0]["locked_until"], ip)
+
+
+async def record_failure(tenant: TenantRef, user_id: int, *, ip: str, reason: str) -> int:
+    """Count a failed sign-in of this account (a wrong password or a wrong second-factor code),
+    log it and lock the account when the count calls for it; returns the lock's length in
+    seconds (0: not locked). The caller raises `AccountLocked` or its own refusal."""
+    at = now()
     async with tenant_transaction(tenant):
         counted = await engine.fetch(
             "UPDATE users SET failed_sign_ins = failed_sign_ins + 1 WHERE id = $1 "
             "RETURNING failed_sign_ins",
-            user["id"],
+            user_id,
         )
         failures = int(counted[0]["failed_sign_ins"])
         await record(
-            _anonymous(ip), "user", user["id"], "user.sign_in_failed", None,
+            _anonymous(ip), "user", user_id, "user.sign_in_failed", None,
             {"ip": ip, "reason": reason, "failures": failures},
         )  # fmt: skip
         seconds = lock_seconds(failures)
         if seconds:
             until = at + timedelta(seconds=seconds)
-            await engine.execute(
-                "UPDATE users SET locked_until = $2 WHERE id = $1", user["id"], until
-            )
+            await engine.execute("UPDATE users SET locked_until = $2 WHERE id = $1", user_id, until)
             await record(
-                _anonymous(ip), "user", user["id"], "user.locked", None,
+                _anonymous(ip), "user", user_id, "user.locked", None,
                 {"ip": ip, "failures": failures, "seconds": seconds, "locked_until": until},
             )  # fmt: skip
-    if seconds:
-        raise AccountLocked(seconds)
-    raise SignInFailed()
+    return seconds
+
+
+async def record_sign_in(tenant: TenantRef, who: SignIn, *, ip: str, **details: Any) -> None:
+    """Finish a sign-in whose every factor was proven: clear the failure count and lock, and
+    log `user.signed_in` (with `details`, e.g. how the second factor was proven)."""
+    async with tenant_transaction(tenant):
+        await engine.execute(
+            "UPDATE users SET failed_sign_ins = 0, locked_until = NULL WHERE id = $1", who.user_id
+        )
+        await record(
+            _as_user(who.user_id, who.role), "user", who.user_id, "user.signed_in", None,
+            {"ip": ip, "rehashed": who.rehashed, **details},
+        )  # fmt: skip
 
 
 async def _unknown_address(tenant: TenantRef, email: str, password: str, ip: str) -> None:
@@ -431,8 +486,11 @@ async def _unknown_address(tenant: TenantRef, email: str, password: str, ip: str
 # --- changing one's password -----------------------------------------------------------------
 
 
-async def change_password(tenant: TenantRef, actor: Actor, current: str, new: str) -> None:
-    """A signed-in staff member replaces their password (clears the must-change flag)."""
+async def change_password(
+    tenant: TenantRef, actor: Actor, current: str, new: str, *, keep_session: str | None = None
+) -> None:
+    """A signed-in staff member replaces their password (clears the must-change flag). Their
+    sessions end, except `keep_session` (the key of the browser that made the change)."""
     if actor.kind != "user":
         raise UserError("forbidden", "only a staff user can change their password")
     user_id = int(actor.id)
@@ -454,6 +512,7 @@ async def change_password(tenant: TenantRef, actor: Actor, current: str, new: st
     async with tenant_transaction(tenant):
         await _set_password(user_id, new)
         await record(actor, "user", user_id, "user.password_changed", None, None)
+    await sessions.revoke_all(tenant, user_id, actor=actor, keep=keep_session)
 
 
 # --- reset by email --------------------------------------------------------------------------

@@ -19,6 +19,8 @@ limits are given back (so a user hammering past their own limit does not spend t
 budget), and the library tells when the window frees a slot (`Retry-After`).
 
 Keys live under the company's namespace (`t:<slug>:rl/...`), so purging a company removes them.
+Platform operators' sign-ins (no company, no plan) have fixed limits of their own
+(`check_operator_sign_in`, keys `t:_platform:rl:...`).
 A plan's limits are read from `platform.plans` and kept `PLAN_CACHE_TTL` seconds per process.
 """
 
@@ -196,7 +198,11 @@ async def hit(tenant: TenantInfo, *checks: tuple[Limit, str]) -> None:
     """Count one request against each `(limit, key)` of this company; `RateLimited` (with the
     longest wait among the exhausted ones) when any has no slot left."""
     limits = await plan_limits(tenant.plan)
-    hits = [(limits.item(limit, tenant.slug), key) for limit, key in checks]
+    await _take([(limits.item(limit, tenant.slug), key) for limit, key in checks])
+
+
+async def _take(hits: list[tuple[RateLimitItem, str]]) -> None:
+    """One slot of each `(item, key)`, all or nothing; `RateLimited` when any is spent."""
     limiter = _limiter()
     allowed = await limiter.hit_all(hits)
     if all(allowed):
@@ -223,6 +229,35 @@ async def check_sign_in(tenant: TenantInfo, *, ip: str, account: str) -> None:
         tenant,
         (Limit.sign_in_ip, ip or "unknown"),
         (Limit.sign_in_account, account.strip().lower()),
+    )
+
+
+# Operators sign in outside every company, so no plan sizes their limits: fixed numbers. The
+# namespace starts with "_", which no company slug can, so it never meets a company's keys.
+OPERATOR_SIGN_INS_PER_IP_PER_HOUR = 30
+OPERATOR_SIGN_INS_PER_ACCOUNT_PER_HOUR = 10
+_PLATFORM_NAMESPACE = "_platform:rl"
+
+
+async def check_operator_sign_in(*, ip: str, email: str) -> None:
+    """One platform operator sign-in attempt from `ip` for `email` (`/platform/auth/sign-in`),
+    limited per address and per account like a company's staff sign-in."""
+    await _take(
+        [
+            (
+                RateLimitItemPerHour(
+                    OPERATOR_SIGN_INS_PER_IP_PER_HOUR, namespace=f"{_PLATFORM_NAMESPACE}:ip"
+                ),
+                ip or "unknown",
+            ),
+            (
+                RateLimitItemPerHour(
+                    OPERATOR_SIGN_INS_PER_ACCOUNT_PER_HOUR,
+                    namespace=f"{_PLATFORM_NAMESPACE}:account",
+                ),
+                email.strip().lower(),
+            ),
+        ]
     )
 
 

@@ -251,8 +251,8 @@ async def end(tenant: TenantRef, session_id: str) -> None:
 
 
 async def password_changed(tenant: TenantRef, session: Session) -> None:
-    """The session's user chose a new password: lift the must-change restriction and end their
-    other sessions (whoever knew the old password is signed out)."""
+    """The session's user chose a new password: lift the must-change restriction of this
+    session (`credentials.change_password` has already ended their other sessions)."""
     # Only if it still exists: a bare HSET would bring back a half session.
     await get_redis().eval(
         "if redis.call('EXISTS', KEYS[1]) == 1 then "
@@ -260,7 +260,6 @@ async def password_changed(tenant: TenantRef, session: Session) -> None:
         1,
         _session_redis_key(tenant.slug, session.key),
     )
-    await revoke_all(tenant, session.user_id, keep=session.key)
 
 
 async def revoke_all(

@@ -259,8 +259,29 @@ async def begin_enrolment(tenant: TenantRef, actor: Actor) -> Enrolment:
             json.dumps(secret_box().seal(secret)),
         )
         await record(actor, "user", user_id, "two_factor.enrolment_started")
-    uri = provisioning_uri(secret, rows[0]["email"], rows[0]["company"] or tenant.slug)
+    return _enrolment(secret, rows[0]["email"], rows[0]["company"] or tenant.slug)
+
+
+def _enrolment(secret: str, email: str, issuer: str) -> Enrolment:
+    uri = provisioning_uri(secret, email, issuer)
     return Enrolment(secret=secret, uri=uri, qr_svg=qr_svg(uri))
+
+
+async def pending_enrolment(tenant: TenantRef, user_id: int) -> Enrolment | None:
+    """The enrolment this user began and has not confirmed yet (to show its QR code again when
+    a page is reloaded), or None."""
+    async with tenant_transaction(tenant):
+        rows = await engine.fetch(
+            "SELECT u.email, tf.secret, "
+            "(SELECT value #>> '{}' FROM settings WHERE key = 'company.name') AS company "
+            "FROM users u JOIN user_two_factor tf ON tf.user_id = u.id "
+            "WHERE u.id = $1 AND tf.confirmed_at IS NULL",
+            user_id,
+        )
+    if not rows:
+        return None
+    row = dict(rows[0])
+    return _enrolment(_open(row), row["email"], row["company"] or tenant.slug)
 
 
 async def confirm_enrolment(tenant: TenantRef, actor: Actor, code: str) -> list[str]:

@@ -31,6 +31,7 @@ from strawberry.extensions import (
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
+from patone.core import ratelimits
 from patone.core.db import engine
 from patone.core.errors import UserError
 from patone.core.tokens import (
@@ -401,6 +402,7 @@ class SignIn:
                 return error_response(400, "required", f"{field} is required", field=field)
         client = request.client.host if request.client else ""
         try:
+            await ratelimits.check_operator_sign_in(ip=client, email=body["email"])
             operator = await sign_in(body["email"], body["password"], body["code"], ip=client)
         except UserError as error:
             return user_error_response(error)

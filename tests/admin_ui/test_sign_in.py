@@ -22,7 +22,7 @@ GOOD = "correct horse battery staple"
 NEW = "violet otter juggles lanterns"
 
 
-async def invite(tenant: TenantInfo, email: str = "ann@example.com", role: str = "admin") -> str:
+async def invite(tenant: TenantInfo, email: str = "ann@example.com", role: str = "manager") -> str:
     """A new staff member's set-up token."""
     invitation = await credentials.invite_user(
         tenant,
@@ -33,9 +33,9 @@ async def invite(tenant: TenantInfo, email: str = "ann@example.com", role: str =
     return invitation.link.url.rsplit("/", 1)[1]
 
 
-async def member(tenant: TenantInfo, email: str = "ann@example.com") -> int:
+async def member(tenant: TenantInfo, email: str = "ann@example.com", role: str = "manager") -> int:
     """A staff member who has chosen the password GOOD."""
-    return await credentials.complete_setup(tenant, await invite(tenant, email), GOOD)
+    return await credentials.complete_setup(tenant, await invite(tenant, email, role), GOOD)
 
 
 async def sign_in(

@@ -14,7 +14,7 @@ import pyotp
 import pytest
 
 from patone.app import create_app
-from patone.core import two_factor
+from patone.core import ratelimits, two_factor
 from patone.core.db import engine
 from patone.core.errors import Conflict, ValidationFailed
 from patone.core.passwords import WeakPassword
@@ -40,6 +40,15 @@ async def make_operator() -> AsyncIterator[MakeOperator]:
 
     yield make
     await engine.execute("DELETE FROM platform.operators WHERE id = ANY($1::int[])", made)
+
+
+def _client() -> httpx.AsyncClient:
+    """A client on the platform's host from an address of its own, so the per-address sign-in
+    limit of one test (or of an earlier run within the hour) does not reach another."""
+    app = create_app(load_settings(secret_key=SECRET_KEY, base_domain="patone.test"))
+    address = f"10.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250}"
+    transport = httpx.ASGITransport(app=app, client=(address, 4321))
+    return httpx.AsyncClient(transport=transport, base_url="http://patone.test")
 
 
 def _secret(created: operators.NewOperator) -> str:
@@ -125,9 +134,7 @@ async def test_the_sign_in_route_gives_an_operator_token_and_the_same_refusal_fo
     make_operator: MakeOperator,
 ) -> None:
     created = await make_operator()
-    app = create_app(load_settings(secret_key=SECRET_KEY, base_domain="patone.test"))
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://patone.test") as client:
+    async with _client() as client:
 
         async def attempt(email: str, password: str, code: str) -> httpx.Response:
             return await client.post(
@@ -163,6 +170,44 @@ async def test_the_sign_in_route_gives_an_operator_token_and_the_same_refusal_fo
             headers={"Host": "acme.patone.test"},
         )
         assert on_tenant_host.status_code == 404
+
+
+async def test_operator_sign_in_is_rate_limited_per_account_and_per_address(
+    make_operator: MakeOperator,
+) -> None:
+    created = await make_operator()
+    other = await make_operator("Otto Operator")
+    wrong = {"email": created.operator.email, "password": "not the password at all", "code": "1"}
+    async with _client() as client:
+        answers = [
+            await client.post("/platform/auth/sign-in", json=wrong)
+            for _ in range(ratelimits.OPERATOR_SIGN_INS_PER_ACCOUNT_PER_HOUR + 1)
+        ]
+        assert {a.status_code for a in answers[:-1]} == {401}
+        limited = answers[-1]
+        assert limited.status_code == 429 and limited.json()["error"]["code"] == "rate_limited"
+        assert 0 < int(limited.headers["retry-after"]) <= 3600
+        right = {**wrong, "password": PASSWORD, "code": _code(_secret(created))}
+        assert (await client.post("/platform/auth/sign-in", json=right)).status_code == 429
+        others = {"email": other.operator.email, "password": PASSWORD}
+        ok = await client.post(
+            "/platform/auth/sign-in", json={**others, "code": _code(_secret(other))}
+        )
+        assert ok.status_code == 200  # another operator from the same address
+        # Refused attempts give their slot back, so this address has spent the account's
+        # allowance plus the other operator's sign-in; spend the rest of its hour.
+        used = ratelimits.OPERATOR_SIGN_INS_PER_ACCOUNT_PER_HOUR + 1
+        for n in range(ratelimits.OPERATOR_SIGN_INS_PER_IP_PER_HOUR - used):
+            await client.post("/platform/auth/sign-in", json={**wrong, "email": f"x{n}@p.example"})
+        from_here = await client.post(
+            "/platform/auth/sign-in", json={**others, "code": _code(_secret(other), 1)}
+        )
+        assert from_here.status_code == 429  # the address has spent its hour
+    async with _client() as elsewhere:
+        fine = await elsewhere.post(
+            "/platform/auth/sign-in", json={**others, "code": _code(_secret(other), 1)}
+        )
+        assert fine.status_code == 200
 
 
 def test_operators_create_prints_the_qr_code_and_recovery_codes() -> None:
