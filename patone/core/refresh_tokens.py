@@ -81,7 +81,11 @@ async def _store(
 ) -> TokenPair:
     """Issue an access token and a refresh token and store the latter (inside the caller's
     tenant transaction)."""
-    access = issue_token(secret, kind=kind, subject=subject, tenant=tenant.slug, ttl=ttl)
+    role = None
+    if kind is Kind.staff:  # named in the token for the client; the API reads the current one
+        rows = await engine.fetch("SELECT role FROM users WHERE id = $1", int(subject))
+        role = rows[0]["role"] if rows else None
+    access = issue_token(secret, kind=kind, subject=subject, tenant=tenant.slug, ttl=ttl, role=role)
     claims = verify_token(secret, access, audience="patone:tenant", tenant=tenant.slug)
     refresh = PREFIX + secrets.token_urlsafe(32)
     await engine.execute(

@@ -61,6 +61,7 @@ class Claims:
     scopes: frozenset[str] = frozenset()
     allow_list_only: bool = False
     issued_at: float = 0.0  # to the millisecond (revocation compares it with a cut-off)
+    role: str | None = None  # a staff user's role when the token was issued (informative)
 
 
 @dataclass(frozen=True)
@@ -81,9 +82,12 @@ def issue_token(
     ttl: int = DEFAULT_TTL,
     scopes: Iterable[str] = (),
     allow_list_only: bool = False,
+    role: str | None = None,
 ) -> str:
     """A signed access token for one subject of one kind, valid `ttl` seconds. Operators'
-    tokens carry the platform audience and no tenant; every other kind names its tenant."""
+    tokens carry the platform audience and no tenant; every other kind names its tenant. A
+    staff token may name the user's `role` when it was issued, for the client's benefit: the
+    API acts on the user's current role, not on this claim."""
     if (kind is Kind.operator) != (tenant is None):
         raise ValueError("operator tokens have no tenant; every other kind has one")
     if not 0 < ttl <= MAX_TOKEN_TTL:
@@ -112,6 +116,8 @@ def issue_token(
         claims["scope"] = " ".join(sorted(scopes))
     if allow_list_only:
         claims["pq"] = "allow_list"
+    if role:
+        claims["role"] = role
     return jwt.encode({"alg": ALGORITHM, "typ": "JWT", "kid": key.kid}, claims, key.private)
 
 
@@ -177,6 +183,7 @@ def _verify(secret: str, token: str, *, audience: str, tenant: str | None) -> Cl
         scopes=frozenset(str(claims.get("scope", "")).split()),
         allow_list_only=claims.get("pq") == "allow_list",
         issued_at=_issued_at(claims),
+        role=str(claims["role"]) if claims.get("role") else None,
     )
 
 

@@ -34,6 +34,7 @@ async def test_each_refresh_rotates_the_token(two_tenants: tuple[TenantInfo, Ten
     third = await refresh_tokens.refresh(SECRET, acme, second.refresh_token)
     assert len({first.refresh_token, second.refresh_token, third.refresh_token}) == 3
     assert _claims(acme, third.access_token).subject == _claims(acme, first.access_token).subject
+    assert _claims(acme, first.access_token).role == "dispatcher"  # named for the client
     with pytest.raises(InvalidGrant):  # another company does not know the token
         await refresh_tokens.refresh(SECRET, bolt, third.refresh_token)
     log, _ = await activity.list_activity(acme, SYSTEM, entity="staff")
