@@ -42,12 +42,27 @@ def gql(client: httpx.AsyncClient) -> Gql:
         variables: dict[str, Any] | None = None,
         status: int = 200,
     ) -> dict[str, Any]:
-        response = await client.post(
-            "/graphql",
-            json={"query": query, "variables": variables or {}},
-            headers={"X-Tenant": tenant.slug, "Authorization": f"Bearer {token}"},
+        return await post_graphql(
+            client, "/graphql", token, query, variables, status, {"X-Tenant": tenant.slug}
         )
-        assert response.status_code == status, response.text
-        return response.json()  # type: ignore[no-any-return]
 
     return run
+
+
+async def post_graphql(
+    client: httpx.AsyncClient,
+    path: str,
+    token: str,
+    query: str,
+    variables: dict[str, Any] | None = None,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """POST a document with a bearer token, check the answer's status, return its JSON."""
+    response = await client.post(
+        path,
+        json={"query": query, "variables": variables or {}},
+        headers={**(headers or {}), "Authorization": f"Bearer {token}"},
+    )
+    assert response.status_code == status, response.text
+    return response.json()  # type: ignore[no-any-return]

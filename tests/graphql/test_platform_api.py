@@ -23,7 +23,7 @@ from patone.core.tokens import (
 from patone.tenants import operators, provisioning
 from patone.tenants.registry import TenantInfo, get_tenant
 from tests.conftest import unique_slug
-from tests.graphql.conftest import SECRET, token_for
+from tests.graphql.conftest import SECRET, post_graphql, token_for
 from tests.support import resigned
 
 PASSWORD = "correct horse battery staple"
@@ -69,13 +69,7 @@ async def platform(
     variables: dict[str, Any] | None = None,
     status: int = 200,
 ) -> dict[str, Any]:
-    response = await client.post(
-        "/platform/graphql",
-        json={"query": query, "variables": variables or {}},
-        headers={"Authorization": f"Bearer {token}"},
-    )
-    assert response.status_code == status, response.text
-    return response.json()  # type: ignore[no-any-return]
+    return await post_graphql(client, "/platform/graphql", token, query, variables, status)
 
 
 async def tenant_api(client: httpx.AsyncClient, tenant: str, token: str) -> httpx.Response:
