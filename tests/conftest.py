@@ -8,7 +8,7 @@ import os
 import socket
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -21,6 +21,7 @@ from patone.core.redis import close_redis, connect_redis, get_redis
 from patone.tenants import provisioning
 from patone.tenants.migrations import ensure_platform
 from patone.tenants.registry import TenantInfo, get_tenant, tenant_cache
+from tests.fakes import TWILIO_SID, TWILIO_TOKEN, SmtpFake, TwilioFake
 
 MACHINE_POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
 MACHINE_REDIS = "redis://127.0.0.1:6379/9"
@@ -178,3 +179,19 @@ def actor_for(role: str, user_id: int = 1, driver_id: int | None = None) -> Acto
 async def two_tenants(make_tenant: MakeTenant) -> tuple[TenantInfo, TenantInfo]:
     """Every data test runs beside a second company, so a leak would show."""
     return await make_tenant("acme", name="Acme Towing"), await make_tenant("bolt", name="Bolt")
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpFake]:
+    """An SMTP server that keeps what it is sent in `messages`."""
+    fake = SmtpFake().start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def twilio() -> Iterator[TwilioFake]:
+    """Twilio's Messages API for the account `TWILIO_SID` / `TWILIO_TOKEN`."""
+    fake = TwilioFake(TWILIO_SID, TWILIO_TOKEN).start()
+    yield fake
+    fake.stop()

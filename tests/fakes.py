@@ -103,6 +103,9 @@ class Ledger:
 
 # --- Twilio ---------------------------------------------------------------------------------------
 
+TWILIO_SID = "AC" + "1" * 32
+TWILIO_TOKEN = "a-very-secret-auth-token"
+
 
 class TwilioFake:
     """Twilio's Messages API: POST /2010-04-01/Accounts/{sid}/Messages.json (form-encoded,

@@ -3,19 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 
 import dramatiq
+import httpx
+import pyotp
 import redis
 
+from patone.app import create_app
+from patone.core import credentials
 from patone.core.jobs import configure_broker
+from patone.core.permissions import SYSTEM, Actor
 from patone.core.worker import start_in_process_worker
 from patone.plugins import config as plugins
 from patone.plugins.manager import PluginManager
 from patone.plugins.secrets import SecretBox
+from patone.settings import load_settings
+from patone.tenants.registry import TenantInfo
 from tests.conftest import REDIS_URL
+from tests.fakes import SmtpFake
 
 
 @contextmanager
@@ -44,6 +53,64 @@ def plugin_runtime(
     finally:
         plugins.set_runtime(None)
         manager.close()
+
+
+@asynccontextmanager
+async def app_client(secret: str) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client on the whole app signing with `secret`, companies at `{slug}.patone.test`
+    (no lifespan: the session fixture has already connected Postgres and Redis)."""
+    app = create_app(load_settings(secret_key=secret, base_domain="patone.test"))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://patone.test") as client:
+        yield client
+
+
+async def invite(tenant: TenantInfo, email: str = "ann@example.com", role: str = "manager") -> str:
+    """A new staff member's set-up token (a manager by default: two-factor is not required of
+    them)."""
+    invitation = await credentials.invite_user(
+        tenant,
+        SYSTEM,
+        {"email": email, "name": "Ann Lee", "role": role},
+        base_url=f"http://{tenant.slug}.patone.test",
+    )
+    return invitation.link.url.rsplit("/", 1)[1]
+
+
+def totp_code(secret: str, steps_ahead: int = 0) -> str:
+    """The authenticator app's code for `secret`, `steps_ahead` 30-second steps from now (a
+    later step than one already spent, say by confirming enrolment)."""
+    return pyotp.TOTP(secret).at(time.time() + 30 * steps_ahead)
+
+
+def wrong_totp_code(secret: str) -> str:
+    """A six-digit code that is valid in no step near now."""
+    valid = {totp_code(secret, offset) for offset in (-1, 0, 1, 2)}
+    return next(c for c in (f"{n:06d}" for n in range(1000)) if c not in valid)
+
+
+async def enable_email(
+    tenant: TenantInfo,
+    smtp: SmtpFake,
+    actor: Actor = SYSTEM,
+    *,
+    from_address: str = "dispatch@acme.example",
+    timeout: float = 5,
+) -> None:
+    """Turn on the email-smtp plugin for `tenant`, sending through the SMTP fake."""
+    await plugins.configure_plugin(
+        tenant,
+        actor,
+        "email-smtp",
+        enabled=True,
+        config={
+            "host": "127.0.0.1",
+            "port": smtp.port,
+            "from_address": from_address,
+            "security": "none",
+            "timeout": timeout,
+        },
+    )
 
 
 def drop_namespace(namespace: str) -> None:

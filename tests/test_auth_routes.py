@@ -3,26 +3,28 @@
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pyotp
 import pytest
 
-from patone.app import create_app
 from patone.core import credentials, sessions, two_factor
 from patone.core.db import engine
-from patone.core.permissions import SYSTEM
 from patone.core.tokens import TENANT_AUDIENCE, Kind, verify_token
-from patone.plugins import config as plugins
-from patone.settings import load_settings
 from patone.tenants.isolation import tenant_transaction
 from patone.tenants.registry import TenantInfo
 from tests.conftest import MakePlan, MakeTenant, actor_for
 from tests.fakes import SmtpFake
-from tests.support import plugin_runtime, running_worker
+from tests.support import (
+    app_client,
+    enable_email,
+    invite,
+    plugin_runtime,
+    running_worker,
+    totp_code,
+)
 
 SECRET = "auth-routes-test-secret"
 GOOD = "correct horse battery staple"
@@ -31,17 +33,8 @@ OTHER = "violet otter juggles lanterns"
 
 @pytest.fixture
 async def client() -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(load_settings(secret_key=SECRET, base_domain="patone.test"))
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://patone.test") as c:
-        yield c
-
-
-@pytest.fixture
-def smtp() -> Iterator[SmtpFake]:
-    fake = SmtpFake().start()
-    yield fake
-    fake.stop()
+    async with app_client(SECRET) as client:
+        yield client
 
 
 async def post(
@@ -50,22 +43,6 @@ async def post(
     return await client.post(
         path, json=body, headers={"Host": f"{tenant.slug}.patone.test", **headers}
     )
-
-
-async def invite(tenant: TenantInfo, email: str = "ann@example.com", role: str = "manager") -> str:
-    """A new staff member's set-up token (a manager: two-factor is not required of them)."""
-    invitation = await credentials.invite_user(
-        tenant,
-        SYSTEM,
-        {"email": email, "name": "Ann Lee", "role": role},
-        base_url=f"http://{tenant.slug}.patone.test",
-    )
-    return invitation.link.url.rsplit("/", 1)[1]
-
-
-def next_code(secret: str) -> str:
-    """The code of the next 30-second step: the current one was spent confirming enrolment."""
-    return pyotp.TOTP(secret).at(time.time() + 30)
 
 
 def error_without_request_id(response: httpx.Response) -> dict[str, Any]:
@@ -180,14 +157,7 @@ async def test_reset_answers_202_alike_and_its_emailed_link_sets_a_new_password(
         )
         old_sessions[tenant.slug] = signed.json()
     with plugin_runtime():
-        await plugins.configure_plugin(
-            acme,
-            SYSTEM,
-            "email-smtp",
-            enabled=True,
-            config={"host": "127.0.0.1", "port": smtp.port, "from_address": "it@acme.example",
-                    "security": "none", "timeout": 5},
-        )  # fmt: skip
+        await enable_email(acme, smtp, from_address="it@acme.example")
         async with running_worker():
             known = await post(client, acme, "/auth/reset-password", {"email": "ann@example.com"})
             unknown = await post(
@@ -299,7 +269,7 @@ async def test_an_admin_invites_a_driver_who_signs_in_and_cannot_change_prices(
         client,
         acme,
         "/auth/sign-in",
-        {"email": "ann@example.com", "password": GOOD, "code": next_code(secret)},
+        {"email": "ann@example.com", "password": GOOD, "code": totp_code(secret, 1)},
     )
     assert signed.status_code == 200, signed.text
     admin = {"Authorization": f"Bearer {signed.json()['access_token']}"}
@@ -413,7 +383,7 @@ async def test_two_factor_at_sign_in_over_json(
         client,
         acme,
         "/auth/sign-in",
-        {"email": "ann@example.com", "password": GOOD, "code": next_code(secret)},
+        {"email": "ann@example.com", "password": GOOD, "code": totp_code(secret, 1)},
     )
     assert signed.status_code == 200 and signed.json()["access_token"]
     # Bolt requires no role to use two-factor: its admin signs in with the password alone.

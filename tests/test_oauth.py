@@ -10,13 +10,12 @@ from typing import Any
 import httpx
 import pytest
 
-from patone.app import create_app
 from patone.core import activity, api_clients, refresh_tokens, revocation, users
 from patone.core.permissions import SYSTEM
 from patone.core.tokens import TENANT_AUDIENCE, Kind, verify_token
-from patone.settings import load_settings
 from patone.tenants.registry import TenantInfo
 from tests.conftest import MakePlan, MakeTenant
+from tests.support import app_client
 
 SECRET = "oauth-test-secret"
 FORM = {"content-type": "application/x-www-form-urlencoded"}
@@ -24,10 +23,8 @@ FORM = {"content-type": "application/x-www-form-urlencoded"}
 
 @pytest.fixture
 async def client() -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(load_settings(secret_key=SECRET, base_domain="patone.test"))
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://patone.test") as c:
-        yield c
+    async with app_client(SECRET) as client:
+        yield client
 
 
 def _basic(client_id: str, secret: str) -> dict[str, str]:

@@ -26,6 +26,7 @@ from patone.core import sessions, users
 from patone.core.errors import UserError
 from patone.core.permissions import SYSTEM, Actor
 from patone.core.sessions import DEFAULT_LIFETIMES, Lifetimes, Session
+from patone.web import read_body, replay
 
 SIGN_IN = "/admin/sign-in"
 MUST_CHANGE_PAGE = "/admin/account/password"
@@ -35,7 +36,6 @@ STATIC_PREFIX = "/admin/static/"
 PUBLIC_PREFIXES = ("/admin/sign-in", STATIC_PREFIX, "/setup/", "/reset-password")
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
-MAX_BODY = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -96,13 +96,13 @@ def secure_cookie(request: Request) -> bool:
 
 def set_session_cookie(response: Response, request: Request, session_id: str) -> None:
     """The session cookie: no Max-Age (gone when the browser closes), the server ends it too."""
+    _set_cookie(response, request, sessions.COOKIE_NAME, session_id)
+
+
+def _set_cookie(response: Response, request: Request, name: str, value: str) -> None:
+    """A cookie for this site's pages only, out of scripts' reach, and with no Max-Age."""
     response.set_cookie(
-        sessions.COOKIE_NAME,
-        session_id,
-        path="/",
-        secure=secure_cookie(request),
-        httponly=True,
-        samesite="lax",
+        name, value, path="/", secure=secure_cookie(request), httponly=True, samesite="lax"
     )
 
 
@@ -130,17 +130,6 @@ def form_token(request: Request) -> tuple[str, str | None]:
     return fresh, fresh
 
 
-def set_csrf_cookie(response: Response, request: Request, token: str) -> None:
-    response.set_cookie(
-        csrf.COOKIE_NAME,
-        token,
-        path="/",
-        secure=secure_cookie(request),
-        httponly=True,
-        samesite="lax",
-    )
-
-
 def form_page(
     request: Request, template: str, context: dict[str, Any], *, status_code: int = 200
 ) -> Response:
@@ -148,7 +137,7 @@ def form_page(
     token, new_cookie = form_token(request)
     response = page(request, template, {**context, "csrf_token": token}, status_code=status_code)
     if new_cookie is not None:
-        set_csrf_cookie(response, request, new_cookie)
+        _set_cookie(response, request, csrf.COOKIE_NAME, new_cookie)
     return response
 
 
@@ -165,37 +154,8 @@ def safe_next(target: str | None) -> str:
     return "/admin/"
 
 
-async def _read_body(receive: Receive) -> bytes | None:
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return None
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > MAX_BODY:
-            return None
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
-
-
-def _replay(body: bytes) -> Receive:
-    delivered = False
-
-    async def receive() -> Message:
-        nonlocal delivered
-        if delivered:
-            return {"type": "http.disconnect"}
-        delivered = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    return receive
-
-
 async def _submitted_token(scope: Scope, body: bytes) -> str | None:
-    request = Request(scope, _replay(body))
+    request = Request(scope, replay(body))
     if request.headers.get("content-type", "").startswith(FORM_TYPES):
         async with request.form(max_files=20, max_fields=200) as form:
             value = form.get(csrf.FIELD)
@@ -274,7 +234,7 @@ class StaffPagesMiddleware:
         ):
             refusal = RedirectResponse(MUST_CHANGE_PAGE, status_code=303)
         elif scope["method"] not in SAFE_METHODS:
-            body = await _read_body(receive)
+            body = await read_body(receive)
             if body is None:
                 refusal = page(
                     request,
@@ -294,7 +254,7 @@ class StaffPagesMiddleware:
                     status_code=403,
                 )
             else:
-                receive = _replay(body)
+                receive = replay(body)
         if refusal is not None:
             if stale_cookie:
                 clear_session_cookie(refusal, request)

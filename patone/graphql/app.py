@@ -16,7 +16,7 @@ from typing import Any
 
 from cross_web import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketState
 from strawberry.asgi import GraphQL
@@ -29,30 +29,11 @@ from patone.core.permissions import Actor
 from patone.core.tokens import Claims, InvalidToken
 from patone.graphql import persisted
 from patone.graphql.context import Context
+from patone.graphql.errors import refused
 from patone.graphql.schema import schema
-from patone.log import request_id_var
+from patone.web import MAX_BODY, read_body, replay
 
 log = logging.getLogger(__name__)
-
-
-def _error(
-    status: int, code: str, message: str, headers: dict[str, str] | None = None
-) -> JSONResponse:
-    if status == 401:
-        headers = {"WWW-Authenticate": "Bearer", **(headers or {})}
-    return JSONResponse(
-        {
-            "data": None,
-            "errors": [
-                {
-                    "message": message,
-                    "extensions": {"code": code, "request_id": request_id_var.get()},
-                }
-            ],
-        },
-        status_code=status,
-        headers=headers,
-    )
 
 
 # Until connection_init authenticates a socket, it may do nothing.
@@ -126,7 +107,7 @@ class _Strawberry(GraphQL[Context, None]):
         try:
             response = await self.run(Request(scope=scope, receive=receive))
         except HTTPException as error:
-            response = _error(error.status_code, "bad_request", error.reason)
+            response = refused(error.status_code, "bad_request", error.reason)
         await response(scope, receive, send)
 
     async def render_graphql_ide(self, request: Request) -> Response:
@@ -159,7 +140,7 @@ class GraphQLApp:
         state: dict[str, Any] = scope.setdefault("state", {})
         tenant = state.get("tenant")
         if tenant is None:
-            response = _error(
+            response = refused(
                 404, "tenant_required", "Name a company: use its subdomain or an X-Tenant header."
             )
             await response(scope, receive, send)
@@ -167,7 +148,7 @@ class GraphQLApp:
         authorization = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token:
-            await _error(401, "unauthenticated", "Sign in: send an access token.")(
+            await refused(401, "unauthenticated", "Sign in: send an access token.")(
                 scope, receive, send
             )
             return
@@ -177,21 +158,21 @@ class GraphQLApp:
             limit = ratelimits.check_api(tenant, caller=authentication.caller(claims))
             state["actor"] = await authentication.actor_for(tenant, claims, limit)
         except InvalidToken as error:
-            await _error(401, error.code, error.message)(scope, receive, send)
+            await refused(401, error.code, error.message)(scope, receive, send)
             return
         except ratelimits.RateLimited as error:
             headers = {"Retry-After": str(error.retry_after)}
-            await _error(429, "RATE_LIMITED", error.message, headers)(scope, receive, send)
+            await refused(429, "RATE_LIMITED", error.message, headers)(scope, receive, send)
             return
         if state["actor"].allow_list_only and scope["method"] != "POST":
-            await _error(400, "PERSISTED_QUERY_REQUIRED", "Send registered documents by POST.")(
+            await refused(400, "PERSISTED_QUERY_REQUIRED", "Send registered documents by POST.")(
                 scope, receive, send
             )
             return
         if scope["method"] == "POST":
-            body = await _read_body(receive)
+            body = await read_body(receive)
             if body is None:
-                await _error(413, "too_large", f"Requests are limited to {MAX_BODY} bytes.")(
+                await refused(413, "too_large", f"Requests are limited to {MAX_BODY} bytes.")(
                     scope, receive, send
                 )
                 return
@@ -201,38 +182,8 @@ class GraphQLApp:
                 refusal = Response(persisted.error_body(error), media_type="application/json")
                 await refusal(scope, receive, send)
                 return
-            receive = _replay(body)
+            receive = replay(body)
         await self.strawberry(scope, receive, send)
-
-
-MAX_BODY = 1_000_000
-
-
-async def _read_body(receive: Receive) -> bytes | None:
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > MAX_BODY:
-            return None
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
-
-
-def _replay(body: bytes) -> Receive:
-    delivered = False
-
-    async def receive() -> dict[str, Any]:
-        nonlocal delivered
-        if delivered:
-            return {"type": "http.disconnect"}
-        delivered = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    return receive
 
 
 async def _with_persisted_query(body: bytes, tenant: Any, actor: Actor) -> bytes:

@@ -13,6 +13,7 @@ import logging
 import traceback
 
 from graphql.error import GraphQLError
+from starlette.responses import JSONResponse
 from strawberry.extensions import MaskErrors
 
 from patone.core.errors import UserError
@@ -60,3 +61,25 @@ class PatoneErrors(MaskErrors):
                     "field": original.field,
                 }
         return processed
+
+
+def refused(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    """A request refused before GraphQL runs, in the shape GraphQL clients read (`errors` with
+    `extensions.code` and the request id); a 401 says to send a bearer token."""
+    if status == 401:
+        headers = {"WWW-Authenticate": "Bearer", **(headers or {})}
+    return JSONResponse(
+        {
+            "data": None,
+            "errors": [
+                {
+                    "message": message,
+                    "extensions": {"code": code, "request_id": request_id_var.get()},
+                }
+            ],
+        },
+        status_code=status,
+        headers=headers,
+    )

@@ -42,10 +42,9 @@ from patone.core.tokens import (
     issue_token,
     verify_token,
 )
-from patone.graphql.errors import PatoneErrors
+from patone.graphql.errors import PatoneErrors, refused
 from patone.graphql.types import UserError as UserErrorType
 from patone.graphql.types import attempt
-from patone.log import request_id_var
 from patone.tenants import console
 from patone.tenants.operators import Operator, get_operator, list_activity, sign_in
 from patone.tenants.registry import TenantInfo, get_tenant, list_tenants
@@ -298,23 +297,6 @@ def _token_audience(token: str) -> str | None:
     return audience if isinstance(audience, str) else None
 
 
-def _graphql_error(status: int, code: str, message: str) -> JSONResponse:
-    """A refusal in the shape GraphQL clients read (as the tenants' /graphql answers)."""
-    return JSONResponse(
-        {
-            "data": None,
-            "errors": [
-                {
-                    "message": message,
-                    "extensions": {"code": code, "request_id": request_id_var.get()},
-                }
-            ],
-        },
-        status_code=status,
-        headers={"WWW-Authenticate": "Bearer"} if status == 401 else None,
-    )
-
-
 class _PlatformStrawberry(GraphQL[PlatformContext, None]):
     def __init__(self, delete_grace_days: int) -> None:
         super().__init__(platform_schema, graphql_ide=None)
@@ -333,7 +315,7 @@ class _PlatformStrawberry(GraphQL[PlatformContext, None]):
         try:
             response = await self.run(Request(scope=scope, receive=receive))
         except HTTPException as error:
-            response = _graphql_error(error.status_code, "bad_request", error.reason)
+            response = refused(error.status_code, "bad_request", error.reason)
         await response(scope, receive, send)
 
 
@@ -346,29 +328,29 @@ class PlatformGraphQL:
 
     async def authenticate(self, scope: Scope) -> Operator | Response:
         if scope.get("state", {}).get("tenant") is not None:
-            return _graphql_error(
+            return refused(
                 404, "not_found", "The platform API is served on the platform's own host."
             )
         authorization = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
         scheme, _, token = authorization.partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
-            return _graphql_error(401, "unauthenticated", "Sign in as an operator first.")
+            return refused(401, "unauthenticated", "Sign in as an operator first.")
         try:
             claims = verify_token(self.secret, token, audience=PLATFORM_AUDIENCE)
         except InvalidToken as error:
             if _token_audience(token) == TENANT_AUDIENCE:
-                return _graphql_error(
+                return refused(
                     403,
                     "wrong_audience",
                     "This is a company's token; the platform API takes operator tokens only.",
                 )
-            return _graphql_error(401, error.code, error.message)
+            return refused(401, error.code, error.message)
         operator = None
         if claims.kind is Kind.operator and claims.subject.isdigit():
             operator = await get_operator(int(claims.subject))
         if operator is None:
-            return _graphql_error(401, "unauthenticated", "The token's operator is not active.")
+            return refused(401, "unauthenticated", "The token's operator is not active.")
         return operator
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

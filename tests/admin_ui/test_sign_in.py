@@ -4,33 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Iterator
 
 import httpx
 import pytest
 
 from patone.core import activity, credentials, sessions, users
 from patone.core.permissions import SYSTEM
-from patone.plugins import config as plugins
 from patone.tenants.registry import TenantInfo
 from tests.admin_ui.conftest import BASE_DOMAIN, Browser, start_session
 from tests.admin_ui.test_guard import form_token, set_cookie_headers
 from tests.fakes import SmtpFake
-from tests.support import plugin_runtime, running_worker
+from tests.support import enable_email, invite, plugin_runtime, running_worker
 
 GOOD = "correct horse battery staple"
 NEW = "violet otter juggles lanterns"
-
-
-async def invite(tenant: TenantInfo, email: str = "ann@example.com", role: str = "manager") -> str:
-    """A new staff member's set-up token."""
-    invitation = await credentials.invite_user(
-        tenant,
-        SYSTEM,
-        {"email": email, "name": "Ann Lee", "role": role},
-        base_url=f"http://{tenant.slug}.{BASE_DOMAIN}",
-    )
-    return invitation.link.url.rsplit("/", 1)[1]
 
 
 async def member(tenant: TenantInfo, email: str = "ann@example.com", role: str = "manager") -> int:
@@ -267,13 +254,6 @@ async def test_setup_link_page_refuses_a_weak_password_next_to_the_field(
     assert (await sign_in(client, "ann@example.com", GOOD)).status_code == 303
 
 
-@pytest.fixture
-def smtp() -> Iterator[SmtpFake]:
-    fake = SmtpFake().start()
-    yield fake
-    fake.stop()
-
-
 async def test_reset_pages_answer_alike_and_the_emailed_link_signs_out_everywhere(
     two_tenants: tuple[TenantInfo, TenantInfo], browser: Browser, smtp: SmtpFake
 ) -> None:
@@ -287,19 +267,7 @@ async def test_reset_pages_answer_alike_and_the_emailed_link_signs_out_everywher
     malformed = await client.post("/reset-password", data={"csrf_token": token, "email": "ann@"})
     assert malformed.status_code == 400 and field_error(malformed, "email")
     with plugin_runtime(tenant_url=f"http://{{slug}}.{BASE_DOMAIN}"):
-        await plugins.configure_plugin(
-            acme,
-            SYSTEM,
-            "email-smtp",
-            enabled=True,
-            config={
-                "host": "127.0.0.1",
-                "port": smtp.port,
-                "from_address": "it@acme.example",
-                "security": "none",
-                "timeout": 5,
-            },
-        )
+        await enable_email(acme, smtp, from_address="it@acme.example")
         async with running_worker():
             known = await client.post(
                 "/reset-password", data={"csrf_token": token, "email": "ann@example.com"}

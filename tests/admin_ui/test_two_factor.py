@@ -4,10 +4,8 @@ session, and /admin/account/two-factor; on two companies with different policies
 from __future__ import annotations
 
 import re
-import time
 
 import httpx
-import pyotp
 
 from patone.core import credentials, sessions, two_factor
 from patone.tenants.registry import TenantInfo
@@ -15,6 +13,7 @@ from tests.admin_ui.conftest import Browser
 from tests.admin_ui.test_guard import form_token, set_cookie_headers
 from tests.admin_ui.test_sign_in import GOOD, member, sign_in
 from tests.conftest import MakePlan, MakeTenant, actor_for
+from tests.support import totp_code
 
 
 def secret_on(page: httpx.Response) -> str:
@@ -25,10 +24,6 @@ def secret_on(page: httpx.Response) -> str:
 
 def recovery_codes_on(page: httpx.Response) -> list[str]:
     return re.findall(r"<li><code>([a-z0-9-]{19})</code></li>", page.text)
-
-
-def code(secret: str, steps_ahead: int = 0) -> str:
-    return pyotp.TOTP(secret).at(time.time() + 30 * steps_ahead)
 
 
 async def submit(client: httpx.AsyncClient, path: str, **fields: str) -> httpx.Response:
@@ -46,7 +41,7 @@ async def enrol_on_pages(client: httpx.AsyncClient) -> str:
     secret = secret_on(begun)
     done = await client.post(
         "/admin/account/two-factor/confirm",
-        data={"csrf_token": form_token(begun), "code": code(secret)},
+        data={"csrf_token": form_token(begun), "code": totp_code(secret)},
     )
     assert done.status_code == 200 and len(recovery_codes_on(done)) == 10
     return secret
@@ -73,7 +68,7 @@ async def test_the_code_page_stands_between_the_password_and_the_session(
 
     page = await client.get("/admin/sign-in/code")
     assert page.status_code == 200 and 'autocomplete="one-time-code"' in page.text
-    no_csrf = await client.post("/admin/sign-in/code", data={"code": code(secret, 1)})
+    no_csrf = await client.post("/admin/sign-in/code", data={"code": totp_code(secret, 1)})
     assert no_csrf.status_code == 403
     wrong = await client.post(
         "/admin/sign-in/code", data={"csrf_token": form_token(page), "code": "000000"}
@@ -81,7 +76,7 @@ async def test_the_code_page_stands_between_the_password_and_the_session(
     assert wrong.status_code == 401 and 'id="code-error"' in wrong.text
     pending_value = client.cookies.get("patone_sign_in")
     right = await client.post(
-        "/admin/sign-in/code", data={"csrf_token": form_token(page), "code": code(secret, 1)}
+        "/admin/sign-in/code", data={"csrf_token": form_token(page), "code": totp_code(secret, 1)}
     )
     assert right.status_code == 303 and right.headers["location"] == "/admin/account/sessions"
     assert set_cookie_headers(right, sessions.COOKIE_NAME)
@@ -94,7 +89,7 @@ async def test_the_code_page_stands_between_the_password_and_the_session(
     token = form_token(await replay.get("/admin/sign-in"))
     assert (await replay.get("/admin/sign-in/code")).status_code == 303
     again = await replay.post(
-        "/admin/sign-in/code", data={"csrf_token": token, "code": code(secret, 1)}
+        "/admin/sign-in/code", data={"csrf_token": token, "code": totp_code(secret, 1)}
     )
     assert again.status_code == 303
     assert again.headers["location"] == "/admin/sign-in?notice=expired"
@@ -127,7 +122,8 @@ async def test_an_admin_without_two_factor_enrols_before_reaching_anything(
     assert wrong.status_code == 400 and secret_on(wrong) == secret
     assert not await two_factor.is_enabled(acme, ann)
     done = await client.post(
-        "/admin/sign-in/two-factor", data={"csrf_token": form_token(page), "code": code(secret)}
+        "/admin/sign-in/two-factor",
+        data={"csrf_token": form_token(page), "code": totp_code(secret)},
     )
     assert done.status_code == 200
     codes = recovery_codes_on(done)
@@ -215,7 +211,7 @@ async def test_the_account_page_regenerates_codes_and_turns_two_factor_off(
     assert wrong.status_code == 400 and 'id="regenerate_code-error"' in wrong.text
     fresh = await client.post(
         "/admin/account/two-factor/recovery-codes",
-        data={"csrf_token": form_token(page), "regenerate_code": code(secret, 1)},
+        data={"csrf_token": form_token(page), "regenerate_code": totp_code(secret, 1)},
     )
     assert len(recovery_codes_on(fresh)) == 10
     disabled = await client.post(

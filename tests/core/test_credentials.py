@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from email.message import Message
 from typing import Any
@@ -18,12 +17,11 @@ from patone.core.credentials import AccountLocked, InvalidLink, SignInFailed
 from patone.core.db import engine
 from patone.core.passwords import HASHER, WeakPassword
 from patone.core.permissions import SYSTEM
-from patone.plugins import config as plugins
 from patone.tenants.isolation import tenant_transaction
 from patone.tenants.registry import TenantInfo
 from tests.conftest import actor_for
 from tests.fakes import SmtpFake
-from tests.support import plugin_runtime, running_worker
+from tests.support import enable_email, plugin_runtime, running_worker
 
 ADMIN = actor_for("admin")
 GOOD = "correct horse battery staple"
@@ -334,29 +332,6 @@ async def test_a_flagged_user_must_change_their_password(
 # --- reset by email --------------------------------------------------------------------------
 
 
-@pytest.fixture
-def smtp() -> Iterator[SmtpFake]:
-    fake = SmtpFake().start()
-    yield fake
-    fake.stop()
-
-
-async def enable_smtp(tenant: TenantInfo, smtp: SmtpFake) -> None:
-    await plugins.configure_plugin(
-        tenant,
-        ADMIN,
-        "email-smtp",
-        enabled=True,
-        config={
-            "host": "127.0.0.1",
-            "port": smtp.port,
-            "from_address": "dispatch@acme.example",
-            "security": "none",
-            "timeout": 5,
-        },
-    )
-
-
 async def mail_to(smtp: SmtpFake, address: str, count: int = 1, seconds: float = 30) -> Message:
     for _ in range(int(seconds * 10)):
         found = [m for m in smtp.messages if m["To"] == address]
@@ -392,7 +367,7 @@ async def test_reset_by_email_end_to_end_through_smtp_and_a_worker(
         async with running_worker():
             user_id = await staff_with_password(acme)
             await staff_with_password(bolt)
-            await enable_smtp(acme, smtp)
+            await enable_email(acme, smtp, ADMIN)
             with later(timedelta(seconds=-1)):  # locked out a moment ago
                 for _ in range(5):
                     with pytest.raises((SignInFailed, AccountLocked)):
@@ -434,7 +409,7 @@ async def test_a_reset_link_is_refused_after_an_hour(
     with plugin_runtime():
         await staff_with_password(acme)
         await staff_with_password(bolt)
-        await enable_smtp(acme, smtp)
+        await enable_email(acme, smtp, ADMIN)
         sent: datetime = now()
         assert await credentials.send_password_reset(acme.slug, "ann@example.com") == "sent"
         assert await credentials.send_password_reset(acme.slug, "nobody@example.com") == "unknown"

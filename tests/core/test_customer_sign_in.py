@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -26,40 +25,14 @@ from patone.plugins import config as plugins
 from patone.tenants.isolation import tenant_transaction
 from patone.tenants.registry import TenantInfo
 from tests.conftest import MakePlan, MakeTenant
-from tests.core.notifications.conftest import SID, TOKEN, enable_providers
+from tests.core.notifications.conftest import enable_providers
 from tests.fakes import SmtpFake, TwilioFake
-from tests.support import plugin_runtime, running_worker
+from tests.support import running_worker
 
 SECRET = "customer-sign-in-secret"
 IP = "203.0.113.20"
 PHONE = "+14155552671"
 EMAIL = "ann@example.com"
-
-
-@pytest.fixture
-def runtime() -> Iterator[plugins.PluginRuntime]:
-    with plugin_runtime() as runtime:
-        yield runtime
-
-
-@pytest.fixture
-async def broker(runtime: plugins.PluginRuntime) -> AsyncIterator[dramatiq.Broker]:
-    async with running_worker(threads=2) as broker:
-        yield broker
-
-
-@pytest.fixture
-def twilio() -> Iterator[TwilioFake]:
-    fake = TwilioFake(SID, TOKEN).start()
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture
-def smtp() -> Iterator[SmtpFake]:
-    fake = SmtpFake().start()
-    yield fake
-    fake.stop()
 
 
 @pytest.fixture

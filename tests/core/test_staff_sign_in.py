@@ -4,7 +4,6 @@ always beside a second company whose policy and accounts differ."""
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 import pyotp
@@ -19,6 +18,7 @@ from patone.core.staff_sign_in import Step, StepRequired, TwoFactorRequired
 from patone.tenants.isolation import tenant_transaction
 from patone.tenants.registry import TenantInfo
 from tests.conftest import MakePlan, MakeTenant, actor_for
+from tests.support import totp_code, wrong_totp_code
 
 GOOD = "correct horse battery staple"
 OTHER = "violet otter juggles lanterns"
@@ -44,16 +44,6 @@ async def enrolled(tenant: TenantInfo, user_id: int, role: str = "admin") -> tup
     return enrolment.secret, codes
 
 
-def code(secret: str, steps_ahead: int = 1) -> str:
-    """A code of a later step than the one enrolment spent."""
-    return pyotp.TOTP(secret).at(time.time() + 30 * steps_ahead)
-
-
-def wrong_code(secret: str) -> str:
-    valid = {code(secret, offset) for offset in (-1, 0, 1, 2)}
-    return next(c for c in (f"{n:06d}" for n in range(1000)) if c not in valid)
-
-
 async def actions(tenant: TenantInfo, user_id: int) -> list[tuple[str, Any]]:
     async with tenant_transaction(tenant):
         rows = await engine.fetch(
@@ -76,14 +66,16 @@ async def test_an_account_with_two_factor_needs_the_code_after_the_password(
     with pytest.raises(TwoFactorRequired) as required:
         await staff_sign_in.sign_in_api(acme, "ann@example.com", GOOD, None, ip=IP)
     assert required.value.status == 401 and required.value.field == "code"
-    who = await staff_sign_in.sign_in_api(acme, "ann@example.com", GOOD, code(secret), ip=IP)
+    who = await staff_sign_in.sign_in_api(
+        acme, "ann@example.com", GOOD, totp_code(secret, 1), ip=IP
+    )
     assert who.user_id == ann
     logged = [(action, after) for action, after in await actions(acme, ann)]
     assert [a for a, _ in logged].count("user.sign_in_pending") == 1
     assert logged[-1][0] == "user.signed_in" and logged[-1][1]["two_factor"] is True
     # Bolt's Ann has no two-factor, and Bolt's policy is its own (admins required by default):
     with pytest.raises(StepRequired) as enrol:
-        await staff_sign_in.sign_in_api(bolt, "ann@example.com", GOOD, code(secret), ip=IP)
+        await staff_sign_in.sign_in_api(bolt, "ann@example.com", GOOD, totp_code(secret, 1), ip=IP)
     assert enrol.value.pending.step is Step.enrolment
 
 
@@ -94,7 +86,7 @@ async def test_wrong_codes_count_toward_the_lockout_even_with_the_right_password
     ann = await member(acme)
     await member(bolt, role="manager")
     secret, _ = await enrolled(acme, ann)
-    bad = wrong_code(secret)
+    bad = wrong_totp_code(secret)
     for _ in range(credentials.LOCK_AFTER - 1):
         with pytest.raises(two_factor.InvalidCode):
             await staff_sign_in.sign_in_api(acme, "ann@example.com", GOOD, bad, ip=IP)
@@ -102,7 +94,7 @@ async def test_wrong_codes_count_toward_the_lockout_even_with_the_right_password
         await staff_sign_in.sign_in_api(acme, "ann@example.com", GOOD, bad, ip=IP)
     assert locked.value.retry_after == credentials.LOCK_FIRST
     with pytest.raises(AccountLocked):  # the right code waits out the lock too
-        await staff_sign_in.sign_in_api(acme, "ann@example.com", GOOD, code(secret), ip=IP)
+        await staff_sign_in.sign_in_api(acme, "ann@example.com", GOOD, totp_code(secret, 1), ip=IP)
     failures = [
         after for action, after in await actions(acme, ann) if action == "user.sign_in_failed"
     ]
@@ -122,7 +114,7 @@ async def test_a_replayed_code_is_refused_and_a_recovery_code_works_once(
     bolt_ann = await member(bolt)
     secret, recovery = await enrolled(acme, ann)
     await enrolled(bolt, bolt_ann)
-    used = code(secret)
+    used = totp_code(secret, 1)
     await staff_sign_in.sign_in_api(acme, "ann@example.com", GOOD, used, ip=IP)
     with pytest.raises(two_factor.InvalidCode):
         await staff_sign_in.sign_in_api(acme, "ann@example.com", GOOD, used, ip=IP)
@@ -158,14 +150,16 @@ async def test_a_role_that_requires_two_factor_must_enrol_first_per_company_poli
     assert first.qr_svg.startswith("<svg") and first.uri.startswith("otpauth://totp/")
     assert (await staff_sign_in.enrolment(acme, token)).secret == first.secret  # a reload
     with pytest.raises(two_factor.InvalidCode):
-        await staff_sign_in.confirm_enrolment(acme, token, wrong_code(first.secret))
+        await staff_sign_in.confirm_enrolment(acme, token, wrong_totp_code(first.secret))
     pending, codes = await staff_sign_in.confirm_enrolment(
         acme, token, pyotp.TOTP(first.secret).now()
     )
     assert pending.who.user_id == ann and len(codes) == 10
     with pytest.raises(staff_sign_in.PendingExpired):  # one use
         await staff_sign_in.enrolment(acme, token)
-    await staff_sign_in.sign_in_api(acme, "ann@example.com", GOOD, code(first.secret), ip=IP)
+    await staff_sign_in.sign_in_api(
+        acme, "ann@example.com", GOOD, totp_code(first.secret, 1), ip=IP
+    )
 
 
 async def test_an_abandoned_enrolment_secret_is_not_shown_again_to_a_new_sign_in(

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from typing import Any
 
-import pyotp
 import pytest
 
 from patone.core import two_factor, users
@@ -19,6 +17,7 @@ from patone.plugins.secrets import SecretBox
 from patone.tenants.isolation import tenant_transaction
 from patone.tenants.registry import TenantInfo
 from tests.conftest import actor_for
+from tests.support import totp_code, wrong_totp_code
 
 SECRET_KEY = "two-factor-test-secret"
 
@@ -33,15 +32,6 @@ async def _user(tenant: TenantInfo, role: str = "admin", email: str = "ann@examp
     return actor_for(role, row["id"])
 
 
-def _code(secret: str, steps_ahead: int = 0) -> str:
-    return pyotp.TOTP(secret).at(time.time() + 30 * steps_ahead)
-
-
-def _wrong_code(secret: str) -> str:
-    valid = {_code(secret, offset) for offset in (-1, 0, 1)}
-    return next(c for c in (f"{n:06d}" for n in range(1000)) if c not in valid)
-
-
 async def _activity(tenant: TenantInfo, user_id: int) -> list[dict[str, Any]]:
     async with tenant_transaction(tenant):
         rows = await engine.fetch(
@@ -54,7 +44,7 @@ async def _activity(tenant: TenantInfo, user_id: int) -> list[dict[str, Any]]:
 
 async def _enrolled(tenant: TenantInfo, actor: Actor) -> tuple[str, list[str]]:
     enrolment = await two_factor.begin_enrolment(tenant, actor)
-    codes = await two_factor.confirm_enrolment(tenant, actor, _code(enrolment.secret))
+    codes = await two_factor.confirm_enrolment(tenant, actor, totp_code(enrolment.secret))
     return enrolment.secret, codes
 
 
@@ -70,7 +60,7 @@ async def test_enrolment_gives_a_qr_code_and_switches_on_only_when_confirmed(
     # Not on until a code from the app confirms the scan worked.
     status = await two_factor.status(acme, int(ann.id))
     assert status.pending and not status.enabled and status.required
-    assert not await two_factor.verify(acme, int(ann.id), _code(enrolment.secret))
+    assert not await two_factor.verify(acme, int(ann.id), totp_code(enrolment.secret))
     # The secret is stored sealed under its own key, not the plugin secrets' one.
     async with tenant_transaction(acme):
         rows = await engine.fetch(
@@ -82,11 +72,11 @@ async def test_enrolment_gives_a_qr_code_and_switches_on_only_when_confirmed(
         SecretBox(SECRET_KEY).open(json.loads(stored))
 
     with pytest.raises(two_factor.InvalidCode) as wrong:
-        await two_factor.confirm_enrolment(acme, ann, _wrong_code(enrolment.secret))
+        await two_factor.confirm_enrolment(acme, ann, wrong_totp_code(enrolment.secret))
     assert wrong.value.field == "code"
     assert not (await two_factor.status(acme, int(ann.id))).enabled
 
-    codes = await two_factor.confirm_enrolment(acme, ann, _code(enrolment.secret))
+    codes = await two_factor.confirm_enrolment(acme, ann, totp_code(enrolment.secret))
     assert len(codes) == 10 == len(set(codes))
     assert all(len(c) == 19 and c.count("-") == 3 for c in codes)
     status = await two_factor.status(acme, int(ann.id))
@@ -121,11 +111,11 @@ async def test_a_totp_code_is_accepted_once_and_never_an_older_one(
     secret, _ = await _enrolled(acme, ann)
     user_id = int(ann.id)
     # Confirming spent the current step's code: replaying it is refused.
-    assert not await two_factor.verify(acme, user_id, _code(secret))
+    assert not await two_factor.verify(acme, user_id, totp_code(secret))
     # The next step's code (a phone clock a little ahead) passes once, then the step is spent.
-    assert await two_factor.verify(acme, user_id, _code(secret, 1))
-    assert not await two_factor.verify(acme, user_id, _code(secret, 1))
-    assert not await two_factor.verify(acme, user_id, _code(secret, -1))
+    assert await two_factor.verify(acme, user_id, totp_code(secret, 1))
+    assert not await two_factor.verify(acme, user_id, totp_code(secret, 1))
+    assert not await two_factor.verify(acme, user_id, totp_code(secret, -1))
     refused = [
         a for a in await _activity(acme, user_id) if a["action"] == "two_factor.code_refused"
     ]
@@ -139,7 +129,7 @@ async def test_two_requests_racing_with_one_code_let_only_one_in(
     acme, _ = two_tenants
     ann = await _user(acme)
     secret, _ = await _enrolled(acme, ann)
-    code = _code(secret, 1)
+    code = totp_code(secret, 1)
     results = await asyncio.gather(*(two_factor.verify(acme, int(ann.id), code) for _ in range(5)))
     assert sorted(results) == [False, False, False, False, True]
 
@@ -168,7 +158,7 @@ async def test_wrong_codes_are_refused_and_logged(
     acme, bolt = two_tenants
     ann = await _user(acme)
     secret, _ = await _enrolled(acme, ann)
-    for wrong in (_wrong_code(secret), "abc", "", "aaaa-bbbb-cccc-dddd"):
+    for wrong in (wrong_totp_code(secret), "abc", "", "aaaa-bbbb-cccc-dddd"):
         assert not await two_factor.verify(acme, int(ann.id), wrong)
     refused = [
         a for a in await _activity(acme, int(ann.id)) if a["action"] == "two_factor.code_refused"
@@ -184,12 +174,12 @@ async def test_disable_and_regenerate_need_a_code(
     dana = await _user(acme, "dispatcher", "dana@example.com")
     secret, codes = await _enrolled(acme, dana)
     with pytest.raises(two_factor.InvalidCode):
-        await two_factor.regenerate_recovery_codes(acme, dana, _wrong_code(secret))
-    fresh = await two_factor.regenerate_recovery_codes(acme, dana, _code(secret, 1))
+        await two_factor.regenerate_recovery_codes(acme, dana, wrong_totp_code(secret))
+    fresh = await two_factor.regenerate_recovery_codes(acme, dana, totp_code(secret, 1))
     assert set(fresh).isdisjoint(codes)
     assert not await two_factor.verify(acme, int(dana.id), codes[1])  # the old ones are void
     with pytest.raises(two_factor.InvalidCode):
-        await two_factor.disable(acme, dana, _wrong_code(secret))
+        await two_factor.disable(acme, dana, wrong_totp_code(secret))
     assert await two_factor.is_enabled(acme, int(dana.id))
     await two_factor.disable(acme, dana, fresh[0])
     assert not await two_factor.is_enabled(acme, int(dana.id))
@@ -197,7 +187,7 @@ async def test_disable_and_regenerate_need_a_code(
     assert "two_factor.recovery_codes_regenerated" in actions
     assert actions[-1] == "two_factor.disabled"
     with pytest.raises(UserError) as off:
-        await two_factor.disable(acme, dana, _code(secret))
+        await two_factor.disable(acme, dana, totp_code(secret))
     assert off.value.code == "not_enrolled"
 
 
@@ -208,7 +198,7 @@ async def test_a_required_role_cannot_switch_it_off_but_an_admin_can_reset_it(
     ann = await _user(acme)
     secret, _ = await _enrolled(acme, ann)
     with pytest.raises(UserError) as kept:
-        await two_factor.disable(acme, ann, _code(secret, 1))
+        await two_factor.disable(acme, ann, totp_code(secret, 1))
     assert kept.value.code == "required"
     with pytest.raises(PermissionDenied):
         await two_factor.reset(acme, actor_for("dispatcher"), int(ann.id))

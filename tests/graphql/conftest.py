@@ -8,12 +8,11 @@ from typing import Any
 import httpx
 import pytest
 
-from patone.app import create_app
 from patone.core import users
 from patone.core.permissions import SYSTEM
 from patone.core.tokens import issue_access_token
-from patone.settings import load_settings
 from patone.tenants.registry import TenantInfo
+from tests.support import app_client
 
 SECRET = "graphql-test-secret"
 Gql = Callable[..., Awaitable[dict[str, Any]]]
@@ -21,10 +20,8 @@ Gql = Callable[..., Awaitable[dict[str, Any]]]
 
 @pytest.fixture
 async def client() -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(load_settings(secret_key=SECRET, base_domain="patone.test"))
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://patone.test") as c:
-        yield c
+    async with app_client(SECRET) as client:
+        yield client
 
 
 async def token_for(tenant: TenantInfo, role: str, email: str | None = None) -> str:
@@ -45,12 +42,27 @@ def gql(client: httpx.AsyncClient) -> Gql:
         variables: dict[str, Any] | None = None,
         status: int = 200,
     ) -> dict[str, Any]:
-        response = await client.post(
-            "/graphql",
-            json={"query": query, "variables": variables or {}},
-            headers={"X-Tenant": tenant.slug, "Authorization": f"Bearer {token}"},
+        return await post_graphql(
+            client, "/graphql", token, query, variables, status, {"X-Tenant": tenant.slug}
         )
-        assert response.status_code == status, response.text
-        return response.json()  # type: ignore[no-any-return]
 
     return run
+
+
+async def post_graphql(
+    client: httpx.AsyncClient,
+    path: str,
+    token: str,
+    query: str,
+    variables: dict[str, Any] | None = None,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """POST a document with a bearer token, check the answer's status, return its JSON."""
+    response = await client.post(
+        path,
+        json={"query": query, "variables": variables or {}},
+        headers={**(headers or {}), "Authorization": f"Bearer {token}"},
+    )
+    assert response.status_code == status, response.text
+    return response.json()  # type: ignore[no-any-return]

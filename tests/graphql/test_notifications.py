@@ -13,13 +13,10 @@ from patone.core.redis import get_redis
 from patone.graphql.ids import to_global_id
 from patone.plugins import config as plugins
 from patone.tenants.registry import TenantInfo
-from tests.core.notifications.conftest import (  # noqa: F401 (fixtures)
-    ADMIN,
+from tests.core.conftest import runtime  # noqa: F401 (fixture)
+from tests.core.notifications.conftest import (
     enable_providers,
     new_request,
-    runtime,
-    smtp,
-    twilio,
 )
 from tests.fakes import SmtpFake, TwilioFake
 from tests.graphql.conftest import Gql, token_for
@@ -188,8 +185,8 @@ async def test_an_admin_tries_a_plugin_and_sees_dead_letters(
     gql: Gql,
     two_tenants: tuple[TenantInfo, TenantInfo],
     runtime: plugins.PluginRuntime,  # noqa: F811
-    twilio: TwilioFake,  # noqa: F811
-    smtp: SmtpFake,  # noqa: F811
+    twilio: TwilioFake,
+    smtp: SmtpFake,
 ) -> None:
     acme, bolt = two_tenants
     admin, bolt_admin = await token_for(acme, "admin"), await token_for(bolt, "admin")

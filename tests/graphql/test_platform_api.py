@@ -10,7 +10,6 @@ from typing import Any
 import httpx
 import pytest
 
-from patone.app import create_app
 from patone.core import credentials, two_factor
 from patone.core.db import engine
 from patone.core.tokens import (
@@ -21,11 +20,10 @@ from patone.core.tokens import (
     issue_token,
     verify_token,
 )
-from patone.settings import load_settings
 from patone.tenants import operators, provisioning
 from patone.tenants.registry import TenantInfo, get_tenant
 from tests.conftest import unique_slug
-from tests.graphql.conftest import SECRET, token_for
+from tests.graphql.conftest import SECRET, post_graphql, token_for
 from tests.support import resigned
 
 PASSWORD = "correct horse battery staple"
@@ -45,14 +43,6 @@ async def operator() -> AsyncIterator[operators.Operator]:
     created = await operators.create_operator(email, "Olga Operator", PASSWORD)
     yield created.operator
     await engine.execute("DELETE FROM platform.operators WHERE id = $1", created.operator.id)
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(load_settings(secret_key=SECRET, base_domain="patone.test"))
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://patone.test") as c:
-        yield c
 
 
 @pytest.fixture
@@ -79,13 +69,7 @@ async def platform(
     variables: dict[str, Any] | None = None,
     status: int = 200,
 ) -> dict[str, Any]:
-    response = await client.post(
-        "/platform/graphql",
-        json={"query": query, "variables": variables or {}},
-        headers={"Authorization": f"Bearer {token}"},
-    )
-    assert response.status_code == status, response.text
-    return response.json()  # type: ignore[no-any-return]
+    return await post_graphql(client, "/platform/graphql", token, query, variables, status)
 
 
 async def tenant_api(client: httpx.AsyncClient, tenant: str, token: str) -> httpx.Response:

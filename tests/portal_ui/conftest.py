@@ -1,5 +1,5 @@
-"""The notification tests' plugin runtime, worker and provider fakes, for the portal's tests."""
+"""The notification tests' plugin runtime and worker, for the portal's tests."""
 
-from tests.core.notifications.conftest import broker, runtime, smtp, twilio
+from tests.core.conftest import broker, runtime
 
-__all__ = ["broker", "runtime", "smtp", "twilio"]
+__all__ = ["broker", "runtime"]

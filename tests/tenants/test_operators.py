@@ -3,14 +3,12 @@ same answer whatever is wrong, and everything in the operators' activity log."""
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import httpx
-import pyotp
 import pytest
 
 from patone.app import create_app
@@ -20,6 +18,7 @@ from patone.core.errors import Conflict, ValidationFailed
 from patone.core.passwords import WeakPassword
 from patone.settings import load_settings
 from patone.tenants import operators
+from tests.support import totp_code
 from tests.test_cli import patone
 
 PASSWORD = "correct horse battery staple"
@@ -55,10 +54,6 @@ def _secret(created: operators.NewOperator) -> str:
     return parse_qs(urlparse(created.otpauth_uri).query)["secret"][0]
 
 
-def _code(secret: str, steps_ahead: int = 0) -> str:
-    return pyotp.TOTP(secret).at(time.time() + 30 * steps_ahead)
-
-
 async def _activity(email: str) -> list[dict[str, Any]]:
     rows = await engine.fetch(
         "SELECT operator_id, action, detail, ip FROM platform.operator_activity "
@@ -77,15 +72,15 @@ async def test_sign_in_needs_the_password_and_a_fresh_code(make_operator: MakeOp
     with pytest.raises(operators.SignInFailed):
         await operators.sign_in(email, PASSWORD, "")
     with pytest.raises(operators.SignInFailed):
-        await operators.sign_in(email, "wrong password entirely", _code(secret))
+        await operators.sign_in(email, "wrong password entirely", totp_code(secret))
     with pytest.raises(operators.SignInFailed) as unknown:
-        await operators.sign_in("nobody@platform.example", PASSWORD, _code(secret))
+        await operators.sign_in("nobody@platform.example", PASSWORD, totp_code(secret))
     assert unknown.value.message == "The email, password or two-factor code is not right."
 
-    signed_in = await operators.sign_in(email.upper(), PASSWORD, _code(secret), ip="10.0.0.7")
+    signed_in = await operators.sign_in(email.upper(), PASSWORD, totp_code(secret), ip="10.0.0.7")
     assert signed_in.id == created.operator.id
     with pytest.raises(operators.SignInFailed):  # the same code again: a replay
-        await operators.sign_in(email, PASSWORD, _code(secret))
+        await operators.sign_in(email, PASSWORD, totp_code(secret))
     # A recovery code works once.
     assert (await operators.sign_in(email, PASSWORD, created.recovery_codes[0])).id == signed_in.id
     with pytest.raises(operators.SignInFailed):
@@ -141,7 +136,7 @@ async def test_the_sign_in_route_gives_an_operator_token_and_the_same_refusal_fo
                 "/platform/auth/sign-in", json={"email": email, "password": password, "code": code}
             )
 
-        code = _code(_secret(created))
+        code = totp_code(_secret(created))
         unknown = await attempt("nobody@platform.example", PASSWORD, code)
         wrong = await attempt(created.operator.email, "not the password at all", code)
         assert unknown.status_code == wrong.status_code == 401
@@ -187,11 +182,11 @@ async def test_operator_sign_in_is_rate_limited_per_account_and_per_address(
         limited = answers[-1]
         assert limited.status_code == 429 and limited.json()["error"]["code"] == "rate_limited"
         assert 0 < int(limited.headers["retry-after"]) <= 3600
-        right = {**wrong, "password": PASSWORD, "code": _code(_secret(created))}
+        right = {**wrong, "password": PASSWORD, "code": totp_code(_secret(created))}
         assert (await client.post("/platform/auth/sign-in", json=right)).status_code == 429
         others = {"email": other.operator.email, "password": PASSWORD}
         ok = await client.post(
-            "/platform/auth/sign-in", json={**others, "code": _code(_secret(other))}
+            "/platform/auth/sign-in", json={**others, "code": totp_code(_secret(other))}
         )
         assert ok.status_code == 200  # another operator from the same address
         # Refused attempts give their slot back, so this address has spent the account's
@@ -200,12 +195,12 @@ async def test_operator_sign_in_is_rate_limited_per_account_and_per_address(
         for n in range(ratelimits.OPERATOR_SIGN_INS_PER_IP_PER_HOUR - used):
             await client.post("/platform/auth/sign-in", json={**wrong, "email": f"x{n}@p.example"})
         from_here = await client.post(
-            "/platform/auth/sign-in", json={**others, "code": _code(_secret(other), 1)}
+            "/platform/auth/sign-in", json={**others, "code": totp_code(_secret(other), 1)}
         )
         assert from_here.status_code == 429  # the address has spent its hour
     async with _client() as elsewhere:
         fine = await elsewhere.post(
-            "/platform/auth/sign-in", json={**others, "code": _code(_secret(other), 1)}
+            "/platform/auth/sign-in", json={**others, "code": totp_code(_secret(other), 1)}
         )
         assert fine.status_code == 200
 

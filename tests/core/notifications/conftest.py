@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import dramatiq
-import pytest
 
 from patone.core import customers, drivers, service_requests
 from patone.core.clock import use_clock
@@ -19,39 +17,11 @@ from patone.plugins import config as plugins
 from patone.tenants.isolation import tenant_transaction
 from patone.tenants.registry import TenantInfo
 from tests.conftest import actor_for
-from tests.fakes import FaultPlan, SmtpFake, TwilioFake
-from tests.support import plugin_runtime, running_worker
+from tests.fakes import TWILIO_SID, TWILIO_TOKEN, FaultPlan, SmtpFake, TwilioFake
+from tests.support import enable_email
 
 ADMIN = actor_for("admin")
-SID = "AC" + "1" * 32
-TOKEN = "a-very-secret-auth-token"
 UNFINISHED = ("queued", "sending", "retrying")
-
-
-@pytest.fixture
-def runtime() -> Iterator[plugins.PluginRuntime]:
-    with plugin_runtime() as runtime:
-        yield runtime
-
-
-@pytest.fixture
-async def broker(runtime: plugins.PluginRuntime) -> AsyncIterator[dramatiq.Broker]:
-    async with running_worker(threads=4) as broker:
-        yield broker
-
-
-@pytest.fixture
-def twilio() -> Iterator[TwilioFake]:
-    fake = TwilioFake(SID, TOKEN).start()
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture
-def smtp() -> Iterator[SmtpFake]:
-    fake = SmtpFake().start()
-    yield fake
-    fake.stop()
 
 
 async def enable_providers(
@@ -63,26 +33,14 @@ async def enable_providers(
         "sms-twilio",
         enabled=True,
         config={
-            "account_sid": SID,
-            "auth_token": TOKEN,
+            "account_sid": TWILIO_SID,
+            "auth_token": TWILIO_TOKEN,
             "from_number": "+15005550006",
             "api_base_url": twilio.url,
             "timeout": timeout,
         },
     )
-    await plugins.configure_plugin(
-        tenant,
-        ADMIN,
-        "email-smtp",
-        enabled=True,
-        config={
-            "host": "127.0.0.1",
-            "port": smtp.port,
-            "from_address": "dispatch@acme.example",
-            "security": "none",
-            "timeout": timeout,
-        },
-    )
+    await enable_email(tenant, smtp, ADMIN, timeout=timeout)
 
 
 async def new_request(tenant: TenantInfo, *, phone: str = "+14155552671") -> dict[str, Any]:

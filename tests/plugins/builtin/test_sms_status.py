@@ -13,17 +13,14 @@ from patone.app import create_app
 from patone.core.notifications import planning, sending
 from patone.settings import load_settings
 from patone.tenants.registry import TenantInfo
-from tests.core.notifications.conftest import (  # noqa: F401 (fixtures)
-    TOKEN,
+from tests.core.conftest import runtime  # noqa: F401 (fixture)
+from tests.core.notifications.conftest import (
     created_event,
     enable_providers,
     log_of,
     new_request,
-    runtime,
-    smtp,
-    twilio,
 )
-from tests.fakes import FaultPlan, SmtpFake, TwilioFake
+from tests.fakes import TWILIO_TOKEN, FaultPlan, SmtpFake, TwilioFake
 
 
 @pytest.fixture
@@ -41,15 +38,15 @@ async def _sms(tenant: TenantInfo) -> dict[str, Any]:
     return next(r for r in await log_of(tenant) if r["channel"] == "sms")
 
 
-def _signed(url: str, form: dict[str, str], token: str = TOKEN) -> dict[str, str]:
+def _signed(url: str, form: dict[str, str], token: str = TWILIO_TOKEN) -> dict[str, str]:
     return {"X-Twilio-Signature": RequestValidator(token).compute_signature(url, form)}
 
 
 async def test_a_report_for_a_lost_answer_marks_it_sent_and_stops_the_retry(
     two_tenants: tuple[TenantInfo, TenantInfo],
     runtime: Any,  # noqa: F811
-    twilio: TwilioFake,  # noqa: F811
-    smtp: SmtpFake,  # noqa: F811
+    twilio: TwilioFake,
+    smtp: SmtpFake,
     app_client: httpx.AsyncClient,
 ) -> None:
     acme, bolt = two_tenants
@@ -94,8 +91,8 @@ async def test_a_report_for_a_lost_answer_marks_it_sent_and_stops_the_retry(
 async def test_failed_delivery_reports_carry_twilios_error(
     two_tenants: tuple[TenantInfo, TenantInfo],
     runtime: Any,  # noqa: F811
-    twilio: TwilioFake,  # noqa: F811
-    smtp: SmtpFake,  # noqa: F811
+    twilio: TwilioFake,
+    smtp: SmtpFake,
     app_client: httpx.AsyncClient,
 ) -> None:
     acme, _ = two_tenants
