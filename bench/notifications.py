@@ -43,7 +43,10 @@ Steps:
    notifications (rows never written or never finished, and rows our log says sent that no fake
    took), event-to-send latency, and CPU per notification: the two workers' CPU split into the
    SDK's (calls made x the faulty baseline's CPU per call) and ours (the rest), beside the
-   relay's, Postgres' and the fakes'.
+   relay's, Postgres' and the fakes'; and split a second way, by py-spy sampling the workers'
+   GIL holder during the run (`--sample-rate`, 50/s; 0 turns it off): the share of samples in
+   provider calls (the SDKs, the stdlib email package, our two provider plugins) against the
+   rest, applied to the workers' CPU.
 """
 
 from __future__ import annotations
