@@ -233,6 +233,12 @@ async def test_changing_ones_password_needs_a_token_and_the_current_password(
     assert wrong.status_code == 400 and wrong.json()["error"]["field"] == "current_password"
     done = await post(client, acme, "/auth/change-password", change, **bearer)
     assert done.status_code == 200, done.text
+    # Every token issued before the change stops working: the client signs in again.
+    stale = await post(client, acme, "/auth/change-password", change, **bearer)
+    assert stale.status_code == 401
+    refresh = {"grant_type": "refresh_token", "refresh_token": signed.json()["refresh_token"]}
+    refused = await client.post("/oauth/token", data=refresh, headers={"X-Tenant": acme.slug})
+    assert refused.status_code == 400 and refused.json()["error"] == "invalid_grant"
     again = await post(
         client, acme, "/auth/sign-in", {"email": "ann@example.com", "password": OTHER}
     )

@@ -490,7 +490,8 @@ async def change_password(
     tenant: TenantRef, actor: Actor, current: str, new: str, *, keep_session: str | None = None
 ) -> None:
     """A signed-in staff member replaces their password (clears the must-change flag). Their
-    sessions end, except `keep_session` (the key of the browser that made the change)."""
+    sessions end, except `keep_session` (the key of the browser that made the change), and so
+    do their API tokens (refresh and access: a client signs in again with the new password)."""
     if actor.kind != "user":
         raise UserError("forbidden", "only a staff user can change their password")
     user_id = int(actor.id)
@@ -513,6 +514,7 @@ async def change_password(
         await _set_password(user_id, new)
         await record(actor, "user", user_id, "user.password_changed", None, None)
     await sessions.revoke_all(tenant, user_id, actor=actor, keep=keep_session)
+    await revoke_all(tenant, actor, Kind.staff, str(user_id))
 
 
 # --- reset by email --------------------------------------------------------------------------
