@@ -12,6 +12,7 @@ import httpx
 import pyotp
 
 from patone.core.db import engine
+from patone.core.redis import get_redis, tenant_key
 from patone.tenants.isolation import tenant_transaction
 from patone.tenants.registry import get_tenant
 from tests.demo_product import demo_env, serving
@@ -22,10 +23,15 @@ ADMIN = "admin@demo-towing.example"
 
 async def _forget_admin_password() -> None:
     """The shared demo company's admin back to "no password yet" and no two-factor (as a
-    fresh install)."""
+    fresh install), and its sign-in counters emptied: every run signs in and fails on purpose,
+    and the plan allows 20 sign-ins per account an hour (the test database outlives runs)."""
     demo = await get_tenant("demo")
     if demo is None:
         return
+    redis = get_redis()
+    stale = [key async for key in redis.scan_iter(match=f"{tenant_key('demo', 'rl')}/*")]
+    if stale:
+        await redis.delete(*stale)
     async with tenant_transaction(demo):
         await engine.execute(
             "UPDATE users SET password_hash = NULL, failed_sign_ins = 0, locked_until = NULL "
