@@ -53,22 +53,19 @@ async def _staff_actor(tenant: TenantRef, claims: Claims) -> Actor:
     return dataclasses.replace(actor, allow_list_only=claims.allow_list_only)
 
 
+async def _partner_actor(tenant: TenantRef, claims: Claims) -> Actor:
+    """A partner's actor (what its scopes allow) once its token is known unrevoked."""
+    api_clients.note_use(tenant, claims.subject)
+    await revocation.check(tenant.slug, claims)
+    return api_clients.partner_actor(claims)
+
+
 async def actor_for(tenant: TenantRef, claims: Claims, *also: Awaitable[object]) -> Actor:
     """The actor of verified `claims` once revocation is checked; `also` (e.g. the rate limit)
     runs at the same time and its error, if any, comes after the token's own."""
-    found: object
-    if claims.kind is Kind.partner:
-        api_clients.note_use(tenant, claims.subject)
-        found = api_clients.partner_actor(claims)
-        first, *rest = await asyncio.gather(
-            revocation.check(tenant.slug, claims), *also, return_exceptions=True
-        )
-    else:
-        found, *rest = await asyncio.gather(
-            _staff_actor(tenant, claims), *also, return_exceptions=True
-        )
-        first = None
-    for outcome in (first, found, *rest):
+    own = _partner_actor if claims.kind is Kind.partner else _staff_actor
+    found, *rest = await asyncio.gather(own(tenant, claims), *also, return_exceptions=True)
+    for outcome in (found, *rest):
         if isinstance(outcome, BaseException):
             raise outcome
     assert isinstance(found, Actor)

@@ -21,7 +21,6 @@ pages, and it works once (taken with a Redis DEL, so two racing requests can't b
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from dataclasses import dataclass
 from enum import StrEnum
@@ -205,7 +204,7 @@ async def change_password(tenant: TenantRef, token: str, current: str, new: str)
 async def check_link(tenant: TenantInfo, token: str, *, ip: str) -> None:
     """Rate-limit the use of a set-up or reset link (per client address and per link): each
     attempt may cost an argon2 hash, and nobody should get to guess links quickly."""
-    digest = hashlib.sha256(token.encode()).hexdigest()[:32]
+    digest = credentials.token_hash(token)[:32]
     await ratelimits.check_sign_in(tenant, ip=ip, account=f"link:{digest}")
 
 
@@ -213,7 +212,7 @@ async def check_link(tenant: TenantInfo, token: str, *, ip: str) -> None:
 
 
 def _key(tenant: TenantRef, token: str) -> str:
-    return tenant_key(tenant.slug, "sign_in_pending", hashlib.sha256(token.encode()).hexdigest())
+    return tenant_key(tenant.slug, "sign_in_pending", credentials.token_hash(token))
 
 
 async def _hold(
