@@ -23,7 +23,7 @@ from patone.core.db import engine
 from patone.tenants.isolation import tenant_transaction
 from patone.tenants.registry import get_tenant
 from tests.demo_product import demo_env, serving
-from tests.graphql.test_graphiql import CHROMIUM, CHROMIUM_ARGS, LOCAL_HOSTS
+from tests.graphql.test_graphiql import CHROMIUM, LOCAL_HOSTS, local_browser
 from tests.test_done_when_sign_in import ADMIN, _forget_admin_password
 from tests.test_embedded import _free_port
 
@@ -70,110 +70,97 @@ async def test_admin_sets_password_enrols_two_factor_and_signs_in_again(tmp_path
             link = found.group(1)
             assert link.startswith(f"http://{DEMO_HOST}:{port}/setup/"), link
 
-            async with playwright_api.async_playwright() as pw:
-                browser = await pw.chromium.launch(
-                    executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
-                )
-                try:
-                    context = await browser.new_context(viewport={"width": 1200, "height": 900})
+            async with (
+                playwright_api.async_playwright() as pw,
+                local_browser(pw, ALLOWED_HOSTS, foreign, 1200) as context,
+            ):
+                page = await context.new_page()
 
-                    async def guard(route: Any) -> None:
-                        if urlsplit(route.request.url).hostname in ALLOWED_HOSTS:
-                            await route.continue_()
-                        else:
-                            foreign.append(route.request.url)
-                            await route.abort()
+                def on_console(message: Any) -> None:
+                    if message.type == "error":
+                        console_errors.append(f"{page.url}: {message.text}")
 
-                    await context.route("**/*", guard)
-                    page = await context.new_page()
+                page.on("console", on_console)
+                page.on("pageerror", lambda error: page_errors.append(str(error)))
 
-                    def on_console(message: Any) -> None:
-                        if message.type == "error":
-                            console_errors.append(f"{page.url}: {message.text}")
+                # The set-up link: a weak password is refused with the reason by the field.
+                response = await page.goto(link)
+                assert response is not None and response.status == 200
+                assert "Set your password" in await page.locator("h1").inner_text()
+                await page.fill("#password", WEAK)
+                await page.click("button[type=submit]")
+                await page.wait_for_load_state()
+                reason = page.locator("#password-error")
+                await reason.wait_for(state="visible")
+                assert "name or email" in await reason.inner_text()
+                described = await page.get_attribute("#password", "aria-describedby")
+                assert described is not None and "password-error" in described
+                assert await page.get_attribute("#password", "aria-invalid") == "true"
 
-                    page.on("console", on_console)
-                    page.on("pageerror", lambda error: page_errors.append(str(error)))
+                # A good one leads to the sign-in page.
+                await page.fill("#password", CHOSEN)
+                await page.click("button[type=submit]")
+                await page.wait_for_url(re.compile(r"/admin/sign-in\?notice=password_set"))
+                notice = await page.locator(".notice").inner_text()
+                assert "Your password is set" in notice
 
-                    # The set-up link: a weak password is refused with the reason by the field.
-                    response = await page.goto(link)
-                    assert response is not None and response.status == 200
-                    assert "Set your password" in await page.locator("h1").inner_text()
-                    await page.fill("#password", WEAK)
-                    await page.click("button[type=submit]")
-                    await page.wait_for_load_state()
-                    reason = page.locator("#password-error")
-                    await reason.wait_for(state="visible")
-                    assert "name or email" in await reason.inner_text()
-                    described = await page.get_attribute("#password", "aria-describedby")
-                    assert described is not None and "password-error" in described
-                    assert await page.get_attribute("#password", "aria-invalid") == "true"
+                # Signing in as the admin requires enrolling two-factor first.
+                await page.fill("#email", ADMIN)
+                await page.fill("#password", CHOSEN)
+                await page.click("button[type=submit]")
+                await page.wait_for_url(re.compile(r"/admin/sign-in/two-factor$"))
+                assert "Set up two-factor" in await page.locator("h1").inner_text()
+                qr = page.locator("figure.qr svg")
+                await qr.wait_for(state="visible")
+                box = await qr.bounding_box()
+                assert box is not None and box["width"] > 50 and box["height"] > 50, box
+                secret = (await page.locator("code.secret").inner_text()).strip()
+                secret = secret.replace(" ", "")
+                assert re.fullmatch(r"[A-Z2-7]{16,}=*", secret), secret
+                await page.screenshot(path=str(SCREENSHOT), full_page=True)
 
-                    # A good one leads to the sign-in page.
-                    await page.fill("#password", CHOSEN)
-                    await page.click("button[type=submit]")
-                    await page.wait_for_url(re.compile(r"/admin/sign-in\?notice=password_set"))
-                    notice = await page.locator(".notice").inner_text()
-                    assert "Your password is set" in notice
+                totp = pyotp.TOTP(secret)
+                enrolled_step = int(time.time()) // 30
+                await page.fill("#code", totp.at(enrolled_step * 30))
+                await page.click("button[type=submit]")
+                await page.wait_for_load_state()
 
-                    # Signing in as the admin requires enrolling two-factor first.
-                    await page.fill("#email", ADMIN)
-                    await page.fill("#password", CHOSEN)
-                    await page.click("button[type=submit]")
-                    await page.wait_for_url(re.compile(r"/admin/sign-in/two-factor$"))
-                    assert "Set up two-factor" in await page.locator("h1").inner_text()
-                    qr = page.locator("figure.qr svg")
-                    await qr.wait_for(state="visible")
-                    box = await qr.bounding_box()
-                    assert box is not None and box["width"] > 50 and box["height"] > 50, box
-                    secret = (await page.locator("code.secret").inner_text()).strip()
-                    secret = secret.replace(" ", "")
-                    assert re.fullmatch(r"[A-Z2-7]{16,}=*", secret), secret
-                    await page.screenshot(path=str(SCREENSHOT), full_page=True)
+                # The recovery codes, shown once, then on to the home page.
+                assert "Your recovery codes" in await page.locator("h1").inner_text()
+                codes = await page.locator("ul.codes code").all_inner_texts()
+                assert len(codes) >= 8 and len(set(codes)) == len(codes), codes
+                await page.click("text=I have saved them: continue")
+                await page.wait_for_url(re.compile(r"/admin/$"))
+                main = await page.locator("main").inner_text()
+                assert ADMIN in main, main
+                assert "Admin" in main, main
 
-                    totp = pyotp.TOTP(secret)
-                    enrolled_step = int(time.time()) // 30
-                    await page.fill("#code", totp.at(enrolled_step * 30))
-                    await page.click("button[type=submit]")
-                    await page.wait_for_load_state()
+                # Your sessions lists this one.
+                await page.click("nav >> text=Your sessions")
+                await page.wait_for_url(re.compile(r"/admin/account/sessions$"))
 
-                    # The recovery codes, shown once, then on to the home page.
-                    assert "Your recovery codes" in await page.locator("h1").inner_text()
-                    codes = await page.locator("ul.codes code").all_inner_texts()
-                    assert len(codes) >= 8 and len(set(codes)) == len(codes), codes
-                    await page.click("text=I have saved them: continue")
-                    await page.wait_for_url(re.compile(r"/admin/$"))
-                    main = await page.locator("main").inner_text()
-                    assert ADMIN in main, main
-                    assert "Admin" in main, main
+                # Sign out; back on the sign-in page, and /admin/ is closed again.
+                await page.click("nav button:has-text('Sign out')")
+                await page.wait_for_url(re.compile(r"/admin/sign-in\?notice=signed_out"))
+                assert "You are signed out" in await page.locator(".notice").inner_text()
+                await page.goto(f"http://{DEMO_HOST}:{port}/admin/")
+                assert await _path(page) == "/admin/sign-in"
 
-                    # Your sessions lists this one.
-                    await page.click("nav >> text=Your sessions")
-                    await page.wait_for_url(re.compile(r"/admin/account/sessions$"))
-
-                    # Sign out; back on the sign-in page, and /admin/ is closed again.
-                    await page.click("nav button:has-text('Sign out')")
-                    await page.wait_for_url(re.compile(r"/admin/sign-in\?notice=signed_out"))
-                    assert "You are signed out" in await page.locator(".notice").inner_text()
-                    await page.goto(f"http://{DEMO_HOST}:{port}/admin/")
-                    assert await _path(page) == "/admin/sign-in"
-
-                    # Signing in again asks for the code: one of a later step than enrolment's
-                    # (a step's code is taken once; the server accepts one step either side).
-                    await page.fill("#email", ADMIN)
-                    await page.fill("#password", CHOSEN)
-                    await page.click("button[type=submit]")
-                    await page.wait_for_url(re.compile(r"/admin/sign-in/code$"))
-                    assert "Two-factor code" in await page.locator("h1").inner_text()
-                    step = max(enrolled_step + 1, int(time.time()) // 30)
-                    assert step <= int(time.time()) // 30 + 1
-                    await page.fill("#code", totp.at(step * 30))
-                    await page.click("button[type=submit]")
-                    await page.wait_for_url(re.compile(r"/admin/$"))
-                    assert ADMIN in await page.locator("main").inner_text()
-                    await page.click("nav button:has-text('Sign out')")
-                    await page.wait_for_url(re.compile(r"/admin/sign-in\?notice=signed_out"))
-                finally:
-                    await browser.close()
+                # Signing in again asks for the code: one of a later step than enrolment's
+                # (a step's code is taken once; the server accepts one step either side).
+                await page.fill("#email", ADMIN)
+                await page.fill("#password", CHOSEN)
+                await page.click("button[type=submit]")
+                await page.wait_for_url(re.compile(r"/admin/sign-in/code$"))
+                assert "Two-factor code" in await page.locator("h1").inner_text()
+                step = max(enrolled_step + 1, int(time.time()) // 30)
+                assert step <= int(time.time()) // 30 + 1
+                await page.fill("#code", totp.at(step * 30))
+                await page.click("button[type=submit]")
+                await page.wait_for_url(re.compile(r"/admin/$"))
+                assert ADMIN in await page.locator("main").inner_text()
+                await page.click("nav button:has-text('Sign out')")
+                await page.wait_for_url(re.compile(r"/admin/sign-in\?notice=signed_out"))
     finally:
         await _reset_admin()
 

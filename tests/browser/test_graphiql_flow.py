@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.demo_product import demo_env, issue_token, serving
-from tests.graphql.test_graphiql import CHROMIUM, CHROMIUM_ARGS, LOCAL_HOSTS, _editor, _result
+from tests.graphql.test_graphiql import CHROMIUM, LOCAL_HOSTS, _editor, _result, local_browser
 from tests.test_embedded import _free_port
 
 playwright_api = pytest.importorskip("playwright.async_api")
@@ -187,97 +187,84 @@ async def test_dispatcher_pages_creates_and_completes_a_request_watched_live(
     frames: list[str] = []
     page_errors: list[str] = []
 
-    async with playwright_api.async_playwright() as pw:
-        browser = await pw.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+    async with (
+        playwright_api.async_playwright() as pw,
+        local_browser(pw, ALLOWED_HOSTS, foreign) as context,
+    ):
+        context.on("request", lambda request: urls.append(request.url))
+
+        def watch(ws: Any) -> None:
+            urls.append(ws.url)
+            ws.on("framereceived", lambda frame: frames.append(str(frame)))
+
+        # Page A: the dispatcher's GraphiQL.
+        page_a = await context.new_page()
+        page_a.on("websocket", watch)
+        page_a.on("pageerror", lambda error: page_errors.append(str(error)))
+        await _open_graphiql(page_a, product, token)
+
+        viewer = await _run(page_a, "{ viewer { companyName role } }")
+        assert viewer["data"]["viewer"]["role"] == "dispatcher", viewer
+
+        first = (await _run(page_a, BOARD % ""))["data"]["serviceRequests"]
+        assert len(first["edges"]) == 10
+        assert first["pageInfo"]["hasNextPage"] is True
+        second = await _run(page_a, BOARD % f', after: "{first["pageInfo"]["endCursor"]}"')
+        second = second["data"]["serviceRequests"]
+        assert len(second["edges"]) == 10
+        ids_first = {edge["node"]["id"] for edge in first["edges"]}
+        ids_second = {edge["node"]["id"] for edge in second["edges"]}
+        assert ids_first.isdisjoint(ids_second), "the second page repeats the first"
+
+        # Page B: a second tab that watches the company's requests.
+        page_b = await context.new_page()
+        page_b.on("websocket", watch)
+        page_b.on("pageerror", lambda error: page_errors.append(str(error)))
+        await _open_graphiql(page_b, product, token)
+        await _type_query(page_b, SUBSCRIBE)
+        await page_b.keyboard.press("Control+Enter")
+        await page_b.locator(".graphiql-execute-button[aria-label^='Stop']").wait_for(
+            state="visible", timeout=5_000
         )
-        try:
-            context = await browser.new_context(viewport={"width": 1400, "height": 900})
+        await asyncio.sleep(0.5)  # the server subscribes to Redis
 
-            async def guard(route: Any) -> None:
-                if urlsplit(route.request.url).hostname in ALLOWED_HOSTS:
-                    await route.continue_()
-                else:
-                    foreign.append(route.request.url)
-                    await route.abort()
+        await page_a.bring_to_front()
+        customers = await _run(page_a, "{ customers(first: 1) { edges { node { id } } } }")
+        customer_id = customers["data"]["customers"]["edges"][0]["node"]["id"]
+        drivers = await _run(page_a, "{ drivers(status: AVAILABLE) { id name } }")
+        assert drivers["data"]["drivers"], "the demo tenant has no available driver"
+        driver_id = drivers["data"]["drivers"][0]["id"]
 
-            await context.route("**/*", guard)
-            context.on("request", lambda request: urls.append(request.url))
+        created = _payload(
+            await _run(page_a, CREATE % customer_id),
+            "createServiceRequest",
+        )
+        number, request_id = created["number"], created["id"]
+        assert created["status"] == "PENDING"
+        await _seen_by_subscriber(page_b, number, "CREATED", "PENDING")
 
-            def watch(ws: Any) -> None:
-                urls.append(ws.url)
-                ws.on("framereceived", lambda frame: frames.append(str(frame)))
+        assigned = _payload(
+            await _run(page_a, ASSIGN % (request_id, driver_id)),
+            "assignDriver",
+        )
+        assert assigned == {
+            "number": number,
+            "status": "ASSIGNED",
+            "driver": {"name": drivers["data"]["drivers"][0]["name"]},
+        }
+        await _seen_by_subscriber(page_b, number, "ASSIGNED", "ASSIGNED")
 
-            # Page A: the dispatcher's GraphiQL.
-            page_a = await context.new_page()
-            page_a.on("websocket", watch)
-            page_a.on("pageerror", lambda error: page_errors.append(str(error)))
-            await _open_graphiql(page_a, product, token)
-
-            viewer = await _run(page_a, "{ viewer { companyName role } }")
-            assert viewer["data"]["viewer"]["role"] == "dispatcher", viewer
-
-            first = (await _run(page_a, BOARD % ""))["data"]["serviceRequests"]
-            assert len(first["edges"]) == 10
-            assert first["pageInfo"]["hasNextPage"] is True
-            second = await _run(page_a, BOARD % f', after: "{first["pageInfo"]["endCursor"]}"')
-            second = second["data"]["serviceRequests"]
-            assert len(second["edges"]) == 10
-            ids_first = {edge["node"]["id"] for edge in first["edges"]}
-            ids_second = {edge["node"]["id"] for edge in second["edges"]}
-            assert ids_first.isdisjoint(ids_second), "the second page repeats the first"
-
-            # Page B: a second tab that watches the company's requests.
-            page_b = await context.new_page()
-            page_b.on("websocket", watch)
-            page_b.on("pageerror", lambda error: page_errors.append(str(error)))
-            await _open_graphiql(page_b, product, token)
-            await _type_query(page_b, SUBSCRIBE)
-            await page_b.keyboard.press("Control+Enter")
-            await page_b.locator(".graphiql-execute-button[aria-label^='Stop']").wait_for(
-                state="visible", timeout=5_000
+        for status in ("EN_ROUTE", "ON_SCENE", "IN_PROGRESS", "COMPLETED"):
+            moved = _payload(
+                await _run(page_a, TRANSITION % (request_id, status)),
+                "transitionServiceRequest",
             )
-            await asyncio.sleep(0.5)  # the server subscribes to Redis
+            assert moved == {"number": number, "status": status}
+            await _seen_by_subscriber(page_b, number, "STATUS_CHANGED", status)
 
-            await page_a.bring_to_front()
-            customers = await _run(page_a, "{ customers(first: 1) { edges { node { id } } } }")
-            customer_id = customers["data"]["customers"]["edges"][0]["node"]["id"]
-            drivers = await _run(page_a, "{ drivers(status: AVAILABLE) { id name } }")
-            assert drivers["data"]["drivers"], "the demo tenant has no available driver"
-            driver_id = drivers["data"]["drivers"][0]["id"]
-
-            created = _payload(
-                await _run(page_a, CREATE % customer_id),
-                "createServiceRequest",
-            )
-            number, request_id = created["number"], created["id"]
-            assert created["status"] == "PENDING"
-            await _seen_by_subscriber(page_b, number, "CREATED", "PENDING")
-
-            assigned = _payload(
-                await _run(page_a, ASSIGN % (request_id, driver_id)),
-                "assignDriver",
-            )
-            assert assigned == {
-                "number": number,
-                "status": "ASSIGNED",
-                "driver": {"name": drivers["data"]["drivers"][0]["name"]},
-            }
-            await _seen_by_subscriber(page_b, number, "ASSIGNED", "ASSIGNED")
-
-            for status in ("EN_ROUTE", "ON_SCENE", "IN_PROGRESS", "COMPLETED"):
-                moved = _payload(
-                    await _run(page_a, TRANSITION % (request_id, status)),
-                    "transitionServiceRequest",
-                )
-                assert moved == {"number": number, "status": status}
-                await _seen_by_subscriber(page_b, number, "STATUS_CHANGED", status)
-
-            await page_a.screenshot(path=str(SHOTS / "flow_a.png"))
-            await page_b.bring_to_front()
-            await page_b.screenshot(path=str(SHOTS / "flow_b.png"))
-        finally:
-            await browser.close()
+        await page_a.screenshot(path=str(SHOTS / "flow_a.png"))
+        await page_b.bring_to_front()
+        await page_b.screenshot(path=str(SHOTS / "flow_b.png"))
 
     assert foreign == [], f"requests to other hosts: {foreign}"
     assert all(urlsplit(url).hostname == DEMO_HOST for url in urls), urls

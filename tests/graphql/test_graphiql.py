@@ -14,6 +14,7 @@ import re
 import socket
 import threading
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -45,6 +46,29 @@ TOKEN = "test-token-123"
 
 playwright_api = pytest.importorskip("playwright.async_api")
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"needs {CHROMIUM}")
+
+
+@asynccontextmanager
+async def local_browser(
+    pw: Any, allowed: set[str], foreign: list[str], width: int = 1400
+) -> AsyncIterator[Any]:
+    """Debian's Chromium with one browser context that reaches only the `allowed` hosts (any
+    other request is aborted and noted in `foreign`); the browser is closed afterwards."""
+    browser = await pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+    try:
+        context = await browser.new_context(viewport={"width": width, "height": 900})
+
+        async def guard(route: Any) -> None:
+            if urlsplit(route.request.url).hostname in allowed:
+                await route.continue_()
+            else:
+                foreign.append(route.request.url)
+                await route.abort()
+
+        await context.route("**/*", guard)
+        yield context
+    finally:
+        await browser.close()
 
 
 @strawberry.type
@@ -167,20 +191,10 @@ async def test_graphiql_renders_offline_under_its_csp(base_url: str) -> None:
     console: list[str] = []
     page_errors: list[str] = []
 
-    async with playwright_api.async_playwright() as pw:
-        browser = await pw.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
-        )
-        context = await browser.new_context(viewport={"width": 1400, "height": 900})
-
-        async def guard(route: Any) -> None:
-            if urlsplit(route.request.url).hostname in LOCAL_HOSTS:
-                await route.continue_()
-            else:
-                foreign.append(route.request.url)
-                await route.abort()
-
-        await context.route("**/*", guard)
+    async with (
+        playwright_api.async_playwright() as pw,
+        local_browser(pw, LOCAL_HOSTS, foreign) as context,
+    ):
         # Recorded by the page itself: every CSP violation, whatever the console says.
         await context.add_init_script(
             "window.__csp = [];"
@@ -235,7 +249,6 @@ async def test_graphiql_renders_offline_under_its_csp(base_url: str) -> None:
         if shots := os.environ.get("PATONE_SCREENSHOTS"):
             await page.screenshot(path=str(Path(shots) / "graphiql.png"))
         violations = await page.evaluate("window.__csp")
-        await browser.close()
 
     assert foreign == [], f"requests to other hosts: {foreign}"
     assert all(urlsplit(url).hostname in LOCAL_HOSTS for url in urls), urls
