@@ -17,12 +17,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
+from redis.exceptions import RedisError
 
 from patone.core.activity import record
 from patone.core.clock import now
 from patone.core.db import engine
 from patone.core.errors import NotFound, UserError, ValidationFailed
 from patone.core.permissions import SYSTEM, Actor, require
+from patone.core.redis import get_redis, tenant_key
 from patone.plugins.manager import PluginManager
 from patone.plugins.secrets import MASK, SecretBox
 from patone.plugins.ssrf import check_url
@@ -41,12 +43,13 @@ class PluginRuntime:
     box: SecretBox
     allow_private_urls: bool = False
     tenant_url: str = "http://{slug}.localhost:8000"  # PUBLIC_URL
-    # Each tenant's enabled plugins with their settings opened, for `ENABLED_TTL` seconds:
-    # hook calls (every notification sent) need them, and reading and decrypting them each
-    # time costs a transaction. A change in this process clears its tenant at once; other
-    # processes see it within the TTL.
-    enabled_cache: dict[str, tuple[float, dict[str, dict[str, Any]]]] = dataclasses.field(
-        default_factory=dict
+    # Each tenant's enabled plugins with their settings opened, with when they were read and
+    # the tenant's plugins version then: hook calls (every notification sent) need them, and
+    # reading and decrypting them each time costs a transaction. A change in this process
+    # clears its tenant at once; other processes see it within `ENABLED_TTL`, or at once where
+    # they ask for fresh settings (which compares versions: one Redis read).
+    enabled_cache: dict[str, tuple[float, str | None, dict[str, dict[str, Any]]]] = (
+        dataclasses.field(default_factory=dict)
     )
 
 
@@ -221,7 +224,7 @@ async def configure_plugin(
             {"enabled": was_enabled, "config": _masked(info, current)},
             {"enabled": now_enabled, "config": _masked(info, valid)},
         )
-    forget_enabled(tenant)
+    await forget_enabled(tenant)
     return _state(info, (now_enabled, valid))
 
 
@@ -272,7 +275,7 @@ async def fill_plugin_settings(
             {"config": _masked(info, current)},
             {"config": _masked(info, valid)},
         )
-    forget_enabled(tenant)
+    await forget_enabled(tenant)
     return valid
 
 
@@ -310,7 +313,10 @@ async def enabled_plugins(tenant: TenantRef, *, fresh: bool = False) -> dict[str
     runtime = get_runtime()
     cached = runtime.enabled_cache.get(tenant.slug)
     if not fresh and cached is not None and time.monotonic() - cached[0] < ENABLED_TTL:
-        return cached[1]
+        return cached[2]
+    version = await _version(tenant)
+    if fresh and cached is not None and version is not None and cached[1] == version:
+        return cached[2]  # nothing changed since it was read (a change bumps the version)
     async with tenant_transaction(tenant):
         stored = await _stored()
     enabled: dict[str, dict[str, Any]] = {}
@@ -328,14 +334,34 @@ async def enabled_plugins(tenant: TenantRef, *, fresh: bool = False) -> dict[str
             )
             continue
         enabled[name] = opened
-    runtime.enabled_cache[tenant.slug] = (time.monotonic(), enabled)
+    runtime.enabled_cache[tenant.slug] = (time.monotonic(), version, enabled)
     return enabled
 
 
-def forget_enabled(tenant: TenantRef) -> None:
-    """Drop this tenant's cached plugin settings (after a change)."""
+def _version_key(slug: str) -> str:
+    return tenant_key(slug, "plugins_version")
+
+
+async def _version(tenant: TenantRef) -> str | None:
+    """The tenant's plugins version ("0" before its first change), or None when Redis can't
+    say (then settings are read from the database)."""
+    try:
+        value = await get_redis().get(_version_key(tenant.slug))
+    except RedisError:
+        return None
+    return value.decode() if isinstance(value, bytes) else str(value or "0")
+
+
+async def forget_enabled(tenant: TenantRef) -> None:
+    """After committing a change to a tenant's plugins: drop this process's cached settings and
+    bump the version so other processes' fresh reads see it. The version is read before the
+    settings, so a read racing a change is stored under the old version and read again."""
     if _runtime is not None:
         _runtime.enabled_cache.pop(tenant.slug, None)
+    try:
+        await get_redis().incr(_version_key(tenant.slug))
+    except RedisError:  # other processes still drop their copy within ENABLED_TTL
+        log.warning("plugins version not bumped", extra={"tenant": tenant.slug}, exc_info=True)
 
 
 def tenant_view(tenant: TenantRef) -> TenantView:

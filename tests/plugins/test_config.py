@@ -95,6 +95,27 @@ async def test_settings_are_validated_sealed_masked_and_per_tenant(
         assert route is not None and route.plugin == "maps-offline"
 
 
+async def test_fresh_settings_are_reread_only_after_a_change_in_any_process(
+    two_tenants: tuple[TenantInfo, TenantInfo], fake_sms: FakeSms
+) -> None:
+    acme, bolt = two_tenants
+    await plugins.configure_plugin(acme, ADMIN, "sms-fake", enabled=True, config=SETTINGS)
+    first = await plugins.enabled_plugins(acme, fresh=True)
+    assert await plugins.enabled_plugins(acme, fresh=True) is first  # unchanged: no re-read
+    bolt_before = await plugins.enabled_plugins(bolt, fresh=True)
+    # Another process changes acme's settings: this process still holds the old ones, but a
+    # fresh read sees the bumped version and reads the new ones; bolt's stay cached.
+    stale = plugins.get_runtime().enabled_cache[acme.slug]
+    await plugins.configure_plugin(acme, ADMIN, "sms-fake", config={"sender": "+15005550002"})
+    plugins.get_runtime().enabled_cache[acme.slug] = stale
+    assert (await plugins.enabled_plugins(acme))["sms-fake"]["sender"] == "+15005550006"
+    assert (await plugins.enabled_plugins(acme, fresh=True))["sms-fake"]["sender"] == (
+        "+15005550002"
+    )
+    assert await plugins.enabled_plugins(bolt, fresh=True) is bolt_before
+    assert "sms-fake" not in bolt_before
+
+
 async def test_bad_settings_name_the_field_and_change_nothing(
     two_tenants: tuple[TenantInfo, TenantInfo], fake_sms: FakeSms
 ) -> None:
