@@ -21,6 +21,7 @@ PERMISSIONS: dict[str, str] = {
     "requests.transition": "Move any request through its states",
     "requests.transition_assigned": "Move one's own assigned requests through their states",
     "requests.cancel": "Cancel requests",
+    "offers.respond": "Accept or decline the offers made to oneself (drivers)",
     "customers.view": "See customers, vehicles and memberships",
     "customers.manage": "Create, change and archive customers and vehicles",
     "customers.export": "Export customer data",
@@ -66,7 +67,7 @@ DEFAULT_GRANTS: dict[str, tuple[str, ...]] = {
         "users.manage",
     ),
     "dispatcher": _DISPATCH,
-    "driver": ("requests.view_assigned", "requests.transition_assigned"),
+    "driver": ("requests.view_assigned", "requests.transition_assigned", "offers.respond"),
 }
 
 

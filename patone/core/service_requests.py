@@ -38,7 +38,8 @@ COLUMNS = (
     "id, number, customer, vehicle, service_type, priority, status, source, pickup_lat, "
     "pickup_lng, pickup_address, destination_lat, destination_lng, destination_address, notes, "
     "quoted_price, currency, driver, cancel_reason, version, created_by, created_at, updated_at, "
-    "assigned_at, en_route_at, on_scene_at, started_at, completed_at, cancelled_at"
+    "assigned_at, en_route_at, on_scene_at, started_at, completed_at, cancelled_at, "
+    "offers_made, needs_dispatcher, requeued_at, eta_at"
 )
 PRIORITY_RANK = "array_position(ARRAY['emergency','high','normal','low']::varchar[], priority)"
 
@@ -329,39 +330,62 @@ async def assign_driver(
     *,
     expected_version: int | None = None,
 ) -> Row:
-    """A dispatcher's manual assignment: pending → assigned to this driver."""
+    """A dispatcher's manual assignment: pending → assigned to this driver (an offer made to
+    someone else for it is withdrawn)."""
     require(actor, "requests.assign")
     async with tenant_transaction(tenant):
         current = await _request(request_id)
-        check_transition(current["status"], RequestStatus.assigned)
-        driver = await fetch_one(
-            "SELECT id, status, archived_at FROM drivers WHERE id = $1",
-            driver_id,
-            field="driver_id",
-            what=f"driver {driver_id}",
-        )
-        if driver["archived_at"] is not None:
-            raise UserError("archived", "the driver is archived", "driver_id")
-        if driver["status"] == "off_duty":
-            raise UserError("off_duty", "the driver is off duty", "driver_id")
-        at = now()
-        updated = await _apply(
-            current,
-            expected_version,
-            {"status": "assigned", "driver": driver_id, "assigned_at": at, "updated_at": at},
-        )
-        await engine.execute(
-            "UPDATE drivers SET status = 'busy', updated_at = now() WHERE id = $1", driver_id
-        )
-        await _event(request_id, current["status"], "assigned", actor, at=at)
-        await record(actor, "service_request", request_id, "request.assigned", current, updated)
-        await emit(
-            "request.assigned",
-            "service_request",
-            request_id,
-            {**_summary(updated), "from": current["status"]},
-        )
+        return await assign_in_transaction(current, driver_id, actor, expected_version)
+
+
+async def assign_in_transaction(
+    current: Row, driver_id: int, actor: Actor, expected_version: int | None = None
+) -> Row:
+    """Assign a pending request (already read in the caller's tenant transaction) to a driver:
+    a dispatcher's choice, or a driver accepting an offer."""
+    request_id = current["id"]
+    check_transition(current["status"], RequestStatus.assigned)
+    driver = await fetch_one(
+        "SELECT id, status, archived_at FROM drivers WHERE id = $1",
+        driver_id,
+        field="driver_id",
+        what=f"driver {driver_id}",
+    )
+    if driver["archived_at"] is not None:
+        raise UserError("archived", "the driver is archived", "driver_id")
+    if driver["status"] == "off_duty":
+        raise UserError("off_duty", "the driver is off duty", "driver_id")
+    at = now()
+    updated = await _apply(
+        current,
+        expected_version,
+        {"status": "assigned", "driver": driver_id, "assigned_at": at, "updated_at": at},
+    )
+    await engine.execute(
+        "UPDATE drivers SET status = 'busy', updated_at = now() WHERE id = $1", driver_id
+    )
+    await _withdraw_offers(request_id, "assigned")
+    await _event(request_id, current["status"], "assigned", actor, at=at)
+    await record(actor, "service_request", request_id, "request.assigned", current, updated)
+    await emit(
+        "request.assigned",
+        "service_request",
+        request_id,
+        {**_summary(updated), "from": current["status"]},
+    )
     return updated
+
+
+async def _withdraw_offers(request_id: int, reason: str) -> None:
+    """Close the request's live offer (if any) once it is no longer waiting for a driver: the
+    dispatch engine's table, written here so every way out of `pending` closes it."""
+    await engine.execute(
+        "UPDATE offers SET status = 'withdrawn', responded_at = $2, reason = $3 "
+        "WHERE request_id = $1 AND status = 'open'",
+        request_id,
+        now(),
+        reason,
+    )
 
 
 def _check_driver_may(actor: Actor, current: Row, wanted: str, reason_code: str) -> None:
@@ -399,35 +423,64 @@ async def transition(
             raise NotFound("not_found", f"request {request_id} does not exist", "request_id")
         check_transition(current["status"], status, reason_code)
         _check_driver_may(actor, current, status, reason_code)
-        at = now()
-        sets: dict[str, Any] = {"status": status, "updated_at": at}
-        if status in ENTERED_AT:
-            sets[ENTERED_AT[RequestStatus(status)]] = at
-        if status == "pending":
-            sets.update(driver=None, assigned_at=None)
-        if status == "cancelled":
-            sets["cancel_reason"] = reason_code
-        updated = await _apply(current, expected_version, sets)
-        if status in ("pending", "completed", "cancelled"):
-            await _driver_free_if_idle(current["driver"], request_id)
-        await _event(
-            request_id,
-            current["status"],
+        return await transition_in_transaction(
+            current,
             status,
             actor,
-            at=at,
+            expected_version=expected_version,
             reason_code=reason_code,
             note=note,
             lat=lat,
             lng=lng,
         )
-        await record(actor, "service_request", request_id, f"request.{status}", current, updated)
-        await emit(
-            "request.status_changed",
-            "service_request",
-            request_id,
-            {**_summary(updated), "from": current["status"], "reason_code": reason_code},
-        )
+
+
+async def transition_in_transaction(
+    current: Row,
+    status: str,
+    actor: Actor,
+    *,
+    expected_version: int | None = None,
+    reason_code: str = "",
+    note: str = "",
+    lat: float | None = None,
+    lng: float | None = None,
+) -> Row:
+    """Move a request (already read, and allowed to, in the caller's tenant transaction) to
+    `status`: the state machine is checked again, the change recorded and emitted."""
+    request_id = current["id"]
+    check_transition(current["status"], status, reason_code)
+    at = now()
+    sets: dict[str, Any] = {"status": status, "updated_at": at}
+    if status in ENTERED_AT:
+        sets[ENTERED_AT[RequestStatus(status)]] = at
+    if status == "pending":  # back in the queue, ahead of requests that have not waited
+        sets.update(driver=None, assigned_at=None, eta_at=None, requeued_at=at)
+    if status == "cancelled":
+        sets["cancel_reason"] = reason_code
+    updated = await _apply(current, expected_version, sets)
+    if current["status"] == "pending":
+        await _withdraw_offers(request_id, status)
+    if status in ("pending", "completed", "cancelled"):
+        await _driver_free_if_idle(current["driver"], request_id)
+    await _event(
+        request_id,
+        current["status"],
+        status,
+        actor,
+        at=at,
+        reason_code=reason_code,
+        note=note,
+        lat=lat,
+        lng=lng,
+    )
+    await record(actor, "service_request", request_id, f"request.{status}", current, updated)
+    await emit(
+        "request.status_changed",
+        "service_request",
+        request_id,
+        {**_summary(updated), "from": current["status"], "reason_code": reason_code},
+    )
     return updated
 
 

@@ -1,0 +1,1 @@
+"""The dispatch engine: driver positions, candidates and scores, offers, ETAs, route plans."""

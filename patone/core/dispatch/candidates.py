@@ -1,0 +1,177 @@
+"""Who could take a request, and in which order: candidates, travel times, scores, explanations.
+
+A candidate is a driver on shift who is free, with the skills the service type needs, within the
+company's radius, who has no live offer and has not already turned this request down (or let an
+offer to it lapse). For an emergency, a driver whose only job is an unstarted non-urgent one is
+a candidate too: accepting pre-empts that job.
+
+Each candidate gets a cost in minutes-equivalent (lower wins; the weights are the company's,
+`settings.Weights`): the travel time to the scene from the maps plugin, plus `load` per job
+above the fleet's mean today, plus `rating` per star below five, plus a fixed penalty for taking
+a driver off another job. Emergencies are scored on travel time alone: the nearest truck goes.
+The `nearest` strategy (the simulator's greedy baseline, and a company's choice) also ranks by
+travel time alone.
+
+`rank` is pure, so hand-built cases test it; `gather` reads the drivers and asks the maps
+plugin; `explain` turns a ranking into what a dispatcher reads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from patone.core.dispatch.settings import DispatchSettings, Weights
+from patone.core.service_types import distance_km
+
+# Taking a driver off an accepted job costs that customer a new wait: only worth it when the
+# driver is clearly the fastest way to reach the emergency.
+PREEMPT_PENALTY_MIN = 5.0
+TOP_EXPLAINED = 10  # candidates listed in full in an explanation; the rest are counted
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A driver who could take the request, with what scoring needs to know."""
+
+    driver_id: int
+    name: str
+    lat: float
+    lng: float
+    jobs_today: int = 0
+    rating: float | None = None  # stars, 1 to 5
+    travel_s: int | None = None  # to the scene, from the maps plugin; None: no road
+    distance_m: int | None = None
+    preempts: int | None = None  # the request this driver would be taken from
+
+
+@dataclass(frozen=True)
+class Scored:
+    candidate: Candidate
+    cost: float  # minutes-equivalent; lower wins
+    parts: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Excluded:
+    driver_id: int
+    name: str
+    reason: str
+
+
+def rank(
+    candidates: Sequence[Candidate],
+    *,
+    weights: Weights,
+    mean_jobs: float,
+    priority: str,
+    strategy: str = "scored",
+) -> list[Scored]:
+    """Candidates with a road to the scene, cheapest first (ties: nearer, then lower id)."""
+    by_travel_only = strategy == "nearest" or priority == "emergency"
+    scored = []
+    for candidate in candidates:
+        if candidate.travel_s is None:
+            continue
+        parts = {"travel": weights.eta * candidate.travel_s / 60}
+        if not by_travel_only:
+            parts["load"] = weights.load * (candidate.jobs_today - mean_jobs)
+            if candidate.rating is not None:
+                parts["rating"] = weights.rating * max(0.0, 5.0 - candidate.rating)
+        if candidate.preempts is not None:
+            parts["preempt"] = PREEMPT_PENALTY_MIN
+        scored.append(Scored(candidate, round(sum(parts.values()), 3), parts))
+    scored.sort(key=lambda s: (s.cost, s.candidate.travel_s or 0, s.candidate.driver_id))
+    return scored
+
+
+def within_radius(lat: float, lng: float, candidate: Candidate, radius_km: float) -> bool:
+    return distance_km(lat, lng, candidate.lat, candidate.lng) <= radius_km
+
+
+def _why(chosen: Scored, mean_jobs: float, priority: str, strategy: str) -> str:
+    c = chosen.candidate
+    minutes = (c.travel_s or 0) / 60
+    if strategy == "nearest":
+        reason = f"nearest: {minutes:.1f} min to the scene"
+    elif priority == "emergency":
+        reason = f"emergency: fastest to the scene, {minutes:.1f} min"
+    else:
+        reason = (
+            f"lowest cost {chosen.cost:.1f}: {minutes:.1f} min to the scene, "
+            f"{c.jobs_today} jobs today (mean {mean_jobs:.1f})"
+        )
+        if c.rating is not None:
+            reason += f", rated {c.rating:.1f}"
+    if c.preempts is not None:
+        reason += f"; takes them from request {c.preempts}, which goes back to pending"
+    return reason
+
+
+def explain(
+    ranked: Sequence[Scored],
+    excluded: Sequence[Excluded],
+    *,
+    chosen: Scored | None,
+    settings: DispatchSettings,
+    priority: str,
+    mean_jobs: float,
+    at: datetime,
+) -> dict[str, Any]:
+    """What a dispatcher reads: the candidates and their scores, who was left out and why, and
+    why this driver (or why nobody)."""
+    strategy = settings.strategy
+    why = (
+        _why(chosen, mean_jobs, priority, strategy)
+        if chosen is not None
+        else ("no driver can take it now: " + _nobody(excluded))
+    )
+    return {
+        "at": at.isoformat(),
+        "strategy": strategy,
+        "priority": priority,
+        "weights": settings.weights.model_dump(),
+        "mean_jobs_today": round(mean_jobs, 2),
+        "chosen": chosen.candidate.driver_id if chosen is not None else None,
+        "why": why,
+        "candidates": [
+            {
+                "driver_id": s.candidate.driver_id,
+                "name": s.candidate.name,
+                "travel_s": s.candidate.travel_s,
+                "distance_m": s.candidate.distance_m,
+                "jobs_today": s.candidate.jobs_today,
+                "rating": s.candidate.rating,
+                "preempts": s.candidate.preempts,
+                "cost": s.cost,
+                "parts": {k: round(v, 2) for k, v in s.parts.items()},
+            }
+            for s in ranked[:TOP_EXPLAINED]
+        ],
+        "more_candidates": max(0, len(ranked) - TOP_EXPLAINED),
+        "excluded": [
+            {"driver_id": e.driver_id, "name": e.name, "reason": e.reason}
+            for e in excluded[:TOP_EXPLAINED]
+        ],
+        "more_excluded": max(0, len(excluded) - TOP_EXPLAINED),
+    }
+
+
+def _nobody(excluded: Sequence[Excluded]) -> str:
+    if not excluded:
+        return "no driver is on shift"
+    counts: dict[str, int] = {}
+    for e in excluded:
+        counts[e.reason] = counts.get(e.reason, 0) + 1
+    return ", ".join(f"{n} {reason}" for reason, n in sorted(counts.items(), key=lambda i: -i[1]))
+
+
+def mean(values: Sequence[int]) -> float:
+    return sum(values) / len(values) if values else 0.0
+
+
+def rating_stars(stored: int | None) -> float | None:
+    """drivers.rating is stored times 100 (472 = 4.72 stars)."""
+    return None if stored is None else stored / 100

@@ -1,0 +1,504 @@
+"""The dispatch engine: choose a driver for a waiting request and offer it to them.
+
+A request waits while it is `pending` with no live offer. `dispatch_request` reads the
+candidates (`candidates.py`), asks the maps plugin for their travel times, ranks them, and, under
+the company's dispatch lock, offers the request to the best one still free, storing the decision
+with its explanation. `sweep` is the engine's heartbeat: it closes offers whose deadline passed
+(by the business clock, never a Redis TTL) and dispatches every waiting request, emergencies
+first, then requests sent back to the queue (pre-empted, withdrawn), then by priority and age.
+After `max_offers` offers that came to nothing, a request is flagged to dispatchers and the
+engine leaves it to them.
+
+Everything here is idempotent and safe when two workers race: decisions that write take the
+company's dispatch lock (a transaction-level advisory lock), re-read the request and the chosen
+driver under it, and the offers table allows one live offer per request and per driver.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from patone.core.activity import emit
+from patone.core.clock import now
+from patone.core.company import get_settings
+from patone.core.db import engine
+from patone.core.dispatch import candidates as cands
+from patone.core.dispatch.candidates import Candidate, Excluded, Scored
+from patone.core.dispatch.settings import DispatchSettings
+from patone.core.errors import NotFound
+from patone.core.service_requests import PRIORITY_RANK
+from patone.core.service_types import distance_km
+from patone.plugins import config as plugins
+from patone.plugins.builtin import maps_offline
+from patone.plugins.types import GeoPoint, RouteEstimate
+from patone.tenants.isolation import TenantRef, tenant_transaction
+
+log = logging.getLogger(__name__)
+
+MATRIX_LIMIT = 25  # nearest candidates (straight line) whose travel time is asked of the maps
+SWEEP_LIMIT = 100  # waiting requests dispatched per sweep; the next sweep takes the rest
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the engine did for one request."""
+
+    request_id: int
+    outcome: str  # offered | no_candidate | flagged | skipped
+    offer_id: int | None = None
+    driver_id: int | None = None
+    explanation: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class SweepReport:
+    expired: int
+    decisions: list[Decision]
+
+    @property
+    def offered(self) -> int:
+        return sum(1 for d in self.decisions if d.outcome == "offered")
+
+
+def _lock_key(tenant: TenantRef) -> str:
+    return f"dispatch:{tenant.slug}"
+
+
+async def lock_dispatch(tenant: TenantRef) -> None:
+    """Take the company's dispatch lock for the rest of the transaction."""
+    await engine.execute("SELECT pg_advisory_xact_lock(hashtext($1))", _lock_key(tenant))
+
+
+async def read_settings(tenant: TenantRef) -> tuple[DispatchSettings, str]:
+    """The dispatch settings and the company's time zone, in one transaction."""
+    stored = await get_settings(tenant)
+    return DispatchSettings.model_validate(stored.get("dispatch") or {}), str(
+        stored.get("time_zone", "UTC")
+    )
+
+
+def _day_start(at: datetime, zone: str) -> datetime:
+    local = at.astimezone(ZoneInfo(zone))
+    return local.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+_DRIVERS = """
+WITH active AS (
+    SELECT driver, count(*) AS n, min(id) AS job,
+           bool_and(status = 'assigned' AND priority <> 'emergency') AS unstarted
+    FROM service_requests
+    WHERE driver IS NOT NULL AND status IN ('assigned', 'en_route', 'on_scene', 'in_progress')
+    GROUP BY driver
+), today AS (
+    SELECT driver, count(*) AS n FROM service_requests
+    WHERE driver IS NOT NULL AND assigned_at >= $1 GROUP BY driver
+)
+SELECT d.id, d.name, d.status, d.skills, d.rating, d.last_lat, d.last_lng,
+       coalesce(t.n, 0) AS jobs_today, coalesce(a.n, 0) AS active_jobs, a.unstarted, a.job,
+       EXISTS (SELECT 1 FROM offers o WHERE o.driver_id = d.id AND o.status = 'open') AS offered
+FROM drivers d LEFT JOIN active a ON a.driver = d.id LEFT JOIN today t ON t.driver = d.id
+WHERE d.archived_at IS NULL AND d.status IN ('available', 'busy')
+ORDER BY d.id
+"""
+
+
+@dataclass(frozen=True)
+class _Situation:
+    request: dict[str, Any]
+    required_skills: frozenset[str]
+    candidates: list[Candidate]
+    excluded: list[Excluded]
+    mean_jobs: float
+
+
+async def _situation(
+    tenant: TenantRef, request: dict[str, Any], settings: DispatchSettings, zone: str, at: datetime
+) -> _Situation:
+    """Who is on shift and could take `request` (read in the caller's transaction)."""
+    skills = await engine.fetch(
+        "SELECT required_skills FROM service_types WHERE id = $1", request["service_type"]
+    )
+    required = frozenset(skills[0]["required_skills"] or []) if skills else frozenset()
+    tried = {
+        row["driver_id"]: row["status"]
+        for row in await engine.fetch(
+            "SELECT driver_id, status FROM offers WHERE request_id = $1 "
+            "AND status IN ('declined', 'expired')",
+            request["id"],
+        )
+    }
+    drivers = await engine.fetch(_DRIVERS, _day_start(at, zone))
+    emergency = request["priority"] == "emergency"
+    found: list[Candidate] = []
+    excluded: list[Excluded] = []
+    for d in drivers:
+        reason = _exclusion(d, required, tried, emergency and settings.preempt)
+        if reason is None and (d["last_lat"] is None or d["last_lng"] is None):
+            reason = "position unknown"
+        if reason is not None:
+            excluded.append(Excluded(d["id"], d["name"], reason))
+            continue
+        candidate = Candidate(
+            driver_id=d["id"],
+            name=d["name"],
+            lat=d["last_lat"],
+            lng=d["last_lng"],
+            jobs_today=d["jobs_today"],
+            rating=cands.rating_stars(d["rating"]),
+            preempts=d["job"] if d["status"] == "busy" else None,
+        )
+        if not cands.within_radius(
+            request["pickup_lat"], request["pickup_lng"], candidate, settings.radius_km
+        ):
+            excluded.append(Excluded(d["id"], d["name"], f"beyond {settings.radius_km:g} km"))
+            continue
+        found.append(candidate)
+    return _Situation(
+        request, required, found, excluded, cands.mean([d["jobs_today"] for d in drivers])
+    )
+
+
+def _exclusion(
+    driver: Any, required: frozenset[str], tried: dict[int, str], may_preempt: bool
+) -> str | None:
+    if driver["id"] in tried:
+        return "declined it" if tried[driver["id"]] == "declined" else "let an offer lapse"
+    if driver["offered"]:
+        return "has another offer"
+    missing = required - set(driver["skills"] or [])
+    if missing:
+        return "lacks " + ", ".join(sorted(missing))
+    if driver["status"] == "busy":
+        if may_preempt and driver["active_jobs"] == 1 and driver["unstarted"]:
+            return None
+        return "busy"
+    return None
+
+
+async def travel_estimates(
+    tenant: TenantRef, origins: list[GeoPoint], destination: GeoPoint, depart_at: datetime
+) -> list[RouteEstimate | None]:
+    """Travel from each origin to `destination`, from the company's maps plugin (the offline
+    model when no plugin answers)."""
+    if not origins:
+        return []
+    answer = None
+    with contextlib.suppress(RuntimeError):  # no plugin runtime (scripts): offline model
+        answer = await plugins.call_first(
+            tenant,
+            "distance_matrix",
+            origins=origins,
+            destinations=[destination],
+            depart_at=depart_at,
+        )
+    if answer is not None and isinstance(answer.value, list) and len(answer.value) == len(origins):
+        return [row[0] if row else None for row in answer.value]
+    return [maps_offline.estimate(o, destination, depart_at) for o in origins]
+
+
+async def _with_travel(
+    tenant: TenantRef, situation: _Situation, at: datetime
+) -> tuple[list[Candidate], list[Excluded]]:
+    request = situation.request
+    pickup = GeoPoint(lat=request["pickup_lat"], lng=request["pickup_lng"])
+    by_line = sorted(
+        situation.candidates,
+        key=lambda c: distance_km(pickup.lat, pickup.lng, c.lat, c.lng),
+    )
+    asked, beyond = by_line[:MATRIX_LIMIT], by_line[MATRIX_LIMIT:]
+    estimates = await travel_estimates(
+        tenant, [GeoPoint(lat=c.lat, lng=c.lng) for c in asked], pickup, at
+    )
+    timed = [
+        replace(c, travel_s=e.duration_s, distance_m=e.distance_m) if e else c
+        for c, e in zip(asked, estimates, strict=True)
+    ]
+    excluded = [Excluded(c.driver_id, c.name, "further than the nearest ones") for c in beyond]
+    excluded += [Excluded(c.driver_id, c.name, "no road") for c in timed if c.travel_s is None]
+    return timed, excluded
+
+
+async def _waiting(request_id: int, *, lock: bool) -> dict[str, Any] | None:
+    rows = await engine.fetch(
+        "SELECT id, number, status, priority, service_type, pickup_lat, pickup_lng, "
+        "offers_made, needs_dispatcher, requeued_at, created_at, "
+        "EXISTS (SELECT 1 FROM offers o WHERE o.request_id = r.id AND o.status = 'open') "
+        "AS offered "
+        f"FROM service_requests r WHERE id = $1{' FOR UPDATE' if lock else ''}",
+        request_id,
+    )
+    return dict(rows[0]) if rows else None
+
+
+def _is_waiting(request: dict[str, Any] | None) -> bool:
+    return (
+        request is not None
+        and request["status"] == "pending"
+        and not request["offered"]
+        and not request["needs_dispatcher"]
+    )
+
+
+async def dispatch_request(
+    tenant: TenantRef,
+    request_id: int,
+    *,
+    settings: DispatchSettings | None = None,
+    zone: str | None = None,
+) -> Decision:
+    """Offer a waiting request to the best candidate, or record why nobody can take it."""
+    if settings is None or zone is None:
+        settings, zone = await read_settings(tenant)
+    at = now()
+    async with tenant_transaction(tenant):
+        request = await _waiting(request_id, lock=False)
+        if request is None:
+            raise NotFound("not_found", f"request {request_id} does not exist", "request_id")
+        if not _is_waiting(request):
+            return Decision(request_id, "skipped")
+        situation = await _situation(tenant, request, settings, zone, at)
+    timed, no_road = await _with_travel(tenant, situation, at)
+    ranked = cands.rank(
+        timed,
+        weights=settings.weights,
+        mean_jobs=situation.mean_jobs,
+        priority=request["priority"],
+        strategy=settings.strategy,
+    )
+    excluded = situation.excluded + no_road
+    return await _offer_best(tenant, request_id, ranked, excluded, situation, settings)
+
+
+async def _offer_best(
+    tenant: TenantRef,
+    request_id: int,
+    ranked: list[Scored],
+    excluded: list[Excluded],
+    situation: _Situation,
+    settings: DispatchSettings,
+) -> Decision:
+    async with tenant_transaction(tenant):
+        await lock_dispatch(tenant)
+        request = await _waiting(request_id, lock=True)
+        if request is None or not _is_waiting(request):
+            return Decision(request_id, "skipped")
+        at = now()
+        free = await _still_free([s.candidate for s in ranked])
+        chosen = next((s for s in ranked if s.candidate.driver_id in free), None)
+        taken = [
+            Excluded(s.candidate.driver_id, s.candidate.name, "taken meanwhile")
+            for s in ranked
+            if s.candidate.driver_id not in free
+        ]
+        ranked = [s for s in ranked if s.candidate.driver_id in free]
+        explanation = cands.explain(
+            ranked,
+            excluded + taken,
+            chosen=chosen,
+            settings=settings,
+            priority=request["priority"],
+            mean_jobs=situation.mean_jobs,
+            at=at,
+        )
+        if chosen is None:
+            await _note_no_candidate(request_id, explanation, settings, at)
+            return Decision(request_id, "no_candidate", explanation=explanation)
+        return await make_offer(request, chosen, explanation, settings, at, "engine")
+
+
+async def _still_free(candidates: list[Candidate]) -> set[int]:
+    """Of these drivers, those who still may get an offer (read under the dispatch lock)."""
+    if not candidates:
+        return set()
+    rows = await engine.fetch(
+        "SELECT d.id, d.status FROM drivers d WHERE d.id = ANY($1::int[]) "
+        "AND d.archived_at IS NULL AND d.status IN ('available', 'busy') "
+        "AND NOT EXISTS (SELECT 1 FROM offers o WHERE o.driver_id = d.id AND o.status = 'open')",
+        [c.driver_id for c in candidates],
+    )
+    status = {row["id"]: row["status"] for row in rows}
+    return {
+        c.driver_id
+        for c in candidates
+        if c.driver_id in status and (status[c.driver_id] == "available" or c.preempts)
+    }
+
+
+async def _note_no_candidate(
+    request_id: int, explanation: dict[str, Any], settings: DispatchSettings, at: datetime
+) -> None:
+    """Store a no-candidate decision only when the reason changed (sweeps retry every second)."""
+    last = await engine.fetch(
+        "SELECT outcome, explanation->>'why' AS why FROM dispatch_decisions "
+        "WHERE request_id = $1 ORDER BY id DESC LIMIT 1",
+        request_id,
+    )
+    if last and last[0]["outcome"] == "no_candidate" and last[0]["why"] == explanation["why"]:
+        return
+    await _decision(request_id, "no_candidate", None, settings, explanation, at)
+
+
+async def _decision(
+    request_id: int,
+    outcome: str,
+    driver_id: int | None,
+    settings: DispatchSettings,
+    explanation: dict[str, Any],
+    at: datetime,
+) -> int:
+    rows = await engine.fetch(
+        "INSERT INTO dispatch_decisions (request_id, made_at, outcome, driver_id, strategy, "
+        "explanation) VALUES ($1, $2, $3, $4, $5, $6::jsonb) RETURNING id",
+        request_id,
+        at,
+        outcome,
+        driver_id,
+        settings.strategy,
+        json.dumps(explanation, default=str),
+    )
+    return int(rows[0]["id"])
+
+
+async def make_offer(
+    request: dict[str, Any],
+    chosen: Scored,
+    explanation: dict[str, Any],
+    settings: DispatchSettings,
+    at: datetime,
+    offered_by: str,
+) -> Decision:
+    """Write the decision and the offer (under the dispatch lock, request row locked)."""
+    candidate = chosen.candidate
+    decision_id = await _decision(
+        request["id"], "offered", candidate.driver_id, settings, explanation, at
+    )
+    seconds = (
+        settings.emergency_offer_seconds
+        if request["priority"] == "emergency"
+        else settings.offer_seconds
+    )
+    deadline = at + timedelta(seconds=seconds)
+    rows = await engine.fetch(
+        "INSERT INTO offers (request_id, driver_id, decision_id, offered_by, sent_at, deadline, "
+        "travel_s, distance_m, preempts) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) "
+        "RETURNING id",
+        request["id"],
+        candidate.driver_id,
+        decision_id,
+        offered_by,
+        at,
+        deadline,
+        candidate.travel_s,
+        candidate.distance_m,
+        candidate.preempts,
+    )
+    offer_id = int(rows[0]["id"])
+    await engine.execute(
+        "UPDATE service_requests SET offers_made = offers_made + 1 WHERE id = $1", request["id"]
+    )
+    await emit(
+        "offer.created",
+        "offer",
+        offer_id,
+        {
+            "id": offer_id,
+            "request_id": request["id"],
+            "number": request["number"],
+            "driver_id": candidate.driver_id,
+            "priority": request["priority"],
+            "deadline": deadline.isoformat(),
+            "travel_s": candidate.travel_s,
+        },
+    )
+    return Decision(request["id"], "offered", offer_id, candidate.driver_id, explanation)
+
+
+async def expire_offers(tenant: TenantRef) -> list[dict[str, Any]]:
+    """Close every live offer whose deadline has passed; flag requests that ran out of offers.
+    Returns the expired offers."""
+    settings, _ = await read_settings(tenant)
+    at = now()
+    async with tenant_transaction(tenant):
+        await lock_dispatch(tenant)
+        rows = await engine.fetch(
+            "UPDATE offers SET status = 'expired', responded_at = deadline, reason = 'no answer' "
+            "WHERE status = 'open' AND deadline <= $1 RETURNING id, request_id, driver_id",
+            at,
+        )
+        expired = [dict(row) for row in rows]
+        for offer in expired:
+            await emit("offer.expired", "offer", offer["id"], offer)
+        await flag_exhausted(
+            tenant, [offer["request_id"] for offer in expired], settings, at, "no answer"
+        )
+    return expired
+
+
+async def flag_exhausted(
+    tenant: TenantRef,
+    request_ids: list[int],
+    settings: DispatchSettings,
+    at: datetime,
+    last: str,
+) -> list[int]:
+    """Flag to dispatchers the requests among these that used up their offers (in the caller's
+    transaction, under the dispatch lock)."""
+    if not request_ids:
+        return []
+    rows = await engine.fetch(
+        "UPDATE service_requests SET needs_dispatcher = true WHERE id = ANY($1::int[]) "
+        "AND status = 'pending' AND NOT needs_dispatcher AND offers_made >= $2 "
+        "RETURNING id, number, priority, offers_made",
+        request_ids,
+        settings.max_offers,
+    )
+    for row in rows:
+        why = (
+            f"{row['offers_made']} offers came to nothing (the last: {last}); "
+            "a dispatcher must assign it"
+        )
+        await _decision(
+            row["id"], "flagged", None, settings, {"at": at.isoformat(), "why": why}, at
+        )
+        await emit(
+            "request.needs_dispatcher",
+            "service_request",
+            row["id"],
+            {"id": row["id"], "number": row["number"], "priority": row["priority"], "why": why},
+        )
+    return [row["id"] for row in rows]
+
+
+async def waiting_requests(tenant: TenantRef, limit: int = SWEEP_LIMIT) -> list[int]:
+    """Requests waiting for an offer, in the order they are dispatched: emergencies, then those
+    sent back to the queue, then by priority and age."""
+    async with tenant_transaction(tenant):
+        rows = await engine.fetch(
+            "SELECT id FROM service_requests r WHERE status = 'pending' AND NOT needs_dispatcher "
+            "AND NOT EXISTS (SELECT 1 FROM offers o WHERE o.request_id = r.id "
+            "AND o.status = 'open') "
+            f"ORDER BY priority = 'emergency' DESC, requeued_at IS NULL, {PRIORITY_RANK}, "
+            "created_at, id LIMIT $1",
+            limit,
+        )
+    return [row["id"] for row in rows]
+
+
+async def sweep(tenant: TenantRef) -> SweepReport:
+    """Close lapsed offers, then offer every waiting request (when the company dispatches
+    automatically)."""
+    expired = await expire_offers(tenant)
+    settings, zone = await read_settings(tenant)
+    decisions: list[Decision] = []
+    if settings.auto_dispatch:
+        for request_id in await waiting_requests(tenant):
+            decisions.append(
+                await dispatch_request(tenant, request_id, settings=settings, zone=zone)
+            )
+    return SweepReport(expired=len(expired), decisions=decisions)

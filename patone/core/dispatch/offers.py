@@ -1,0 +1,270 @@
+"""Offers: a driver accepts or declines, a dispatcher offers by hand, everyone reads them.
+
+A driver's accept assigns the request to them (and, for an emergency that pre-empts, sends
+their unstarted job back to `pending`, first in the queue, with reason `pre_empted`). A decline,
+like a lapsed offer, leaves the request waiting for the next candidate; after the company's
+`max_offers` it is flagged to dispatchers. An answer that comes after the deadline is refused
+and the offer is closed as lapsed. Every response is stored on the offer (who, when, why).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from patone.core.activity import emit, record
+from patone.core.clock import now
+from patone.core.db import engine
+from patone.core.dispatch import candidates as cands
+from patone.core.dispatch import engine as dispatch
+from patone.core.errors import Conflict, NotFound, UserError
+from patone.core.permissions import Actor, require
+from patone.core.service_requests import assign_in_transaction, transition_in_transaction
+from patone.plugins.types import GeoPoint
+from patone.tenants.isolation import TenantRef, tenant_transaction
+
+Row = dict[str, Any]
+
+OFFER_COLUMNS = (
+    "id, request_id, driver_id, decision_id, status, offered_by, sent_at, deadline, "
+    "responded_at, reason, travel_s, distance_m, preempts"
+)
+
+
+class OfferExpired(Conflict):
+    """The answer came after the deadline (the offer is now closed as lapsed)."""
+
+
+@dataclass(frozen=True)
+class Response:
+    offer: Row
+    request: Row | None  # the request as assigned, when accepted
+    preempted: int | None = None  # the request sent back to pending
+
+
+async def _offer(offer_id: int, *, lock: bool = False) -> Row:
+    rows = await engine.fetch(
+        f"SELECT {OFFER_COLUMNS} FROM offers WHERE id = $1{' FOR UPDATE' if lock else ''}",
+        offer_id,
+    )
+    if not rows:
+        raise NotFound("not_found", f"offer {offer_id} does not exist", "offer_id")
+    return dict(rows[0])
+
+
+async def _close(offer_id: int, status: str, at: datetime, reason: str) -> Row:
+    rows = await engine.fetch(
+        f"UPDATE offers SET status = $2, responded_at = $3, reason = $4 WHERE id = $1 "
+        f"RETURNING {OFFER_COLUMNS}",
+        offer_id,
+        status,
+        at,
+        reason,
+    )
+    return dict(rows[0])
+
+
+async def respond_to_offer(
+    tenant: TenantRef, actor: Actor, offer_id: int, *, accept: bool, reason: str = ""
+) -> Response:
+    """The driver's answer to an offer made to them."""
+    require(actor, "offers.respond")
+    if len(reason) > 60:
+        raise UserError("too_long", "reason must be at most 60 characters", "reason")
+    settings, _ = await dispatch.read_settings(tenant)
+    async with tenant_transaction(tenant):
+        await dispatch.lock_dispatch(tenant)
+        offer = await _offer(offer_id, lock=True)
+        if offer["driver_id"] != actor.driver_id:
+            raise NotFound("not_found", f"offer {offer_id} does not exist", "offer_id")
+        if offer["status"] != "open":
+            raise Conflict("offer_closed", f"this offer is already {offer['status']}", "offer_id")
+        at = now()
+        if at <= offer["deadline"]:
+            if accept:
+                return await _accept(actor, offer, at)
+            offer = await _close(offer_id, "declined", at, reason or "declined")
+            await emit("offer.declined", "offer", offer_id, _payload(offer))
+            await dispatch.flag_exhausted(tenant, [offer["request_id"]], settings, at, "declined")
+            return Response(offer, None)
+        offer = await _close(offer_id, "expired", offer["deadline"], "answered too late")
+        await emit("offer.expired", "offer", offer_id, _payload(offer))
+        await dispatch.flag_exhausted(
+            tenant, [offer["request_id"]], settings, at, "answered too late"
+        )
+    raise OfferExpired("offer_expired", "the offer lapsed before this answer", "offer_id")
+
+
+async def _accept(actor: Actor, offer: Row, at: datetime) -> Response:
+    request_rows = await engine.fetch(
+        "SELECT * FROM service_requests WHERE id = $1 FOR UPDATE", offer["request_id"]
+    )
+    current = dict(request_rows[0])
+    preempted = None
+    if offer["preempts"] is not None:
+        preempted = await _preempt(offer["preempts"], offer["driver_id"], actor)
+    offer = await _close(offer["id"], "accepted", at, "")
+    assigned = await assign_in_transaction(current, offer["driver_id"], actor)
+    await emit("offer.accepted", "offer", offer["id"], _payload(offer))
+    return Response(offer, assigned, preempted)
+
+
+async def _preempt(request_id: int, driver_id: int, actor: Actor) -> int | None:
+    """Send the driver's unstarted job back to the queue (first in line), if it still is one."""
+    rows = await engine.fetch(
+        "SELECT * FROM service_requests WHERE id = $1 AND driver = $2 AND status = 'assigned' "
+        "FOR UPDATE",
+        request_id,
+        driver_id,
+    )
+    if not rows:
+        return None  # started, finished or reassigned meanwhile: the emergency queues behind it
+    await transition_in_transaction(
+        dict(rows[0]),
+        "pending",
+        actor,
+        reason_code="pre_empted",
+        note="taken for an emergency",
+    )
+    return request_id
+
+
+def _payload(offer: Row) -> dict[str, Any]:
+    return {
+        "id": offer["id"],
+        "request_id": offer["request_id"],
+        "driver_id": offer["driver_id"],
+        "status": offer["status"],
+        "reason": offer["reason"],
+    }
+
+
+async def offer_by_hand(
+    tenant: TenantRef, actor: Actor, request_id: int, driver_id: int
+) -> dispatch.Decision:
+    """A dispatcher offers a waiting request to a driver of their choice (a live offer to
+    someone else is withdrawn first; a flagged request is back in play)."""
+    require(actor, "requests.assign")
+    settings, _ = await dispatch.read_settings(tenant)
+    async with tenant_transaction(tenant):
+        await dispatch.lock_dispatch(tenant)
+        rows = await engine.fetch(
+            "SELECT id, number, status, priority, pickup_lat, pickup_lng FROM service_requests "
+            "WHERE id = $1 FOR UPDATE",
+            request_id,
+        )
+        if not rows:
+            raise NotFound("not_found", f"request {request_id} does not exist", "request_id")
+        request = dict(rows[0])
+        if request["status"] != "pending":
+            raise Conflict(
+                "not_pending", f"request {request['number']} is {request['status']}", "status"
+            )
+        driver = await engine.fetch(
+            "SELECT id, name, status, archived_at, last_lat, last_lng FROM drivers WHERE id = $1",
+            driver_id,
+        )
+        if not driver or driver[0]["archived_at"] is not None:
+            raise NotFound("not_found", f"driver {driver_id} does not exist", "driver_id")
+        if driver[0]["status"] in ("off_duty", "on_break"):
+            raise UserError("unavailable", f"the driver is {driver[0]['status']}", "driver_id")
+        busy = await engine.fetch(
+            "SELECT request_id FROM offers WHERE driver_id = $1 AND status = 'open'", driver_id
+        )
+        if busy and busy[0]["request_id"] != request_id:
+            raise Conflict(
+                "driver_has_offer",
+                f"the driver is answering an offer for request {busy[0]['request_id']}",
+                "driver_id",
+            )
+        at = now()
+        await engine.execute(
+            "UPDATE offers SET status = 'withdrawn', responded_at = $2, reason = $3 "
+            "WHERE request_id = $1 AND status = 'open'",
+            request_id,
+            at,
+            f"offered by hand by {actor.kind}:{actor.id}",
+        )
+        await engine.execute(
+            "UPDATE service_requests SET needs_dispatcher = false WHERE id = $1", request_id
+        )
+        d = driver[0]
+        travel = None
+        if d["last_lat"] is not None and d["last_lng"] is not None:
+            travel = (
+                await dispatch.travel_estimates(
+                    tenant,
+                    [GeoPoint(lat=d["last_lat"], lng=d["last_lng"])],
+                    GeoPoint(lat=request["pickup_lat"], lng=request["pickup_lng"]),
+                    at,
+                )
+            )[0]
+        chosen = cands.Scored(
+            cands.Candidate(
+                driver_id=driver_id,
+                name=d["name"],
+                lat=d["last_lat"] or 0.0,
+                lng=d["last_lng"] or 0.0,
+                travel_s=travel.duration_s if travel else None,
+                distance_m=travel.distance_m if travel else None,
+            ),
+            cost=0.0,
+        )
+        by = f"{actor.kind}:{actor.id}"
+        explanation = {
+            "at": at.isoformat(),
+            "strategy": "by hand",
+            "chosen": driver_id,
+            "why": f"offered by hand by {by}",
+        }
+        decision = await dispatch.make_offer(request, chosen, explanation, settings, at, by)
+        await record(actor, "service_request", request_id, "offer.by_hand", None, explanation)
+    return decision
+
+
+async def list_offers(tenant: TenantRef, actor: Actor, request_id: int) -> list[Row]:
+    """Every offer made for a request, oldest first, with the decision's explanation."""
+    require(actor, "requests.view")
+    async with tenant_transaction(tenant):
+        rows = await engine.fetch(
+            f"SELECT o.{OFFER_COLUMNS.replace(', ', ', o.')}, d.explanation "
+            "FROM offers o LEFT JOIN dispatch_decisions d ON d.id = o.decision_id "
+            "WHERE o.request_id = $1 ORDER BY o.id",
+            request_id,
+        )
+    return [_with_explanation(row) for row in rows]
+
+
+async def list_decisions(tenant: TenantRef, actor: Actor, request_id: int) -> list[Row]:
+    """Every decision the engine (or a dispatcher) made for a request, oldest first."""
+    require(actor, "requests.view")
+    async with tenant_transaction(tenant):
+        rows = await engine.fetch(
+            "SELECT id, request_id, made_at, outcome, driver_id, strategy, explanation "
+            "FROM dispatch_decisions WHERE request_id = $1 ORDER BY id",
+            request_id,
+        )
+    return [_with_explanation(row) for row in rows]
+
+
+def _with_explanation(row: Any) -> Row:
+    found = dict(row)
+    if isinstance(found.get("explanation"), str):
+        found["explanation"] = json.loads(found["explanation"])
+    return found
+
+
+async def my_offers(tenant: TenantRef, actor: Actor) -> list[Row]:
+    """The signed-in driver's live offers (at most one) with what the request is about."""
+    require(actor, "offers.respond")
+    if actor.driver_id is None:
+        return []
+    async with tenant_transaction(tenant):
+        rows = await engine.fetch(
+            f"SELECT {OFFER_COLUMNS} FROM offers WHERE driver_id = $1 AND status = 'open' "
+            "ORDER BY id",
+            actor.driver_id,
+        )
+    return [dict(row) for row in rows]

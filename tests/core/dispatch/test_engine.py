@@ -1,0 +1,261 @@
+"""The dispatch engine against the real database: offers, cascades, pre-emption, races."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+
+from patone.core import service_requests
+from patone.core.clock import use_clock
+from patone.core.db import engine
+from patone.core.dispatch import engine as dispatch
+from patone.core.dispatch import offers
+from patone.core.dispatch.settings import update_dispatch_settings
+from patone.core.errors import Conflict, ValidationFailed
+from patone.tenants.isolation import tenant_transaction
+from patone.tenants.registry import TenantInfo
+from tests.conftest import actor_for
+from tests.core.dispatch.world import (
+    DISPATCHER,
+    MORNING,
+    driver_actor,
+    driver_at,
+    request_at_scene,
+)
+
+ADMIN = actor_for("admin")
+
+
+class Clock:
+    """Business time the test moves by hand."""
+
+    def __init__(self, at: datetime) -> None:
+        self.at = at
+
+    def __call__(self) -> datetime:
+        return self.at
+
+    def advance(self, seconds: float) -> None:
+        self.at += timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def clock() -> Any:
+    clock = Clock(MORNING + timedelta(minutes=1))
+    with use_clock(clock):
+        yield clock
+
+
+async def _offer_rows(tenant: TenantInfo, request_id: int) -> list[tuple[int, str]]:
+    async with tenant_transaction(tenant):
+        rows = await engine.fetch(
+            "SELECT driver_id, status FROM offers WHERE request_id = $1 ORDER BY id", request_id
+        )
+    return [(row["driver_id"], row["status"]) for row in rows]
+
+
+async def test_a_waiting_request_is_offered_to_the_nearest_skilled_driver_with_reasons(
+    two_tenants: tuple[TenantInfo, TenantInfo], clock: Clock
+) -> None:
+    acme, bolt = two_tenants
+    untrained = await driver_at(acme, 1, skills=())
+    near = await driver_at(acme, 3)
+    await driver_at(acme, 6)
+    on_break = await driver_at(acme, 0.5, status="on_break")
+    await driver_at(bolt, 0.2, name="Bolt's Bob")  # another company's driver, next door
+    request = await request_at_scene(acme, service_type="towing")
+
+    decision = await dispatch.dispatch_request(acme, request["id"])
+
+    assert decision.outcome == "offered" and decision.driver_id == near["id"]
+    why = decision.explanation
+    assert why is not None and why["chosen"] == near["id"] and "min to the scene" in why["why"]
+    assert why["candidates"][0]["driver_id"] == near["id"]
+    left_out = {e["driver_id"]: e["reason"] for e in why["excluded"]}
+    assert left_out == {untrained["id"]: "lacks tow"}  # on break is not on shift at all
+    seen = {c["name"] for c in why["candidates"]} | {e["name"] for e in why["excluded"]}
+    assert "Bolt's Bob" not in seen and on_break["name"] not in seen
+    stored = await offers.list_offers(acme, DISPATCHER, request["id"])
+    assert [(o["driver_id"], o["status"]) for o in stored] == [(near["id"], "open")]
+    assert stored[0]["deadline"] == clock.at + timedelta(seconds=30)
+    assert stored[0]["explanation"]["chosen"] == near["id"]
+    assert await offers.list_offers(bolt, DISPATCHER, request["id"]) == []
+    # A second run finds the request already offered and changes nothing.
+    assert (await dispatch.dispatch_request(acme, request["id"])).outcome == "skipped"
+
+
+async def test_declined_and_lapsed_offers_cascade_and_a_late_answer_is_refused(
+    two_tenants: tuple[TenantInfo, TenantInfo], clock: Clock
+) -> None:
+    acme, bolt = two_tenants
+    first, second, third = [await driver_at(acme, km) for km in (1, 2, 3)]
+    other = await driver_at(bolt, 1)
+    request = await request_at_scene(acme)
+    bolt_request = await request_at_scene(bolt)
+    await dispatch.sweep(acme)
+    await dispatch.sweep(bolt)
+
+    offer = (await offers.my_offers(acme, driver_actor(first)))[0]
+    await offers.respond_to_offer(
+        acme, driver_actor(first), offer["id"], accept=False, reason="flat battery myself"
+    )
+    report = await dispatch.sweep(acme)
+    assert report.offered == 1
+    assert await _offer_rows(acme, request["id"]) == [
+        (first["id"], "declined"),
+        (second["id"], "open"),
+    ]
+    clock.advance(31)  # the second driver does not answer in time
+    late = (await offers.my_offers(acme, driver_actor(second)))[0]
+    report = await dispatch.sweep(acme)
+    assert report.expired == 1 and report.offered == 1
+    with pytest.raises(Conflict) as refused:
+        await offers.respond_to_offer(acme, driver_actor(second), late["id"], accept=True)
+    assert refused.value.code == "offer_closed"
+    assert await _offer_rows(acme, request["id"]) == [
+        (first["id"], "declined"),
+        (second["id"], "expired"),
+        (third["id"], "open"),
+    ]
+    # Bolt's own request went to bolt's driver and nothing of acme's reached it.
+    assert await _offer_rows(bolt, bolt_request["id"]) == [(other["id"], "open")]
+
+
+async def test_an_answer_after_the_deadline_closes_the_offer_as_lapsed(
+    two_tenants: tuple[TenantInfo, TenantInfo], clock: Clock
+) -> None:
+    acme, bolt = two_tenants
+    driver = await driver_at(acme, 1)
+    await driver_at(bolt, 1)
+    request = await request_at_scene(acme)
+    await dispatch.sweep(acme)
+    offer = (await offers.my_offers(acme, driver_actor(driver)))[0]
+    clock.advance(30.5)  # before any sweep noticed
+    with pytest.raises(offers.OfferExpired):
+        await offers.respond_to_offer(acme, driver_actor(driver), offer["id"], accept=True)
+    assert await _offer_rows(acme, request["id"]) == [(driver["id"], "expired")]
+    row = await service_requests.get_request(acme, DISPATCHER, request["id"])
+    assert row["status"] == "pending" and row["driver"] is None
+
+
+async def test_after_max_offers_the_request_is_flagged_to_dispatchers(
+    two_tenants: tuple[TenantInfo, TenantInfo], clock: Clock
+) -> None:
+    acme, bolt = two_tenants
+    await update_dispatch_settings(acme, ADMIN, {"max_offers": 2})
+    drivers = [await driver_at(acme, km) for km in (1, 2, 3)]
+    await driver_at(bolt, 1)
+    request = await request_at_scene(acme)
+    for driver in drivers[:2]:
+        await dispatch.sweep(acme)
+        offer = (await offers.my_offers(acme, driver_actor(driver)))[0]
+        await offers.respond_to_offer(acme, driver_actor(driver), offer["id"], accept=False)
+    report = await dispatch.sweep(acme)
+    assert report.decisions == []  # flagged: the engine leaves it to people
+    row = await service_requests.get_request(acme, DISPATCHER, request["id"])
+    assert row["needs_dispatcher"] and row["offers_made"] == 2
+    decisions = await offers.list_decisions(acme, DISPATCHER, request["id"])
+    assert decisions[-1]["outcome"] == "flagged"
+    assert "2 offers" in decisions[-1]["explanation"]["why"]
+    # A dispatcher overrides by hand: offered to the third driver, who accepts.
+    made = await offers.offer_by_hand(acme, DISPATCHER, request["id"], drivers[2]["id"])
+    assert made.driver_id == drivers[2]["id"]
+    response = await offers.respond_to_offer(
+        acme, driver_actor(drivers[2]), made.offer_id or 0, accept=True
+    )
+    assert response.request is not None and response.request["status"] == "assigned"
+    assert response.request["driver"] == drivers[2]["id"]
+
+
+async def test_an_emergency_preempts_an_unstarted_job_which_is_offered_again_first(
+    two_tenants: tuple[TenantInfo, TenantInfo], clock: Clock
+) -> None:
+    acme, bolt = two_tenants
+    busy = await driver_at(acme, 1)
+    far = await driver_at(acme, 20)
+    await driver_at(bolt, 1)
+    routine = await request_at_scene(acme, priority="low")
+    await service_requests.assign_driver(acme, DISPATCHER, routine["id"], busy["id"])
+    await update_dispatch_settings(acme, ADMIN, {"max_offers": 5})
+
+    emergency = await request_at_scene(acme, priority="emergency")
+    decision = await dispatch.dispatch_request(acme, emergency["id"])
+    assert decision.driver_id == busy["id"]  # 1 km + pre-emption beats 20 km
+    assert decision.explanation is not None
+    assert "goes back to pending" in decision.explanation["why"]
+    offer = (await offers.my_offers(acme, driver_actor(busy)))[0]
+    assert offer["deadline"] == clock.at + timedelta(seconds=10)  # emergencies answer faster
+
+    response = await offers.respond_to_offer(acme, driver_actor(busy), offer["id"], accept=True)
+    assert response.preempted == routine["id"]
+    back = await service_requests.get_request(acme, DISPATCHER, routine["id"])
+    assert back["status"] == "pending" and back["driver"] is None
+    events = await service_requests.request_events(acme, DISPATCHER, routine["id"])
+    assert events[-1]["reason_code"] == "pre_empted"
+    # Back in the queue ahead of an older normal request.
+    older = await request_at_scene(acme)
+    async with tenant_transaction(acme):
+        await engine.execute(
+            "UPDATE service_requests SET created_at = $2 WHERE id = $1",
+            older["id"],
+            MORNING - timedelta(hours=1),
+        )
+    assert (await dispatch.waiting_requests(acme))[:2] == [routine["id"], older["id"]]
+    report = await dispatch.sweep(acme)
+    assert report.decisions[0].request_id == routine["id"]
+    assert report.decisions[0].driver_id == far["id"]
+
+
+async def test_an_emergency_never_preempts_a_job_already_en_route(
+    two_tenants: tuple[TenantInfo, TenantInfo], clock: Clock
+) -> None:
+    acme, bolt = two_tenants
+    driving = await driver_at(acme, 1)
+    await driver_at(bolt, 1)
+    job = await request_at_scene(acme)
+    await service_requests.assign_driver(acme, DISPATCHER, job["id"], driving["id"])
+    await service_requests.transition(acme, driver_actor(driving), job["id"], "en_route")
+    emergency = await request_at_scene(acme, priority="emergency")
+    decision = await dispatch.dispatch_request(acme, emergency["id"])
+    assert decision.outcome == "no_candidate"
+    assert decision.explanation is not None and "busy" in decision.explanation["why"]
+
+
+async def test_two_workers_racing_make_one_offer_per_request_and_per_driver(
+    two_tenants: tuple[TenantInfo, TenantInfo], clock: Clock
+) -> None:
+    acme, bolt = two_tenants
+    only = await driver_at(acme, 1)
+    await driver_at(bolt, 1)
+    one, two = await request_at_scene(acme), await request_at_scene(acme)
+    decisions = await asyncio.gather(
+        dispatch.dispatch_request(acme, one["id"]),
+        dispatch.dispatch_request(acme, one["id"]),
+        dispatch.dispatch_request(acme, two["id"]),
+        dispatch.sweep(acme),
+    )
+    async with tenant_transaction(acme):
+        rows = await engine.fetch("SELECT request_id, driver_id FROM offers WHERE status = 'open'")
+    assert [row["driver_id"] for row in rows] == [only["id"]]  # one driver, one live offer
+    outcomes = sorted(d.outcome for d in decisions[:3])
+    assert outcomes.count("offered") == 1 and "no_candidate" in outcomes
+
+
+async def test_bad_dispatch_settings_name_the_field_and_change_nothing(
+    two_tenants: tuple[TenantInfo, TenantInfo],
+) -> None:
+    acme, bolt = two_tenants
+    with pytest.raises(ValidationFailed) as bad:
+        await update_dispatch_settings(acme, ADMIN, {"radius_km": -1, "weights": {"load": 99}})
+    assert {e.field for e in bad.value.errors} == {"radius_km", "weights.load"}
+    with pytest.raises(Exception) as longer:
+        await update_dispatch_settings(acme, ADMIN, {"emergency_offer_seconds": 60})
+    assert getattr(longer.value, "field", None) == "emergency_offer_seconds"
+    settings, _ = await dispatch.read_settings(acme)
+    assert settings.radius_km == 50 and settings.emergency_offer_seconds == 10
+    changed = await update_dispatch_settings(acme, ADMIN, {"strategy": "nearest"})
+    assert changed.strategy == "nearest"
+    assert (await dispatch.read_settings(bolt))[0].strategy == "scored"
