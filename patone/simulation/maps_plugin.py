@@ -21,6 +21,12 @@ from patone.plugins.types import GeoPoint, PluginInfo, RouteEstimate
 from patone.simulation.city import City, Point
 
 NAME = "maps-simulated"
+INFO = PluginInfo(
+    name=NAME,
+    title="Simulated maps",
+    description="Distances and travel times of the simulator's city (no traffic noise).",
+    default_enabled=True,
+)
 
 
 def as_point(value: Any) -> Point:
@@ -49,12 +55,7 @@ class SimulatedMaps:
 
     @hookimpl
     def plugin_info(self) -> PluginInfo:
-        return PluginInfo(
-            name=NAME,
-            title="Simulated maps",
-            description="Distances and travel times of the dispatch simulator's city.",
-            default_enabled=True,
-        )
+        return INFO
 
     @hookimpl(tryfirst=True)
     async def route(
