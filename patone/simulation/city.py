@@ -17,7 +17,7 @@ Speeds by road class (arterial 60 km/h, local 30 km/h), the ramps between peak a
 the night speed-up (x1.15) are this model's own assumptions.
 
 The all-pairs paths are one Dijkstra (heapq) per node in plain Python: for the default ~700
-nodes that is about a second, so numpy/scipy would buy little and add two heavy dependencies.
+nodes that is 0.3-0.6 s, so numpy/scipy would buy little and add two heavy dependencies.
 """
 
 from __future__ import annotations
