@@ -636,6 +636,17 @@ def _email(rng: random.Random, first: str, last: str) -> str:
     return f"{local}@{rng.choice(('example.com', 'example.net', 'example.org'))}"
 
 
+def driver_skills(rng: random.Random) -> list[str]:
+    """A driver's skills: most drivers tow, some of them winch, many open locks."""
+    tow = rng.random() < 0.82
+    winch = rng.random() < (0.35 if tow else 0.2)
+    lockout = rng.random() < (0.4 if tow else 0.9)
+    return sorted(
+        {s for s, has in (("tow", tow), ("winch", winch), ("lockout", lockout)) if has}
+        or {"lockout"}
+    )
+
+
 def _people(
     rng: random.Random, now: datetime
 ) -> tuple[list[DemoUser], list[DemoDriver], list[int]]:
@@ -664,13 +675,8 @@ def _people(
     for number in range(DRIVERS):
         name = f"{rng.choice(DRIVER_FIRST_NAMES)} {rng.choice(SURNAMES)}"
         created_at = since(100, 1800)
-        tow = rng.random() < 0.82
-        winch = rng.random() < (0.35 if tow else 0.2)
-        lockout = rng.random() < (0.4 if tow else 0.9)
-        skills = sorted(
-            {s for s, has in (("tow", tow), ("winch", winch), ("lockout", lockout)) if has}
-            or {"lockout"}
-        )
+        skills = driver_skills(rng)
+        tow, winch = "tow" in skills, "winch" in skills
         if tow and winch and rng.random() < 0.4:
             truck = rng.choice(TRUCKS_WINCH)
         elif tow:
