@@ -49,6 +49,7 @@ ACTOR_MODULES: list[str] = [
     "patone.core.notifications",
     "patone.core.webhooks",
     "patone.core.customer_sign_in",
+    "patone.core.dispatch.jobs",
 ]
 STOP_TIMEOUT_MS = 30_000
 

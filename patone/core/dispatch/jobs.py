@@ -1,0 +1,119 @@
+"""The engine in the workers: a sweep job per company, started by events and by the scheduler.
+
+Events that can change who should get an offer (a new request, one sent back to the queue, a
+declined or lapsed offer, a driver coming on shift) queue a sweep of their company at once, so an
+emergency is offered within a second of being created. The scheduler sweeps every second the
+companies with dispatch work in hand (live offers, waiting requests: a Redis set the sweeps
+keep), because offer deadlines pass with no event; and every minute every active company, in
+case that set missed one (Redis lost it). A sweep that is already queued is not queued again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import dramatiq
+from redis.exceptions import RedisError
+
+from patone.core.db import engine
+from patone.core.dispatch import engine as dispatch
+from patone.core.events import event_handler
+from patone.core.jobs import broker_redis, current_job, send_to_active_tenants, tenant_actor
+from patone.core.redis import tenant_key
+from patone.core.scheduler import periodic
+from patone.tenants.isolation import tenant_transaction
+from patone.tenants.registry import TenantInfo
+
+log = logging.getLogger(__name__)
+
+BUSY_KEY = "platform:dispatch:busy"  # companies with live offers or waiting requests
+QUEUED_SECONDS = 10  # a queued sweep not started by then may be queued again
+
+_WAKING = {"request.created", "offer.declined", "offer.expired"}
+
+
+def _queued_key(slug: str) -> str:
+    return tenant_key(slug, "dispatch", "queued")
+
+
+def _wakes(event: dict[str, Any]) -> bool:
+    topic = event.get("topic")
+    payload = event.get("payload") or {}
+    if topic in _WAKING:
+        return True
+    if topic == "request.status_changed":
+        return payload.get("status") == "pending"
+    if topic == "driver.status_changed":
+        return payload.get("to") == "available"
+    return False
+
+
+def queue_sweep(broker: dramatiq.Broker, slug: str) -> bool:
+    """Queue a sweep of the company unless one is already waiting (synchronous: a thread)."""
+    client = broker_redis(broker)
+    if not client.set(_queued_key(slug), "1", nx=True, ex=QUEUED_SECONDS):
+        return False
+    broker.enqueue(sweep_tenant.bind(broker).message(slug))
+    return True
+
+
+@event_handler("dispatch")
+async def _on_events(
+    tenant: TenantInfo, events: list[dict[str, Any]], broker: dramatiq.Broker
+) -> None:
+    if any(_wakes(event) for event in events):
+        await asyncio.to_thread(queue_sweep, broker, tenant.slug)
+
+
+@tenant_actor(
+    actor_name="patone.dispatch.sweep",
+    queue_name="dispatch",
+    transaction=False,
+    max_retries=3,
+    min_backoff=500,
+    max_backoff=5_000,
+)
+async def sweep_tenant(tenant_slug: str) -> dict[str, int]:
+    """Close lapsed offers and offer waiting requests, for one company."""
+    client = broker_redis()
+    await asyncio.to_thread(client.delete, _queued_key(tenant_slug))
+    tenant = current_job().tenant
+    report = await dispatch.sweep(tenant)
+    await _mark_busy(tenant, client)
+    return {"expired": report.expired, "offered": report.offered}
+
+
+async def _mark_busy(tenant: TenantInfo, client: Any) -> None:
+    async with tenant_transaction(tenant):
+        rows = await engine.fetch(
+            "SELECT EXISTS (SELECT 1 FROM offers WHERE status = 'open') "
+            "OR EXISTS (SELECT 1 FROM service_requests WHERE status = 'pending' "
+            "AND NOT needs_dispatcher) AS busy"
+        )
+    try:
+        if rows[0]["busy"]:
+            await asyncio.to_thread(client.sadd, BUSY_KEY, tenant.slug)
+        else:
+            await asyncio.to_thread(client.srem, BUSY_KEY, tenant.slug)
+    except RedisError:  # the minute's full sweep covers it
+        log.warning("dispatch busy set not updated", extra={"tenant": tenant.slug})
+
+
+@periodic("dispatch.sweep_busy", every=1)
+async def sweep_busy() -> int:
+    """Sweep the companies with dispatch work in hand (offer deadlines pass with no event)."""
+    broker = dramatiq.get_broker()
+    slugs = await asyncio.to_thread(broker_redis(broker).smembers, BUSY_KEY)
+    queued = [
+        await asyncio.to_thread(queue_sweep, broker, s.decode() if isinstance(s, bytes) else s)
+        for s in slugs
+    ]
+    return sum(queued)
+
+
+@periodic("dispatch.sweep_all", every=60)
+async def sweep_all() -> int:
+    """Sweep every active company once a minute, in case the busy set missed one."""
+    return await send_to_active_tenants(sweep_tenant)
