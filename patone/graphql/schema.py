@@ -29,6 +29,7 @@ from patone.graphql.company import (
 )
 from patone.graphql.context import Context
 from patone.graphql.customers import CustomerMutations, CustomerQueries
+from patone.graphql.dispatch import DispatchMutations, DispatchQueries
 from patone.graphql.drivers import DriverMutations, DriverQueries
 from patone.graphql.errors import PatoneErrors
 from patone.graphql.ids import from_global_id
@@ -100,6 +101,7 @@ def build_schema(*, third_party: bool = True) -> strawberry.Schema:
             RequestQueries,
             CustomerQueries,
             DriverQueries,
+            DispatchQueries,
             CompanyQueries,
             ReportQueries,
             DocumentQueries,
@@ -119,6 +121,7 @@ def build_schema(*, third_party: bool = True) -> strawberry.Schema:
             RequestMutations,
             CustomerMutations,
             DriverMutations,
+            DispatchMutations,
             CompanyMutations,
             DocumentMutations,
             PluginMutations,

@@ -299,6 +299,16 @@ class ServiceRequest(Node):
     started_at: datetime | None
     completed_at: datetime | None
     cancelled_at: datetime | None
+    offers_made: int = strawberry.field(
+        default=0, description="Offers made to drivers for it so far."
+    )
+    needs_dispatcher: bool = strawberry.field(
+        default=False,
+        description="The engine ran out of offers (or may not dispatch it): a person must.",
+    )
+    eta_at: datetime | None = strawberry.field(
+        default=None, description="When the driver is expected at the scene, as last shown."
+    )
     pk: strawberry.Private[int]
     customer_pk: strawberry.Private[int]
     vehicle_pk: strawberry.Private[int | None]
@@ -336,6 +346,9 @@ class ServiceRequest(Node):
             started_at=row["started_at"],
             completed_at=row["completed_at"],
             cancelled_at=row["cancelled_at"],
+            offers_made=row.get("offers_made", 0),
+            needs_dispatcher=row.get("needs_dispatcher", False),
+            eta_at=row.get("eta_at"),
             pk=row["id"],
             customer_pk=row["customer"],
             vehicle_pk=row["vehicle"],

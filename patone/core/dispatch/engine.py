@@ -24,14 +24,15 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from patone.core.activity import emit
+from patone.core.activity import emit, record
 from patone.core.clock import now
 from patone.core.company import get_settings
 from patone.core.db import engine
 from patone.core.dispatch import candidates as cands
 from patone.core.dispatch.candidates import Candidate, Excluded, Scored
 from patone.core.dispatch.settings import DispatchSettings
-from patone.core.errors import NotFound
+from patone.core.errors import Conflict, NotFound
+from patone.core.permissions import Actor, require
 from patone.core.service_requests import PRIORITY_RANK
 from patone.core.service_types import distance_km
 from patone.plugins import config as plugins
@@ -273,6 +274,26 @@ async def dispatch_request(
     )
     excluded = situation.excluded + no_road
     return await _offer_best(tenant, request_id, ranked, excluded, situation, settings)
+
+
+async def dispatch_again(tenant: TenantRef, actor: Actor, request_id: int) -> Decision:
+    """A dispatcher asks the engine to try a waiting request again now: a flagged request is
+    back in the engine's hands with a fresh count of offers."""
+    require(actor, "requests.assign")
+    async with tenant_transaction(tenant):
+        request = await _waiting(request_id, lock=True)
+        if request is None:
+            raise NotFound("not_found", f"request {request_id} does not exist", "request_id")
+        if request["status"] != "pending":
+            raise Conflict(
+                "not_pending", f"request {request['number']} is {request['status']}", "status"
+            )
+        await engine.execute(
+            "UPDATE service_requests SET needs_dispatcher = false, offers_made = 0 WHERE id = $1",
+            request_id,
+        )
+        await record(actor, "service_request", request_id, "dispatch.again", None, None)
+    return await dispatch_request(tenant, request_id)
 
 
 async def _offer_best(

@@ -1,0 +1,291 @@
+"""Dispatch in the API: offers and their answers, the engine's decisions, the settings."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import Enum
+from typing import Any
+
+import strawberry
+from strawberry.scalars import JSON
+from strawberry.types import Info
+
+from patone.core.dispatch import engine as dispatch
+from patone.core.dispatch import offers as service
+from patone.core.dispatch import settings as dispatch_settings
+from patone.core.permissions import require
+from patone.graphql.context import Context
+from patone.graphql.ids import pk_of
+from patone.graphql.types import ServiceRequest, UserError, attempt, gid, given
+
+
+@strawberry.enum
+class OfferStatus(Enum):
+    OPEN = "open"
+    ACCEPTED = "accepted"
+    DECLINED = "declined"
+    EXPIRED = "expired"
+    WITHDRAWN = "withdrawn"
+
+
+@strawberry.type(description="A request offered to one driver, with a deadline to answer.")
+class Offer:
+    id: strawberry.ID
+    request_id: strawberry.ID
+    driver_id: strawberry.ID
+    status: OfferStatus
+    offered_by: str = strawberry.field(description='"engine", or the person who offered it.')
+    sent_at: datetime
+    deadline: datetime
+    responded_at: datetime | None
+    reason: str
+    travel_seconds: int | None = strawberry.field(description="Estimated drive to the scene.")
+    distance_meters: int | None
+    preempts_request_id: strawberry.ID | None = strawberry.field(
+        description="The driver's unstarted job that accepting sends back to the queue."
+    )
+    explanation: JSON | None = strawberry.field(
+        description="Why this driver: the candidates, their scores, who was left out."
+    )
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Offer:
+        return cls(
+            id=gid("Offer", row["id"]),
+            request_id=gid("ServiceRequest", row["request_id"]),
+            driver_id=gid("Driver", row["driver_id"]),
+            status=OfferStatus(row["status"]),
+            offered_by=row["offered_by"],
+            sent_at=row["sent_at"],
+            deadline=row["deadline"],
+            responded_at=row["responded_at"],
+            reason=row["reason"],
+            travel_seconds=row["travel_s"],
+            distance_meters=row["distance_m"],
+            preempts_request_id=(
+                gid("ServiceRequest", row["preempts"]) if row["preempts"] is not None else None
+            ),
+            explanation=row.get("explanation"),
+        )
+
+
+@strawberry.type(description="One thing the engine (or a dispatcher) decided for a request.")
+class DispatchDecision:
+    id: strawberry.ID
+    made_at: datetime
+    outcome: str = strawberry.field(description="offered, no_candidate or flagged.")
+    driver_id: strawberry.ID | None
+    strategy: str
+    explanation: JSON
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> DispatchDecision:
+        return cls(
+            id=gid("DispatchDecision", row["id"]),
+            made_at=row["made_at"],
+            outcome=row["outcome"],
+            driver_id=gid("Driver", row["driver_id"]) if row["driver_id"] is not None else None,
+            strategy=row["strategy"],
+            explanation=row["explanation"],
+        )
+
+
+@strawberry.type
+class DispatchWeights:
+    eta: float = strawberry.field(description="Cost of a minute of travel to the scene.")
+    load: float = strawberry.field(description="Minutes per job above the fleet's mean today.")
+    rating: float = strawberry.field(description="Minutes per star below five.")
+
+
+@strawberry.type(description="How the engine chooses drivers and how long offers last.")
+class DispatchSettings:
+    auto_dispatch: bool
+    strategy: str = strawberry.field(description='"scored" (default) or "nearest".')
+    radius_km: float
+    offer_seconds: int
+    emergency_offer_seconds: int
+    max_offers: int
+    preempt: bool
+    weights: DispatchWeights
+
+    @classmethod
+    def from_model(cls, model: dispatch_settings.DispatchSettings) -> DispatchSettings:
+        data = model.model_dump()
+        return cls(**{**data, "weights": DispatchWeights(**data["weights"])})
+
+
+@strawberry.input
+class DispatchWeightsInput:
+    eta: float = 1.0
+    load: float = 4.0
+    rating: float = 2.0
+
+
+@strawberry.input
+class DispatchSettingsInput:
+    auto_dispatch: bool | None = strawberry.UNSET
+    strategy: str | None = strawberry.UNSET
+    radius_km: float | None = strawberry.UNSET
+    offer_seconds: int | None = strawberry.UNSET
+    emergency_offer_seconds: int | None = strawberry.UNSET
+    max_offers: int | None = strawberry.UNSET
+    preempt: bool | None = strawberry.UNSET
+    weights: DispatchWeightsInput | None = strawberry.UNSET
+
+
+@strawberry.type
+class OfferPayload:
+    offer: Offer | None
+    service_request: ServiceRequest | None
+    preempted_request_id: strawberry.ID | None
+    user_errors: list[UserError]
+
+
+@strawberry.type
+class DispatchPayload:
+    outcome: str | None = strawberry.field(
+        description="offered, no_candidate, flagged, or skipped (not waiting for an offer)."
+    )
+    offer: Offer | None
+    explanation: JSON | None
+    user_errors: list[UserError]
+
+
+@strawberry.type
+class DispatchSettingsPayload:
+    settings: DispatchSettings | None
+    user_errors: list[UserError]
+
+
+@strawberry.type
+class DispatchQueries:
+    @strawberry.field(description="The signed-in driver's live offer (at most one).")
+    async def my_offers(self, info: Info[Context, None]) -> list[Offer]:
+        rows = await service.my_offers(info.context.tenant, info.context.actor)
+        return [Offer.from_row(row) for row in rows]
+
+    @strawberry.field(description="Every offer made for a request, with its explanation.")
+    async def request_offers(
+        self, info: Info[Context, None], request_id: strawberry.ID
+    ) -> list[Offer]:
+        rows = await service.list_offers(
+            info.context.tenant, info.context.actor, pk_of(request_id, "ServiceRequest")
+        )
+        return [Offer.from_row(row) for row in rows]
+
+    @strawberry.field(description="Every dispatch decision for a request, oldest first.")
+    async def dispatch_decisions(
+        self, info: Info[Context, None], request_id: strawberry.ID
+    ) -> list[DispatchDecision]:
+        rows = await service.list_decisions(
+            info.context.tenant, info.context.actor, pk_of(request_id, "ServiceRequest")
+        )
+        return [DispatchDecision.from_row(row) for row in rows]
+
+    @strawberry.field
+    async def dispatch_settings(self, info: Info[Context, None]) -> DispatchSettings:
+        require(info.context.actor, "requests.view")
+        return DispatchSettings.from_model(
+            await dispatch_settings.dispatch_settings(info.context.tenant)
+        )
+
+
+async def _offer_payload(call: Any) -> OfferPayload:
+    response, errors = await attempt(call)
+    if response is None:
+        return OfferPayload(
+            offer=None, service_request=None, preempted_request_id=None, user_errors=errors
+        )
+    return OfferPayload(
+        offer=Offer.from_row(response.offer),
+        service_request=ServiceRequest.from_row(response.request) if response.request else None,
+        preempted_request_id=(
+            gid("ServiceRequest", response.preempted) if response.preempted else None
+        ),
+        user_errors=[],
+    )
+
+
+async def _dispatch_payload(info: Info[Context, None], call: Any) -> DispatchPayload:
+    decision, errors = await attempt(call)
+    if decision is None:
+        return DispatchPayload(outcome=None, offer=None, explanation=None, user_errors=errors)
+    offer = None
+    if decision.offer_id is not None:
+        ctx = info.context
+        rows = await service.list_offers(ctx.tenant, ctx.actor, decision.request_id)
+        offer = next((Offer.from_row(r) for r in rows if r["id"] == decision.offer_id), None)
+    return DispatchPayload(
+        outcome=decision.outcome, offer=offer, explanation=decision.explanation, user_errors=[]
+    )
+
+
+@strawberry.type
+class DispatchMutations:
+    @strawberry.mutation(description="Accept an offer made to you: the request is yours.")
+    async def accept_offer(self, info: Info[Context, None], id: strawberry.ID) -> OfferPayload:
+        ctx = info.context
+
+        async def run() -> service.Response:
+            return await service.respond_to_offer(
+                ctx.tenant, ctx.actor, pk_of(id, "Offer"), accept=True
+            )
+
+        return await _offer_payload(run())
+
+    @strawberry.mutation(description="Decline an offer made to you; the next driver gets it.")
+    async def decline_offer(
+        self, info: Info[Context, None], id: strawberry.ID, reason: str = ""
+    ) -> OfferPayload:
+        ctx = info.context
+
+        async def run() -> service.Response:
+            return await service.respond_to_offer(
+                ctx.tenant, ctx.actor, pk_of(id, "Offer"), accept=False, reason=reason
+            )
+
+        return await _offer_payload(run())
+
+    @strawberry.mutation(description="Offer a waiting request to a driver of your choice.")
+    async def offer_request(
+        self, info: Info[Context, None], request_id: strawberry.ID, driver_id: strawberry.ID
+    ) -> DispatchPayload:
+        ctx = info.context
+
+        async def run() -> dispatch.Decision:
+            return await service.offer_by_hand(
+                ctx.tenant,
+                ctx.actor,
+                pk_of(request_id, "ServiceRequest", "requestId"),
+                pk_of(driver_id, "Driver", "driverId"),
+            )
+
+        return await _dispatch_payload(info, run())
+
+    @strawberry.mutation(
+        description="Run the engine for a waiting request now (a flagged one too, afresh)."
+    )
+    async def dispatch_request(
+        self, info: Info[Context, None], request_id: strawberry.ID
+    ) -> DispatchPayload:
+        ctx = info.context
+
+        async def run() -> dispatch.Decision:
+            return await dispatch.dispatch_again(
+                ctx.tenant, ctx.actor, pk_of(request_id, "ServiceRequest", "requestId")
+            )
+
+        return await _dispatch_payload(info, run())
+
+    @strawberry.mutation(description="Change how the engine chooses drivers.")
+    async def update_dispatch_settings(
+        self, info: Info[Context, None], input: DispatchSettingsInput
+    ) -> DispatchSettingsPayload:
+        model, errors = await attempt(
+            dispatch_settings.update_dispatch_settings(
+                info.context.tenant, info.context.actor, given(input)
+            )
+        )
+        return DispatchSettingsPayload(
+            settings=DispatchSettings.from_model(model) if model else None, user_errors=errors
+        )

@@ -1,0 +1,176 @@
+"""Dispatch over the API: an emergency offered with its explanation, the driver's answer,
+a dispatcher's override, settings; nothing of one company visible to another."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from patone.core import drivers, users
+from patone.core.dispatch import engine as dispatch
+from patone.core.permissions import SYSTEM
+from patone.core.tokens import issue_access_token
+from patone.graphql.types import gid
+from patone.tenants.registry import TenantInfo
+from tests.core.dispatch.world import SCENE, east_of_scene
+from tests.graphql.conftest import SECRET, Gql, token_for
+
+CREATE = """
+mutation($input: CreateCustomerInput!) {
+  createCustomer(input: $input) { customer { id } userErrors { code } }
+}"""
+REQUEST = """
+mutation($input: CreateServiceRequestInput!) {
+  createServiceRequest(input: $input) { serviceRequest { id } userErrors { field code } }
+}"""
+OFFERS = """
+query($id: ID!) {
+  requestOffers(requestId: $id) { id driverId status deadline travelSeconds explanation }
+  dispatchDecisions(requestId: $id) { outcome strategy explanation }
+}"""
+MY_OFFERS = "{ myOffers { id requestId status deadline } }"
+ACCEPT = """
+mutation($id: ID!) {
+  acceptOffer(id: $id) {
+    offer { status } serviceRequest { status offersMade }
+    userErrors { field code message }
+  }
+}"""
+DECLINE = """
+mutation($id: ID!) {
+  declineOffer(id: $id, reason: "too far") { offer { status reason } userErrors { code } }
+}"""
+
+
+async def _driver_with_login(tenant: TenantInfo, name: str, km: float) -> tuple[str, str]:
+    """A driver `km` east of the scene, available, and their access token."""
+    user = await users.create_user(
+        tenant,
+        SYSTEM,
+        {"email": f"{name.lower()}@{tenant.slug}.example.com", "name": name, "role": "driver"},
+    )
+    driver = await drivers.create_driver(
+        tenant, SYSTEM, {"name": name, "skills": ["tow", "lockout"], "user_id": user["id"]}
+    )
+    lat, lng = east_of_scene(km)
+    await drivers.set_position(tenant, SYSTEM, driver["id"], {"lat": lat, "lng": lng})
+    await drivers.update_driver(tenant, SYSTEM, driver["id"], {"status": "available"})
+    return str(gid("Driver", driver["id"])), issue_access_token(SECRET, tenant.slug, user["id"])
+
+
+async def _emergency(gql: Gql, tenant: TenantInfo, dispatcher: str) -> str:
+    customer = await gql(
+        tenant, dispatcher, CREATE, {"input": {"name": "Kim", "phone": "+1 415 555 2671"}}
+    )
+    created = await gql(
+        tenant,
+        dispatcher,
+        REQUEST,
+        {
+            "input": {
+                "customerId": customer["data"]["createCustomer"]["customer"]["id"],
+                "serviceType": "lockout",
+                "priority": "EMERGENCY",
+                "pickup": {"lat": SCENE[0], "lng": SCENE[1], "address": "Child locked in"},
+            }
+        },
+    )
+    return str(created["data"]["createServiceRequest"]["serviceRequest"]["id"])
+
+
+async def test_an_emergency_is_offered_to_the_nearest_driver_who_accepts_over_the_api(
+    gql: Gql, two_tenants: tuple[TenantInfo, TenantInfo]
+) -> None:
+    acme, bolt = two_tenants
+    dispatcher = await token_for(acme, "dispatcher")
+    bolt_dispatcher = await token_for(bolt, "dispatcher")
+    near_id, near = await _driver_with_login(acme, "Nina", 2)
+    far_id, far = await _driver_with_login(acme, "Fred", 9)
+    await _driver_with_login(bolt, "Bert", 0.1)
+    request_id = await _emergency(gql, acme, dispatcher)
+
+    await dispatch.sweep(acme)  # what the worker runs when the request's event arrives
+
+    seen = (await gql(acme, dispatcher, OFFERS, {"id": request_id}))["data"]
+    [offer] = seen["requestOffers"]
+    assert offer["driverId"] == near_id and offer["status"] == "OPEN"
+    assert offer["explanation"]["why"].startswith("emergency: fastest to the scene")
+    assert [c["name"] for c in offer["explanation"]["candidates"]] == ["Nina", "Fred"]
+    assert seen["dispatchDecisions"][0]["outcome"] == "offered"
+    # Bolt sees none of it, and its dispatcher cannot read acme's request's offers.
+    assert (await gql(bolt, bolt_dispatcher, OFFERS, {"id": request_id}))["data"] == {
+        "requestOffers": [],
+        "dispatchDecisions": [],
+    }
+    # Only the driver it was offered to sees it and can answer it.
+    assert (await gql(acme, far, MY_OFFERS))["data"]["myOffers"] == []
+    wrong = await gql(acme, far, ACCEPT, {"id": offer["id"]})
+    assert wrong["data"]["acceptOffer"]["userErrors"][0]["code"] == "not_found"
+    mine = (await gql(acme, near, MY_OFFERS))["data"]["myOffers"]
+    assert [m["id"] for m in mine] == [offer["id"]]
+    accepted = (await gql(acme, near, ACCEPT, {"id": offer["id"]}))["data"]["acceptOffer"]
+    assert accepted["userErrors"] == []
+    assert accepted["offer"]["status"] == "ACCEPTED"
+    assert accepted["serviceRequest"] == {"status": "ASSIGNED", "offersMade": 1}
+    again = (await gql(acme, near, ACCEPT, {"id": offer["id"]}))["data"]["acceptOffer"]
+    assert again["userErrors"][0]["code"] == "offer_closed"
+    assert far_id != near_id
+
+
+async def test_a_decline_cascades_and_a_dispatcher_can_offer_by_hand_and_tune_settings(
+    gql: Gql, two_tenants: tuple[TenantInfo, TenantInfo]
+) -> None:
+    acme, bolt = two_tenants
+    dispatcher = await token_for(acme, "dispatcher")
+    admin = await token_for(acme, "admin")
+    _, near = await _driver_with_login(acme, "Nina", 2)
+    far_id, _ = await _driver_with_login(acme, "Fred", 9)
+    request_id = await _emergency(gql, acme, dispatcher)
+    await dispatch.sweep(acme)
+    offer_id = (await gql(acme, near, MY_OFFERS))["data"]["myOffers"][0]["id"]
+    declined = (await gql(acme, near, DECLINE, {"id": offer_id}))["data"]["declineOffer"]
+    assert declined == {"offer": {"status": "DECLINED", "reason": "too far"}, "userErrors": []}
+    await dispatch.sweep(acme)
+    statuses = [
+        (o["driverId"], o["status"])
+        for o in (await gql(acme, dispatcher, OFFERS, {"id": request_id}))["data"]["requestOffers"]
+    ]
+    assert statuses[-1] == (far_id, "OPEN")
+    # A dispatcher moves it by hand: the live offer is withdrawn, a new one made.
+    by_hand = await gql(
+        acme,
+        dispatcher,
+        "mutation($r: ID!, $d: ID!) { offerRequest(requestId: $r, driverId: $d) "
+        "{ outcome offer { driverId offeredBy } userErrors { field code message } } }",
+        {"r": request_id, "d": far_id},
+    )
+    result: dict[str, Any] = by_hand["data"]["offerRequest"]
+    assert result["userErrors"] == [] and result["outcome"] == "offered"
+    assert result["offer"]["driverId"] == far_id and result["offer"]["offeredBy"].startswith("user")
+    # Settings: an admin changes them field by field; a bad value names its field.
+    bad = await gql(
+        acme,
+        admin,
+        "mutation { updateDispatchSettings(input: {radiusKm: -5, offerSeconds: 2}) "
+        "{ settings { radiusKm } userErrors { field code } } }",
+    )
+    fields = {e["field"] for e in bad["data"]["updateDispatchSettings"]["userErrors"]}
+    assert fields == {"radiusKm", "offerSeconds"}
+    good = await gql(
+        acme,
+        admin,
+        "mutation { updateDispatchSettings(input: {radiusKm: 25, weights: {load: 6}}) "
+        "{ settings { radiusKm weights { eta load rating } } userErrors { field } } }",
+    )
+    assert good["data"]["updateDispatchSettings"]["settings"] == {
+        "radiusKm": 25.0,
+        "weights": {"eta": 1.0, "load": 6.0, "rating": 2.0},
+    }
+    bolt_reader = await token_for(bolt, "dispatcher")
+    other = await gql(bolt, bolt_reader, "{ dispatchSettings { radiusKm } }")
+    assert other["data"]["dispatchSettings"]["radiusKm"] == 50.0
+    refused = await gql(
+        acme,
+        dispatcher,
+        "mutation { updateDispatchSettings(input: {radiusKm: 5}) { userErrors { code } } }",
+    )
+    assert refused["data"]["updateDispatchSettings"]["userErrors"][0]["code"] == "forbidden"
