@@ -10,7 +10,7 @@ and the offer is closed as lapsed. Every response is stored on the offer (who, w
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -19,6 +19,7 @@ from patone.core.clock import now
 from patone.core.db import engine
 from patone.core.dispatch import candidates as cands
 from patone.core.dispatch import engine as dispatch
+from patone.core.dispatch.eta import refresh_eta
 from patone.core.errors import Conflict, NotFound, UserError
 from patone.core.permissions import Actor, require
 from patone.core.service_requests import assign_in_transaction, transition_in_transaction
@@ -82,19 +83,27 @@ async def respond_to_offer(
         if offer["status"] != "open":
             raise Conflict("offer_closed", f"this offer is already {offer['status']}", "offer_id")
         at = now()
+        accepted = None
         if at <= offer["deadline"]:
-            if accept:
-                return await _accept(actor, offer, at)
-            offer = await _close(offer_id, "declined", at, reason or "declined")
-            await emit("offer.declined", "offer", offer_id, _payload(offer))
-            await dispatch.flag_exhausted(tenant, [offer["request_id"]], settings, at, "declined")
-            return Response(offer, None)
-        offer = await _close(offer_id, "expired", offer["deadline"], "answered too late")
-        await emit("offer.expired", "offer", offer_id, _payload(offer))
-        await dispatch.flag_exhausted(
-            tenant, [offer["request_id"]], settings, at, "answered too late"
-        )
-    raise OfferExpired("offer_expired", "the offer lapsed before this answer", "offer_id")
+            if not accept:
+                offer = await _close(offer_id, "declined", at, reason or "declined")
+                await emit("offer.declined", "offer", offer_id, _payload(offer))
+                await dispatch.flag_exhausted(
+                    tenant, [offer["request_id"]], settings, at, "declined"
+                )
+                return Response(offer, None)
+            accepted = await _accept(actor, offer, at)
+        else:
+            offer = await _close(offer_id, "expired", offer["deadline"], "answered too late")
+            await emit("offer.expired", "offer", offer_id, _payload(offer))
+            await dispatch.flag_exhausted(
+                tenant, [offer["request_id"]], settings, at, "answered too late"
+            )
+    if accepted is None:
+        raise OfferExpired("offer_expired", "the offer lapsed before this answer", "offer_id")
+    # After the commit: the maps plugin may be a network call, not to be made under the lock.
+    shown = await refresh_eta(tenant, offer["request_id"], force=True)
+    return replace(accepted, request={**(accepted.request or {}), "eta_at": shown})
 
 
 async def _accept(actor: Actor, offer: Row, at: datetime) -> Response:

@@ -259,3 +259,42 @@ async def test_bad_dispatch_settings_name_the_field_and_change_nothing(
     changed = await update_dispatch_settings(acme, ADMIN, {"strategy": "nearest"})
     assert changed.strategy == "nearest"
     assert (await dispatch.read_settings(bolt))[0].strategy == "scored"
+
+
+async def test_accepting_shows_an_eta_that_moves_only_when_it_changes_by_over_a_minute(
+    two_tenants: tuple[TenantInfo, TenantInfo], clock: Clock
+) -> None:
+    from patone.core import drivers
+    from patone.core.dispatch import eta
+    from patone.core.permissions import SYSTEM
+    from tests.core.dispatch.world import east_of_scene
+
+    acme, bolt = two_tenants
+    driver = await driver_at(acme, 6)
+    await driver_at(bolt, 6)
+    request = await request_at_scene(acme)
+    await dispatch.sweep(acme)
+    offer = (await offers.my_offers(acme, driver_actor(driver)))[0]
+    response = await offers.respond_to_offer(acme, driver_actor(driver), offer["id"], accept=True)
+    assert response.request is not None
+    shown = response.request["eta_at"]
+    # 6 km at the offline model's daytime speed: ~7.8 road km at 45 km/h, about 10 minutes.
+    assert timedelta(minutes=8) < shown - clock.at < timedelta(minutes=13)
+    await service_requests.transition(acme, driver_actor(driver), request["id"], "en_route")
+
+    clock.advance(30)  # moved a little: the customer's ETA stays put
+    lat, lng = east_of_scene(5.8)
+    await drivers.set_position(acme, SYSTEM, driver["id"], {"lat": lat, "lng": lng})
+    assert await eta.refresh_driver_etas(acme, [driver["id"]]) == 0
+    clock.advance(60)  # half-way there: more than a minute sooner
+    lat, lng = east_of_scene(3)
+    await drivers.set_position(acme, SYSTEM, driver["id"], {"lat": lat, "lng": lng})
+    assert await eta.refresh_driver_etas(acme, [driver["id"]]) == 1
+    row = await service_requests.get_request(acme, DISPATCHER, request["id"])
+    assert row["eta_at"] < shown - timedelta(minutes=1)
+    async with tenant_transaction(acme):
+        topics = await engine.fetch(
+            "SELECT count(*) AS n FROM outbox WHERE topic = 'request.eta_changed'"
+        )
+    assert topics[0]["n"] == 2  # at acceptance, and after the real change
+    assert await eta.refresh_driver_etas(bolt, [driver["id"]]) == 0  # another company's id

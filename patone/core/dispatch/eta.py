@@ -1,0 +1,104 @@
+"""ETAs: when the driver is expected at the scene, shown to the customer and the dispatcher.
+
+Set when a driver accepts (leaving now from where they are, or after the job they are on), and
+recomputed from the maps plugin as the driver moves; a change of more than `CHANGE_SECONDS` is
+stored and emitted (`request.eta_changed`), which live views and notifications pick up. Smaller
+wobbles are not: a customer watching the countdown should not see it jump by seconds.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from patone.core.activity import emit
+from patone.core.clock import now
+from patone.core.db import engine
+from patone.core.dispatch.engine import travel_estimates
+from patone.plugins.types import GeoPoint
+from patone.tenants.isolation import TenantRef, tenant_transaction
+
+CHANGE_SECONDS = 60  # FEATURES.md: pushed when it changes by more than a minute
+ACTIVE = ("assigned", "en_route")
+
+
+async def _job(request_id: int) -> dict[str, Any] | None:
+    rows = await engine.fetch(
+        "SELECT r.id, r.number, r.status, r.driver, r.pickup_lat, r.pickup_lng, r.eta_at, "
+        "d.last_lat, d.last_lng FROM service_requests r JOIN drivers d ON d.id = r.driver "
+        "WHERE r.id = $1",
+        request_id,
+    )
+    return dict(rows[0]) if rows else None
+
+
+async def refresh_eta(
+    tenant: TenantRef,
+    request_id: int,
+    *,
+    origin: tuple[float, float] | None = None,
+    force: bool = False,
+) -> datetime | None:
+    """Recompute a driven-to request's ETA from the driver's position (or `origin`); store and
+    emit it when it moved by more than a minute (or `force`, at acceptance). Returns the ETA
+    now shown (None when the request is not being driven to)."""
+    async with tenant_transaction(tenant):
+        job = await _job(request_id)
+    if job is None or job["status"] not in ACTIVE:
+        return None
+    start = origin or ((job["last_lat"], job["last_lng"]) if job["last_lat"] is not None else None)
+    if start is None:
+        return job["eta_at"]
+    at = now()
+    [estimate] = await travel_estimates(
+        tenant,
+        [GeoPoint(lat=start[0], lng=start[1])],
+        GeoPoint(lat=job["pickup_lat"], lng=job["pickup_lng"]),
+        at,
+    )
+    if estimate is None:
+        return job["eta_at"]
+    eta = at + timedelta(seconds=estimate.duration_s)
+    shown: datetime | None = job["eta_at"]
+    if not force and shown is not None and abs((eta - shown).total_seconds()) <= CHANGE_SECONDS:
+        return shown
+    async with tenant_transaction(tenant):
+        rows = await engine.fetch(
+            "UPDATE service_requests SET eta_at = $2, eta_updated_at = $3 "
+            "WHERE id = $1 AND status = ANY($4::varchar[]) RETURNING id",
+            request_id,
+            eta,
+            at,
+            list(ACTIVE),
+        )
+        if not rows:
+            return None
+        await emit(
+            "request.eta_changed",
+            "service_request",
+            request_id,
+            {
+                "id": request_id,
+                "number": job["number"],
+                "driver": job["driver"],
+                "eta_at": eta.isoformat(),
+                "previous": shown.isoformat() if shown else None,
+            },
+        )
+    return eta
+
+
+async def refresh_driver_etas(tenant: TenantRef, driver_ids: list[int]) -> int:
+    """After these drivers moved: refresh the ETA of each job they are driving to; returns how
+    many changed."""
+    async with tenant_transaction(tenant):
+        rows = await engine.fetch(
+            "SELECT id, eta_at FROM service_requests WHERE driver = ANY($1::int[]) "
+            "AND status = 'en_route'",
+            driver_ids,
+        )
+    changed = 0
+    for row in rows:
+        if await refresh_eta(tenant, row["id"]) != row["eta_at"]:
+            changed += 1
+    return changed
