@@ -647,6 +647,34 @@ def export_schema(
     console.print(f"wrote {SDL_PATH}")
 
 
+@app.command("simulate")
+def simulate(
+    drivers: Annotated[int, typer.Option(help="Drivers in the fleet.", min=1)] = 50,
+    requests: Annotated[
+        int, typer.Option(help="Calls over the run; 0: sized to keep the fleet ~70 % busy.")
+    ] = 0,
+    hours: Annotated[float, typer.Option(help="Length of the simulated day.", min=0.25)] = 12.0,
+    seed: Annotated[int, typer.Option(help="Seed of the city, demand, noise and drivers.")] = 1,
+    out: Annotated[Path | None, typer.Option(help="Write the figures as JSON here.")] = None,
+    chart: Annotated[Path | None, typer.Option(help="Write a PNG chart here.")] = None,
+    keep: Annotated[bool, typer.Option(help="Keep the two simulation companies.")] = False,
+) -> None:
+    """Run a synthetic city through the dispatch engine and the greedy baseline; print both."""
+    from patone.simulation.simulate import Options
+    from patone.simulation.simulate import simulate as run_simulation
+
+    options = Options(
+        drivers=drivers,
+        requests=requests or None,
+        hours=hours,
+        seed=seed,
+        out=out,
+        chart=chart,
+        keep=keep,
+    )
+    run_with_database(lambda: run_simulation(options, console))
+
+
 def main() -> None:  # pragma: no cover
     app()
 

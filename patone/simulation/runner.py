@@ -1,0 +1,434 @@
+"""A day in a synthetic city, driven through the real dispatch engine, Postgres and Redis.
+
+Each run creates a company of its own, its drivers and their shifts, and plays the demand as a
+discrete-event simulation: a request is created through `service_requests.create_request`; the
+engine's `sweep` (what the workers run on every event and every second) makes the offers; each
+simulated driver answers through `offers.respond_to_offer` after the delay their behaviour gives
+(too late, and the answer is refused as lapsed); an accepted job is driven with the city's true
+travel time (the estimate times the trip's fixed noise), worked on scene, and completed through
+the request's real transitions, the driver's position moved through `drivers.set_position`.
+
+Time: the engine reads the business clock (`patone.core.clock`), which here is simulated time
+that jumps from event to event but also runs on, at real speed, while the engine works. So idle
+minutes cost nothing, and the engine's own processing time counts in its figures (an emergency's
+request-to-offer time is the real time the engine took).
+
+The engine sees the city only through the maps plugin (`SimulatedMaps`: roads and hour-of-day
+speeds, not the noise). The greedy baseline is the same engine set to offer the nearest free
+driver (strategy `nearest`, no pre-emption), on the same demand, noise, behaviour and seed.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import statistics
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from patone.core import customers, drivers, service_requests
+from patone.core.clock import use_clock
+from patone.core.db import engine
+from patone.core.dispatch import engine as dispatch
+from patone.core.dispatch import offers
+from patone.core.dispatch.settings import update_dispatch_settings
+from patone.core.errors import UserError
+from patone.core.permissions import DEFAULT_GRANTS, SYSTEM, Actor
+from patone.simulation.behaviour import DriverBehaviour
+from patone.simulation.city import City, Point
+from patone.simulation.demand import DriverSpec, RequestSpec
+from patone.tenants import provisioning
+from patone.tenants.isolation import tenant_transaction
+from patone.tenants.registry import TenantInfo
+
+START = datetime(2026, 12, 7, 6, 0, tzinfo=ZoneInfo("Europe/Berlin"))  # a Monday, 06:00
+ASSIGNED_WITHIN_S = 120
+SAFETY_SWEEP_S = 30.0  # the workers sweep every second; between events this is enough here
+DRAIN_S = 4 * 3600  # after the last call, jobs still open may finish for this long
+CUSTOMERS = 40
+
+
+class SimClock:
+    """Simulated business time: jumps to each event, and runs at real speed in between."""
+
+    def __init__(self, start: datetime) -> None:
+        self.virtual = start
+        self.mark = time.monotonic()
+
+    def __call__(self) -> datetime:
+        return self.virtual + timedelta(seconds=time.monotonic() - self.mark)
+
+    def advance_to(self, at: datetime) -> None:
+        """Move to `at` unless the engine's work already took the clock past it."""
+        if at > self():
+            self.virtual, self.mark = at, time.monotonic()
+
+
+@dataclass
+class Job:
+    """What happened to one request in one run."""
+
+    spec: RequestSpec
+    request_id: int
+    created_at: datetime
+    offers: int = 0
+    first_offer_at: datetime | None = None
+    accepted_at: datetime | None = None
+    driver: str | None = None
+    eta_shown: datetime | None = None
+    departed_at: datetime | None = None
+    travel_s: float | None = None
+    arrived_at: datetime | None = None
+    completed_at: datetime | None = None
+
+
+@dataclass
+class Driver:
+    spec: DriverSpec
+    db_id: int
+    actor: Actor
+    at: Point
+    on_shift: bool = False
+    jobs_done: int = 0
+    leaving: bool = False
+    busy_with: int | None = None  # request id
+
+
+@dataclass
+class Run:
+    """One run's jobs and drivers, and the figures made from them."""
+
+    strategy: str
+    jobs: dict[int, Job] = field(default_factory=dict)
+    drivers: dict[int, Driver] = field(default_factory=dict)
+    hours: float = 0.0
+    wall_s: float = 0.0
+
+    def figures(self) -> dict[str, float | None]:
+        jobs = list(self.jobs.values())
+        within = [
+            j
+            for j in jobs
+            if j.accepted_at is not None
+            and (j.accepted_at - j.created_at).total_seconds() <= ASSIGNED_WITHIN_S
+        ]
+        emergency = sorted(
+            (j.first_offer_at - j.created_at).total_seconds()
+            for j in jobs
+            if j.spec.priority == "emergency" and j.first_offer_at is not None
+        )
+        travel = [j.travel_s / 60 for j in jobs if j.travel_s is not None]
+        eta_errors = [
+            abs((j.eta_shown - j.arrived_at).total_seconds()) / 60
+            for j in jobs
+            if j.eta_shown is not None and j.arrived_at is not None
+        ]
+        waits = [
+            (j.arrived_at - j.created_at).total_seconds() / 60
+            for j in jobs
+            if j.arrived_at is not None
+        ]
+        full = [
+            d.jobs_done
+            for d in self.drivers.values()
+            if d.spec.shift_start_s <= 0 and d.spec.shift_end_s >= self.hours * 3600
+        ]
+        mean_jobs = statistics.fmean(full) if full else 0.0
+        return {
+            "auto_assigned_within_2min": len(within) / len(jobs) if jobs else None,
+            "emergency_offer_p50_s": _percentile(emergency, 50),
+            "emergency_offer_p99_s": _percentile(emergency, 99),
+            "load_spread": (
+                max(abs(n - mean_jobs) for n in full) / mean_jobs if full and mean_jobs else None
+            ),
+            "travel_time_min": statistics.fmean(travel) if travel else None,
+            "eta_mae_min": statistics.fmean(eta_errors) if eta_errors else None,
+            "wait_to_arrival_min": statistics.fmean(waits) if waits else None,
+            "completed": float(sum(1 for j in jobs if j.completed_at is not None)),
+            "offers_per_request": (statistics.fmean(j.offers for j in jobs) if jobs else None),
+        }
+
+
+def _percentile(values: list[float], p: float) -> float | None:
+    if not values:
+        return None
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[min(98, int(p) - 1)]
+
+
+def driver_actor(driver_id: int) -> Actor:
+    return Actor(
+        kind="user",
+        id=f"sim-driver-{driver_id}",
+        role="driver",
+        permissions=frozenset(DEFAULT_GRANTS["driver"]),
+        driver_id=driver_id,
+    )
+
+
+class Simulation:
+    """One run of the demand through the engine, in a company of its own."""
+
+    def __init__(
+        self,
+        *,
+        city: City,
+        fleet: list[DriverSpec],
+        demand: list[RequestSpec],
+        behaviour: DriverBehaviour,
+        strategy: str,
+        hours: float,
+        on_progress: Callable[[float], None] | None = None,
+    ) -> None:
+        self.city = city
+        self.fleet = fleet
+        self.demand = demand
+        self.behaviour = behaviour
+        self.strategy = strategy
+        self.hours = hours
+        self.on_progress = on_progress
+        self.clock = SimClock(START)
+        self.events: list[tuple[float, int, str, Any]] = []
+        self.counter = itertools.count()
+        self.run = Run(strategy=strategy, hours=hours)
+        self.customers: list[int] = []
+        self.tenant: TenantInfo | None = None
+        self.by_request: dict[int, Job] = {}
+        self.attempts: dict[int, int] = {}
+
+    # --- scheduling --------------------------------------------------------------------------
+
+    def at(self, seconds: float, kind: str, data: Any = None) -> None:
+        heapq.heappush(self.events, (seconds, next(self.counter), kind, data))
+
+    def now_s(self) -> float:
+        return (self.clock() - START).total_seconds()
+
+    # --- the run -----------------------------------------------------------------------------
+
+    async def execute(self, tenant: TenantInfo) -> Run:
+        """Play the whole demand in `tenant` (which must be new and empty)."""
+        self.tenant = tenant
+        started = time.monotonic()
+        with use_clock(self.clock):
+            await self._set_up()
+            for spec in self.demand:
+                self.at(spec.at_s, "call", spec)
+            for d in self.fleet:
+                self.at(max(0.0, d.shift_start_s), "shift_start", d.id)
+                self.at(d.shift_end_s, "shift_end", d.id)
+            end = self.hours * 3600 + DRAIN_S
+            tick = 0.0
+            while tick <= self.hours * 3600:
+                self.at(tick, "sweep")
+                tick += SAFETY_SWEEP_S
+            while self.events:
+                seconds, _, kind, data = heapq.heappop(self.events)
+                if seconds > end:
+                    break
+                self.clock.advance_to(START + timedelta(seconds=seconds))
+                await getattr(self, f"_on_{kind}")(data)
+                if self.on_progress is not None:
+                    self.on_progress(min(seconds, self.hours * 3600))
+        self.run.wall_s = time.monotonic() - started
+        return self.run
+
+    async def _set_up(self) -> None:
+        tenant = self._tenant()
+        await update_dispatch_settings(
+            tenant,
+            SYSTEM,
+            {"strategy": self.strategy, "preempt": self.strategy != "nearest"},
+        )
+        async with tenant_transaction(tenant):
+            await engine.execute(
+                "UPDATE settings SET value = '\"Europe/Berlin\"' WHERE key = 'time_zone'"
+            )
+        for n in range(CUSTOMERS):
+            created = await customers.create_customer(
+                tenant, SYSTEM, {"name": f"Motorist {n + 1}", "phone": f"+1415555{n:04d}"}
+            )
+            self.customers.append(created["id"])
+        for spec in self.fleet:
+            created = await drivers.create_driver(
+                tenant, SYSTEM, {"name": spec.name, "skills": list(spec.skills)}
+            )
+            await drivers.add_shift(
+                tenant,
+                SYSTEM,
+                created["id"],
+                {
+                    "starts_at": START + timedelta(seconds=spec.shift_start_s),
+                    "ends_at": START + timedelta(seconds=spec.shift_end_s),
+                },
+            )
+            self.run.drivers[created["id"]] = Driver(
+                spec=spec, db_id=created["id"], actor=driver_actor(created["id"]), at=spec.home
+            )
+
+    def _tenant(self) -> TenantInfo:
+        assert self.tenant is not None
+        return self.tenant
+
+    def _driver(self, sim_id: str) -> Driver:
+        return next(d for d in self.run.drivers.values() if d.spec.id == sim_id)
+
+    async def _move(self, driver: Driver, point: Point) -> None:
+        driver.at = point
+        await drivers.set_position(
+            self._tenant(), SYSTEM, driver.db_id, {"lat": point[0], "lng": point[1]}
+        )
+
+    async def _engine(self) -> None:
+        """Run the engine as the workers would after an event, and hand new offers to the
+        drivers: each answers after its behaviour's delay; each deadline wakes the engine."""
+        report = await dispatch.sweep(self._tenant())
+        for decision in report.decisions:
+            if decision.outcome != "offered" or decision.offer_id is None:
+                continue
+            job = self.by_request[decision.request_id]
+            driver = self.run.drivers[decision.driver_id or 0]
+            job.offers += 1
+            sent = self.clock()
+            if job.first_offer_at is None:
+                job.first_offer_at = sent
+            attempt = self.attempts.get(job.request_id, 0) + 1
+            self.attempts[job.request_id] = attempt
+            accepts, after_s = self.behaviour.respond(driver.spec.id, f"{job.spec.id}:{attempt}")
+            offset = (sent - START).total_seconds()
+            self.at(offset + after_s, "answer", (decision.offer_id, driver.db_id, accepts))
+            deadline = 10.0 if job.spec.priority == "emergency" else 30.0
+            self.at(offset + deadline + 0.001, "sweep")
+
+    # --- events ------------------------------------------------------------------------------
+
+    async def _on_sweep(self, _: Any) -> None:
+        await self._engine()
+
+    async def _on_call(self, spec: RequestSpec) -> None:
+        data: dict[str, Any] = {
+            "customer_id": self.customers[int(spec.id.rsplit("-", 1)[-1]) % len(self.customers)],
+            "service_type": spec.service_type,
+            "priority": spec.priority,
+            "pickup": {"lat": spec.lat, "lng": spec.lng, "address": spec.id},
+        }
+        if spec.destination is not None:
+            data["destination"] = {"lat": spec.destination[0], "lng": spec.destination[1]}
+        created = await service_requests.create_request(self._tenant(), SYSTEM, data)
+        job = Job(spec=spec, request_id=created["id"], created_at=created["created_at"])
+        self.run.jobs[created["id"]] = job
+        self.by_request[created["id"]] = job
+        await self._engine()
+
+    async def _on_answer(self, data: tuple[int, int, bool]) -> None:
+        offer_id, driver_id, accepts = data
+        driver = self.run.drivers[driver_id]
+        try:
+            response = await offers.respond_to_offer(
+                self._tenant(), driver.actor, offer_id, accept=accepts
+            )
+        except UserError:  # lapsed, withdrawn, or the driver went off shift meanwhile
+            await self._engine()
+            return
+        if not accepts or response.request is None:
+            await self._engine()
+            return
+        job = self.by_request[response.request["id"]]
+        job.accepted_at = response.offer["responded_at"]
+        job.driver = driver.spec.id
+        job.eta_shown = response.request.get("eta_at")
+        if response.preempted is not None:
+            self.by_request[response.preempted].driver = None
+        await self._depart(driver, job)
+        await self._engine()
+
+    async def _depart(self, driver: Driver, job: Job) -> None:
+        if driver.busy_with is not None:  # finishing another job first: leaves when done
+            return
+        driver.busy_with = job.request_id
+        await service_requests.transition(self._tenant(), driver.actor, job.request_id, "en_route")
+        job.departed_at = self.clock()
+        scene = (job.spec.lat, job.spec.lng)
+        job.travel_s = self.city.true_duration(
+            f"{job.spec.id}:to-scene", driver.at, scene, job.departed_at
+        )
+        self.at(self.now_s() + job.travel_s, "arrive", (driver.db_id, job.request_id))
+
+    async def _on_arrive(self, data: tuple[int, int]) -> None:
+        driver_id, request_id = data
+        driver, job = self.run.drivers[driver_id], self.by_request[request_id]
+        tenant = self._tenant()
+        await self._move(driver, (job.spec.lat, job.spec.lng))
+        job.arrived_at = self.clock()
+        await service_requests.transition(tenant, driver.actor, request_id, "on_scene")
+        await service_requests.transition(tenant, driver.actor, request_id, "in_progress")
+        work = job.spec.on_scene_s
+        if job.spec.destination is not None:
+            work += self.city.true_duration(
+                f"{job.spec.id}:tow",
+                (job.spec.lat, job.spec.lng),
+                job.spec.destination,
+                self.clock() + timedelta(seconds=job.spec.on_scene_s),
+            )
+        self.at(self.now_s() + work, "done", (driver_id, request_id))
+
+    async def _on_done(self, data: tuple[int, int]) -> None:
+        driver_id, request_id = data
+        driver, job = self.run.drivers[driver_id], self.by_request[request_id]
+        tenant = self._tenant()
+        if job.spec.destination is not None:
+            await self._move(driver, job.spec.destination)
+        await service_requests.transition(tenant, driver.actor, request_id, "completed")
+        job.completed_at = self.clock()
+        driver.jobs_done += 1
+        driver.busy_with = None
+        queued = await self._next_assigned(driver)
+        if queued is not None:
+            await self._depart(driver, self.by_request[queued])
+        elif driver.leaving:
+            await drivers.update_driver(tenant, SYSTEM, driver.db_id, {"status": "off_duty"})
+        await self._engine()
+
+    async def _next_assigned(self, driver: Driver) -> int | None:
+        async with tenant_transaction(self._tenant()):
+            rows = await engine.fetch(
+                "SELECT id FROM service_requests WHERE driver = $1 AND status = 'assigned' "
+                "ORDER BY assigned_at LIMIT 1",
+                driver.db_id,
+            )
+        return rows[0]["id"] if rows else None
+
+    async def _on_shift_start(self, sim_id: str) -> None:
+        driver = self._driver(sim_id)
+        await self._move(driver, driver.spec.home)
+        await drivers.update_driver(self._tenant(), SYSTEM, driver.db_id, {"status": "available"})
+        driver.on_shift = True
+        await self._engine()
+
+    async def _on_shift_end(self, sim_id: str) -> None:
+        driver = self._driver(sim_id)
+        driver.on_shift = False
+        if driver.busy_with is None:
+            await drivers.update_driver(
+                self._tenant(), SYSTEM, driver.db_id, {"status": "off_duty"}
+            )
+        else:
+            driver.leaving = True
+
+
+async def run_in_new_company(simulation: Simulation, label: str, keep: bool) -> Run:
+    """Run `simulation` in a company made for it (purged afterwards unless `keep`)."""
+    slug = f"sim-{label}-{uuid.uuid4().hex[:6]}"
+    tenant = await provisioning.create_tenant(slug, f"Simulation {label}")
+    try:
+        return await simulation.execute(tenant)
+    finally:
+        if not keep:
+            await provisioning.delete_tenant(slug, reason="simulation finished")
+            await provisioning.purge_tenant(slug, force=True)

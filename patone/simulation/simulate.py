@@ -1,0 +1,242 @@
+"""`patone simulate`: the engine and the greedy baseline on the same city, demand and seed.
+
+Prints the fixed assumptions, then each figure side by side with the baseline and the goal;
+writes the figures as JSON (`--out`) and a chart of assignment times and jobs per driver.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from patone.plugins import config as plugins
+from patone.plugins.manager import PluginManager
+from patone.plugins.secrets import SecretBox
+from patone.simulation import behaviour as behaviour_model
+from patone.simulation.behaviour import DriverBehaviour
+from patone.simulation.city import NOISE_CV, PEAK_FACTOR, City
+from patone.simulation.demand import (
+    TARGET_PEAK_UTILISATION,
+    emergencies_for,
+    generate_demand,
+    generate_fleet,
+    peak_utilisation,
+    size_demand_for_utilisation,
+)
+from patone.simulation.maps_plugin import SimulatedMaps
+from patone.simulation.runner import ASSIGNED_WITHIN_S, START, Run, Simulation, run_in_new_company
+
+# (key, label, goal, seed's bar, better when lower)
+FIGURES: list[tuple[str, str, str, str, bool]] = [
+    ("auto_assigned_within_2min", "auto-assigned within 2 min", ">= 95 %", "80 %", False),
+    ("emergency_offer_p50_s", "emergency request-to-offer p50 (s)", "", "", True),
+    ("emergency_offer_p99_s", "emergency request-to-offer p99 (s)", "< 1 s", "30 s", True),
+    ("load_spread", "load spread (max dev. from mean)", "<= 10 %", "15 %", True),
+    ("travel_time_min", "mean travel to scene (min)", "", "", True),
+    ("travel_time_vs_greedy", "travel time vs greedy", "<= -20 %", "-15 %", True),
+    ("eta_mae_min", "ETA mean absolute error (min)", "<= 3", "5", True),
+    ("wait_to_arrival_min", "mean wait, call to arrival (min)", "", "", True),
+    ("offers_per_request", "offers per request", "", "", True),
+    ("completed", "jobs completed", "", "", False),
+]
+PERCENT = {"auto_assigned_within_2min", "load_spread", "travel_time_vs_greedy"}
+
+
+@dataclass(frozen=True)
+class Options:
+    drivers: int = 50
+    requests: int | None = None  # None: sized to keep the fleet ~70 % busy at peak
+    hours: float = 12.0
+    seed: int = 1
+    out: Path | None = None
+    chart: Path | None = None
+    keep: bool = False
+
+
+def _runtime(city: City) -> plugins.PluginRuntime:
+    manager = PluginManager(load_entry_points=False)
+    manager.register(SimulatedMaps(city))
+    return plugins.PluginRuntime(manager=manager, box=SecretBox("simulation"))
+
+
+def _format(key: str, value: float | None) -> str:
+    if value is None:
+        return "-"
+    if key in PERCENT:
+        return f"{value * 100:+.1f} %" if key == "travel_time_vs_greedy" else f"{value * 100:.1f} %"
+    if key == "completed":
+        return f"{value:.0f}"
+    return f"{value:.2f}"
+
+
+def results(ours: Run, greedy: Run) -> dict[str, Any]:
+    """The figures of both runs in the JSON shape the issue names."""
+    mine, theirs = ours.figures(), greedy.figures()
+    a, b = mine["travel_time_min"], theirs["travel_time_min"]
+    mine["travel_time_vs_greedy"] = a / b - 1 if a is not None and b else None
+    theirs["travel_time_vs_greedy"] = 0.0 if b else None
+    return {**mine, "baseline": theirs}
+
+
+async def simulate(options: Options, console: Console | None = None) -> dict[str, Any]:
+    """Run both, print the comparison, write the files; returns the result dictionary."""
+    console = console or Console()
+    city = City.build(options.seed)
+    fleet = generate_fleet(city, options.seed, options.drivers, options.hours)
+    requests = options.requests or size_demand_for_utilisation(
+        city, fleet, options.seed, options.hours, START
+    )
+    demand = generate_demand(city, options.seed, requests, options.hours, START)
+    used = peak_utilisation(city, fleet, demand, START)
+    _assumptions(console, options, requests, used, len(demand))
+    try:
+        previous: plugins.PluginRuntime | None = plugins.get_runtime()
+    except RuntimeError:
+        previous = None
+    plugins.set_runtime(_runtime(city))
+    runs: dict[str, Run] = {}
+    try:
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.percentage:>3.0f} %"),
+            TimeElapsedColumn(),
+            console=console,
+        ) as progress:
+            for label, strategy in (("ours", "scored"), ("greedy", "nearest")):
+                task = progress.add_task(f"{label:>6} ({strategy})", total=options.hours * 3600)
+                simulation = Simulation(
+                    city=city,
+                    fleet=fleet,
+                    demand=demand,
+                    behaviour=DriverBehaviour(options.seed),
+                    strategy=strategy,
+                    hours=options.hours,
+                    on_progress=partial(_advance, progress, task),
+                )
+                runs[label] = await run_in_new_company(
+                    simulation, f"{options.seed}-{label}", options.keep
+                )
+    finally:
+        plugins.set_runtime(previous)
+    result = results(runs["ours"], runs["greedy"])
+    result["assumptions"] = _assumption_values(options, requests, used)
+    _table(console, result)
+    if options.out is not None:
+        options.out.write_text(json.dumps(result, indent=2, default=str) + "\n")
+        console.print(f"figures written to {options.out}")
+    if options.chart is not None:
+        chart(options.chart, runs["ours"], runs["greedy"])
+        console.print(f"chart written to {options.chart}")
+    return result
+
+
+def _advance(progress: Progress, task: TaskID, seconds: float) -> None:
+    progress.update(task, completed=seconds)
+
+
+def _assumption_values(options: Options, requests: int, used: float) -> dict[str, Any]:
+    return {
+        "drivers": options.drivers,
+        "requests": requests,
+        "hours": options.hours,
+        "seed": options.seed,
+        "emergencies": emergencies_for(requests),
+        "accept_rate": behaviour_model.ACCEPT_RATE,
+        "response_delay_s": list(behaviour_model.RESPONSE_DELAY_S),
+        "offer_deadline_s": behaviour_model.OFFER_DEADLINE_S,
+        "emergency_offer_deadline_s": behaviour_model.EMERGENCY_OFFER_DEADLINE_S,
+        "travel_noise_cv": NOISE_CV,
+        "peak_speed_factor": PEAK_FACTOR,
+        "peak_utilisation_estimate": round(used, 3),
+        "target_peak_utilisation": TARGET_PEAK_UTILISATION,
+    }
+
+
+def _assumptions(console: Console, options: Options, requests: int, used: float, n: int) -> None:
+    low, high = behaviour_model.RESPONSE_DELAY_S
+    console.print(
+        f"[bold]City[/bold] seed {options.seed}: {options.drivers} drivers, {n} requests "
+        f"({emergencies_for(requests)} emergencies) over {options.hours:g} h from "
+        f"{START:%a %H:%M} (Europe/Berlin)."
+    )
+    console.print(
+        f"Fixed: drivers accept {behaviour_model.ACCEPT_RATE:.0%} of offers after "
+        f"{low:g}-{high:g} s; offers last {behaviour_model.OFFER_DEADLINE_S:g} s "
+        f"({behaviour_model.EMERGENCY_OFFER_DEADLINE_S:g} s for emergencies); true trip = "
+        f"estimate x log-normal (CV {NOISE_CV:.0%}); peak speeds {PEAK_FACTOR:g}x free flow; "
+        f'"assigned" = accepted by a driver within {ASSIGNED_WITHIN_S} s.'
+    )
+    note = "" if used <= TARGET_PEAK_UTILISATION * 1.15 else " [red](over the target)[/red]"
+    console.print(
+        f"Demand keeps the fleet about {used:.0%} busy at peak "
+        f"(target {TARGET_PEAK_UTILISATION:.0%}){note}."
+    )
+
+
+def _table(console: Console, result: dict[str, Any]) -> None:
+    table = Table(title="Dispatch simulation: the engine against greedy nearest-driver")
+    for column in ("figure", "engine", "greedy", "goal", "seed's bar"):
+        table.add_column(column, justify="left" if column == "figure" else "right")
+    for key, label, goal, bar, _lower in FIGURES:
+        table.add_row(
+            label,
+            _format(key, result.get(key)),
+            _format(key, result["baseline"].get(key)),
+            goal,
+            bar,
+        )
+    console.print(table)
+
+
+def chart(path: Path, ours: Run, greedy: Run) -> None:
+    """Assignment times (CDF) and jobs per full-shift driver, engine beside greedy."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for run, colour in ((ours, "tab:blue"), (greedy, "tab:orange")):
+        minutes = sorted(
+            (j.accepted_at - j.created_at).total_seconds() / 60
+            for j in run.jobs.values()
+            if j.accepted_at is not None
+        )
+        shares = [(i + 1) / max(1, len(run.jobs)) for i in range(len(minutes))]
+        left.step(minutes, shares, where="post", label=run.strategy, color=colour)
+    left.axvline(ASSIGNED_WITHIN_S / 60, color="grey", linestyle=":")
+    left.set(xlabel="minutes from call to a driver's accept", ylabel="share of requests")
+    left.set_xlim(0, 10)
+    left.legend()
+    width = 0.4
+    for offset, run, colour in ((-width / 2, ours, "tab:blue"), (width / 2, greedy, "tab:orange")):
+        counts = _full_shift_jobs(run)
+        right.bar(
+            [i + offset for i in range(len(counts))],
+            counts,
+            width,
+            label=run.strategy,
+            color=colour,
+        )
+    right.set(xlabel="full-shift drivers", ylabel="jobs completed")
+    right.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def _full_shift_jobs(run: Run) -> Sequence[int]:
+    return [
+        d.jobs_done
+        for d in sorted(run.drivers.values(), key=lambda d: d.spec.id)
+        if d.spec.shift_start_s <= 0 and d.spec.shift_end_s >= run.hours * 3600
+    ]
