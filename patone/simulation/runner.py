@@ -162,6 +162,14 @@ def _percentile(values: list[float], p: float) -> float | None:
     return statistics.quantiles(values, n=100, method="inclusive")[min(98, int(p) - 1)]
 
 
+DISPATCHER = Actor(
+    kind="user",
+    id="sim-dispatcher",
+    role="dispatcher",
+    permissions=frozenset(DEFAULT_GRANTS["dispatcher"]),
+)
+
+
 def driver_actor(driver_id: int) -> Actor:
     return Actor(
         kind="user",
@@ -226,7 +234,7 @@ class Simulation:
             end = self.hours * 3600 + DRAIN_S
             tick = 0.0
             while tick <= self.hours * 3600:
-                self.at(tick, "sweep")
+                self.at(tick, "tick")
                 tick += SAFETY_SWEEP_S
             while self.events:
                 seconds, _, kind, data = heapq.heappop(self.events)
@@ -289,7 +297,10 @@ class Simulation:
         """Run the engine as the workers would after an event, and hand new offers to the
         drivers: each answers after its behaviour's delay; each deadline wakes the engine."""
         report = await dispatch.sweep(self._tenant())
-        for decision in report.decisions:
+        self._hand_out(report.decisions)
+
+    def _hand_out(self, decisions: list[dispatch.Decision]) -> None:
+        for decision in decisions:
             if decision.outcome != "offered" or decision.offer_id is None:
                 continue
             job = self.by_request[decision.request_id]
@@ -309,6 +320,17 @@ class Simulation:
     # --- events ------------------------------------------------------------------------------
 
     async def _on_sweep(self, _: Any) -> None:
+        await self._engine()
+
+    async def _on_tick(self, _: Any) -> None:
+        """The workers' periodic sweep, and the dispatcher on duty: a request the engine
+        flagged (its offers came to nothing) is sent back to the engine with a fresh count."""
+        async with tenant_transaction(self._tenant()):
+            flagged = await engine.fetch(
+                "SELECT id FROM service_requests WHERE status = 'pending' AND needs_dispatcher"
+            )
+        for row in flagged:
+            self._hand_out([await dispatch.dispatch_again(self._tenant(), DISPATCHER, row["id"])])
         await self._engine()
 
     async def _on_call(self, spec: RequestSpec) -> None:

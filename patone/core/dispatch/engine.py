@@ -440,10 +440,13 @@ async def make_offer(
     return Decision(request["id"], "offered", offer_id, candidate.driver_id, explanation)
 
 
-async def expire_offers(tenant: TenantRef) -> list[dict[str, Any]]:
+async def expire_offers(
+    tenant: TenantRef, settings: DispatchSettings | None = None
+) -> list[dict[str, Any]]:
     """Close every live offer whose deadline has passed; flag requests that ran out of offers.
     Returns the expired offers."""
-    settings, _ = await read_settings(tenant)
+    if settings is None:
+        settings, _ = await read_settings(tenant)
     at = now()
     async with tenant_transaction(tenant):
         await lock_dispatch(tenant)
@@ -496,29 +499,43 @@ async def flag_exhausted(
     return [row["id"] for row in rows]
 
 
+_WAITING = (
+    "SELECT id FROM service_requests r WHERE status = 'pending' AND NOT needs_dispatcher "
+    "AND NOT EXISTS (SELECT 1 FROM offers o WHERE o.request_id = r.id AND o.status = 'open') "
+    f"ORDER BY priority = 'emergency' DESC, requeued_at IS NULL, {PRIORITY_RANK}, created_at, id "
+    "LIMIT $1"
+)
+
+
 async def waiting_requests(tenant: TenantRef, limit: int = SWEEP_LIMIT) -> list[int]:
     """Requests waiting for an offer, in the order they are dispatched: emergencies, then those
     sent back to the queue, then by priority and age."""
     async with tenant_transaction(tenant):
-        rows = await engine.fetch(
-            "SELECT id FROM service_requests r WHERE status = 'pending' AND NOT needs_dispatcher "
-            "AND NOT EXISTS (SELECT 1 FROM offers o WHERE o.request_id = r.id "
-            "AND o.status = 'open') "
-            f"ORDER BY priority = 'emergency' DESC, requeued_at IS NULL, {PRIORITY_RANK}, "
-            "created_at, id LIMIT $1",
-            limit,
-        )
+        rows = await engine.fetch(_WAITING, limit)
     return [row["id"] for row in rows]
 
 
 async def sweep(tenant: TenantRef) -> SweepReport:
     """Close lapsed offers, then offer every waiting request (when the company dispatches
-    automatically)."""
-    expired = await expire_offers(tenant)
-    settings, zone = await read_settings(tenant)
+    automatically). A quiet sweep (nothing due, nothing waiting) is one short transaction."""
+    async with tenant_transaction(tenant):
+        stored = await engine.fetch(
+            "SELECT key, value FROM settings WHERE key IN ('dispatch', 'time_zone')"
+        )
+        due = await engine.fetch(
+            "SELECT EXISTS (SELECT 1 FROM offers WHERE status = 'open' AND deadline <= $1) AS due",
+            now(),
+        )
+        waiting = [row["id"] for row in await engine.fetch(_WAITING, SWEEP_LIMIT)]
+    values = {row["key"]: json.loads(row["value"]) for row in stored}
+    settings = DispatchSettings.model_validate(values.get("dispatch") or {})
+    zone = str(values.get("time_zone", "UTC"))
+    expired = await expire_offers(tenant, settings) if due[0]["due"] else []
+    if expired:  # their requests wait again
+        waiting = await waiting_requests(tenant)
     decisions: list[Decision] = []
     if settings.auto_dispatch:
-        for request_id in await waiting_requests(tenant):
+        for request_id in waiting:
             decisions.append(
                 await dispatch_request(tenant, request_id, settings=settings, zone=zone)
             )
