@@ -1,0 +1,2 @@
+"""The dispatch engine: live driver positions, candidates, offers and scoring (DESIGN.md,
+"Dispatch engine")."""
