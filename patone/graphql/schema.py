@@ -35,6 +35,7 @@ from patone.graphql.ids import from_global_id
 from patone.graphql.limits import CostLimiter
 from patone.graphql.notifications import NotificationMutations, NotificationQueries
 from patone.graphql.plugins import PluginMutations, PluginQueries
+from patone.graphql.positions import PositionMutations, PositionQueries, PositionSubscription
 from patone.graphql.push import PushMutations, PushQueries
 from patone.graphql.requests import RequestMutations, RequestQueries
 from patone.graphql.subscriptions import Subscription
@@ -100,6 +101,7 @@ def build_schema(*, third_party: bool = True) -> strawberry.Schema:
             RequestQueries,
             CustomerQueries,
             DriverQueries,
+            PositionQueries,
             CompanyQueries,
             ReportQueries,
             DocumentQueries,
@@ -119,6 +121,7 @@ def build_schema(*, third_party: bool = True) -> strawberry.Schema:
             RequestMutations,
             CustomerMutations,
             DriverMutations,
+            PositionMutations,
             CompanyMutations,
             DocumentMutations,
             PluginMutations,
@@ -133,7 +136,7 @@ def build_schema(*, third_party: bool = True) -> strawberry.Schema:
     return strawberry.Schema(
         query=query,
         mutation=mutation,
-        subscription=Subscription,
+        subscription=merge_types("Subscription", (Subscription, PositionSubscription)),
         types=[ServiceType, User],
         # Factories: a fresh extension per request (the caches behind them are shared).
         extensions=[

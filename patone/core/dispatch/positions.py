@@ -43,7 +43,7 @@ import logging
 import math
 import os
 import socket
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, cast
@@ -464,7 +464,7 @@ async def forget_driver(tenant: TenantRef, driver_id: int) -> None:
 
 async def subscribe_positions(
     tenant: TenantRef, driver_ids: Iterable[int] | None = None
-) -> AsyncIterator[list[DriverPosition]]:
+) -> AsyncGenerator[list[DriverPosition], None]:
     """Live positions as they are accepted: one list per ping request (the newest ping of each
     driver in it), only of `driver_ids` when given. Subscribes before the first `yield`."""
     wanted = set(driver_ids) if driver_ids is not None else None
