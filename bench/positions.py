@@ -266,7 +266,7 @@ class CpuSampler:
                     title = " ".join(child.cmdline()) + " "
                     if f" {self.database} " in title:
                         found.append(("postgres", child))
-                    elif title.removeprefix("postgres: ").strip() in BACKGROUND:
+                    elif title.rsplit(":", 1)[-1].strip() in BACKGROUND:  # "15/main: walwriter"
                         found.append(("postgres_background", child))
         return found
 

@@ -85,19 +85,26 @@ async def _next(socket: Any, timeout: float = 5.0) -> dict[str, Any]:
             return message  # type: ignore[no-any-return]
 
 
+async def _dispatchers_subscribed(
+    server: int, tenants: tuple[TenantInfo, ...], sockets: list[Any], query: str
+) -> list[Any]:
+    """A dispatcher's socket per company, subscribed to `query`."""
+    opened = [await _socket(server, t, await token_for(t, "dispatcher")) for t in tenants]
+    sockets.extend(opened)
+    for socket in opened:
+        assert (await _next(socket))["type"] == "connection_ack"
+        await socket.send(json.dumps({"id": "1", "type": "subscribe", "payload": {"query": query}}))
+    await asyncio.sleep(0.3)  # let the server subscribe to Redis
+    return opened
+
+
 async def test_an_update_from_another_process_reaches_the_subscriber(
     server: int, two_tenants: tuple[TenantInfo, TenantInfo], sockets: list[Any]
 ) -> None:
-    acme, bolt = two_tenants
-    acme_socket = await _socket(server, acme, await token_for(acme, "dispatcher"))
-    bolt_socket = await _socket(server, bolt, await token_for(bolt, "dispatcher"))
-    sockets.extend([acme_socket, bolt_socket])
-    for socket in (acme_socket, bolt_socket):
-        assert (await _next(socket))["type"] == "connection_ack"
-        await socket.send(
-            json.dumps({"id": "1", "type": "subscribe", "payload": {"query": SUBSCRIBE}})
-        )
-    await asyncio.sleep(0.3)  # let the server subscribe to Redis
+    acme, _bolt = two_tenants
+    acme_socket, bolt_socket = await _dispatchers_subscribed(
+        server, two_tenants, sockets, SUBSCRIBE
+    )
 
     customer = await customers.create_customer(acme, SYSTEM, {"name": "Live"})
     request = await service_requests.create_request(
@@ -167,15 +174,9 @@ async def test_a_ping_reaches_the_dispatch_map_within_a_second_and_only_its_comp
     server: int, two_tenants: tuple[TenantInfo, TenantInfo], sockets: list[Any]
 ) -> None:
     acme, bolt = two_tenants
-    acme_socket = await _socket(server, acme, await token_for(acme, "dispatcher"))
-    bolt_socket = await _socket(server, bolt, await token_for(bolt, "dispatcher"))
-    sockets.extend([acme_socket, bolt_socket])
-    for socket in (acme_socket, bolt_socket):
-        assert (await _next(socket))["type"] == "connection_ack"
-        await socket.send(
-            json.dumps({"id": "1", "type": "subscribe", "payload": {"query": POSITIONS}})
-        )
-    await asyncio.sleep(0.3)  # let the server subscribe to Redis
+    acme_socket, bolt_socket = await _dispatchers_subscribed(
+        server, two_tenants, sockets, POSITIONS
+    )
     driver = await drivers.create_driver(acme, SYSTEM, {"name": "Ray"})
     await drivers.create_driver(bolt, SYSTEM, {"name": "Bo"})  # the same id, in Bolt
     sent = time.monotonic()
