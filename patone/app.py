@@ -33,6 +33,7 @@ from patone.core.scheduler import Scheduler
 from patone.core.sessions import Lifetimes
 from patone.core.signing_keys import keyring_for
 from patone.core.worker import ACTOR_MODULES, import_actor_modules, start_in_process_worker
+from patone.driver_routes import driver_routes
 from patone.embedded import EmbeddedServices
 from patone.graphql.app import GraphQLApp
 from patone.graphql.graphiql import static_files
@@ -304,6 +305,7 @@ def create_app(
             Route("/", home),
             Route("/api/tenant", tenant_info),
             *auth_routes(secret),
+            *driver_routes(secret),
             Route("/files/{key:path}", storage_local.serve),
             Route("/.well-known/jwks.json", jwks),
             Route("/oauth/token", token_endpoint, methods=["POST"]),

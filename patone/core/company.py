@@ -7,7 +7,7 @@ from datetime import datetime, time
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import field_validator
+from pydantic import Field, field_validator
 
 from patone.core.activity import record
 from patone.core.db import engine
@@ -29,6 +29,8 @@ class SettingsInput(Input):
     currency: str | None = None
     time_zone: str | None = None
     business_hours: dict[str, tuple[str, str] | None] | None = None
+    # Days of drivers' GPS history kept (patone.core.dispatch.positions drops older days).
+    positions_retention_days: int | None = Field(None, ge=1, le=3650)
 
     @field_validator("currency")
     @classmethod

@@ -10,15 +10,18 @@ from pydantic import Field, model_validator
 from patone.core.activity import audited_update, emit, record
 from patone.core.clock import now
 from patone.core.db import engine
+from patone.core.dispatch import positions
+from patone.core.errors import UserError, ValidationFailed
 from patone.core.inputs import Input, Latitude, Longitude, Name, Phone, parse
 from patone.core.permissions import Actor, require
-from patone.core.rows import insert_row, row_by_id, update_row
+from patone.core.rows import insert_row, row_by_id
 from patone.core.tables import DriverStatus
 from patone.core.users import actors_changed
 from patone.tenants.isolation import TenantRef, tenant_transaction
 
 Row = dict[str, Any]
 Skill = str
+UNKNOWN_ACCURACY_M = 100.0  # what a position sent without its accuracy is taken to have
 
 
 class DriverInput(Input):
@@ -40,6 +43,7 @@ class DriverChanges(Input):
 class PositionInput(Input):
     lat: Latitude
     lng: Longitude
+    accuracy_m: float = Field(UNKNOWN_ACCURACY_M, gt=0)
 
 
 class ShiftInput(Input):
@@ -132,18 +136,21 @@ async def update_driver(tenant: TenantRef, actor: Actor, driver_id: int, data: A
 
 
 async def set_position(tenant: TenantRef, actor: Actor, driver_id: int, data: Any) -> Row:
-    """The driver's latest position (the dispatch issue adds GPS history and Redis GEO)."""
+    """The driver's position now, recorded as a GPS ping (`dispatch.positions.record_pings`:
+    live map, Redis GEO, history). The row returned shows it at once; the drivers table itself
+    catches up within seconds, when the history is flushed."""
     if actor.driver_id != driver_id:
         require(actor, "drivers.manage")
     position = parse(PositionInput, data)
     async with tenant_transaction(tenant):
-        await _driver(driver_id)
-        await update_row(
-            "drivers",
-            driver_id,
-            {"last_lat": position.lat, "last_lng": position.lng, "last_seen_at": now()},
-        )
-        return await _driver(driver_id)
+        row = await _driver(driver_id)
+    ping = {**position.model_dump(), "driver_id": driver_id, "recorded_at": now()}
+    report = await positions.record_pings(tenant, actor, [ping])
+    if report.refused:
+        raise ValidationFailed([UserError(r.code, r.message, r.field) for r in report.refused])
+    for latest in await positions.driver_positions(tenant, [driver_id]):
+        row.update(last_lat=latest.lat, last_lng=latest.lng, last_seen_at=latest.recorded_at)
+    return row
 
 
 async def archive_driver(tenant: TenantRef, actor: Actor, driver_id: int) -> Row:

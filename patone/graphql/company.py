@@ -54,6 +54,7 @@ class SettingsInput:
     currency: str | None = strawberry.UNSET
     time_zone: str | None = strawberry.UNSET
     business_hours: JSON | None = strawberry.UNSET
+    positions_retention_days: int | None = strawberry.UNSET
 
 
 @strawberry.input

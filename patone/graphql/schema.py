@@ -36,6 +36,7 @@ from patone.graphql.ids import from_global_id
 from patone.graphql.limits import CostLimiter
 from patone.graphql.notifications import NotificationMutations, NotificationQueries
 from patone.graphql.plugins import PluginMutations, PluginQueries
+from patone.graphql.positions import PositionMutations, PositionQueries, PositionSubscription
 from patone.graphql.push import PushMutations, PushQueries
 from patone.graphql.requests import RequestMutations, RequestQueries
 from patone.graphql.subscriptions import Subscription
@@ -102,6 +103,7 @@ def build_schema(*, third_party: bool = True) -> strawberry.Schema:
             CustomerQueries,
             DriverQueries,
             DispatchQueries,
+            PositionQueries,
             CompanyQueries,
             ReportQueries,
             DocumentQueries,
@@ -122,6 +124,7 @@ def build_schema(*, third_party: bool = True) -> strawberry.Schema:
             CustomerMutations,
             DriverMutations,
             DispatchMutations,
+            PositionMutations,
             CompanyMutations,
             DocumentMutations,
             PluginMutations,
@@ -136,7 +139,7 @@ def build_schema(*, third_party: bool = True) -> strawberry.Schema:
     return strawberry.Schema(
         query=query,
         mutation=mutation,
-        subscription=Subscription,
+        subscription=merge_types("Subscription", (Subscription, PositionSubscription)),
         types=[ServiceType, User],
         # Factories: a fresh extension per request (the caches behind them are shared).
         extensions=[

@@ -15,11 +15,14 @@ import httpx
 import pytest
 import websockets
 
-from patone.core import customers, revocation, service_requests
+from patone.core import customers, drivers, revocation, service_requests
+from patone.core.clock import now
+from patone.core.dispatch import positions
 from patone.core.permissions import SYSTEM
 from patone.core.tokens import TENANT_AUDIENCE, verify_token
 from patone.graphql.app import REVOCATION_CHECK_EVERY
 from patone.tenants.registry import TenantInfo
+from tests.conftest import actor_for
 from tests.graphql.conftest import SECRET, token_for
 from tests.test_embedded import _free_port
 
@@ -82,19 +85,26 @@ async def _next(socket: Any, timeout: float = 5.0) -> dict[str, Any]:
             return message  # type: ignore[no-any-return]
 
 
+async def _dispatchers_subscribed(
+    server: int, tenants: tuple[TenantInfo, ...], sockets: list[Any], query: str
+) -> list[Any]:
+    """A dispatcher's socket per company, subscribed to `query`."""
+    opened = [await _socket(server, t, await token_for(t, "dispatcher")) for t in tenants]
+    sockets.extend(opened)
+    for socket in opened:
+        assert (await _next(socket))["type"] == "connection_ack"
+        await socket.send(json.dumps({"id": "1", "type": "subscribe", "payload": {"query": query}}))
+    await asyncio.sleep(0.3)  # let the server subscribe to Redis
+    return opened
+
+
 async def test_an_update_from_another_process_reaches_the_subscriber(
     server: int, two_tenants: tuple[TenantInfo, TenantInfo], sockets: list[Any]
 ) -> None:
-    acme, bolt = two_tenants
-    acme_socket = await _socket(server, acme, await token_for(acme, "dispatcher"))
-    bolt_socket = await _socket(server, bolt, await token_for(bolt, "dispatcher"))
-    sockets.extend([acme_socket, bolt_socket])
-    for socket in (acme_socket, bolt_socket):
-        assert (await _next(socket))["type"] == "connection_ack"
-        await socket.send(
-            json.dumps({"id": "1", "type": "subscribe", "payload": {"query": SUBSCRIBE}})
-        )
-    await asyncio.sleep(0.3)  # let the server subscribe to Redis
+    acme, _bolt = two_tenants
+    acme_socket, bolt_socket = await _dispatchers_subscribed(
+        server, two_tenants, sockets, SUBSCRIBE
+    )
 
     customer = await customers.create_customer(acme, SYSTEM, {"name": "Live"})
     request = await service_requests.create_request(
@@ -154,4 +164,31 @@ async def test_a_socket_whose_token_is_revoked_is_closed_within_seconds(
     assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (4403, "token revoked")
     assert time.monotonic() - started < REVOCATION_CHECK_EVERY + 2
     with pytest.raises(TimeoutError):  # the other company's socket stays open
+        await _next(bolt_socket, timeout=0.5)
+
+
+POSITIONS = "subscription { driverPositions { driverId lat recordedAt } }"
+
+
+async def test_a_ping_reaches_the_dispatch_map_within_a_second_and_only_its_company(
+    server: int, two_tenants: tuple[TenantInfo, TenantInfo], sockets: list[Any]
+) -> None:
+    acme, bolt = two_tenants
+    acme_socket, bolt_socket = await _dispatchers_subscribed(
+        server, two_tenants, sockets, POSITIONS
+    )
+    driver = await drivers.create_driver(acme, SYSTEM, {"name": "Ray"})
+    await drivers.create_driver(bolt, SYSTEM, {"name": "Bo"})  # the same id, in Bolt
+    sent = time.monotonic()
+    report = await positions.record_pings(
+        acme,
+        actor_for("driver", driver_id=driver["id"]),
+        [{"lat": 52.52, "lng": 13.405, "accuracy_m": 5, "recorded_at": now()}],
+    )
+    assert report.accepted == 1
+    message = await _next(acme_socket, timeout=1.0)
+    assert time.monotonic() - sent < 1.0
+    (live,) = message["payload"]["data"]["driverPositions"]
+    assert live["lat"] == 52.52
+    with pytest.raises(TimeoutError):
         await _next(bolt_socket, timeout=0.5)

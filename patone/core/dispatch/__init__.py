@@ -1,1 +1,2 @@
-"""The dispatch engine: driver positions, candidates and scores, offers, ETAs, route plans."""
+"""The dispatch engine: driver positions, candidates and scores, offers, ETAs, route plans
+(DESIGN.md, "Dispatch engine")."""
