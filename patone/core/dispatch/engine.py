@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -30,6 +31,7 @@ from patone.core.company import get_settings
 from patone.core.db import engine
 from patone.core.dispatch import candidates as cands
 from patone.core.dispatch.candidates import Candidate, Excluded, Scored
+from patone.core.dispatch.positions import driver_positions
 from patone.core.dispatch.settings import DispatchSettings
 from patone.core.errors import Conflict, NotFound
 from patone.core.permissions import Actor, require
@@ -135,12 +137,13 @@ async def _situation(
         )
     }
     drivers = await engine.fetch(_DRIVERS, _day_start(at, zone))
+    live = await positions_of(tenant, drivers)
     emergency = request["priority"] == "emergency"
     found: list[Candidate] = []
     excluded: list[Excluded] = []
     for d in drivers:
         reason = _exclusion(d, required, tried, emergency and settings.preempt)
-        if reason is None and (d["last_lat"] is None or d["last_lng"] is None):
+        if reason is None and d["id"] not in live:
             reason = "position unknown"
         if reason is not None:
             excluded.append(Excluded(d["id"], d["name"], reason))
@@ -148,8 +151,8 @@ async def _situation(
         candidate = Candidate(
             driver_id=d["id"],
             name=d["name"],
-            lat=d["last_lat"],
-            lng=d["last_lng"],
+            lat=live[d["id"]][0],
+            lng=live[d["id"]][1],
             jobs_today=d["jobs_today"],
             rating=cands.rating_stars(d["rating"]),
             preempts=d["job"] if d["status"] == "busy" else None,
@@ -163,6 +166,19 @@ async def _situation(
     return _Situation(
         request, required, found, excluded, cands.mean([d["jobs_today"] for d in drivers])
     )
+
+
+async def positions_of(tenant: TenantRef, drivers: Sequence[Any]) -> dict[int, tuple[float, float]]:
+    """Where each of these drivers (rows with id, last_lat, last_lng) is: the live position from
+    their pings, else the last one the drivers table holds."""
+    found = {
+        d["id"]: (d["last_lat"], d["last_lng"])
+        for d in drivers
+        if d["last_lat"] is not None and d["last_lng"] is not None
+    }
+    for position in await driver_positions(tenant, [d["id"] for d in drivers]):
+        found[position.driver_id] = (position.lat, position.lng)
+    return found
 
 
 def _exclusion(

@@ -14,7 +14,7 @@ from typing import Any
 from patone.core.activity import emit
 from patone.core.clock import now
 from patone.core.db import engine
-from patone.core.dispatch.engine import travel_estimates
+from patone.core.dispatch.engine import positions_of, travel_estimates
 from patone.plugins.types import GeoPoint
 from patone.tenants.isolation import TenantRef, tenant_transaction
 
@@ -46,7 +46,8 @@ async def refresh_eta(
         job = await _job(request_id)
     if job is None or job["status"] not in ACTIVE:
         return None
-    start = origin or ((job["last_lat"], job["last_lng"]) if job["last_lat"] is not None else None)
+    live = await positions_of(tenant, [{**job, "id": job["driver"]}])
+    start = origin or live.get(job["driver"])
     if start is None:
         return job["eta_at"]
     at = now()

@@ -201,11 +201,12 @@ async def offer_by_hand(
         )
         d = driver[0]
         travel = None
-        if d["last_lat"] is not None and d["last_lng"] is not None:
+        where = (await dispatch.positions_of(tenant, [d])).get(driver_id)
+        if where is not None:
             travel = (
                 await dispatch.travel_estimates(
                     tenant,
-                    [GeoPoint(lat=d["last_lat"], lng=d["last_lng"])],
+                    [GeoPoint(lat=where[0], lng=where[1])],
                     GeoPoint(lat=request["pickup_lat"], lng=request["pickup_lng"]),
                     at,
                 )
@@ -214,8 +215,8 @@ async def offer_by_hand(
             cands.Candidate(
                 driver_id=driver_id,
                 name=d["name"],
-                lat=d["last_lat"] or 0.0,
-                lng=d["last_lng"] or 0.0,
+                lat=where[0] if where else 0.0,
+                lng=where[1] if where else 0.0,
                 travel_s=travel.duration_s if travel else None,
                 distance_m=travel.distance_m if travel else None,
             ),
