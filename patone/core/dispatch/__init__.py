@@ -1,0 +1,1 @@
+"""The dispatch engine: candidates, offers, scoring and route optimisation."""
