@@ -18,7 +18,10 @@ import itertools
 import time
 from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from ortools.constraint_solver.pywrapcp import RoutingIndexManager, RoutingModel
 
 # Weight of one second of lateness, by priority 0..3 (3 = emergency), against one second of
 # driving. A routine customer's waiting second is worth a second of a truck's driving (neither
@@ -359,10 +362,52 @@ def _solve(
     guided: bool,
     solution_limit: int | None,
 ) -> Routes | None:
-    """The routing model over nodes [shared end, vehicle starts..., stops...], searched from
-    `seed` with guided local search until the time limit, or (not `guided`) to the first local
-    optimum; None when the solver found no solution within the limit."""
+    """Search the routing model from `seed`: guided local search until the time limit, or (not
+    `guided`) to the first local optimum; None when the solver found no solution in time."""
+    # Imported here: OR-Tools takes about 0.1 s to import, paid only by processes that plan.
     from ortools.constraint_solver import pywrapcp, routing_enums_pb2
+
+    manager, routing = _model(problem)
+    first_stop = 1 + len(problem.vehicles)
+    parameters = pywrapcp.DefaultRoutingSearchParameters()
+    parameters.first_solution_strategy = (
+        routing_enums_pb2.FirstSolutionStrategy.PARALLEL_CHEAPEST_INSERTION
+    )
+    parameters.local_search_metaheuristic = (
+        routing_enums_pb2.LocalSearchMetaheuristic.GUIDED_LOCAL_SEARCH
+        if guided
+        else routing_enums_pb2.LocalSearchMetaheuristic.GREEDY_DESCENT
+    )
+    parameters.time_limit.FromMicroseconds(max(1, round(time_limit_s * 1_000_000)))
+    if solution_limit is not None:
+        parameters.solution_limit = solution_limit
+    # Local search starts from the greedy plan: insertion heuristics ignore lateness, and their
+    # first solutions scored 1.5 to 4 times greedy's on the benchmark's instances, too far to
+    # recover in a fraction of a second.
+    routing.CloseModelWithParameters(parameters)
+    initial = routing.ReadAssignmentFromRoutes(
+        [[manager.NodeToIndex(first_stop + s) for s in route] for route in seed], True
+    )
+    if initial is None:  # not expected (greedy keeps every hard rule): search from scratch
+        solution = routing.SolveWithParameters(parameters)
+    else:
+        solution = routing.SolveFromAssignmentWithParameters(initial, parameters)
+    if solution is None:
+        return None
+    routes: Routes = []
+    for v in range(len(problem.vehicles)):
+        route, index = [], solution.Value(routing.NextVar(routing.Start(v)))
+        while not routing.IsEnd(index):
+            route.append(manager.IndexToNode(index) - first_stop)
+            index = solution.Value(routing.NextVar(index))
+        routes.append(route)
+    return routes
+
+
+def _model(problem: _Problem) -> tuple[RoutingIndexManager, RoutingModel]:
+    """The routing model over nodes [shared end, vehicle starts..., stops...]: its index manager
+    and the model, objective and constraints in place."""
+    from ortools.constraint_solver import pywrapcp
 
     vehicles, stops = problem.vehicles, problem.stops
     first_stop = 1 + len(vehicles)
@@ -416,37 +461,4 @@ def _solve(
         clock.CumulVar(index).SetRange(earliest, problem.horizon)
         clock.SetCumulVarSoftUpperBound(index, due, problem.lateness_weight(s))
         routing.AddDisjunction([index], problem.drop_penalty(s))
-
-    parameters = pywrapcp.DefaultRoutingSearchParameters()
-    parameters.first_solution_strategy = (
-        routing_enums_pb2.FirstSolutionStrategy.PARALLEL_CHEAPEST_INSERTION
-    )
-    parameters.local_search_metaheuristic = (
-        routing_enums_pb2.LocalSearchMetaheuristic.GUIDED_LOCAL_SEARCH
-        if guided
-        else routing_enums_pb2.LocalSearchMetaheuristic.GREEDY_DESCENT
-    )
-    parameters.time_limit.FromMicroseconds(max(1, round(time_limit_s * 1_000_000)))
-    if solution_limit is not None:
-        parameters.solution_limit = solution_limit
-    # Local search starts from the greedy plan: insertion heuristics ignore lateness, and their
-    # first solutions scored 1.5 to 4 times greedy's on the benchmark's instances, too far to
-    # recover in a fraction of a second.
-    routing.CloseModelWithParameters(parameters)
-    initial = routing.ReadAssignmentFromRoutes(
-        [[manager.NodeToIndex(first_stop + s) for s in route] for route in seed], True
-    )
-    if initial is None:  # not expected (greedy keeps every hard rule): search from scratch
-        solution = routing.SolveWithParameters(parameters)
-    else:
-        solution = routing.SolveFromAssignmentWithParameters(initial, parameters)
-    if solution is None:
-        return None
-    routes: Routes = []
-    for v in range(len(vehicles)):
-        route, index = [], solution.Value(routing.NextVar(routing.Start(v)))
-        while not routing.IsEnd(index):
-            route.append(manager.IndexToNode(index) - first_stop)
-            index = solution.Value(routing.NextVar(index))
-        routes.append(route)
-    return routes
+    return manager, routing
