@@ -15,7 +15,7 @@ def test_routing_smoke(tmp_path: Path) -> None:
         "10x20",
         "30x60",
         "60x80",
-        "summary: driving below greedy, worst size of the re-plans",
+        "summary: driving below greedy nearest-available, worst size of the re-plans",
         "a driver's 5 queued jobs p99",
     )
     data = run_smoke("routing.py", tmp_path, needles, timeout=120)
