@@ -2,8 +2,10 @@
 
 Pure and synchronous, no database: the engine builds a travel-time matrix over every place
 involved (drivers' positions, or where their current job ends, and the jobs' scenes), calls
-`plan_routes` (periodic re-planning) or `sequence_for_driver` (one driver's queued jobs) in a
-thread and applies the answer.
+`plan_routes` (periodic re-planning) or `sequence_for_driver` (one driver's queued jobs) and
+applies the answer. OR-Tools holds the GIL while it searches: `plan_routes` (a second by
+default) belongs in another process (a ProcessPoolExecutor or a job; inputs and plans pickle),
+never in a thread of a process serving requests; `sequence_for_driver` takes milliseconds.
 
 Times are whole seconds from now. A stop's lateness is how long after its due time the driver
 arrives: its window's latest second, or now (0) when it has no window, so a job without a window
