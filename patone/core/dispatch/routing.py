@@ -19,7 +19,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Hashable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
@@ -34,10 +34,10 @@ if TYPE_CHECKING:
 PRIORITY_WEIGHT = (1, 2, 4, 32)
 EMERGENCY = 3
 
-# Dropping a stop costs more than any lateness it could cause (see `_drop_penalty`), times its
-# priority's weight, so only a stop no truck can serve comes back unassigned, and when trucks run
-# out (capacity) the lowest priorities go first. A job a driver already accepted is weighted as
-# an emergency: taking it back is a broken promise.
+# Dropping a stop costs more than any lateness it could cause (`_Problem.drop_penalty`), times
+# its priority's weight, so only a stop no truck can serve comes back unassigned, and when trucks
+# run out (capacity) the lowest priorities go first. A job a driver already accepted is weighted
+# as an emergency: taking it back is a broken promise.
 FIXED_WEIGHT = PRIORITY_WEIGHT[EMERGENCY]
 
 # One driver with this many queued jobs or fewer: try every order instead of building a model.
@@ -89,7 +89,7 @@ class Plan:
     solver: Solver
     objective: int
     solve_ms: float
-    travel_s: int = field(default=0)  # total driving, the part of the objective maps measure
+    travel_s: int = 0  # total driving, the part of the objective maps measure
 
 
 Durations = Sequence[Sequence[int | None]]  # seconds; None (or negative): no road
@@ -115,8 +115,8 @@ def plan_routes(
     Raises ValueError naming the bad field when the input is inconsistent.
 
     The same input gives the same plan whenever the search ends before the time limit: a small
-    instance converges, and `solution_limit` (stop after that many improving solutions, about
-    100 a second at 60 x 80 here) with a generous time limit makes any size reproducible
+    instance converges, and `solution_limit` (stop after that many solutions the search accepts,
+    about 100 a second at 60 x 80 here) with a generous time limit makes any size reproducible
     whatever the machine's load (seeded simulations). A search cut by the clock returns the
     best plan found by then, which can differ slightly between runs.
     """
@@ -348,6 +348,9 @@ def _optimised(
 ) -> tuple[Routes, Solver]:
     """The solver's routes when it finds some scoring below greedy's, else greedy's."""
     greedy = _greedy_routes(problem)
+    if not problem.vehicles or not problem.stops:
+        # Nothing to optimise, and OR-Tools aborts the process (a failed CHECK) on no vehicles.
+        return greedy, "greedy"
     try:
         solved = _solve(problem, greedy, time_limit_s, guided, solution_limit)
     except Exception:  # a solver bug or resource error must not stop dispatching

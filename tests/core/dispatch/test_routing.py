@@ -200,6 +200,16 @@ def test_stop_nobody_can_serve_comes_back_unassigned() -> None:
     assert [p.stop_id for p in few] == ["ok"]
 
 
+def test_no_drivers_or_no_jobs_is_a_plan_not_a_crash() -> None:
+    # OR-Tools aborts the whole process on a model with no vehicles: it must never see one.
+    nobody = plan_routes([], [Stop("s", 0, 60)], [[0]], time_limit_s=FAST)
+    idle = plan_routes([Vehicle("A", 0, 0)], [], [[0]], time_limit_s=FAST)
+
+    assert (nobody.routes, nobody.unassigned) == ({}, ["s"])
+    assert (idle.routes, idle.unassigned, idle.objective) == ({"A": []}, [], 0)
+    assert sequence_for_driver(0, 0, [], [[0]]) == []
+
+
 def test_queued_jobs_of_one_driver_are_ordered_by_the_solver() -> None:
     # Five jobs on a line, given out of order: the driver sweeps along the line.
     positions = [0, 400, 100, 300, 500, 200]
