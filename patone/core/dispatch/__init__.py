@@ -1,1 +1,2 @@
-"""The dispatch engine: candidates, offers, scoring and route optimisation."""
+"""The dispatch engine: driver positions, candidates and scores, offers, ETAs, route plans
+(DESIGN.md, "Dispatch engine")."""
