@@ -106,6 +106,9 @@ class DispatchSettings:
     emergency_offer_seconds: int
     max_offers: int
     preempt: bool
+    queue_within_minutes: int = strawberry.field(
+        description="A driver finishing within this many minutes may get the next job (0: no)."
+    )
     weights: DispatchWeights
 
     @classmethod
@@ -130,6 +133,7 @@ class DispatchSettingsInput:
     emergency_offer_seconds: int | None = strawberry.UNSET
     max_offers: int | None = strawberry.UNSET
     preempt: bool | None = strawberry.UNSET
+    queue_within_minutes: int | None = strawberry.UNSET
     weights: DispatchWeightsInput | None = strawberry.UNSET
 
 

@@ -201,6 +201,12 @@ class Simulation:
         self.strategy = strategy
         self.hours = hours
         self.on_progress = on_progress
+        # The greedy baseline: the nearest free driver, nothing else (no pre-emption, no queue).
+        self.dispatch_settings: dict[str, Any] = (
+            {"strategy": "nearest", "preempt": False, "queue_within_minutes": 0}
+            if strategy == "nearest"
+            else {"strategy": strategy}
+        )
         self.clock = SimClock(START)
         self.events: list[tuple[float, int, str, Any]] = []
         self.counter = itertools.count()
@@ -252,7 +258,7 @@ class Simulation:
         await update_dispatch_settings(
             tenant,
             SYSTEM,
-            {"strategy": self.strategy, "preempt": self.strategy != "nearest"},
+            self.dispatch_settings,
         )
         async with tenant_transaction(tenant):
             await engine.execute(

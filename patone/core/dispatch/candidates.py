@@ -10,7 +10,9 @@ Each candidate gets a cost in minutes-equivalent (lower wins; the weights are th
 above the fleet's mean today, plus `rating` per star below five, plus a fixed penalty for taking
 a driver off another job. Emergencies are scored on travel time alone: the nearest truck goes.
 The `nearest` strategy (the simulator's greedy baseline, and a company's choice) also ranks by
-travel time alone.
+travel time alone. A driver about to finish a job (`workload.py`) is a candidate for a job queued
+behind it: their cost counts the minutes until they are free as travel minutes, and their travel
+starts where that job ends.
 
 `rank` is pure, so hand-built cases test it; `gather` reads the drivers and asks the maps
 plugin; `explain` turns a ranking into what a dispatcher reads.
@@ -45,6 +47,8 @@ class Candidate:
     travel_s: int | None = None  # to the scene, from the maps plugin; None: no road
     distance_m: int | None = None
     preempts: int | None = None  # the request this driver would be taken from
+    wait_s: float = 0.0  # until the driver is free (a job queued behind their current one)
+    after: int | None = None  # the request the job would queue behind
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,8 @@ def rank(
         if candidate.travel_s is None:
             continue
         parts = {"travel": weights.eta * candidate.travel_s / 60}
+        if candidate.wait_s:
+            parts["wait"] = weights.eta * candidate.wait_s / 60
         if not by_travel_only:
             parts["load"] = weights.load * (candidate.jobs_today - mean_jobs)
             if candidate.rating is not None:
@@ -83,8 +89,12 @@ def rank(
         if candidate.preempts is not None:
             parts["preempt"] = PREEMPT_PENALTY_MIN
         scored.append(Scored(candidate, round(sum(parts.values()), 3), parts))
-    scored.sort(key=lambda s: (s.cost, s.candidate.travel_s or 0, s.candidate.driver_id))
+    scored.sort(key=lambda s: (s.cost, _arrival_s(s.candidate), s.candidate.driver_id))
     return scored
+
+
+def _arrival_s(candidate: Candidate) -> float:
+    return candidate.wait_s + (candidate.travel_s or 0)
 
 
 def within_radius(lat: float, lng: float, candidate: Candidate, radius_km: float) -> bool:
@@ -105,6 +115,8 @@ def _why(chosen: Scored, mean_jobs: float, priority: str, strategy: str) -> str:
         )
         if c.rating is not None:
             reason += f", rated {c.rating:.1f}"
+    if c.after is not None:
+        reason += f"; free in about {c.wait_s / 60:.0f} min, after request {c.after}"
     if c.preempts is not None:
         reason += f"; takes them from request {c.preempts}, which goes back to pending"
     return reason
@@ -145,6 +157,8 @@ def explain(
                 "jobs_today": s.candidate.jobs_today,
                 "rating": s.candidate.rating,
                 "preempts": s.candidate.preempts,
+                "wait_s": round(s.candidate.wait_s),
+                "after": s.candidate.after,
                 "cost": s.cost,
                 "parts": {k: round(v, 2) for k, v in s.parts.items()},
             }

@@ -30,6 +30,7 @@ from patone.core.clock import now
 from patone.core.company import get_settings
 from patone.core.db import engine
 from patone.core.dispatch import candidates as cands
+from patone.core.dispatch import workload
 from patone.core.dispatch.candidates import Candidate, Excluded, Scored
 from patone.core.dispatch.positions import driver_positions
 from patone.core.dispatch.settings import DispatchSettings
@@ -138,24 +139,33 @@ async def _situation(
     }
     drivers = await engine.fetch(_DRIVERS, _day_start(at, zone))
     live = await positions_of(tenant, drivers)
+    finishing = await _finishing(tenant, drivers, settings, at)
     emergency = request["priority"] == "emergency"
     found: list[Candidate] = []
     excluded: list[Excluded] = []
     for d in drivers:
         reason = _exclusion(d, required, tried, emergency and settings.preempt)
-        if reason is None and d["id"] not in live:
+        done = finishing.get(d["id"])
+        if reason == "busy" and done is not None:
+            reason = None
+            if done.in_s > settings.queue_within_minutes * 60:
+                reason = f"busy for about {done.in_s / 60:.0f} min"
+        if reason is None and d["id"] not in live and done is None:
             reason = "position unknown"
         if reason is not None:
             excluded.append(Excluded(d["id"], d["name"], reason))
             continue
+        where = (done.lat, done.lng) if done is not None else live[d["id"]]
         candidate = Candidate(
             driver_id=d["id"],
             name=d["name"],
-            lat=live[d["id"]][0],
-            lng=live[d["id"]][1],
+            lat=where[0],
+            lng=where[1],
             jobs_today=d["jobs_today"],
             rating=cands.rating_stars(d["rating"]),
-            preempts=d["job"] if d["status"] == "busy" else None,
+            preempts=d["job"] if d["status"] == "busy" and done is None else None,
+            wait_s=done.in_s if done is not None else 0.0,
+            after=done.request_id if done is not None else None,
         )
         if not cands.within_radius(
             request["pickup_lat"], request["pickup_lng"], candidate, settings.radius_km
@@ -178,6 +188,28 @@ async def positions_of(tenant: TenantRef, drivers: Sequence[Any]) -> dict[int, t
     }
     for position in await driver_positions(tenant, [d["id"] for d in drivers]):
         found[position.driver_id] = (position.lat, position.lng)
+    return found
+
+
+async def _finishing(
+    tenant: TenantRef, drivers: Sequence[Any], settings: DispatchSettings, at: datetime
+) -> dict[int, workload.Finish]:
+    """For each busy driver on exactly one started job: when and where it ends (read in the
+    caller's transaction). Empty when the company does not queue jobs behind others."""
+    jobs = [d["job"] for d in drivers if d["active_jobs"] == 1 and not d["unstarted"]]
+    if not settings.queue_within_minutes or not jobs:
+        return {}
+    typical = await workload.typical_seconds(tenant)
+    rows = await engine.fetch(
+        "SELECT id, driver, status, service_type, on_scene_at, eta_at, pickup_lat, pickup_lng, "
+        "destination_lat, destination_lng FROM service_requests WHERE id = ANY($1::int[])",
+        jobs,
+    )
+    found = {}
+    for row in rows:
+        done = workload.finish(dict(row), typical, at)
+        if done is not None:
+            found[row["driver"]] = done
     return found
 
 
@@ -354,17 +386,21 @@ async def _still_free(candidates: list[Candidate]) -> set[int]:
     if not candidates:
         return set()
     rows = await engine.fetch(
-        "SELECT d.id, d.status FROM drivers d WHERE d.id = ANY($1::int[]) "
+        "SELECT d.id, d.status, (SELECT count(*) FROM service_requests r WHERE r.driver = d.id "
+        "AND r.status IN ('assigned', 'en_route', 'on_scene', 'in_progress')) AS active "
+        "FROM drivers d WHERE d.id = ANY($1::int[]) "
         "AND d.archived_at IS NULL AND d.status IN ('available', 'busy') "
         "AND NOT EXISTS (SELECT 1 FROM offers o WHERE o.driver_id = d.id AND o.status = 'open')",
         [c.driver_id for c in candidates],
     )
-    status = {row["id"]: row["status"] for row in rows}
-    return {
-        c.driver_id
-        for c in candidates
-        if c.driver_id in status and (status[c.driver_id] == "available" or c.preempts)
-    }
+    state = {row["id"]: (row["status"], row["active"]) for row in rows}
+    free = set()
+    for c in candidates:
+        status, active = state.get(c.driver_id, ("gone", 0))
+        idle = status == "available" and active == 0
+        if idle or (status == "busy" and active == 1 and (c.preempts or c.after)):
+            free.add(c.driver_id)
+    return free
 
 
 async def _note_no_candidate(

@@ -1,6 +1,7 @@
 """ETAs: when the driver is expected at the scene, shown to the customer and the dispatcher.
 
-Set when a driver accepts (leaving now from where they are, or after the job they are on), and
+Set when a driver accepts (leaving now from where they are, or, for a job queued behind the one
+they are on, when and where that one should end: `workload.py`), and
 recomputed from the maps plugin as the driver moves; a change of more than `CHANGE_SECONDS` is
 stored and emitted (`request.eta_changed`), which live views and notifications pick up. Smaller
 wobbles are not: a customer watching the countdown should not see it jump by seconds.
@@ -14,6 +15,7 @@ from typing import Any
 from patone.core.activity import emit
 from patone.core.clock import now
 from patone.core.db import engine
+from patone.core.dispatch import workload
 from patone.core.dispatch.engine import positions_of, travel_estimates
 from patone.plugins.types import GeoPoint
 from patone.tenants.isolation import TenantRef, tenant_transaction
@@ -32,6 +34,22 @@ async def _job(request_id: int) -> dict[str, Any] | None:
     return dict(rows[0]) if rows else None
 
 
+async def _job_ahead(
+    driver_id: int, request_id: int, at: datetime, tenant: TenantRef
+) -> workload.Finish | None:
+    """When and where the driver's started job ends, when this request is queued behind it."""
+    rows = await engine.fetch(
+        "SELECT id, status, service_type, on_scene_at, eta_at, pickup_lat, pickup_lng, "
+        "destination_lat, destination_lng FROM service_requests WHERE driver = $1 AND id <> $2 "
+        "AND status IN ('en_route', 'on_scene', 'in_progress') ORDER BY id LIMIT 1",
+        driver_id,
+        request_id,
+    )
+    if not rows:
+        return None
+    return workload.finish(dict(rows[0]), await workload.typical_seconds(tenant), at)
+
+
 async def refresh_eta(
     tenant: TenantRef,
     request_id: int,
@@ -42,24 +60,28 @@ async def refresh_eta(
     """Recompute a driven-to request's ETA from the driver's position (or `origin`); store and
     emit it when it moved by more than a minute (or `force`, at acceptance). Returns the ETA
     now shown (None when the request is not being driven to)."""
+    at = now()
     async with tenant_transaction(tenant):
         job = await _job(request_id)
+        ahead = None
+        if job is not None and job["status"] == "assigned":
+            ahead = await _job_ahead(job["driver"], request_id, at, tenant)
     if job is None or job["status"] not in ACTIVE:
         return None
     live = await positions_of(tenant, [{**job, "id": job["driver"]}])
-    start = origin or live.get(job["driver"])
+    start = (ahead.lat, ahead.lng) if ahead is not None else (origin or live.get(job["driver"]))
     if start is None:
         return job["eta_at"]
-    at = now()
+    wait = ahead.in_s if ahead is not None else 0.0
     [estimate] = await travel_estimates(
         tenant,
         [GeoPoint(lat=start[0], lng=start[1])],
         GeoPoint(lat=job["pickup_lat"], lng=job["pickup_lng"]),
-        at,
+        at + timedelta(seconds=wait),
     )
     if estimate is None:
         return job["eta_at"]
-    eta = at + timedelta(seconds=estimate.duration_s)
+    eta = at + timedelta(seconds=wait + estimate.duration_s)
     shown: datetime | None = job["eta_at"]
     if not force and shown is not None and abs((eta - shown).total_seconds()) <= CHANGE_SECONDS:
         return shown

@@ -44,6 +44,9 @@ class DispatchSettings(Input):
     emergency_offer_seconds: int = Field(default=10, ge=5, le=300)
     max_offers: int = Field(default=5, ge=1, le=50)  # then the request is flagged to dispatchers
     preempt: bool = True  # emergencies may take a driver from an unstarted non-urgent job
+    # A driver expected to finish their job within this many minutes may get the next one,
+    # queued behind it (0: only free drivers get offers).
+    queue_within_minutes: int = Field(default=15, ge=0, le=120)
     weights: Weights = Weights()
 
 
@@ -57,6 +60,7 @@ class DispatchSettingsInput(Input):
     emergency_offer_seconds: int | None = Field(default=None, ge=5, le=300)
     max_offers: int | None = Field(default=None, ge=1, le=50)
     preempt: bool | None = None
+    queue_within_minutes: int | None = Field(default=None, ge=0, le=120)
     weights: Weights | None = None
 
 
