@@ -658,6 +658,10 @@ def simulate(
     out: Annotated[Path | None, typer.Option(help="Write the figures as JSON here.")] = None,
     chart: Annotated[Path | None, typer.Option(help="Write a PNG chart here.")] = None,
     keep: Annotated[bool, typer.Option(help="Keep the two simulation companies.")] = False,
+    engine_settings: Annotated[
+        str, typer.Option(help='Dispatch settings for the engine\'s run, as JSON: {"weights": ...}')
+    ] = "",
+    baseline: Annotated[bool, typer.Option(help="Also run the greedy baseline.")] = True,
 ) -> None:
     """Run a synthetic city through the dispatch engine and the greedy baseline; print both."""
     from patone.simulation.simulate import Options
@@ -671,6 +675,8 @@ def simulate(
         out=out,
         chart=chart,
         keep=keep,
+        engine_settings=json.loads(engine_settings) if engine_settings else None,
+        baseline=baseline,
     )
     run_with_database(lambda: run_simulation(options, console))
 

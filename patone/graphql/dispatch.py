@@ -93,6 +93,9 @@ class DispatchDecision:
 @strawberry.type
 class DispatchWeights:
     eta: float = strawberry.field(description="Cost of a minute of travel to the scene.")
+    wait: float = strawberry.field(
+        description="Cost of a minute until a busy driver is free (a queued job)."
+    )
     load: float = strawberry.field(description="Minutes per job above the fleet's mean today.")
     rating: float = strawberry.field(description="Minutes per star below five.")
 
@@ -120,6 +123,7 @@ class DispatchSettings:
 @strawberry.input
 class DispatchWeightsInput:
     eta: float = 1.0
+    wait: float = 1.0
     load: float = 4.0
     rating: float = 2.0
 

@@ -193,6 +193,7 @@ class Simulation:
         strategy: str,
         hours: float,
         on_progress: Callable[[float], None] | None = None,
+        settings: dict[str, Any] | None = None,
     ) -> None:
         self.city = city
         self.fleet = fleet
@@ -205,7 +206,7 @@ class Simulation:
         self.dispatch_settings: dict[str, Any] = (
             {"strategy": "nearest", "preempt": False, "queue_within_minutes": 0}
             if strategy == "nearest"
-            else {"strategy": strategy}
+            else {"strategy": strategy, **(settings or {})}
         )
         self.clock = SimClock(START)
         self.events: list[tuple[float, int, str, Any]] = []

@@ -59,6 +59,8 @@ class Options:
     out: Path | None = None
     chart: Path | None = None
     keep: bool = False
+    engine_settings: dict[str, Any] | None = None  # dispatch settings the engine's run uses
+    baseline: bool = True  # also run the greedy baseline
 
 
 def _runtime(city: City) -> plugins.PluginRuntime:
@@ -111,7 +113,8 @@ async def simulate(options: Options, console: Console | None = None) -> dict[str
             TimeElapsedColumn(),
             console=console,
         ) as progress:
-            for label, strategy in (("ours", "scored"), ("greedy", "nearest")):
+            plan = [("ours", "scored"), ("greedy", "nearest")][: 2 if options.baseline else 1]
+            for label, strategy in plan:
                 task = progress.add_task(f"{label:>6} ({strategy})", total=options.hours * 3600)
                 simulation = Simulation(
                     city=city,
@@ -121,20 +124,21 @@ async def simulate(options: Options, console: Console | None = None) -> dict[str
                     strategy=strategy,
                     hours=options.hours,
                     on_progress=partial(_advance, progress, task),
+                    settings=options.engine_settings if strategy == "scored" else None,
                 )
                 runs[label] = await run_in_new_company(
                     simulation, f"{options.seed}-{label}", options.keep
                 )
     finally:
         plugins.set_runtime(previous)
-    result = results(runs["ours"], runs["greedy"])
+    result = results(runs["ours"], runs.get("greedy") or runs["ours"])
     result["assumptions"] = _assumption_values(options, requests, used)
     _table(console, result)
     if options.out is not None:
         options.out.write_text(json.dumps(result, indent=2, default=str) + "\n")
         console.print(f"figures written to {options.out}")
     if options.chart is not None:
-        chart(options.chart, runs["ours"], runs["greedy"])
+        chart(options.chart, runs["ours"], runs.get("greedy") or runs["ours"])
         console.print(f"chart written to {options.chart}")
     return result
 

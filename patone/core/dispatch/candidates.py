@@ -81,7 +81,7 @@ def rank(
             continue
         parts = {"travel": weights.eta * candidate.travel_s / 60}
         if candidate.wait_s:
-            parts["wait"] = weights.eta * candidate.wait_s / 60
+            parts["wait"] = weights.wait * candidate.wait_s / 60
         if not by_travel_only:
             parts["load"] = weights.load * (candidate.jobs_today - mean_jobs)
             if candidate.rating is not None:

@@ -30,6 +30,7 @@ class Weights(Input):
     driver's job count within ±10 % of the mean over a shift."""
 
     eta: float = Field(default=1.0, ge=0, le=10)
+    wait: float = Field(default=1.0, ge=0, le=10)  # a minute until a busy driver is free
     load: float = Field(default=4.0, ge=0, le=60)
     rating: float = Field(default=2.0, ge=0, le=60)
 
