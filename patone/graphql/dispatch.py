@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import AsyncGenerator
 from datetime import datetime
 from enum import Enum
 from typing import Any
@@ -14,6 +16,8 @@ from patone.core.dispatch import engine as dispatch
 from patone.core.dispatch import offers as service
 from patone.core.dispatch import settings as dispatch_settings
 from patone.core.permissions import require
+from patone.core.redis import get_redis
+from patone.core.relay import events_channel
 from patone.graphql.context import Context
 from patone.graphql.ids import pk_of
 from patone.graphql.types import ServiceRequest, UserError, attempt, gid, given
@@ -226,6 +230,55 @@ async def _dispatch_payload(info: Info[Context, None], call: Any) -> DispatchPay
     return DispatchPayload(
         outcome=decision.outcome, offer=offer, explanation=decision.explanation, user_errors=[]
     )
+
+
+@strawberry.enum
+class OfferChange(Enum):
+    CREATED = "offer.created"
+    ACCEPTED = "offer.accepted"
+    DECLINED = "offer.declined"
+    EXPIRED = "offer.expired"
+
+
+@strawberry.type
+class OfferUpdate:
+    event_id: int
+    change: OfferChange
+    offer: Offer
+
+
+@strawberry.type
+class DispatchSubscription:
+    @strawberry.subscription(
+        description="Offers made and answered, live: a driver sees their own (the driver app "
+        "rings on CREATED), a dispatcher every offer of the company."
+    )
+    async def offer_updates(self, info: Info[Context, None]) -> AsyncGenerator[OfferUpdate, None]:
+        ctx = info.context
+        require(ctx.actor, "offers.respond", "requests.view")
+        everyone = ctx.actor.can("requests.view")
+        topics = {change.value: change for change in OfferChange}
+        pubsub = get_redis().pubsub()
+        await pubsub.subscribe(events_channel(ctx.tenant.slug))
+        last_id = 0
+        try:
+            async for message in pubsub.listen():
+                if message.get("type") != "message":
+                    continue
+                event = json.loads(message["data"])
+                change = topics.get(event["topic"])
+                if change is None or event["id"] <= last_id:
+                    continue
+                last_id = event["id"]
+                payload = event.get("payload") or {}
+                if not everyone and payload.get("driver_id") != ctx.actor.driver_id:
+                    continue  # another driver's offer
+                row = await service.offer_row(ctx.tenant, int(event["entity_id"]))
+                if row is not None:
+                    offer = Offer.from_row(row)
+                    yield OfferUpdate(event_id=event["id"], change=change, offer=offer)
+        finally:
+            await pubsub.aclose()
 
 
 @strawberry.type

@@ -29,7 +29,7 @@ from patone.graphql.company import (
 )
 from patone.graphql.context import Context
 from patone.graphql.customers import CustomerMutations, CustomerQueries
-from patone.graphql.dispatch import DispatchMutations, DispatchQueries
+from patone.graphql.dispatch import DispatchMutations, DispatchQueries, DispatchSubscription
 from patone.graphql.drivers import DriverMutations, DriverQueries
 from patone.graphql.errors import PatoneErrors
 from patone.graphql.ids import from_global_id
@@ -139,7 +139,9 @@ def build_schema(*, third_party: bool = True) -> strawberry.Schema:
     return strawberry.Schema(
         query=query,
         mutation=mutation,
-        subscription=merge_types("Subscription", (Subscription, PositionSubscription)),
+        subscription=merge_types(
+            "Subscription", (Subscription, PositionSubscription, DispatchSubscription)
+        ),
         types=[ServiceType, User],
         # Factories: a fresh extension per request (the caches behind them are shared).
         extensions=[

@@ -29,6 +29,8 @@ class RequestChange(Enum):
     UPDATED = "request.updated"
     ASSIGNED = "request.assigned"
     STATUS_CHANGED = "request.status_changed"
+    ETA_CHANGED = "request.eta_changed"
+    NEEDS_DISPATCHER = "request.needs_dispatcher"
 
 
 @strawberry.type

@@ -133,6 +133,9 @@ async def simulate(options: Options, console: Console | None = None) -> dict[str
         plugins.set_runtime(previous)
     result = results(runs["ours"], runs.get("greedy") or runs["ours"])
     result["assumptions"] = _assumption_values(options, requests, used)
+    result["assumptions"]["auto_assigned_within_2min_bound"] = round(
+        assignment_bound(options.seed, emergencies_for(requests) / max(1, requests)), 4
+    )
     _table(console, result)
     if options.out is not None:
         options.out.write_text(json.dumps(result, indent=2, default=str) + "\n")
@@ -141,6 +144,26 @@ async def simulate(options: Options, console: Console | None = None) -> dict[str
         chart(options.chart, runs["ours"], runs.get("greedy") or runs["ours"])
         console.print(f"chart written to {options.chart}")
     return result
+
+
+def assignment_bound(seed: int, emergency_share: float, trials: int = 20_000) -> float:
+    """The best share of requests any engine making one offer at a time could have accepted
+    within two minutes, under the drivers' fixed behaviour: a driver always free, offered the
+    instant the last offer closed (a decline closes it when it comes, silence at the deadline)."""
+    behaviour = DriverBehaviour(seed)
+    within = 0
+    for trial in range(trials):
+        emergency = trial < trials * emergency_share
+        deadline = behaviour_model.offer_deadline_s("emergency" if emergency else "normal")
+        elapsed, attempt = 0.0, 0
+        while elapsed <= ASSIGNED_WITHIN_S:
+            attempt += 1
+            accepts, after = behaviour.respond(f"bound-{trial}", str(attempt))
+            if after <= deadline and accepts:
+                within += elapsed + after <= ASSIGNED_WITHIN_S
+                break
+            elapsed += min(after, deadline)
+    return within / trials
 
 
 def _advance(progress: Progress, task: TaskID, seconds: float) -> None:
@@ -199,6 +222,12 @@ def _table(console: Console, result: dict[str, Any]) -> None:
             bar,
         )
     console.print(table)
+    bound = result["assumptions"]["auto_assigned_within_2min_bound"]
+    console.print(
+        f"No engine making one offer at a time can have more than {bound:.1%} accepted within "
+        "2 minutes under these drivers' behaviour (a free driver offered the instant the last "
+        "offer closed)."
+    )
 
 
 def chart(path: Path, ours: Run, greedy: Run) -> None:

@@ -266,6 +266,13 @@ def _with_explanation(row: Any) -> Row:
     return found
 
 
+async def offer_row(tenant: TenantRef, offer_id: int) -> Row | None:
+    """One offer as stored (for live updates; the caller decided the subscriber may see it)."""
+    async with tenant_transaction(tenant):
+        rows = await engine.fetch(f"SELECT {OFFER_COLUMNS} FROM offers WHERE id = $1", offer_id)
+    return dict(rows[0]) if rows else None
+
+
 async def my_offers(tenant: TenantRef, actor: Actor) -> list[Row]:
     """The signed-in driver's live offers (at most one) with what the request is about."""
     require(actor, "offers.respond")

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from patone.core.dispatch.candidates import Candidate, Excluded, explain, rank
 from patone.core.dispatch.settings import DispatchSettings, Weights
 
-WEIGHTS = Weights()  # travel 1/min, load 4 min per job above the mean, rating 2 min per star
+WEIGHTS = Weights(load=4)  # travel 1/min, load 4 min per job above the mean, rating 2 per star
 
 
 def _driver(driver_id: int, minutes: float, jobs: int = 3, **more: object) -> Candidate:

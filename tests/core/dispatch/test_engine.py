@@ -298,3 +298,38 @@ async def test_accepting_shows_an_eta_that_moves_only_when_it_changes_by_over_a_
         )
     assert topics[0]["n"] == 2  # at acceptance, and after the real change
     assert await eta.refresh_driver_etas(bolt, [driver["id"]]) == 0  # another company's id
+
+
+async def test_a_job_queues_behind_a_driver_about_to_finish_nearby_when_the_company_allows(
+    two_tenants: tuple[TenantInfo, TenantInfo], clock: Clock
+) -> None:
+    acme, bolt = two_tenants
+    await update_dispatch_settings(acme, ADMIN, {"queue_within_minutes": 15})
+    finishing = await driver_at(acme, 0.5)
+    far_free = await driver_at(acme, 15)
+    await driver_at(bolt, 0.5)
+    first = await request_at_scene(acme)
+    await service_requests.assign_driver(acme, DISPATCHER, first["id"], finishing["id"])
+    for status in ("en_route", "on_scene", "in_progress"):
+        await service_requests.transition(acme, driver_actor(finishing), first["id"], status)
+    clock.advance(15 * 60)  # 15 of the prior's 20 minutes of work done: ~5 left
+
+    second = await request_at_scene(acme)
+    decision = await dispatch.dispatch_request(acme, second["id"])
+    assert decision.driver_id == finishing["id"]  # ~5 min wait + 0 travel beats ~20 min
+    assert decision.explanation is not None
+    assert f"after request {first['id']}" in decision.explanation["why"]
+    listed = {c["driver_id"]: c for c in decision.explanation["candidates"]}
+    assert 240 <= listed[finishing["id"]]["wait_s"] <= 360
+    assert far_free["id"] in listed
+    offer = (await offers.my_offers(acme, driver_actor(finishing)))[0]
+    response = await offers.respond_to_offer(
+        acme, driver_actor(finishing), offer["id"], accept=True
+    )
+    assert response.request is not None and response.request["status"] == "assigned"
+    eta_in = response.request["eta_at"] - clock.at
+    assert timedelta(minutes=4) < eta_in < timedelta(minutes=7)  # the wait, then next door
+    # The same company without queueing: the busy driver is left out, the far one offered.
+    await update_dispatch_settings(acme, ADMIN, {"queue_within_minutes": 0})
+    third = await request_at_scene(acme)
+    assert (await dispatch.dispatch_request(acme, third["id"])).driver_id == far_free["id"]
