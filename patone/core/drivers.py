@@ -132,7 +132,28 @@ async def update_driver(tenant: TenantRef, actor: Actor, driver_id: int, data: A
                 driver_id,
                 {"id": driver_id, "from": before["status"], "to": after["status"]},
             )
+            if after["status"] in (DriverStatus.off_duty, DriverStatus.on_break):
+                await _withdraw_offer(driver_id, f"driver went {after['status']}")
     return after
+
+
+async def _withdraw_offer(driver_id: int, reason: str) -> None:
+    """A driver who stops working cannot answer their live offer: it is withdrawn (in the
+    caller's transaction) and its request waits for the next driver."""
+    rows = await engine.fetch(
+        "UPDATE offers SET status = 'withdrawn', responded_at = $2, reason = $3 "
+        "WHERE driver_id = $1 AND status = 'open' RETURNING id, request_id",
+        driver_id,
+        now(),
+        reason,
+    )
+    for row in rows:
+        await emit(
+            "offer.withdrawn",
+            "offer",
+            row["id"],
+            {"id": row["id"], "request_id": row["request_id"], "driver_id": driver_id},
+        )
 
 
 async def set_position(tenant: TenantRef, actor: Actor, driver_id: int, data: Any) -> Row:
@@ -165,6 +186,8 @@ async def archive_driver(tenant: TenantRef, actor: Actor, driver_id: int) -> Row
             "driver.archived",
             _driver,
         )
+        await _withdraw_offer(driver_id, "driver archived")
+    await positions.forget_driver(tenant, driver_id)  # off the live map
     if archived["user"] is not None:  # their user no longer acts as this driver
         await actors_changed(tenant)
     return archived

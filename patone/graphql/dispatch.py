@@ -238,6 +238,7 @@ class OfferChange(Enum):
     ACCEPTED = "offer.accepted"
     DECLINED = "offer.declined"
     EXPIRED = "offer.expired"
+    WITHDRAWN = "offer.withdrawn"
 
 
 @strawberry.type

@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 BUSY_KEY = "platform:dispatch:busy"  # companies with live offers or waiting requests
 QUEUED_SECONDS = 10  # a queued sweep not started by then may be queued again
 
-_WAKING = {"request.created", "offer.declined", "offer.expired"}
+_WAKING = {"request.created", "offer.declined", "offer.expired", "offer.withdrawn"}
 
 
 def _queued_key(slug: str) -> str:

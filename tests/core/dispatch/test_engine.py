@@ -333,3 +333,31 @@ async def test_a_job_queues_behind_a_driver_about_to_finish_nearby_when_the_comp
     await update_dispatch_settings(acme, ADMIN, {"queue_within_minutes": 0})
     third = await request_at_scene(acme)
     assert (await dispatch.dispatch_request(acme, third["id"])).driver_id == far_free["id"]
+
+
+async def test_a_driver_who_stops_working_loses_their_offer_to_the_next_driver(
+    two_tenants: tuple[TenantInfo, TenantInfo], clock: Clock
+) -> None:
+    from patone.core import drivers
+    from patone.core.dispatch import positions
+    from patone.core.permissions import SYSTEM
+
+    acme, bolt = two_tenants
+    leaving, staying = await driver_at(acme, 1), await driver_at(acme, 2)
+    await driver_at(bolt, 1)
+    request = await request_at_scene(acme)
+    await dispatch.sweep(acme)
+    await drivers.update_driver(acme, SYSTEM, leaving["id"], {"status": "on_break"})
+    await dispatch.sweep(acme)
+    assert await _offer_rows(acme, request["id"]) == [
+        (leaving["id"], "withdrawn"),
+        (staying["id"], "open"),
+    ]
+    await drivers.archive_driver(acme, SYSTEM, staying["id"])
+    assert await _offer_rows(acme, request["id"]) == [
+        (leaving["id"], "withdrawn"),
+        (staying["id"], "withdrawn"),
+    ]
+    live = {p.driver_id for p in await positions.driver_positions(acme)}
+    assert staying["id"] not in live and leaving["id"] in live  # archived: off the map
+    assert [p.driver_id for p in await positions.driver_positions(bolt)] == [1]
