@@ -21,6 +21,7 @@ from patone.plugins.types import GeoPoint
 from patone.tenants.isolation import TenantRef, tenant_transaction
 
 CHANGE_SECONDS = 60  # FEATURES.md: pushed when it changes by more than a minute
+STALE_SECONDS = 30  # an en-route job's ETA is looked at again this often
 ACTIVE = ("assigned", "en_route")
 
 
@@ -56,6 +57,7 @@ async def refresh_eta(
     *,
     origin: tuple[float, float] | None = None,
     force: bool = False,
+    touch: bool = False,
 ) -> datetime | None:
     """Recompute a driven-to request's ETA from the driver's position (or `origin`); store and
     emit it when it moved by more than a minute (or `force`, at acceptance). Returns the ETA
@@ -84,6 +86,13 @@ async def refresh_eta(
     eta = at + timedelta(seconds=wait + estimate.duration_s)
     shown: datetime | None = job["eta_at"]
     if not force and shown is not None and abs((eta - shown).total_seconds()) <= CHANGE_SECONDS:
+        if touch:  # looked at: not stale for another STALE_SECONDS
+            async with tenant_transaction(tenant):
+                await engine.execute(
+                    "UPDATE service_requests SET eta_updated_at = $2 WHERE id = $1",
+                    request_id,
+                    at,
+                )
         return shown
     async with tenant_transaction(tenant):
         rows = await engine.fetch(
@@ -109,6 +118,25 @@ async def refresh_eta(
             },
         )
     return eta
+
+
+async def refresh_stale(tenant: TenantRef, limit: int = 50) -> int:
+    """Recompute the ETAs of jobs being driven to that were not looked at for
+    `STALE_SECONDS` (the sweep job runs this every second for busy companies, so the customer's
+    ETA follows the driver's pings); returns how many changed."""
+    async with tenant_transaction(tenant):
+        rows = await engine.fetch(
+            "SELECT id, eta_at FROM service_requests WHERE status = 'en_route' "
+            "AND (eta_updated_at IS NULL OR eta_updated_at < $1) "
+            "ORDER BY eta_updated_at NULLS FIRST LIMIT $2",
+            now() - timedelta(seconds=STALE_SECONDS),
+            limit,
+        )
+    changed = 0
+    for row in rows:
+        if await refresh_eta(tenant, row["id"], touch=True) != row["eta_at"]:
+            changed += 1
+    return changed
 
 
 async def refresh_driver_etas(tenant: TenantRef, driver_ids: list[int]) -> int:

@@ -3,8 +3,9 @@
 Events that can change who should get an offer (a new request, one sent back to the queue, a
 declined or lapsed offer, a driver coming on shift) queue a sweep of their company at once, so an
 emergency is offered within a second of being created. The scheduler sweeps every second the
-companies with dispatch work in hand (live offers, waiting requests: a Redis set the sweeps
-keep), because offer deadlines pass with no event; and every minute every active company, in
+companies with dispatch work in hand (live offers, waiting requests, jobs being driven to: a
+Redis set the sweeps keep), because offer deadlines pass with no event and ETAs follow the
+drivers' pings; and every minute every active company, in
 case that set missed one (Redis lost it). A sweep that is already queued is not queued again.
 """
 
@@ -19,6 +20,7 @@ from redis.exceptions import RedisError
 
 from patone.core.db import engine
 from patone.core.dispatch import engine as dispatch
+from patone.core.dispatch import eta
 from patone.core.events import event_handler
 from patone.core.jobs import broker_redis, current_job, send_to_active_tenants, tenant_actor
 from patone.core.redis import tenant_key
@@ -81,16 +83,17 @@ async def sweep_tenant(tenant_slug: str) -> dict[str, int]:
     await asyncio.to_thread(client.delete, _queued_key(tenant_slug))
     tenant = current_job().tenant
     report = await dispatch.sweep(tenant)
+    etas = await eta.refresh_stale(tenant)
     await _mark_busy(tenant, client)
-    return {"expired": report.expired, "offered": report.offered}
+    return {"expired": report.expired, "offered": report.offered, "etas_changed": etas}
 
 
 async def _mark_busy(tenant: TenantInfo, client: Any) -> None:
     async with tenant_transaction(tenant):
         rows = await engine.fetch(
             "SELECT EXISTS (SELECT 1 FROM offers WHERE status = 'open') "
-            "OR EXISTS (SELECT 1 FROM service_requests WHERE status = 'pending' "
-            "AND NOT needs_dispatcher) AS busy"
+            "OR EXISTS (SELECT 1 FROM service_requests WHERE (status = 'pending' "
+            "AND NOT needs_dispatcher) OR status = 'en_route') AS busy"
         )
     try:
         if rows[0]["busy"]:

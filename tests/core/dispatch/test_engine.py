@@ -361,3 +361,30 @@ async def test_a_driver_who_stops_working_loses_their_offer_to_the_next_driver(
     live = {p.driver_id for p in await positions.driver_positions(acme)}
     assert staying["id"] not in live and leaving["id"] in live  # archived: off the map
     assert [p.driver_id for p in await positions.driver_positions(bolt)] == [1]
+
+
+async def test_stale_etas_follow_the_driver_and_only_big_changes_are_stored(
+    two_tenants: tuple[TenantInfo, TenantInfo], clock: Clock
+) -> None:
+    from patone.core import drivers
+    from patone.core.dispatch import eta
+    from patone.core.permissions import SYSTEM
+    from tests.core.dispatch.world import east_of_scene
+
+    acme, bolt = two_tenants
+    driver = await driver_at(acme, 8)
+    await driver_at(bolt, 8)
+    request = await request_at_scene(acme)
+    await dispatch.sweep(acme)
+    offer = (await offers.my_offers(acme, driver_actor(driver)))[0]
+    await offers.respond_to_offer(acme, driver_actor(driver), offer["id"], accept=True)
+    await service_requests.transition(acme, driver_actor(driver), request["id"], "en_route")
+    assert await eta.refresh_stale(acme) == 0  # just set at acceptance: not stale yet
+    clock.advance(31)
+    assert await eta.refresh_stale(acme) == 0  # stale, looked at, unchanged
+    lat, lng = east_of_scene(2)
+    await drivers.set_position(acme, SYSTEM, driver["id"], {"lat": lat, "lng": lng})
+    assert await eta.refresh_stale(acme) == 0  # looked at 0 s ago
+    clock.advance(31)
+    assert await eta.refresh_stale(acme) == 1
+    assert await eta.refresh_stale(bolt) == 0
