@@ -86,10 +86,26 @@ async def list_drivers(
     return [dict(r) for r in rows]
 
 
+async def _check_user_free(user_id: int) -> None:
+    rows = await engine.fetch(
+        'SELECT u.id, (SELECT d.id FROM drivers d WHERE d."user" = u.id AND d.archived_at IS NULL '
+        "LIMIT 1) AS driver FROM users u WHERE u.id = $1",
+        user_id,
+    )
+    if not rows:
+        raise UserError("not_found", f"user {user_id} does not exist", "user_id")
+    if rows[0]["driver"] is not None:
+        raise UserError(
+            "taken", f"user {user_id} already signs in as driver {rows[0]['driver']}", "user_id"
+        )
+
+
 async def create_driver(tenant: TenantRef, actor: Actor, data: Any) -> Row:
     require(actor, "drivers.manage")
     driver = parse(DriverInput, data)
     async with tenant_transaction(tenant):
+        if driver.user_id is not None:
+            await _check_user_free(driver.user_id)
         at = now()
         driver_id = await insert_row(
             "drivers",

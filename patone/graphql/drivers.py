@@ -20,6 +20,9 @@ class CreateDriverInput:
     phone: str | None = None
     skills: list[str] = strawberry.field(default_factory=list)
     truck: str = ""
+    user_id: strawberry.ID | None = strawberry.field(
+        default=None, description="The staff user (role driver) who signs in as this driver."
+    )
 
 
 @strawberry.input
@@ -83,7 +86,14 @@ class DriverMutations:
         self, info: Info[Context, None], input: CreateDriverInput
     ) -> DriverPayload:
         ctx = info.context
-        return _payload(*await attempt(service.create_driver(ctx.tenant, ctx.actor, given(input))))
+
+        async def run() -> dict[str, Any]:
+            data = given(input)
+            if input.user_id is not None:
+                data["user_id"] = pk_of(input.user_id, "User", "userId")
+            return await service.create_driver(ctx.tenant, ctx.actor, data)
+
+        return _payload(*await attempt(run()))
 
     @strawberry.mutation
     async def update_driver(
