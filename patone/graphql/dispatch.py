@@ -116,6 +116,7 @@ class DispatchSettings:
     queue_within_minutes: int = strawberry.field(
         description="A driver finishing within this many minutes may get the next job (0: no)."
     )
+    staging: bool = strawberry.field(description="Suggest waiting places to idle drivers.")
     weights: DispatchWeights
 
     @classmethod
@@ -142,6 +143,7 @@ class DispatchSettingsInput:
     max_offers: int | None = strawberry.UNSET
     preempt: bool | None = strawberry.UNSET
     queue_within_minutes: int | None = strawberry.UNSET
+    staging: bool | None = strawberry.UNSET
     weights: DispatchWeightsInput | None = strawberry.UNSET
 
 

@@ -35,7 +35,7 @@ from patone.core import customers, drivers, service_requests
 from patone.core.clock import use_clock
 from patone.core.db import engine
 from patone.core.dispatch import engine as dispatch
-from patone.core.dispatch import offers
+from patone.core.dispatch import offers, staging
 from patone.core.dispatch.settings import update_dispatch_settings
 from patone.core.errors import UserError
 from patone.core.permissions import DEFAULT_GRANTS, SYSTEM, Actor
@@ -51,6 +51,7 @@ ASSIGNED_WITHIN_S = 120
 SAFETY_SWEEP_S = 30.0  # the workers sweep every second; between events this is enough here
 DRAIN_S = 4 * 3600  # after the last call, jobs still open may finish for this long
 CUSTOMERS = 40
+STAGING_EVERY_TICKS = 10  # the engine's waiting-place suggestions, every 5 minutes
 
 
 class SimClock:
@@ -97,6 +98,9 @@ class Driver:
     jobs_done: int = 0
     leaving: bool = False
     busy_with: int | None = None  # request id
+    # Driving to a waiting place the engine suggested: (from, to, left at, true seconds).
+    moving: tuple[Point, Point, datetime, float] | None = None
+    moves: int = 0
 
 
 @dataclass
@@ -204,7 +208,7 @@ class Simulation:
         self.on_progress = on_progress
         # The greedy baseline: the nearest free driver, nothing else (no pre-emption, no queue).
         self.dispatch_settings: dict[str, Any] = (
-            {"strategy": "nearest", "preempt": False, "queue_within_minutes": 0}
+            {"strategy": "nearest", "preempt": False, "queue_within_minutes": 0, "staging": False}
             if strategy == "nearest"
             else {"strategy": strategy, **(settings or {})}
         )
@@ -216,6 +220,8 @@ class Simulation:
         self.tenant: TenantInfo | None = None
         self.by_request: dict[int, Job] = {}
         self.attempts: dict[int, int] = {}
+        self.staging = bool(self.dispatch_settings.get("staging", True))
+        self.ticks = 0
 
     # --- scheduling --------------------------------------------------------------------------
 
@@ -338,7 +344,48 @@ class Simulation:
             )
         for row in flagged:
             self._hand_out([await dispatch.dispatch_again(self._tenant(), DISPATCHER, row["id"])])
+        await self._follow_staging()
         await self._engine()
+
+    async def _follow_staging(self) -> None:
+        """Idle drivers drive to where the engine suggests they wait (when the company uses
+        it), and their phones ping on the way."""
+        if not self.staging:
+            return
+        for driver in self.run.drivers.values():
+            if driver.moving is not None:
+                await self._move(driver, self._where(driver))
+        self.ticks += 1
+        if self.ticks % STAGING_EVERY_TICKS:
+            return
+        at = self.clock()
+        for move in await staging.suggest_moves(self._tenant(), at, "Europe/Berlin"):
+            driver = self.run.drivers[move.driver_id]
+            if driver.busy_with is not None or not driver.on_shift:
+                continue
+            origin, target = self._where(driver), (move.lat, move.lng)
+            driver.moves += 1
+            true_s = self.city.true_duration(
+                f"stage:{driver.spec.id}:{driver.moves}", origin, target, at
+            )
+            driver.moving = (origin, target, at, true_s)
+            self.at(self.now_s() + true_s, "staged", (driver.db_id, driver.moves))
+
+    def _where(self, driver: Driver) -> Point:
+        """Where the driver is now (on the way to a waiting place, or where they stopped)."""
+        if driver.moving is None:
+            return driver.at
+        origin, target, left, true_s = driver.moving
+        elapsed = (self.clock() - left).total_seconds()
+        return self.city.position_at(origin, target, left, elapsed, true_s)
+
+    async def _on_staged(self, data: tuple[int, int]) -> None:
+        driver_id, move = data
+        driver = self.run.drivers[driver_id]
+        if driver.moving is not None and driver.moves == move:
+            target = driver.moving[1]
+            driver.moving = None
+            await self._move(driver, target)
 
     async def _on_call(self, spec: RequestSpec) -> None:
         data: dict[str, Any] = {
@@ -381,6 +428,8 @@ class Simulation:
         if driver.busy_with is not None:  # finishing another job first: leaves when done
             return
         driver.busy_with = job.request_id
+        if driver.moving is not None:  # called away on the way to a waiting place
+            driver.at, driver.moving = self._where(driver), None
         await service_requests.transition(self._tenant(), driver.actor, job.request_id, "en_route")
         job.departed_at = self.clock()
         scene = (job.spec.lat, job.spec.lng)

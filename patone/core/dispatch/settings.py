@@ -50,6 +50,7 @@ class DispatchSettings(Input):
     # queued behind it (0, the default: only free drivers get offers). In the simulator 15
     # minutes cut travel by about 2 % but made the ETA shown at acceptance a minute worse.
     queue_within_minutes: int = Field(default=0, ge=0, le=120)
+    staging: bool = True  # suggest waiting places to idle drivers (`staging.py`)
     weights: Weights = Weights()
 
 
@@ -64,6 +65,7 @@ class DispatchSettingsInput(Input):
     max_offers: int | None = Field(default=None, ge=1, le=50)
     preempt: bool | None = None
     queue_within_minutes: int | None = Field(default=None, ge=0, le=120)
+    staging: bool | None = None
     weights: Weights | None = None
 
 
