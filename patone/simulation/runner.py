@@ -51,7 +51,7 @@ ASSIGNED_WITHIN_S = 120
 SAFETY_SWEEP_S = 30.0  # the workers sweep every second; between events this is enough here
 DRAIN_S = 4 * 3600  # after the last call, jobs still open may finish for this long
 CUSTOMERS = 40
-STAGING_EVERY_TICKS = 10  # the engine's waiting-place suggestions, every 5 minutes
+STAGING_EVERY_TICKS = 5  # the engine's waiting-place suggestions, every 2.5 minutes
 
 
 class SimClock:

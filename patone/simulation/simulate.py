@@ -147,9 +147,10 @@ async def simulate(options: Options, console: Console | None = None) -> dict[str
 
 
 def assignment_bound(seed: int, emergency_share: float, trials: int = 20_000) -> float:
-    """The best share of requests any engine making one offer at a time could have accepted
-    within two minutes, under the drivers' fixed behaviour: a driver always free, offered the
-    instant the last offer closed (a decline closes it when it comes, silence at the deadline)."""
+    """The best share of requests an engine making one offer at a time can expect to have
+    accepted within two minutes under the drivers' fixed behaviour: a driver always free, offered
+    the instant the last offer closed (a decline closes it when it comes, silence at the
+    deadline). Estimated over `trials` such requests."""
     behaviour = DriverBehaviour(seed)
     within = 0
     for trial in range(trials):
@@ -224,9 +225,9 @@ def _table(console: Console, result: dict[str, Any]) -> None:
     console.print(table)
     bound = result["assumptions"]["auto_assigned_within_2min_bound"]
     console.print(
-        f"No engine making one offer at a time can have more than {bound:.1%} accepted within "
+        f"An engine making one offer at a time can expect at best {bound:.1%} accepted within "
         "2 minutes under these drivers' behaviour (a free driver offered the instant the last "
-        "offer closed)."
+        "offer closed; one run of a few hundred requests varies by a few points)."
     )
 
 

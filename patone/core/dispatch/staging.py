@@ -28,7 +28,7 @@ HISTORY_DAYS = 28
 WINDOW_HOURS = 2
 MIN_CALLS = 30  # fewer calls at this hour: no suggestion (too little to go on)
 MAX_CALLS = 400  # the latest ones count
-MOVE_KM = 1.5  # a driver this close to their place stays put
+MOVE_KM = 1.0  # a driver this close to their place stays put
 
 
 @dataclass(frozen=True)
