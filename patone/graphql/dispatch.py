@@ -14,6 +14,7 @@ from strawberry.types import Info
 
 from patone.core.dispatch import engine as dispatch
 from patone.core.dispatch import offers as service
+from patone.core.dispatch import plans
 from patone.core.dispatch import settings as dispatch_settings
 from patone.core.permissions import require
 from patone.core.redis import get_redis
@@ -171,6 +172,17 @@ class DispatchSettingsPayload:
     user_errors: list[UserError]
 
 
+@strawberry.type(description="One stop of a driver's plan.")
+class RouteStop:
+    request_id: strawberry.ID
+    number: int
+    priority: str
+    lat: float
+    lng: float
+    arrive_at: datetime = strawberry.field(description="Planned arrival at the scene.")
+    travel_seconds: int = strawberry.field(description="From the previous stop (or the driver).")
+
+
 @strawberry.type
 class DispatchQueries:
     @strawberry.field(description="The signed-in driver's live offer (at most one).")
@@ -195,6 +207,30 @@ class DispatchQueries:
             info.context.tenant, info.context.actor, pk_of(request_id, "ServiceRequest")
         )
         return [DispatchDecision.from_row(row) for row in rows]
+
+    @strawberry.field(
+        description="A driver's jobs not started yet, in the order to drive them (drivers: "
+        "their own)."
+    )
+    async def driver_route(
+        self, info: Info[Context, None], driver_id: strawberry.ID
+    ) -> list[RouteStop]:
+        ctx = info.context
+        stops = await plans.driver_route(
+            ctx.tenant, ctx.actor, pk_of(driver_id, "Driver", "driverId")
+        )
+        return [
+            RouteStop(
+                request_id=gid("ServiceRequest", s.request_id),
+                number=s.number,
+                priority=s.priority,
+                lat=s.lat,
+                lng=s.lng,
+                arrive_at=s.arrive_at,
+                travel_seconds=s.travel_s,
+            )
+            for s in stops
+        ]
 
     @strawberry.field
     async def dispatch_settings(self, info: Info[Context, None]) -> DispatchSettings:

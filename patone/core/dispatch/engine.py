@@ -230,25 +230,33 @@ def _exclusion(
     return None
 
 
-async def travel_estimates(
-    tenant: TenantRef, origins: list[GeoPoint], destination: GeoPoint, depart_at: datetime
-) -> list[RouteEstimate | None]:
-    """Travel from each origin to `destination`, from the company's maps plugin (the offline
-    model when no plugin answers)."""
-    if not origins:
-        return []
+async def travel_matrix(
+    tenant: TenantRef, origins: list[GeoPoint], destinations: list[GeoPoint], depart_at: datetime
+) -> list[list[RouteEstimate | None]]:
+    """Travel from each origin to each destination, from the company's maps plugin (the
+    offline model when no plugin answers); None where the provider knows of no road."""
+    if not origins or not destinations:
+        return [[] for _ in origins]
     answer = None
     with contextlib.suppress(RuntimeError):  # no plugin runtime (scripts): offline model
         answer = await plugins.call_first(
             tenant,
             "distance_matrix",
             origins=origins,
-            destinations=[destination],
+            destinations=destinations,
             depart_at=depart_at,
         )
-    if answer is not None and isinstance(answer.value, list) and len(answer.value) == len(origins):
-        return [row[0] if row else None for row in answer.value]
-    return [maps_offline.estimate(o, destination, depart_at) for o in origins]
+    rows = answer.value if answer is not None else None
+    if isinstance(rows, list) and len(rows) == len(origins):
+        return [list(row) if row else [None] * len(destinations) for row in rows]
+    return [[maps_offline.estimate(o, d, depart_at) for d in destinations] for o in origins]
+
+
+async def travel_estimates(
+    tenant: TenantRef, origins: list[GeoPoint], destination: GeoPoint, depart_at: datetime
+) -> list[RouteEstimate | None]:
+    """Travel from each origin to `destination` (see `travel_matrix`)."""
+    return [row[0] for row in await travel_matrix(tenant, origins, [destination], depart_at)]
 
 
 async def _with_travel(

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import timedelta
 
 import pytest
 
 from patone.core import service_requests
-from patone.core.clock import use_clock
 from patone.core.db import engine
 from patone.core.dispatch import engine as dispatch
 from patone.core.dispatch import offers
@@ -21,32 +19,13 @@ from tests.conftest import actor_for
 from tests.core.dispatch.world import (
     DISPATCHER,
     MORNING,
+    Clock,
     driver_actor,
     driver_at,
     request_at_scene,
 )
 
 ADMIN = actor_for("admin")
-
-
-class Clock:
-    """Business time the test moves by hand."""
-
-    def __init__(self, at: datetime) -> None:
-        self.at = at
-
-    def __call__(self) -> datetime:
-        return self.at
-
-    def advance(self, seconds: float) -> None:
-        self.at += timedelta(seconds=seconds)
-
-
-@pytest.fixture
-def clock() -> Any:
-    clock = Clock(MORNING + timedelta(minutes=1))
-    with use_clock(clock):
-        yield clock
 
 
 async def _offer_rows(tenant: TenantInfo, request_id: int) -> list[tuple[int, str]]:

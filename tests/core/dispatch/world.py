@@ -7,7 +7,7 @@ the offline maps model ranks them by distance in every hour.
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from patone.core import customers, drivers, service_requests
@@ -73,3 +73,16 @@ async def request_at_scene(
 
 def driver_actor(driver: dict[str, Any]) -> Any:
     return actor_for("driver", user_id=1000 + int(driver["id"]), driver_id=int(driver["id"]))
+
+
+class Clock:
+    """Business time the test moves by hand."""
+
+    def __init__(self, at: datetime) -> None:
+        self.at = at
+
+    def __call__(self) -> datetime:
+        return self.at
+
+    def advance(self, seconds: float) -> None:
+        self.at += timedelta(seconds=seconds)

@@ -1,0 +1,108 @@
+"""A driver's plan: the jobs they hold, in the order to drive them, with planned arrivals.
+
+A driver can hold several accepted jobs (a dispatcher stacked them, or jobs queued behind the
+one they are on). `driver_route` orders the ones not started yet with the route optimiser
+(`routing.sequence_for_driver`: every order for up to three, OR-Tools beyond, greedy when it
+runs out of time), starting from where the driver is, or from where and when their current job
+ends; emergencies weigh most. The driver app shows it as "next", and the dispatch map as the
+truck's route.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from patone.core.clock import now
+from patone.core.db import engine
+from patone.core.dispatch import workload
+from patone.core.dispatch.engine import positions_of, travel_matrix
+from patone.core.dispatch.routing import Stop, sequence_for_driver
+from patone.core.errors import NotFound
+from patone.core.permissions import Actor, require
+from patone.plugins.types import GeoPoint
+from patone.tenants.isolation import TenantRef, tenant_transaction
+
+PRIORITY = {"low": 0, "normal": 1, "high": 2, "emergency": 3}
+
+
+@dataclass(frozen=True)
+class RouteStop:
+    request_id: int
+    number: int
+    priority: str
+    lat: float
+    lng: float
+    arrive_at: datetime
+    travel_s: int  # from the previous stop (or the driver)
+
+
+async def driver_route(tenant: TenantRef, actor: Actor, driver_id: int) -> list[RouteStop]:
+    """The driver's unstarted jobs in the order to drive them (drivers see their own)."""
+    if actor.driver_id != driver_id:
+        require(actor, "drivers.view")
+    at = now()
+    async with tenant_transaction(tenant):
+        driver = await engine.fetch(
+            "SELECT id, last_lat, last_lng FROM drivers WHERE id = $1", driver_id
+        )
+        if not driver:
+            raise NotFound("not_found", f"driver {driver_id} does not exist", "driver_id")
+        jobs = [
+            dict(row)
+            for row in await engine.fetch(
+                "SELECT id, number, status, priority, service_type, on_scene_at, eta_at, "
+                "pickup_lat, pickup_lng, destination_lat, destination_lng FROM service_requests "
+                "WHERE driver = $1 AND status IN ('assigned', 'en_route', 'on_scene', "
+                "'in_progress') ORDER BY assigned_at",
+                driver_id,
+            )
+        ]
+        typical = await workload.typical_seconds(tenant)
+    queued = [job for job in jobs if job["status"] == "assigned"]
+    if not queued:
+        return []
+    started = [job for job in jobs if job["status"] != "assigned"]
+    current = workload.finish(started[0], typical, at) if started else None
+    if current is not None:
+        start, wait = (current.lat, current.lng), current.in_s
+    else:
+        where = (await positions_of(tenant, driver)).get(driver_id)
+        if where is None:
+            raise NotFound("no_position", "the driver's position is unknown", "driver_id")
+        start, wait = where, 0.0
+    places = [start, *((job["pickup_lat"], job["pickup_lng"]) for job in queued)]
+    durations = await _durations(tenant, places, at)
+    stops = [
+        Stop(
+            id=job["id"],
+            index=i + 1,
+            service_s=round(typical.get(job["service_type"], 60 * workload.PRIOR_MINUTES)),
+            priority=PRIORITY.get(job["priority"], 1),
+        )
+        for i, job in enumerate(queued)
+    ]
+    planned = await asyncio.to_thread(sequence_for_driver, 0, round(wait), stops, durations)
+    by_id = {job["id"]: job for job in queued}
+    return [
+        RouteStop(
+            request_id=p.stop_id,  # type: ignore[arg-type]
+            number=by_id[p.stop_id]["number"],
+            priority=by_id[p.stop_id]["priority"],
+            lat=by_id[p.stop_id]["pickup_lat"],
+            lng=by_id[p.stop_id]["pickup_lng"],
+            arrive_at=at + timedelta(seconds=p.arrive_s),
+            travel_s=p.travel_s,
+        )
+        for p in planned
+    ]
+
+
+async def _durations(
+    tenant: TenantRef, places: list[tuple[float, float]], at: datetime
+) -> list[list[int | None]]:
+    """Travel seconds between every pair of places."""
+    points = [GeoPoint(lat=lat, lng=lng) for lat, lng in places]
+    matrix = await travel_matrix(tenant, points, points, at)
+    return [[cell.duration_s if cell else None for cell in row] for row in matrix]
