@@ -85,3 +85,17 @@ def issue_token(env: dict[str, str], user: str) -> str:
     token = done.stdout.strip()
     assert token and " " not in token, done.stdout
     return token
+
+
+def graphql(port: int, token: str, query: str, **variables: Any) -> dict[str, Any]:
+    """POST a GraphQL document to the demo company as `token`; its data (no errors allowed)."""
+    response = httpx.post(
+        f"http://127.0.0.1:{port}/graphql",
+        json={"query": query, "variables": variables},
+        headers={"Authorization": f"Bearer {token}", "Host": f"demo.localhost:{port}"},
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert "errors" not in body, body["errors"]
+    return body["data"]  # type: ignore[no-any-return]

@@ -20,11 +20,10 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
 import pytest
 import websockets
 
-from tests.demo_product import demo_env, issue_token, serving, stop
+from tests.demo_product import demo_env, graphql, issue_token, serving, stop
 from tests.test_embedded import _free_port
 
 SCENE = (51.3397, 12.3731)  # Leipzig, Augustusplatz: ~150 km from the demo's Berlin
@@ -50,16 +49,7 @@ def product(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
 
 
 def _gql(product: dict[str, Any], token: str, query: str, **variables: Any) -> dict[str, Any]:
-    response = httpx.post(
-        f"http://127.0.0.1:{product['port']}/graphql",
-        json={"query": query, "variables": variables},
-        headers={"Authorization": f"Bearer {token}", "Host": f"demo.localhost:{product['port']}"},
-        timeout=30,
-    )
-    assert response.status_code == 200, response.text
-    body = response.json()
-    assert "errors" not in body, body["errors"]
-    return body["data"]  # type: ignore[no-any-return]
+    return graphql(product["port"], token, query, **variables)
 
 
 def _east(km: float) -> tuple[float, float]:

@@ -15,10 +15,9 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
 
-from tests.demo_product import demo_env, issue_token, serving, stop
+from tests.demo_product import demo_env, graphql, issue_token, serving, stop
 from tests.fakes import SmtpFake, TwilioFake
 from tests.test_embedded import _free_port
 
@@ -52,16 +51,7 @@ def _token(product: dict[str, Any], user: str) -> str:
 
 
 def _gql(product: dict[str, Any], token: str, query: str, **variables: Any) -> dict[str, Any]:
-    response = httpx.post(
-        f"http://127.0.0.1:{product['port']}/graphql",
-        json={"query": query, "variables": variables},
-        headers={"Authorization": f"Bearer {token}", "Host": f"demo.localhost:{product['port']}"},
-        timeout=30,
-    )
-    assert response.status_code == 200, response.text
-    body = response.json()
-    assert "errors" not in body, body["errors"]
-    return body["data"]  # type: ignore[no-any-return]
+    return graphql(product["port"], token, query, **variables)
 
 
 CONFIGURE = """mutation($name: String!, $config: JSON) {

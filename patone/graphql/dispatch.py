@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncGenerator
 from datetime import datetime
 from enum import Enum
@@ -17,10 +16,9 @@ from patone.core.dispatch import offers as service
 from patone.core.dispatch import plans
 from patone.core.dispatch import settings as dispatch_settings
 from patone.core.permissions import require
-from patone.core.redis import get_redis
-from patone.core.relay import events_channel
 from patone.graphql.context import Context
 from patone.graphql.ids import pk_of
+from patone.graphql.subscriptions import tenant_events
 from patone.graphql.types import ServiceRequest, UserError, attempt, gid, given
 
 
@@ -297,27 +295,14 @@ class DispatchSubscription:
         require(ctx.actor, "offers.respond", "requests.view")
         everyone = ctx.actor.can("requests.view")
         topics = {change.value: change for change in OfferChange}
-        pubsub = get_redis().pubsub()
-        await pubsub.subscribe(events_channel(ctx.tenant.slug))
-        last_id = 0
-        try:
-            async for message in pubsub.listen():
-                if message.get("type") != "message":
-                    continue
-                event = json.loads(message["data"])
-                change = topics.get(event["topic"])
-                if change is None or event["id"] <= last_id:
-                    continue
-                last_id = event["id"]
-                payload = event.get("payload") or {}
-                if not everyone and payload.get("driver_id") != ctx.actor.driver_id:
-                    continue  # another driver's offer
-                row = await service.offer_row(ctx.tenant, int(event["entity_id"]))
-                if row is not None:
-                    offer = Offer.from_row(row)
-                    yield OfferUpdate(event_id=event["id"], change=change, offer=offer)
-        finally:
-            await pubsub.aclose()
+        async for event in tenant_events(ctx.tenant.slug, topics):
+            payload = event.get("payload") or {}
+            if not everyone and payload.get("driver_id") != ctx.actor.driver_id:
+                continue  # another driver's offer
+            row = await service.offer_row(ctx.tenant, int(event["entity_id"]))
+            if row is not None:
+                change = topics[event["topic"]]
+                yield OfferUpdate(event_id=event["id"], change=change, offer=Offer.from_row(row))
 
 
 @strawberry.type

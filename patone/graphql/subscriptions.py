@@ -9,8 +9,9 @@ sees their own jobs.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Container
 from enum import Enum
+from typing import Any
 
 import strawberry
 from strawberry.types import Info
@@ -48,28 +49,34 @@ class Subscription:
     ) -> AsyncGenerator[ServiceRequestUpdate, None]:
         ctx = info.context
         topics = {change.value: change for change in RequestChange}
-        pubsub = get_redis().pubsub()
-        await pubsub.subscribe(events_channel(ctx.tenant.slug))
-        last_id = 0
-        try:
-            async for message in pubsub.listen():
-                if message.get("type") != "message":
-                    continue
-                event = json.loads(message["data"])
-                change = topics.get(event["topic"])
-                if change is None or event["id"] <= last_id:
-                    continue  # other topics, or a re-published duplicate
-                last_id = event["id"]
-                try:
-                    row = await service_requests.get_request(
-                        ctx.tenant, ctx.actor, int(event["entity_id"])
-                    )
-                except NotFound:
-                    continue  # not visible to this subscriber
-                yield ServiceRequestUpdate(
-                    event_id=event["id"],
-                    change=change,
-                    service_request=ServiceRequest.from_row(row),
+        async for event in tenant_events(ctx.tenant.slug, topics):
+            try:
+                row = await service_requests.get_request(
+                    ctx.tenant, ctx.actor, int(event["entity_id"])
                 )
-        finally:
-            await pubsub.aclose()
+            except NotFound:
+                continue  # not visible to this subscriber
+            yield ServiceRequestUpdate(
+                event_id=event["id"],
+                change=topics[event["topic"]],
+                service_request=ServiceRequest.from_row(row),
+            )
+
+
+async def tenant_events(slug: str, topics: Container[str]) -> AsyncGenerator[dict[str, Any], None]:
+    """The company's committed events of these topics as the relay publishes them, each once
+    (a re-published duplicate is skipped)."""
+    pubsub = get_redis().pubsub()
+    await pubsub.subscribe(events_channel(slug))
+    last_id = 0
+    try:
+        async for message in pubsub.listen():
+            if message.get("type") != "message":
+                continue
+            event = json.loads(message["data"])
+            if event["topic"] not in topics or event["id"] <= last_id:
+                continue
+            last_id = event["id"]
+            yield event
+    finally:
+        await pubsub.aclose()

@@ -356,8 +356,11 @@ class Simulation:
             if driver.moving is not None:
                 await self._move(driver, self._where(driver))
         self.ticks += 1
-        if self.ticks % STAGING_EVERY_TICKS:
-            return
+        if self.ticks % STAGING_EVERY_TICKS == 0:
+            await self._stage()
+
+    async def _stage(self) -> None:
+        """Send idle drivers where the engine suggests they wait."""
         at = self.clock()
         for move in await staging.suggest_moves(self._tenant(), at, "Europe/Berlin"):
             driver = self.run.drivers[move.driver_id]

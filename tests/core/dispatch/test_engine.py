@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
-from patone.core import service_requests
+from patone.core import drivers, service_requests
 from patone.core.db import engine
 from patone.core.dispatch import engine as dispatch
-from patone.core.dispatch import offers
+from patone.core.dispatch import eta, offers, positions
 from patone.core.dispatch.settings import update_dispatch_settings
 from patone.core.errors import Conflict, ValidationFailed
+from patone.core.permissions import SYSTEM
 from patone.tenants.isolation import tenant_transaction
 from patone.tenants.registry import TenantInfo
 from tests.conftest import actor_for
@@ -22,10 +24,24 @@ from tests.core.dispatch.world import (
     Clock,
     driver_actor,
     driver_at,
+    east_of_scene,
     request_at_scene,
 )
 
 ADMIN = actor_for("admin")
+
+
+async def _accepted_at(
+    tenant: TenantInfo, other: TenantInfo, *, km: float
+) -> tuple[dict[str, Any], dict[str, Any], offers.Response]:
+    """A driver `km` from a new request (and one in the other company) who accepted it."""
+    driver = await driver_at(tenant, km)
+    await driver_at(other, km)
+    request = await request_at_scene(tenant)
+    await dispatch.sweep(tenant)
+    offer = (await offers.my_offers(tenant, driver_actor(driver)))[0]
+    response = await offers.respond_to_offer(tenant, driver_actor(driver), offer["id"], accept=True)
+    return driver, request, response
 
 
 async def _offer_rows(tenant: TenantInfo, request_id: int) -> list[tuple[int, str]]:
@@ -243,18 +259,8 @@ async def test_bad_dispatch_settings_name_the_field_and_change_nothing(
 async def test_accepting_shows_an_eta_that_moves_only_when_it_changes_by_over_a_minute(
     two_tenants: tuple[TenantInfo, TenantInfo], clock: Clock
 ) -> None:
-    from patone.core import drivers
-    from patone.core.dispatch import eta
-    from patone.core.permissions import SYSTEM
-    from tests.core.dispatch.world import east_of_scene
-
     acme, bolt = two_tenants
-    driver = await driver_at(acme, 6)
-    await driver_at(bolt, 6)
-    request = await request_at_scene(acme)
-    await dispatch.sweep(acme)
-    offer = (await offers.my_offers(acme, driver_actor(driver)))[0]
-    response = await offers.respond_to_offer(acme, driver_actor(driver), offer["id"], accept=True)
+    driver, request, response = await _accepted_at(acme, bolt, km=6)
     assert response.request is not None
     shown = response.request["eta_at"]
     # 6 km at the offline model's daytime speed: ~7.8 road km at 45 km/h, about 10 minutes.
@@ -317,10 +323,6 @@ async def test_a_job_queues_behind_a_driver_about_to_finish_nearby_when_the_comp
 async def test_a_driver_who_stops_working_loses_their_offer_to_the_next_driver(
     two_tenants: tuple[TenantInfo, TenantInfo], clock: Clock
 ) -> None:
-    from patone.core import drivers
-    from patone.core.dispatch import positions
-    from patone.core.permissions import SYSTEM
-
     acme, bolt = two_tenants
     leaving, staying = await driver_at(acme, 1), await driver_at(acme, 2)
     await driver_at(bolt, 1)
@@ -345,18 +347,8 @@ async def test_a_driver_who_stops_working_loses_their_offer_to_the_next_driver(
 async def test_stale_etas_follow_the_driver_and_only_big_changes_are_stored(
     two_tenants: tuple[TenantInfo, TenantInfo], clock: Clock
 ) -> None:
-    from patone.core import drivers
-    from patone.core.dispatch import eta
-    from patone.core.permissions import SYSTEM
-    from tests.core.dispatch.world import east_of_scene
-
     acme, bolt = two_tenants
-    driver = await driver_at(acme, 8)
-    await driver_at(bolt, 8)
-    request = await request_at_scene(acme)
-    await dispatch.sweep(acme)
-    offer = (await offers.my_offers(acme, driver_actor(driver)))[0]
-    await offers.respond_to_offer(acme, driver_actor(driver), offer["id"], accept=True)
+    driver, request, _ = await _accepted_at(acme, bolt, km=8)
     await service_requests.transition(acme, driver_actor(driver), request["id"], "en_route")
     assert await eta.refresh_stale(acme) == 0  # just set at acceptance: not stale yet
     clock.advance(31)
