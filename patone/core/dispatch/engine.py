@@ -25,6 +25,8 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from ortools.graph.python import linear_sum_assignment
+
 from patone.core.activity import emit, record
 from patone.core.clock import now
 from patone.core.company import get_settings
@@ -302,6 +304,42 @@ def _is_waiting(request: dict[str, Any] | None) -> bool:
     )
 
 
+@dataclass(frozen=True)
+class _Considered:
+    """A waiting request's ranked candidates, read but not acted on yet."""
+
+    request_id: int
+    priority: str
+    ranked: list[Scored]
+    excluded: list[Excluded]
+    situation: _Situation
+
+
+async def _consider(
+    tenant: TenantRef, request_id: int, settings: DispatchSettings, zone: str
+) -> _Considered | None:
+    """Rank the candidates for a waiting request (None when it is not waiting)."""
+    at = now()
+    async with tenant_transaction(tenant):
+        request = await _waiting(request_id, lock=False)
+        if request is None:
+            raise NotFound("not_found", f"request {request_id} does not exist", "request_id")
+        if not _is_waiting(request):
+            return None
+        situation = await _situation(tenant, request, settings, zone, at)
+    timed, no_road = await _with_travel(tenant, situation, at)
+    ranked = cands.rank(
+        timed,
+        weights=settings.weights,
+        mean_jobs=situation.mean_jobs,
+        priority=request["priority"],
+        strategy=settings.strategy,
+    )
+    return _Considered(
+        request_id, request["priority"], ranked, situation.excluded + no_road, situation
+    )
+
+
 async def dispatch_request(
     tenant: TenantRef,
     request_id: int,
@@ -312,24 +350,90 @@ async def dispatch_request(
     """Offer a waiting request to the best candidate, or record why nobody can take it."""
     if settings is None or zone is None:
         settings, zone = await read_settings(tenant)
-    at = now()
-    async with tenant_transaction(tenant):
-        request = await _waiting(request_id, lock=False)
-        if request is None:
-            raise NotFound("not_found", f"request {request_id} does not exist", "request_id")
-        if not _is_waiting(request):
-            return Decision(request_id, "skipped")
-        situation = await _situation(tenant, request, settings, zone, at)
-    timed, no_road = await _with_travel(tenant, situation, at)
-    ranked = cands.rank(
-        timed,
-        weights=settings.weights,
-        mean_jobs=situation.mean_jobs,
-        priority=request["priority"],
-        strategy=settings.strategy,
+    considered = await _consider(tenant, request_id, settings, zone)
+    if considered is None:
+        return Decision(request_id, "skipped")
+    return await _offer(tenant, considered, settings)
+
+
+async def _offer(
+    tenant: TenantRef, c: _Considered, settings: DispatchSettings, first: int | None = None
+) -> Decision:
+    """Offer `c` to its best candidate still free (`first`, the batch's choice, before the
+    others)."""
+    ranked = sorted(c.ranked, key=lambda s: s.candidate.driver_id != first) if first else c.ranked
+    note = ""
+    if first is not None and c.ranked and c.ranked[0].candidate.driver_id != first:
+        note = (
+            f"; {c.ranked[0].candidate.name}, cheaper for this one, went to another waiting "
+            "request (matched together so the total is least)"
+        )
+    return await _offer_best(
+        tenant, c.request_id, ranked, c.excluded, c.situation, settings, note=note
     )
-    excluded = situation.excluded + no_road
-    return await _offer_best(tenant, request_id, ranked, excluded, situation, settings)
+
+
+async def dispatch_batch(
+    tenant: TenantRef, waiting: list[int], settings: DispatchSettings, zone: str
+) -> list[Decision]:
+    """Offer several waiting requests at once: emergencies one by one first (the fastest truck
+    each), then the others matched to drivers together so the sum of their costs is least (a
+    driver who is the best for two requests goes to the one the others can do worst without),
+    with OR-Tools' linear sum assignment; the first in line get drivers first when there are
+    not enough. Offers are made in queue order."""
+    decisions: list[Decision] = []
+    considered: list[_Considered] = []
+    for request_id in waiting:
+        c = await _consider(tenant, request_id, settings, zone)
+        if c is None:
+            decisions.append(Decision(request_id, "skipped"))
+        elif c.priority == "emergency":
+            decisions.append(await _offer(tenant, c, settings))
+        else:
+            considered.append(c)
+    chosen = match(considered) if settings.strategy == "scored" else {}
+    for c in considered:
+        decisions.append(await _offer(tenant, c, settings, first=chosen.get(c.request_id)))
+    return decisions
+
+
+# Cost (hundredths of a minute) of leaving a request without a driver: more for each place
+# nearer the front of the queue, so when drivers are short the first in line get them and the
+# matching only arranges who goes where among those.
+UNMATCHED = 10_000_000
+QUEUE_PLACE = 1_000_000
+
+
+def match(considered: list[_Considered]) -> dict[int, int]:
+    """Request id -> driver id, least total cost, each driver at most once, the first in line
+    first when drivers are short (`considered` is in queue order). The problem is made
+    square (a spare place per request, a spare request per driver): OR-Tools' solver aborts the
+    process on an unbalanced one."""
+    drivers = sorted({s.candidate.driver_id for c in considered for s in c.ranked})
+    if len(considered) < 2 or not drivers:
+        return {c.request_id: c.ranked[0].candidate.driver_id for c in considered if c.ranked}
+    column = {driver: j for j, driver in enumerate(drivers)}
+    lowest = min(s.cost for c in considered for s in c.ranked)
+    solver = linear_sum_assignment.SimpleLinearSumAssignment()
+    for i, c in enumerate(considered):
+        for s in c.ranked:
+            solver.add_arc_with_cost(
+                i, column[s.candidate.driver_id], round((s.cost - lowest) * 100)
+            )
+        solver.add_arc_with_cost(
+            i, len(drivers) + i, UNMATCHED + (len(considered) - i) * QUEUE_PLACE
+        )
+    for k in range(len(drivers)):
+        for j in range(len(drivers) + len(considered)):
+            solver.add_arc_with_cost(len(considered) + k, j, 0)
+    if solver.solve() != solver.OPTIMAL:
+        return {}
+    found = {}
+    for i, c in enumerate(considered):
+        j = solver.right_mate(i)
+        if j < len(drivers):
+            found[c.request_id] = drivers[j]
+    return found
 
 
 async def dispatch_again(tenant: TenantRef, actor: Actor, request_id: int) -> Decision:
@@ -359,6 +463,8 @@ async def _offer_best(
     excluded: list[Excluded],
     situation: _Situation,
     settings: DispatchSettings,
+    *,
+    note: str = "",
 ) -> Decision:
     async with tenant_transaction(tenant):
         await lock_dispatch(tenant)
@@ -383,6 +489,8 @@ async def _offer_best(
             mean_jobs=situation.mean_jobs,
             at=at,
         )
+        if chosen is not None and chosen is ranked[0] and note:
+            explanation["why"] += note
         if chosen is None:
             await _note_no_candidate(request_id, explanation, settings, at)
             return Decision(request_id, "no_candidate", explanation=explanation)
@@ -594,9 +702,6 @@ async def sweep(tenant: TenantRef) -> SweepReport:
     if expired:  # their requests wait again
         waiting = await waiting_requests(tenant)
     decisions: list[Decision] = []
-    if settings.auto_dispatch:
-        for request_id in waiting:
-            decisions.append(
-                await dispatch_request(tenant, request_id, settings=settings, zone=zone)
-            )
+    if settings.auto_dispatch and waiting:
+        decisions = await dispatch_batch(tenant, waiting, settings, zone)
     return SweepReport(expired=len(expired), decisions=decisions)

@@ -359,3 +359,26 @@ async def test_stale_etas_follow_the_driver_and_only_big_changes_are_stored(
     clock.advance(31)
     assert await eta.refresh_stale(acme) == 1
     assert await eta.refresh_stale(bolt) == 0
+
+
+async def test_requests_waiting_together_are_matched_so_the_total_travel_is_least(
+    two_tenants: tuple[TenantInfo, TenantInfo], clock: Clock
+) -> None:
+    acme, bolt = two_tenants
+    between = await driver_at(acme, 1)  # 1 km from the first call, 2 km from the second
+    west = await driver_at(acme, -6)  # 6 km from the first call, 9 km from the second
+    await driver_at(bolt, 1)
+    first = await request_at_scene(acme)
+    second = await request_at_scene(acme)
+    lat, lng = east_of_scene(3)
+    await service_requests.update_request(
+        acme, DISPATCHER, second["id"], {"pickup": {"lat": lat, "lng": lng}}
+    )
+    report = await dispatch.sweep(acme)  # both wait: offered together
+    offered = {d.request_id: d.driver_id for d in report.decisions}
+    # One by one, the first call would take the driver between them and send the second's
+    # 9 km; together, 6 + 2 km.
+    assert offered == {first["id"]: west["id"], second["id"]: between["id"]}
+    why = {d.request_id: (d.explanation or {})["why"] for d in report.decisions}
+    assert "went to another waiting request" in why[first["id"]]
+    assert "went to another" not in why[second["id"]]
