@@ -695,13 +695,39 @@ async def sweep(tenant: TenantRef) -> SweepReport:
             now(),
         )
         waiting = [row["id"] for row in await engine.fetch(_WAITING, SWEEP_LIMIT)]
+        free = await engine.fetch(_FREE)
     values = {row["key"]: json.loads(row["value"]) for row in stored}
     settings = DispatchSettings.model_validate(values.get("dispatch") or {})
     zone = str(values.get("time_zone", "UTC"))
     expired = await expire_offers(tenant, settings) if due[0]["due"] else []
-    if expired:  # their requests wait again
+    if expired:  # their requests wait again, and their drivers are free
         waiting = await waiting_requests(tenant)
+        async with tenant_transaction(tenant):
+            free = await engine.fetch(_FREE)
     decisions: list[Decision] = []
     if settings.auto_dispatch and waiting:
-        decisions = await dispatch_batch(tenant, waiting, settings, zone)
+        decisions = await dispatch_batch(
+            tenant, _worth_trying(waiting, free[0], settings), settings, zone
+        )
     return SweepReport(expired=len(expired), decisions=decisions)
+
+
+# Drivers who could take an offer now, and whether an emergency waits (it may pre-empt).
+_FREE = (
+    "SELECT count(*) FILTER (WHERE d.status = 'available') AS free, "
+    "count(*) FILTER (WHERE d.status = 'busy') AS busy, "
+    "EXISTS (SELECT 1 FROM service_requests WHERE status = 'pending' "
+    "AND priority = 'emergency') AS emergency "
+    "FROM drivers d WHERE d.archived_at IS NULL AND d.status IN ('available', 'busy') "
+    "AND NOT EXISTS (SELECT 1 FROM offers o WHERE o.driver_id = d.id AND o.status = 'open')"
+)
+
+
+def _worth_trying(waiting: list[int], free: Any, settings: DispatchSettings) -> list[int]:
+    """The waiting requests a sweep looks at: none while no driver could take an offer (a
+    backlog of calls with every truck out costs one query a second, not a decision per call),
+    else a few per free driver, first in line first."""
+    could = free["free"] + (
+        free["busy"] if settings.queue_within_minutes or free["emergency"] else 0
+    )
+    return waiting[: min(len(waiting), 4 * could + 5)] if could else []

@@ -382,3 +382,20 @@ async def test_requests_waiting_together_are_matched_so_the_total_travel_is_leas
     why = {d.request_id: (d.explanation or {})["why"] for d in report.decisions}
     assert "went to another waiting request" in why[first["id"]]
     assert "went to another" not in why[second["id"]]
+
+
+async def test_a_backlog_with_every_truck_out_costs_no_decisions_until_one_is_free(
+    two_tenants: tuple[TenantInfo, TenantInfo], clock: Clock
+) -> None:
+    acme, bolt = two_tenants
+    driver = await driver_at(acme, 1, status="on_break")
+    await driver_at(bolt, 1)
+    waiting = [await request_at_scene(acme) for _ in range(3)]
+    assert (await dispatch.sweep(acme)).decisions == []
+    async with tenant_transaction(acme):
+        rows = await engine.fetch("SELECT count(*) AS n FROM dispatch_decisions")
+    assert rows[0]["n"] == 0
+    await drivers.update_driver(acme, SYSTEM, driver["id"], {"status": "available"})
+    report = await dispatch.sweep(acme)
+    assert [d.outcome for d in report.decisions].count("offered") == 1
+    assert report.decisions[0].request_id == waiting[0]["id"]  # first in line
