@@ -43,6 +43,21 @@ DONE_SECONDS = 7 * 24 * 3600  # longer than any redelivery or dead-letter retry 
 
 EventHandler = Callable[[TenantInfo, list[dict[str, Any]], dramatiq.Broker], Awaitable[None]]
 _HANDLERS: dict[str, EventHandler] = {}
+RelayHook = Callable[[dramatiq.Broker, str, list[dict[str, Any]]], None]
+_AT_RELAY: dict[str, RelayHook] = {}
+
+
+def at_relay(name: str) -> Callable[[RelayHook], RelayHook]:
+    """Register `def hook(broker, slug, events)` to run in the relay itself, just before the
+    batch's fan-out job is queued: for work that cannot wait behind the other handlers (an
+    emergency's dispatch). It runs in a thread, must be quick (queue a job, no more) and
+    idempotent (a batch can be relayed twice)."""
+
+    def register(hook: RelayHook) -> RelayHook:
+        _AT_RELAY[name] = hook
+        return hook
+
+    return register
 
 
 def event_handler(name: str) -> Callable[[EventHandler], EventHandler]:
@@ -91,7 +106,13 @@ async def fan_out(tenant_slug: str, events: list[dict[str, Any]]) -> list[str]:
 def enqueue_fan_out(
     broker: dramatiq.Broker, slug: str, events: list[dict[str, Any]], *, batch: int = 200
 ) -> None:
-    """Queue `fan_out` for the events, `batch` at a time (synchronous: call it from a thread)."""
+    """Run the relay hooks, then queue `fan_out` for the events, `batch` at a time (synchronous:
+    call it from a thread)."""
+    for hook in _AT_RELAY.values():
+        try:
+            hook(broker, slug, events)
+        except Exception:  # the fan-out job still comes; the hook's work waits for its sweep
+            log.exception("relay hook failed", extra={"tenant": slug})
     actor = fan_out.bind(broker)
     for start in range(0, len(events), batch):
         chunk = events[start : start + batch]

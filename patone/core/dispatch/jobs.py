@@ -1,7 +1,8 @@
 """The engine in the workers: a sweep job per company, started by events and by the scheduler.
 
 Events that can change who should get an offer (a new request, one sent back to the queue, a
-declined or lapsed offer, a driver coming on shift) queue a sweep of their company at once, so an
+declined or lapsed offer, a driver coming on shift) queue a sweep of their company straight from
+the relay (before the fan-out job with the other handlers), so an
 emergency is offered within a second of being created. The scheduler sweeps every second the
 companies with dispatch work in hand (live offers, waiting requests, jobs being driven to: a
 Redis set the sweeps keep), because offer deadlines pass with no event and ETAs follow the
@@ -21,7 +22,7 @@ from redis.exceptions import RedisError
 from patone.core.db import engine
 from patone.core.dispatch import engine as dispatch
 from patone.core.dispatch import eta
-from patone.core.events import event_handler
+from patone.core.events import at_relay
 from patone.core.jobs import broker_redis, current_job, send_to_active_tenants, tenant_actor
 from patone.core.redis import tenant_key
 from patone.core.scheduler import periodic
@@ -61,12 +62,12 @@ def queue_sweep(broker: dramatiq.Broker, slug: str) -> bool:
     return True
 
 
-@event_handler("dispatch")
-async def _on_events(
-    tenant: TenantInfo, events: list[dict[str, Any]], broker: dramatiq.Broker
-) -> None:
+@at_relay("dispatch")
+def _wake_at_once(broker: dramatiq.Broker, slug: str, events: list[dict[str, Any]]) -> None:
+    """Straight from the relay, not behind the fan-out's other handlers: an emergency's offer
+    should not wait for the notifications of the events before it."""
     if any(_wakes(event) for event in events):
-        await asyncio.to_thread(queue_sweep, broker, tenant.slug)
+        queue_sweep(broker, slug)
 
 
 @tenant_actor(
