@@ -216,6 +216,7 @@ def baseline_main(args: argparse.Namespace) -> int:
     Prints one JSON line: {"clean": {"sms": {"cpu_ms", "wall_ms", "calls"}, "email": {...}},
     "faulty": {...}}.
     """
+    from patone.core.jobs import new_event_loop
     from patone.core.notifications import templates
     from patone.plugins.builtin import email_smtp, sms_twilio
     from patone.plugins.loops import close_loop_clients
@@ -266,7 +267,7 @@ def baseline_main(args: argparse.Namespace) -> int:
         size = max(args.baseline_calls // batches, 1)
         warm = max(size // 2, 5)
         results: dict[str, dict[str, float]] = {}
-        loop = asyncio.new_event_loop()
+        loop = new_event_loop()  # the workers' kind of loop: the SDKs cost what they cost there
         try:
             for channel in CHANNELS:
                 loop.run_until_complete(send_many(channel, -warm, warm))
