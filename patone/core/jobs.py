@@ -64,8 +64,8 @@ from typing import Any, Concatenate, Generic, ParamSpec, TypeVar
 import dramatiq
 import redis
 import redis.asyncio as aioredis
-from dramatiq.brokers.redis import RedisBroker
 from dramatiq.asyncio import EventLoopThread, set_event_loop_thread
+from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.common import current_millis, dq_name, q_name
 from dramatiq.middleware import (
