@@ -57,6 +57,12 @@ async def busy(tenant_slug: str, key: str) -> None:
 
 
 @tenant_actor(max_retries=0, transaction=False)
+async def loop_kind(tenant_slug: str, key: str) -> None:
+    """Says which event loop the job runs on (its class's module)."""
+    counters.set(key, type(asyncio.get_running_loop()).__module__)
+
+
+@tenant_actor(max_retries=0, transaction=False)
 async def slow(tenant_slug: str, key: str, seconds: float) -> None:
     """Says where it started, sleeps (on its first start only), then records (in a short
     transaction of its own)."""

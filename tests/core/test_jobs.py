@@ -143,6 +143,18 @@ async def test_a_failing_job_is_retried_with_backoff_then_dead_lettered_and_can_
     jobs_actors.counters.delete(f"{key}:attempts", f"{key}:heal")
 
 
+async def test_jobs_run_on_uvloop_in_the_worker_and_the_app_keeps_its_loop(
+    two_tenants: tuple[TenantInfo, TenantInfo], worker: None
+) -> None:
+    acme, _ = two_tenants
+    key = f"jobs-test-{uuid.uuid4().hex}"
+    jobs_actors.loop_kind.send(acme.slug, key)
+    kind = await eventually(lambda: asyncio.to_thread(jobs_actors.counters.get, key))
+    assert kind.decode().startswith("uvloop")
+    assert type(asyncio.get_running_loop()).__module__.startswith("asyncio")
+    jobs_actors.counters.delete(key)
+
+
 async def test_an_expected_retry_carries_no_stack_until_its_last_attempt_is_dead_lettered(
     two_tenants: tuple[TenantInfo, TenantInfo], worker: None
 ) -> None:
