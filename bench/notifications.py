@@ -17,15 +17,17 @@ and its own companies (`benchnotif-01` ..., roles `t_benchnotif_01_role` ...).
 Steps:
 
 1. set-up: `--tenants` companies with sms-twilio and email-smtp enabled (default notification
-   rules: a new request texts and emails its customer), customers with a phone and an email.
+   rules: a new request texts and emails its customer), customers with a phone and an email,
+   automatic dispatch off (no drivers: see `setup_tenants`).
 2. fakes: a helper process (this file with `--fakes-process`) runs `tests/fakes.py`'s TwilioFake
    and SmtpFake failing as in the tests: 10 % of calls refused before the message is taken,
    10 % taken and the answer lost, 10 % taken and answered after the client's 1 s time-out
    (`--stall` 1.5 s). Their CPU is theirs, not ours. It also runs an always-ok pair, and a
    faulty pair for the baseline.
 3. SDK baseline: a fresh process (`--sdk-baseline`) calls the plugins' own `send_sms` and
-   `send_email` directly and measures its CPU per call: what the Twilio SDK and aiosmtplib
-   cost, with no job, database or broker around them. Twice: one call at a time to the
+   `send_email` directly, on the kind of event loop the workers run (`new_event_loop`: uvloop),
+   and measures its CPU per call: what the Twilio SDK and aiosmtplib cost, with no job,
+   database or broker around them. Twice: one call at a time to the
    always-ok fakes ("clean", printed), and 8 at a time to fakes failing like the pipeline's
    ("faulty": the calls the pipeline makes, with the reconnections after lost answers and
    time-outs, the exceptions and the threads they need). The faulty one splits the workers'
@@ -216,6 +218,7 @@ def baseline_main(args: argparse.Namespace) -> int:
     Prints one JSON line: {"clean": {"sms": {"cpu_ms", "wall_ms", "calls"}, "email": {...}},
     "faulty": {...}}.
     """
+    from patone.core.jobs import new_event_loop
     from patone.core.notifications import templates
     from patone.plugins.builtin import email_smtp, sms_twilio
     from patone.plugins.loops import close_loop_clients
@@ -266,7 +269,7 @@ def baseline_main(args: argparse.Namespace) -> int:
         size = max(args.baseline_calls // batches, 1)
         warm = max(size // 2, 5)
         results: dict[str, dict[str, float]] = {}
-        loop = asyncio.new_event_loop()
+        loop = new_event_loop()  # the workers' kind of loop: the SDKs cost what they cost there
         try:
             for channel in CHANNELS:
                 loop.run_until_complete(send_many(channel, -warm, warm))
@@ -627,7 +630,14 @@ def child_env(settings: Any, workdir: Path) -> dict[str, str]:
 async def setup_tenants(
     count: int, prefix: str, fakes: dict[str, Any], customers_each: int
 ) -> list[TenantInfo]:
-    """Companies with both providers on (pointing at the faulty fakes) and their customers."""
+    """Companies with both providers on (pointing at the faulty fakes) and their customers,
+    dispatching by hand.
+
+    They have no drivers: with automatic dispatch on, every sweep their `request.created`
+    events queue would try to offer each waiting request to nobody, work of the dispatch engine
+    in the same workers (5 to 18 % of the workers' own samples in runs of 2026-12-02) that is
+    no cost of a notification. The events and their notifications are the same either way."""
+    from patone.core.dispatch.settings import update_dispatch_settings
     from patone.core.permissions import SYSTEM
     from patone.plugins import config as plugins
     from patone.tenants.isolation import tenant_transaction
@@ -642,6 +652,7 @@ async def setup_tenants(
         await plugins.configure_plugin(
             tenant, SYSTEM, "email-smtp", enabled=True, config=email_config(fakes["email"])
         )
+        await update_dispatch_settings(tenant, SYSTEM, {"auto_dispatch": False})
         async with tenant_transaction(tenant) as transaction:
             await transaction.connection.execute(
                 """

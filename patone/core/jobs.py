@@ -19,6 +19,11 @@ command, and picked up by a live worker within about a second after that (idle c
 once a second): under 25 s. Maintenance with no dead worker costs two range reads; with a dead
 worker it runs `KEYS __acks__.<worker>*` until that worker's acknowledgement sets are empty.
 
+**Event loop.** Async actors run on Dramatiq's AsyncIO middleware's loop thread; `JobLoop` is
+that middleware with the loop from `new_event_loop()`: uvloop's where it is installed. Its loop,
+transports and timers are C, where asyncio's are Python: the event loop was the largest part of
+a send job's own CPU (every provider call, query and Redis command is several loop turns).
+
 **Actors.** `@tenant_actor` declares a job of one tenant: `async def fn(tenant_slug, *args)`.
 Before the function runs, the wrapper resolves the tenant from the registry and refuses one that
 is missing, deleted or suspended (`TenantUnavailable`: not retried, dead-lettered with that
@@ -59,6 +64,7 @@ from typing import Any, Concatenate, Generic, ParamSpec, TypeVar
 import dramatiq
 import redis
 import redis.asyncio as aioredis
+from dramatiq.asyncio import EventLoopThread, set_event_loop_thread
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.common import current_millis, dq_name, q_name
@@ -77,6 +83,11 @@ from dramatiq.middleware import (
 from patone.core.redis import get_redis, tenant_key
 from patone.tenants.isolation import tenant_transaction
 from patone.tenants.registry import TenantCache, TenantInfo
+
+try:
+    import uvloop
+except ImportError:  # pragma: no cover - no wheel for this platform: asyncio's loop
+    uvloop = None  # type: ignore[assignment]
 
 log = logging.getLogger(__name__)
 
@@ -158,13 +169,13 @@ def configure_broker(
         # Dead letters before Retries: `after_*` hooks run in reverse order, so Retries has
         # decided a message's fate before DeadLetters looks at it.
         DeadLetters(client),
-        Retries(
+        JobRetries(
             max_retries=DEFAULT_MAX_RETRIES,
             min_backoff=DEFAULT_MIN_BACKOFF,
             max_backoff=DEFAULT_MAX_BACKOFF,
         ),
         CurrentMessage(),
-        AsyncIO(),
+        JobLoop(),
     ]
     broker: dramatiq.Broker
     if stub:
@@ -190,6 +201,28 @@ def configure_broker(
     if set_global:
         dramatiq.set_broker(broker)
     return broker
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """A new event loop of the kind jobs run on: uvloop's when installed, else asyncio's."""
+    return uvloop.new_event_loop() if uvloop is not None else asyncio.new_event_loop()
+
+
+class _JobLoopThread(EventLoopThread):
+    def __init__(self, logger: Any, interrupt_check_ival: float = 0.1) -> None:
+        super().__init__(logger, interrupt_check_ival)
+        self.loop.close()  # asyncio's, made by the base class before we could say otherwise
+        self.loop = new_event_loop()
+
+
+class JobLoop(AsyncIO):
+    """Dramatiq's AsyncIO middleware (one loop thread per worker process that async actors
+    run on), with its loop from `new_event_loop()`."""
+
+    def before_worker_boot(self, broker: dramatiq.Broker, worker: Any) -> None:
+        thread = _JobLoopThread(self.logger)
+        thread.start(timeout=1.0)
+        set_event_loop_thread(thread)
 
 
 def broker_redis(broker: dramatiq.Broker | None = None) -> redis.Redis:
@@ -269,6 +302,43 @@ class DeadLetters(Middleware):
             "job dead-lettered",
             extra={"message_id": message.message_id, "actor": message.actor_name, "tenant": slug},
         )
+
+
+class JobRetries(Retries):
+    """Dramatiq's Retries, except that a `dramatiq.Retry` that will be tried again carries a
+    one-frame traceback in its message.
+
+    A Retry is expected (a provider refused a message, another attempt holds a lease; the job
+    logged why), so its stack says nothing, and formatting it (a dozen frames, each source line
+    looked up and parsed for the error carets) was 2 % of the workers' own CPU in the
+    notification bench. The attempt that exhausts the retries keeps the whole traceback, which
+    its dead letter shows; other exceptions keep theirs on every attempt."""
+
+    def after_process_message(
+        self,
+        broker: dramatiq.Broker,
+        message: Any,
+        *,
+        result: Any = None,
+        exception: BaseException | None = None,
+    ) -> None:
+        if not isinstance(exception, dramatiq.Retry) or self._last_attempt(broker, message):
+            super().after_process_message(broker, message, result=result, exception=exception)
+            return
+        # Retries formats the exception being handled: raised again here, it is one frame deep.
+        try:
+            raise exception.with_traceback(None)
+        except dramatiq.Retry:
+            super().after_process_message(broker, message, result=result, exception=exception)
+
+    def _last_attempt(self, broker: dramatiq.Broker, message: Any) -> bool:
+        actor = broker.get_actor(message.actor_name)
+        if actor.options.get("retry_when", self.retry_when) is not None:
+            return True  # a predicate decides: keep the traceback it may be shown
+        limit = message.options.get(
+            "max_retries", actor.options.get("max_retries", self.max_retries)
+        )
+        return limit is not None and message.options.get("retries", 0) >= limit
 
 
 class RedeliverySweep(Middleware):

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import os
 
+import dramatiq
 import redis
+from dramatiq.middleware import CurrentMessage
 
 from patone.core.db import engine
 from patone.core.jobs import current_job, current_message_id, tenant_actor
@@ -42,6 +44,22 @@ async def flaky(tenant_slug: str, key: str) -> None:
     if not counters.get(f"{key}:heal"):
         raise RuntimeError("provider unavailable")
     await _record(key)
+
+
+@tenant_actor(max_retries=2, min_backoff=50, max_backoff=200)
+async def busy(tenant_slug: str, key: str) -> None:
+    """Always asks to be tried later (`dramatiq.Retry`), listing the traceback each attempt's
+    message carries ("" for none)."""
+    message = CurrentMessage.get_current_message()
+    assert message is not None
+    counters.rpush(f"{key}:tracebacks", message.options.get("traceback") or "")
+    raise dramatiq.Retry("held by another attempt")
+
+
+@tenant_actor(max_retries=0, transaction=False)
+async def loop_kind(tenant_slug: str, key: str) -> None:
+    """Says which event loop the job runs on (its class's module)."""
+    counters.set(key, type(asyncio.get_running_loop()).__module__)
 
 
 @tenant_actor(max_retries=0, transaction=False)

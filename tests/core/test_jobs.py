@@ -143,6 +143,40 @@ async def test_a_failing_job_is_retried_with_backoff_then_dead_lettered_and_can_
     jobs_actors.counters.delete(f"{key}:attempts", f"{key}:heal")
 
 
+async def test_jobs_run_on_uvloop_in_the_worker_and_the_app_keeps_its_loop(
+    two_tenants: tuple[TenantInfo, TenantInfo], worker: None
+) -> None:
+    acme, _ = two_tenants
+    key = f"jobs-test-{uuid.uuid4().hex}"
+    jobs_actors.loop_kind.send(acme.slug, key)
+    kind = await eventually(lambda: asyncio.to_thread(jobs_actors.counters.get, key))
+    assert kind.decode().startswith("uvloop")
+    assert type(asyncio.get_running_loop()).__module__.startswith("asyncio")
+    jobs_actors.counters.delete(key)
+
+
+async def test_an_expected_retry_carries_no_stack_until_its_last_attempt_is_dead_lettered(
+    two_tenants: tuple[TenantInfo, TenantInfo], worker: None
+) -> None:
+    acme, bolt = two_tenants
+    key = f"jobs-test-{uuid.uuid4().hex}"
+    message = jobs_actors.busy.send(acme.slug, key)
+    [letter] = await eventually(lambda: list_dead_letters(acme.slug))
+    first, *retried = [
+        tb.decode() for tb in jobs_actors.counters.lrange(f"{key}:tracebacks", 0, -1)
+    ]
+    assert first == "" and len(retried) == 2  # the first try, then max_retries=2
+    for traceback in retried:  # one frame (Dramatiq's middleware), then the error
+        assert traceback.count('  File "') == 1 and " in busy" not in traceback
+        assert traceback.endswith("Retry: held by another attempt\n")
+    assert letter["message_id"] == message.message_id
+    assert letter["reason"] == "retries exhausted after 3 attempts"
+    assert " in busy" in letter["traceback"]  # the dead letter shows where it came from
+    assert letter["error"] == "Retry: held by another attempt"
+    assert await list_dead_letters(bolt.slug) == []
+    jobs_actors.counters.delete(f"{key}:tracebacks")
+
+
 async def test_a_job_for_a_deleted_or_unknown_tenant_is_dead_lettered_with_the_reason(
     make_tenant: MakeTenant, worker: None
 ) -> None:

@@ -183,7 +183,8 @@ def _compiled(source: str, html: bool) -> JinjaTemplate:
 
 def render(template: Template, context: dict[str, Any]) -> Rendered:
     """Render for sending (missing values render empty); output capped to the limits."""
-    subject = _compiled(template.subject, False).render(context).strip()
+    # An SMS has no subject, most texts no HTML: rendering nothing still costs a context.
+    subject = _compiled(template.subject, False).render(context).strip() if template.subject else ""
     body = _compiled(template.body, False).render(context).strip()
     html = _compiled(template.html, True).render(context) if template.html else ""
     return Rendered(
