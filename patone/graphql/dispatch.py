@@ -13,7 +13,7 @@ from strawberry.types import Info
 
 from patone.core.dispatch import engine as dispatch
 from patone.core.dispatch import offers as service
-from patone.core.dispatch import plans
+from patone.core.dispatch import plans, staging
 from patone.core.dispatch import settings as dispatch_settings
 from patone.core.permissions import require
 from patone.graphql.context import Context
@@ -181,6 +181,14 @@ class RouteStop:
     travel_seconds: int = strawberry.field(description="From the previous stop (or the driver).")
 
 
+@strawberry.type(description="Where an idle driver should wait (the engine's suggestion).")
+class StagingSuggestion:
+    driver_id: strawberry.ID
+    lat: float
+    lng: float
+    km: float = strawberry.field(description="How far the driver is from it (straight line).")
+
+
 @strawberry.type
 class DispatchQueries:
     @strawberry.field(description="The signed-in driver's live offer (at most one).")
@@ -228,6 +236,16 @@ class DispatchQueries:
                 travel_seconds=s.travel_s,
             )
             for s in stops
+        ]
+
+    @strawberry.field(
+        description="Where idle drivers should wait, near this hour's calls (drivers: their own)."
+    )
+    async def staging_suggestions(self, info: Info[Context, None]) -> list[StagingSuggestion]:
+        moves = await staging.staging_suggestions(info.context.tenant, info.context.actor)
+        return [
+            StagingSuggestion(driver_id=gid("Driver", m.driver_id), lat=m.lat, lng=m.lng, km=m.km)
+            for m in moves
         ]
 
     @strawberry.field

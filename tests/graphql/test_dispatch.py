@@ -165,6 +165,8 @@ async def test_a_decline_cascades_and_a_dispatcher_can_offer_by_hand_and_tune_se
         "radiusKm": 25.0,
         "weights": {"eta": 1.0, "load": 6.0, "rating": 2.0},
     }
+    suggestions = await gql(acme, dispatcher, "{ stagingSuggestions { driverId lat lng km } }")
+    assert suggestions["data"]["stagingSuggestions"] == []  # no calls at this hour to go on
     bolt_reader = await token_for(bolt, "dispatcher")
     other = await gql(bolt, bolt_reader, "{ dispatchSettings { radiusKm } }")
     assert other["data"]["dispatchSettings"]["radiusKm"] == 50.0

@@ -5,8 +5,8 @@ company's own requests of the last weeks at this hour of the day (± `WINDOW_HOU
 picks as many waiting places as there are idle drivers (a greedy k-median: each new place is the
 call location that most shortens the distance from every call to its nearest place), pairs
 drivers with places so the total distance is least (OR-Tools' linear sum assignment), and
-suggests a move to each driver more than `MOVE_KM` from theirs. Drivers see the suggestion;
-dispatchers see all of them (`stagingSuggestions`). Nothing moves by itself.
+suggests a move to each driver more than `MOVE_KM` from theirs. Dispatchers read them all, a
+driver their own (`stagingSuggestions`). Nothing moves by itself.
 """
 
 from __future__ import annotations
@@ -19,8 +19,10 @@ from zoneinfo import ZoneInfo
 import numpy as np
 from ortools.graph.python import linear_sum_assignment
 
+from patone.core.clock import now
 from patone.core.db import engine
-from patone.core.dispatch.engine import positions_of
+from patone.core.dispatch.engine import positions_of, read_settings
+from patone.core.permissions import Actor, require
 from patone.core.service_types import distance_km
 from patone.tenants.isolation import TenantRef, tenant_transaction
 
@@ -39,6 +41,20 @@ class Move:
     lat: float
     lng: float
     km: float
+
+
+async def staging_suggestions(tenant: TenantRef, actor: Actor) -> list[Move]:
+    """Where idle drivers should wait now: every suggestion for dispatchers, a driver's own
+    for a driver. Empty when the company turned staging off."""
+    if actor.driver_id is None:
+        require(actor, "drivers.view")
+    settings, zone = await read_settings(tenant)
+    if not settings.staging:
+        return []
+    moves = await suggest_moves(tenant, now(), zone)
+    if actor.driver_id is not None and not actor.can("drivers.view"):
+        moves = [m for m in moves if m.driver_id == actor.driver_id]
+    return moves
 
 
 async def suggest_moves(tenant: TenantRef, at: datetime, zone: str = "UTC") -> list[Move]:
