@@ -8,6 +8,9 @@ companies with dispatch work in hand (live offers, waiting requests, jobs being 
 Redis set the sweeps keep), because offer deadlines pass with no event and ETAs follow the
 drivers' pings; and every minute every active company, in
 case that set missed one (Redis lost it). A sweep that is already queued is not queued again.
+
+Each new offer also rings the driver's phones (a Web Push through the company's push provider),
+from the fan-out job: the driver app's `offerUpdates` socket only hears it while the app is open.
 """
 
 from __future__ import annotations
@@ -19,13 +22,16 @@ from typing import Any
 import dramatiq
 from redis.exceptions import RedisError
 
+from patone.core import push
+from patone.core.clock import now
 from patone.core.db import engine
 from patone.core.dispatch import engine as dispatch
 from patone.core.dispatch import eta
-from patone.core.events import at_relay
+from patone.core.events import at_relay, event_handler
 from patone.core.jobs import broker_redis, current_job, send_to_active_tenants, tenant_actor
 from patone.core.redis import tenant_key
 from patone.core.scheduler import periodic
+from patone.plugins.types import DeliveryFailed
 from patone.tenants.isolation import tenant_transaction
 from patone.tenants.registry import TenantInfo
 
@@ -68,6 +74,82 @@ def _wake_at_once(broker: dramatiq.Broker, slug: str, events: list[dict[str, Any
     should not wait for the notifications of the events before it."""
     if any(_wakes(event) for event in events):
         queue_sweep(broker, slug)
+
+
+@event_handler("dispatch_offers")
+async def _ring_drivers(
+    tenant: TenantInfo, events: list[dict[str, Any]], broker: dramatiq.Broker
+) -> None:
+    offers = [int(e["entity_id"]) for e in events if e.get("topic") == "offer.created"]
+    if offers:
+        await asyncio.to_thread(enqueue_offer_pushes, broker, tenant.slug, offers)
+
+
+def enqueue_offer_pushes(broker: dramatiq.Broker, slug: str, offer_ids: list[int]) -> None:
+    """Queue a push per new offer (message id from the offer: relayed twice, queued once more
+    at most, and the job's claim keeps it to one push)."""
+    actor = push_offer.bind(broker)
+    for offer_id in offer_ids:
+        message = actor.message(slug, offer_id).copy(message_id=f"offer-push-{slug}-{offer_id}")
+        broker.enqueue(message)
+
+
+def _push_key(slug: str, offer_id: int) -> str:
+    return tenant_key(slug, "dispatch", "offer_push", str(offer_id))
+
+
+_OFFER = (
+    "SELECT o.id, o.status, o.deadline, d.user AS user_id, r.number, r.priority, "
+    "r.pickup_address, t.name AS service FROM offers o JOIN drivers d ON d.id = o.driver_id "
+    "JOIN service_requests r ON r.id = o.request_id "
+    "JOIN service_types t ON t.id = r.service_type WHERE o.id = $1"
+)
+
+
+@tenant_actor(
+    actor_name="patone.dispatch.push_offer",
+    queue_name="dispatch",
+    transaction=False,
+    max_retries=2,
+    min_backoff=500,
+    max_backoff=2_000,
+)
+async def push_offer(tenant_slug: str, offer_id: int) -> int:
+    """Ring the offered driver's phones (their app may be closed): the job, where, and how long
+    they have. Nothing once the offer is answered or lapsed, or when the driver has no login;
+    each offer rings once (a claim in Redis). Returns the devices that took it."""
+    client = broker_redis()
+    key = _push_key(tenant_slug, offer_id)
+    if not await asyncio.to_thread(client.set, key, "claimed", nx=True, ex=3600):
+        return 0
+    tenant = current_job().tenant
+    async with tenant_transaction(tenant):
+        rows = await engine.fetch(_OFFER, offer_id)
+    offer = rows[0] if rows else None
+    left = (offer["deadline"] - now()).total_seconds() if offer else 0
+    if offer is None or offer["status"] != "open" or offer["user_id"] is None or left <= 0:
+        return 0
+    urgent = offer["priority"] == "emergency"
+    try:
+        deliveries = await push.send_to_owner(
+            tenant,
+            "user",
+            offer["user_id"],
+            title=f"{'EMERGENCY: ' if urgent else ''}{offer['service']} #{offer['number']}",
+            body=f"{offer['pickup_address'] or 'New job'}: answer within {left:.0f} s",
+            url=f"/driver/offers/{offer_id}",
+            tag=f"offer:{offer_id}",
+            message_id=f"offer-{offer_id}",
+            ttl=max(1, int(left)),
+            urgency="high",
+        )
+    except DeliveryFailed as error:
+        if error.permanent:  # no push provider, every device refused: the socket still tells
+            log.info("offer %s not pushed: %s", offer_id, error, extra={"tenant": tenant_slug})
+            return 0
+        await asyncio.to_thread(client.delete, key)  # let the retry ring
+        raise
+    return len(deliveries)
 
 
 @tenant_actor(

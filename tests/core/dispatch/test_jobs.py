@@ -3,17 +3,29 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import dramatiq
 
+from patone.core import drivers, push, users
 from patone.core.db import engine
-from patone.core.dispatch import jobs
+from patone.core.dispatch import engine as dispatch
+from patone.core.dispatch import jobs, offers
 from patone.core.jobs import broker_redis
+from patone.core.permissions import SYSTEM
 from patone.core.redis import get_redis
 from patone.core.relay import relay_tenant
 from patone.tenants.isolation import tenant_transaction
 from patone.tenants.registry import TenantInfo
-from tests.core.dispatch.world import driver_at, request_at_scene
+from tests.conftest import actor_for
+from tests.core.dispatch.world import driver_at, east_of_scene, request_at_scene
+from tests.plugins.builtin.webpush_service import (  # noqa: F401 (fixtures)
+    PushService,
+    push_runtime,
+    push_service,
+    push_tls,
+)
+from tests.support import running_worker
 
 
 async def _open_offers(tenant: TenantInfo) -> list[tuple[int, int]]:
@@ -72,3 +84,38 @@ def test_only_events_that_change_who_should_be_offered_wake_the_engine() -> None
     assert not jobs._wakes({"topic": "driver.status_changed", "payload": {"to": "on_break"}})
     assert jobs._wakes({"topic": "offer.declined", "payload": {}})
     assert not jobs._wakes({"topic": "customer.created", "payload": {}})
+
+
+async def test_a_new_offer_rings_the_drivers_phone_once(
+    two_tenants: tuple[TenantInfo, TenantInfo],
+    push_runtime: Any,  # noqa: F811
+    push_service: PushService,  # noqa: F811
+) -> None:
+    acme, bolt = two_tenants
+    user = await users.create_user(
+        acme, SYSTEM, {"email": "dan@acme.example", "name": "Dan", "role": "driver"}
+    )
+    driver = await drivers.create_driver(
+        acme, SYSTEM, {"name": "Dan", "skills": ["tow"], "user_id": user["id"]}
+    )
+    lat, lng = east_of_scene(1)
+    await drivers.set_position(acme, SYSTEM, driver["id"], {"lat": lat, "lng": lng})
+    await drivers.update_driver(acme, SYSTEM, driver["id"], {"status": "available"})
+    dan = actor_for("driver", user_id=user["id"], driver_id=driver["id"])
+    phone = push_service.subscribe(await push.vapid_public_key(acme))
+    await push.register_subscription(acme, dan, phone)
+    await driver_at(bolt, 1)
+    request = await request_at_scene(acme, priority="emergency")
+    await request_at_scene(bolt)
+    await dispatch.sweep(acme)
+    await dispatch.sweep(bolt)
+    [offer] = await offers.my_offers(acme, dan)
+
+    async with running_worker():  # the broker's Redis keeps the claim
+        assert await jobs.push_offer.run(acme.slug, offer["id"]) == 1
+        assert await jobs.push_offer.run(acme.slug, offer["id"]) == 0  # once
+        assert await jobs.push_offer.run(bolt.slug, offer["id"]) == 0  # bolt's: no login
+    [rung] = push_service.received
+    assert rung.payload["title"] == f"EMERGENCY: Jump start #{request['number']}"
+    assert rung.payload["tag"] == f"offer:{offer['id']}"
+    assert "answer within" in rung.payload["body"]
