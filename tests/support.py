@@ -77,6 +77,14 @@ async def invite(tenant: TenantInfo, email: str = "ann@example.com", role: str =
     return invitation.link.url.rsplit("/", 1)[1]
 
 
+def fresh_totp_step(margin: float = 5.0) -> None:
+    """Wait, if needed, until the current 30-second TOTP step has `margin` seconds left, so a
+    test that compares "this step's code" across a few calls does not straddle two steps."""
+    into = time.time() % 30
+    if into > 30 - margin:
+        time.sleep(30 - into + 0.1)
+
+
 def totp_code(secret: str, steps_ahead: int = 0) -> str:
     """The authenticator app's code for `secret`, `steps_ahead` 30-second steps from now (a
     later step than one already spent, say by confirming enrolment)."""

@@ -17,7 +17,7 @@ from patone.plugins.secrets import SecretBox
 from patone.tenants.isolation import tenant_transaction
 from patone.tenants.registry import TenantInfo
 from tests.conftest import actor_for
-from tests.support import totp_code, wrong_totp_code
+from tests.support import fresh_totp_step, totp_code, wrong_totp_code
 
 SECRET_KEY = "two-factor-test-secret"
 
@@ -108,6 +108,7 @@ async def test_a_totp_code_is_accepted_once_and_never_an_older_one(
 ) -> None:
     acme, _ = two_tenants
     ann = await _user(acme)
+    fresh_totp_step()
     secret, _ = await _enrolled(acme, ann)
     user_id = int(ann.id)
     # Confirming spent the current step's code: replaying it is refused.
