@@ -315,17 +315,11 @@ class Simulation:
             await engine.executemany(
                 "INSERT INTO service_requests (number, customer, service_type, priority, status, "
                 "source, pickup_lat, pickup_lng, quoted_price, currency, version, created_by, "
-                "created_at, updated_at, completed_at) VALUES (nextval('service_request_number_seq'), "
-                "$1, $2, $3, 'completed', 'admin', $4, $5, 0, 'EUR', 1, 'history', $6, $6, $6)",
+                "created_at, updated_at, completed_at) VALUES "
+                "(nextval('service_request_number_seq'), $1, $2, $3, 'completed', 'admin', $4, $5, "
+                "0, 'EUR', 1, 'history', $6, $6, $6)",
                 [
-                    (
-                        customer[0]["id"],
-                        types[spec.service_type],
-                        spec.priority,
-                        spec.lat,
-                        spec.lng,
-                        at,
-                    )
+                    (who, types[spec.service_type], spec.priority, spec.lat, spec.lng, at)
                     for at, spec in self.history
                 ],
             )
