@@ -662,6 +662,9 @@ def simulate(
         str, typer.Option(help='Dispatch settings for the engine\'s run, as JSON: {"weights": ...}')
     ] = "",
     baseline: Annotated[bool, typer.Option(help="Also run the greedy baseline.")] = True,
+    history_days: Annotated[
+        int, typer.Option(help="Earlier days of calls the company has on record.", min=0, max=28)
+    ] = 7,
 ) -> None:
     """Run a synthetic city through the dispatch engine and the greedy baseline; print both."""
     from patone.simulation.simulate import Options
@@ -677,6 +680,7 @@ def simulate(
         keep=keep,
         engine_settings=json.loads(engine_settings) if engine_settings else None,
         baseline=baseline,
+        history_days=history_days,
     )
     run_with_database(lambda: run_simulation(options, console))
 

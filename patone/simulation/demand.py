@@ -132,12 +132,15 @@ def generate_demand(
         k = min(k, len(starts) - 1)
         times.append(rng.uniform(starts[k], ends[k]))
     times.sort()
+    # Hotspots and workshops belong to the city (a station, a junction, a garage do not move from
+    # day to day); the calls of each day are drawn by the demand's seed.
+    places = random.Random(f"{city.seed}:places")
     hotspots = [
-        (city.random_point(rng), rng.uniform(*HOTSPOT_SPREAD_M), rng.uniform(0.5, 1.5))
+        (city.random_point(places), places.uniform(*HOTSPOT_SPREAD_M), places.uniform(0.5, 1.5))
         for _ in range(HOTSPOTS)
     ]
     hotspot_weights = list(itertools.accumulate(w for *_, w in hotspots))
-    workshops = [city.random_point(rng) for _ in range(WORKSHOPS)]
+    workshops = [city.random_point(places) for _ in range(WORKSHOPS)]
     emergencies = set(rng.sample(range(requests), emergencies_for(requests)))
     priorities = [(p.value, w) for p, w in demo.PRIORITY_MIX if p != Priority.emergency]
     priority_values, priority_weights = zip(*priorities, strict=True)

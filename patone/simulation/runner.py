@@ -198,6 +198,7 @@ class Simulation:
         hours: float,
         on_progress: Callable[[float], None] | None = None,
         settings: dict[str, Any] | None = None,
+        history: list[tuple[datetime, RequestSpec]] | None = None,
     ) -> None:
         self.city = city
         self.fleet = fleet
@@ -206,6 +207,7 @@ class Simulation:
         self.strategy = strategy
         self.hours = hours
         self.on_progress = on_progress
+        self.history = history or []
         # The greedy baseline: the nearest free driver, nothing else (no pre-emption, no queue).
         self.dispatch_settings: dict[str, Any] = (
             {"strategy": "nearest", "preempt": False, "queue_within_minutes": 0, "staging": False}
@@ -271,6 +273,7 @@ class Simulation:
             await engine.execute(
                 "UPDATE settings SET value = '\"Europe/Berlin\"' WHERE key = 'time_zone'"
             )
+        await self._record_history()
         for n in range(CUSTOMERS):
             created = await customers.create_customer(
                 tenant, SYSTEM, {"name": f"Motorist {n + 1}", "phone": f"+1415555{n:04d}"}
@@ -291,6 +294,34 @@ class Simulation:
             )
             self.run.drivers[created["id"]] = Driver(
                 spec=spec, db_id=created["id"], actor=driver_actor(created["id"]), at=spec.home
+            )
+
+    async def _record_history(self) -> None:
+        """The company's earlier days: their calls as completed requests (what staging learns
+        where calls come from), written straight to the table, not played."""
+        if not self.history:
+            return
+        async with tenant_transaction(self._tenant()):
+            customer = await engine.fetch(
+                "INSERT INTO customers (name, created_at, updated_at) "
+                "VALUES ('Earlier motorists', $1, $1) RETURNING id",
+                START,
+            )
+            who = customer[0]["id"]
+            types = {
+                row["code"]: row["id"]
+                for row in await engine.fetch("SELECT id, code FROM service_types")
+            }
+            await engine.executemany(
+                "INSERT INTO service_requests (number, customer, service_type, priority, status, "
+                "source, pickup_lat, pickup_lng, quoted_price, currency, version, created_by, "
+                "created_at, updated_at, completed_at) VALUES "
+                "(nextval('service_request_number_seq'), $1, $2, $3, 'completed', 'admin', $4, $5, "
+                "0, 'EUR', 1, 'history', $6, $6, $6)",
+                [
+                    (who, types[spec.service_type], spec.priority, spec.lat, spec.lng, at)
+                    for at, spec in self.history
+                ],
             )
 
     def _tenant(self) -> TenantInfo:

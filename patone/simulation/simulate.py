@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,7 @@ class Options:
     keep: bool = False
     engine_settings: dict[str, Any] | None = None  # dispatch settings the engine's run uses
     baseline: bool = True  # also run the greedy baseline
+    history_days: int = 7  # earlier days of calls the company has on record
 
 
 def _runtime(city: City) -> plugins.PluginRuntime:
@@ -97,6 +99,12 @@ async def simulate(options: Options, console: Console | None = None) -> dict[str
         city, fleet, options.seed, options.hours, START
     )
     demand = generate_demand(city, options.seed, requests, options.hours, START)
+    history = [
+        (day + timedelta(seconds=spec.at_s), spec)
+        for back in range(1, options.history_days + 1)
+        for day in [START - timedelta(days=back)]
+        for spec in generate_demand(city, options.seed * 1000 + back, requests, options.hours, day)
+    ]
     used = peak_utilisation(city, fleet, demand, START)
     _assumptions(console, options, requests, used, len(demand))
     try:
@@ -125,6 +133,7 @@ async def simulate(options: Options, console: Console | None = None) -> dict[str
                     hours=options.hours,
                     on_progress=partial(_advance, progress, task),
                     settings=options.engine_settings if strategy == "scored" else None,
+                    history=history,
                 )
                 runs[label] = await run_in_new_company(
                     simulation, f"{options.seed}-{label}", options.keep
@@ -186,6 +195,7 @@ def _assumption_values(options: Options, requests: int, used: float) -> dict[str
         "peak_speed_factor": PEAK_FACTOR,
         "peak_utilisation_estimate": round(used, 3),
         "target_peak_utilisation": TARGET_PEAK_UTILISATION,
+        "history_days": options.history_days,
     }
 
 
@@ -203,6 +213,11 @@ def _assumptions(console: Console, options: Options, requests: int, used: float,
         f"estimate x log-normal (CV {NOISE_CV:.0%}); peak speeds {PEAK_FACTOR:g}x free flow; "
         f'"assigned" = accepted by a driver within {ASSIGNED_WITHIN_S} s.'
     )
+    if options.history_days:
+        console.print(
+            f"The company's last {options.history_days} days of calls (the same demand model, "
+            "other seeds) are on record, as a working company's would be."
+        )
     note = "" if used <= TARGET_PEAK_UTILISATION * 1.15 else " [red](over the target)[/red]"
     console.print(
         f"Demand keeps the fleet about {used:.0%} busy at peak "
