@@ -29,13 +29,12 @@ from ortools.graph.python import linear_sum_assignment
 
 from patone.core.activity import emit, record
 from patone.core.clock import now
-from patone.core.company import get_settings
 from patone.core.db import engine
 from patone.core.dispatch import candidates as cands
 from patone.core.dispatch import workload
 from patone.core.dispatch.candidates import Candidate, Excluded, Scored
 from patone.core.dispatch.positions import driver_positions
-from patone.core.dispatch.settings import DispatchSettings
+from patone.core.dispatch.settings import STORED, DispatchSettings, parse_stored, read_settings
 from patone.core.errors import Conflict, NotFound
 from patone.core.permissions import Actor, require
 from patone.core.service_requests import PRIORITY_RANK
@@ -81,14 +80,6 @@ async def lock_dispatch(tenant: TenantRef) -> None:
     await engine.execute("SELECT pg_advisory_xact_lock(hashtext($1))", _lock_key(tenant))
 
 
-async def read_settings(tenant: TenantRef) -> tuple[DispatchSettings, str]:
-    """The dispatch settings and the company's time zone, in one transaction."""
-    stored = await get_settings(tenant)
-    return DispatchSettings.model_validate(stored.get("dispatch") or {}), str(
-        stored.get("time_zone", "UTC")
-    )
-
-
 def _day_start(at: datetime, zone: str) -> datetime:
     local = at.astimezone(ZoneInfo(zone))
     return local.replace(hour=0, minute=0, second=0, microsecond=0)
@@ -117,7 +108,6 @@ ORDER BY d.id
 @dataclass(frozen=True)
 class _Situation:
     request: dict[str, Any]
-    required_skills: frozenset[str]
     candidates: list[Candidate]
     excluded: list[Excluded]
     mean_jobs: float
@@ -175,9 +165,7 @@ async def _situation(
             excluded.append(Excluded(d["id"], d["name"], f"beyond {settings.radius_km:g} km"))
             continue
         found.append(candidate)
-    return _Situation(
-        request, required, found, excluded, cands.mean([d["jobs_today"] for d in drivers])
-    )
+    return _Situation(request, found, excluded, cands.mean([d["jobs_today"] for d in drivers]))
 
 
 async def positions_of(tenant: TenantRef, drivers: Sequence[Any]) -> dict[int, tuple[float, float]]:
@@ -203,9 +191,7 @@ async def _finishing(
         return {}
     typical = await workload.typical_seconds(tenant)
     rows = await engine.fetch(
-        "SELECT id, driver, status, service_type, on_scene_at, eta_at, pickup_lat, pickup_lng, "
-        "destination_lat, destination_lng FROM service_requests WHERE id = ANY($1::int[])",
-        jobs,
+        f"SELECT {workload.JOB_COLUMNS} FROM service_requests WHERE id = ANY($1::int[])", jobs
     )
     found = {}
     for row in rows:
@@ -687,18 +673,14 @@ async def sweep(tenant: TenantRef) -> SweepReport:
     """Close lapsed offers, then offer every waiting request (when the company dispatches
     automatically). A quiet sweep (nothing due, nothing waiting) is one short transaction."""
     async with tenant_transaction(tenant):
-        stored = await engine.fetch(
-            "SELECT key, value FROM settings WHERE key IN ('dispatch', 'time_zone')"
-        )
+        stored = await engine.fetch(STORED)
         due = await engine.fetch(
             "SELECT EXISTS (SELECT 1 FROM offers WHERE status = 'open' AND deadline <= $1) AS due",
             now(),
         )
         waiting = [row["id"] for row in await engine.fetch(_WAITING, SWEEP_LIMIT)]
         free = await engine.fetch(_FREE)
-    values = {row["key"]: json.loads(row["value"]) for row in stored}
-    settings = DispatchSettings.model_validate(values.get("dispatch") or {})
-    zone = str(values.get("time_zone", "UTC"))
+    settings, zone = parse_stored(stored)
     expired = await expire_offers(tenant, settings) if due[0]["due"] else []
     if expired:  # their requests wait again, and their drivers are free
         waiting = await waiting_requests(tenant)
@@ -730,4 +712,4 @@ def _worth_trying(waiting: list[int], free: Any, settings: DispatchSettings) -> 
     could = free["free"] + (
         free["busy"] if settings.queue_within_minutes or free["emergency"] else 0
     )
-    return waiting[: min(len(waiting), 4 * could + 5)] if could else []
+    return waiting[: 4 * could + 5] if could else []

@@ -35,31 +35,14 @@ async def _job(request_id: int) -> dict[str, Any] | None:
     return dict(rows[0]) if rows else None
 
 
-async def _job_ahead(
-    driver_id: int, request_id: int, at: datetime, tenant: TenantRef
-) -> workload.Finish | None:
-    """When and where the driver's started job ends, when this request is queued behind it."""
-    rows = await engine.fetch(
-        "SELECT id, status, service_type, on_scene_at, eta_at, pickup_lat, pickup_lng, "
-        "destination_lat, destination_lng FROM service_requests WHERE driver = $1 AND id <> $2 "
-        "AND status IN ('en_route', 'on_scene', 'in_progress') ORDER BY id LIMIT 1",
-        driver_id,
-        request_id,
-    )
-    if not rows:
-        return None
-    return workload.finish(dict(rows[0]), await workload.typical_seconds(tenant), at)
-
-
 async def refresh_eta(
     tenant: TenantRef,
     request_id: int,
     *,
-    origin: tuple[float, float] | None = None,
     force: bool = False,
     touch: bool = False,
 ) -> datetime | None:
-    """Recompute a driven-to request's ETA from the driver's position (or `origin`); store and
+    """Recompute a driven-to request's ETA from the driver's position; store and
     emit it when it moved by more than a minute (or `force`, at acceptance). Returns the ETA
     now shown (None when the request is not being driven to)."""
     at = now()
@@ -67,11 +50,11 @@ async def refresh_eta(
         job = await _job(request_id)
         ahead = None
         if job is not None and job["status"] == "assigned":
-            ahead = await _job_ahead(job["driver"], request_id, at, tenant)
+            ahead = await workload.current_finish(tenant, job["driver"], at)
     if job is None or job["status"] not in ACTIVE:
         return None
     live = await positions_of(tenant, [{**job, "id": job["driver"]}])
-    start = (ahead.lat, ahead.lng) if ahead is not None else (origin or live.get(job["driver"]))
+    start = (ahead.lat, ahead.lng) if ahead is not None else live.get(job["driver"])
     if start is None:
         return job["eta_at"]
     wait = ahead.in_s if ahead is not None else 0.0
@@ -135,21 +118,5 @@ async def refresh_stale(tenant: TenantRef, limit: int = 50) -> int:
     changed = 0
     for row in rows:
         if await refresh_eta(tenant, row["id"], touch=True) != row["eta_at"]:
-            changed += 1
-    return changed
-
-
-async def refresh_driver_etas(tenant: TenantRef, driver_ids: list[int]) -> int:
-    """After these drivers moved: refresh the ETA of each job they are driving to; returns how
-    many changed."""
-    async with tenant_transaction(tenant):
-        rows = await engine.fetch(
-            "SELECT id, eta_at FROM service_requests WHERE driver = ANY($1::int[]) "
-            "AND status = 'en_route'",
-            driver_ids,
-        )
-    changed = 0
-    for row in rows:
-        if await refresh_eta(tenant, row["id"]) != row["eta_at"]:
             changed += 1
     return changed

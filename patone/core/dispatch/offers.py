@@ -20,6 +20,7 @@ from patone.core.db import engine
 from patone.core.dispatch import candidates as cands
 from patone.core.dispatch import engine as dispatch
 from patone.core.dispatch.eta import refresh_eta
+from patone.core.dispatch.settings import read_settings
 from patone.core.errors import Conflict, NotFound, UserError
 from patone.core.permissions import Actor, require
 from patone.core.service_requests import assign_in_transaction, transition_in_transaction
@@ -74,7 +75,7 @@ async def respond_to_offer(
     require(actor, "offers.respond")
     if len(reason) > 60:
         raise UserError("too_long", "reason must be at most 60 characters", "reason")
-    settings, _ = await dispatch.read_settings(tenant)
+    settings, _ = await read_settings(tenant)
     async with tenant_transaction(tenant):
         await dispatch.lock_dispatch(tenant)
         offer = await _offer(offer_id, lock=True)
@@ -156,7 +157,7 @@ async def offer_by_hand(
     """A dispatcher offers a waiting request to a driver of their choice (a live offer to
     someone else is withdrawn first; a flagged request is back in play)."""
     require(actor, "requests.assign")
-    settings, _ = await dispatch.read_settings(tenant)
+    settings, _ = await read_settings(tenant)
     async with tenant_transaction(tenant):
         await dispatch.lock_dispatch(tenant)
         rows = await engine.fetch(

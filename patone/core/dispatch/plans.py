@@ -49,22 +49,19 @@ async def driver_route(tenant: TenantRef, actor: Actor, driver_id: int) -> list[
         )
         if not driver:
             raise NotFound("not_found", f"driver {driver_id} does not exist", "driver_id")
-        jobs = [
+        queued = [
             dict(row)
             for row in await engine.fetch(
-                "SELECT id, number, status, priority, service_type, on_scene_at, eta_at, "
-                "pickup_lat, pickup_lng, destination_lat, destination_lng FROM service_requests "
-                "WHERE driver = $1 AND status IN ('assigned', 'en_route', 'on_scene', "
-                "'in_progress') ORDER BY assigned_at",
+                "SELECT id, number, priority, service_type, pickup_lat, pickup_lng "
+                "FROM service_requests WHERE driver = $1 AND status = 'assigned' "
+                "ORDER BY assigned_at",
                 driver_id,
             )
         ]
+        if not queued:
+            return []
+        current = await workload.current_finish(tenant, driver_id, at)
         typical = await workload.typical_seconds(tenant)
-    queued = [job for job in jobs if job["status"] == "assigned"]
-    if not queued:
-        return []
-    started = [job for job in jobs if job["status"] != "assigned"]
-    current = workload.finish(started[0], typical, at) if started else None
     if current is not None:
         start, wait = (current.lat, current.lng), current.in_s
     else:

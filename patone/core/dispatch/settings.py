@@ -7,6 +7,7 @@ set comes from the defaults below, so a new setting reaches every company at onc
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any, Literal
 
 from pydantic import Field
@@ -74,11 +75,28 @@ async def _stored() -> dict[str, Any]:
     return dict(json.loads(rows[0]["value"])) if rows else {}
 
 
+# What the engine needs of the settings table: its own key and the company's time zone.
+STORED = "SELECT key, value FROM settings WHERE key IN ('dispatch', 'time_zone')"
+
+
+def parse_stored(rows: Iterable[Any]) -> tuple[DispatchSettings, str]:
+    """The dispatch settings (defaults filled in) and the time zone, from `STORED`'s rows."""
+    values = {row["key"]: json.loads(row["value"]) for row in rows}
+    return (
+        DispatchSettings.model_validate(values.get(KEY) or {}),
+        str(values.get("time_zone", "UTC")),
+    )
+
+
+async def read_settings(tenant: TenantRef) -> tuple[DispatchSettings, str]:
+    """The company's dispatch settings and time zone, in one query."""
+    async with tenant_transaction(tenant):
+        return parse_stored(await engine.fetch(STORED))
+
+
 async def dispatch_settings(tenant: TenantRef) -> DispatchSettings:
     """The company's dispatch settings, defaults filled in."""
-    async with tenant_transaction(tenant):
-        stored = await _stored()
-    return DispatchSettings.model_validate(stored)
+    return (await read_settings(tenant))[0]
 
 
 async def update_dispatch_settings(tenant: TenantRef, actor: Actor, data: Any) -> DispatchSettings:

@@ -21,7 +21,8 @@ from ortools.graph.python import linear_sum_assignment
 
 from patone.core.clock import now
 from patone.core.db import engine
-from patone.core.dispatch.engine import positions_of, read_settings
+from patone.core.dispatch.engine import positions_of
+from patone.core.dispatch.settings import read_settings
 from patone.core.permissions import Actor, require
 from patone.core.service_types import distance_km
 from patone.tenants.isolation import TenantRef, tenant_transaction

@@ -27,6 +27,12 @@ FLOOR_SECONDS = 60.0  # a job past its typical length is still not done this ins
 
 _cache: dict[str, tuple[float, dict[int, float]]] = {}
 
+# The service_requests columns `finish` reads.
+JOB_COLUMNS = (
+    "id, driver, status, service_type, on_scene_at, eta_at, pickup_lat, pickup_lng, "
+    "destination_lat, destination_lng"
+)
+
 
 @dataclass(frozen=True)
 class Finish:
@@ -86,3 +92,14 @@ def finish(job: dict[str, Any], typical: dict[int, float], at: datetime) -> Fini
         else (job["pickup_lat"], job["pickup_lng"])
     )
     return Finish(job["id"], max(left, FLOOR_SECONDS), lat, lng)
+
+
+async def current_finish(tenant: TenantRef, driver_id: int, at: datetime) -> Finish | None:
+    """When and where the driver's started job ends; None when they are on none (read in the
+    caller's tenant transaction)."""
+    rows = await engine.fetch(
+        f"SELECT {JOB_COLUMNS} FROM service_requests WHERE driver = $1 "
+        "AND status IN ('en_route', 'on_scene', 'in_progress') ORDER BY id LIMIT 1",
+        driver_id,
+    )
+    return finish(dict(rows[0]), await typical_seconds(tenant), at) if rows else None

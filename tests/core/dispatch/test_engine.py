@@ -12,7 +12,7 @@ from patone.core import drivers, service_requests
 from patone.core.db import engine
 from patone.core.dispatch import engine as dispatch
 from patone.core.dispatch import eta, offers, positions
-from patone.core.dispatch.settings import update_dispatch_settings
+from patone.core.dispatch.settings import read_settings, update_dispatch_settings
 from patone.core.errors import Conflict, ValidationFailed
 from patone.core.permissions import SYSTEM
 from patone.tenants.isolation import tenant_transaction
@@ -249,11 +249,11 @@ async def test_bad_dispatch_settings_name_the_field_and_change_nothing(
     with pytest.raises(Exception) as longer:
         await update_dispatch_settings(acme, ADMIN, {"emergency_offer_seconds": 60})
     assert getattr(longer.value, "field", None) == "emergency_offer_seconds"
-    settings, _ = await dispatch.read_settings(acme)
+    settings, _ = await read_settings(acme)
     assert settings.radius_km == 50 and settings.emergency_offer_seconds == 10
     changed = await update_dispatch_settings(acme, ADMIN, {"strategy": "nearest"})
     assert changed.strategy == "nearest"
-    assert (await dispatch.read_settings(bolt))[0].strategy == "scored"
+    assert (await read_settings(bolt))[0].strategy == "scored"
 
 
 async def test_accepting_shows_an_eta_that_moves_only_when_it_changes_by_over_a_minute(
@@ -270,19 +270,20 @@ async def test_accepting_shows_an_eta_that_moves_only_when_it_changes_by_over_a_
     clock.advance(30)  # moved a little: the customer's ETA stays put
     lat, lng = east_of_scene(5.8)
     await drivers.set_position(acme, SYSTEM, driver["id"], {"lat": lat, "lng": lng})
-    assert await eta.refresh_driver_etas(acme, [driver["id"]]) == 0
+    assert await eta.refresh_eta(acme, request["id"]) == shown
     clock.advance(60)  # half-way there: more than a minute sooner
     lat, lng = east_of_scene(3)
     await drivers.set_position(acme, SYSTEM, driver["id"], {"lat": lat, "lng": lng})
-    assert await eta.refresh_driver_etas(acme, [driver["id"]]) == 1
+    sooner = await eta.refresh_eta(acme, request["id"])
+    assert sooner is not None and sooner < shown - timedelta(minutes=1)
     row = await service_requests.get_request(acme, DISPATCHER, request["id"])
-    assert row["eta_at"] < shown - timedelta(minutes=1)
+    assert row["eta_at"] == sooner
     async with tenant_transaction(acme):
         topics = await engine.fetch(
             "SELECT count(*) AS n FROM outbox WHERE topic = 'request.eta_changed'"
         )
     assert topics[0]["n"] == 2  # at acceptance, and after the real change
-    assert await eta.refresh_driver_etas(bolt, [driver["id"]]) == 0  # another company's id
+    assert await eta.refresh_eta(bolt, request["id"]) is None  # another company's id
 
 
 async def test_a_job_queues_behind_a_driver_about_to_finish_nearby_when_the_company_allows(
