@@ -364,7 +364,7 @@ async def assign_in_transaction(
     await engine.execute(
         "UPDATE drivers SET status = 'busy', updated_at = now() WHERE id = $1", driver_id
     )
-    await _withdraw_offers(request_id, "assigned")
+    await withdraw_offers(request_id, "assigned")
     await _event(request_id, current["status"], "assigned", actor, at=at)
     await record(actor, "service_request", request_id, "request.assigned", current, updated)
     await emit(
@@ -376,9 +376,10 @@ async def assign_in_transaction(
     return updated
 
 
-async def _withdraw_offers(request_id: int, reason: str) -> None:
-    """Close the request's live offer (if any) once it is no longer waiting for a driver: the
-    dispatch engine's table, written here so every way out of `pending` closes it."""
+async def withdraw_offers(request_id: int, reason: str) -> None:
+    """Close the request's live offer (if any, in the caller's transaction): once it is no
+    longer waiting for a driver, or before a dispatcher offers it by hand. The dispatch
+    engine's table, written here so every way out of `pending` closes it."""
     await engine.execute(
         "UPDATE offers SET status = 'withdrawn', responded_at = $2, reason = $3 "
         "WHERE request_id = $1 AND status = 'open'",
@@ -460,7 +461,7 @@ async def transition_in_transaction(
         sets["cancel_reason"] = reason_code
     updated = await _apply(current, expected_version, sets)
     if current["status"] == "pending":
-        await _withdraw_offers(request_id, status)
+        await withdraw_offers(request_id, status)
     if status in ("pending", "completed", "cancelled"):
         await _driver_free_if_idle(current["driver"], request_id)
     await _event(

@@ -36,7 +36,7 @@ from patone.core.clock import use_clock
 from patone.core.db import engine
 from patone.core.dispatch import engine as dispatch
 from patone.core.dispatch import offers, staging
-from patone.core.dispatch.settings import update_dispatch_settings
+from patone.core.dispatch.settings import DispatchSettings, update_dispatch_settings
 from patone.core.errors import UserError
 from patone.core.permissions import DEFAULT_GRANTS, SYSTEM, Actor
 from patone.simulation.behaviour import DriverBehaviour
@@ -113,6 +113,15 @@ class Run:
     hours: float = 0.0
     wall_s: float = 0.0
 
+    def full_shift_jobs(self) -> list[int]:
+        """Jobs done by each driver who worked the whole run (whom load balancing is measured
+        among), by driver."""
+        return [
+            d.jobs_done
+            for d in sorted(self.drivers.values(), key=lambda d: d.spec.id)
+            if d.spec.shift_start_s <= 0 and d.spec.shift_end_s >= self.hours * 3600
+        ]
+
     def figures(self) -> dict[str, float | None]:
         jobs = list(self.jobs.values())
         within = [
@@ -137,11 +146,7 @@ class Run:
             for j in jobs
             if j.arrived_at is not None
         ]
-        full = [
-            d.jobs_done
-            for d in self.drivers.values()
-            if d.spec.shift_start_s <= 0 and d.spec.shift_end_s >= self.hours * 3600
-        ]
+        full = self.full_shift_jobs()
         mean_jobs = statistics.fmean(full) if full else 0.0
         return {
             "auto_assigned_within_2min": len(within) / len(jobs) if jobs else None,
@@ -224,6 +229,7 @@ class Simulation:
         self.attempts: dict[int, int] = {}
         self.staging = bool(self.dispatch_settings.get("staging", True))
         self.ticks = 0
+        self.settings = DispatchSettings()  # the run's company's, once set up
 
     # --- scheduling --------------------------------------------------------------------------
 
@@ -264,11 +270,7 @@ class Simulation:
 
     async def _set_up(self) -> None:
         tenant = self._tenant()
-        await update_dispatch_settings(
-            tenant,
-            SYSTEM,
-            self.dispatch_settings,
-        )
+        self.settings = await update_dispatch_settings(tenant, SYSTEM, self.dispatch_settings)
         async with tenant_transaction(tenant):
             await engine.execute(
                 "UPDATE settings SET value = '\"Europe/Berlin\"' WHERE key = 'time_zone'"
@@ -358,7 +360,11 @@ class Simulation:
             accepts, after_s = self.behaviour.respond(driver.spec.id, f"{job.spec.id}:{attempt}")
             offset = (sent - START).total_seconds()
             self.at(offset + after_s, "answer", (decision.offer_id, driver.db_id, accepts))
-            deadline = 10.0 if job.spec.priority == "emergency" else 30.0
+            deadline = (
+                self.settings.emergency_offer_seconds
+                if job.spec.priority == "emergency"
+                else self.settings.offer_seconds
+            )
             self.at(offset + deadline + 0.001, "sweep")
 
     # --- events ------------------------------------------------------------------------------

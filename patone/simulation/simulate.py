@@ -7,7 +7,6 @@ writes the figures as JSON (`--out`) and a chart of assignment times and jobs pe
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
@@ -268,7 +267,7 @@ def chart(path: Path, ours: Run, greedy: Run) -> None:
     left.legend()
     width = 0.4
     for offset, run, colour in ((-width / 2, ours, "tab:blue"), (width / 2, greedy, "tab:orange")):
-        counts = _full_shift_jobs(run)
+        counts = run.full_shift_jobs()
         right.bar(
             [i + offset for i in range(len(counts))],
             counts,
@@ -281,11 +280,3 @@ def chart(path: Path, ours: Run, greedy: Run) -> None:
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
-
-
-def _full_shift_jobs(run: Run) -> Sequence[int]:
-    return [
-        d.jobs_done
-        for d in sorted(run.drivers.values(), key=lambda d: d.spec.id)
-        if d.spec.shift_start_s <= 0 and d.spec.shift_end_s >= run.hours * 3600
-    ]

@@ -23,7 +23,11 @@ from patone.core.dispatch.eta import refresh_eta
 from patone.core.dispatch.settings import read_settings
 from patone.core.errors import Conflict, NotFound, UserError
 from patone.core.permissions import Actor, require
-from patone.core.service_requests import assign_in_transaction, transition_in_transaction
+from patone.core.service_requests import (
+    assign_in_transaction,
+    transition_in_transaction,
+    withdraw_offers,
+)
 from patone.plugins.types import GeoPoint
 from patone.tenants.isolation import TenantRef, tenant_transaction
 
@@ -190,13 +194,7 @@ async def offer_by_hand(
                 "driver_id",
             )
         at = now()
-        await engine.execute(
-            "UPDATE offers SET status = 'withdrawn', responded_at = $2, reason = $3 "
-            "WHERE request_id = $1 AND status = 'open'",
-            request_id,
-            at,
-            f"offered by hand by {actor.kind}:{actor.id}",
-        )
+        await withdraw_offers(request_id, f"offered by hand by {actor.kind}:{actor.id}")
         await engine.execute(
             "UPDATE service_requests SET needs_dispatcher = false WHERE id = $1", request_id
         )
