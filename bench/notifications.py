@@ -1591,7 +1591,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--timeout", type=float, default=None, help="share that time out (0.1)")
     parser.add_argument("--stall", type=float, default=1.5, help="a time-out's answer delay (s)")
     parser.add_argument(
-        "--idle-seconds", type=float, default=3.0, help="idle workers' CPU measured this long"
+        "--idle-seconds", type=float, default=10.0, help="idle workers' CPU measured this long"
     )
     parser.add_argument("--baseline-calls", type=int, default=None, help="per channel (500)")
     parser.add_argument("--max-wait", type=float, default=None, help="seconds to settle (900)")

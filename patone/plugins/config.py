@@ -12,7 +12,7 @@ import dataclasses
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -375,12 +375,18 @@ def tenant_view(tenant: TenantRef) -> TenantView:
 
 
 async def call_first(
-    tenant: TenantRef, hook: str, *, fall_through: bool = True, **kwargs: Any
+    tenant: TenantRef,
+    hook: str,
+    *,
+    fall_through: bool = True,
+    enabled: Mapping[str, dict[str, Any]] | None = None,
+    **kwargs: Any,
 ) -> PluginResult | None:
-    """Ask this tenant's plugins, first answer wins (see `PluginManager.call_first`)."""
+    """Ask this tenant's plugins, first answer wins (see `PluginManager.call_first`);
+    `enabled`: the tenant's plugins as the caller just read them (`enabled_plugins`)."""
     return await get_runtime().manager.call_first(
         hook,
-        enabled=await enabled_plugins(tenant),
+        enabled=enabled if enabled is not None else await enabled_plugins(tenant),
         fall_through=fall_through,
         tenant_key=tenant.slug,
         tenant=tenant_view(tenant),

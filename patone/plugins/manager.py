@@ -250,7 +250,12 @@ class PluginManager:
                     if isinstance(error, TimeoutError)
                     else f"{type(error).__name__}: {error}"
                 )
-                log.warning(
+                # A provider's refusal the plugin reported (`DeliveryFailed`) is the caller's
+                # to record (a send job writes it to the delivery log and logs its retry once
+                # per batch): a line per call here would be a third of a faulty provider's
+                # calls. What the plugin did not explain, or a hang, is a warning.
+                log.log(
+                    logging.DEBUG if isinstance(error, DeliveryFailed) else logging.WARNING,
                     "plugin %s failed in %s: %s",
                     plugin,
                     hook,

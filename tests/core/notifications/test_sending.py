@@ -11,6 +11,7 @@ from patone.core import service_requests
 from patone.core.db import engine
 from patone.core.notifications import sending
 from patone.core.permissions import SYSTEM
+from patone.plugins.manager import DEFAULT_TIMEOUT
 from patone.tenants.isolation import tenant_transaction
 from patone.tenants.registry import TenantInfo
 from tests.core.notifications.conftest import (
@@ -23,6 +24,7 @@ from tests.core.notifications.conftest import (
     settled,
 )
 from tests.fakes import FaultPlan, SmtpFake, TwilioFake
+from tests.support import plugin_runtime
 
 
 async def test_a_new_request_texts_and_emails_the_customer_of_that_company_only(
@@ -294,3 +296,12 @@ async def test_a_send_job_sees_providers_turned_on_just_before_not_a_stale_cache
     assert set((await sending.send_notifications(acme.slug, ids)).values()) == {"sent"}
     assert len(twilio.forms) == 1 and len(smtp.messages) == 1  # not "no provider", not the log
     assert await log_of(bolt) == []
+
+
+def test_a_send_job_may_run_as_long_as_its_batch_is_leased_to_it() -> None:
+    """A job stopped by Dramatiq's time limit while its rows are still leased would leave a
+    live lease nobody holds: the limit is longer than the lease of a full batch with the
+    default plugin time-out."""
+    with plugin_runtime(entry_points=False, timeout=DEFAULT_TIMEOUT):
+        assert sending.lease_seconds(sending.BATCH) < sending.TIME_LIMIT_MS / 1000
+        assert sending.lease_seconds(1) < sending.lease_seconds(sending.BATCH)
