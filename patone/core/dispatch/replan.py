@@ -253,7 +253,7 @@ def _discard(pool: ProcessPoolExecutor) -> None:
     with _pool_lock:
         if _pool is pool:
             _pool = None
-    for process in list(pool._processes.values()):  # a stuck search would never return
+    for process in list((pool._processes or {}).values()):  # a stuck search never returns
         process.kill()
     pool.shutdown(wait=False, cancel_futures=True)
 
@@ -267,7 +267,9 @@ async def solve(
 ) -> Plan:
     """`plan_routes` in the solver process; the greedy plan, made here, when that process does
     not answer within `time_limit_s` + `grace_s` or dies."""
-    if not vehicles or not stops:
+    if not stops:  # nothing to plan (and no matrix to check the drivers' places against)
+        return greedy_plan([], [], [])
+    if not vehicles:
         return greedy_plan(vehicles, stops, durations)
     pool = _solver_pool()
     try:

@@ -162,7 +162,11 @@ async def test_a_solver_given_no_time_falls_back_to_the_greedy_plan(
     plan = await replan.latest_plan(acme)
     assert plan is not None and plan.solver == "or-tools"
     assert [s.request_id for s in plan.routes[0].stops] == [near, far]
+    # Nothing to plan: a dispatcher who asks still gets a plan, an empty one.
     assert await replan.latest_plan(bolt) is None
+    await replan.replan(bolt)
+    empty = await replan.latest_plan(bolt)
+    assert empty is not None and (empty.drivers, empty.jobs, empty.routes) == (1, 0, [])
 
 
 async def test_racing_replans_store_one_plan(
