@@ -13,7 +13,7 @@ from strawberry.types import Info
 
 from patone.core.dispatch import engine as dispatch
 from patone.core.dispatch import offers as service
-from patone.core.dispatch import plans, staging
+from patone.core.dispatch import plans, replan, staging
 from patone.core.dispatch import settings as dispatch_settings
 from patone.core.permissions import require
 from patone.graphql.context import Context
@@ -117,6 +117,12 @@ class DispatchSettings:
     )
     staging: bool = strawberry.field(description="Suggest waiting places to idle drivers.")
     weights: DispatchWeights
+    replan_minutes: int = strawberry.field(
+        description="Re-plan the whole fleet every this many minutes (0: never)."
+    )
+    replan_sooner_minutes: int = strawberry.field(
+        description="Suggest moving an accepted job to a driver who reaches it this much sooner."
+    )
 
     @classmethod
     def from_model(cls, model: dispatch_settings.DispatchSettings) -> DispatchSettings:
@@ -144,6 +150,8 @@ class DispatchSettingsInput:
     queue_within_minutes: int | None = strawberry.UNSET
     staging: bool | None = strawberry.UNSET
     weights: DispatchWeightsInput | None = strawberry.UNSET
+    replan_minutes: int | None = strawberry.UNSET
+    replan_sooner_minutes: int | None = strawberry.UNSET
 
 
 @strawberry.type
@@ -187,6 +195,125 @@ class StagingSuggestion:
     lat: float
     lng: float
     km: float = strawberry.field(description="How far the driver is from it (straight line).")
+
+
+@strawberry.type(description="One stop of a driver's part of the fleet plan.")
+class FleetPlanStop:
+    request_id: strawberry.ID
+    number: int
+    priority: str
+    accepted: bool = strawberry.field(
+        description="The driver accepted it (else a waiting request the plan gives them)."
+    )
+    arrive_at: datetime = strawberry.field(description="Planned arrival at the scene.")
+    depart_at: datetime = strawberry.field(description="Planned end of the work there.")
+    travel_seconds: int = strawberry.field(description="From the previous stop (or the driver).")
+
+
+@strawberry.type(description="A driver's planned stops, in order.")
+class FleetPlanRoute:
+    driver_id: strawberry.ID
+    driver_name: str
+    stops: list[FleetPlanStop]
+
+
+@strawberry.enum
+class PlanSuggestionKind(Enum):
+    REASSIGN = "reassign"
+    OFFER = "offer"
+    UNSERVED = "unserved"
+
+
+@strawberry.type(description="What the plan suggests a dispatcher does (never applied by itself).")
+class PlanSuggestion:
+    kind: PlanSuggestionKind = strawberry.field(
+        description="REASSIGN an accepted job to a driver who gets there much sooner; OFFER a "
+        "waiting request to the driver the plan gives it; UNSERVED: nobody on shift can take it."
+    )
+    request_id: strawberry.ID
+    number: int
+    driver_id: strawberry.ID | None = strawberry.field(description="Who should take it.")
+    from_driver_id: strawberry.ID | None = strawberry.field(
+        description="REASSIGN: the driver who holds it now."
+    )
+    arrive_at: datetime | None = strawberry.field(description="When that driver would be there.")
+    sooner_seconds: int | None = strawberry.field(
+        description="REASSIGN: how much sooner than its own driver's plan."
+    )
+    why: str = strawberry.field(description="One sentence saying why.")
+
+
+@strawberry.type(description="The latest plan of the whole fleet's work (the periodic re-plan).")
+class FleetPlan:
+    created_at: datetime
+    solver: str = strawberry.field(
+        description='"or-tools", or "greedy" when the solver found nothing better in time.'
+    )
+    objective: float = strawberry.field(
+        description="Travel seconds plus priority-weighted lateness, plus a large penalty per "
+        "job left out (lower is better; a Float: it can pass GraphQL's 32-bit Int)."
+    )
+    travel_seconds: int
+    solve_ms: int
+    drivers: int = strawberry.field(description="Drivers on shift the plan could place.")
+    jobs: int = strawberry.field(description="Accepted jobs and waiting requests planned.")
+    routes: list[FleetPlanRoute]
+    suggestions: list[PlanSuggestion] = strawberry.field(
+        description="Those still standing: a request since offered, assigned or moved drops "
+        "its own."
+    )
+
+    @classmethod
+    def from_plan(cls, plan: replan.FleetPlan) -> FleetPlan:
+        return cls(
+            created_at=plan.created_at,
+            solver=plan.solver,
+            objective=float(plan.objective),
+            travel_seconds=plan.travel_s,
+            solve_ms=plan.solve_ms,
+            drivers=plan.drivers,
+            jobs=plan.jobs,
+            routes=[
+                FleetPlanRoute(
+                    driver_id=gid("Driver", route.driver_id),
+                    driver_name=route.name,
+                    stops=[
+                        FleetPlanStop(
+                            request_id=gid("ServiceRequest", s.request_id),
+                            number=s.number,
+                            priority=s.priority,
+                            accepted=s.accepted,
+                            arrive_at=s.arrive_at,
+                            depart_at=s.depart_at,
+                            travel_seconds=s.travel_s,
+                        )
+                        for s in route.stops
+                    ],
+                )
+                for route in plan.routes
+            ],
+            suggestions=[
+                PlanSuggestion(
+                    kind=PlanSuggestionKind(s.kind),
+                    request_id=gid("ServiceRequest", s.request_id),
+                    number=s.number,
+                    driver_id=gid("Driver", s.driver_id) if s.driver_id is not None else None,
+                    from_driver_id=(
+                        gid("Driver", s.from_driver_id) if s.from_driver_id is not None else None
+                    ),
+                    arrive_at=s.arrive_at,
+                    sooner_seconds=s.sooner_s,
+                    why=s.why,
+                )
+                for s in plan.suggestions
+            ],
+        )
+
+
+@strawberry.type
+class FleetPlanPayload:
+    plan: FleetPlan | None
+    user_errors: list[UserError]
 
 
 @strawberry.type
@@ -247,6 +374,14 @@ class DispatchQueries:
             StagingSuggestion(driver_id=gid("Driver", m.driver_id), lat=m.lat, lng=m.lng, km=m.km)
             for m in moves
         ]
+
+    @strawberry.field(
+        description="The latest plan of the fleet's work, with suggestions for dispatchers "
+        "(null before the first)."
+    )
+    async def fleet_plan(self, info: Info[Context, None]) -> FleetPlan | None:
+        plan = await replan.fleet_plan(info.context.tenant, info.context.actor)
+        return FleetPlan.from_plan(plan) if plan is not None else None
 
     @strawberry.field
     async def dispatch_settings(self, info: Info[Context, None]) -> DispatchSettings:
@@ -379,6 +514,15 @@ class DispatchMutations:
             )
 
         return await _dispatch_payload(info, run())
+
+    @strawberry.mutation(
+        description="Re-plan the whole fleet now (takes about a second); suggests, applies nothing."
+    )
+    async def replan_fleet(self, info: Info[Context, None]) -> FleetPlanPayload:
+        plan, errors = await attempt(replan.replan_fleet(info.context.tenant, info.context.actor))
+        return FleetPlanPayload(
+            plan=FleetPlan.from_plan(plan) if plan is not None else None, user_errors=errors
+        )
 
     @strawberry.mutation(description="Change how the engine chooses drivers.")
     async def update_dispatch_settings(

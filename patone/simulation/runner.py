@@ -35,7 +35,7 @@ from patone.core import customers, drivers, service_requests
 from patone.core.clock import use_clock
 from patone.core.db import engine
 from patone.core.dispatch import engine as dispatch
-from patone.core.dispatch import offers, staging
+from patone.core.dispatch import offers, replan, staging
 from patone.core.dispatch.settings import DispatchSettings, update_dispatch_settings
 from patone.core.errors import UserError
 from patone.core.permissions import DEFAULT_GRANTS, SYSTEM, Actor
@@ -228,6 +228,9 @@ class Simulation:
         self.by_request: dict[int, Job] = {}
         self.attempts: dict[int, int] = {}
         self.staging = bool(self.dispatch_settings.get("staging", True))
+        # The workers' periodic fleet re-plan (it only suggests, so it changes no figure): only
+        # when the run's settings name `replan_minutes`, as a second a plan slows the run.
+        self.replans = "replan_minutes" in self.dispatch_settings
         self.ticks = 0
         self.settings = DispatchSettings()  # the run's company's, once set up
 
@@ -383,6 +386,8 @@ class Simulation:
             self._hand_out([await dispatch.dispatch_again(self._tenant(), DISPATCHER, row["id"])])
         await self._follow_staging()
         await self._engine()
+        if self.replans:
+            await replan.replan(self._tenant(), when_due=True)
 
     async def _follow_staging(self) -> None:
         """Idle drivers drive to where the engine suggests they wait (when the company uses

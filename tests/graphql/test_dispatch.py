@@ -5,13 +5,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from patone.core import drivers, users
+from patone.core import drivers, service_requests, users
 from patone.core.dispatch import engine as dispatch
+from patone.core.dispatch.settings import update_dispatch_settings
 from patone.core.permissions import SYSTEM
 from patone.core.tokens import issue_access_token
+from patone.graphql.ids import pk_of
 from patone.graphql.types import gid
 from patone.tenants.registry import TenantInfo
-from tests.core.dispatch.world import SCENE, east_of_scene
+from tests.core.dispatch.world import DISPATCHER, SCENE, east_of_scene, request_at_scene
 from tests.graphql.conftest import SECRET, Gql, token_for
 
 CREATE = """
@@ -176,3 +178,65 @@ async def test_a_decline_cascades_and_a_dispatcher_can_offer_by_hand_and_tune_se
         "mutation { updateDispatchSettings(input: {radiusKm: 5}) { userErrors { code } } }",
     )
     assert refused["data"]["updateDispatchSettings"]["userErrors"][0]["code"] == "forbidden"
+
+
+FLEET_PLAN = """
+{ fleetPlan { solver drivers jobs createdAt
+    routes { driverId driverName stops { requestId accepted arriveAt travelSeconds } }
+    suggestions { kind requestId driverId why } } }"""
+REPLAN = """
+mutation { replanFleet {
+    plan { solver jobs routes { driverId } suggestions { kind driverId } }
+    userErrors { code } } }"""
+
+
+async def test_a_dispatcher_replans_the_fleet_and_reads_the_plan_drivers_may_not(
+    gql: Gql, two_tenants: tuple[TenantInfo, TenantInfo]
+) -> None:
+    acme, bolt = two_tenants
+    dispatcher = await token_for(acme, "dispatcher")
+    admin = await token_for(acme, "admin")
+    bolt_dispatcher = await token_for(bolt, "dispatcher")
+    nina_id, nina = await _driver_with_login(acme, "Nina", 2)
+    await _driver_with_login(bolt, "Bert", 1)
+    await update_dispatch_settings(acme, SYSTEM, {"auto_dispatch": False})
+    accepted = await request_at_scene(acme)
+    await service_requests.assign_driver(acme, DISPATCHER, accepted["id"], pk_of(nina_id, "Driver"))
+    waiting = await request_at_scene(acme)
+    assert (await gql(acme, dispatcher, FLEET_PLAN))["data"]["fleetPlan"] is None
+
+    replanned = (await gql(acme, dispatcher, REPLAN))["data"]["replanFleet"]
+    assert replanned["userErrors"] == []
+    assert replanned["plan"]["jobs"] == 2 and replanned["plan"]["routes"] == [{"driverId": nina_id}]
+    assert replanned["plan"]["suggestions"] == [{"kind": "OFFER", "driverId": nina_id}]
+    plan = (await gql(acme, dispatcher, FLEET_PLAN))["data"]["fleetPlan"]
+    [route] = plan["routes"]
+    assert route["driverName"] == "Nina"
+    assert [(s["requestId"], s["accepted"]) for s in route["stops"]] == [
+        (str(gid("ServiceRequest", accepted["id"])), True),
+        (str(gid("ServiceRequest", waiting["id"])), False),
+    ]
+    assert plan["suggestions"][0]["why"].startswith(f"the plan gives #{waiting['number']} to Nina")
+    # Drivers neither read nor make plans; another company sees none of it.
+    assert (await gql(acme, nina, FLEET_PLAN))["errors"][0]["extensions"]["code"] == "forbidden"
+    refused = (await gql(acme, nina, REPLAN))["data"]["replanFleet"]
+    assert refused == {"plan": None, "userErrors": [{"code": "forbidden"}]}
+    assert (await gql(bolt, bolt_dispatcher, FLEET_PLAN))["data"]["fleetPlan"] is None
+    # The re-plan's settings, checked like the others.
+    bad = await gql(
+        acme,
+        admin,
+        "mutation { updateDispatchSettings(input: {replanMinutes: -5}) "
+        "{ settings { replanMinutes } userErrors { field code } } }",
+    )
+    assert bad["data"]["updateDispatchSettings"]["userErrors"][0]["field"] == "replanMinutes"
+    off = await gql(
+        acme,
+        admin,
+        "mutation { updateDispatchSettings(input: {replanMinutes: 0}) "
+        "{ settings { replanMinutes replanSoonerMinutes } userErrors { field } } }",
+    )
+    assert off["data"]["updateDispatchSettings"]["settings"] == {
+        "replanMinutes": 0,
+        "replanSoonerMinutes": 10,
+    }

@@ -9,6 +9,10 @@ Redis set the sweeps keep), because offer deadlines pass with no event and ETAs 
 drivers' pings; and every minute every active company, in
 case that set missed one (Redis lost it). A sweep that is already queued is not queued again.
 
+Every minute the scheduler also queues a fleet re-plan per active company (`replan.py`), which
+plans only when the company re-plans, has jobs to plan, and its latest plan is `replan_minutes`
+old.
+
 Each new offer also rings the driver's phones (a Web Push through the company's push provider),
 from the fan-out job: the driver app's `offerUpdates` socket only hears it while the app is open.
 """
@@ -26,7 +30,7 @@ from patone.core import push
 from patone.core.clock import now
 from patone.core.db import engine
 from patone.core.dispatch import engine as dispatch
-from patone.core.dispatch import eta
+from patone.core.dispatch import eta, replan
 from patone.core.events import at_relay, event_handler
 from patone.core.jobs import broker_redis, current_job, send_to_active_tenants, tenant_actor
 from patone.core.redis import tenant_key
@@ -203,3 +207,23 @@ async def sweep_busy() -> int:
 async def sweep_all() -> int:
     """Sweep every active company once a minute, in case the busy set missed one."""
     return await send_to_active_tenants(sweep_tenant)
+
+
+@tenant_actor(
+    actor_name="patone.dispatch.replan",
+    queue_name="dispatch",
+    priority=10,  # after the sweeps: an offer waits for no plan
+    transaction=False,
+    max_retries=1,
+    max_age=60_000,  # the next minute's queues a fresh one
+    time_limit=60_000,
+)
+async def replan_tenant(tenant_slug: str) -> int | None:
+    """Re-plan one company's fleet when it is due; the stored plan's id, else None."""
+    return await replan.replan(current_job().tenant, when_due=True)
+
+
+@periodic("dispatch.replan", every=60)
+async def replan_all() -> int:
+    """Queue a re-plan of every active company (each decides whether it is due)."""
+    return await send_to_active_tenants(replan_tenant)

@@ -70,7 +70,7 @@ async def driver_route(tenant: TenantRef, actor: Actor, driver_id: int) -> list[
             raise NotFound("no_position", "the driver's position is unknown", "driver_id")
         start, wait = where, 0.0
     places = [start, *((job["pickup_lat"], job["pickup_lng"]) for job in queued)]
-    durations = await _durations(tenant, places, at)
+    durations = await travel_seconds(tenant, places, at)
     stops = [
         Stop(
             id=job["id"],
@@ -96,10 +96,11 @@ async def driver_route(tenant: TenantRef, actor: Actor, driver_id: int) -> list[
     ]
 
 
-async def _durations(
+async def travel_seconds(
     tenant: TenantRef, places: list[tuple[float, float]], at: datetime
 ) -> list[list[int | None]]:
-    """Travel seconds between every pair of places."""
+    """Travel seconds between every pair of places (None: no road), in one call of the maps
+    plugin."""
     points = [GeoPoint(lat=lat, lng=lng) for lat, lng in places]
     matrix = await travel_matrix(tenant, points, points, at)
     return [[cell.duration_s if cell else None for cell in row] for row in matrix]

@@ -53,6 +53,10 @@ class DispatchSettings(Input):
     queue_within_minutes: int = Field(default=0, ge=0, le=120)
     staging: bool = True  # suggest waiting places to idle drivers (`staging.py`)
     weights: Weights = Weights()
+    # The fleet re-plan (`replan.py`): every this many minutes (0: never), and an accepted job
+    # another driver could reach this many minutes sooner is suggested to dispatchers.
+    replan_minutes: int = Field(default=5, ge=0, le=240)
+    replan_sooner_minutes: int = Field(default=10, ge=1, le=240)
 
 
 class DispatchSettingsInput(Input):
@@ -68,6 +72,8 @@ class DispatchSettingsInput(Input):
     queue_within_minutes: int | None = Field(default=None, ge=0, le=120)
     staging: bool | None = None
     weights: Weights | None = None
+    replan_minutes: int | None = Field(default=None, ge=0, le=240)
+    replan_sooner_minutes: int | None = Field(default=None, ge=1, le=240)
 
 
 async def _stored() -> dict[str, Any]:

@@ -74,11 +74,17 @@ def forget(tenant: TenantRef) -> None:
     _cache.pop(tenant.slug, None)
 
 
+def work_seconds(job: dict[str, Any], typical: dict[int, float]) -> float:
+    """How long `job` (a service_requests row with service_type and destination_lat) takes
+    from arriving on scene to done: the company's median, else the prior (towing's longer)."""
+    towing = job["destination_lat"] is not None
+    return typical.get(job["service_type"], 60 * (PRIOR_TOW_MINUTES if towing else PRIOR_MINUTES))
+
+
 def finish(job: dict[str, Any], typical: dict[int, float], at: datetime) -> Finish | None:
     """When and where the driver's job `job` (a service_requests row) ends; None when it has not
     started (an unstarted job is pre-empted or waited for, never queued behind)."""
-    towing = job["destination_lat"] is not None
-    work = typical.get(job["service_type"], 60 * (PRIOR_TOW_MINUTES if towing else PRIOR_MINUTES))
+    work = work_seconds(job, typical)
     if job["status"] in ("on_scene", "in_progress") and job["on_scene_at"] is not None:
         left = work - (at - job["on_scene_at"]).total_seconds()
     elif job["status"] == "en_route":
@@ -88,18 +94,35 @@ def finish(job: dict[str, Any], typical: dict[int, float], at: datetime) -> Fini
         return None
     lat, lng = (
         (job["destination_lat"], job["destination_lng"])
-        if towing
+        if job["destination_lat"] is not None
         else (job["pickup_lat"], job["pickup_lng"])
     )
     return Finish(job["id"], max(left, FLOOR_SECONDS), lat, lng)
 
 
+async def current_finishes(
+    tenant: TenantRef, driver_ids: list[int], at: datetime
+) -> dict[int, Finish]:
+    """When and where each of these drivers' started job ends (by driver id; none for a driver
+    on none), read in the caller's tenant transaction."""
+    rows = await engine.fetch(
+        f"SELECT DISTINCT ON (driver) {JOB_COLUMNS} FROM service_requests "
+        "WHERE driver = ANY($1::int[]) AND status IN ('en_route', 'on_scene', 'in_progress') "
+        "ORDER BY driver, id",
+        driver_ids,
+    )
+    if not rows:
+        return {}
+    typical = await typical_seconds(tenant)
+    found = {}
+    for row in rows:
+        done = finish(dict(row), typical, at)
+        if done is not None:
+            found[row["driver"]] = done
+    return found
+
+
 async def current_finish(tenant: TenantRef, driver_id: int, at: datetime) -> Finish | None:
     """When and where the driver's started job ends; None when they are on none (read in the
     caller's tenant transaction)."""
-    rows = await engine.fetch(
-        f"SELECT {JOB_COLUMNS} FROM service_requests WHERE driver = $1 "
-        "AND status IN ('en_route', 'on_scene', 'in_progress') ORDER BY id LIMIT 1",
-        driver_id,
-    )
-    return finish(dict(rows[0]), await typical_seconds(tenant), at) if rows else None
+    return (await current_finishes(tenant, [driver_id], at)).get(driver_id)

@@ -7,7 +7,7 @@ from typing import Any
 
 import dramatiq
 
-from patone.core import drivers, push, users
+from patone.core import drivers, push, service_requests, users
 from patone.core.db import engine
 from patone.core.dispatch import engine as dispatch
 from patone.core.dispatch import jobs, offers
@@ -15,10 +15,16 @@ from patone.core.jobs import broker_redis
 from patone.core.permissions import SYSTEM
 from patone.core.redis import get_redis
 from patone.core.relay import relay_tenant
+from patone.core.scheduler import registered
 from patone.tenants.isolation import tenant_transaction
 from patone.tenants.registry import TenantInfo
 from tests.conftest import actor_for
-from tests.core.dispatch.world import driver_at, east_of_scene, request_at_scene
+from tests.core.dispatch.world import (
+    DISPATCHER,
+    driver_at,
+    east_of_scene,
+    request_at_scene,
+)
 from tests.plugins.builtin.webpush_service import (  # noqa: F401 (fixtures)
     PushService,
     push_runtime,
@@ -119,3 +125,27 @@ async def test_a_new_offer_rings_the_drivers_phone_once(
     assert rung.payload["title"] == f"EMERGENCY: Jump start #{request['number']}"
     assert rung.payload["tag"] == f"offer:{offer['id']}"
     assert "answer within" in rung.payload["body"]
+
+
+async def _plans(tenant: TenantInfo) -> list[int]:
+    async with tenant_transaction(tenant):
+        rows = await engine.fetch("SELECT jobs FROM fleet_plans")
+    return [row["jobs"] for row in rows]
+
+
+async def test_the_scheduled_replan_plans_in_a_worker_the_companies_with_jobs(
+    two_tenants: tuple[TenantInfo, TenantInfo],
+) -> None:
+    acme, bolt = two_tenants
+    assert registered()["dispatch.replan"].run is jobs.replan_all
+    driver = await driver_at(acme, 2)
+    await driver_at(bolt, 2)  # on shift, nothing to plan
+    request = await request_at_scene(acme)
+    await service_requests.assign_driver(acme, DISPATCHER, request["id"], driver["id"])
+
+    async with running_worker():  # what `replan_all` queues for every active company
+        jobs.replan_tenant.send(acme.slug)
+        assert await _eventually(lambda: _plans(acme), seconds=20) == [1]
+    assert await jobs.replan_tenant(acme.slug) is None  # not due again for 5 minutes
+    assert await jobs.replan_tenant(bolt.slug) is None  # nothing to plan
+    assert await _plans(acme) == [1] and await _plans(bolt) == []

@@ -1,0 +1,214 @@
+"""The fleet re-plan: every driver's accepted jobs in order, waiting requests given to drivers,
+moves suggested to dispatchers; the solver's own process, its greedy fallback, racing re-plans."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from patone.core import service_requests
+from patone.core.db import engine
+from patone.core.dispatch import replan
+from patone.core.dispatch.settings import update_dispatch_settings
+from patone.core.errors import ValidationFailed
+from patone.core.permissions import PermissionDenied
+from patone.tenants.isolation import tenant_transaction
+from patone.tenants.registry import TenantInfo
+from tests.conftest import actor_for
+from tests.core.dispatch.world import (
+    DISPATCHER,
+    Clock,
+    driver_actor,
+    driver_at,
+    east_of_scene,
+    request_at_scene,
+)
+
+ADMIN = actor_for("admin")
+QUICK = 0.3  # the solver's time limit in these tests: small fleets converge well within it
+
+
+async def _waiting_at(
+    tenant: TenantInfo, km: float, *, priority: str = "normal", service_type: str = "jump_start"
+) -> int:
+    """A pending request `km` east of the scene (the engine is off: nobody offers it)."""
+    request = await request_at_scene(tenant, priority=priority, service_type=service_type)
+    lat, lng = east_of_scene(km)
+    await service_requests.update_request(
+        tenant, DISPATCHER, request["id"], {"pickup": {"lat": lat, "lng": lng}}
+    )
+    return int(request["id"])
+
+
+async def _accepted_at(tenant: TenantInfo, driver_id: int, km: float) -> int:
+    request_id = await _waiting_at(tenant, km)
+    await service_requests.assign_driver(tenant, DISPATCHER, request_id, driver_id)
+    return request_id
+
+
+async def _manual(tenant: TenantInfo) -> None:
+    await update_dispatch_settings(tenant, ADMIN, {"auto_dispatch": False})
+
+
+async def _plans(tenant: TenantInfo) -> int:
+    async with tenant_transaction(tenant):
+        rows = await engine.fetch("SELECT count(*) AS n FROM fleet_plans")
+    return int(rows[0]["n"])
+
+
+async def test_a_drivers_stacked_jobs_are_ordered_and_a_free_driver_much_nearer_is_suggested(
+    two_tenants: tuple[TenantInfo, TenantInfo], clock: Clock
+) -> None:
+    acme, bolt = two_tenants
+    anna = await driver_at(acme, 0, name="Anna")
+    bob = await driver_at(acme, 10, name="Bob")
+    far = await _accepted_at(acme, anna["id"], 9)
+    near = await _accepted_at(acme, anna["id"], 2)
+    middle = await _accepted_at(acme, anna["id"], 5)
+    bert = await driver_at(bolt, 0, name="Bert")
+    bolt_job = await _accepted_at(bolt, bert["id"], 3)
+
+    await replan.replan(acme, time_limit_s=QUICK)
+    await replan.replan(bolt, time_limit_s=QUICK)
+
+    plan = await replan.fleet_plan(acme, DISPATCHER)
+    assert plan is not None and plan.solver == "or-tools"  # greedy takes them as they came
+    assert plan.created_at == clock.at and (plan.drivers, plan.jobs) == (2, 3)
+    [route] = plan.routes  # Bob has nothing planned
+    assert route.driver_id == anna["id"] and route.name == "Anna"
+    assert [s.request_id for s in route.stops] == [near, middle, far]
+    assert all(s.accepted for s in route.stops)
+    assert clock.at < route.stops[0].arrive_at < route.stops[1].arrive_at < route.stops[2].arrive_at
+    # Anna reaches the far job after two others (20 min on scene each); Bob, free next to it,
+    # in minutes. Each driver is suggested once: for the job they gain most on.
+    [move] = plan.suggestions
+    assert (move.kind, move.request_id) == ("reassign", far)
+    assert (move.driver_id, move.from_driver_id) == (bob["id"], anna["id"])
+    assert move.sooner_s is not None and move.sooner_s > 40 * 60
+    assert move.why.startswith("Bob could be at #") and "sooner than Anna" in move.why
+    assert "after 2 other jobs" in move.why
+    # Nothing of one company in the other's plan.
+    other = await replan.fleet_plan(bolt, DISPATCHER)
+    assert other is not None
+    assert [(r.driver_id, [s.request_id for s in r.stops]) for r in other.routes] == [
+        (bert["id"], [bolt_job])
+    ]
+    assert other.suggestions == []
+    # A dispatcher who moves the job makes the suggestion go.
+    await service_requests.transition(acme, DISPATCHER, far, "pending", reason_code="reassigned")
+    await service_requests.assign_driver(acme, DISPATCHER, far, bob["id"])
+    plan = await replan.fleet_plan(acme, DISPATCHER)
+    assert plan is not None and plan.suggestions == []
+
+
+async def test_waiting_requests_are_given_to_drivers_and_one_nobody_can_take_says_why(
+    two_tenants: tuple[TenantInfo, TenantInfo], clock: Clock
+) -> None:
+    acme, bolt = two_tenants
+    await _manual(acme)
+    near = await driver_at(acme, 1, name="Nina")
+    busy = await driver_at(acme, 20, name="Fred")
+    await _accepted_at(acme, busy["id"], 21)
+    await driver_at(bolt, 0)
+    await _manual(bolt)
+    jump = await _waiting_at(acme, 0)
+    lockout = await _waiting_at(acme, 0.5, service_type="lockout")  # nobody has the skill
+    await _waiting_at(bolt, 0)
+
+    await replan.replan(acme, time_limit_s=QUICK)
+
+    plan = await replan.fleet_plan(acme, DISPATCHER)
+    assert plan is not None
+    offer, unserved = plan.suggestions
+    assert (offer.kind, offer.request_id, offer.driver_id) == ("offer", jump, near["id"])
+    assert offer.why.startswith(f"the plan gives #{offer.number} to Nina: there in ")
+    assert offer.arrive_at is not None and offer.arrive_at > clock.at
+    assert (unserved.kind, unserved.request_id, unserved.driver_id) == ("unserved", lockout, None)
+    assert unserved.why == f"#{unserved.number}: no driver on shift has lockout"
+    planned = {r.driver_id: [(s.request_id, s.accepted) for s in r.stops] for r in plan.routes}
+    assert planned[near["id"]] == [(jump, False)]
+    # Once offered, the request's suggestion is no longer standing.
+    await update_dispatch_settings(acme, ADMIN, {"auto_dispatch": True})
+    from patone.core.dispatch import engine as dispatch
+
+    await dispatch.dispatch_request(acme, jump)
+    plan = await replan.fleet_plan(acme, DISPATCHER)
+    assert plan is not None and [s.kind for s in plan.suggestions] == ["unserved"]
+    with pytest.raises(PermissionDenied):
+        await replan.fleet_plan(acme, driver_actor(near))
+    with pytest.raises(PermissionDenied):
+        await replan.replan_fleet(acme, driver_actor(near))
+
+
+async def test_a_solver_given_no_time_falls_back_to_the_greedy_plan(
+    two_tenants: tuple[TenantInfo, TenantInfo], clock: Clock
+) -> None:
+    acme, bolt = two_tenants
+    anna = await driver_at(acme, 0, name="Anna")
+    far = await _accepted_at(acme, anna["id"], 9)
+    near = await _accepted_at(acme, anna["id"], 2)
+    await driver_at(bolt, 0)
+
+    await replan.replan(acme, time_limit_s=0, grace_s=0)  # the solver process cannot answer
+
+    plan = await replan.latest_plan(acme)
+    assert plan is not None and plan.solver == "greedy"
+    [route] = plan.routes
+    assert [s.request_id for s in route.stops] == [far, near]  # greedy: as they came
+    # The next re-plan has a solver process again.
+    clock.advance(1)
+    await replan.replan(acme, time_limit_s=QUICK)
+    plan = await replan.latest_plan(acme)
+    assert plan is not None and plan.solver == "or-tools"
+    assert [s.request_id for s in plan.routes[0].stops] == [near, far]
+    # Nothing to plan: a dispatcher who asks still gets a plan, an empty one.
+    assert await replan.latest_plan(bolt) is None
+    await replan.replan(bolt)
+    empty = await replan.latest_plan(bolt)
+    assert empty is not None and (empty.drivers, empty.jobs, empty.routes) == (1, 0, [])
+
+
+async def test_racing_replans_store_one_plan(
+    two_tenants: tuple[TenantInfo, TenantInfo], clock: Clock
+) -> None:
+    acme, bolt = two_tenants
+    anna = await driver_at(acme, 0)
+    await _accepted_at(acme, anna["id"], 3)
+    await driver_at(bolt, 0)
+    ids = await asyncio.gather(
+        replan.replan(acme, time_limit_s=QUICK), replan.replan(acme, time_limit_s=QUICK)
+    )
+    assert ids[0] == ids[1] and ids[0] is not None
+    assert await _plans(acme) == 1 and await _plans(bolt) == 0
+    clock.advance(5 * 60)  # two workers' periodic re-plans, both due
+    again = await asyncio.gather(
+        replan.replan(acme, when_due=True, time_limit_s=QUICK),
+        replan.replan(acme, when_due=True, time_limit_s=QUICK),
+    )
+    assert again[0] == again[1] and again[0] not in ids
+    assert await _plans(acme) == 2
+
+
+async def test_the_periodic_replan_runs_when_due_and_never_when_off(
+    two_tenants: tuple[TenantInfo, TenantInfo], clock: Clock
+) -> None:
+    acme, bolt = two_tenants
+    anna = await driver_at(acme, 0)
+    await driver_at(bolt, 0)
+    assert await replan.replan(acme, when_due=True) is None  # nothing to plan
+    await _accepted_at(acme, anna["id"], 3)
+    first = await replan.replan(acme, when_due=True, time_limit_s=QUICK)
+    assert first is not None
+    clock.advance(60)
+    assert await replan.replan(acme, when_due=True) is None  # 1 of 5 minutes
+    clock.advance(4 * 60)
+    second = await replan.replan(acme, when_due=True, time_limit_s=QUICK)
+    assert second is not None and second != first
+    await update_dispatch_settings(acme, ADMIN, {"replan_minutes": 0})
+    clock.advance(60 * 60)
+    assert await replan.replan(acme, when_due=True) is None
+    assert await _plans(acme) == 2 and await _plans(bolt) == 0
+    with pytest.raises(ValidationFailed) as bad:
+        await update_dispatch_settings(acme, ADMIN, {"replan_minutes": -1})
+    assert [e.field for e in bad.value.errors] == ["replan_minutes"]
