@@ -655,6 +655,9 @@ def simulate(
     ] = 0,
     hours: Annotated[float, typer.Option(help="Length of the simulated day.", min=0.25)] = 12.0,
     seed: Annotated[int, typer.Option(help="Seed of the city, demand, noise and drivers.")] = 1,
+    seeds: Annotated[
+        str, typer.Option(help="Several seeds, run in turn and averaged: 1,2,3 (overrides --seed).")
+    ] = "",
     out: Annotated[Path | None, typer.Option(help="Write the figures as JSON here.")] = None,
     chart: Annotated[Path | None, typer.Option(help="Write a PNG chart here.")] = None,
     keep: Annotated[bool, typer.Option(help="Keep the two simulation companies.")] = False,
@@ -675,6 +678,7 @@ def simulate(
         requests=requests or None,
         hours=hours,
         seed=seed,
+        seeds=_seed_list(seeds),
         out=out,
         chart=chart,
         keep=keep,
@@ -683,6 +687,15 @@ def simulate(
         history_days=history_days,
     )
     run_with_database(lambda: run_simulation(options, console))
+
+
+def _seed_list(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise typer.BadParameter(
+            "seeds are whole numbers separated by commas", param_hint="--seeds"
+        ) from None
 
 
 def main() -> None:  # pragma: no cover

@@ -99,7 +99,13 @@ class DispatchWeights:
     wait: float = strawberry.field(
         description="Cost of a minute until a busy driver is free (a queued job)."
     )
-    load: float = strawberry.field(description="Minutes per job above the fleet's mean today.")
+    load: float = strawberry.field(
+        description="Minutes per job above the least loaded candidate, each measured against "
+        "their fair share for their hours on shift."
+    )
+    overload: float = strawberry.field(
+        description="Minutes more for each job beyond the first above the least loaded candidate."
+    )
     rating: float = strawberry.field(description="Minutes per star below five.")
 
 
@@ -134,7 +140,8 @@ class DispatchSettings:
 class DispatchWeightsInput:
     eta: float = 1.0
     wait: float = 1.0
-    load: float = 4.0
+    load: float = 8.0
+    overload: float = 30.0
     rating: float = 2.0
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import statistics
 from pathlib import Path
 
+import pytest
 from rich.console import Console
 
 from patone.core.db import engine
@@ -50,3 +52,32 @@ async def test_a_short_run_reports_every_figure_beside_the_baseline(tmp_path: Pa
     for _key, label, *_ in FIGURES:
         assert label in text
     assert await _simulation_companies() == before  # both companies purged
+
+
+async def test_several_seeds_report_each_seed_and_their_means(tmp_path: Path) -> None:
+    out = tmp_path / "figures.json"
+    console = Console(record=True, width=160)
+    result = await simulate(
+        Options(drivers=4, requests=10, hours=0.5, seeds=(1, 2), out=out, history_days=0),
+        console,
+    )
+
+    assert [run["assumptions"]["seed"] for run in result["runs"]] == [1, 2]
+    for summary, runs in (
+        (result, result["runs"]),
+        (result["baseline"], [run["baseline"] for run in result["runs"]]),
+    ):
+        assert set(summary) >= KEYS
+        for key in KEYS:
+            values = [run[key] for run in runs if run[key] is not None]
+            if not values:  # e.g. no emergency offered in so short a run
+                assert summary[key] is None and summary["range"][key] is None
+                continue
+            assert summary[key] == pytest.approx(statistics.fmean(values))
+            assert summary["range"][key] == [min(values), max(values)]
+    written = json.loads(out.read_text())
+    assert written["seeds"] == [1, 2]
+    assert written["load_spread"] == pytest.approx(result["load_spread"])
+    text = console.export_text()
+    assert "City seed 1" in text and "City seed 2" in text
+    assert "Means over seeds 1, 2" in text

@@ -6,9 +6,15 @@ offer to it lapse). For an emergency, a driver whose only job is an unstarted no
 a candidate too: accepting pre-empts that job.
 
 Each candidate gets a cost in minutes-equivalent (lower wins; the weights are the company's,
-`settings.Weights`): the travel time to the scene from the maps plugin, plus `load` per job
-above the fleet's mean today, plus `rating` per star below five, plus a fixed penalty for taking
-a driver off another job. Emergencies are scored on travel time alone: the nearest truck goes.
+`settings.Weights`): the travel time to the scene from the maps plugin, plus the load, plus
+`rating` per star below five, plus a fixed penalty for taking a driver off another job.
+
+The load is measured against time on shift: a driver's fair share is the fleet's jobs today per
+hour on shift times their own hours (`Fleet`), so a driver who started at noon is not taken for
+one who fell behind. It costs `load` minutes per job above the least loaded candidate, and
+`overload` more for each job beyond the first: one job of difference is worth a few minutes'
+drive, two are worth a long one, which keeps drivers' counts within about a job of each other.
+Emergencies are scored on travel time alone: the nearest truck goes.
 The `nearest` strategy (the simulator's greedy baseline, and a company's choice) also ranks by
 travel time alone. A driver about to finish a job (`workload.py`) is a candidate for a job queued
 behind it: their cost counts the minutes until they are free as travel minutes, and their travel
@@ -43,6 +49,7 @@ class Candidate:
     lat: float
     lng: float
     jobs_today: int = 0
+    on_shift_s: float = 0.0  # on shift so far today (their shifts of the day, up to now)
     rating: float | None = None  # stars, 1 to 5
     travel_s: int | None = None  # to the scene, from the maps plugin; None: no road
     distance_m: int | None = None
@@ -52,10 +59,34 @@ class Candidate:
 
 
 @dataclass(frozen=True)
+class Fleet:
+    """What a fair load is measured against: the jobs the drivers on shift were given today, per
+    hour they have been on shift. A driver's fair share is that rate times their own hours, so a
+    driver who started at noon is not "behind" the ones who started at six."""
+
+    jobs: int = 0
+    hours: float = 0.0
+
+    @property
+    def rate(self) -> float:
+        """Jobs per hour on shift."""
+        return self.jobs / self.hours if self.hours > 0 else 0.0
+
+    def share(self, candidate: Candidate) -> float:
+        """The jobs this driver would have had by now at the fleet's rate."""
+        return self.rate * candidate.on_shift_s / 3600
+
+    def ahead(self, candidate: Candidate) -> float:
+        """Jobs above their fair share (negative: below it)."""
+        return candidate.jobs_today - self.share(candidate)
+
+
+@dataclass(frozen=True)
 class Scored:
     candidate: Candidate
     cost: float  # minutes-equivalent; lower wins
     parts: dict[str, float] = field(default_factory=dict)
+    ahead: float = 0.0  # jobs above the least loaded candidate (both against their fair share)
 
 
 @dataclass(frozen=True)
@@ -69,28 +100,40 @@ def rank(
     candidates: Sequence[Candidate],
     *,
     weights: Weights,
-    mean_jobs: float,
+    fleet: Fleet,
     priority: str,
     strategy: str = "scored",
 ) -> list[Scored]:
     """Candidates with a road to the scene, cheapest first (ties: nearer, then lower id)."""
     by_travel_only = strategy == "nearest" or priority == "emergency"
+    timed = [c for c in candidates if c.travel_s is not None]
+    ahead = {c.driver_id: fleet.ahead(c) for c in timed}
+    least = min(ahead.values(), default=0.0)
     scored = []
-    for candidate in candidates:
-        if candidate.travel_s is None:
-            continue
-        parts = {"travel": weights.eta * candidate.travel_s / 60}
+    for candidate in timed:
+        gap = ahead[candidate.driver_id] - least
+        parts = {"travel": weights.eta * (candidate.travel_s or 0) / 60}
         if candidate.wait_s:
             parts["wait"] = weights.wait * candidate.wait_s / 60
         if not by_travel_only:
-            parts["load"] = weights.load * (candidate.jobs_today - mean_jobs)
+            parts.update(load_parts(gap, weights))
             if candidate.rating is not None:
                 parts["rating"] = weights.rating * max(0.0, 5.0 - candidate.rating)
         if candidate.preempts is not None:
             parts["preempt"] = PREEMPT_PENALTY_MIN
-        scored.append(Scored(candidate, round(sum(parts.values()), 3), parts))
+        scored.append(Scored(candidate, round(sum(parts.values()), 3), parts, round(gap, 3)))
     scored.sort(key=lambda s: (s.cost, _arrival_s(s.candidate), s.candidate.driver_id))
     return scored
+
+
+def load_parts(gap: float, weights: Weights) -> dict[str, float]:
+    """The cost of giving one more job to a driver `gap` jobs above the least loaded candidate:
+    `load` minutes per job, and `overload` more for each job beyond the first, so a driver
+    already a job ahead gets another only when the lighter ones are much further away."""
+    parts = {"load": weights.load * gap}
+    if gap > 1 and weights.overload:
+        parts["overload"] = weights.overload * (gap - 1)
+    return parts
 
 
 def _arrival_s(candidate: Candidate) -> float:
@@ -101,7 +144,7 @@ def within_radius(lat: float, lng: float, candidate: Candidate, radius_km: float
     return distance_km(lat, lng, candidate.lat, candidate.lng) <= radius_km
 
 
-def _why(chosen: Scored, mean_jobs: float, priority: str, strategy: str) -> str:
+def _why(chosen: Scored, fleet: Fleet, priority: str, strategy: str) -> str:
     c = chosen.candidate
     minutes = (c.travel_s or 0) / 60
     if strategy == "nearest":
@@ -111,7 +154,7 @@ def _why(chosen: Scored, mean_jobs: float, priority: str, strategy: str) -> str:
     else:
         reason = (
             f"lowest cost {chosen.cost:.1f}: {minutes:.1f} min to the scene, "
-            f"{c.jobs_today} jobs today (mean {mean_jobs:.1f})"
+            f"{_load_words(chosen, fleet)}"
         )
         if c.rating is not None:
             reason += f", rated {c.rating:.1f}"
@@ -122,6 +165,19 @@ def _why(chosen: Scored, mean_jobs: float, priority: str, strategy: str) -> str:
     return reason
 
 
+def _load_words(chosen: Scored, fleet: Fleet) -> str:
+    """'3 jobs in 6.0 h on shift (fair share 3.5), 1.0 more than the least loaded who could
+    take it'."""
+    c = chosen.candidate
+    words = (
+        f"{c.jobs_today} job{'' if c.jobs_today == 1 else 's'} in {c.on_shift_s / 3600:.1f} h "
+        f"on shift (fair share {fleet.share(c):.1f})"
+    )
+    if chosen.ahead < 0.05:
+        return words + ", the least loaded who could take it"
+    return words + f", {chosen.ahead:.1f} more than the least loaded who could take it"
+
+
 def explain(
     ranked: Sequence[Scored],
     excluded: Sequence[Excluded],
@@ -129,14 +185,14 @@ def explain(
     chosen: Scored | None,
     settings: DispatchSettings,
     priority: str,
-    mean_jobs: float,
+    fleet: Fleet,
     at: datetime,
 ) -> dict[str, Any]:
     """What a dispatcher reads: the candidates and their scores, who was left out and why, and
     why this driver (or why nobody)."""
     strategy = settings.strategy
     why = (
-        _why(chosen, mean_jobs, priority, strategy)
+        _why(chosen, fleet, priority, strategy)
         if chosen is not None
         else ("no driver can take it now: " + _nobody(excluded))
     )
@@ -145,7 +201,7 @@ def explain(
         "strategy": strategy,
         "priority": priority,
         "weights": settings.weights.model_dump(),
-        "mean_jobs_today": round(mean_jobs, 2),
+        "fleet_jobs_per_hour": round(fleet.rate, 3),
         "chosen": chosen.candidate.driver_id if chosen is not None else None,
         "why": why,
         "candidates": [
@@ -155,6 +211,9 @@ def explain(
                 "travel_s": s.candidate.travel_s,
                 "distance_m": s.candidate.distance_m,
                 "jobs_today": s.candidate.jobs_today,
+                "on_shift_h": round(s.candidate.on_shift_s / 3600, 2),
+                "fair_share": round(fleet.share(s.candidate), 2),
+                "ahead": s.ahead,
                 "rating": s.candidate.rating,
                 "preempts": s.candidate.preempts,
                 "wait_s": round(s.candidate.wait_s),
@@ -180,10 +239,6 @@ def _nobody(excluded: Sequence[Excluded]) -> str:
     for e in excluded:
         counts[e.reason] = counts.get(e.reason, 0) + 1
     return ", ".join(f"{n} {reason}" for reason, n in sorted(counts.items(), key=lambda i: -i[1]))
-
-
-def mean(values: Sequence[int]) -> float:
-    return sum(values) / len(values) if values else 0.0
 
 
 def rating_stars(stored: int | None) -> float | None:

@@ -95,11 +95,19 @@ WITH active AS (
 ), today AS (
     SELECT driver, count(*) AS n FROM service_requests
     WHERE driver IS NOT NULL AND assigned_at >= $1 GROUP BY driver
+), shifted AS (
+    SELECT driver,
+           sum(extract(epoch FROM least(ends_at, $2::timestamptz)
+                                  - greatest(starts_at, $1::timestamptz))) AS s
+    FROM shifts WHERE starts_at < $2 AND ends_at > $1 GROUP BY driver
 )
 SELECT d.id, d.name, d.status, d.skills, d.rating, d.last_lat, d.last_lng,
        coalesce(t.n, 0) AS jobs_today, coalesce(a.n, 0) AS active_jobs, a.unstarted, a.job,
+       -- without a shift on record today: on shift since the day began
+       coalesce(s.s, extract(epoch FROM $2::timestamptz - $1::timestamptz))::float8 AS on_shift_s,
        EXISTS (SELECT 1 FROM offers o WHERE o.driver_id = d.id AND o.status = 'open') AS offered
 FROM drivers d LEFT JOIN active a ON a.driver = d.id LEFT JOIN today t ON t.driver = d.id
+     LEFT JOIN shifted s ON s.driver = d.id
 WHERE d.archived_at IS NULL AND d.status IN ('available', 'busy')
 ORDER BY d.id
 """
@@ -110,7 +118,7 @@ class _Situation:
     request: dict[str, Any]
     candidates: list[Candidate]
     excluded: list[Excluded]
-    mean_jobs: float
+    fleet: cands.Fleet
 
 
 async def _situation(
@@ -129,7 +137,7 @@ async def _situation(
             request["id"],
         )
     }
-    drivers = await engine.fetch(_DRIVERS, _day_start(at, zone))
+    drivers = await engine.fetch(_DRIVERS, _day_start(at, zone), at)
     live = await positions_of(tenant, drivers)
     finishing = await _finishing(tenant, drivers, settings, at)
     emergency = request["priority"] == "emergency"
@@ -154,6 +162,7 @@ async def _situation(
             lat=where[0],
             lng=where[1],
             jobs_today=d["jobs_today"],
+            on_shift_s=d["on_shift_s"],
             rating=cands.rating_stars(d["rating"]),
             preempts=d["job"] if d["status"] == "busy" and done is None else None,
             wait_s=done.in_s if done is not None else 0.0,
@@ -165,7 +174,11 @@ async def _situation(
             excluded.append(Excluded(d["id"], d["name"], f"beyond {settings.radius_km:g} km"))
             continue
         found.append(candidate)
-    return _Situation(request, found, excluded, cands.mean([d["jobs_today"] for d in drivers]))
+    fleet = cands.Fleet(
+        jobs=sum(d["jobs_today"] for d in drivers),
+        hours=sum(d["on_shift_s"] for d in drivers) / 3600,
+    )
+    return _Situation(request, found, excluded, fleet)
 
 
 async def positions_of(tenant: TenantRef, drivers: Sequence[Any]) -> dict[int, tuple[float, float]]:
@@ -317,7 +330,7 @@ async def _consider(
     ranked = cands.rank(
         timed,
         weights=settings.weights,
-        mean_jobs=situation.mean_jobs,
+        fleet=situation.fleet,
         priority=request["priority"],
         strategy=settings.strategy,
     )
@@ -472,7 +485,7 @@ async def _offer_best(
             chosen=chosen,
             settings=settings,
             priority=request["priority"],
-            mean_jobs=situation.mean_jobs,
+            fleet=situation.fleet,
             at=at,
         )
         if chosen is not None and chosen is ranked[0] and note:

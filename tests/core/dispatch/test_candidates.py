@@ -4,44 +4,90 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from patone.core.dispatch.candidates import Candidate, Excluded, explain, rank
+from patone.core.dispatch.candidates import Candidate, Excluded, Fleet, explain, rank
 from patone.core.dispatch.settings import DispatchSettings, Weights
 
-WEIGHTS = Weights(load=4)  # travel 1/min, load 4 min per job above the mean, rating 2 per star
+# travel 1/min; 4 min per job above the least loaded candidate, 30 more for each beyond the first
+WEIGHTS = Weights(load=4, overload=30)
+# 40 jobs in 80 hours on shift: half a job an hour, so 3 jobs is the fair share of 6 hours
+FLEET = Fleet(jobs=40, hours=80)
+HOURS = 6
 
 
-def _driver(driver_id: int, minutes: float, jobs: int = 3, **more: object) -> Candidate:
+def _driver(
+    driver_id: int, minutes: float, jobs: int = 3, hours: float = HOURS, **more: object
+) -> Candidate:
     return Candidate(
         driver_id=driver_id,
         name=f"D{driver_id}",
         lat=0,
         lng=0,
         jobs_today=jobs,
+        on_shift_s=hours * 3600,
         travel_s=round(minutes * 60),
         **more,  # type: ignore[arg-type]
     )
 
 
-def test_a_lighter_loaded_driver_a_little_further_away_wins() -> None:
-    busy_near = _driver(1, minutes=6, jobs=5)
+def _order(
+    candidates: list[Candidate], priority: str = "normal", strategy: str = "scored"
+) -> list[int]:
+    ranked = rank(candidates, weights=WEIGHTS, fleet=FLEET, priority=priority, strategy=strategy)
+    return [s.candidate.driver_id for s in ranked]
+
+
+def test_a_driver_one_job_ahead_loses_to_a_lighter_one_a_little_further_away() -> None:
+    ahead_near = _driver(1, minutes=6, jobs=4)
     light_far = _driver(2, minutes=9, jobs=3)
-    ranked = rank([busy_near, light_far], weights=WEIGHTS, mean_jobs=4, priority="normal")
+    ranked = rank([ahead_near, light_far], weights=WEIGHTS, fleet=FLEET, priority="normal")
     assert [s.candidate.driver_id for s in ranked] == [2, 1]
-    assert ranked[0].parts == {"travel": 9.0, "load": -4.0}
-    assert ranked[1].cost == 10.0
+    assert ranked[0].parts == {"travel": 9.0, "load": 0.0}
+    assert ranked[1].parts == {"travel": 6.0, "load": 4.0}
+    assert (ranked[0].ahead, ranked[1].ahead) == (0.0, 1.0)
 
 
-def test_much_further_is_not_worth_a_lighter_load() -> None:
-    busy_near = _driver(1, minutes=5, jobs=5)
+def test_one_job_ahead_is_not_worth_a_much_longer_drive() -> None:
+    ahead_near = _driver(1, minutes=5, jobs=4)
     light_far = _driver(2, minutes=25, jobs=3)
-    ranked = rank([light_far, busy_near], weights=WEIGHTS, mean_jobs=4, priority="normal")
-    assert ranked[0].candidate.driver_id == 1
+    assert _order([light_far, ahead_near]) == [1, 2]
+
+
+def test_two_jobs_ahead_costs_much_more_than_twice_one() -> None:
+    """The overload: a driver already a job ahead of a lighter candidate gets another only when
+    that one is far away, which keeps a fleet's counts within a job of each other."""
+    two_ahead = _driver(1, minutes=5, jobs=5)
+    light_far = _driver(2, minutes=25, jobs=3)
+    ranked = rank([two_ahead, light_far], weights=WEIGHTS, fleet=FLEET, priority="normal")
+    assert [s.candidate.driver_id for s in ranked] == [2, 1]
+    assert ranked[1].parts == {"travel": 5.0, "load": 8.0, "overload": 30.0}
+    very_far = _driver(2, minutes=50, jobs=3)
+    assert _order([two_ahead, very_far]) == [1, 2]  # 43 < 50: nobody waits an hour for fairness
+
+
+def test_the_gap_is_to_the_least_loaded_candidate_not_to_the_fleet() -> None:
+    """Two drivers both well above their share compete on travel and one job of difference,
+    without the overload of being far above the fleet's rate."""
+    near = _driver(1, minutes=6, jobs=8)
+    far = _driver(2, minutes=9, jobs=7)
+    ranked = rank([near, far], weights=WEIGHTS, fleet=FLEET, priority="normal")
+    assert [s.candidate.driver_id for s in ranked] == [2, 1]
+    assert ranked[1].parts == {"travel": 6.0, "load": 4.0}
+
+
+def test_a_late_starter_is_measured_against_their_own_hours_on_shift() -> None:
+    """At half a job an hour, a driver with 1 job in 2 hours is as loaded as one with 3 in 6:
+    the nearer goes, and the late starter does not soak up the jobs the others need."""
+    late_far = _driver(1, minutes=9, jobs=1, hours=2)
+    early_near = _driver(2, minutes=6, jobs=3, hours=6)
+    assert _order([late_far, early_near]) == [2, 1]
+    behind_far = _driver(1, minutes=9, jobs=0, hours=2)  # one below their share of 1
+    assert _order([behind_far, early_near]) == [1, 2]
 
 
 def test_an_emergency_goes_to_the_fastest_driver_whatever_the_load_or_rating() -> None:
     fastest = _driver(1, minutes=4, jobs=9, rating=3.1)
     rested = _driver(2, minutes=5, jobs=0, rating=5.0)
-    ranked = rank([rested, fastest], weights=WEIGHTS, mean_jobs=4, priority="emergency")
+    ranked = rank([rested, fastest], weights=WEIGHTS, fleet=FLEET, priority="emergency")
     assert [s.candidate.driver_id for s in ranked] == [1, 2]
     assert ranked[0].parts == {"travel": 4.0}
 
@@ -49,41 +95,34 @@ def test_an_emergency_goes_to_the_fastest_driver_whatever_the_load_or_rating() -
 def test_a_poor_rating_costs_minutes() -> None:
     poor = _driver(1, minutes=6, rating=3.0)
     good = _driver(2, minutes=8, rating=5.0)
-    ranked = rank([poor, good], weights=WEIGHTS, mean_jobs=3, priority="high")
-    assert [s.candidate.driver_id for s in ranked] == [2, 1]  # 6 + 4 > 8
+    assert _order([poor, good], priority="high") == [2, 1]  # 6 + 4 > 8
 
 
 def test_the_nearest_strategy_ranks_by_travel_alone() -> None:
     near_busy = _driver(1, minutes=5, jobs=9)
     far_idle = _driver(2, minutes=6, jobs=0)
-    ranked = rank(
-        [far_idle, near_busy], weights=WEIGHTS, mean_jobs=4, priority="low", strategy="nearest"
-    )
-    assert [s.candidate.driver_id for s in ranked] == [1, 2]
+    assert _order([far_idle, near_busy], priority="low", strategy="nearest") == [1, 2]
 
 
 def test_taking_a_driver_off_a_job_needs_a_clear_gain() -> None:
     would_preempt = _driver(1, minutes=4, preempts=77)
     free = _driver(2, minutes=7)
-    ranked = rank([would_preempt, free], weights=WEIGHTS, mean_jobs=3, priority="emergency")
-    assert ranked[0].candidate.driver_id == 2  # 4 + 5 penalty > 7
+    assert _order([would_preempt, free], priority="emergency") == [2, 1]  # 4 + 5 penalty > 7
     nearer = _driver(1, minutes=1, preempts=77)
-    ranked = rank([nearer, free], weights=WEIGHTS, mean_jobs=3, priority="emergency")
-    assert ranked[0].candidate.driver_id == 1
+    assert _order([nearer, free], priority="emergency") == [1, 2]
 
 
 def test_a_driver_with_no_road_to_the_scene_is_not_ranked_and_ties_go_to_the_nearer() -> None:
     island = Candidate(driver_id=1, name="D1", lat=0, lng=0, travel_s=None)
     a, b = _driver(3, minutes=5, jobs=4), _driver(2, minutes=4, jobs=4, rating=4.5)
-    ranked = rank([island, a, b], weights=WEIGHTS, mean_jobs=4, priority="normal")
-    assert [s.candidate.driver_id for s in ranked] == [2, 3]  # equal cost 5: nearer first
+    assert _order([island, a, b]) == [2, 3]  # equal cost 5: nearer first
 
 
 def test_the_explanation_names_the_choice_the_others_and_who_was_left_out() -> None:
     ranked = rank(
-        [_driver(1, minutes=6, jobs=5), _driver(2, minutes=9, jobs=3)],
+        [_driver(1, minutes=6, jobs=5), _driver(2, minutes=9, jobs=3, rating=4.8)],
         weights=WEIGHTS,
-        mean_jobs=4,
+        fleet=FLEET,
         priority="normal",
     )
     explanation = explain(
@@ -92,12 +131,30 @@ def test_the_explanation_names_the_choice_the_others_and_who_was_left_out() -> N
         chosen=ranked[0],
         settings=DispatchSettings(),
         priority="normal",
-        mean_jobs=4,
+        fleet=FLEET,
         at=datetime(2026, 12, 2, 9, 0, tzinfo=UTC),
     )
     assert explanation["chosen"] == 2
-    assert explanation["why"] == "lowest cost 5.0: 9.0 min to the scene, 3 jobs today (mean 4.0)"
+    assert explanation["why"] == (
+        "lowest cost 9.4: 9.0 min to the scene, 3 jobs in 6.0 h on shift (fair share 3.0), "
+        "the least loaded who could take it, rated 4.8"
+    )
     assert [c["driver_id"] for c in explanation["candidates"]] == [2, 1]
+    assert explanation["candidates"][1]["ahead"] == 2.0
+    assert explanation["candidates"][1]["parts"] == {"travel": 6.0, "load": 8.0, "overload": 30.0}
+    second = explain(
+        ranked[1:],
+        [],
+        chosen=ranked[1],
+        settings=DispatchSettings(),
+        priority="normal",
+        fleet=FLEET,
+        at=datetime(2026, 12, 2, 9, 0, tzinfo=UTC),
+    )
+    assert second["why"] == (
+        "lowest cost 44.0: 6.0 min to the scene, 5 jobs in 6.0 h on shift (fair share 3.0), "
+        "2.0 more than the least loaded who could take it"
+    )
     assert explanation["excluded"] == [{"driver_id": 3, "name": "D3", "reason": "lacks tow"}]
     nobody = explain(
         [],
@@ -105,7 +162,7 @@ def test_the_explanation_names_the_choice_the_others_and_who_was_left_out() -> N
         chosen=None,
         settings=DispatchSettings(),
         priority="normal",
-        mean_jobs=0,
+        fleet=Fleet(),
         at=datetime(2026, 12, 2, 9, 0, tzinfo=UTC),
     )
     assert nobody["chosen"] is None

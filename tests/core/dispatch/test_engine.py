@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from patone.core import drivers, service_requests
+from patone.core.clock import now
 from patone.core.db import engine
 from patone.core.dispatch import engine as dispatch
 from patone.core.dispatch import eta, offers, positions
@@ -400,3 +401,55 @@ async def test_a_backlog_with_every_truck_out_costs_no_decisions_until_one_is_fr
     report = await dispatch.sweep(acme)
     assert [d.outcome for d in report.decisions].count("offered") == 1
     assert report.decisions[0].request_id == waiting[0]["id"]  # first in line
+
+
+async def _worked(tenant: TenantInfo, driver: dict[str, Any], hours: float, jobs: int) -> None:
+    """The driver has been on shift `hours` (a shift of the day) and done `jobs` jobs in it."""
+    at = now()
+    await drivers.add_shift(
+        tenant,
+        SYSTEM,
+        driver["id"],
+        {"starts_at": at - timedelta(hours=hours), "ends_at": at + timedelta(hours=8)},
+    )
+    async with tenant_transaction(tenant):
+        customer = await engine.fetch(
+            "INSERT INTO customers (name, created_at, updated_at) VALUES ('Earlier', $1, $1) "
+            "RETURNING id",
+            at,
+        )
+        await engine.executemany(
+            "INSERT INTO service_requests (number, customer, service_type, priority, status, "
+            "source, pickup_lat, pickup_lng, quoted_price, currency, version, created_by, "
+            "driver, assigned_at, created_at, updated_at, completed_at) VALUES "
+            "(nextval('service_request_number_seq'), $1, "
+            "(SELECT id FROM service_types WHERE code = 'jump_start'), 'normal', 'completed', "
+            "'admin', 52.5, 13.4, 0, 'EUR', 1, 'test', $2, $3, $3, $3, $3)",
+            [(customer[0]["id"], driver["id"], at - timedelta(minutes=30))] * jobs,
+        )
+
+
+async def test_load_is_measured_against_hours_on_shift_not_the_count_alone(
+    two_tenants: tuple[TenantInfo, TenantInfo], clock: Clock
+) -> None:
+    """Two jobs in four hours is less than one in one hour at the fleet's rate (three jobs in
+    five hours): the early starter goes, though further away. The other company's busy drivers
+    count for nothing here."""
+    acme, bolt = two_tenants
+    early = await driver_at(acme, 3, name="Early Erin")
+    late = await driver_at(acme, 2, name="Late Lou")
+    await _worked(acme, early, hours=4, jobs=2)
+    await _worked(acme, late, hours=1, jobs=1)
+    await _worked(bolt, await driver_at(bolt, 1), hours=1, jobs=9)
+    request = await request_at_scene(acme)
+
+    decision = await dispatch.dispatch_request(acme, request["id"])
+
+    assert decision.driver_id == early["id"]
+    why = decision.explanation
+    assert why is not None and why["fleet_jobs_per_hour"] == 0.6
+    assert why["why"].endswith(
+        "2 jobs in 4.0 h on shift (fair share 2.4), the least loaded who could take it"
+    )
+    shares = {c["name"]: (c["on_shift_h"], c["fair_share"], c["ahead"]) for c in why["candidates"]}
+    assert shares == {"Early Erin": (4.0, 2.4, 0.0), "Late Lou": (1.0, 0.6, 0.8)}
