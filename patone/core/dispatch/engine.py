@@ -85,12 +85,25 @@ def _day_start(at: datetime, zone: str) -> datetime:
     return local.replace(hour=0, minute=0, second=0, microsecond=0)
 
 
-_DRIVERS = """
+# SQL the engine's readers share. The jobs that occupy a driver: accepted and not finished.
+ON_JOB = "('assigned', 'en_route', 'on_scene', 'in_progress')"
+# A driver (`d`) who may be sent an offer: on shift, not archived, no offer awaiting their answer.
+OFFERABLE = (
+    "d.archived_at IS NULL AND d.status IN ('available', 'busy') "
+    "AND NOT EXISTS (SELECT 1 FROM offers o WHERE o.driver_id = d.id AND o.status = 'open')"
+)
+# A driver (`d`) with nothing to do: offerable, available and on no job.
+IDLE = (
+    f"{OFFERABLE} AND d.status = 'available' AND NOT EXISTS "
+    f"(SELECT 1 FROM service_requests r WHERE r.driver = d.id AND r.status IN {ON_JOB})"
+)
+
+_DRIVERS = f"""
 WITH active AS (
     SELECT driver, count(*) AS n, min(id) AS job,
            bool_and(status = 'assigned' AND priority <> 'emergency') AS unstarted
     FROM service_requests
-    WHERE driver IS NOT NULL AND status IN ('assigned', 'en_route', 'on_scene', 'in_progress')
+    WHERE driver IS NOT NULL AND status IN {ON_JOB}
     GROUP BY driver
 ), today AS (
     SELECT driver, count(*) AS n FROM service_requests
@@ -502,10 +515,8 @@ async def _still_free(candidates: list[Candidate]) -> set[int]:
         return set()
     rows = await engine.fetch(
         "SELECT d.id, d.status, (SELECT count(*) FROM service_requests r WHERE r.driver = d.id "
-        "AND r.status IN ('assigned', 'en_route', 'on_scene', 'in_progress')) AS active "
-        "FROM drivers d WHERE d.id = ANY($1::int[]) "
-        "AND d.archived_at IS NULL AND d.status IN ('available', 'busy') "
-        "AND NOT EXISTS (SELECT 1 FROM offers o WHERE o.driver_id = d.id AND o.status = 'open')",
+        f"AND r.status IN {ON_JOB}) AS active "
+        f"FROM drivers d WHERE d.id = ANY($1::int[]) AND {OFFERABLE}",
         [c.driver_id for c in candidates],
     )
     state = {row["id"]: (row["status"], row["active"]) for row in rows}
@@ -713,8 +724,7 @@ _FREE = (
     "count(*) FILTER (WHERE d.status = 'busy') AS busy, "
     "EXISTS (SELECT 1 FROM service_requests WHERE status = 'pending' "
     "AND priority = 'emergency') AS emergency "
-    "FROM drivers d WHERE d.archived_at IS NULL AND d.status IN ('available', 'busy') "
-    "AND NOT EXISTS (SELECT 1 FROM offers o WHERE o.driver_id = d.id AND o.status = 'open')"
+    f"FROM drivers d WHERE {OFFERABLE}"
 )
 
 

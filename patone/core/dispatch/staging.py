@@ -21,7 +21,7 @@ from ortools.graph.python import linear_sum_assignment
 
 from patone.core.clock import now
 from patone.core.db import engine
-from patone.core.dispatch.engine import positions_of
+from patone.core.dispatch.engine import IDLE, positions_of
 from patone.core.dispatch.settings import read_settings
 from patone.core.permissions import Actor, require
 from patone.core.service_types import distance_km
@@ -71,12 +71,7 @@ async def suggest_moves(tenant: TenantRef, at: datetime, zone: str = "UTC") -> l
             MAX_CALLS * 12,
         )
         idle = await engine.fetch(
-            "SELECT d.id, d.last_lat, d.last_lng FROM drivers d WHERE d.archived_at IS NULL "
-            "AND d.status = 'available' "
-            "AND NOT EXISTS (SELECT 1 FROM offers o WHERE o.driver_id = d.id "
-            "AND o.status = 'open') "
-            "AND NOT EXISTS (SELECT 1 FROM service_requests r WHERE r.driver = d.id "
-            "AND r.status IN ('assigned', 'en_route', 'on_scene', 'in_progress')) ORDER BY d.id"
+            f"SELECT d.id, d.last_lat, d.last_lng FROM drivers d WHERE {IDLE} ORDER BY d.id"
         )
     where = await positions_of(tenant, idle)
     drivers = [(d["id"], where[d["id"]]) for d in idle if d["id"] in where]
