@@ -28,7 +28,7 @@ from patone.core.service_requests import (
     transition_in_transaction,
     withdraw_offers,
 )
-from patone.plugins.types import GeoPoint
+from patone.plugins.types import GeoPoint, RouteEstimate
 from patone.tenants.isolation import TenantRef, tenant_transaction
 
 Row = dict[str, Any]
@@ -162,6 +162,10 @@ async def offer_by_hand(
     someone else is withdrawn first; a flagged request is back in play)."""
     require(actor, "requests.assign")
     settings, _ = await read_settings(tenant)
+    at = now()
+    # The maps plugin is asked before the dispatch lock is taken (a slow provider must not hold
+    # up every sweep of the company); what it answered is only the explanation's travel time.
+    where, travel = await _travel_to(tenant, request_id, driver_id, at)
     async with tenant_transaction(tenant):
         await dispatch.lock_dispatch(tenant)
         rows = await engine.fetch(
@@ -193,27 +197,14 @@ async def offer_by_hand(
                 f"the driver is answering an offer for request {busy[0]['request_id']}",
                 "driver_id",
             )
-        at = now()
         await withdraw_offers(request_id, f"offered by hand by {actor.kind}:{actor.id}")
         await engine.execute(
             "UPDATE service_requests SET needs_dispatcher = false WHERE id = $1", request_id
         )
-        d = driver[0]
-        travel = None
-        where = (await dispatch.positions_of(tenant, [d])).get(driver_id)
-        if where is not None:
-            travel = (
-                await dispatch.travel_estimates(
-                    tenant,
-                    [GeoPoint(lat=where[0], lng=where[1])],
-                    GeoPoint(lat=request["pickup_lat"], lng=request["pickup_lng"]),
-                    at,
-                )
-            )[0]
         chosen = cands.Scored(
             cands.Candidate(
                 driver_id=driver_id,
-                name=d["name"],
+                name=driver[0]["name"],
                 lat=where[0] if where else 0.0,
                 lng=where[1] if where else 0.0,
                 travel_s=travel.duration_s if travel else None,
@@ -231,6 +222,32 @@ async def offer_by_hand(
         decision = await dispatch.make_offer(request, chosen, explanation, settings, at, by)
         await record(actor, "service_request", request_id, "offer.by_hand", None, explanation)
     return decision
+
+
+async def _travel_to(
+    tenant: TenantRef, request_id: int, driver_id: int, at: datetime
+) -> tuple[tuple[float, float] | None, RouteEstimate | None]:
+    """Where the driver is and their travel to the request's scene, when both are known
+    (nothing is checked here: the caller checks the request and the driver under the lock)."""
+    async with tenant_transaction(tenant):
+        scene = await engine.fetch(
+            "SELECT pickup_lat, pickup_lng FROM service_requests WHERE id = $1", request_id
+        )
+        driver = await engine.fetch(
+            "SELECT id, last_lat, last_lng FROM drivers WHERE id = $1", driver_id
+        )
+    if not scene or not driver:
+        return None, None
+    where = (await dispatch.positions_of(tenant, driver)).get(driver_id)
+    if where is None:
+        return None, None
+    [travel] = await dispatch.travel_estimates(
+        tenant,
+        [GeoPoint(lat=where[0], lng=where[1])],
+        GeoPoint(lat=scene[0]["pickup_lat"], lng=scene[0]["pickup_lng"]),
+        at,
+    )
+    return where, travel
 
 
 async def list_offers(tenant: TenantRef, actor: Actor, request_id: int) -> list[Row]:
