@@ -159,6 +159,9 @@ async def test_after_max_offers_the_request_is_flagged_to_dispatchers(
     # A dispatcher overrides by hand: offered to the third driver, who accepts.
     made = await offers.offer_by_hand(acme, DISPATCHER, request["id"], drivers[2]["id"])
     assert made.driver_id == drivers[2]["id"]
+    [by_hand] = [o for o in await offers.list_offers(acme, DISPATCHER, request["id"])
+                 if o["id"] == made.offer_id]  # fmt: skip
+    assert by_hand["travel_s"] and by_hand["travel_s"] > 0  # the maps plugin was asked
     response = await offers.respond_to_offer(
         acme, driver_actor(drivers[2]), made.offer_id or 0, accept=True
     )
