@@ -22,7 +22,7 @@ from patone.core.tokens import TENANT_AUDIENCE, Claims, InvalidToken, Kind, veri
 from patone.core.users import actors_version_key, cached_actor
 from patone.tenants.isolation import TenantRef
 
-ACCEPTED = (Kind.staff, Kind.partner)
+ACCEPTED = (Kind.staff, Kind.partner, Kind.customer)
 
 
 def verify(secret: str, tenant: TenantRef, token: str) -> Claims:
@@ -32,6 +32,8 @@ def verify(secret: str, tenant: TenantRef, token: str) -> Claims:
         raise InvalidToken(f"{claims.kind.value} tokens are not accepted by this API")
     if claims.kind is Kind.staff and not claims.subject.isdigit():
         raise InvalidToken("the access token names no user")
+    if claims.kind is Kind.customer and not claims.subject.isdigit():
+        raise InvalidToken("the access token names no customer")
     return claims
 
 
@@ -60,10 +62,20 @@ async def _partner_actor(tenant: TenantRef, claims: Claims) -> Actor:
     return api_clients.partner_actor(claims)
 
 
+async def _customer_actor(tenant: TenantRef, claims: Claims) -> Actor:
+    """A customer's actor once their token is known unrevoked: no permission at all (the API
+    lets customers run only what `graphql.audience` lists: watching their own requests)."""
+    await revocation.check(tenant.slug, claims)
+    return Actor(kind="customer", id=claims.subject)
+
+
+_ACTORS = {Kind.staff: _staff_actor, Kind.partner: _partner_actor, Kind.customer: _customer_actor}
+
+
 async def actor_for(tenant: TenantRef, claims: Claims, *also: Awaitable[object]) -> Actor:
     """The actor of verified `claims` once revocation is checked; `also` (e.g. the rate limit)
     runs at the same time and its error, if any, comes after the token's own."""
-    own = _partner_actor if claims.kind is Kind.partner else _staff_actor
+    own = _ACTORS[claims.kind]
     found, *rest = await asyncio.gather(own(tenant, claims), *also, return_exceptions=True)
     for outcome in (found, *rest):
         if isinstance(outcome, BaseException):

@@ -10,11 +10,12 @@ import strawberry
 from strawberry.types import Info
 
 from patone.core.dispatch import positions as service
+from patone.core.dispatch import tracking
 from patone.core.errors import UserError as DomainUserError
 from patone.core.permissions import require
 from patone.graphql.context import Context
 from patone.graphql.ids import pk_of
-from patone.graphql.types import UserError, attempt, gid
+from patone.graphql.types import RequestStatus, UserError, attempt, gid
 
 # The API's names of the fields a ping refusal can name.
 _FIELD_NAMES = {
@@ -50,6 +51,32 @@ class DriverPositionType:
             heading_deg=position.heading_deg,
             recorded_at=position.recorded_at,
             distance_m=position.distance_m,
+        )
+
+
+@strawberry.type(
+    description="What the customer's tracking page shows: the request, its driver and ETA, and "
+    "the driver's live position while they are on the way or on scene (null otherwise)."
+)
+class RequestTracking:
+    request_id: strawberry.ID
+    number: int
+    status: RequestStatus
+    eta_at: datetime | None
+    driver_name: str | None
+    driver_truck: str | None
+    position: DriverPositionType | None
+
+    @classmethod
+    def of(cls, shown: tracking.Tracking) -> RequestTracking:
+        return cls(
+            request_id=gid("ServiceRequest", shown.request_id),
+            number=shown.number,
+            status=RequestStatus(shown.status),
+            eta_at=shown.eta_at,
+            driver_name=shown.driver_name,
+            driver_truck=shown.driver_truck,
+            position=DriverPositionType.of(shown.position) if shown.position else None,
         )
 
 
@@ -173,5 +200,21 @@ class PositionSubscription:
         try:
             async for batch in live:
                 yield [DriverPositionType.of(p) for p in batch]
+        finally:
+            await live.aclose()
+
+    @strawberry.subscription(
+        description="Watch one request come to you: its state now, then at every change of its "
+        "status, driver or ETA and every ping of its driver, until it is completed or "
+        "cancelled. For the request's customer (a customer token), its driver and dispatchers."
+    )
+    async def request_tracking(
+        self, info: Info[Context, None], request_id: strawberry.ID
+    ) -> AsyncGenerator[RequestTracking, None]:
+        ctx = info.context
+        live = tracking.track_request(ctx.tenant, ctx.actor, pk_of(request_id, "ServiceRequest"))
+        try:
+            async for shown in live:
+                yield RequestTracking.of(shown)
         finally:
             await live.aclose()

@@ -48,13 +48,21 @@ async def test_staff_and_partner_tokens_become_actors_of_their_own_company(
         )
 
 
-async def test_other_kinds_are_refused_and_revocation_is_reported_before_the_rate_limit(
+async def test_customers_hold_no_permission_and_revocation_is_reported_before_the_rate_limit(
     two_tenants: tuple[TenantInfo, TenantInfo],
 ) -> None:
     acme, bolt = two_tenants
     customer = issue_token(SECRET, kind=Kind.customer, subject="5", tenant=acme.slug)
-    with pytest.raises(InvalidToken, match="customer tokens"):
-        await authentication.authenticate(SECRET, acme, customer)
+    actor, _ = await authentication.authenticate(SECRET, acme, customer)
+    assert (actor.kind, actor.id, actor.permissions) == ("customer", "5", frozenset())
+    with pytest.raises(InvalidToken):  # Acme's customer is nobody at Bolt
+        await authentication.authenticate(SECRET, bolt, customer)
+    nameless = issue_token(SECRET, kind=Kind.customer, subject="ann", tenant=acme.slug)
+    with pytest.raises(InvalidToken, match="names no customer"):
+        await authentication.authenticate(SECRET, acme, nameless)
+    operator = issue_token(SECRET, kind=Kind.operator, subject="1", tenant=None)
+    with pytest.raises(InvalidToken):
+        await authentication.authenticate(SECRET, acme, operator)
     token = issue_token(SECRET, kind=Kind.partner, subject="pc_2", tenant=acme.slug)
     claims = authentication.verify(SECRET, acme, token)
     with pytest.raises(RateLimited):

@@ -19,8 +19,9 @@ from patone.core import customers, drivers, revocation, service_requests
 from patone.core.clock import now
 from patone.core.dispatch import positions
 from patone.core.permissions import SYSTEM
-from patone.core.tokens import TENANT_AUDIENCE, verify_token
+from patone.core.tokens import TENANT_AUDIENCE, Kind, issue_token, verify_token
 from patone.graphql.app import REVOCATION_CHECK_EVERY
+from patone.graphql.ids import to_global_id
 from patone.tenants.registry import TenantInfo
 from tests.conftest import actor_for
 from tests.graphql.conftest import SECRET, token_for
@@ -192,3 +193,57 @@ async def test_a_ping_reaches_the_dispatch_map_within_a_second_and_only_its_comp
     assert live["lat"] == 52.52
     with pytest.raises(TimeoutError):
         await _next(bolt_socket, timeout=0.5)
+
+
+TRACKING = """
+subscription($id: ID!) {
+  requestTracking(requestId: $id) { number status driverName position { lat } }
+}
+"""
+
+
+async def test_the_customer_watches_the_truck_come_on_a_socket_of_their_own(
+    server: int, two_tenants: tuple[TenantInfo, TenantInfo], sockets: list[Any]
+) -> None:
+    acme, bolt = two_tenants
+    driver = await drivers.create_driver(acme, SYSTEM, {"name": "Ray"})
+    await drivers.update_driver(acme, SYSTEM, driver["id"], {"status": "available"})
+    await drivers.create_driver(bolt, SYSTEM, {"name": "Bo"})  # the same id, in Bolt
+    customer = await customers.create_customer(acme, SYSTEM, {"name": "Dana"})
+    request = await service_requests.create_request(
+        acme,
+        SYSTEM,
+        {"customer_id": customer["id"], "service_type": "lockout", "pickup": {"lat": 1, "lng": 1}},
+    )
+    await service_requests.assign_driver(acme, SYSTEM, request["id"], driver["id"])
+    token = issue_token(SECRET, kind=Kind.customer, subject=str(customer["id"]), tenant=acme.slug)
+    socket = await _socket(server, acme, token)
+    sockets.append(socket)
+    assert (await _next(socket))["type"] == "connection_ack"
+    variables = {"id": to_global_id("ServiceRequest", request["id"])}
+    await socket.send(
+        json.dumps(
+            {"id": "1", "type": "subscribe", "payload": {"query": TRACKING, "variables": variables}}
+        )
+    )
+    first = (await _next(socket))["payload"]["data"]["requestTracking"]
+    assert first == {
+        "number": request["number"],
+        "status": "ASSIGNED",
+        "driverName": "Ray",
+        "position": None,
+    }
+    ray = actor_for("driver", driver_id=driver["id"])
+    await service_requests.transition(acme, ray, request["id"], "en_route")
+    coming = (await _next(socket))["payload"]["data"]["requestTracking"]
+    assert coming["status"] == "EN_ROUTE"
+    ping = {"lat": 52.52, "lng": 13.405, "accuracy_m": 5, "recorded_at": now()}
+    await positions.record_pings(bolt, actor_for("driver", driver_id=driver["id"]), [ping])
+    await positions.record_pings(acme, ray, [{**ping, "lat": 52.53}])
+    moved = (await _next(socket, timeout=1.0))["payload"]["data"]["requestTracking"]
+    assert moved["position"] == {"lat": 52.53}  # Ray's ping, not Bolt's driver's
+    # Anything else on the same socket is refused: a customer only watches.
+    await socket.send(json.dumps({"id": "2", "type": "subscribe", "payload": {"query": POSITIONS}}))
+    refused = await _next(socket)
+    assert (refused["id"], refused["type"]) == ("2", "error")
+    assert refused["payload"][0]["extensions"]["code"] == "forbidden"
