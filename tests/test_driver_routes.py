@@ -14,7 +14,7 @@ from patone.core import drivers, users
 from patone.core.clock import now
 from patone.core.dispatch import positions
 from patone.core.permissions import SYSTEM
-from patone.core.tokens import issue_access_token
+from patone.core.tokens import Kind, issue_access_token, issue_token
 from patone.driver_routes import PINGS_PATH
 from patone.tenants.registry import TenantInfo
 from tests.support import app_client
@@ -102,7 +102,9 @@ async def test_only_a_valid_token_of_the_company_is_let_in(
         acme, SYSTEM, {"email": "d@acme.example", "name": "D", "role": "dispatcher"}
     )
     staff_token = issue_access_token(SECRET, acme.slug, dispatcher["id"])
-    forbidden = await send(client, acme, staff_token, [ping()])
-    assert (forbidden.status_code, forbidden.json()["error"]["code"]) == (403, "forbidden")
+    customer_token = issue_token(SECRET, kind=Kind.customer, subject="1", tenant=acme.slug)
+    for token in (staff_token, customer_token):
+        forbidden = await send(client, acme, token, [ping()])
+        assert (forbidden.status_code, forbidden.json()["error"]["code"]) == (403, "forbidden")
     assert (await send(client, acme, acme_token, [ping()])).status_code == 200
     assert await positions.driver_positions(bolt) == []
