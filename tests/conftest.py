@@ -7,6 +7,7 @@ import contextlib
 import os
 import socket
 import tempfile
+import threading
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import timedelta
@@ -195,3 +196,37 @@ def twilio() -> Iterator[TwilioFake]:
     fake = TwilioFake(TWILIO_SID, TWILIO_TOKEN).start()
     yield fake
     fake.stop()
+
+
+HANG_NOTICE_BEFORE_S = 10  # before pytest-timeout stops a hung test
+
+
+@pytest.fixture(autouse=True)
+def _tasks_of_a_hung_test(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Shortly before pytest-timeout stops a hung test (its dump shows threads only), print
+    what every asyncio task is waiting on: a hang on the shared event loop is a task waiting
+    for a future nobody completes, and the loop thread itself just sits in `select`."""
+    limit = float(
+        request.config.getoption("timeout", None) or request.config.getini("timeout") or 0
+    )
+    if limit <= HANG_NOTICE_BEFORE_S:
+        yield
+        return
+
+    def report() -> None:
+        import asyncio.tasks
+        import sys
+
+        print(f"\n--- asyncio tasks of {request.node.nodeid}, still running:", file=sys.stderr)
+        with contextlib.suppress(Exception):  # read from another thread: best effort
+            for task in list(asyncio.tasks._all_tasks):  # type: ignore[attr-defined]
+                if not task.done():
+                    task.print_stack(limit=12, file=sys.stderr)
+
+    timer = threading.Timer(limit - HANG_NOTICE_BEFORE_S, report)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
