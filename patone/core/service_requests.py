@@ -81,7 +81,11 @@ async def _request(request_id: int) -> Row:
     )
 
 
-def _can_see(actor: Actor, row: Row) -> bool:
+def can_see(actor: Actor, row: Row) -> bool:
+    """Whether the actor may see this request: its customer, staff who view requests, or the
+    driver it is assigned to (callers still check the permission the action itself needs)."""
+    if actor.kind == "customer":
+        return actor.id == str(row["customer"])
     if actor.can("requests.view"):
         return True
     return actor.can("requests.view_assigned") and row["driver"] == actor.driver_id
@@ -91,7 +95,7 @@ async def get_request(tenant: TenantRef, actor: Actor, request_id: int) -> Row:
     require(actor, "requests.view", "requests.view_assigned")
     async with tenant_transaction(tenant):
         row = await _request(request_id)
-    if not _can_see(actor, row):
+    if not can_see(actor, row):
         # Indistinguishable from a missing request: drivers learn nothing of others' jobs.
         raise NotFound("not_found", f"request {request_id} does not exist", "request_id")
     return row
@@ -420,7 +424,7 @@ async def transition(
         raise UserError("too_long", "note must be at most 2000 characters", "note")
     async with tenant_transaction(tenant):
         current = await _request(request_id)
-        if not _can_see(actor, current):
+        if not can_see(actor, current):
             raise NotFound("not_found", f"request {request_id} does not exist", "request_id")
         check_transition(current["status"], status, reason_code)
         _check_driver_may(actor, current, status, reason_code)

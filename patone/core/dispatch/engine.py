@@ -87,9 +87,11 @@ def _day_start(at: datetime, zone: str) -> datetime:
 
 # SQL the engine's readers share. The jobs that occupy a driver: accepted and not finished.
 ON_JOB = "('assigned', 'en_route', 'on_scene', 'in_progress')"
-# A driver (`d`) who may be sent an offer: on shift, not archived, no offer awaiting their answer.
+# A driver (`d`) on shift: not archived, available or busy (not off duty nor on a break).
+ON_SHIFT = "d.archived_at IS NULL AND d.status IN ('available', 'busy')"
+# A driver (`d`) who may be sent an offer: on shift, no offer awaiting their answer.
 OFFERABLE = (
-    "d.archived_at IS NULL AND d.status IN ('available', 'busy') "
+    f"{ON_SHIFT} "
     "AND NOT EXISTS (SELECT 1 FROM offers o WHERE o.driver_id = d.id AND o.status = 'open')"
 )
 # A driver (`d`) with nothing to do: offerable, available and on no job.
@@ -121,7 +123,7 @@ SELECT d.id, d.name, d.status, d.skills, d.rating, d.last_lat, d.last_lng,
        EXISTS (SELECT 1 FROM offers o WHERE o.driver_id = d.id AND o.status = 'open') AS offered
 FROM drivers d LEFT JOIN active a ON a.driver = d.id LEFT JOIN today t ON t.driver = d.id
      LEFT JOIN shifted s ON s.driver = d.id
-WHERE d.archived_at IS NULL AND d.status IN ('available', 'busy')
+WHERE {ON_SHIFT}
 ORDER BY d.id
 """
 

@@ -41,7 +41,7 @@ from typing import Any
 from patone.core.clock import now
 from patone.core.db import engine
 from patone.core.dispatch import workload
-from patone.core.dispatch.engine import lock_dispatch, positions_of
+from patone.core.dispatch.engine import ON_SHIFT, lock_dispatch, positions_of
 from patone.core.dispatch.plans import PRIORITY, travel_seconds
 from patone.core.dispatch.routing import (
     Durations,
@@ -133,8 +133,8 @@ def _period(settings: DispatchSettings) -> timedelta:
 
 
 _DRIVERS = (
-    "SELECT id, name, skills, last_lat, last_lng FROM drivers "
-    "WHERE archived_at IS NULL AND status IN ('available', 'busy') ORDER BY id"
+    f"SELECT d.id, d.name, d.skills, d.last_lat, d.last_lng FROM drivers d WHERE {ON_SHIFT} "
+    "ORDER BY d.id"
 )
 _JOBS = (
     "SELECT r.id, r.number, r.driver, r.priority, r.service_type, r.pickup_lat, r.pickup_lng, "

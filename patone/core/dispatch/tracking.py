@@ -26,6 +26,7 @@ from patone.core.errors import NotFound
 from patone.core.permissions import Actor
 from patone.core.redis import get_redis
 from patone.core.relay import events_channel
+from patone.core.service_requests import can_see
 from patone.tenants.isolation import TenantRef, tenant_transaction
 
 SHOWN = frozenset({"en_route", "on_scene"})  # the driver's position is shown in these
@@ -50,15 +51,6 @@ class Tracking:
         return self.status in ENDED
 
 
-def may_watch(actor: Actor, row: dict[str, Any]) -> bool:
-    """The request's customer, staff who view requests, or its driver."""
-    if actor.kind == "customer":
-        return actor.id == str(row["customer"])
-    if actor.can("requests.view"):
-        return True
-    return actor.can("requests.view_assigned") and row["driver"] == actor.driver_id
-
-
 async def _read(tenant: TenantRef, actor: Actor, request_id: int) -> Tracking:
     async with tenant_transaction(tenant):
         rows = await engine.fetch(
@@ -66,7 +58,7 @@ async def _read(tenant: TenantRef, actor: Actor, request_id: int) -> Tracking:
             "FROM service_requests r LEFT JOIN drivers d ON d.id = r.driver WHERE r.id = $1",
             request_id,
         )
-    if not rows or not may_watch(actor, dict(rows[0])):
+    if not rows or not can_see(actor, dict(rows[0])):
         raise NotFound("not_found", f"request {request_id} does not exist", "request_id")
     row = rows[0]
     position = None
