@@ -248,8 +248,10 @@ async def test_bad_dispatch_settings_name_the_field_and_change_nothing(
 ) -> None:
     acme, bolt = two_tenants
     with pytest.raises(ValidationFailed) as bad:
-        await update_dispatch_settings(acme, ADMIN, {"radius_km": -1, "weights": {"load": 99}})
-    assert {e.field for e in bad.value.errors} == {"radius_km", "weights.load"}
+        await update_dispatch_settings(
+            acme, ADMIN, {"radius_km": -1, "weights": {"load": 99, "overload": -1}}
+        )
+    assert {e.field for e in bad.value.errors} == {"radius_km", "weights.load", "weights.overload"}
     with pytest.raises(Exception) as longer:
         await update_dispatch_settings(acme, ADMIN, {"emergency_offer_seconds": 60})
     assert getattr(longer.value, "field", None) == "emergency_offer_seconds"
