@@ -82,7 +82,8 @@ async def track_request(
 ) -> AsyncGenerator[Tracking, None]:
     """The request now, then at each change and each of its driver's pings, until it ends
     (`NotFound` if the actor may not watch it). Subscribes before the first read, so nothing
-    between them is missed."""
+    between them is missed; an event whose change that read already showed (the relay
+    publishes a moment after the commit) is not shown twice."""
     pubsub = get_redis().pubsub()
     events, pings = events_channel(tenant.slug), positions_channel(tenant.slug)
     await pubsub.subscribe(events, pings)
@@ -100,7 +101,10 @@ async def track_request(
             if channel == events:
                 if data.get("entity_id") != str(request_id) or data.get("topic") not in TOPICS:
                     continue
-                shown = await _read(tenant, actor, request_id)
+                read = await _read(tenant, actor, request_id)
+                if read == shown:
+                    continue  # an event the first read already saw (published after it)
+                shown = read
             elif shown.status in SHOWN and shown.driver_id is not None:
                 newest = _newest_of(data["positions"], shown.driver_id)
                 if newest is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncGenerator
 from datetime import UTC, datetime
 from typing import Any
@@ -157,3 +158,28 @@ async def test_a_finished_request_is_shown_once_and_the_watch_ends(
     )
     shown = [s async for s in tracking.track_request(acme, customer_of(request), request["id"])]
     assert [s.status for s in shown] == ["cancelled"] and shown[0].position is None
+
+
+async def test_an_event_published_after_the_first_read_or_twice_is_not_shown_again(
+    two_tenants: tuple[TenantInfo, TenantInfo],
+) -> None:
+    acme, bolt = two_tenants
+    driver = await driver_at(acme, 2, name="Ray")
+    request = await request_at_scene(acme)
+    await service_requests.assign_driver(acme, DISPATCHER, request["id"], driver["id"])
+    watch = await _subscribed(acme, customer_of(request), request["id"])
+    try:
+        assert (await watch.next()).status == "assigned"
+        # The relay publishes the assignment only now (it runs a moment after the commit), and
+        # publishes at least once: the page already shows it, so nothing new is shown.
+        await _published(acme)
+        channel = events_channel(acme.slug)
+        message = {"topic": "request.assigned", "entity_id": str(request["id"])}
+        await get_redis().publish(channel, json.dumps(message))
+        await service_requests.transition(acme, driver_actor(driver), request["id"], "en_route")
+        await _published(acme, bolt)
+        assert (await watch.next()).status == "en_route"
+        await asyncio.sleep(0.2)
+        assert watch.seen.empty()
+    finally:
+        await watch.close()
