@@ -107,6 +107,9 @@ class DispatchWeights:
         description="Minutes more for each job beyond the first above the least loaded candidate."
     )
     rating: float = strawberry.field(description="Minutes per star below five.")
+    lapse: float = strawberry.field(
+        description="Minutes per offer of this request the driver let lapse unanswered."
+    )
 
 
 @strawberry.type(description="How the engine chooses drivers and how long offers last.")
@@ -117,6 +120,10 @@ class DispatchSettings:
     offer_seconds: int
     emergency_offer_seconds: int
     max_offers: int
+    lapsed_reoffers: int = strawberry.field(
+        description="Times a driver who let an offer lapse unanswered may be offered the same "
+        "request again (a decline is final)."
+    )
     preempt: bool
     queue_within_minutes: int = strawberry.field(
         description="A driver finishing within this many minutes may get the next job (0: no)."
@@ -143,6 +150,7 @@ class DispatchWeightsInput:
     load: float = 8.0
     overload: float = 30.0
     rating: float = 2.0
+    lapse: float = 5.0
 
 
 @strawberry.input
@@ -153,6 +161,7 @@ class DispatchSettingsInput:
     offer_seconds: int | None = strawberry.UNSET
     emergency_offer_seconds: int | None = strawberry.UNSET
     max_offers: int | None = strawberry.UNSET
+    lapsed_reoffers: int | None = strawberry.UNSET
     preempt: bool | None = strawberry.UNSET
     queue_within_minutes: int | None = strawberry.UNSET
     staging: bool | None = strawberry.UNSET

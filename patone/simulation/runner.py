@@ -213,9 +213,16 @@ class Simulation:
         self.hours = hours
         self.on_progress = on_progress
         self.history = history or []
-        # The greedy baseline: the nearest free driver, nothing else (no pre-emption, no queue).
+        # The greedy baseline: the nearest free driver, nothing else (no pre-emption, no queue, each
+        # driver offered a request once).
         self.dispatch_settings: dict[str, Any] = (
-            {"strategy": "nearest", "preempt": False, "queue_within_minutes": 0, "staging": False}
+            {
+                "strategy": "nearest",
+                "preempt": False,
+                "queue_within_minutes": 0,
+                "staging": False,
+                "lapsed_reoffers": 0,
+            }
             if strategy == "nearest"
             else {"strategy": strategy, **(settings or {})}
         )

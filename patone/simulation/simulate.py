@@ -89,10 +89,14 @@ def _format(key: str, value: float | None) -> str:
 
 def results(ours: Run, greedy: Run) -> dict[str, Any]:
     """The figures of both runs in the JSON shape the issue names."""
-    mine, theirs = ours.figures(), greedy.figures()
+    mine: dict[str, Any] = {**ours.figures()}
+    theirs: dict[str, Any] = {**greedy.figures()}
     a, b = mine["travel_time_min"], theirs["travel_time_min"]
     mine["travel_time_vs_greedy"] = a / b - 1 if a is not None and b else None
     theirs["travel_time_vs_greedy"] = 0.0 if b else None
+    # What the load spread is made of: each full-shift driver's jobs.
+    mine["full_shift_jobs"] = ours.full_shift_jobs()
+    theirs["full_shift_jobs"] = greedy.full_shift_jobs()
     return {**mine, "baseline": theirs}
 
 

@@ -45,6 +45,11 @@ async def test_a_short_run_reports_every_figure_beside_the_baseline(tmp_path: Pa
         assert run["completed"] > 0
         assert run["emergency_offer_p99_s"] is not None  # the emergency was offered
         assert run["eta_mae_min"] is not None and run["eta_mae_min"] >= 0
+        # The load spread is made of each full-shift driver's jobs, listed beside it.
+        full = run["full_shift_jobs"]
+        assert 1 <= len(full) <= 6 and sum(full) <= run["completed"]
+        mean = statistics.fmean(full)
+        assert run["load_spread"] == pytest.approx(max(abs(n - mean) for n in full) / mean)
     assert result["baseline"]["travel_time_vs_greedy"] == 0.0
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     text = console.export_text()

@@ -1,9 +1,10 @@
 """Who could take a request, and in which order: candidates, travel times, scores, explanations.
 
 A candidate is a driver on shift who is free, with the skills the service type needs, within the
-company's radius, who has no live offer and has not already turned this request down (or let an
-offer to it lapse). For an emergency, a driver whose only job is an unstarted non-urgent one is
-a candidate too: accepting pre-empts that job.
+company's radius, who has no live offer and has not turned this request down. A driver who let
+an offer of it lapse unanswered may be asked again (`DispatchSettings.lapsed_reoffers`), at a
+cost of `lapse` minutes per unanswered offer. For an emergency, a driver whose only job is an
+unstarted non-urgent one is a candidate too: accepting pre-empts that job.
 
 Each candidate gets a cost in minutes-equivalent (lower wins; the weights are the company's,
 `settings.Weights`): the travel time to the scene from the maps plugin, plus the load, plus
@@ -56,6 +57,7 @@ class Candidate:
     preempts: int | None = None  # the request this driver would be taken from
     wait_s: float = 0.0  # until the driver is free (a job queued behind their current one)
     after: int | None = None  # the request the job would queue behind
+    lapsed: int = 0  # offers of this request the driver let lapse unanswered
 
 
 @dataclass(frozen=True)
@@ -121,6 +123,8 @@ def rank(
                 parts["rating"] = weights.rating * max(0.0, 5.0 - candidate.rating)
         if candidate.preempts is not None:
             parts["preempt"] = PREEMPT_PENALTY_MIN
+        if candidate.lapsed:
+            parts["lapsed"] = weights.lapse * candidate.lapsed
         scored.append(Scored(candidate, round(sum(parts.values()), 3), parts, round(gap, 3)))
     scored.sort(key=lambda s: (s.cost, _arrival_s(s.candidate), s.candidate.driver_id))
     return scored
@@ -162,6 +166,9 @@ def _why(chosen: Scored, fleet: Fleet, priority: str, strategy: str) -> str:
         reason += f"; free in about {c.wait_s / 60:.0f} min, after request {c.after}"
     if c.preempts is not None:
         reason += f"; takes them from request {c.preempts}, which goes back to pending"
+    if c.lapsed:
+        unanswered = "an offer" if c.lapsed == 1 else f"{c.lapsed} offers"
+        reason += f"; asked again after {unanswered} of it went unanswered"
     return reason
 
 
@@ -218,6 +225,7 @@ def explain(
                 "preempts": s.candidate.preempts,
                 "wait_s": round(s.candidate.wait_s),
                 "after": s.candidate.after,
+                "lapsed": s.candidate.lapsed,
                 "cost": s.cost,
                 "parts": {k: round(v, 2) for k, v in s.parts.items()},
             }

@@ -144,14 +144,13 @@ async def _situation(
         "SELECT required_skills FROM service_types WHERE id = $1", request["service_type"]
     )
     required = frozenset(skills[0]["required_skills"] or []) if skills else frozenset()
-    tried = {
-        row["driver_id"]: row["status"]
-        for row in await engine.fetch(
+    tried = _Tried.of(
+        await engine.fetch(
             "SELECT driver_id, status FROM offers WHERE request_id = $1 "
             "AND status IN ('declined', 'expired')",
             request["id"],
         )
-    }
+    )
     drivers = await engine.fetch(_DRIVERS, _day_start(at, zone), at)
     live = await positions_of(tenant, drivers)
     finishing = await _finishing(tenant, drivers, settings, at)
@@ -159,7 +158,7 @@ async def _situation(
     found: list[Candidate] = []
     excluded: list[Excluded] = []
     for d in drivers:
-        reason = _exclusion(d, required, tried, emergency and settings.preempt)
+        reason = _exclusion(d, required, tried, settings, emergency)
         done = finishing.get(d["id"])
         if reason == "busy" and done is not None:
             reason = None
@@ -182,6 +181,7 @@ async def _situation(
             preempts=d["job"] if d["status"] == "busy" and done is None else None,
             wait_s=done.in_s if done is not None else 0.0,
             after=done.request_id if done is not None else None,
+            lapsed=tried.lapsed.get(d["id"], 0),
         )
         if not cands.within_radius(
             request["pickup_lat"], request["pickup_lng"], candidate, settings.radius_km
@@ -229,18 +229,43 @@ async def _finishing(
     return found
 
 
+@dataclass(frozen=True)
+class _Tried:
+    """Who already had an offer for the request that came to nothing: who declined it (final),
+    and how many offers each driver let lapse unanswered (not a refusal: they may be asked
+    again, `DispatchSettings.lapsed_reoffers` times)."""
+
+    declined: frozenset[int]
+    lapsed: dict[int, int]
+
+    @classmethod
+    def of(cls, rows: Sequence[Any]) -> _Tried:
+        lapsed: dict[int, int] = {}
+        for row in rows:
+            if row["status"] == "expired":
+                lapsed[row["driver_id"]] = lapsed.get(row["driver_id"], 0) + 1
+        return cls(frozenset(r["driver_id"] for r in rows if r["status"] == "declined"), lapsed)
+
+
 def _exclusion(
-    driver: Any, required: frozenset[str], tried: dict[int, str], may_preempt: bool
+    driver: Any,
+    required: frozenset[str],
+    tried: _Tried,
+    settings: DispatchSettings,
+    emergency: bool,
 ) -> str | None:
-    if driver["id"] in tried:
-        return "declined it" if tried[driver["id"]] == "declined" else "let an offer lapse"
+    if driver["id"] in tried.declined:
+        return "declined it"
+    lapsed = tried.lapsed.get(driver["id"], 0)
+    if lapsed > settings.lapsed_reoffers:
+        return f"let {lapsed} offers lapse" if lapsed > 1 else "let an offer lapse"
     if driver["offered"]:
         return "has another offer"
     missing = required - set(driver["skills"] or [])
     if missing:
         return "lacks " + ", ".join(sorted(missing))
     if driver["status"] == "busy":
-        if may_preempt and driver["active_jobs"] == 1 and driver["unstarted"]:
+        if emergency and settings.preempt and driver["active_jobs"] == 1 and driver["unstarted"]:
             return None
         return "busy"
     return None

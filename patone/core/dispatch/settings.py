@@ -39,6 +39,8 @@ class Weights(Input):
     load: float = Field(default=8.0, ge=0, le=60)
     overload: float = Field(default=30.0, ge=0, le=240)  # per job beyond the first
     rating: float = Field(default=2.0, ge=0, le=60)
+    # each offer of this request the driver let lapse unanswered (see `lapsed_reoffers`)
+    lapse: float = Field(default=5.0, ge=0, le=60)
 
 
 class DispatchSettings(Input):
@@ -50,6 +52,11 @@ class DispatchSettings(Input):
     offer_seconds: int = Field(default=30, ge=5, le=900)
     emergency_offer_seconds: int = Field(default=10, ge=5, le=300)
     max_offers: int = Field(default=5, ge=1, le=50)  # then the request is flagged to dispatchers
+    # A driver who let an offer lapse (no answer is not a refusal: they may have been driving)
+    # may be offered the same request again this many times, at `weights.lapse` minutes per
+    # lapse: the nearest truck asked twice rather than one twenty minutes away once. A decline
+    # is final.
+    lapsed_reoffers: int = Field(default=1, ge=0, le=5)
     preempt: bool = True  # emergencies may take a driver from an unstarted non-urgent job
     # A driver expected to finish their job within this many minutes may get the next one,
     # queued behind it (0, the default: only free drivers get offers). In the simulator 15
@@ -72,6 +79,7 @@ class DispatchSettingsInput(Input):
     offer_seconds: int | None = Field(default=None, ge=5, le=900)
     emergency_offer_seconds: int | None = Field(default=None, ge=5, le=300)
     max_offers: int | None = Field(default=None, ge=1, le=50)
+    lapsed_reoffers: int | None = Field(default=None, ge=0, le=5)
     preempt: bool | None = None
     queue_within_minutes: int | None = Field(default=None, ge=0, le=120)
     staging: bool | None = None
