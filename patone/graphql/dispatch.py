@@ -150,7 +150,7 @@ class DispatchWeightsInput:
     load: float = 8.0
     overload: float = 30.0
     rating: float = 2.0
-    lapse: float = 5.0
+    lapse: float = 2.0
 
 
 @strawberry.input

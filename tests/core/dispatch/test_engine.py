@@ -120,7 +120,7 @@ async def test_declined_and_lapsed_offers_cascade_and_a_late_answer_is_refused(
     assert await _offer_rows(bolt, bolt_request["id"]) == [(other["id"], "open")]
 
 
-async def test_a_driver_who_let_an_offer_lapse_is_asked_again_once_when_much_nearer(
+async def test_a_driver_who_let_an_offer_lapse_is_asked_again_twice_when_much_nearer(
     two_tenants: tuple[TenantInfo, TenantInfo], clock: Clock
 ) -> None:
     acme, bolt = two_tenants
@@ -130,23 +130,25 @@ async def test_a_driver_who_let_an_offer_lapse_is_asked_again_once_when_much_nea
     bolt_request = await request_at_scene(bolt)
     await dispatch.sweep(acme)
     await dispatch.sweep(bolt)
-    clock.advance(31)  # no answer from the nearest truck: not a refusal
-    report = await dispatch.sweep(acme)
-    assert report.expired == 1 and report.offered == 1
-    again = report.decisions[0].explanation
-    assert again is not None and again["chosen"] == near["id"]
-    assert "asked again after an offer of it went unanswered" in again["why"]
-    assert again["candidates"][0]["lapsed"] == 1 and again["candidates"][0]["parts"]["lapsed"] == 5
-    clock.advance(31)  # twice unanswered: the next truck, however far
+    for lapsed in (1, 2):
+        clock.advance(31)  # no answer from the nearest truck: not a refusal
+        report = await dispatch.sweep(acme)
+        assert report.expired == 1 and report.offered == 1
+        again = report.decisions[0].explanation
+        assert again is not None and again["chosen"] == near["id"]
+        unanswered = "an offer" if lapsed == 1 else "2 offers"
+        assert f"asked again after {unanswered} of it went unanswered" in again["why"]
+        assert again["candidates"][0]["lapsed"] == lapsed
+        assert again["candidates"][0]["parts"]["lapsed"] == 2 * lapsed
+    clock.advance(31)  # three times unanswered: the next truck, however far
     report = await dispatch.sweep(acme)
     explanation = report.decisions[0].explanation
     assert explanation is not None and explanation["chosen"] == far["id"]
-    assert {"driver_id": near["id"], "name": near["name"], "reason": "let 2 offers lapse"} in (
+    assert {"driver_id": near["id"], "name": near["name"], "reason": "let 3 offers lapse"} in (
         explanation["excluded"]
     )
     assert await _offer_rows(acme, request["id"]) == [
-        (near["id"], "expired"),
-        (near["id"], "expired"),
+        *[(near["id"], "expired")] * 3,
         (far["id"], "open"),
     ]
     # Bolt's request was offered to Bolt's driver once; Acme's lapses never touched it.
@@ -159,7 +161,7 @@ async def test_a_decline_is_final_and_a_company_may_ask_each_driver_only_once(
     acme, bolt = two_tenants
     near, far = await driver_at(acme, 1), await driver_at(acme, 15)
     await update_dispatch_settings(acme, ADMIN, {"lapsed_reoffers": 0})
-    assert (await read_settings(bolt))[0].lapsed_reoffers == 1  # Bolt's stay the default
+    assert (await read_settings(bolt))[0].lapsed_reoffers == 2  # Bolt's stay the default
     request = await request_at_scene(acme)
     await dispatch.sweep(acme)
     clock.advance(31)
