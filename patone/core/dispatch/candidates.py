@@ -80,11 +80,7 @@ class Fleet:
 
     def ahead(self, candidate: Candidate) -> float:
         """Jobs above their fair share (negative: below it)."""
-        return self.above_share(candidate.jobs_today, candidate.on_shift_s)
-
-    def above_share(self, jobs_today: int, on_shift_s: float) -> float:
-        """Jobs above the fair share of a driver with these jobs and time on shift today."""
-        return jobs_today - self.rate * on_shift_s / 3600
+        return candidate.jobs_today - self.share(candidate)
 
 
 @dataclass(frozen=True)

@@ -94,6 +94,11 @@ OFFERABLE = (
     f"{ON_SHIFT} "
     "AND NOT EXISTS (SELECT 1 FROM offers o WHERE o.driver_id = d.id AND o.status = 'open')"
 )
+# A driver (`d`) with nothing to do: offerable, available and on no job.
+IDLE = (
+    f"{OFFERABLE} AND d.status = 'available' AND NOT EXISTS "
+    f"(SELECT 1 FROM service_requests r WHERE r.driver = d.id AND r.status IN {ON_JOB})"
+)
 
 _DRIVERS = f"""
 WITH active AS (
@@ -123,20 +128,6 @@ ORDER BY d.id
 """
 
 
-async def drivers_on_shift(at: datetime, zone: str) -> list[Any]:
-    """Every driver on shift with their load today (jobs given, active jobs, hours on shift) and
-    whether they hold an offer; read in the caller's tenant transaction."""
-    return list(await engine.fetch(_DRIVERS, _day_start(at, zone), at))
-
-
-def fleet_of(drivers: Sequence[Any]) -> cands.Fleet:
-    """What a fair load is measured against, from `drivers_on_shift`'s rows."""
-    return cands.Fleet(
-        jobs=sum(d["jobs_today"] for d in drivers),
-        hours=sum(d["on_shift_s"] for d in drivers) / 3600,
-    )
-
-
 @dataclass(frozen=True)
 class _Situation:
     request: dict[str, Any]
@@ -160,7 +151,7 @@ async def _situation(
             request["id"],
         )
     )
-    drivers = await drivers_on_shift(at, zone)
+    drivers = await engine.fetch(_DRIVERS, _day_start(at, zone), at)
     live = await positions_of(tenant, drivers)
     finishing = await _finishing(tenant, drivers, settings, at)
     emergency = request["priority"] == "emergency"
@@ -198,7 +189,11 @@ async def _situation(
             excluded.append(Excluded(d["id"], d["name"], f"beyond {settings.radius_km:g} km"))
             continue
         found.append(candidate)
-    return _Situation(request, found, excluded, fleet_of(drivers))
+    fleet = cands.Fleet(
+        jobs=sum(d["jobs_today"] for d in drivers),
+        hours=sum(d["on_shift_s"] for d in drivers) / 3600,
+    )
+    return _Situation(request, found, excluded, fleet)
 
 
 async def positions_of(tenant: TenantRef, drivers: Sequence[Any]) -> dict[int, tuple[float, float]]:

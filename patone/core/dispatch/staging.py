@@ -4,17 +4,9 @@ A truck idling at the workshop it last towed to is far from most of the next cal
 company's own requests of the last weeks at this hour of the day (± `WINDOW_HOURS`), the engine
 picks as many waiting places as there are idle drivers (a greedy k-median: each new place is the
 call location that most shortens the distance from every call to its nearest place), pairs
-drivers with places (OR-Tools' linear sum assignment), and suggests a move to each driver more
-than `MOVE_KM` from theirs. Dispatchers read them all, a driver their own
-(`stagingSuggestions`). Nothing moves by itself.
-
-The pairing keeps the drive to the places short and the day's work fair: a driver's cost for a
-place is the distance to it plus `FAIR_KM` per job they are ahead of the least loaded idle
-driver (each against their fair share for their hours, as the engine counts load) times the
-place's share of the calls relative to an average place. The places most calls come from go to
-the drivers who are behind; one left guarding the edge of town would never catch up, however
-much the engine's load weight favours them, because the calls there are few and the others
-are always nearer.
+drivers with places so the total distance is least (OR-Tools' linear sum assignment), and
+suggests a move to each driver more than `MOVE_KM` from theirs. Dispatchers read them all, a
+driver their own (`stagingSuggestions`). Nothing moves by itself.
 """
 
 from __future__ import annotations
@@ -29,7 +21,7 @@ from ortools.graph.python import linear_sum_assignment
 
 from patone.core.clock import now
 from patone.core.db import engine
-from patone.core.dispatch.engine import drivers_on_shift, fleet_of, positions_of
+from patone.core.dispatch.engine import IDLE, positions_of
 from patone.core.dispatch.settings import read_settings
 from patone.core.permissions import Actor, require
 from patone.core.service_types import distance_km
@@ -40,7 +32,6 @@ WINDOW_HOURS = 2
 MIN_CALLS = 30  # fewer calls at this hour: no suggestion (too little to go on)
 MAX_CALLS = 400  # the latest ones count
 MOVE_KM = 1.0  # a driver this close to their place stays put
-FAIR_KM = 3.0  # per job ahead of the least loaded idle driver, at a place with average calls
 
 
 @dataclass(frozen=True)
@@ -79,16 +70,11 @@ async def suggest_moves(tenant: TenantRef, at: datetime, zone: str = "UTC") -> l
             zone,
             MAX_CALLS * 12,
         )
-        on_shift = await drivers_on_shift(at, zone)
-    fleet = fleet_of(on_shift)
-    idle = [
-        d
-        for d in on_shift
-        if d["status"] == "available" and not d["active_jobs"] and not d["offered"]
-    ]
+        idle = await engine.fetch(
+            f"SELECT d.id, d.last_lat, d.last_lng FROM drivers d WHERE {IDLE} ORDER BY d.id"
+        )
     where = await positions_of(tenant, idle)
     drivers = [(d["id"], where[d["id"]]) for d in idle if d["id"] in where]
-    ahead = {d["id"]: fleet.above_share(d["jobs_today"], d["on_shift_s"]) for d in idle}
     hour = at.astimezone(ZoneInfo(zone)).hour
     points = [
         (c["lat"], c["lng"])
@@ -98,11 +84,8 @@ async def suggest_moves(tenant: TenantRef, at: datetime, zone: str = "UTC") -> l
     if len(points) < MIN_CALLS or not drivers:
         return []
     sites = k_median(points, len(drivers))
-    least = min(ahead[driver_id] for driver_id, _ in drivers)
-    ahead_km = [FAIR_KM * (ahead[driver_id] - least) for driver_id, _ in drivers]
-    paired = _pair(drivers, sites, ahead_km, call_weights(points, sites))
     moves = []
-    for (driver_id, (lat, lng)), site in zip(drivers, paired, strict=True):
+    for (driver_id, (lat, lng)), site in zip(drivers, _pair(drivers, sites), strict=True):
         km = distance_km(lat, lng, site[0], site[1])
         if km > MOVE_KM:
             moves.append(Move(driver_id, site[0], site[1], round(km, 2)))
@@ -135,35 +118,14 @@ def k_median(points: list[tuple[float, float]], k: int) -> list[tuple[float, flo
     return sites
 
 
-def call_weights(
-    points: list[tuple[float, float]], sites: list[tuple[float, float]]
-) -> list[float]:
-    """Each place's share of the calls (those nearer it than any other place), relative to an
-    average place: 1 is average, 2 twice as busy. A place listed twice shares its calls."""
-    xy = _plane(points + sites)
-    calls, places = xy[: len(points)], xy[len(points) :]
-    nearest = np.linalg.norm(calls[:, None, :] - places[None, :, :], axis=2).argmin(axis=1)
-    counts = np.bincount(nearest, minlength=len(sites)).astype(float)
-    shared = [  # repeated places: their calls split evenly
-        counts[[k for k, other in enumerate(sites) if other == site]].mean() for site in sites
-    ]
-    return [float(n) * len(sites) / len(points) for n in shared]
-
-
 def _pair(
-    drivers: list[tuple[int, tuple[float, float]]],
-    sites: list[tuple[float, float]],
-    ahead_km: list[float],
-    weights: list[float],
+    drivers: list[tuple[int, tuple[float, float]]], sites: list[tuple[float, float]]
 ) -> list[tuple[float, float]]:
-    """For each driver (in order), their place: the pairing with the least total cost, each
-    driver's being the distance to the place plus `ahead_km` (what being ahead costs them at an
-    average place) times the place's call weight."""
+    """For each driver (in order), their place: the pairing with the least total distance."""
     solver = linear_sum_assignment.SimpleLinearSumAssignment()
     for i, (_, (lat, lng)) in enumerate(drivers):
         for j, (slat, slng) in enumerate(sites):
-            km = distance_km(lat, lng, slat, slng) + ahead_km[i] * weights[j]
-            solver.add_arc_with_cost(i, j, round(km * 1000))
+            solver.add_arc_with_cost(i, j, round(distance_km(lat, lng, slat, slng) * 1000))
     if solver.solve() != solver.OPTIMAL:
         return sites[: len(drivers)]
     return [sites[solver.right_mate(i)] for i in range(len(drivers))]
