@@ -29,14 +29,14 @@ class Weights(Input):
     is free `wait`; each star below five costs `rating` minutes. Load is counted in jobs above
     the least loaded candidate, each against their fair share for their hours on shift: each
     such job costs `load` minutes, and each beyond the first `overload` more. With these
-    defaults a driver 8 minutes further away but one job lighter ties, and one two jobs lighter
-    wins unless 46 minutes further. In the simulator (`patone simulate --seeds 1,2,3`) that
-    left full-shift drivers' job counts 16-18 % from their mean against 15-29 % with load 8
-    per job above the fleet's mean count, travel 6 % below greedy against 4 %."""
+    defaults a driver 12 minutes further away but one job lighter ties, and one two jobs
+    lighter wins unless 54 minutes further. In the simulator (`patone simulate --seeds 1,2,3`,
+    with lapsed drivers asked again) load 12 left full-shift drivers' job counts 9-19 % from
+    their mean against 18-22 % with 8, for travel 21-24 % below greedy against 25 %."""
 
     eta: float = Field(default=1.0, ge=0, le=10)
     wait: float = Field(default=1.0, ge=0, le=10)  # a minute until a busy driver is free
-    load: float = Field(default=8.0, ge=0, le=60)
+    load: float = Field(default=12.0, ge=0, le=60)
     overload: float = Field(default=30.0, ge=0, le=240)  # per job beyond the first
     rating: float = Field(default=2.0, ge=0, le=60)
     # each offer of this request the driver let lapse unanswered (see `lapsed_reoffers`)
