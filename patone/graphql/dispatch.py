@@ -147,7 +147,7 @@ class DispatchSettings:
 class DispatchWeightsInput:
     eta: float = 1.0
     wait: float = 1.0
-    load: float = 12.0
+    load: float = 8.0
     overload: float = 30.0
     rating: float = 2.0
     lapse: float = 2.0

@@ -15,6 +15,8 @@ hour on shift times their own hours (`Fleet`), so a driver who started at noon i
 one who fell behind. It costs `load` minutes per job above the least loaded candidate, and
 `overload` more for each job beyond the first: one job of difference is worth a few minutes'
 drive, two are worth a long one, which keeps drivers' counts within about a job of each other.
+Both weigh more as the candidate's shift runs out (`Fleet.urgency`, up to three times in the
+last hour or so): early in a shift a lighter driver has time to catch up, at its end they do not.
 Emergencies are scored on travel time alone: the nearest truck goes.
 The `nearest` strategy (the simulator's greedy baseline, and a company's choice) also ranks by
 travel time alone. A driver about to finish a job (`workload.py`) is a candidate for a job queued
@@ -39,6 +41,10 @@ from patone.core.service_types import distance_km
 # driver is clearly the fastest way to reach the emergency.
 PREEMPT_PENALTY_MIN = 5.0
 TOP_EXPLAINED = 10  # candidates listed in full in an explanation; the rest are counted
+# Load weighs more as a shift runs out: with fewer jobs than this left at the fleet's rate, a
+# driver behind has little time to catch up (up to MAX_URGENCY times the load weights).
+CATCH_UP_JOBS = 2.0
+MAX_URGENCY = 3.0
 
 
 @dataclass(frozen=True)
@@ -51,6 +57,7 @@ class Candidate:
     lng: float
     jobs_today: int = 0
     on_shift_s: float = 0.0  # on shift so far today (their shifts of the day, up to now)
+    shift_left_s: float | None = None  # until their shift ends (None: no shift on record)
     rating: float | None = None  # stars, 1 to 5
     travel_s: int | None = None  # to the scene, from the maps plugin; None: no road
     distance_m: int | None = None
@@ -81,6 +88,17 @@ class Fleet:
     def ahead(self, candidate: Candidate) -> float:
         """Jobs above their fair share (negative: below it)."""
         return candidate.jobs_today - self.share(candidate)
+
+    def urgency(self, candidate: Candidate) -> float:
+        """How much a job more for this driver weighs, from the jobs left in their shift at
+        the fleet's rate: 1 while `CATCH_UP_JOBS` or more are left (a lighter driver still has
+        time to catch up), rising to `MAX_URGENCY` as the shift runs out."""
+        if candidate.shift_left_s is None:
+            return 1.0
+        left = self.rate * candidate.shift_left_s / 3600
+        if left <= CATCH_UP_JOBS / MAX_URGENCY:
+            return MAX_URGENCY
+        return max(1.0, CATCH_UP_JOBS / left)
 
 
 @dataclass(frozen=True)
@@ -118,7 +136,7 @@ def rank(
         if candidate.wait_s:
             parts["wait"] = weights.wait * candidate.wait_s / 60
         if not by_travel_only:
-            parts.update(load_parts(gap, weights))
+            parts.update(load_parts(gap, weights, fleet.urgency(candidate)))
             if candidate.rating is not None:
                 parts["rating"] = weights.rating * max(0.0, 5.0 - candidate.rating)
         if candidate.preempts is not None:
@@ -130,13 +148,14 @@ def rank(
     return scored
 
 
-def load_parts(gap: float, weights: Weights) -> dict[str, float]:
+def load_parts(gap: float, weights: Weights, urgency: float = 1.0) -> dict[str, float]:
     """The cost of giving one more job to a driver `gap` jobs above the least loaded candidate:
     `load` minutes per job, and `overload` more for each job beyond the first, so a driver
-    already a job ahead gets another only when the lighter ones are much further away."""
-    parts = {"load": weights.load * gap}
+    already a job ahead gets another only when the lighter ones are much further away; both
+    times `urgency` (`Fleet.urgency`) near the end of their shift."""
+    parts = {"load": weights.load * gap * urgency}
     if gap > 1 and weights.overload:
-        parts["overload"] = weights.overload * (gap - 1)
+        parts["overload"] = weights.overload * (gap - 1) * urgency
     return parts
 
 
@@ -220,6 +239,7 @@ def explain(
                 "jobs_today": s.candidate.jobs_today,
                 "on_shift_h": round(s.candidate.on_shift_s / 3600, 2),
                 "fair_share": round(fleet.share(s.candidate), 2),
+                "load_urgency": round(fleet.urgency(s.candidate), 2),
                 "ahead": s.ahead,
                 "rating": s.candidate.rating,
                 "preempts": s.candidate.preempts,

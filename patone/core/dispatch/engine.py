@@ -115,14 +115,18 @@ WITH active AS (
            sum(extract(epoch FROM least(ends_at, $2::timestamptz)
                                   - greatest(starts_at, $1::timestamptz))) AS s
     FROM shifts WHERE starts_at < $2 AND ends_at > $1 GROUP BY driver
+), shift_left AS (
+    SELECT driver, max(extract(epoch FROM ends_at - $2::timestamptz)) AS s
+    FROM shifts WHERE starts_at <= $2 AND ends_at > $2 GROUP BY driver
 )
 SELECT d.id, d.name, d.status, d.skills, d.rating, d.last_lat, d.last_lng,
        coalesce(t.n, 0) AS jobs_today, coalesce(a.n, 0) AS active_jobs, a.unstarted, a.job,
        -- without a shift on record today: on shift since the day began
        coalesce(s.s, extract(epoch FROM $2::timestamptz - $1::timestamptz))::float8 AS on_shift_s,
+       l.s::float8 AS shift_left_s,  -- until their shift ends; NULL without one on record
        EXISTS (SELECT 1 FROM offers o WHERE o.driver_id = d.id AND o.status = 'open') AS offered
 FROM drivers d LEFT JOIN active a ON a.driver = d.id LEFT JOIN today t ON t.driver = d.id
-     LEFT JOIN shifted s ON s.driver = d.id
+     LEFT JOIN shifted s ON s.driver = d.id LEFT JOIN shift_left l ON l.driver = d.id
 WHERE {ON_SHIFT}
 ORDER BY d.id
 """
@@ -177,6 +181,7 @@ async def _situation(
             lng=where[1],
             jobs_today=d["jobs_today"],
             on_shift_s=d["on_shift_s"],
+            shift_left_s=d["shift_left_s"],
             rating=cands.rating_stars(d["rating"]),
             preempts=d["job"] if d["status"] == "busy" and done is None else None,
             wait_s=done.in_s if done is not None else 0.0,

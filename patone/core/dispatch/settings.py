@@ -28,15 +28,17 @@ class Weights(Input):
     A minute of travel to the scene costs `eta` (1 by definition), a minute until a busy driver
     is free `wait`; each star below five costs `rating` minutes. Load is counted in jobs above
     the least loaded candidate, each against their fair share for their hours on shift: each
-    such job costs `load` minutes, and each beyond the first `overload` more. With these
-    defaults a driver 12 minutes further away but one job lighter ties, and one two jobs
-    lighter wins unless 54 minutes further. In the simulator (`patone simulate --seeds 1,2,3`,
-    with lapsed drivers asked again) load 12 left full-shift drivers' job counts 9-19 % from
-    their mean against 18-22 % with 8, for travel 21-24 % below greedy against 25 %."""
+    such job costs `load` minutes, and each beyond the first `overload` more, both up to three
+    times as much near the end of the driver's shift (`candidates.Fleet.urgency`). With these
+    defaults, early in a shift a driver 8 minutes further away but one job lighter ties, and one
+    two jobs lighter wins unless 46 minutes further. In the simulator (`patone simulate --seeds
+    1,2,3`, with lapsed drivers asked again) the urgency took full-shift drivers' job counts
+    from 18-22 % to 8-18 % from their mean (every driver at 7 or 8 jobs on two seeds of three),
+    travel staying 22-25 % below greedy; load 12 with it read 9-10 % for 14-22 % less travel."""
 
     eta: float = Field(default=1.0, ge=0, le=10)
     wait: float = Field(default=1.0, ge=0, le=10)  # a minute until a busy driver is free
-    load: float = Field(default=12.0, ge=0, le=60)
+    load: float = Field(default=8.0, ge=0, le=60)
     overload: float = Field(default=30.0, ge=0, le=240)  # per job beyond the first
     rating: float = Field(default=2.0, ge=0, le=60)
     # each offer of this request the driver let lapse unanswered (see `lapsed_reoffers`)

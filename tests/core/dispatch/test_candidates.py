@@ -167,3 +167,27 @@ def test_the_explanation_names_the_choice_the_others_and_who_was_left_out() -> N
     )
     assert nobody["chosen"] is None
     assert nobody["why"] == "no driver can take it now: 2 busy, 1 lacks tow"
+
+
+def test_a_job_ahead_weighs_more_as_the_shift_runs_out() -> None:
+    """Early on, the lighter driver has time to catch up; in the last hour they do not."""
+    # FLEET: half a job an hour. 6 hours left: 3 jobs to come, load at its weight.
+    early = [_driver(1, minutes=6, jobs=4, shift_left_s=6 * 3600), _driver(2, minutes=12)]
+    assert _order(early) == [1, 2]
+    # 1 hour left: half a job to come, so a job ahead weighs three times as much.
+    late = [_driver(1, minutes=6, jobs=4, shift_left_s=3600), _driver(2, minutes=12)]
+    ranked = rank(late, weights=WEIGHTS, fleet=FLEET, priority="normal")
+    assert [s.candidate.driver_id for s in ranked] == [2, 1]
+    assert ranked[1].parts["load"] == 12.0  # 4 minutes x 1 job x 3
+    assert FLEET.urgency(_driver(3, minutes=1, shift_left_s=3 * 3600)) == 2 / 1.5
+    assert FLEET.urgency(_driver(3, minutes=1)) == 1.0  # no shift on record: no end in sight
+    why = explain(
+        ranked,
+        [],
+        chosen=ranked[0],
+        settings=DispatchSettings(),
+        priority="normal",
+        fleet=FLEET,
+        at=datetime(2026, 12, 3, 16, tzinfo=UTC),
+    )
+    assert [c["load_urgency"] for c in why["candidates"]] == [1.0, 3.0]
