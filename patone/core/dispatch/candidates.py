@@ -92,8 +92,9 @@ class Fleet:
     def urgency(self, candidate: Candidate) -> float:
         """How much a job more for this driver weighs, from the jobs left in their shift at
         the fleet's rate: 1 while `CATCH_UP_JOBS` or more are left (a lighter driver still has
-        time to catch up), rising to `MAX_URGENCY` as the shift runs out."""
-        if candidate.shift_left_s is None:
+        time to catch up), rising to `MAX_URGENCY` as the shift runs out. 1 without a shift
+        on record, or before the fleet has a rate (no jobs yet: nobody is ahead)."""
+        if candidate.shift_left_s is None or self.rate <= 0:
             return 1.0
         left = self.rate * candidate.shift_left_s / 3600
         if left <= CATCH_UP_JOBS / MAX_URGENCY:

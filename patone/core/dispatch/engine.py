@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -186,7 +187,7 @@ async def _situation(
             preempts=d["job"] if d["status"] == "busy" and done is None else None,
             wait_s=done.in_s if done is not None else 0.0,
             after=done.request_id if done is not None else None,
-            lapsed=tried.lapsed.get(d["id"], 0),
+            lapsed=tried.lapsed[d["id"]],
         )
         if not cands.within_radius(
             request["pickup_lat"], request["pickup_lng"], candidate, settings.radius_km
@@ -241,15 +242,14 @@ class _Tried:
     again, `DispatchSettings.lapsed_reoffers` times)."""
 
     declined: frozenset[int]
-    lapsed: dict[int, int]
+    lapsed: Counter[int]
 
     @classmethod
     def of(cls, rows: Sequence[Any]) -> _Tried:
-        lapsed: dict[int, int] = {}
-        for row in rows:
-            if row["status"] == "expired":
-                lapsed[row["driver_id"]] = lapsed.get(row["driver_id"], 0) + 1
-        return cls(frozenset(r["driver_id"] for r in rows if r["status"] == "declined"), lapsed)
+        return cls(
+            frozenset(r["driver_id"] for r in rows if r["status"] == "declined"),
+            Counter(r["driver_id"] for r in rows if r["status"] == "expired"),
+        )
 
 
 def _exclusion(
@@ -261,7 +261,7 @@ def _exclusion(
 ) -> str | None:
     if driver["id"] in tried.declined:
         return "declined it"
-    lapsed = tried.lapsed.get(driver["id"], 0)
+    lapsed = tried.lapsed[driver["id"]]
     if lapsed > settings.lapsed_reoffers:
         return f"let {lapsed} offers lapse" if lapsed > 1 else "let an offer lapse"
     if driver["offered"]:

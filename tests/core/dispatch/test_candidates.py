@@ -181,6 +181,8 @@ def test_a_job_ahead_weighs_more_as_the_shift_runs_out() -> None:
     assert ranked[1].parts["load"] == 12.0  # 4 minutes x 1 job x 3
     assert FLEET.urgency(_driver(3, minutes=1, shift_left_s=3 * 3600)) == 2 / 1.5
     assert FLEET.urgency(_driver(3, minutes=1)) == 1.0  # no shift on record: no end in sight
+    # No jobs given yet: no rate, nobody ahead, nothing to weigh.
+    assert Fleet().urgency(_driver(3, minutes=1, shift_left_s=600)) == 1.0
     why = explain(
         ranked,
         [],

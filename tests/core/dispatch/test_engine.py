@@ -180,6 +180,41 @@ async def test_a_decline_is_final_and_a_company_may_ask_each_driver_only_once(
     assert await _offer_rows(acme, request["id"]) == [(near["id"], "expired"), (far["id"], "open")]
 
 
+async def test_load_weighs_more_for_a_driver_whose_shift_ends_soon(
+    two_tenants: tuple[TenantInfo, TenantInfo], clock: Clock
+) -> None:
+    """The end of each driver's shift comes from the shifts table (real Postgres)."""
+    acme, bolt = two_tenants
+    ending, staying = await driver_at(acme, 1, name="Ending"), await driver_at(acme, 2)
+    for driver, hours_left in ((ending, 0.5), (staying, 8)):
+        await drivers.add_shift(
+            acme,
+            ADMIN,
+            driver["id"],
+            {
+                "starts_at": clock.at - timedelta(hours=2),
+                "ends_at": clock.at + timedelta(hours=hours_left),
+            },
+        )
+    await driver_at(bolt, 1)  # Bolt's driver has no shift on record
+    done = await request_at_scene(acme)  # one job today: the fleet has a rate
+    await service_requests.assign_driver(acme, DISPATCHER, done["id"], staying["id"])
+    for status in ("en_route", "on_scene", "in_progress", "completed"):
+        await service_requests.transition(acme, driver_actor(staying), done["id"], status)
+    request = await request_at_scene(acme)
+    bolt_request = await request_at_scene(bolt)
+
+    decision = await dispatch.dispatch_request(acme, request["id"])
+    assert decision.explanation is not None
+    urgency = {c["name"]: c["load_urgency"] for c in decision.explanation["candidates"]}
+    # 1 job in 4 hours on shift: a quarter of a job an hour. Half an hour left is an eighth of
+    # a job to come (three times the load); eight hours are two jobs (the load as it is).
+    assert urgency == {"Ending": 3.0, staying["name"]: 1.0}
+    other = await dispatch.dispatch_request(bolt, bolt_request["id"])
+    assert other.explanation is not None
+    assert [c["load_urgency"] for c in other.explanation["candidates"]] == [1.0]
+
+
 async def test_an_answer_after_the_deadline_closes_the_offer_as_lapsed(
     two_tenants: tuple[TenantInfo, TenantInfo], clock: Clock
 ) -> None:
