@@ -344,14 +344,27 @@ async def test_bad_dispatch_settings_name_the_field_and_change_nothing(
     acme, bolt = two_tenants
     with pytest.raises(ValidationFailed) as bad:
         await update_dispatch_settings(
-            acme, ADMIN, {"radius_km": -1, "weights": {"load": 99, "overload": -1}}
+            acme,
+            ADMIN,
+            {
+                "radius_km": -1,
+                "lapsed_reoffers": 9,
+                "weights": {"load": 99, "overload": -1, "lapse": -2},
+            },
         )
-    assert {e.field for e in bad.value.errors} == {"radius_km", "weights.load", "weights.overload"}
+    assert {e.field for e in bad.value.errors} == {
+        "radius_km",
+        "lapsed_reoffers",
+        "weights.load",
+        "weights.overload",
+        "weights.lapse",
+    }
     with pytest.raises(Exception) as longer:
         await update_dispatch_settings(acme, ADMIN, {"emergency_offer_seconds": 60})
     assert getattr(longer.value, "field", None) == "emergency_offer_seconds"
     settings, _ = await read_settings(acme)
     assert settings.radius_km == 50 and settings.emergency_offer_seconds == 10
+    assert settings.lapsed_reoffers == 2 and settings.weights.lapse == 2
     changed = await update_dispatch_settings(acme, ADMIN, {"strategy": "nearest"})
     assert changed.strategy == "nearest"
     assert (await read_settings(bolt))[0].strategy == "scored"
