@@ -240,7 +240,10 @@ class PlanSuggestionKind(Enum):
     UNSERVED = "unserved"
 
 
-@strawberry.type(description="What the plan suggests a dispatcher does (never applied by itself).")
+@strawberry.type(
+    description="What the plan suggests a dispatcher does (never applied by itself; "
+    "applyPlanSuggestion takes it in one step)."
+)
 class PlanSuggestion:
     kind: PlanSuggestionKind = strawberry.field(
         description="REASSIGN an accepted job to a driver who gets there much sooner; OFFER a "
@@ -539,6 +542,24 @@ class DispatchMutations:
         return FleetPlanPayload(
             plan=FleetPlan.from_plan(plan) if plan is not None else None, user_errors=errors
         )
+
+    @strawberry.mutation(
+        description="Take the latest fleet plan's suggestion for a request: OFFER offers it to "
+        "the plan's driver; REASSIGN takes the accepted job back from its driver (reason "
+        "reassigned) and offers it to the driver who gets there sooner. Refused, changing "
+        "nothing, when the suggestion no longer stands."
+    )
+    async def apply_plan_suggestion(
+        self, info: Info[Context, None], request_id: strawberry.ID
+    ) -> DispatchPayload:
+        ctx = info.context
+
+        async def run() -> dispatch.Decision:
+            return await replan.apply_suggestion(
+                ctx.tenant, ctx.actor, pk_of(request_id, "ServiceRequest", "requestId")
+            )
+
+        return await _dispatch_payload(info, run())
 
     @strawberry.mutation(description="Change how the engine chooses drivers.")
     async def update_dispatch_settings(

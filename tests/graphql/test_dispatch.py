@@ -222,6 +222,16 @@ async def test_a_dispatcher_replans_the_fleet_and_reads_the_plan_drivers_may_not
     refused = (await gql(acme, nina, REPLAN))["data"]["replanFleet"]
     assert refused == {"plan": None, "userErrors": [{"code": "forbidden"}]}
     assert (await gql(bolt, bolt_dispatcher, FLEET_PLAN))["data"]["fleetPlan"] is None
+    # The dispatcher takes the suggestion in one step; in the other company there is none.
+    apply = (
+        "mutation ($id: ID!) { applyPlanSuggestion(requestId: $id) "
+        "{ outcome offer { driverId } userErrors { code field } } }"
+    )
+    waiting_id = {"id": str(gid("ServiceRequest", waiting["id"]))}
+    theirs = (await gql(bolt, bolt_dispatcher, apply, waiting_id))["data"]["applyPlanSuggestion"]
+    assert theirs["userErrors"] == [{"code": "no_suggestion", "field": "requestId"}]
+    taken = (await gql(acme, dispatcher, apply, waiting_id))["data"]["applyPlanSuggestion"]
+    assert taken == {"outcome": "offered", "offer": {"driverId": nina_id}, "userErrors": []}
     # The re-plan's settings, checked like the others.
     bad = await gql(
         acme,

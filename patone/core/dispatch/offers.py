@@ -20,7 +20,7 @@ from patone.core.db import engine
 from patone.core.dispatch import candidates as cands
 from patone.core.dispatch import engine as dispatch
 from patone.core.dispatch.eta import refresh_eta
-from patone.core.dispatch.settings import read_settings
+from patone.core.dispatch.settings import DispatchSettings, read_settings
 from patone.core.errors import Conflict, NotFound, UserError
 from patone.core.permissions import Actor, require
 from patone.core.service_requests import (
@@ -165,66 +165,84 @@ async def offer_by_hand(
     at = now()
     # The maps plugin is asked before the dispatch lock is taken (a slow provider must not hold
     # up every sweep of the company); what it answered is only the explanation's travel time.
-    where, travel = await _travel_to(tenant, request_id, driver_id, at)
+    where, travel = await travel_to(tenant, request_id, driver_id, at)
     async with tenant_transaction(tenant):
         await dispatch.lock_dispatch(tenant)
-        rows = await engine.fetch(
-            "SELECT id, number, status, priority, pickup_lat, pickup_lng FROM service_requests "
-            "WHERE id = $1 FOR UPDATE",
-            request_id,
+        return await offer_in_transaction(
+            actor, request_id, driver_id, (where, travel), settings, at
         )
-        if not rows:
-            raise NotFound("not_found", f"request {request_id} does not exist", "request_id")
-        request = dict(rows[0])
-        if request["status"] != "pending":
-            raise Conflict(
-                "not_pending", f"request {request['number']} is {request['status']}", "status"
-            )
-        driver = await engine.fetch(
-            "SELECT id, name, status, archived_at, last_lat, last_lng FROM drivers WHERE id = $1",
-            driver_id,
+
+
+async def offer_in_transaction(
+    actor: Actor,
+    request_id: int,
+    driver_id: int,
+    travel: tuple[tuple[float, float] | None, RouteEstimate | None],
+    settings: DispatchSettings,
+    at: datetime,
+    *,
+    because: str = "",
+) -> dispatch.Decision:
+    """`offer_by_hand`'s checks and offer, in the caller's tenant transaction under the dispatch
+    lock; `travel` is `travel_to`'s answer, `because` ends the explanation's sentence."""
+    rows = await engine.fetch(
+        "SELECT id, number, status, priority, pickup_lat, pickup_lng FROM service_requests "
+        "WHERE id = $1 FOR UPDATE",
+        request_id,
+    )
+    if not rows:
+        raise NotFound("not_found", f"request {request_id} does not exist", "request_id")
+    request = dict(rows[0])
+    if request["status"] != "pending":
+        raise Conflict(
+            "not_pending", f"request {request['number']} is {request['status']}", "status"
         )
-        if not driver or driver[0]["archived_at"] is not None:
-            raise NotFound("not_found", f"driver {driver_id} does not exist", "driver_id")
-        if driver[0]["status"] in ("off_duty", "on_break"):
-            raise UserError("unavailable", f"the driver is {driver[0]['status']}", "driver_id")
-        busy = await engine.fetch(
-            "SELECT request_id FROM offers WHERE driver_id = $1 AND status = 'open'", driver_id
+    driver = await engine.fetch(
+        "SELECT id, name, status, archived_at, last_lat, last_lng FROM drivers WHERE id = $1",
+        driver_id,
+    )
+    if not driver or driver[0]["archived_at"] is not None:
+        raise NotFound("not_found", f"driver {driver_id} does not exist", "driver_id")
+    if driver[0]["status"] in ("off_duty", "on_break"):
+        raise UserError("unavailable", f"the driver is {driver[0]['status']}", "driver_id")
+    busy = await engine.fetch(
+        "SELECT request_id FROM offers WHERE driver_id = $1 AND status = 'open'", driver_id
+    )
+    if busy and busy[0]["request_id"] != request_id:
+        raise Conflict(
+            "driver_has_offer",
+            f"the driver is answering an offer for request {busy[0]['request_id']}",
+            "driver_id",
         )
-        if busy and busy[0]["request_id"] != request_id:
-            raise Conflict(
-                "driver_has_offer",
-                f"the driver is answering an offer for request {busy[0]['request_id']}",
-                "driver_id",
-            )
-        await withdraw_offers(request_id, f"offered by hand by {actor.kind}:{actor.id}")
-        await engine.execute(
-            "UPDATE service_requests SET needs_dispatcher = false WHERE id = $1", request_id
-        )
-        chosen = cands.Scored(
-            cands.Candidate(
-                driver_id=driver_id,
-                name=driver[0]["name"],
-                lat=where[0] if where else 0.0,
-                lng=where[1] if where else 0.0,
-                travel_s=travel.duration_s if travel else None,
-                distance_m=travel.distance_m if travel else None,
-            ),
-            cost=0.0,
-        )
-        by = f"{actor.kind}:{actor.id}"
-        explanation = {
-            "at": at.isoformat(),
-            "strategy": "by hand",
-            "chosen": driver_id,
-            "why": f"offered by hand by {by}",
-        }
-        decision = await dispatch.make_offer(request, chosen, explanation, settings, at, by)
-        await record(actor, "service_request", request_id, "offer.by_hand", None, explanation)
+    await withdraw_offers(request_id, f"offered by hand by {actor.kind}:{actor.id}")
+    await engine.execute(
+        "UPDATE service_requests SET needs_dispatcher = false WHERE id = $1", request_id
+    )
+    where, estimate = travel
+    chosen = cands.Scored(
+        cands.Candidate(
+            driver_id=driver_id,
+            name=driver[0]["name"],
+            lat=where[0] if where else 0.0,
+            lng=where[1] if where else 0.0,
+            travel_s=estimate.duration_s if estimate else None,
+            distance_m=estimate.distance_m if estimate else None,
+        ),
+        cost=0.0,
+    )
+    by = f"{actor.kind}:{actor.id}"
+    explanation = {
+        "at": at.isoformat(),
+        "strategy": "by hand",
+        "chosen": driver_id,
+        "why": f"offered by hand by {by}{because}",
+    }
+    decision = await dispatch.make_offer(request, chosen, explanation, settings, at, by)
+    await record(actor, "service_request", request_id, "offer.by_hand", None, explanation)
     return decision
 
 
-async def _travel_to(
+async def travel_to(
     tenant: TenantRef, request_id: int, driver_id: int, at: datetime
 ) -> tuple[tuple[float, float] | None, RouteEstimate | None]:
     """Where the driver is and their travel to the request's scene, when both are known

@@ -9,7 +9,8 @@ The route optimiser (`routing.plan_routes`: OR-Tools for about a second, greedy 
 better plan in time) gives each driver an order with planned arrivals; the plan is stored
 (`fleet_plans`, `fleet_plan_stops`) and dispatchers read the latest (`fleetPlan`).
 
-Nothing is applied by itself. The plan's suggestions to dispatchers, each with a sentence:
+Nothing is applied by itself: a dispatcher takes a suggestion in one step (`apply_suggestion`).
+The plan's suggestions to dispatchers, each with a sentence:
 
 - **reassign**: an accepted job another driver could reach at least `replan_sooner_minutes`
   (10) sooner than its own driver's plan has them there. The other driver goes after everything
@@ -40,8 +41,8 @@ from typing import Any
 
 from patone.core.clock import now
 from patone.core.db import engine
-from patone.core.dispatch import workload
-from patone.core.dispatch.engine import ON_SHIFT, lock_dispatch, positions_of
+from patone.core.dispatch import offers, workload
+from patone.core.dispatch.engine import ON_SHIFT, Decision, lock_dispatch, positions_of
 from patone.core.dispatch.plans import PRIORITY, travel_seconds
 from patone.core.dispatch.routing import (
     Durations,
@@ -52,9 +53,10 @@ from patone.core.dispatch.routing import (
     greedy_plan,
     plan_routes,
 )
-from patone.core.dispatch.settings import STORED, DispatchSettings, parse_stored
+from patone.core.dispatch.settings import STORED, DispatchSettings, parse_stored, read_settings
+from patone.core.errors import Conflict, NotFound
 from patone.core.permissions import Actor, require
-from patone.core.service_requests import PRIORITY_RANK
+from patone.core.service_requests import COLUMNS, PRIORITY_RANK, transition_in_transaction
 from patone.tenants.isolation import TenantRef, tenant_transaction
 
 log = logging.getLogger(__name__)
@@ -546,15 +548,19 @@ _STOPS = (
     "JOIN service_requests r ON r.id = s.request_id WHERE s.plan_id = $1 "
     "ORDER BY s.driver_id, s.seq"
 )
-_STANDING = (
+# A plan's suggestions still standing: the job still with the driver it would move from, the
+# waiting request still waiting.
+_SUGGESTIONS = (
     "SELECT g.kind, g.request_id, r.number, g.driver_id, g.from_driver_id, g.arrive_at, "
     "g.sooner_s, g.why FROM fleet_plan_suggestions g "
     "JOIN service_requests r ON r.id = g.request_id WHERE g.plan_id = $1 AND CASE g.kind "
     "WHEN 'reassign' THEN r.status = 'assigned' AND r.driver = g.from_driver_id "
     "ELSE r.status = 'pending' AND NOT EXISTS "
-    "(SELECT 1 FROM offers o WHERE o.request_id = r.id AND o.status = 'open') END "
-    "ORDER BY g.id"
+    "(SELECT 1 FROM offers o WHERE o.request_id = r.id AND o.status = 'open') END"
 )
+_STANDING = _SUGGESTIONS + " ORDER BY g.id"
+_STANDING_FOR = _SUGGESTIONS + " AND g.request_id = $2"
+_LATEST = "SELECT id FROM fleet_plans ORDER BY created_at DESC, id DESC LIMIT 1"
 
 
 async def latest_plan(tenant: TenantRef) -> FleetPlan | None:
@@ -602,3 +608,58 @@ async def replan_fleet(tenant: TenantRef, actor: Actor) -> FleetPlan:
     plan = await latest_plan(tenant)
     assert plan is not None  # just stored, or a racing re-plan's
     return plan
+
+
+async def apply_suggestion(tenant: TenantRef, actor: Actor, request_id: int) -> Decision:
+    """A dispatcher takes the latest plan's suggestion for a request in one step: an OFFER is
+    offered to the plan's driver; a REASSIGN takes the job back from its driver (to `pending`,
+    reason `reassigned`) and offers it to the driver who gets there sooner, who may still
+    decline (the engine then offers it on, first in line). Checked again under the dispatch
+    lock: a suggestion overtaken since (the request offered, assigned, started) is refused and
+    nothing changes."""
+    require(actor, "requests.assign")
+    settings, _ = await read_settings(tenant)
+    suggestion = await _standing(tenant, request_id)
+    if suggestion.driver_id is None:
+        raise Conflict("unserved", suggestion.why, "request_id")
+    at = now()
+    # The maps plugin is asked before the lock (see `offers.offer_by_hand`).
+    travel = await offers.travel_to(tenant, request_id, suggestion.driver_id, at)
+    async with tenant_transaction(tenant):
+        await lock_dispatch(tenant)
+        if await _standing(tenant, request_id) != suggestion:
+            raise Conflict(
+                "suggestion_overtaken",
+                f"the plan's suggestion for request {suggestion.number} no longer stands",
+                "request_id",
+            )
+        if suggestion.kind == "reassign":
+            current = await engine.fetch(
+                f"SELECT {COLUMNS} FROM service_requests WHERE id = $1 FOR UPDATE", request_id
+            )
+            await transition_in_transaction(
+                dict(current[0]), "pending", actor, reason_code="reassigned", note=suggestion.why
+            )
+        return await offers.offer_in_transaction(
+            actor,
+            request_id,
+            suggestion.driver_id,
+            travel,
+            settings,
+            at,
+            because=f", as the fleet plan suggested: {suggestion.why}",
+        )
+
+
+async def _standing(tenant: TenantRef, request_id: int) -> StoredSuggestion:
+    """The latest plan's standing suggestion for a request."""
+    async with tenant_transaction(tenant):
+        latest = await engine.fetch(_LATEST)
+        rows = await engine.fetch(_STANDING_FOR, latest[0]["id"], request_id) if latest else []
+    if not rows:
+        raise NotFound(
+            "no_suggestion",
+            f"the latest fleet plan suggests nothing (still standing) for request {request_id}",
+            "request_id",
+        )
+    return StoredSuggestion(**dict(rows[0]))

@@ -7,12 +7,12 @@ import asyncio
 
 import pytest
 
-from patone.core import service_requests
+from patone.core import drivers, service_requests
 from patone.core.db import engine
-from patone.core.dispatch import replan
+from patone.core.dispatch import offers, replan
 from patone.core.dispatch.settings import update_dispatch_settings
-from patone.core.errors import ValidationFailed
-from patone.core.permissions import PermissionDenied
+from patone.core.errors import Conflict, NotFound, UserError, ValidationFailed
+from patone.core.permissions import SYSTEM, PermissionDenied
 from patone.tenants.isolation import tenant_transaction
 from patone.tenants.registry import TenantInfo
 from tests.conftest import actor_for
@@ -212,3 +212,94 @@ async def test_the_periodic_replan_runs_when_due_and_never_when_off(
     with pytest.raises(ValidationFailed) as bad:
         await update_dispatch_settings(acme, ADMIN, {"replan_minutes": -1})
     assert [e.field for e in bad.value.errors] == ["replan_minutes"]
+
+
+async def test_a_dispatcher_takes_a_reassignment_in_one_step(
+    two_tenants: tuple[TenantInfo, TenantInfo], clock: Clock
+) -> None:
+    acme, bolt = two_tenants
+    anna = await driver_at(acme, 0, name="Anna")
+    bob = await driver_at(acme, 10, name="Bob")
+    far = await _accepted_at(acme, anna["id"], 9)
+    near = await _accepted_at(acme, anna["id"], 2)
+    await _accepted_at(acme, anna["id"], 5)
+    bert = await driver_at(bolt, 0, name="Bert")
+    await driver_at(bolt, 10, name="Bill")
+    bolt_far = await _accepted_at(bolt, bert["id"], 9)
+    await _accepted_at(bolt, bert["id"], 2)
+    await _accepted_at(bolt, bert["id"], 5)
+    await replan.replan(acme, time_limit_s=QUICK)
+    await replan.replan(bolt, time_limit_s=QUICK)
+
+    with pytest.raises(PermissionDenied):
+        await replan.apply_suggestion(acme, driver_actor(bob), far)
+    with pytest.raises(NotFound) as unknown:  # another company's request: nothing here
+        await replan.apply_suggestion(acme, DISPATCHER, bolt_far + 1000)
+    assert (unknown.value.code, unknown.value.field) == ("no_suggestion", "request_id")
+
+    decision = await replan.apply_suggestion(acme, DISPATCHER, far)
+
+    assert (decision.outcome, decision.driver_id) == ("offered", bob["id"])
+    assert decision.explanation is not None
+    assert "as the fleet plan suggested: Bob could be at #" in decision.explanation["why"]
+    job = await service_requests.get_request(acme, DISPATCHER, far)
+    assert (job["status"], job["driver"]) == ("pending", None)
+    events = await service_requests.request_events(acme, DISPATCHER, far)
+    assert (events[-1]["to_status"], events[-1]["reason_code"]) == ("pending", "reassigned")
+    [offer] = [o for o in await offers.list_offers(acme, DISPATCHER, far) if o["status"] == "open"]
+    assert offer["driver_id"] == bob["id"]
+    still = await service_requests.get_request(acme, DISPATCHER, near)
+    assert still["driver"] == anna["id"]  # the rest of Anna's jobs stay hers
+    await offers.respond_to_offer(acme, driver_actor(bob), offer["id"], accept=True)
+    job = await service_requests.get_request(acme, DISPATCHER, far)
+    assert (job["status"], job["driver"]) == ("assigned", bob["id"])
+    # Taken: it no longer stands. The other company's plan and jobs are untouched.
+    with pytest.raises(NotFound):
+        await replan.apply_suggestion(acme, DISPATCHER, far)
+    theirs = await replan.fleet_plan(bolt, DISPATCHER)
+    assert theirs is not None and [s.request_id for s in theirs.suggestions] == [bolt_far]
+    untouched = await service_requests.get_request(bolt, DISPATCHER, bolt_far)
+    assert (untouched["status"], untouched["driver"]) == ("assigned", bert["id"])
+
+
+async def test_a_suggestion_that_cannot_be_taken_is_refused_and_changes_nothing(
+    two_tenants: tuple[TenantInfo, TenantInfo], clock: Clock
+) -> None:
+    acme, bolt = two_tenants
+    await _manual(acme)
+    nina = await driver_at(acme, 1, name="Nina")
+    anna = await driver_at(acme, 0, name="Anna")
+    bob = await driver_at(acme, 10, name="Bob")
+    far = await _accepted_at(acme, anna["id"], 9)
+    await _accepted_at(acme, anna["id"], 2)
+    await _accepted_at(acme, anna["id"], 5)
+    jump = await _waiting_at(acme, 0)
+    lockout = await _waiting_at(acme, 0.5, service_type="lockout")  # nobody has the skill
+    await driver_at(bolt, 0)
+    await replan.replan(acme, time_limit_s=QUICK)
+    plan = await replan.fleet_plan(acme, DISPATCHER)
+    assert plan is not None
+    kinds = {s.request_id: (s.kind, s.driver_id) for s in plan.suggestions}
+    assert kinds[far] == ("reassign", bob["id"]) and kinds[lockout] == ("unserved", None)
+    assert kinds[jump][0] == "offer"
+
+    with pytest.raises(Conflict) as unserved:
+        await replan.apply_suggestion(acme, DISPATCHER, lockout)
+    assert unserved.value.code == "unserved" and "no driver on shift has lockout" in str(
+        unserved.value
+    )
+    # Bob went off duty since the plan: the job is not taken from Anna for nothing.
+    await drivers.update_driver(acme, SYSTEM, bob["id"], {"status": "off_duty"})
+    with pytest.raises(UserError) as gone:
+        await replan.apply_suggestion(acme, DISPATCHER, far)
+    assert (gone.value.code, gone.value.field) == ("unavailable", "driver_id")
+    job = await service_requests.get_request(acme, DISPATCHER, far)
+    assert (job["status"], job["driver"]) == ("assigned", anna["id"])
+    assert await offers.list_offers(acme, DISPATCHER, far) == []
+    # The waiting request goes to the plan's driver; offered since, it no longer stands.
+    decision = await replan.apply_suggestion(acme, DISPATCHER, jump)
+    assert (decision.outcome, decision.driver_id) == ("offered", kinds[jump][1])
+    assert kinds[jump][1] in (nina["id"], anna["id"])
+    with pytest.raises(NotFound):
+        await replan.apply_suggestion(acme, DISPATCHER, jump)
+    assert await offers.list_offers(bolt, DISPATCHER, jump) == []
