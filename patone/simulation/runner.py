@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import math
 import statistics
 import time
 import uuid
@@ -155,12 +156,27 @@ class Run:
             "load_spread": (
                 max(abs(n - mean_jobs) for n in full) / mean_jobs if full and mean_jobs else None
             ),
+            "load_spread_floor": even_split_spread(full),
+            "full_shift_job_range": float(max(full) - min(full)) if full else None,
             "travel_time_min": statistics.fmean(travel) if travel else None,
             "eta_mae_min": statistics.fmean(eta_errors) if eta_errors else None,
             "wait_to_arrival_min": statistics.fmean(waits) if waits else None,
             "completed": float(sum(1 for j in jobs if j.completed_at is not None)),
             "offers_per_request": (statistics.fmean(j.offers for j in jobs) if jobs else None),
         }
+
+
+def even_split_spread(counts: list[int]) -> float | None:
+    """The load spread of the most even split of the same jobs among the same drivers (each at
+    the floor or the ceiling of the mean): the least any assignment could read. Counts are
+    whole jobs, so at eight jobs a shift one job is 12 % of the mean: a mean of 7.9 leaves the
+    drivers at 7 more than 10 % below it however evenly the jobs are spread."""
+    if not counts or not sum(counts):
+        return None
+    mean = statistics.fmean(counts)
+    if sum(counts) % len(counts) == 0:
+        return 0.0
+    return max(mean - math.floor(mean), math.ceil(mean) - mean) / mean
 
 
 def _percentile(values: list[float], p: float) -> float | None:

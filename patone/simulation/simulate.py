@@ -46,6 +46,8 @@ FIGURES: list[tuple[str, str, str, str, bool]] = [
     ("emergency_offer_p50_s", "emergency request-to-offer p50 (s)", "", "", True),
     ("emergency_offer_p99_s", "emergency request-to-offer p99 (s)", "< 1 s", "30 s", True),
     ("load_spread", "load spread (max dev. from mean)", "<= 10 %", "15 %", True),
+    ("load_spread_floor", "load spread of the most even split", "", "", True),
+    ("full_shift_job_range", "jobs, busiest minus idlest driver", "", "", True),
     ("travel_time_min", "mean travel to scene (min)", "", "", True),
     ("travel_time_vs_greedy", "travel time vs greedy", "<= -20 %", "-15 %", True),
     ("eta_mae_min", "ETA mean absolute error (min)", "<= 3", "5", True),
@@ -53,7 +55,7 @@ FIGURES: list[tuple[str, str, str, str, bool]] = [
     ("offers_per_request", "offers per request", "", "", True),
     ("completed", "jobs completed", "", "", False),
 ]
-PERCENT = {"auto_assigned_within_2min", "load_spread", "travel_time_vs_greedy"}
+PERCENT = {"auto_assigned_within_2min", "load_spread", "load_spread_floor", "travel_time_vs_greedy"}
 
 
 @dataclass(frozen=True)
@@ -82,8 +84,8 @@ def _format(key: str, value: float | None) -> str:
         return "-"
     if key in PERCENT:
         return f"{value * 100:+.1f} %" if key == "travel_time_vs_greedy" else f"{value * 100:.1f} %"
-    if key == "completed":
-        return f"{value:.0f}"
+    if key in ("completed", "full_shift_job_range"):
+        return f"{value:.0f}" if value == round(value) else f"{value:.1f}"
     return f"{value:.2f}"
 
 

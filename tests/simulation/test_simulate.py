@@ -50,6 +50,9 @@ async def test_a_short_run_reports_every_figure_beside_the_baseline(tmp_path: Pa
         assert 1 <= len(full) <= 6 and sum(full) <= run["completed"]
         mean = statistics.fmean(full)
         assert run["load_spread"] == pytest.approx(max(abs(n - mean) for n in full) / mean)
+        # Beside it, the least any split of those jobs could read, and the counts' range.
+        assert 0 <= run["load_spread_floor"] <= run["load_spread"]
+        assert run["full_shift_job_range"] == max(full) - min(full)
     assert result["baseline"]["travel_time_vs_greedy"] == 0.0
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     text = console.export_text()
