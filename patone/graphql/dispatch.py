@@ -125,6 +125,10 @@ class DispatchSettings:
         "request again (a decline is final)."
     )
     preempt: bool
+    emergency_tie_minutes: float = strawberry.field(
+        description="An emergency goes to the fastest truck; trucks within this many minutes of "
+        "it count as tied and the least loaded of them goes (0: always the fastest)."
+    )
     queue_within_minutes: int = strawberry.field(
         description="A driver finishing within this many minutes may get the next job (0: no)."
     )
@@ -163,6 +167,7 @@ class DispatchSettingsInput:
     max_offers: int | None = strawberry.UNSET
     lapsed_reoffers: int | None = strawberry.UNSET
     preempt: bool | None = strawberry.UNSET
+    emergency_tie_minutes: float | None = strawberry.UNSET
     queue_within_minutes: int | None = strawberry.UNSET
     staging: bool | None = strawberry.UNSET
     weights: DispatchWeightsInput | None = strawberry.UNSET

@@ -17,7 +17,8 @@ one who fell behind. It costs `load` minutes per job above the least loaded cand
 drive, two are worth a long one, which keeps drivers' counts within about a job of each other.
 Both weigh more as the candidate's shift runs out (`Fleet.urgency`, up to three times in the
 last hour or so): early in a shift a lighter driver has time to catch up, at its end they do not.
-Emergencies are scored on travel time alone: the nearest truck goes.
+Emergencies are scored on travel time alone: the fastest truck goes, except that trucks
+within `emergency_tie_minutes` (2) of it count as tied and the least loaded of them goes.
 The `nearest` strategy (the simulator's greedy baseline, and a company's choice) also ranks by
 travel time alone. A driver about to finish a job (`workload.py`) is a candidate for a job queued
 behind it: their cost counts the minutes until they are free as travel minutes, and their travel
@@ -124,29 +125,71 @@ def rank(
     fleet: Fleet,
     priority: str,
     strategy: str = "scored",
+    emergency_tie_s: float = 0.0,
 ) -> list[Scored]:
-    """Candidates with a road to the scene, cheapest first (ties: nearer, then lower id)."""
+    """Candidates with a road to the scene, cheapest first (ties: nearer, then lower id). For
+    an emergency, those within `emergency_tie_s` of the fastest (`emergency_tied`) come first,
+    the least loaded of them first."""
     by_travel_only = strategy == "nearest" or priority == "emergency"
     timed = [c for c in candidates if c.travel_s is not None]
+    tied = emergency_tied(timed, emergency_tie_s) if strategy == "scored" else set()
+    if priority != "emergency":
+        tied = set()
     ahead = {c.driver_id: fleet.ahead(c) for c in timed}
     least = min(ahead.values(), default=0.0)
+    least_tied = min((ahead[d] for d in tied), default=0.0)
     scored = []
     for candidate in timed:
         gap = ahead[candidate.driver_id] - least
-        parts = {"travel": weights.eta * (candidate.travel_s or 0) / 60}
-        if candidate.wait_s:
-            parts["wait"] = weights.wait * candidate.wait_s / 60
+        parts = _speed_parts(candidate, weights)
         if not by_travel_only:
             parts.update(load_parts(gap, weights, fleet.urgency(candidate)))
             if candidate.rating is not None:
                 parts["rating"] = weights.rating * max(0.0, 5.0 - candidate.rating)
-        if candidate.preempts is not None:
-            parts["preempt"] = PREEMPT_PENALTY_MIN
+        elif candidate.driver_id in tied:
+            gap = ahead[candidate.driver_id] - least_tied
+            parts.update(load_parts(gap, weights, fleet.urgency(candidate)))
         if candidate.lapsed:
             parts["lapsed"] = weights.lapse * candidate.lapsed
         scored.append(Scored(candidate, round(sum(parts.values()), 3), parts, round(gap, 3)))
-    scored.sort(key=lambda s: (s.cost, _arrival_s(s.candidate), s.candidate.driver_id))
+    scored.sort(
+        key=lambda s: (
+            bool(tied) and s.candidate.driver_id not in tied,
+            s.cost,
+            _arrival_s(s.candidate),
+            s.candidate.driver_id,
+        )
+    )
     return scored
+
+
+def _speed_parts(candidate: Candidate, weights: Weights) -> dict[str, float]:
+    """What it costs in time to have this driver go: the drive, the wait until they are free,
+    taking them off another job."""
+    parts = {"travel": weights.eta * (candidate.travel_s or 0) / 60}
+    if candidate.wait_s:
+        parts["wait"] = weights.wait * candidate.wait_s / 60
+    if candidate.preempts is not None:
+        parts["preempt"] = PREEMPT_PENALTY_MIN
+    return parts
+
+
+def emergency_tied(candidates: Sequence[Candidate], tie_s: float) -> set[int]:
+    """The drivers an emergency may go to when `tie_s` > 0: those whose time cost (the drive,
+    the wait, a pre-emption) is within `tie_s` of the fastest's. At the precision of a travel
+    estimate (minutes of error either way) they are as fast, and the least loaded of them goes
+    rather than the one a few seconds nearer with a job more than everyone."""
+    if tie_s <= 0 or not candidates:
+        return set()
+    speed = {c.driver_id: _time_to_go_s(c) for c in candidates}
+    fastest = min(speed.values())
+    return {d for d, seconds in speed.items() if seconds <= fastest + tie_s}
+
+
+def _time_to_go_s(candidate: Candidate) -> float:
+    """Seconds until the driver could be there, a pre-emption counted as its penalty."""
+    preempt = PREEMPT_PENALTY_MIN * 60 if candidate.preempts is not None else 0.0
+    return _arrival_s(candidate) + preempt
 
 
 def load_parts(gap: float, weights: Weights, urgency: float = 1.0) -> dict[str, float]:
@@ -168,11 +211,21 @@ def within_radius(lat: float, lng: float, candidate: Candidate, radius_km: float
     return distance_km(lat, lng, candidate.lat, candidate.lng) <= radius_km
 
 
-def _why(chosen: Scored, fleet: Fleet, priority: str, strategy: str) -> str:
+def _why(
+    chosen: Scored, ranked: Sequence[Scored], fleet: Fleet, priority: str, strategy: str
+) -> str:
     c = chosen.candidate
     minutes = (c.travel_s or 0) / 60
+    fastest = min(ranked, key=lambda s: (_time_to_go_s(s.candidate), s.candidate.driver_id))
     if strategy == "nearest":
         reason = f"nearest: {minutes:.1f} min to the scene"
+    elif priority == "emergency" and fastest is not chosen:
+        slower = (_time_to_go_s(c) - _time_to_go_s(fastest.candidate)) / 60
+        reason = (
+            f"emergency: {minutes:.1f} min to the scene, {slower:.1f} min behind the fastest "
+            f"({fastest.candidate.name}, {fastest.candidate.jobs_today} jobs today), as fast "
+            f"at the estimate's precision and less loaded: {_load_words(chosen, fleet)}"
+        )
     elif priority == "emergency":
         reason = f"emergency: fastest to the scene, {minutes:.1f} min"
     else:
@@ -219,7 +272,7 @@ def explain(
     why this driver (or why nobody)."""
     strategy = settings.strategy
     why = (
-        _why(chosen, fleet, priority, strategy)
+        _why(chosen, ranked, fleet, priority, strategy)
         if chosen is not None
         else ("no driver can take it now: " + _nobody(excluded))
     )

@@ -378,6 +378,7 @@ async def _consider(
         fleet=situation.fleet,
         priority=request["priority"],
         strategy=settings.strategy,
+        emergency_tie_s=settings.emergency_tie_minutes * 60,
     )
     return _Considered(
         request_id, request["priority"], ranked, situation.excluded + no_road, situation

@@ -92,6 +92,61 @@ def test_an_emergency_goes_to_the_fastest_driver_whatever_the_load_or_rating() -
     assert ranked[0].parts == {"travel": 4.0}
 
 
+def test_an_emergency_goes_to_the_least_loaded_of_the_trucks_about_as_fast() -> None:
+    """Within the company's tie (2 minutes by default) of the fastest, a truck is as fast at a
+    travel estimate's precision: the least loaded of those goes; further ones come after,
+    fastest first, however light."""
+    fastest = _driver(1, minutes=4, jobs=5)
+    rested = _driver(2, minutes=5.5, jobs=3)
+    idle_far = _driver(3, minutes=7, jobs=0)
+
+    def order(tie_minutes: float) -> list[int]:
+        ranked = rank(
+            [fastest, idle_far, rested],
+            weights=WEIGHTS,
+            fleet=FLEET,
+            priority="emergency",
+            emergency_tie_s=tie_minutes * 60,
+        )
+        return [s.candidate.driver_id for s in ranked]
+
+    assert order(2) == [2, 1, 3]
+    assert order(0) == [1, 2, 3]  # no tie: the fastest, whatever the load
+    assert order(1) == [1, 2, 3]  # 1.5 minutes slower is not a tie of one
+    ranked = rank(
+        [fastest, rested], weights=WEIGHTS, fleet=FLEET, priority="emergency", emergency_tie_s=120
+    )
+    assert ranked[0].parts == {"travel": 5.5, "load": 0.0}
+    assert ranked[1].parts == {"travel": 4.0, "load": 8.0, "overload": 30.0}
+    why = explain(
+        ranked,
+        [],
+        chosen=ranked[0],
+        settings=DispatchSettings(),
+        priority="emergency",
+        fleet=FLEET,
+        at=datetime(2026, 12, 3, 16, tzinfo=UTC),
+    )
+    assert why["why"] == (
+        "emergency: 5.5 min to the scene, 1.5 min behind the fastest (D1, 5 jobs today), as "
+        "fast at the estimate's precision and less loaded: 3 jobs in 6.0 h on shift (fair share "
+        "3.0), the least loaded who could take it"
+    )
+    # A pre-emption counts as its 5-minute penalty: D4, a minute away on another job, is 6
+    # minutes from going, half a minute behind D2 (free, 5.5): the fastest without a tie, and
+    # tied with D4 with one, where D4, with no jobs today, is the lighter.
+    preempting = _driver(4, minutes=1, jobs=0, preempts=77)
+    assert _order([preempting, rested], priority="emergency") == [2, 4]
+    with_tie = rank(
+        [preempting, rested],
+        weights=WEIGHTS,
+        fleet=FLEET,
+        priority="emergency",
+        emergency_tie_s=120,
+    )
+    assert [s.candidate.driver_id for s in with_tie] == [4, 2]
+
+
 def test_a_poor_rating_costs_minutes() -> None:
     poor = _driver(1, minutes=6, rating=3.0)
     good = _driver(2, minutes=8, rating=5.0)

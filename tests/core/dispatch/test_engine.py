@@ -349,12 +349,14 @@ async def test_bad_dispatch_settings_name_the_field_and_change_nothing(
             {
                 "radius_km": -1,
                 "lapsed_reoffers": 9,
+                "emergency_tie_minutes": 20,
                 "weights": {"load": 99, "overload": -1, "lapse": -2},
             },
         )
     assert {e.field for e in bad.value.errors} == {
         "radius_km",
         "lapsed_reoffers",
+        "emergency_tie_minutes",
         "weights.load",
         "weights.overload",
         "weights.lapse",
@@ -365,6 +367,7 @@ async def test_bad_dispatch_settings_name_the_field_and_change_nothing(
     settings, _ = await read_settings(acme)
     assert settings.radius_km == 50 and settings.emergency_offer_seconds == 10
     assert settings.lapsed_reoffers == 2 and settings.weights.lapse == 2
+    assert settings.emergency_tie_minutes == 2
     changed = await update_dispatch_settings(acme, ADMIN, {"strategy": "nearest"})
     assert changed.strategy == "nearest"
     assert (await read_settings(bolt))[0].strategy == "scored"
@@ -566,3 +569,33 @@ async def test_load_is_measured_against_hours_on_shift_not_the_count_alone(
     )
     shares = {c["name"]: (c["on_shift_h"], c["fair_share"], c["ahead"]) for c in why["candidates"]}
     assert shares == {"Early Erin": (4.0, 2.4, 0.0), "Late Lou": (1.0, 0.6, 0.8)}
+
+
+async def test_an_emergency_goes_to_the_lighter_of_two_trucks_about_as_near(
+    two_tenants: tuple[TenantInfo, TenantInfo], clock: Clock
+) -> None:
+    """Half a kilometre apart, two trucks are as fast at a travel estimate's precision: the one
+    with fewer jobs today goes (the company's tie, 2 minutes by default); with the tie at 0,
+    the nearest, as in the other company."""
+    acme, bolt = two_tenants
+    busiest = await driver_at(acme, 1, name="Busy Bea")
+    lighter = await driver_at(acme, 1.5, name="Light Lars")
+    await _worked(acme, busiest, hours=4, jobs=3)
+    await _worked(acme, lighter, hours=4, jobs=1)
+    bolt_near = await driver_at(bolt, 1, name="Bolt Near")
+    await driver_at(bolt, 1.5)
+    await _worked(bolt, bolt_near, hours=4, jobs=3)
+    await update_dispatch_settings(bolt, ADMIN, {"emergency_tie_minutes": 0})
+
+    decision = await dispatch.dispatch_request(
+        acme, (await request_at_scene(acme, priority="emergency"))["id"]
+    )
+    assert decision.driver_id == lighter["id"]
+    assert decision.explanation is not None
+    assert "behind the fastest (Busy Bea, 3 jobs today)" in decision.explanation["why"]
+    theirs = await dispatch.dispatch_request(
+        bolt, (await request_at_scene(bolt, priority="emergency"))["id"]
+    )
+    assert theirs.driver_id == bolt_near["id"]
+    assert theirs.explanation is not None
+    assert theirs.explanation["why"].startswith("emergency: fastest to the scene")
