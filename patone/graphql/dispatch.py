@@ -340,12 +340,62 @@ class FleetPlanPayload:
     user_errors: list[UserError]
 
 
+@strawberry.type(
+    description="Closed offers of one kind: how they ended, how fast drivers answered."
+)
+class OfferTally:
+    offers: int
+    accepted: int
+    declined: int
+    lapsed: int = strawberry.field(description="No answer by the deadline.")
+    withdrawn: int = strawberry.field(
+        description="Closed by a dispatcher, or the driver going on break or off duty."
+    )
+    acceptance: float | None = strawberry.field(
+        description="Accepted among the offers the driver could answer (withdrawn left out)."
+    )
+    median_answer_seconds: float | None
+
+    @classmethod
+    def from_tally(cls, tally: service.OfferTally) -> OfferTally:
+        return cls(
+            offers=tally.offers,
+            accepted=tally.accepted,
+            declined=tally.declined,
+            lapsed=tally.lapsed,
+            withdrawn=tally.withdrawn,
+            acceptance=tally.acceptance,
+            median_answer_seconds=tally.median_answer_s,
+        )
+
+
+@strawberry.type(description="How the company's drivers answered offers.")
+class OfferStats:
+    since: datetime
+    first: OfferTally = strawberry.field(
+        description="Offers of a request a driver had not let lapse."
+    )
+    again: OfferTally = strawberry.field(
+        description="Offers made again to a driver who had let an offer of the same request lapse "
+        "(lapsedReoffers): asking again pays while their acceptance is near the first offers'."
+    )
+
+
 @strawberry.type
 class DispatchQueries:
     @strawberry.field(description="The signed-in driver's live offer (at most one).")
     async def my_offers(self, info: Info[Context, None]) -> list[Offer]:
         rows = await service.my_offers(info.context.tenant, info.context.actor)
         return [Offer.from_row(row) for row in rows]
+
+    @strawberry.field(description="How drivers answered the offers of the last `days` (1 to 366).")
+    async def offer_stats(self, info: Info[Context, None], days: int = 30) -> OfferStats:
+        stats = await service.offer_stats(info.context.tenant, info.context.actor, days)
+        return OfferStats(
+            since=stats.since,
+            first=OfferTally.from_tally(stats.first),
+            again=OfferTally.from_tally(stats.again),
+        )
 
     @strawberry.field(description="Every offer made for a request, with its explanation.")
     async def request_offers(

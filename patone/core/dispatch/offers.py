@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from patone.core.activity import emit, record
@@ -319,3 +319,68 @@ async def my_offers(tenant: TenantRef, actor: Actor) -> list[Row]:
             actor.driver_id,
         )
     return [dict(row) for row in rows]
+
+
+@dataclass(frozen=True)
+class OfferTally:
+    """Closed offers of one kind: how they ended, and how fast drivers answered."""
+
+    offers: int = 0
+    accepted: int = 0
+    declined: int = 0
+    lapsed: int = 0  # no answer by the deadline
+    withdrawn: int = 0  # closed by a dispatcher or a change of the driver's status
+    median_answer_s: float | None = None  # of the answers (accepts and declines)
+
+    @property
+    def acceptance(self) -> float | None:
+        """Accepted among the offers the driver could answer (withdrawn ones left out)."""
+        answerable = self.offers - self.withdrawn
+        return self.accepted / answerable if answerable else None
+
+
+@dataclass(frozen=True)
+class OfferStats:
+    """A company's closed offers since `since`: first offers of a request to a driver, and
+    offers made again to a driver who had let an offer of the same request lapse."""
+
+    since: datetime
+    first: OfferTally
+    again: OfferTally
+
+
+MAX_STATS_DAYS = 366
+
+_TALLY = """
+SELECT again, count(*) AS offers,
+       count(*) FILTER (WHERE status = 'accepted') AS accepted,
+       count(*) FILTER (WHERE status = 'declined') AS declined,
+       count(*) FILTER (WHERE status = 'expired') AS lapsed,
+       count(*) FILTER (WHERE status = 'withdrawn') AS withdrawn,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM responded_at - sent_at))
+           FILTER (WHERE status IN ('accepted', 'declined')) AS median_answer_s
+FROM (
+    SELECT o.status, o.sent_at, o.responded_at, EXISTS (
+        SELECT 1 FROM offers p WHERE p.request_id = o.request_id AND p.driver_id = o.driver_id
+        AND p.id < o.id AND p.status = 'expired') AS again
+    FROM offers o WHERE o.sent_at >= $1 AND o.status <> 'open'
+) closed
+GROUP BY again
+"""
+
+
+async def offer_stats(tenant: TenantRef, actor: Actor, days: int = 30) -> OfferStats:
+    """How the company's drivers answered offers in the last `days`: whether asking a driver
+    again after a lapsed offer (`lapsed_reoffers`) pays depends on how often those are
+    accepted beside first offers."""
+    require(actor, "requests.view")
+    if not 1 <= days <= MAX_STATS_DAYS:
+        raise UserError("out_of_range", f"days must be from 1 to {MAX_STATS_DAYS}", "days")
+    since = now() - timedelta(days=days)
+    async with tenant_transaction(tenant):
+        rows = await engine.fetch(_TALLY, since)
+    tallies = {
+        row["again"]: OfferTally(**{k: v for k, v in dict(row).items() if k != "again"})
+        for row in rows
+    }
+    return OfferStats(since, tallies.get(False, OfferTally()), tallies.get(True, OfferTally()))

@@ -1,0 +1,77 @@
+"""How a company's drivers answered offers: first offers beside offers made again to a driver
+who had let one of the same request lapse."""
+
+from __future__ import annotations
+
+import pytest
+
+from patone.core.dispatch import engine as dispatch
+from patone.core.dispatch import offers
+from patone.core.errors import UserError
+from patone.core.permissions import PermissionDenied
+from patone.tenants.registry import TenantInfo
+from tests.core.dispatch.world import (
+    DISPATCHER,
+    Clock,
+    driver_actor,
+    driver_at,
+    request_at_scene,
+)
+
+
+async def _offer(tenant: TenantInfo, request_id: int, driver_id: int) -> int:
+    decision = await offers.offer_by_hand(tenant, DISPATCHER, request_id, driver_id)
+    assert decision.offer_id is not None
+    return decision.offer_id
+
+
+async def test_first_offers_and_offers_made_again_after_a_lapse_are_told_apart(
+    two_tenants: tuple[TenantInfo, TenantInfo], clock: Clock
+) -> None:
+    acme, bolt = two_tenants
+    anna, bob = await driver_at(acme, 1, name="Anna"), await driver_at(acme, 2, name="Bob")
+    bert = await driver_at(bolt, 1)
+    one, two = await request_at_scene(acme), await request_at_scene(acme)
+    # Anna lets #1 lapse, is asked again and accepts in 4 s; Bob declines #2 after 10 s.
+    await _offer(acme, one["id"], anna["id"])
+    clock.advance(31)
+    assert len(await dispatch.expire_offers(acme)) == 1
+    again = await _offer(acme, one["id"], anna["id"])
+    clock.advance(4)
+    await offers.respond_to_offer(acme, driver_actor(anna), again, accept=True)
+    declined = await _offer(acme, two["id"], bob["id"])
+    clock.advance(10)
+    await offers.respond_to_offer(acme, driver_actor(bob), declined, accept=False)
+    await _offer(acme, two["id"], anna["id"])  # still open: not counted
+    theirs = await _offer(bolt, (await request_at_scene(bolt))["id"], bert["id"])
+    clock.advance(20)
+    await offers.respond_to_offer(bolt, driver_actor(bert), theirs, accept=True)
+
+    stats = await offers.offer_stats(acme, DISPATCHER)
+
+    assert stats.first == offers.OfferTally(
+        offers=2, accepted=0, declined=1, lapsed=1, withdrawn=0, median_answer_s=10.0
+    )
+    assert stats.first.acceptance == 0.0
+    assert stats.again == offers.OfferTally(offers=1, accepted=1, median_answer_s=4.0)
+    assert stats.again.acceptance == 1.0
+    other = await offers.offer_stats(bolt, DISPATCHER)
+    assert other.first == offers.OfferTally(offers=1, accepted=1, median_answer_s=20.0)
+    assert other.again == offers.OfferTally() and other.again.acceptance is None
+    # Older than the window asked for: left out.
+    clock.advance(2 * 24 * 3600)
+    assert (await offers.offer_stats(acme, DISPATCHER, days=1)).first.offers == 0
+    assert (await offers.offer_stats(acme, DISPATCHER, days=3)).first.offers == 2
+
+
+async def test_offer_stats_refuse_a_bad_window_and_drivers(
+    two_tenants: tuple[TenantInfo, TenantInfo], clock: Clock
+) -> None:
+    acme, _ = two_tenants
+    driver = await driver_at(acme, 1)
+    for days in (0, 400):
+        with pytest.raises(UserError) as bad:
+            await offers.offer_stats(acme, DISPATCHER, days=days)
+        assert (bad.value.code, bad.value.field) == ("out_of_range", "days")
+    with pytest.raises(PermissionDenied):
+        await offers.offer_stats(acme, driver_actor(driver))
