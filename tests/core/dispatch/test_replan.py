@@ -4,6 +4,7 @@ moves suggested to dispatchers; the solver's own process, its greedy fallback, r
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -47,6 +48,19 @@ async def _accepted_at(tenant: TenantInfo, driver_id: int, km: float) -> int:
     return request_id
 
 
+async def _three_jobs_for_anna(
+    tenant: TenantInfo, anna: str = "Anna", bob: str = "Bob"
+) -> tuple[dict[str, Any], dict[str, Any], int, int, int]:
+    """Anna, at the scene, has accepted jobs 9, 2 and 5 km east of it; Bob, free, stands 10 km
+    east, next to the far one. (anna, bob, far, near, middle)."""
+    first = await driver_at(tenant, 0, name=anna)
+    second = await driver_at(tenant, 10, name=bob)
+    far = await _accepted_at(tenant, first["id"], 9)
+    near = await _accepted_at(tenant, first["id"], 2)
+    middle = await _accepted_at(tenant, first["id"], 5)
+    return first, second, far, near, middle
+
+
 async def _manual(tenant: TenantInfo) -> None:
     await update_dispatch_settings(tenant, ADMIN, {"auto_dispatch": False})
 
@@ -61,11 +75,7 @@ async def test_a_drivers_stacked_jobs_are_ordered_and_a_free_driver_much_nearer_
     two_tenants: tuple[TenantInfo, TenantInfo], clock: Clock
 ) -> None:
     acme, bolt = two_tenants
-    anna = await driver_at(acme, 0, name="Anna")
-    bob = await driver_at(acme, 10, name="Bob")
-    far = await _accepted_at(acme, anna["id"], 9)
-    near = await _accepted_at(acme, anna["id"], 2)
-    middle = await _accepted_at(acme, anna["id"], 5)
+    anna, bob, far, near, middle = await _three_jobs_for_anna(acme)
     bert = await driver_at(bolt, 0, name="Bert")
     bolt_job = await _accepted_at(bolt, bert["id"], 3)
 
@@ -218,16 +228,8 @@ async def test_a_dispatcher_takes_a_reassignment_in_one_step(
     two_tenants: tuple[TenantInfo, TenantInfo], clock: Clock
 ) -> None:
     acme, bolt = two_tenants
-    anna = await driver_at(acme, 0, name="Anna")
-    bob = await driver_at(acme, 10, name="Bob")
-    far = await _accepted_at(acme, anna["id"], 9)
-    near = await _accepted_at(acme, anna["id"], 2)
-    await _accepted_at(acme, anna["id"], 5)
-    bert = await driver_at(bolt, 0, name="Bert")
-    await driver_at(bolt, 10, name="Bill")
-    bolt_far = await _accepted_at(bolt, bert["id"], 9)
-    await _accepted_at(bolt, bert["id"], 2)
-    await _accepted_at(bolt, bert["id"], 5)
+    anna, bob, far, near, _ = await _three_jobs_for_anna(acme)
+    bert, _, bolt_far, _, _ = await _three_jobs_for_anna(bolt, "Bert", "Bill")
     await replan.replan(acme, time_limit_s=QUICK)
     await replan.replan(bolt, time_limit_s=QUICK)
 
@@ -268,11 +270,7 @@ async def test_a_suggestion_that_cannot_be_taken_is_refused_and_changes_nothing(
     acme, bolt = two_tenants
     await _manual(acme)
     nina = await driver_at(acme, 1, name="Nina")
-    anna = await driver_at(acme, 0, name="Anna")
-    bob = await driver_at(acme, 10, name="Bob")
-    far = await _accepted_at(acme, anna["id"], 9)
-    await _accepted_at(acme, anna["id"], 2)
-    await _accepted_at(acme, anna["id"], 5)
+    anna, bob, far, _, _ = await _three_jobs_for_anna(acme)
     jump = await _waiting_at(acme, 0)
     lockout = await _waiting_at(acme, 0.5, service_type="lockout")  # nobody has the skill
     await driver_at(bolt, 0)
