@@ -668,6 +668,13 @@ def simulate(
     history_days: Annotated[
         int, typer.Option(help="Earlier days of calls the company has on record.", min=0, max=28)
     ] = 7,
+    frozen_clock: Annotated[
+        bool,
+        typer.Option(
+            help="Stop business time while the engine works: a run repeats exactly, for "
+            "comparing settings (the engine's own time is then not counted)."
+        ),
+    ] = False,
 ) -> None:
     """Run a synthetic city through the dispatch engine and the greedy baseline; print both."""
     from patone.simulation.simulate import Options
@@ -685,6 +692,7 @@ def simulate(
         engine_settings=json.loads(engine_settings) if engine_settings else None,
         baseline=baseline,
         history_days=history_days,
+        frozen_clock=frozen_clock,
     )
     run_with_database(lambda: run_simulation(options, console))
 

@@ -56,13 +56,18 @@ STAGING_EVERY_TICKS = 5  # the engine's waiting-place suggestions, every 2.5 min
 
 
 class SimClock:
-    """Simulated business time: jumps to each event, and runs at real speed in between."""
+    """Simulated business time: jumps to each event, and runs at real speed in between (so the
+    engine's own work counts), or, `frozen`, stands still in between (so a run repeats exactly
+    whatever else the machine is doing, and settings can be compared run against run)."""
 
-    def __init__(self, start: datetime) -> None:
+    def __init__(self, start: datetime, frozen: bool = False) -> None:
         self.virtual = start
         self.mark = time.monotonic()
+        self.frozen = frozen
 
     def __call__(self) -> datetime:
+        if self.frozen:
+            return self.virtual
         return self.virtual + timedelta(seconds=time.monotonic() - self.mark)
 
     def advance_to(self, at: datetime) -> None:
@@ -220,6 +225,7 @@ class Simulation:
         on_progress: Callable[[float], None] | None = None,
         settings: dict[str, Any] | None = None,
         history: list[tuple[datetime, RequestSpec]] | None = None,
+        frozen_clock: bool = False,
     ) -> None:
         self.city = city
         self.fleet = fleet
@@ -242,7 +248,7 @@ class Simulation:
             if strategy == "nearest"
             else {"strategy": strategy, **(settings or {})}
         )
-        self.clock = SimClock(START)
+        self.clock = SimClock(START, frozen_clock)
         self.events: list[tuple[float, int, str, Any]] = []
         self.counter = itertools.count()
         self.run = Run(strategy=strategy, hours=hours)

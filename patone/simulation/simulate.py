@@ -71,6 +71,7 @@ class Options:
     baseline: bool = True  # also run the greedy baseline
     history_days: int = 7  # earlier days of calls the company has on record
     seeds: tuple[int, ...] = ()  # several seeds: each run in turn, the means reported
+    frozen_clock: bool = False  # business time stands still while the engine works
 
 
 def _runtime(city: City) -> plugins.PluginRuntime:
@@ -196,6 +197,7 @@ async def _simulate_seed(options: Options, console: Console) -> dict[str, Any]:
                     on_progress=partial(_advance, progress, task),
                     settings=options.engine_settings if strategy == "scored" else None,
                     history=history,
+                    frozen_clock=options.frozen_clock,
                 )
                 runs[label] = await run_in_new_company(
                     simulation, f"{options.seed}-{label}", options.keep
@@ -256,6 +258,7 @@ def _assumption_values(options: Options, requests: int, used: float) -> dict[str
         "peak_utilisation_estimate": round(used, 3),
         "target_peak_utilisation": TARGET_PEAK_UTILISATION,
         "history_days": options.history_days,
+        "frozen_clock": options.frozen_clock,
     }
 
 
@@ -277,6 +280,12 @@ def _assumptions(console: Console, options: Options, requests: int, used: float,
         console.print(
             f"The company's last {options.history_days} days of calls (the same demand model, "
             "other seeds) are on record, as a working company's would be."
+        )
+    if options.frozen_clock:
+        console.print(
+            "[yellow]Business time stands still while the engine works[/yellow] "
+            "(--frozen-clock): the run repeats exactly; the engine's own time is not counted, "
+            "so the emergency request-to-offer times read 0."
         )
     note = "" if used <= TARGET_PEAK_UTILISATION * 1.15 else " [red](over the target)[/red]"
     console.print(
