@@ -470,6 +470,22 @@ class OfferUpdate:
     offer: Offer
 
 
+@strawberry.enum
+class StagingChange(Enum):
+    SUGGESTED = "driver.staging_suggested"
+    CLEARED = "driver.staging_cleared"
+
+
+@strawberry.type
+class StagingUpdate:
+    event_id: int
+    change: StagingChange
+    driver_id: strawberry.ID
+    suggestion: StagingSuggestion | None = strawberry.field(
+        description="SUGGESTED: where to wait now (null when CLEARED: busy, or no longer needed)."
+    )
+
+
 @strawberry.type
 class DispatchSubscription:
     @strawberry.subscription(
@@ -515,22 +531,6 @@ class DispatchSubscription:
                 if suggested
                 else None,
             )
-
-
-@strawberry.enum
-class StagingChange(Enum):
-    SUGGESTED = "driver.staging_suggested"
-    CLEARED = "driver.staging_cleared"
-
-
-@strawberry.type
-class StagingUpdate:
-    event_id: int
-    change: StagingChange
-    driver_id: strawberry.ID
-    suggestion: StagingSuggestion | None = strawberry.field(
-        description="SUGGESTED: where to wait now (null when CLEARED: busy, or no longer needed)."
-    )
 
 
 @strawberry.type

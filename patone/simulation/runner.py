@@ -412,7 +412,8 @@ class Simulation:
     async def _stage(self) -> None:
         """The workers' staging round (`staging.publish_moves`, the call the periodic job
         makes): a driver told of a new waiting place drives there; one told nothing new keeps
-        doing what they were doing."""
+        doing what they were doing (a cleared suggestion rings no phone, so a driver on the
+        way to it drives on)."""
         at = self.clock()
         for move in await staging.publish_moves(self._tenant(), at, "Europe/Berlin"):
             driver = self.run.drivers[move.driver_id]
