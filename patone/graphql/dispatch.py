@@ -215,7 +215,25 @@ class StagingSuggestion:
     driver_id: strawberry.ID
     lat: float
     lng: float
-    km: float = strawberry.field(description="How far the driver is from it (straight line).")
+    km: float = strawberry.field(
+        description="How far the driver was from it when told (straight line)."
+    )
+    place: str = strawberry.field(
+        description="The address of the past call the place was picked at (may be empty)."
+    )
+    suggested_at: datetime = strawberry.field(description="When the driver was told.")
+
+    @classmethod
+    def from_move(cls, move: staging.Move) -> StagingSuggestion:
+        assert move.suggested_at is not None  # only what drivers were told is shown
+        return cls(
+            driver_id=gid("Driver", move.driver_id),
+            lat=move.lat,
+            lng=move.lng,
+            km=move.km,
+            place=move.place,
+            suggested_at=move.suggested_at,
+        )
 
 
 @strawberry.type(description="One stop of a driver's part of the fleet plan.")
@@ -440,14 +458,13 @@ class DispatchQueries:
         ]
 
     @strawberry.field(
-        description="Where idle drivers should wait, near this hour's calls (drivers: their own)."
+        description="Where idle drivers were told to wait, near this hour's calls, while they "
+        f"are still idle (drivers: their own). Looked at again every {staging.STAGE_MINUTES} "
+        "minutes; a driver is told only a new place."
     )
     async def staging_suggestions(self, info: Info[Context, None]) -> list[StagingSuggestion]:
         moves = await staging.staging_suggestions(info.context.tenant, info.context.actor)
-        return [
-            StagingSuggestion(driver_id=gid("Driver", m.driver_id), lat=m.lat, lng=m.lng, km=m.km)
-            for m in moves
-        ]
+        return [StagingSuggestion.from_move(m) for m in moves]
 
     @strawberry.field(
         description="The latest plan of the fleet's work, with suggestions for dispatchers "
@@ -511,6 +528,22 @@ class OfferUpdate:
     offer: Offer
 
 
+@strawberry.enum
+class StagingChange(Enum):
+    SUGGESTED = "driver.staging_suggested"
+    CLEARED = "driver.staging_cleared"
+
+
+@strawberry.type
+class StagingUpdate:
+    event_id: int
+    change: StagingChange
+    driver_id: strawberry.ID
+    suggestion: StagingSuggestion | None = strawberry.field(
+        description="SUGGESTED: where to wait now (null when CLEARED: busy, or no longer needed)."
+    )
+
+
 @strawberry.type
 class DispatchSubscription:
     @strawberry.subscription(
@@ -530,6 +563,32 @@ class DispatchSubscription:
             if row is not None:
                 change = topics[event["topic"]]
                 yield OfferUpdate(event_id=event["id"], change=change, offer=Offer.from_row(row))
+
+    @strawberry.subscription(
+        description="Waiting places told to idle drivers, live: a driver hears their own (the "
+        "driver app shows it on SUGGESTED, drops it on CLEARED), a dispatcher every driver's."
+    )
+    async def staging_updates(
+        self, info: Info[Context, None]
+    ) -> AsyncGenerator[StagingUpdate, None]:
+        ctx = info.context
+        require(ctx.actor, "offers.respond", "drivers.view")
+        everyone = ctx.actor.can("drivers.view")
+        topics = {change.value: change for change in StagingChange}
+        async for event in tenant_events(ctx.tenant.slug, topics):
+            payload = event.get("payload") or {}
+            if not everyone and payload.get("driver_id") != ctx.actor.driver_id:
+                continue  # another driver's
+            change = topics[event["topic"]]
+            suggested = change is StagingChange.SUGGESTED
+            yield StagingUpdate(
+                event_id=event["id"],
+                change=change,
+                driver_id=gid("Driver", payload["driver_id"]),
+                suggestion=StagingSuggestion.from_move(staging.move_of(payload))
+                if suggested
+                else None,
+            )
 
 
 @strawberry.type

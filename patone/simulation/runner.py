@@ -52,7 +52,8 @@ ASSIGNED_WITHIN_S = 120
 SAFETY_SWEEP_S = 30.0  # the workers sweep every second; between events this is enough here
 DRAIN_S = 4 * 3600  # after the last call, jobs still open may finish for this long
 CUSTOMERS = 40
-STAGING_EVERY_TICKS = 5  # the engine's waiting-place suggestions, every 2.5 minutes
+# Drivers are told where to wait as often as the workers tell them (`staging.STAGE_MINUTES`).
+STAGING_EVERY_TICKS = round(staging.STAGE_MINUTES * 60 / SAFETY_SWEEP_S)
 
 
 class SimClock:
@@ -419,8 +420,8 @@ class Simulation:
             await replan.replan(self._tenant(), when_due=True)
 
     async def _follow_staging(self) -> None:
-        """Idle drivers drive to where the engine suggests they wait (when the company uses
-        it), and their phones ping on the way."""
+        """Idle drivers drive to where their phones tell them to wait (when the company uses
+        staging), and their phones ping on the way."""
         if not self.staging:
             return
         for driver in self.run.drivers.values():
@@ -431,9 +432,12 @@ class Simulation:
             await self._stage()
 
     async def _stage(self) -> None:
-        """Send idle drivers where the engine suggests they wait."""
+        """The workers' staging round (`staging.publish_moves`, the call the periodic job
+        makes): a driver told of a new waiting place drives there; one told nothing new keeps
+        doing what they were doing (a cleared suggestion rings no phone, so a driver on the
+        way to it drives on)."""
         at = self.clock()
-        for move in await staging.suggest_moves(self._tenant(), at, "Europe/Berlin"):
+        for move in await staging.publish_moves(self._tenant(), at, "Europe/Berlin"):
             driver = self.run.drivers[move.driver_id]
             if driver.busy_with is not None or not driver.on_shift:
                 continue

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -17,14 +18,16 @@ import websockets
 
 from patone.core import customers, drivers, revocation, service_requests
 from patone.core.clock import now
-from patone.core.dispatch import positions
+from patone.core.dispatch import positions, staging
 from patone.core.permissions import SYSTEM
 from patone.core.tokens import TENANT_AUDIENCE, Kind, issue_token, verify_token
 from patone.graphql.app import REVOCATION_CHECK_EVERY
-from patone.graphql.ids import to_global_id
+from patone.graphql.ids import pk_of, to_global_id
 from patone.tenants.registry import TenantInfo
 from tests.conftest import actor_for
+from tests.core.dispatch.world import MORNING, calls_at_scene_before, driver_at
 from tests.graphql.conftest import SECRET, token_for
+from tests.graphql.test_dispatch import _driver_with_login
 from tests.test_embedded import _free_port
 
 SUBSCRIBE = """
@@ -247,3 +250,54 @@ async def test_the_customer_watches_the_truck_come_on_a_socket_of_their_own(
     refused = await _next(socket)
     assert (refused["id"], refused["type"]) == ("2", "error")
     assert refused["payload"][0]["extensions"]["code"] == "forbidden"
+
+
+STAGING = """
+subscription { stagingUpdates { change driverId suggestion { driverId km place suggestedAt } } }
+"""
+
+
+async def test_a_driver_hears_only_their_own_waiting_place_and_no_other_companys(
+    server: int, two_tenants: tuple[TenantInfo, TenantInfo], sockets: list[Any]
+) -> None:
+    acme, bolt = two_tenants
+    for tenant in two_tenants:
+        await calls_at_scene_before(tenant, staging.MIN_CALLS)
+    dan, dan_token = await _driver_with_login(acme, "Dan", 8)
+    eve = to_global_id("Driver", (await driver_at(acme, 6))["id"])  # another of Dan's company
+    await driver_at(bolt, 8)  # Bolt's driver with Dan's id
+    dan_socket = await _socket(server, acme, dan_token)
+    sockets.append(dan_socket)
+    assert (await _next(dan_socket))["type"] == "connection_ack"
+    await dan_socket.send(
+        json.dumps({"id": "1", "type": "subscribe", "payload": {"query": STAGING}})
+    )
+    acme_socket, bolt_socket = await _dispatchers_subscribed(server, two_tenants, sockets, STAGING)
+
+    at = MORNING + timedelta(minutes=1)
+    assert len(await staging.publish_moves(bolt, at, "UTC")) == 1
+    assert len(await staging.publish_moves(acme, at, "UTC")) == 2
+    update = (await _next(dan_socket))["payload"]["data"]["stagingUpdates"]
+    assert update == {
+        "change": "SUGGESTED",
+        "driverId": dan,
+        "suggestion": {
+            "driverId": dan,
+            "km": 7.99,  # straight-line km, rounded
+            "place": "Alexanderplatz 1",
+            "suggestedAt": at.isoformat(),
+        },
+    }
+    seen = [(await _next(acme_socket))["payload"]["data"]["stagingUpdates"] for _ in range(2)]
+    assert sorted(u["driverId"] for u in seen) == sorted([dan, eve])
+    [bolts] = [(await _next(bolt_socket))["payload"]["data"]["stagingUpdates"]]
+    assert bolts["driverId"] == dan  # the same id: Bolt's own driver
+
+    await drivers.update_driver(acme, SYSTEM, pk_of(dan, "Driver"), {"status": "on_break"})
+    await staging.publish_moves(acme, at + timedelta(minutes=staging.STAGE_MINUTES), "UTC")
+    cleared = (await _next(dan_socket))["payload"]["data"]["stagingUpdates"]
+    assert cleared == {"change": "CLEARED", "driverId": dan, "suggestion": None}
+    with pytest.raises(TimeoutError):  # Eve's, Bolt's: never on Dan's socket
+        await _next(dan_socket, timeout=0.5)
+    with pytest.raises(TimeoutError):
+        await _next(bolt_socket, timeout=0.5)

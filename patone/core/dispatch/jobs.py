@@ -13,14 +13,21 @@ Every minute the scheduler also queues a fleet re-plan per active company (`repl
 plans only when the company re-plans, has jobs to plan, and its latest plan is `replan_minutes`
 old.
 
-Each new offer also rings the driver's phones (a Web Push through the company's push provider),
-from the fan-out job: the driver app's `offerUpdates` socket only hears it while the app is open.
+Every minute it also queues a staging round per active company (`staging.py`), which tells
+idle drivers where to wait only every `staging.STAGE_MINUTES`, while the company stages.
+
+Each new offer, and each new waiting-place suggestion, also rings the driver's phones (a Web
+Push through the company's push provider), from the fan-out job: the driver app's
+`offerUpdates` and `stagingUpdates` sockets only hear them while the app is open.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import dramatiq
@@ -30,7 +37,7 @@ from patone.core import push
 from patone.core.clock import now
 from patone.core.db import engine
 from patone.core.dispatch import engine as dispatch
-from patone.core.dispatch import eta, replan
+from patone.core.dispatch import eta, replan, staging
 from patone.core.events import at_relay, event_handler
 from patone.core.jobs import broker_redis, current_job, send_to_active_tenants, tenant_actor
 from patone.core.redis import tenant_key
@@ -87,19 +94,92 @@ async def _ring_drivers(
     offers = [int(e["entity_id"]) for e in events if e.get("topic") == "offer.created"]
     if offers:
         await asyncio.to_thread(enqueue_offer_pushes, broker, tenant.slug, offers)
+    staged = [e for e in events if e.get("topic") == "driver.staging_suggested"]
+    if staged:
+        await asyncio.to_thread(enqueue_staging_pushes, broker, tenant.slug, staged)
+
+
+def _enqueue_once(broker: dramatiq.Broker, message: dramatiq.Message[Any], key: str) -> None:
+    """Queue a push job with `key` as its message id: relayed twice, queued once more at most,
+    and the job's claim keeps it to one push."""
+    broker.enqueue(message.copy(message_id=key))
 
 
 def enqueue_offer_pushes(broker: dramatiq.Broker, slug: str, offer_ids: list[int]) -> None:
-    """Queue a push per new offer (message id from the offer: relayed twice, queued once more
-    at most, and the job's claim keeps it to one push)."""
+    """Queue a push per new offer."""
     actor = push_offer.bind(broker)
     for offer_id in offer_ids:
-        message = actor.message(slug, offer_id).copy(message_id=f"offer-push-{slug}-{offer_id}")
-        broker.enqueue(message)
+        _enqueue_once(broker, actor.message(slug, offer_id), f"offer-push-{slug}-{offer_id}")
 
 
-def _push_key(slug: str, offer_id: int) -> str:
-    return tenant_key(slug, "dispatch", "offer_push", str(offer_id))
+def enqueue_staging_pushes(
+    broker: dramatiq.Broker, slug: str, events: list[dict[str, Any]]
+) -> None:
+    """Queue a push per new waiting-place suggestion (`driver.staging_suggested` events)."""
+    actor = push_staging.bind(broker)
+    for event in events:
+        payload = event["payload"]
+        driver_id, at = int(payload["driver_id"]), str(payload["suggested_at"])
+        key = f"staging-push-{slug}-{_stamp(driver_id, at)}"
+        _enqueue_once(broker, actor.message(slug, driver_id, at), key)
+
+
+def _stamp(driver_id: int, suggested_at: str) -> str:
+    """One suggestion to one driver, in keys and message ids."""
+    return f"{driver_id}-{datetime.fromisoformat(suggested_at).timestamp():.6f}"
+
+
+@dataclass(frozen=True)
+class _Ring:
+    """What to push to a staff user's phones (`push.send_to_owner`'s message)."""
+
+    user_id: int
+    title: str
+    body: str
+    url: str
+    tag: str  # a newer push with the same tag replaces the older on the phone
+    message_id: str
+    ttl: int
+    urgency: str = "normal"
+
+
+async def _ring_once(
+    key: str, what: str, read: Callable[[TenantInfo], Awaitable[_Ring | None]]
+) -> int:
+    """Ring a person's phones at most once for `key` (a claim in Redis: a retried or twice
+    queued job rings once): `read` says what to push (None: nothing); `what` names it in the
+    log. A failure that a retry may fix releases the claim and raises; a permanent one (no push
+    provider, every device refused) is logged: the app's socket still tells. Returns the
+    devices that took it."""
+    client = broker_redis()
+    if not await asyncio.to_thread(client.set, key, "claimed", nx=True, ex=3600):
+        return 0
+    tenant = current_job().tenant
+    ring = await read(tenant)
+    if ring is None:
+        return 0
+    try:
+        deliveries = await push.send_to_owner(
+            tenant,
+            "user",
+            ring.user_id,
+            title=ring.title,
+            body=ring.body,
+            url=ring.url,
+            tag=ring.tag,
+            message_id=ring.message_id,
+            ttl=ring.ttl,
+            urgency=ring.urgency,
+        )
+    except DeliveryFailed as error:
+        if error.permanent:
+            log.info("%s not pushed: %s", what, error, extra={"tenant": tenant.slug})
+            return 0
+        await asyncio.to_thread(client.delete, key)  # let the retry ring
+        raise
+    if not deliveries:
+        log.info("%s not pushed: no device", what, extra={"tenant": tenant.slug})
+    return len(deliveries)
 
 
 _OFFER = (
@@ -121,24 +201,18 @@ _OFFER = (
 async def push_offer(tenant_slug: str, offer_id: int) -> int:
     """Ring the offered driver's phones (their app may be closed): the job, where, and how long
     they have. Nothing once the offer is answered or lapsed, or when the driver has no login;
-    each offer rings once (a claim in Redis). Returns the devices that took it."""
-    client = broker_redis()
-    key = _push_key(tenant_slug, offer_id)
-    if not await asyncio.to_thread(client.set, key, "claimed", nx=True, ex=3600):
-        return 0
-    tenant = current_job().tenant
-    async with tenant_transaction(tenant):
-        rows = await engine.fetch(_OFFER, offer_id)
-    offer = rows[0] if rows else None
-    left = (offer["deadline"] - now()).total_seconds() if offer else 0
-    if offer is None or offer["status"] != "open" or offer["user_id"] is None or left <= 0:
-        return 0
-    urgent = offer["priority"] == "emergency"
-    try:
-        deliveries = await push.send_to_owner(
-            tenant,
-            "user",
-            offer["user_id"],
+    each offer rings once. Returns the devices that took it."""
+
+    async def read(tenant: TenantInfo) -> _Ring | None:
+        async with tenant_transaction(tenant):
+            rows = await engine.fetch(_OFFER, offer_id)
+        offer = rows[0] if rows else None
+        left = (offer["deadline"] - now()).total_seconds() if offer else 0
+        if offer is None or offer["status"] != "open" or offer["user_id"] is None or left <= 0:
+            return None
+        urgent = offer["priority"] == "emergency"
+        return _Ring(
+            user_id=offer["user_id"],
             title=f"{'EMERGENCY: ' if urgent else ''}{offer['service']} #{offer['number']}",
             body=f"{offer['pickup_address'] or 'New job'}: answer within {left:.0f} s",
             url=f"/driver/offers/{offer_id}",
@@ -147,13 +221,56 @@ async def push_offer(tenant_slug: str, offer_id: int) -> int:
             ttl=max(1, int(left)),
             urgency="high",
         )
-    except DeliveryFailed as error:
-        if error.permanent:  # no push provider, every device refused: the socket still tells
-            log.info("offer %s not pushed: %s", offer_id, error, extra={"tenant": tenant_slug})
-            return 0
-        await asyncio.to_thread(client.delete, key)  # let the retry ring
-        raise
-    return len(deliveries)
+
+    key = tenant_key(tenant_slug, "dispatch", "offer_push", str(offer_id))
+    return await _ring_once(key, f"offer {offer_id}", read)
+
+
+_STAGED = (
+    "SELECT m.lat, m.lng, m.km, m.place, m.suggested_at, d.user AS user_id FROM staging_moves m "
+    f"JOIN drivers d ON d.id = m.driver_id WHERE m.driver_id = $1 AND {dispatch.IDLE}"
+)
+
+
+@tenant_actor(
+    actor_name="patone.dispatch.push_staging",
+    queue_name="dispatch",
+    priority=5,  # after the sweeps and offer pushes: a waiting place can wait a second
+    transaction=False,
+    max_retries=2,
+    min_backoff=500,
+    max_backoff=5_000,
+)
+async def push_staging(tenant_slug: str, driver_id: int, suggested_at: str) -> int:
+    """Ring an idle driver's phones with where to wait (`staging.py`): the place, how far, and
+    why. Nothing once a newer suggestion replaced it or it was cleared (the newer one rings),
+    when the driver is no longer idle (an offer came first), or has no login (logged); each
+    suggestion rings once. Returns the devices that took it."""
+    what = f"waiting place of driver {driver_id}"
+
+    async def read(tenant: TenantInfo) -> _Ring | None:
+        async with tenant_transaction(tenant):
+            rows = await engine.fetch(_STAGED, driver_id)
+        if not rows or rows[0]["suggested_at"] != datetime.fromisoformat(suggested_at):
+            return None
+        move = rows[0]
+        if move["user_id"] is None:
+            log.info("%s not pushed: no login", what, extra={"tenant": tenant_slug})
+            return None
+        place = move["place"] or f"{move['lat']:.4f}, {move['lng']:.4f}"
+        return _Ring(
+            user_id=move["user_id"],
+            title=f"Wait near {place}",
+            body=f"{move['km']:.1f} km from you: where this hour's calls come from. "
+            "Drive there while you are free.",
+            url="/driver",
+            tag=f"staging:{driver_id}",
+            message_id=f"staging-{_stamp(driver_id, suggested_at)}",
+            ttl=staging.STAGE_MINUTES * 60,  # the next round tells anew
+        )
+
+    key = tenant_key(tenant_slug, "dispatch", "staging_push", _stamp(driver_id, suggested_at))
+    return await _ring_once(key, what, read)
 
 
 @tenant_actor(
@@ -227,3 +344,24 @@ async def replan_tenant(tenant_slug: str) -> int | None:
 async def replan_all() -> int:
     """Queue a re-plan of every active company (each decides whether it is due)."""
     return await send_to_active_tenants(replan_tenant)
+
+
+@tenant_actor(
+    actor_name="patone.dispatch.stage",
+    queue_name="dispatch",
+    priority=10,  # after the sweeps: an offer waits for no waiting place
+    transaction=False,
+    max_retries=1,
+    max_age=60_000,  # the next minute's queues a fresh one
+)
+async def stage_tenant(tenant_slug: str) -> int | None:
+    """Tell one company's idle drivers where to wait when it is due (`staging.publish_when_due`);
+    the drivers told something new, else None."""
+    moves = await staging.publish_when_due(current_job().tenant)
+    return None if moves is None else len(moves)
+
+
+@periodic("dispatch.stage", every=60)
+async def stage_all() -> int:
+    """Queue a staging round of every active company (each decides whether it is due)."""
+    return await send_to_active_tenants(stage_tenant)

@@ -1,4 +1,5 @@
-"""The engine in real workers: an event queues a sweep, the sweep offers, the busy set follows."""
+"""The engine in real workers: an event queues a sweep, the sweep offers, the busy set follows;
+phones ring for offers and waiting places."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import dramatiq
 from patone.core import drivers, push, service_requests, users
 from patone.core.db import engine
 from patone.core.dispatch import engine as dispatch
-from patone.core.dispatch import jobs, offers
+from patone.core.dispatch import jobs, offers, staging
 from patone.core.jobs import broker_redis
 from patone.core.permissions import SYSTEM
 from patone.core.redis import get_redis
@@ -21,6 +22,8 @@ from patone.tenants.registry import TenantInfo
 from tests.conftest import actor_for
 from tests.core.dispatch.world import (
     DISPATCHER,
+    Clock,
+    calls_at_scene_before,
     driver_at,
     east_of_scene,
     request_at_scene,
@@ -149,3 +152,51 @@ async def test_the_scheduled_replan_plans_in_a_worker_the_companies_with_jobs(
     assert await jobs.replan_tenant(acme.slug) is None  # not due again for 5 minutes
     assert await jobs.replan_tenant(bolt.slug) is None  # nothing to plan
     assert await _plans(acme) == [1] and await _plans(bolt) == []
+
+
+async def _staged_push(service: PushService) -> list[Any]:
+    return [r for r in service.received if r.payload["tag"].startswith("staging:")]
+
+
+async def test_a_new_waiting_place_rings_the_drivers_phone_once_through_the_relay(
+    two_tenants: tuple[TenantInfo, TenantInfo],
+    clock: Clock,
+    push_runtime: Any,  # noqa: F811
+    push_service: PushService,  # noqa: F811
+) -> None:
+    acme, bolt = two_tenants
+    assert registered()["dispatch.stage"].run is jobs.stage_all
+    await calls_at_scene_before(acme, staging.MIN_CALLS)
+    await calls_at_scene_before(bolt, staging.MIN_CALLS)
+    user = await users.create_user(
+        acme, SYSTEM, {"email": "dan@acme.example", "name": "Dan", "role": "driver"}
+    )
+    driver = await drivers.create_driver(acme, SYSTEM, {"name": "Dan", "user_id": user["id"]})
+    lat, lng = east_of_scene(8)
+    await drivers.set_position(acme, SYSTEM, driver["id"], {"lat": lat, "lng": lng})
+    await drivers.update_driver(acme, SYSTEM, driver["id"], {"status": "available"})
+    dan = actor_for("driver", user_id=user["id"], driver_id=driver["id"])
+    await push.register_subscription(
+        acme, dan, push_service.subscribe(await push.vapid_public_key(acme))
+    )
+    await driver_at(bolt, 8)  # told in bolt: no login, no ring
+
+    async with running_worker() as broker:
+        assert await jobs.stage_tenant(acme.slug) == 1  # what `stage_all` queues
+        assert await jobs.stage_tenant(bolt.slug) == 1
+        assert await jobs.stage_tenant(acme.slug) is None  # not due again for minutes
+        for tenant in two_tenants:
+            await relay_tenant(tenant, get_redis(), broker=broker)
+        assert len(await _eventually(lambda: _staged_push(push_service))) == 1
+        [told] = await staging.staging_suggestions(acme, dan)
+        assert told.suggested_at is not None
+        at = told.suggested_at.isoformat()
+        assert await jobs.push_staging.run(acme.slug, driver["id"], at) == 0  # once
+        # Bolt's driver of the same id, told at the same time: no login, and never Dan's phone.
+        assert await jobs.push_staging.run(bolt.slug, driver["id"], at) == 0
+        await asyncio.sleep(0.5)  # bolt's own push job has had its time
+    [rung] = await _staged_push(push_service)
+    assert rung.payload["title"] == "Wait near Alexanderplatz 1"
+    assert rung.payload["tag"] == f"staging:{driver['id']}"
+    assert rung.payload["body"].startswith("8.0 km from you")
+    assert rung.payload["url"] == "/driver"

@@ -71,6 +71,20 @@ async def request_at_scene(
         return await service_requests.create_request(tenant, DISPATCHER, data)
 
 
+async def calls_at_scene_before(tenant: TenantInfo, calls: int) -> None:
+    """`calls` past calls at the scene, at this hour of the day over the last days (what
+    staging learns where calls come from)."""
+    for n in range(calls):
+        request = await request_at_scene(tenant)
+        async with tenant_transaction(tenant):
+            await engine.execute(
+                "UPDATE service_requests SET created_at = $2, status = 'cancelled', "
+                "cancel_reason = 'duplicate' WHERE id = $1",
+                request["id"],
+                MORNING - timedelta(days=1 + n % 20),
+            )
+
+
 def driver_actor(driver: dict[str, Any]) -> Any:
     return actor_for("driver", user_id=1000 + int(driver["id"]), driver_id=int(driver["id"]))
 
