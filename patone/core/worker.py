@@ -247,6 +247,7 @@ def run_worker(
     """`patone worker`: `processes` worker processes of `threads` threads each, until SIGTERM
     or SIGINT (forwarded to every process); returns the worst exit code."""
     if processes <= 1:
+        configure_logging(settings.log_level)  # child processes do it in `main`
         return serve_worker(
             settings,
             database_url=database_url,
