@@ -269,13 +269,15 @@ async def test_dispatcher_pages_creates_and_completes_a_request_watched_live(
     assert foreign == [], f"requests to other hosts: {foreign}"
     assert all(urlsplit(url).hostname == DEMO_HOST for url in urls), urls
     assert any(url.startswith(f"ws://{DEMO_HOST}:") for url in urls), "no websocket was opened"
-    # Every change reached the subscriber's socket, in order (the pane shows the latest).
+    # Every change reached the subscriber's socket, in order (the pane shows the latest). The
+    # workers may also move the ETA while the driver is en route (ETA_CHANGED): a real update,
+    # whether one comes depends on timing, so it is left out of the order checked.
     ours = [
         (update["change"], update["serviceRequest"]["status"])
         for message in map(json.loads, frames)
         if message.get("type") == "next"
         for update in [message["payload"]["data"]["serviceRequestUpdates"]]
-        if update["serviceRequest"]["number"] == number
+        if update["serviceRequest"]["number"] == number and update["change"] != "ETA_CHANGED"
     ]
     assert ours == [
         ("CREATED", "PENDING"),
