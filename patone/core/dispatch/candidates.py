@@ -132,9 +132,11 @@ def rank(
     the least loaded of them first."""
     by_travel_only = strategy == "nearest" or priority == "emergency"
     timed = [c for c in candidates if c.travel_s is not None]
-    tied = emergency_tied(timed, emergency_tie_s) if strategy == "scored" else set()
-    if priority != "emergency":
-        tied = set()
+    tied = (
+        emergency_tied(timed, emergency_tie_s)
+        if priority == "emergency" and strategy == "scored"
+        else set()
+    )
     ahead = {c.driver_id: fleet.ahead(c) for c in timed}
     least = min(ahead.values(), default=0.0)
     least_tied = min((ahead[d] for d in tied), default=0.0)
