@@ -121,7 +121,7 @@ def test_a_new_request_in_the_demo_company_texts_and_emails_its_customer(
                 product,
                 dispatcher,
                 """query($id: ID) { notifications(requestId: $id) {
-                     nodes { channel status address provider providerId body } } }""",
+                     nodes { channel status address provider providerId body error } } }""",
                 id=request["id"],
             )["notifications"]["nodes"]
             if {n["channel"] for n in log if n["status"] == "sent"} == {"sms", "email"}:
@@ -129,7 +129,11 @@ def test_a_new_request_in_the_demo_company_texts_and_emails_its_customer(
             time.sleep(0.2)
         else:
             product["worker_log"].seek(0)
-            raise AssertionError(f"not sent: {log}\n{product['worker_log'].read()[-3000:]}")
+            product["serve_log"].seek(0)
+            raise AssertionError(
+                f"not sent: {log}\nworker: {product['worker_log'].read()[-3000:]}"
+                f"\nserve: {product['serve_log'].read()[-3000:]}"
+            )
         by_channel = {n["channel"]: n for n in log}
         assert by_channel["sms"]["address"] == "+14155550142"
         assert by_channel["sms"]["provider"] == "sms-twilio"

@@ -54,6 +54,9 @@ class PluginRuntime:
 
 
 ENABLED_TTL = 5.0
+# A fresh read trusts an unchanged version for this long at most: a change whose version bump
+# was lost (Redis failed just then) reaches fresh reads within it too.
+VERSIONED_TTL = 60.0
 
 
 _runtime: PluginRuntime | None = None
@@ -300,13 +303,18 @@ def _opened(box: SecretBox, sealed: dict[str, Any]) -> tuple[dict[str, Any], set
     return opened, unreadable
 
 
-async def enabled_plugins(tenant: TenantRef, *, fresh: bool = False) -> dict[str, dict[str, Any]]:
+async def enabled_plugins(
+    tenant: TenantRef, *, fresh: bool = False, reread: bool = False
+) -> dict[str, dict[str, Any]]:
     """The plugins on for this tenant and their settings, secrets decrypted (for hook calls).
 
     Read from this process's cache when it is younger than `ENABLED_TTL` (a change made in
-    another process reaches it within that time), or from the database with `fresh=True`, which
-    refreshes the cache: work that must see a change made just before it was queued (a send job
+    another process reaches it within that time). With `fresh=True`, as of the tenant's plugins
+    version: the cache if no change was made since it was read (for up to `VERSIONED_TTL`),
+    else the database; work that must see a change made just before it was queued (a send job
     right after a company turned on its SMS provider) asks for that once per job.
+    `reread=True` reads the database whatever the version says, for a decision that cannot be
+    taken back (a message ended as `no_provider`); a cached copy it finds stale is logged.
 
     A plugin whose secrets this server cannot open (SECRET_KEY changed without fallbacks) is
     left out and logged: its company must enter them again."""
@@ -315,7 +323,9 @@ async def enabled_plugins(tenant: TenantRef, *, fresh: bool = False) -> dict[str
     if not fresh and cached is not None and time.monotonic() - cached[0] < ENABLED_TTL:
         return cached[2]
     version = await _version(tenant)
-    if fresh and cached is not None and version is not None and cached[1] == version:
+    same_version = cached is not None and version is not None and cached[1] == version
+    trusted = cached is not None and time.monotonic() - cached[0] < VERSIONED_TTL
+    if fresh and not reread and same_version and trusted and cached is not None:
         return cached[2]  # nothing changed since it was read (a change bumps the version)
     async with tenant_transaction(tenant):
         stored = await _stored()
@@ -334,6 +344,14 @@ async def enabled_plugins(tenant: TenantRef, *, fresh: bool = False) -> dict[str
             )
             continue
         enabled[name] = opened
+    if reread and same_version and cached is not None and set(cached[2]) != set(enabled):
+        log.warning(
+            "cached plugin settings were stale under version %s: %s cached, %s stored",
+            version,
+            sorted(cached[2]),
+            sorted(enabled),
+            extra={"tenant": tenant.slug},
+        )
     runtime.enabled_cache[tenant.slug] = (time.monotonic(), version, enabled)
     return enabled
 

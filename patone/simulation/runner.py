@@ -93,6 +93,7 @@ class Job:
     travel_s: float | None = None
     arrived_at: datetime | None = None
     completed_at: datetime | None = None
+    preempted: int = 0  # times an emergency took its driver before they left
 
 
 @dataclass
@@ -498,7 +499,9 @@ class Simulation:
         job.driver = driver.spec.id
         job.eta_shown = response.request.get("eta_at")
         if response.preempted is not None:
-            self.by_request[response.preempted].driver = None
+            taken = self.by_request[response.preempted]
+            taken.driver = None
+            taken.preempted += 1
         await self._depart(driver, job)
         await self._engine()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -205,3 +206,27 @@ async def test_secrets_sealed_with_a_lost_key_are_asked_for_again_not_a_crash(
             "new-secret-token"
         )
         assert "sms-fake" not in await plugins.enabled_plugins(bolt)
+
+
+async def test_a_fresh_read_trusts_an_unchanged_version_only_for_a_while(
+    two_tenants: tuple[TenantInfo, TenantInfo], fake_sms: FakeSms
+) -> None:
+    """A change whose version bump was lost (Redis failed just then) reaches fresh reads once
+    the cached copy is `VERSIONED_TTL` old, and a re-read at once."""
+    acme, bolt = two_tenants
+    before = await plugins.enabled_plugins(acme, fresh=True)
+    bolt_before = await plugins.enabled_plugins(bolt, fresh=True)
+    await plugins.configure_plugin(acme, ADMIN, "sms-fake", enabled=True, config=SETTINGS)
+    version = await plugins._version(acme)
+    read_at = time.monotonic()  # the copy from before, as if read just now
+    plugins.get_runtime().enabled_cache[acme.slug] = (read_at, version, before)
+    assert await plugins.enabled_plugins(acme, fresh=True) is before
+    assert "sms-fake" in await plugins.enabled_plugins(acme, fresh=True, reread=True)
+    plugins.get_runtime().enabled_cache[acme.slug] = (
+        read_at - plugins.VERSIONED_TTL,
+        version,
+        before,
+    )
+    assert "sms-fake" in await plugins.enabled_plugins(acme, fresh=True)
+    assert "sms-fake" not in await plugins.enabled_plugins(bolt, fresh=True)
+    assert "sms-fake" not in bolt_before

@@ -257,6 +257,15 @@ async def _send(
     return _delivered(result.value)
 
 
+def _unprovided(rows: list[dict[str, Any]], enabled: dict[str, dict[str, Any]]) -> bool:
+    """Whether some email or SMS among `rows` has no enabled plugin to send it."""
+    manager = plugins.get_runtime().manager
+    return any(
+        not any(name in enabled for name, _ in manager.implementations(HOOKS[channel]))
+        for channel in {row["channel"] for row in rows} - {"push"}
+    )
+
+
 async def _push(tenant: TenantRef, row: dict[str, Any], our_id: str) -> Outcome:
     from patone.core import push  # the push module needs the plugin runtime's key store
 
@@ -363,6 +372,9 @@ async def send_notifications(tenant_slug: str, ids: list[int]) -> dict[int, str]
         # The company's providers as they are now, not as this process cached them up to
         # `ENABLED_TTL` ago: an SMS provider turned on just before the event must send it.
         enabled = await plugins.enabled_plugins(job.tenant, fresh=True)
+        if _unprovided(claimed.rows, enabled):
+            # Those would end as `no_provider` for good: as the database says, not a copy.
+            enabled = await plugins.enabled_plugins(job.tenant, fresh=True, reread=True)
         slots = asyncio.Semaphore(CONCURRENCY)
         sent = await asyncio.gather(
             *(_attempt(job.tenant, tenant_slug, row, slots, enabled) for row in claimed.rows)

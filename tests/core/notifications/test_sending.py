@@ -298,6 +298,33 @@ async def test_a_send_job_sees_providers_turned_on_just_before_not_a_stale_cache
     assert await log_of(bolt) == []
 
 
+async def test_a_provider_change_whose_version_bump_was_lost_still_sends(
+    two_tenants: tuple[TenantInfo, TenantInfo],
+    runtime: object,
+    twilio: TwilioFake,
+    smtp: SmtpFake,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A worker's copy from before the providers were turned on, held under the version the
+    change should have bumped (Redis failed just then): the send job reads the database before
+    ending a message as "no provider", and says the copy was stale."""
+    from patone.core.notifications import planning
+    from patone.plugins import config as plugins
+
+    acme, bolt = two_tenants
+    assert "sms-twilio" not in await plugins.enabled_plugins(acme)
+    stale = plugins.get_runtime().enabled_cache[acme.slug]
+    await enable_providers(acme, twilio, smtp)
+    version = await plugins._version(acme)
+    plugins.get_runtime().enabled_cache[acme.slug] = (stale[0], version, stale[2])
+    request = await new_request(acme)
+    ids = await planning.plan(acme, [created_event(request, 7)])
+    assert set((await sending.send_notifications(acme.slug, ids)).values()) == {"sent"}
+    assert len(twilio.forms) == 1 and len(smtp.messages) == 1
+    assert "cached plugin settings were stale" in caplog.text
+    assert await log_of(bolt) == []
+
+
 def test_a_send_job_may_run_as_long_as_its_batch_is_leased_to_it() -> None:
     """A job stopped by Dramatiq's time limit while its rows are still leased would leave a
     live lease nobody holds: the limit is longer than the lease of a full batch with the
