@@ -170,6 +170,7 @@ class Run:
             "wait_to_arrival_min": statistics.fmean(waits) if waits else None,
             "completed": float(sum(1 for j in jobs if j.completed_at is not None)),
             "offers_per_request": (statistics.fmean(j.offers for j in jobs) if jobs else None),
+            "preempted": float(sum(j.preempted for j in jobs)),
         }
 
 

@@ -53,6 +53,7 @@ FIGURES: list[tuple[str, str, str, str, bool]] = [
     ("eta_mae_min", "ETA mean absolute error (min)", "<= 3", "5", True),
     ("wait_to_arrival_min", "mean wait, call to arrival (min)", "", "", True),
     ("offers_per_request", "offers per request", "", "", True),
+    ("preempted", "accepted jobs taken back for an emergency", "", "", True),
     ("completed", "jobs completed", "", "", False),
 ]
 PERCENT = {"auto_assigned_within_2min", "load_spread", "load_spread_floor", "travel_time_vs_greedy"}
@@ -85,7 +86,7 @@ def _format(key: str, value: float | None) -> str:
         return "-"
     if key in PERCENT:
         return f"{value * 100:+.1f} %" if key == "travel_time_vs_greedy" else f"{value * 100:.1f} %"
-    if key in ("completed", "full_shift_job_range"):
+    if key in ("completed", "full_shift_job_range", "preempted"):
         return f"{value:.0f}" if value == round(value) else f"{value:.1f}"
     return f"{value:.2f}"
 
@@ -242,6 +243,18 @@ def _advance(progress: Progress, task: TaskID, seconds: float) -> None:
     progress.update(task, completed=seconds)
 
 
+def _changed_deadlines(options: Options) -> str:
+    """The engine's offer deadlines where `--engine-settings` moved them off the fixed ones
+    ("60 s, 10 s for emergencies"), or "" where it did not."""
+    settings = options.engine_settings or {}
+    normal = settings.get("offer_seconds", behaviour_model.OFFER_DEADLINE_S)
+    urgent = settings.get("emergency_offer_seconds", behaviour_model.EMERGENCY_OFFER_DEADLINE_S)
+    fixed = (behaviour_model.OFFER_DEADLINE_S, behaviour_model.EMERGENCY_OFFER_DEADLINE_S)
+    if (normal, urgent) == fixed:
+        return ""
+    return f"{normal:g} s, {urgent:g} s for emergencies"
+
+
 def _assumption_values(options: Options, requests: int, used: float) -> dict[str, Any]:
     return {
         "drivers": options.drivers,
@@ -253,6 +266,7 @@ def _assumption_values(options: Options, requests: int, used: float) -> dict[str
         "response_delay_s": list(behaviour_model.RESPONSE_DELAY_S),
         "offer_deadline_s": behaviour_model.OFFER_DEADLINE_S,
         "emergency_offer_deadline_s": behaviour_model.EMERGENCY_OFFER_DEADLINE_S,
+        "engine_deadlines_changed": _changed_deadlines(options) or None,
         "travel_noise_cv": NOISE_CV,
         "peak_speed_factor": PEAK_FACTOR,
         "peak_utilisation_estimate": round(used, 3),
@@ -280,6 +294,12 @@ def _assumptions(console: Console, options: Options, requests: int, used: float,
         console.print(
             f"The company's last {options.history_days} days of calls (the same demand model, "
             "other seeds) are on record, as a working company's would be."
+        )
+    changed = _changed_deadlines(options)
+    if changed:
+        console.print(
+            f"[red]The engine's offers last {changed} here (--engine-settings), not the fixed "
+            "deadlines:[/red] a what-if, not comparable with the baseline."
         )
     if options.frozen_clock:
         console.print(

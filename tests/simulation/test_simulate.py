@@ -54,10 +54,13 @@ async def test_a_short_run_reports_every_figure_beside_the_baseline(tmp_path: Pa
         # Beside it, the least any split of those jobs could read, and the counts' range.
         assert 0 <= run["load_spread_floor"] <= run["load_spread"]
         assert run["full_shift_job_range"] == max(full) - min(full)
+        assert run["preempted"] >= 0 and run["preempted"] == int(run["preempted"])
     assert result["baseline"]["travel_time_vs_greedy"] == 0.0
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     text = console.export_text()
     assert "accept 85% of offers after 5-60 s" in text
+    assert "a what-if, not comparable" not in text
+    assert written["assumptions"]["engine_deadlines_changed"] is None
     for _key, label, *_ in FIGURES:
         assert label in text
     assert await _simulation_companies() == before  # both companies purged
@@ -106,3 +109,22 @@ async def test_with_the_clock_frozen_a_run_repeats_exactly() -> None:
     assert first["full_shift_jobs"] == second["full_shift_jobs"]
     assert first["completed"] > 0 and first["assumptions"]["frozen_clock"] is True
     assert "Business time stands still while the engine works" in console.export_text()
+
+
+async def test_engine_deadlines_off_the_fixed_ones_are_called_a_what_if() -> None:
+    console = Console(record=True, width=160)
+    result = await simulate(
+        Options(
+            drivers=3,
+            requests=6,
+            hours=0.25,
+            seed=5,
+            baseline=False,
+            history_days=0,
+            frozen_clock=True,
+            engine_settings={"offer_seconds": 60},
+        ),
+        console,
+    )
+    assert result["assumptions"]["engine_deadlines_changed"] == "60 s, 10 s for emergencies"
+    assert "The engine's offers last 60 s, 10 s for emergencies here" in console.export_text()
