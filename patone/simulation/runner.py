@@ -109,6 +109,7 @@ class Driver:
     # Driving to a waiting place the engine suggested: (from, to, left at, true seconds).
     moving: tuple[Point, Point, datetime, float] | None = None
     moves: int = 0
+    offers: int = 0  # offers the engine sent them (each answered or not as their draws say)
 
 
 @dataclass
@@ -121,14 +122,22 @@ class Run:
     hours: float = 0.0
     wall_s: float = 0.0
 
-    def full_shift_jobs(self) -> list[int]:
-        """Jobs done by each driver who worked the whole run (whom load balancing is measured
-        among), by driver."""
+    def full_shift(self) -> list[Driver]:
+        """The drivers who worked the whole run (whom load balancing is measured among)."""
         return [
-            d.jobs_done
+            d
             for d in sorted(self.drivers.values(), key=lambda d: d.spec.id)
             if d.spec.shift_start_s <= 0 and d.spec.shift_end_s >= self.hours * 3600
         ]
+
+    def full_shift_jobs(self) -> list[int]:
+        """Jobs done by each driver who worked the whole run, by driver."""
+        return [d.jobs_done for d in self.full_shift()]
+
+    def full_shift_offers(self) -> list[int]:
+        """Offers sent to each driver who worked the whole run, in the same order: a driver
+        who ends the day behind after many offers let them lapse or declined them."""
+        return [d.offers for d in self.full_shift()]
 
     def figures(self) -> dict[str, float | None]:
         jobs = list(self.jobs.values())
@@ -387,6 +396,7 @@ class Simulation:
             job = self.by_request[decision.request_id]
             driver = self.run.drivers[decision.driver_id or 0]
             job.offers += 1
+            driver.offers += 1
             sent = self.clock()
             if job.first_offer_at is None:
                 job.first_offer_at = sent

@@ -101,6 +101,8 @@ def results(ours: Run, greedy: Run) -> dict[str, Any]:
     # What the load spread is made of: each full-shift driver's jobs.
     mine["full_shift_jobs"] = ours.full_shift_jobs()
     theirs["full_shift_jobs"] = greedy.full_shift_jobs()
+    mine["full_shift_offers"] = ours.full_shift_offers()
+    theirs["full_shift_offers"] = greedy.full_shift_offers()
     return {**mine, "baseline": theirs}
 
 

@@ -55,6 +55,10 @@ async def test_a_short_run_reports_every_figure_beside_the_baseline(tmp_path: Pa
         assert 0 <= run["load_spread_floor"] <= run["load_spread"]
         assert run["full_shift_job_range"] == max(full) - min(full)
         assert run["preempted"] >= 0 and run["preempted"] == int(run["preempted"])
+        # Beside each driver's jobs, the offers they were sent: at least one per job.
+        offers = run["full_shift_offers"]
+        assert len(offers) == len(full)
+        assert all(sent >= done for sent, done in zip(offers, full, strict=True))
     assert result["baseline"]["travel_time_vs_greedy"] == 0.0
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     text = console.export_text()
