@@ -6,19 +6,25 @@ tenant transaction on a pooled connection (DESIGN.md, "Tenancy" hazards) instead
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from redis.exceptions import RedisError
 from strawberry.dataloader import DataLoader
 
 from patone.core.customers import CUSTOMER_COLUMNS, VEHICLE_COLUMNS
 from patone.core.db import engine
+from patone.core.dispatch import positions
+from patone.core.dispatch.positions import DriverPosition
 from patone.core.drivers import DRIVER_COLUMNS
 from patone.core.permissions import Actor
 from patone.core.service_requests import COLUMNS as REQUEST_COLUMNS
 from patone.core.service_types import SERVICE_TYPE_COLUMNS
 from patone.tenants.isolation import TenantRef, tenant_transaction
+
+log = logging.getLogger(__name__)
 
 Row = dict[str, Any]
 
@@ -61,6 +67,22 @@ def _events(tenant: TenantRef) -> DataLoader[int, list[Row]]:
     return DataLoader(load_fn=load)
 
 
+def _positions(tenant: TenantRef) -> DataLoader[int, DriverPosition | None]:
+    """Drivers' latest pings from the live positions store (one Redis round trip a batch);
+    none while Redis cannot answer (the drivers table's position, seconds older, stands in)."""
+
+    async def load(ids: Sequence[int]) -> list[DriverPosition | None]:
+        try:
+            live = await positions.driver_positions(tenant, ids)
+        except RedisError:
+            log.warning("live positions unavailable", exc_info=True)
+            return [None] * len(ids)
+        found = {p.driver_id: p for p in live}
+        return [found.get(i) for i in ids]
+
+    return DataLoader(load_fn=load)
+
+
 @dataclass
 class Loaders:
     customer: DataLoader[int, Row | None]
@@ -69,6 +91,7 @@ class Loaders:
     service_type: DataLoader[int, Row | None]
     request: DataLoader[int, Row | None]
     events: DataLoader[int, list[Row]]
+    position: DataLoader[int, DriverPosition | None]
 
     @classmethod
     def for_tenant(cls, tenant: TenantRef) -> Loaders:
@@ -79,6 +102,7 @@ class Loaders:
             service_type=_by_id(tenant, "service_types"),
             request=_by_id(tenant, "service_requests"),
             events=_events(tenant),
+            position=_positions(tenant),
         )
 
     def prime(self, loader: str, rows: Iterable[Row]) -> None:

@@ -233,14 +233,15 @@ class Driver(Node):
     status: DriverStatus
     skills: list[str]
     truck: str
-    last_position: Location | None
-    last_seen_at: datetime | None
+    pk: strawberry.Private[int]
+    stored_position: strawberry.Private[tuple[float, float] | None]
+    stored_seen_at: strawberry.Private[datetime | None]
 
     @classmethod
     def from_row(cls, row: Row) -> Driver:
         position = None
         if row["last_lat"] is not None and row["last_lng"] is not None:
-            position = Location(lat=row["last_lat"], lng=row["last_lng"], address="")
+            position = (row["last_lat"], row["last_lng"])
         return cls(
             id=gid("Driver", row["id"]),
             name=row["name"],
@@ -248,9 +249,33 @@ class Driver(Node):
             status=DriverStatus(row["status"]),
             skills=list(row["skills"]),
             truck=row["truck"],
-            last_position=position,
-            last_seen_at=row["last_seen_at"],
+            pk=row["id"],
+            stored_position=position,
+            stored_seen_at=row["last_seen_at"],
         )
+
+    async def _latest(
+        self, info: Info[Context, None]
+    ) -> tuple[float, float, datetime | None] | None:
+        """The latest ping: live from the positions store, or the drivers table's copy (which
+        the history flush brings up to date seconds later) when that is as new."""
+        live = await info.context.loaders.position.load(self.pk)
+        stored_at = self.stored_seen_at
+        if live is not None and (stored_at is None or live.recorded_at >= stored_at):
+            return live.lat, live.lng, live.recorded_at
+        if self.stored_position is None:
+            return None
+        return (*self.stored_position, stored_at)
+
+    @strawberry.field(description="Where the driver's latest GPS ping put them (live).")
+    async def last_position(self, info: Info[Context, None]) -> Location | None:
+        latest = await self._latest(info)
+        return Location(lat=latest[0], lng=latest[1], address="") if latest else None
+
+    @strawberry.field(description="When the driver's latest GPS ping was recorded.")
+    async def last_seen_at(self, info: Info[Context, None]) -> datetime | None:
+        latest = await self._latest(info)
+        return latest[2] if latest else None
 
 
 @strawberry.type

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from patone.core import drivers, users
 from patone.core.clock import now
@@ -126,3 +126,25 @@ async def test_the_old_position_mutation_still_moves_the_driver(
     }
     listed = await gql(acme, await token_for(acme, "dispatcher"), "{ driverPositions { lat } }")
     assert listed["data"]["driverPositions"] == [{"lat": 52.5}]
+
+
+async def test_a_drivers_last_position_is_their_latest_ping_before_the_table_catches_up(
+    gql: Gql, two_tenants: tuple[TenantInfo, TenantInfo]
+) -> None:
+    """The drivers table takes positions at the history flush, seconds later; `lastPosition`
+    reads the live store, in the driver's own company only."""
+    acme, bolt = two_tenants
+    driver_id, token = await _driver_token(acme)
+    _bolt_driver, _ = await _driver_token(bolt)  # the same row id in the other company
+    ping = _ping(0, lat=52.5311, lng=13.4102)
+    assert (await gql(acme, token, RECORD, {"pings": [ping]}))["data"]["recordDriverPings"][
+        "accepted"
+    ] == 1
+    query = "{ drivers { id lastPosition { lat lng } lastSeenAt } }"
+    (listed,) = (await gql(acme, await token_for(acme, "dispatcher"), query))["data"]["drivers"]
+    assert listed["id"] == driver_id
+    assert listed["lastPosition"] == {"lat": 52.5311, "lng": 13.4102}
+    assert listed["lastSeenAt"] is not None
+    assert abs((datetime.fromisoformat(listed["lastSeenAt"]) - now()).total_seconds()) < 5
+    (other,) = (await gql(bolt, await token_for(bolt, "dispatcher"), query))["data"]["drivers"]
+    assert other["lastPosition"] is None and other["lastSeenAt"] is None
