@@ -689,12 +689,37 @@ def simulate(
         out=out,
         chart=chart,
         keep=keep,
-        engine_settings=json.loads(engine_settings) if engine_settings else None,
+        engine_settings=_engine_settings(engine_settings),
         baseline=baseline,
         history_days=history_days,
         frozen_clock=frozen_clock,
     )
     run_with_database(lambda: run_simulation(options, console))
+
+
+def _engine_settings(text: str) -> dict[str, Any] | None:
+    """`--engine-settings`: a JSON object of dispatch settings, checked before anything runs."""
+    if not text:
+        return None
+    from patone.core.dispatch.settings import DispatchSettingsInput
+    from patone.core.errors import ValidationFailed
+    from patone.core.inputs import parse
+
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise typer.BadParameter(f"not JSON: {error}", param_hint="--engine-settings") from None
+    if not isinstance(data, dict):
+        raise typer.BadParameter(
+            'a JSON object of dispatch settings, e.g. {"offer_seconds": 45}',
+            param_hint="--engine-settings",
+        )
+    try:
+        parse(DispatchSettingsInput, data)
+    except ValidationFailed as failed:
+        problems = "; ".join(f"{e.field}: {e.message}" for e in failed.errors)
+        raise typer.BadParameter(problems, param_hint="--engine-settings") from None
+    return data
 
 
 def _seed_list(text: str) -> tuple[int, ...]:

@@ -211,3 +211,15 @@ def test_tenants_change_plan_from_the_command_line() -> None:
     finally:
         patone("tenants", "delete", slug)
         patone("tenants", "purge", slug, "--force")
+
+
+def test_simulate_refuses_bad_engine_settings_before_running() -> None:
+    for given, said in (
+        ("{bad", "not JSON"),
+        ("[1]", "a JSON object of dispatch settings"),
+        ('{"offer_seconds": 1}', "offer_seconds: Input should be greater than or equal to 5"),
+    ):
+        result = patone("simulate", "--drivers", "2", "--engine-settings", given)
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert said in result.stderr and "Traceback" not in result.stderr
+        assert "City seed" not in result.stdout  # nothing ran
