@@ -177,8 +177,8 @@ async def _ring_once(
             return 0
         await asyncio.to_thread(client.delete, key)  # let the retry ring
         raise
-    if not deliveries:
-        log.info("%s not pushed: no device", what, extra={"tenant": tenant.slug})
+    if not deliveries:  # the common case of a driver who never allowed push: not news
+        log.debug("%s not pushed: no device", what, extra={"tenant": tenant.slug})
     return len(deliveries)
 
 
