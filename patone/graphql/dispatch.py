@@ -387,6 +387,21 @@ class OfferTally:
         )
 
 
+@strawberry.type(description="One driver's closed offers, first and made again together.")
+class DriverOfferTally:
+    driver_id: strawberry.ID
+    name: str
+    tally: OfferTally
+
+    @classmethod
+    def from_tally(cls, tally: service.DriverTally) -> DriverOfferTally:
+        return cls(
+            driver_id=gid("Driver", tally.driver_id),
+            name=tally.name,
+            tally=OfferTally.from_tally(tally.tally),
+        )
+
+
 @strawberry.type(description="How the company's drivers answered offers.")
 class OfferStats:
     since: datetime
@@ -396,6 +411,10 @@ class OfferStats:
     again: OfferTally = strawberry.field(
         description="Offers made again to a driver who had let an offer of the same request lapse "
         "(lapsedReoffers): asking again pays while their acceptance is near the first offers'."
+    )
+    by_driver: list[DriverOfferTally] = strawberry.field(
+        description="Each driver who was offered work, by name: who lets offers lapse or "
+        "declines most (a driver behind on jobs often answered few)."
     )
 
 
@@ -413,6 +432,7 @@ class DispatchQueries:
             since=stats.since,
             first=OfferTally.from_tally(stats.first),
             again=OfferTally.from_tally(stats.again),
+            by_driver=[DriverOfferTally.from_tally(t) for t in stats.by_driver],
         )
 
     @strawberry.field(description="Every offer made for a request, with its explanation.")

@@ -149,14 +149,29 @@ async def test_a_decline_cascades_and_a_dispatcher_can_offer_by_hand_and_tune_se
     assert result["userErrors"] == [] and result["outcome"] == "offered"
     assert result["offer"]["driverId"] == far_id and result["offer"]["offeredBy"].startswith("user")
     # How drivers answered: Nina's decline and Fred's offer withdrawn for the by-hand one.
-    tally = "{ offerStats { first { offers declined withdrawn acceptance } again { offers } } }"
+    tally = (
+        "{ offerStats { first { offers declined withdrawn acceptance } again { offers } "
+        "byDriver { driverId name tally { offers declined withdrawn } } } }"
+    )
     assert (await gql(acme, dispatcher, tally))["data"]["offerStats"] == {
         "first": {"offers": 2, "declined": 1, "withdrawn": 1, "acceptance": 0.0},
         "again": {"offers": 0},
+        "byDriver": [
+            {
+                "driverId": far_id,
+                "name": "Fred",
+                "tally": {"offers": 1, "declined": 0, "withdrawn": 1},
+            },
+            {
+                "driverId": statuses[0][0],
+                "name": "Nina",
+                "tally": {"offers": 1, "declined": 1, "withdrawn": 0},
+            },
+        ],
     }
     bolt_manager = await token_for(bolt, "manager")
     theirs = (await gql(bolt, bolt_manager, tally))["data"]["offerStats"]
-    assert theirs["first"]["offers"] == 0
+    assert theirs["first"]["offers"] == 0 and theirs["byDriver"] == []
     window = await gql(acme, dispatcher, "{ offerStats(days: 0) { since } }")
     assert window["errors"][0]["extensions"]["code"] == "out_of_range"
     # Settings: an admin changes them field by field; a bad value names its field.

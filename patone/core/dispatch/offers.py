@@ -10,7 +10,7 @@ and the offer is closed as lapsed. Every response is stored on the offer (who, w
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -340,25 +340,39 @@ class OfferTally:
 
 
 @dataclass(frozen=True)
+class DriverTally:
+    """One driver's closed offers (first and made again together)."""
+
+    driver_id: int
+    name: str
+    tally: OfferTally
+
+
+@dataclass(frozen=True)
 class OfferStats:
     """A company's closed offers since `since`: first offers of a request to a driver, and
-    offers made again to a driver who had let an offer of the same request lapse."""
+    offers made again to a driver who had let an offer of the same request lapse; and each
+    driver's, by name (who lets offers lapse or declines most)."""
 
     since: datetime
     first: OfferTally
     again: OfferTally
+    by_driver: list[DriverTally] = field(default_factory=list)
 
 
 MAX_STATS_DAYS = 366
 
-_TALLY = """
-SELECT again, count(*) AS offers,
+# How a group of closed offers ended (the columns of `OfferTally`).
+_ENDED = """count(*) AS offers,
        count(*) FILTER (WHERE status = 'accepted') AS accepted,
        count(*) FILTER (WHERE status = 'declined') AS declined,
        count(*) FILTER (WHERE status = 'expired') AS lapsed,
        count(*) FILTER (WHERE status = 'withdrawn') AS withdrawn,
        percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM responded_at - sent_at))
-           FILTER (WHERE status IN ('accepted', 'declined')) AS median_answer_s
+           FILTER (WHERE status IN ('accepted', 'declined')) AS median_answer_s"""
+
+_TALLY = f"""
+SELECT again, {_ENDED}
 FROM (
     SELECT o.status, o.sent_at, o.responded_at, EXISTS (
         SELECT 1 FROM offers p WHERE p.request_id = o.request_id AND p.driver_id = o.driver_id
@@ -367,6 +381,22 @@ FROM (
 ) closed
 GROUP BY again
 """
+
+_BY_DRIVER = f"""
+SELECT closed.*, d.name
+FROM (
+    SELECT driver_id, {_ENDED}
+    FROM offers WHERE sent_at >= $1 AND status <> 'open'
+    GROUP BY driver_id
+) closed JOIN drivers d ON d.id = closed.driver_id
+ORDER BY d.name, d.id
+"""
+
+TALLY_FIELDS = ("offers", "accepted", "declined", "lapsed", "withdrawn", "median_answer_s")
+
+
+def _tally(row: Any) -> OfferTally:
+    return OfferTally(**{k: row[k] for k in TALLY_FIELDS})
 
 
 async def offer_stats(tenant: TenantRef, actor: Actor, days: int = 30) -> OfferStats:
@@ -379,8 +409,11 @@ async def offer_stats(tenant: TenantRef, actor: Actor, days: int = 30) -> OfferS
     since = now() - timedelta(days=days)
     async with tenant_transaction(tenant):
         rows = await engine.fetch(_TALLY, since)
-    tallies = {
-        row["again"]: OfferTally(**{k: v for k, v in dict(row).items() if k != "again"})
-        for row in rows
-    }
-    return OfferStats(since, tallies.get(False, OfferTally()), tallies.get(True, OfferTally()))
+        drivers = await engine.fetch(_BY_DRIVER, since)
+    tallies = {row["again"]: _tally(row) for row in rows}
+    return OfferStats(
+        since,
+        tallies.get(False, OfferTally()),
+        tallies.get(True, OfferTally()),
+        [DriverTally(row["driver_id"], row["name"], _tally(row)) for row in drivers],
+    )

@@ -55,8 +55,15 @@ async def test_first_offers_and_offers_made_again_after_a_lapse_are_told_apart(
     assert stats.first.acceptance == 0.0
     assert stats.again == offers.OfferTally(offers=1, accepted=1, median_answer_s=4.0)
     assert stats.again.acceptance == 1.0
+    # Each driver's, by name: Anna's lapse and accept, Bob's decline; Bert is bolt's.
+    assert [(d.name, d.tally) for d in stats.by_driver] == [
+        ("Anna", offers.OfferTally(offers=2, accepted=1, lapsed=1, median_answer_s=4.0)),
+        ("Bob", offers.OfferTally(offers=1, declined=1, median_answer_s=10.0)),
+    ]
+    assert [d.driver_id for d in stats.by_driver] == [anna["id"], bob["id"]]
     other = await offers.offer_stats(bolt, DISPATCHER)
     assert other.first == offers.OfferTally(offers=1, accepted=1, median_answer_s=20.0)
+    assert [(d.driver_id, d.tally.accepted) for d in other.by_driver] == [(bert["id"], 1)]
     assert other.again == offers.OfferTally() and other.again.acceptance is None
     # Older than the window asked for: left out.
     clock.advance(2 * 24 * 3600)
