@@ -210,7 +210,12 @@ async def _simulate_seed(options: Options, console: Console) -> dict[str, Any]:
     result = results(runs["ours"], runs.get("greedy") or runs["ours"])
     result["assumptions"] = _assumption_values(options, requests, used)
     result["assumptions"]["auto_assigned_within_2min_bound"] = round(
-        assignment_bound(options.seed, emergencies_for(requests) / max(1, requests)), 4
+        assignment_bound(
+            options.seed,
+            emergencies_for(requests) / max(1, requests),
+            deadlines=_engine_deadlines(options),
+        ),
+        4,
     )
     _table(console, result)
     _write(options.out, result, console)
@@ -220,16 +225,26 @@ async def _simulate_seed(options: Options, console: Console) -> dict[str, Any]:
     return result
 
 
-def assignment_bound(seed: int, emergency_share: float, trials: int = 20_000) -> float:
+def assignment_bound(
+    seed: int,
+    emergency_share: float,
+    trials: int = 20_000,
+    deadlines: tuple[float, float] | None = None,
+) -> float:
     """The best share of requests an engine making one offer at a time can expect to have
     accepted within two minutes under the drivers' fixed behaviour: a driver always free, offered
     the instant the last offer closed (a decline closes it when it comes, silence at the
-    deadline). Estimated over `trials` such requests."""
+    deadline). `deadlines`: (normal, emergency) offer seconds, the fixed ones unless given.
+    Estimated over `trials` such requests."""
     behaviour = DriverBehaviour(seed)
+    normal, urgent = deadlines or (
+        behaviour_model.OFFER_DEADLINE_S,
+        behaviour_model.EMERGENCY_OFFER_DEADLINE_S,
+    )
     within = 0
     for trial in range(trials):
         emergency = trial < trials * emergency_share
-        deadline = behaviour_model.offer_deadline_s("emergency" if emergency else "normal")
+        deadline = urgent if emergency else normal
         elapsed, attempt = 0.0, 0
         while elapsed <= ASSIGNED_WITHIN_S:
             attempt += 1
@@ -245,12 +260,20 @@ def _advance(progress: Progress, task: TaskID, seconds: float) -> None:
     progress.update(task, completed=seconds)
 
 
+def _engine_deadlines(options: Options) -> tuple[float, float]:
+    """The engine's offer deadlines (normal, emergency): the fixed ones unless
+    `--engine-settings` moves them."""
+    settings = options.engine_settings or {}
+    return (
+        float(settings.get("offer_seconds", behaviour_model.OFFER_DEADLINE_S)),
+        float(settings.get("emergency_offer_seconds", behaviour_model.EMERGENCY_OFFER_DEADLINE_S)),
+    )
+
+
 def _changed_deadlines(options: Options) -> str:
     """The engine's offer deadlines where `--engine-settings` moved them off the fixed ones
     ("60 s, 10 s for emergencies"), or "" where it did not."""
-    settings = options.engine_settings or {}
-    normal = settings.get("offer_seconds", behaviour_model.OFFER_DEADLINE_S)
-    urgent = settings.get("emergency_offer_seconds", behaviour_model.EMERGENCY_OFFER_DEADLINE_S)
+    normal, urgent = _engine_deadlines(options)
     fixed = (behaviour_model.OFFER_DEADLINE_S, behaviour_model.EMERGENCY_OFFER_DEADLINE_S)
     if (normal, urgent) == fixed:
         return ""
@@ -330,10 +353,13 @@ def _table(console: Console, result: dict[str, Any]) -> None:
         )
     console.print(table)
     bound = result["assumptions"]["auto_assigned_within_2min_bound"]
+    changed = result["assumptions"]["engine_deadlines_changed"]
     console.print(
         f"An engine making one offer at a time can expect at best {bound:.1%} accepted within "
-        "2 minutes under these drivers' behaviour (a free driver offered the instant the last "
-        "offer closed; one run of a few hundred requests varies by a few points)."
+        "2 minutes under these drivers' behaviour"
+        + (f", its offers lasting {changed}" if changed else "")
+        + " (a free driver offered the instant the last offer closed; one run of a few hundred "
+        "requests varies by a few points)."
     )
 
 
