@@ -135,7 +135,7 @@ async def event_listeners(tenant: TenantInfo) -> list[str]:
         runtime = plugins.get_runtime()
     except RuntimeError:
         return []
-    implementing = {name for name, _ in runtime.manager.implementations("on_event")}
+    implementing = runtime.manager.implementers("on_event")
     return sorted(implementing & set(await plugins.enabled_plugins(tenant)))
 
 

@@ -61,7 +61,7 @@ async def check_plugin(
     hooks = {
         hook
         for hook in ("send_email", "send_sms", "route", "store_file")
-        if name in {plugin for plugin, _ in runtime.manager.implementations(hook)}
+        if name in runtime.manager.implementers(hook)
     }
     manager, only = runtime.manager, {name: config}
     view = plugins.tenant_view(tenant)

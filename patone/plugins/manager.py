@@ -179,6 +179,10 @@ class PluginManager:
             self._implementations[hook] = found
         return found
 
+    def implementers(self, hook: str) -> set[str]:
+        """The names of the plugins that implement `hook`."""
+        return {name for name, _ in self.implementations(hook)}
+
     async def _call_one(self, plugin: str, impl: pluggy.HookImpl, kwargs: dict[str, Any]) -> Any:
         arguments = {name: kwargs[name] for name in impl.argnames if name in kwargs}
         function = impl.function

@@ -261,7 +261,7 @@ def _unprovided(rows: list[dict[str, Any]], enabled: dict[str, dict[str, Any]]) 
     """Whether some email or SMS among `rows` has no enabled plugin to send it."""
     manager = plugins.get_runtime().manager
     return any(
-        not any(name in enabled for name, _ in manager.implementations(HOOKS[channel]))
+        not manager.implementers(HOOKS[channel]) & set(enabled)
         for channel in {row["channel"] for row in rows} - {"push"}
     )
 
