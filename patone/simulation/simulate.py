@@ -225,11 +225,15 @@ async def _simulate_seed(options: Options, console: Console) -> dict[str, Any]:
     return result
 
 
+# The offer deadlines the issue fixes (normal, emergency), in seconds.
+FIXED_DEADLINES = (behaviour_model.OFFER_DEADLINE_S, behaviour_model.EMERGENCY_OFFER_DEADLINE_S)
+
+
 def assignment_bound(
     seed: int,
     emergency_share: float,
     trials: int = 20_000,
-    deadlines: tuple[float, float] | None = None,
+    deadlines: tuple[float, float] = FIXED_DEADLINES,
 ) -> float:
     """The best share of requests an engine making one offer at a time can expect to have
     accepted within two minutes under the drivers' fixed behaviour: a driver always free, offered
@@ -237,10 +241,7 @@ def assignment_bound(
     deadline). `deadlines`: (normal, emergency) offer seconds, the fixed ones unless given.
     Estimated over `trials` such requests."""
     behaviour = DriverBehaviour(seed)
-    normal, urgent = deadlines or (
-        behaviour_model.OFFER_DEADLINE_S,
-        behaviour_model.EMERGENCY_OFFER_DEADLINE_S,
-    )
+    normal, urgent = deadlines
     within = 0
     for trial in range(trials):
         emergency = trial < trials * emergency_share
@@ -264,9 +265,10 @@ def _engine_deadlines(options: Options) -> tuple[float, float]:
     """The engine's offer deadlines (normal, emergency): the fixed ones unless
     `--engine-settings` moves them."""
     settings = options.engine_settings or {}
+    normal, urgent = FIXED_DEADLINES
     return (
-        float(settings.get("offer_seconds", behaviour_model.OFFER_DEADLINE_S)),
-        float(settings.get("emergency_offer_seconds", behaviour_model.EMERGENCY_OFFER_DEADLINE_S)),
+        float(settings.get("offer_seconds", normal)),
+        float(settings.get("emergency_offer_seconds", urgent)),
     )
 
 
@@ -274,8 +276,7 @@ def _changed_deadlines(options: Options) -> str:
     """The engine's offer deadlines where `--engine-settings` moved them off the fixed ones
     ("60 s, 10 s for emergencies"), or "" where it did not."""
     normal, urgent = _engine_deadlines(options)
-    fixed = (behaviour_model.OFFER_DEADLINE_S, behaviour_model.EMERGENCY_OFFER_DEADLINE_S)
-    if (normal, urgent) == fixed:
+    if (normal, urgent) == FIXED_DEADLINES:
         return ""
     return f"{normal:g} s, {urgent:g} s for emergencies"
 

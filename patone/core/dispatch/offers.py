@@ -10,7 +10,7 @@ and the offer is closed as lapsed. Every response is stored on the offer (who, w
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -392,11 +392,10 @@ FROM (
 ORDER BY d.name, d.id
 """
 
-TALLY_FIELDS = ("offers", "accepted", "declined", "lapsed", "withdrawn", "median_answer_s")
-
 
 def _tally(row: Any) -> OfferTally:
-    return OfferTally(**{k: row[k] for k in TALLY_FIELDS})
+    """An `OfferTally` from a row with `_ENDED`'s columns."""
+    return OfferTally(**{f.name: row[f.name] for f in fields(OfferTally)})
 
 
 async def offer_stats(tenant: TenantRef, actor: Actor, days: int = 30) -> OfferStats:
