@@ -35,3 +35,41 @@ async def test_enable_and_configure_a_plugin_for_one_company(
     assert by_name["maps-offline"]["enabled"]
     refused = await gql(acme, await token_for(acme, "dispatcher"), "{ plugins { name } }")
     assert refused["errors"][0]["extensions"]["code"] == "forbidden"
+
+
+TWILIO = """
+mutation($config: JSON) {
+  configurePlugin(name: "sms-twilio", enabled: true, config: $config) {
+    plugin { name enabled config }
+    userErrors { field code message }
+  }
+}"""
+
+
+async def test_a_provider_url_outside_the_public_internet_is_refused(
+    gql: Gql,
+    two_tenants: tuple[TenantInfo, TenantInfo],
+    fake_sms: FakeSms,  # noqa: F811 (the fixture imported above: private addresses refused)
+) -> None:
+    acme, bolt = two_tenants
+    admin = await token_for(acme, "admin")
+    settings = {
+        "account_sid": "AC" + "1" * 32,
+        "auth_token": "a-very-secret-auth-token",
+        "from_number": "+15005550006",
+    }
+    for url in (
+        "http://100.100.100.200",
+        "http://[64:ff9b::a9fe:a9fe]",
+        "http://[2002:a9fe:a9fe::]",
+    ):
+        done = await gql(acme, admin, TWILIO, {"config": {**settings, "api_base_url": url}})
+        assert done["data"]["configurePlugin"]["plugin"] is None
+        [error] = done["data"]["configurePlugin"]["userErrors"]
+        assert (error["field"], error["code"]) == ("config.api_base_url", "forbidden_address")
+    listed = await gql(acme, admin, "{ plugins { name enabled config } }")
+    by_name = {p["name"]: p for p in listed["data"]["plugins"]}
+    assert by_name["sms-twilio"] == {"name": "sms-twilio", "enabled": False, "config": {}}
+    bolt_admin = await token_for(bolt, "admin")
+    other = await gql(bolt, bolt_admin, "{ plugins { name enabled config } }")
+    assert {p["name"]: p for p in other["data"]["plugins"]}["sms-twilio"]["config"] == {}
