@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
+import pytest
+
+from patone.plugins.secrets import MASK
 from patone.tenants.registry import TenantInfo
+from tests.fakes import FakeDns, SmtpFake
 from tests.graphql.conftest import Gql, token_for
 from tests.plugins.test_config import SETTINGS, FakeSms, fake_sms  # noqa: F401 (fixture)
+from tests.support import plugin_runtime
 
 CONFIGURE = """
 mutation($config: JSON) {
@@ -73,3 +80,60 @@ async def test_a_provider_url_outside_the_public_internet_is_refused(
     bolt_admin = await token_for(bolt, "admin")
     other = await gql(bolt, bolt_admin, "{ plugins { name enabled config } }")
     assert {p["name"]: p for p in other["data"]["plugins"]}["sms-twilio"]["config"] == {}
+
+
+SMTP = """
+mutation($config: JSON) {
+  configurePlugin(name: "email-smtp", enabled: true, config: $config) {
+    plugin { config }
+    userErrors { field code message }
+  }
+}"""
+TEST = """mutation($to: String) { testPlugin(name: "email-smtp", to: $to) {
+    result { ok message } userErrors { field code } } }"""
+
+
+@pytest.fixture
+def providers_nearby() -> Iterator[None]:
+    """The installed plugins, private addresses allowed (the operator's setting) for the fakes."""
+    with plugin_runtime():
+        yield
+
+
+async def test_a_password_is_not_sent_to_a_new_smtp_host_until_entered_again(
+    gql: Gql,
+    two_tenants: tuple[TenantInfo, TenantInfo],
+    providers_nearby: None,
+    smtp: SmtpFake,
+    dns: FakeDns,
+) -> None:
+    acme, bolt = two_tenants
+    admin = await token_for(acme, "admin")
+    dns.answer("smtp.acme.example", "127.0.0.1")
+    dns.answer("mx.attacker.example", "127.0.0.1")
+    attacker = SmtpFake().start()
+    try:
+        mail = {"port": smtp.port, "security": "none", "from_address": "office@acme.example"}
+        real = {"host": "smtp.acme.example", "password": "real-secret", **mail}
+        done = await gql(acme, admin, SMTP, {"config": real})
+        assert done["data"]["configurePlugin"]["userErrors"] == []
+        moved = {**real, "host": "mx.attacker.example", "port": attacker.port, "password": MASK}
+        refused = await gql(acme, admin, SMTP, {"config": moved})
+        assert refused["data"]["configurePlugin"] == {
+            "plugin": None,
+            "userErrors": [
+                {
+                    "field": "config.password",
+                    "code": "secret_required",
+                    "message": "enter the password again: the host changed",
+                }
+            ],
+        }
+        tried = await gql(acme, admin, TEST, {"to": "boss@acme.example"})
+        assert tried["data"]["testPlugin"]["result"]["ok"] is True
+        assert [m["To"] for m in smtp.messages] == ["boss@acme.example"]
+        assert attacker.messages == []
+    finally:
+        attacker.stop()
+    listed = await gql(bolt, await token_for(bolt, "admin"), "{ plugins { name config } }")
+    assert {p["name"]: p for p in listed["data"]["plugins"]}["email-smtp"]["config"] == {}
