@@ -22,7 +22,7 @@ from patone.core.redis import close_redis, connect_redis, get_redis
 from patone.tenants import provisioning
 from patone.tenants.migrations import ensure_platform
 from patone.tenants.registry import TenantInfo, get_tenant, tenant_cache
-from tests.fakes import TWILIO_SID, TWILIO_TOKEN, SmtpFake, TwilioFake
+from tests.fakes import TWILIO_SID, TWILIO_TOKEN, FakeDns, SmtpFake, TwilioFake
 
 MACHINE_POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
 MACHINE_REDIS = "redis://127.0.0.1:6379/9"
@@ -188,6 +188,14 @@ def smtp() -> Iterator[SmtpFake]:
     fake = SmtpFake().start()
     yield fake
     fake.stop()
+
+
+@pytest.fixture
+def dns(monkeypatch: pytest.MonkeyPatch) -> FakeDns:
+    """Made-up names with the answers a test gives them (`dns.answer(name, ...)`)."""
+    fake = FakeDns()
+    monkeypatch.setattr(socket, "getaddrinfo", fake.getaddrinfo)
+    return fake
 
 
 @pytest.fixture

@@ -258,3 +258,40 @@ def running(*fakes: TwilioFake | SmtpFake) -> Iterator[None]:
     finally:
         for fake in fakes:
             fake.stop()
+
+
+# --- DNS ------------------------------------------------------------------------------------------
+
+
+class FakeDns:
+    """Name servers' answers for made-up names (`socket.getaddrinfo`, installed by the `dns`
+    fixture); IP literals and names it was not told about resolve as usual.
+
+    `answer(name, *lookups)`: each look-up of `name` gets the next answer (the last repeats); an
+    answer is one address or several, comma-separated. `lookups[name]` counts them."""
+
+    def __init__(self) -> None:
+        self.real = socket.getaddrinfo
+        self.answers: dict[str, list[str]] = {}
+        self.lookups: Counter[str] = Counter()
+
+    def answer(self, name: str, *lookups: str) -> None:
+        self.answers[name] = list(lookups)
+
+    def getaddrinfo(self, host: Any, port: Any, *args: Any, **kwargs: Any) -> list[Any]:
+        name = host.decode() if isinstance(host, bytes) else str(host)
+        queue = self.answers.get(name)
+        if queue is None:
+            return self.real(host, port, *args, **kwargs)
+        self.lookups[name] += 1
+        answer = queue.pop(0) if len(queue) > 1 else queue[0]
+        return [
+            (
+                socket.AF_INET6 if ":" in address else socket.AF_INET,
+                socket.SOCK_STREAM,
+                socket.IPPROTO_TCP,
+                "",
+                (address, int(port or 0)),
+            )
+            for address in answer.split(",")
+        ]

@@ -38,7 +38,6 @@ import logging
 import random
 import re
 import secrets
-import socket
 import time
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -57,7 +56,7 @@ from patone.core.permissions import SYSTEM, Actor, require
 from patone.core.rows import fetch_one
 from patone.core.scheduler import periodic
 from patone.plugins import config as plugins
-from patone.plugins.ssrf import check_url
+from patone.plugins import ssrf
 from patone.tenants.isolation import TenantRef, tenant_transaction
 from patone.tenants.registry import TenantInfo
 
@@ -191,7 +190,7 @@ async def _load_endpoint(endpoint_id: int) -> Row:
 async def _checked_url(url: str) -> str:
     allow = plugins.get_runtime().allow_private_urls
     # Resolving the host blocks: not on the event loop.
-    return await asyncio.to_thread(check_url, url, field="url", allow_private=allow)
+    return await asyncio.to_thread(ssrf.check_url, url, field="url", allow_private=allow)
 
 
 async def list_endpoints(tenant: TenantRef, actor: Actor) -> list[Row]:
@@ -519,46 +518,13 @@ async def _excerpt(response: httpx.Response) -> str:
     return text.replace("\x00", "\ufffd")  # Postgres text takes no NUL
 
 
-@dataclass(frozen=True)
-class Target:
-    """Where a request goes: the URL with its host replaced by the address that was checked
-    (so DNS cannot change between the check and the connection), the Host header and the TLS
-    server name of the original."""
-
-    url: str
-    headers: dict[str, str]
-    extensions: dict[str, Any]
-
-
-def resolve_target(url: str, *, allow_private: bool) -> Target:
-    """Check `url` against the SSRF guard and pin it to one checked address (blocking: DNS).
-
-    Raises the guard's UserError (`forbidden_address`, `unresolvable`, `invalid`)."""
-    check_url(url, field="url", allow_private=allow_private)
-    if allow_private:
-        return Target(url, {}, {})
-    parsed = httpx.URL(url)
-    port = parsed.port or (443 if parsed.scheme == "https" else 80)
-    try:
-        infos = socket.getaddrinfo(parsed.host, port, proto=socket.IPPROTO_TCP)
-    except socket.gaierror:
-        raise UserError("unresolvable", f"{parsed.host} does not resolve", "url") from None
-    addresses = [str(info[4][0]) for info in infos]
-    for address in addresses:  # the answer we use is checked, not just the first one
-        literal = f"[{address}]" if ":" in address else address
-        check_url(f"http://{literal}/", field="url", allow_private=False)
-    pinned = parsed.copy_with(host=addresses[0])
-    extensions = {"sni_hostname": parsed.host} if parsed.scheme == "https" else {}
-    return Target(str(pinned), {"host": parsed.netloc.decode("ascii")}, extensions)
-
-
 async def post(claim: Claim) -> Outcome:
     """Make one signed request for a claimed delivery (no transaction is open)."""
     if not claim.enabled:
         return Outcome(error="the endpoint is turned off", final=True, attempted=False)
     allow = plugins.get_runtime().allow_private_urls
     try:
-        target = await asyncio.to_thread(resolve_target, claim.url, allow_private=allow)
+        target = await asyncio.to_thread(ssrf.pin_url, claim.url, allow_private=allow)
     except UserError as refused:
         # A host that does not resolve may come back; one pointing inside our network won't.
         return Outcome(error=f"refused: {refused.message}", final=refused.code != "unresolvable")

@@ -2,12 +2,14 @@
 
 A hook call for a tenant reaches only the plugins that tenant enabled (or that are on by default
 and it did not turn off), each receiving that tenant's settings with secrets decrypted. Settings
-are validated against the plugin's own model, field by field; URLs pass the SSRF guard; secrets
-are encrypted at rest and masked when read back.
+are validated against the plugin's own model, field by field; the network targets they name pass
+the SSRF guard, and a secret must be entered again when a target it authenticates to changes
+(`patone.plugins.targets`); secrets are encrypted at rest and masked when read back.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import logging
@@ -27,7 +29,7 @@ from patone.core.permissions import SYSTEM, Actor, require
 from patone.core.redis import get_redis, tenant_key
 from patone.plugins.manager import PluginManager
 from patone.plugins.secrets import MASK, SecretBox
-from patone.plugins.ssrf import check_url
+from patone.plugins.targets import check_targets, kept_secrets
 from patone.plugins.types import PluginInfo, PluginResult, TenantView
 from patone.settings import Settings
 from patone.tenants.isolation import TenantRef, tenant_transaction
@@ -152,14 +154,14 @@ def _validate(info: PluginInfo, merged: dict[str, Any]) -> dict[str, Any]:
                 for item in error.errors()
             ]
         ) from None
-    for field, value in valid.items():
-        if isinstance(value, str) and value and field.endswith("url"):
-            check_url(
-                value,
-                field=f"config.{field}",
-                allow_private=get_runtime().allow_private_urls,
-            )
     return valid
+
+
+async def _check_targets(info: PluginInfo, valid: dict[str, Any]) -> None:
+    """The network targets the settings name pass the SSRF guard (DNS: not on the loop)."""
+    if info.settings is not None:
+        allow = get_runtime().allow_private_urls
+        await asyncio.to_thread(check_targets, info.settings, valid, allow_private=allow)
 
 
 def _sealed(info: PluginInfo, box: SecretBox, valid: dict[str, Any]) -> dict[str, Any]:
@@ -179,7 +181,8 @@ async def configure_plugin(
 ) -> PluginState:
     """Turn a plugin on or off for this tenant and/or change its settings.
 
-    Settings are merged into what is stored; a secret sent back as the mask keeps its value.
+    Settings are merged into what is stored; a secret sent back as the mask keeps its value,
+    unless a target it authenticates to changes (then it must be entered again).
     """
     require(actor, "settings.manage")
     info = _info(name)
@@ -207,6 +210,10 @@ async def configure_plugin(
             valid, to_store = current, dict(sealed)
         else:
             valid = _validate(info, {**current, **changes})
+            kept = kept_secrets(info, current, valid, set(changes) & info.secret_fields)
+            if kept:
+                raise ValidationFailed(kept)
+            await _check_targets(info, valid)
             to_store = _sealed(info, box, valid)
         now_enabled = was_enabled if enabled is None else enabled
         await engine.execute(
@@ -264,6 +271,7 @@ async def fill_plugin_settings(
         if not changes:
             return current
         valid = _validate(info, {**current, **changes})
+        await _check_targets(info, valid)
         await engine.execute(
             "UPDATE plugin_configs SET config = $2::jsonb, updated_at = $3 WHERE plugin = $1",
             name,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
@@ -19,6 +19,32 @@ class PluginInfo:
     settings: type[BaseModel] | None = None  # the typed settings a tenant fills in
     secret_fields: frozenset[str] = frozenset()  # encrypted at rest, masked when read back
     default_enabled: bool = False  # on for every tenant unless it turns it off
+
+
+@dataclass(frozen=True)
+class NetworkTarget:
+    """Marks a setting as a place the plugin connects to, in its typed settings model
+    (`host: Annotated[str, NetworkTarget("host", port="port")]`): `"url"`, an http(s) URL, or
+    `"host"`, a host name or IP address whose port is in the setting named `port`.
+
+    Each target a company enters passes the server-side request forgery guard when saved; the
+    plugin checks it again, pinned, when it connects (`patone.plugins.ssrf`)."""
+
+    kind: Literal["url", "host"] = "url"
+    port: str = ""  # for a host: the setting holding its port
+
+
+@dataclass(frozen=True, init=False)
+class SecretFor:
+    """Marks a secret setting as a credential for the named target settings
+    (`password: Annotated[str, SecretFor("host")] = ""`): when one of them changes (a host's
+    port included), the secret must be entered again, or the change is refused. A secret not
+    marked counts as a credential for every target of its plugin."""
+
+    targets: tuple[str, ...]
+
+    def __init__(self, *targets: str) -> None:
+        object.__setattr__(self, "targets", targets)
 
 
 @dataclass(frozen=True)

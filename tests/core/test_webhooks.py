@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -35,6 +34,7 @@ from patone.plugins.secrets import SecretBox
 from patone.tenants.isolation import tenant_transaction
 from patone.tenants.registry import TenantInfo
 from tests.conftest import actor_for
+from tests.fakes import FakeDns
 from tests.support import plugin_runtime, running_worker
 
 ADMIN = actor_for("admin")
@@ -281,6 +281,57 @@ async def test_private_addresses_are_refused_on_save_and_again_at_send_time(
     assert receiver.at("/inside") == []
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://100.100.100.200/latest/meta-data",  # carrier-grade NAT (cloud metadata)
+        "http://[64:ff9b::7f00:1]/hook",  # NAT64 wrapping loopback
+        "http://[2002:7f00:1::1]/hook",  # 6to4 wrapping loopback
+        "http://[::ffff:169.254.169.254]/hook",  # IPv4-mapped link-local
+        "http://0.0.0.0/hook",  # unspecified
+        "http://mixed.partner.example/hook",  # one public and one private answer
+    ],
+)
+async def test_endpoints_outside_the_public_internet_are_refused(
+    two_tenants: tuple[TenantInfo, TenantInfo],
+    runtime: plugins.PluginRuntime,
+    dns: FakeDns,
+    url: str,
+) -> None:
+    acme, bolt = two_tenants
+    dns.answer("mixed.partner.example", "93.184.216.34,10.1.2.3")
+    created = await webhooks.create_endpoint(acme, ADMIN, {"url": "https://example.com/hook"})
+    runtime.allow_private_urls = False
+    with pytest.raises(UserError) as refused:
+        await webhooks.create_endpoint(acme, ADMIN, {"url": url})
+    assert (refused.value.code, refused.value.field) == ("forbidden_address", "url")
+    with pytest.raises(UserError):
+        await webhooks.update_endpoint(acme, ADMIN, created.endpoint["id"], {"url": url})
+    assert [e["url"] for e in await webhooks.list_endpoints(acme, ADMIN)] == [
+        "https://example.com/hook"
+    ]
+    assert await webhooks.list_endpoints(bolt, ADMIN) == []
+
+
+async def test_a_name_that_turns_to_carrier_grade_nat_after_saving_gets_nothing(
+    two_tenants: tuple[TenantInfo, TenantInfo],
+    runtime: plugins.PluginRuntime,
+    broker: dramatiq.Broker,
+    dns: FakeDns,
+) -> None:
+    acme, _ = two_tenants
+    runtime.allow_private_urls = False
+    dns.answer("hooks.partner.example", "93.184.216.34", "100.100.100.200")  # rebinding
+    created = await webhooks.create_endpoint(
+        acme, ADMIN, {"url": "http://hooks.partner.example/in"}
+    )
+    test = await webhooks.send_test_event(acme, ADMIN, created.endpoint["id"], broker=broker)
+    dead = await settled(acme, test["id"], "dead")
+    assert dead["attempts"] == 1 and dead["attempt_log"][0]["response_status"] is None
+    assert "carrier-grade NAT" in dead["error"]
+    assert dns.lookups["hooks.partner.example"] == 2  # once when saved, once to send
+
+
 async def test_an_endpoint_gets_only_the_event_types_it_asked_for(
     two_tenants: tuple[TenantInfo, TenantInfo],
     runtime: plugins.PluginRuntime,
@@ -379,35 +430,6 @@ async def test_copies_of_a_delivery_job_running_at_once_send_one_request(
     assert len(receiver.at("/slow")) == 1
     done = await webhooks.get_delivery(acme, ADMIN, test["id"])
     assert done["attempts"] == 1 and done["attempt_log"][0]["trigger"] == "test"
-
-
-def _dns(monkeypatch: pytest.MonkeyPatch, *answers: str) -> None:
-    """Fake DNS answers for any host, one per look-up (the last one repeats)."""
-    queue = list(answers)
-
-    def getaddrinfo(host: str, port: int, *args: Any, **kwargs: Any) -> list[Any]:
-        address = queue.pop(0) if len(queue) > 1 else queue[0]
-        family = socket.AF_INET6 if ":" in address else socket.AF_INET
-        return [(family, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (address, port))]
-
-    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
-
-
-def test_a_request_goes_to_the_address_that_was_checked(monkeypatch: pytest.MonkeyPatch) -> None:
-    _dns(monkeypatch, "93.184.216.34")
-    target = webhooks.resolve_target("https://club.example:8443/hooks?x=1", allow_private=False)
-    assert target.url == "https://93.184.216.34:8443/hooks?x=1"
-    assert target.headers == {"host": "club.example:8443"}
-    assert target.extensions == {"sni_hostname": "club.example"}  # TLS checks the real name
-
-
-def test_a_host_that_turns_private_between_check_and_connect_is_refused(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    _dns(monkeypatch, "93.184.216.34", "10.0.0.5")  # DNS rebinding
-    with pytest.raises(UserError) as refused:
-        webhooks.resolve_target("https://club.example/hooks", allow_private=False)
-    assert refused.value.code == "forbidden_address"
 
 
 async def test_secrets_are_resealed_under_a_new_server_key(

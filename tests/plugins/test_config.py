@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Annotated, Any
 
 import pytest
 from pydantic import BaseModel, Field
@@ -14,9 +14,11 @@ from patone.core.errors import NotFound, UserError, ValidationFailed
 from patone.plugins import config as plugins
 from patone.plugins.hookspecs import hookimpl
 from patone.plugins.secrets import MASK, SecretBox
+from patone.plugins.types import NetworkTarget, SecretFor
 from patone.tenants.isolation import tenant_transaction
 from patone.tenants.registry import TenantInfo
 from tests.conftest import actor_for
+from tests.fakes import FakeDns
 from tests.support import plugin_runtime
 
 ADMIN = actor_for("admin")
@@ -230,3 +232,77 @@ async def test_a_fresh_read_trusts_an_unchanged_version_only_for_a_while(
     assert "sms-fake" in await plugins.enabled_plugins(acme, fresh=True)
     assert "sms-fake" not in await plugins.enabled_plugins(bolt, fresh=True)
     assert "sms-fake" not in bolt_before
+
+
+class RelaySettings(BaseModel):
+    api_url: Annotated[str, NetworkTarget("url")] = "https://relay.example.com"
+    relay_host: Annotated[str, NetworkTarget("host", port="relay_port")] = "mx.example.com"
+    relay_port: int = 25
+    api_token: Annotated[str, SecretFor("api_url")] = ""
+    relay_password: Annotated[str, SecretFor("relay_host")] = ""
+
+
+class Relay:
+    @hookimpl
+    def plugin_info(self) -> Any:
+        from patone.plugins.types import PluginInfo
+
+        return PluginInfo(
+            name="relay",
+            title="Relay",
+            settings=RelaySettings,
+            secret_fields=frozenset({"api_token", "relay_password"}),
+        )
+
+
+async def test_a_secret_is_entered_again_only_when_its_own_target_changes(
+    two_tenants: tuple[TenantInfo, TenantInfo], dns: FakeDns
+) -> None:
+    acme, bolt = two_tenants
+    for name in ("relay.example.com", "eu.relay.example.com", "mx.example.com"):
+        dns.answer(name, "93.184.216.34")
+    secrets = {"api_token": "token-1", "relay_password": "password-1"}
+    with plugin_runtime(Relay(), entry_points=False, allow_private_urls=False):
+        await plugins.configure_plugin(acme, ADMIN, "relay", enabled=True, config=secrets)
+        with pytest.raises(ValidationFailed) as refused:
+            await plugins.configure_plugin(
+                acme, ADMIN, "relay", config={"relay_port": 2525, "relay_password": MASK}
+            )
+        assert [(e.field, e.message) for e in refused.value.errors] == [
+            ("config.relay_password", "enter the relay password again: the relay port changed")
+        ]
+        # The API's URL changes with its token entered again; the relay's password stays.
+        await plugins.configure_plugin(
+            acme,
+            ADMIN,
+            "relay",
+            config={"api_url": "https://eu.relay.example.com", "api_token": "token-2"},
+        )
+        saved = await plugins.saved_config(acme, "relay")
+        assert (saved["api_token"], saved["relay_password"]) == ("token-2", "password-1")
+        with pytest.raises(UserError) as private:
+            await plugins.configure_plugin(
+                acme, ADMIN, "relay", config={"relay_host": "10.0.0.25", "relay_password": "p"}
+            )
+        assert (private.value.code, private.value.field) == (
+            "forbidden_address",
+            "config.relay_host",
+        )
+        assert await plugins.saved_config(bolt, "relay") == {}
+
+
+async def test_a_plugin_declaring_no_targets_has_its_url_settings_guarded(
+    two_tenants: tuple[TenantInfo, TenantInfo], fake_sms: FakeSms, dns: FakeDns
+) -> None:
+    acme, _ = two_tenants
+    dns.answer("example.com", "93.184.216.34")
+    callback = {"status_callback_url": "https://example.com/cb"}
+    await plugins.configure_plugin(acme, ADMIN, "sms-fake", enabled=True, config=SETTINGS)
+    with pytest.raises(ValidationFailed) as refused:
+        await plugins.configure_plugin(acme, ADMIN, "sms-fake", config=callback)
+    assert [(e.field, e.message) for e in refused.value.errors] == [
+        ("config.auth_token", "enter the auth token again: the status callback url changed")
+    ]
+    await plugins.configure_plugin(
+        acme, ADMIN, "sms-fake", config={**callback, "auth_token": "s3cret-token-2"}
+    )

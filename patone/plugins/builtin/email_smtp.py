@@ -5,6 +5,10 @@ event loop, each for at most `IDLE_SECONDS`; closed with the loop, `patone.plugi
 opening one (TCP, EHLO, STARTTLS, login) costs more than sending a message on it. A pooled
 connection the server has closed meanwhile fails before the message is sent, so the message
 goes out on a fresh connection instead.
+
+The server's host is a company's setting, so each new connection goes through the SSRF guard and
+is made to the address the guard checked (`_pinned_socket`); the password is only ever offered
+there, and a company that changes the host must enter the password again (`SecretFor`).
 """
 
 from __future__ import annotations
@@ -21,14 +25,23 @@ from email.message import Message
 from email.mime.multipart import MIMEMultipart
 from email.mime.nonmultipart import MIMENonMultipart
 from email.policy import compat32
-from typing import Any
+from typing import Annotated, Any
 
 import aiosmtplib
 from pydantic import BaseModel, Field
 
+from patone.core.errors import UserError
+from patone.plugins import ssrf
 from patone.plugins.hookspecs import hookimpl
 from patone.plugins.loops import closes_with_loop
-from patone.plugins.types import Delivery, DeliveryFailed, EmailMessage, PluginInfo
+from patone.plugins.types import (
+    Delivery,
+    DeliveryFailed,
+    EmailMessage,
+    NetworkTarget,
+    PluginInfo,
+    SecretFor,
+)
 
 NAME = "email-smtp"
 POOL_SIZE = 8
@@ -37,10 +50,10 @@ CLOSING = 421  # "service not available, closing transmission channel"
 
 
 class SmtpSettings(BaseModel):
-    host: str = Field(min_length=1, max_length=255)
+    host: Annotated[str, NetworkTarget("host", port="port")] = Field(min_length=1, max_length=255)
     port: int = Field(587, ge=1, le=65535)
     username: str = ""
-    password: str = ""
+    password: Annotated[str, SecretFor("host")] = ""
     from_address: str = Field(min_length=3, max_length=254)
     from_name: str = ""
     security: str = Field("starttls", pattern="^(starttls|tls|none)$")
@@ -145,18 +158,50 @@ async def _connection(settings: SmtpSettings) -> tuple[aiosmtplib.SMTP, bool]:
         if now - since < IDLE_SECONDS and client.is_connected:
             return client, True
         client.close()
+    sock = await _pinned_socket(settings)
     client = aiosmtplib.SMTP(
-        hostname=settings.host,
+        hostname=settings.host,  # the name TLS checks the certificate against
+        sock=sock,
         local_hostname=await _local_hostname(),
-        port=settings.port,
         username=settings.username or None,
         password=settings.password or None,
         use_tls=settings.security == "tls",
         start_tls=settings.security == "starttls",
         timeout=settings.timeout,
     )
-    await client.connect()
+    try:
+        await client.connect()
+    except BaseException:
+        sock.close()
+        raise
     return client, False
+
+
+async def _pinned_socket(settings: SmtpSettings) -> socket.socket:
+    """A TCP connection to the address the SSRF guard checked for the settings' host.
+
+    The host is resolved once and checked (a company's settings may name any host), and the
+    socket connects to that very address: aiosmtplib given the name would resolve it again, and
+    the answer could have changed to an address inside our network (DNS rebinding)."""
+    address = await asyncio.to_thread(
+        ssrf.pinned,
+        settings.host.strip("[]"),
+        settings.port,
+        field="config.host",
+        allow_private=ssrf.allow_private_targets(),
+    )
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setblocking(False)
+    try:
+        await asyncio.wait_for(
+            asyncio.get_running_loop().sock_connect(sock, (address, settings.port)),
+            settings.timeout,
+        )
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 _fqdn: str | None = None
@@ -226,6 +271,9 @@ async def send_email(config: dict[str, Any], message: EmailMessage) -> Delivery:
 
 
 def _failure(error: Exception, sending_data: bool) -> Exception:
+    if isinstance(error, UserError):  # the SSRF guard: nothing was sent
+        refused = error.code == "forbidden_address"  # a name that does not resolve may come back
+        return DeliveryFailed(f"not sent: {error.message}", permanent=refused)
     if isinstance(error, aiosmtplib.SMTPResponseException):
         # An answer from the server: it did not take the message.
         return DeliveryFailed(f"SMTP {error.code}: {error.message}", permanent=error.code >= 500)

@@ -25,14 +25,16 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import googlemaps
 import httpx
 from pydantic import BaseModel, Field, field_validator
 
+from patone.core.errors import UserError
+from patone.plugins import ssrf
 from patone.plugins.hookspecs import hookimpl
-from patone.plugins.types import GeoPoint, PluginInfo, RouteEstimate
+from patone.plugins.types import GeoPoint, NetworkTarget, PluginInfo, RouteEstimate, SecretFor
 
 NAME = "maps-google"
 MATRIX_PATH = "/distanceMatrix/v2:computeRouteMatrix"
@@ -53,12 +55,12 @@ class GoogleMapsError(Exception):
 
 
 class GoogleMapsSettings(BaseModel):
-    api_key: str = Field(
+    api_key: Annotated[str, SecretFor("geocoding_api_url", "routes_api_url")] = Field(
         pattern=r"^AIza[0-9A-Za-z_-]{35}$",
         description="A Google Maps Platform API key with the Geocoding API and Routes API on.",
     )
-    geocoding_api_url: str = "https://maps.googleapis.com"
-    routes_api_url: str = "https://routes.googleapis.com"
+    geocoding_api_url: Annotated[str, NetworkTarget("url")] = "https://maps.googleapis.com"
+    routes_api_url: Annotated[str, NetworkTarget("url")] = "https://routes.googleapis.com"
     timeout: float = Field(4, gt=0, le=30, description="Seconds per request to Google.")
     language: str = Field(
         "", pattern=r"^([A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*)?$", description="e.g. de, en-GB"
@@ -106,6 +108,14 @@ def geocode(config: dict[str, Any], address: str) -> GeoPoint | None:
     """Google's best match for `address`, or None when it knows no such place (ZERO_RESULTS).
     Blocking client: the plugin manager runs it in its thread pool."""
     settings = GoogleMapsSettings.model_validate(config)
+    try:  # googlemaps resolves the name itself: checked just before, not pinned
+        ssrf.check_url(
+            settings.geocoding_api_url,
+            field="config.geocoding_api_url",
+            allow_private=ssrf.allow_private_targets(),
+        )
+    except UserError as refused:
+        raise GoogleMapsError(f"Geocoding API not called: {refused.message}") from None
     client = googlemaps.Client(
         key=settings.api_key,
         base_url=settings.geocoding_api_url,
@@ -230,18 +240,23 @@ async def _matrix(
             "destinations": [_waypoint(destinations[j]) for j in columns],
             **common,
         }
-        response = await client.post(MATRIX_PATH, json=body)
+        response = await client.post(MATRIX_PATH, json=body, extensions=target.extensions)
         if response.is_error:
             raise _failure(response)
         for element in response.json():  # in any order: the indexes say where each goes
             row = rows[element.get("originIndex", 0)]
             matrix[row][columns[element.get("destinationIndex", 0)]] = _estimate(element)
 
+    target = await _pinned(settings.routes_api_url, "routes_api_url")
     try:
         async with (
             httpx.AsyncClient(
-                base_url=settings.routes_api_url,
-                headers={"X-Goog-Api-Key": settings.api_key, "X-Goog-FieldMask": FIELD_MASK},
+                base_url=target.url,
+                headers={
+                    **target.headers,
+                    "X-Goog-Api-Key": settings.api_key,
+                    "X-Goog-FieldMask": FIELD_MASK,
+                },
                 timeout=settings.timeout,
             ) as client,
             asyncio.TaskGroup() as requests,  # one fails: the others are cancelled
@@ -251,6 +266,16 @@ async def _matrix(
     except* Exception as failed:
         raise failed.exceptions[0] from None  # the failure itself, not a group of one
     return matrix
+
+
+async def _pinned(url: str, setting: str) -> ssrf.Target:
+    """The company's API URL pinned to the address the SSRF guard checked."""
+    try:
+        return await asyncio.to_thread(
+            ssrf.pin_url, url, field=f"config.{setting}", allow_private=ssrf.allow_private_targets()
+        )
+    except UserError as refused:
+        raise GoogleMapsError(f"Routes API not called: {refused.message}") from None
 
 
 @hookimpl

@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
-from typing import Any, cast
+from typing import Annotated, Any, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import aiohttp
@@ -38,9 +38,19 @@ from twilio.http.response import Response
 from twilio.request_validator import RequestValidator
 from twilio.rest import Client
 
+from patone.core.errors import UserError
+from patone.plugins import ssrf
 from patone.plugins.hookspecs import hookimpl
 from patone.plugins.loops import closes_with_loop
-from patone.plugins.types import Delivery, DeliveryFailed, PluginInfo, SmsMessage, TenantView
+from patone.plugins.types import (
+    Delivery,
+    DeliveryFailed,
+    NetworkTarget,
+    PluginInfo,
+    SecretFor,
+    SmsMessage,
+    TenantView,
+)
 
 NAME = "sms-twilio"
 OPTED_OUT = 21610
@@ -63,10 +73,11 @@ log = logging.getLogger(__name__)
 
 class TwilioSettings(BaseModel):
     account_sid: str = Field(pattern=r"^AC[0-9a-fA-F]{32}$")
-    auth_token: str = Field(min_length=16)
+    auth_token: Annotated[str, SecretFor("api_base_url")] = Field(min_length=16)
     from_number: str = Field(pattern=r"^\+[1-9][0-9]{6,14}$")
-    status_callback_url: str = ""
-    api_base_url: str = "https://api.twilio.com"
+    # Twilio calls it, not us; the guard keeps it off addresses that are ours anyway.
+    status_callback_url: Annotated[str, NetworkTarget("url")] = ""
+    api_base_url: Annotated[str, NetworkTarget("url")] = "https://api.twilio.com"
     timeout: float = Field(10, gt=0, le=60)
 
 
@@ -75,7 +86,9 @@ class _Client(AsyncTwilioHttpClient):
     time-out that tells a connection never made (nothing sent) from an answer that never came.
 
     The SDK's own `request` hands aiohttp a bare number or None as the time-out (None: no
-    time-out at all), so the request is made here, on the client's session."""
+    time-out at all), so the request is made here, on the client's session. Each request goes
+    to the address the SSRF guard checked for the base URL (a company's setting), resolved once
+    per request, with the real name kept for the Host header and TLS."""
 
     def __init__(self, base_url: str, timeout: float) -> None:
         super().__init__(pool_connections=False, timeout=timeout)
@@ -97,16 +110,23 @@ class _Client(AsyncTwilioHttpClient):
     ) -> Response:
         parts = urlsplit(url)
         moved = urlunsplit(parts._replace(scheme=self.base.scheme, netloc=self.base.netloc))
-        sent_headers = dict(headers or {})
+        target = await asyncio.to_thread(
+            ssrf.pin_url,
+            moved,
+            field="config.api_base_url",
+            allow_private=ssrf.allow_private_targets(),
+        )
+        sent_headers = {**(headers or {}), **target.headers}
         if auth:
             sent_headers["Authorization"] = aiohttp.encode_basic_auth(*auth)
         async with self.session.request(
             method.upper(),
-            moved,
+            target.url,
             params=cast(dict[str, str], params),
             data=data,
             headers=sent_headers,
             allow_redirects=allow_redirects,
+            server_hostname=target.extensions.get("sni_hostname"),
         ) as answer:
             return Response(answer.status, await answer.text(), answer.headers)
 
@@ -193,6 +213,9 @@ async def send_sms(tenant: TenantView, config: dict[str, Any], message: SmsMessa
         options["status_callback"] = callback
     try:
         sent = await _client(settings).messages.create_async(**options)
+    except UserError as refused:  # the SSRF guard: nothing was sent
+        permanent = refused.code == "forbidden_address"  # a name that does not resolve may return
+        raise DeliveryFailed(f"not sent: {refused.message}", permanent=permanent) from None
     except TwilioRestException as error:
         if error.code == OPTED_OUT:
             return Delivery(provider=NAME, status="opted_out")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import boto3
 from botocore.config import Config
@@ -20,9 +20,11 @@ from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 from pydantic import BaseModel, Field, field_validator
 
+from patone.core.errors import UserError
+from patone.plugins import ssrf
 from patone.plugins.hookspecs import hookimpl
 from patone.plugins.storage import check_expires_in, check_key, tenant_key
-from patone.plugins.types import PluginInfo, StoredFile, TenantView
+from patone.plugins.types import NetworkTarget, PluginInfo, SecretFor, StoredFile, TenantView
 
 NAME = "storage-s3"
 _MISSING = frozenset({"404", "NoSuchKey", "NotFound"})
@@ -39,8 +41,10 @@ class S3Settings(BaseModel):
     bucket: str = Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
     region: str = Field("us-east-1", pattern=r"^[a-z0-9-]{2,32}$")
     access_key_id: str = Field(min_length=1, max_length=128)
-    secret_access_key: str = Field(min_length=1, max_length=256)
-    endpoint_url: str = Field(
+    secret_access_key: Annotated[str, SecretFor("endpoint_url")] = Field(
+        min_length=1, max_length=256
+    )
+    endpoint_url: Annotated[str, NetworkTarget("url")] = Field(
         "", description="S3-compatible service (MinIO, R2); empty for AWS itself."
     )
     prefix: str = Field("", description="Folder in the bucket for this installation's files.")
@@ -61,7 +65,17 @@ _building = threading.Lock()
 
 
 def _client(settings: S3Settings) -> Any:
-    """The client for these settings, built once and reused."""
+    """The client for these settings, built once and reused; a company's own endpoint passes
+    the SSRF guard first, at every call (boto3 resolves the name itself: checked, not pinned)."""
+    if settings.endpoint_url:
+        try:
+            ssrf.check_url(
+                settings.endpoint_url,
+                field="config.endpoint_url",
+                allow_private=ssrf.allow_private_targets(),
+            )
+        except UserError as refused:
+            raise StorageError(f"S3 not called: {refused.message}") from None
     style = settings.addressing_style
     if style == "auto":
         style = "path" if settings.endpoint_url else "virtual"

@@ -64,6 +64,7 @@ async def test_a_worker_killed_during_the_provider_call_is_taken_over_and_counte
         "DATABASE_URL": DATABASE_URL,
         "REDIS_URL": REDIS_URL,
         "SECRET_KEY": "k",  # the key the test runtime sealed the settings with
+        "ALLOW_PRIVATE_URLS": "true",  # the fakes are local: the operator allows them
     }
     command = worker_command(threads=2, namespace=namespace)
     first = subprocess.Popen(command, env=env)

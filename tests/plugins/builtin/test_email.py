@@ -11,11 +11,14 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 
+from patone.core.errors import UserError, ValidationFailed
 from patone.plugins import config as plugins
 from patone.plugins.builtin import email_smtp
+from patone.plugins.secrets import MASK
 from patone.plugins.types import EmailMessage
 from patone.tenants.registry import TenantInfo
 from tests.conftest import actor_for
+from tests.fakes import FakeDns
 from tests.support import plugin_runtime
 from tests.test_embedded import _free_port
 
@@ -43,15 +46,17 @@ def smtp() -> Iterator[tuple[Inbox, int]]:
 
 
 @pytest.fixture
-def runtime() -> Iterator[None]:
-    with plugin_runtime(allow_private_urls=False):
-        yield
+def runtime() -> Iterator[plugins.PluginRuntime]:
+    """The installed plugins; private addresses allowed (the operator's setting) for the local
+    SMTP server."""
+    with plugin_runtime() as current:
+        yield current
 
 
 async def test_a_company_with_smtp_sends_real_mail_and_others_fall_back_to_the_log(
     two_tenants: tuple[TenantInfo, TenantInfo],
     smtp: tuple[Inbox, int],
-    runtime: None,
+    runtime: plugins.PluginRuntime,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     acme, bolt = two_tenants
@@ -97,7 +102,7 @@ async def test_a_company_with_smtp_sends_real_mail_and_others_fall_back_to_the_l
 
 
 async def test_an_unreachable_server_falls_back_and_is_reported(
-    two_tenants: tuple[TenantInfo, TenantInfo], runtime: None
+    two_tenants: tuple[TenantInfo, TenantInfo], runtime: plugins.PluginRuntime
 ) -> None:
     acme, _ = two_tenants
     await plugins.configure_plugin(
@@ -116,6 +121,127 @@ async def test_an_unreachable_server_falls_back_and_is_reported(
     assert answer is not None and answer.plugin == "email-log"
 
 
+def _settings(port: int, host: str = "127.0.0.1", **more: Any) -> dict[str, Any]:
+    return {
+        "host": host,
+        "port": port,
+        "security": "none",
+        "from_address": "dispatch@acme.example.com",
+        "timeout": 2,
+        **more,
+    }
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["127.0.0.1", "100.100.100.200", "::ffff:169.254.169.254", "64:ff9b::a00:1", "mx.acme.example"],
+)
+async def test_an_smtp_host_inside_our_network_is_refused(
+    two_tenants: tuple[TenantInfo, TenantInfo],
+    runtime: plugins.PluginRuntime,
+    dns: FakeDns,
+    host: str,
+) -> None:
+    acme, bolt = two_tenants
+    dns.answer("mx.acme.example", "93.184.216.34,10.0.0.25")
+    runtime.allow_private_urls = False
+    with pytest.raises(UserError) as refused:
+        await plugins.configure_plugin(
+            acme, ADMIN, "email-smtp", enabled=True, config=_settings(25, host)
+        )
+    assert (refused.value.code, refused.value.field) == ("forbidden_address", "config.host")
+    for tenant in (acme, bolt):
+        assert await plugins.saved_config(tenant, "email-smtp") == {}
+
+
+async def test_a_new_host_or_port_needs_the_password_entered_again(
+    two_tenants: tuple[TenantInfo, TenantInfo],
+    smtp: tuple[Inbox, int],
+    runtime: plugins.PluginRuntime,
+) -> None:
+    acme, bolt = two_tenants
+    _inbox, port = smtp
+    await plugins.configure_plugin(
+        acme, ADMIN, "email-smtp", enabled=True, config=_settings(port, password="real-secret")
+    )
+    await plugins.configure_plugin(
+        bolt, ADMIN, "email-smtp", enabled=True, config=_settings(port, password="bolts-own")
+    )
+    attempts: list[tuple[dict[str, Any], str]] = [
+        (
+            _settings(port, "198.51.100.7", password=MASK),
+            "enter the password again: the host changed",
+        ),
+        (_settings(port, "198.51.100.7"), "enter the password again: the host changed"),
+        (_settings(2525, password=MASK), "enter the password again: the port changed"),
+        ({"host": "198.51.100.7"}, "enter the password again: the host changed"),
+    ]
+    for config, message in attempts:
+        with pytest.raises(ValidationFailed) as refused:
+            await plugins.configure_plugin(acme, ADMIN, "email-smtp", config=config)
+        assert [(e.code, e.field, e.message) for e in refused.value.errors] == [
+            ("secret_required", "config.password", message)
+        ]
+    kept = await plugins.saved_config(acme, "email-smtp")
+    assert (kept["host"], kept["port"], kept["password"]) == ("127.0.0.1", port, "real-secret")
+    # Other settings change with the password masked; a new host takes a new password.
+    await plugins.configure_plugin(
+        acme, ADMIN, "email-smtp", config={"from_name": "Acme", "password": MASK}
+    )
+    await plugins.configure_plugin(
+        acme, ADMIN, "email-smtp", config=_settings(port, "localhost", password="another")
+    )
+    moved = await plugins.saved_config(acme, "email-smtp")
+    assert (moved["host"], moved["password"]) == ("localhost", "another")
+    assert (await plugins.saved_config(bolt, "email-smtp"))["password"] == "bolts-own"
+
+
+async def test_a_host_that_turns_private_after_saving_gets_nothing(
+    two_tenants: tuple[TenantInfo, TenantInfo],
+    smtp: tuple[Inbox, int],
+    runtime: plugins.PluginRuntime,
+    dns: FakeDns,
+) -> None:
+    acme, _ = two_tenants
+    inbox, port = smtp
+    runtime.allow_private_urls = False
+    dns.answer("mail.acme.example", "93.184.216.34", "127.0.0.1")  # DNS rebinding
+    await plugins.configure_plugin(
+        acme,
+        ADMIN,
+        "email-smtp",
+        enabled=True,
+        config=_settings(port, "mail.acme.example", username="acme", password="real-secret"),
+    )
+    message = EmailMessage(to="a@example.com", subject="s", text="t")
+    results = await plugins.call_all(acme, "send_email", message=message)
+    error = {r.plugin: r for r in results}["email-smtp"].error
+    assert error is not None and "private or local address (127.0.0.1, loopback)" in error
+    assert inbox.messages == []
+
+
+async def test_smtp_connects_to_the_address_that_was_checked(
+    two_tenants: tuple[TenantInfo, TenantInfo],
+    smtp: tuple[Inbox, int],
+    runtime: plugins.PluginRuntime,
+    dns: FakeDns,
+) -> None:
+    acme, bolt = two_tenants
+    inbox, port = smtp
+    # A second look-up would answer an address nothing listens on.
+    dns.answer("mail.acme.example", "127.0.0.1", "10.255.255.1")
+    await plugins.configure_plugin(
+        acme, ADMIN, "email-smtp", enabled=True, config=_settings(port, "mail.acme.example")
+    )
+    message = EmailMessage(to="a@example.com", subject="pinned", text="t")
+    sent = await plugins.call_first(acme, "send_email", message=message)
+    assert sent is not None and sent.plugin == "email-smtp" and sent.value.status == "sent"
+    assert [m[2]["Subject"] for m in inbox.messages] == ["pinned"]
+    assert dns.lookups["mail.acme.example"] == 1
+    logged = await plugins.call_first(bolt, "send_email", message=message)
+    assert logged is not None and logged.plugin == "email-log"
+
+
 class Sessions(Inbox):
     """An inbox that also counts the SMTP connections made to it."""
 
@@ -132,7 +258,7 @@ class Sessions(Inbox):
 
 
 async def test_connections_are_reused_and_one_the_server_closed_is_replaced(
-    two_tenants: tuple[TenantInfo, TenantInfo], runtime: None
+    two_tenants: tuple[TenantInfo, TenantInfo], runtime: plugins.PluginRuntime
 ) -> None:
     from patone.plugins.builtin import email_smtp
 

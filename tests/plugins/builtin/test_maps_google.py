@@ -24,6 +24,7 @@ from patone.plugins.types import GeoPoint, RouteEstimate
 from patone.tenants.isolation import tenant_transaction
 from patone.tenants.registry import TenantInfo
 from tests.conftest import actor_for
+from tests.fakes import FakeDns
 from tests.support import plugin_runtime
 
 ADMIN = actor_for("admin")
@@ -446,9 +447,13 @@ async def test_the_api_key_is_sealed_masked_and_kept_out_of_the_log(
         raw = await engine.fetch("SELECT config FROM plugin_configs WHERE plugin = 'maps-google'")
     assert KEY not in raw[0]["config"]
 
-    # googlemaps puts the key in the URL, and a connection error quotes the URL.
+    # googlemaps puts the key in the URL, and a connection error quotes the URL. (A new URL
+    # takes the key entered again.)
     await plugins.configure_plugin(
-        acme, ADMIN, "maps-google", config={"geocoding_api_url": "http://127.0.0.1:1"}
+        acme,
+        ADMIN,
+        "maps-google",
+        config={"geocoding_api_url": "http://127.0.0.1:1", "api_key": KEY},
     )
     with caplog.at_level(logging.WARNING):
         [result] = await plugins.call_all(acme, "geocode", address="Unter den Linden 77, Berlin")
@@ -505,3 +510,40 @@ def test_the_fake_refuses_a_matrix_request_without_a_field_mask_as_google_does(
     )
     assert answer.status_code == 400
     assert "FieldMask is a required parameter" in answer.json()["error"]["message"]
+
+
+async def test_google_is_called_only_at_addresses_the_guard_checked(
+    two_tenants: tuple[TenantInfo, TenantInfo], google: GoogleFake, runtime: None, dns: FakeDns
+) -> None:
+    acme, bolt = two_tenants
+    port = google.url.rsplit(":", 1)[1]
+    # Routes: resolved once per call and sent there (a second look-up would find nothing).
+    dns.answer("maps.google.example", "127.0.0.1", "10.255.255.1")
+    await enable_google(acme, google, routes_api_url=f"http://maps.google.example:{port}")
+    route = await plugins.call_first(
+        acme, "route", origin=DEPOT, destination=BREAKDOWN, depart_at=None
+    )
+    assert route is not None and route.plugin == "maps-google" and len(google.matrix_calls) == 1
+    assert dns.lookups["maps.google.example"] == 1
+    # Public when saved, loopback when called: neither API is called with the key.
+    plugins.get_runtime().allow_private_urls = False
+    urls = {"geocoding_api_url": "geo.google.example", "routes_api_url": "routes.google.example"}
+    for name in urls.values():
+        dns.answer(name, "93.184.216.34", "127.0.0.1")
+    await plugins.configure_plugin(
+        acme,
+        ADMIN,
+        "maps-google",
+        config={
+            **{setting: f"http://{name}:{port}" for setting, name in urls.items()},
+            "api_key": KEY,
+        },
+    )
+    results = await plugins.call_all(acme, "geocode", address="Unter den Linden 77, Berlin")
+    results += await plugins.call_all(
+        acme, "route", origin=DEPOT, destination=BREAKDOWN, depart_at=None
+    )
+    errors = [r.error for r in results if r.plugin == "maps-google"]
+    assert len(errors) == 2 and all("(127.0.0.1, loopback)" in str(e) for e in errors)
+    assert google.geocode_calls == [] and len(google.matrix_calls) == 1
+    assert await plugins.call_first(bolt, "geocode", address="Unter den Linden 77") is None

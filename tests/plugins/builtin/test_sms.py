@@ -11,9 +11,10 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from patone.plugins import config as plugins
-from patone.plugins.types import SmsMessage
+from patone.plugins.types import DeliveryFailed, SmsMessage
 from patone.tenants.registry import TenantInfo
 from tests.conftest import actor_for
+from tests.fakes import TWILIO_SID, TWILIO_TOKEN, FakeDns, TwilioFake
 from tests.support import plugin_runtime
 
 ADMIN = actor_for("admin")
@@ -187,3 +188,31 @@ async def test_a_retired_client_is_closed_only_after_its_calls_can_have_ended(
         await sms_twilio.close_clients()
         first.stop()
         second.stop()
+
+
+async def test_twilio_is_called_at_the_checked_address_only(
+    two_tenants: tuple[TenantInfo, TenantInfo],
+    twilio: TwilioFake,
+    dns: FakeDns,
+) -> None:
+    acme, bolt = two_tenants
+    port = twilio.url.rsplit(":", 1)[1]
+    config = {"account_sid": TWILIO_SID, "auth_token": TWILIO_TOKEN, "from_number": "+15005550006",
+              "api_base_url": f"http://api.twilio.example:{port}", "timeout": 1}  # fmt: skip
+    message = SmsMessage(to="+14155550100", body="on its way")
+    with plugin_runtime() as runtime:  # private addresses allowed: the fake is local
+        # Resolved once per request and sent there: a second look-up would find nothing.
+        dns.answer("api.twilio.example", "127.0.0.1", "10.255.255.1")
+        await plugins.configure_plugin(acme, ADMIN, "sms-twilio", enabled=True, config=config)
+        sent = await plugins.call_first(acme, "send_sms", message=message)
+        assert sent is not None and sent.error is None and len(twilio.forms) == 1
+        assert dns.lookups["api.twilio.example"] == 1
+        # Private addresses refused: the name was public when saved, is loopback when sending.
+        runtime.allow_private_urls = False
+        dns.answer("api.twilio.example", "93.184.216.34", "127.0.0.1")
+        await plugins.configure_plugin(acme, ADMIN, "sms-twilio", config={"timeout": 2})
+        [result] = await plugins.call_all(acme, "send_sms", message=message)
+        assert result.error is not None and "(127.0.0.1, loopback)" in result.error
+        assert isinstance(result.exception, DeliveryFailed) and result.exception.permanent
+        assert len(twilio.forms) == 1
+        assert await plugins.call_first(bolt, "send_sms", message=message) is None

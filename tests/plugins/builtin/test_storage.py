@@ -25,6 +25,7 @@ from patone.plugins.types import StoredFile
 from patone.settings import load_settings
 from patone.tenants.registry import TenantInfo
 from tests.conftest import actor_for
+from tests.fakes import FakeDns
 from tests.support import plugin_runtime
 from tests.test_embedded import _free_port
 
@@ -373,3 +374,25 @@ async def test_a_local_file_link_works_for_its_company_until_it_expires(
     async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
         platform = await client.get(link)
     assert (platform.status_code, platform.json()["error"]["code"]) == (404, "tenant_required")
+
+
+async def test_an_s3_endpoint_that_turns_private_after_saving_is_not_called(
+    two_tenants: tuple[TenantInfo, TenantInfo],
+    s3_endpoint: str,
+    bucket: str,
+    disk: Path,
+    runtime: None,
+    dns: FakeDns,
+) -> None:
+    acme, bolt = two_tenants
+    port = s3_endpoint.rsplit(":", 1)[1]
+    plugins.get_runtime().allow_private_urls = False
+    dns.answer("s3.acme.example", "93.184.216.34", "127.0.0.1")  # public when saved
+    await _enable_s3(acme, f"http://s3.acme.example:{port}", bucket)
+    results = await plugins.call_all(
+        acme, "store_file", key="photos/1.jpg", content=b"jpeg", content_type="image/jpeg"
+    )
+    error = {r.plugin: r for r in results}["storage-s3"].error or ""
+    assert error.startswith("StorageError: S3 not called:") and "(127.0.0.1, loopback)" in error
+    assert _objects(s3_endpoint, bucket) == {}
+    assert "storage-s3" not in await plugins.enabled_plugins(bolt)
