@@ -53,7 +53,8 @@ class SmtpSettings(BaseModel):
     host: Annotated[str, NetworkTarget("host", port="port")] = Field(min_length=1, max_length=255)
     port: int = Field(587, ge=1, le=65535)
     username: str = ""
-    password: Annotated[str, SecretFor("host")] = ""
+    # A change of security too: dropping to "none" would send the kept password in clear text.
+    password: Annotated[str, SecretFor("host", "security")] = ""
     from_address: str = Field(min_length=3, max_length=254)
     from_name: str = ""
     security: str = Field("starttls", pattern="^(starttls|tls|none)$")

@@ -175,6 +175,10 @@ async def test_a_new_host_or_port_needs_the_password_entered_again(
         (_settings(port, "198.51.100.7"), "enter the password again: the host changed"),
         (_settings(2525, password=MASK), "enter the password again: the port changed"),
         ({"host": "198.51.100.7"}, "enter the password again: the host changed"),
+        (
+            _settings(port, security="tls", password=MASK),
+            "enter the password again: the security changed",
+        ),
     ]
     for config, message in attempts:
         with pytest.raises(ValidationFailed) as refused:
