@@ -176,7 +176,8 @@ async def create_request(
     async def load(request_id: int) -> Row:
         return await _request(request_id)
 
-    return await idempotent(tenant, "create_request", idempotency_key, create, load)
+    given = request.model_dump(mode="json")
+    return await idempotent(tenant, actor, "create_request", idempotency_key, given, create, load)
 
 
 async def _price(tenant: TenantRef, request: RequestInput, at: datetime) -> int:
