@@ -537,6 +537,14 @@ def _cursor(values: list[Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(encoded).encode()).decode()
 
 
+def _int4(value: Any) -> int:
+    """A cursor's id or rank: a Postgres integer, as every key it is compared with is."""
+    number = int(value)
+    if not -(2**31) <= number < 2**31:
+        raise ValueError("out of range")
+    return number
+
+
 def _decode_cursor(cursor: str, order: str) -> list[Any]:
     try:
         values = json.loads(base64.urlsafe_b64decode(cursor.encode()))
@@ -544,7 +552,7 @@ def _decode_cursor(cursor: str, order: str) -> list[Any]:
         if not isinstance(values, list) or len(values) != len(keys):
             raise ValueError
         return [
-            datetime.fromisoformat(v) if k == "created_at" else int(v)
+            datetime.fromisoformat(v) if k == "created_at" else _int4(v)
             for k, v in zip(keys, values, strict=True)
         ]
     except (ValueError, TypeError, json.JSONDecodeError):
