@@ -22,11 +22,12 @@ from patone.admin_ui.guard import StaffPagesMiddleware, UiConfig, is_staff_page,
 from patone.admin_ui.routes import routes as staff_page_routes
 from patone.auth_routes import auth_routes
 from patone.core import credentials, two_factor, users
+from patone.core.authentication import authenticate
 from patone.core.db import engine
 from patone.core.demo import fill_demo_tenant
 from patone.core.errors import UserError
 from patone.core.jobs import configure_broker
-from patone.core.permissions import SYSTEM
+from patone.core.permissions import SYSTEM, require
 from patone.core.redis import close_redis, connect_redis, get_redis
 from patone.core.relay import Relay
 from patone.core.scheduler import Scheduler
@@ -110,12 +111,19 @@ async def home(request: Request) -> Response:
 
 
 async def tenant_info(request: Request) -> JSONResponse:
-    """Who this tenant is and what its schema holds, read inside its own transaction."""
+    """Who this tenant is and what its schema holds, read inside its own transaction; for the
+    company's admins only (an admin's access token as bearer), since it names the schema, the
+    role, the plan, the domains and the tables."""
     tenant = _tenant(request)
     if tenant is None:
         return error_response(
             404, "tenant_required", "Name a company: use its subdomain or an X-Tenant header."
         )
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return error_response(401, "unauthenticated", "Sign in as an admin: send an access token.")
+    actor, _claims = await authenticate(request.app.state.signing_secret, tenant, token.strip())
+    require(actor, "settings.manage")
     async with tenant_transaction(tenant) as transaction:
         connection = transaction.connection
         where = await connection.fetchrow("SELECT current_schema() AS schema, current_user AS role")

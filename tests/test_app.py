@@ -88,4 +88,34 @@ async def test_access_log_is_json_with_request_id_and_tenant(
     last = access[-1]
     assert last["request_id"] == response.headers["x-request-id"]
     assert last["tenant"] == tenant.slug
-    assert last["status"] == 200 and last["path"] == "/api/tenant"
+    assert last["status"] == 401 and last["path"] == "/api/tenant"  # no token: refused, logged
+
+
+async def test_the_company_overview_is_for_its_admins_only(two_tenants) -> None:  # type: ignore[no-untyped-def]
+    from tests.graphql.conftest import SECRET, token_for
+    from tests.support import app_client
+
+    acme, bolt = two_tenants
+    admin, bolt_admin = await token_for(acme, "admin"), await token_for(bolt, "admin")
+    dispatcher = await token_for(acme, "dispatcher")
+    async with app_client(SECRET) as client:
+
+        async def overview(token: str | None) -> httpx.Response:
+            headers = {"X-Tenant": acme.slug}
+            if token is not None:
+                headers["Authorization"] = f"Bearer {token}"
+            return await client.get("/api/tenant", headers=headers)
+
+        anonymous = await overview(None)
+        assert anonymous.status_code == 401
+        assert anonymous.json()["error"]["code"] == "unauthenticated"
+        assert acme.schema_name not in anonymous.text and "plan" not in anonymous.text
+        refused = await overview(dispatcher)
+        assert refused.status_code == 403 and refused.json()["error"]["code"] == "forbidden"
+        assert acme.schema_name not in refused.text
+        elsewhere = await overview(bolt_admin)  # another company's admin
+        assert elsewhere.status_code == 401 and bolt.schema_name not in elsewhere.text
+        shown = await overview(admin)
+        assert shown.status_code == 200
+        assert shown.json()["tenant"]["slug"] == acme.slug
+        assert shown.json()["schema"]["name"] == acme.schema_name

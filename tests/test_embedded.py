@@ -13,6 +13,8 @@ from pathlib import Path
 import httpx
 import psutil
 
+from patone.app import DEMO_ADMIN
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -29,13 +31,18 @@ def _servers_of(data_dir: Path) -> list[psutil.Process]:
     return found
 
 
-def _serve(data_dir: Path, port: int) -> subprocess.Popen[str]:
+def _env(data_dir: Path, port: int) -> dict[str, str]:
+    """The environment of a command typed with no configuration but `DATA_DIR` and `PORT`."""
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
     env.pop("DEMO_TENANT", None)
     env.update(DATA_DIR=str(data_dir), PORT=str(port))
+    return env
+
+
+def _serve(data_dir: Path, port: int) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "patone", "serve"],
-        env=env,
+        env=_env(data_dir, port),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -57,9 +64,28 @@ def _wait_healthy(port: int, process: subprocess.Popen[str]) -> dict:  # type: i
     raise AssertionError("patone serve did not become healthy within 60 s")
 
 
-def _demo(port: int) -> dict:  # type: ignore[type-arg]
+def _demo(data_dir: Path, port: int) -> dict:  # type: ignore[type-arg]
+    """The demo company's overview, read as its admin (a token from the CLI beside `serve`)."""
+    token = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "patone",
+            "tokens",
+            "issue",
+            "--tenant",
+            "demo",
+            "--user",
+            DEMO_ADMIN,
+        ],
+        env=_env(data_dir, port),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     response = httpx.get(
-        f"http://127.0.0.1:{port}/api/tenant", headers={"Host": f"demo.localhost:{port}"}
+        f"http://127.0.0.1:{port}/api/tenant",
+        headers={"Host": f"demo.localhost:{port}", "Authorization": f"Bearer {token}"},
     )
     assert response.status_code == 200, response.text
     return response.json()  # type: ignore[no-any-return]
@@ -78,7 +104,7 @@ def test_serve_with_no_configuration_runs_everything_and_stops_cleanly(tmp_path:
     try:
         health = _wait_healthy(port, process)
         assert health["checks"]["postgres"]["ok"] and health["checks"]["redis"]["ok"]
-        first = _demo(port)
+        first = _demo(data_dir, port)
         assert first["schema"]["name"] == "t_demo"
         assert _servers_of(data_dir), "embedded servers should be running"
     finally:
@@ -93,7 +119,7 @@ def test_serve_with_no_configuration_runs_everything_and_stops_cleanly(tmp_path:
     process = _serve(data_dir, port)
     try:
         _wait_healthy(port, process)
-        assert _demo(port)["tenant"]["id"] == first["tenant"]["id"]
+        assert _demo(data_dir, port)["tenant"]["id"] == first["tenant"]["id"]
     finally:
         _stop(process)
 

@@ -102,7 +102,8 @@ async def create_customer(
     async def load(customer_id: int) -> Row:
         return await _customer(customer_id)
 
-    return await idempotent(tenant, "create_customer", idempotency_key, create, load)
+    given = customer.model_dump(mode="json")
+    return await idempotent(tenant, actor, "create_customer", idempotency_key, given, create, load)
 
 
 async def update_customer(tenant: TenantRef, actor: Actor, customer_id: int, data: Any) -> Row:

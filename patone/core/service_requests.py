@@ -176,7 +176,8 @@ async def create_request(
     async def load(request_id: int) -> Row:
         return await _request(request_id)
 
-    return await idempotent(tenant, "create_request", idempotency_key, create, load)
+    given = request.model_dump(mode="json")
+    return await idempotent(tenant, actor, "create_request", idempotency_key, given, create, load)
 
 
 async def _price(tenant: TenantRef, request: RequestInput, at: datetime) -> int:
@@ -536,6 +537,14 @@ def _cursor(values: list[Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(encoded).encode()).decode()
 
 
+def _int4(value: Any) -> int:
+    """A cursor's id or rank: a Postgres integer, as every key it is compared with is."""
+    number = int(value)
+    if not -(2**31) <= number < 2**31:
+        raise ValueError("out of range")
+    return number
+
+
 def _decode_cursor(cursor: str, order: str) -> list[Any]:
     try:
         values = json.loads(base64.urlsafe_b64decode(cursor.encode()))
@@ -543,7 +552,7 @@ def _decode_cursor(cursor: str, order: str) -> list[Any]:
         if not isinstance(values, list) or len(values) != len(keys):
             raise ValueError
         return [
-            datetime.fromisoformat(v) if k == "created_at" else int(v)
+            datetime.fromisoformat(v) if k == "created_at" else _int4(v)
             for k, v in zip(keys, values, strict=True)
         ]
     except (ValueError, TypeError, json.JSONDecodeError):

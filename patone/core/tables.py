@@ -272,10 +272,13 @@ class Outbox(Table, tablename="outbox", db=engine):
 
 
 class IdempotencyKey(Table, tablename="idempotency_keys", db=engine):
-    """The first result of a create, so a retry with the same key returns it again."""
+    """The first result of a create, so a retry with the same key returns it again; a key is
+    one caller's (`kind:id`) and remembers its input's sha256 (tenant_0018)."""
 
     operation = Varchar(length=60)
+    caller = Text(default="")
     key = Varchar(length=200)
+    input_sha256 = Varchar(length=64, default="")
     entity_id = Varchar(length=64)
     created_at = Timestamptz()
 

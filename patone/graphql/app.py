@@ -3,6 +3,12 @@
 A browser asking for HTML gets GraphiQL (served from our own files). Every operation needs a
 tenant (the host or X-Tenant) and a valid access token for that tenant; otherwise the answer is
 a JSON error and nothing runs.
+
+An operation is admitted the same way whether it comes in an HTTP request or as a `subscribe`
+message on a graphql-transport-ws socket: `charge` counts it against the caller's and the
+company's budgets and `admitted` fills in its persisted document (only a registered one, for an
+allow-listed client); the depth, alias, cost and audience rules are the schema's own extensions,
+which run for both.
 """
 
 from __future__ import annotations
@@ -12,15 +18,22 @@ import contextlib
 import json
 import logging
 import time
+from collections.abc import Awaitable
 from typing import Any
 
 from cross_web import HTTPException
+from graphql import GraphQLError
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketState
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
+    BaseGraphQLTransportWSHandler,
+)
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import SubscribeMessage
 from strawberry.types.unset import UnsetType
 
 from patone.core import authentication, ratelimits, revocation
@@ -31,6 +44,7 @@ from patone.graphql import persisted
 from patone.graphql.context import Context
 from patone.graphql.errors import refused
 from patone.graphql.schema import schema
+from patone.tenants.registry import TenantInfo
 from patone.web import MAX_BODY, read_body, replay
 
 log = logging.getLogger(__name__)
@@ -65,9 +79,65 @@ async def _watch(socket: WebSocket, tenant: str, claims: Claims, every: float) -
         await socket.close(code=code, reason=reason)
 
 
+def charge(tenant: TenantInfo, claims: Claims) -> Awaitable[None]:
+    """Count one operation against its caller's and the company's budgets (`RateLimited`
+    when either is spent): each HTTP request, and each operation started on a socket."""
+    return ratelimits.check_api(tenant, caller=authentication.caller(claims))
+
+
+async def admitted(tenant: TenantInfo, actor: Actor, operation: dict[str, Any]) -> dict[str, Any]:
+    """One operation (`query`, `variables`, `operationName`, `extensions`) as it will run: for
+    an allow-listed client only a registered document, for others an automatic persisted
+    query filled in or registered; `persisted.PersistedQueryError` otherwise."""
+    if actor.allow_list_only:
+        return await persisted.allow_listed(tenant, operation)
+    return await persisted.resolve(operation)
+
+
+def _socket_error(error: ratelimits.RateLimited | persisted.PersistedQueryError) -> GraphQLError:
+    """A refused operation's error on a socket, with the code an HTTP request gets (a socket
+    has no Retry-After header: the wait is in `retry_after`)."""
+    if isinstance(error, ratelimits.RateLimited):
+        extensions: dict[str, Any] = {"code": "RATE_LIMITED", "retry_after": error.retry_after}
+    else:
+        extensions = {"code": error.code}
+    return GraphQLError(error.message, extensions=extensions)
+
+
+class _Socket(BaseGraphQLTransportWSHandler[Context, None]):
+    """graphql-transport-ws, each operation admitted as an HTTP request is before it runs."""
+
+    async def handle_subscribe(self, message: SubscribeMessage) -> None:
+        payload: Any = message.get("payload")
+        if not isinstance(payload, dict):
+            await self.handle_invalid_message("Failed to parse message")
+            return
+        if not self.connection_acknowledged or message["id"] in self.operations:
+            await super().handle_subscribe(message)  # strawberry closes the socket
+            return
+        tenant, claims = self.context.tenant, self.context.claims
+        if not isinstance(tenant, TenantInfo) or claims is None:  # on_ws_connect sets both
+            await self.websocket.close(code=4401, reason="Unauthorized")
+            return
+        try:
+            await charge(tenant, claims)
+            operation = await admitted(tenant, self.context.actor, dict(payload))
+        except (ratelimits.RateLimited, persisted.PersistedQueryError) as error:
+            await self.send_message(
+                {"id": message["id"], "type": "error", "payload": [_socket_error(error).formatted]}
+            )
+            return
+        await super().handle_subscribe({**message, "payload": operation})  # type: ignore[typeddict-item]
+
+
 class _Strawberry(GraphQL[Context, None]):
+    graphql_transport_ws_handler_class = _Socket
+
     def __init__(self, secret: str) -> None:
-        super().__init__(schema, graphql_ide="graphiql")
+        # graphql-transport-ws only: the legacy graphql-ws protocol would be a second door.
+        super().__init__(
+            schema, graphql_ide="graphiql", subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,)
+        )
         self.secret = secret
 
     async def get_context(
@@ -92,6 +162,7 @@ class _Strawberry(GraphQL[Context, None]):
             )
         except UserError as error:
             raise ConnectionRejectionError({"code": error.code, "message": error.message}) from None
+        context.claims = claims
         watcher = asyncio.get_running_loop().create_task(
             _watch(context.request, context.tenant.slug, claims, REVOCATION_CHECK_EVERY)
         )
@@ -155,8 +226,7 @@ class GraphQLApp:
         try:
             claims = authentication.verify(self.secret, tenant, token.strip())
             # The plan's rate limit is counted while revocation and the role are checked.
-            limit = ratelimits.check_api(tenant, caller=authentication.caller(claims))
-            state["actor"] = await authentication.actor_for(tenant, claims, limit)
+            state["actor"] = await authentication.actor_for(tenant, claims, charge(tenant, claims))
         except InvalidToken as error:
             await refused(401, error.code, error.message)(scope, receive, send)
             return
@@ -186,21 +256,19 @@ class GraphQLApp:
         await self.strawberry(scope, receive, send)
 
 
-async def _with_persisted_query(body: bytes, tenant: Any, actor: Actor) -> bytes:
-    """Fill in (or register) an automatic persisted query; for an allow-listed client, only
-    registered documents pass. Other bodies pass unchanged."""
+async def _with_persisted_query(body: bytes, tenant: TenantInfo, actor: Actor) -> bytes:
+    """The request body with its operation `admitted`; bodies that name no persisted query
+    pass unchanged, unless the client is allow-listed."""
     if not actor.allow_list_only and b"persistedQuery" not in body:
         return body  # the common case: no need to parse the body before strawberry does
     try:
         data = json.loads(body)
     except ValueError:
         data = None
-    if actor.allow_list_only:
-        if not isinstance(data, dict):
+    if not isinstance(data, dict):
+        if actor.allow_list_only:
             raise persisted.PersistedQueryError(
                 "PERSISTED_QUERY_REQUIRED", "Send one registered document per request"
             )
-        return json.dumps(await persisted.allow_listed(tenant, data)).encode()
-    if not isinstance(data, dict) or "extensions" not in data:
-        return body  # strawberry answers malformed JSON itself
-    return json.dumps(await persisted.resolve(data)).encode()
+        return body  # strawberry answers malformed JSON and batches itself
+    return json.dumps(await admitted(tenant, actor, data)).encode()

@@ -22,6 +22,7 @@ from patone.core.drivers import DRIVER_COLUMNS
 from patone.core.permissions import Actor
 from patone.core.service_requests import COLUMNS as REQUEST_COLUMNS
 from patone.core.service_types import SERVICE_TYPE_COLUMNS
+from patone.core.tokens import Claims
 from patone.tenants.isolation import TenantRef, tenant_transaction
 
 log = logging.getLogger(__name__)
@@ -119,6 +120,7 @@ class Context:
     request: Any = None
     response: Any = None
     connection_params: dict[str, Any] | None = None  # graphql-transport-ws connection_init
+    claims: Claims | None = None  # a socket's token, once connection_init authenticated it
 
     def __post_init__(self) -> None:
         self.loaders = Loaders.for_tenant(self.tenant)

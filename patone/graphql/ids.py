@@ -12,14 +12,26 @@ def to_global_id(type_name: str, pk: object) -> str:
     return base64.urlsafe_b64encode(f"{type_name}:{pk}".encode()).decode().rstrip("=")
 
 
+# Keys are Postgres `serial` (32-bit) but for these types' tables, which are `bigserial`. A number
+# beyond its column's range is no id: refused here, where every id is read, rather than by the
+# database driver as an unexpected error.
+_BIGINT_KEYS = frozenset({"Notification", "Offer", "WebhookDelivery"})
+_INT_MAX = 2**31 - 1
+_BIGINT_MAX = 2**63 - 1
+
+
 def from_global_id(global_id: str) -> tuple[str, int]:
-    """(type name, primary key) of a global id, or a UserError saying it is malformed."""
+    """(type name, primary key) of a global id, or a UserError saying it is malformed or its
+    number is out of range."""
     try:
         padded = global_id + "=" * (-len(global_id) % 4)
-        type_name, _, pk = base64.urlsafe_b64decode(padded.encode()).decode().partition(":")
-        return type_name, int(pk)
+        type_name, _, number = base64.urlsafe_b64decode(padded.encode()).decode().partition(":")
+        pk = int(number)
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise UserError("invalid_id", f"{global_id!r} is not an id", "id") from None
+    if not 1 <= pk <= (_BIGINT_MAX if type_name in _BIGINT_KEYS else _INT_MAX):
+        raise UserError("invalid_id", f"{global_id!r} is not an id (out of range)", "id")
+    return type_name, pk
 
 
 def pk_of(global_id: str, type_name: str, field: str = "id") -> int:

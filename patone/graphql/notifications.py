@@ -173,6 +173,10 @@ def _template(found: admin.EffectiveTemplate) -> NotificationTemplate:
 def _subject(ctx: Context, kind: str | None, subject_id: strawberry.ID | None) -> tuple[str, int]:
     """Whose preferences: a customer or user by id, else the signed-in staff member."""
     if subject_id is None:
+        if ctx.actor.kind != "user":  # a partner or customer has no preferences of its own
+            raise DomainUserError(
+                "required", "Name whose preferences these are (subjectId).", "subjectId"
+            )
         return "user", int(ctx.actor.id)
     if kind == "customer":
         return "customer", pk_of(subject_id, "Customer", "subjectId")

@@ -42,6 +42,7 @@ from patone.core.tokens import (
     issue_token,
     verify_token,
 )
+from patone.graphql.arguments import ArgumentRules
 from patone.graphql.errors import PatoneErrors, refused
 from patone.graphql.types import UserError as UserErrorType
 from patone.graphql.types import attempt
@@ -281,6 +282,7 @@ platform_schema = strawberry.Schema(
     extensions=[
         lambda: AddValidationRules(_LIMIT_RULES),
         lambda: MaxTokensLimiter(max_token_count=2000),
+        ArgumentRules,
         PatoneErrors,
     ],
 )

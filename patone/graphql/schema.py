@@ -19,6 +19,7 @@ from strawberry.types import Info
 
 from patone.core.errors import NotFound
 from patone.graphql.api_clients import ApiClientMutations, ApiClientQueries
+from patone.graphql.arguments import ArgumentRules
 from patone.graphql.audience import CustomerScope
 from patone.graphql.company import (
     ActivityQueries,
@@ -151,6 +152,7 @@ def build_schema(*, third_party: bool = True) -> strawberry.Schema:
             lambda: ParserCache(maxsize=512),
             lambda: ValidationCache(maxsize=512),
             CostLimiter,
+            ArgumentRules,
             CustomerScope,
             PatoneErrors,
         ],

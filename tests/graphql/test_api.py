@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import httpx
 import pytest
@@ -184,6 +185,31 @@ async def test_idempotent_create_over_the_api(
     async with tenant_transaction(acme):
         rows = await engine.fetch("SELECT count(*) AS n FROM customers")
     assert rows[0]["n"] == 1
+
+
+async def test_an_idempotency_key_is_the_callers_own_and_bound_to_its_input(
+    gql: Gql, two_tenants: tuple[TenantInfo, TenantInfo]
+) -> None:
+    acme, bolt = two_tenants
+    dee = await token_for(acme, "dispatcher", "dee@acme.example.com")
+    eve = await token_for(acme, "dispatcher", "eve@acme.example.com")
+    bolt_dee = await token_for(bolt, "dispatcher", "dee@acme.example.com")
+
+    async def create(tenant: TenantInfo, token: str, name: str) -> dict[str, Any]:
+        variables = {"input": {"name": name}, "key": "import-7"}
+        return (await gql(tenant, token, CREATE_CUSTOMER, variables))["data"]["createCustomer"]
+
+    first = await create(acme, dee, "Dee's customer")
+    assert (await create(acme, dee, "Dee's customer"))["customer"] == first["customer"]
+    others = await create(acme, eve, "Eve's customer")  # Eve's key, not Dee's
+    assert others["customer"]["name"] == "Eve's customer"
+    reused = await create(acme, dee, "Someone else")
+    assert reused["customer"] is None
+    assert [(e["field"], e["code"]) for e in reused["userErrors"]] == [
+        ("idempotencyKey", "idempotency_key_reused")
+    ]
+    elsewhere = await create(bolt, bolt_dee, "Someone else")  # Bolt's Dee: Bolt's key
+    assert elsewhere["customer"]["name"] == "Someone else"
 
 
 async def test_bad_input_gets_user_errors_and_changes_nothing(

@@ -3,13 +3,21 @@ its text and traceback only when DEBUG is on."""
 
 from __future__ import annotations
 
+import base64
+import json
+from typing import Any
+
 import httpx
+import pytest
 
 from patone.app import create_app
+from patone.core import api_clients
 from patone.core.db import engine
+from patone.core.permissions import SYSTEM
 from patone.settings import load_settings
+from patone.tenants.isolation import tenant_transaction
 from patone.tenants.registry import TenantInfo
-from tests.graphql.conftest import SECRET, token_for
+from tests.graphql.conftest import SECRET, Gql, token_for
 
 QUERY = {"query": "{ customers { edges { node { id } } } }"}
 
@@ -73,3 +81,132 @@ async def test_a_rate_limit_inside_a_resolver_is_rate_limited_with_retry_after()
     [error] = result.errors or []
     assert error.extensions == {"code": "RATE_LIMITED", "retry_after": 42}
     assert error.message == "Too many requests. Try again in 42 seconds."
+
+
+# Odd input gets a code and names its field; it never reaches the database or Redis as an
+# unexpected error (`internal_error`).
+
+NUL = "Ann\x00Lee"
+BIG_ID = base64.urlsafe_b64encode(b"Customer:100000000000000000000").decode().rstrip("=")
+BIG_CURSOR = base64.urlsafe_b64encode(b'["2026-12-07T09:00:00+00:00", 100000000000000000000]')
+ODD_INPUT = [
+    # (case, who asks, document, variables, expected (code, field))
+    (
+        "a NUL in a customer's name",
+        "admin",
+        "mutation($i: CreateCustomerInput!) { createCustomer(input: $i) "
+        "{ customer { id } userErrors { field code } } }",
+        {"i": {"name": NUL}},
+        ("invalid", "i.name"),
+    ),
+    (
+        "a NUL in a literal driver's name",
+        "admin",
+        'mutation { createDriver(input: {name: "Ann\\u0000Lee"}) '
+        "{ driver { id } userErrors { field code } } }",
+        {},
+        ("invalid", "input.name"),
+    ),
+    (
+        "a NUL in a push endpoint",
+        "admin",
+        "mutation($e: String!) { unregisterPushSubscription(endpoint: $e) "
+        "{ removed userErrors { field code } } }",
+        {"e": f"https://push.example/{NUL}"},
+        ("invalid", "e"),
+    ),
+    (
+        "an id whose number is out of range",
+        "admin",
+        "query($id: ID!) { node(id: $id) { id } }",
+        {"id": BIG_ID},
+        ("invalid_id", "id"),
+    ),
+    (
+        "a page cursor whose id is out of range",
+        "admin",
+        "query($after: String) { serviceRequests(after: $after) { edges { node { id } } } }",
+        {"after": BIG_CURSOR.decode()},
+        ("invalid", "after"),
+    ),
+    (
+        "a latitude beyond the pole",
+        "admin",
+        "{ nearbyDrivers(lat: 95, lng: 0, radiusM: 1000) { driverId } }",
+        {},
+        ("out_of_range", "lat"),
+    ),
+    (
+        "a partner's own notification preferences",
+        "partner",
+        "{ notificationPreferences { event } }",
+        {},
+        ("required", "subjectId"),
+    ),
+    (
+        "a partner setting its own notification preference",
+        "partner",
+        'mutation { setNotificationPreference(event: "request.created", channel: "sms", '
+        "enabled: false) { preference { event } userErrors { field code } } }",
+        {},
+        ("required", "subjectId"),
+    ),
+    (
+        "a date that is not a date",
+        "admin",
+        '{ serviceRequests(filter: {createdFrom: "yesterday"}) { edges { node { id } } } }',
+        {},
+        ("invalid", "filter.createdFrom"),
+    ),
+    (
+        "a date that is not a date, in a variable",
+        "admin",
+        "query($f: RequestFilter) { serviceRequests(filter: $f) { edges { node { id } } } }",
+        {"f": {"createdFrom": "yesterday"}},
+        ("invalid", "f.createdFrom"),
+    ),
+]
+
+
+def _refusal(result: dict[str, Any]) -> tuple[str | None, str | None]:
+    """(code, field) of the first error, whether top-level or a payload's user error."""
+    for error in result.get("errors") or []:
+        extensions = error.get("extensions") or {}
+        return extensions.get("code"), extensions.get("field")
+    for payload in (result.get("data") or {}).values():
+        for error in (payload or {}).get("userErrors") or []:
+            return error["code"], error["field"]
+    return None, None
+
+
+@pytest.mark.parametrize(
+    ("who", "document", "variables", "expected"),
+    [case[1:] for case in ODD_INPUT],
+    ids=[case[0] for case in ODD_INPUT],
+)
+async def test_odd_input_gets_a_code_and_a_field_and_changes_nothing(
+    gql: Gql,
+    client: httpx.AsyncClient,
+    two_tenants: tuple[TenantInfo, TenantInfo],
+    who: str,
+    document: str,
+    variables: dict[str, Any],
+    expected: tuple[str, str],
+) -> None:
+    acme, bolt = two_tenants
+    if who == "partner":
+        made, _secret = await api_clients.create_client(
+            acme, SYSTEM, name="Motor club", scopes=["requests:read"]
+        )
+        token, _ = await api_clients.issue_client_token(SECRET, acme, made, None)
+    else:
+        token = await token_for(acme, who)
+    result = await gql(acme, token, document, variables)
+    assert _refusal(result) == expected, result
+    assert "internal_error" not in json.dumps(result)
+    for tenant in (acme, bolt):
+        async with tenant_transaction(tenant):
+            rows = await engine.fetch(
+                "SELECT (SELECT count(*) FROM customers) + (SELECT count(*) FROM drivers) AS n"
+            )
+        assert rows[0]["n"] == 0

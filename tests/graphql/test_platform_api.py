@@ -291,3 +291,22 @@ async def test_bad_lifecycle_input_names_the_field(
         "code": "taken",
         "message": f"slug {acme.slug!r} is already taken",
     }
+
+
+async def test_a_nul_character_in_an_operators_input_is_refused_and_changes_nothing(
+    client: httpx.AsyncClient,
+    operator: operators.Operator,
+    two_tenants: tuple[TenantInfo, TenantInfo],
+) -> None:
+    acme, bolt = two_tenants
+    token = operator_token(operator)
+    refused = await platform(
+        client,
+        token,
+        f'mutation($r: String!) {{ suspendTenant(slug: "{acme.slug}", reason: $r) '
+        f"{{ {TENANT_FIELDS} }} }}",
+        {"r": "unpaid\x00"},
+    )
+    assert refused["errors"][0]["extensions"] == {"code": "invalid", "field": "r"}, refused
+    for tenant in (acme, bolt):
+        assert (await get_tenant(tenant.slug)).status == "active"  # type: ignore[union-attr]

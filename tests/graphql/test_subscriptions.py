@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import subprocess
@@ -16,7 +17,7 @@ import httpx
 import pytest
 import websockets
 
-from patone.core import customers, drivers, revocation, service_requests
+from patone.core import api_clients, customers, documents, drivers, revocation, service_requests
 from patone.core.clock import now
 from patone.core.dispatch import positions, staging
 from patone.core.permissions import SYSTEM
@@ -24,7 +25,7 @@ from patone.core.tokens import TENANT_AUDIENCE, Kind, issue_token, verify_token
 from patone.graphql.app import REVOCATION_CHECK_EVERY
 from patone.graphql.ids import pk_of, to_global_id
 from patone.tenants.registry import TenantInfo
-from tests.conftest import actor_for
+from tests.conftest import MakePlan, MakeTenant, actor_for
 from tests.core.dispatch.world import MORNING, calls_at_scene_before, driver_at
 from tests.graphql.conftest import SECRET, token_for
 from tests.graphql.test_dispatch import _driver_with_login
@@ -248,6 +249,8 @@ async def test_the_customer_watches_the_truck_come_on_a_socket_of_their_own(
     # Anything else on the same socket is refused: a customer only watches.
     await socket.send(json.dumps({"id": "2", "type": "subscribe", "payload": {"query": POSITIONS}}))
     refused = await _next(socket)
+    while refused.get("id") == "1":  # a later update of the truck may come first
+        refused = await _next(socket)
     assert (refused["id"], refused["type"]) == ("2", "error")
     assert refused["payload"][0]["extensions"]["code"] == "forbidden"
 
@@ -301,3 +304,142 @@ async def test_a_driver_hears_only_their_own_waiting_place_and_no_other_companys
         await _next(dan_socket, timeout=0.5)
     with pytest.raises(TimeoutError):
         await _next(bolt_socket, timeout=0.5)
+
+
+# Every operation on a socket passes the rules an HTTP request passes: the allow-list, the rate
+# limit, the audience and the cost limit, with the same codes.
+
+REQUESTS = "query Open { serviceRequests(first: 5) { edges { node { number } } } }"
+CUSTOMERS = "{ customers { edges { node { name phone } } } }"
+CREATE_CUSTOMER = 'mutation { createCustomer(input: {name: "Mallory"}) { customer { id } } }'
+
+
+async def _run(socket: Any, operation_id: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """Send one operation on an open socket; its first answer (`next` or `error`)."""
+    await socket.send(json.dumps({"id": operation_id, "type": "subscribe", "payload": payload}))
+    while True:
+        message = await _next(socket)
+        if message["type"] != "complete":  # an earlier operation's end
+            assert message.get("id") == operation_id, message
+            return message
+
+
+def _code(message: dict[str, Any]) -> str | None:
+    if message["type"] == "error":
+        return message["payload"][0]["extensions"]["code"]  # type: ignore[no-any-return]
+    errors = message["payload"].get("errors") or [{}]
+    return errors[0].get("extensions", {}).get("code")  # type: ignore[no-any-return]
+
+
+async def _allow_listed_partner(tenant: TenantInfo) -> str:
+    """A token of a partner client of `tenant` that may run only registered documents."""
+    client, _secret = await api_clients.create_client(
+        tenant, SYSTEM, name="Motor club", scopes=["requests:read"], allow_list_only=True
+    )
+    token, _scopes = await api_clients.issue_client_token(SECRET, tenant, client, None)
+    return token
+
+
+async def _customer_count(tenant: TenantInfo) -> int:
+    return len((await customers.list_customers(tenant, SYSTEM, first=200))[0])
+
+
+async def test_an_allow_listed_partner_runs_only_registered_documents_on_a_socket(
+    server: int, two_tenants: tuple[TenantInfo, TenantInfo], sockets: list[Any]
+) -> None:
+    acme, bolt = two_tenants
+    await documents.register_document(acme, SYSTEM, {"name": "open", "document": REQUESTS})
+    digest = hashlib.sha256(REQUESTS.encode()).hexdigest()
+    by_hash = {"extensions": {"persistedQuery": {"version": 1, "sha256Hash": digest}}}
+    acme_socket = await _socket(server, acme, await _allow_listed_partner(acme))
+    bolt_socket = await _socket(server, bolt, await _allow_listed_partner(bolt))
+    sockets.extend([acme_socket, bolt_socket])
+    for socket in (acme_socket, bolt_socket):
+        assert (await _next(socket))["type"] == "connection_ack"
+    before = await _customer_count(acme)
+
+    for number, refused in enumerate(({"query": CUSTOMERS}, {"query": CREATE_CUSTOMER}), 1):
+        answer = await _run(acme_socket, str(number), refused)
+        assert answer["type"] == "error", answer
+        assert _code(answer) == "PERSISTED_QUERY_NOT_ALLOWED"
+    assert await _customer_count(acme) == before  # the mutation did not run
+    served = await _run(acme_socket, "3", {"query": REQUESTS})
+    assert served["type"] == "next" and "errors" not in served["payload"], served
+    assert (await _run(acme_socket, "4", by_hash))["type"] == "next"  # by its hash alone
+    # Another company's allow-list is its own: the same hash is unknown there.
+    elsewhere = await _run(bolt_socket, "1", by_hash)
+    assert (elsewhere["type"], _code(elsewhere)) == ("error", "PERSISTED_QUERY_NOT_ALLOWED")
+
+
+async def test_a_socket_spends_the_same_budget_as_http_and_is_refused_with_rate_limited(
+    server: int, make_plan: MakePlan, make_tenant: MakeTenant, sockets: list[Any]
+) -> None:
+    plan = await make_plan(api_requests_per_minute=3, tenant_api_requests_per_minute=100)
+    acme, bolt = await make_tenant("acme", plan=plan), await make_tenant("bolt", plan=plan)
+    token = await token_for(acme, "dispatcher")
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server}") as http:
+
+        async def over_http() -> int:
+            response = await http.post(
+                "/graphql",
+                json={"query": REQUESTS},
+                headers={"X-Tenant": acme.slug, "Authorization": f"Bearer {token}"},
+            )
+            return response.status_code
+
+        assert [await over_http() for _ in range(2)] == [200, 200]
+        socket = await _socket(server, acme, token)
+        sockets.append(socket)
+        assert (await _next(socket))["type"] == "connection_ack"
+        assert (await _run(socket, "1", {"query": REQUESTS}))["type"] == "next"  # the third
+        refused = await _run(socket, "2", {"query": REQUESTS})
+        assert (refused["type"], _code(refused)) == ("error", "RATE_LIMITED"), refused
+        assert 1 <= refused["payload"][0]["extensions"]["retry_after"] <= 60
+        assert await over_http() == 429
+    # Bolt, on the same plan, has a budget of its own.
+    bolt_socket = await _socket(server, bolt, await token_for(bolt, "dispatcher"))
+    sockets.append(bolt_socket)
+    assert (await _next(bolt_socket))["type"] == "connection_ack"
+    assert (await _run(bolt_socket, "1", {"query": REQUESTS}))["type"] == "next"
+
+
+async def test_a_costly_operation_and_a_customers_read_are_refused_on_a_socket_as_over_http(
+    server: int, two_tenants: tuple[TenantInfo, TenantInfo], sockets: list[Any]
+) -> None:
+    acme, bolt = two_tenants
+    costly = " ".join(
+        f"p{i}: serviceRequests(first: 200) {{ edges {{ node {{ number }} }} }}" for i in range(30)
+    )
+    socket = await _socket(server, acme, await token_for(acme, "dispatcher"))
+    sockets.append(socket)
+    assert (await _next(socket))["type"] == "connection_ack"
+    refused = await _run(socket, "1", {"query": f"{{ {costly} }}"})
+    assert (refused["type"], _code(refused)) == ("error", "COST_LIMIT_EXCEEDED"), refused
+
+    customer = await customers.create_customer(bolt, SYSTEM, {"name": "Dana"})
+    await customers.create_customer(acme, SYSTEM, {"name": "Other Dana"})
+    token = issue_token(SECRET, kind=Kind.customer, subject=str(customer["id"]), tenant=bolt.slug)
+    watcher = await _socket(server, bolt, token)
+    sockets.append(watcher)
+    assert (await _next(watcher))["type"] == "connection_ack"
+    for number, query in enumerate((CUSTOMERS, CREATE_CUSTOMER), 1):
+        answer = await _run(watcher, str(number), {"query": query})
+        assert (answer["type"], _code(answer)) == ("error", "forbidden"), answer
+
+
+async def test_the_legacy_graphql_ws_protocol_is_not_a_second_door(
+    server: int, two_tenants: tuple[TenantInfo, TenantInfo]
+) -> None:
+    acme, _bolt = two_tenants
+    socket = await websockets.connect(
+        f"ws://127.0.0.1:{server}/graphql",
+        subprotocols=[websockets.Subprotocol("graphql-ws")],
+        additional_headers={"X-Tenant": acme.slug},
+    )
+    token = await token_for(acme, "dispatcher")
+    with pytest.raises(websockets.ConnectionClosed) as closed:
+        await socket.send(
+            json.dumps({"type": "connection_init", "payload": {"Authorization": f"Bearer {token}"}})
+        )
+        await _next(socket)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 4406

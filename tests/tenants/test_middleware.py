@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
@@ -10,20 +11,27 @@ import pytest
 from patone.app import create_app
 from patone.settings import load_settings
 from patone.tenants import provisioning
+from patone.tenants.registry import TenantInfo
 from tests.conftest import MakeTenant
+from tests.graphql.conftest import SECRET, token_for
+from tests.support import app_client
 
 
 @pytest.fixture
 async def client() -> AsyncIterator[httpx.AsyncClient]:
     # The session fixture already connected Postgres and Redis; no lifespan here.
-    app = create_app(load_settings(base_domain="patone.test"))
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://patone.test") as c:
+    async with app_client(SECRET) as c:
         yield c
 
 
-async def _schema(client: httpx.AsyncClient, **kwargs: object) -> httpx.Response:
-    return await client.get("/api/tenant", **kwargs)  # type: ignore[arg-type]
+async def _schema(
+    client: httpx.AsyncClient, admin_of: TenantInfo | None = None, **kwargs: Any
+) -> httpx.Response:
+    """The company overview, as an admin of `admin_of` (the company the request should reach)."""
+    headers = dict(kwargs.pop("headers", {}))
+    if admin_of is not None:
+        headers["Authorization"] = f"Bearer {await token_for(admin_of, 'admin')}"
+    return await client.get("/api/tenant", headers=headers, **kwargs)
 
 
 async def test_subdomain_reaches_the_tenants_own_schema(
@@ -32,7 +40,9 @@ async def test_subdomain_reaches_the_tenants_own_schema(
     acme = await make_tenant("acme", name="Acme")
     bolt = await make_tenant("bolt", name="Bolt")
     for tenant in (acme, bolt):
-        response = await _schema(client, headers={"Host": f"{tenant.slug}.patone.test:8000"})
+        response = await _schema(
+            client, tenant, headers={"Host": f"{tenant.slug}.patone.test:8000"}
+        )
         assert response.status_code == 200
         body = response.json()
         assert body["tenant"]["slug"] == tenant.slug
@@ -47,7 +57,7 @@ async def test_custom_domain_wins_over_everything(
     acme = await make_tenant("acme", domains=["help.acme-towing.test"])
     other = await make_tenant("other")
     response = await _schema(
-        client, headers={"Host": "help.acme-towing.test", "X-Tenant": other.slug}
+        client, acme, headers={"Host": "help.acme-towing.test", "X-Tenant": other.slug}
     )
     assert response.json()["tenant"]["slug"] == acme.slug
 
@@ -56,7 +66,7 @@ async def test_x_tenant_header_works_for_the_api_only(
     client: httpx.AsyncClient, make_tenant: MakeTenant
 ) -> None:
     acme = await make_tenant("acme", name="Acme Header")
-    api = await _schema(client, headers={"X-Tenant": acme.slug})
+    api = await _schema(client, acme, headers={"X-Tenant": acme.slug})
     assert api.status_code == 200 and api.json()["tenant"]["slug"] == acme.slug
     page = await client.get("/", headers={"X-Tenant": acme.slug})
     assert page.status_code == 200 and "Acme Header" not in page.text

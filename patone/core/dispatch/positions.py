@@ -442,7 +442,12 @@ async def nearby_drivers(
 ) -> list[DriverPosition]:
     """Drivers whose latest position is within `radius_m` metres of (lat, lng), nearest first,
     at most `limit`, each with `distance_m`; with `seen_since`, only those heard from since
-    (after the limit is applied: ask for a few more). One Redis round trip."""
+    (after the limit is applied: ask for a few more). One Redis round trip. A point off the
+    map Redis keeps (as for pings) is a UserError on `lat` or `lng`."""
+    if not abs(lat) <= GEO_MAX_LAT:
+        raise UserError("out_of_range", f"lat must be between ±{GEO_MAX_LAT}", "lat")
+    if not abs(lng) <= 180:
+        raise UserError("out_of_range", "lng must be between -180 and 180", "lng")
     if radius_m <= 0 or limit <= 0:
         return []
     found = await get_redis().eval(
