@@ -36,7 +36,7 @@ from patone.core.errors import UserError
 from patone.core.inputs import parse
 from patone.core.tokens import DEFAULT_TTL, InvalidToken
 from patone.tenants.registry import TenantInfo
-from patone.web import error_response, user_error_response
+from patone.web import client_ip, error_response, user_error_response
 
 Handler = Callable[[Request, TenantInfo, dict[str, Any]], Awaitable[Response]]
 
@@ -71,7 +71,7 @@ class ChangeBody(_Body):
 
 
 def _client_ip(request: Request) -> str:
-    return request.client.host if request.client else ""
+    return client_ip(request.scope)
 
 
 def _bearer(request: Request) -> str | None:

@@ -32,6 +32,7 @@ from patone.core.tokens import (
     verify_token,
 )
 from patone.tenants.registry import TenantInfo, get_tenant
+from patone.web import client_ip
 
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 MAX_FORM = 8192
@@ -156,7 +157,7 @@ def _named_tenant(request: Request) -> TenantInfo:
 
 async def _refresh(request: Request, form: dict[str, str]) -> dict[str, Any]:
     tenant = _named_tenant(request)
-    await _count(tenant, f"ip:{request.client.host if request.client else 'unknown'}")
+    await _count(tenant, f"ip:{client_ip(request.scope)}")
     token = form.get("refresh_token", "")
     if not token:
         raise OAuthError("invalid_request", "the refresh_token parameter is missing")

@@ -135,12 +135,36 @@ def is_https(scope: Scope, trust_proxy: bool = False) -> bool:
     return trust_proxy and _forwarded(scope, b"x-forwarded-proto").lower() == "https"
 
 
-def client_ip(scope: Scope, trust_proxy: bool = False) -> str:
-    """The client's address: the one our proxy saw, when the proxy is trusted."""
+def _resolve_client_ip(scope: Scope, trust_proxy: bool) -> str:
     if trust_proxy and (forwarded := _forwarded(scope, b"x-forwarded-for")):
         return forwarded
     client = scope.get("client")
     return str(client[0]) if client else "unknown"
+
+
+def client_ip(scope: Scope) -> str:
+    """The client's address, the one every rate limit, lockout and log takes: what
+    `ClientAddressMiddleware` resolved for this request (the connection's address, or with
+    TRUST_PROXY_HEADERS the hop our proxy added to X-Forwarded-For). Without the middleware
+    (an app mounted on its own) the connection's address: never a header a client could
+    write."""
+    resolved = scope.get("state", {}).get("client_ip")
+    return str(resolved) if resolved else _resolve_client_ip(scope, trust_proxy=False)
+
+
+class ClientAddressMiddleware:
+    """Resolve the client's address once per request (see `client_ip`), outermost, so every
+    door sees the same one."""
+
+    def __init__(self, app: ASGIApp, trust_proxy: bool = False) -> None:
+        self.app = app
+        self.trust_proxy = trust_proxy
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            state = scope.setdefault("state", {})
+            state["client_ip"] = _resolve_client_ip(scope, self.trust_proxy)
+        await self.app(scope, receive, send)
 
 
 class SecurityHeadersMiddleware:

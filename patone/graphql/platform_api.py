@@ -48,7 +48,7 @@ from patone.graphql.types import attempt
 from patone.tenants import console
 from patone.tenants.operators import Operator, get_operator, list_activity, sign_in
 from patone.tenants.registry import TenantInfo, get_tenant, list_tenants
-from patone.web import error_response, user_error_response
+from patone.web import client_ip, error_response, user_error_response
 
 OPERATOR_TOKEN_TTL = 15 * 60
 
@@ -382,7 +382,7 @@ class SignIn:
         for field in ("email", "password", "code"):
             if not isinstance(body.get(field), str) or not body[field]:
                 return error_response(400, "required", f"{field} is required", field=field)
-        client = request.client.host if request.client else ""
+        client = client_ip(request.scope)
         try:
             await ratelimits.check_operator_sign_in(ip=client, email=body["email"])
             operator = await sign_in(body["email"], body["password"], body["code"], ip=client)

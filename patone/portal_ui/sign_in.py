@@ -32,14 +32,14 @@ async def _body(request: Request) -> dict[str, Any]:
     return data
 
 
-def routes(secret_key: str, *, trust_proxy: bool = False) -> list[Route]:
+def routes(secret_key: str) -> list[Route]:
     """The portal's sign-in routes, signing tokens with `secret_key`."""
 
     async def request_sign_in(request: Request) -> JSONResponse:
         tenant: TenantInfo | None = getattr(request.state, "tenant", None)
         if tenant is None:
             return error_response(404, "tenant_required", "Sign in on your company's address.")
-        ip = client_ip(request.scope, trust_proxy)
+        ip = client_ip(request.scope)
         await customer_sign_in.request_sign_in(tenant, await _body(request), ip=ip)
         return JSONResponse({"status": "accepted", "message": ACCEPTED}, status_code=202)
 
@@ -47,7 +47,7 @@ def routes(secret_key: str, *, trust_proxy: bool = False) -> list[Route]:
         tenant: TenantInfo | None = getattr(request.state, "tenant", None)
         if tenant is None:
             return error_response(404, "tenant_required", "Sign in on your company's address.")
-        ip = client_ip(request.scope, trust_proxy)
+        ip = client_ip(request.scope)
         answer = await customer_sign_in.verify_sign_in(
             tenant, secret_key, await _body(request), ip=ip
         )
