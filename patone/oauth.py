@@ -32,7 +32,7 @@ from patone.core.tokens import (
     verify_token,
 )
 from patone.tenants.registry import TenantInfo, get_tenant
-from patone.web import client_ip
+from patone.web import BodyTooLarge, client_ip, request_body
 
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 MAX_FORM = 8192
@@ -66,9 +66,10 @@ async def _form(request: Request) -> dict[str, str]:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type != "application/x-www-form-urlencoded":
         raise OAuthError("invalid_request", "send the parameters form-encoded (RFC 6749 §3.2)")
-    body = await request.body()
-    if len(body) > MAX_FORM:
-        raise OAuthError("invalid_request", "the request body is too large")
+    try:
+        body = await request_body(request, MAX_FORM)
+    except BodyTooLarge as error:
+        raise OAuthError("invalid_request", error.message, 413) from None
     try:
         pairs = parse_qsl(body.decode(), keep_blank_values=True, strict_parsing=bool(body))
     except (UnicodeDecodeError, ValueError):

@@ -441,3 +441,22 @@ async def test_a_password_change_over_json_ends_the_users_sessions(
     assert changed.status_code == 200
     assert await sessions.load(acme, browser) is None
     assert await sessions.load(bolt, elsewhere) is not None
+
+
+async def test_overlong_fields_are_refused_by_name_before_anything_checks_them(
+    client: httpx.AsyncClient, two_tenants: tuple[TenantInfo, TenantInfo]
+) -> None:
+    acme, _ = two_tenants
+    long_email = "a" * 250 + "@example.com"
+    cases = [
+        ("/auth/sign-in", {"email": long_email, "password": GOOD}, "email"),
+        ("/auth/sign-in", {"email": "ann@example.com", "password": "p" * 300}, "password"),
+        ("/auth/reset-password", {"email": long_email}, "email"),
+        ("/auth/setup", {"token": "t" * 40, "password": "p" * 300}, "password"),
+    ]
+    for path, body, field in cases:
+        answer = await post(client, acme, path, body)
+        assert answer.status_code == 400, answer.text
+        error = answer.json()["error"]
+        # "too_long", not the email validator's or the password policy's verdict: neither ran.
+        assert (error["code"], error["field"]) == ("too_long", field), (path, error)

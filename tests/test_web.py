@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import AsyncIterator
+
 import httpx
+import pytest
 from starlette.requests import Request
 from starlette.routing import Route
 
 from patone.app import create_app
 from patone.settings import load_settings
-from patone.web import CONTENT_SECURITY_POLICY
+from patone.tenants.registry import TenantInfo
+from patone.web import CONTENT_SECURITY_POLICY, MAX_BODY, SMALL_BODY
 from tests.conftest import MakePlan, MakeTenant
 
 
@@ -135,3 +140,49 @@ async def test_every_door_takes_the_client_address_from_the_proxy_it_trusts(
                 # trusted, all three are the one connection.
                 assert (statuses[1] == 429) is not trust, (path, trust, statuses)
                 assert statuses[2] == 429, (path, trust, statuses)
+
+
+CHUNK = 65_536
+JSON_TYPE = {"Content-Type": "application/json"}
+FORM_TYPE = {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+@pytest.mark.parametrize(
+    ("path", "headers", "limit"),
+    [
+        ("/auth/sign-in", JSON_TYPE, SMALL_BODY),
+        ("/auth/reset-password", JSON_TYPE, SMALL_BODY),
+        ("/auth/setup", JSON_TYPE, SMALL_BODY),
+        ("/oauth/token", FORM_TYPE, 8192),
+        ("/oauth/revoke", FORM_TYPE, 8192),
+        ("/portal/auth/request", JSON_TYPE, SMALL_BODY),
+        ("/portal/auth/verify", JSON_TYPE, SMALL_BODY),
+        ("/admin/sign-in", FORM_TYPE, MAX_BODY),
+        ("/plugins/sms-twilio/status", FORM_TYPE, MAX_BODY),
+        ("platform:/platform/auth/sign-in", JSON_TYPE, SMALL_BODY),
+    ],
+)
+async def test_every_door_stops_reading_a_body_at_its_limit(
+    two_tenants: tuple[TenantInfo, TenantInfo], path: str, headers: dict[str, str], limit: int
+) -> None:
+    acme, _ = two_tenants
+    host = "patone.test" if path.startswith("platform:") else f"{acme.slug}.patone.test"
+    sent = 0
+
+    async def thirty_megabytes() -> AsyncIterator[bytes]:
+        nonlocal sent
+        for _ in range(30_000_000 // CHUNK):
+            sent += CHUNK
+            yield b"a" * CHUNK
+
+    app = create_app(load_settings(base_domain="patone.test"))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url=f"http://{host}") as client:
+        started = time.perf_counter()
+        answer = await client.post(
+            path.removeprefix("platform:"), content=thirty_megabytes(), headers=headers
+        )
+        took = time.perf_counter() - started
+        assert answer.status_code == 413, answer.text
+        assert sent <= limit + CHUNK  # streamed: it stopped reading past the limit
+        assert took < 1

@@ -53,7 +53,7 @@ from patone.core.activity import record
 from patone.core.clock import now
 from patone.core.db import engine
 from patone.core.errors import NotFound, UserError
-from patone.core.inputs import normalize_email
+from patone.core.inputs import EMAIL_MAX_LENGTH, normalize_email
 from patone.core.jobs import current_job, tenant_actor
 from patone.core.passwords import MAX_LENGTH, check_policy, hash_password_async, verify_async
 from patone.core.permissions import SYSTEM, Actor, require
@@ -341,12 +341,12 @@ async def check_password(tenant: TenantRef, email: str, password: str, *, ip: st
     factor may follow, and its failures must add up with the password's (`record_failure`).
     `record_sign_in` finishes the sign-in.
     """
+    check_lengths(email, password)
     email = (email or "").strip().lower()
     if not email:
         raise UserError("required", "email is required", "email")
     if not password:
         raise UserError("required", "password is required", "password")
-    password = password[: MAX_LENGTH + 1]  # longer is wrong anyway; don't hash megabytes
     async with tenant_transaction(tenant):
         rows = await engine.fetch(
             "SELECT id, email, name, role, active, password_hash, must_change_password, "
@@ -385,6 +385,16 @@ async def check_password(tenant: TenantRef, email: str, password: str, *, ip: st
     if seconds:
         raise AccountLocked(seconds)
     raise SignInFailed()
+
+
+def check_lengths(email: str | None, password: str | None = None) -> None:
+    """Refuse an email or password longer than any account can have (`too_long`, naming the
+    field) before anything costly sees it: a rate limiter's key, a lookup, argon2, the email
+    validator."""
+    if email and len(email) > EMAIL_MAX_LENGTH:
+        raise UserError("too_long", f"email has more than {EMAIL_MAX_LENGTH} characters", "email")
+    if password and len(password) > MAX_LENGTH:
+        raise UserError("too_long", f"password has more than {MAX_LENGTH} characters", "password")
 
 
 async def _refuse_if_locked(
@@ -523,6 +533,7 @@ async def change_password(
 async def request_reset(tenant: TenantRef, email: str, *, ip: str = "") -> None:
     """Queue a reset email for `email`; the same (and equally quick) whether or not it has an
     account. A malformed address is refused, which says nothing about anyone's account."""
+    check_lengths(email)
     try:
         address = normalize_email((email or "").strip()).lower()
     except ValueError as error:

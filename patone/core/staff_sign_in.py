@@ -281,6 +281,7 @@ async def _log_pending(tenant: TenantRef, who: SignIn, step: Step, ip: str) -> N
 
 
 async def _first_factor(tenant: TenantInfo, email: str, password: str, *, ip: str) -> SignIn:
+    credentials.check_lengths(email, password)
     await ratelimits.check_sign_in(tenant, ip=ip, account=(email or "").strip().lower())
     return await credentials.check_password(tenant, email, password, ip=ip)
 

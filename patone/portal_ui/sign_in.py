@@ -17,14 +17,14 @@ from starlette.routing import Route
 from patone.core import customer_sign_in
 from patone.core.errors import UserError
 from patone.tenants.registry import TenantInfo
-from patone.web import client_ip, error_response
+from patone.web import SMALL_BODY, client_ip, error_response, request_body
 
 ACCEPTED = "If we know this address, a sign-in message is on its way."
 
 
 async def _body(request: Request) -> dict[str, Any]:
     try:
-        data = json.loads(await request.body())
+        data = json.loads(await request_body(request, SMALL_BODY))
     except ValueError:
         data = None
     if not isinstance(data, dict):
