@@ -460,3 +460,38 @@ async def test_overlong_fields_are_refused_by_name_before_anything_checks_them(
         error = answer.json()["error"]
         # "too_long", not the email validator's or the password policy's verdict: neither ran.
         assert (error["code"], error["field"]) == ("too_long", field), (path, error)
+
+
+async def test_reset_requests_are_limited_per_address_alike_for_known_and_unknown(
+    client: httpx.AsyncClient, two_tenants: tuple[TenantInfo, TenantInfo], smtp: SmtpFake
+) -> None:
+    acme, bolt = two_tenants
+    await credentials.complete_setup(acme, await invite(acme), GOOD)
+    await credentials.complete_setup(bolt, await invite(bolt), GOOD)
+    with plugin_runtime():
+        await enable_email(acme, smtp, from_address="it@acme.example")
+        async with running_worker():
+            known = [
+                await post(client, acme, "/auth/reset-password", {"email": "ann@example.com"})
+                for _ in range(7)
+            ]
+            unknown = [
+                await post(client, acme, "/auth/reset-password", {"email": "nobody@example.com"})
+                for _ in range(7)
+            ]
+            elsewhere = await post(
+                client, bolt, "/auth/reset-password", {"email": "ann@example.com"}
+            )
+            for _ in range(300):
+                if len(smtp.messages) >= 5:
+                    break
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(1)
+    # The plan's code limit per address (5 an hour): the same answers whether or not the
+    # address has an account, so the limit tells nobody who has one.
+    assert [r.status_code for r in known] == [202] * 5 + [429] * 2
+    assert [r.status_code for r in unknown] == [r.status_code for r in known]
+    assert known[-1].json()["error"]["code"] == "rate_limited"
+    assert int(known[-1].headers["Retry-After"]) > 0
+    assert elsewhere.status_code == 202  # another company's counters are its own
+    assert len(smtp.messages) == 5  # and Ann's last link was not voided by more requests

@@ -48,7 +48,7 @@ from typing import Any
 
 import dramatiq
 
-from patone.core import sessions, users
+from patone.core import ratelimits, sessions, users
 from patone.core.activity import record
 from patone.core.clock import now
 from patone.core.db import engine
@@ -63,6 +63,7 @@ from patone.core.tokens import Kind
 from patone.plugins import config as plugins
 from patone.plugins.types import EmailMessage
 from patone.tenants.isolation import TenantRef, tenant_transaction
+from patone.tenants.registry import TenantInfo
 
 log = logging.getLogger(__name__)
 
@@ -530,14 +531,17 @@ async def change_password(
 # --- reset by email --------------------------------------------------------------------------
 
 
-async def request_reset(tenant: TenantRef, email: str, *, ip: str = "") -> None:
+async def request_reset(tenant: TenantInfo, email: str, *, ip: str = "") -> None:
     """Queue a reset email for `email`; the same (and equally quick) whether or not it has an
-    account. A malformed address is refused, which says nothing about anyone's account."""
+    account. A malformed address is refused, which says nothing about anyone's account.
+    Limited like sign-in codes, per address and per client address (`RateLimited`): each
+    email voids the link before it, so a flood would keep the owner from ever using one."""
     check_lengths(email)
     try:
         address = normalize_email((email or "").strip()).lower()
     except ValueError as error:
         raise UserError("invalid", str(error), "email") from None
+    await ratelimits.check_code_request(tenant, ip=ip, address=f"reset:{address}")
     await asyncio.to_thread(send_password_reset.send, tenant.slug, address, ip)
 
 
