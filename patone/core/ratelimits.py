@@ -215,6 +215,23 @@ async def _take(hits: list[tuple[RateLimitItem, str]]) -> None:
     raise RateLimited(max(waits))
 
 
+async def refuse_if_spent(tenant: TenantInfo, limit: Limit, key: str) -> None:
+    """`RateLimited` when `(limit, key)` has no slot left, taking none: for limits that count
+    only failures (`count_failure`), checked before the attempt."""
+    limits = await plan_limits(tenant.plan)
+    item = limits.item(limit, tenant.slug)
+    limiter = _limiter()
+    if not await limiter.strategy.test(item, key):
+        raise RateLimited(await limiter.retry_after(item, key))
+
+
+async def count_failure(tenant: TenantInfo, limit: Limit, key: str) -> None:
+    """Take one slot of `(limit, key)` for a failed attempt (a wrong secret), never raising:
+    the next attempt's `refuse_if_spent` refuses."""
+    limits = await plan_limits(tenant.plan)
+    await _limiter().strategy.hit(limits.item(limit, tenant.slug), key)
+
+
 async def check_api(tenant: TenantInfo, *, caller: str) -> None:
     """One API request by `caller` (e.g. "user:12", "partner:abc"): its budget and the
     company's."""
