@@ -7,7 +7,8 @@ What is limited, and by whom:
 | `api_caller` | one user or partner client | minute | `api_requests_per_minute` |
 | `api_tenant` | the whole company | minute | `tenant_api_requests_per_minute` |
 | `sign_in_ip` | one client address | hour | `sign_ins_per_ip_per_hour` |
-| `sign_in_account` | one account (email, phone) | hour | `sign_ins_per_account_per_hour` |
+| `sign_in_account_ip` | one account from one address | hour | `sign_ins_per_account_per_hour` |
+| `sign_in_account` | one account from anywhere | hour | that times `ACCOUNT_CEILING` |
 | `code_address` | a phone or email (codes, links) | hour | `code_requests_per_address_per_hour` |
 | `code_ip` | one client address asking for them | hour | `code_requests_per_ip_per_hour` |
 
@@ -68,6 +69,7 @@ class Limit(StrEnum):
     api_caller = "api_caller"
     api_tenant = "api_tenant"
     sign_in_ip = "sign_in_ip"
+    sign_in_account_ip = "sign_in_account_ip"
     sign_in_account = "sign_in_account"
     code_address = "code_address"
     code_ip = "code_ip"
@@ -77,12 +79,18 @@ _PLAN_COLUMNS: dict[Limit, tuple[str, type[RateLimitItem]]] = {
     Limit.api_caller: ("api_requests_per_minute", RateLimitItemPerMinute),
     Limit.api_tenant: ("tenant_api_requests_per_minute", RateLimitItemPerMinute),
     Limit.sign_in_ip: ("sign_ins_per_ip_per_hour", RateLimitItemPerHour),
+    Limit.sign_in_account_ip: ("sign_ins_per_account_per_hour", RateLimitItemPerHour),
     Limit.sign_in_account: ("sign_ins_per_account_per_hour", RateLimitItemPerHour),
     Limit.code_address: ("code_requests_per_address_per_hour", RateLimitItemPerHour),
     Limit.code_ip: ("code_requests_per_ip_per_hour", RateLimitItemPerHour),
 }
+# An account's attempts from all addresses together may be this many times those from one
+# address: guessing from one place cannot lock the owner out, and a spread-out guesser still
+# meets a ceiling.
+ACCOUNT_CEILING = 10
+_FACTORS = {Limit.sign_in_account: ACCOUNT_CEILING}
 _SELECT_PLAN = (
-    f"SELECT {', '.join(column for column, _ in _PLAN_COLUMNS.values())} "
+    f"SELECT {', '.join(sorted({column for column, _ in _PLAN_COLUMNS.values()}))} "
     "FROM platform.plans WHERE name = $1"
 )
 
@@ -113,7 +121,11 @@ async def plan_limits(plan: str) -> PlanLimits:
         raise UserError("unknown", f"plan {plan!r} is not in the catalogue", field="plan")
     row = rows[0]
     limits = PlanLimits(
-        plan, {limit: int(row[column]) for limit, (column, _) in _PLAN_COLUMNS.items()}
+        plan,
+        {
+            limit: int(row[column]) * _FACTORS.get(limit, 1)
+            for limit, (column, _) in _PLAN_COLUMNS.items()
+        },
     )
     _plans[plan] = (now + PLAN_CACHE_TTL, limits)
     return limits
@@ -239,13 +251,16 @@ async def check_api(tenant: TenantInfo, *, caller: str) -> None:
 
 
 async def check_sign_in(tenant: TenantInfo, *, ip: str, account: str) -> None:
-    """One sign-in attempt from `ip` for `account` (an email or phone): counted separately
-    per address and per account, so neither spraying accounts nor spreading over addresses
-    gets unlimited tries."""
+    """One sign-in attempt from `ip` for `account` (an email or phone): counted per address,
+    per account from that address, and per account from anywhere with a much higher ceiling,
+    so guessing from one place never shuts the owner out elsewhere, and neither spraying
+    accounts nor spreading over addresses gets unlimited tries."""
+    ip, account = ip or "unknown", account.strip().lower()
     await hit(
         tenant,
-        (Limit.sign_in_ip, ip or "unknown"),
-        (Limit.sign_in_account, account.strip().lower()),
+        (Limit.sign_in_ip, ip),
+        (Limit.sign_in_account_ip, f"{account}|{ip}"),
+        (Limit.sign_in_account, account),
     )
 
 
