@@ -273,21 +273,27 @@ _PLATFORM_NAMESPACE = "_platform:rl"
 
 async def check_operator_sign_in(*, ip: str, email: str) -> None:
     """One platform operator sign-in attempt from `ip` for `email` (`/platform/auth/sign-in`),
-    limited per address and per account like a company's staff sign-in."""
+    limited like a company's staff sign-in: per address, per account from that address, and
+    per account from anywhere with a ceiling `ACCOUNT_CEILING` times higher."""
+    ip, email = ip or "unknown", email.strip().lower()
+    per_account = OPERATOR_SIGN_INS_PER_ACCOUNT_PER_HOUR
     await _take(
         [
             (
                 RateLimitItemPerHour(
                     OPERATOR_SIGN_INS_PER_IP_PER_HOUR, namespace=f"{_PLATFORM_NAMESPACE}:ip"
                 ),
-                ip or "unknown",
+                ip,
+            ),
+            (
+                RateLimitItemPerHour(per_account, namespace=f"{_PLATFORM_NAMESPACE}:account_ip"),
+                f"{email}|{ip}",
             ),
             (
                 RateLimitItemPerHour(
-                    OPERATOR_SIGN_INS_PER_ACCOUNT_PER_HOUR,
-                    namespace=f"{_PLATFORM_NAMESPACE}:account",
+                    per_account * ACCOUNT_CEILING, namespace=f"{_PLATFORM_NAMESPACE}:account"
                 ),
-                email.strip().lower(),
+                email,
             ),
         ]
     )
