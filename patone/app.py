@@ -53,6 +53,7 @@ from patone.tenants.migrations import ensure_platform
 from patone.tenants.provisioning import create_tenant
 from patone.tenants.registry import TenantInfo, follow_changes, get_tenant, tenant_cache
 from patone.web import (
+    ClientAddressMiddleware,
     RequestContextMiddleware,
     SecurityHeadersMiddleware,
     error_response,
@@ -321,12 +322,13 @@ def create_app(
             Route("/graphql", graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql),
             Mount("/graphql/static", app=static_files()),
-            *portal_sign_in.routes(secret, trust_proxy=settings.trust_proxy_headers),
+            *portal_sign_in.routes(secret),
             *platform_routes(secret, settings.tenant_delete_grace_days),
             *staff_page_routes(),
             *plugin_routes(),
         ],
         middleware=[
+            Middleware(ClientAddressMiddleware, trust_proxy=settings.trust_proxy_headers),
             Middleware(SecurityHeadersMiddleware, trust_proxy=settings.trust_proxy_headers),
             Middleware(RequestContextMiddleware, debug=settings.debug),
             Middleware(TenantMiddleware, base_domain=settings.base_domain, cache=tenant_cache),

@@ -34,9 +34,17 @@ from patone.core import credentials, refresh_tokens, staff_sign_in
 from patone.core.authentication import authenticate
 from patone.core.errors import UserError
 from patone.core.inputs import parse
+from patone.core.passwords import MAX_LENGTH
 from patone.core.tokens import DEFAULT_TTL, InvalidToken
 from patone.tenants.registry import TenantInfo
-from patone.web import error_response, user_error_response
+from patone.web import (
+    SMALL_BODY,
+    BodyTooLarge,
+    client_ip,
+    error_response,
+    request_body,
+    user_error_response,
+)
 
 Handler = Callable[[Request, TenantInfo, dict[str, Any]], Awaitable[Response]]
 
@@ -48,7 +56,7 @@ class _Body(BaseModel):
 
 class SignInBody(_Body):
     email: str = Field(min_length=1, max_length=254)
-    password: str = Field(min_length=1, max_length=1024)
+    password: str = Field(min_length=1, max_length=MAX_LENGTH)
     code: str | None = Field(default=None, max_length=64)
 
 
@@ -58,7 +66,7 @@ class CodeBody(_Body):
 
 class TokenPasswordBody(_Body):
     token: str = Field(min_length=1, max_length=200)
-    password: str = Field(min_length=1, max_length=1024)
+    password: str = Field(min_length=1, max_length=MAX_LENGTH)
 
 
 class ResetBody(_Body):
@@ -66,12 +74,12 @@ class ResetBody(_Body):
 
 
 class ChangeBody(_Body):
-    current_password: str = Field(min_length=1, max_length=1024)
-    password: str = Field(min_length=1, max_length=1024)
+    current_password: str = Field(min_length=1, max_length=MAX_LENGTH)
+    password: str = Field(min_length=1, max_length=MAX_LENGTH)
 
 
 def _client_ip(request: Request) -> str:
-    return request.client.host if request.client else ""
+    return client_ip(request.scope)
 
 
 def _bearer(request: Request) -> str | None:
@@ -94,7 +102,11 @@ def _endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
                 404, "tenant_required", "Name a company: use its subdomain or an X-Tenant header."
             )
         try:
-            body = json.loads(await request.body() or b"null")
+            raw = await request_body(request, SMALL_BODY)
+        except BodyTooLarge as error:
+            return user_error_response(error)
+        try:
+            body = json.loads(raw or b"null")
         except ValueError:
             body = None
         if not isinstance(body, dict):

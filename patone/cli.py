@@ -156,7 +156,19 @@ def serve(
         log_config=None,
         access_log=False,
         lifespan="on",
+        **proxy_options(settings),
     )
+
+
+def proxy_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn's proxy-header handling, following TRUST_PROXY_HEADERS: off, it must not take
+    X-Forwarded-For from anyone (uvicorn's default believes it from loopback, so any local
+    client could pick its address); on, uvicorn's trusted proxies apply (FORWARDED_ALLOW_IPS,
+    loopback by default). The app resolves the client's address itself either way
+    (`patone.web.client_ip`)."""
+    if settings.trust_proxy_headers:
+        return {"proxy_headers": True, "forwarded_allow_ips": None}
+    return {"proxy_headers": False}
 
 
 @app.command()

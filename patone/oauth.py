@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Awaitable
 from typing import Any
 from urllib.parse import parse_qsl, unquote_plus
 
@@ -32,6 +33,7 @@ from patone.core.tokens import (
     verify_token,
 )
 from patone.tenants.registry import TenantInfo, get_tenant
+from patone.web import BodyTooLarge, client_ip, request_body
 
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 MAX_FORM = 8192
@@ -65,9 +67,10 @@ async def _form(request: Request) -> dict[str, str]:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type != "application/x-www-form-urlencoded":
         raise OAuthError("invalid_request", "send the parameters form-encoded (RFC 6749 §3.2)")
-    body = await request.body()
-    if len(body) > MAX_FORM:
-        raise OAuthError("invalid_request", "the request body is too large")
+    try:
+        body = await request_body(request, MAX_FORM)
+    except BodyTooLarge as error:
+        raise OAuthError("invalid_request", error.message, 413) from None
     try:
         pairs = parse_qsl(body.decode(), keep_blank_values=True, strict_parsing=bool(body))
     except (UnicodeDecodeError, ValueError):
@@ -118,10 +121,16 @@ async def _client_credentials(request: Request, form: dict[str, str]) -> dict[st
     tenant = await _client_tenant(request, client_id)
     if tenant is None:
         raise refused
-    await _count(tenant, f"partner:{client_id}")
+    # Wrong secrets count against the address that sends them, never against the client: else
+    # anyone who knows a client_id could lock the partner out. While that address has spent
+    # its failures it is refused before the secret is checked, so its guesses teach nothing.
+    failures = _failures_key(request)
+    await _guard(ratelimits.refuse_if_spent(tenant, ratelimits.Limit.sign_in_ip, failures))
     client = await api_clients.authenticate(tenant, client_id, secret)
     if client is None:
+        await ratelimits.count_failure(tenant, ratelimits.Limit.sign_in_ip, failures)
         raise refused
+    await _count(tenant, f"partner:{client_id}")  # its own budget, now that it is the client
     signing = request.app.state.signing_secret
     try:
         token, scopes = await api_clients.issue_client_token(
@@ -139,10 +148,20 @@ async def _client_credentials(request: Request, form: dict[str, str]) -> dict[st
 
 async def _count(tenant: TenantInfo, caller: str) -> None:
     """A token request counts against the caller's and the company's API budget."""
+    await _guard(ratelimits.check_api(tenant, caller=caller))
+
+
+async def _guard(check: Awaitable[None]) -> None:
+    """Run a rate-limit check; its refusal in RFC 6749's shape (429 with Retry-After)."""
     try:
-        await ratelimits.check_api(tenant, caller=caller)
+        await check
     except ratelimits.RateLimited as error:
         raise OAuthError("rate_limited", error.message, 429, error.retry_after) from None
+
+
+def _failures_key(request: Request) -> str:
+    """Failed token requests are counted per client address, apart from its sign-ins."""
+    return f"oauth:{client_ip(request.scope)}"
 
 
 def _named_tenant(request: Request) -> TenantInfo:
@@ -156,13 +175,21 @@ def _named_tenant(request: Request) -> TenantInfo:
 
 async def _refresh(request: Request, form: dict[str, str]) -> dict[str, Any]:
     tenant = _named_tenant(request)
-    await _count(tenant, f"ip:{request.client.host if request.client else 'unknown'}")
+    # Like wrong client secrets, bad refresh tokens count against the address sending them;
+    # its own API budget, not the company's, pays for the attempt, so nobody who is not yet
+    # anyone can spend the company's.
+    failures = _failures_key(request)
+    await _guard(ratelimits.refuse_if_spent(tenant, ratelimits.Limit.sign_in_ip, failures))
+    await _guard(
+        ratelimits.hit(tenant, (ratelimits.Limit.api_caller, f"ip:{client_ip(request.scope)}"))
+    )
     token = form.get("refresh_token", "")
     if not token:
         raise OAuthError("invalid_request", "the refresh_token parameter is missing")
     try:
         pair = await refresh_tokens.refresh(request.app.state.signing_secret, tenant, token)
     except refresh_tokens.InvalidGrant as error:
+        await ratelimits.count_failure(tenant, ratelimits.Limit.sign_in_ip, failures)
         raise OAuthError("invalid_grant", error.message) from None
     return pair.as_dict()
 

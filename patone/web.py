@@ -10,6 +10,7 @@ import uuid
 from typing import Any
 
 from starlette.datastructures import MutableHeaders
+from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -135,12 +136,36 @@ def is_https(scope: Scope, trust_proxy: bool = False) -> bool:
     return trust_proxy and _forwarded(scope, b"x-forwarded-proto").lower() == "https"
 
 
-def client_ip(scope: Scope, trust_proxy: bool = False) -> str:
-    """The client's address: the one our proxy saw, when the proxy is trusted."""
+def _resolve_client_ip(scope: Scope, trust_proxy: bool) -> str:
     if trust_proxy and (forwarded := _forwarded(scope, b"x-forwarded-for")):
         return forwarded
     client = scope.get("client")
     return str(client[0]) if client else "unknown"
+
+
+def client_ip(scope: Scope) -> str:
+    """The client's address, the one every rate limit, lockout and log takes: what
+    `ClientAddressMiddleware` resolved for this request (the connection's address, or with
+    TRUST_PROXY_HEADERS the hop our proxy added to X-Forwarded-For). Without the middleware
+    (an app mounted on its own) the connection's address: never a header a client could
+    write."""
+    resolved = scope.get("state", {}).get("client_ip")
+    return str(resolved) if resolved else _resolve_client_ip(scope, trust_proxy=False)
+
+
+class ClientAddressMiddleware:
+    """Resolve the client's address once per request (see `client_ip`), outermost, so every
+    door sees the same one."""
+
+    def __init__(self, app: ASGIApp, trust_proxy: bool = False) -> None:
+        self.app = app
+        self.trust_proxy = trust_proxy
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            state = scope.setdefault("state", {})
+            state["client_ip"] = _resolve_client_ip(scope, self.trust_proxy)
+        await self.app(scope, receive, send)
 
 
 class SecurityHeadersMiddleware:
@@ -180,12 +205,27 @@ class SecurityHeadersMiddleware:
         await self.app(scope, receive, send_with_headers)
 
 
+# The most each door reads of a request body; past it the answer is 413 and the rest is never
+# read. GraphQL, driver pings and the staff pages' forms take up to MAX_BODY; the sign-in and
+# token doors, whose bodies are a few short fields, SMALL_BODY.
 MAX_BODY = 1_000_000
+SMALL_BODY = 16_384
+
+
+class BodyTooLarge(UserError):
+    """A request body longer than its door's limit (HTTP 413)."""
+
+    status = 413
+
+    def __init__(self, limit: int) -> None:
+        super().__init__("too_large", f"Requests here are limited to {limit} bytes.")
+        self.limit = limit
 
 
 async def read_body(receive: Receive, limit: int = MAX_BODY) -> bytes | None:
-    """The whole request body, for middleware that must look at it before the app does; None
-    when it is larger than `limit` bytes or the client went away before sending it all."""
+    """The whole request body, read chunk by chunk as it arrives: the one body reader of every
+    door. None as soon as it passes `limit` bytes (the rest is never read) or when the client
+    went away before sending it all."""
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -199,6 +239,37 @@ async def read_body(receive: Receive, limit: int = MAX_BODY) -> bytes | None:
         chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)
+
+
+async def request_body(request: Request, limit: int) -> bytes:
+    """The body of an endpoint's `request` through `read_body`; `BodyTooLarge` when it declares
+    or sends more than `limit` bytes."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge(limit)
+    body = await read_body(request.receive, limit)
+    if body is None:
+        raise BodyTooLarge(limit)
+    return body
+
+
+class BodyLimitMiddleware:
+    """Read a body through `read_body` before the app sees it: 413 past `limit` bytes. For
+    routes whose handlers read bodies themselves (plugins' webhooks)."""
+
+    def __init__(self, app: ASGIApp, limit: int = MAX_BODY) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        body = await read_body(receive, self.limit)
+        if body is None:
+            await user_error_response(BodyTooLarge(self.limit))(scope, receive, send)
+            return
+        await self.app(scope, replay(body), send)
 
 
 def replay(body: bytes) -> Receive:

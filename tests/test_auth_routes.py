@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -10,9 +11,11 @@ import httpx
 import pyotp
 import pytest
 
+from patone.app import create_app
 from patone.core import credentials, sessions, two_factor
 from patone.core.db import engine
 from patone.core.tokens import TENANT_AUDIENCE, Kind, verify_token
+from patone.settings import load_settings
 from patone.tenants.isolation import tenant_transaction
 from patone.tenants.registry import TenantInfo
 from tests.conftest import MakePlan, MakeTenant, actor_for
@@ -441,3 +444,119 @@ async def test_a_password_change_over_json_ends_the_users_sessions(
     assert changed.status_code == 200
     assert await sessions.load(acme, browser) is None
     assert await sessions.load(bolt, elsewhere) is not None
+
+
+async def test_overlong_fields_are_refused_by_name_before_anything_checks_them(
+    client: httpx.AsyncClient, two_tenants: tuple[TenantInfo, TenantInfo]
+) -> None:
+    acme, _ = two_tenants
+    long_email = "a" * 250 + "@example.com"
+    cases = [
+        ("/auth/sign-in", {"email": long_email, "password": GOOD}, "email"),
+        ("/auth/sign-in", {"email": "ann@example.com", "password": "p" * 300}, "password"),
+        ("/auth/reset-password", {"email": long_email}, "email"),
+        ("/auth/setup", {"token": "t" * 40, "password": "p" * 300}, "password"),
+    ]
+    for path, body, field in cases:
+        answer = await post(client, acme, path, body)
+        assert answer.status_code == 400, answer.text
+        error = answer.json()["error"]
+        # "too_long", not the email validator's or the password policy's verdict: neither ran.
+        assert (error["code"], error["field"]) == ("too_long", field), (path, error)
+
+
+async def test_reset_requests_are_limited_per_address_alike_for_known_and_unknown(
+    client: httpx.AsyncClient, two_tenants: tuple[TenantInfo, TenantInfo], smtp: SmtpFake
+) -> None:
+    acme, bolt = two_tenants
+    await credentials.complete_setup(acme, await invite(acme), GOOD)
+    await credentials.complete_setup(bolt, await invite(bolt), GOOD)
+    with plugin_runtime():
+        await enable_email(acme, smtp, from_address="it@acme.example")
+        async with running_worker():
+            known = [
+                await post(client, acme, "/auth/reset-password", {"email": "ann@example.com"})
+                for _ in range(7)
+            ]
+            unknown = [
+                await post(client, acme, "/auth/reset-password", {"email": "nobody@example.com"})
+                for _ in range(7)
+            ]
+            elsewhere = await post(
+                client, bolt, "/auth/reset-password", {"email": "ann@example.com"}
+            )
+            for _ in range(300):
+                if len(smtp.messages) >= 5:
+                    break
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(1)
+    # The plan's code limit per address (5 an hour): the same answers whether or not the
+    # address has an account, so the limit tells nobody who has one.
+    assert [r.status_code for r in known] == [202] * 5 + [429] * 2
+    assert [r.status_code for r in unknown] == [r.status_code for r in known]
+    assert known[-1].json()["error"]["code"] == "rate_limited"
+    assert int(known[-1].headers["Retry-After"]) > 0
+    assert elsewhere.status_code == 202  # another company's counters are its own
+    assert len(smtp.messages) == 5  # and Ann's last link was not voided by more requests
+
+
+async def test_guessing_from_one_address_never_locks_the_owner_out_from_another(
+    two_tenants: tuple[TenantInfo, TenantInfo], smtp: SmtpFake
+) -> None:
+    acme, bolt = two_tenants
+    await credentials.complete_setup(acme, await invite(acme, role="admin"), GOOD)
+    await credentials.complete_setup(bolt, await invite(bolt, role="manager"), GOOD)
+    app = create_app(load_settings(secret_key=SECRET, base_domain="patone.test"))
+
+    def from_address(ip: str) -> httpx.AsyncClient:
+        transport = httpx.ASGITransport(app=app, client=(ip, 4000))
+        return httpx.AsyncClient(transport=transport, base_url="http://patone.test")
+
+    async with from_address("203.0.113.5") as home:
+        secret = await enrol_by_api(home, acme, "ann@example.com", GOOD)
+    with plugin_runtime():
+        await enable_email(acme, smtp, from_address="it@acme.example")
+        async with (
+            running_worker(),
+            from_address("198.51.100.66") as attacker,
+            from_address("192.0.2.44") as travelling,
+        ):
+            guesses = {}
+            for email in ("ann@example.com", "nobody@example.com"):
+                guesses[email] = [
+                    (
+                        await post(
+                            attacker, acme, "/auth/sign-in", {"email": email, "password": OTHER}
+                        )
+                    ).status_code
+                    for _ in range(21)
+                ]
+            # From the guessing address: four tries, then a wait. Even the right password and
+            # code wait there (a guess during the wait teaches nothing), and an account that
+            # does not exist is treated exactly the same.
+            assert guesses["ann@example.com"] == [401] * 4 + [429] * 17
+            assert guesses["nobody@example.com"] == guesses["ann@example.com"]
+            fresh = {"email": "ann@example.com", "password": GOOD, "code": totp_code(secret, 1)}
+            assert (await post(attacker, acme, "/auth/sign-in", fresh)).status_code == 429
+            # From anywhere else the owner signs in with the password and the code.
+            signed = await post(travelling, acme, "/auth/sign-in", fresh)
+            assert signed.status_code == 200, signed.text
+            for _ in range(300):
+                if smtp.messages:
+                    break
+                await asyncio.sleep(0.1)
+            # Bolt's Ann, another person, heard nothing and signs in from the guessing address.
+            other = {"email": "ann@example.com", "password": GOOD}
+            assert (await post(attacker, bolt, "/auth/sign-in", other)).status_code == 200
+    # The owner is told: an email and an entry in the company's activity log.
+    [message] = smtp.messages
+    assert message["To"] == "ann@example.com"
+    text = message.get_payload(decode=True).decode()  # type: ignore[union-attr]
+    assert "198.51.100.66" in text and "192.0.2.44" in text
+    async with tenant_transaction(acme):
+        rows = await engine.fetch(
+            "SELECT after FROM activity_log WHERE action = 'user.sign_in_after_failures'"
+        )
+    [after] = [json.loads(row["after"]) for row in rows]
+    # Five wrong passwords: the fifth locked the address (the rest were refused unchecked).
+    assert after["ip"] == "192.0.2.44" and after["failed_from"] == {"198.51.100.66": 5}

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
+
+import httpx
 
 from patone.core.permissions import SYSTEM
 from patone.plugins import config as plugin_config
-from tests.conftest import MakeTenant, unique_slug
+from tests.conftest import MakePlan, MakeTenant, unique_slug
 from tests.support import plugin_runtime
 
 
@@ -223,3 +230,69 @@ def test_simulate_refuses_bad_engine_settings_before_running() -> None:
         assert result.returncode == 2, result.stdout + result.stderr
         assert said in result.stderr and "Traceback" not in result.stderr
         assert "City seed" not in result.stdout  # nothing ran
+
+
+@contextlib.contextmanager
+def serving(env: dict[str, str]) -> Iterator[str]:
+    """`patone serve` on a free port of loopback, as an operator starts it; its base URL."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "patone", "serve", "--host", "127.0.0.1", "--port", str(port)],
+        env={**os.environ, "SECRET_KEY": "serve-test-key", **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            assert process.poll() is None, process.communicate()[0]
+            try:
+                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.3)
+        yield base
+    finally:
+        process.terminate()
+        process.communicate(timeout=60)
+
+
+def sign_in_statuses(base: str, slug: str, forwarded_for: list[str]) -> list[int]:
+    """One wrong sign-in per X-Forwarded-For value (a new account each, so only the limit per
+    client address can refuse), their statuses in order."""
+    return [
+        httpx.post(
+            f"{base}/auth/sign-in",
+            json={"email": f"guess{n}@example.com", "password": "not the password"},
+            headers={"Host": f"{slug}.localhost", "X-Forwarded-For": value},
+            timeout=30,
+        ).status_code
+        for n, value in enumerate(forwarded_for)
+    ]
+
+
+async def test_serve_ignores_x_forwarded_for_unless_proxy_headers_are_trusted(
+    make_plan: MakePlan, make_tenant: MakeTenant
+) -> None:
+    plan = await make_plan(sign_ins_per_ip_per_hour=2, sign_ins_per_account_per_hour=50)
+    acme, bolt = await make_tenant("xff", plan=plan), await make_tenant("xff", plan=plan)
+    spoofed = ["198.51.100.1", "198.51.100.2", "198.51.100.3"]
+    with serving({"TRUST_PROXY_HEADERS": "false"}) as base:
+        # Every request comes from 127.0.0.1, whatever the header says: the third is refused.
+        assert await asyncio.to_thread(sign_in_statuses, base, acme.slug, spoofed) == [
+            401, 401, 429
+        ]  # fmt: skip
+    with serving({"TRUST_PROXY_HEADERS": "true"}) as base:
+        # Behind a trusted proxy the hop it added is the client: three addresses, none refused;
+        # a fourth from an address already seen twice is.
+        statuses = await asyncio.to_thread(sign_in_statuses, base, bolt.slug, spoofed)
+        assert statuses == [401, 401, 401]
+        # Only the last hop counts: a client's own X-Forwarded-For in front of it changes nothing.
+        again = await asyncio.to_thread(
+            sign_in_statuses, base, bolt.slug, ["10.0.0.9, 198.51.100.1", "198.51.100.1"]
+        )
+        assert again == [401, 429]

@@ -10,9 +10,11 @@ from typing import Any
 import httpx
 import pytest
 
+from patone.app import create_app
 from patone.core import activity, api_clients, refresh_tokens, revocation, users
 from patone.core.permissions import SYSTEM
 from patone.core.tokens import TENANT_AUDIENCE, Kind, verify_token
+from patone.settings import load_settings
 from patone.tenants.registry import TenantInfo
 from tests.conftest import MakePlan, MakeTenant
 from tests.support import app_client
@@ -230,3 +232,73 @@ async def test_token_requests_count_against_the_clients_api_budget(
     assert limited.json()["error"] == "rate_limited" and int(limited.headers["retry-after"]) > 0
     other = await _token(client, grant, _basic(theirs["client_id"], their_secret))
     assert other.status_code == 200  # another company's client has its own budget
+
+
+async def test_wrong_secrets_are_counted_per_address_and_never_lock_the_partner_out(
+    make_tenant: MakeTenant, make_plan: MakePlan
+) -> None:
+    plan = await make_plan(
+        api_requests_per_minute=5, tenant_api_requests_per_minute=100, sign_ins_per_ip_per_hour=4
+    )
+    acme, bolt = await make_tenant("acme", plan=plan), await make_tenant("bolt", plan=plan)
+    mine, my_secret = await _partner(acme)
+    theirs, their_secret = await _partner(bolt)
+    app = create_app(load_settings(secret_key=SECRET, base_domain="patone.test"))
+
+    def from_address(ip: str) -> httpx.AsyncClient:
+        transport = httpx.ASGITransport(app=app, client=(ip, 4000))
+        return httpx.AsyncClient(transport=transport, base_url="http://patone.test")
+
+    grant = {"grant_type": "client_credentials"}
+    async with from_address("198.51.100.66") as attacker, from_address("203.0.113.5") as real:
+        guesses = [
+            (await _token(attacker, grant, _basic(mine["client_id"], "guess"))).status_code
+            for _ in range(12)
+        ]
+        # Four wrong secrets an hour from that address, then 429 without checking the secret.
+        assert guesses == [401] * 4 + [429] * 8
+        # Even the right secret waits there: a guess during the wait teaches nothing.
+        right_there = await _token(attacker, grant, _basic(mine["client_id"], my_secret))
+        assert right_there.status_code == 429
+        # The real partner, elsewhere, gets its token and its API calls: its budget is its own.
+        token = await _token(real, grant, _basic(mine["client_id"], my_secret))
+        assert token.status_code == 200, token.text
+        query = await real.post(
+            "/graphql",
+            json={"query": "{ __typename }"},
+            headers={
+                "Authorization": f"Bearer {token.json()['access_token']}",
+                "X-Tenant": acme.slug,
+            },
+        )
+        assert query.status_code == 200, query.text
+        # Another company's partner is untouched by either.
+        other = await _token(attacker, grant, _basic(theirs["client_id"], their_secret))
+        assert other.status_code == 200
+
+
+async def test_bad_refresh_tokens_are_counted_per_address_not_against_the_company(
+    make_tenant: MakeTenant, make_plan: MakePlan
+) -> None:
+    plan = await make_plan(
+        api_requests_per_minute=50, tenant_api_requests_per_minute=4, sign_ins_per_ip_per_hour=3
+    )
+    acme, bolt = await make_tenant("acme", plan=plan), await make_tenant("bolt", plan=plan)
+    mine, my_secret = await _partner(acme)
+    await _partner(bolt)
+    app = create_app(load_settings(secret_key=SECRET, base_domain="patone.test"))
+    spray = {"grant_type": "refresh_token", "refresh_token": "prt_made-up"}
+    attacker = httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app, client=("198.51.100.66", 4000)),
+        base_url="http://patone.test",
+    )
+    async with attacker:
+        statuses = [
+            (await _token(attacker, spray, {"X-Tenant": acme.slug})).status_code for _ in range(8)
+        ]
+    assert statuses == [400] * 3 + [429] * 5
+    # The company's API budget (4 a minute) is untouched: its partner still gets through.
+    async with app_client(SECRET) as real:
+        grant = {"grant_type": "client_credentials"}
+        token = await _token(real, grant, _basic(mine["client_id"], my_secret))
+        assert token.status_code == 200, token.text

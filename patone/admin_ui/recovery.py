@@ -101,6 +101,13 @@ async def request_link(request: Request) -> Response:
         email = str(form.get("email", ""))
     try:
         await credentials.request_reset(request.state.tenant, email, ip=client_ip(request))
+    except RateLimited as error:
+        # The same for every address, with an account or without: it tells nobody who has one.
+        response = _request_page(
+            request, email=email, errors={"email": wait_sentence(error)}, status_code=429
+        )
+        response.headers["Retry-After"] = str(error.retry_after)
+        return response
     except UserError as error:
         # Only a malformed address is refused; that says nothing about anyone's account.
         return _request_page(

@@ -14,6 +14,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from patone import web
 from patone.admin_ui.guard import (
     MUST_CHANGE_PAGE,
     clear_session_cookie,
@@ -84,7 +85,8 @@ def wait_sentence(error: UserError) -> str:
 
 
 def client_ip(request: Request) -> str:
-    return request.client.host if request.client else ""
+    """The client's address (`patone.web.client_ip`)."""
+    return web.client_ip(request.scope)
 
 
 def _sign_in_page(

@@ -12,13 +12,18 @@ argon2 verification in every case (a dummy one when there is no hash), so neithe
 its time tells whether an account exists. A stored hash made with older argon2 parameters is
 replaced on a successful sign-in.
 
-**Lockout**: after `LOCK_AFTER` consecutive failures the account is locked for `LOCK_FIRST`,
-doubling with each further failure up to `LOCK_MAX`. A locked account is refused with
-`AccountLocked` (HTTP 429 and Retry-After) *without* checking the password, so guesses during a
-lock teach nothing; the first success resets the count. Addresses with no account get the same
-treatment from a counter in Redis, so a lockout does not reveal that an account exists. Every
-sign-in, failure, lockout and refusal goes to the tenant's activity log (failures as actor
-"anonymous" with the caller's IP).
+**Lockout**, per account *and client address*: after `LOCK_AFTER` consecutive failures from
+one address the account is locked *for that address* for `LOCK_FIRST`, doubling with each
+further failure up to `LOCK_MAX`. A locked pair is refused with `AccountLocked` (HTTP 429 and
+Retry-After) *without* checking the password, so guesses during a lock teach nothing from that
+address, while the owner signing in from elsewhere is not held up (the rate limits' ceiling
+per account bounds guessing spread over many addresses). A success from an address resets that
+address's count; a reset or set-up link clears them all. The counts live in Redis
+(`t:<slug>:sign_in_locks:<hash of the email>`, a day after the last failure) for any address,
+an account's or not, so a lockout does not reveal that an account exists. A sign-in after
+failed attempts from other addresses tells the user (`user.sign_in_after_failures` and an
+email, `send_sign_in_notice`). Every sign-in, failure, lockout and refusal goes to the
+tenant's activity log (failures as actor "anonymous" with the caller's IP).
 
 `check_password` returns a `SignIn` rather than a token, and neither clears the failure count
 nor logs a sign-in: a second factor may follow (`patone.core.staff_sign_in`, the path every
@@ -42,18 +47,18 @@ import hashlib
 import logging
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
 import dramatiq
 
-from patone.core import sessions, users
+from patone.core import ratelimits, sessions, users
 from patone.core.activity import record
 from patone.core.clock import now
 from patone.core.db import engine
 from patone.core.errors import NotFound, UserError
-from patone.core.inputs import normalize_email
+from patone.core.inputs import EMAIL_MAX_LENGTH, normalize_email
 from patone.core.jobs import current_job, tenant_actor
 from patone.core.passwords import MAX_LENGTH, check_policy, hash_password_async, verify_async
 from patone.core.permissions import SYSTEM, Actor, require
@@ -63,6 +68,7 @@ from patone.core.tokens import Kind
 from patone.plugins import config as plugins
 from patone.plugins.types import EmailMessage
 from patone.tenants.isolation import TenantRef, tenant_transaction
+from patone.tenants.registry import TenantInfo
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +77,8 @@ RESET_TTL = timedelta(hours=1)
 LOCK_AFTER = 5  # consecutive failures before the first lock
 LOCK_FIRST = 60  # seconds of the first lock; each further failure doubles it
 LOCK_MAX = 3600
-# How long Redis remembers failures for an address with no account.
-UNKNOWN_MEMORY = 24 * 3600
+# How long Redis remembers an account's failures and locks after the last failure.
+FAILURE_MEMORY = 24 * 3600
 WRONG = "the email or password is wrong"
 
 
@@ -316,6 +322,7 @@ async def _redeem(tenant: TenantRef, token: str, purpose: Purpose, password: str
         await record(
             _as_user(row["user_id"]), "user", row["user_id"], action, None, {"token_id": row["id"]}
         )
+    await clear_locks(tenant, row["email"])  # its owner proved their email
     if row["had_password"]:
         # Whoever knew the old password is signed out of every browser.
         await sessions.revoke_all(tenant, row["user_id"], actor=SYSTEM)
@@ -337,28 +344,27 @@ async def check_password(tenant: TenantRef, email: str, password: str, *, ip: st
     """Check a staff member's email and password (see the module docs for what is refused and
     how); `SignInFailed` or `AccountLocked` otherwise.
 
-    A right password does not yet clear the failure count nor count as a sign-in: a second
-    factor may follow, and its failures must add up with the password's (`record_failure`).
-    `record_sign_in` finishes the sign-in.
+    A right password does not yet count as a sign-in: a second factor may follow, and its
+    failures add up with the password's (`record_failure`). `record_sign_in` finishes it.
     """
+    check_lengths(email, password)
     email = (email or "").strip().lower()
     if not email:
         raise UserError("required", "email is required", "email")
     if not password:
         raise UserError("required", "password is required", "password")
-    password = password[: MAX_LENGTH + 1]  # longer is wrong anyway; don't hash megabytes
     async with tenant_transaction(tenant):
         rows = await engine.fetch(
-            "SELECT id, email, name, role, active, password_hash, must_change_password, "
-            "locked_until FROM users WHERE lower(email) = $1",
+            "SELECT id, email, name, role, active, password_hash, must_change_password "
+            "FROM users WHERE lower(email) = $1",
             email,
         )
-    if not rows:
-        await _unknown_address(tenant, email, password, ip)
-    user = dict(rows[0])
-    await _refuse_if_locked(tenant, user["id"], user["locked_until"], ip)
-    verified = await verify_async(user["password_hash"], password)
-    if verified.ok and user["active"]:
+    # An address with no account goes through every step an account does (the lock, an argon2
+    # verification, the count): neither the answers nor their time tell whether one exists.
+    user = dict(rows[0]) if rows else None
+    await ensure_not_locked(tenant, email, ip=ip, user_id=user["id"] if user else None)
+    verified = await verify_async(user["password_hash"] if user else None, password)
+    if user is not None and verified.ok and user["active"]:
         if verified.new_hash is not None:
             async with tenant_transaction(tenant):
                 await engine.execute(
@@ -375,112 +381,135 @@ async def check_password(tenant: TenantRef, email: str, password: str, *, ip: st
             rehashed=verified.new_hash is not None,
         )
     reason = (
-        "inactive"
+        "unknown_email"
+        if user is None
+        else "inactive"
         if not user["active"]
         else "no_password"
         if user["password_hash"] is None
         else "wrong_password"
     )
-    seconds = await record_failure(tenant, user["id"], ip=ip, reason=reason)
+    seconds = await record_failure(
+        tenant, email, ip=ip, reason=reason, user_id=user["id"] if user else None
+    )
     if seconds:
         raise AccountLocked(seconds)
     raise SignInFailed()
 
 
-async def _refuse_if_locked(
-    tenant: TenantRef, user_id: int, locked_until: datetime | None, ip: str
+def check_lengths(email: str | None, password: str | None = None) -> None:
+    """Refuse an email or password longer than any account can have (`too_long`, naming the
+    field) before anything costly sees it: a rate limiter's key, a lookup, argon2, the email
+    validator."""
+    if email and len(email) > EMAIL_MAX_LENGTH:
+        raise UserError("too_long", f"email has more than {EMAIL_MAX_LENGTH} characters", "email")
+    if password and len(password) > MAX_LENGTH:
+        raise UserError("too_long", f"password has more than {MAX_LENGTH} characters", "password")
+
+
+def _locks_key(tenant: TenantRef, email: str) -> str:
+    """The account's failures and locks, one pair of fields per client address (`n:<ip>`,
+    `until:<ip>`); kept for any address, an account's or not."""
+    return tenant_key(tenant.slug, "sign_in_locks", token_hash(email.strip().lower())[:32])
+
+
+def _failed_since_key(tenant: TenantRef, user_id: int) -> str:
+    """An account's failures by client address since its last sign-in, for the notice."""
+    return tenant_key(tenant.slug, "sign_in_failed_since", str(user_id))
+
+
+def _seen(email: str, ip: str, user_id: int | None) -> tuple[Any, dict[str, Any]]:
+    """The log's entity id and details of a sign-in event (the address when there is no
+    account)."""
+    if user_id is None:
+        return "", {"ip": ip, "email": email[:EMAIL_MAX_LENGTH]}
+    return user_id, {"ip": ip}
+
+
+async def ensure_not_locked(
+    tenant: TenantRef, email: str, *, ip: str, user_id: int | None = None
 ) -> None:
-    at = now()
-    if locked_until is not None and locked_until > at:
-        left = int((locked_until - at).total_seconds()) + 1
-        async with tenant_transaction(tenant):
-            await record(
-                _anonymous(ip), "user", user_id, "user.sign_in_refused_locked", None,
-                {"ip": ip, "locked_until": locked_until},
-            )  # fmt: skip
-        raise AccountLocked(left)
-
-
-async def ensure_not_locked(tenant: TenantRef, user_id: int, *, ip: str) -> None:
-    """`AccountLocked` (logged) when the account is locked now: a second step of a sign-in
-    (the code after the password) waits out a lock like the first."""
+    """`AccountLocked` (logged) while this account is locked for this client address, without
+    checking anything else: guesses during a lock teach nothing, and the owner elsewhere is not
+    affected. A second step of a sign-in (the code after the password) waits it out too."""
+    until = await get_redis().hget(_locks_key(tenant, email), f"until:{ip}")
+    at = now().timestamp()
+    if until is None or float(until) <= at:
+        return
+    entity, seen = _seen(email, ip, user_id)
     async with tenant_transaction(tenant):
-        rows = await engine.fetch("SELECT locked_until FROM users WHERE id = $1", user_id)
-    if rows:
-        await _refuse_if_locked(tenant, user_id, rows[0]["locked_until"], ip)
-
-
-async def record_failure(tenant: TenantRef, user_id: int, *, ip: str, reason: str) -> int:
-    """Count a failed sign-in of this account (a wrong password or a wrong second-factor code),
-    log it and lock the account when the count calls for it; returns the lock's length in
-    seconds (0: not locked). The caller raises `AccountLocked` or its own refusal."""
-    at = now()
-    async with tenant_transaction(tenant):
-        counted = await engine.fetch(
-            "UPDATE users SET failed_sign_ins = failed_sign_ins + 1 WHERE id = $1 "
-            "RETURNING failed_sign_ins",
-            user_id,
-        )
-        failures = int(counted[0]["failed_sign_ins"])
         await record(
-            _anonymous(ip), "user", user_id, "user.sign_in_failed", None,
-            {"ip": ip, "reason": reason, "failures": failures},
+            _anonymous(ip), "user", entity, "user.sign_in_refused_locked", None,
+            {**seen, "locked_until": datetime.fromtimestamp(float(until), UTC)},
         )  # fmt: skip
-        seconds = lock_seconds(failures)
+    raise AccountLocked(int(float(until) - at) + 1)
+
+
+async def record_failure(
+    tenant: TenantRef, email: str, *, ip: str, reason: str, user_id: int | None = None
+) -> int:
+    """Count a failed sign-in of this account from this client address (a wrong password or
+    second-factor code), log it and lock the pair when the count calls for it; returns the
+    lock's length in seconds (0: not locked). The caller raises `AccountLocked` or its own
+    refusal."""
+    redis = get_redis()
+    key = _locks_key(tenant, email)
+    failures = int(await redis.hincrby(key, f"n:{ip}", 1))
+    seconds = lock_seconds(failures)
+    until = now() + timedelta(seconds=seconds)
+    if seconds:
+        await redis.hset(key, f"until:{ip}", str(until.timestamp()))
+    await redis.expire(key, FAILURE_MEMORY)
+    if user_id is not None:
+        since = _failed_since_key(tenant, user_id)
+        await redis.hincrby(since, ip, 1)
+        await redis.expire(since, FAILURE_MEMORY)
+    entity, seen = _seen(email, ip, user_id)
+    async with tenant_transaction(tenant):
+        await record(
+            _anonymous(ip), "user", entity, "user.sign_in_failed", None,
+            {**seen, "reason": reason, "failures": failures},
+        )  # fmt: skip
         if seconds:
-            until = at + timedelta(seconds=seconds)
-            await engine.execute("UPDATE users SET locked_until = $2 WHERE id = $1", user_id, until)
             await record(
-                _anonymous(ip), "user", user_id, "user.locked", None,
-                {"ip": ip, "failures": failures, "seconds": seconds, "locked_until": until},
+                _anonymous(ip), "user", entity, "user.locked", None,
+                {**seen, "failures": failures, "seconds": seconds, "locked_until": until},
             )  # fmt: skip
     return seconds
 
 
 async def record_sign_in(tenant: TenantRef, who: SignIn, *, ip: str, **details: Any) -> None:
-    """Finish a sign-in whose every factor was proven: clear the failure count and lock, and
-    log `user.signed_in` (with `details`, e.g. how the second factor was proven)."""
+    """Finish a sign-in whose every factor was proven: clear this address's failures and lock
+    (other addresses keep theirs), log `user.signed_in` (with `details`, e.g. how the second
+    factor was proven), and when there were failed attempts from elsewhere since the last
+    sign-in, tell the user (`user.sign_in_after_failures` and an email)."""
+    redis = get_redis()
+    await redis.hdel(_locks_key(tenant, who.email), f"n:{ip}", f"until:{ip}")
+    since = _failed_since_key(tenant, who.user_id)
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.hgetall(since)
+        pipe.delete(since)
+        failed, _ = await pipe.execute()
+    elsewhere = {str(at): int(n) for at, n in failed.items() if str(at) != ip}
+    actor = _as_user(who.user_id, who.role)
     async with tenant_transaction(tenant):
-        await engine.execute(
-            "UPDATE users SET failed_sign_ins = 0, locked_until = NULL WHERE id = $1", who.user_id
-        )
         await record(
-            _as_user(who.user_id, who.role), "user", who.user_id, "user.signed_in", None,
+            actor, "user", who.user_id, "user.signed_in", None,
             {"ip": ip, "rehashed": who.rehashed, **details},
         )  # fmt: skip
-
-
-async def _unknown_address(tenant: TenantRef, email: str, password: str, ip: str) -> None:
-    """Fail a sign-in for an address with no account exactly as for one with an account:
-    the same time spent, the same answers, the same lockout (counted in Redis)."""
-    redis = get_redis()
-    key = tenant_key(tenant.slug, "sign_in_unknown", token_hash(email)[:32])
-    at = now().timestamp()
-    seen = {"ip": ip, "email": email[:254]}
-    locked_until = await redis.hget(key, "locked_until")
-    if locked_until is not None and float(locked_until) > at:
-        async with tenant_transaction(tenant):
-            await record(_anonymous(ip), "user", "", "user.sign_in_refused_locked", None, seen)
-        raise AccountLocked(int(float(locked_until) - at) + 1)
-    await verify_async(None, password)  # the dummy check: same time as a real one
-    failures = int(await redis.hincrby(key, "failures", 1))
-    seconds = lock_seconds(failures)
-    if seconds:
-        await redis.hset(key, "locked_until", str(at + seconds))
-    await redis.expire(key, UNKNOWN_MEMORY)
-    async with tenant_transaction(tenant):
-        await record(
-            _anonymous(ip), "user", "", "user.sign_in_failed", None,
-            {**seen, "reason": "unknown_email", "failures": failures},
-        )  # fmt: skip
-        if seconds:
+        if elsewhere:
             await record(
-                _anonymous(ip), "user", "", "user.locked", None,
-                {**seen, "failures": failures, "seconds": seconds},
+                actor, "user", who.user_id, "user.sign_in_after_failures", None,
+                {"ip": ip, "failed_from": elsewhere},
             )  # fmt: skip
-    if seconds:
-        raise AccountLocked(seconds)
-    raise SignInFailed()
+    if elsewhere:
+        await asyncio.to_thread(send_sign_in_notice.send, tenant.slug, who.user_id, ip, elsewhere)
+
+
+async def clear_locks(tenant: TenantRef, email: str) -> None:
+    """Forget an account's failures and locks from every address (its owner proved their
+    email: a reset or set-up link)."""
+    await get_redis().delete(_locks_key(tenant, email))
 
 
 # --- changing one's password -----------------------------------------------------------------
@@ -520,18 +549,23 @@ async def change_password(
 # --- reset by email --------------------------------------------------------------------------
 
 
-async def request_reset(tenant: TenantRef, email: str, *, ip: str = "") -> None:
+async def request_reset(tenant: TenantInfo, email: str, *, ip: str = "") -> None:
     """Queue a reset email for `email`; the same (and equally quick) whether or not it has an
-    account. A malformed address is refused, which says nothing about anyone's account."""
+    account. A malformed address is refused, which says nothing about anyone's account.
+    Limited like sign-in codes, per address and per client address (`RateLimited`): each
+    email voids the link before it, so a flood would keep the owner from ever using one."""
+    check_lengths(email)
     try:
         address = normalize_email((email or "").strip()).lower()
     except ValueError as error:
         raise UserError("invalid", str(error), "email") from None
+    await ratelimits.check_code_request(tenant, ip=ip, address=f"reset:{address}")
     await asyncio.to_thread(send_password_reset.send, tenant.slug, address, ip)
 
 
 class ResetNotSent(dramatiq.Retry):
-    """The email provider did not take the reset email: the job is retried with back-off."""
+    """The email provider did not take the reset email (or a sign-in notice): the job is
+    retried with back-off."""
 
 
 @tenant_actor(actor_name="patone.credentials.send_password_reset", transaction=False)
@@ -570,4 +604,45 @@ async def send_password_reset(tenant_slug: str, email: str, ip: str = "") -> str
         return "no_provider"
     if result.error is not None or result.skipped:
         raise ResetNotSent(f"the reset email was not sent: {result.error or 'provider paused'}")
+    return "logged" if result.value.status == "logged" else "sent"
+
+
+@tenant_actor(actor_name="patone.credentials.send_sign_in_notice", transaction=False)
+async def send_sign_in_notice(
+    tenant_slug: str, user_id: int, ip: str, failed_from: dict[str, int]
+) -> str:
+    """Tell a user that someone tried their password from other addresses before they signed
+    in from `ip` (through the company's email provider); "sent", "logged", "no_provider" or
+    "unknown" (the account is gone)."""
+    tenant = current_job().tenant
+    async with tenant_transaction(tenant):
+        rows = await engine.fetch("SELECT email, name FROM users WHERE id = $1 AND active", user_id)
+    if not rows:
+        return "unknown"
+    user = rows[0]
+    total = sum(failed_from.values())
+    addresses = "\n".join(
+        f"  {address}: {count} failed attempt{'s' * (count > 1)}"
+        for address, count in sorted(failed_from.items())
+    )
+    message = EmailMessage(
+        to=user["email"],
+        subject=f"Failed sign-ins to your {tenant.name} account",
+        text=(
+            f"Hello {user['name']},\n\n"
+            f"You just signed in to {tenant.name} from {ip}. Since your previous sign-in, "
+            f"someone entered a wrong password or code for your account {total} "
+            f"time{'s' * (total > 1)}, from:\n\n{addresses}\n\n"
+            "Those addresses are made to wait between tries; your own sign-ins are not. If "
+            "those attempts were not yours, choose a new, unique password and keep two-factor "
+            "on.\n"
+        ),
+        message_id=f"sign-in-notice-{tenant_slug}-{current_job().message_id}",
+    )
+    result = await plugins.call_first(tenant, "send_email", fall_through=False, message=message)
+    if result is None:
+        log.error("no email provider: sign-in notice not sent", extra={"tenant": tenant_slug})
+        return "no_provider"
+    if result.error is not None or result.skipped:
+        raise ResetNotSent(f"the sign-in notice was not sent: {result.error or 'provider paused'}")
     return "logged" if result.value.status == "logged" else "sent"

@@ -29,7 +29,7 @@ from datetime import timedelta
 from typing import Any, Literal
 
 import dramatiq
-from pydantic import model_validator
+from pydantic import Field, model_validator
 
 from patone.core import ratelimits
 from patone.core.activity import record
@@ -78,9 +78,9 @@ class SignInRequest(Input):
 
 
 class SignInProof(Input):
-    token: str | None = None
+    token: str | None = Field(default=None, max_length=128)
     phone: Phone | None = None
-    code: str | None = None
+    code: str | None = Field(default=None, max_length=16)
 
     @model_validator(mode="after")
     def _one_proof(self) -> SignInProof:

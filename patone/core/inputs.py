@@ -66,8 +66,11 @@ def normalize_plate(value: str) -> str:
     return "".join(value.split()).upper()
 
 
-Phone = Annotated[str, AfterValidator(normalize_phone)]
-Email = Annotated[str, AfterValidator(normalize_email)]
+# The length caps are checked before the validators run: parsing a megabyte "address" costs
+# seconds.
+EMAIL_MAX_LENGTH = 254  # RFC 5321's longest path
+Phone = Annotated[str, Field(max_length=64), AfterValidator(normalize_phone)]
+Email = Annotated[str, Field(max_length=EMAIL_MAX_LENGTH), AfterValidator(normalize_email)]
 Plate = Annotated[str, Field(max_length=20), AfterValidator(normalize_plate)]
 Latitude = Annotated[float, Field(ge=-90, le=90)]
 Longitude = Annotated[float, Field(ge=-180, le=180)]

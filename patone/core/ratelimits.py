@@ -7,7 +7,8 @@ What is limited, and by whom:
 | `api_caller` | one user or partner client | minute | `api_requests_per_minute` |
 | `api_tenant` | the whole company | minute | `tenant_api_requests_per_minute` |
 | `sign_in_ip` | one client address | hour | `sign_ins_per_ip_per_hour` |
-| `sign_in_account` | one account (email, phone) | hour | `sign_ins_per_account_per_hour` |
+| `sign_in_account_ip` | one account from one address | hour | `sign_ins_per_account_per_hour` |
+| `sign_in_account` | one account from anywhere | hour | that times `ACCOUNT_CEILING` |
 | `code_address` | a phone or email (codes, links) | hour | `code_requests_per_address_per_hour` |
 | `code_ip` | one client address asking for them | hour | `code_requests_per_ip_per_hour` |
 
@@ -68,6 +69,7 @@ class Limit(StrEnum):
     api_caller = "api_caller"
     api_tenant = "api_tenant"
     sign_in_ip = "sign_in_ip"
+    sign_in_account_ip = "sign_in_account_ip"
     sign_in_account = "sign_in_account"
     code_address = "code_address"
     code_ip = "code_ip"
@@ -77,12 +79,18 @@ _PLAN_COLUMNS: dict[Limit, tuple[str, type[RateLimitItem]]] = {
     Limit.api_caller: ("api_requests_per_minute", RateLimitItemPerMinute),
     Limit.api_tenant: ("tenant_api_requests_per_minute", RateLimitItemPerMinute),
     Limit.sign_in_ip: ("sign_ins_per_ip_per_hour", RateLimitItemPerHour),
+    Limit.sign_in_account_ip: ("sign_ins_per_account_per_hour", RateLimitItemPerHour),
     Limit.sign_in_account: ("sign_ins_per_account_per_hour", RateLimitItemPerHour),
     Limit.code_address: ("code_requests_per_address_per_hour", RateLimitItemPerHour),
     Limit.code_ip: ("code_requests_per_ip_per_hour", RateLimitItemPerHour),
 }
+# An account's attempts from all addresses together may be this many times those from one
+# address: guessing from one place cannot lock the owner out, and a spread-out guesser still
+# meets a ceiling.
+ACCOUNT_CEILING = 10
+_FACTORS = {Limit.sign_in_account: ACCOUNT_CEILING}
 _SELECT_PLAN = (
-    f"SELECT {', '.join(column for column, _ in _PLAN_COLUMNS.values())} "
+    f"SELECT {', '.join(sorted({column for column, _ in _PLAN_COLUMNS.values()}))} "
     "FROM platform.plans WHERE name = $1"
 )
 
@@ -113,7 +121,11 @@ async def plan_limits(plan: str) -> PlanLimits:
         raise UserError("unknown", f"plan {plan!r} is not in the catalogue", field="plan")
     row = rows[0]
     limits = PlanLimits(
-        plan, {limit: int(row[column]) for limit, (column, _) in _PLAN_COLUMNS.items()}
+        plan,
+        {
+            limit: int(row[column]) * _FACTORS.get(limit, 1)
+            for limit, (column, _) in _PLAN_COLUMNS.items()
+        },
     )
     _plans[plan] = (now + PLAN_CACHE_TTL, limits)
     return limits
@@ -215,6 +227,23 @@ async def _take(hits: list[tuple[RateLimitItem, str]]) -> None:
     raise RateLimited(max(waits))
 
 
+async def refuse_if_spent(tenant: TenantInfo, limit: Limit, key: str) -> None:
+    """`RateLimited` when `(limit, key)` has no slot left, taking none: for limits that count
+    only failures (`count_failure`), checked before the attempt."""
+    limits = await plan_limits(tenant.plan)
+    item = limits.item(limit, tenant.slug)
+    limiter = _limiter()
+    if not await limiter.strategy.test(item, key):
+        raise RateLimited(await limiter.retry_after(item, key))
+
+
+async def count_failure(tenant: TenantInfo, limit: Limit, key: str) -> None:
+    """Take one slot of `(limit, key)` for a failed attempt (a wrong secret), never raising:
+    the next attempt's `refuse_if_spent` refuses."""
+    limits = await plan_limits(tenant.plan)
+    await _limiter().strategy.hit(limits.item(limit, tenant.slug), key)
+
+
 async def check_api(tenant: TenantInfo, *, caller: str) -> None:
     """One API request by `caller` (e.g. "user:12", "partner:abc"): its budget and the
     company's."""
@@ -222,13 +251,16 @@ async def check_api(tenant: TenantInfo, *, caller: str) -> None:
 
 
 async def check_sign_in(tenant: TenantInfo, *, ip: str, account: str) -> None:
-    """One sign-in attempt from `ip` for `account` (an email or phone): counted separately
-    per address and per account, so neither spraying accounts nor spreading over addresses
-    gets unlimited tries."""
+    """One sign-in attempt from `ip` for `account` (an email or phone): counted per address,
+    per account from that address, and per account from anywhere with a much higher ceiling,
+    so guessing from one place never shuts the owner out elsewhere, and neither spraying
+    accounts nor spreading over addresses gets unlimited tries."""
+    ip, account = ip or "unknown", account.strip().lower()
     await hit(
         tenant,
-        (Limit.sign_in_ip, ip or "unknown"),
-        (Limit.sign_in_account, account.strip().lower()),
+        (Limit.sign_in_ip, ip),
+        (Limit.sign_in_account_ip, f"{account}|{ip}"),
+        (Limit.sign_in_account, account),
     )
 
 
@@ -241,21 +273,27 @@ _PLATFORM_NAMESPACE = "_platform:rl"
 
 async def check_operator_sign_in(*, ip: str, email: str) -> None:
     """One platform operator sign-in attempt from `ip` for `email` (`/platform/auth/sign-in`),
-    limited per address and per account like a company's staff sign-in."""
+    limited like a company's staff sign-in: per address, per account from that address, and
+    per account from anywhere with a ceiling `ACCOUNT_CEILING` times higher."""
+    ip, email = ip or "unknown", email.strip().lower()
+    per_account = OPERATOR_SIGN_INS_PER_ACCOUNT_PER_HOUR
     await _take(
         [
             (
                 RateLimitItemPerHour(
                     OPERATOR_SIGN_INS_PER_IP_PER_HOUR, namespace=f"{_PLATFORM_NAMESPACE}:ip"
                 ),
-                ip or "unknown",
+                ip,
+            ),
+            (
+                RateLimitItemPerHour(per_account, namespace=f"{_PLATFORM_NAMESPACE}:account_ip"),
+                f"{email}|{ip}",
             ),
             (
                 RateLimitItemPerHour(
-                    OPERATOR_SIGN_INS_PER_ACCOUNT_PER_HOUR,
-                    namespace=f"{_PLATFORM_NAMESPACE}:account",
+                    per_account * ACCOUNT_CEILING, namespace=f"{_PLATFORM_NAMESPACE}:account"
                 ),
-                email.strip().lower(),
+                email,
             ),
         ]
     )

@@ -281,16 +281,19 @@ async def _log_pending(tenant: TenantRef, who: SignIn, step: Step, ip: str) -> N
 
 
 async def _first_factor(tenant: TenantInfo, email: str, password: str, *, ip: str) -> SignIn:
+    credentials.check_lengths(email, password)
     await ratelimits.check_sign_in(tenant, ip=ip, account=(email or "").strip().lower())
     return await credentials.check_password(tenant, email, password, ip=ip)
 
 
 async def _second_factor(tenant: TenantRef, who: SignIn, code: str, *, ip: str) -> None:
     """Accept a TOTP or recovery code once; a wrong one counts toward the account's lockout."""
-    await credentials.ensure_not_locked(tenant, who.user_id, ip=ip)
+    await credentials.ensure_not_locked(tenant, who.email, ip=ip, user_id=who.user_id)
     if await two_factor.verify(tenant, who.user_id, code[:64]):
         return
-    seconds = await credentials.record_failure(tenant, who.user_id, ip=ip, reason="wrong_code")
+    seconds = await credentials.record_failure(
+        tenant, who.email, ip=ip, reason="wrong_code", user_id=who.user_id
+    )
     if seconds:
         raise AccountLocked(seconds)
     raise two_factor.InvalidCode()

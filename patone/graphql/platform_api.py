@@ -34,6 +34,8 @@ from strawberry.types import Info
 from patone.core import ratelimits
 from patone.core.db import engine
 from patone.core.errors import UserError
+from patone.core.inputs import EMAIL_MAX_LENGTH
+from patone.core.passwords import MAX_LENGTH
 from patone.core.tokens import (
     PLATFORM_AUDIENCE,
     TENANT_AUDIENCE,
@@ -49,7 +51,14 @@ from patone.graphql.types import attempt
 from patone.tenants import console
 from patone.tenants.operators import Operator, get_operator, list_activity, sign_in
 from patone.tenants.registry import TenantInfo, get_tenant, list_tenants
-from patone.web import error_response, user_error_response
+from patone.web import (
+    SMALL_BODY,
+    BodyTooLarge,
+    client_ip,
+    error_response,
+    request_body,
+    user_error_response,
+)
 
 OPERATOR_TOKEN_TTL = 15 * 60
 
@@ -376,15 +385,21 @@ class SignIn:
         if request.scope.get("state", {}).get("tenant") is not None:
             return error_response(404, "not_found", "Operators sign in on the platform's own host.")
         try:
-            body = await request.json()
+            body = json.loads(await request_body(request, SMALL_BODY))
+        except BodyTooLarge as error:
+            return user_error_response(error)
         except ValueError:
             return error_response(400, "bad_request", "Send a JSON object.")
         if not isinstance(body, dict):
             return error_response(400, "bad_request", "Send a JSON object.")
-        for field in ("email", "password", "code"):
+        for field, longest in (("email", EMAIL_MAX_LENGTH), ("password", MAX_LENGTH), ("code", 64)):
             if not isinstance(body.get(field), str) or not body[field]:
                 return error_response(400, "required", f"{field} is required", field=field)
-        client = request.client.host if request.client else ""
+            if len(body[field]) > longest:
+                return error_response(
+                    400, "too_long", f"{field} has more than {longest} characters", field=field
+                )
+        client = client_ip(request.scope)
         try:
             await ratelimits.check_operator_sign_in(ip=client, email=body["email"])
             operator = await sign_in(body["email"], body["password"], body["code"], ip=client)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from typing import Any, cast
 
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.routing import BaseRoute, Mount
 
@@ -20,6 +21,7 @@ from patone.plugins import config as plugins
 from patone.plugins.manager import PluginManager
 from patone.plugins.types import TenantView
 from patone.tenants.registry import TenantInfo, tenant_cache
+from patone.web import MAX_BODY, BodyLimitMiddleware
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +85,9 @@ def plugin_routes(host: PluginHost | None = None) -> list[BaseRoute]:
                 log.exception("plugin routes failed", extra={"plugin": name})
                 continue
             if routes:
-                mounts.append(Mount(f"/plugins/{name}", routes=routes))
+                # A plugin's handlers read bodies as they please: the limit is applied here.
+                limit = [Middleware(BodyLimitMiddleware, limit=MAX_BODY)]
+                mounts.append(Mount(f"/plugins/{name}", routes=routes, middleware=limit))
     finally:
         manager.close()
     return mounts

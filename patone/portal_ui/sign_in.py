@@ -17,14 +17,14 @@ from starlette.routing import Route
 from patone.core import customer_sign_in
 from patone.core.errors import UserError
 from patone.tenants.registry import TenantInfo
-from patone.web import client_ip, error_response
+from patone.web import SMALL_BODY, client_ip, error_response, request_body
 
 ACCEPTED = "If we know this address, a sign-in message is on its way."
 
 
 async def _body(request: Request) -> dict[str, Any]:
     try:
-        data = json.loads(await request.body())
+        data = json.loads(await request_body(request, SMALL_BODY))
     except ValueError:
         data = None
     if not isinstance(data, dict):
@@ -32,14 +32,14 @@ async def _body(request: Request) -> dict[str, Any]:
     return data
 
 
-def routes(secret_key: str, *, trust_proxy: bool = False) -> list[Route]:
+def routes(secret_key: str) -> list[Route]:
     """The portal's sign-in routes, signing tokens with `secret_key`."""
 
     async def request_sign_in(request: Request) -> JSONResponse:
         tenant: TenantInfo | None = getattr(request.state, "tenant", None)
         if tenant is None:
             return error_response(404, "tenant_required", "Sign in on your company's address.")
-        ip = client_ip(request.scope, trust_proxy)
+        ip = client_ip(request.scope)
         await customer_sign_in.request_sign_in(tenant, await _body(request), ip=ip)
         return JSONResponse({"status": "accepted", "message": ACCEPTED}, status_code=202)
 
@@ -47,7 +47,7 @@ def routes(secret_key: str, *, trust_proxy: bool = False) -> list[Route]:
         tenant: TenantInfo | None = getattr(request.state, "tenant", None)
         if tenant is None:
             return error_response(404, "tenant_required", "Sign in on your company's address.")
-        ip = client_ip(request.scope, trust_proxy)
+        ip = client_ip(request.scope)
         answer = await customer_sign_in.verify_sign_in(
             tenant, secret_key, await _body(request), ip=ip
         )

@@ -297,3 +297,34 @@ async def test_reset_pages_answer_alike_and_the_emailed_link_signs_out_everywher
     assert twice.status_code == 400 and "already used" in twice.text
     assert (await sign_in(client, "ann@example.com", NEW)).status_code == 303
     assert (await sign_in(await browser(bolt), "ann@example.com", GOOD)).status_code == 303
+
+
+async def test_the_reset_page_shows_the_wait_once_an_address_asked_too_often(
+    two_tenants: tuple[TenantInfo, TenantInfo], browser: Browser
+) -> None:
+    acme, bolt = two_tenants
+    await member(acme)
+    client = await browser(acme)
+    token = form_token(await client.get("/reset-password"))
+    with plugin_runtime(tenant_url=f"http://{{slug}}.{BASE_DOMAIN}"):
+        async with running_worker():
+            answers = {
+                email: [
+                    await client.post("/reset-password", data={"csrf_token": token, "email": email})
+                    for _ in range(6)
+                ]
+                for email in ("ann@example.com", "nobody@example.com")
+            }
+            other = await browser(bolt)
+            elsewhere = await other.post(
+                "/reset-password",
+                data={
+                    "csrf_token": form_token(await other.get("/reset-password")),
+                    "email": "ann@example.com",
+                },
+            )
+    for pages in answers.values():
+        assert [page.status_code for page in pages] == [200] * 5 + [429]
+        assert "Try again in" in field_error(pages[-1], "email")
+        assert int(pages[-1].headers["Retry-After"]) > 0
+    assert elsewhere.status_code == 200

@@ -39,12 +39,18 @@ async def test_sign_in_per_ip_and_per_account_trip_independently(
     assert refused.value.status == 429 and refused.value.code == "rate_limited"
     assert 3500 <= refused.value.retry_after <= 3600
 
-    # One account tried from many addresses: stopped by the per-account limit.
-    ips = iter(f"198.51.100.{i}" for i in range(10))
+    # One account tried from one address: stopped by the limit per account and address...
     allowed = await _allowed(
-        lambda: ratelimits.check_sign_in(tenant, ip=next(ips), account="Ann@Acme.example"), 10
+        lambda: ratelimits.check_sign_in(tenant, ip="198.51.100.1", account="Ann@Acme.example"),
+        10,
     )
     assert allowed == 3
+    # ... while its owner elsewhere goes on, up to the account's ceiling from all addresses.
+    ips = iter([f"198.51.100.{i}" for i in range(2, 40) for _ in range(3)])
+    allowed = await _allowed(
+        lambda: ratelimits.check_sign_in(tenant, ip=next(ips), account="ann@acme.example"), 100
+    )
+    assert allowed == 3 * ratelimits.ACCOUNT_CEILING - 3
     # The exhausted address does not lock out other addresses; the account does not lock
     # out other accounts.
     await ratelimits.check_sign_in(tenant, ip="192.0.2.1", account="bob@acme.example")

@@ -12,6 +12,7 @@ import pytest
 from patone.core import credentials, sessions, staff_sign_in, two_factor
 from patone.core.credentials import AccountLocked, SignInFailed
 from patone.core.db import engine
+from patone.core.errors import UserError
 from patone.core.permissions import SYSTEM
 from patone.core.ratelimits import RateLimited
 from patone.core.staff_sign_in import Step, StepRequired, TwoFactorRequired
@@ -240,3 +241,22 @@ async def test_changing_or_resetting_a_password_ends_the_other_sessions(
     await credentials.complete_setup(acme, link.url.rsplit("/", 1)[1], OTHER)
     assert await sessions.list_sessions(acme, ann) == []  # a new password by link: signed out
     assert await sessions.load(bolt, elsewhere) is not None  # Bolt's Ann is untouched
+
+
+async def test_an_overlong_email_or_password_is_refused_before_it_counts_or_is_hashed(
+    two_tenants: tuple[TenantInfo, TenantInfo], make_plan: MakePlan, make_tenant: MakeTenant
+) -> None:
+    acme = await make_tenant("long", plan=await make_plan(sign_ins_per_ip_per_hour=1))
+    _, bolt = two_tenants
+    await member(acme, role="manager")
+    await member(bolt, role="manager")
+    for email, password, field in (
+        ("a" * 250 + "@example.com", GOOD, "email"),
+        ("ann@example.com", "p" * 300, "password"),
+    ):
+        with pytest.raises(UserError) as refused:
+            await staff_sign_in.sign_in_page(acme, email, password, ip=IP)
+        assert (refused.value.code, refused.value.field) == ("too_long", field)
+    # Neither took the one attempt this address has: the right password still signs in.
+    who = await staff_sign_in.sign_in_page(acme, "ann@example.com", GOOD, ip=IP)
+    assert isinstance(who, credentials.SignIn)

@@ -109,6 +109,22 @@ async def test_bad_input_is_a_400_naming_the_field(
     assert "Traceback" not in not_json.text
 
 
+async def test_an_overlong_address_is_refused_before_it_is_validated(
+    two_tenants: tuple[TenantInfo, TenantInfo], client_for: Client
+) -> None:
+    acme, _ = two_tenants
+    client = client_for(acme)
+    for body, field in (
+        ({"email": "a" * 250 + "@example.com"}, "email"),
+        ({"phone": "1" * 100}, "phone"),
+    ):
+        answer = await client.post("/portal/auth/request", json=body)
+        assert answer.status_code == 400, answer.text
+        error = answer.json()["error"]
+        # The length verdict, not the address validator's: it never saw the string.
+        assert (error["code"], error["field"]) == ("too_long", field)
+
+
 async def test_guessing_codes_is_a_429_with_retry_after_per_account(
     make_plan: MakePlan, make_tenant: MakeTenant, client_for: Client
 ) -> None:
