@@ -4,7 +4,8 @@ One walk of the document measures, for every operation, how deep it nests, how m
 uses and what it would cost once its fragments are spread:
 
 - each selected field costs 1; a field with a `first` argument multiplies the cost of what is
-  selected inside it by that page size (a variable's value counts, not its declaration);
+  selected inside it by that page size: the literal, the variable's value, or (when omitted)
+  the argument's default as the schema declares it, so the connection's own default page counts;
 - depth counts nested fields that select fields, as strawberry's depth limiter does
   (introspection fields are not counted, so GraphiQL's schema query passes);
 - aliases are counted over the whole document.
@@ -48,7 +49,6 @@ MAX_DEPTH = 10
 MAX_ALIASES = 30
 MAX_COST = 10_000
 MAX_TOKENS = 2000
-DEFAULT_PAGE = 50
 # graphql-core checks that fields of one name can be merged by comparing them pairwise, and
 # gives up ("Validation aborted.") after spending this budget; its default (500,000) took
 # 1.7 s on a document of 490 `viewer { tenant }` within the token limit. 10,000 stops that
@@ -192,8 +192,10 @@ class _Walk:
         return measured
 
     def page_size(self, node: FieldNode, definition: Any) -> int:
-        """How many items the field may return: its `first`, or 1 when it has none."""
-        size = 1
+        """How many items the field may return: its `first`, or the schema's default for it."""
+        declared = definition.args.get("first") if definition is not None else None
+        default = declared.default_value if declared is not None else None
+        size = default if isinstance(default, int) else 1
         for argument in node.arguments or ():
             if argument.name.value != "first":
                 continue
@@ -203,7 +205,8 @@ class _Walk:
                 size = int(value.value) if len(digits) <= _MAX_DIGITS else 10**_MAX_DIGITS
             elif isinstance(value, VariableNode):
                 given = self.variables.get(value.name.value)
-                size = given if isinstance(given, int) else DEFAULT_PAGE
+                if isinstance(given, int):
+                    size = given
         return max(size, 1)
 
 

@@ -228,6 +228,32 @@ async def test_graphiql_introspection_passes_the_limits(
     assert result["data"]["__schema"]["queryType"]["name"] == "Query"
 
 
+async def test_an_omitted_page_size_costs_the_default_page(
+    gql: Gql, two_tenants: tuple[TenantInfo, TenantInfo]
+) -> None:
+    acme, _ = two_tenants
+    token = await token_for(acme, "dispatcher")
+    fields = "edges { node { number status priority createdAt customer { name phone } } }"
+    # 20 pages of the default size (50) of 9 fields: about 9,000; with 25, over 10,000.
+    fits = "{ " + " ".join(f"p{i}: serviceRequests {{ {fields} }}" for i in range(20)) + " }"
+    assert "errors" not in await gql(acme, token, fits)
+    written = (
+        "{ "
+        + " ".join(f"p{i}: serviceRequests(first: 50) {{ {fields} }}" for i in range(25))
+        + " }"
+    )
+    omitted = "{ " + " ".join(f"p{i}: serviceRequests {{ {fields} }}" for i in range(25)) + " }"
+    assert await _code(gql, acme, token, written) == "COST_LIMIT_EXCEEDED"
+    assert await _code(gql, acme, token, omitted) == "COST_LIMIT_EXCEEDED"
+    # A variable left out counts its declared default, or the field's.
+    by_variable = (
+        "query($n: Int! = 200) { "
+        + " ".join(f"p{i}: serviceRequests(first: $n) {{ {fields} }}" for i in range(6))
+        + " }"
+    )
+    assert await _code(gql, acme, token, by_variable) == "COST_LIMIT_EXCEEDED"
+
+
 @pytest.fixture(scope="module")
 def server() -> Iterator[int]:
     """`patone serve` in its own process on the test database: a frozen event loop shows there
