@@ -8,20 +8,22 @@ uses and what it would cost once its fragments are spread:
   the argument's default as the schema declares it, so the connection's own default page counts;
 - depth counts nested fields that select fields, as strawberry's depth limiter does
   (introspection fields are not counted, so GraphiQL's schema query passes);
-- aliases are counted over the whole document.
+- aliases are counted over the whole document;
+- one response name may be selected at most `MAX_REPEATS` times in one place (what graphql-core
+  compares pairwise), checked last so a fan-out is refused for its cost.
 
 Each fragment is measured once and its figures reused at every spread, so a fragment spreading
 the previous one twice, twenty times over, costs twenty steps, not a million; the walk stops
-as soon as a limit is passed. `QueryLimits` runs this first, and `LimitedValidationCache`
-skips graphql-core's validation of a refused document, so nothing after the refusal spreads the
-fragments again. `check` is a plain function of (document, schema, variables) so every
-transport (HTTP, WebSocket) applies the same limits.
+as soon as a limit is passed. `QueryLimits` runs this first, and the document cache after it
+(`patone.graphql.caches`) does not validate a refused document, so nothing after the refusal
+spreads the fragments again. `check_length` (the text) and `check` (document, schema,
+variables) are plain functions, so every transport (HTTP, WebSocket) applies the same limits.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from graphql import (
@@ -43,12 +45,21 @@ from graphql import (
     get_named_type,
 )
 from graphql.validation.rules import overlapping_fields_can_be_merged
-from strawberry.extensions import SchemaExtension, ValidationCache
+from strawberry.extensions import SchemaExtension
 
 MAX_DEPTH = 10
 MAX_ALIASES = 30
 MAX_COST = 10_000
+# graphql-core checks that fields of one response name in one place can be merged by comparing
+# every pair of them; a document of 2,000 tokens repeating one field took 30-80 ms to validate
+# even with the budget below. Real documents repeat a name a few times (`id`, `__typename` in
+# each fragment), so one name more than this often in one selection is refused before that.
+MAX_REPEATS = 50
 MAX_TOKENS = 2000
+# Comments, commas and long string literals are not tokens, yet graphql-core reads them a
+# character at a time: 1 MB of comments took 0.2-0.3 s to parse. 2,000 tokens of ordinary
+# GraphQL are about 15,000 characters; a longer document is refused before it is parsed.
+MAX_DOCUMENT_CHARS = 50_000
 # graphql-core checks that fields of one name can be merged by comparing them pairwise, and
 # gives up ("Validation aborted.") after spending this budget; its default (500,000) took
 # 1.7 s on a document of 490 `viewer { tenant }` within the token limit. 10,000 stops that
@@ -56,6 +67,9 @@ MAX_TOKENS = 2000
 OVERLAP_BUDGET = 10_000
 overlapping_fields_can_be_merged.MAX_COMPLEXITY_BUDGET = OVERLAP_BUDGET
 _ABORTED = "Validation aborted."
+_TOO_REPETITIVE = (
+    "This document repeats the same fields too often to be checked; ask for each once."
+)
 # A page size written with more digits than this is simply "too many" (and Python refuses to
 # parse integers of thousands of digits).
 _MAX_DIGITS = 12
@@ -68,6 +82,7 @@ class Limits:
     depth: int = MAX_DEPTH
     aliases: int = MAX_ALIASES
     cost: int = MAX_COST
+    repeats: int = MAX_REPEATS
 
 
 class LimitExceeded(Exception):
@@ -87,6 +102,8 @@ class _Size:
     cost: int = 0
     aliases: int = 0
     depth: int = 0
+    # How often each response name is selected at this level, fragments spread.
+    names: Mapping[str, int] = field(default_factory=dict)
 
 
 class _Walk:
@@ -108,6 +125,7 @@ class _Walk:
         self.measured: dict[str, _Size] = {}
         self.in_progress: set[str] = set()
         self.aliases = 0
+        self.most_repeated = 0
 
     def operation(self, operation: OperationDefinitionNode) -> _Size:
         root = {
@@ -123,19 +141,24 @@ class _Walk:
         if selection_set is None:
             return _Size()
         cost = depth = 0
+        names: dict[str, int] = {}
         for selection in selection_set.selections:
             if isinstance(selection, FieldNode):
                 inner, nested = self.field(selection, parent)
-            elif isinstance(selection, InlineFragmentNode):
-                condition = selection.type_condition
-                target = self.schema.get_type(condition.name.value) if condition else parent
-                size = self.selections(selection.selection_set, target)
+                name = (selection.alias or selection.name).value
+                names[name] = names.get(name, 0) + 1
+            else:
+                if isinstance(selection, InlineFragmentNode):
+                    condition = selection.type_condition
+                    target = self.schema.get_type(condition.name.value) if condition else parent
+                    size = self.selections(selection.selection_set, target)
+                elif isinstance(selection, FragmentSpreadNode):
+                    size = self.fragment(selection.name.value)
+                else:  # pragma: no cover - graphql-core has no other selection
+                    continue
                 inner, nested = size.cost, size.depth
-            elif isinstance(selection, FragmentSpreadNode):
-                size = self.fragment(selection.name.value)
-                inner, nested = size.cost, size.depth
-            else:  # pragma: no cover - graphql-core has no other selection
-                continue
+                for name, times in size.names.items():
+                    names[name] = names.get(name, 0) + times
             cost += inner
             depth = max(depth, nested)
             if cost > self.limits.cost:
@@ -144,7 +167,8 @@ class _Walk:
                     f"This query would cost more than the limit of {self.limits.cost}; "
                     "ask for fewer fields or smaller pages.",
                 )
-        return _Size(cost=cost, depth=depth)
+        self.most_repeated = max(self.most_repeated, *names.values(), 0)
+        return _Size(cost=cost, depth=depth, names=names)
 
     def field(self, node: FieldNode, parent: GraphQLNamedType | None) -> tuple[int, int]:
         """The field's cost and the depth it adds."""
@@ -187,7 +211,7 @@ class _Walk:
             definition.selection_set, self.schema.get_type(definition.type_condition.name.value)
         )
         self.in_progress.discard(name)
-        measured = _Size(size.cost, self.aliases - aliases_before, size.depth)
+        measured = _Size(size.cost, self.aliases - aliases_before, size.depth, size.names)
         self.measured[name] = measured
         return measured
 
@@ -255,6 +279,20 @@ def measure(
                     f"This query would cost more than the limit of {walk.limits.cost}; "
                     "ask for fewer fields or smaller pages.",
                 )
+    # Checked last, so a fan-out is refused for its cost, the figure a client can act on.
+    if walk.most_repeated > walk.limits.repeats:
+        raise LimitExceeded("QUERY_TOO_COMPLEX", _TOO_REPETITIVE)
+
+
+def check_length(query: str | None) -> GraphQLError | None:
+    """The error to answer when the document's text is too long to parse, or None."""
+    if query is not None and len(query) > MAX_DOCUMENT_CHARS:
+        return GraphQLError(
+            f"Documents are limited to {MAX_DOCUMENT_CHARS:,} characters; "
+            "send long values as variables.",
+            extensions={"code": "DOCUMENT_TOO_LARGE"},
+        )
+    return None
 
 
 def check(
@@ -272,12 +310,18 @@ def check(
 
 
 class QueryLimits(SchemaExtension):
-    """Refuse a document over its limits before validation (put it first among the
-    extensions: the ones after it see the refusal and do nothing)."""
+    """Refuse a document too long to parse, and one over its limits before validation (put
+    it first among the extensions: the ones after it see the refusal and do nothing)."""
 
     def __init__(self, limits: Limits | None = None) -> None:
         super().__init__()
         self.limits = limits or Limits()
+
+    def on_parse(self) -> Iterator[None]:
+        error = check_length(self.execution_context.query)
+        if error is not None:
+            raise error  # strawberry answers it as the operation's only error
+        yield
 
     def on_validate(self) -> Iterator[None]:
         context = self.execution_context
@@ -289,25 +333,8 @@ class QueryLimits(SchemaExtension):
         yield
 
 
-class LimitedValidationCache(ValidationCache):
-    """strawberry's validation cache, which would validate (and so spread every fragment of) a
-    document `QueryLimits` already refused; this one leaves a refused document alone."""
-
-    def on_validate(self) -> Iterator[None]:
-        context = self.execution_context
-        if not context.pre_execution_errors:
-            errors = self.cached_validate_document(
-                context.schema._schema, context.graphql_document, context.validation_rules
-            )
-            context.pre_execution_errors = [_with_code(error) for error in errors]
-        yield
-
-
-def _with_code(error: GraphQLError) -> GraphQLError:
+def explain_abort(error: GraphQLError) -> GraphQLError:
     """graphql-core's give-up on a document too costly to validate, said so with a code."""
     if error.message != _ABORTED:
         return error
-    return GraphQLError(
-        "This document repeats the same fields too often to be checked; ask for each once.",
-        extensions={"code": "QUERY_TOO_COMPLEX"},
-    )
+    return GraphQLError(_TOO_REPETITIVE, extensions={"code": "QUERY_TOO_COMPLEX"})

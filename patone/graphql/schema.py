@@ -6,13 +6,14 @@ from pathlib import Path
 from typing import cast
 
 import strawberry
-from strawberry.extensions import MaxTokensLimiter, ParserCache
+from strawberry.extensions import MaxTokensLimiter
 from strawberry.tools import merge_types
 from strawberry.types import Info
 
 from patone.core.errors import NotFound
 from patone.graphql.api_clients import ApiClientMutations, ApiClientQueries
 from patone.graphql.audience import CustomerScope
+from patone.graphql.caches import DocumentCache, ValidDocuments
 from patone.graphql.company import (
     ActivityQueries,
     CompanyMutations,
@@ -27,7 +28,7 @@ from patone.graphql.dispatch import DispatchMutations, DispatchQueries, Dispatch
 from patone.graphql.drivers import DriverMutations, DriverQueries
 from patone.graphql.errors import PatoneErrors
 from patone.graphql.ids import from_global_id
-from patone.graphql.limits import MAX_TOKENS, LimitedValidationCache, QueryLimits
+from patone.graphql.limits import MAX_TOKENS, QueryLimits
 from patone.graphql.notifications import NotificationMutations, NotificationQueries
 from patone.graphql.plugins import PluginMutations, PluginQueries
 from patone.graphql.positions import PositionMutations, PositionQueries, PositionSubscription
@@ -82,9 +83,12 @@ def _plugin_types(third_party: bool) -> tuple[list[type], list[type]]:
     return queries, mutations
 
 
-def build_schema(*, third_party: bool = True) -> strawberry.Schema:
+def build_schema(
+    *, third_party: bool = True, documents: ValidDocuments | None = None
+) -> strawberry.Schema:
     """The schema of this installation; `third_party=False` keeps only our own plugins' types
-    (what schema.graphql records)."""
+    (what schema.graphql records). Valid documents are kept in `documents` (a cache of its
+    own when not given)."""
     plugin_queries, plugin_mutations = _plugin_types(third_party)
     query = merge_types(
         "Query",
@@ -127,6 +131,7 @@ def build_schema(*, third_party: bool = True) -> strawberry.Schema:
             *plugin_mutations,
         ),
     )
+    documents = documents if documents is not None else ValidDocuments()
     return strawberry.Schema(
         query=query,
         mutation=mutation,
@@ -134,20 +139,20 @@ def build_schema(*, third_party: bool = True) -> strawberry.Schema:
             "Subscription", (Subscription, PositionSubscription, DispatchSubscription)
         ),
         types=[ServiceType, User],
-        # Factories: a fresh extension per request (the caches behind them are shared).
-        # QueryLimits comes first: the validation cache after it skips a refused document.
+        # Factories: a fresh extension per request (the cache behind them is shared).
+        # QueryLimits comes first: the document cache after it skips a refused document.
         extensions=[
             QueryLimits,
             lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
-            lambda: ParserCache(maxsize=512),
-            lambda: LimitedValidationCache(maxsize=512),
+            lambda: DocumentCache(documents),
             CustomerScope,
             PatoneErrors,
         ],
     )
 
 
-schema = build_schema()
+documents = ValidDocuments()
+schema = build_schema(documents=documents)
 
 
 def sdl() -> str:

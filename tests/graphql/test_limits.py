@@ -213,9 +213,13 @@ async def test_a_long_document_repeating_one_field_is_refused(
     # pair of them.
     repeated = "{ " + " ".join("viewer { tenant }" for _ in range(490)) + " }"
     assert await _code(gql, acme, token, repeated) == "QUERY_TOO_COMPLEX"
-    too_long = "{ " + " ".join(f"f{i}" for i in range(2100)) + " }"
-    result = await gql(acme, token, too_long)
+    too_many_tokens = "{ " + " ".join(f"f{i}" for i in range(2100)) + " }"
+    result = await gql(acme, token, too_many_tokens)
     assert "more than 2000 tokens" in result["errors"][0]["message"]
+    # Comments are no tokens, but reading them costs as much: the text itself is limited.
+    padded = "#" * 60_000 + "\n{ __typename }"
+    assert await _code(gql, acme, token, padded) == "DOCUMENT_TOO_LARGE"
+    assert "errors" not in await gql(acme, token, "#" * 40_000 + "\n{ __typename }")
 
 
 async def test_graphiql_introspection_passes_the_limits(
