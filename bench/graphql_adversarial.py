@@ -135,7 +135,7 @@ def cases(fan: int) -> list[Case]:
         Case(
             "1 MB of comments around { __typename }",
             "#" * 999_000 + "\n{ __typename }",
-            "DOCUMENT_TOO_LARGE",
+            "Syntax Error: Source contains more than",
         ),
         Case(
             "49,000 characters of comments (the most allowed)",
@@ -171,7 +171,7 @@ def outcome(result: Any) -> str:
         return "planned"
     error = result.errors[0]
     code = (error.extensions or {}).get("code")
-    return str(code) if code else error.message[:40]
+    return str(code) if code else error.message[:40].rstrip()
 
 
 async def timed(

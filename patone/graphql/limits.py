@@ -16,8 +16,8 @@ Each fragment is measured once and its figures reused at every spread, so a frag
 the previous one twice, twenty times over, costs twenty steps, not a million; the walk stops
 as soon as a limit is passed. `QueryLimits` runs this first, and the document cache after it
 (`patone.graphql.caches`) does not validate a refused document, so nothing after the refusal
-spreads the fragments again. `check_length` (the text) and `check` (document, schema,
-variables) are plain functions, so every transport (HTTP, WebSocket) applies the same limits.
+spreads the fragments again. `check` is a plain function of (document, schema, variables), so
+every transport (HTTP, WebSocket) can apply the same limits.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ MAX_REPEATS = 50
 MAX_TOKENS = 2000
 # Comments, commas and long string literals are not tokens, yet graphql-core reads them a
 # character at a time: 1 MB of comments took 0.2-0.3 s to parse. 2,000 tokens of ordinary
-# GraphQL are about 15,000 characters; a longer document is refused before it is parsed.
+# GraphQL are about 15,000 characters; graphql-core refuses a longer text before reading it.
 MAX_DOCUMENT_CHARS = 50_000
 # graphql-core checks that fields of one name can be merged by comparing them pairwise, and
 # gives up ("Validation aborted.") after spending this budget; its default (500,000) took
@@ -284,17 +284,6 @@ def measure(
         raise LimitExceeded("QUERY_TOO_COMPLEX", _TOO_REPETITIVE)
 
 
-def check_length(query: str | None) -> GraphQLError | None:
-    """The error to answer when the document's text is too long to parse, or None."""
-    if query is not None and len(query) > MAX_DOCUMENT_CHARS:
-        return GraphQLError(
-            f"Documents are limited to {MAX_DOCUMENT_CHARS:,} characters; "
-            "send long values as variables.",
-            extensions={"code": "DOCUMENT_TOO_LARGE"},
-        )
-    return None
-
-
 def check(
     document: DocumentNode,
     schema: GraphQLSchema,
@@ -310,17 +299,19 @@ def check(
 
 
 class QueryLimits(SchemaExtension):
-    """Refuse a document too long to parse, and one over its limits before validation (put
-    it first among the extensions: the ones after it see the refusal and do nothing)."""
+    """Refuse a text too long to parse (`MAX_DOCUMENT_CHARS`), and a document over its limits
+    before validation (put it first among the extensions: the ones after it see the refusal
+    and do nothing)."""
 
     def __init__(self, limits: Limits | None = None) -> None:
         super().__init__()
         self.limits = limits or Limits()
 
-    def on_parse(self) -> Iterator[None]:
-        error = check_length(self.execution_context.query)
-        if error is not None:
-            raise error  # strawberry answers it as the operation's only error
+    def on_operation(self) -> Iterator[None]:
+        # A syntax error like the token limit's: "Source contains more than 50000 code points".
+        # (graphql-core 3.3 takes the option; strawberry's ParseOptions type does not list it.)
+        options = self.execution_context.parse_options
+        options["max_source_length"] = MAX_DOCUMENT_CHARS  # type: ignore[typeddict-unknown-key]
         yield
 
     def on_validate(self) -> Iterator[None]:
