@@ -24,7 +24,7 @@ from strawberry.exceptions import ConnectionRejectionError
 from strawberry.types.unset import UnsetType
 
 from patone.core import authentication, ratelimits, revocation
-from patone.core.errors import UserError
+from patone.core.errors import Unavailable, UserError
 from patone.core.permissions import Actor
 from patone.core.tokens import Claims, InvalidToken
 from patone.graphql import persisted
@@ -164,6 +164,9 @@ class GraphQLApp:
             headers = {"Retry-After": str(error.retry_after)}
             await refused(429, "RATE_LIMITED", error.message, headers)(scope, receive, send)
             return
+        except Unavailable as busy:
+            await _busy(busy)(scope, receive, send)
+            return
         if state["actor"].allow_list_only and scope["method"] != "POST":
             await refused(400, "PERSISTED_QUERY_REQUIRED", "Send registered documents by POST.")(
                 scope, receive, send
@@ -182,8 +185,18 @@ class GraphQLApp:
                 refusal = Response(persisted.error_body(error), media_type="application/json")
                 await refusal(scope, receive, send)
                 return
+            except Unavailable as busy:
+                await _busy(busy)(scope, receive, send)
+                return
             receive = replay(body)
         await self.strawberry(scope, receive, send)
+
+
+def _busy(busy: Unavailable) -> Response:
+    """503 in the shape GraphQL clients read, logged once as our fault (no traceback)."""
+    log.error("answered 503: %s (%s)", type(busy).__name__, busy.__doc__)
+    headers = {"Retry-After": str(busy.retry_after)}
+    return refused(busy.status, "UNAVAILABLE", busy.message, headers)
 
 
 async def _with_persisted_query(body: bytes, tenant: Any, actor: Actor) -> bytes:

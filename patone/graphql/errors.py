@@ -2,7 +2,7 @@
 
 A refusal from a service (`UserError`: not found, forbidden, invalid) raised in a query becomes
 a GraphQL error whose `extensions` carry `code` and `field` (a rate limit: `RATE_LIMITED` and
-`retry_after`; our side too busy, e.g. no Redis connection free: `unavailable` and
+`retry_after`; our side too busy, e.g. no Redis connection free: `UNAVAILABLE` and
 `retry_after`, logged once). Anything else is logged with its
 traceback and reaches the client only as "Unexpected error." with the request id (and, when
 DEBUG is on, the traceback in `extensions.detail`).
@@ -61,7 +61,7 @@ class PatoneErrors(MaskErrors):
             elif isinstance(original, Unavailable):
                 error.extensions = {
                     **(error.extensions or {}),
-                    "code": original.code,
+                    "code": "UNAVAILABLE",
                     "retry_after": original.retry_after,
                 }
             elif isinstance(original, UserError):
