@@ -162,23 +162,14 @@ class _Walk:
             cost += inner
             depth = max(depth, nested)
             if cost > self.limits.cost:
-                raise LimitExceeded(
-                    "COST_LIMIT_EXCEEDED",
-                    f"This query would cost more than the limit of {self.limits.cost}; "
-                    "ask for fewer fields or smaller pages.",
-                )
+                raise _too_costly(self.limits)
         self.most_repeated = max(self.most_repeated, *names.values(), 0)
         return _Size(cost=cost, depth=depth, names=names)
 
     def field(self, node: FieldNode, parent: GraphQLNamedType | None) -> tuple[int, int]:
         """The field's cost and the depth it adds."""
         if node.alias is not None:
-            self.aliases += 1
-            if self.aliases > self.limits.aliases:
-                raise LimitExceeded(
-                    "ALIAS_LIMIT_EXCEEDED",
-                    f"This document uses more than {self.limits.aliases} aliases.",
-                )
+            self.count_aliases(1)
         definition = None
         if isinstance(parent, GraphQLObjectType | GraphQLInterfaceType):
             definition = parent.fields.get(node.name.value)
@@ -193,12 +184,7 @@ class _Walk:
         known = self.measured.get(name)
         if known is not None:
             # Its aliases were counted once when it was measured: every spread repeats them.
-            self.aliases += known.aliases
-            if self.aliases > self.limits.aliases:
-                raise LimitExceeded(
-                    "ALIAS_LIMIT_EXCEEDED",
-                    f"This document uses more than {self.limits.aliases} aliases.",
-                )
+            self.count_aliases(known.aliases)
             return known
         definition = self.fragments.get(name)
         if definition is None:
@@ -214,6 +200,14 @@ class _Walk:
         measured = _Size(size.cost, self.aliases - aliases_before, size.depth, size.names)
         self.measured[name] = measured
         return measured
+
+    def count_aliases(self, more: int) -> None:
+        self.aliases += more
+        if self.aliases > self.limits.aliases:
+            raise LimitExceeded(
+                "ALIAS_LIMIT_EXCEEDED",
+                f"This document uses more than {self.limits.aliases} aliases.",
+            )
 
     def page_size(self, node: FieldNode, definition: Any) -> int:
         """How many items the field may return: its `first`, or the schema's default for it."""
@@ -232,6 +226,14 @@ class _Walk:
                 if isinstance(given, int):
                     size = given
         return max(size, 1)
+
+
+def _too_costly(limits: Limits) -> LimitExceeded:
+    return LimitExceeded(
+        "COST_LIMIT_EXCEEDED",
+        f"This query would cost more than the limit of {limits.cost}; "
+        "ask for fewer fields or smaller pages.",
+    )
 
 
 def _with_defaults(document: DocumentNode, variables: Mapping[str, Any]) -> dict[str, Any]:
@@ -274,11 +276,7 @@ def measure(
                 )
             total += size.cost
             if total > walk.limits.cost:
-                raise LimitExceeded(
-                    "COST_LIMIT_EXCEEDED",
-                    f"This query would cost more than the limit of {walk.limits.cost}; "
-                    "ask for fewer fields or smaller pages.",
-                )
+                raise _too_costly(walk.limits)
     # Checked last, so a fan-out is refused for its cost, the figure a client can act on.
     if walk.most_repeated > walk.limits.repeats:
         raise LimitExceeded("QUERY_TOO_COMPLEX", _TOO_REPETITIVE)
