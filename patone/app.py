@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import html
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -258,6 +259,9 @@ def create_app(
                 app.state.demo, app.state.demo_setup_link = await ensure_demo_tenant(
                     settings.tenant_url_template().replace("{slug}", DEMO_SLUG)
                 )
+            # Everything built at start-up (the GraphQL schema alone is ~160,000 objects) is
+            # kept for good: frozen, full collections stop walking it (~120 ms a time).
+            gc.freeze()
             log.info("patone ready", extra={"demo": bool(app.state.demo)})
             if on_ready is not None:
                 on_ready(app)

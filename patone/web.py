@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from patone.core.errors import UserError
+from patone.core.errors import Unavailable, UserError
 from patone.log import debug_var, request_id_var, tenant_var
 
 access_log = logging.getLogger("patone.access")
@@ -81,6 +81,20 @@ class RequestContextMiddleware:
 
         try:
             await self.app(scope, receive, send_with_id)
+        except Unavailable as busy:
+            # Our capacity, not the client's mistake nor a bug: one line, no traceback.
+            error_log.error(
+                "answered 503: %s (%s)",
+                busy.__class__.__name__,
+                busy.__doc__,
+                extra={"path": scope.get("path")},
+            )
+            if scope["type"] == "http" and not status["sent"]:
+                response = error_response(
+                    busy.status, busy.code, busy.message, retry_after=busy.retry_after
+                )
+                response.headers["Retry-After"] = str(busy.retry_after)
+                await response(scope, receive, send_with_id)
         except Exception as error:
             error_log.exception("unhandled error", extra={"path": scope.get("path")})
             if scope["type"] == "http" and not status["sent"]:

@@ -43,3 +43,16 @@ class ValidationFailed(UserError):
         data = super().as_dict()
         data["errors"] = [error.as_dict() for error in self.errors]
         return data
+
+
+class Unavailable(Exception):
+    """Our side cannot serve the request right now (overloaded, not broken): the client gets
+    503 with `Retry-After`, and the log gets one line, as our fault, not a traceback."""
+
+    status = 503
+    code = "unavailable"
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retry_after = retry_after

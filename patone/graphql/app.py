@@ -37,7 +37,7 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.types import Subscr
 from strawberry.types.unset import UnsetType
 
 from patone.core import authentication, ratelimits, revocation
-from patone.core.errors import UserError
+from patone.core.errors import Unavailable, UserError
 from patone.core.permissions import Actor
 from patone.core.tokens import Claims, InvalidToken
 from patone.graphql import persisted
@@ -94,11 +94,16 @@ async def admitted(tenant: TenantInfo, actor: Actor, operation: dict[str, Any]) 
     return await persisted.resolve(operation)
 
 
-def _socket_error(error: ratelimits.RateLimited | persisted.PersistedQueryError) -> GraphQLError:
+def _socket_error(
+    error: ratelimits.RateLimited | persisted.PersistedQueryError | Unavailable,
+) -> GraphQLError:
     """A refused operation's error on a socket, with the code an HTTP request gets (a socket
     has no Retry-After header: the wait is in `retry_after`)."""
     if isinstance(error, ratelimits.RateLimited):
         extensions: dict[str, Any] = {"code": "RATE_LIMITED", "retry_after": error.retry_after}
+    elif isinstance(error, Unavailable):
+        log.error("socket operation refused: %s (%s)", type(error).__name__, error.__doc__)
+        extensions = {"code": "UNAVAILABLE", "retry_after": error.retry_after}
     else:
         extensions = {"code": error.code}
     return GraphQLError(error.message, extensions=extensions)
@@ -122,7 +127,7 @@ class _Socket(BaseGraphQLTransportWSHandler[Context, None]):
         try:
             await charge(tenant, claims)
             operation = await admitted(tenant, self.context.actor, dict(payload))
-        except (ratelimits.RateLimited, persisted.PersistedQueryError) as error:
+        except (ratelimits.RateLimited, persisted.PersistedQueryError, Unavailable) as error:
             await self.send_message(
                 {"id": message["id"], "type": "error", "payload": [_socket_error(error).formatted]}
             )
@@ -234,6 +239,9 @@ class GraphQLApp:
             headers = {"Retry-After": str(error.retry_after)}
             await refused(429, "RATE_LIMITED", error.message, headers)(scope, receive, send)
             return
+        except Unavailable as busy:
+            await _busy(busy)(scope, receive, send)
+            return
         if state["actor"].allow_list_only and scope["method"] != "POST":
             await refused(400, "PERSISTED_QUERY_REQUIRED", "Send registered documents by POST.")(
                 scope, receive, send
@@ -252,8 +260,18 @@ class GraphQLApp:
                 refusal = Response(persisted.error_body(error), media_type="application/json")
                 await refusal(scope, receive, send)
                 return
+            except Unavailable as busy:
+                await _busy(busy)(scope, receive, send)
+                return
             receive = replay(body)
         await self.strawberry(scope, receive, send)
+
+
+def _busy(busy: Unavailable) -> Response:
+    """503 in the shape GraphQL clients read, logged once as our fault (no traceback)."""
+    log.error("answered 503: %s (%s)", type(busy).__name__, busy.__doc__)
+    headers = {"Retry-After": str(busy.retry_after)}
+    return refused(busy.status, "UNAVAILABLE", busy.message, headers)
 
 
 async def _with_persisted_query(body: bytes, tenant: TenantInfo, actor: Actor) -> bytes:

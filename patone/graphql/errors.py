@@ -2,7 +2,8 @@
 
 A refusal from a service (`UserError`: not found, forbidden, invalid) raised in a query becomes
 a GraphQL error whose `extensions` carry `code` and `field` (a rate limit: `RATE_LIMITED` and
-`retry_after`). Anything else is logged with its
+`retry_after`; our side too busy, e.g. no Redis connection free: `UNAVAILABLE` and
+`retry_after`, logged once). Anything else is logged with its
 traceback and reaches the client only as "Unexpected error." with the request id (and, when
 DEBUG is on, the traceback in `extensions.detail`).
 """
@@ -16,7 +17,7 @@ from graphql.error import GraphQLError
 from starlette.responses import JSONResponse
 from strawberry.extensions import MaskErrors
 
-from patone.core.errors import UserError
+from patone.core.errors import Unavailable, UserError
 from patone.core.ratelimits import RateLimited
 from patone.log import debug_var, request_id_var
 
@@ -33,6 +34,9 @@ class PatoneErrors(MaskErrors):
         if original is None:
             return False  # syntax, validation and limit errors are the client's to read
         if isinstance(original, UserError | GraphQLError):
+            return False
+        if isinstance(original, Unavailable):
+            log.error("unavailable in GraphQL: %s", original.__class__.__name__)
             return False
         log.error("unexpected error in GraphQL", exc_info=original)
         return True
@@ -52,6 +56,12 @@ class PatoneErrors(MaskErrors):
                 error.extensions = {
                     **(error.extensions or {}),
                     "code": "RATE_LIMITED",
+                    "retry_after": original.retry_after,
+                }
+            elif isinstance(original, Unavailable):
+                error.extensions = {
+                    **(error.extensions or {}),
+                    "code": "UNAVAILABLE",
                     "retry_after": original.retry_after,
                 }
             elif isinstance(original, UserError):

@@ -22,12 +22,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 from strawberry.asgi import GraphQL
-from strawberry.extensions import (
-    AddValidationRules,
-    MaxAliasesLimiter,
-    MaxTokensLimiter,
-    QueryDepthLimiter,
-)
+from strawberry.extensions import MaxTokensLimiter
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
@@ -46,6 +41,7 @@ from patone.core.tokens import (
 )
 from patone.graphql.arguments import ArgumentRules
 from patone.graphql.errors import PatoneErrors, refused
+from patone.graphql.limits import MAX_TOKENS, Limits, QueryLimits
 from patone.graphql.types import UserError as UserErrorType
 from patone.graphql.types import attempt
 from patone.tenants import console
@@ -280,17 +276,14 @@ class PlatformMutation:
         )
 
 
-_LIMIT_RULES = [
-    *QueryDepthLimiter(max_depth=8).validation_rules,
-    *MaxAliasesLimiter(max_alias_count=20).validation_rules,
-]
+_LIMITS = Limits(depth=8, aliases=20)
 
 platform_schema = strawberry.Schema(
     query=PlatformQuery,
     mutation=PlatformMutation,
     extensions=[
-        lambda: AddValidationRules(_LIMIT_RULES),
-        lambda: MaxTokensLimiter(max_token_count=2000),
+        lambda: QueryLimits(_LIMITS),  # first: nothing after it validates a refused document
+        lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
         ArgumentRules,
         PatoneErrors,
     ],

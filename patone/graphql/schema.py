@@ -6,14 +6,7 @@ from pathlib import Path
 from typing import cast
 
 import strawberry
-from strawberry.extensions import (
-    AddValidationRules,
-    MaxAliasesLimiter,
-    MaxTokensLimiter,
-    ParserCache,
-    QueryDepthLimiter,
-    ValidationCache,
-)
+from strawberry.extensions import MaxTokensLimiter
 from strawberry.tools import merge_types
 from strawberry.types import Info
 
@@ -21,6 +14,7 @@ from patone.core.errors import NotFound
 from patone.graphql.api_clients import ApiClientMutations, ApiClientQueries
 from patone.graphql.arguments import ArgumentRules
 from patone.graphql.audience import CustomerScope
+from patone.graphql.caches import DocumentCache, ValidDocuments
 from patone.graphql.company import (
     ActivityQueries,
     CompanyMutations,
@@ -35,7 +29,7 @@ from patone.graphql.dispatch import DispatchMutations, DispatchQueries, Dispatch
 from patone.graphql.drivers import DriverMutations, DriverQueries
 from patone.graphql.errors import PatoneErrors
 from patone.graphql.ids import from_global_id
-from patone.graphql.limits import CostLimiter
+from patone.graphql.limits import MAX_TOKENS, QueryLimits
 from patone.graphql.notifications import NotificationMutations, NotificationQueries
 from patone.graphql.plugins import PluginMutations, PluginQueries
 from patone.graphql.positions import PositionMutations, PositionQueries, PositionSubscription
@@ -47,9 +41,6 @@ from patone.graphql.types import Customer, Driver, Node, ServiceRequest, Service
 from patone.graphql.webhooks import WebhookMutations, WebhookQueries
 from patone.plugins.manager import PluginManager
 
-MAX_DEPTH = 10
-MAX_TOKENS = 2000
-MAX_ALIASES = 30
 SDL_PATH = Path(__file__).resolve().parents[2] / "schema.graphql"
 
 
@@ -93,9 +84,12 @@ def _plugin_types(third_party: bool) -> tuple[list[type], list[type]]:
     return queries, mutations
 
 
-def build_schema(*, third_party: bool = True) -> strawberry.Schema:
+def build_schema(
+    *, third_party: bool = True, documents: ValidDocuments | None = None
+) -> strawberry.Schema:
     """The schema of this installation; `third_party=False` keeps only our own plugins' types
-    (what schema.graphql records)."""
+    (what schema.graphql records). Valid documents are kept in `documents` (a cache of its
+    own when not given)."""
     plugin_queries, plugin_mutations = _plugin_types(third_party)
     query = merge_types(
         "Query",
@@ -138,6 +132,7 @@ def build_schema(*, third_party: bool = True) -> strawberry.Schema:
             *plugin_mutations,
         ),
     )
+    documents = documents if documents is not None else ValidDocuments()
     return strawberry.Schema(
         query=query,
         mutation=mutation,
@@ -145,28 +140,21 @@ def build_schema(*, third_party: bool = True) -> strawberry.Schema:
             "Subscription", (Subscription, PositionSubscription, DispatchSubscription)
         ),
         types=[ServiceType, User],
-        # Factories: a fresh extension per request (the caches behind them are shared).
+        # Factories: a fresh extension per request (the cache behind them is shared).
+        # QueryLimits comes first: the document cache after it skips a refused document.
         extensions=[
-            lambda: AddValidationRules(LIMIT_RULES),
+            QueryLimits,
             lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
-            lambda: ParserCache(maxsize=512),
-            lambda: ValidationCache(maxsize=512),
-            CostLimiter,
-            ArgumentRules,
+            lambda: DocumentCache(documents),
+            ArgumentRules,  # after the cache, which sets the operation's errors wholesale
             CustomerScope,
             PatoneErrors,
         ],
     )
 
 
-# The limiters' validation rules are built once: ValidationCache keys on the rule classes, and
-# building them per request made every request a cache miss (~4 ms of CPU each).
-LIMIT_RULES = [
-    *QueryDepthLimiter(max_depth=MAX_DEPTH).validation_rules,
-    *MaxAliasesLimiter(max_alias_count=MAX_ALIASES).validation_rules,
-]
-
-schema = build_schema()
+documents = ValidDocuments()
+schema = build_schema(documents=documents)
 
 
 def sdl() -> str:

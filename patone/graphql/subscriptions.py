@@ -18,7 +18,7 @@ from strawberry.types import Info
 
 from patone.core import service_requests
 from patone.core.errors import NotFound
-from patone.core.redis import get_redis
+from patone.core.redis import subscriber
 from patone.core.relay import events_channel
 from patone.graphql.context import Context
 from patone.graphql.types import ServiceRequest
@@ -66,7 +66,7 @@ class Subscription:
 async def tenant_events(slug: str, topics: Container[str]) -> AsyncGenerator[dict[str, Any], None]:
     """The company's committed events of these topics as the relay publishes them, each once
     (a re-published duplicate is skipped)."""
-    pubsub = get_redis().pubsub()
+    pubsub = subscriber()
     await pubsub.subscribe(events_channel(slug))
     last_id = 0
     try:

@@ -17,7 +17,7 @@ import asyncpg
 from redis.exceptions import RedisError
 
 from patone.core.db import engine
-from patone.core.redis import get_redis
+from patone.core.redis import get_redis, subscriber
 
 log = logging.getLogger(__name__)
 V = TypeVar("V")
@@ -196,7 +196,7 @@ async def follow_changes(cache: TenantCache, ready: asyncio.Event | None = None)
     """
     delay = 0.5
     while True:
-        pubsub = get_redis().pubsub()
+        pubsub = subscriber()
         try:
             await pubsub.subscribe(CHANGES_CHANNEL)
             if ready is not None:

@@ -2,12 +2,36 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
 
 import httpx
+import pytest
+from graphql import get_introspection_query
 
 from patone.tenants.registry import TenantInfo
-from tests.graphql.conftest import Gql, token_for
+from tests.graphql.conftest import SECRET, Gql, token_for
+from tests.test_embedded import _free_port
+
+
+def fan_out(fragments: int, leaf: str = "viewer { tenant }") -> str:
+    """`query { ...F<n> }` where each fragment spreads the one before it twice: 2^n leaves."""
+    lines = [f"query {{ ...F{fragments} }}", f"fragment F0 on Query {{ {leaf} }}"]
+    lines += [
+        f"fragment F{i} on Query {{ ...F{i - 1} ...F{i - 1} }}" for i in range(1, fragments + 1)
+    ]
+    return "\n".join(lines)
+
+
+async def _code(gql: Gql, tenant: TenantInfo, token: str, query: str) -> str:
+    result = await gql(tenant, token, query)
+    assert result.get("data") is None, result
+    return str(result["errors"][0]["extensions"]["code"])
 
 
 async def test_too_deep_too_many_aliases_and_too_costly_are_refused(
@@ -123,3 +147,167 @@ async def test_an_allow_listed_client_runs_only_registered_documents(
         headers={"X-Tenant": bolt.slug, "Authorization": f"Bearer {bolt_token}"},
     )
     assert elsewhere.json()["errors"][0]["extensions"]["code"] == "PERSISTED_QUERY_NOT_ALLOWED"
+
+
+async def test_fragment_fan_out_is_refused_by_its_cost(
+    gql: Gql, two_tenants: tuple[TenantInfo, TenantInfo]
+) -> None:
+    acme, _ = two_tenants
+    token = await token_for(acme, "dispatcher")
+    # 2^40 fields once spread: refused from its forty fragment definitions alone.
+    assert await _code(gql, acme, token, fan_out(40)) == "COST_LIMIT_EXCEEDED"
+    # Within the limit, the same shape runs (each fragment measured once, not spread).
+    answer = await gql(acme, token, fan_out(5))
+    assert answer["data"]["viewer"]["tenant"] == acme.slug
+
+
+async def test_fan_out_of_aliases_is_refused_by_its_alias_count(
+    gql: Gql, two_tenants: tuple[TenantInfo, TenantInfo]
+) -> None:
+    acme, _ = two_tenants
+    token = await token_for(acme, "dispatcher")
+    many = fan_out(30, leaf="a: __typename")
+    assert await _code(gql, acme, token, many) == "ALIAS_LIMIT_EXCEEDED"
+
+
+async def test_deep_nesting_is_refused_by_its_depth(
+    gql: Gql, two_tenants: tuple[TenantInfo, TenantInfo]
+) -> None:
+    acme, _ = two_tenants
+    token = await token_for(acme, "dispatcher")
+    deep = "{ " + "a { " * 150 + "b" + " }" * 151
+    assert await _code(gql, acme, token, deep) == "DEPTH_LIMIT_EXCEEDED"
+    # Depth reached through fragments counts the same.
+    chain = ["query { ...F60 }", "fragment F0 on Query { __typename }"]
+    chain += [f"fragment F{i} on Query {{ a {{ ...F{i - 1} }} }}" for i in range(1, 61)]
+    assert await _code(gql, acme, token, "\n".join(chain)) == "DEPTH_LIMIT_EXCEEDED"
+
+
+async def test_many_aliases_are_refused_by_their_count(
+    gql: Gql, two_tenants: tuple[TenantInfo, TenantInfo]
+) -> None:
+    acme, _ = two_tenants
+    token = await token_for(acme, "dispatcher")
+    aliases = "{ " + " ".join(f"a{i}: __typename" for i in range(600)) + " }"
+    assert await _code(gql, acme, token, aliases) == "ALIAS_LIMIT_EXCEEDED"
+
+
+async def test_fragment_cycles_are_refused(
+    gql: Gql, two_tenants: tuple[TenantInfo, TenantInfo]
+) -> None:
+    acme, _ = two_tenants
+    token = await token_for(acme, "dispatcher")
+    cycle = "query { ...A } fragment A on Query { ...B ...B } fragment B on Query { ...A ...A }"
+    assert await _code(gql, acme, token, cycle) == "FRAGMENT_CYCLE"
+    # A cycle at the end of a fan-out: found without spreading the fan-out.
+    looped = fan_out(30).replace("fragment F0 on Query {", "fragment F0 on Query { ...F30")
+    assert await _code(gql, acme, token, looped) == "FRAGMENT_CYCLE"
+
+
+async def test_a_long_document_repeating_one_field_is_refused(
+    gql: Gql, two_tenants: tuple[TenantInfo, TenantInfo]
+) -> None:
+    acme, _ = two_tenants
+    token = await token_for(acme, "dispatcher")
+    # Within the token limit, but checking that 490 fields of one name merge compares every
+    # pair of them.
+    repeated = "{ " + " ".join("viewer { tenant }" for _ in range(490)) + " }"
+    assert await _code(gql, acme, token, repeated) == "QUERY_TOO_COMPLEX"
+    too_many_tokens = "{ " + " ".join(f"f{i}" for i in range(2100)) + " }"
+    result = await gql(acme, token, too_many_tokens)
+    assert "more than 2000 tokens" in result["errors"][0]["message"]
+    # Comments are no tokens, but reading them costs as much: the text itself is limited.
+    padded = "#" * 60_000 + "\n{ __typename }"
+    result = await gql(acme, token, padded)
+    assert "more than 50000 code points" in result["errors"][0]["message"]
+    assert "errors" not in await gql(acme, token, "#" * 40_000 + "\n{ __typename }")
+
+
+async def test_graphiql_introspection_passes_the_limits(
+    gql: Gql, two_tenants: tuple[TenantInfo, TenantInfo]
+) -> None:
+    acme, _ = two_tenants
+    token = await token_for(acme, "dispatcher")
+    result = await gql(acme, token, get_introspection_query(descriptions=True))
+    assert "errors" not in result
+    assert result["data"]["__schema"]["queryType"]["name"] == "Query"
+
+
+async def test_an_omitted_page_size_costs_the_default_page(
+    gql: Gql, two_tenants: tuple[TenantInfo, TenantInfo]
+) -> None:
+    acme, _ = two_tenants
+    token = await token_for(acme, "dispatcher")
+    fields = "edges { node { number status priority createdAt customer { name phone } } }"
+    # 20 pages of the default size (50) of 9 fields: about 9,000; with 25, over 10,000.
+    fits = "{ " + " ".join(f"p{i}: serviceRequests {{ {fields} }}" for i in range(20)) + " }"
+    assert "errors" not in await gql(acme, token, fits)
+    written = (
+        "{ "
+        + " ".join(f"p{i}: serviceRequests(first: 50) {{ {fields} }}" for i in range(25))
+        + " }"
+    )
+    omitted = "{ " + " ".join(f"p{i}: serviceRequests {{ {fields} }}" for i in range(25)) + " }"
+    assert await _code(gql, acme, token, written) == "COST_LIMIT_EXCEEDED"
+    assert await _code(gql, acme, token, omitted) == "COST_LIMIT_EXCEEDED"
+    # A variable left out counts its declared default, or the field's.
+    by_variable = (
+        "query($n: Int! = 200) { "
+        + " ".join(f"p{i}: serviceRequests(first: $n) {{ {fields} }}" for i in range(6))
+        + " }"
+    )
+    assert await _code(gql, acme, token, by_variable) == "COST_LIMIT_EXCEEDED"
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[int]:
+    """`patone serve` in its own process on the test database: a frozen event loop shows there
+    as a health check that does not answer."""
+    port = _free_port()
+    env = {**os.environ, "SECRET_KEY": SECRET, "PORT": str(port), "DEMO_TENANT": "false"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "patone", "serve"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(300):
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if process.poll() is not None:
+                raise AssertionError("the server exited")
+            time.sleep(0.1)
+        yield port
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:  # a frozen loop does not hear SIGTERM
+            process.kill()
+            process.wait()
+
+
+async def test_health_check_answers_while_fan_outs_are_refused(
+    server: int, two_tenants: tuple[TenantInfo, TenantInfo]
+) -> None:
+    acme, _ = two_tenants
+    token = await token_for(acme, "dispatcher")
+    headers = {"X-Tenant": acme.slug, "Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server}", timeout=30) as client:
+        attacks = [
+            asyncio.create_task(
+                client.post("/graphql", json={"query": fan_out(40 + i)}, headers=headers)
+            )
+            for i in range(10)
+        ]
+        await asyncio.sleep(0.05)  # the attacks reach the server first
+        # A server busy spreading fragments would not answer at all, let alone in 10 s.
+        health = await client.get("/healthz", timeout=10)
+        assert health.status_code == 200
+        for attack in attacks:
+            answer = (await attack).json()
+            assert answer["errors"][0]["extensions"]["code"] == "COST_LIMIT_EXCEEDED"

@@ -133,6 +133,24 @@ async def test_an_inactive_operators_token_stops_working(
     assert refused["errors"][0]["message"] == "The token's operator is not active."
 
 
+async def test_the_platform_api_refuses_fan_outs_and_too_many_aliases(
+    client: httpx.AsyncClient, operator: operators.Operator
+) -> None:
+    from tests.graphql.test_limits import fan_out
+
+    token = operator_token(operator)
+    for query, code in (
+        (
+            fan_out(40, leaf="plans { name }").replace("on Query", "on PlatformQuery"),
+            "COST_LIMIT_EXCEEDED",
+        ),
+        ("{ " + " ".join(f"a{i}: __typename" for i in range(21)) + " }", "ALIAS_LIMIT_EXCEEDED"),
+    ):
+        refused = await platform(client, token, query)
+        assert refused["errors"][0]["extensions"]["code"] == code
+        assert refused.get("data") is None
+
+
 async def test_plans_and_tenants_are_listed(
     client: httpx.AsyncClient,
     operator: operators.Operator,

@@ -55,7 +55,7 @@ from patone.core.clock import now
 from patone.core.db import engine
 from patone.core.errors import UserError
 from patone.core.permissions import Actor, PermissionDenied
-from patone.core.redis import get_redis, tenant_key
+from patone.core.redis import get_redis, subscriber, tenant_key
 from patone.core.scheduler import periodic
 from patone.tenants.isolation import TenantRef, tenant_transaction
 from patone.tenants.registry import list_tenants, tenant_cache
@@ -473,7 +473,7 @@ async def subscribe_positions(
     """Live positions as they are accepted: one list per ping request (the newest ping of each
     driver in it), only of `driver_ids` when given. Subscribes before the first `yield`."""
     wanted = set(driver_ids) if driver_ids is not None else None
-    pubsub = get_redis().pubsub()
+    pubsub = subscriber()
     await pubsub.subscribe(positions_channel(tenant.slug))
     try:
         async for message in pubsub.listen():

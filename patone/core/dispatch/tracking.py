@@ -24,7 +24,7 @@ from patone.core.db import engine
 from patone.core.dispatch.positions import DriverPosition, driver_positions, positions_channel
 from patone.core.errors import NotFound
 from patone.core.permissions import Actor
-from patone.core.redis import get_redis
+from patone.core.redis import subscriber
 from patone.core.relay import events_channel
 from patone.core.service_requests import can_see
 from patone.tenants.isolation import TenantRef, tenant_transaction
@@ -84,7 +84,7 @@ async def track_request(
     (`NotFound` if the actor may not watch it). Subscribes before the first read, so nothing
     between them is missed; an event whose change that read already showed (the relay
     publishes a moment after the commit) is not shown twice."""
-    pubsub = get_redis().pubsub()
+    pubsub = subscriber()
     events, pings = events_channel(tenant.slug), positions_channel(tenant.slug)
     await pubsub.subscribe(events, pings)
     try:
