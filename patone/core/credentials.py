@@ -527,7 +527,7 @@ async def request_reset(tenant: TenantRef, email: str, *, ip: str = "") -> None:
         address = normalize_email((email or "").strip()).lower()
     except ValueError as error:
         raise UserError("invalid", str(error), "email") from None
-    await asyncio.to_thread(send_password_reset.send, tenant.slug, address, ip)
+    await asyncio.to_thread(send_password_reset.send, tenant, address, ip)
 
 
 class ResetNotSent(dramatiq.Retry):

@@ -55,7 +55,7 @@ from patone.core.clock import now
 from patone.core.db import engine
 from patone.core.errors import UserError
 from patone.core.permissions import Actor, PermissionDenied
-from patone.core.redis import get_redis, tenant_key
+from patone.core.redis import POSITIONS_PENDING, get_redis, tenant_key
 from patone.core.scheduler import periodic
 from patone.tenants.isolation import TenantRef, tenant_transaction
 from patone.tenants.registry import list_tenants, tenant_cache
@@ -74,7 +74,7 @@ FLUSH_BATCH = 2000  # stream entries per read (one per ping request)
 CLAIM_IDLE = 30.0  # seconds before another flusher's unacknowledged entries are taken over
 AHEAD_DAYS = 2
 DEFAULT_RETENTION_DAYS = 30
-PENDING_KEY = "platform:positions:pending"
+PENDING_KEY = POSITIONS_PENDING
 GROUP = "flush"
 PARTITION_PREFIX = "driver_positions_"
 
