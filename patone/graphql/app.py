@@ -203,4 +203,4 @@ async def _with_persisted_query(body: bytes, tenant: Any, actor: Actor) -> bytes
         return json.dumps(await persisted.allow_listed(tenant, data)).encode()
     if not isinstance(data, dict) or "extensions" not in data:
         return body  # strawberry answers malformed JSON itself
-    return json.dumps(await persisted.resolve(data)).encode()
+    return json.dumps(await persisted.resolve(tenant, data)).encode()
