@@ -3,7 +3,9 @@ signing keys rotate without breaking the tokens already out."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
+import uuid
 
 import httpx
 import pytest
@@ -50,6 +52,15 @@ async def test_a_genuine_token_verifies_for_its_own_tenant_only(
     assert (claims.kind, claims.subject, claims.tenant) == (Kind.staff, "7", acme.slug)
     assert claims.token_id and claims.issued_at <= time.time()
     assert "another company" in _refused(token, bolt)
+    _, named = token_parts(token)
+    assert (named["tenant"], named["tid"]) == (acme.slug, str(acme.id))
+    # A later company under the same slug (the old one purged) has another id: refused, and a
+    # token naming only the slug (as tokens did) is refused too.
+    assert "another company" in _refused(token, dataclasses.replace(acme, id=uuid.uuid4()))
+    header, claims = token_parts(token)
+    del claims["tid"]
+    slug_only = forged_token(claims, header=header, key=keyring_for(SECRET).signing_key().private)
+    assert "another company" in _refused(slug_only, acme)
 
 
 async def test_forged_tokens_are_refused(two_tenants: tuple[TenantInfo, TenantInfo]) -> None:
