@@ -44,7 +44,7 @@ from patone.core.redis import DISPATCH_BUSY, tenant_key
 from patone.core.scheduler import periodic
 from patone.plugins.types import DeliveryFailed
 from patone.tenants.isolation import TenantRef, tenant_transaction
-from patone.tenants.registry import TenantInfo, tenant_cache
+from patone.tenants.registry import TenantInfo, forget_orphan, tenant_cache
 
 log = logging.getLogger(__name__)
 
@@ -321,6 +321,8 @@ async def sweep_busy() -> int:
         tenant = await tenant_cache.by_slug(slug)
         if tenant is None or not tenant.is_active:
             await asyncio.to_thread(client.srem, BUSY_KEY, slug)
+            if tenant is None:  # purged: what its last sweep wrote after the purge goes too
+                await forget_orphan(slug)
             continue
         queued += await asyncio.to_thread(queue_sweep, broker, tenant)
     return queued

@@ -58,7 +58,7 @@ from patone.core.permissions import Actor, PermissionDenied
 from patone.core.redis import POSITIONS_PENDING, get_redis, tenant_key
 from patone.core.scheduler import periodic
 from patone.tenants.isolation import TenantRef, tenant_transaction
-from patone.tenants.registry import list_tenants, tenant_cache
+from patone.tenants.registry import forget_orphan, list_tenants, tenant_cache
 
 log = logging.getLogger(__name__)
 
@@ -646,6 +646,8 @@ async def flush_all() -> int:
         tenant = await tenant_cache.by_slug(slug)
         if tenant is None or tenant.status == "deleted":
             await client.srem(PENDING_KEY, slug)
+            if tenant is None:  # purged: pings that came in during the purge go too
+                await forget_orphan(slug)
             continue
         try:
             written += await flush_history(tenant)
