@@ -290,6 +290,14 @@ async def restore_tenant(slug: str) -> TenantInfo:
     return await _set_status(slug, "active", "", deleted_at=None, purge_after=None)
 
 
+async def _schema_exists(tenant: TenantInfo) -> bool:
+    async with engine.acquire(tenant.shard) as conn:
+        found = await conn.fetchval(
+            "SELECT 1 FROM pg_namespace WHERE nspname = $1", tenant.schema_name
+        )
+    return found is not None
+
+
 async def purge_tenant(slug: str, *, force: bool = False) -> None:
     """Drop a deleted tenant's files, schema, role, registry row and Redis keys, for good, and
     record its slug as purged (see `create_tenant`).
@@ -310,7 +318,8 @@ async def purge_tenant(slug: str, *, force: bool = False) -> None:
             "use --force to purge now",
             field="slug",
         )
-    await delete_all_files(tenant)
+    if await _schema_exists(tenant):  # else its storage settings went with it: nothing stored
+        await delete_all_files(tenant)
     schema, role = quote_ident(tenant.schema_name), quote_ident(tenant.role_name)
     async with engine.acquire(tenant.shard) as conn, conn.transaction():
         await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE; DROP ROLE IF EXISTS {role}")

@@ -171,3 +171,15 @@ async def test_a_purged_slug_is_refused_unless_the_operator_reuses_it_with_a_fre
     assert again.id != lima.id and again.status == "active"
     with pytest.raises(Conflict):  # the flag does not take a live company's slug
         await provisioning.create_tenant(other.slug, reuse_purged_slug=True)
+
+
+async def test_a_purge_finishes_when_the_schema_is_already_gone(make_tenant: MakeTenant) -> None:
+    half = await make_tenant("half")
+    other = await make_tenant("whole")
+    # As a creation on another shard that committed its row but not its schema leaves it.
+    await engine.execute(f'DROP SCHEMA "{half.schema_name}" CASCADE')
+    await provisioning.delete_tenant(half.slug)
+    await provisioning.purge_tenant(half.slug, force=True)
+    assert await get_tenant(half.slug) is None
+    assert await _exists(half.schema_name, half.role_name) == (False, False)
+    assert await get_tenant(other.slug) is not None
