@@ -303,8 +303,10 @@ async def purge_tenant(slug: str, *, force: bool = False) -> None:
     record its slug as purged (see `create_tenant`).
 
     Only deleted tenants past their grace period are purged, unless `force`. Re-running a purge
-    that failed half-way finishes it. Keys go last, once the registry row is gone: work that
-    still held the tenant (a job, a sweep) finds it unresolvable from then on and stops.
+    that failed half-way finishes it. Keys go first (Redis being away stops the purge while
+    it can still be run again) and once more last, when the registry row is gone: work that
+    still held the tenant (a job, a sweep) may have written some in between, and finds it
+    unresolvable from then on.
     """
     tenant = await _require(slug)
     if tenant.status != "deleted":
@@ -320,6 +322,7 @@ async def purge_tenant(slug: str, *, force: bool = False) -> None:
         )
     if await _schema_exists(tenant):  # else its storage settings went with it: nothing stored
         await delete_all_files(tenant)
+    await purge_tenant_keys(slug)
     schema, role = quote_ident(tenant.schema_name), quote_ident(tenant.role_name)
     async with engine.acquire(tenant.shard) as conn, conn.transaction():
         await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE; DROP ROLE IF EXISTS {role}")
