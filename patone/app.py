@@ -159,7 +159,11 @@ async def ensure_demo_tenant(base_url: str) -> tuple[TenantInfo, credentials.Lin
     tenant = await get_tenant(DEMO_SLUG)
     if tenant is None:
         try:
-            tenant = await create_tenant(DEMO_SLUG, "Demo Towing & Recovery", plan="enterprise")
+            # Turning the demo on asks for this company by name: a purged demo comes back,
+            # new (with a new id) and filled with sample data again.
+            tenant = await create_tenant(
+                DEMO_SLUG, "Demo Towing & Recovery", plan="enterprise", reuse_purged_slug=True
+            )
         except UserError:
             # Another process created it at the same moment.
             tenant = await get_tenant(DEMO_SLUG)

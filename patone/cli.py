@@ -281,6 +281,13 @@ def tenants_create(
     ] = None,
     shard: Annotated[str, typer.Option(help="Database shard.")] = "default",
     admin_name: Annotated[str, typer.Option(help="The first admin's name.")] = "Administrator",
+    reuse_purged_slug: Annotated[
+        bool,
+        typer.Option(
+            help="Give the new company the slug of a purged one (with a new id: nothing the "
+            "purged company held works for it)."
+        ),
+    ] = False,
 ) -> None:
     """Create a tenant with its own schema and role, and its first admin's set-up link."""
     settings = _settings()
@@ -294,6 +301,7 @@ def tenants_create(
             plan=plan,
             domains=domain or (),
             shard=shard,
+            reuse_purged_slug=reuse_purged_slug,
         ),
         settings,
     )
@@ -380,7 +388,8 @@ def tenants_purge(
     slug: str,
     force: Annotated[bool, typer.Option(help="Purge before the grace period ends.")] = False,
 ) -> None:
-    """Drop a deleted tenant's schema, role and Redis keys for good."""
+    """Drop a deleted tenant's files, schema, role and Redis keys for good; its slug is taken
+    again only with `tenants create --reuse-purged-slug`."""
     run_with_database(lambda: provisioning.purge_tenant(slug, force=force))
     console.print(f"{slug}: purged")
 
@@ -458,7 +467,7 @@ def tokens_issue(
         await keyring_for(settings.resolved_secret_key(), settings.secret_key_fallbacks).load()
         return issue_access_token(
             settings.resolved_secret_key(),
-            tenant,
+            found,
             rows[0]["id"],
             ttl,
             allow_list_only=allow_list_only,

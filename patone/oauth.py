@@ -234,7 +234,7 @@ async def revoke_endpoint(request: Request) -> Response:
                 request.app.state.signing_secret,
                 token,
                 audience=TENANT_AUDIENCE,
-                tenant=tenant.slug,
+                tenant=tenant,
             )
         except InvalidToken:
             return Response(status_code=200, headers=_NO_STORE)

@@ -188,3 +188,13 @@ def resigned(token: str, **changes: object) -> str:
 
     header, claims = token_parts(token)
     return forged_token({**claims, **changes}, header=header, key=ECKey.generate_key("P-256"))
+
+
+async def purge_and_take_slug(tenant: TenantInfo) -> TenantInfo:
+    """Purge a company and create a new one under its slug, the operator saying so (the new
+    one is purged by `make_tenant` like the old one would have been)."""
+    from patone.tenants import provisioning
+
+    await provisioning.delete_tenant(tenant.slug)
+    await provisioning.purge_tenant(tenant.slug, force=True)
+    return await provisioning.create_tenant(tenant.slug, tenant.name, reuse_purged_slug=True)

@@ -10,9 +10,12 @@ import pytest
 from starlette.requests import Request
 from starlette.routing import Route
 
+from patone import app as app_module
 from patone.app import create_app
 from patone.core.errors import UserError
 from patone.settings import load_settings
+from patone.tenants import provisioning
+from tests.conftest import unique_slug
 
 
 def _app(debug: bool = False):  # type: ignore[no-untyped-def]
@@ -119,3 +122,19 @@ async def test_the_company_overview_is_for_its_admins_only(two_tenants) -> None:
         assert shown.status_code == 200
         assert shown.json()["tenant"]["slug"] == acme.slug
         assert shown.json()["schema"]["name"] == acme.schema_name
+
+
+async def test_a_purged_demo_company_comes_back_new_at_the_next_start(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    slug = unique_slug("demo")
+    monkeypatch.setattr(app_module, "DEMO_SLUG", slug)  # not the shared `demo`
+    first, _ = await app_module.ensure_demo_tenant("http://demo.example")
+    try:
+        await provisioning.delete_tenant(slug)
+        await provisioning.purge_tenant(slug, force=True)
+        again, link = await app_module.ensure_demo_tenant("http://demo.example")
+        assert again.slug == slug and again.id != first.id and link is not None
+    finally:
+        await provisioning.delete_tenant(slug)
+        await provisioning.purge_tenant(slug, force=True)

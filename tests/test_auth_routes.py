@@ -79,7 +79,7 @@ async def test_setup_then_sign_in_gives_a_bearer_token_that_opens_the_api(
     assert body["token_type"] == "Bearer" and body["expires_in"] == 900
     assert body["must_change_password"] is False
     assert signed.headers["cache-control"] == "no-store"
-    claims = verify_token(SECRET, body["access_token"], audience=TENANT_AUDIENCE, tenant=acme.slug)
+    claims = verify_token(SECRET, body["access_token"], audience=TENANT_AUDIENCE, tenant=acme)
     assert claims.kind is Kind.staff and claims.tenant == acme.slug
     refreshed = await client.post(
         "/oauth/token",

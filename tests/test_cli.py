@@ -60,6 +60,16 @@ def test_tenant_life_cycle_from_the_command_line() -> None:
     assert purged.returncode == 0 and "purged" in purged.stdout
     assert slug not in patone("tenants", "list").stdout
 
+    again = patone("tenants", "create", slug, "--admin-email", "b@example.com")
+    assert again.returncode == 1 and "error (slug):" in again.stderr
+    assert "--reuse-purged-slug" in again.stderr and "Traceback" not in again.stderr
+    reused = patone(
+        "tenants", "create", slug, "--admin-email", "b@example.com", "--reuse-purged-slug"
+    )
+    assert reused.returncode == 0, reused.stderr
+    patone("tenants", "delete", slug)
+    assert patone("tenants", "purge", slug, "--force").returncode == 0
+
 
 def test_bad_input_is_one_clear_line_and_changes_nothing() -> None:
     bad = patone("tenants", "create", "Bad_Slug", "--admin-email", "a@example.com")

@@ -36,7 +36,7 @@ async def driver_token(tenant: TenantInfo, name: str = "Ray") -> tuple[int, str]
         {"email": f"{name.lower()}@{tenant.slug}.example", "name": name, "role": "driver"},
     )
     driver = await drivers.create_driver(tenant, SYSTEM, {"name": name, "user_id": user["id"]})
-    return driver["id"], issue_access_token(SECRET, tenant.slug, user["id"])
+    return driver["id"], issue_access_token(SECRET, tenant, user["id"])
 
 
 async def send(
@@ -101,8 +101,8 @@ async def test_only_a_valid_token_of_the_company_is_let_in(
     dispatcher = await users.create_user(
         acme, SYSTEM, {"email": "d@acme.example", "name": "D", "role": "dispatcher"}
     )
-    staff_token = issue_access_token(SECRET, acme.slug, dispatcher["id"])
-    customer_token = issue_token(SECRET, kind=Kind.customer, subject="1", tenant=acme.slug)
+    staff_token = issue_access_token(SECRET, acme, dispatcher["id"])
+    customer_token = issue_token(SECRET, kind=Kind.customer, subject="1", tenant=acme)
     for token in (staff_token, customer_token):
         forbidden = await send(client, acme, token, [ping()])
         assert (forbidden.status_code, forbidden.json()["error"]["code"]) == (403, "forbidden")

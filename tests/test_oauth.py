@@ -68,7 +68,7 @@ async def test_a_partner_gets_a_token_with_basic_or_body_credentials(
     body = by_basic.json()
     assert body["token_type"] == "Bearer" and body["expires_in"] == 900
     assert body["scope"] == "requests:read requests:write"
-    claims = verify_token(SECRET, body["access_token"], audience=TENANT_AUDIENCE, tenant=acme.slug)
+    claims = verify_token(SECRET, body["access_token"], audience=TENANT_AUDIENCE, tenant=acme)
     assert (claims.kind, claims.subject) == (Kind.partner, row["client_id"])
     assert claims.scopes == {"requests:read", "requests:write"}
 
@@ -153,7 +153,7 @@ async def test_revoking_a_client_refuses_the_tokens_it_already_holds(
             client, {"grant_type": "client_credentials"}, _basic(row["client_id"], secret)
         )
         tokens[tenant.slug] = verify_token(
-            SECRET, issued.json()["access_token"], audience=TENANT_AUDIENCE, tenant=tenant.slug
+            SECRET, issued.json()["access_token"], audience=TENANT_AUDIENCE, tenant=tenant
         )
     await api_clients.revoke_client(acme, SYSTEM, mine["id"])
     assert await revocation.is_revoked(acme.slug, tokens[acme.slug])
@@ -178,7 +178,7 @@ async def test_refresh_grant_rotates_and_reuse_is_refused(
     assert rotated.status_code == 200, rotated.text
     body = rotated.json()
     assert body["refresh_token"] != pair.refresh_token and body["expires_in"] == 900
-    assert verify_token(SECRET, body["access_token"], audience=TENANT_AUDIENCE, tenant=acme.slug)
+    assert verify_token(SECRET, body["access_token"], audience=TENANT_AUDIENCE, tenant=acme)
 
     reused = await _token(client, grant, {"X-Tenant": acme.slug})
     assert reused.status_code == 400 and reused.json()["error"] == "invalid_grant"
@@ -196,12 +196,12 @@ async def test_revocation_endpoint_revokes_refresh_and_access_tokens(
         "/oauth/revoke", data={"token": pair.refresh_token}, headers={"X-Tenant": acme.slug}
     )
     assert revoked.status_code == 200
-    claims = verify_token(SECRET, pair.access_token, audience=TENANT_AUDIENCE, tenant=acme.slug)
+    claims = verify_token(SECRET, pair.access_token, audience=TENANT_AUDIENCE, tenant=acme)
     assert await revocation.is_revoked(acme.slug, claims)  # the sign-in's access token too
     with pytest.raises(refresh_tokens.InvalidGrant):
         await refresh_tokens.refresh(SECRET, acme, pair.refresh_token)
 
-    access = verify_token(SECRET, kept.access_token, audience=TENANT_AUDIENCE, tenant=bolt.slug)
+    access = verify_token(SECRET, kept.access_token, audience=TENANT_AUDIENCE, tenant=bolt)
     assert not await revocation.is_revoked(bolt.slug, access)
     by_access = await client.post(
         "/oauth/revoke", data={"token": kept.access_token}, headers={"X-Tenant": bolt.slug}

@@ -59,6 +59,30 @@ def partner_actor(claims: Claims) -> Actor:
     )
 
 
+_EXISTS_FOR = 60.0  # seconds a process trusts that a client it found still exists
+_existing: dict[tuple[str, str], float] = {}
+
+
+async def client_exists(tenant: TenantRef, client_id: str) -> bool:
+    """Whether the company (this very company, by id) still has the client, revoked or not
+    (revocation refuses the tokens of a revoked one). Found clients are remembered for a
+    minute per process; clients are never deleted but with their company, whose tokens its id
+    already refuses."""
+    index = (str(tenant.id), client_id)
+    if time.monotonic() < _existing.get(index, 0.0):
+        return True
+    found = await engine.fetch(
+        "SELECT 1 FROM platform.oauth_clients WHERE client_id = $1 AND tenant = $2",
+        client_id,
+        tenant.id,
+    )
+    if found:
+        if len(_existing) > 10_000:
+            _existing.clear()
+        _existing[index] = time.monotonic() + _EXISTS_FOR
+    return bool(found)
+
+
 def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
@@ -204,7 +228,7 @@ async def issue_client_token(
         signing_secret,
         kind=Kind.partner,
         subject=client["client_id"],
-        tenant=tenant.slug,
+        tenant=tenant,
         ttl=DEFAULT_TTL,
         scopes=scopes,
         allow_list_only=client["allow_list_only"],

@@ -27,7 +27,7 @@ ACCEPTED = (Kind.staff, Kind.partner, Kind.customer)
 
 def verify(secret: str, tenant: TenantRef, token: str) -> Claims:
     """The claims of a token this API accepts on `tenant` (no revocation check yet)."""
-    claims = verify_token(secret, token, audience=TENANT_AUDIENCE, tenant=tenant.slug)
+    claims = verify_token(secret, token, audience=TENANT_AUDIENCE, tenant=tenant)
     if claims.kind not in ACCEPTED:
         raise InvalidToken(f"{claims.kind.value} tokens are not accepted by this API")
     if claims.kind is Kind.staff and not claims.subject.isdigit():
@@ -56,9 +56,14 @@ async def _staff_actor(tenant: TenantRef, claims: Claims) -> Actor:
 
 
 async def _partner_actor(tenant: TenantRef, claims: Claims) -> Actor:
-    """A partner's actor (what its scopes allow) once its token is known unrevoked."""
+    """A partner's actor (what its scopes allow) once its token is known unrevoked and its
+    client known to exist (both looked up at once)."""
+    exists, _ = await asyncio.gather(
+        api_clients.client_exists(tenant, claims.subject), revocation.check(tenant.slug, claims)
+    )
+    if not exists:
+        raise InvalidToken("the token's client no longer exists")
     api_clients.note_use(tenant, claims.subject)
-    await revocation.check(tenant.slug, claims)
     return api_clients.partner_actor(claims)
 
 

@@ -503,7 +503,7 @@ async def record_sign_in(tenant: TenantRef, who: SignIn, *, ip: str, **details: 
                 {"ip": ip, "failed_from": elsewhere},
             )  # fmt: skip
     if elsewhere:
-        await asyncio.to_thread(send_sign_in_notice.send, tenant.slug, who.user_id, ip, elsewhere)
+        await asyncio.to_thread(send_sign_in_notice.send, tenant, who.user_id, ip, elsewhere)
 
 
 async def clear_locks(tenant: TenantRef, email: str) -> None:
@@ -560,7 +560,7 @@ async def request_reset(tenant: TenantInfo, email: str, *, ip: str = "") -> None
     except ValueError as error:
         raise UserError("invalid", str(error), "email") from None
     await ratelimits.check_code_request(tenant, ip=ip, address=f"reset:{address}")
-    await asyncio.to_thread(send_password_reset.send, tenant.slug, address, ip)
+    await asyncio.to_thread(send_password_reset.send, tenant, address, ip)
 
 
 class ResetNotSent(dramatiq.Retry):

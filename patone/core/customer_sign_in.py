@@ -105,7 +105,7 @@ async def request_sign_in(tenant: TenantInfo, data: dict[str, Any], *, ip: str) 
     channel: Channel = "email" if wanted.email is not None else "sms"
     address = wanted.email or wanted.phone or ""
     await ratelimits.check_code_request(tenant, ip=ip, address=address)
-    await asyncio.to_thread(send_sign_in.send, tenant.slug, channel, address)
+    await asyncio.to_thread(send_sign_in.send, tenant, channel, address)
 
 
 _FIND_CUSTOMER = {
@@ -287,9 +287,7 @@ async def verify_sign_in(
         await record(
             _actor(customer_id), "customer", customer_id, "sign_in", after={"channel": channel}
         )
-    token = issue_token(
-        secret_key, kind=Kind.customer, subject=str(customer_id), tenant=tenant.slug
-    )
+    token = issue_token(secret_key, kind=Kind.customer, subject=str(customer_id), tenant=tenant)
     return {
         "access_token": token,
         "token_type": "Bearer",

@@ -33,6 +33,7 @@ import dramatiq
 from patone.core.jobs import broker_redis, current_job, current_message_id, tenant_actor
 from patone.core.redis import tenant_key
 from patone.plugins import config as plugins
+from patone.tenants.isolation import TenantRef
 from patone.tenants.registry import TenantInfo
 
 log = logging.getLogger(__name__)
@@ -43,12 +44,12 @@ DONE_SECONDS = 7 * 24 * 3600  # longer than any redelivery or dead-letter retry 
 
 EventHandler = Callable[[TenantInfo, list[dict[str, Any]], dramatiq.Broker], Awaitable[None]]
 _HANDLERS: dict[str, EventHandler] = {}
-RelayHook = Callable[[dramatiq.Broker, str, list[dict[str, Any]]], None]
+RelayHook = Callable[[dramatiq.Broker, TenantRef, list[dict[str, Any]]], None]
 _AT_RELAY: dict[str, RelayHook] = {}
 
 
 def at_relay(name: str) -> Callable[[RelayHook], RelayHook]:
-    """Register `def hook(broker, slug, events)` to run in the relay itself, just before the
+    """Register `def hook(broker, tenant, events)` to run in the relay itself, just before the
     batch's fan-out job is queued: for work that cannot wait behind the other handlers (an
     emergency's dispatch). It runs in a thread, must be quick (queue a job, no more) and
     idempotent (a batch can be relayed twice)."""
@@ -99,24 +100,25 @@ async def fan_out(tenant_slug: str, events: list[dict[str, Any]]) -> list[str]:
             exc_info=True,
             extra={"tenant": tenant_slug},
         )
-        await asyncio.to_thread(enqueue_fan_out, broker, tenant_slug, events, batch=1)
+        await asyncio.to_thread(enqueue_fan_out, broker, tenant, events, batch=1)
     return list(_HANDLERS)
 
 
 def enqueue_fan_out(
-    broker: dramatiq.Broker, slug: str, events: list[dict[str, Any]], *, batch: int = 200
+    broker: dramatiq.Broker, tenant: TenantRef, events: list[dict[str, Any]], *, batch: int = 200
 ) -> None:
     """Run the relay hooks, then queue `fan_out` for the events, `batch` at a time (synchronous:
     call it from a thread)."""
     for hook in _AT_RELAY.values():
         try:
-            hook(broker, slug, events)
+            hook(broker, tenant, events)
         except Exception:  # the fan-out job still comes; the hook's work waits for its sweep
-            log.exception("relay hook failed", extra={"tenant": slug})
-    actor = fan_out.bind(broker)
+            log.exception("relay hook failed", extra={"tenant": tenant.slug})
     for start in range(0, len(events), batch):
         chunk = events[start : start + batch]
-        message = actor.message(slug, chunk).copy(message_id=fan_out_message_id(slug, chunk))
+        message = fan_out.message_on(broker, tenant, chunk).copy(
+            message_id=fan_out_message_id(tenant.slug, chunk)
+        )
         broker.enqueue(message)
 
 
@@ -126,7 +128,7 @@ async def _plugin_deliveries(
 ) -> None:
     listeners = await event_listeners(tenant)
     if listeners:
-        await asyncio.to_thread(enqueue_deliveries, broker, tenant.slug, listeners, events)
+        await asyncio.to_thread(enqueue_deliveries, broker, tenant, listeners, events)
 
 
 async def event_listeners(tenant: TenantInfo) -> list[str]:
@@ -176,13 +178,15 @@ async def deliver_event(tenant_slug: str, plugin: str, event: dict[str, Any]) ->
 
 
 def enqueue_deliveries(
-    broker: dramatiq.Broker, slug: str, plugin_names: list[str], events: list[dict[str, Any]]
+    broker: dramatiq.Broker,
+    tenant: TenantRef,
+    plugin_names: list[str],
+    events: list[dict[str, Any]],
 ) -> None:
     """Queue `deliver_event` for each event and plugin (synchronous: call it from a thread)."""
-    actor = deliver_event.bind(broker)
     for event in events:
         for plugin in plugin_names:
-            message = actor.message(slug, plugin, event).copy(
-                message_id=message_id(slug, int(event["id"]), plugin)
+            message = deliver_event.message_on(broker, tenant, plugin, event).copy(
+                message_id=message_id(tenant.slug, int(event["id"]), plugin)
             )
             broker.enqueue(message)

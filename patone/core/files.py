@@ -11,6 +11,7 @@ from patone.core.errors import NotFound, UserError
 from patone.plugins import config as plugins
 from patone.plugins.storage import InvalidFileKey, check_expires_in, check_key
 from patone.plugins.types import StoredFile
+from patone.settings import get_settings
 from patone.tenants.isolation import TenantRef
 
 
@@ -69,4 +70,27 @@ async def delete_file(tenant: TenantRef, key: str) -> None:
         raise StorageUnavailable(
             "storage_unavailable",
             f"The file could not be deleted from {', '.join(failed)}; try again later.",
+        )
+
+
+async def delete_all_files(tenant: TenantRef) -> None:
+    """Delete every file of the tenant from every storage it enabled (its purge).
+
+    A process that has not set the plugins up (a command line) uses the installed ones as
+    configured by the settings, so a purge from anywhere leaves no file behind."""
+    own = None
+    try:
+        runtime = plugins.get_runtime()
+    except RuntimeError:
+        runtime = own = plugins.runtime_from_settings(get_settings())
+    try:
+        results = await plugins.call_all(tenant, "delete_all_files", runtime=runtime)
+    finally:
+        if own is not None:
+            own.manager.close()
+    failed = sorted(result.plugin for result in results if result.error is not None)
+    if failed:
+        raise StorageUnavailable(
+            "storage_unavailable",
+            f"The company's files could not be deleted from {', '.join(failed)}; try again.",
         )

@@ -24,15 +24,19 @@ that middleware with the loop from `new_event_loop()`: uvloop's where it is inst
 transports and timers are C, where asyncio's are Python: the event loop was the largest part of
 a send job's own CPU (every provider call, query and Redis command is several loop turns).
 
-**Actors.** `@tenant_actor` declares a job of one tenant: `async def fn(tenant_slug, *args)`.
-Before the function runs, the wrapper resolves the tenant from the registry and refuses one that
-is missing, deleted or suspended (`TenantUnavailable`: not retried, dead-lettered with that
-reason); then it opens `tenant_transaction(tenant)` around the function (pass
-`transaction=False` for jobs that call slow providers and must open short transactions of their
-own, through `current_job().tenant`). Retries default to 5 with back-off from 1 s to 60 s, so a
-failing job is dead-lettered within about a minute, not Dramatiq's 20 retries over days.
-The message id (kept across retries and dead-letter retries) is the idempotency key:
-`current_message_id.get()` inside the function.
+**Actors.** `@tenant_actor` declares a job of one tenant: `async def fn(tenant_slug, *args)`,
+queued with `.send(tenant, *args)`: the message carries the tenant's slug (its first argument)
+and its immutable id (option `tenant_id`). Before the function runs, the wrapper resolves the
+tenant from the registry and refuses one that is deleted or suspended (`TenantUnavailable`: not
+retried, dead-lettered with that reason). A message whose tenant no longer exists, or whose slug
+now names another tenant (one purged, its slug taken again), ends as `TenantGone`: logged and
+dropped, never run and never dead-lettered under keys the slug now names; a job that fails
+because its tenant was purged while it ran ends the same way. Then the wrapper opens
+`tenant_transaction(tenant)` around the function (pass `transaction=False` for jobs that call
+slow providers and must open short transactions of their own, through `current_job().tenant`).
+Retries default to 5 with back-off from 1 s to 60 s, so a failing job is dead-lettered within
+about a minute, not Dramatiq's 20 retries over days. The message id (kept across retries and
+dead-letter retries) is the idempotency key: `current_message_id.get()` inside the function.
 
 Actors bind to a broker lazily: declaring one needs no broker, `.send()` uses the broker set by
 `configure_broker` (`dramatiq.get_broker()`), and a worker binds every declared actor to its
@@ -81,8 +85,8 @@ from dramatiq.middleware import (
 )
 
 from patone.core.redis import get_redis, tenant_key
-from patone.tenants.isolation import tenant_transaction
-from patone.tenants.registry import TenantCache, TenantInfo
+from patone.tenants.isolation import TenantRef, tenant_transaction
+from patone.tenants.registry import TenantCache, TenantInfo, get_tenant
 
 try:
     import uvloop
@@ -114,6 +118,10 @@ _DELIVERY_OPTIONS = ("retries", "traceback", "requeue_timestamp", "eta", "redis_
 
 class TenantUnavailable(Exception):
     """The job's tenant does not exist, was deleted or is suspended: the job is not run."""
+
+
+class TenantGone(TenantUnavailable):
+    """The job's tenant no longer exists (purged; its slug may name another tenant now)."""
 
 
 @dataclass(frozen=True)
@@ -402,6 +410,32 @@ _ACTORS: dict[str, TenantActor[Any, Any]] = {}
 job_tenant_cache = TenantCache(ttl=2.0, size=4096)
 
 
+async def _job_tenant(slug: str, message: Any) -> TenantInfo:
+    """The tenant a message was queued for, else `TenantGone`: the same slug may name another
+    tenant now (one purged, its slug taken again), which the message's `tenant_id` tells."""
+    tenant = await job_tenant_cache.by_slug(slug)
+    if message is None:  # run directly (tests, scripts): the caller names the tenant
+        if tenant is None:
+            raise TenantGone(f"tenant {slug!r} does not exist")
+        return tenant
+    if tenant is not None and not _queued_for(tenant, message):
+        job_tenant_cache.invalidate(slug)  # a cached copy may be older than the message
+        tenant = await job_tenant_cache.by_slug(slug)
+    if tenant is None or not _queued_for(tenant, message):
+        raise TenantGone(f"tenant {slug!r} of this job no longer exists")
+    return tenant
+
+
+def _queued_for(tenant: TenantInfo, message: Any) -> bool:
+    """Whether the message was queued for this very tenant."""
+    stamped = message.options.get("tenant_id")
+    if stamped is not None:
+        return bool(stamped == str(tenant.id))
+    # Queued by a version that did not stamp ids: it belongs to this tenant only if it was
+    # queued after the tenant was created.
+    return bool(message.message_timestamp >= tenant.created_at.timestamp() * 1000)
+
+
 class TenantActor(Generic[P, R]):
     """A declared tenant job; bound to a Dramatiq broker on first use (see module docs)."""
 
@@ -426,9 +460,7 @@ class TenantActor(Generic[P, R]):
     async def run(self, tenant_slug: str, *args: Any, **kwargs: Any) -> R:
         """What the worker calls: resolve and check the tenant, then run the function."""
         message = CurrentMessage.get_current_message()
-        tenant = await job_tenant_cache.by_slug(tenant_slug)
-        if tenant is None:
-            raise TenantUnavailable(f"tenant {tenant_slug!r} does not exist")
+        tenant = await _job_tenant(tenant_slug, message)
         if not tenant.is_active:
             raise TenantUnavailable(f"tenant {tenant_slug!r} is {tenant.status}")
         # Run directly (tests, scripts) there is no message: the run is its own.
@@ -441,6 +473,15 @@ class TenantActor(Generic[P, R]):
                 return await self.fn(tenant_slug, *args, **kwargs)
             async with tenant_transaction(tenant):
                 return await self.fn(tenant_slug, *args, **kwargs)
+        except dramatiq.Retry:
+            raise  # asked to be tried later: its tenant is checked again then
+        except Exception:
+            # Purged while the job ran (its role or schema vanished under it): say so, instead
+            # of a traceback that would be dead-lettered under keys the purge just removed.
+            current = await get_tenant(tenant_slug)
+            if current is None or current.id != tenant.id:
+                raise TenantGone(f"tenant {tenant_slug!r} was purged while the job ran") from None
+            raise
         finally:
             current_message_id.reset(id_token)
             _current_job.reset(job_token)
@@ -456,7 +497,15 @@ class TenantActor(Generic[P, R]):
                 @functools.wraps(self.fn)
                 async def run(*args: Any, **kwargs: Any) -> None:
                     # Results are for direct callers; Dramatiq would warn about each one.
-                    await self.run(*args, **kwargs)
+                    try:
+                        await self.run(*args, **kwargs)
+                    except TenantGone as gone:
+                        # Acknowledged, not failed: nothing of a purged tenant is kept.
+                        log.info(
+                            "job dropped: %s",
+                            gone,
+                            extra={"actor": self.actor_name, "tenant": args[0] if args else None},
+                        )
 
                 bound = dramatiq.actor(
                     actor_name=self.actor_name,
@@ -468,25 +517,42 @@ class TenantActor(Generic[P, R]):
             self._bound[id(broker)] = bound
         return bound
 
-    def send(self, tenant_slug: str, *args: P.args, **kwargs: P.kwargs) -> dramatiq.Message[R]:
-        """Enqueue a job for `tenant_slug` on the global broker."""
-        return self.bind(dramatiq.get_broker()).send(tenant_slug, *args, **kwargs)
+    def send(self, tenant: TenantRef, *args: P.args, **kwargs: P.kwargs) -> dramatiq.Message[R]:
+        """Enqueue a job for `tenant` on the global broker."""
+        return self.send_with_options(tenant, args=args, kwargs=kwargs)
 
     def send_with_options(
         self,
+        tenant: TenantRef,
         *,
-        args: tuple[Any, ...],
+        args: tuple[Any, ...] = (),
         kwargs: dict[str, Any] | None = None,
         delay: int | None = None,
         broker: dramatiq.Broker | None = None,
         **options: Any,
     ) -> dramatiq.Message[R]:
-        """`args` starts with the tenant slug."""
+        """Enqueue a job for `tenant` (`args` come after its slug) with Dramatiq's options."""
         actor = self.bind(broker or dramatiq.get_broker())
-        return actor.send_with_options(args=args, kwargs=kwargs, delay=delay, **options)
+        return actor.send_with_options(
+            args=(tenant.slug, *args),
+            kwargs=kwargs,
+            delay=delay,
+            tenant_id=str(tenant.id),
+            **options,
+        )
 
-    def message(self, tenant_slug: str, *args: P.args, **kwargs: P.kwargs) -> dramatiq.Message[R]:
-        return self.bind(dramatiq.get_broker()).message(tenant_slug, *args, **kwargs)
+    def message(self, tenant: TenantRef, *args: P.args, **kwargs: P.kwargs) -> dramatiq.Message[R]:
+        """A message for `tenant` on the global broker (see `message_on`)."""
+        return self.message_on(dramatiq.get_broker(), tenant, *args, **kwargs)
+
+    def message_on(
+        self, broker: dramatiq.Broker, tenant: TenantRef, *args: P.args, **kwargs: P.kwargs
+    ) -> dramatiq.Message[R]:
+        """A message for `tenant` to enqueue on `broker` with `broker.enqueue` (e.g. with an id
+        of its own: `.copy(message_id=...)`, which keeps the tenant's id)."""
+        return self.bind(broker).message_with_options(
+            args=(tenant.slug, *args), kwargs=kwargs, tenant_id=str(tenant.id)
+        )
 
     async def __call__(self, tenant_slug: str, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run the job here and now (tests, scripts): same tenant checks and transaction."""
@@ -554,8 +620,7 @@ async def send_to_active_tenants(actor: TenantActor[[], Any]) -> int:
     from patone.tenants.registry import list_tenants
 
     tenants = await list_tenants("active")
-    bound = actor.bind(dramatiq.get_broker())
-    await asyncio.to_thread(lambda: [bound.send(tenant.slug) for tenant in tenants])
+    await asyncio.to_thread(lambda: [actor.send(tenant) for tenant in tenants])
     return len(tenants)
 
 

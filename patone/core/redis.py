@@ -1,6 +1,7 @@
 """The Redis clients and the tenant key namespace.
 
-Every key a tenant owns starts with `t:<slug>:`, so purging a tenant can find them all.
+Every key a tenant owns starts with `t:<slug>:`, so purging a tenant can find them all; the
+platform sets that list tenants by slug (`TENANT_SETS`) lose the slug at the same time.
 
 Each event loop has two pools of connections, sized on purpose:
 
@@ -59,6 +60,12 @@ class _CommandPool(aioredis.BlockingConnectionPool):
 _url: str | None = None
 _clients: dict[asyncio.AbstractEventLoop | None, aioredis.Redis] = {}
 _subscribers: dict[asyncio.AbstractEventLoop | None, aioredis.Redis] = {}
+
+
+# Platform sets of tenant slugs with work waiting (kept here so a purge knows them all).
+DISPATCH_BUSY = "platform:dispatch:busy"  # companies with live offers or waiting requests
+POSITIONS_PENDING = "platform:positions:pending"  # companies with positions to write
+TENANT_SETS = (DISPATCH_BUSY, POSITIONS_PENDING)
 
 
 def tenant_key(slug: str, *parts: str) -> str:
@@ -139,8 +146,11 @@ def subscriber() -> PubSub:
 
 
 async def purge_tenant_keys(slug: str) -> int:
-    """Delete every key of the tenant; returns how many were removed."""
+    """Delete every key of the tenant, and its slug from the platform sets; returns how many
+    keys were removed."""
     client = get_redis()
+    for name in TENANT_SETS:
+        await client.srem(name, slug)
     removed = 0
     batch: list[str] = []
     async for key in client.scan_iter(match=tenant_key(slug, "*"), count=1000):

@@ -85,8 +85,8 @@ async def _store(
     if kind is Kind.staff:  # named in the token for the client; the API reads the current one
         rows = await engine.fetch("SELECT role FROM users WHERE id = $1", int(subject))
         role = rows[0]["role"] if rows else None
-    access = issue_token(secret, kind=kind, subject=subject, tenant=tenant.slug, ttl=ttl, role=role)
-    claims = verify_token(secret, access, audience="patone:tenant", tenant=tenant.slug)
+    access = issue_token(secret, kind=kind, subject=subject, tenant=tenant, ttl=ttl, role=role)
+    claims = verify_token(secret, access, audience="patone:tenant", tenant=tenant)
     refresh = PREFIX + secrets.token_urlsafe(32)
     await engine.execute(
         "INSERT INTO refresh_tokens (family, subject_kind, subject, token_hash, parent, "

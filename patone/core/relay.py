@@ -80,7 +80,7 @@ async def relay_tenant(
                     pipe.publish(channel, json.dumps(message, default=str))
                 await pipe.execute()
             if broker is not None:
-                await asyncio.to_thread(enqueue_fan_out, broker, tenant.slug, messages)
+                await asyncio.to_thread(enqueue_fan_out, broker, tenant, messages)
             await engine.execute(
                 "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])",
                 [row["id"] for row in rows],

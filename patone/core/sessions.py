@@ -133,6 +133,7 @@ async def start(
             redis_key,
             mapping={
                 "user": str(user_id),
+                "tenant": str(tenant.id),
                 "csrf": csrf_token,
                 "created_at": at,
                 "last_seen": at,
@@ -149,12 +150,15 @@ async def start(
     return session_id, csrf_token
 
 
-# One round trip per request: read the session, end it if it is too old, else slide it.
+# One round trip per request: read the session, end it if it is too old, else slide it. A
+# session of another company with the same slug (one purged since: ARGV[5] is the company's id)
+# is nobody's here.
 _TOUCH = """
 local fields = redis.call('HGETALL', KEYS[1])
 if #fields == 0 then return nil end
 local f = {}
 for i = 1, #fields, 2 do f[fields[i]] = fields[i + 1] end
+if f['tenant'] ~= ARGV[5] then return nil end
 local at = tonumber(ARGV[1])
 local idle = tonumber(ARGV[2])
 local absolute = tonumber(ARGV[3])
@@ -192,6 +196,7 @@ async def load(
         lifetimes.idle.total_seconds(),
         lifetimes.absolute.total_seconds(),
         _TTL_SLACK,
+        str(tenant.id),
     )
     if not raw:
         return None

@@ -225,6 +225,7 @@ async def _hold(
             key,
             mapping={
                 "step": step.value,
+                "tenant": str(tenant.id),
                 "user": str(who.user_id),
                 "email": who.email,
                 "name": who.name,
@@ -245,8 +246,8 @@ async def load(tenant: TenantRef, token: str | None, step: Step) -> Pending:
         raise PendingExpired()
     raw = await get_redis().hgetall(_key(tenant, token))
     fields = {str(name): str(value) for name, value in raw.items()}
-    if not fields or fields.get("step") != step.value:
-        raise PendingExpired()
+    if not fields or fields.get("step") != step.value or fields.get("tenant") != str(tenant.id):
+        raise PendingExpired()  # a purged company's, under its slug, is nobody's here
     who = SignIn(
         user_id=int(fields["user"]),
         email=fields["email"],

@@ -4,8 +4,9 @@ Tokens are ES256 JWTs signed with the process's keyring (`patone/core/signing_ke
 header names the key (`kid`), public keys are published at /.well-known/jwks.json, and only
 ES256 is accepted, so `alg: none` or an HMAC made with the public key is refused. `secret` is
 SECRET_KEY: it names the keyring and opens its private keys. Every token carries a `jti` and
-`iat`, which revocation (`patone/core/revocation.py`) checks. A token names its tenant; one
-presented on another tenant is refused. There is no bypass header and no default user: without
+`iat`, which revocation (`patone/core/revocation.py`) checks. A token names its tenant by slug
+and by immutable id (`tid`); one presented on another tenant, or on a later tenant that took a
+purged tenant's slug, is refused. There is no bypass header and no default user: without
 a valid token the API answers "sign in".
 """
 
@@ -24,6 +25,7 @@ from joserfc.jwk import ECKey, GuestProtocol
 
 from patone.core.errors import UserError
 from patone.core.signing_keys import ALGORITHM, MAX_TOKEN_TTL, keyring_for
+from patone.tenants.isolation import TenantRef
 
 ISSUER = "patone"
 DEFAULT_TTL = 15 * 60
@@ -78,7 +80,7 @@ def issue_token(
     *,
     kind: Kind,
     subject: str,
-    tenant: str | None,
+    tenant: TenantRef | None,
     ttl: int = DEFAULT_TTL,
     scopes: Iterable[str] = (),
     allow_list_only: bool = False,
@@ -111,7 +113,8 @@ def issue_token(
         "iat_ms": issued_ms,
     }
     if tenant is not None:
-        claims["tenant"] = tenant
+        claims["tenant"] = tenant.slug
+        claims["tid"] = str(tenant.id)
     if scopes:
         claims["scope"] = " ".join(sorted(scopes))
     if allow_list_only:
@@ -121,14 +124,16 @@ def issue_token(
     return jwt.encode({"alg": ALGORITHM, "typ": "JWT", "kid": key.kid}, claims, key.private)
 
 
-def verify_token(secret: str, token: str, *, audience: str, tenant: str | None = None) -> Claims:
+def verify_token(
+    secret: str, token: str, *, audience: str, tenant: TenantRef | None = None
+) -> Claims:
     """The claims of a genuine, unexpired token for `audience` (and `tenant`, for tenant
     tokens); else `InvalidToken` saying what is wrong.
 
     A client sends the same token for many requests, so tokens that verified are remembered
     (a bounded LRU) until they expire: the signature check, most of the cost, runs once.
     """
-    index = (secret, token, audience, tenant)
+    index = (secret, token, audience, _identity(tenant))
     known = _verified.get(index)
     if known is not None and known.expires_at > time.time():
         _verified.move_to_end(index)
@@ -141,10 +146,15 @@ def verify_token(secret: str, token: str, *, audience: str, tenant: str | None =
 
 
 _VERIFIED_MAX = 4096
-_verified: OrderedDict[tuple[str, str, str, str | None], Claims] = OrderedDict()
+_verified: OrderedDict[tuple[str, str, str, tuple[str, str] | None], Claims] = OrderedDict()
 
 
-def _verify(secret: str, token: str, *, audience: str, tenant: str | None) -> Claims:
+def _identity(tenant: TenantRef | None) -> tuple[str, str] | None:
+    """What a token must name to be the tenant's: its slug and its immutable id."""
+    return (tenant.slug, str(tenant.id)) if tenant is not None else None
+
+
+def _verify(secret: str, token: str, *, audience: str, tenant: TenantRef | None) -> Claims:
     keyring = keyring_for(secret)
     keyring.ensure_loaded()
 
@@ -172,7 +182,8 @@ def _verify(secret: str, token: str, *, audience: str, tenant: str | None) -> Cl
         kind = Kind(claims["kind"])
     except ValueError:
         raise InvalidToken("the access token is of an unknown kind") from None
-    if audience == TENANT_AUDIENCE and claims.get("tenant") != tenant:
+    named = (claims.get("tenant"), claims.get("tid"))
+    if audience == TENANT_AUDIENCE and named != _identity(tenant):
         raise InvalidToken("the access token belongs to another company")
     return Claims(
         kind=kind,
@@ -218,7 +229,12 @@ _REGISTRY = {audience: _registry(audience) for audience in (TENANT_AUDIENCE, PLA
 
 
 def issue_access_token(
-    secret: str, tenant: str, user_id: int, ttl: int = DEFAULT_TTL, *, allow_list_only: bool = False
+    secret: str,
+    tenant: TenantRef,
+    user_id: int,
+    ttl: int = DEFAULT_TTL,
+    *,
+    allow_list_only: bool = False,
 ) -> str:
     """A token for one staff user of one tenant, valid `ttl` seconds; with `allow_list_only`
     its bearer may run only the company's registered GraphQL documents."""
@@ -232,7 +248,7 @@ def issue_access_token(
     )
 
 
-def verify_access_token(secret: str, token: str, *, tenant: str) -> AccessClaims:
+def verify_access_token(secret: str, token: str, *, tenant: TenantRef) -> AccessClaims:
     """A staff token's claims if it is genuine, unexpired and for `tenant`; else `InvalidToken`."""
     claims = verify_token(secret, token, audience=TENANT_AUDIENCE, tenant=tenant)
     if claims.kind is not Kind.staff:
@@ -242,7 +258,7 @@ def verify_access_token(secret: str, token: str, *, tenant: str) -> AccessClaims
     except ValueError:
         raise InvalidToken("the access token names no user") from None
     return AccessClaims(
-        tenant=tenant,
+        tenant=tenant.slug,
         user_id=user_id,
         expires_at=claims.expires_at,
         token_id=claims.token_id,

@@ -153,7 +153,7 @@ async def actor_for_user(tenant: TenantRef, user_id: int) -> Actor:
 # every process reads the user afresh. The counter is read in the same Redis round trip as the
 # token's revocation (`authentication`).
 ACTOR_CACHE_SIZE = 10_000
-_actors: OrderedDict[tuple[str, int], tuple[str, Actor]] = OrderedDict()
+_actors: OrderedDict[tuple[str, str, int], tuple[str, Actor]] = OrderedDict()
 
 
 def actors_version_key(slug: str) -> str:
@@ -170,7 +170,7 @@ async def cached_actor(tenant: TenantRef, user_id: int, version: str | bytes | N
     """`actor_for_user`, from this process's cache when it was read under `version` (the
     tenant's current actors version; None, before any change was counted, is a version too)."""
     stamp = version.decode() if isinstance(version, bytes) else str(version)
-    key = (tenant.slug, user_id)
+    key = (tenant.slug, str(tenant.id), user_id)  # by id too: a purged slug's users are others
     found = _actors.get(key)
     if found is not None and found[0] == stamp:
         _actors.move_to_end(key)

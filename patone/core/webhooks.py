@@ -358,14 +358,13 @@ def job_message_id(slug: str, delivery_id: int, replay: int = 0) -> str:
 
 
 def enqueue_deliveries(
-    broker: dramatiq.Broker, slug: str, deliveries: list[tuple[int, int]]
+    broker: dramatiq.Broker, tenant: TenantRef, deliveries: list[tuple[int, int]]
 ) -> None:
     """Queue `deliver_webhook` for each (delivery id, replay) (synchronous: call it from a
     thread)."""
-    actor = deliver_webhook.bind(broker)
     for delivery_id, replay in deliveries:
-        message = actor.message(slug, delivery_id, replay).copy(
-            message_id=job_message_id(slug, delivery_id, replay)
+        message = deliver_webhook.message_on(broker, tenant, delivery_id, replay).copy(
+            message_id=job_message_id(tenant.slug, delivery_id, replay)
         )
         broker.enqueue(message)
 
@@ -415,9 +414,7 @@ async def queue_event_deliveries(
             sorted({endpoint_id for endpoint_id, _ in pairs}),
         )
     if fresh:
-        await asyncio.to_thread(
-            enqueue_deliveries, broker, tenant.slug, [(r["id"], 0) for r in fresh]
-        )
+        await asyncio.to_thread(enqueue_deliveries, broker, tenant, [(r["id"], 0) for r in fresh])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -817,7 +814,7 @@ async def replay_delivery(
         )
         after = await _load_delivery(delivery_id)
     target = broker or dramatiq.get_broker()
-    await asyncio.to_thread(enqueue_deliveries, target, tenant.slug, [(delivery_id, replay)])
+    await asyncio.to_thread(enqueue_deliveries, target, tenant, [(delivery_id, replay)])
     return after
 
 
@@ -866,7 +863,7 @@ async def send_test_event(
         )
         delivery = await _load_delivery(delivery_id)
     target = broker or dramatiq.get_broker()
-    await asyncio.to_thread(enqueue_deliveries, target, tenant.slug, [(delivery_id, 0)])
+    await asyncio.to_thread(enqueue_deliveries, target, tenant, [(delivery_id, 0)])
     return delivery
 
 
@@ -894,7 +891,7 @@ async def sweep_tenant(tenant_slug: str) -> int:
         await asyncio.to_thread(
             enqueue_deliveries,
             dramatiq.get_broker(),
-            tenant_slug,
+            current_job().tenant,
             [(r["id"], r["replays"]) for r in rows],
         )
     return len(rows)

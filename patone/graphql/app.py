@@ -91,7 +91,7 @@ async def admitted(tenant: TenantInfo, actor: Actor, operation: dict[str, Any]) 
     query filled in or registered; `persisted.PersistedQueryError` otherwise."""
     if actor.allow_list_only:
         return await persisted.allow_listed(tenant, operation)
-    return await persisted.resolve(operation)
+    return await persisted.resolve(tenant, operation)
 
 
 def _socket_error(

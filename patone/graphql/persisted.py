@@ -2,8 +2,10 @@
 
 A client first sends only `extensions.persistedQuery.sha256Hash`; if the server knows the hash
 it runs the stored document, otherwise it answers `PersistedQueryNotFound` and the client sends
-the document with its hash once, which is checked and stored. Documents are not tenant data:
-they are kept in Redis under their hash, shared by every tenant, for `TTL` seconds.
+the document with its hash once, which is checked and stored. Each company keeps its own, in
+Redis under its key prefix (`t:<slug>:apq:<hash>`, so a purge removes them) for `TTL` seconds:
+a document's text can say whom a company looked for, and another company must not be able to
+confirm it by its hash.
 """
 
 from __future__ import annotations
@@ -13,11 +15,14 @@ import json
 from typing import Any
 
 from patone.core.documents import registered_document, sha256_of
-from patone.core.redis import get_redis
+from patone.core.redis import get_redis, tenant_key
 from patone.tenants.isolation import TenantRef
 
 TTL = 30 * 24 * 3600
-KEY = "apq:{}"
+
+
+def _key(tenant: TenantRef, digest: str) -> str:
+    return tenant_key(tenant.slug, "apq", digest)
 
 
 class PersistedQueryError(Exception):
@@ -45,7 +50,7 @@ async def allow_listed(tenant: TenantRef, body: dict[str, Any]) -> dict[str, Any
     return {**body, "query": document}
 
 
-async def resolve(body: dict[str, Any]) -> dict[str, Any]:
+async def resolve(tenant: TenantRef, body: dict[str, Any]) -> dict[str, Any]:
     """The request body with its `query` filled in or registered; raises PersistedQueryError."""
     persisted = (body.get("extensions") or {}).get("persistedQuery")
     if not isinstance(persisted, dict):
@@ -60,7 +65,7 @@ async def resolve(body: dict[str, Any]) -> dict[str, Any]:
     query = body.get("query")
     redis = get_redis()
     if not query:
-        stored = await redis.get(KEY.format(digest))
+        stored = await redis.get(_key(tenant, digest))
         if stored is None:
             raise PersistedQueryError("PERSISTED_QUERY_NOT_FOUND", "PersistedQueryNotFound")
         return {**body, "query": stored}
@@ -68,7 +73,7 @@ async def resolve(body: dict[str, Any]) -> dict[str, Any]:
         raise PersistedQueryError(
             "PERSISTED_QUERY_HASH_MISMATCH", "provided sha does not match query"
         )
-    await redis.set(KEY.format(digest), str(query), ex=TTL)
+    await redis.set(_key(tenant, digest), str(query), ex=TTL)
     return body
 
 

@@ -142,6 +142,11 @@ class CreateTenantInput:
     admin_name: str
     plan: str = "standard"
     domains: list[str] | None = None
+    reuse_purged_slug: bool = strawberry.field(
+        default=False,
+        description="Give the new company the slug of a purged one (it gets a new id: nothing "
+        "the purged company held works for it). Without this, such a slug is refused.",
+    )
 
 
 @strawberry.type
@@ -222,6 +227,7 @@ class PlatformMutation:
                 admin_email=input.admin_email,
                 admin_name=input.admin_name,
                 domains=input.domains,
+                reuse_purged_slug=input.reuse_purged_slug,
             )
         )
         if not created:

@@ -311,8 +311,18 @@ def _opened(box: SecretBox, sealed: dict[str, Any]) -> tuple[dict[str, Any], set
     return opened, unreadable
 
 
+def enabled_cache_key(tenant: TenantRef) -> str:
+    """Where `enabled_plugins` keeps a tenant's settings in `PluginRuntime.enabled_cache`."""
+    # By id as well: a company that takes a purged company's slug never gets its settings.
+    return f"{tenant.slug}:{tenant.id}"
+
+
 async def enabled_plugins(
-    tenant: TenantRef, *, fresh: bool = False, reread: bool = False
+    tenant: TenantRef,
+    *,
+    fresh: bool = False,
+    reread: bool = False,
+    runtime: PluginRuntime | None = None,
 ) -> dict[str, dict[str, Any]]:
     """The plugins on for this tenant and their settings, secrets decrypted (for hook calls).
 
@@ -325,9 +335,10 @@ async def enabled_plugins(
     taken back (a message ended as `no_provider`); a cached copy it finds stale is logged.
 
     A plugin whose secrets this server cannot open (SECRET_KEY changed without fallbacks) is
-    left out and logged: its company must enter them again."""
-    runtime = get_runtime()
-    cached = runtime.enabled_cache.get(tenant.slug)
+    left out and logged: its company must enter them again. `runtime`: another than the
+    process's (a command line that has none)."""
+    runtime = runtime or get_runtime()
+    cached = runtime.enabled_cache.get(enabled_cache_key(tenant))
     if not fresh and cached is not None and time.monotonic() - cached[0] < ENABLED_TTL:
         return cached[2]
     version = await _version(tenant)
@@ -360,7 +371,7 @@ async def enabled_plugins(
             sorted(enabled),
             extra={"tenant": tenant.slug},
         )
-    runtime.enabled_cache[tenant.slug] = (time.monotonic(), version, enabled)
+    runtime.enabled_cache[enabled_cache_key(tenant)] = (time.monotonic(), version, enabled)
     return enabled
 
 
@@ -383,7 +394,7 @@ async def forget_enabled(tenant: TenantRef) -> None:
     bump the version so other processes' fresh reads see it. The version is read before the
     settings, so a read racing a change is stored under the old version and read again."""
     if _runtime is not None:
-        _runtime.enabled_cache.pop(tenant.slug, None)
+        _runtime.enabled_cache.pop(enabled_cache_key(tenant), None)
     try:
         await get_redis().incr(_version_key(tenant.slug))
     except RedisError:  # other processes still drop their copy within ENABLED_TTL
@@ -397,6 +408,7 @@ def tenant_view(tenant: TenantRef) -> TenantView:
         slug=tenant.slug,
         name=getattr(tenant, "name", tenant.slug),
         url=template.replace("{slug}", tenant.slug),
+        id=str(tenant.id),
     )
 
 
@@ -420,11 +432,14 @@ async def call_first(
     )
 
 
-async def call_all(tenant: TenantRef, hook: str, **kwargs: Any) -> list[PluginResult]:
-    """Tell every plugin this tenant enabled."""
-    return await get_runtime().manager.call_all(
+async def call_all(
+    tenant: TenantRef, hook: str, *, runtime: PluginRuntime | None = None, **kwargs: Any
+) -> list[PluginResult]:
+    """Tell every plugin this tenant enabled (`runtime`: see `enabled_plugins`)."""
+    runtime = runtime or get_runtime()
+    return await runtime.manager.call_all(
         hook,
-        enabled=await enabled_plugins(tenant),
+        enabled=await enabled_plugins(tenant, runtime=runtime),
         tenant_key=tenant.slug,
         tenant=tenant_view(tenant),
         **kwargs,

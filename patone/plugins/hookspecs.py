@@ -138,6 +138,12 @@ def delete_file(tenant: Any, config: dict[str, Any], key: str) -> Any:
     tenant enabled is told, so a copy a fallback kept goes too."""
 
 
+@hookspec
+def delete_all_files(tenant: Any, config: dict[str, Any]) -> Any:
+    """Delete every file the tenant has in this storage (the company is being purged); none
+    left is not an error. Every storage the tenant enabled is told."""
+
+
 # --- domain events ------------------------------------------------------------------------------
 
 

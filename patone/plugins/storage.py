@@ -46,8 +46,13 @@ def check_expires_in(expires_in: int) -> int:
     return expires_in
 
 
-def tenant_key(slug: str, key: str, prefix: str = "") -> str:
-    """Where a tenant's file lives in a shared store: `<prefix>/<slug>/<key>`."""
+def tenant_folder(slug: str, prefix: str = "") -> str:
+    """The folder of a tenant's files in a shared store: `<prefix>/<slug>/`."""
     if not _SLUG.fullmatch(slug):
         raise InvalidFileKey(f"{slug!r} is not a tenant slug")
-    return "/".join(part for part in (prefix, slug, check_key(key)) if part)
+    return "/".join(part for part in (prefix, slug) if part) + "/"
+
+
+def tenant_key(slug: str, key: str, prefix: str = "") -> str:
+    """Where a tenant's file lives in a shared store: `<prefix>/<slug>/<key>`."""
+    return tenant_folder(slug, prefix) + check_key(key)

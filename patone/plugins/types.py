@@ -54,6 +54,7 @@ class TenantView:
     slug: str
     name: str
     url: str = ""  # where the company is reached from outside (no trailing slash)
+    id: str = ""  # the company's immutable id: a later company with the same slug has another
 
 
 @dataclass(frozen=True)

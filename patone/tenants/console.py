@@ -49,6 +49,7 @@ async def create_tenant(
     admin_email: str,
     admin_name: str,
     domains: list[str] | None = None,
+    reuse_purged_slug: bool = False,
 ) -> CreatedTenant:
     """A new tenant and its first admin (checked before anything is created), who gets a
     one-time set-up link under the company's address."""
@@ -61,8 +62,12 @@ async def create_tenant(
         base_url=get_settings().tenant_url_template().replace("{slug}", slug),
         plan=plan,
         domains=domains or (),
+        reuse_purged_slug=reuse_purged_slug,
     )
-    await _logged(operator, "tenant.created", slug, plan=plan, admin=created.admin["email"])
+    extra = {"reused_purged_slug": True} if reuse_purged_slug else {}
+    await _logged(
+        operator, "tenant.created", slug, plan=plan, admin=created.admin["email"], **extra
+    )
     return CreatedTenant(tenant=created.tenant, admin=created.admin, setup_link=created.link)
 
 

@@ -20,6 +20,7 @@ import inspect
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, Protocol
+from uuid import UUID
 
 import asyncpg
 from piccolo.engine.postgres import PostgresTransaction
@@ -31,6 +32,8 @@ from patone.tenants.naming import quote_ident
 class TenantRef(Protocol):
     """What isolation needs to know about a tenant."""
 
+    @property
+    def id(self) -> UUID: ...  # immutable: a later tenant with the same slug has another
     @property
     def slug(self) -> str: ...
     @property

@@ -336,6 +336,7 @@ class MigrationReport:
 
 @dataclass(frozen=True)
 class _Row:
+    id: UUID
     slug: str
     schema_name: str
     role_name: str
@@ -361,7 +362,7 @@ async def migrate_tenants(
     started = time.perf_counter()
     template = await get_template(migrations)
     query = (
-        "SELECT slug, schema_name, role_name, shard, applied_migrations "
+        "SELECT id, slug, schema_name, role_name, shard, applied_migrations "
         "FROM platform.tenants WHERE status <> 'purging'"
     )
     args: list[Any] = []

@@ -21,6 +21,7 @@ import asyncpg
 from patone.core.credentials import Link, invite_first_admin
 from patone.core.db import DEFAULT_SHARD, engine
 from patone.core.errors import Conflict, NotFound, UserError
+from patone.core.files import delete_all_files
 from patone.core.inputs import parse
 from patone.core.redis import purge_tenant_keys
 from patone.core.users import UserInput
@@ -85,8 +86,12 @@ async def create_tenant(
     shard: str = DEFAULT_SHARD,
     branding: dict[str, object] | None = None,
     template: TenantTemplate | None = None,
+    reuse_purged_slug: bool = False,
 ) -> TenantInfo:
-    """Create a tenant: role, schema, tables, default data and registry row, all or nothing."""
+    """Create a tenant: role, schema, tables, default data and registry row, all or nothing.
+
+    The slug of a purged company is refused unless `reuse_purged_slug`: the new company gets a
+    fresh id, which is what tokens, links and jobs of the old one fail to match."""
     slug = _slug(slug)
     name = _validate_name(name if name is not None else slug.replace("-", " ").title())
     domains = [validate_domain(d) for d in domains]
@@ -95,6 +100,14 @@ async def create_tenant(
     template = template or await get_template()
     if await get_tenant(slug) is not None:
         raise Conflict("taken", f"slug {slug!r} is already taken", field="slug")
+    if not reuse_purged_slug and await _was_purged(slug):
+        raise Conflict(
+            "purged_slug",
+            f"slug {slug!r} belonged to a company that was purged; a new company takes it only "
+            "when told to reuse the purged slug (--reuse-purged-slug; reusePurgedSlug in the "
+            "platform API)",
+            field="slug",
+        )
 
     tenant_id = uuid.uuid4()
     now = datetime.now(UTC)
@@ -147,6 +160,10 @@ async def create_tenant(
     created = await get_tenant(slug)
     assert created is not None
     return created
+
+
+async def _was_purged(slug: str) -> bool:
+    return bool(await engine.fetch("SELECT 1 FROM platform.purged_slugs WHERE slug = $1", slug))
 
 
 @dataclass(frozen=True)
@@ -273,11 +290,23 @@ async def restore_tenant(slug: str) -> TenantInfo:
     return await _set_status(slug, "active", "", deleted_at=None, purge_after=None)
 
 
+async def _schema_exists(tenant: TenantInfo) -> bool:
+    async with engine.acquire(tenant.shard) as conn:
+        found = await conn.fetchval(
+            "SELECT 1 FROM pg_namespace WHERE nspname = $1", tenant.schema_name
+        )
+    return found is not None
+
+
 async def purge_tenant(slug: str, *, force: bool = False) -> None:
-    """Drop a deleted tenant's schema, role, registry row and Redis keys, for good.
+    """Drop a deleted tenant's files, schema, role, registry row and Redis keys, for good, and
+    record its slug as purged (see `create_tenant`).
 
     Only deleted tenants past their grace period are purged, unless `force`. Re-running a purge
-    that failed half-way finishes it.
+    that failed half-way finishes it. Keys go first (Redis being away stops the purge while
+    it can still be run again) and once more last, when the registry row is gone: work that
+    still held the tenant (a job, a sweep) may have written some in between, and finds it
+    unresolvable from then on.
     """
     tenant = await _require(slug)
     if tenant.status != "deleted":
@@ -291,10 +320,20 @@ async def purge_tenant(slug: str, *, force: bool = False) -> None:
             "use --force to purge now",
             field="slug",
         )
+    if await _schema_exists(tenant):  # else its storage settings went with it: nothing stored
+        await delete_all_files(tenant)
     await purge_tenant_keys(slug)
     schema, role = quote_ident(tenant.schema_name), quote_ident(tenant.role_name)
     async with engine.acquire(tenant.shard) as conn, conn.transaction():
         await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE; DROP ROLE IF EXISTS {role}")
         async with _registry_connection(conn, tenant.shard) as platform:
             await platform.execute("DELETE FROM platform.tenants WHERE id = $1", tenant.id)
+            await platform.execute(
+                "INSERT INTO platform.purged_slugs (slug, tenant_id, purged_at) "
+                "VALUES ($1, $2, now()) "
+                "ON CONFLICT (slug) DO UPDATE SET tenant_id = $2, purged_at = now()",
+                slug,
+                tenant.id,
+            )
     await announce_change(slug)
+    await purge_tenant_keys(slug)

@@ -17,7 +17,7 @@ import asyncpg
 from redis.exceptions import RedisError
 
 from patone.core.db import engine
-from patone.core.redis import get_redis, subscriber
+from patone.core.redis import get_redis, purge_tenant_keys, subscriber
 
 log = logging.getLogger(__name__)
 V = TypeVar("V")
@@ -100,6 +100,14 @@ async def get_tenant(slug: str) -> TenantInfo | None:
     """The tenant with this slug, whatever its status, read from the database."""
     rows = await engine.fetch(_BY_SLUG, slug)
     return _info(rows[0] if rows else None)
+
+
+async def forget_orphan(slug: str) -> None:
+    """Remove what a late writer left under a slug that names no company (one purged while
+    work for it was under way): its keys and its place in the platform sets. Read from the
+    database, not a cache, so a company just created under the slug keeps its keys."""
+    if await get_tenant(slug) is None:
+        await purge_tenant_keys(slug)
 
 
 async def list_tenants(status: str | None = None) -> list[TenantInfo]:

@@ -70,6 +70,14 @@ class Tenant(Table, tablename="tenants", schema="platform", db=engine):
     purge_after = Timestamptz(null=True, default=None)
 
 
+class PurgedSlug(Table, tablename="purged_slugs", schema="platform", db=engine):
+    """The slug of a purged tenant and the id it had: taken again only when an operator says so."""
+
+    slug = Varchar(length=40, primary_key=True)
+    tenant_id = UUID()
+    purged_at = Timestamptz()
+
+
 class TenantDomain(Table, tablename="tenant_domains", schema="platform", db=engine):
     """A custom domain that resolves to a tenant (e.g. help.acme-towing.com)."""
 

@@ -72,3 +72,15 @@ async def slow(tenant_slug: str, key: str, seconds: float) -> None:
 
     async with tenant_transaction(current_job().tenant):
         await _record(key)
+
+
+@tenant_actor(max_retries=0, transaction=False)
+async def purged_midway(tenant_slug: str) -> None:
+    """Its company is purged while it runs (as by an operator at that moment); then it reads."""
+    from patone.tenants import provisioning
+    from patone.tenants.isolation import tenant_transaction
+
+    await provisioning.delete_tenant(tenant_slug)
+    await provisioning.purge_tenant(tenant_slug, force=True)
+    async with tenant_transaction(current_job().tenant):
+        await engine.fetch("SELECT 1 FROM settings")

@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import dramatiq
@@ -23,6 +24,7 @@ from patone.core.db import engine
 from patone.core.jobs import (
     HEARTBEAT_TIMEOUT_MS,
     SWEEP_INTERVAL,
+    TenantGone,
     configure_broker,
     dead_letter_key,
     list_dead_letters,
@@ -34,6 +36,7 @@ from patone.tenants.isolation import tenant_transaction
 from patone.tenants.registry import TenantInfo
 from tests.conftest import REDIS_URL, MakeTenant
 from tests.core import jobs_actors
+from tests.support import purge_and_take_slug
 
 
 def _drop_namespace(namespace: str) -> None:
@@ -81,7 +84,7 @@ async def test_an_actor_writes_into_its_own_tenant_only_and_sees_its_message_id(
     two_tenants: tuple[TenantInfo, TenantInfo], worker: None
 ) -> None:
     acme, bolt = two_tenants
-    message = jobs_actors.record.send(acme.slug, "hello")
+    message = jobs_actors.record.send(acme, "hello")
     rows = await eventually(lambda: runs(acme))
     assert rows == [
         {
@@ -101,7 +104,7 @@ async def test_the_in_process_worker_has_its_own_pool_and_the_app_keeps_its_own(
     app_pool = engine.pool
     async with tenant_transaction(acme):  # ten concurrent CREATE TABLE IF NOT EXISTS would race
         await engine.execute(jobs_actors.CREATE)
-    messages = [jobs_actors.record.send(acme.slug, f"n{i}") for i in range(10)]
+    messages = [jobs_actors.record.send(acme, f"n{i}") for i in range(10)]
     rows = await eventually(lambda: _all(acme, 10))
     assert {row["message_id"] for row in rows} == {m.message_id for m in messages}
     assert engine.pool is app_pool  # this loop still gets the app's pool
@@ -118,7 +121,7 @@ async def test_a_failing_job_is_retried_with_backoff_then_dead_lettered_and_can_
     acme, bolt = two_tenants
     key = f"jobs-test-{uuid.uuid4().hex}"
     started = time.monotonic()
-    message = jobs_actors.flaky.send(acme.slug, key)
+    message = jobs_actors.flaky.send(acme, key)
     letters = await eventually(lambda: list_dead_letters(acme.slug))
     elapsed = time.monotonic() - started
     assert jobs_actors.counters.get(f"{key}:attempts") == b"3"  # first try + max_retries=2
@@ -148,7 +151,7 @@ async def test_jobs_run_on_uvloop_in_the_worker_and_the_app_keeps_its_loop(
 ) -> None:
     acme, _ = two_tenants
     key = f"jobs-test-{uuid.uuid4().hex}"
-    jobs_actors.loop_kind.send(acme.slug, key)
+    jobs_actors.loop_kind.send(acme, key)
     kind = await eventually(lambda: asyncio.to_thread(jobs_actors.counters.get, key))
     assert kind.decode().startswith("uvloop")
     assert type(asyncio.get_running_loop()).__module__.startswith("asyncio")
@@ -160,7 +163,7 @@ async def test_an_expected_retry_carries_no_stack_until_its_last_attempt_is_dead
 ) -> None:
     acme, bolt = two_tenants
     key = f"jobs-test-{uuid.uuid4().hex}"
-    message = jobs_actors.busy.send(acme.slug, key)
+    message = jobs_actors.busy.send(acme, key)
     [letter] = await eventually(lambda: list_dead_letters(acme.slug))
     first, *retried = [
         tb.decode() for tb in jobs_actors.counters.lrange(f"{key}:tracebacks", 0, -1)
@@ -177,23 +180,24 @@ async def test_an_expected_retry_carries_no_stack_until_its_last_attempt_is_dead
     jobs_actors.counters.delete(f"{key}:tracebacks")
 
 
-async def test_a_job_for_a_deleted_or_unknown_tenant_is_dead_lettered_with_the_reason(
-    make_tenant: MakeTenant, worker: None
+async def test_a_job_for_a_deleted_tenant_is_dead_lettered_an_unknown_ones_dropped(
+    make_tenant: MakeTenant, worker: None, broker: dramatiq.Broker
 ) -> None:
     gone = await make_tenant("gone")
     await provisioning.delete_tenant(gone.slug)
-    message = jobs_actors.flaky.send(gone.slug, "never")
+    message = jobs_actors.flaky.send(gone, "never")
     [letter] = await eventually(lambda: list_dead_letters(gone.slug))
     assert letter["message_id"] == message.message_id
     assert letter["reason"] == f"tenant refused: tenant {gone.slug!r} is deleted"
     assert letter["retries"] == 0  # never retried
     assert jobs_actors.counters.get("never:attempts") is None
 
+    # A tenant that does not exist has no dead letters to keep them in: dropped, with a log.
     nobody = f"ttnobody-{uuid.uuid4().hex[:8]}"
-    jobs_actors.record.send(nobody, "x")
-    [letter] = await eventually(lambda: list_dead_letters(nobody))
-    assert letter["reason"] == f"tenant refused: tenant {nobody!r} does not exist"
-    jobs_actors.counters.delete(dead_letter_key(nobody))
+    jobs_actors.record.send(SimpleNamespace(slug=nobody, id=uuid.uuid4()), "x")
+    await asyncio.to_thread(broker.join, "default", timeout=10_000)  # type: ignore[attr-defined]
+    assert await list_dead_letters(nobody) == []
+    assert jobs_actors.counters.get(dead_letter_key(nobody)) is None
 
 
 async def test_the_actor_runs_directly_with_the_same_tenant_checks(
@@ -224,7 +228,9 @@ def test_the_broker_works_over_a_unix_socket_url() -> None:
             while not socket.exists() and time.monotonic() < deadline:
                 time.sleep(0.05)
             broker = configure_broker(f"unix://{socket}?db=0", set_global=False)
-            jobs_actors.record.send_with_options(args=("acme", "x"), broker=broker)
+            jobs_actors.record.send_with_options(
+                SimpleNamespace(slug="acme", id=uuid.uuid4()), args=("x",), broker=broker
+            )
             assert broker.do_qsize("default") == 1  # type: ignore[attr-defined]
             assert broker.namespace == "patone"  # type: ignore[attr-defined]
             assert redis.Redis(unix_socket_path=str(socket)).keys("patone:*")
@@ -245,7 +251,7 @@ async def test_a_killed_worker_process_has_its_job_redelivered_to_another_worker
     first = subprocess.Popen(command, env=env)
     second: subprocess.Popen[bytes] | None = None
     try:
-        message = jobs_actors.slow.send_with_options(args=(acme.slug, key, 60.0), broker=broker)
+        message = jobs_actors.slow.send_with_options(acme, args=(key, 60.0), broker=broker)
 
         async def started() -> bool:
             return bool(jobs_actors.counters.lrange(f"{key}:started", 0, -1))
@@ -273,3 +279,58 @@ async def test_a_killed_worker_process_has_its_job_redelivered_to_another_worker
                 process.wait()
         jobs_actors.counters.delete(f"{key}:started")
         _drop_namespace(namespace)
+
+
+async def test_jobs_of_a_purged_company_never_run_or_dead_letter_under_a_new_one(
+    two_tenants: tuple[TenantInfo, TenantInfo], broker: dramatiq.Broker, caplog: Any
+) -> None:
+    lima, other = two_tenants
+    key = f"purged-{uuid.uuid4().hex[:8]}"
+    jobs_actors.record.send(lima, "for ann@old-lima.example")
+    jobs_actors.flaky.send(lima, key)  # would fail and dead-letter
+    jobs_actors.record.send(other, "other's job")
+    new = await purge_and_take_slug(lima)
+    mine = jobs_actors.record.send(new, "new lima's job")
+    stop = start_in_process_worker(broker, threads=2)
+    try:
+        await asyncio.to_thread(broker.join, "default", timeout=20_000)  # type: ignore[attr-defined]
+    finally:
+        await asyncio.to_thread(stop, 5000)
+    assert [r["note"] for r in await runs(new)] == ["new lima's job"]
+    assert [r["message_id"] for r in await runs(new)] == [mine.message_id]
+    assert [r["note"] for r in await runs(other)] == ["other's job"]
+    assert jobs_actors.counters.get(f"{key}:attempts") is None  # never ran
+    assert await list_dead_letters(new.slug) == []
+    assert "does not exist" not in caplog.text  # no `role "t_..._role" does not exist`
+
+
+async def test_a_job_for_a_purged_company_ends_as_unavailable_and_leaves_no_keys(
+    two_tenants: tuple[TenantInfo, TenantInfo], broker: dramatiq.Broker, redis_client: Any
+) -> None:
+    gone, other = two_tenants
+    key = f"gone-{uuid.uuid4().hex[:8]}"
+    jobs_actors.flaky.send(gone, key)
+    await provisioning.delete_tenant(gone.slug)
+    await provisioning.purge_tenant(gone.slug, force=True)
+    jobs_actors.record.send(other, "still runs")
+    stop = start_in_process_worker(broker, threads=2)
+    try:
+        await asyncio.to_thread(broker.join, "default", timeout=20_000)  # type: ignore[attr-defined]
+    finally:
+        await asyncio.to_thread(stop, 5000)
+    assert [r["note"] for r in await runs(other)] == ["still runs"]
+    assert jobs_actors.counters.get(f"{key}:attempts") is None
+    assert await redis_client.keys(f"t:{gone.slug}:*") == []
+    assert await list_dead_letters(None) == [] or all(
+        letter["tenant"] != gone.slug for letter in await list_dead_letters(None)
+    )
+
+
+async def test_a_job_whose_company_is_purged_while_it_runs_ends_as_gone_not_a_database_error(
+    two_tenants: tuple[TenantInfo, TenantInfo],
+) -> None:
+    gone, other = two_tenants
+    with pytest.raises(TenantGone, match="purged while the job ran"):
+        await jobs_actors.purged_midway(gone.slug)
+    await jobs_actors.record(other.slug, "unaffected")
+    assert [r["note"] for r in await runs(other)] == ["unaffected"]

@@ -55,13 +55,13 @@ async def test_tenant_jobs_run_retry_and_dead_letter_on_rabbitmq(
     two_tenants: tuple[TenantInfo, TenantInfo], rabbit_worker: dramatiq.Broker
 ) -> None:
     acme, bolt = two_tenants
-    message = jobs_actors.record.send(acme.slug, "over amqp")
+    message = jobs_actors.record.send(acme, "over amqp")
     rows = await eventually(lambda: runs(acme))
     assert [(r["message_id"], r["note"]) for r in rows] == [(message.message_id, "over amqp")]
     assert await runs(bolt) == []
 
     key = f"rabbit-{uuid.uuid4().hex[:8]}"
-    failing = jobs_actors.flaky.send(bolt.slug, key)
+    failing = jobs_actors.flaky.send(bolt, key)
     letters = await eventually(lambda: list_dead_letters(bolt.slug), timeout=15)
     assert [entry["message_id"] for entry in letters] == [failing.message_id]
     assert int(jobs_actors.counters.get(f"{key}:attempts") or 0) == 3  # 1 + 2 retries

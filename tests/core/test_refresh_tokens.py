@@ -23,7 +23,7 @@ async def _user(tenant: TenantInfo, role: str = "dispatcher") -> int:
 
 
 def _claims(tenant: TenantInfo, token: str) -> Claims:
-    return verify_token(SECRET, token, audience=TENANT_AUDIENCE, tenant=tenant.slug)
+    return verify_token(SECRET, token, audience=TENANT_AUDIENCE, tenant=tenant)
 
 
 async def test_each_refresh_rotates_the_token(two_tenants: tuple[TenantInfo, TenantInfo]) -> None:

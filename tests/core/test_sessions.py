@@ -14,6 +14,7 @@ from patone.core.redis import get_redis, tenant_key
 from patone.core.sessions import Lifetimes
 from patone.tenants.registry import TenantInfo
 from tests.conftest import actor_for
+from tests.support import purge_and_take_slug
 
 ADMIN = actor_for("admin")
 
@@ -155,3 +156,21 @@ async def test_no_session_for_an_inactive_or_unknown_user(
     with pytest.raises(NotFound):
         await _start(bolt, sam)
     assert await sessions.list_sessions(acme, sam) == []
+
+
+async def test_a_purged_companys_session_never_opens_the_company_that_takes_its_slug(
+    two_tenants: tuple[TenantInfo, TenantInfo],
+) -> None:
+    lima, other = two_tenants
+    session_id, _ = await _start(lima, await _user(lima))
+    redis = get_redis()
+    key = tenant_key(lima.slug, "session", sessions.session_key(session_id))
+    fields = await redis.hgetall(key)
+    other_session, _ = await _start(other, await _user(other))
+    new = await purge_and_take_slug(lima)
+    assert await redis.exists(key) == 0  # the purge took it
+    await _user(new)  # the same user id as the old admin's
+    await redis.hset(key, mapping=fields)  # as a writer that was late for the purge would
+    await redis.expire(key, 600)
+    assert await sessions.load(new, session_id) is None
+    assert await sessions.load(other, other_session) is not None

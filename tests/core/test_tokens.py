@@ -3,7 +3,9 @@ signing keys rotate without breaking the tokens already out."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
+import uuid
 
 import httpx
 import pytest
@@ -30,12 +32,12 @@ SECRET = "token-test-secret"
 
 
 def _staff(tenant: TenantInfo, ttl: int = 900) -> str:
-    return issue_token(SECRET, kind=Kind.staff, subject="7", tenant=tenant.slug, ttl=ttl)
+    return issue_token(SECRET, kind=Kind.staff, subject="7", tenant=tenant, ttl=ttl)
 
 
 def _refused(token: str, tenant: TenantInfo, audience: str = TENANT_AUDIENCE) -> str:
     with pytest.raises(InvalidToken) as refused:
-        verify_token(SECRET, token, audience=audience, tenant=tenant.slug)
+        verify_token(SECRET, token, audience=audience, tenant=tenant)
     return refused.value.message
 
 
@@ -46,10 +48,19 @@ async def test_a_genuine_token_verifies_for_its_own_tenant_only(
     token = _staff(acme)
     header, _ = token_parts(token)
     assert header["alg"] == "ES256" and header["kid"] in keyring_for(SECRET).kids()
-    claims = verify_token(SECRET, token, audience=TENANT_AUDIENCE, tenant=acme.slug)
+    claims = verify_token(SECRET, token, audience=TENANT_AUDIENCE, tenant=acme)
     assert (claims.kind, claims.subject, claims.tenant) == (Kind.staff, "7", acme.slug)
     assert claims.token_id and claims.issued_at <= time.time()
     assert "another company" in _refused(token, bolt)
+    _, named = token_parts(token)
+    assert (named["tenant"], named["tid"]) == (acme.slug, str(acme.id))
+    # A later company under the same slug (the old one purged) has another id: refused, and a
+    # token naming only the slug (as tokens did) is refused too.
+    assert "another company" in _refused(token, dataclasses.replace(acme, id=uuid.uuid4()))
+    header, claims = token_parts(token)
+    del claims["tid"]
+    slug_only = forged_token(claims, header=header, key=keyring_for(SECRET).signing_key().private)
+    assert "another company" in _refused(slug_only, acme)
 
 
 async def test_forged_tokens_are_refused(two_tenants: tuple[TenantInfo, TenantInfo]) -> None:
@@ -77,7 +88,7 @@ async def test_forged_tokens_are_refused(two_tenants: tuple[TenantInfo, TenantIn
     accepted = []
     for name, token in forgeries.items():
         try:
-            verify_token(SECRET, token, audience=TENANT_AUDIENCE, tenant=acme.slug)
+            verify_token(SECRET, token, audience=TENANT_AUDIENCE, tenant=acme)
         except InvalidToken:
             continue
         accepted.append(name)
@@ -102,7 +113,7 @@ async def test_expired_and_wrong_audience_tokens_are_refused(
     )
     assert "future" in _refused(from_the_future, acme)
     a_little_skewed = forged_token({**claims, "iat": now + 2}, header=header, key=key.private)
-    assert verify_token(SECRET, a_little_skewed, audience=TENANT_AUDIENCE, tenant=acme.slug)
+    assert verify_token(SECRET, a_little_skewed, audience=TENANT_AUDIENCE, tenant=acme)
     operator = issue_token(SECRET, kind=Kind.operator, subject="op", tenant=None)
     assert "aud" in _refused(operator, acme)
     assert "aud" in _refused(_staff(bolt), bolt, audience=PLATFORM_AUDIENCE)
@@ -115,7 +126,7 @@ async def test_verifying_reads_no_database(two_tenants: tuple[TenantInfo, Tenant
     before = sum(engine.statements.values())
     for _ in range(50):
         for token, tenant in zip(tokens, two_tenants, strict=True):
-            verify_token(SECRET, token, audience=TENANT_AUDIENCE, tenant=tenant.slug)
+            verify_token(SECRET, token, audience=TENANT_AUDIENCE, tenant=tenant)
     assert sum(engine.statements.values()) == before
 
 
@@ -134,8 +145,8 @@ async def test_rotation_keeps_old_tokens_valid_and_signs_new_ones_with_the_new_k
     new_kid = await rotate(keyring, activate_in=0)
     new = _staff(bolt)
     assert token_parts(new)[0]["kid"] == new_kid != old_kid
-    assert verify_token(SECRET, old, audience=TENANT_AUDIENCE, tenant=acme.slug).subject == "7"
-    assert verify_token(SECRET, new, audience=TENANT_AUDIENCE, tenant=bolt.slug).subject == "7"
+    assert verify_token(SECRET, old, audience=TENANT_AUDIENCE, tenant=acme).subject == "7"
+    assert verify_token(SECRET, new, audience=TENANT_AUDIENCE, tenant=bolt).subject == "7"
 
     app = create_app(load_settings(secret_key=SECRET))
     async with httpx.AsyncClient(
@@ -154,12 +165,10 @@ async def test_a_kid_made_by_another_process_is_found_by_reloading(
     acme, _bolt = two_tenants
     elsewhere = keyring_for("another-process-secret")  # same database, its own keyring
     kid = await rotate(elsewhere, activate_in=0)
-    token = issue_token(
-        "another-process-secret", kind=Kind.partner, subject="pc_x", tenant=acme.slug
-    )
+    token = issue_token("another-process-secret", kind=Kind.partner, subject="pc_x", tenant=acme)
     assert token_parts(token)[0]["kid"] == kid
     keyring_for(SECRET)._last_miss_reload = 0.0  # as if the last reload were long ago
-    assert verify_token(SECRET, token, audience=TENANT_AUDIENCE, tenant=acme.slug).subject == "pc_x"
+    assert verify_token(SECRET, token, audience=TENANT_AUDIENCE, tenant=acme).subject == "pc_x"
 
 
 async def test_the_periodic_job_rotates_only_a_key_that_has_grown_old(

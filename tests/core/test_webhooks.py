@@ -424,7 +424,7 @@ async def test_copies_of_a_delivery_job_running_at_once_send_one_request(
     receiver.slow["/slow"] = 0.5
     test = await webhooks.send_test_event(acme, ADMIN, created.endpoint["id"], broker=broker)
     for _ in range(2):  # as a redelivered or re-queued message would
-        webhooks.deliver_webhook.send_with_options(args=(acme.slug, test["id"], 0), broker=broker)
+        webhooks.deliver_webhook.send_with_options(acme, args=(test["id"], 0), broker=broker)
     await settled(acme, test["id"], "succeeded")
     await asyncio.sleep(1.5)
     assert len(receiver.at("/slow")) == 1

@@ -61,7 +61,7 @@ async def test_a_plugins_actor_runs_on_the_worker_for_its_tenant(
     stop = start_in_process_worker(broker, threads=1)
     key = f"plugin-jobs-{uuid.uuid4().hex}"
     try:
-        tally.send(acme.slug, key)
+        tally.send(acme, key)
         for _ in range(100):
             if counters.llen(key):
                 break

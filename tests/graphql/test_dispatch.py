@@ -56,7 +56,7 @@ async def _driver_with_login(tenant: TenantInfo, name: str, km: float) -> tuple[
     lat, lng = east_of_scene(km)
     await drivers.set_position(tenant, SYSTEM, driver["id"], {"lat": lat, "lng": lng})
     await drivers.update_driver(tenant, SYSTEM, driver["id"], {"status": "available"})
-    return str(gid("Driver", driver["id"])), issue_access_token(SECRET, tenant.slug, user["id"])
+    return str(gid("Driver", driver["id"])), issue_access_token(SECRET, tenant, user["id"])
 
 
 async def _emergency(gql: Gql, tenant: TenantInfo, dispatcher: str) -> str:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -88,7 +89,7 @@ async def test_an_operator_token_is_refused_by_a_tenant_api(
     acme, _ = two_tenants
     token = operator_token(operator)
     with pytest.raises(InvalidToken):
-        verify_token(SECRET, token, audience=TENANT_AUDIENCE, tenant=acme.slug)
+        verify_token(SECRET, token, audience=TENANT_AUDIENCE, tenant=acme)
     assert verify_token(SECRET, token, audience=PLATFORM_AUDIENCE).kind is Kind.operator
     refused = await tenant_api(client, acme.slug, token)
     assert refused.status_code == 401
@@ -328,3 +329,37 @@ async def test_a_nul_character_in_an_operators_input_is_refused_and_changes_noth
     assert refused["errors"][0]["extensions"] == {"code": "invalid", "field": "r"}, refused
     for tenant in (acme, bolt):
         assert (await get_tenant(tenant.slug)).status == "active"  # type: ignore[union-attr]
+
+
+async def test_a_purged_slug_is_given_to_a_new_company_only_when_the_operator_says_so(
+    client: httpx.AsyncClient,
+    operator: operators.Operator,
+    created_slugs: list[str],
+    two_tenants: tuple[TenantInfo, TenantInfo],
+) -> None:
+    lima, _ = two_tenants
+    token = operator_token(operator)
+    created_slugs.append(lima.slug)
+    await provisioning.delete_tenant(lima.slug)
+    await platform(client, token, PURGE, {"slug": lima.slug, "force": True})
+    given = {
+        "slug": lima.slug,
+        "name": "New Lima",
+        "adminEmail": "n@lima.example",
+        "adminName": "N",
+    }
+    refused = await platform(client, token, CREATE, {"input": given})
+    [error] = refused["data"]["createTenant"]["userErrors"]
+    assert (error["field"], error["code"]) == ("slug", "purged_slug")
+    assert "reusePurgedSlug" in error["message"]
+    assert await get_tenant(lima.slug) is None
+    reused = await platform(client, token, CREATE, {"input": {**given, "reusePurgedSlug": True}})
+    assert reused["data"]["createTenant"]["userErrors"] == []
+    new = await get_tenant(lima.slug)
+    assert new is not None and new.id != lima.id and new.name == "New Lima"
+    [entry] = [
+        row
+        for row in await operators.list_activity(operator_id=operator.id)
+        if row["action"] == "tenant.created"
+    ]
+    assert json.loads(entry["detail"])["reused_purged_slug"] is True

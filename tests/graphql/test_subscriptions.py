@@ -160,7 +160,7 @@ async def test_a_socket_whose_token_is_revoked_is_closed_within_seconds(
         await socket.send(
             json.dumps({"id": "1", "type": "subscribe", "payload": {"query": SUBSCRIBE}})
         )
-    claims = verify_token(SECRET, acme_token, audience=TENANT_AUDIENCE, tenant=acme.slug)
+    claims = verify_token(SECRET, acme_token, audience=TENANT_AUDIENCE, tenant=acme)
     started = time.monotonic()
     await revocation.revoke_token(acme.slug, claims.token_id, claims.expires_at)
     with pytest.raises(websockets.ConnectionClosed) as closed:
@@ -220,7 +220,7 @@ async def test_the_customer_watches_the_truck_come_on_a_socket_of_their_own(
         {"customer_id": customer["id"], "service_type": "lockout", "pickup": {"lat": 1, "lng": 1}},
     )
     await service_requests.assign_driver(acme, SYSTEM, request["id"], driver["id"])
-    token = issue_token(SECRET, kind=Kind.customer, subject=str(customer["id"]), tenant=acme.slug)
+    token = issue_token(SECRET, kind=Kind.customer, subject=str(customer["id"]), tenant=acme)
     socket = await _socket(server, acme, token)
     sockets.append(socket)
     assert (await _next(socket))["type"] == "connection_ack"
@@ -418,7 +418,7 @@ async def test_a_costly_operation_and_a_customers_read_are_refused_on_a_socket_a
 
     customer = await customers.create_customer(bolt, SYSTEM, {"name": "Dana"})
     await customers.create_customer(acme, SYSTEM, {"name": "Other Dana"})
-    token = issue_token(SECRET, kind=Kind.customer, subject=str(customer["id"]), tenant=bolt.slug)
+    token = issue_token(SECRET, kind=Kind.customer, subject=str(customer["id"]), tenant=bolt)
     watcher = await _socket(server, bolt, token)
     sockets.append(watcher)
     assert (await _next(watcher))["type"] == "connection_ack"

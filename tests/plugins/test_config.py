@@ -108,9 +108,9 @@ async def test_fresh_settings_are_reread_only_after_a_change_in_any_process(
     bolt_before = await plugins.enabled_plugins(bolt, fresh=True)
     # Another process changes acme's settings: this process still holds the old ones, but a
     # fresh read sees the bumped version and reads the new ones; bolt's stay cached.
-    stale = plugins.get_runtime().enabled_cache[acme.slug]
+    stale = plugins.get_runtime().enabled_cache[plugins.enabled_cache_key(acme)]
     await plugins.configure_plugin(acme, ADMIN, "sms-fake", config={"sender": "+15005550002"})
-    plugins.get_runtime().enabled_cache[acme.slug] = stale
+    plugins.get_runtime().enabled_cache[plugins.enabled_cache_key(acme)] = stale
     assert (await plugins.enabled_plugins(acme))["sms-fake"]["sender"] == "+15005550006"
     assert (await plugins.enabled_plugins(acme, fresh=True))["sms-fake"]["sender"] == (
         "+15005550002"
@@ -221,10 +221,14 @@ async def test_a_fresh_read_trusts_an_unchanged_version_only_for_a_while(
     await plugins.configure_plugin(acme, ADMIN, "sms-fake", enabled=True, config=SETTINGS)
     version = await plugins._version(acme)
     read_at = time.monotonic()  # the copy from before, as if read just now
-    plugins.get_runtime().enabled_cache[acme.slug] = (read_at, version, before)
+    plugins.get_runtime().enabled_cache[plugins.enabled_cache_key(acme)] = (
+        read_at,
+        version,
+        before,
+    )
     assert await plugins.enabled_plugins(acme, fresh=True) is before
     assert "sms-fake" in await plugins.enabled_plugins(acme, fresh=True, reread=True)
-    plugins.get_runtime().enabled_cache[acme.slug] = (
+    plugins.get_runtime().enabled_cache[plugins.enabled_cache_key(acme)] = (
         read_at - plugins.VERSIONED_TTL,
         version,
         before,

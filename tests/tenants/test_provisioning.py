@@ -153,3 +153,33 @@ async def test_purge_drops_schema_role_row_and_redis_keys(make_tenant: MakeTenan
     with pytest.raises(UserError) as missing:
         await provisioning.purge_tenant(tenant.slug)
     assert missing.value.status == 404
+
+
+async def test_a_purged_slug_is_refused_unless_the_operator_reuses_it_with_a_fresh_id(
+    make_tenant: MakeTenant,
+) -> None:
+    lima = await make_tenant("lima")
+    other = await make_tenant("mike")
+    await provisioning.delete_tenant(lima.slug)
+    await provisioning.purge_tenant(lima.slug, force=True)
+    with pytest.raises(Conflict) as refused:
+        await provisioning.create_tenant(lima.slug)
+    assert (refused.value.code, refused.value.field) == ("purged_slug", "slug")
+    assert "reuse" in refused.value.message
+    assert await get_tenant(lima.slug) is None
+    again = await provisioning.create_tenant(lima.slug, reuse_purged_slug=True)
+    assert again.id != lima.id and again.status == "active"
+    with pytest.raises(Conflict):  # the flag does not take a live company's slug
+        await provisioning.create_tenant(other.slug, reuse_purged_slug=True)
+
+
+async def test_a_purge_finishes_when_the_schema_is_already_gone(make_tenant: MakeTenant) -> None:
+    half = await make_tenant("half")
+    other = await make_tenant("whole")
+    # As a creation on another shard that committed its row but not its schema leaves it.
+    await engine.execute(f'DROP SCHEMA "{half.schema_name}" CASCADE')
+    await provisioning.delete_tenant(half.slug)
+    await provisioning.purge_tenant(half.slug, force=True)
+    assert await get_tenant(half.slug) is None
+    assert await _exists(half.schema_name, half.role_name) == (False, False)
+    assert await get_tenant(other.slug) is not None

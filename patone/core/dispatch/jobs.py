@@ -40,15 +40,15 @@ from patone.core.dispatch import engine as dispatch
 from patone.core.dispatch import eta, replan, staging
 from patone.core.events import at_relay, event_handler
 from patone.core.jobs import broker_redis, current_job, send_to_active_tenants, tenant_actor
-from patone.core.redis import tenant_key
+from patone.core.redis import DISPATCH_BUSY, tenant_key
 from patone.core.scheduler import periodic
 from patone.plugins.types import DeliveryFailed
-from patone.tenants.isolation import tenant_transaction
-from patone.tenants.registry import TenantInfo
+from patone.tenants.isolation import TenantRef, tenant_transaction
+from patone.tenants.registry import TenantInfo, forget_orphan, tenant_cache
 
 log = logging.getLogger(__name__)
 
-BUSY_KEY = "platform:dispatch:busy"  # companies with live offers or waiting requests
+BUSY_KEY = DISPATCH_BUSY  # companies with live offers or waiting requests
 QUEUED_SECONDS = 10  # a queued sweep not started by then may be queued again
 
 _WAKING = {"request.created", "offer.declined", "offer.expired", "offer.withdrawn"}
@@ -70,21 +70,21 @@ def _wakes(event: dict[str, Any]) -> bool:
     return False
 
 
-def queue_sweep(broker: dramatiq.Broker, slug: str) -> bool:
+def queue_sweep(broker: dramatiq.Broker, tenant: TenantRef) -> bool:
     """Queue a sweep of the company unless one is already waiting (synchronous: a thread)."""
     client = broker_redis(broker)
-    if not client.set(_queued_key(slug), "1", nx=True, ex=QUEUED_SECONDS):
+    if not client.set(_queued_key(tenant.slug), "1", nx=True, ex=QUEUED_SECONDS):
         return False
-    broker.enqueue(sweep_tenant.bind(broker).message(slug))
+    broker.enqueue(sweep_tenant.message_on(broker, tenant))
     return True
 
 
 @at_relay("dispatch")
-def _wake_at_once(broker: dramatiq.Broker, slug: str, events: list[dict[str, Any]]) -> None:
+def _wake_at_once(broker: dramatiq.Broker, tenant: TenantRef, events: list[dict[str, Any]]) -> None:
     """Straight from the relay, not behind the fan-out's other handlers: an emergency's offer
     should not wait for the notifications of the events before it."""
     if any(_wakes(event) for event in events):
-        queue_sweep(broker, slug)
+        queue_sweep(broker, tenant)
 
 
 @event_handler("dispatch_offers")
@@ -93,10 +93,10 @@ async def _ring_drivers(
 ) -> None:
     offers = [int(e["entity_id"]) for e in events if e.get("topic") == "offer.created"]
     if offers:
-        await asyncio.to_thread(enqueue_offer_pushes, broker, tenant.slug, offers)
+        await asyncio.to_thread(enqueue_offer_pushes, broker, tenant, offers)
     staged = [e for e in events if e.get("topic") == "driver.staging_suggested"]
     if staged:
-        await asyncio.to_thread(enqueue_staging_pushes, broker, tenant.slug, staged)
+        await asyncio.to_thread(enqueue_staging_pushes, broker, tenant, staged)
 
 
 def _enqueue_once(broker: dramatiq.Broker, message: dramatiq.Message[Any], key: str) -> None:
@@ -105,23 +105,22 @@ def _enqueue_once(broker: dramatiq.Broker, message: dramatiq.Message[Any], key: 
     broker.enqueue(message.copy(message_id=key))
 
 
-def enqueue_offer_pushes(broker: dramatiq.Broker, slug: str, offer_ids: list[int]) -> None:
+def enqueue_offer_pushes(broker: dramatiq.Broker, tenant: TenantRef, offer_ids: list[int]) -> None:
     """Queue a push per new offer."""
-    actor = push_offer.bind(broker)
     for offer_id in offer_ids:
-        _enqueue_once(broker, actor.message(slug, offer_id), f"offer-push-{slug}-{offer_id}")
+        message = push_offer.message_on(broker, tenant, offer_id)
+        _enqueue_once(broker, message, f"offer-push-{tenant.slug}-{offer_id}")
 
 
 def enqueue_staging_pushes(
-    broker: dramatiq.Broker, slug: str, events: list[dict[str, Any]]
+    broker: dramatiq.Broker, tenant: TenantRef, events: list[dict[str, Any]]
 ) -> None:
     """Queue a push per new waiting-place suggestion (`driver.staging_suggested` events)."""
-    actor = push_staging.bind(broker)
     for event in events:
         payload = event["payload"]
         driver_id, at = int(payload["driver_id"]), str(payload["suggested_at"])
-        key = f"staging-push-{slug}-{_stamp(driver_id, at)}"
-        _enqueue_once(broker, actor.message(slug, driver_id, at), key)
+        key = f"staging-push-{tenant.slug}-{_stamp(driver_id, at)}"
+        _enqueue_once(broker, push_staging.message_on(broker, tenant, driver_id, at), key)
 
 
 def _stamp(driver_id: int, suggested_at: str) -> str:
@@ -310,14 +309,23 @@ async def _mark_busy(tenant: TenantInfo, client: Any) -> None:
 
 @periodic("dispatch.sweep_busy", every=1)
 async def sweep_busy() -> int:
-    """Sweep the companies with dispatch work in hand (offer deadlines pass with no event)."""
+    """Sweep the companies with dispatch work in hand (offer deadlines pass with no event).
+    A slug that no longer names an active company leaves the set: a purged company's would
+    otherwise be swept, and refused, every `QUEUED_SECONDS` for ever."""
     broker = dramatiq.get_broker()
-    slugs = await asyncio.to_thread(broker_redis(broker).smembers, BUSY_KEY)
-    queued = [
-        await asyncio.to_thread(queue_sweep, broker, s.decode() if isinstance(s, bytes) else s)
-        for s in slugs
-    ]
-    return sum(queued)
+    client = broker_redis(broker)
+    slugs = await asyncio.to_thread(client.smembers, BUSY_KEY)
+    queued = 0
+    for raw in slugs:
+        slug = raw.decode() if isinstance(raw, bytes) else str(raw)
+        tenant = await tenant_cache.by_slug(slug)
+        if tenant is None or not tenant.is_active:
+            await asyncio.to_thread(client.srem, BUSY_KEY, slug)
+            if tenant is None:  # purged: what its last sweep wrote after the purge goes too
+                await forget_orphan(slug)
+            continue
+        queued += await asyncio.to_thread(queue_sweep, broker, tenant)
+    return queued
 
 
 @periodic("dispatch.sweep_all", every=60)

@@ -55,10 +55,10 @@ from patone.core.clock import now
 from patone.core.db import engine
 from patone.core.errors import UserError
 from patone.core.permissions import Actor, PermissionDenied
-from patone.core.redis import get_redis, subscriber, tenant_key
+from patone.core.redis import POSITIONS_PENDING, get_redis, subscriber, tenant_key
 from patone.core.scheduler import periodic
 from patone.tenants.isolation import TenantRef, tenant_transaction
-from patone.tenants.registry import list_tenants, tenant_cache
+from patone.tenants.registry import forget_orphan, list_tenants, tenant_cache
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ FLUSH_BATCH = 2000  # stream entries per read (one per ping request)
 CLAIM_IDLE = 30.0  # seconds before another flusher's unacknowledged entries are taken over
 AHEAD_DAYS = 2
 DEFAULT_RETENTION_DAYS = 30
-PENDING_KEY = "platform:positions:pending"
+PENDING_KEY = POSITIONS_PENDING
 GROUP = "flush"
 PARTITION_PREFIX = "driver_positions_"
 
@@ -651,6 +651,8 @@ async def flush_all() -> int:
         tenant = await tenant_cache.by_slug(slug)
         if tenant is None or tenant.status == "deleted":
             await client.srem(PENDING_KEY, slug)
+            if tenant is None:  # purged: pings that came in during the purge go too
+                await forget_orphan(slug)
             continue
         try:
             written += await flush_history(tenant)

@@ -25,7 +25,7 @@ import asyncio
 import dramatiq
 
 from patone.core.db import engine
-from patone.core.jobs import send_to_active_tenants, tenant_actor
+from patone.core.jobs import current_job, send_to_active_tenants, tenant_actor
 from patone.core.notifications import planning, sending
 from patone.core.notifications.sending import enqueue_sends, send_notifications
 from patone.core.scheduler import periodic
@@ -49,7 +49,7 @@ async def sweep_tenant(tenant_slug: str) -> int:
         await engine.execute(
             "UPDATE notifications SET updated_at = now() WHERE id = ANY($1::bigint[])", ids
         )
-        await asyncio.to_thread(enqueue_sends, dramatiq.get_broker(), tenant_slug, ids)
+        await asyncio.to_thread(enqueue_sends, dramatiq.get_broker(), current_job().tenant, ids)
     return len(ids)
 
 

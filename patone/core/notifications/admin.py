@@ -300,7 +300,7 @@ async def retry_notification(
             raise UserError("not_retryable", f"the notification is {exists[0]['status']}", "id")
         await record(actor, "notification", notification_id, "notification.retried", None, None)
     await asyncio.to_thread(
-        enqueue_sends, broker or dramatiq.get_broker(), tenant.slug, [notification_id]
+        enqueue_sends, broker or dramatiq.get_broker(), tenant, [notification_id]
     )
     return dict(rows[0])
 

@@ -325,4 +325,4 @@ async def plan_events(
 ) -> None:
     ids = await plan(tenant, events)
     if ids:
-        await asyncio.to_thread(enqueue_sends, broker, tenant.slug, ids)
+        await asyncio.to_thread(enqueue_sends, broker, tenant, ids)

@@ -130,14 +130,15 @@ def parse_message_id(slug: str, value: str) -> int | None:
     return int(tail) if value.startswith(prefix) and tail.isdigit() else None
 
 
-def enqueue_sends(broker: dramatiq.Broker, slug: str, ids: list[int]) -> None:
+def enqueue_sends(broker: dramatiq.Broker, tenant: TenantRef, ids: list[int]) -> None:
     """Queue send jobs for these notifications, `BATCH` a job (synchronous: call it from a
     thread)."""
-    actor = send_notifications.bind(broker)
     ordered = sorted(ids)
     for start in range(0, len(ordered), BATCH):
         chunk = ordered[start : start + BATCH]
-        message = actor.message(slug, chunk).copy(message_id=batch_message_id(slug, chunk))
+        message = send_notifications.message_on(broker, tenant, chunk).copy(
+            message_id=batch_message_id(tenant.slug, chunk)
+        )
         broker.enqueue(message)
 
 

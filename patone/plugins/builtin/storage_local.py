@@ -15,6 +15,7 @@ import hashlib
 import hmac
 import mimetypes
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -24,7 +25,13 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 
 from patone.plugins.hookspecs import hookimpl
-from patone.plugins.storage import InvalidFileKey, check_expires_in, check_key, tenant_key
+from patone.plugins.storage import (
+    InvalidFileKey,
+    check_expires_in,
+    check_key,
+    tenant_folder,
+    tenant_key,
+)
 from patone.plugins.types import PluginInfo, StoredFile, TenantView
 from patone.settings import Settings, get_settings
 from patone.web import error_response
@@ -98,22 +105,38 @@ class LocalFiles:
             folder = folder.parent
         return True
 
-    def _signature(self, slug: str, key: str, expires: int) -> str:
-        message = f"{slug}\x00{key}\x00{expires}".encode()
+    def delete_all(self, slug: str) -> None:
+        """Remove the tenant's whole folder (its purge)."""
+        folder = self.root / tenant_folder(slug)
+        if folder.exists():
+            shutil.rmtree(folder)
+
+    def _signature(self, slug: str, tenant_id: str, key: str, expires: int) -> str:
+        # The id as well as the slug: a company that later takes a purged slug has another id.
+        message = f"{slug}\x00{tenant_id}\x00{key}\x00{expires}".encode()
         return hmac.new(self._signing_key, message, hashlib.sha256).hexdigest()
 
-    def url(self, slug: str, key: str, expires_in: int, now: float | None = None) -> str:
+    def url(
+        self, slug: str, tenant_id: str, key: str, expires_in: int, now: float | None = None
+    ) -> str:
         """A link to `/files/<key>` on the tenant's own host, good for `expires_in` seconds."""
         expires = int(now if now is not None else time.time()) + check_expires_in(expires_in)
-        query = urlencode({"expires": expires, "sig": self._signature(slug, key, expires)})
+        signature = self._signature(slug, tenant_id, key, expires)
+        query = urlencode({"expires": expires, "sig": signature})
         return f"{URL_PREFIX}{quote(check_key(key), safe='/')}?{query}"
 
     def check_link(
-        self, slug: str, key: str, expires: str, signature: str, now: float | None = None
+        self,
+        slug: str,
+        tenant_id: str,
+        key: str,
+        expires: str,
+        signature: str,
+        now: float | None = None,
     ) -> str | None:
         """None if the link is good, else why not (`bad_signature` or `link_expired`)."""
         if not expires.isdigit() or not hmac.compare_digest(
-            self._signature(slug, key, int(expires)), signature
+            self._signature(slug, tenant_id, key, int(expires)), signature
         ):
             return "bad_signature"
         if int(expires) < (now if now is not None else time.time()):
@@ -164,7 +187,12 @@ def file_url(tenant: TenantView, key: str, expires_in: int) -> str | None:
     files = installation()
     if not files.path(tenant.slug, key).is_file():
         return None
-    return files.url(tenant.slug, key, expires_in)
+    return files.url(tenant.slug, tenant.id, key, expires_in)
+
+
+@hookimpl(trylast=True)
+def delete_all_files(tenant: TenantView) -> None:
+    installation().delete_all(tenant.slug)
 
 
 @hookimpl(trylast=True)
@@ -189,6 +217,7 @@ async def serve(request: Request) -> Response:
         return error_response(404, "not_found", "No such file.")
     problem = files.check_link(
         tenant.slug,
+        str(tenant.id),
         key,
         request.query_params.get("expires", ""),
         request.query_params.get("sig", ""),

@@ -23,7 +23,7 @@ from pydantic import BaseModel, Field, field_validator
 from patone.core.errors import UserError
 from patone.plugins import ssrf
 from patone.plugins.hookspecs import hookimpl
-from patone.plugins.storage import check_expires_in, check_key, tenant_key
+from patone.plugins.storage import check_expires_in, check_key, tenant_folder, tenant_key
 from patone.plugins.types import NetworkTarget, PluginInfo, SecretFor, StoredFile, TenantView
 
 NAME = "storage-s3"
@@ -237,3 +237,26 @@ def delete_file(tenant: TenantView, config: dict[str, Any], key: str) -> bool:
     except (ClientError, BotoCoreError) as error:
         raise _failure(settings, "delete a file", error) from None
     return True
+
+
+@hookimpl
+def delete_all_files(tenant: TenantView, config: dict[str, Any]) -> None:
+    """Delete everything under the tenant's folder, a page of 1,000 keys at a time."""
+    settings = _settings(config)
+    folder = tenant_folder(tenant.slug, settings.prefix)
+    client = _client(settings)
+    try:
+        for page in client.get_paginator("list_objects_v2").paginate(
+            Bucket=settings.bucket, Prefix=folder
+        ):
+            keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
+            if keys:
+                answer = client.delete_objects(Bucket=settings.bucket, Delete={"Objects": keys})
+                if answer.get("Errors"):
+                    first = answer["Errors"][0]
+                    raise StorageError(
+                        f"S3 bucket {settings.bucket!r} kept {len(answer['Errors'])} of the "
+                        f"company's files ({first.get('Code')}: {first.get('Message')})"
+                    )
+    except (ClientError, BotoCoreError) as error:
+        raise _failure(settings, "delete the company's files", error) from None

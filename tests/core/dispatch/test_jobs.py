@@ -17,6 +17,7 @@ from patone.core.permissions import SYSTEM
 from patone.core.redis import get_redis
 from patone.core.relay import relay_tenant
 from patone.core.scheduler import registered
+from patone.tenants import provisioning
 from patone.tenants.isolation import tenant_transaction
 from patone.tenants.registry import TenantInfo
 from tests.conftest import actor_for
@@ -81,8 +82,8 @@ async def test_a_sweep_already_queued_is_not_queued_twice(
     acme, bolt = two_tenants
     client = broker_redis(broker)
     client.set(jobs._queued_key(acme.slug), "1", ex=jobs.QUEUED_SECONDS)  # one is waiting
-    assert not await asyncio.to_thread(jobs.queue_sweep, broker, acme.slug)
-    assert await asyncio.to_thread(jobs.queue_sweep, broker, bolt.slug)
+    assert not await asyncio.to_thread(jobs.queue_sweep, broker, acme)
+    assert await asyncio.to_thread(jobs.queue_sweep, broker, bolt)
 
 
 def test_only_events_that_change_who_should_be_offered_wake_the_engine() -> None:
@@ -147,7 +148,7 @@ async def test_the_scheduled_replan_plans_in_a_worker_the_companies_with_jobs(
     await service_requests.assign_driver(acme, DISPATCHER, request["id"], driver["id"])
 
     async with running_worker():  # what `replan_all` queues for every active company
-        jobs.replan_tenant.send(acme.slug)
+        jobs.replan_tenant.send(acme)
         assert await _eventually(lambda: _plans(acme), seconds=20) == [1]
     assert await jobs.replan_tenant(acme.slug) is None  # not due again for 5 minutes
     assert await jobs.replan_tenant(bolt.slug) is None  # nothing to plan
@@ -200,3 +201,21 @@ async def test_a_new_waiting_place_rings_the_drivers_phone_once_through_the_rela
     assert rung.payload["tag"] == f"staging:{driver['id']}"
     assert rung.payload["body"].startswith("8.0 km from you")
     assert rung.payload["url"] == "/driver"
+
+
+async def test_a_purged_company_leaves_the_busy_set_and_is_never_swept_again(
+    two_tenants: tuple[TenantInfo, TenantInfo], broker: dramatiq.Broker
+) -> None:
+    gone, busy = two_tenants
+    client = broker_redis(broker)
+    client.sadd(jobs.BUSY_KEY, gone.slug, busy.slug)
+    await provisioning.delete_tenant(gone.slug)
+    await provisioning.purge_tenant(gone.slug, force=True)
+    assert not client.sismember(jobs.BUSY_KEY, gone.slug)
+    client.sadd(jobs.BUSY_KEY, gone.slug)  # a sweep that finished after the purge ...
+    client.set(f"t:{gone.slug}:dispatch:queued", "1")  # ... and what it wrote
+    await jobs.sweep_busy()
+    assert not client.sismember(jobs.BUSY_KEY, gone.slug)
+    assert client.sismember(jobs.BUSY_KEY, busy.slug)
+    assert client.keys(f"t:{gone.slug}:*") == []
+    client.srem(jobs.BUSY_KEY, busy.slug)

@@ -20,6 +20,7 @@ from patone.core.dispatch.positions import DriverPosition
 from patone.core.errors import ValidationFailed
 from patone.core.permissions import SYSTEM, PermissionDenied
 from patone.core.redis import get_redis
+from patone.tenants import provisioning
 from patone.tenants.isolation import tenant_transaction
 from patone.tenants.registry import TenantInfo
 from tests.conftest import actor_for
@@ -356,3 +357,23 @@ async def test_setting_a_drivers_position_goes_the_live_way(
     stored = await drivers.get_driver(acme, SYSTEM, driver_id)
     assert (stored["last_lat"], stored["last_lng"]) == (52.5, 13.4)
     assert await positions.driver_positions(bolt) == []
+
+
+async def test_pings_that_arrive_during_a_purge_leave_nothing_after_the_next_flush(
+    two_tenants: tuple[TenantInfo, TenantInfo],
+) -> None:
+    gone, stays = two_tenants
+    late = actor_for("driver", driver_id=await _driver(gone))
+    await positions.record_pings(
+        stays, actor_for("driver", driver_id=await _driver(stays)), [ping(now())]
+    )
+    await provisioning.delete_tenant(gone.slug)
+    await provisioning.purge_tenant(gone.slug, force=True)
+    redis = get_redis()
+    assert await redis.keys(f"t:{gone.slug}:*") == []
+    await positions.record_pings(gone, late, [ping(now())])  # a request that began before
+    assert gone.slug in await redis.smembers(positions.PENDING_KEY)
+    await positions.flush_all()
+    assert await redis.keys(f"t:{gone.slug}:*") == []
+    assert gone.slug not in await redis.smembers(positions.PENDING_KEY)
+    assert len(await _history(stays)) == 1

@@ -286,10 +286,10 @@ async def test_a_send_job_sees_providers_turned_on_just_before_not_a_stale_cache
 
     acme, bolt = two_tenants
     assert "sms-twilio" not in await plugins.enabled_plugins(acme)  # cached in this process
-    stale = plugins.get_runtime().enabled_cache[acme.slug]
+    stale = plugins.get_runtime().enabled_cache[plugins.enabled_cache_key(acme)]
     await enable_providers(acme, twilio, smtp)
     # Another worker process still holds the settings from before the change in its cache.
-    plugins.get_runtime().enabled_cache[acme.slug] = stale
+    plugins.get_runtime().enabled_cache[plugins.enabled_cache_key(acme)] = stale
     request = await new_request(acme)
     event = created_event(request, 7)
     ids = await planning.plan(acme, [event])
@@ -313,10 +313,14 @@ async def test_a_provider_change_whose_version_bump_was_lost_still_sends(
 
     acme, bolt = two_tenants
     assert "sms-twilio" not in await plugins.enabled_plugins(acme)
-    stale = plugins.get_runtime().enabled_cache[acme.slug]
+    stale = plugins.get_runtime().enabled_cache[plugins.enabled_cache_key(acme)]
     await enable_providers(acme, twilio, smtp)
     version = await plugins._version(acme)
-    plugins.get_runtime().enabled_cache[acme.slug] = (stale[0], version, stale[2])
+    plugins.get_runtime().enabled_cache[plugins.enabled_cache_key(acme)] = (
+        stale[0],
+        version,
+        stale[2],
+    )
     request = await new_request(acme)
     ids = await planning.plan(acme, [created_event(request, 7)])
     assert set((await sending.send_notifications(acme.slug, ids)).values()) == {"sent"}

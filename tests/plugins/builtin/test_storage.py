@@ -23,10 +23,11 @@ from patone.plugins.builtin import storage_local, storage_s3
 from patone.plugins.storage import InvalidFileKey, tenant_key
 from patone.plugins.types import StoredFile
 from patone.settings import load_settings
+from patone.tenants import provisioning
 from patone.tenants.registry import TenantInfo
 from tests.conftest import actor_for
 from tests.fakes import FakeDns
-from tests.support import plugin_runtime
+from tests.support import plugin_runtime, purge_and_take_slug
 from tests.test_embedded import _free_port
 
 ADMIN = actor_for("admin")
@@ -350,13 +351,13 @@ async def test_a_local_file_link_works_for_its_company_until_it_expires(
         async with httpx.AsyncClient(transport=transport, base_url=base) as client:
             return await client.get(url)
 
-    link = local.url(acme.slug, "jobs/7/scene.jpg", 60)
+    link = local.url(acme.slug, str(acme.id), "jobs/7/scene.jpg", 60)
     served = await get(acme, link)
     assert served.status_code == 200 and served.content == b"\xff\xd8jpeg"
     assert served.headers["content-type"] == "image/jpeg"
     assert served.headers["x-content-type-options"] == "nosniff"
 
-    page = await get(acme, local.url(acme.slug, "evil.html", 60))
+    page = await get(acme, local.url(acme.slug, str(acme.id), "evil.html", 60))
     assert "sandbox" in page.headers["content-security-policy"]
 
     # The same link on another company's address, tampered with, or expired: refused.
@@ -366,14 +367,42 @@ async def test_a_local_file_link_works_for_its_company_until_it_expires(
     assert tampered.status_code == 403
     unsigned = await get(acme, "/files/jobs/7/scene.jpg")
     assert unsigned.status_code == 403
-    expired = await get(acme, local.url(acme.slug, "jobs/7/scene.jpg", 60, now=time.time() - 120))
+    expired = await get(
+        acme, local.url(acme.slug, str(acme.id), "jobs/7/scene.jpg", 60, now=time.time() - 120)
+    )
     assert (expired.status_code, expired.json()["error"]["code"]) == (403, "link_expired")
-    gone = await get(acme, local.url(acme.slug, "jobs/7/nothing.jpg", 60))
+    gone = await get(acme, local.url(acme.slug, str(acme.id), "jobs/7/nothing.jpg", 60))
     assert (gone.status_code, gone.json()["error"]["code"]) == (404, "not_found")
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
         platform = await client.get(link)
     assert (platform.status_code, platform.json()["error"]["code"]) == (404, "tenant_required")
+
+
+async def test_a_purged_companys_file_link_is_refused_by_the_company_that_takes_its_slug(
+    two_tenants: tuple[TenantInfo, TenantInfo], disk: Path, tmp_path: Path, runtime: None
+) -> None:
+    lima, other = two_tenants
+    await files.store_file(lima, "jobs/1/scene.jpg", b"old lima's photo", "image/jpeg")
+    await files.store_file(other, "jobs/1/scene.jpg", b"other's photo", "image/jpeg")
+    old_link = await files.file_url(lima, "jobs/1/scene.jpg", 600)
+    app = create_app(load_settings(data_dir=tmp_path, secret_key="not-the-files-secret"))
+
+    async def get(tenant: TenantInfo, url: str) -> httpx.Response:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(
+            transport=transport, base_url=f"http://{tenant.slug}.localhost"
+        ) as client:
+            return await client.get(url)
+
+    assert (await get(lima, old_link)).content == b"old lima's photo"
+    new = await purge_and_take_slug(lima)
+    assert _stored_on_disk(disk) == [f"{other.slug}/jobs/1/scene.jpg"]  # purge took Lima's
+    await files.store_file(new, "jobs/1/scene.jpg", b"new lima's photo", "image/jpeg")
+    refused = await get(new, old_link)
+    assert (refused.status_code, refused.json()["error"]["code"]) == (403, "bad_signature")
+    mine = await get(new, await files.file_url(new, "jobs/1/scene.jpg", 600))
+    assert mine.content == b"new lima's photo"
 
 
 async def test_an_s3_endpoint_that_turns_private_after_saving_is_not_called(
@@ -396,3 +425,25 @@ async def test_an_s3_endpoint_that_turns_private_after_saving_is_not_called(
     assert error.startswith("StorageError: S3 not called:") and "(127.0.0.1, loopback)" in error
     assert _objects(s3_endpoint, bucket) == {}
     assert "storage-s3" not in await plugins.enabled_plugins(bolt)
+
+
+async def test_purging_a_company_removes_its_files_from_the_bucket_and_the_disk(
+    two_tenants: tuple[TenantInfo, TenantInfo],
+    s3_endpoint: str,
+    bucket: str,
+    disk: Path,
+    runtime: None,
+) -> None:
+    gone, stays = two_tenants
+    for tenant in (gone, stays):
+        await _enable_s3(tenant, s3_endpoint, bucket)
+        for n in range(3):
+            await files.store_file(tenant, f"requests/{n}/photo.jpg", b"x", "image/jpeg")
+    storage_local.installation().store(gone.slug, "old/report.pdf", b"pdf", "application/pdf")
+    await provisioning.delete_tenant(gone.slug)
+    await provisioning.purge_tenant(gone.slug, force=True)
+    assert sorted(_objects(s3_endpoint, bucket)) == [
+        f"patone/{stays.slug}/requests/{n}/photo.jpg" for n in range(3)
+    ]
+    assert _stored_on_disk(disk) == []
+    assert not (disk / gone.slug).exists()
