@@ -154,13 +154,13 @@ async def measure(args: argparse.Namespace, console: Console, dsn: str) -> dict[
             measured, SYSTEM, name="bench", scopes=["requests:read"]
         )
         staff_token = issue_token(
-            SECRET, kind=Kind.staff, subject=str(user["id"]), tenant=measured.slug
+            SECRET, kind=Kind.staff, subject=str(user["id"]), tenant=measured
         )
         partner_token = issue_token(
             SECRET,
             kind=Kind.partner,
             subject=client["client_id"],
-            tenant=measured.slug,
+            tenant=measured,
             scopes=["requests:read"],
         )
         graphql = GraphQLApp(SECRET)
@@ -187,14 +187,14 @@ async def measure(args: argparse.Namespace, console: Console, dsn: str) -> dict[
 
         phase(console, "parts")
         fresh = [
-            issue_token(SECRET, kind=Kind.partner, subject="pc_x", tenant=measured.slug)
+            issue_token(SECRET, kind=Kind.partner, subject="pc_x", tenant=measured)
             for _ in range(min(n, 500))
         ]
         tokens = iter(fresh)
         first = Stats.of(
             _timed(
                 lambda: verify_token(
-                    SECRET, next(tokens), audience=TENANT_AUDIENCE, tenant=measured.slug
+                    SECRET, next(tokens), audience=TENANT_AUDIENCE, tenant=measured
                 ),
                 len(fresh),
             )
@@ -202,12 +202,12 @@ async def measure(args: argparse.Namespace, console: Console, dsn: str) -> dict[
         remembered = Stats.of(
             _timed(
                 lambda: verify_token(
-                    SECRET, partner_token, audience=TENANT_AUDIENCE, tenant=measured.slug
+                    SECRET, partner_token, audience=TENANT_AUDIENCE, tenant=measured
                 ),
                 n,
             )
         )
-        claims = verify_token(SECRET, partner_token, audience=TENANT_AUDIENCE, tenant=measured.slug)
+        claims = verify_token(SECRET, partner_token, audience=TENANT_AUDIENCE, tenant=measured)
         revoked = Stats.of(
             await _timed_async(lambda: revocation.is_revoked(measured.slug, claims), n)
         )

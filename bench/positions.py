@@ -330,7 +330,7 @@ async def _dispatcher_token(tenant: TenantInfo) -> str:
     user = await users.create_user(
         tenant, SYSTEM, {"email": "dispatch@bench.example", "name": "D", "role": "dispatcher"}
     )
-    return issue_access_token(SECRET, tenant.slug, user["id"], ttl=3600)
+    return issue_access_token(SECRET, tenant, user["id"], ttl=3600)
 
 
 class Server:
@@ -565,7 +565,7 @@ async def measure(args: argparse.Namespace, console: Console, dsn: str) -> dict[
             await _drivers(tenant, 20)
         tokens_file = workdir / "tokens.json"
         tokens_file.write_text(
-            json.dumps([issue_access_token(SECRET, measured.slug, u, ttl=3600) for u in user_ids])
+            json.dumps([issue_access_token(SECRET, measured, u, ttl=3600) for u in user_ids])
         )
         dispatcher = await _dispatcher_token(measured)
         idle_dispatcher = await _dispatcher_token(idle[0]) if idle else None
