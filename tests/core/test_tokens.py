@@ -4,6 +4,8 @@ signing keys rotate without breaking the tokens already out."""
 from __future__ import annotations
 
 import dataclasses
+import logging
+import re
 import time
 import uuid
 
@@ -14,7 +16,13 @@ from joserfc.jwk import ECKey
 from patone.app import create_app
 from patone.core.db import engine
 from patone.core.scheduler import registered
-from patone.core.signing_keys import keyring_for, rotate, rotate_if_due, rotate_when_due
+from patone.core.signing_keys import (
+    Keyring,
+    keyring_for,
+    rotate,
+    rotate_if_due,
+    rotate_when_due,
+)
 from patone.core.tokens import (
     CLOCK_LEEWAY,
     PLATFORM_AUDIENCE,
@@ -157,6 +165,36 @@ async def test_rotation_keeps_old_tokens_valid_and_signs_new_ones_with_the_new_k
     published = {key["kid"]: key for key in response.json()["keys"]}
     assert {old_kid, new_kid, pending} <= set(published)
     assert all(key["alg"] == "ES256" and "d" not in key for key in published.values())
+
+
+async def test_a_rotated_key_is_published_at_once_and_signs_only_after_the_cache_lifetime(
+    two_tenants: tuple[TenantInfo, TenantInfo],
+) -> None:
+    acme, bolt = two_tenants
+    old_kid = token_parts(_staff(acme))[0]["kid"]
+    app = create_app(load_settings(secret_key=SECRET))
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://localhost"
+    ) as client:
+        before = await client.get("/.well-known/jwks.json")
+        # `patone keys rotate` runs in a process of its own, beside the server's keyring.
+        kid = await rotate(Keyring(SECRET))
+        after = await client.get("/.well-known/jwks.json")
+
+    assert kid not in {key["kid"] for key in before.json()["keys"]}
+    assert kid in {key["kid"] for key in after.json()["keys"]}  # published at once
+    found = re.search(r"max-age=(\d+)", after.headers["cache-control"])
+    assert found is not None
+    rows = await engine.fetch(
+        "SELECT extract(epoch FROM active_from - now())::float AS wait "
+        "FROM platform.signing_keys WHERE kid = $1",
+        kid,
+    )
+    # A verifier that cached the keys just before the rotation has fetched them again, with
+    # time to spare, before the new key signs anything.
+    assert rows[0]["wait"] >= int(found.group(1)) + 30
+    await keyring_for(SECRET).load()
+    assert token_parts(_staff(bolt))[0]["kid"] == old_kid
 
 
 async def test_a_kid_made_by_another_process_is_found_by_reloading(
