@@ -141,7 +141,12 @@ class Keyring:
                 keys = await self._read(connection)
                 if not self._can_sign(keys):
                     await self.add_key(connection, activate_in=0)
-                    log.warning("signing key created: none stored could be opened with this key")
+                    if any(k.private is None for k in keys.values()):
+                        log.warning(
+                            "signing key created: none stored could be opened with this key"
+                        )
+                    else:  # a new data dir: nothing is wrong
+                        log.info("signing key created")
                     keys = await self._read(connection)
         self._keys = keys
         self.loaded_at = time.monotonic()

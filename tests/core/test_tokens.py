@@ -221,3 +221,33 @@ async def test_the_periodic_job_rotates_only_a_key_that_has_grown_old(
     kid = await rotate_if_due(keyring)
     assert kid is not None and kid in keyring.kids()
     assert await rotate_if_due(keyring) is None
+
+
+def _key_log(caplog: pytest.LogCaptureFixture) -> list[tuple[int, str]]:
+    return [(r.levelno, r.getMessage()) for r in caplog.records if r.name.endswith("signing_keys")]
+
+
+async def test_the_first_key_of_a_new_data_dir_is_created_without_a_warning(
+    two_tenants: tuple[TenantInfo, TenantInfo], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    async with engine.acquire() as connection:
+        new_data_dir = connection.transaction()
+        await new_data_dir.start()
+        try:
+            await connection.execute("DELETE FROM platform.signing_keys")
+            await Keyring(SECRET).load_from(connection)
+        finally:
+            await new_data_dir.rollback()  # the other tests' keys stay
+    assert _key_log(caplog) == [(logging.INFO, "signing key created")]
+
+
+async def test_stored_keys_this_secret_cannot_open_are_replaced_with_a_warning(
+    two_tenants: tuple[TenantInfo, TenantInfo], caplog: pytest.LogCaptureFixture
+) -> None:
+    acme, _bolt = two_tenants
+    _staff(acme)  # a key sealed with SECRET is stored
+    caplog.set_level(logging.INFO)
+    await Keyring(f"a-changed-secret-{uuid.uuid4()}").load()
+    [(level, message)] = _key_log(caplog)
+    assert level == logging.WARNING and "none stored could be opened" in message
