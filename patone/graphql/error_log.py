@@ -35,7 +35,7 @@ def log_error(error: GraphQLError) -> None:
         code = getattr(original, "code", None) or (error.extensions or {}).get("code")
         log.info("client error in GraphQL: %s", error.message, extra={"code": code})
     elif isinstance(original, Unavailable):
-        log.error("unavailable in GraphQL: %s", original.message)
+        log.error("unavailable in GraphQL: %s (%s)", type(original).__name__, original.message)
     else:
         log.error("unexpected error in GraphQL", exc_info=original)
 
