@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -19,7 +21,7 @@ from patone.core.db import engine
 from patone.core.errors import NotFound, UserError
 from patone.core.permissions import SYSTEM
 from patone.core.redis import close_redis, connect_redis
-from patone.core.signing_keys import ACTIVATION_DELAY, keyring_for
+from patone.core.signing_keys import ACTIVATION_DELAY, JWKS_MAX_AGE, keyring_for
 from patone.core.signing_keys import rotate as rotate_signing_key
 from patone.core.tokens import issue_access_token
 from patone.embedded import EmbeddedServiceError, EmbeddedServices
@@ -481,21 +483,29 @@ def keys_rotate(
     activate_in: Annotated[
         float,
         typer.Option(
-            min=0,
-            help="Seconds before the new key signs; every process must have loaded it by then.",
+            min=JWKS_MAX_AGE,
+            help="Seconds between publishing the new key and its first signature: at least "
+            f"the {JWKS_MAX_AGE} s verifiers may cache the published keys.",
         ),
     ] = ACTIVATION_DELAY,
 ) -> None:
-    """Add a new signing key; older keys verify until their last token expires."""
+    """Publish a new signing key now; it signs once verifiers have had time to fetch it, and
+    older keys verify until their last token expires."""
     settings = _settings()
 
-    async def work() -> tuple[str, list[str]]:
+    async def work() -> tuple[str, float, list[str]]:
         keyring = keyring_for(settings.resolved_secret_key(), settings.secret_key_fallbacks)
         kid = await rotate_signing_key(keyring, activate_in=activate_in)
-        return kid, keyring.kids()
+        key = keyring.get(kid)
+        return kid, key.active_from if key else time.time() + activate_in, keyring.kids()
 
-    kid, kids = run_with_database(work, settings)
-    console.print(f"new signing key {kid}, signs in {activate_in:g} s", highlight=False)
+    kid, active_from, kids = run_with_database(work, settings)
+    starts = datetime.fromtimestamp(active_from, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    console.print(
+        f"new signing key {kid}, published now at /.well-known/jwks.json; "
+        f"it signs from {starts} (in {max(0.0, active_from - time.time()):.0f} s)",
+        highlight=False,
+    )
     console.print(f"keys that verify: {', '.join(kids)}", highlight=False)
 
 

@@ -52,8 +52,9 @@ def configure_logging(level: str = "INFO") -> None:
         logger.handlers.clear()
         logger.propagate = True
     # pgserver narrates every step at INFO; Twilio's SDK writes five INFO lines per request
-    # (URL, headers, status), which cost more CPU than the rest of a send job.
-    for chatty in ("pgserver", "twilio.http_client", "twilio.async_http_client"):
+    # (URL, headers, status), which cost more CPU than the rest of a send job; pika (Dramatiq's
+    # RabbitMQ client) logs every connection and channel it opens, hundreds a minute in a worker.
+    for chatty in ("pgserver", "twilio.http_client", "twilio.async_http_client", "pika"):
         logging.getLogger(chatty).setLevel(max(root.level, logging.WARNING))
     # We write our own access log line, with the request id and tenant.
     logging.getLogger("uvicorn.access").disabled = True

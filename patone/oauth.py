@@ -23,9 +23,8 @@ from urllib.parse import parse_qsl, unquote_plus
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from patone.core import api_clients, ratelimits, refresh_tokens, revocation
+from patone.core import api_clients, ratelimits, refresh_tokens, revocation, signing_keys
 from patone.core.errors import UserError
-from patone.core.signing_keys import keyring_for
 from patone.core.tokens import (
     DEFAULT_TTL,
     TENANT_AUDIENCE,
@@ -243,8 +242,10 @@ async def revoke_endpoint(request: Request) -> Response:
 
 
 async def jwks(request: Request) -> Response:
-    """The public keys; caches may keep them a minute (a new key is published ACTIVATION_DELAY
-    before it signs, and an unknown kid should make verifiers fetch again)."""
-    keyring = keyring_for(request.app.state.signing_secret)
-    keyring.ensure_loaded()
-    return JSONResponse(keyring.jwks(), headers={"Cache-Control": "public, max-age=60"})
+    """The public keys as stored; caches may keep them JWKS_MAX_AGE seconds (a new key is listed
+    here as soon as it is stored and signs only ACTIVATION_DELAY later, longer than that, and an
+    unknown kid should make verifiers fetch again)."""
+    return JSONResponse(
+        await signing_keys.published(),
+        headers={"Cache-Control": f"public, max-age={signing_keys.JWKS_MAX_AGE}"},
+    )

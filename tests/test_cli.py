@@ -15,6 +15,7 @@ from collections.abc import Iterator
 
 import httpx
 
+from patone.core.db import engine
 from patone.core.permissions import SYSTEM
 from patone.plugins import config as plugin_config
 from tests.conftest import MakePlan, MakeTenant, unique_slug
@@ -183,9 +184,15 @@ async def test_keys_rotate_makes_the_next_tokens_use_a_new_key(make_tenant: Make
     )  # fmt: skip
     assert made.returncode == 0, made.stderr
     before = patone("tokens", "issue", "--tenant", acme.slug, "--user", "ops@example.com", env=env)
-    rotated = patone("keys", "rotate", "--activate-in", "0", env=env)
+    assert patone("keys", "rotate", "--activate-in", "0", env=env).returncode == 2
+    rotated = patone("keys", "rotate", env=env)
     assert rotated.returncode == 0, rotated.stderr
     kid = rotated.stdout.split()[3].rstrip(",")
+    assert "published now" in rotated.stdout and "signs from" in rotated.stdout
+    waiting = patone("tokens", "issue", "--tenant", acme.slug, "--user", "ops@example.com", env=env)
+    assert token_parts(waiting.stdout.strip())[0]["kid"] != kid  # published, not signing yet
+    # As if the activation delay had passed.
+    await engine.execute("UPDATE platform.signing_keys SET active_from = now() WHERE kid = $1", kid)
     after = patone("tokens", "issue", "--tenant", acme.slug, "--user", "ops@example.com", env=env)
     assert token_parts(after.stdout.strip())[0]["kid"] == kid
     assert token_parts(before.stdout.strip())[0]["kid"] != kid

@@ -5,6 +5,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from patone.admin_ui.devices import describe
 from patone.admin_ui.guard import clear_session_cookie, current_actor, current_session
 from patone.admin_ui.render import page
 from patone.core import sessions
@@ -20,12 +21,14 @@ NOTICES = {
 async def sessions_page(request: Request) -> Response:
     actor = current_actor(request)
     current = current_session(request)
+    listed = await sessions.list_sessions(request.state.tenant, int(actor.id))
     return page(
         request,
         "sessions.html",
         {
             "title": "Your sessions",
-            "sessions": await sessions.list_sessions(request.state.tenant, int(actor.id)),
+            "sessions": listed,
+            "devices": {found.key: describe(found.user_agent) for found in listed},
             "current_key": current.key if current else None,
             "notice": NOTICES.get(request.query_params.get("notice", "")),
         },

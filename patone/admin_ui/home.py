@@ -1,4 +1,4 @@
-"""`/admin/`: the signed-in home. The dispatch board replaces it with issue 9."""
+"""`/admin/`: the signed-in home: who you are, in which company, and where to go next."""
 
 from __future__ import annotations
 

@@ -10,6 +10,7 @@ the answer to that form: they are never shown again).
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 from markupsafe import Markup
 from starlette.requests import Request
@@ -28,7 +29,7 @@ from patone.admin_ui.sign_in import (
     refused_page,
     start_session,
 )
-from patone.core import staff_sign_in, two_factor
+from patone.core import staff_sign_in, two_factor, users
 from patone.core.credentials import AccountLocked
 from patone.core.errors import UserError
 from patone.core.ratelimits import RateLimited
@@ -53,6 +54,7 @@ def _enrol_page(
     request: Request,
     enrolment: two_factor.Enrolment,
     *,
+    email: str,
     action: str,
     at_sign_in: bool,
     errors: dict[str, str] | None = None,
@@ -62,6 +64,7 @@ def _enrol_page(
         "title": "Set up two-factor",
         "qr_svg": Markup(enrolment.qr_svg),  # noqa: S704 - segno's own SVG, no user text in it
         "secret": enrolment.secret,
+        "email": email,  # the page says which account the app will hold codes for
         "action": action,
         "at_sign_in": at_sign_in,
         "errors": errors or {},
@@ -70,10 +73,19 @@ def _enrol_page(
 
 
 def _codes_page(request: Request, codes: list[str], *, next_page: str) -> Response:
+    tenant = request.state.tenant
+    text = f"Recovery codes for {tenant.name} ({tenant.slug})\n\n" + "\n".join(codes) + "\n"
     return page(
         request,
         "recovery_codes.html",
-        {"title": "Your recovery codes", "codes": codes, "next": next_page},
+        {
+            "title": "Your recovery codes",
+            "codes": codes,
+            "next": next_page,
+            # A data: link downloads without a request: the codes are never stored to serve.
+            "download_href": "data:text/plain;charset=utf-8," + quote(text),
+            "download_name": f"{tenant.slug}-recovery-codes.txt",
+        },
     )
 
 
@@ -114,13 +126,19 @@ async def code(request: Request) -> Response:
     return await start_session(request, pending.who, safe_next(pending.target))
 
 
+async def _pending_email(request: Request, token: str) -> str:
+    pending = await staff_sign_in.load(request.state.tenant, token, staff_sign_in.Step.enrolment)
+    return pending.who.email
+
+
 async def enrol_form(request: Request) -> Response:
     token = request.cookies.get(PENDING_COOKIE) or ""
     try:
+        email = await _pending_email(request, token)
         enrolment = await staff_sign_in.enrolment(request.state.tenant, token)
     except staff_sign_in.PendingExpired:
         return _expired(request)
-    return _enrol_page(request, enrolment, action=ENROL_PAGE, at_sign_in=True)
+    return _enrol_page(request, enrolment, email=email, action=ENROL_PAGE, at_sign_in=True)
 
 
 async def enrol(request: Request) -> Response:
@@ -133,12 +151,14 @@ async def enrol(request: Request) -> Response:
         return _expired(request)
     except UserError as error:
         try:
+            email = await _pending_email(request, token)
             enrolment = await staff_sign_in.enrolment(tenant, token)
         except staff_sign_in.PendingExpired:
             return _expired(request)
         return _enrol_page(
             request,
             enrolment,
+            email=email,
             action=ENROL_PAGE,
             at_sign_in=True,
             errors={"code": error.message},
@@ -153,6 +173,11 @@ async def enrol(request: Request) -> Response:
 
 
 # --- a signed-in user's own two-factor --------------------------------------------------------
+
+
+async def _own_email(request: Request) -> str:
+    profile = await users.own_profile(request.state.tenant, current_actor(request))
+    return str(profile["email"])
 
 
 async def _account_page(
@@ -188,7 +213,13 @@ async def begin(request: Request) -> Response:
         enrolment = await two_factor.begin_enrolment(tenant, current_actor(request))
     except UserError as error:
         return await _account_page(request, problem=error.message, status_code=409)
-    return _enrol_page(request, enrolment, action=f"{ACCOUNT_PAGE}/confirm", at_sign_in=False)
+    return _enrol_page(
+        request,
+        enrolment,
+        email=await _own_email(request),
+        action=f"{ACCOUNT_PAGE}/confirm",
+        at_sign_in=False,
+    )
 
 
 async def confirm(request: Request) -> Response:
@@ -204,6 +235,7 @@ async def confirm(request: Request) -> Response:
         return _enrol_page(
             request,
             enrolment,
+            email=await _own_email(request),
             action=f"{ACCOUNT_PAGE}/confirm",
             at_sign_in=False,
             errors={"code": error.message},

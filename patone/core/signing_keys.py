@@ -2,9 +2,13 @@
 
 Keys live in `platform.signing_keys`, the private half sealed with a key derived from
 SECRET_KEY (its own purpose string). The newest key whose `active_from` has passed signs; older
-keys keep verifying until `verify_until`, when the last token they signed has expired. A rotated
-key becomes active only after `ACTIVATION_DELAY`, two refresh intervals, so every process has
-loaded it before any token signed with it reaches them.
+keys keep verifying until `verify_until`, when the last token they signed has expired.
+
+A rotated key is published at once (`/.well-known/jwks.json` reads the stored keys, not a
+process's memory) and signs only after `ACTIVATION_DELAY`: the JWKS cache lifetime plus a
+margin of one refresh interval, so a verifier that cached the key set just before the rotation
+has fetched it again, and every one of our processes has reloaded its keyring, before any token
+signed with the new key reaches them.
 
 Each process keeps a `Keyring` in memory: verifying a token costs no query. It is loaded at
 start-up (or on first use), refreshed every `REFRESH_INTERVAL` by the app, and reloaded at most
@@ -36,7 +40,8 @@ ALGORITHM = "ES256"
 CURVE = "P-256"
 MAX_TOKEN_TTL = 24 * 3600  # the longest-lived access token (`patone tokens issue --ttl`)
 REFRESH_INTERVAL = 60.0
-ACTIVATION_DELAY = 2 * REFRESH_INTERVAL
+JWKS_MAX_AGE = 60  # seconds a verifier may cache /.well-known/jwks.json
+ACTIVATION_DELAY = JWKS_MAX_AGE + REFRESH_INTERVAL
 KEY_LIFETIME = 30 * 24 * 3600  # the periodic job rotates a key this old
 _MISS_RELOAD_GAP = 5.0  # an unknown kid reloads the keyring at most this often
 _LOCK = 0x70746E6B6579  # serialises bootstrap and rotation between processes
@@ -94,19 +99,9 @@ class Keyring:
     def kids(self) -> list[str]:
         return sorted(self._keys)
 
-    def jwks(self) -> dict[str, Any]:
-        """The public keys that verify now (RFC 7517 JWK Set), newest first."""
-        now = time.time()
-        keys = sorted(
-            (k for k in self._keys.values() if k.verify_until is None or k.verify_until >= now),
-            key=lambda k: -k.active_from,
-        )
-        return {
-            "keys": [
-                {**k.public.as_dict(private=False), "kid": k.kid, "alg": ALGORITHM, "use": "sig"}
-                for k in keys
-            ]
-        }
+    def get(self, kid: str) -> SigningKey | None:
+        """The loaded key named `kid`, if any (its `active_from` says when it signs)."""
+        return self._keys.get(kid)
 
     # --- loading -----------------------------------------------------------------------------
 
@@ -146,7 +141,12 @@ class Keyring:
                 keys = await self._read(connection)
                 if not self._can_sign(keys):
                     await self.add_key(connection, activate_in=0)
-                    log.warning("signing key created: none stored could be opened with this key")
+                    if any(k.private is None for k in keys.values()):
+                        log.warning(
+                            "signing key created: none stored could be opened with this key"
+                        )
+                    else:  # a new data dir: nothing is wrong
+                        log.info("signing key created")
                     keys = await self._read(connection)
         self._keys = keys
         self.loaded_at = time.monotonic()
@@ -231,6 +231,21 @@ async def rotate_if_due(keyring: Keyring) -> str | None:
     if at is not None and time.time() - at.timestamp() < KEY_LIFETIME:
         return None
     return await rotate(keyring)
+
+
+async def published() -> dict[str, Any]:
+    """The public keys that verify now (RFC 7517 JWK Set), newest first, as stored: a key
+    rotated by another process is listed at once, before it signs."""
+    rows = await engine.fetch(
+        "SELECT kid, public_jwk FROM platform.signing_keys "
+        "WHERE verify_until IS NULL OR verify_until > now() ORDER BY active_from DESC, kid"
+    )
+    return {
+        "keys": [
+            {**json.loads(row["public_jwk"]), "kid": row["kid"], "alg": ALGORITHM, "use": "sig"}
+            for row in rows
+        ]
+    }
 
 
 _keyrings: dict[str, Keyring] = {}

@@ -292,6 +292,9 @@ async def _second_factor(tenant: TenantRef, who: SignIn, code: str, *, ip: str) 
     await credentials.ensure_not_locked(tenant, who.email, ip=ip, user_id=who.user_id)
     if await two_factor.verify(tenant, who.user_id, code[:64]):
         return
+    if await two_factor.used_to_enrol(tenant, who.user_id, code[:64]):
+        # The right code, spent a moment ago on enrolment: not a guess, so no failure counts.
+        raise two_factor.InvalidCode(two_factor.JUST_ENROLLED)
     seconds = await credentials.record_failure(
         tenant, who.email, ip=ip, reason="wrong_code", user_id=who.user_id
     )

@@ -326,6 +326,24 @@ async def verify(tenant: TenantRef, user_id: int, code: str) -> bool:
     return how is not None
 
 
+JUST_ENROLLED = "This code was just used to set up two-factor; wait for the next code."
+
+
+async def used_to_enrol(tenant: TenantRef, user_id: int, code: str) -> bool:
+    """Whether `code` is the very code that confirmed this user's enrolment, still in its time
+    window: a code is accepted once, so signing in with it must wait for the app's next one."""
+    async with tenant_transaction(tenant):
+        rows = await engine.fetch(
+            "SELECT secret, last_step, confirmed_at > now() - make_interval(secs => $2) AS recent "
+            "FROM user_two_factor WHERE user_id = $1",
+            user_id,
+            float((2 * VALID_WINDOW + 1) * STEP_SECONDS),
+        )
+    if not rows or not rows[0]["recent"] or rows[0]["last_step"] is None:
+        return False
+    return matching_step(_open(dict(rows[0])), code) == rows[0]["last_step"]
+
+
 async def disable(tenant: TenantRef, actor: Actor, code: str) -> None:
     """Turn two-factor off for the acting user, proven by a current code or a recovery code."""
     user_id = _staff(actor)

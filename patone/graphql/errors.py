@@ -3,14 +3,13 @@
 A refusal from a service (`UserError`: not found, forbidden, invalid) raised in a query becomes
 a GraphQL error whose `extensions` carry `code` and `field` (a rate limit: `RATE_LIMITED` and
 `retry_after`; our side too busy, e.g. no Redis connection free: `UNAVAILABLE` and
-`retry_after`, logged once). Anything else is logged with its
-traceback and reaches the client only as "Unexpected error." with the request id (and, when
-DEBUG is on, the traceback in `extensions.detail`).
+`retry_after`, logged once). Anything else is logged with its traceback (by
+`patone.graphql.error_log`) and reaches the client only as "Unexpected error." with the
+request id (and, when DEBUG is on, the traceback in `extensions.detail`).
 """
 
 from __future__ import annotations
 
-import logging
 import traceback
 
 from graphql.error import GraphQLError
@@ -20,8 +19,6 @@ from strawberry.extensions import MaskErrors
 from patone.core.errors import Unavailable, UserError
 from patone.core.ratelimits import RateLimited
 from patone.log import debug_var, request_id_var
-
-log = logging.getLogger(__name__)
 
 
 class PatoneErrors(MaskErrors):
@@ -35,11 +32,8 @@ class PatoneErrors(MaskErrors):
             return False  # syntax, validation and limit errors are the client's to read
         if isinstance(original, UserError | GraphQLError):
             return False
-        if isinstance(original, Unavailable):
-            log.error("unavailable in GraphQL: %s", original.__class__.__name__)
-            return False
-        log.error("unexpected error in GraphQL", exc_info=original)
-        return True
+        # Logged by the schema (`patone.graphql.error_log`), not here: once per error.
+        return not isinstance(original, Unavailable)
 
     def anonymise_error(self, error: GraphQLError) -> GraphQLError:
         masked = super().anonymise_error(error)

@@ -40,6 +40,7 @@ from patone.core.tokens import (
     verify_token,
 )
 from patone.graphql.arguments import ArgumentRules
+from patone.graphql.error_log import PatoneSchema
 from patone.graphql.errors import PatoneErrors, refused
 from patone.graphql.limits import MAX_TOKENS, Limits, QueryLimits
 from patone.graphql.types import UserError as UserErrorType
@@ -284,7 +285,7 @@ class PlatformMutation:
 
 _LIMITS = Limits(depth=8, aliases=20)
 
-platform_schema = strawberry.Schema(
+platform_schema = PatoneSchema(
     query=PlatformQuery,
     mutation=PlatformMutation,
     extensions=[

@@ -27,6 +27,7 @@ from patone.graphql.context import Context
 from patone.graphql.customers import CustomerMutations, CustomerQueries
 from patone.graphql.dispatch import DispatchMutations, DispatchQueries, DispatchSubscription
 from patone.graphql.drivers import DriverMutations, DriverQueries
+from patone.graphql.error_log import PatoneSchema
 from patone.graphql.errors import PatoneErrors
 from patone.graphql.ids import from_global_id
 from patone.graphql.limits import MAX_TOKENS, QueryLimits
@@ -86,7 +87,7 @@ def _plugin_types(third_party: bool) -> tuple[list[type], list[type]]:
 
 def build_schema(
     *, third_party: bool = True, documents: ValidDocuments | None = None
-) -> strawberry.Schema:
+) -> PatoneSchema:
     """The schema of this installation; `third_party=False` keeps only our own plugins' types
     (what schema.graphql records). Valid documents are kept in `documents` (a cache of its
     own when not given)."""
@@ -133,7 +134,7 @@ def build_schema(
         ),
     )
     documents = documents if documents is not None else ValidDocuments()
-    return strawberry.Schema(
+    return PatoneSchema(
         query=query,
         mutation=mutation,
         subscription=merge_types(

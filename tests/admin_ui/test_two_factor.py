@@ -3,7 +3,9 @@ session, and /admin/account/two-factor; on two companies with different policies
 
 from __future__ import annotations
 
+import html
 import re
+from urllib.parse import unquote
 
 import httpx
 
@@ -13,7 +15,7 @@ from tests.admin_ui.conftest import Browser
 from tests.admin_ui.test_guard import form_token, set_cookie_headers
 from tests.admin_ui.test_sign_in import GOOD, member, sign_in
 from tests.conftest import MakePlan, MakeTenant, actor_for
-from tests.support import totp_code
+from tests.support import totp_code, wrong_totp_code
 
 
 def secret_on(page: httpx.Response) -> str:
@@ -222,3 +224,99 @@ async def test_the_account_page_regenerates_codes_and_turns_two_factor_off(
     assert not await two_factor.is_enabled(acme, ann)
     bolt_page = await (await browser(bolt, session_id=None)).get("/admin/account/two-factor")
     assert bolt_page.status_code == 303  # signed out there: nothing shown
+
+
+async def test_the_set_up_page_says_which_account_and_company_it_is_for(
+    two_tenants: tuple[TenantInfo, TenantInfo], browser: Browser
+) -> None:
+    acme, bolt = two_tenants
+    await member(acme, role="admin")  # must enrol at sign-in
+    await member(bolt, email="bo@example.com", role="manager")
+
+    at_sign_in = await browser(acme)
+    await sign_in(at_sign_in, "ann@example.com", GOOD)
+    page = await at_sign_in.get("/admin/sign-in/two-factor")
+    assert "<strong>ann@example.com</strong> at <strong>Acme Towing</strong>" in page.text
+    wrong = await at_sign_in.post(
+        "/admin/sign-in/two-factor", data={"csrf_token": form_token(page), "code": "000000"}
+    )
+    assert "<strong>ann@example.com</strong>" in wrong.text
+
+    signed_in = await browser(bolt)
+    await sign_in(signed_in, "bo@example.com", GOOD)
+    account = await signed_in.get("/admin/account/two-factor")
+    begun = await signed_in.post(
+        "/admin/account/two-factor/begin", data={"csrf_token": form_token(account)}
+    )
+    assert f"<strong>bo@example.com</strong> at <strong>{bolt.name}</strong>" in begun.text
+    assert "ann@example.com" not in begun.text and "Acme" not in begun.text
+
+
+async def test_recovery_codes_can_be_copied_and_downloaded_without_inline_script(
+    two_tenants: tuple[TenantInfo, TenantInfo], browser: Browser
+) -> None:
+    acme, bolt = two_tenants
+    await member(acme, role="manager")
+    await member(bolt, role="manager")
+    client = await browser(acme)
+    await sign_in(client, "ann@example.com", GOOD)
+    page = await client.get("/admin/account/two-factor")
+    begun = await client.post(
+        "/admin/account/two-factor/begin", data={"csrf_token": form_token(page)}
+    )
+    done = await client.post(
+        "/admin/account/two-factor/confirm",
+        data={"csrf_token": form_token(begun), "code": totp_code(secret_on(begun))},
+    )
+    codes = recovery_codes_on(done)
+    assert len(codes) == 10
+
+    link = re.search(r'<a href="(data:[^"]+)" download="([^"]+)">Download as .txt</a>', done.text)
+    assert link, done.text
+    assert link.group(2) == f"{acme.slug}-recovery-codes.txt"
+    kind, _, body = unquote(html.unescape(link.group(1))).partition(",")
+    assert kind == "data:text/plain;charset=utf-8"
+    assert body.split("\n")[2:12] == codes and "Acme Towing" in body
+
+    # The copy button is a real button, run by a script of our own host (the CSP forbids
+    # inline scripts): no script text in the page.
+    assert '<button type="button" id="copy-codes" data-copy="recovery-codes" hidden>' in done.text
+    scripts = re.findall(r"<script([^>]*)>(.*?)</script>", done.text, re.S)
+    assert scripts == [(' type="module" src="/admin/static/recovery_codes.js"', "")]
+    csp = done.headers["content-security-policy"]
+    assert "default-src 'self'" in csp and "unsafe-inline" not in csp
+    module = await client.get("/admin/static/recovery_codes.js")
+    assert module.status_code == 200 and "javascript" in module.headers["content-type"]
+    assert "navigator.clipboard.writeText" in module.text
+
+
+async def test_signing_in_with_the_code_that_just_set_up_two_factor_says_to_wait(
+    two_tenants: tuple[TenantInfo, TenantInfo], browser: Browser
+) -> None:
+    acme, bolt = two_tenants
+    await member(acme, role="manager")
+    await member(bolt, role="manager")
+    setup = await browser(acme)
+    await sign_in(setup, "ann@example.com", GOOD)
+    page = await setup.get("/admin/account/two-factor")
+    begun = await setup.post(
+        "/admin/account/two-factor/begin", data={"csrf_token": form_token(page)}
+    )
+    secret = secret_on(begun)
+    used = totp_code(secret)
+    done = await setup.post(
+        "/admin/account/two-factor/confirm", data={"csrf_token": form_token(begun), "code": used}
+    )
+    assert done.status_code == 200
+
+    client = await browser(acme)
+    await sign_in(client, "ann@example.com", GOOD)
+    again = await submit(client, "/admin/sign-in/code", code=used)
+    assert again.status_code == 401
+    assert "this code was just used to set up two-factor; wait for the next code" in (
+        html.unescape(again.text).lower()
+    )
+    wrong = await submit(client, "/admin/sign-in/code", code=wrong_totp_code(secret))
+    assert wrong.status_code == 401 and "just used" not in wrong.text
+    right = await submit(client, "/admin/sign-in/code", code=totp_code(secret, 1))
+    assert right.status_code == 303 and right.headers["location"] == "/admin/"

@@ -4,7 +4,8 @@
 a set-up link. Debian's Chromium (every host but the product's blocked) follows it: a weak
 password is refused with the reason next to the field, a good one leads to sign-in, the admin
 must enrol two-factor (QR code and key shown; the code comes from the key with pyotp), sees the
-recovery codes once, reaches `/admin/`, signs out and signs in again with a code. No page logs
+recovery codes once (copies them with the keyboard and downloads them), reaches `/admin/`, sees
+its session named by browser and system, signs out and signs in again with a code. No page logs
 an error (a CSP violation would) to the console. The admin is reset before and after.
 """
 
@@ -74,6 +75,10 @@ async def test_admin_sets_password_enrols_two_factor_and_signs_in_again(tmp_path
                 playwright_api.async_playwright() as pw,
                 local_browser(pw, ALLOWED_HOSTS, foreign, 1200) as context,
             ):
+                origin = f"http://{DEMO_HOST}:{port}"
+                await context.grant_permissions(
+                    ["clipboard-read", "clipboard-write"], origin=origin
+                )
                 page = await context.new_page()
 
                 def on_console(message: Any) -> None:
@@ -129,15 +134,35 @@ async def test_admin_sets_password_enrols_two_factor_and_signs_in_again(tmp_path
                 assert "Your recovery codes" in await page.locator("h1").inner_text()
                 codes = await page.locator("ul.codes code").all_inner_texts()
                 assert len(codes) >= 8 and len(set(codes)) == len(codes), codes
+                # Copied with the keyboard: Tab to the button (it shows once its module runs).
+                copy = page.locator("#copy-codes")
+                await copy.wait_for(state="visible")
+                for _ in range(10):
+                    await page.keyboard.press("Tab")
+                    if await copy.evaluate("button => button === document.activeElement"):
+                        break
+                await page.keyboard.press("Enter")
+                await page.locator("#copy-status:has-text('Copied')").wait_for()
+                copied = await page.evaluate("navigator.clipboard.readText()")
+                assert copied.split() == codes, copied
+                # And downloaded as a text file.
+                async with page.expect_download() as downloading:
+                    await page.click("text=Download as .txt")
+                download = await downloading.value
+                assert download.suggested_filename == "demo-recovery-codes.txt"
+                saved = Path(await download.path()).read_text()
+                assert all(code in saved for code in codes), saved
                 await page.click("text=I have saved them: continue")
                 await page.wait_for_url(re.compile(r"/admin/$"))
                 main = await page.locator("main").inner_text()
                 assert ADMIN in main, main
                 assert "Admin" in main, main
 
-                # Your sessions lists this one.
+                # Your sessions lists this one, by browser and system.
                 await page.click("nav >> text=Your sessions")
                 await page.wait_for_url(re.compile(r"/admin/account/sessions$"))
+                device = await page.locator("tbody td").first.inner_text()
+                assert re.fullmatch(r"\w*Chrome\w* \d+ on Linux", device), device
 
                 # Sign out; back on the sign-in page, and /admin/ is closed again.
                 await page.click("nav button:has-text('Sign out')")

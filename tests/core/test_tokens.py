@@ -4,6 +4,8 @@ signing keys rotate without breaking the tokens already out."""
 from __future__ import annotations
 
 import dataclasses
+import logging
+import re
 import time
 import uuid
 
@@ -14,7 +16,13 @@ from joserfc.jwk import ECKey
 from patone.app import create_app
 from patone.core.db import engine
 from patone.core.scheduler import registered
-from patone.core.signing_keys import keyring_for, rotate, rotate_if_due, rotate_when_due
+from patone.core.signing_keys import (
+    Keyring,
+    keyring_for,
+    rotate,
+    rotate_if_due,
+    rotate_when_due,
+)
 from patone.core.tokens import (
     CLOCK_LEEWAY,
     PLATFORM_AUDIENCE,
@@ -159,6 +167,36 @@ async def test_rotation_keeps_old_tokens_valid_and_signs_new_ones_with_the_new_k
     assert all(key["alg"] == "ES256" and "d" not in key for key in published.values())
 
 
+async def test_a_rotated_key_is_published_at_once_and_signs_only_after_the_cache_lifetime(
+    two_tenants: tuple[TenantInfo, TenantInfo],
+) -> None:
+    acme, bolt = two_tenants
+    old_kid = token_parts(_staff(acme))[0]["kid"]
+    app = create_app(load_settings(secret_key=SECRET))
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://localhost"
+    ) as client:
+        before = await client.get("/.well-known/jwks.json")
+        # `patone keys rotate` runs in a process of its own, beside the server's keyring.
+        kid = await rotate(Keyring(SECRET))
+        after = await client.get("/.well-known/jwks.json")
+
+    assert kid not in {key["kid"] for key in before.json()["keys"]}
+    assert kid in {key["kid"] for key in after.json()["keys"]}  # published at once
+    found = re.search(r"max-age=(\d+)", after.headers["cache-control"])
+    assert found is not None
+    rows = await engine.fetch(
+        "SELECT extract(epoch FROM active_from - now())::float AS wait "
+        "FROM platform.signing_keys WHERE kid = $1",
+        kid,
+    )
+    # A verifier that cached the keys just before the rotation has fetched them again, with
+    # time to spare, before the new key signs anything.
+    assert rows[0]["wait"] >= int(found.group(1)) + 30
+    await keyring_for(SECRET).load()
+    assert token_parts(_staff(bolt))[0]["kid"] == old_kid
+
+
 async def test_a_kid_made_by_another_process_is_found_by_reloading(
     two_tenants: tuple[TenantInfo, TenantInfo],
 ) -> None:
@@ -183,3 +221,33 @@ async def test_the_periodic_job_rotates_only_a_key_that_has_grown_old(
     kid = await rotate_if_due(keyring)
     assert kid is not None and kid in keyring.kids()
     assert await rotate_if_due(keyring) is None
+
+
+def _key_log(caplog: pytest.LogCaptureFixture) -> list[tuple[int, str]]:
+    return [(r.levelno, r.getMessage()) for r in caplog.records if r.name.endswith("signing_keys")]
+
+
+async def test_the_first_key_of_a_new_data_dir_is_created_without_a_warning(
+    two_tenants: tuple[TenantInfo, TenantInfo], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    async with engine.acquire() as connection:
+        new_data_dir = connection.transaction()
+        await new_data_dir.start()
+        try:
+            await connection.execute("DELETE FROM platform.signing_keys")
+            await Keyring(SECRET).load_from(connection)
+        finally:
+            await new_data_dir.rollback()  # the other tests' keys stay
+    assert _key_log(caplog) == [(logging.INFO, "signing key created")]
+
+
+async def test_stored_keys_this_secret_cannot_open_are_replaced_with_a_warning(
+    two_tenants: tuple[TenantInfo, TenantInfo], caplog: pytest.LogCaptureFixture
+) -> None:
+    acme, _bolt = two_tenants
+    _staff(acme)  # a key sealed with SECRET is stored
+    caplog.set_level(logging.INFO)
+    await Keyring(f"a-changed-secret-{uuid.uuid4()}").load()
+    [(level, message)] = _key_log(caplog)
+    assert level == logging.WARNING and "none stored could be opened" in message

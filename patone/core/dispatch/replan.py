@@ -1,4 +1,4 @@
-"""The fleet re-plan: the company's whole queue planned at once, every few minutes (issue 8).
+"""The fleet re-plan: the company's whole queue planned at once, every few minutes.
 
 Offers go one request at a time (`engine.py`) and a driver's stacked jobs are ordered one driver
 at a time (`plans.py`). Every `replan_minutes` (a dispatch setting: 5 by default, 0 never) the
