@@ -153,9 +153,7 @@ async def measure(args: argparse.Namespace, console: Console, dsn: str) -> dict[
         client, _secret = await api_clients.create_client(
             measured, SYSTEM, name="bench", scopes=["requests:read"]
         )
-        staff_token = issue_token(
-            SECRET, kind=Kind.staff, subject=str(user["id"]), tenant=measured
-        )
+        staff_token = issue_token(SECRET, kind=Kind.staff, subject=str(user["id"]), tenant=measured)
         partner_token = issue_token(
             SECRET,
             kind=Kind.partner,
