@@ -593,9 +593,11 @@ class Simulation:
 
 
 async def run_in_new_company(simulation: Simulation, label: str, keep: bool) -> Run:
-    """Run `simulation` in a company made for it (purged afterwards unless `keep`)."""
+    """Run `simulation` in a company made for it (purged afterwards unless `keep`). The
+    company is a simulation's: a `patone serve` on the same data works nothing of it (its
+    relay, scheduler and workers would run the engine on the real clock beside this one)."""
     slug = f"sim-{label}-{uuid.uuid4().hex[:6]}"
-    tenant = await provisioning.create_tenant(slug, f"Simulation {label}")
+    tenant = await provisioning.create_tenant(slug, f"Simulation {label}", simulation=True)
     try:
         return await simulation.execute(tenant)
     finally:
