@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from patone.simulation.runner import even_split_spread
+from patone.simulation.runner import SHIFT_HOURS, even_split_spread
 from patone.simulation.simulate import FIGURES, Options, simulate
 from tests.demo_product import demo_env, serving, stop
+from tests.simulation.runs import made_run
 from tests.test_embedded import _free_port
 
 
@@ -26,6 +27,24 @@ def test_the_most_even_split_of_whole_jobs_is_the_floor_of_the_load_spread() -> 
     assert even_split_spread([7] * 9 + [8] * 31) == pytest.approx(0.775 / 7.775)
     assert even_split_spread([7] * 9 + [8] * 31) < 0.10
     assert even_split_spread([]) is None and even_split_spread([0, 0]) is None
+
+
+def test_load_spread_is_measured_among_the_drivers_who_worked_a_whole_shift() -> None:
+    run = made_run(SHIFT_HOURS + 4, whole_run=[8, 7, 9, 8], early=(1, 12))
+    figures = run.figures()
+    assert run.full_shift_jobs() == [8, 7, 9, 8]  # not the early shift's
+    assert figures["load_spread"] == pytest.approx(1 / 8)
+    assert figures["load_spread_floor"] == 0.0 and figures["full_shift_job_range"] == 2
+
+
+def test_a_run_shorter_than_a_shift_has_no_load_spread_to_measure() -> None:
+    """Two hours: each driver does a job or none, where one job more read as 540 % off the
+    mean."""
+    run = made_run(2.0, whole_run=[0] * 30 + [1] * 8 + [6])
+    figures = run.figures()
+    assert run.full_shift_jobs() == [] and run.full_shift_offers() == []
+    assert figures["load_spread"] is None
+    assert figures["load_spread_floor"] is None and figures["full_shift_job_range"] is None
 
 
 SEED = 7919  # the run's companies are `sim-7919-ours-...` and `sim-7919-greedy-...`
