@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -57,8 +58,23 @@ operators_app = typer.Typer(
 )
 app.add_typer(operators_app, name="operators")
 
-console = Console()
-err = Console(stderr=True, soft_wrap=True)
+# Where output is not a terminal (a file, a pipe, CI), rich cannot ask for a width and takes 80
+# columns, which wraps tables' cells and cuts their links and slugs: such output gets this many
+# for tables, and lines of text unbroken (a COLUMNS setting still wins).
+PIPED_WIDTH = 200
+
+
+def output_console(*, stderr: bool = False, **options: Any) -> Console:
+    """A rich console on stdout (or stderr) that fits its tables whole when not a terminal."""
+    made = Console(stderr=stderr, **options)
+    if not made.is_terminal and not os.environ.get("COLUMNS", "").isdigit():
+        made.width = PIPED_WIDTH
+        made.soft_wrap = True
+    return made
+
+
+console = output_console()
+err = output_console(stderr=True, soft_wrap=True)
 T = TypeVar("T")
 
 

@@ -313,3 +313,17 @@ async def test_serve_ignores_x_forwarded_for_unless_proxy_headers_are_trusted(
             sign_in_statuses, base, bolt.slug, ["10.0.0.9, 198.51.100.1", "198.51.100.1"]
         )
         assert again == [401, 429]
+
+
+async def test_piped_output_keeps_table_rows_whole(make_tenant: MakeTenant) -> None:
+    """Output to a file or a pipe is not a terminal: rich would take 80 columns and wrap or
+    cut each cell; a row is one line there, whatever its width."""
+    names = [
+        "Acme Towing and Roadside Recovery of Greater Berlin and Brandenburg",
+        "Bolt Breakdown Services for the Motorways of Saxony and Thuringia",
+    ]
+    made = [await make_tenant("wide", name=name) for name in names]
+    listed = patone("tenants", "list", env={"COLUMNS": ""}).stdout
+    for tenant in made:
+        assert any(tenant.slug in line and tenant.name in line for line in listed.splitlines())
+    assert "…" not in listed

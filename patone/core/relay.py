@@ -8,7 +8,8 @@ channel `t:<slug>:events`, and marks them published in the same transaction that
 If Redis is down the transaction rolls back and the events stay for the next try; if the
 process dies after publishing but before committing, the event is published again, so
 subscribers de-duplicate by event id. With a broker, the relay also queues one `fan_out` job
-per event (`patone.core.events`).
+per event (`patone.core.events`). A simulation's company (`TenantInfo.is_simulation`) is left
+to the simulator that made it, which plays the relay's and the workers' part itself.
 """
 
 from __future__ import annotations
@@ -121,7 +122,9 @@ class Relay:
                 pending.add(self._pending.get_nowait())
             for each in sorted(pending):
                 tenant = await self.cache.by_slug(each)
-                if tenant is None:
+                # A simulation's events are the simulator's to play, on its own clock: relayed
+                # here they became jobs on this process's workers, against the real clock.
+                if tenant is None or tenant.is_simulation:
                     continue
                 try:
                     await relay_tenant(tenant, self.redis, broker=self.broker)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
@@ -38,7 +38,17 @@ from patone.simulation.demand import (
     size_demand_for_utilisation,
 )
 from patone.simulation.maps_plugin import SimulatedMaps
-from patone.simulation.runner import ASSIGNED_WITHIN_S, START, Run, Simulation, run_in_new_company
+from patone.simulation.runner import (
+    ASSIGNED_WITHIN_S,
+    SHIFT_HOURS,
+    START,
+    Run,
+    Simulation,
+    run_in_new_company,
+)
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 # (key, label, goal, seed's bar, better when lower)
 FIGURES: list[tuple[str, str, str, str, bool]] = [
@@ -220,9 +230,22 @@ async def _simulate_seed(options: Options, console: Console) -> dict[str, Any]:
     _table(console, result)
     _write(options.out, result, console)
     if options.chart is not None:
-        chart(options.chart, runs["ours"], runs.get("greedy") or runs["ours"])
+        chart(options.chart, runs["ours"], runs.get("greedy"), chart_title(options, requests))
         console.print(f"chart written to {options.chart}")
     return result
+
+
+def chart_title(options: Options, requests: int) -> str:
+    """What a chart shows, in its title: the seed and the run's settings."""
+    title = (
+        f"Dispatch simulation, seed {options.seed}: {options.drivers} drivers, "
+        f"{requests} requests over {options.hours:g} h"
+    )
+    if options.engine_settings:
+        title += f"; engine settings {json.dumps(options.engine_settings, sort_keys=True)}"
+    if options.frozen_clock:
+        title += "; clock frozen"
+    return title
 
 
 # The offer deadlines the issue fixes (normal, emergency), in seconds.
@@ -299,6 +322,8 @@ def _assumption_values(options: Options, requests: int, used: float) -> dict[str
         "target_peak_utilisation": TARGET_PEAK_UTILISATION,
         "history_days": options.history_days,
         "frozen_clock": options.frozen_clock,
+        "greedy_baseline": options.baseline,
+        "shift_hours": SHIFT_HOURS,
     }
 
 
@@ -341,18 +366,21 @@ def _assumptions(console: Console, options: Options, requests: int, used: float,
 
 
 def _table(console: Console, result: dict[str, Any]) -> None:
-    table = Table(title="Dispatch simulation: the engine against greedy nearest-driver")
-    for column in ("figure", "engine", "greedy", "goal", "seed's bar"):
+    greedy = result["assumptions"]["greedy_baseline"]
+    table = Table(
+        title="Dispatch simulation: the engine against greedy nearest-driver"
+        if greedy
+        else "Dispatch simulation: the engine (no greedy baseline run)"
+    )
+    columns = ("figure", "engine", "greedy", "goal", "seed's bar")
+    for column in columns if greedy else [c for c in columns if c != "greedy"]:
         table.add_column(column, justify="left" if column == "figure" else "right")
     for key, label, goal, bar, _lower in FIGURES:
-        table.add_row(
-            label,
-            _format(key, result.get(key)),
-            _format(key, result["baseline"].get(key)),
-            goal,
-            bar,
-        )
+        theirs = [_format(key, result["baseline"].get(key))] if greedy else []
+        table.add_row(label, _format(key, result.get(key)), *theirs, goal, bar)
     console.print(table)
+    if not result["full_shift_jobs"]:
+        console.print(f"Load spread: {_no_load_spread(result['assumptions']['hours'])}.")
     bound = result["assumptions"]["auto_assigned_within_2min_bound"]
     changed = result["assumptions"]["engine_deadlines_changed"]
     console.print(
@@ -366,18 +394,25 @@ def _table(console: Console, result: dict[str, Any]) -> None:
 
 def _seeds_table(console: Console, result: dict[str, Any]) -> None:
     seeds = ", ".join(str(seed) for seed in result["seeds"])
+    greedy = result["runs"][0]["assumptions"]["greedy_baseline"]
     table = Table(title=f"Means over seeds {seeds} (lowest to highest in brackets)")
-    for column in ("figure", "engine", "greedy", "goal", "seed's bar"):
+    columns = ("figure", "engine", "greedy", "goal", "seed's bar")
+    for column in columns if greedy else [c for c in columns if c != "greedy"]:
         table.add_column(column, justify="left" if column == "figure" else "right")
     for key, label, goal, bar, _lower in FIGURES:
-        table.add_row(
-            label,
-            _with_range(key, result),
-            _with_range(key, result["baseline"]),
-            goal,
-            bar,
-        )
+        theirs = [_with_range(key, result["baseline"])] if greedy else []
+        table.add_row(label, _with_range(key, result), *theirs, goal, bar)
     console.print(table)
+
+
+def _no_load_spread(hours: float) -> str:
+    """Why a run has no load spread to show."""
+    if hours < SHIFT_HOURS:
+        return (
+            f"not enough full shifts to measure (the {hours:g} h run is shorter than one "
+            f"{SHIFT_HOURS:g} h shift)"
+        )
+    return "not enough full shifts to measure (no driver worked the whole run)"
 
 
 def _with_range(key: str, summary: dict[str, Any]) -> str:
@@ -388,38 +423,69 @@ def _with_range(key: str, summary: dict[str, Any]) -> str:
     return f"{_format(key, summary.get(key))} ({low} to {high})"
 
 
-def chart(path: Path, ours: Run, greedy: Run) -> None:
-    """Assignment times (CDF) and jobs per full-shift driver, engine beside greedy."""
+def chart(path: Path, ours: Run, greedy: Run | None, title: str) -> None:
+    """Write `chart_figure` as a PNG."""
+    import matplotlib.pyplot as plt
+
+    figure = chart_figure(ours, greedy, title)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def chart_figure(ours: Run, greedy: Run | None, title: str) -> Figure:
+    """Assignment times (CDF) and jobs per full-shift driver, the engine beside greedy (when
+    it ran), labelled as the table's columns are."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
-    figure, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
-    for run, colour in ((ours, "tab:blue"), (greedy, "tab:orange")):
+    runs = [(ours, "engine", "tab:blue")]
+    if greedy is not None:
+        runs.append((greedy, "greedy", "tab:orange"))
+    figure, (left, right) = plt.subplots(1, 2, figsize=(12, 4.8))
+    figure.suptitle(title)
+    for run, label, colour in runs:
         minutes = sorted(
             (j.accepted_at - j.created_at).total_seconds() / 60
             for j in run.jobs.values()
             if j.accepted_at is not None
         )
         shares = [(i + 1) / max(1, len(run.jobs)) for i in range(len(minutes))]
-        left.step(minutes, shares, where="post", label=run.strategy, color=colour)
+        left.step(minutes, shares, where="post", label=label, color=colour)
     left.axvline(ASSIGNED_WITHIN_S / 60, color="grey", linestyle=":")
     left.set(xlabel="minutes from call to a driver's accept", ylabel="share of requests")
     left.set_xlim(0, 10)
+    left.set_ylim(0, 1.02)
     left.legend()
-    width = 0.4
-    for offset, run, colour in ((-width / 2, ours, "tab:blue"), (width / 2, greedy, "tab:orange")):
-        counts = run.full_shift_jobs()
-        right.bar(
-            [i + offset for i in range(len(counts))],
-            counts,
-            width,
-            label=run.strategy,
-            color=colour,
-        )
     right.set(xlabel="full-shift drivers", ylabel="jobs completed")
-    right.legend()
+    # Whole drivers and whole jobs: no tick between two.
+    right.xaxis.set_major_locator(MaxNLocator(integer=True))
+    right.yaxis.set_major_locator(MaxNLocator(integer=True))
+    if not ours.full_shift_jobs():
+        right.text(
+            0.5,
+            0.5,
+            _no_load_spread(ours.hours).replace(" (", "\n("),
+            ha="center",
+            va="center",
+            transform=right.transAxes,
+        )
+        right.set_yticks([])
+        right.set_xticks([])
+    else:
+        width = 0.8 / len(runs)
+        for n, (run, label, colour) in enumerate(runs):
+            offset = (n - (len(runs) - 1) / 2) * width
+            counts = run.full_shift_jobs()
+            right.bar(
+                [i + 1 + offset for i in range(len(counts))],
+                counts,
+                width,
+                label=label,
+                color=colour,
+            )
+        right.legend()
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    return figure

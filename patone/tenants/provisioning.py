@@ -87,11 +87,14 @@ async def create_tenant(
     branding: dict[str, object] | None = None,
     template: TenantTemplate | None = None,
     reuse_purged_slug: bool = False,
+    simulation: bool = False,
 ) -> TenantInfo:
     """Create a tenant: role, schema, tables, default data and registry row, all or nothing.
 
     The slug of a purged company is refused unless `reuse_purged_slug`: the new company gets a
-    fresh id, which is what tokens, links and jobs of the old one fail to match."""
+    fresh id, which is what tokens, links and jobs of the old one fail to match. `simulation`:
+    a company for one run of the simulator, born with status "simulation" (no other process
+    works for it, see `TenantInfo.is_simulation`)."""
     slug = _slug(slug)
     name = _validate_name(name if name is not None else slug.replace("-", " ").title())
     domains = [validate_domain(d) for d in domains]
@@ -123,7 +126,7 @@ async def create_tenant(
                     INSERT INTO platform.tenants
                         (id, slug, name, schema_name, role_name, status, status_reason, plan,
                          branding, shard, applied_migrations, created_at, updated_at)
-                    VALUES ($1, $2, $3, $4, $5, 'active', '', $6, $7::jsonb, $8, $9, $10, $10)
+                    VALUES ($1, $2, $3, $4, $5, $11, '', $6, $7::jsonb, $8, $9, $10, $10)
                     """,
                     tenant_id,
                     slug,
@@ -135,6 +138,7 @@ async def create_tenant(
                     shard,
                     list(template.ids),
                     now,
+                    "simulation" if simulation else "active",
                 )
                 if domains:
                     await platform.executemany(

@@ -52,6 +52,12 @@ class TenantInfo:
     def is_active(self) -> bool:
         return self.status == "active"
 
+    @property
+    def is_simulation(self) -> bool:
+        """Made by `patone simulate` for one run: no other process's relay, scheduler or
+        workers work for it (the simulator plays them itself, on simulated time)."""
+        return self.status == "simulation"
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "id": str(self.id),

@@ -26,6 +26,9 @@ class TenantStatus(StrEnum):
     active = "active"
     suspended = "suspended"
     deleted = "deleted"
+    # A company `patone simulate` made for one run: that process plays the relay, the workers
+    # and the scheduler for it on simulated time, so no other process works for it.
+    simulation = "simulation"
 
 
 class Plan(Table, tablename="plans", schema="platform", db=engine):

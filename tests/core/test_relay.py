@@ -17,6 +17,7 @@ from patone.core.redis import get_redis
 from patone.core.relay import Relay, events_channel, relay_tenant
 from patone.tenants.isolation import tenant_transaction
 from patone.tenants.registry import TenantCache, TenantInfo
+from tests.conftest import MakeTenant
 
 
 async def _unpublished(tenant: TenantInfo) -> int:
@@ -100,6 +101,33 @@ async def test_the_running_relay_publishes_on_commit(
                 break
             await asyncio.sleep(0.02)
         assert await _unpublished(acme) == 0 and await _unpublished(bolt) == 0
+    finally:
+        await relay.stop()
+        await pubsub.aclose()
+
+
+async def test_the_running_relay_leaves_a_simulations_events_to_the_simulator(
+    make_tenant: MakeTenant,
+) -> None:
+    """A company `patone simulate` made is run by the simulator alone: a server beside it
+    relaying its events would queue jobs that run its engine on the real clock."""
+    acme = await make_tenant("acme", name="Acme Towing")
+    sim = await make_tenant("sim", name="Simulation", simulation=True)
+    assert sim.is_simulation and not sim.is_active and not acme.is_simulation
+    pubsub = get_redis().pubsub()
+    await pubsub.subscribe(events_channel(acme.slug), events_channel(sim.slug))
+    relay = Relay(get_redis(), TenantCache(ttl=60))
+    await relay.start()
+    try:
+        await customers.create_customer(sim, SYSTEM, {"name": "Simulated"})
+        await customers.create_customer(acme, SYSTEM, {"name": "Live"})
+        channels = []
+        for _ in range(20):  # acme's event arrives; sim's never does
+            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.1)
+            if message:
+                channels.append(message["channel"])
+        assert channels == [events_channel(acme.slug)]
+        assert await _unpublished(acme) == 0 and await _unpublished(sim) == 1
     finally:
         await relay.stop()
         await pubsub.aclose()

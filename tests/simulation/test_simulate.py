@@ -6,12 +6,23 @@ import json
 import statistics
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
+import matplotlib.pyplot as plt
 import pytest
 from rich.console import Console
 
 from patone.core.db import engine
-from patone.simulation.simulate import FIGURES, Options, assignment_bound, simulate
+from patone.simulation.runner import SHIFT_HOURS
+from patone.simulation.simulate import (
+    FIGURES,
+    Options,
+    assignment_bound,
+    chart_figure,
+    chart_title,
+    simulate,
+)
+from tests.simulation.runs import made_run
 
 KEYS = {
     "auto_assigned_within_2min",
@@ -46,19 +57,9 @@ async def test_a_short_run_reports_every_figure_beside_the_baseline(tmp_path: Pa
         assert run["completed"] > 0
         assert run["emergency_offer_p99_s"] is not None  # the emergency was offered
         assert run["eta_mae_min"] is not None and run["eta_mae_min"] >= 0
-        # The load spread is made of each full-shift driver's jobs, listed beside it.
-        full = run["full_shift_jobs"]
-        assert 1 <= len(full) <= 6 and sum(full) <= run["completed"]
-        mean = statistics.fmean(full)
-        assert run["load_spread"] == pytest.approx(max(abs(n - mean) for n in full) / mean)
-        # Beside it, the least any split of those jobs could read, and the counts' range.
-        assert 0 <= run["load_spread_floor"] <= run["load_spread"]
-        assert run["full_shift_job_range"] == max(full) - min(full)
         assert run["preempted"] >= 0 and run["preempted"] == int(run["preempted"])
-        # Beside each driver's jobs, the offers they were sent: at least one per job.
-        offers = run["full_shift_offers"]
-        assert len(offers) == len(full)
-        assert all(sent >= done for sent, done in zip(offers, full, strict=True))
+        # An hour is shorter than a shift: no load spread to measure (`test_runner.py`).
+        assert run["full_shift_jobs"] == [] and run["load_spread"] is None
     assert result["baseline"]["travel_time_vs_greedy"] == 0.0
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     text = console.export_text()
@@ -67,6 +68,7 @@ async def test_a_short_run_reports_every_figure_beside_the_baseline(tmp_path: Pa
     assert written["assumptions"]["engine_deadlines_changed"] is None
     for _key, label, *_ in FIGURES:
         assert label in text
+    assert "Load spread: not enough full shifts to measure (the 1 h run is shorter than" in text
     assert await _simulation_companies() == before  # both companies purged
 
 
@@ -112,7 +114,11 @@ async def test_with_the_clock_frozen_a_run_repeats_exactly() -> None:
     assert [first[k] for k in figures] == [second[k] for k in figures]
     assert first["full_shift_jobs"] == second["full_shift_jobs"]
     assert first["completed"] > 0 and first["assumptions"]["frozen_clock"] is True
-    assert "Business time stands still while the engine works" in console.export_text()
+    text = console.export_text()
+    assert "Business time stands still while the engine works" in text
+    # No baseline ran: the table shows the engine's column alone, not a copy as "greedy".
+    header = next(line for line in text.splitlines() if "figure" in line and "engine" in line)
+    assert "greedy" not in header
 
 
 async def test_engine_deadlines_off_the_fixed_ones_are_called_a_what_if() -> None:
@@ -144,3 +150,46 @@ def test_the_bound_on_two_minute_assignment_follows_the_offer_deadline() -> None
     longer = assignment_bound(1, 0.0, trials=4000, deadlines=(60.0, 10.0))
     assert 0.83 < fixed < 0.89
     assert 0.97 < longer <= 1.0
+
+
+def _tick_values(axis: Any) -> list[float]:
+    low, high = axis.get_view_interval()
+    return [tick for tick in axis.get_ticklocs() if low <= tick <= high]
+
+
+def test_the_chart_is_titled_and_labelled_as_the_table_with_whole_job_counts() -> None:
+    ours = made_run(SHIFT_HOURS + 4, whole_run=[2, 1, 1, 2, 1])
+    greedy = made_run(SHIFT_HOURS + 4, whole_run=[0, 2, 1, 3, 1])
+    title = "Dispatch simulation, seed 3: 5 drivers, 7 requests over 12 h"
+    figure = chart_figure(ours, greedy, title)
+    left, right = figure.axes
+    assert figure.get_suptitle() == title
+    for axes in (left, right):
+        assert [t.get_text() for t in axes.get_legend().get_texts()] == ["engine", "greedy"]
+    # Jobs and drivers are whole: 0, 1, 2, 3, never 0.25 or 1.75.
+    for axis in (right.yaxis, right.xaxis):
+        assert all(tick == int(tick) for tick in _tick_values(axis))
+    assert len(_tick_values(right.yaxis)) >= 3
+    plt.close(figure)
+
+    alone = chart_figure(ours, None, title)  # --no-baseline: the engine alone, once
+    assert [t.get_text() for t in alone.axes[0].get_legend().get_texts()] == ["engine"]
+    plt.close(alone)
+
+
+def test_the_chart_of_a_run_shorter_than_a_shift_says_why_it_shows_no_load() -> None:
+    short = made_run(2.0, whole_run=[0, 1, 6])
+    figure = chart_figure(short, short, "Dispatch simulation, seed 1: 3 drivers")
+    texts = " ".join(t.get_text() for t in figure.axes[1].texts).replace("\n", " ")
+    assert "not enough full shifts to measure (the 2 h run is shorter than one 8 h shift)" in texts
+    plt.close(figure)
+
+
+def test_the_chart_title_names_the_seed_and_the_settings() -> None:
+    options = Options(
+        drivers=50, hours=12, seed=4, frozen_clock=True, engine_settings={"offer_seconds": 60}
+    )
+    assert chart_title(options, 339) == (
+        "Dispatch simulation, seed 4: 50 drivers, 339 requests over 12 h; "
+        'engine settings {"offer_seconds": 60}; clock frozen'
+    )

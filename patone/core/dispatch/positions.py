@@ -649,7 +649,8 @@ async def flush_all() -> int:
     pending = cast(set[str], await client.smembers(PENDING_KEY))
     for slug in sorted(pending):
         tenant = await tenant_cache.by_slug(slug)
-        if tenant is None or tenant.status == "deleted":
+        # A simulation's positions stay the simulator's: it reads them live, and purges them.
+        if tenant is None or tenant.status == "deleted" or tenant.is_simulation:
             await client.srem(PENDING_KEY, slug)
             if tenant is None:  # purged: pings that came in during the purge go too
                 await forget_orphan(slug)

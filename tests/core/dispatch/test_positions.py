@@ -23,7 +23,7 @@ from patone.core.redis import get_redis
 from patone.tenants import provisioning
 from patone.tenants.isolation import tenant_transaction
 from patone.tenants.registry import TenantInfo
-from tests.conftest import actor_for
+from tests.conftest import MakeTenant, actor_for
 
 BERLIN = (52.5200, 13.4050)
 
@@ -296,6 +296,23 @@ async def test_the_scheduled_flush_drains_every_pending_company(
     assert len(await _history(acme)) == len(await _history(bolt)) == 1
     pending = await get_redis().smembers(positions.PENDING_KEY)
     assert acme.slug not in pending and bolt.slug not in pending
+
+
+async def test_the_scheduled_flush_leaves_a_simulations_positions_to_the_simulator(
+    make_tenant: MakeTenant,
+) -> None:
+    """A server beside `patone simulate` writes nothing into the simulation's company (which
+    the simulator purges when its run ends)."""
+    acme = await make_tenant("acme", name="Acme Towing")
+    sim = await make_tenant("sim", name="Simulation", simulation=True)
+    for tenant in (acme, sim):
+        await positions.record_pings(
+            tenant, actor_for("driver", driver_id=await _driver(tenant)), [ping(now())]
+        )
+    await positions.flush_all()
+    assert len(await _history(acme)) == 1
+    assert await _history(sim) == []
+    assert sim.slug not in await get_redis().smembers(positions.PENDING_KEY)
 
 
 async def test_partitions_are_made_ahead_and_expired_days_are_dropped(
