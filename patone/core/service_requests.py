@@ -88,7 +88,13 @@ def can_see(actor: Actor, row: Row) -> bool:
         return actor.id == str(row["customer"])
     if actor.can("requests.view"):
         return True
-    return actor.can("requests.view_assigned") and row["driver"] == actor.driver_id
+    # A driver sees the jobs assigned to them; a user of the driver role who is no driver
+    # yet has none (an unassigned request's driver is NULL too, which must not match).
+    return (
+        actor.can("requests.view_assigned")
+        and actor.driver_id is not None
+        and row["driver"] == actor.driver_id
+    )
 
 
 async def get_request(tenant: TenantRef, actor: Actor, request_id: int) -> Row:
