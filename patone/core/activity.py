@@ -12,10 +12,12 @@ from typing import Any
 
 from patone.core.clock import now
 from patone.core.db import engine
-from patone.core.errors import UserError
+from patone.core.errors import NotFound, UserError
 from patone.core.permissions import Actor, require
 from patone.core.rows import update_row
 from patone.tenants.isolation import TenantRef, get_current_tenant, tenant_transaction
+
+_LOG_COLUMNS = "id, actor_type, actor_id, entity, entity_id, action, before, after, created_at"
 
 
 def _json(value: Any) -> str | None:
@@ -62,6 +64,18 @@ async def emit(topic: str, entity: str, entity_id: object, payload: dict[str, An
     await engine.execute("SELECT pg_notify('patone_outbox', $1)", tenant.slug)
 
 
+async def get_activity(tenant: TenantRef, actor: Actor, entry_id: int) -> dict[str, Any]:
+    """One line of the activity log, for those who may read the log."""
+    require(actor, "activity.view")
+    async with tenant_transaction(tenant):
+        rows = await engine.fetch(
+            f"SELECT {_LOG_COLUMNS} FROM activity_log WHERE id = $1", entry_id
+        )
+    if not rows:
+        raise NotFound("not_found", "no such activity entry", "id")
+    return dict(rows[0])
+
+
 async def list_activity(
     tenant: TenantRef,
     actor: Actor,
@@ -77,8 +91,7 @@ async def list_activity(
         raise UserError("out_of_range", "first must be between 1 and 200", "first")
     async with tenant_transaction(tenant):
         rows = await engine.fetch(
-            "SELECT id, actor_type, actor_id, entity, entity_id, action, before, after, "
-            "created_at FROM activity_log WHERE ($1::varchar IS NULL OR entity = $1) "
+            f"SELECT {_LOG_COLUMNS} FROM activity_log WHERE ($1::varchar IS NULL OR entity = $1) "
             "AND ($2::varchar IS NULL OR entity_id = $2) AND ($3::bigint IS NULL OR id < $3) "
             "ORDER BY id DESC LIMIT $4",
             entity,

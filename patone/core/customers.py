@@ -243,6 +243,13 @@ async def _vehicle(vehicle_id: int) -> Row:
     )
 
 
+async def get_vehicle(tenant: TenantRef, actor: Actor, vehicle_id: int) -> Row:
+    """One vehicle, for those who may see customers (and so their vehicles)."""
+    require(actor, "customers.view")
+    async with tenant_transaction(tenant):
+        return await _vehicle(vehicle_id)
+
+
 async def update_vehicle(tenant: TenantRef, actor: Actor, vehicle_id: int, data: Any) -> Row:
     require(actor, "customers.manage")
     changes = parse(VehicleChanges, data).model_dump(exclude_unset=True)

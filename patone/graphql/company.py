@@ -286,6 +286,19 @@ class ActivityEntry(Node):
     after: JSON | None
     created_at: datetime
 
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> ActivityEntry:
+        return cls(
+            id=gid("ActivityEntry", row["id"]),
+            actor=f"{row['actor_type']}:{row['actor_id']}",
+            entity=row["entity"],
+            entity_id=row["entity_id"],
+            action=row["action"],
+            before=JSON(json.loads(row["before"])) if row["before"] else None,
+            after=JSON(json.loads(row["after"])) if row["after"] else None,
+            created_at=row["created_at"],
+        )
+
 
 @strawberry.type
 class ActivityQueries:
@@ -307,18 +320,4 @@ class ActivityQueries:
             first=first,
             before_id=pk_of(after, "ActivityEntry", "after") if after else None,
         )
-        return connection(
-            rows,
-            has_next,
-            "ActivityEntry",
-            lambda r: ActivityEntry(
-                id=gid("ActivityEntry", r["id"]),
-                actor=f"{r['actor_type']}:{r['actor_id']}",
-                entity=r["entity"],
-                entity_id=r["entity_id"],
-                action=r["action"],
-                before=JSON(json.loads(r["before"])) if r["before"] else None,
-                after=JSON(json.loads(r["after"])) if r["after"] else None,
-                created_at=r["created_at"],
-            ),
-        )
+        return connection(rows, has_next, "ActivityEntry", ActivityEntry.from_row)
