@@ -32,6 +32,7 @@ from patone.graphql.types import (
     connection,
     gid,
     given,
+    window,
 )
 
 
@@ -310,14 +311,15 @@ class ActivityQueries:
         after: str | None = None,
         entity: str | None = None,
         entity_id: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
     ) -> Connection[ActivityEntry]:
         ctx = info.context
-        rows, has_next = await activity.list_activity(
+        page = await activity.page_activity(
             ctx.tenant,
             ctx.actor,
             entity=entity,
             entity_id=entity_id,
-            first=first,
-            before_id=pk_of(after, "ActivityEntry", "after") if after else None,
+            **vars(window(first, after, last, before)),
         )
-        return connection(rows, has_next, "ActivityEntry", ActivityEntry.from_row)
+        return connection(page, ActivityEntry.from_row)

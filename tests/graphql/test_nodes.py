@@ -13,6 +13,7 @@ from patone.graphql.ids import to_global_id
 from patone.tenants.isolation import tenant_transaction
 from patone.tenants.registry import TenantInfo
 from tests.graphql.conftest import Gql, token_for
+from tests.graphql.test_connections import docs_query
 from tests.support import plugin_runtime
 
 
@@ -138,3 +139,17 @@ async def test_a_role_without_the_permission_gets_no_object(
         assert result["data"] is None or result["data"]["node"] is None, (type_name, result)
         codes = [e["extensions"]["code"] for e in result.get("errors", [])]
         assert codes in ([], ["forbidden"]), (type_name, result)
+
+
+async def test_the_docs_node_query_runs_as_written(
+    gql: Gql, two_tenants: tuple[TenantInfo, TenantInfo]
+) -> None:
+    acme, bolt = two_tenants
+    admin = await token_for(acme, "admin")
+    await _one_of_each(gql, acme, admin)  # the company's first vehicle: the docs' id
+    result = await gql(acme, admin, docs_query("query { node("))
+    assert result["data"]["node"]["__typename"] == "Vehicle", result
+    assert result["data"]["node"]["plate"] == "AB12"
+    assert (await gql(bolt, await token_for(bolt, "admin"), docs_query("query { node(")))[
+        "data"
+    ] == {"node": None}
