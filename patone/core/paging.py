@@ -132,6 +132,7 @@ async def fetch_page(
     descending: bool,
     window: Window,
     max_page: int = 200,
+    count_cap: int = COUNT_CAP,
 ) -> Page:
     """One page of `SELECT columns FROM source WHERE where` in key order (`$n` placeholders
     in `where` number `args`). Runs in the caller's tenant transaction when there is one."""
@@ -187,11 +188,11 @@ async def fetch_page(
         async with tenant_transaction(tenant):
             found = await engine.fetch(
                 f"SELECT count(*) FROM (SELECT 1 FROM {source} WHERE {filters} "
-                f"LIMIT {COUNT_CAP + 1}) AS capped",
+                f"LIMIT {count_cap + 1}) AS capped",
                 *count_args,
             )
         total = int(found[0][0])
-        return Count(total=min(total, COUNT_CAP), capped=total > COUNT_CAP)
+        return Count(total=min(total, count_cap), capped=total > count_cap)
 
     async def count() -> Count:
         # Counted only when asked, and once however many fields ask (they may ask at once).
