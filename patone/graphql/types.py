@@ -93,15 +93,11 @@ class Edge(Generic[T]):
     node: T
 
 
-async def _no_count() -> Count:
-    return Count(total=0, capped=False)
-
-
 @strawberry.type
 class Connection(Generic[T]):
     edges: list[Edge[T]]
     page_info: PageInfo
-    count: strawberry.Private[Callable[[], Awaitable[Count]]] = _no_count
+    count: strawberry.Private[Callable[[], Awaitable[Count]]]  # the page's own count
 
     @strawberry.field
     def nodes(self) -> list[T]:
