@@ -12,10 +12,13 @@ from typing import Any
 
 from patone.core.clock import now
 from patone.core.db import engine
-from patone.core.errors import UserError
+from patone.core.errors import NotFound
+from patone.core.paging import Key, Page, Window, cursor_of, fetch_page
 from patone.core.permissions import Actor, require
 from patone.core.rows import update_row
 from patone.tenants.isolation import TenantRef, get_current_tenant, tenant_transaction
+
+_LOG_COLUMNS = "id, actor_type, actor_id, entity, entity_id, action, before, after, created_at"
 
 
 def _json(value: Any) -> str | None:
@@ -62,6 +65,43 @@ async def emit(topic: str, entity: str, entity_id: object, payload: dict[str, An
     await engine.execute("SELECT pg_notify('patone_outbox', $1)", tenant.slug)
 
 
+async def get_activity(tenant: TenantRef, actor: Actor, entry_id: int) -> dict[str, Any]:
+    """One line of the activity log, for those who may read the log."""
+    require(actor, "activity.view")
+    async with tenant_transaction(tenant):
+        rows = await engine.fetch(
+            f"SELECT {_LOG_COLUMNS} FROM activity_log WHERE id = $1", entry_id
+        )
+    if not rows:
+        raise NotFound("not_found", "no such activity entry", "id")
+    return dict(rows[0])
+
+
+async def page_activity(
+    tenant: TenantRef,
+    actor: Actor,
+    *,
+    entity: str | None = None,
+    entity_id: str | None = None,
+    first: int | None = 50,
+    after: str | None = None,
+    last: int | None = None,
+    before: str | None = None,
+) -> Page:
+    """The activity log, newest first, a page at a time (forwards or backwards)."""
+    require(actor, "activity.view")
+    return await fetch_page(
+        tenant,
+        columns=_LOG_COLUMNS,
+        source="activity_log",
+        where=["($1::varchar IS NULL OR entity = $1)", "($2::varchar IS NULL OR entity_id = $2)"],
+        args=[entity, entity_id],
+        keys=(Key("id"),),
+        descending=True,
+        window=Window(first=first, after=after, last=last, before=before),
+    )
+
+
 async def list_activity(
     tenant: TenantRef,
     actor: Actor,
@@ -71,22 +111,17 @@ async def list_activity(
     first: int = 50,
     before_id: int | None = None,
 ) -> tuple[list[dict[str, Any]], bool]:
-    """The activity log, newest first, a page at a time (`before_id`: the last id seen)."""
-    require(actor, "activity.view")
-    if not 1 <= first <= 200:
-        raise UserError("out_of_range", "first must be between 1 and 200", "first")
-    async with tenant_transaction(tenant):
-        rows = await engine.fetch(
-            "SELECT id, actor_type, actor_id, entity, entity_id, action, before, after, "
-            "created_at FROM activity_log WHERE ($1::varchar IS NULL OR entity = $1) "
-            "AND ($2::varchar IS NULL OR entity_id = $2) AND ($3::bigint IS NULL OR id < $3) "
-            "ORDER BY id DESC LIMIT $4",
-            entity,
-            entity_id,
-            before_id,
-            first + 1,
-        )
-    return [dict(r) for r in rows[:first]], len(rows) > first
+    """The activity log, newest first, a page at a time (`before_id`: the last id seen):
+    its rows and whether more follow."""
+    page = await page_activity(
+        tenant,
+        actor,
+        entity=entity,
+        entity_id=entity_id,
+        first=first,
+        after=cursor_of([before_id]) if before_id is not None else None,
+    )
+    return page.rows, page.has_next
 
 
 async def audited_update(

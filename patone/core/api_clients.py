@@ -142,6 +142,16 @@ async def create_client(
     return row, secret
 
 
+async def get_client(tenant: TenantInfo, actor: Actor, client_pk: int) -> dict[str, Any]:
+    """One API client (revoked or not), for those who manage them."""
+    require(actor, "api_clients.manage")
+    async with tenant_transaction(tenant):
+        rows = await engine.fetch(f"SELECT {COLUMNS} FROM api_clients WHERE id = $1", client_pk)
+    if not rows:
+        raise NotFound("not_found", "no such API client", "id")
+    return dict(rows[0])
+
+
 async def list_clients(tenant: TenantInfo, actor: Actor) -> list[dict[str, Any]]:
     require(actor, "api_clients.manage")
     async with tenant_transaction(tenant):

@@ -10,9 +10,9 @@ from pydantic import Field
 from patone.core.activity import audited_update, emit, record
 from patone.core.clock import now
 from patone.core.db import engine
-from patone.core.errors import UserError
 from patone.core.idempotency import idempotent
 from patone.core.inputs import Email, Input, Name, Phone, Plate, parse
+from patone.core.paging import Key, Page, Window, fetch_page
 from patone.core.permissions import Actor, require
 from patone.core.rows import insert_row, row_by_id
 from patone.tenants.isolation import TenantRef, tenant_transaction
@@ -177,6 +177,24 @@ async def add_membership(tenant: TenantRef, actor: Actor, customer_id: int, data
     return created
 
 
+# Name or email words by prefix, or part of a phone number (3 digits or more) or of a plate.
+_SEARCH = """(
+    ($1::text IS NOT NULL AND c.search @@ to_tsquery('simple', $1))
+    OR (length($2) >= 3 AND c.phone LIKE '%' || $2 || '%')
+    OR EXISTS (SELECT 1 FROM vehicles v WHERE v.customer = c.id AND length($3) >= 2
+               AND regexp_replace(upper(v.plate), '[^A-Z0-9]', '', 'g') LIKE '%' || $3 || '%')
+)"""
+
+
+def _search_args(text: str) -> list[Any]:
+    """The values of `_SEARCH`'s $1, $2 and $3 for a search text."""
+    words = [w for w in "".join(c if c.isalnum() else " " for c in text).split() if w]
+    prefix_query = " & ".join(f"{w}:*" for w in words) if words else None
+    digits = "".join(c for c in text if c.isdigit())
+    plate = "".join(c for c in text if c.isalnum()).upper()
+    return [prefix_query, digits, plate]
+
+
 async def search_customers(
     tenant: TenantRef, actor: Actor, text: str, *, limit: int = 20
 ) -> list[Row]:
@@ -186,46 +204,47 @@ async def search_customers(
     text = text.strip()
     if not text:
         return []
-    words = [w for w in "".join(c if c.isalnum() else " " for c in text).split() if w]
-    prefix_query = " & ".join(f"{w}:*" for w in words) if words else None
-    digits = "".join(c for c in text if c.isdigit())
-    plate = "".join(c for c in text if c.isalnum()).upper()
     async with tenant_transaction(tenant):
         rows = await engine.fetch(
-            f"""
-            SELECT {CUSTOMER_COLUMNS} FROM customers c
-            WHERE c.archived_at IS NULL AND (
-                ($1::text IS NOT NULL AND c.search @@ to_tsquery('simple', $1))
-                OR (length($2) >= 3 AND c.phone LIKE '%' || $2 || '%')
-                OR EXISTS (SELECT 1 FROM vehicles v WHERE v.customer = c.id AND length($3) >= 2
-                           AND regexp_replace(upper(v.plate), '[^A-Z0-9]', '', 'g')
-                               LIKE '%' || $3 || '%')
-            )
-            ORDER BY c.name, c.id LIMIT $4
-            """,
-            prefix_query,
-            digits,
-            plate,
+            f"SELECT {CUSTOMER_COLUMNS} FROM customers c WHERE c.archived_at IS NULL "
+            f"AND {_SEARCH} ORDER BY c.name, c.id LIMIT $4",
+            *_search_args(text),
             min(max(limit, 1), 100),
         )
     return [dict(r) for r in rows]
 
 
 async def list_customers(
-    tenant: TenantRef, actor: Actor, *, first: int = 50, after: int | None = None
-) -> tuple[list[Row], bool]:
-    """A page of customers by id (keyset: `after` is the last id seen); archived left out."""
+    tenant: TenantRef,
+    actor: Actor,
+    *,
+    search: str | None = None,
+    first: int | None = 50,
+    after: str | None = None,
+    last: int | None = None,
+    before: str | None = None,
+) -> Page:
+    """A page of customers (archived left out): by id, or by name when searching (the words
+    of a name or email, or part of a phone number or plate; see `search_customers`)."""
     require(actor, "customers.view")
-    if not 1 <= first <= 200:
-        raise UserError("out_of_range", "first must be between 1 and 200", "first")
-    async with tenant_transaction(tenant):
-        rows = await engine.fetch(
-            f"SELECT {CUSTOMER_COLUMNS} FROM customers WHERE archived_at IS NULL "
-            "AND id > $1 ORDER BY id LIMIT $2",
-            after or 0,
-            first + 1,
-        )
-    return [dict(r) for r in rows[:first]], len(rows) > first
+    where = ["c.archived_at IS NULL"]
+    args: list[Any] = []
+    keys: tuple[Key, ...] = (Key("c.id"),)
+    text = (search or "").strip()
+    if text:
+        where.append(_SEARCH)
+        args.extend(_search_args(text))
+        keys = (Key("c.name", "text"), Key("c.id"))
+    return await fetch_page(
+        tenant,
+        columns=CUSTOMER_COLUMNS,
+        source="customers c",
+        where=where,
+        args=args,
+        keys=keys,
+        descending=False,
+        window=Window(first=first, after=after, last=last, before=before),
+    )
 
 
 class VehicleChanges(Input):
@@ -241,6 +260,13 @@ async def _vehicle(vehicle_id: int) -> Row:
     return await row_by_id(
         "vehicles", VEHICLE_COLUMNS, vehicle_id, what="vehicle", field="vehicle_id"
     )
+
+
+async def get_vehicle(tenant: TenantRef, actor: Actor, vehicle_id: int) -> Row:
+    """One vehicle, for those who may see customers (and so their vehicles)."""
+    require(actor, "customers.view")
+    async with tenant_transaction(tenant):
+        return await _vehicle(vehicle_id)
 
 
 async def update_vehicle(tenant: TenantRef, actor: Actor, vehicle_id: int, data: Any) -> Row:

@@ -8,8 +8,6 @@ the second of two dispatchers acting on one request gets a conflict error, not a
 
 from __future__ import annotations
 
-import base64
-import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -24,6 +22,7 @@ from patone.core.errors import Conflict, NotFound, UserError
 from patone.core.idempotency import idempotent
 from patone.core.inputs import Input, Latitude, Longitude, Money, parse
 from patone.core.lifecycle import ENTERED_AT, OPEN, check_transition
+from patone.core.paging import Key, Page, Window, fetch_page
 from patone.core.permissions import Actor, PermissionDenied, require
 from patone.core.rows import fetch_one, row_by_id
 from patone.core.service_types import distance_km, quote, service_type_by_code
@@ -88,7 +87,13 @@ def can_see(actor: Actor, row: Row) -> bool:
         return actor.id == str(row["customer"])
     if actor.can("requests.view"):
         return True
-    return actor.can("requests.view_assigned") and row["driver"] == actor.driver_id
+    # A driver sees the jobs assigned to them; a user of the driver role who is no driver
+    # yet has none (an unassigned request's driver is NULL too, which must not match).
+    return (
+        actor.can("requests.view_assigned")
+        and actor.driver_id is not None
+        and row["driver"] == actor.driver_id
+    )
 
 
 async def get_request(tenant: TenantRef, actor: Actor, request_id: int) -> Row:
@@ -517,46 +522,11 @@ class RequestFilter:
 
 
 ORDERS = {
-    # name: (SQL sort key expressions, directions)
-    "newest": (("created_at", "id"), "DESC"),
-    "oldest": (("created_at", "id"), "ASC"),
-    "priority": ((PRIORITY_RANK, "created_at", "id"), "ASC"),
+    # name: (sort keys, all descending?)
+    "newest": ((Key("created_at", "datetime"), Key("id")), True),
+    "oldest": ((Key("created_at", "datetime"), Key("id")), False),
+    "priority": ((Key(PRIORITY_RANK), Key("created_at", "datetime"), Key("id")), False),
 }
-
-
-@dataclass(frozen=True)
-class Page:
-    rows: list[Row]
-    has_next: bool
-    end_cursor: str | None
-    cursors: list[str]
-
-
-def _cursor(values: list[Any]) -> str:
-    encoded = [v.isoformat() if isinstance(v, datetime) else v for v in values]
-    return base64.urlsafe_b64encode(json.dumps(encoded).encode()).decode()
-
-
-def _int4(value: Any) -> int:
-    """A cursor's id or rank: a Postgres integer, as every key it is compared with is."""
-    number = int(value)
-    if not -(2**31) <= number < 2**31:
-        raise ValueError("out of range")
-    return number
-
-
-def _decode_cursor(cursor: str, order: str) -> list[Any]:
-    try:
-        values = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-        keys = ORDERS[order][0]
-        if not isinstance(values, list) or len(values) != len(keys):
-            raise ValueError
-        return [
-            datetime.fromisoformat(v) if k == "created_at" else _int4(v)
-            for k, v in zip(keys, values, strict=True)
-        ]
-    except (ValueError, TypeError, json.JSONDecodeError):
-        raise UserError("invalid", "the cursor is not valid for this order", "after") from None
 
 
 async def list_requests(
@@ -565,17 +535,19 @@ async def list_requests(
     *,
     filter: RequestFilter | None = None,
     order: str = "newest",
-    first: int = 50,
+    first: int | None = 50,
     after: str | None = None,
+    last: int | None = None,
+    before: str | None = None,
 ) -> Page:
-    """A page of requests (keyset pagination: stable while requests are being added)."""
+    """A page of requests (keyset pagination: stable while requests are being added); `last`
+    pages backwards from the end or from `before`."""
     require(actor, "requests.view", "requests.view_assigned")
     if order not in ORDERS:
         raise UserError("invalid_choice", f"order must be one of {', '.join(ORDERS)}", "order")
-    if not 1 <= first <= 200:
-        raise UserError("out_of_range", "first must be between 1 and 200", "first")
     f = filter or RequestFilter()
-    where, args = [], []
+    where: list[str] = []
+    args: list[Any] = []
 
     def arg(value: Any) -> str:
         args.append(value)
@@ -609,23 +581,14 @@ async def list_requests(
         if digits:
             clauses.append(f"number::text = {arg(digits)}")
         where.append("(" + " OR ".join(clauses) + ")")
-    keys, direction = ORDERS[order]
-    if after:
-        values = _decode_cursor(after, order)
-        op = "<" if direction == "DESC" else ">"
-        placeholders = ", ".join(arg(v) for v in values)
-        where.append(f"({', '.join(keys)}) {op} ({placeholders})")
-    sort = ", ".join(f"{k} {direction}" for k in keys)
-    sql = (
-        f"SELECT {COLUMNS}, {', '.join(f'{k} AS _k{i}' for i, k in enumerate(keys))} "
-        f"FROM service_requests {'WHERE ' + ' AND '.join(where) if where else ''} "
-        f"ORDER BY {sort} LIMIT {first + 1}"
-    )
-    async with tenant_transaction(tenant):
-        rows = [dict(r) for r in await engine.fetch(sql, *args)]
-    has_next = len(rows) > first
-    rows = rows[:first]
-    cursors = [_cursor([row.pop(f"_k{i}") for i in range(len(keys))]) for row in rows]
-    return Page(
-        rows=rows, has_next=has_next, end_cursor=cursors[-1] if cursors else None, cursors=cursors
+    keys, descending = ORDERS[order]
+    return await fetch_page(
+        tenant,
+        columns=COLUMNS,
+        source="service_requests",
+        where=where,
+        args=args,
+        keys=keys,
+        descending=descending,
+        window=Window(first=first, after=after, last=last, before=before),
     )

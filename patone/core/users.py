@@ -46,6 +46,13 @@ async def _require_role(role: str) -> None:
         raise UserError("unknown", f"role {role!r} does not exist", "role")
 
 
+async def get_user(tenant: TenantRef, actor: Actor, user_id: int) -> Row:
+    """One staff member, for those who may list them."""
+    require(actor, "users.manage")
+    async with tenant_transaction(tenant):
+        return await row_by_id("users", _COLUMNS, user_id, what="user", field="id")
+
+
 async def list_users(tenant: TenantRef, actor: Actor) -> list[Row]:
     require(actor, "users.manage")
     async with tenant_transaction(tenant):

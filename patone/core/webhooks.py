@@ -52,6 +52,7 @@ from patone.core.errors import Conflict, UserError
 from patone.core.events import event_handler
 from patone.core.inputs import Input, parse
 from patone.core.jobs import current_job, send_to_active_tenants, tenant_actor
+from patone.core.paging import Key, Page, Window, fetch_page
 from patone.core.permissions import SYSTEM, Actor, require
 from patone.core.rows import fetch_one
 from patone.core.scheduler import periodic
@@ -742,33 +743,37 @@ async def list_deliveries(
     *,
     endpoint_id: int | None = None,
     status: str | None = None,
-    first: int = 50,
-    before_id: int | None = None,
-) -> tuple[list[Row], bool]:
+    first: int | None = 50,
+    after: str | None = None,
+    last: int | None = None,
+    before: str | None = None,
+) -> Page:
     """Deliveries, newest first, each with its attempts (`attempt_log`), a page at a time
-    (`before_id`: the last id seen); filtered by endpoint and/or status."""
+    (forwards or backwards); filtered by endpoint and/or status."""
     require(actor, "settings.manage")
-    if not 1 <= first <= MAX_PAGE:
-        raise UserError("out_of_range", f"first must be between 1 and {MAX_PAGE}", "first")
     if status is not None and status not in STATUSES:
         raise UserError("invalid_choice", f"status must be one of {', '.join(STATUSES)}", "status")
     async with tenant_transaction(tenant):
-        rows = await engine.fetch(
-            f"SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries "
-            "WHERE ($1::int IS NULL OR endpoint_id = $1) AND ($2::varchar IS NULL OR status = $2) "
-            "AND ($3::bigint IS NULL OR id < $3) ORDER BY id DESC LIMIT $4",
-            endpoint_id,
-            status,
-            before_id,
-            first + 1,
+        page = await fetch_page(
+            tenant,
+            columns=DELIVERY_COLUMNS,
+            source="webhook_deliveries",
+            where=[
+                "($1::int IS NULL OR endpoint_id = $1)",
+                "($2::varchar IS NULL OR status = $2)",
+            ],
+            args=[endpoint_id, status],
+            keys=(Key("id", "bigint"),),
+            descending=True,
+            window=Window(first=first, after=after, last=last, before=before),
+            max_page=MAX_PAGE,
         )
-        page = rows[:first]
-        attempts = await _attempts([r["id"] for r in page])
-    deliveries = [
-        {**dict(r), "payload": json.loads(r["payload"]), "attempt_log": attempts[r["id"]]}
-        for r in page
+        attempts = await _attempts([r["id"] for r in page.rows])
+    page.rows = [
+        {**r, "payload": json.loads(r["payload"]), "attempt_log": attempts[r["id"]]}
+        for r in page.rows
     ]
-    return deliveries, len(rows) > first
+    return page
 
 
 async def get_delivery(tenant: TenantRef, actor: Actor, delivery_id: int) -> Row:

@@ -32,6 +32,7 @@ from patone.graphql.types import (
     connection,
     gid,
     given,
+    window,
 )
 
 
@@ -286,6 +287,19 @@ class ActivityEntry(Node):
     after: JSON | None
     created_at: datetime
 
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> ActivityEntry:
+        return cls(
+            id=gid("ActivityEntry", row["id"]),
+            actor=f"{row['actor_type']}:{row['actor_id']}",
+            entity=row["entity"],
+            entity_id=row["entity_id"],
+            action=row["action"],
+            before=JSON(json.loads(row["before"])) if row["before"] else None,
+            after=JSON(json.loads(row["after"])) if row["after"] else None,
+            created_at=row["created_at"],
+        )
+
 
 @strawberry.type
 class ActivityQueries:
@@ -297,28 +311,15 @@ class ActivityQueries:
         after: str | None = None,
         entity: str | None = None,
         entity_id: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
     ) -> Connection[ActivityEntry]:
         ctx = info.context
-        rows, has_next = await activity.list_activity(
+        page = await activity.page_activity(
             ctx.tenant,
             ctx.actor,
             entity=entity,
             entity_id=entity_id,
-            first=first,
-            before_id=pk_of(after, "ActivityEntry", "after") if after else None,
+            **vars(window(first, after, last, before)),
         )
-        return connection(
-            rows,
-            has_next,
-            "ActivityEntry",
-            lambda r: ActivityEntry(
-                id=gid("ActivityEntry", r["id"]),
-                actor=f"{r['actor_type']}:{r['actor_id']}",
-                entity=r["entity"],
-                entity_id=r["entity_id"],
-                action=r["action"],
-                before=JSON(json.loads(r["before"])) if r["before"] else None,
-                after=JSON(json.loads(r["after"])) if r["after"] else None,
-                created_at=r["created_at"],
-            ),
-        )
+        return connection(page, ActivityEntry.from_row)

@@ -11,17 +11,17 @@ from strawberry.types import Info
 from patone.core import customers as service
 from patone.core.errors import NotFound
 from patone.graphql.context import Context
-from patone.graphql.ids import pk_of, to_global_id
+from patone.graphql.ids import pk_of
 from patone.graphql.types import (
     Connection,
     Customer,
-    Edge,
     Membership,
-    PageInfo,
     UserError,
     Vehicle,
     attempt,
+    connection,
     given,
+    window,
 )
 
 
@@ -93,32 +93,21 @@ def _customer(row: dict[str, Any] | None, errors: list[UserError]) -> CustomerPa
 
 @strawberry.type
 class CustomerQueries:
-    @strawberry.field(description="Customers by id, a page at a time; or a search.")
+    @strawberry.field(description="Customers by id, a page at a time; or a search, by name.")
     async def customers(
         self,
         info: Info[Context, None],
         first: int = 50,
         after: str | None = None,
         search: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
     ) -> Connection[Customer]:
         ctx = info.context
-        if search:
-            rows = await service.search_customers(ctx.tenant, ctx.actor, search, limit=first)
-            has_next = False
-        else:
-            start = pk_of(after, "Customer", "after") if after else None
-            rows, has_next = await service.list_customers(
-                ctx.tenant, ctx.actor, first=first, after=start
-            )
-        edges = [
-            Edge(cursor=to_global_id("Customer", r["id"]), node=Customer.from_row(r)) for r in rows
-        ]
-        return Connection(
-            edges=edges,
-            page_info=PageInfo(
-                has_next_page=has_next, end_cursor=edges[-1].cursor if edges else None
-            ),
+        page = await service.list_customers(
+            ctx.tenant, ctx.actor, search=search, **vars(window(first, after, last, before))
         )
+        return connection(page, Customer.from_row)
 
     @strawberry.field
     async def customer(self, info: Info[Context, None], id: strawberry.ID) -> Customer | None:

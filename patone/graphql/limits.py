@@ -3,9 +3,10 @@
 One walk of the document measures, for every operation, how deep it nests, how many aliases it
 uses and what it would cost once its fragments are spread:
 
-- each selected field costs 1; a field with a `first` argument multiplies the cost of what is
-  selected inside it by that page size: the literal, the variable's value, or (when omitted)
-  the argument's default as the schema declares it, so the connection's own default page counts;
+- each selected field costs 1; a field with a `first` (or `last`) argument multiplies the cost
+  of what is selected inside it by that page size: the literal, the variable's value, or (when
+  omitted) the default of `first` as the schema declares it, so the connection's own default
+  page counts;
 - depth counts nested fields that select fields, as strawberry's depth limiter does
   (introspection fields are not counted, so GraphiQL's schema query passes);
 - aliases are counted over the whole document;
@@ -210,12 +211,15 @@ class _Walk:
             )
 
     def page_size(self, node: FieldNode, definition: Any) -> int:
-        """How many items the field may return: its `first`, or the schema's default for it."""
+        """How many items the field may return: its `first` (or `last`, which takes over when
+        given), or the schema's default for it."""
         declared = definition.args.get("first") if definition is not None else None
         default = declared.default_value if declared is not None else None
         size = default if isinstance(default, int) else 1
-        for argument in node.arguments or ():
-            if argument.name.value != "first":
+        # `last` read after `first`, so that a given `last` is the size that counts.
+        arguments = sorted(node.arguments or (), key=lambda a: a.name.value == "last")
+        for argument in arguments:
+            if argument.name.value not in ("first", "last"):
                 continue
             value = argument.value
             if isinstance(value, IntValueNode):

@@ -15,7 +15,15 @@ from patone.core.notifications import admin, templates
 from patone.core.permissions import require
 from patone.graphql.context import Context
 from patone.graphql.ids import pk_of
-from patone.graphql.types import Connection, UserError, attempt, connection, gid, user_errors
+from patone.graphql.types import (
+    Connection,
+    UserError,
+    attempt,
+    connection,
+    gid,
+    user_errors,
+    window,
+)
 
 
 @strawberry.type(description="An event the company can notify people of.")
@@ -268,18 +276,19 @@ class NotificationQueries:
         request_id: strawberry.ID | None = None,
         status: str | None = None,
         channel: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
     ) -> Connection[Notification]:
         ctx = info.context
-        rows, has_next = await admin.list_notifications(
+        page = await admin.list_notifications(
             ctx.tenant,
             ctx.actor,
             request_id=pk_of(request_id, "ServiceRequest", "requestId") if request_id else None,
             status=status,
             channel=channel,
-            first=first,
-            before_id=pk_of(after, "Notification", "after") if after else None,
+            **vars(window(first, after, last, before)),
         )
-        return connection(rows, has_next, "Notification", Notification.from_row)
+        return connection(page, Notification.from_row)
 
     @strawberry.field(description="Background jobs of this company that failed for good.")
     async def dead_letters(self, info: Info[Context, None]) -> list[DeadLetter]:

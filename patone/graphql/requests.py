@@ -16,16 +16,16 @@ from patone.graphql.context import Context
 from patone.graphql.ids import pk_of
 from patone.graphql.types import (
     Connection,
-    Edge,
-    PageInfo,
     Priority,
     RequestSource,
     RequestStatus,
     ServiceRequest,
     UserError,
     attempt,
+    connection,
     given,
     user_errors,
+    window,
 )
 
 
@@ -112,23 +112,18 @@ class RequestQueries:
         after: str | None = None,
         filter: RequestFilter | None = None,
         order_by: RequestOrder = RequestOrder.NEWEST,
+        last: int | None = None,
+        before: str | None = None,
     ) -> Connection[ServiceRequest]:
         page = await service.list_requests(
             info.context.tenant,
             info.context.actor,
             filter=_filter(filter),
             order=order_by.value,
-            first=first,
-            after=after,
+            **vars(window(first, after, last, before)),
         )
         info.context.loaders.prime("request", page.rows)
-        return Connection(
-            edges=[
-                Edge(cursor=cursor, node=ServiceRequest.from_row(row))
-                for cursor, row in zip(page.cursors, page.rows, strict=True)
-            ],
-            page_info=PageInfo(has_next_page=page.has_next, end_cursor=page.end_cursor),
-        )
+        return connection(page, ServiceRequest.from_row)
 
     @strawberry.field
     async def service_request(

@@ -10,7 +10,6 @@ from strawberry.extensions import MaxTokensLimiter
 from strawberry.tools import merge_types
 from strawberry.types import Info
 
-from patone.core.errors import NotFound
 from patone.graphql.api_clients import ApiClientMutations, ApiClientQueries
 from patone.graphql.arguments import ArgumentRules
 from patone.graphql.audience import CustomerScope
@@ -31,6 +30,7 @@ from patone.graphql.error_log import PatoneSchema
 from patone.graphql.errors import PatoneErrors
 from patone.graphql.ids import from_global_id
 from patone.graphql.limits import MAX_TOKENS, QueryLimits
+from patone.graphql.nodes import resolve_node
 from patone.graphql.notifications import NotificationMutations, NotificationQueries
 from patone.graphql.plugins import PluginMutations, PluginQueries
 from patone.graphql.positions import PositionMutations, PositionQueries, PositionSubscription
@@ -38,7 +38,7 @@ from patone.graphql.push import PushMutations, PushQueries
 from patone.graphql.requests import RequestMutations, RequestQueries
 from patone.graphql.subscriptions import Subscription
 from patone.graphql.two_factor import TwoFactorMutations, TwoFactorQueries
-from patone.graphql.types import Customer, Driver, Node, ServiceRequest, ServiceType, User
+from patone.graphql.types import Node, ServiceType, User
 from patone.graphql.webhooks import WebhookMutations, WebhookQueries
 from patone.plugins.manager import PluginManager
 
@@ -47,24 +47,13 @@ SDL_PATH = Path(__file__).resolve().parents[2] / "schema.graphql"
 
 @strawberry.type
 class NodeQuery:
-    @strawberry.field(description="Any object by its global id.")
+    @strawberry.field(
+        description="Any object by its global id; null when this company has none the viewer "
+        "may see."
+    )
     async def node(self, info: Info[Context, None], id: strawberry.ID) -> Node | None:
-        from patone.core import customers, drivers, service_requests
-
-        ctx = info.context
-        try:
-            type_name, pk = from_global_id(id)
-            if type_name == "ServiceRequest":
-                return ServiceRequest.from_row(
-                    await service_requests.get_request(ctx.tenant, ctx.actor, pk)
-                )
-            if type_name == "Customer":
-                return Customer.from_row(await customers.get_customer(ctx.tenant, ctx.actor, pk))
-            if type_name == "Driver":
-                return Driver.from_row(await drivers.get_driver(ctx.tenant, ctx.actor, pk))
-        except NotFound:
-            return None
-        return None
+        type_name, pk = from_global_id(id)
+        return await resolve_node(info.context, type_name, pk)
 
 
 def _plugin_types(third_party: bool) -> tuple[list[type], list[type]]:

@@ -3,7 +3,7 @@ computed value, so a later query planner can compile whole operations to SQL."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import date, datetime
 from enum import Enum
 from typing import Any, Generic, TypeVar
@@ -13,6 +13,7 @@ from strawberry.types import Info
 
 from patone.core.errors import UserError as DomainUserError
 from patone.core.errors import ValidationFailed
+from patone.core.paging import COUNT_CAP, Count, Page, Window
 from patone.graphql.context import Context
 from patone.graphql.ids import to_global_id
 
@@ -79,6 +80,11 @@ def _camel(field: str | None) -> str | None:
 class PageInfo:
     has_next_page: bool
     end_cursor: str | None
+    has_previous_page: bool = strawberry.field(
+        default=False,
+        description="Whether rows come before this page (paging with `after` or `last`).",
+    )
+    start_cursor: str | None = None
 
 
 @strawberry.type
@@ -91,10 +97,22 @@ class Edge(Generic[T]):
 class Connection(Generic[T]):
     edges: list[Edge[T]]
     page_info: PageInfo
+    count: strawberry.Private[Callable[[], Awaitable[Count]]]  # the page's own count
 
     @strawberry.field
     def nodes(self) -> list[T]:
         return [edge.node for edge in self.edges]
+
+    @strawberry.field(
+        description=f"How many rows the whole list has (its filters, not its cursors), counted "
+        f"up to {COUNT_CAP:,}; `totalCountCapped` says when there are more."
+    )
+    async def total_count(self) -> int:
+        return (await self.count()).total
+
+    @strawberry.field(description=f"Whether the list has more than {COUNT_CAP:,} rows.")
+    async def total_count_capped(self) -> bool:
+        return (await self.count()).capped
 
 
 @strawberry.type(description="An amount of money in minor units (cents) and its currency.")
@@ -119,14 +137,25 @@ def gid(type_name: str, pk: int) -> strawberry.ID:
     return strawberry.ID(to_global_id(type_name, pk))
 
 
-def connection(
-    rows: list[dict[str, Any]], has_next: bool, type_name: str, node: Callable[[dict[str, Any]], T]
-) -> Connection[T]:
-    """A page of rows as a connection, each cursor the global id of its row."""
-    edges = [Edge(cursor=to_global_id(type_name, row["id"]), node=node(row)) for row in rows]
+def window(first: int, after: str | None, last: int | None, before: str | None) -> Window:
+    """The page a connection field's arguments ask for: `last` (from the end, or before
+    `before`) when given, else `first` (after `after`)."""
+    if last is not None:
+        return Window(first=None, after=after, last=last, before=before)
+    return Window(first=first, after=after, before=before)
+
+
+def connection(page: Page, node: Callable[[Row], T]) -> Connection[T]:
+    """A page of rows as a connection."""
     return Connection(
-        edges=edges,
-        page_info=PageInfo(has_next_page=has_next, end_cursor=edges[-1].cursor if edges else None),
+        edges=[Edge(cursor=c, node=node(r)) for c, r in zip(page.cursors, page.rows, strict=True)],
+        page_info=PageInfo(
+            has_next_page=page.has_next,
+            has_previous_page=page.has_previous,
+            start_cursor=page.start_cursor,
+            end_cursor=page.end_cursor,
+        ),
+        count=page.count,
     )
 
 

@@ -13,8 +13,17 @@ from strawberry.types import Info
 
 from patone.core import webhooks as service
 from patone.graphql.context import Context
-from patone.graphql.ids import pk_of, to_global_id
-from patone.graphql.types import Connection, Edge, Node, PageInfo, UserError, attempt, gid, given
+from patone.graphql.ids import pk_of
+from patone.graphql.types import (
+    Connection,
+    Node,
+    UserError,
+    attempt,
+    connection,
+    gid,
+    given,
+    window,
+)
 from patone.plugins.secrets import MASK
 
 Row = dict[str, Any]
@@ -214,28 +223,20 @@ class WebhookQueries:
         status: WebhookDeliveryStatus | None = None,
         first: int = 50,
         after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
     ) -> Connection[WebhookDelivery]:
         ctx = info.context
-        rows, has_next = await service.list_deliveries(
+        page = await service.list_deliveries(
             ctx.tenant,
             ctx.actor,
             endpoint_id=pk_of(endpoint_id, "WebhookEndpoint", "endpointId")
             if endpoint_id
             else None,
             status=status.value if status else None,
-            first=first,
-            before_id=pk_of(after, "WebhookDelivery", "after") if after else None,
+            **vars(window(first, after, last, before)),
         )
-        edges = [
-            Edge(cursor=to_global_id("WebhookDelivery", r["id"]), node=WebhookDelivery.from_row(r))
-            for r in rows
-        ]
-        return Connection(
-            edges=edges,
-            page_info=PageInfo(
-                has_next_page=has_next, end_cursor=edges[-1].cursor if edges else None
-            ),
-        )
+        return connection(page, WebhookDelivery.from_row)
 
 
 @strawberry.type

@@ -290,6 +290,18 @@ async def test_an_id_from_another_tenant_is_not_found(
         )
 
 
+async def test_a_driver_user_with_no_driver_profile_sees_no_unassigned_job(
+    two_tenants: tuple[TenantInfo, TenantInfo],
+) -> None:
+    acme, bolt = two_tenants
+    waiting = await _request(acme)
+    await _request(bolt)
+    newcomer = actor_for("driver", user_id=7, driver_id=None)
+    with pytest.raises(NotFound):
+        await service_requests.get_request(acme, newcomer, waiting["id"])
+    assert (await service_requests.list_requests(acme, newcomer)).rows == []
+
+
 async def test_drivers_see_and_move_only_their_own_jobs(
     two_tenants: tuple[TenantInfo, TenantInfo],
 ) -> None:

@@ -133,8 +133,7 @@ async def endpoint_for(
 
 
 async def deliveries(tenant: TenantInfo, **filters: Any) -> list[dict[str, Any]]:
-    rows, _ = await webhooks.list_deliveries(tenant, ADMIN, **filters)
-    return rows
+    return (await webhooks.list_deliveries(tenant, ADMIN, **filters)).rows
 
 
 async def settled(tenant: TenantInfo, delivery_id: int, status: str) -> dict[str, Any]:

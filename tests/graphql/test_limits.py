@@ -259,6 +259,27 @@ async def test_an_omitted_page_size_costs_the_default_page(
     assert await _code(gql, acme, token, by_variable) == "COST_LIMIT_EXCEEDED"
 
 
+async def test_a_backward_page_costs_its_last_like_a_forward_page_its_first(
+    gql: Gql, two_tenants: tuple[TenantInfo, TenantInfo]
+) -> None:
+    acme, _ = two_tenants
+    token = await token_for(acme, "dispatcher")
+    fields = "edges { node { number } }"
+    # 30 aliases of a 200-row page read backwards: about 18,000 > 10,000, as with `first`.
+    backwards = "{ " + " ".join(
+        f"p{i}: serviceRequests(last: 200) {{ {fields} }}" for i in range(30)
+    )
+    assert await _code(gql, acme, token, backwards + " }") == "COST_LIMIT_EXCEEDED"
+    by_variable = (
+        "query($n: Int = 200) { "
+        + " ".join(f"p{i}: serviceRequests(first: 5, last: $n) {{ {fields} }}" for i in range(30))
+        + " }"
+    )
+    assert await _code(gql, acme, token, by_variable) == "COST_LIMIT_EXCEEDED"
+    small = "{ " + " ".join(f"p{i}: serviceRequests(last: 5) {{ {fields} }}" for i in range(30))
+    assert "errors" not in await gql(acme, token, small + " }")
+
+
 @pytest.fixture(scope="module")
 def server() -> Iterator[int]:
     """`patone serve` in its own process on the test database: a frozen event loop shows there

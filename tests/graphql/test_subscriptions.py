@@ -341,7 +341,7 @@ async def _allow_listed_partner(tenant: TenantInfo) -> str:
 
 
 async def _customer_count(tenant: TenantInfo) -> int:
-    return len((await customers.list_customers(tenant, SYSTEM, first=200))[0])
+    return len((await customers.list_customers(tenant, SYSTEM, first=200)).rows)
 
 
 async def test_an_allow_listed_partner_runs_only_registered_documents_on_a_socket(

@@ -14,6 +14,7 @@ from patone.core.errors import NotFound, UserError
 from patone.core.notifications import templates
 from patone.core.notifications.planning import request_context, stored_templates
 from patone.core.notifications.sending import enqueue_sends, parse_message_id
+from patone.core.paging import Key, Page, Window, fetch_page
 from patone.core.permissions import Actor, require
 from patone.tenants.isolation import TenantRef, tenant_transaction
 
@@ -257,26 +258,27 @@ async def list_notifications(
     request_id: int | None = None,
     status: str | None = None,
     channel: str | None = None,
-    first: int = 50,
-    before_id: int | None = None,
-) -> tuple[list[Row], bool]:
-    """The delivery log, newest first, a page at a time (`before_id`: the last id seen)."""
+    first: int | None = 50,
+    after: str | None = None,
+    last: int | None = None,
+    before: str | None = None,
+) -> Page:
+    """The delivery log, newest first, a page at a time (forwards or backwards)."""
     require(actor, "requests.view")
-    if not 1 <= first <= 200:
-        raise UserError("out_of_range", "first must be between 1 and 200", "first")
-    async with tenant_transaction(tenant):
-        rows = await engine.fetch(
-            f"SELECT {LOG_COLUMNS} FROM notifications "
-            "WHERE ($1::varchar IS NULL OR (entity = 'service_request' AND entity_id = $1)) "
-            "AND ($2::varchar IS NULL OR status = $2) AND ($3::varchar IS NULL OR channel = $3) "
-            "AND ($4::bigint IS NULL OR id < $4) ORDER BY id DESC LIMIT $5",
-            str(request_id) if request_id is not None else None,
-            status,
-            channel,
-            before_id,
-            first + 1,
-        )
-    return [dict(r) for r in rows[:first]], len(rows) > first
+    return await fetch_page(
+        tenant,
+        columns=LOG_COLUMNS,
+        source="notifications",
+        where=[
+            "($1::varchar IS NULL OR (entity = 'service_request' AND entity_id = $1))",
+            "($2::varchar IS NULL OR status = $2)",
+            "($3::varchar IS NULL OR channel = $3)",
+        ],
+        args=[str(request_id) if request_id is not None else None, status, channel],
+        keys=(Key("id", "bigint"),),
+        descending=True,
+        window=Window(first=first, after=after, last=last, before=before),
+    )
 
 
 async def retry_notification(
