@@ -143,6 +143,8 @@ async def create_request(
         if request.motorist is not None:
             customer_id, vehicle_id = await find_or_add_motorist(actor, request.motorist)
         else:
+            if actor.kind == "partner":
+                await _check_partner_knows(actor, customer_id)
             customer = await fetch_one(
                 "SELECT id, archived_at FROM customers WHERE id = $1",
                 customer_id,
@@ -207,6 +209,19 @@ async def create_request(
 
     given = request.model_dump(mode="json")
     return await idempotent(tenant, actor, "create_request", idempotency_key, given, create, load)
+
+
+async def _check_partner_knows(actor: Actor, customer_id: int | None) -> None:
+    """A partner names by id only a motorist it sent a job for before (it reads no customers,
+    so any other id would let it look customers up by trying numbers): else not found."""
+    known = await engine.fetch(
+        "SELECT 1 FROM service_requests WHERE customer = $1 AND api_client = $2 LIMIT 1",
+        customer_id,
+        actor.id,
+    )
+    if not known:
+        # The same answer as for a customer that does not exist: nothing to learn from it.
+        raise NotFound("not_found", f"customer {customer_id} does not exist", "customer_id")
 
 
 async def _price(tenant: TenantRef, request: RequestInput, at: datetime) -> int:

@@ -52,13 +52,13 @@ async def test_a_partner_cannot_fetch_another_partners_request_with_its_key(
     two_tenants: tuple[TenantInfo, TenantInfo],
 ) -> None:
     acme, bolt = two_tenants
-    first = await customers.create_customer(acme, ANN, {"name": "Dana"})
-    second = await customers.create_customer(acme, ANN, {"name": "Eve"})
+    first = await customers.create_customer(acme, ANN, {"name": "Dana", "phone": "+14155552671"})
+    second = await customers.create_customer(acme, ANN, {"name": "Eve", "phone": "+14155552672"})
     club, rival = await _partner(acme, "Club"), await _partner(acme, "Rival")
 
     def data(customer: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "customer_id": customer["id"],
+        return {  # partners send the motorist, matched here to the customer by phone
+            "motorist": {"name": customer["name"], "phone": customer["phone"]},
             "service_type": "lockout",
             "pickup": {"lat": 1, "lng": 2},
         }

@@ -47,9 +47,11 @@ async def _make_client(gql: Gql, tenant: TenantInfo, admin: str, *scopes: str) -
 
 
 def _request_input(customer: dict[str, Any]) -> dict[str, Any]:
+    # A partner sends the motorist, not a customer id: it reads no customers.
+    motorist = {"name": customer["name"], "phone": customer["phone"]}
     return {
         "input": {
-            "customerId": customer["id"],
+            "motorist": motorist,
             "serviceType": "jump_start",
             "pickup": {"lat": 52.52, "lng": 13.4, "address": "Alexanderplatz"},
         }

@@ -151,8 +151,17 @@ async def test_a_job_takes_a_customer_or_a_motorist_not_both_nor_neither(
     async with tenant_transaction(acme):
         assert len(await engine.fetch("SELECT id FROM service_requests")) == 0
         assert len(await engine.fetch("SELECT id FROM customers")) == 1
+    # A partner names by id only a motorist of its own jobs: no looking customers up by id.
+    by_id = {**_inline()["input"], "customerId": customer["id"]}
+    del by_id["motorist"]
+    unknown = await gql(acme, token, CREATE_REQUEST, {"input": by_id})
+    assert unknown["data"]["createServiceRequest"]["userErrors"][0]["code"] == "not_found"
     # A partner's token reads no customer directly, even one its job names.
     job = await _created(gql, acme, token, _inline())
+    named = "query($id: ID!) { serviceRequest(id: $id) { customer { id } } }"
+    own = await gql(acme, token, named, {"id": job["id"]})
+    assert own["data"]["serviceRequest"]["customer"]["id"] == customer["id"]
+    await _created(gql, acme, token, {"input": by_id})
     seen = await gql(acme, token, SEE, {"id": job["id"]})
     # Matched by phone to Dana, whom a partner's job does not rename.
     assert seen["data"]["serviceRequest"]["customer"]["name"] == "Dana"
