@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from patone.core import drivers, service_requests, users
+from patone.core import customers, drivers, service_requests, users
 from patone.core.permissions import SYSTEM
 from patone.core.tokens import issue_access_token
 from patone.graphql.ids import to_global_id
@@ -74,11 +74,11 @@ async def test_a_driver_on_a_job_cannot_go_off_duty(
     acme, _ = two_tenants
     kim, kim_token = await _driver_with_sign_in(acme, "Kim")
     await gql(acme, kim_token, SET_MY_STATUS, {"status": "AVAILABLE"})
-    customer = await drivers_customer(acme)
+    customer = await customers.create_customer(acme, SYSTEM, {"name": "Dana"})
     job = await service_requests.create_request(
         acme,
         SYSTEM,
-        {"customer_id": customer, "service_type": "lockout", "pickup": {"lat": 1, "lng": 1}},
+        {"customer_id": customer["id"], "service_type": "lockout", "pickup": {"lat": 1, "lng": 1}},
     )
     await service_requests.assign_driver(acme, SYSTEM, job["id"], kim["id"])
 
@@ -92,9 +92,3 @@ async def test_a_driver_on_a_job_cannot_go_off_duty(
     )
     off = await gql(acme, kim_token, SET_MY_STATUS, {"status": "OFF_DUTY"})
     assert off["data"]["setMyStatus"]["driver"]["status"] == "OFF_DUTY"
-
-
-async def drivers_customer(tenant: TenantInfo) -> int:
-    from patone.core import customers
-
-    return int((await customers.create_customer(tenant, SYSTEM, {"name": "Dana"}))["id"])
