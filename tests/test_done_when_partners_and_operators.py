@@ -79,22 +79,37 @@ async def test_a_driver_a_partner_and_an_operator_as_new_users(tmp_path: Path) -
                 # A partner client, its token from /oauth/token, and what its scope allows.
                 printed = _cli(
                     env, "clients", "create", "--tenant", "demo", "--name",
-                    f"Motor Club {run}", "--scope", "requests:read",
+                    f"Motor Club {run}", "--scope", "requests:read", "--scope", "requests:write",
                 )  # fmt: skip
                 client_id = re.search(r"client_id\s+(\S+)", printed)
                 client_secret = re.search(r"client_secret\s+(\S+)", printed)
                 assert client_id and client_secret, printed
                 issued = demo.post(
                     "/oauth/token",
-                    data={"grant_type": "client_credentials", "scope": "requests:read"},
+                    data={
+                        "grant_type": "client_credentials",
+                        "scope": "requests:read requests:write",
+                    },
                     auth=(client_id[1], client_secret[1]),
                 )
                 assert issued.status_code == 200, issued.text
                 partner = issued.json()["access_token"]
+                # It sends a job with the motorist inline and sees that job, none of the
+                # company's others.
+                sent = _graphql(
+                    demo, "/graphql", partner,
+                    'mutation { createServiceRequest(input: {motorist: {name: "Robin Roe", '
+                    'phone: "+1 415 555 0100"}, serviceType: "jump_start", '
+                    "pickup: {lat: 52.52, lng: 13.405}}) "
+                    "{ serviceRequest { number } userErrors { code message } } }",
+                ).json()  # fmt: skip
+                made_job = sent["data"]["createServiceRequest"]
+                assert made_job["userErrors"] == [], sent
                 jobs = _graphql(
                     demo, "/graphql", partner, "{ serviceRequests(first: 3) { nodes { number } } }"
                 ).json()
-                assert "errors" not in jobs and len(jobs["data"]["serviceRequests"]["nodes"]) == 3
+                assert "errors" not in jobs, jobs
+                assert jobs["data"]["serviceRequests"]["nodes"] == [made_job["serviceRequest"]]
                 report = _graphql(
                     demo, "/graphql", partner, "{ monthlyReport(year: 2026, month: 1) }"
                 ).json()

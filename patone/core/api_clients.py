@@ -31,9 +31,9 @@ log = logging.getLogger(__name__)
 
 # scope -> (what it allows, the permissions a partner holding it gets)
 SCOPES: dict[str, tuple[str, tuple[str, ...]]] = {
-    "requests:read": ("Read service requests", ("requests.view",)),
+    "requests:read": ("Read the service requests this client created", ("requests.view_own",)),
     "requests:write": (
-        "Create, change and cancel service requests",
+        "Create service requests; change and cancel those this client created",
         ("requests.create", "requests.update", "requests.cancel"),
     ),
     "reports:read": ("Read daily and monthly reports", ("reports.view",)),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field
 
@@ -35,6 +35,19 @@ class CustomerInput(Input):
     email: Email | None = None
     notes: str = Field("", max_length=5000)
     vehicles: list[VehicleInput] = Field(default_factory=list, max_length=20)
+
+
+class MotoristVehicle(VehicleInput):
+    # Required: the plate is how the motorist's next job finds this vehicle again.
+    plate: Annotated[Plate, Field(min_length=1)]
+
+
+class MotoristInput(Input):
+    """A motorist as a partner sends them with a job: matched to a customer by phone."""
+
+    name: Name
+    phone: Phone
+    vehicle: MotoristVehicle | None = None
 
 
 class CustomerChanges(Input):
@@ -104,6 +117,55 @@ async def create_customer(
 
     given = customer.model_dump(mode="json")
     return await idempotent(tenant, actor, "create_customer", idempotency_key, given, create, load)
+
+
+async def find_or_add_motorist(actor: Actor, motorist: MotoristInput) -> tuple[int, int | None]:
+    """The customer (and vehicle) a job's inline motorist stands for, in the caller's tenant
+    transaction: the company's customer with this (normalised) phone and their vehicle with
+    this plate, each created when there is none. Nothing of an existing customer is changed:
+    whoever sends a job cannot rename someone else's customer."""
+    # Two jobs for one new motorist at once must not make two customers of them.
+    await engine.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended('motorist:' || $1, 0))", motorist.phone
+    )
+    found = await engine.fetch(
+        "SELECT id FROM customers WHERE phone = $1 AND archived_at IS NULL ORDER BY id LIMIT 1",
+        motorist.phone,
+    )
+    if found:
+        customer_id = int(found[0]["id"])
+    else:
+        at = now()
+        customer_id = await insert_row(
+            "customers",
+            {"name": motorist.name, "phone": motorist.phone, "created_at": at, "updated_at": at},
+        )
+        created = await _customer(customer_id)
+        await record(actor, "customer", customer_id, "customer.created", None, created)
+        await emit("customer.created", "customer", customer_id, {"id": customer_id})
+    if motorist.vehicle is None:
+        return customer_id, None
+    vehicles = await engine.fetch(
+        "SELECT id FROM vehicles WHERE customer = $1 AND archived_at IS NULL "
+        "AND regexp_replace(upper(plate), '[^A-Z0-9]', '', 'g') = "
+        "regexp_replace(upper($2), '[^A-Z0-9]', '', 'g') ORDER BY id LIMIT 1",
+        customer_id,
+        motorist.vehicle.plate,
+    )
+    if vehicles:
+        return customer_id, int(vehicles[0]["id"])
+    added = await _insert_vehicle(customer_id, motorist.vehicle)
+    await record(actor, "vehicle", added["id"], "vehicle.created", None, added)
+    return customer_id, int(added["id"])
+
+
+def seen_by(actor: Actor, row: Row) -> Row:
+    """A request's customer as this actor may see them: a partner, who reads customers only
+    through its own requests, sees the motorist's name and phone and nothing of the company's
+    own notes or contact details."""
+    if actor.kind != "partner" or actor.can("customers.view"):
+        return row
+    return {**row, "email": None, "notes": ""}
 
 
 async def update_customer(tenant: TenantRef, actor: Actor, customer_id: int, data: Any) -> Row:

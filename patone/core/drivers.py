@@ -13,7 +13,7 @@ from patone.core.db import engine
 from patone.core.dispatch import positions
 from patone.core.errors import UserError, ValidationFailed
 from patone.core.inputs import Input, Latitude, Longitude, Name, Phone, parse
-from patone.core.permissions import Actor, require
+from patone.core.permissions import Actor, PermissionDenied, require
 from patone.core.rows import insert_row, row_by_id
 from patone.core.tables import DriverStatus
 from patone.core.users import actors_changed
@@ -132,25 +132,83 @@ async def update_driver(tenant: TenantRef, actor: Actor, driver_id: int, data: A
     changes = parse(DriverChanges, data).model_dump(exclude_unset=True)
     async with tenant_transaction(tenant):
         before = await _driver(driver_id)
-        after = await audited_update(
-            actor,
+        return await _change(actor, before, changes)
+
+
+async def _change(actor: Actor, before: Row, changes: dict[str, Any]) -> Row:
+    """Write a driver's changes (in the caller's tenant transaction), logged; a new status is
+    emitted for the dispatch engine (`driver.status_changed`: a driver now available is
+    offered work) and a driver who stops working loses their live offer."""
+    driver_id = before["id"]
+    after = await audited_update(
+        actor,
+        "driver",
+        "drivers",
+        driver_id,
+        {**changes, "updated_at": now()},
+        "driver.updated",
+        _driver,
+    )
+    if before["status"] != after["status"]:
+        await emit(
+            "driver.status_changed",
             "driver",
-            "drivers",
             driver_id,
-            {**changes, "updated_at": now()},
-            "driver.updated",
-            _driver,
+            {"id": driver_id, "from": before["status"], "to": after["status"]},
         )
-        if before["status"] != after["status"]:
-            await emit(
-                "driver.status_changed",
-                "driver",
-                driver_id,
-                {"id": driver_id, "from": before["status"], "to": after["status"]},
-            )
-            if after["status"] in (DriverStatus.off_duty, DriverStatus.on_break):
-                await _withdraw_offer(driver_id, f"driver went {after['status']}")
+        if after["status"] in (DriverStatus.off_duty, DriverStatus.on_break):
+            await _withdraw_offer(driver_id, f"driver went {after['status']}")
     return after
+
+
+# What a driver may set themselves; `busy` is the dispatch engine's, set when they take a job.
+OWN_STATUSES = (DriverStatus.available, DriverStatus.on_break, DriverStatus.off_duty)
+
+
+def _on_a_job(number: int, wanted: DriverStatus) -> str:
+    if wanted == DriverStatus.available:
+        return f"you are on job {number}; you are available again once it ends"
+    going = "going off duty" if wanted == DriverStatus.off_duty else "taking a break"
+    return (
+        f"you are on job {number}: finish it, or ask a dispatcher to hand it to someone else, "
+        f"before {going}"
+    )
+
+
+class OwnStatus(Input):
+    status: DriverStatus
+
+
+async def set_own_status(tenant: TenantRef, actor: Actor, status: Any) -> Row:
+    """A signed-in driver goes on duty, on a break or off duty: their own driver only (the
+    actor's `driver_id`), never while a job they accepted is still open."""
+    if actor.driver_id is None:
+        raise PermissionDenied("drivers.manage")  # not a driver: only managers set statuses
+    wanted = parse(OwnStatus, {"status": status}).status
+    if wanted not in OWN_STATUSES:
+        raise UserError(
+            "invalid_choice",
+            "busy is set when you take a job; choose available, on break or off duty",
+            "status",
+        )
+    async with tenant_transaction(tenant):
+        # Locked, so the engine cannot hand them a job between the check and the change.
+        rows = await engine.fetch(
+            f"SELECT {DRIVER_COLUMNS} FROM drivers WHERE id = $1 FOR UPDATE", actor.driver_id
+        )
+        if not rows or rows[0]["archived_at"] is not None:
+            raise UserError("not_found", "you are no longer one of the company's drivers")
+        before = dict(rows[0])
+        jobs = await engine.fetch(
+            "SELECT number FROM service_requests WHERE driver = $1 "
+            "AND status IN ('assigned', 'en_route', 'on_scene', 'in_progress') ORDER BY id",
+            actor.driver_id,
+        )
+        if jobs:
+            raise UserError("job_in_progress", _on_a_job(jobs[0]["number"], wanted), "status")
+        if before["status"] == wanted:
+            return before
+        return await _change(actor, before, {"status": wanted})
 
 
 async def _withdraw_offer(driver_id: int, reason: str) -> None:

@@ -15,6 +15,7 @@ from patone.core.errors import UserError
 PERMISSIONS: dict[str, str] = {
     "requests.view": "See every service request",
     "requests.view_assigned": "See the requests assigned to oneself (drivers)",
+    "requests.view_own": "See the requests one's own API client created (partners)",
     "requests.create": "Create service requests",
     "requests.update": "Change a request's details (location, notes, price, priority)",
     "requests.assign": "Assign and unassign drivers by hand",

@@ -17,6 +17,7 @@ from pydantic import Field
 from patone.core.activity import emit, record
 from patone.core.clock import now
 from patone.core.company import get_settings
+from patone.core.customers import MotoristInput, find_or_add_motorist
 from patone.core.db import engine
 from patone.core.errors import Conflict, NotFound, UserError
 from patone.core.idempotency import idempotent
@@ -38,7 +39,7 @@ COLUMNS = (
     "pickup_lng, pickup_address, destination_lat, destination_lng, destination_address, notes, "
     "quoted_price, currency, driver, cancel_reason, version, created_by, created_at, updated_at, "
     "assigned_at, en_route_at, on_scene_at, started_at, completed_at, cancelled_at, "
-    "offers_made, needs_dispatcher, requeued_at, eta_at"
+    "offers_made, needs_dispatcher, requeued_at, eta_at, api_client"
 )
 PRIORITY_RANK = "array_position(ARRAY['emergency','high','normal','low']::varchar[], priority)"
 
@@ -55,8 +56,10 @@ class Point(Input):
 
 
 class RequestInput(Input):
-    customer_id: int
+    customer_id: int | None = None
     vehicle_id: int | None = None
+    # Instead of a customer: the motorist's details, matched to a customer or added.
+    motorist: MotoristInput | None = None
     service_type: str = Field(min_length=1, max_length=40)
     priority: Priority = Priority.normal
     pickup: Location
@@ -81,10 +84,13 @@ async def _request(request_id: int) -> Row:
 
 
 def can_see(actor: Actor, row: Row) -> bool:
-    """Whether the actor may see this request: its customer, staff who view requests, or the
-    driver it is assigned to (callers still check the permission the action itself needs)."""
+    """Whether the actor may see this request: its customer, the partner whose API client
+    created it, staff who view requests, or the driver it is assigned to (callers still check
+    the permission the action itself needs)."""
     if actor.kind == "customer":
         return actor.id == str(row["customer"])
+    if actor.kind == "partner":
+        return row.get("api_client") == actor.id
     if actor.can("requests.view"):
         return True
     # A driver sees the jobs assigned to them; a user of the driver role who is no driver
@@ -97,7 +103,7 @@ def can_see(actor: Actor, row: Row) -> bool:
 
 
 async def get_request(tenant: TenantRef, actor: Actor, request_id: int) -> Row:
-    require(actor, "requests.view", "requests.view_assigned")
+    require(actor, "requests.view", "requests.view_assigned", "requests.view_own")
     async with tenant_transaction(tenant):
         row = await _request(request_id)
     if not can_see(actor, row):
@@ -109,9 +115,27 @@ async def get_request(tenant: TenantRef, actor: Actor, request_id: int) -> Row:
 async def create_request(
     tenant: TenantRef, actor: Actor, data: Any, *, idempotency_key: str | None = None
 ) -> Row:
-    """Create a pending request; the price is quoted from the price list unless given."""
+    """Create a pending request; the price is quoted from the price list unless given.
+
+    The request names an existing customer (`customer_id`) or carries its motorist inline
+    (`motorist`: a partner's way, since partners read no customers), found by phone and plate
+    or added in the same transaction as the request."""
     require(actor, "requests.create")
     request = parse(RequestInput, data)
+    if request.customer_id is None and request.motorist is None:
+        raise UserError(
+            "required", "name the customer, or give the motorist's details", "customer_id"
+        )
+    if request.customer_id is not None and request.motorist is not None:
+        raise UserError(
+            "invalid",
+            "name the customer or give the motorist's details, not both",
+            "customer_id",
+        )
+    if request.motorist is not None and request.vehicle_id is not None:
+        raise UserError(
+            "invalid", "give the motorist's vehicle with the motorist, not by id", "vehicle_id"
+        )
     at = now()
     # Quoted before the transaction: plugins (adjust_quote) may take seconds, and a transaction
     # must never wait on them.
@@ -120,21 +144,27 @@ async def create_request(
         price = await _price(tenant, request, at)
 
     async def create() -> tuple[int, Row]:
-        customer = await fetch_one(
-            "SELECT id, archived_at FROM customers WHERE id = $1",
-            request.customer_id,
-            field="customer_id",
-            what=f"customer {request.customer_id}",
-        )
-        if customer["archived_at"] is not None:
-            raise UserError("archived", "the customer is archived", "customer_id")
-        if request.vehicle_id is not None:
+        customer_id, vehicle_id = request.customer_id, request.vehicle_id
+        if request.motorist is not None:
+            customer_id, vehicle_id = await find_or_add_motorist(actor, request.motorist)
+        else:
+            if actor.kind == "partner":
+                await _check_partner_knows(actor, customer_id)
+            customer = await fetch_one(
+                "SELECT id, archived_at FROM customers WHERE id = $1",
+                customer_id,
+                field="customer_id",
+                what=f"customer {customer_id}",
+            )
+            if customer["archived_at"] is not None:
+                raise UserError("archived", "the customer is archived", "customer_id")
+        if request.motorist is None and vehicle_id is not None:
             await fetch_one(
                 "SELECT id FROM vehicles WHERE id = $1 AND customer = $2",
-                request.vehicle_id,
-                request.customer_id,
+                vehicle_id,
+                customer_id,
                 field="vehicle_id",
-                what=f"vehicle {request.vehicle_id} of this customer",
+                what=f"vehicle {vehicle_id} of this customer",
             )
         service_type = await service_type_by_code(request.service_type)
         if not service_type["active"]:
@@ -150,13 +180,13 @@ async def create_request(
             INSERT INTO service_requests (number, customer, vehicle, service_type, priority,
                 status, source, pickup_lat, pickup_lng, pickup_address, destination_lat,
                 destination_lng, destination_address, notes, quoted_price, currency, driver,
-                cancel_reason, version, created_by, created_at, updated_at)
+                cancel_reason, version, created_by, created_at, updated_at, api_client)
             VALUES (nextval('service_request_number_seq'), $1, $2, $3, $4, 'pending', $5, $6,
-                $7, $8, $9, $10, $11, $12, $13, $14, NULL, '', 1, $15, $16, $16)
+                $7, $8, $9, $10, $11, $12, $13, $14, NULL, '', 1, $15, $16, $16, $17)
             RETURNING {COLUMNS}
             """,
-            request.customer_id,
-            request.vehicle_id,
+            customer_id,
+            vehicle_id,
             service_type["id"],
             request.priority.value,
             request.source.value,
@@ -171,6 +201,7 @@ async def create_request(
             str(settings.get("currency", "USD")),
             f"{actor.kind}:{actor.id}",
             at,
+            actor.id if actor.kind == "partner" else None,
         )
         created = dict(rows[0])
         await _event(created["id"], None, RequestStatus.pending, actor, at=at)
@@ -183,6 +214,19 @@ async def create_request(
 
     given = request.model_dump(mode="json")
     return await idempotent(tenant, actor, "create_request", idempotency_key, given, create, load)
+
+
+async def _check_partner_knows(actor: Actor, customer_id: int | None) -> None:
+    """A partner names by id only a motorist it sent a job for before (it reads no customers,
+    so any other id would let it look customers up by trying numbers): else not found."""
+    known = await engine.fetch(
+        "SELECT 1 FROM service_requests WHERE customer = $1 AND api_client = $2 LIMIT 1",
+        customer_id,
+        actor.id,
+    )
+    if not known:
+        # The same answer as for a customer that does not exist: nothing to learn from it.
+        raise NotFound("not_found", f"customer {customer_id} does not exist", "customer_id")
 
 
 async def _price(tenant: TenantRef, request: RequestInput, at: datetime) -> int:
@@ -319,6 +363,8 @@ async def update_request(
             sets[f"{name}_address"] = place.address if place else ""
     async with tenant_transaction(tenant):
         current = await _request(request_id)
+        if not can_see(actor, current):
+            raise NotFound("not_found", f"request {request_id} does not exist", "request_id")
         if RequestStatus(current["status"]) not in OPEN:
             raise UserError(
                 "closed", f"request {current['number']} is {current['status']}", "status"
@@ -402,6 +448,8 @@ async def withdraw_offers(request_id: int, reason: str) -> None:
 def _check_driver_may(actor: Actor, current: Row, wanted: str, reason_code: str) -> None:
     if actor.can("requests.transition") and (wanted != "cancelled" or actor.can("requests.cancel")):
         return
+    if actor.kind == "partner" and wanted == "cancelled" and actor.can("requests.cancel"):
+        return  # a partner cancels its own jobs (`can_see`); it moves them no other way
     if not actor.can("requests.transition_assigned") or current["driver"] != actor.driver_id:
         raise PermissionDenied("requests.transition")
     if wanted == "cancelled" and reason_code != "gone_on_arrival":
@@ -542,7 +590,7 @@ async def list_requests(
 ) -> Page:
     """A page of requests (keyset pagination: stable while requests are being added); `last`
     pages backwards from the end or from `before`."""
-    require(actor, "requests.view", "requests.view_assigned")
+    require(actor, "requests.view", "requests.view_assigned", "requests.view_own")
     if order not in ORDERS:
         raise UserError("invalid_choice", f"order must be one of {', '.join(ORDERS)}", "order")
     f = filter or RequestFilter()
@@ -553,7 +601,9 @@ async def list_requests(
         args.append(value)
         return f"${len(args)}"
 
-    if not actor.can("requests.view"):
+    if actor.kind == "partner":
+        where.append(f"api_client = {arg(actor.id)}")
+    elif not actor.can("requests.view"):
         where.append(f"driver = {arg(actor.driver_id)}")
     if f.statuses:
         where.append(f"status = ANY({arg(list(f.statuses))}::varchar[])")

@@ -222,6 +222,9 @@ class ServiceRequest(Table, tablename="service_requests", db=engine):
     cancel_reason = Varchar(length=60, default="")
     version = Integer(default=1)
     created_by = Varchar(length=80, default="")  # "user:12", "partner:club-a", "system"
+    # The partner's API client (its client_id) that created it: partners see only these
+    # (tenant_0019).
+    api_client = Varchar(length=64, null=True, default=None)
     created_at = Timestamptz(index=True)
     updated_at = Timestamptz()
     assigned_at = Timestamptz(null=True, default=None)

@@ -108,6 +108,19 @@ class DriverMutations:
 
         return _payload(*await attempt(run()))
 
+    @strawberry.mutation(
+        description="A signed-in driver goes on duty (AVAILABLE), on a break (ON_BREAK) or off "
+        "duty (OFF_DUTY). BUSY is set by dispatch when the driver takes a job; while a job is "
+        "open the status cannot be changed."
+    )
+    async def set_my_status(self, info: Info[Context, None], status: DriverStatus) -> DriverPayload:
+        ctx = info.context
+
+        async def run() -> dict[str, Any]:
+            return await service.set_own_status(ctx.tenant, ctx.actor, status.value)
+
+        return _payload(*await attempt(run()))
+
     @strawberry.mutation(description="The driver's latest position (drivers may set their own).")
     async def update_driver_position(
         self, info: Info[Context, None], id: strawberry.ID, lat: float, lng: float

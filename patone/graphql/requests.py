@@ -13,6 +13,7 @@ from patone.core import service_requests as service
 from patone.core.errors import UserError as DomainUserError
 from patone.core.service_requests import RequestFilter as DomainFilter
 from patone.graphql.context import Context
+from patone.graphql.customers import VehicleInput
 from patone.graphql.ids import pk_of
 from patone.graphql.types import (
     Connection,
@@ -54,10 +55,29 @@ class LocationInput:
     address: str = ""
 
 
+@strawberry.input(
+    description="A motorist sent with a job: found among the company's customers by phone "
+    "(and their vehicle by plate), or added."
+)
+class MotoristInput:
+    name: str
+    phone: str
+    vehicle: VehicleInput | None = strawberry.field(
+        default=None, description="The vehicle; its plate is required."
+    )
+
+
 @strawberry.input
 class CreateServiceRequestInput:
-    customer_id: strawberry.ID
+    customer_id: strawberry.ID | None = strawberry.field(
+        default=None, description="An existing customer; or give `motorist` instead."
+    )
     vehicle_id: strawberry.ID | None = None
+    motorist: MotoristInput | None = strawberry.field(
+        default=None,
+        description="The motorist's details instead of `customerId` (partners, who read no "
+        "customers, send jobs this way).",
+    )
     service_type: str
     priority: Priority = Priority.NORMAL
     pickup: LocationInput
@@ -142,7 +162,8 @@ class RequestQueries:
 
 def _create_data(data: CreateServiceRequestInput) -> dict[str, Any]:
     plain = given(data)
-    plain["customer_id"] = pk_of(data.customer_id, "Customer", "customerId")
+    if data.customer_id is not None:
+        plain["customer_id"] = pk_of(data.customer_id, "Customer", "customerId")
     if data.vehicle_id is not None:
         plain["vehicle_id"] = pk_of(data.vehicle_id, "Vehicle", "vehicleId")
     if plain.get("quoted_price") is None:

@@ -11,6 +11,7 @@ from typing import Any, Generic, TypeVar
 import strawberry
 from strawberry.types import Info
 
+from patone.core.customers import seen_by
 from patone.core.errors import UserError as DomainUserError
 from patone.core.errors import ValidationFailed
 from patone.core.paging import COUNT_CAP, Count, Page, Window
@@ -414,7 +415,7 @@ class ServiceRequest(Node):
     async def customer(self, info: Info[Context, None]) -> Customer:
         row = await info.context.loaders.customer.load(self.customer_pk)
         assert row is not None  # a foreign key guarantees it
-        return Customer.from_row(row)
+        return Customer.from_row(seen_by(info.context.actor, row))
 
     @strawberry.field
     async def vehicle(self, info: Info[Context, None]) -> Vehicle | None:

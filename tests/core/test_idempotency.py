@@ -7,18 +7,24 @@ from typing import Any
 
 import pytest
 
-from patone.core import customers, service_requests
+from patone.core import api_clients, customers, service_requests
 from patone.core.db import engine
 from patone.core.errors import UserError
-from patone.core.permissions import Actor
+from patone.core.permissions import SYSTEM, Actor
 from patone.tenants.isolation import tenant_transaction
 from patone.tenants.registry import TenantInfo
 from tests.conftest import actor_for
 
 ANN = actor_for("dispatcher", user_id=1)
 BOB = actor_for("dispatcher", user_id=2)
-CLUB = Actor(kind="partner", id="pc_club", permissions=frozenset({"requests.create"}))
-RIVAL = Actor(kind="partner", id="pc_rival", permissions=frozenset({"requests.create"}))
+
+
+async def _partner(tenant: TenantInfo, name: str) -> Actor:
+    """A partner acting through a real API client of the company (requests name their client)."""
+    client, _ = await api_clients.create_client(
+        tenant, SYSTEM, name=name, scopes=["requests:write"]
+    )
+    return Actor(kind="partner", id=client["client_id"], permissions=frozenset({"requests.create"}))
 
 
 async def _count(tenant: TenantInfo, table: str) -> int:
@@ -46,21 +52,22 @@ async def test_a_partner_cannot_fetch_another_partners_request_with_its_key(
     two_tenants: tuple[TenantInfo, TenantInfo],
 ) -> None:
     acme, bolt = two_tenants
-    first = await customers.create_customer(acme, ANN, {"name": "Dana"})
-    second = await customers.create_customer(acme, ANN, {"name": "Eve"})
+    first = await customers.create_customer(acme, ANN, {"name": "Dana", "phone": "+14155552671"})
+    second = await customers.create_customer(acme, ANN, {"name": "Eve", "phone": "+14155552672"})
+    club, rival = await _partner(acme, "Club"), await _partner(acme, "Rival")
 
     def data(customer: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "customer_id": customer["id"],
+        return {  # partners send the motorist, matched here to the customer by phone
+            "motorist": {"name": customer["name"], "phone": customer["phone"]},
             "service_type": "lockout",
             "pickup": {"lat": 1, "lng": 2},
         }
 
-    club = await service_requests.create_request(acme, CLUB, data(first), idempotency_key="77")
-    rival = await service_requests.create_request(acme, RIVAL, data(second), idempotency_key="77")
-    assert rival["id"] != club["id"] and rival["customer"] == second["id"]
-    retried = await service_requests.create_request(acme, CLUB, data(first), idempotency_key="77")
-    assert retried["id"] == club["id"]
+    made = await service_requests.create_request(acme, club, data(first), idempotency_key="77")
+    other = await service_requests.create_request(acme, rival, data(second), idempotency_key="77")
+    assert other["id"] != made["id"] and other["customer"] == second["id"]
+    retried = await service_requests.create_request(acme, club, data(first), idempotency_key="77")
+    assert retried["id"] == made["id"]
     assert (
         await _count(acme, "service_requests") == 2 and await _count(bolt, "service_requests") == 0
     )

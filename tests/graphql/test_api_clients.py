@@ -47,9 +47,11 @@ async def _make_client(gql: Gql, tenant: TenantInfo, admin: str, *scopes: str) -
 
 
 def _request_input(customer: dict[str, Any]) -> dict[str, Any]:
+    # A partner sends the motorist, not a customer id: it reads no customers.
+    motorist = {"name": customer["name"], "phone": customer["phone"]}
     return {
         "input": {
-            "customerId": customer["id"],
+            "motorist": motorist,
             "serviceType": "jump_start",
             "pickup": {"lat": 52.52, "lng": 13.4, "address": "Alexanderplatz"},
         }
@@ -106,10 +108,13 @@ async def test_a_partner_token_without_requests_write_cannot_create_requests(
     assert refused["data"]["createServiceRequest"]["userErrors"][0]["code"] == "forbidden"
     created = await gql(acme, read_write, CREATE_REQUEST, _request_input(customer))
     assert created["data"]["createServiceRequest"]["userErrors"] == []
-    listed = await gql(acme, read_only, "{ serviceRequests(first: 5) { edges { node { id } } } }")
+    board = "{ serviceRequests(first: 5) { edges { node { id } } } }"
+    listed = await gql(acme, read_write, board)
     assert [e["node"]["id"] for e in listed["data"]["serviceRequests"]["edges"]] == [
         created["data"]["createServiceRequest"]["serviceRequest"]["id"]
     ]
+    # Another client of the same company sees none of this client's jobs.
+    assert (await gql(acme, read_only, board))["data"]["serviceRequests"]["edges"] == []
     reports = await gql(acme, read_write, "{ monthlyReport(year: 2026, month: 1) }")
     assert reports["errors"][0]["extensions"]["code"] == "forbidden"
     other_company = await gql(bolt, read_write, "{ viewer { tenant } }", status=401)

@@ -443,3 +443,47 @@ async def test_the_legacy_graphql_ws_protocol_is_not_a_second_door(
         )
         await _next(socket)
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 4406
+
+
+async def test_a_partner_hears_only_the_requests_its_own_client_created(
+    server: int, two_tenants: tuple[TenantInfo, TenantInfo], sockets: list[Any]
+) -> None:
+    acme, bolt = two_tenants
+    partners = []
+    for tenant, name in ((acme, "Club A"), (acme, "Club B"), (bolt, "Club A")):
+        client, _secret = await api_clients.create_client(
+            tenant, SYSTEM, name=name, scopes=["requests:read", "requests:write"]
+        )
+        token, _scopes = await api_clients.issue_client_token(SECRET, tenant, client, None)
+        claims = verify_token(SECRET, token, audience=TENANT_AUDIENCE, tenant=tenant)
+        actor = api_clients.partner_actor(claims)
+        partners.append((tenant, token, actor))
+    opened = [await _socket(server, tenant, token) for tenant, token, _ in partners]
+    sockets.extend(opened)
+    for socket in opened:
+        assert (await _next(socket))["type"] == "connection_ack"
+        await socket.send(
+            json.dumps({"id": "1", "type": "subscribe", "payload": {"query": SUBSCRIBE}})
+        )
+    await asyncio.sleep(0.3)  # let the server subscribe to Redis
+
+    job = {
+        "motorist": {"name": "Robin Roe", "phone": "+14155552671"},
+        "service_type": "lockout",
+        "pickup": {"lat": 1, "lng": 1},
+    }
+    b_job = await service_requests.create_request(acme, partners[1][2], job)
+    a_job = await service_requests.create_request(acme, partners[0][2], job)
+    heard = await _next(opened[0])
+    assert (
+        heard["payload"]["data"]["serviceRequestUpdates"]["serviceRequest"]["number"]
+        == (a_job["number"])
+    )
+    heard_b = await _next(opened[1])
+    assert (
+        heard_b["payload"]["data"]["serviceRequestUpdates"]["serviceRequest"]["number"]
+        == (b_job["number"])
+    )
+    for socket in opened:  # nothing more: not the other client's, not another company's
+        with pytest.raises(TimeoutError):
+            await _next(socket, timeout=0.5)
