@@ -50,7 +50,7 @@ from patone.portal_ui import sign_in as portal_sign_in
 from patone.settings import Settings, get_settings
 from patone.tenants.isolation import tenant_transaction
 from patone.tenants.middleware import TenantMiddleware
-from patone.tenants.migrations import ensure_platform
+from patone.tenants.migrations import ensure_platform, migrate_tenants
 from patone.tenants.provisioning import create_tenant
 from patone.tenants.registry import TenantInfo, follow_changes, get_tenant, tenant_cache
 from patone.web import (
@@ -157,6 +157,10 @@ async def ensure_demo_tenant(base_url: str) -> tuple[TenantInfo, credentials.Lin
     """The demo tenant, created and filled with sample data the first time; with a fresh
     set-up link for its admin while the admin has no password (no password ships)."""
     tenant = await get_tenant(DEMO_SLUG)
+    if tenant is not None:
+        # A newer release's migrations reach the demo company at the next start (other
+        # companies wait for `patone migrate`, which an operator runs at a rollout).
+        await _migrate_demo(tenant)
     if tenant is None:
         try:
             # Turning the demo on asks for this company by name: a purged demo comes back,
@@ -182,6 +186,15 @@ async def ensure_demo_tenant(base_url: str) -> tuple[TenantInfo, credentials.Lin
     if not await credentials.has_password(tenant, DEMO_ADMIN):
         link = await credentials.issue_setup_link(tenant, SYSTEM, DEMO_ADMIN, base_url=base_url)
     return tenant, link
+
+
+async def _migrate_demo(tenant: TenantInfo) -> None:
+    report = await migrate_tenants(slugs=[tenant.slug])
+    for result in report.results:
+        if result.status == "migrated":
+            log.info("demo company migrated", extra={"applied": result.applied})
+        elif result.status == "failed":
+            log.error("demo company could not be migrated: %s", result.error)
 
 
 async def _nothing() -> None:

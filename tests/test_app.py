@@ -15,7 +15,8 @@ from patone.app import create_app
 from patone.core.errors import UserError
 from patone.settings import load_settings
 from patone.tenants import provisioning
-from tests.conftest import unique_slug
+from patone.tenants.registry import TenantInfo
+from tests.conftest import MakeTenant, unique_slug
 
 
 def _app(debug: bool = False):  # type: ignore[no-untyped-def]
@@ -138,3 +139,56 @@ async def test_a_purged_demo_company_comes_back_new_at_the_next_start(
     finally:
         await provisioning.delete_tenant(slug)
         await provisioning.purge_tenant(slug, force=True)
+
+
+async def _one_migration_behind(tenant: TenantInfo) -> str:
+    """Undo the newest tenant migration in `tenant`'s schema and registry row; its id."""
+    from patone.core.db import engine
+    from patone.tenants.migrations import tenant_migrations
+
+    newest = tenant_migrations().ids[-1]
+    assert newest.startswith("2026-12-07T18:00"), "teach this helper to undo the newest migration"
+    await engine.execute(
+        f'ALTER TABLE "{tenant.schema_name}".service_requests DROP COLUMN api_client;'
+        f'UPDATE "{tenant.schema_name}".roles SET permissions = '
+        "array_remove(permissions, 'requests.view_own');"
+        "UPDATE platform.tenants SET applied_migrations = array_remove(applied_migrations, "
+        f"'{newest}') WHERE id = '{tenant.id}'"
+    )
+    return newest
+
+
+async def _applied(tenant: TenantInfo) -> list[str]:
+    from patone.core.db import engine
+
+    rows = await engine.fetch(
+        "SELECT applied_migrations FROM platform.tenants WHERE id = $1", tenant.id
+    )
+    return list(rows[0]["applied_migrations"])
+
+
+async def test_the_demo_company_is_migrated_at_the_next_start_and_no_other(
+    monkeypatch: pytest.MonkeyPatch, make_tenant: MakeTenant
+) -> None:
+    slug = unique_slug("demo")
+    monkeypatch.setattr(app_module, "DEMO_SLUG", slug)  # not the shared `demo`
+    demo, _ = await app_module.ensure_demo_tenant("http://demo.example")
+    other = await make_tenant("other")
+    try:
+        newest = await _one_migration_behind(demo)
+        await _one_migration_behind(other)
+        again, _ = await app_module.ensure_demo_tenant("http://demo.example")
+        assert again.id == demo.id and newest in await _applied(demo)
+        await _requests_read_whole(demo)  # the column is back
+        assert newest not in await _applied(other)  # others wait for `patone migrate`
+    finally:
+        await provisioning.delete_tenant(slug)
+        await provisioning.purge_tenant(slug, force=True)
+
+
+async def _requests_read_whole(tenant: TenantInfo) -> None:
+    from patone.core.permissions import SYSTEM
+    from patone.core.service_requests import list_requests
+
+    page = await list_requests(tenant, SYSTEM, first=5)
+    assert page.rows and "api_client" in page.rows[0], "the demo company has requests"

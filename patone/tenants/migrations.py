@@ -360,7 +360,6 @@ async def migrate_tenants(
     """
     migrations = migrations or tenant_migrations()
     started = time.perf_counter()
-    template = await get_template(migrations)
     query = (
         "SELECT id, slug, schema_name, role_name, shard, applied_migrations "
         "FROM platform.tenants WHERE status <> 'purging'"
@@ -372,6 +371,9 @@ async def migrate_tenants(
     rows = [_Row(**dict(r)) for r in await engine.fetch(query + " ORDER BY slug", *args)]
     if on_plan:
         on_plan(len(rows))
+    # Captured only when some tenant is behind: a check that finds all up to date is one query.
+    behind = any(migrations.missing(row.applied_migrations) for row in rows)
+    template = await get_template(migrations) if behind else None
     semaphore = asyncio.Semaphore(concurrency)
 
     async def one(row: _Row) -> TenantMigrationResult:
@@ -383,6 +385,7 @@ async def migrate_tenants(
                 for attempt in range(1, retries + 2):
                     result.attempts = attempt
                     try:
+                        assert template is not None
                         await apply_missing(row, missing, template)
                     except Exception as error:  # one tenant's failure is reported, not raised
                         result.status = "failed"
