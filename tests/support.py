@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -198,3 +201,38 @@ async def purge_and_take_slug(tenant: TenantInfo) -> TenantInfo:
     await provisioning.delete_tenant(tenant.slug)
     await provisioning.purge_tenant(tenant.slug, force=True)
     return await provisioning.create_tenant(tenant.slug, tenant.name, reuse_purged_slug=True)
+
+
+@contextmanager
+def serve_process(secret: str) -> Iterator[int]:
+    """`patone serve` in its own process on the test database (no demo company), healthy
+    before the block starts; yields its port. Killed if SIGTERM does not stop it in 20 s (a
+    frozen event loop does not hear it)."""
+    from tests.test_embedded import _free_port
+
+    port = _free_port()
+    env = {**os.environ, "SECRET_KEY": secret, "PORT": str(port), "DEMO_TENANT": "false"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "patone", "serve"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(300):
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if process.poll() is not None:
+                raise AssertionError("the server exited")
+            time.sleep(0.1)
+        yield port
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import os
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 
 import httpx
@@ -16,7 +12,7 @@ from graphql import get_introspection_query
 
 from patone.tenants.registry import TenantInfo
 from tests.graphql.conftest import SECRET, Gql, token_for
-from tests.test_embedded import _free_port
+from tests.support import serve_process
 
 
 def fan_out(fragments: int, leaf: str = "viewer { tenant }") -> str:
@@ -284,32 +280,8 @@ async def test_a_backward_page_costs_its_last_like_a_forward_page_its_first(
 def server() -> Iterator[int]:
     """`patone serve` in its own process on the test database: a frozen event loop shows there
     as a health check that does not answer."""
-    port = _free_port()
-    env = {**os.environ, "SECRET_KEY": SECRET, "PORT": str(port), "DEMO_TENANT": "false"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "patone", "serve"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        for _ in range(300):
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if process.poll() is not None:
-                raise AssertionError("the server exited")
-            time.sleep(0.1)
+    with serve_process(SECRET) as port:
         yield port
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:  # a frozen loop does not hear SIGTERM
-            process.kill()
-            process.wait()
 
 
 async def test_health_check_answers_while_fan_outs_are_refused(

@@ -5,9 +5,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import os
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
@@ -29,7 +26,7 @@ from tests.conftest import MakePlan, MakeTenant, actor_for
 from tests.core.dispatch.world import MORNING, calls_at_scene_before, driver_at
 from tests.graphql.conftest import SECRET, token_for
 from tests.graphql.test_dispatch import _driver_with_login
-from tests.test_embedded import _free_port
+from tests.support import serve_process
 
 SUBSCRIBE = """
 subscription { serviceRequestUpdates { eventId change serviceRequest { number status } } }
@@ -39,28 +36,8 @@ subscription { serviceRequestUpdates { eventId change serviceRequest { number st
 @pytest.fixture(scope="module")
 def server() -> Iterator[int]:
     """`patone serve` in its own process, on the test database, with its relay running."""
-    port = _free_port()
-    env = {**os.environ, "SECRET_KEY": SECRET, "PORT": str(port), "DEMO_TENANT": "false"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "patone", "serve"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        for _ in range(200):
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if process.poll() is not None:
-                raise AssertionError("the server exited")
-            time.sleep(0.1)
+    with serve_process(SECRET) as port:
         yield port
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
 
 
 async def _socket(port: int, tenant: TenantInfo, token: str) -> Any:
