@@ -598,13 +598,7 @@ async def send_password_reset(tenant_slug: str, email: str, ip: str = "") -> str
         ),
         message_id=f"password-reset-{tenant_slug}-{current_job().message_id}",
     )
-    result = await plugins.call_first(tenant, "send_email", fall_through=False, message=message)
-    if result is None:
-        log.error("no email provider: reset email not sent", extra={"tenant": tenant_slug})
-        return "no_provider"
-    if result.error is not None or result.skipped:
-        raise ResetNotSent(f"the reset email was not sent: {result.error or 'provider paused'}")
-    return "logged" if result.value.status == "logged" else "sent"
+    return await _send_account_email(tenant, message, "reset email")
 
 
 @tenant_actor(actor_name="patone.credentials.send_sign_in_notice", transaction=False)
@@ -639,10 +633,16 @@ async def send_sign_in_notice(
         ),
         message_id=f"sign-in-notice-{tenant_slug}-{current_job().message_id}",
     )
+    return await _send_account_email(tenant, message, "sign-in notice")
+
+
+async def _send_account_email(tenant: TenantRef, message: EmailMessage, what: str) -> str:
+    """Send an account email through the company's provider: "sent", "logged" or
+    "no_provider"; `ResetNotSent` (a retry) when the provider failed or is paused."""
     result = await plugins.call_first(tenant, "send_email", fall_through=False, message=message)
     if result is None:
-        log.error("no email provider: sign-in notice not sent", extra={"tenant": tenant_slug})
+        log.error("no email provider: %s not sent", what, extra={"tenant": tenant.slug})
         return "no_provider"
     if result.error is not None or result.skipped:
-        raise ResetNotSent(f"the sign-in notice was not sent: {result.error or 'provider paused'}")
+        raise ResetNotSent(f"the {what} was not sent: {result.error or 'provider paused'}")
     return "logged" if result.value.status == "logged" else "sent"
