@@ -18,13 +18,15 @@ async def forwards():
     manager = MigrationManager(migration_id=ID, app_name="tenant", description=DESCRIPTION)
 
     async def report_grants() -> None:
+        # One statement, so both conditions read the roles as they were before it.
         await engine.execute(
             """
-            UPDATE roles SET permissions = array_append(permissions, 'reports.revenue')
-                WHERE (name = 'admin' OR 'reports.view' = ANY (permissions))
-                  AND NOT 'reports.revenue' = ANY (permissions);
-            UPDATE roles SET permissions = array_append(permissions, 'reports.view')
-                WHERE name = 'dispatcher' AND NOT 'reports.view' = ANY (permissions);
+            UPDATE roles SET permissions = permissions
+                || CASE WHEN (name = 'admin' OR 'reports.view' = ANY (permissions))
+                             AND NOT 'reports.revenue' = ANY (permissions)
+                        THEN ARRAY['reports.revenue']::varchar[] ELSE '{}'::varchar[] END
+                || CASE WHEN name = 'dispatcher' AND NOT 'reports.view' = ANY (permissions)
+                        THEN ARRAY['reports.view']::varchar[] ELSE '{}'::varchar[] END;
             """
         )
 
