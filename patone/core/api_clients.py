@@ -36,7 +36,10 @@ SCOPES: dict[str, tuple[str, tuple[str, ...]]] = {
         "Create service requests; change and cancel those this client created",
         ("requests.create", "requests.update", "requests.cancel"),
     ),
-    "reports:read": ("Read daily and monthly reports", ("reports.view",)),
+    "reports:read": (
+        "Read daily and monthly reports, revenue included",
+        ("reports.view", "reports.revenue"),
+    ),
 }
 
 COLUMNS = "id, client_id, name, scopes, allow_list_only, created_at, last_used_at, revoked_at"

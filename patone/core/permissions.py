@@ -31,7 +31,8 @@ PERMISSIONS: dict[str, str] = {
     "service_types.manage": "Change services and prices",
     "users.manage": "Invite, change and deactivate staff users",
     "roles.manage": "Change which permissions each role has",
-    "reports.view": "See daily and monthly reports",
+    "reports.view": "See daily and monthly reports (counts and timings)",
+    "reports.revenue": "See the money figures of reports (revenue)",
     "activity.view": "See the activity log",
     "settings.manage": "Change company settings",
     "api_clients.manage": "Create and revoke partners' API clients (OAuth client credentials)",
@@ -64,10 +65,12 @@ DEFAULT_GRANTS: dict[str, tuple[str, ...]] = {
         "drivers.manage",
         "service_types.manage",
         "reports.view",
+        "reports.revenue",
         "activity.view",
         "users.manage",
     ),
-    "dispatcher": _DISPATCH,
+    # Dispatchers read the day's jobs and times, not the company's takings.
+    "dispatcher": (*_DISPATCH, "reports.view"),
     "driver": ("requests.view_assigned", "requests.transition_assigned", "offers.respond"),
 }
 

@@ -5,11 +5,16 @@ A local day is [local midnight, next local midnight) in the tenant's time zone (
 happens in Postgres (`AT TIME ZONE`), one aggregate statement per report, inside the tenant
 transaction.
 
-What each figure counts (every timestamp is compared with the period, half-open):
+What each figure counts (every timestamp is compared with the period, half-open). Each name
+has one meaning wherever it appears:
 
-- `created`, `by_status`, `by_priority`, `by_service_type[].created`: requests *created* in the
-  period, with the status they have now.
-- `completed` and the revenue: requests *completed* in the period, plus billable cancellations
+- `created`, `by_status`, `by_priority`, `by_service_type[].created`, `days[].created`: requests
+  *created* in the period, by the status they have now, so `by_status` always sums to `created`
+  and `by_status["completed"]` is how many of *those* are completed by now. It is not
+  `completed`: a request created on the 30th and completed on the 1st counts in one month's
+  `by_status["completed"]` and the next month's `completed`.
+- `completed` (also per service type and per day) and the revenue: requests *completed* in
+  the period, plus billable cancellations
   (`gone_on_arrival`) *cancelled* in the period, at their quoted price. Only requests quoted in
   the company's currency are summed; amounts quoted in another currency (made before the company
   changed its currency) are listed apart in `revenue.other_currencies`, never added in.
@@ -17,13 +22,16 @@ What each figure counts (every timestamp is compared with the period, half-open)
 - the timings: minutes from creation to `assigned_at` / `on_scene_at` / `completed_at`, averaged
   over the requests that reached that state *in the period* (so a report is final once its period
   is over). `assigned_at` is the latest assignment: a driver who withdrew resets it.
+
+The money figures (`revenue`, and the revenue per service type and per day) need
+`reports.revenue` beside `reports.view`; without it they are `None`.
 """
 
 from __future__ import annotations
 
 import calendar
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -51,7 +59,7 @@ class ServiceTypeFigures:
     name: str
     created: int
     completed: int
-    revenue: int
+    revenue: int | None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -120,7 +128,7 @@ class DayFigures:
     day: date
     created: int
     completed: int
-    revenue: int
+    revenue: int | None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -135,7 +143,8 @@ class DayFigures:
 class Report:
     """The figures of the local days `first_day` to `last_day` (both included).
 
-    `starts_at` and `ends_at` are the period's bounds in UTC (`ends_at` excluded). `by_status`
+    `currency` is the company's. `starts_at` and `ends_at` are the period's bounds in UTC
+    (`ends_at` excluded). `by_status`
     and `by_priority` name every status and priority, zeros included; `by_service_type` lists
     the services with any figure, in price-list order; `days` has every local day of the period
     (only in reports asked for by day, such as the monthly report).
@@ -144,6 +153,7 @@ class Report:
     first_day: date
     last_day: date
     time_zone: str
+    currency: str
     starts_at: datetime
     ends_at: datetime
     created: int
@@ -154,7 +164,7 @@ class Report:
     cancelled: int
     cancellations: dict[str, int]
     billable_cancellations: int
-    revenue: Revenue
+    revenue: Revenue | None
     timings: Timings
     days: tuple[DayFigures, ...]
 
@@ -164,6 +174,7 @@ class Report:
             "first_day": self.first_day.isoformat(),
             "last_day": self.last_day.isoformat(),
             "time_zone": self.time_zone,
+            "currency": self.currency,
             "starts_at": self.starts_at.isoformat(),
             "ends_at": self.ends_at.isoformat(),
             "created": self.created,
@@ -174,7 +185,7 @@ class Report:
             "cancelled": self.cancelled,
             "cancellations": dict(self.cancellations),
             "billable_cancellations": self.billable_cancellations,
-            "revenue": self.revenue.as_dict(),
+            "revenue": self.revenue.as_dict() if self.revenue else None,
             "timings": self.timings.as_dict(),
             "days": [day.as_dict() for day in self.days],
         }
@@ -304,8 +315,9 @@ async def report_between(
     """The report of the company's local days `start` to `end`, both included.
 
     With `by_day`, `days` breaks the period down into every local day, zeros included.
-    Needs `reports.view`; raises `UserError` for dates out of range, an end before the start,
-    or a period longer than `MAX_DAYS` days.
+    Needs `reports.view`; the money figures are `None` without `reports.revenue`. Raises
+    `UserError` for dates out of range, an end before the start, or a period longer than
+    `MAX_DAYS` days.
     """
     require(actor, "reports.view")
     first = _check_day(start, "start")
@@ -338,10 +350,11 @@ async def report_between(
     )
     completed_revenue = int(row["completed_revenue"])
     billable_revenue = int(row["billable_revenue"])
-    return Report(
+    report = Report(
         first_day=first,
         last_day=last,
         time_zone=time_zone,
+        currency=currency,
         starts_at=row["starts_at"],
         ends_at=row["ends_at"],
         created=int(row["created"]),
@@ -368,6 +381,17 @@ async def report_between(
             completed=int(row["completed"]),
         ),
         days=days,
+    )
+    return report if actor.can("reports.revenue") else _without_money(report)
+
+
+def _without_money(report: Report) -> Report:
+    """The report with every money figure withheld (for those who may not see revenue)."""
+    return replace(
+        report,
+        revenue=None,
+        by_service_type=tuple(replace(f, revenue=None) for f in report.by_service_type),
+        days=tuple(replace(d, revenue=None) for d in report.days),
     )
 
 

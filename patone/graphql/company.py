@@ -21,6 +21,7 @@ from patone.core import (
 )
 from patone.graphql.context import Context
 from patone.graphql.ids import pk_of, to_global_id
+from patone.graphql.reports import Report, report_of
 from patone.graphql.types import (
     Connection,
     Node,
@@ -224,17 +225,42 @@ class CompanyMutations:
         )
 
 
+_UNTYPED = "Untyped, with money in minor units beside no currency: use {}."
+
+
 @strawberry.type
 class ReportQueries:
-    @strawberry.field(description="Figures of one local day (requests, revenue, timings).")
+    @strawberry.field(
+        description="Figures of one local day (requests, revenue, timings).",
+        deprecation_reason=_UNTYPED.format("dayReport"),
+    )
     async def daily_report(self, info: Info[Context, None], day: date) -> JSON:
         report = await reports.daily_report(info.context.tenant, info.context.actor, day)
         return JSON(report.as_dict())
 
-    @strawberry.field(description="Figures of one month, with a line per local day.")
+    @strawberry.field(
+        description="Figures of one month, with a line per local day.",
+        deprecation_reason=_UNTYPED.format("monthReport"),
+    )
     async def monthly_report(self, info: Info[Context, None], year: int, month: int) -> JSON:
         report = await reports.monthly_report(info.context.tenant, info.context.actor, year, month)
         return JSON(report.as_dict())
+
+    @strawberry.field(
+        description="The figures of one of the company's local days (23, 24 or 25 hours). "
+        "Needs `reports.view`; money figures also need `reports.revenue`."
+    )
+    async def day_report(self, info: Info[Context, None], day: date) -> Report:
+        ctx = info.context
+        return report_of(await reports.daily_report(ctx.tenant, ctx.actor, day))
+
+    @strawberry.field(
+        description="The figures of one month in the company's local time, with every day. "
+        "Needs `reports.view`; money figures also need `reports.revenue`."
+    )
+    async def month_report(self, info: Info[Context, None], year: int, month: int) -> Report:
+        ctx = info.context
+        return report_of(await reports.monthly_report(ctx.tenant, ctx.actor, year, month))
 
 
 @strawberry.type
