@@ -57,7 +57,7 @@ class Candidate:
     lat: float
     lng: float
     jobs_today: int = 0
-    on_shift_s: float = 0.0  # on shift so far today (their shifts of the day, up to now)
+    on_shift_s: float = 0.0  # on duty so far today (since they came on duty, up to now)
     shift_left_s: float | None = None  # until their shift ends (None: no shift on record)
     rating: float | None = None  # stars, 1 to 5
     travel_s: int | None = None  # to the scene, from the maps plugin; None: no road

@@ -122,8 +122,12 @@ WITH active AS (
 )
 SELECT d.id, d.name, d.status, d.skills, d.rating, d.last_lat, d.last_lng,
        coalesce(t.n, 0) AS jobs_today, coalesce(a.n, 0) AS active_jobs, a.unstarted, a.job,
-       -- without a shift on record today: on shift since the day began
-       coalesce(s.s, extract(epoch FROM $2::timestamptz - $1::timestamptz))::float8 AS on_shift_s,
+       -- on duty since they came on duty (today's part of it); without that on record, their
+       -- shifts of the day up to now; without those, since the day began
+       coalesce(
+           CASE WHEN d.on_duty_since IS NOT NULL THEN greatest(0, extract(epoch FROM
+               $2::timestamptz - greatest(d.on_duty_since, $1::timestamptz))) END,
+           s.s, extract(epoch FROM $2::timestamptz - $1::timestamptz))::float8 AS on_shift_s,
        l.s::float8 AS shift_left_s,  -- until their shift ends; NULL without one on record
        EXISTS (SELECT 1 FROM offers o WHERE o.driver_id = d.id AND o.status = 'open') AS offered
 FROM drivers d LEFT JOIN active a ON a.driver = d.id LEFT JOIN today t ON t.driver = d.id
