@@ -504,17 +504,21 @@ async def test_requests_waiting_together_are_matched_so_the_total_travel_is_leas
     assert "went to another" not in why[second["id"]]
 
 
-async def test_a_backlog_with_every_truck_out_costs_no_decisions_until_one_is_free(
+async def test_a_backlog_with_nobody_on_shift_is_told_so_once_until_a_driver_comes(
     two_tenants: tuple[TenantInfo, TenantInfo], clock: Clock
 ) -> None:
     acme, bolt = two_tenants
     driver = await driver_at(acme, 1, status="on_break")
     await driver_at(bolt, 1)
     waiting = [await request_at_scene(acme) for _ in range(3)]
-    assert (await dispatch.sweep(acme)).decisions == []
+    told = (await dispatch.sweep(acme)).decisions
+    assert [(d.request_id, d.outcome) for d in told] == [(w["id"], "no_candidate") for w in waiting]
+    assert all((d.explanation or {})["no_driver"] == "no_driver_on_shift" for d in told)
+    clock.advance(1)
+    assert (await dispatch.sweep(acme)).decisions == []  # not a decision a second
     async with tenant_transaction(acme):
         rows = await engine.fetch("SELECT count(*) AS n FROM dispatch_decisions")
-    assert rows[0]["n"] == 0
+    assert rows[0]["n"] == 3
     await drivers.update_driver(acme, SYSTEM, driver["id"], {"status": "available"})
     report = await dispatch.sweep(acme)
     assert [d.outcome for d in report.decisions].count("offered") == 1
