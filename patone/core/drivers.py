@@ -140,12 +140,14 @@ async def _change(actor: Actor, before: Row, changes: dict[str, Any]) -> Row:
     emitted for the dispatch engine (`driver.status_changed`: a driver now available is
     offered work) and a driver who stops working loses their live offer."""
     driver_id = before["id"]
+    at = now()
+    duty = _duty_change(str(before["status"]), str(changes.get("status") or before["status"]), at)
     after = await audited_update(
         actor,
         "driver",
         "drivers",
         driver_id,
-        {**changes, "updated_at": now()},
+        {**changes, **duty, "updated_at": at},
         "driver.updated",
         _driver,
     )
@@ -159,6 +161,17 @@ async def _change(actor: Actor, before: Row, changes: dict[str, Any]) -> Row:
         if after["status"] in (DriverStatus.off_duty, DriverStatus.on_break):
             await _withdraw_offer(driver_id, f"driver went {after['status']}")
     return after
+
+
+def _duty_change(was: str, becomes: str, at: datetime) -> dict[str, Any]:
+    """`on_duty_since` for a status change: set when an off-duty driver comes on duty, cleared
+    when they go off duty; a break, and coming back from one, leave it alone (a break is part
+    of the day's duty, and the engine measures a driver's load against that time)."""
+    if was == DriverStatus.off_duty and becomes != DriverStatus.off_duty:
+        return {"on_duty_since": at}
+    if becomes == DriverStatus.off_duty and was != DriverStatus.off_duty:
+        return {"on_duty_since": None}
+    return {}
 
 
 # What a driver may set themselves; `busy` is the dispatch engine's, set when they take a job.

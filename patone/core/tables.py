@@ -171,6 +171,9 @@ class Driver(Table, tablename="drivers", db=engine):
     last_seen_at = Timestamptz(null=True, default=None)
     rating = Integer(null=True, default=None)  # average rating x 100 (e.g. 472 = 4.72)
     archived_at = Timestamptz(null=True, default=None)
+    # When they last came on duty from off duty (a break does not restart it): their hours on
+    # shift today count from then (tenant_0020).
+    on_duty_since = Timestamptz(null=True, default=None)
     created_at = Timestamptz()
     updated_at = Timestamptz()
 

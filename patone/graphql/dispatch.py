@@ -31,6 +31,137 @@ class OfferStatus(Enum):
     WITHDRAWN = "withdrawn"
 
 
+@strawberry.enum(description="Why no driver was offered a request.")
+class NoDriverReason(Enum):
+    NO_DRIVER_ON_SHIFT = "no_driver_on_shift"
+    NO_DRIVER_CAN_TAKE_IT = "no_driver_can_take_it"
+
+
+@strawberry.type(description="One part of a candidate's cost, in minutes-equivalent.")
+class CostPart:
+    name: str = strawberry.field(
+        description="travel, wait, load, overload, rating, preempt or lapsed."
+    )
+    minutes: float
+
+
+@strawberry.type(description="A driver the engine considered for a request, and their score.")
+class CandidateScore:
+    driver_id: strawberry.ID
+    name: str
+    travel_seconds: int | None = strawberry.field(description="Estimated drive to the scene.")
+    distance_meters: int | None
+    jobs_today: int
+    hours_on_shift: float = strawberry.field(description="Hours on duty today, up to the decision.")
+    fair_share: float = strawberry.field(
+        description="The jobs they would have had by then at the fleet's rate."
+    )
+    load_urgency: float = strawberry.field(
+        description="How much more a job weighs as their shift runs out (1 to 3)."
+    )
+    jobs_ahead: float = strawberry.field(
+        description="Jobs above the least loaded candidate, each against their fair share."
+    )
+    rating: float | None
+    wait_seconds: int = strawberry.field(description="Until they are free (a queued job).")
+    after_request_id: strawberry.ID | None = strawberry.field(
+        description="The job this one would queue behind."
+    )
+    preempts_request_id: strawberry.ID | None
+    lapsed_offers: int
+    cost: float = strawberry.field(description="Minutes-equivalent; lower wins.")
+    cost_parts: list[CostPart]
+
+    @classmethod
+    def from_stored(cls, c: dict[str, Any]) -> CandidateScore:
+        return cls(
+            driver_id=gid("Driver", c["driver_id"]),
+            name=c.get("name", ""),
+            travel_seconds=c.get("travel_s"),
+            distance_meters=c.get("distance_m"),
+            jobs_today=c.get("jobs_today", 0),
+            hours_on_shift=c.get("on_shift_h", 0.0),
+            fair_share=c.get("fair_share", 0.0),
+            load_urgency=c.get("load_urgency", 1.0),
+            jobs_ahead=c.get("ahead", 0.0),
+            rating=c.get("rating"),
+            wait_seconds=c.get("wait_s") or 0,
+            after_request_id=_request_gid(c.get("after")),
+            preempts_request_id=_request_gid(c.get("preempts")),
+            lapsed_offers=c.get("lapsed", 0),
+            cost=c.get("cost", 0.0),
+            cost_parts=[CostPart(name=k, minutes=v) for k, v in (c.get("parts") or {}).items()],
+        )
+
+
+@strawberry.type(description="A driver on shift the engine left out, and why.")
+class ExcludedDriver:
+    driver_id: strawberry.ID
+    name: str
+    reason: str = strawberry.field(description='e.g. "busy", "lacks tow", "declined it".')
+
+
+@strawberry.type(
+    description="Why a driver was offered a request (or why nobody was): the candidates, "
+    "their scores, who was left out."
+)
+class OfferExplanation:
+    summary: str = strawberry.field(description="One sentence a dispatcher reads.")
+    strategy: str = strawberry.field(description='"scored", "nearest" or "by hand".')
+    chosen_driver_id: strawberry.ID | None
+    no_driver_reason: NoDriverReason | None = strawberry.field(
+        description="Set when nobody was offered it."
+    )
+    fleet_jobs_per_hour: float | None = strawberry.field(
+        description="The fleet's jobs today per hour on shift (fair shares are measured by it)."
+    )
+    candidates: list[CandidateScore] = strawberry.field(
+        description="The best candidates, cheapest first."
+    )
+    more_candidates: int = strawberry.field(description="Candidates not listed.")
+    excluded: list[ExcludedDriver]
+    more_excluded: int
+
+    @classmethod
+    def from_stored(cls, stored: dict[str, Any]) -> OfferExplanation:
+        """The explanation as stored with a decision (older ones lack some keys)."""
+        chosen = stored.get("chosen")
+        return cls(
+            summary=stored.get("why", ""),
+            strategy=stored.get("strategy", ""),
+            chosen_driver_id=gid("Driver", chosen) if chosen is not None else None,
+            no_driver_reason=_no_driver(stored),
+            fleet_jobs_per_hour=stored.get("fleet_jobs_per_hour"),
+            candidates=[CandidateScore.from_stored(c) for c in stored.get("candidates", [])],
+            more_candidates=stored.get("more_candidates", 0),
+            excluded=[
+                ExcludedDriver(
+                    driver_id=gid("Driver", e["driver_id"]), name=e["name"], reason=e["reason"]
+                )
+                for e in stored.get("excluded", [])
+            ],
+            more_excluded=stored.get("more_excluded", 0),
+        )
+
+
+def _no_driver(stored: dict[str, Any]) -> NoDriverReason | None:
+    if stored.get("no_driver"):
+        return NoDriverReason(stored["no_driver"])
+    if stored.get("chosen") is not None or "candidates" not in stored:
+        return None  # offered, or offered by hand
+    # Stored before the reason had its own key: read it from the sentence.
+    on_shift = bool(stored["candidates"] or stored.get("excluded"))
+    return NoDriverReason.NO_DRIVER_CAN_TAKE_IT if on_shift else NoDriverReason.NO_DRIVER_ON_SHIFT
+
+
+def _explained(stored: dict[str, Any] | None) -> OfferExplanation | None:
+    return OfferExplanation.from_stored(stored) if stored is not None else None
+
+
+def _request_gid(pk: int | None) -> strawberry.ID | None:
+    return gid("ServiceRequest", pk) if pk is not None else None
+
+
 @strawberry.type(description="A request offered to one driver, with a deadline to answer.")
 class Offer:
     id: strawberry.ID
@@ -48,6 +179,10 @@ class Offer:
         description="The driver's unstarted job that accepting sends back to the queue."
     )
     explanation: JSON | None = strawberry.field(
+        description="Why this driver: the candidates, their scores, who was left out.",
+        deprecation_reason="Untyped, with the database's driver ids: use explained.",
+    )
+    explained: OfferExplanation | None = strawberry.field(
         description="Why this driver: the candidates, their scores, who was left out."
     )
 
@@ -69,6 +204,7 @@ class Offer:
                 gid("ServiceRequest", row["preempts"]) if row["preempts"] is not None else None
             ),
             explanation=row.get("explanation"),
+            explained=_explained(row.get("explanation")),
         )
 
 
@@ -79,7 +215,10 @@ class DispatchDecision:
     outcome: str = strawberry.field(description="offered, no_candidate or flagged.")
     driver_id: strawberry.ID | None
     strategy: str
-    explanation: JSON
+    explanation: JSON = strawberry.field(
+        deprecation_reason="Untyped, with the database's driver ids: use explained."
+    )
+    explained: OfferExplanation
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> DispatchDecision:
@@ -90,6 +229,7 @@ class DispatchDecision:
             driver_id=gid("Driver", row["driver_id"]) if row["driver_id"] is not None else None,
             strategy=row["strategy"],
             explanation=row["explanation"],
+            explained=OfferExplanation.from_stored(row["explanation"]),
         )
 
 
@@ -189,7 +329,10 @@ class DispatchPayload:
         description="offered, no_candidate, flagged, or skipped (not waiting for an offer)."
     )
     offer: Offer | None
-    explanation: JSON | None
+    explanation: JSON | None = strawberry.field(
+        deprecation_reason="Untyped, with the database's driver ids: use explained."
+    )
+    explained: OfferExplanation | None
     user_errors: list[UserError]
 
 
@@ -521,14 +664,20 @@ async def _offer_payload(call: Any) -> OfferPayload:
 async def _dispatch_payload(info: Info[Context, None], call: Any) -> DispatchPayload:
     decision, errors = await attempt(call)
     if decision is None:
-        return DispatchPayload(outcome=None, offer=None, explanation=None, user_errors=errors)
+        return DispatchPayload(
+            outcome=None, offer=None, explanation=None, explained=None, user_errors=errors
+        )
     offer = None
     if decision.offer_id is not None:
         ctx = info.context
         rows = await service.list_offers(ctx.tenant, ctx.actor, decision.request_id)
         offer = next((Offer.from_row(r) for r in rows if r["id"] == decision.offer_id), None)
     return DispatchPayload(
-        outcome=decision.outcome, offer=offer, explanation=decision.explanation, user_errors=[]
+        outcome=decision.outcome,
+        offer=offer,
+        explanation=decision.explanation,
+        explained=_explained(decision.explanation),
+        user_errors=[],
     )
 
 

@@ -3,15 +3,18 @@ a dispatcher's override, settings; nothing of one company visible to another."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from patone.core import drivers, service_requests, users
+from patone.core.db import engine
 from patone.core.dispatch import engine as dispatch
 from patone.core.dispatch.settings import update_dispatch_settings
 from patone.core.permissions import SYSTEM
 from patone.core.tokens import issue_access_token
 from patone.graphql.ids import pk_of
 from patone.graphql.types import gid
+from patone.tenants.isolation import tenant_transaction
 from patone.tenants.registry import TenantInfo
 from tests.core.dispatch.world import DISPATCHER, SCENE, east_of_scene, request_at_scene
 from tests.graphql.conftest import SECRET, Gql, token_for
@@ -276,3 +279,116 @@ async def test_a_dispatcher_replans_the_fleet_and_reads_the_plan_drivers_may_not
         "replanMinutes": 0,
         "replanSoonerMinutes": 10,
     }
+
+
+EXPLAINED = """
+query($id: ID!) {
+  requestOffers(requestId: $id) {
+    explained {
+      summary strategy chosenDriverId noDriverReason moreCandidates
+      candidates { driverId name travelSeconds jobsToday hoursOnShift fairShare cost
+                   costParts { name minutes } }
+      excluded { driverId name reason }
+    }
+  }
+  dispatchDecisions(requestId: $id) { outcome explained { summary chosenDriverId } }
+}"""
+DECISIONS = """
+query($id: ID!) {
+  dispatchDecisions(requestId: $id) {
+    outcome explained { summary noDriverReason candidates { driverId } }
+  }
+}"""
+
+
+async def test_an_offer_explains_itself_in_typed_fields_with_global_driver_ids(
+    gql: Gql, two_tenants: tuple[TenantInfo, TenantInfo]
+) -> None:
+    acme, bolt = two_tenants
+    dispatcher = await token_for(acme, "dispatcher")
+    near_id, _ = await _driver_with_login(acme, "Nina", 2)
+    far_id, _ = await _driver_with_login(acme, "Fred", 9)
+    await _driver_with_login(bolt, "Bert", 0.1)
+    request_id = await _emergency(gql, acme, dispatcher)
+
+    await dispatch.sweep(acme)
+
+    seen = (await gql(acme, dispatcher, EXPLAINED, {"id": request_id}))["data"]
+    explained = seen["requestOffers"][0]["explained"]
+    assert explained["chosenDriverId"] == near_id and explained["noDriverReason"] is None
+    assert explained["summary"].startswith("emergency: fastest to the scene")
+    assert [(c["driverId"], c["name"]) for c in explained["candidates"]] == [
+        (near_id, "Nina"),
+        (far_id, "Fred"),
+    ]
+    nina = explained["candidates"][0]
+    assert nina["jobsToday"] == 0 and nina["hoursOnShift"] < 0.1
+    assert "travel" in {p["name"] for p in nina["costParts"]}
+    assert seen["dispatchDecisions"][0]["explained"]["chosenDriverId"] == near_id
+
+
+async def test_a_company_with_no_driver_on_shift_is_told_so_once(
+    gql: Gql, two_tenants: tuple[TenantInfo, TenantInfo]
+) -> None:
+    acme, bolt = two_tenants
+    dispatcher = await token_for(acme, "dispatcher")
+    bolt_dispatcher = await token_for(bolt, "dispatcher")
+    await _driver_with_login(bolt, "Bert", 0.1)  # only the other company has a driver
+    request_id = await _emergency(gql, acme, dispatcher)
+    bolt_request = await _emergency(gql, bolt, bolt_dispatcher)
+
+    await dispatch.sweep(acme)
+    await dispatch.sweep(acme)  # nothing changed: no second decision
+    await dispatch.sweep(bolt)
+
+    decisions = (await gql(acme, dispatcher, DECISIONS, {"id": request_id}))["data"]
+    assert decisions["dispatchDecisions"] == [
+        {
+            "outcome": "no_candidate",
+            "explained": {
+                "summary": "no driver can take it now: no driver is on shift",
+                "noDriverReason": "NO_DRIVER_ON_SHIFT",
+                "candidates": [],
+            },
+        }
+    ]
+    theirs = (await gql(bolt, bolt_dispatcher, DECISIONS, {"id": bolt_request}))["data"]
+    assert [d["outcome"] for d in theirs["dispatchDecisions"]] == ["offered"]
+    assert theirs["dispatchDecisions"][0]["explained"]["noDriverReason"] is None
+
+
+async def test_explanations_stored_before_the_typed_fields_still_read(
+    gql: Gql, two_tenants: tuple[TenantInfo, TenantInfo]
+) -> None:
+    acme, bolt = two_tenants
+    dispatcher = await token_for(acme, "dispatcher")
+    request_id = await _emergency(gql, acme, dispatcher)
+    await _emergency(gql, bolt, await token_for(bolt, "dispatcher"))
+    old = {  # as the engine stored it before `no_driver` had its own key
+        "at": "2026-11-24T10:00:00+00:00",
+        "strategy": "scored",
+        "chosen": None,
+        "why": "no driver can take it now: no driver is on shift",
+        "candidates": [],
+        "excluded": [],
+    }
+    async with tenant_transaction(acme):
+        await engine.execute(
+            "INSERT INTO dispatch_decisions (request_id, made_at, outcome, strategy, "
+            "explanation) VALUES ($1, now(), 'no_candidate', 'scored', $2::jsonb)",
+            pk_of(request_id, "ServiceRequest"),
+            json.dumps(old),
+        )
+
+    seen = (await gql(acme, dispatcher, DECISIONS, {"id": request_id}))["data"]
+
+    assert seen["dispatchDecisions"] == [
+        {
+            "outcome": "no_candidate",
+            "explained": {
+                "summary": old["why"],
+                "noDriverReason": "NO_DRIVER_ON_SHIFT",
+                "candidates": [],
+            },
+        }
+    ]

@@ -57,7 +57,7 @@ class Candidate:
     lat: float
     lng: float
     jobs_today: int = 0
-    on_shift_s: float = 0.0  # on shift so far today (their shifts of the day, up to now)
+    on_shift_s: float = 0.0  # on duty so far today (since they came on duty, up to now)
     shift_left_s: float | None = None  # until their shift ends (None: no shift on record)
     rating: float | None = None  # stars, 1 to 5
     travel_s: int | None = None  # to the scene, from the maps plugin; None: no road
@@ -279,6 +279,7 @@ def explain(
         else ("no driver can take it now: " + _nobody(excluded))
     )
     return {
+        "no_driver": no_driver_reason(chosen is not None, ranked, excluded),
         "at": at.isoformat(),
         "strategy": strategy,
         "priority": priority,
@@ -314,6 +315,20 @@ def explain(
         ],
         "more_excluded": max(0, len(excluded) - TOP_EXPLAINED),
     }
+
+
+# Why nobody was offered a request, for an API client to act on (the sentence is `why`).
+NO_DRIVER_ON_SHIFT = "no_driver_on_shift"  # the company has no driver on shift at all
+NO_DRIVER_CAN_TAKE_IT = "no_driver_can_take_it"  # drivers on shift, none of them can
+
+
+def no_driver_reason(
+    offered: bool, ranked: Sequence[Scored], excluded: Sequence[Excluded]
+) -> str | None:
+    """None when a driver was chosen; else whether anyone was on shift at all."""
+    if offered:
+        return None
+    return NO_DRIVER_CAN_TAKE_IT if ranked or excluded else NO_DRIVER_ON_SHIFT
 
 
 def _nobody(excluded: Sequence[Excluded]) -> str:

@@ -122,8 +122,12 @@ WITH active AS (
 )
 SELECT d.id, d.name, d.status, d.skills, d.rating, d.last_lat, d.last_lng,
        coalesce(t.n, 0) AS jobs_today, coalesce(a.n, 0) AS active_jobs, a.unstarted, a.job,
-       -- without a shift on record today: on shift since the day began
-       coalesce(s.s, extract(epoch FROM $2::timestamptz - $1::timestamptz))::float8 AS on_shift_s,
+       -- on duty since they came on duty (today's part of it); without that on record, their
+       -- shifts of the day up to now; without those, since the day began
+       coalesce(
+           CASE WHEN d.on_duty_since IS NOT NULL THEN greatest(0, extract(epoch FROM
+               $2::timestamptz - greatest(d.on_duty_since, $1::timestamptz))) END,
+           s.s, extract(epoch FROM $2::timestamptz - $1::timestamptz))::float8 AS on_shift_s,
        l.s::float8 AS shift_left_s,  -- until their shift ends; NULL without one on record
        EXISTS (SELECT 1 FROM offers o WHERE o.driver_id = d.id AND o.status = 'open') AS offered
 FROM drivers d LEFT JOIN active a ON a.driver = d.id LEFT JOIN today t ON t.driver = d.id
@@ -744,7 +748,9 @@ async def sweep(tenant: TenantRef) -> SweepReport:
         async with tenant_transaction(tenant):
             free = await engine.fetch(_FREE)
     decisions: list[Decision] = []
-    if settings.auto_dispatch and waiting:
+    if settings.auto_dispatch and waiting and not free[0]["on_shift"]:
+        decisions = await _nobody_on_shift(tenant, waiting, settings)
+    elif settings.auto_dispatch and waiting:
         decisions = await dispatch_batch(
             tenant, _worth_trying(waiting, free[0], settings), settings, zone
         )
@@ -756,9 +762,42 @@ _FREE = (
     "SELECT count(*) FILTER (WHERE d.status = 'available') AS free, "
     "count(*) FILTER (WHERE d.status = 'busy') AS busy, "
     "EXISTS (SELECT 1 FROM service_requests WHERE status = 'pending' "
-    "AND priority = 'emergency') AS emergency "
+    "AND priority = 'emergency') AS emergency, "
+    f"(SELECT count(*) FROM drivers d WHERE {ON_SHIFT}) AS on_shift "
     f"FROM drivers d WHERE {OFFERABLE}"
 )
+
+
+async def _nobody_on_shift(
+    tenant: TenantRef, waiting: list[int], settings: DispatchSettings
+) -> list[Decision]:
+    """Record for each waiting request that no driver is on shift, once (not every sweep):
+    a dispatcher reading its decisions sees why it waits, and no candidates are looked for."""
+    at = now()
+    decisions = []
+    async with tenant_transaction(tenant):
+        await lock_dispatch(tenant)
+        rows = await engine.fetch(
+            "SELECT r.id, r.priority FROM service_requests r WHERE r.id = ANY($1::int[]) "
+            "AND NOT EXISTS (SELECT 1 FROM dispatch_decisions x WHERE x.id = "
+            "(SELECT max(id) FROM dispatch_decisions y WHERE y.request_id = r.id) "
+            "AND x.outcome = 'no_candidate' AND x.explanation->>'no_driver' = $2)",
+            waiting,
+            cands.NO_DRIVER_ON_SHIFT,
+        )
+        for row in rows:
+            explanation = cands.explain(
+                [],
+                [],
+                chosen=None,
+                settings=settings,
+                priority=row["priority"],
+                fleet=cands.Fleet(),
+                at=at,
+            )
+            await _decision(row["id"], "no_candidate", None, settings, explanation, at)
+            decisions.append(Decision(row["id"], "no_candidate", explanation=explanation))
+    return decisions
 
 
 def _worth_trying(waiting: list[int], free: Any, settings: DispatchSettings) -> list[int]:

@@ -185,7 +185,9 @@ async def test_load_weighs_more_for_a_driver_whose_shift_ends_soon(
 ) -> None:
     """The end of each driver's shift comes from the shifts table (real Postgres)."""
     acme, bolt = two_tenants
+    clock.advance(-2 * 3600)  # both came on duty two hours ago, as their shifts began
     ending, staying = await driver_at(acme, 1, name="Ending"), await driver_at(acme, 2)
+    clock.advance(2 * 3600)
     for driver, hours_left in ((ending, 0.5), (staying, 8)):
         await drivers.add_shift(
             acme,
@@ -502,17 +504,21 @@ async def test_requests_waiting_together_are_matched_so_the_total_travel_is_leas
     assert "went to another" not in why[second["id"]]
 
 
-async def test_a_backlog_with_every_truck_out_costs_no_decisions_until_one_is_free(
+async def test_a_backlog_with_nobody_on_shift_is_told_so_once_until_a_driver_comes(
     two_tenants: tuple[TenantInfo, TenantInfo], clock: Clock
 ) -> None:
     acme, bolt = two_tenants
     driver = await driver_at(acme, 1, status="on_break")
     await driver_at(bolt, 1)
     waiting = [await request_at_scene(acme) for _ in range(3)]
-    assert (await dispatch.sweep(acme)).decisions == []
+    told = (await dispatch.sweep(acme)).decisions
+    assert [(d.request_id, d.outcome) for d in told] == [(w["id"], "no_candidate") for w in waiting]
+    assert all((d.explanation or {})["no_driver"] == "no_driver_on_shift" for d in told)
+    clock.advance(1)
+    assert (await dispatch.sweep(acme)).decisions == []  # not a decision a second
     async with tenant_transaction(acme):
         rows = await engine.fetch("SELECT count(*) AS n FROM dispatch_decisions")
-    assert rows[0]["n"] == 0
+    assert rows[0]["n"] == 3
     await drivers.update_driver(acme, SYSTEM, driver["id"], {"status": "available"})
     report = await dispatch.sweep(acme)
     assert [d.outcome for d in report.decisions].count("offered") == 1
@@ -520,7 +526,7 @@ async def test_a_backlog_with_every_truck_out_costs_no_decisions_until_one_is_fr
 
 
 async def _worked(tenant: TenantInfo, driver: dict[str, Any], hours: float, jobs: int) -> None:
-    """The driver has been on shift `hours` (a shift of the day) and done `jobs` jobs in it."""
+    """The driver has been on duty `hours` (a shift of the day) and done `jobs` jobs in it."""
     at = now()
     await drivers.add_shift(
         tenant,
@@ -529,6 +535,12 @@ async def _worked(tenant: TenantInfo, driver: dict[str, Any], hours: float, jobs
         {"starts_at": at - timedelta(hours=hours), "ends_at": at + timedelta(hours=8)},
     )
     async with tenant_transaction(tenant):
+        # They came on duty as the shift began (the engine counts their hours from then).
+        await engine.execute(
+            "UPDATE drivers SET on_duty_since = $2 WHERE id = $1",
+            driver["id"],
+            at - timedelta(hours=hours),
+        )
         customer = await engine.fetch(
             "INSERT INTO customers (name, created_at, updated_at) VALUES ('Earlier', $1, $1) "
             "RETURNING id",
@@ -599,3 +611,38 @@ async def test_an_emergency_goes_to_the_lighter_of_two_trucks_about_as_near(
     assert theirs.driver_id == bolt_near["id"]
     assert theirs.explanation is not None
     assert theirs.explanation["why"].startswith("emergency: fastest to the scene")
+
+
+async def test_hours_on_shift_count_from_going_on_duty_not_from_midnight(
+    two_tenants: tuple[TenantInfo, TenantInfo], clock: Clock
+) -> None:
+    acme, bolt = two_tenants
+    fresh = await driver_at(acme, 2)  # goes on duty now, no shift on record
+    await driver_at(bolt, 1)
+    clock.advance(60)
+    request = await request_at_scene(acme)
+
+    decision = await dispatch.dispatch_request(acme, request["id"])
+
+    assert decision.explanation is not None
+    [candidate] = decision.explanation["candidates"]
+    assert candidate["driver_id"] == fresh["id"] and candidate["on_shift_h"] == 0.02
+    assert "0 jobs in 0.0 h on shift" in decision.explanation["why"]
+
+
+async def test_a_break_does_not_restart_the_hours_on_shift(
+    two_tenants: tuple[TenantInfo, TenantInfo], clock: Clock
+) -> None:
+    acme, bolt = two_tenants
+    driver = await driver_at(acme, 2)
+    await driver_at(bolt, 1)
+    clock.advance(3600)
+    await drivers.update_driver(acme, SYSTEM, driver["id"], {"status": "on_break"})
+    clock.advance(1800)
+    await drivers.update_driver(acme, SYSTEM, driver["id"], {"status": "available"})
+    request = await request_at_scene(acme)
+
+    decision = await dispatch.dispatch_request(acme, request["id"])
+
+    assert decision.explanation is not None
+    assert decision.explanation["candidates"][0]["on_shift_h"] == 1.5
