@@ -142,20 +142,20 @@ async def test_a_purged_demo_company_comes_back_new_at_the_next_start(
 
 
 async def _one_migration_behind(tenant: TenantInfo) -> str:
-    """Undo the newest tenant migration in `tenant`'s schema and registry row; its id."""
+    """Undo one tenant migration (the API client of requests) in `tenant`'s schema and
+    registry row; its id."""
     from patone.core.db import engine
-    from patone.tenants.migrations import tenant_migrations
+    from patone.core.piccolo_migrations import tenant_0019_request_api_clients
 
-    newest = tenant_migrations().ids[-1]
-    assert newest.startswith("2026-12-07T18:00"), "teach this helper to undo the newest migration"
+    undone = str(tenant_0019_request_api_clients.ID)
     await engine.execute(
         f'ALTER TABLE "{tenant.schema_name}".service_requests DROP COLUMN api_client;'
         f'UPDATE "{tenant.schema_name}".roles SET permissions = '
         "array_remove(permissions, 'requests.view_own');"
         "UPDATE platform.tenants SET applied_migrations = array_remove(applied_migrations, "
-        f"'{newest}') WHERE id = '{tenant.id}'"
+        f"'{undone}') WHERE id = '{tenant.id}'"
     )
-    return newest
+    return undone
 
 
 async def _applied(tenant: TenantInfo) -> list[str]:

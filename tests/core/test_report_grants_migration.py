@@ -1,9 +1,9 @@
-"""Tenant migration 0020 on a company made before it: nobody loses a report figure."""
+"""Tenant migration 0021 on a company made before it: nobody loses a report figure."""
 
 from __future__ import annotations
 
 from patone.core.db import engine
-from patone.core.piccolo_migrations import tenant_0020_report_grants
+from patone.core.piccolo_migrations import tenant_0021_report_grants
 from patone.tenants.isolation import tenant_transaction
 from patone.tenants.registry import TenantInfo
 
@@ -31,7 +31,7 @@ async def test_roles_that_saw_reports_keep_their_revenue(
             "UPDATE roles SET permissions = array_append(permissions, 'reports.view') "
             "WHERE name = 'driver'"
         )
-        migration = await tenant_0020_report_grants.forwards()
+        migration = await tenant_0021_report_grants.forwards()
         for step in migration.raw:
             await step()
     roles = await _roles(acme)

@@ -9,7 +9,7 @@ from piccolo.apps.migrations.auto.migration_manager import MigrationManager
 
 from patone.core.db import engine
 
-ID = "2026-12-07T18:20:00:000000"
+ID = "2026-12-07T18:30:00:000000"
 VERSION = "1.38.0"
 DESCRIPTION = "reports for dispatchers, revenue behind its own permission"
 
