@@ -21,14 +21,14 @@ async def test_users_roles_and_acting_identity(two_tenants: tuple[TenantInfo, Te
     assert user["email"] == "sam@example.com" and user["active"]
     actor = await users.actor_for_user(acme, user["id"])
     assert actor.role == "dispatcher" and actor.can("requests.assign")
-    assert not actor.can("reports.view")
-    # An admin grants reports to dispatchers in acme only.
+    assert not actor.can("reports.revenue")
+    # An admin grants revenue figures to dispatchers in acme only.
     await users.set_role_permissions(
-        acme, ADMIN, "dispatcher", [*actor.permissions, "reports.view"]
+        acme, ADMIN, "dispatcher", [*actor.permissions, "reports.revenue"]
     )
-    assert (await users.actor_for_user(acme, user["id"])).can("reports.view")
+    assert (await users.actor_for_user(acme, user["id"])).can("reports.revenue")
     bolt_roles = {r["name"]: r["permissions"] for r in await users.list_roles(bolt)}
-    assert "reports.view" not in bolt_roles["dispatcher"]
+    assert "reports.revenue" not in bolt_roles["dispatcher"]
     with pytest.raises(NotFound):
         await users.actor_for_user(bolt, user["id"])
     await users.update_user(acme, ADMIN, user["id"], {"active": False})
