@@ -119,11 +119,11 @@ async def tenant_info(request: Request) -> JSONResponse:
     tenant = _tenant(request)
     if tenant is None:
         return error_response(
-            404, "tenant_required", "Name a company: use its subdomain or an X-Tenant header."
+            "tenant_required", "Name a company: use its subdomain or an X-Tenant header."
         )
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        return error_response(401, "unauthenticated", "Sign in as an admin: send an access token.")
+        return error_response("unauthenticated", "Sign in as an admin: send an access token.")
     actor, _claims = await authenticate(request.app.state.signing_secret, tenant, token.strip())
     require(actor, "settings.manage")
     async with tenant_transaction(tenant) as transaction:
@@ -216,7 +216,7 @@ async def _user_error(request: Request, exc: Exception) -> Response:
 async def _not_found(request: Request, exc: Exception) -> Response:
     if is_staff_page(request.url.path) and _tenant(request) is not None:
         return not_found_page(request)
-    return error_response(404, "not_found", f"Nothing at {request.url.path}.")
+    return error_response("not_found", f"Nothing at {request.url.path}.")
 
 
 def create_app(

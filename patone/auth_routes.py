@@ -99,7 +99,7 @@ def _endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         tenant: TenantInfo | None = getattr(request.state, "tenant", None)
         if tenant is None:
             return error_response(
-                404, "tenant_required", "Name a company: use its subdomain or an X-Tenant header."
+                "tenant_required", "Name a company: use its subdomain or an X-Tenant header."
             )
         try:
             raw = await request_body(request, SMALL_BODY)
@@ -110,11 +110,11 @@ def _endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         except ValueError:
             body = None
         if not isinstance(body, dict):
-            return error_response(400, "invalid_json", "Send a JSON object.")
+            return error_response("invalid_json", "Send a JSON object.")
         try:
             return await handler(request, tenant, body)
         except staff_sign_in.StepRequired as error:
-            return error_response(error.status, error.code, error.message, **error.extra)
+            return error_response(error.code, error.message, **error.extra)
         except UserError as error:  # with Retry-After when locked or rate limited
             return user_error_response(error)
 
@@ -162,7 +162,7 @@ def auth_routes(secret: str, access_ttl: int = DEFAULT_TTL) -> list[Route]:
     async def change(request: Request, tenant: TenantInfo, body: dict[str, Any]) -> Response:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            return error_response(401, "unauthenticated", "Sign in: send an access token.")
+            return error_response("unauthenticated", "Sign in: send an access token.")
         if _is_restricted(token.strip()):  # the password-change token of a must-change sign-in
             given = parse(ChangeBody, body)
             await staff_sign_in.change_password(
@@ -174,7 +174,7 @@ def auth_routes(secret: str, access_ttl: int = DEFAULT_TTL) -> list[Route]:
         except InvalidToken as error:
             return user_error_response(error)
         if actor.kind != "user":
-            return error_response(403, "forbidden", "Only staff users have a password.")
+            return error_response("forbidden", "Only staff users have a password.")
         given = parse(ChangeBody, body)
         await credentials.change_password(tenant, actor, given.current_password, given.password)
         return JSONResponse({"status": "password_changed"})

@@ -37,11 +37,11 @@ def driver_routes(secret: str) -> list[Route]:
         tenant: TenantInfo | None = getattr(request.state, "tenant", None)
         if tenant is None:
             return error_response(
-                404, "tenant_required", "Name a company: use its subdomain or an X-Tenant header."
+                "tenant_required", "Name a company: use its subdomain or an X-Tenant header."
             )
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            return error_response(401, "unauthenticated", "Sign in: send an access token.")
+            return error_response("unauthenticated", "Sign in: send an access token.")
         try:
             claims = authentication.verify(secret, tenant, token.strip())
             limit = ratelimits.hit(
@@ -52,7 +52,7 @@ def driver_routes(secret: str) -> list[Route]:
             return user_error_response(error)
         body = await read_body(request.receive)
         if body is None:
-            return error_response(413, "too_large", f"Requests are limited to {MAX_BODY} bytes.")
+            return error_response("too_large", f"Requests are limited to {MAX_BODY} bytes.")
         try:
             data = json.loads(body or b"null")
         except ValueError:
@@ -60,14 +60,13 @@ def driver_routes(secret: str) -> list[Route]:
         if isinstance(data, dict) and set(data) == {"pings"}:
             data = data["pings"]
         if not isinstance(data, list):
-            return error_response(400, "invalid_json", "Send a JSON list of pings.", field="pings")
+            return error_response("invalid_json", "Send a JSON list of pings.", field="pings")
         try:
             report = await positions.record_pings(tenant, actor, data)
         except UserError as error:
             return user_error_response(error)
         if report.refused:
             return error_response(
-                400,
                 "invalid_pings",
                 f"{len(report.refused)} of {len(data)} pings were refused; none was stored.",
                 field="pings",

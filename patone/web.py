@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from patone.core import error_codes
 from patone.core.errors import Unavailable, UserError
 from patone.log import debug_var, request_id_var, tenant_var
 
@@ -24,24 +25,23 @@ _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 def error_response(
-    status: int, code: str, message: str, *, field: str | None = None, **extra: Any
+    code: str, message: str, *, field: str | None = None, **extra: Any
 ) -> JSONResponse:
-    """The one shape of every error body: {"error": {code, message, field?, request_id}}."""
+    """The one shape of every error body: {"error": {code, message, field?, request_id}},
+    answered with the code's HTTP status (`patone.core.error_codes`)."""
     body: dict[str, Any] = {"code": code, "message": message}
     if field:
         body["field"] = field
     body.update(extra)
     body["request_id"] = request_id_var.get()
-    return JSONResponse({"error": body}, status_code=status)
+    return JSONResponse({"error": body}, status_code=error_codes.status_of(code))
 
 
 def user_error_response(error: UserError) -> JSONResponse:
     retry_after = getattr(error, "retry_after", None)
     if retry_after is None:
-        return error_response(error.status, error.code, error.message, field=error.field)
-    response = error_response(
-        error.status, error.code, error.message, field=error.field, retry_after=retry_after
-    )
+        return error_response(error.code, error.message, field=error.field)
+    response = error_response(error.code, error.message, field=error.field, retry_after=retry_after)
     response.headers["Retry-After"] = str(retry_after)
     return response
 
@@ -90,9 +90,7 @@ class RequestContextMiddleware:
                 extra={"path": scope.get("path")},
             )
             if scope["type"] == "http" and not status["sent"]:
-                response = error_response(
-                    busy.status, busy.code, busy.message, retry_after=busy.retry_after
-                )
+                response = error_response(busy.code, busy.message, retry_after=busy.retry_after)
                 response.headers["Retry-After"] = str(busy.retry_after)
                 await response(scope, receive, send_with_id)
         except Exception as error:
@@ -102,7 +100,7 @@ class RequestContextMiddleware:
                 if self.debug:
                     detail["detail"] = "".join(traceback.format_exception(error))
                 response = error_response(
-                    500, "internal_error", "Something went wrong on our side.", **detail
+                    "internal_error", "Something went wrong on our side.", **detail
                 )
                 await response(scope, receive, send_with_id)
         finally:
@@ -228,8 +226,6 @@ SMALL_BODY = 16_384
 
 class BodyTooLarge(UserError):
     """A request body longer than its door's limit (HTTP 413)."""
-
-    status = 413
 
     def __init__(self, limit: int) -> None:
         super().__init__("too_large", f"Requests here are limited to {limit} bytes.")

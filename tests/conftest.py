@@ -16,6 +16,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from patone.core import error_codes
 from patone.core.db import engine
 from patone.core.permissions import DEFAULT_GRANTS, Actor
 from patone.core.redis import close_redis, connect_redis, get_redis
@@ -204,6 +205,16 @@ def twilio() -> Iterator[TwilioFake]:
     fake = TwilioFake(TWILIO_SID, TWILIO_TOKEN).start()
     yield fake
     fake.stop()
+
+
+@pytest.fixture(autouse=True)
+def _documented_error_codes() -> Iterator[None]:
+    """Every error code a test meets is listed in `patone.core.error_codes` (and so in
+    docs/api.md): an unlisted one fails the test that raised it."""
+    before = set(error_codes.undocumented)
+    yield
+    new = error_codes.undocumented - before
+    assert not new, f"error codes missing from patone.core.error_codes: {sorted(new)}"
 
 
 HANG_NOTICE_BEFORE_S = 10  # before pytest-timeout stops a hung test

@@ -93,16 +93,12 @@ _PATHS = {Purpose.setup: "setup", Purpose.reset: "reset-password"}
 class SignInFailed(UserError):
     """The one answer for every failed sign-in, whatever the reason."""
 
-    status = 401
-
     def __init__(self) -> None:
         super().__init__("invalid_credentials", WRONG)
 
 
 class AccountLocked(UserError):
     """Too many failures: refused without checking the password for `retry_after` seconds."""
-
-    status = 429
 
     def __init__(self, retry_after: int) -> None:
         minutes = max(1, -(-retry_after // 60))

@@ -63,8 +63,6 @@ class NotSent(dramatiq.Retry):
 class SignInFailed(UserError):
     """A link or code that is wrong, used, void or expired (one answer for all of them)."""
 
-    status = 401
-
 
 class SignInRequest(Input):
     email: Email | None = None

@@ -1,20 +1,28 @@
-"""Errors people can act on: a stable code, the field at fault, and a message."""
+"""Errors people can act on: a stable code, the field at fault, and a message.
+
+Codes and their HTTP statuses are listed once, in `patone.core.error_codes`.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+from patone.core import error_codes
+
 
 class UserError(Exception):
     """Bad input or a refused action; shown to the user as it is, never with a traceback."""
 
-    status = 400
-
     def __init__(self, code: str, message: str, field: str | None = None) -> None:
         super().__init__(message)
-        self.code = code
+        self.code = error_codes.check(code)
         self.message = message
         self.field = field
+
+    @property
+    def status(self) -> int:
+        """The HTTP status of this refusal, by its code."""
+        return error_codes.status_of(self.code)
 
     def as_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"code": self.code, "message": self.message}
@@ -24,11 +32,11 @@ class UserError(Exception):
 
 
 class NotFound(UserError):
-    status = 404
+    """Nothing there, or nothing the caller may see."""
 
 
 class Conflict(UserError):
-    status = 409
+    """The input is fine, but the thing is not in a state that allows it."""
 
 
 class ValidationFailed(UserError):
@@ -49,7 +57,7 @@ class Unavailable(Exception):
     """Our side cannot serve the request right now (overloaded, not broken): the client gets
     503 with `Retry-After`, and the log gets one line, as our fault, not a traceback."""
 
-    status = 503
+    status = error_codes.status_of("unavailable")
     code = "unavailable"
 
     def __init__(self, message: str, retry_after: int) -> None:

@@ -18,8 +18,6 @@ from patone.tenants.isolation import TenantRef
 class StorageUnavailable(UserError):
     """No storage took the file (the plugin's error is in the server log)."""
 
-    status = 503
-
 
 def _key(key: str) -> str:
     try:

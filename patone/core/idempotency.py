@@ -92,4 +92,6 @@ async def idempotent(
             if error.constraint_name != _UNIQUE:
                 raise
             continue  # lost the race: the winner's row is committed now; load it
-    raise UserError("conflict", "the same idempotency key is being used concurrently", FIELD)
+    raise UserError(
+        "idempotency_key_in_use", "the same idempotency key is being used concurrently", FIELD
+    )

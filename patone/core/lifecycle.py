@@ -51,8 +51,6 @@ ENTERED_AT: dict[S, str] = {
 
 
 class IllegalTransition(UserError):
-    status = 409
-
     def __init__(self, current: str, wanted: str) -> None:
         allowed = ", ".join(sorted(TRANSITIONS[S(current)])) or "none (it is final)"
         super().__init__(

@@ -76,8 +76,6 @@ DEFAULT_GRANTS: dict[str, tuple[str, ...]] = {
 
 
 class PermissionDenied(UserError):
-    status = 403
-
     def __init__(self, permission: str) -> None:
         super().__init__(
             "forbidden",
@@ -115,7 +113,9 @@ def require(actor: Actor, *any_of: str) -> None:
 def validate_grants(permissions: Iterable[str]) -> list[str]:
     unknown = sorted(set(permissions) - set(PERMISSIONS))
     if unknown:
-        raise UserError("unknown", f"unknown permissions: {', '.join(unknown)}", "permissions")
+        raise UserError(
+            "invalid_choice", f"unknown permissions: {', '.join(unknown)}", "permissions"
+        )
     return sorted(set(permissions))
 
 

@@ -55,8 +55,6 @@ _ACQUIRE = (
 class RateLimited(UserError):
     """Too many requests: try again in `retry_after` seconds (HTTP 429 with Retry-After)."""
 
-    status = 429
-
     def __init__(self, retry_after: int, message: str | None = None) -> None:
         super().__init__(
             "rate_limited",
@@ -118,7 +116,7 @@ async def plan_limits(plan: str) -> PlanLimits:
         return cached[1]
     rows = await engine.fetch(_SELECT_PLAN, plan)
     if not rows:
-        raise UserError("unknown", f"plan {plan!r} is not in the catalogue", field="plan")
+        raise UserError("invalid_choice", f"plan {plan!r} is not in the catalogue", field="plan")
     row = rows[0]
     limits = PlanLimits(
         plan,

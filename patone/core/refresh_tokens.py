@@ -32,8 +32,6 @@ _KINDS = (Kind.staff, Kind.customer)
 class InvalidGrant(UserError):
     """A refresh token that is unknown, expired, revoked or already used (RFC 6749 §5.2)."""
 
-    status = 400
-
     def __init__(self, message: str) -> None:
         super().__init__("invalid_grant", message, "refresh_token")
 

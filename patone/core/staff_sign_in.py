@@ -60,8 +60,6 @@ class Pending:
 class TwoFactorRequired(UserError):
     """The password was right; the account uses two-factor and no code came with it."""
 
-    status = 401
-
     def __init__(self) -> None:
         super().__init__(
             "two_factor_required",
@@ -74,7 +72,6 @@ class StepRequired(UserError):
     """The password (and code) were right, but the account must first do `pending.step`;
     `pending.token` is the restricted token for it."""
 
-    status = 403
     _MESSAGES = {
         Step.enrolment: "Your company requires two-factor for your role: set it up with the "
         "enrolment token, then sign in with a code.",
@@ -97,8 +94,6 @@ class StepRequired(UserError):
 
 
 class PendingExpired(UserError):
-    status = 401
-
     def __init__(self) -> None:
         super().__init__(
             "sign_in_expired",

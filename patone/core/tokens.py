@@ -33,8 +33,6 @@ CLOCK_LEEWAY = 5  # seconds
 
 
 class InvalidToken(UserError):
-    status = 401
-
     def __init__(self, message: str) -> None:
         super().__init__("unauthenticated", message)
 

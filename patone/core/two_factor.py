@@ -55,8 +55,6 @@ _TOTP_CODE = re.compile(r"\d{6}")
 class InvalidCode(UserError):
     """A TOTP or recovery code that is wrong, expired or already used."""
 
-    status = 401
-
     def __init__(self, message: str = "That code is not valid; use a fresh one.") -> None:
         super().__init__("invalid_code", message, "code")
 
@@ -455,7 +453,7 @@ async def set_required_roles(tenant: TenantRef, actor: Actor, roles: Sequence[st
         unknown = [r for r in wanted if r not in known]
         if unknown:
             raise UserError(
-                "unknown",
+                "invalid_choice",
                 f"no such role: {', '.join(unknown)} (roles: {', '.join(sorted(known))})",
                 "roles",
             )

@@ -43,7 +43,7 @@ async def _user(user_id: int) -> Row:
 
 async def _require_role(role: str) -> None:
     if not await engine.fetch("SELECT 1 FROM roles WHERE name = $1", role):
-        raise UserError("unknown", f"role {role!r} does not exist", "role")
+        raise UserError("invalid_choice", f"role {role!r} does not exist", "role")
 
 
 async def get_user(tenant: TenantRef, actor: Actor, user_id: int) -> Row:
@@ -113,7 +113,7 @@ async def set_role_permissions(
     require(actor, "roles.manage")
     granted = validate_grants(permissions)
     if role == "admin" and "roles.manage" not in granted:
-        raise UserError("locked_out", "admins must keep roles.manage", "permissions")
+        raise UserError("would_lock_out", "admins must keep roles.manage", "permissions")
     async with tenant_transaction(tenant):
         rows = await engine.fetch(
             "SELECT name, title, permissions FROM roles WHERE name = $1", role

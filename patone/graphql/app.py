@@ -42,7 +42,7 @@ from patone.core.permissions import Actor
 from patone.core.tokens import Claims, InvalidToken
 from patone.graphql import persisted
 from patone.graphql.context import Context
-from patone.graphql.errors import refused
+from patone.graphql.errors import extensions_for, malformed, refused
 from patone.graphql.schema import schema
 from patone.tenants.registry import TenantInfo
 from patone.web import MAX_BODY, read_body, replay
@@ -94,19 +94,12 @@ async def admitted(tenant: TenantInfo, actor: Actor, operation: dict[str, Any]) 
     return await persisted.resolve(tenant, operation)
 
 
-def _socket_error(
-    error: ratelimits.RateLimited | persisted.PersistedQueryError | Unavailable,
-) -> GraphQLError:
+def _socket_error(error: UserError | Unavailable) -> GraphQLError:
     """A refused operation's error on a socket, with the code an HTTP request gets (a socket
     has no Retry-After header: the wait is in `retry_after`)."""
-    if isinstance(error, ratelimits.RateLimited):
-        extensions: dict[str, Any] = {"code": "RATE_LIMITED", "retry_after": error.retry_after}
-    elif isinstance(error, Unavailable):
+    if isinstance(error, Unavailable):
         log.error("socket operation refused: %s (%s)", type(error).__name__, error.__doc__)
-        extensions = {"code": "UNAVAILABLE", "retry_after": error.retry_after}
-    else:
-        extensions = {"code": error.code}
-    return GraphQLError(error.message, extensions=extensions)
+    return GraphQLError(error.message, extensions=extensions_for(error))
 
 
 class _Socket(BaseGraphQLTransportWSHandler[Context, None]):
@@ -183,7 +176,7 @@ class _Strawberry(GraphQL[Context, None]):
         try:
             response = await self.run(Request(scope=scope, receive=receive))
         except HTTPException as error:
-            response = refused(error.status_code, "bad_request", error.reason)
+            response = malformed(error)
         await response(scope, receive, send)
 
     async def render_graphql_ide(self, request: Request) -> Response:
@@ -217,48 +210,45 @@ class GraphQLApp:
         tenant = state.get("tenant")
         if tenant is None:
             response = refused(
-                404, "tenant_required", "Name a company: use its subdomain or an X-Tenant header."
+                "tenant_required", "Name a company: use its subdomain or an X-Tenant header."
             )
             await response(scope, receive, send)
             return
         authorization = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token:
-            await refused(401, "unauthenticated", "Sign in: send an access token.")(
-                scope, receive, send
-            )
+            await refused("unauthenticated", "Sign in: send an access token.")(scope, receive, send)
             return
         try:
             claims = authentication.verify(self.secret, tenant, token.strip())
             # The plan's rate limit is counted while revocation and the role are checked.
             state["actor"] = await authentication.actor_for(tenant, claims, charge(tenant, claims))
         except InvalidToken as error:
-            await refused(401, error.code, error.message)(scope, receive, send)
+            await refused(error.code, error.message)(scope, receive, send)
             return
         except ratelimits.RateLimited as error:
             headers = {"Retry-After": str(error.retry_after)}
-            await refused(429, "RATE_LIMITED", error.message, headers)(scope, receive, send)
+            await refused("rate_limited", error.message, headers)(scope, receive, send)
             return
         except Unavailable as busy:
             await _busy(busy)(scope, receive, send)
             return
         if state["actor"].allow_list_only and scope["method"] != "POST":
-            await refused(400, "PERSISTED_QUERY_REQUIRED", "Send registered documents by POST.")(
+            await refused("persisted_query_required", "Send registered documents by POST.")(
                 scope, receive, send
             )
             return
         if scope["method"] == "POST":
             body = await read_body(receive)
             if body is None:
-                await refused(413, "too_large", f"Requests are limited to {MAX_BODY} bytes.")(
+                await refused("too_large", f"Requests are limited to {MAX_BODY} bytes.")(
                     scope, receive, send
                 )
                 return
             try:
                 body = await _with_persisted_query(body, tenant, state["actor"])
             except persisted.PersistedQueryError as error:
-                refusal = Response(persisted.error_body(error), media_type="application/json")
-                await refusal(scope, receive, send)
+                await refused(error.code, error.message)(scope, receive, send)
                 return
             except Unavailable as busy:
                 await _busy(busy)(scope, receive, send)
@@ -271,7 +261,7 @@ def _busy(busy: Unavailable) -> Response:
     """503 in the shape GraphQL clients read, logged once as our fault (no traceback)."""
     log.error("answered 503: %s (%s)", type(busy).__name__, busy.__doc__)
     headers = {"Retry-After": str(busy.retry_after)}
-    return refused(busy.status, "UNAVAILABLE", busy.message, headers)
+    return refused("unavailable", busy.message, headers)
 
 
 async def _with_persisted_query(body: bytes, tenant: TenantInfo, actor: Actor) -> bytes:
@@ -286,7 +276,7 @@ async def _with_persisted_query(body: bytes, tenant: TenantInfo, actor: Actor) -
     if not isinstance(data, dict):
         if actor.allow_list_only:
             raise persisted.PersistedQueryError(
-                "PERSISTED_QUERY_REQUIRED", "Send one registered document per request"
+                "persisted_query_required", "Send one registered document per request"
             )
         return body  # strawberry answers malformed JSON and batches itself
     return json.dumps(await admitted(tenant, actor, data)).encode()

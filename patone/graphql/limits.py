@@ -191,7 +191,7 @@ class _Walk:
         if definition is None:
             return _Size()  # an unknown fragment: validation says so
         if name in self.in_progress:
-            raise LimitExceeded("FRAGMENT_CYCLE", f"Fragment {name} spreads itself.")
+            raise LimitExceeded("invalid_document", f"Fragment {name} spreads itself.")
         self.in_progress.add(name)
         aliases_before = self.aliases
         size = self.selections(
@@ -206,7 +206,7 @@ class _Walk:
         self.aliases += more
         if self.aliases > self.limits.aliases:
             raise LimitExceeded(
-                "ALIAS_LIMIT_EXCEEDED",
+                "alias_limit_exceeded",
                 f"This document uses more than {self.limits.aliases} aliases.",
             )
 
@@ -234,7 +234,7 @@ class _Walk:
 
 def _too_costly(limits: Limits) -> LimitExceeded:
     return LimitExceeded(
-        "COST_LIMIT_EXCEEDED",
+        "cost_limit_exceeded",
         f"This query would cost more than the limit of {limits.cost}; "
         "ask for fewer fields or smaller pages.",
     )
@@ -274,7 +274,7 @@ def measure(
             size = walk.operation(definition)
             if size.depth > walk.limits.depth:
                 raise LimitExceeded(
-                    "DEPTH_LIMIT_EXCEEDED",
+                    "depth_limit_exceeded",
                     f"This query nests deeper than {walk.limits.depth} levels; "
                     "ask for less nested data.",
                 )
@@ -283,7 +283,7 @@ def measure(
                 raise _too_costly(walk.limits)
     # Checked last, so a fan-out is refused for its cost, the figure a client can act on.
     if walk.most_repeated > walk.limits.repeats:
-        raise LimitExceeded("QUERY_TOO_COMPLEX", _TOO_REPETITIVE)
+        raise LimitExceeded("query_too_complex", _TOO_REPETITIVE)
 
 
 def check(
@@ -330,4 +330,4 @@ def explain_abort(error: GraphQLError) -> GraphQLError:
     """graphql-core's give-up on a document too costly to validate, said so with a code."""
     if error.message != _ABORTED:
         return error
-    return GraphQLError(_TOO_REPETITIVE, extensions={"code": "QUERY_TOO_COMPLEX"})
+    return GraphQLError(_TOO_REPETITIVE, extensions={"code": "query_too_complex"})

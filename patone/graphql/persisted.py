@@ -11,10 +11,10 @@ confirm it by its hash.
 from __future__ import annotations
 
 import hashlib
-import json
 from typing import Any
 
 from patone.core.documents import registered_document, sha256_of
+from patone.core.errors import UserError
 from patone.core.redis import get_redis, tenant_key
 from patone.tenants.isolation import TenantRef
 
@@ -25,11 +25,8 @@ def _key(tenant: TenantRef, digest: str) -> str:
     return tenant_key(tenant.slug, "apq", digest)
 
 
-class PersistedQueryError(Exception):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+class PersistedQueryError(UserError):
+    """A persisted query refused; `code` is one of `persisted_query_*`."""
 
 
 async def allow_listed(tenant: TenantRef, body: dict[str, Any]) -> dict[str, Any]:
@@ -41,11 +38,11 @@ async def allow_listed(tenant: TenantRef, body: dict[str, Any]) -> dict[str, Any
     elif query:
         digest = sha256_of(str(query))
     else:
-        raise PersistedQueryError("PERSISTED_QUERY_REQUIRED", "Send a registered document's hash")
+        raise PersistedQueryError("persisted_query_required", "Send a registered document's hash")
     document = await registered_document(tenant, digest)
     if document is None or (query and sha256_of(str(query)) != digest):
         raise PersistedQueryError(
-            "PERSISTED_QUERY_NOT_ALLOWED", "This client may run only registered documents"
+            "persisted_query_not_allowed", "This client may run only registered documents"
         )
     return {**body, "query": document}
 
@@ -57,27 +54,21 @@ async def resolve(tenant: TenantRef, body: dict[str, Any]) -> dict[str, Any]:
         return body
     if persisted.get("version") != 1:
         raise PersistedQueryError(
-            "PERSISTED_QUERY_NOT_SUPPORTED", "Unsupported persisted query version"
+            "persisted_query_not_supported", "Unsupported persisted query version"
         )
     digest = str(persisted.get("sha256Hash", "")).lower()
     if len(digest) != 64:
-        raise PersistedQueryError("PERSISTED_QUERY_INVALID", "sha256Hash must be 64 hex digits")
+        raise PersistedQueryError("persisted_query_invalid", "sha256Hash must be 64 hex digits")
     query = body.get("query")
     redis = get_redis()
     if not query:
         stored = await redis.get(_key(tenant, digest))
         if stored is None:
-            raise PersistedQueryError("PERSISTED_QUERY_NOT_FOUND", "PersistedQueryNotFound")
+            raise PersistedQueryError("persisted_query_not_found", "PersistedQueryNotFound")
         return {**body, "query": stored}
     if hashlib.sha256(str(query).encode()).hexdigest() != digest:
         raise PersistedQueryError(
-            "PERSISTED_QUERY_HASH_MISMATCH", "provided sha does not match query"
+            "persisted_query_hash_mismatch", "provided sha does not match query"
         )
     await redis.set(_key(tenant, digest), str(query), ex=TTL)
     return body
-
-
-def error_body(error: PersistedQueryError) -> bytes:
-    return json.dumps(
-        {"errors": [{"message": error.message, "extensions": {"code": error.code}}]}
-    ).encode()

@@ -41,7 +41,7 @@ from patone.core.tokens import (
 )
 from patone.graphql.arguments import ArgumentRules
 from patone.graphql.error_log import PatoneSchema
-from patone.graphql.errors import PatoneErrors, refused
+from patone.graphql.errors import PatoneErrors, malformed, refused
 from patone.graphql.limits import MAX_TOKENS, Limits, QueryLimits
 from patone.graphql.types import UserError as UserErrorType
 from patone.graphql.types import attempt
@@ -326,7 +326,7 @@ class _PlatformStrawberry(GraphQL[PlatformContext, None]):
         try:
             response = await self.run(Request(scope=scope, receive=receive))
         except HTTPException as error:
-            response = refused(error.status_code, "bad_request", error.reason)
+            response = malformed(error)
         await response(scope, receive, send)
 
 
@@ -339,29 +339,26 @@ class PlatformGraphQL:
 
     async def authenticate(self, scope: Scope) -> Operator | Response:
         if scope.get("state", {}).get("tenant") is not None:
-            return refused(
-                404, "not_found", "The platform API is served on the platform's own host."
-            )
+            return refused("not_found", "The platform API is served on the platform's own host.")
         authorization = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
         scheme, _, token = authorization.partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
-            return refused(401, "unauthenticated", "Sign in as an operator first.")
+            return refused("unauthenticated", "Sign in as an operator first.")
         try:
             claims = verify_token(self.secret, token, audience=PLATFORM_AUDIENCE)
         except InvalidToken as error:
             if _token_audience(token) == TENANT_AUDIENCE:
                 return refused(
-                    403,
                     "wrong_audience",
                     "This is a company's token; the platform API takes operator tokens only.",
                 )
-            return refused(401, error.code, error.message)
+            return refused(error.code, error.message)
         operator = None
         if claims.kind is Kind.operator and claims.subject.isdigit():
             operator = await get_operator(int(claims.subject))
         if operator is None:
-            return refused(401, "unauthenticated", "The token's operator is not active.")
+            return refused("unauthenticated", "The token's operator is not active.")
         return operator
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -383,21 +380,21 @@ class SignIn:
 
     async def handle(self, request: Request) -> Response:
         if request.scope.get("state", {}).get("tenant") is not None:
-            return error_response(404, "not_found", "Operators sign in on the platform's own host.")
+            return error_response("not_found", "Operators sign in on the platform's own host.")
         try:
             body = json.loads(await request_body(request, SMALL_BODY))
         except BodyTooLarge as error:
             return user_error_response(error)
         except ValueError:
-            return error_response(400, "bad_request", "Send a JSON object.")
+            return error_response("bad_request", "Send a JSON object.")
         if not isinstance(body, dict):
-            return error_response(400, "bad_request", "Send a JSON object.")
+            return error_response("bad_request", "Send a JSON object.")
         for field, longest in (("email", EMAIL_MAX_LENGTH), ("password", MAX_LENGTH), ("code", 64)):
             if not isinstance(body.get(field), str) or not body[field]:
-                return error_response(400, "required", f"{field} is required", field=field)
+                return error_response("required", f"{field} is required", field=field)
             if len(body[field]) > longest:
                 return error_response(
-                    400, "too_long", f"{field} has more than {longest} characters", field=field
+                    "too_long", f"{field} has more than {longest} characters", field=field
                 )
         client = client_ip(request.scope)
         try:

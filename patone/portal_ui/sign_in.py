@@ -38,7 +38,7 @@ def routes(secret_key: str) -> list[Route]:
     async def request_sign_in(request: Request) -> JSONResponse:
         tenant: TenantInfo | None = getattr(request.state, "tenant", None)
         if tenant is None:
-            return error_response(404, "tenant_required", "Sign in on your company's address.")
+            return error_response("tenant_required", "Sign in on your company's address.")
         ip = client_ip(request.scope)
         await customer_sign_in.request_sign_in(tenant, await _body(request), ip=ip)
         return JSONResponse({"status": "accepted", "message": ACCEPTED}, status_code=202)
@@ -46,7 +46,7 @@ def routes(secret_key: str) -> list[Route]:
     async def verify_sign_in(request: Request) -> JSONResponse:
         tenant: TenantInfo | None = getattr(request.state, "tenant", None)
         if tenant is None:
-            return error_response(404, "tenant_required", "Sign in on your company's address.")
+            return error_response("tenant_required", "Sign in on your company's address.")
         ip = client_ip(request.scope)
         answer = await customer_sign_in.verify_sign_in(
             tenant, secret_key, await _body(request), ip=ip

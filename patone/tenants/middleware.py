@@ -76,11 +76,10 @@ class TenantMiddleware:
         response = None
         if named is not None and (tenant is None or tenant.status == "deleted"):
             response = error_response(
-                404, "tenant_not_found", f"No company called {named!r} uses this service."
+                "tenant_not_found", f"No company called {named!r} uses this service."
             )
         elif tenant is not None and tenant.status == "suspended":
             response = error_response(
-                403,
                 "tenant_suspended",
                 f"{tenant.name} is suspended.",
                 reason=tenant.status_reason,

@@ -43,18 +43,19 @@ def validate_slug(slug: str) -> str:
         raise SlugError("required", "slug is required")
     if len(slug) < SLUG_MIN or len(slug) > SLUG_MAX:
         raise SlugError(
-            "length", f"slug must be {SLUG_MIN} to {SLUG_MAX} characters long (got {len(slug)})"
+            "too_short" if len(slug) < SLUG_MIN else "too_long",
+            f"slug must be {SLUG_MIN} to {SLUG_MAX} characters long (got {len(slug)})",
         )
     if slug != slug.lower():
-        raise SlugError("lowercase", f"slug {slug!r} must be lower-case")
+        raise SlugError("invalid", f"slug {slug!r} must be lower-case")
     if not _SLUG.fullmatch(slug):
         raise SlugError(
-            "format",
+            "invalid",
             f"slug {slug!r} may contain only lower-case letters, digits and single hyphens, "
             "and must start and end with a letter or digit",
         )
     if not slug[0].isalpha():
-        raise SlugError("format", f"slug {slug!r} must start with a letter")
+        raise SlugError("invalid", f"slug {slug!r} must start with a letter")
     if slug in RESERVED_SLUGS or slug.startswith(RESERVED_PREFIXES):
         raise SlugError("reserved", f"slug {slug!r} is reserved")
     return slug

@@ -26,8 +26,6 @@ ISSUER = "Patone Cloud platform"
 
 
 class SignInFailed(UserError):
-    status = 401
-
     def __init__(self) -> None:
         super().__init__(
             "invalid_credentials", "The email, password or two-factor code is not right."

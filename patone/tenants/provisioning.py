@@ -45,7 +45,7 @@ def _validate_name(name: str) -> str:
     if not name:
         raise UserError("required", "name is required", field="name")
     if len(name) > NAME_MAX:
-        raise UserError("length", f"name must be at most {NAME_MAX} characters", field="name")
+        raise UserError("too_long", f"name must be at most {NAME_MAX} characters", field="name")
     return name
 
 
@@ -99,7 +99,7 @@ async def create_tenant(
     name = _validate_name(name if name is not None else slug.replace("-", " ").title())
     domains = [validate_domain(d) for d in domains]
     if shard != DEFAULT_SHARD and shard not in engine.shards:
-        raise UserError("unknown", f"shard {shard!r} is not configured", field="shard")
+        raise UserError("invalid_choice", f"shard {shard!r} is not configured", field="shard")
     template = template or await get_template()
     if await get_tenant(slug) is not None:
         raise Conflict("taken", f"slug {slug!r} is already taken", field="slug")
@@ -159,7 +159,7 @@ async def create_tenant(
             "taken", f"slug {slug!r} is already taken (its schema exists)", field="slug"
         ) from None
     except asyncpg.ForeignKeyViolationError:
-        raise UserError("unknown", f"plan {plan!r} does not exist", field="plan") from None
+        raise UserError("invalid_choice", f"plan {plan!r} does not exist", field="plan") from None
     await announce_change(slug)
     created = await get_tenant(slug)
     assert created is not None
@@ -264,7 +264,7 @@ async def change_plan(slug: str, plan: str) -> TenantInfo:
             "UPDATE platform.tenants SET plan = $2, updated_at = now() WHERE slug = $1", slug, plan
         )
     except asyncpg.ForeignKeyViolationError:
-        raise UserError("unknown", f"plan {plan!r} does not exist", field="plan") from None
+        raise UserError("invalid_choice", f"plan {plan!r} does not exist", field="plan") from None
     await announce_change(slug)
     updated = await get_tenant(slug)
     assert updated is not None

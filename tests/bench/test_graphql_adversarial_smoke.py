@@ -21,7 +21,7 @@ def test_graphql_adversarial_smoke(tmp_path: Path) -> None:
     data = run_smoke("graphql_adversarial.py", tmp_path, needles, timeout=300)
     assert data["failures"] == []
     cases = {case["name"]: case for case in data["cases"]}
-    assert cases["fan-out x2, 40 fragments"]["after"] == "COST_LIMIT_EXCEEDED"
+    assert cases["fan-out x2, 40 fragments"]["after"] == "cost_limit_exceeded"
     assert cases["fan-out x2, 40 fragments"]["before"] is None  # the baseline would not finish
     assert cases["fan-out x2, 14 fragments"]["before"] == "planned"  # stock limits let it run
     for case in data["cases"]:

@@ -108,7 +108,7 @@ async def test_no_connection_within_the_wait_is_a_503_with_retry_after(
             await pool.release(connection)
     assert answer.status_code == 503, answer.text
     assert answer.headers["Retry-After"] == "2"
-    assert answer.json()["errors"][0]["extensions"]["code"] == "UNAVAILABLE"
+    assert answer.json()["errors"][0]["extensions"]["code"] == "unavailable"
     # Any other door: the same 503, in its own error shape.
     assert sign_in.status_code == 503, sign_in.text
     assert sign_in.headers["Retry-After"] == "2"

@@ -68,4 +68,4 @@ async def test_bad_user_and_role_input(two_tenants: tuple[TenantInfo, TenantInfo
     assert unknown.value.field == "permissions"
     with pytest.raises(UserError) as lockout:
         await users.set_role_permissions(acme, ADMIN, "admin", ["requests.view"])
-    assert lockout.value.code == "locked_out"
+    assert lockout.value.code == "would_lock_out"

@@ -79,7 +79,7 @@ async def test_a_rate_limit_inside_a_resolver_is_rate_limited_with_retry_after()
 
     result = await strawberry.Schema(query=Query, extensions=[PatoneErrors]).execute("{ busy }")
     [error] = result.errors or []
-    assert error.extensions == {"code": "RATE_LIMITED", "retry_after": 42}
+    assert error.extensions == {"code": "rate_limited", "retry_after": 42, "request_id": None}
     assert error.message == "Too many requests. Try again in 42 seconds."
 
 

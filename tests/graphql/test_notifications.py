@@ -56,7 +56,7 @@ async def test_rules_and_templates_are_the_companys_own(
 
     broken = await gql(acme, admin, SAVE, {"subject": "Hi", "body": "{% if %}\n{{ custmer }}"})
     errors = broken["data"]["saveNotificationTemplate"]["userErrors"]
-    assert errors[0]["field"] == "body" and errors[0]["code"] == "syntax"
+    assert errors[0]["field"] == "body" and errors[0]["code"] == "syntax_error"
     assert "line 1" in errors[0]["message"]
     typo = await gql(acme, admin, SAVE, {"subject": "Hi", "body": "Hello {{ custmer.name }}"})
     [error] = typo["data"]["saveNotificationTemplate"]["userErrors"]

@@ -36,7 +36,7 @@ async def test_a_companys_persisted_query_is_unknown_to_another_and_goes_with_it
     assert "errors" not in again.json()  # Acme's own hash is known to Acme
 
     probe = await client.post("/graphql", json=by_hash, headers=bolt_headers)
-    assert probe.json()["errors"][0]["extensions"]["code"] == "PERSISTED_QUERY_NOT_FOUND"
+    assert probe.json()["errors"][0]["extensions"]["code"] == "persisted_query_not_found"
     assert "data" not in probe.json() or probe.json()["data"] is None
 
     redis = get_redis()

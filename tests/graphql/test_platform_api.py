@@ -105,7 +105,7 @@ async def test_a_tenant_admin_token_is_refused_by_the_platform_api(
     admin = await token_for(acme, "admin")
     with pytest.raises(InvalidToken):
         verify_token(SECRET, admin, audience=PLATFORM_AUDIENCE)
-    refused = await platform(client, admin, "{ tenants { slug } }", status=403)
+    refused = await platform(client, admin, "{ tenants { slug } }", status=401)
     error = refused["errors"][0]
     assert error["extensions"]["code"] == "wrong_audience"
     assert "operator tokens only" in error["message"] and refused["data"] is None
@@ -143,11 +143,11 @@ async def test_the_platform_api_refuses_fan_outs_and_too_many_aliases(
     for query, code in (
         (
             fan_out(40, leaf="plans { name }").replace("on Query", "on PlatformQuery"),
-            "COST_LIMIT_EXCEEDED",
+            "cost_limit_exceeded",
         ),
-        ("{ " + " ".join(f"a{i}: __typename" for i in range(21)) + " }", "ALIAS_LIMIT_EXCEEDED"),
+        ("{ " + " ".join(f"a{i}: __typename" for i in range(21)) + " }", "alias_limit_exceeded"),
     ):
-        refused = await platform(client, token, query)
+        refused = await platform(client, token, query, status=400)
         assert refused["errors"][0]["extensions"]["code"] == code
         assert refused.get("data") is None
 
@@ -241,7 +241,7 @@ async def test_the_tenant_life_cycle_through_the_platform_api(
     changed = await lifecycle(f'changePlan(slug: "{slug}", plan: "enterprise")')
     assert changed["tenant"]["plan"] == "enterprise"
     unknown = await lifecycle(f'changePlan(slug: "{slug}", plan: "platinum")')
-    assert unknown == {"tenant": None, "userErrors": [{"field": "plan", "code": "unknown"}]}
+    assert unknown == {"tenant": None, "userErrors": [{"field": "plan", "code": "invalid_choice"}]}
 
     early = await platform(client, token, PURGE, {"slug": slug})
     assert early["data"]["purgeTenant"] == {
@@ -326,7 +326,8 @@ async def test_a_nul_character_in_an_operators_input_is_refused_and_changes_noth
         f"{{ {TENANT_FIELDS} }} }}",
         {"r": "unpaid\x00"},
     )
-    assert refused["errors"][0]["extensions"] == {"code": "invalid", "field": "r"}, refused
+    extensions = refused["errors"][0]["extensions"]
+    assert extensions == {"code": "invalid", "field": "r", "request_id": extensions["request_id"]}
     for tenant in (acme, bolt):
         assert (await get_tenant(tenant.slug)).status == "active"  # type: ignore[union-attr]
 

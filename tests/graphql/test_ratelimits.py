@@ -39,7 +39,7 @@ async def test_a_small_plan_is_refused_sooner_with_rate_limited_and_retry_after(
     assert refused.status_code == 429
     assert 1 <= int(refused.headers["retry-after"]) <= 60
     [error] = refused.json()["errors"]
-    assert error["extensions"]["code"] == "RATE_LIMITED"
+    assert error["extensions"]["code"] == "rate_limited"
     assert error["extensions"]["request_id"] == refused.headers["x-request-id"]
     assert refused.json()["data"] is None
 

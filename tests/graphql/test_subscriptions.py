@@ -338,14 +338,14 @@ async def test_an_allow_listed_partner_runs_only_registered_documents_on_a_socke
     for number, refused in enumerate(({"query": CUSTOMERS}, {"query": CREATE_CUSTOMER}), 1):
         answer = await _run(acme_socket, str(number), refused)
         assert answer["type"] == "error", answer
-        assert _code(answer) == "PERSISTED_QUERY_NOT_ALLOWED"
+        assert _code(answer) == "persisted_query_not_allowed"
     assert await _customer_count(acme) == before  # the mutation did not run
     served = await _run(acme_socket, "3", {"query": REQUESTS})
     assert served["type"] == "next" and "errors" not in served["payload"], served
     assert (await _run(acme_socket, "4", by_hash))["type"] == "next"  # by its hash alone
     # Another company's allow-list is its own: the same hash is unknown there.
     elsewhere = await _run(bolt_socket, "1", by_hash)
-    assert (elsewhere["type"], _code(elsewhere)) == ("error", "PERSISTED_QUERY_NOT_ALLOWED")
+    assert (elsewhere["type"], _code(elsewhere)) == ("error", "persisted_query_not_allowed")
 
 
 async def test_a_socket_spends_the_same_budget_as_http_and_is_refused_with_rate_limited(
@@ -370,7 +370,7 @@ async def test_a_socket_spends_the_same_budget_as_http_and_is_refused_with_rate_
         assert (await _next(socket))["type"] == "connection_ack"
         assert (await _run(socket, "1", {"query": REQUESTS}))["type"] == "next"  # the third
         refused = await _run(socket, "2", {"query": REQUESTS})
-        assert (refused["type"], _code(refused)) == ("error", "RATE_LIMITED"), refused
+        assert (refused["type"], _code(refused)) == ("error", "rate_limited"), refused
         assert 1 <= refused["payload"][0]["extensions"]["retry_after"] <= 60
         assert await over_http() == 429
     # Bolt, on the same plan, has a budget of its own.
@@ -391,7 +391,7 @@ async def test_a_costly_operation_and_a_customers_read_are_refused_on_a_socket_a
     sockets.append(socket)
     assert (await _next(socket))["type"] == "connection_ack"
     refused = await _run(socket, "1", {"query": f"{{ {costly} }}"})
-    assert (refused["type"], _code(refused)) == ("error", "COST_LIMIT_EXCEEDED"), refused
+    assert (refused["type"], _code(refused)) == ("error", "cost_limit_exceeded"), refused
 
     customer = await customers.create_customer(bolt, SYSTEM, {"name": "Dana"})
     await customers.create_customer(acme, SYSTEM, {"name": "Other Dana"})

@@ -92,7 +92,7 @@ async def test_taken_reserved_and_malformed_slugs_get_clear_errors(
         await provisioning.create_tenant(tenant.slug)
     assert (taken.value.code, taken.value.field) == ("taken", "slug")
     assert tenant.slug in taken.value.message
-    for slug, code in [("www", "reserved"), ("Bad_Slug", "lowercase"), ("a", "length")]:
+    for slug, code in [("www", "reserved"), ("Bad_Slug", "invalid"), ("a", "too_short")]:
         with pytest.raises(UserError) as caught:
             await provisioning.create_tenant(slug)
         assert (caught.value.code, caught.value.field) == (code, "slug")

@@ -204,7 +204,7 @@ async def offer_in_transaction(
     if not driver or driver[0]["archived_at"] is not None:
         raise NotFound("not_found", f"driver {driver_id} does not exist", "driver_id")
     if driver[0]["status"] in ("off_duty", "on_break"):
-        raise UserError("unavailable", f"the driver is {driver[0]['status']}", "driver_id")
+        raise Conflict("driver_unavailable", f"the driver is {driver[0]['status']}", "driver_id")
     busy = await engine.fetch(
         "SELECT request_id FROM offers WHERE driver_id = $1 AND status = 'open'", driver_id
     )

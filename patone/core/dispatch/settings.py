@@ -134,7 +134,7 @@ async def update_dispatch_settings(tenant: TenantRef, actor: Actor, data: Any) -
         merged = DispatchSettings.model_validate({**before, **changes})
         if merged.emergency_offer_seconds > merged.offer_seconds:
             raise UserError(
-                "too_large",
+                "out_of_range",
                 "an emergency offer cannot last longer than a normal one "
                 f"({merged.offer_seconds} s)",
                 "emergency_offer_seconds",

@@ -213,7 +213,7 @@ def check(template: Template, channel: str, context: dict[str, Any] | None = Non
         try:
             rendered[field] = env.from_string(source).render(context or SAMPLE)
         except TemplateSyntaxError as error:
-            errors.append(UserError("syntax", f"line {error.lineno}: {error.message}", field))
+            errors.append(UserError("syntax_error", f"line {error.lineno}: {error.message}", field))
         except TemplateError as error:  # undefined variable, sandbox refusal
             errors.append(UserError("invalid", str(error.message or error), field))
     if not template.body.strip():

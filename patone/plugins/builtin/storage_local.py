@@ -208,13 +208,13 @@ async def serve(request: Request) -> Response:
     """
     tenant = getattr(request.state, "tenant", None)
     if tenant is None:
-        return error_response(404, "tenant_required", "Files belong to a company: use its address.")
+        return error_response("tenant_required", "Files belong to a company: use its address.")
     key = request.path_params["key"]
     files = installation()
     try:
         path = files.path(tenant.slug, key)
     except InvalidFileKey:
-        return error_response(404, "not_found", "No such file.")
+        return error_response("not_found", "No such file.")
     problem = files.check_link(
         tenant.slug,
         str(tenant.id),
@@ -223,11 +223,11 @@ async def serve(request: Request) -> Response:
         request.query_params.get("sig", ""),
     )
     if problem == "link_expired":
-        return error_response(403, problem, "This link has expired; ask for a new one.")
+        return error_response(problem, "This link has expired; ask for a new one.")
     if problem is not None:
-        return error_response(403, problem, "This link is not valid.")
+        return error_response(problem, "This link is not valid.")
     if not await asyncio.to_thread(path.is_file):
-        return error_response(404, "not_found", "No such file.")
+        return error_response("not_found", "No such file.")
     media_type = mimetypes.guess_type(key)[0] or "application/octet-stream"
     left = max(0, int(request.query_params["expires"]) - int(time.time()))
     return FileResponse(

@@ -290,7 +290,7 @@ async def test_a_suggestion_that_cannot_be_taken_is_refused_and_changes_nothing(
     await drivers.update_driver(acme, SYSTEM, bob["id"], {"status": "off_duty"})
     with pytest.raises(UserError) as gone:
         await replan.apply_suggestion(acme, DISPATCHER, far)
-    assert (gone.value.code, gone.value.field) == ("unavailable", "driver_id")
+    assert (gone.value.code, gone.value.field) == ("driver_unavailable", "driver_id")
     job = await service_requests.get_request(acme, DISPATCHER, far)
     assert (job["status"], job["driver"]) == ("assigned", anna["id"])
     assert await offers.list_offers(acme, DISPATCHER, far) == []
