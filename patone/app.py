@@ -219,6 +219,14 @@ async def _not_found(request: Request, exc: Exception) -> Response:
     return error_response("not_found", f"Nothing at {request.url.path}.")
 
 
+async def _wrong_method(request: Request, exc: Exception) -> Response:
+    allowed = getattr(exc, "headers", None) or {}
+    response = error_response("method_not_allowed", f"{request.url.path} takes other methods.")
+    if "Allow" in allowed:
+        response.headers["Allow"] = allowed["Allow"]
+    return response
+
+
 def create_app(
     settings: Settings | None = None,
     services: EmbeddedServices | None = None,
@@ -340,7 +348,7 @@ def create_app(
             Route("/.well-known/jwks.json", jwks),
             Route("/oauth/token", token_endpoint, methods=["POST"]),
             Route("/oauth/revoke", revoke_endpoint, methods=["POST"]),
-            Route("/graphql", graphql, methods=["GET", "POST"]),
+            Route("/graphql", graphql),  # other methods: `method_not_allowed`, as GraphQL
             WebSocketRoute("/graphql", graphql),
             Mount("/graphql/static", app=static_files()),
             *portal_sign_in.routes(secret),
@@ -355,7 +363,7 @@ def create_app(
             Middleware(TenantMiddleware, base_domain=settings.base_domain, cache=tenant_cache),
             Middleware(StaffPagesMiddleware, config=staff_pages),
         ],
-        exception_handlers={UserError: _user_error, 404: _not_found},
+        exception_handlers={UserError: _user_error, 404: _not_found, 405: _wrong_method},
         lifespan=lifespan,
     )
     web.state.signing_secret = secret

@@ -168,7 +168,7 @@ async def revoke_client(tenant: TenantInfo, actor: Actor, client_pk: int) -> dic
     async with tenant_transaction(tenant):
         rows = await engine.fetch(f"SELECT {COLUMNS} FROM api_clients WHERE id = $1", client_pk)
         if not rows:
-            raise NotFound("not_found", f"API client {client_pk} does not exist", "id")
+            raise NotFound("not_found", "no such API client", "id")
         before = dict(rows[0])
         if before["revoked_at"] is not None:
             return before

@@ -93,11 +93,9 @@ async def _check_user_free(user_id: int) -> None:
         user_id,
     )
     if not rows:
-        raise UserError("not_found", f"user {user_id} does not exist", "user_id")
+        raise UserError("not_found", "no such user", "user_id")
     if rows[0]["driver"] is not None:
-        raise UserError(
-            "taken", f"user {user_id} already signs in as driver {rows[0]['driver']}", "user_id"
-        )
+        raise UserError("taken", "this user already signs in as another driver", "user_id")
 
 
 async def create_driver(tenant: TenantRef, actor: Actor, data: Any) -> Row:

@@ -92,7 +92,7 @@ SECTIONS = (
     Section(
         "GraphQL documents",
         "The document was not run: it does not parse, does not fit the schema, or passes a "
-        "limit (see Limits).",
+        "limit (see [Limits](#limits)).",
         (
             Code(
                 "syntax_error",

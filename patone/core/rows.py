@@ -35,10 +35,11 @@ async def update_row(table: str, row_id: int, changes: dict[str, Any]) -> None:
 
 
 async def fetch_one(sql: str, *args: Any, field: str, what: str) -> dict[str, Any]:
-    """The one row `sql` finds, or NotFound("<what> does not exist") on `field`."""
+    """The one row `sql` finds, or NotFound("no such <what>") on `field` (the message never
+    names the row's id: ours is internal, and the caller knows which one it sent)."""
     rows = await engine.fetch(sql, *args)
     if not rows:
-        raise NotFound("not_found", f"{what} does not exist", field)
+        raise NotFound("not_found", f"no such {what}", field)
     return dict(rows[0])
 
 
@@ -50,5 +51,5 @@ async def row_by_id(
         f"SELECT {columns} FROM {quote_ident(table)} WHERE id = $1",
         row_id,
         field=field,
-        what=f"{what} {row_id}",
+        what=what,
     )

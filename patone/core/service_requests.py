@@ -108,7 +108,7 @@ async def get_request(tenant: TenantRef, actor: Actor, request_id: int) -> Row:
         row = await _request(request_id)
     if not can_see(actor, row):
         # Indistinguishable from a missing request: drivers learn nothing of others' jobs.
-        raise NotFound("not_found", f"request {request_id} does not exist", "request_id")
+        raise NotFound("not_found", "no such request", "request_id")
     return row
 
 
@@ -154,7 +154,7 @@ async def create_request(
                 "SELECT id, archived_at FROM customers WHERE id = $1",
                 customer_id,
                 field="customer_id",
-                what=f"customer {customer_id}",
+                what="customer",
             )
             if customer["archived_at"] is not None:
                 raise UserError("archived", "the customer is archived", "customer_id")
@@ -164,7 +164,7 @@ async def create_request(
                 vehicle_id,
                 customer_id,
                 field="vehicle_id",
-                what=f"vehicle {vehicle_id} of this customer",
+                what="vehicle of this customer",
             )
         service_type = await service_type_by_code(request.service_type)
         if not service_type["active"]:
@@ -226,7 +226,7 @@ async def _check_partner_knows(actor: Actor, customer_id: int | None) -> None:
     )
     if not known:
         # The same answer as for a customer that does not exist: nothing to learn from it.
-        raise NotFound("not_found", f"customer {customer_id} does not exist", "customer_id")
+        raise NotFound("not_found", "no such customer", "customer_id")
 
 
 async def _price(tenant: TenantRef, request: RequestInput, at: datetime) -> int:
@@ -364,7 +364,7 @@ async def update_request(
     async with tenant_transaction(tenant):
         current = await _request(request_id)
         if not can_see(actor, current):
-            raise NotFound("not_found", f"request {request_id} does not exist", "request_id")
+            raise NotFound("not_found", "no such request", "request_id")
         if RequestStatus(current["status"]) not in OPEN:
             raise UserError(
                 "closed", f"request {current['number']} is {current['status']}", "status"
@@ -405,7 +405,7 @@ async def assign_in_transaction(
         "SELECT id, status, archived_at FROM drivers WHERE id = $1",
         driver_id,
         field="driver_id",
-        what=f"driver {driver_id}",
+        what="driver",
     )
     if driver["archived_at"] is not None:
         raise UserError("archived", "the driver is archived", "driver_id")
@@ -479,7 +479,7 @@ async def transition(
     async with tenant_transaction(tenant):
         current = await _request(request_id)
         if not can_see(actor, current):
-            raise NotFound("not_found", f"request {request_id} does not exist", "request_id")
+            raise NotFound("not_found", "no such request", "request_id")
         check_transition(current["status"], status, reason_code)
         _check_driver_may(actor, current, status, reason_code)
         return await transition_in_transaction(

@@ -244,7 +244,7 @@ async def begin_enrolment(tenant: TenantRef, actor: Actor) -> Enrolment:
             user_id,
         )
         if not rows:
-            raise UserError("not_found", f"user {user_id} does not exist", "user_id")
+            raise UserError("not_found", "no such user", "user_id")
         if rows[0]["confirmed_at"] is not None:
             raise Conflict(
                 "already_enrolled", "Two-factor is already on; turn it off first to start over."
@@ -392,7 +392,7 @@ async def reset(tenant: TenantRef, actor: Actor, user_id: int) -> None:
             "DELETE FROM user_two_factor WHERE user_id = $1 RETURNING user_id", user_id
         )
         if not removed:
-            raise UserError("not_enrolled", f"user {user_id} has no two-factor set up", "user_id")
+            raise UserError("not_enrolled", "this user has no two-factor set up", "user_id")
         await engine.execute("DELETE FROM user_recovery_codes WHERE user_id = $1", user_id)
         await record(actor, "user", user_id, "two_factor.reset")
 

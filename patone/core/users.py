@@ -142,7 +142,7 @@ async def actor_for_user(tenant: TenantRef, user_id: int) -> Actor:
             user_id,
         )
     if not rows or not rows[0]["active"]:
-        raise NotFound("not_found", f"user {user_id} does not exist or is inactive", "user_id")
+        raise NotFound("not_found", "no such active user", "user_id")
     row = rows[0]
     return Actor(
         kind="user",

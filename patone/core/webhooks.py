@@ -183,7 +183,7 @@ async def _load_endpoint(endpoint_id: int) -> Row:
             f"SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE id = $1",
             endpoint_id,
             field="id",
-            what=f"webhook endpoint {endpoint_id}",
+            what="webhook endpoint",
         )
     )
 
@@ -720,7 +720,7 @@ async def _load_delivery(delivery_id: int) -> Row:
         f"SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE id = $1",
         delivery_id,
         field="id",
-        what=f"webhook delivery {delivery_id}",
+        what="webhook delivery",
     )
     return {**row, "payload": json.loads(row["payload"])}
 

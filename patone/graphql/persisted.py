@@ -53,9 +53,7 @@ async def resolve(tenant: TenantRef, body: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(persisted, dict):
         return body
     if persisted.get("version") != 1:
-        raise PersistedQueryError(
-            "persisted_query_not_supported", "Unsupported persisted query version"
-        )
+        raise PersistedQueryError("persisted_query_not_supported", "PersistedQueryNotSupported")
     digest = str(persisted.get("sha256Hash", "")).lower()
     if len(digest) != 64:
         raise PersistedQueryError("persisted_query_invalid", "sha256Hash must be 64 hex digits")

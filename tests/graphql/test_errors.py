@@ -210,3 +210,166 @@ async def test_odd_input_gets_a_code_and_a_field_and_changes_nothing(
                 "SELECT (SELECT count(*) FROM customers) + (SELECT count(*) FROM drivers) AS n"
             )
         assert rows[0]["n"] == 0
+
+
+# One vocabulary: a refusal of each kind, at each door, carries a listed code, the HTTP status
+# the catalogue gives it (200 when the operation ran), and the request's id.
+
+CREATE = """mutation($input: CreateServiceRequestInput!, $key: String) {
+  createServiceRequest(input: $input, idempotencyKey: $key) {
+    serviceRequest { id } userErrors { field code message } } }"""
+
+
+def _graphql_error(response: httpx.Response, ran: bool = False) -> dict[str, Any]:
+    """The first GraphQL error of an answer, checked against the catalogue."""
+    from patone.core.error_codes import CODES
+
+    [error, *_] = response.json()["errors"]
+    code = error["extensions"]["code"]
+    assert code in CODES, error
+    assert response.status_code == (200 if ran else CODES[code].status), (code, response.text)
+    assert error["extensions"]["request_id"] == response.headers["x-request-id"]
+    return error  # type: ignore[no-any-return]
+
+
+def _door_error(response: httpx.Response) -> dict[str, Any]:
+    from patone.core.error_codes import CODES
+
+    error = response.json()["error"]
+    assert error["code"] in CODES, error
+    assert response.status_code == CODES[error["code"]].status, response.text
+    assert error["request_id"] == response.headers["x-request-id"]
+    return error  # type: ignore[no-any-return]
+
+
+async def test_every_kind_of_error_carries_its_listed_code_status_and_request_id(
+    client: httpx.AsyncClient, two_tenants: tuple[TenantInfo, TenantInfo]
+) -> None:
+    acme, bolt = two_tenants
+    dispatcher = await token_for(acme, "dispatcher", email="dispatch@acme.example")
+    driver = await token_for(acme, "driver", email="driver@acme.example")
+    admin = await token_for(acme, "admin", email="admin@acme.example")
+    theirs = await token_for(bolt, "dispatcher", email="dispatch@bolt.example")
+    signed = {"X-Tenant": acme.slug, "Authorization": f"Bearer {dispatcher}"}
+
+    async def ask(body: Any, headers: dict[str, str] | None = None) -> httpx.Response:
+        return await client.post(
+            "/graphql", json=body, headers=signed if headers is None else headers
+        )
+
+    def code(error: dict[str, Any]) -> str:
+        return str(error["extensions"]["code"])
+
+    # Refused before anything ran: the code's own HTTP status.
+    refusals: list[tuple[str, httpx.Response]] = [
+        ("tenant_required", await ask({"query": "{ viewer { role } }"}, {})),
+        ("unauthenticated", await ask({"query": "{ viewer { role } }"}, {"X-Tenant": acme.slug})),
+        (
+            "unauthenticated",  # another company's token
+            await ask(
+                {"query": "{ viewer { role } }"},
+                {"X-Tenant": acme.slug, "Authorization": f"Bearer {theirs}"},
+            ),
+        ),
+        ("syntax_error", await ask({"query": "{ viewer { role "})),
+        ("invalid_document", await ask({"query": "{ viewer { salary } }"})),
+        ("invalid_variables", await ask({"query": CREATE, "variables": {"input": {}}})),
+        ("depth_limit_exceeded", await ask({"query": "{ a" + " { a" * 12 + " }" * 13})),
+        ("bad_request", await ask({})),
+        (
+            "persisted_query_not_found",
+            await ask({"extensions": {"persistedQuery": {"version": 1, "sha256Hash": "a" * 64}}}),
+        ),
+        (
+            "persisted_query_not_supported",
+            await ask({"extensions": {"persistedQuery": {"version": 2, "sha256Hash": "a" * 64}}}),
+        ),
+        (
+            "persisted_query_hash_mismatch",
+            await ask(
+                {
+                    "query": "{ viewer { role } }",
+                    "extensions": {"persistedQuery": {"version": 1, "sha256Hash": "a" * 64}},
+                }
+            ),
+        ),
+        (
+            "invalid_json",
+            await client.post(
+                "/graphql",
+                content=b"{not json",
+                headers={**signed, "content-type": "application/json"},
+            ),
+        ),
+        ("too_large", await client.post("/graphql", content=b" " * 1_100_000, headers=signed)),
+        ("method_not_allowed", await client.put("/graphql", json={}, headers=signed)),
+    ]
+    for expected, response in refusals:
+        error = _graphql_error(response)
+        assert (code(error), response.json()["data"]) == (expected, None)
+    assert refusals[-6][1].json()["errors"][0]["message"] == "PersistedQueryNotFound"
+
+    # The operation ran: HTTP 200, and the code says what went wrong where.
+    hidden = await ask(
+        {"query": "{ customers { edges { node { id } } } }"},
+        {"X-Tenant": acme.slug, "Authorization": f"Bearer {driver}"},
+    )
+    assert code(_graphql_error(hidden, ran=True)) == "forbidden"
+    not_an_id = await ask({"query": '{ node(id: "zz") { id } }'})
+    assert code(_graphql_error(not_an_id, ran=True)) == "invalid_id"
+    missing = base64.urlsafe_b64encode(b"ServiceRequest:999999").decode().rstrip("=")
+    gone = await ask(
+        {
+            "query": "mutation($id: ID!) { transitionServiceRequest(id: $id, status: CANCELLED, "
+            'reasonCode: "other") { userErrors { field code message } } }',
+            "variables": {"id": missing},
+        }
+    )
+    assert gone.status_code == 200
+    [user_error] = gone.json()["data"]["transitionServiceRequest"]["userErrors"]
+    assert user_error["code"] == "not_found" and "999999" not in user_error["message"]
+    bad = await ask(
+        {
+            "query": CREATE,
+            "variables": {"input": {"serviceType": "towing", "pickup": {"lat": 95, "lng": 0}}},
+        }
+    )
+    errors = bad.json()["data"]["createServiceRequest"]["userErrors"]
+    assert {(e["field"], e["code"]) for e in errors} >= {("pickup.lat", "out_of_range")}
+
+    # The JSON doors: {"error": {code, message, request_id}} with the code's status.
+    sign_in = await client.post(
+        "/auth/sign-in",
+        json={"email": "nobody@acme.example", "password": "not the password"},
+        headers={"X-Tenant": acme.slug},
+    )
+    assert _door_error(sign_in)["code"] == "invalid_credentials"
+    pings = await client.post(
+        "/api/driver/pings",
+        json=[
+            {
+                "driver_id": 1,
+                "lat": 1,
+                "lng": 1,
+                "accuracy_m": 5,
+                "recorded_at": "2999-01-01T00:00:00Z",
+            }
+        ],
+        headers={"X-Tenant": acme.slug, "Authorization": f"Bearer {admin}"},
+    )
+    refusal = _door_error(pings)
+    assert (refusal["code"], refusal["errors"][0]["code"]) == ("invalid_pings", "in_future")
+    nowhere = await client.get("/no/such/page", headers={"X-Tenant": acme.slug})
+    assert _door_error(nowhere)["code"] == "not_found"
+    oauth = await client.post(
+        "/oauth/token", data={"grant_type": "client_credentials"}, headers={"X-Tenant": acme.slug}
+    )
+    assert (oauth.status_code, oauth.json()["error"]) == (401, "invalid_client")
+    assert oauth.headers["x-request-id"]
+
+    # The other company saw none of it.
+    quiet = await ask(
+        {"query": "{ serviceRequests { edges { node { id } } } }"},
+        {"X-Tenant": bolt.slug, "Authorization": f"Bearer {theirs}"},
+    )
+    assert quiet.json() == {"data": {"serviceRequests": {"edges": []}}}

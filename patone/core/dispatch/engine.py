@@ -371,7 +371,7 @@ async def _consider(
     async with tenant_transaction(tenant):
         request = await _waiting(request_id, lock=False)
         if request is None:
-            raise NotFound("not_found", f"request {request_id} does not exist", "request_id")
+            raise NotFound("not_found", "no such request", "request_id")
         if not _is_waiting(request):
             return None
         situation = await _situation(tenant, request, settings, zone, at)
@@ -492,7 +492,7 @@ async def dispatch_again(tenant: TenantRef, actor: Actor, request_id: int) -> De
     async with tenant_transaction(tenant):
         request = await _waiting(request_id, lock=True)
         if request is None:
-            raise NotFound("not_found", f"request {request_id} does not exist", "request_id")
+            raise NotFound("not_found", "no such request", "request_id")
         if request["status"] != "pending":
             raise Conflict(
                 "not_pending", f"request {request['number']} is {request['status']}", "status"

@@ -56,7 +56,7 @@ async def _offer(offer_id: int, *, lock: bool = False) -> Row:
         offer_id,
     )
     if not rows:
-        raise NotFound("not_found", f"offer {offer_id} does not exist", "offer_id")
+        raise NotFound("not_found", "no such offer", "offer_id")
     return dict(rows[0])
 
 
@@ -84,7 +84,7 @@ async def respond_to_offer(
         await dispatch.lock_dispatch(tenant)
         offer = await _offer(offer_id, lock=True)
         if offer["driver_id"] != actor.driver_id:
-            raise NotFound("not_found", f"offer {offer_id} does not exist", "offer_id")
+            raise NotFound("not_found", "no such offer", "offer_id")
         if offer["status"] != "open":
             raise Conflict("offer_closed", f"this offer is already {offer['status']}", "offer_id")
         at = now()
@@ -191,7 +191,7 @@ async def offer_in_transaction(
         request_id,
     )
     if not rows:
-        raise NotFound("not_found", f"request {request_id} does not exist", "request_id")
+        raise NotFound("not_found", "no such request", "request_id")
     request = dict(rows[0])
     if request["status"] != "pending":
         raise Conflict(
@@ -202,7 +202,7 @@ async def offer_in_transaction(
         driver_id,
     )
     if not driver or driver[0]["archived_at"] is not None:
-        raise NotFound("not_found", f"driver {driver_id} does not exist", "driver_id")
+        raise NotFound("not_found", "no such driver", "driver_id")
     if driver[0]["status"] in ("off_duty", "on_break"):
         raise Conflict("driver_unavailable", f"the driver is {driver[0]['status']}", "driver_id")
     busy = await engine.fetch(
@@ -211,7 +211,7 @@ async def offer_in_transaction(
     if busy and busy[0]["request_id"] != request_id:
         raise Conflict(
             "driver_has_offer",
-            f"the driver is answering an offer for request {busy[0]['request_id']}",
+            "the driver is answering another offer",
             "driver_id",
         )
     await withdraw_offers(request_id, f"offered by hand by {actor.kind}:{actor.id}")

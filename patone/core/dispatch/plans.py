@@ -48,7 +48,7 @@ async def driver_route(tenant: TenantRef, actor: Actor, driver_id: int) -> list[
             "SELECT id, last_lat, last_lng FROM drivers WHERE id = $1", driver_id
         )
         if not driver:
-            raise NotFound("not_found", f"driver {driver_id} does not exist", "driver_id")
+            raise NotFound("not_found", "no such driver", "driver_id")
         queued = [
             dict(row)
             for row in await engine.fetch(

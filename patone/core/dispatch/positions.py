@@ -390,7 +390,7 @@ async def record_pings(tenant: TenantRef, actor: Actor, pings: Sequence[Any]) ->
     if not refused:
         unknown = await _unknown_drivers(tenant, actor, valid)
         refused = [
-            PingRefusal(i, "driver_id", "not_found", f"driver {p.driver_id} does not exist")
+            PingRefusal(i, "driver_id", "not_found", "no such driver")
             for i, p in enumerate(valid)
             if p.driver_id in unknown
         ]

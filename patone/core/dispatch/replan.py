@@ -659,7 +659,7 @@ async def _standing(tenant: TenantRef, request_id: int) -> StoredSuggestion:
     if not rows:
         raise NotFound(
             "no_suggestion",
-            f"the latest fleet plan suggests nothing (still standing) for request {request_id}",
+            "the latest fleet plan suggests nothing (still standing) for this request",
             "request_id",
         )
     return StoredSuggestion(**dict(rows[0]))

@@ -59,7 +59,7 @@ async def _read(tenant: TenantRef, actor: Actor, request_id: int) -> Tracking:
             request_id,
         )
     if not rows or not can_see(actor, dict(rows[0])):
-        raise NotFound("not_found", f"request {request_id} does not exist", "request_id")
+        raise NotFound("not_found", "no such request", "request_id")
     row = rows[0]
     position = None
     if row["driver"] is not None and row["status"] in SHOWN:

@@ -129,7 +129,7 @@ async def preview_template(
         if request_id is not None:
             found = await request_context(tenant, request_id, event)
             if found is None:
-                raise NotFound("not_found", f"request {request_id} does not exist", "requestId")
+                raise NotFound("not_found", "no such request", "requestId")
             context = found[0]
             if context["driver"] is None:  # a preview shows what the driver part would say
                 context = {**context, "driver": templates.SAMPLE["driver"]}
@@ -226,7 +226,7 @@ async def set_preference(
     async with tenant_transaction(tenant):
         exists = await engine.fetch(f"SELECT 1 FROM {table} WHERE id = $1", subject_id)
         if not exists:
-            raise NotFound("not_found", f"{subject_kind} {subject_id} does not exist", "subjectId")
+            raise NotFound("not_found", f"no such {subject_kind}", "subjectId")
         rows = await engine.fetch(
             "INSERT INTO notification_preferences "
             "(subject_kind, subject_id, event, channel, enabled) VALUES ($1, $2, $3, $4, $5) "
@@ -298,7 +298,7 @@ async def retry_notification(
                 "SELECT status FROM notifications WHERE id = $1", notification_id
             )
             if not exists:
-                raise NotFound("not_found", f"notification {notification_id} does not exist", "id")
+                raise NotFound("not_found", "no such notification", "id")
             raise UserError("not_retryable", f"the notification is {exists[0]['status']}", "id")
         await record(actor, "notification", notification_id, "notification.retried", None, None)
     await asyncio.to_thread(
