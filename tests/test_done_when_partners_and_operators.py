@@ -165,7 +165,7 @@ async def test_a_driver_a_partner_and_an_operator_as_new_users(tmp_path: Path) -
                 assert answer.status_code == 403 and "invoice unpaid" in answer.text
                 # A company's token is no key to the platform API.
                 wrong_door = _graphql(platform, "/platform/graphql", driver, "{ viewer { email } }")
-                assert wrong_door.status_code == 403, wrong_door.text
+                assert wrong_door.status_code == 401, wrong_door.text
     finally:
         if await get_tenant(new_slug) is not None:
             await provisioning.delete_tenant(new_slug)

@@ -56,7 +56,10 @@ class DriverStatus(Enum):
     ON_BREAK = "on_break"
 
 
-@strawberry.type(description="Why an input was refused: which field, a stable code, a message.")
+@strawberry.type(
+    description="Why an input was refused: which field, a stable code (the API guide lists "
+    "every code), a message."
+)
 class UserError:
     field: str | None
     code: str
