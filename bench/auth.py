@@ -41,16 +41,16 @@ from figures import Stats, check_names, make_console, phase, reset_database, ver
 from rich.console import Console
 from starlette.types import Receive, Scope, Send
 
-from patone.core import api_clients, revocation, users
-from patone.core.db import engine
-from patone.core.passwords import HASHER, hash_password, verify
-from patone.core.permissions import SYSTEM
-from patone.core.redis import close_redis, connect_redis
-from patone.core.signing_keys import keyring_for
-from patone.core.tokens import TENANT_AUDIENCE, Kind, issue_token, verify_token
-from patone.core.users import actor_for_user
+from patone.core.common.permissions import SYSTEM
+from patone.core.identity import api_clients, revocation, users
+from patone.core.identity.passwords import HASHER, hash_password, verify
+from patone.core.identity.signing_keys import keyring_for
+from patone.core.identity.tokens import TENANT_AUDIENCE, Kind, issue_token, verify_token
+from patone.core.identity.users import actor_for_user
+from patone.core.runtime.db import engine
+from patone.core.runtime.redis import close_redis, connect_redis
 from patone.graphql.app import GraphQLApp
-from patone.tenants import provisioning
+from patone.platform import provisioning
 from patone.tenants.migrations import ensure_platform
 from patone.tenants.registry import TenantInfo, tenant_cache
 

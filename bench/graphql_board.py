@@ -516,9 +516,9 @@ async def fill_tenant(tenant: TenantInfo, spec: DataSpec, seed: int) -> dict[str
 
 
 async def dispatcher_token(tenant: TenantInfo, email: str) -> str:
-    from patone.core.permissions import SYSTEM
-    from patone.core.tokens import issue_access_token
-    from patone.core.users import create_user
+    from patone.core.common.permissions import SYSTEM
+    from patone.core.identity.tokens import issue_access_token
+    from patone.core.identity.users import create_user
 
     user = await create_user(
         tenant, SYSTEM, {"email": email, "name": "Dee Dispatch", "role": "dispatcher"}
@@ -979,7 +979,7 @@ async def count_statements(
     """Every statement the app sends for one board request, counted by asyncpg's query logger."""
     import httpx
 
-    from patone.core.db import engine
+    from patone.core.runtime.db import engine
     from patone.tenants.registry import tenant_cache
 
     await engine.disconnect()
@@ -1039,14 +1039,18 @@ class ProfileResult:
 HARNESS = ("asyncio/", "bench/", "httpx/", "<method 'run' of '_contextvars")
 # Where a board request goes, by the frames that stand for each step: (label, file, function).
 PHASES = (
-    ("auth: verify the access token (joserfc)", "patone/core/tokens.py", "verify_access_token"),
-    ("auth: load the actor (a transaction)", "patone/core/users.py", "actor_for_user"),
+    (
+        "auth: verify the access token (joserfc)",
+        "patone/core/identity/tokens.py",
+        "verify_access_token",
+    ),
+    ("auth: load the actor (a transaction)", "patone/core/identity/users.py", "actor_for_user"),
     ("tenant look-up (TenantCache)", "patone/tenants/registry.py", "by_slug"),
     ("reuse a valid document (DocumentCache)", "patone/graphql/caches.py", "on_parse"),
     ("validate (graphql-core rules)", "strawberry/schema/schema.py", "validate_document"),
     ("query limits (patone)", "patone/graphql/limits.py", "on_validate"),
     ("execute (graphql-core, resolvers)", "strawberry/schema/schema.py", "_execute_operation"),
-    ("  serviceRequests: list_requests", "patone/core/service_requests.py", "list_requests"),
+    ("  serviceRequests: list_requests", "patone/core/domain/service_requests.py", "list_requests"),
     ("  DataLoader batches", "patone/graphql/context.py", "load"),
     ("  *.from_row (rows to objects)", "patone/graphql/types.py", "from_row"),
     ("  tenant_transaction (all)", "patone/tenants/isolation.py", "tenant_transaction"),
@@ -1071,7 +1075,7 @@ async def _profile(
 ) -> ProfileResult:
     import httpx
 
-    from patone.core.db import engine
+    from patone.core.runtime.db import engine
 
     await engine.connect({"default": dsn}, min_size=1, max_size=10)  # no statement counting
     try:
@@ -1502,10 +1506,10 @@ def servers_stopped(servers: list[ServerProcess]) -> Iterator[None]:
 
 
 async def run(args: argparse.Namespace, console: Console) -> int:
-    from patone.core.db import engine
-    from patone.core.redis import close_redis, connect_redis
+    from patone.core.runtime.db import engine
+    from patone.core.runtime.redis import close_redis, connect_redis
+    from patone.platform.provisioning import create_tenant
     from patone.tenants.migrations import ensure_platform
-    from patone.tenants.provisioning import create_tenant
 
     admin_dsn: str = args.dsn_admin
     dsn = with_database(admin_dsn, args.database)

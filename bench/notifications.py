@@ -218,8 +218,8 @@ def baseline_main(args: argparse.Namespace) -> int:
     Prints one JSON line: {"clean": {"sms": {"cpu_ms", "wall_ms", "calls"}, "email": {...}},
     "faulty": {...}}.
     """
-    from patone.core.jobs import new_event_loop
     from patone.core.notifications import templates
+    from patone.core.work.jobs import new_event_loop
     from patone.plugins.builtin import email_smtp, sms_twilio
     from patone.plugins.loops import close_loop_clients
     from patone.plugins.types import DeliveryFailed, EmailMessage, SmsMessage, TenantView
@@ -299,10 +299,10 @@ def baseline_main(args: argparse.Namespace) -> int:
 
 
 async def _relay(dsn: str, redis_url: str, namespace: str) -> None:
-    from patone.core.db import engine
-    from patone.core.jobs import configure_broker
-    from patone.core.redis import close_redis, connect_redis, get_redis
-    from patone.core.relay import Relay
+    from patone.core.runtime.db import engine
+    from patone.core.runtime.redis import close_redis, connect_redis, get_redis
+    from patone.core.work.jobs import configure_broker
+    from patone.core.work.relay import Relay
     from patone.tenants.registry import tenant_cache
 
     await engine.connect({"default": dsn}, min_size=1, max_size=4)
@@ -611,7 +611,7 @@ def bench_settings(dsn: str, redis_url: str, workdir: Path) -> Any:
 def child_env(settings: Any, workdir: Path) -> dict[str, str]:
     """A worker's environment (`worker_env`), plus what the bench's companies need: the key
     their provider secrets are sealed with, and leave to reach the local fakes."""
-    from patone.core.worker import worker_env
+    from patone.core.work.worker import worker_env
 
     env = {
         k: v for k, v in worker_env(settings).items() if k not in ("SHARDS", "DEBUG", "BROKER_URL")
@@ -637,11 +637,11 @@ async def setup_tenants(
     events queue would try to offer each waiting request to nobody, work of the dispatch engine
     in the same workers (5 to 18 % of the workers' own samples in runs of 2026-12-02) that is
     no cost of a notification. The events and their notifications are the same either way."""
+    from patone.core.common.permissions import SYSTEM
     from patone.core.dispatch.settings import update_dispatch_settings
-    from patone.core.permissions import SYSTEM
+    from patone.platform.provisioning import create_tenant
     from patone.plugins import config as plugins
     from patone.tenants.isolation import tenant_transaction
-    from patone.tenants.provisioning import create_tenant
 
     tenants = []
     for i in range(1, count + 1):
@@ -668,7 +668,7 @@ async def setup_tenants(
 
 
 async def customer_ids(tenant: TenantInfo) -> list[int]:
-    from patone.core.db import engine
+    from patone.core.runtime.db import engine
     from patone.tenants.isolation import tenant_transaction
 
     async with tenant_transaction(tenant):
@@ -685,8 +685,8 @@ async def create_requests(
     """`requests` service requests through `create_request`, round-robin over the companies;
     at `rate` requests per second if given, else as fast as it goes. Returns (first, last)
     wall-clock times of creation."""
-    from patone.core import service_requests
-    from patone.core.permissions import SYSTEM
+    from patone.core.common.permissions import SYSTEM
+    from patone.core.domain import service_requests
 
     customers = {t.slug: await customer_ids(t) for t in tenants}
     started = time.time()
@@ -725,7 +725,7 @@ async def create_requests(
 
 
 async def status_counts(tenants: Sequence[TenantInfo]) -> Counter[str]:
-    from patone.core.db import engine
+    from patone.core.runtime.db import engine
     from patone.tenants.isolation import tenant_transaction
 
     counts: Counter[str] = Counter()
@@ -819,7 +819,7 @@ class Row:
 
 
 async def read_rows(tenants: Sequence[TenantInfo]) -> list[Row]:
-    from patone.core.db import engine
+    from patone.core.runtime.db import engine
     from patone.tenants.isolation import tenant_transaction
 
     rows: list[Row] = []
@@ -851,7 +851,7 @@ async def read_rows(tenants: Sequence[TenantInfo]) -> list[Row]:
 
 async def outbox_counts(tenants: Sequence[TenantInfo]) -> tuple[int, int]:
     """(events, events still unpublished) over the companies."""
-    from patone.core.db import engine
+    from patone.core.runtime.db import engine
     from patone.tenants.isolation import tenant_transaction
 
     events = unpublished = 0
@@ -868,8 +868,8 @@ async def outbox_counts(tenants: Sequence[TenantInfo]) -> tuple[int, int]:
 
 async def dead_letters(tenants: Sequence[TenantInfo]) -> dict[str, int]:
     """Dead letters in the companies' stores, by actor."""
-    from patone.core.jobs import list_dead_letters
-    from patone.core.redis import get_redis
+    from patone.core.runtime.redis import get_redis
+    from patone.core.work.jobs import list_dead_letters
 
     by_actor: Counter[str] = Counter()
     for tenant in tenants:
@@ -1012,10 +1012,10 @@ def finish_time(rows: Sequence[Row], share: float) -> float:
 
 
 async def run(args: argparse.Namespace, console: Console) -> int:
-    from patone.core.db import engine
     from patone.core.notifications import sending
-    from patone.core.redis import close_redis, connect_redis
-    from patone.core.worker import worker_command
+    from patone.core.runtime.db import engine
+    from patone.core.runtime.redis import close_redis, connect_redis
+    from patone.core.work.worker import worker_command
     from patone.plugins import config as plugins
     from patone.plugins.manager import PluginManager
     from patone.plugins.secrets import SecretBox

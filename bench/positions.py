@@ -66,14 +66,14 @@ from figures import Stats, check_names, make_console, phase, reset_database, ver
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from patone.core import users
-from patone.core.db import engine
+from patone.core.common.permissions import SYSTEM
 from patone.core.dispatch.positions import PENDING_KEY, positions_channel
-from patone.core.permissions import SYSTEM
-from patone.core.redis import close_redis, connect_redis, get_redis, purge_tenant_keys
-from patone.core.tokens import issue_access_token
-from patone.driver_routes import PINGS_PATH
-from patone.tenants import provisioning
+from patone.core.identity import users
+from patone.core.identity.tokens import issue_access_token
+from patone.core.runtime.db import engine
+from patone.core.runtime.redis import close_redis, connect_redis, get_redis, purge_tenant_keys
+from patone.http.pings import PINGS_PATH
+from patone.platform import provisioning
 from patone.tenants.isolation import tenant_transaction
 from patone.tenants.migrations import ensure_platform
 from patone.tenants.registry import TenantInfo

@@ -76,8 +76,9 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from patone.core.db import engine
-from patone.core.redis import close_redis, connect_redis
+from patone.core.runtime.db import engine
+from patone.core.runtime.redis import close_redis, connect_redis
+from patone.platform.provisioning import create_tenant, delete_tenant, purge_tenant
 from patone.tenants.isolation import TenantRef, tenant_transaction
 from patone.tenants.migrations import (
     MigrationModule,
@@ -87,7 +88,6 @@ from patone.tenants.migrations import (
     migrate_tenants,
     tenant_migrations,
 )
-from patone.tenants.provisioning import create_tenant, delete_tenant, purge_tenant
 from patone.tenants.registry import TenantInfo, get_tenant, tenant_cache
 
 DEFAULT_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"

@@ -21,27 +21,36 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from patone.admin_ui.csrf import derive_key
 from patone.admin_ui.guard import StaffPagesMiddleware, UiConfig, is_staff_page, not_found_page
 from patone.admin_ui.routes import routes as staff_page_routes
-from patone.auth_routes import auth_routes
-from patone.core import credentials, two_factor, users
-from patone.core.authentication import authenticate
-from patone.core.db import engine
-from patone.core.demo import fill_demo_tenant
-from patone.core.errors import UserError
-from patone.core.jobs import configure_broker
-from patone.core.permissions import SYSTEM, require
-from patone.core.redis import close_redis, connect_redis, get_redis
-from patone.core.relay import Relay
-from patone.core.scheduler import Scheduler
-from patone.core.sessions import Lifetimes
-from patone.core.signing_keys import keyring_for
-from patone.core.worker import ACTOR_MODULES, import_actor_modules, start_in_process_worker
-from patone.driver_routes import driver_routes
+from patone.core.common.permissions import SYSTEM, require
+from patone.core.identity import credentials, two_factor, users
+from patone.core.identity.authentication import authenticate
+from patone.core.identity.sessions import Lifetimes
+from patone.core.identity.signing_keys import keyring_for
+from patone.core.runtime.db import engine
+from patone.core.runtime.errors import UserError
+from patone.core.runtime.redis import close_redis, connect_redis, get_redis
+from patone.core.runtime.scheduler import Scheduler
+from patone.core.runtime.web import (
+    ClientAddressMiddleware,
+    RequestContextMiddleware,
+    SecurityHeadersMiddleware,
+    error_response,
+    user_error_response,
+)
+from patone.core.work.jobs import configure_broker
+from patone.core.work.relay import Relay
+from patone.core.work.worker import ACTOR_MODULES, import_actor_modules, start_in_process_worker
+from patone.demo.company import fill_demo_tenant
 from patone.embedded import EmbeddedServices
 from patone.graphql.app import GraphQLApp
 from patone.graphql.graphiql import static_files
-from patone.graphql.platform_api import platform_routes
+from patone.http.auth import auth_routes
+from patone.http.oauth import jwks, revoke_endpoint, token_endpoint
+from patone.http.pings import driver_routes
+from patone.http.tenancy import TenantMiddleware
 from patone.log import configure_logging
-from patone.oauth import jwks, revoke_endpoint, token_endpoint
+from patone.platform.api import platform_routes
+from patone.platform.provisioning import create_tenant
 from patone.plugins import config as plugins
 from patone.plugins.builtin import storage_local
 from patone.plugins.host import plugin_routes
@@ -49,17 +58,8 @@ from patone.plugins.loops import close_loop_clients
 from patone.portal_ui import sign_in as portal_sign_in
 from patone.settings import Settings, get_settings
 from patone.tenants.isolation import tenant_transaction
-from patone.tenants.middleware import TenantMiddleware
 from patone.tenants.migrations import ensure_platform, migrate_tenants
-from patone.tenants.provisioning import create_tenant
 from patone.tenants.registry import TenantInfo, follow_changes, get_tenant, tenant_cache
-from patone.web import (
-    ClientAddressMiddleware,
-    RequestContextMiddleware,
-    SecurityHeadersMiddleware,
-    error_response,
-    user_error_response,
-)
 
 log = logging.getLogger(__name__)
 

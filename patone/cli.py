@@ -17,17 +17,18 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from patone.core import credentials, documents, two_factor
-from patone.core.db import engine
-from patone.core.errors import NotFound, UserError
-from patone.core.permissions import SYSTEM
-from patone.core.redis import close_redis, connect_redis
-from patone.core.signing_keys import ACTIVATION_DELAY, JWKS_MAX_AGE, keyring_for
-from patone.core.signing_keys import rotate as rotate_signing_key
-from patone.core.tokens import issue_access_token
+from patone.core.common.permissions import SYSTEM
+from patone.core.domain import documents
+from patone.core.identity import credentials, two_factor
+from patone.core.identity.signing_keys import ACTIVATION_DELAY, JWKS_MAX_AGE, keyring_for
+from patone.core.identity.signing_keys import rotate as rotate_signing_key
+from patone.core.identity.tokens import issue_access_token
+from patone.core.runtime.db import engine
+from patone.core.runtime.errors import NotFound, UserError
+from patone.core.runtime.redis import close_redis, connect_redis
 from patone.embedded import EmbeddedServiceError, EmbeddedServices
+from patone.platform import provisioning
 from patone.settings import Settings, SettingsError, load_settings
-from patone.tenants import provisioning
 from patone.tenants.isolation import tenant_transaction
 from patone.tenants.migrations import (
     TenantMigrationResult,
@@ -183,7 +184,7 @@ def proxy_options(settings: Settings) -> dict[str, Any]:
     X-Forwarded-For from anyone (uvicorn's default believes it from loopback, so any local
     client could pick its address); on, uvicorn's trusted proxies apply (FORWARDED_ALLOW_IPS,
     loopback by default). The app resolves the client's address itself either way
-    (`patone.web.client_ip`)."""
+    (`patone.core.runtime.web.client_ip`)."""
     if settings.trust_proxy_headers:
         return {"proxy_headers": True, "forwarded_allow_ips": None}
     return {"proxy_headers": False}
@@ -201,7 +202,7 @@ def worker(
     queue: Annotated[list[str] | None, typer.Option("--queue", help="Only these queues.")] = None,
 ) -> None:
     """Run background-job workers (Dramatiq) until Ctrl+C or SIGTERM."""
-    from patone.core.worker import run_worker
+    from patone.core.work.worker import run_worker
 
     settings = _settings()
     services = _start(settings)  # the embedded servers when no URLs are configured
@@ -537,7 +538,7 @@ def clients_create(
     ] = False,
 ) -> None:
     """Create a partner's API client; prints its client_id and secret (shown only once)."""
-    from patone.core import api_clients
+    from patone.core.identity import api_clients
 
     async def work() -> tuple[dict[str, Any], str]:
         return await api_clients.create_client(
@@ -598,7 +599,7 @@ def plugins_rotate_secrets(
     SECRET_KEY_FALLBACKS)."""
     from cryptography.fernet import InvalidToken
 
-    from patone.core import webhooks
+    from patone.core.domain import webhooks
     from patone.plugins import config as plugin_config
 
     settings = _settings()
@@ -653,7 +654,7 @@ def operators_create(
 
     import segno
 
-    from patone.tenants.operators import create_operator
+    from patone.platform.operators import create_operator
 
     settings = _settings()
     password = os.environ.get(OPERATOR_PASSWORD_ENV) or typer.prompt(
@@ -748,9 +749,9 @@ def _engine_settings(text: str) -> dict[str, Any] | None:
     """`--engine-settings`: a JSON object of dispatch settings, checked before anything runs."""
     if not text:
         return None
+    from patone.core.common.inputs import parse
     from patone.core.dispatch.settings import DispatchSettingsInput
-    from patone.core.errors import ValidationFailed
-    from patone.core.inputs import parse
+    from patone.core.runtime.errors import ValidationFailed
 
     try:
         data = json.loads(text)

@@ -2,10 +2,10 @@
 
 from piccolo.conf.apps import AppRegistry
 
-from patone.core.db import engine
+from patone.core.runtime.db import engine
 
 DB = engine
 
 APP_REGISTRY = AppRegistry(
-    apps=["patone.tenants.piccolo_app", "patone.core.piccolo_app"],
+    apps=["patone.tenants.piccolo_app", "patone.core.domain.piccolo_app"],
 )

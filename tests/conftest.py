@@ -16,11 +16,11 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from patone.core import error_codes
-from patone.core.db import engine
-from patone.core.permissions import DEFAULT_GRANTS, Actor
-from patone.core.redis import close_redis, connect_redis, get_redis
-from patone.tenants import provisioning
+from patone.core.common.permissions import DEFAULT_GRANTS, Actor
+from patone.core.runtime import error_codes
+from patone.core.runtime.db import engine
+from patone.core.runtime.redis import close_redis, connect_redis, get_redis
+from patone.platform import provisioning
 from patone.tenants.migrations import ensure_platform
 from patone.tenants.registry import TenantInfo, get_tenant, tenant_cache
 from tests.fakes import TWILIO_SID, TWILIO_TOKEN, FakeDns, SmtpFake, TwilioFake
@@ -134,7 +134,7 @@ MakePlan = Callable[..., Awaitable[str]]
 async def make_plan() -> AsyncIterator[MakePlan]:
     """Add plans to the catalogue with the given limits; afterwards purge the tenants on them
     (before `make_tenant` would, since a plan in use cannot go) and remove the plans."""
-    from patone.core.ratelimits import forget_plan_limits
+    from patone.core.identity.ratelimits import forget_plan_limits
 
     made: list[str] = []
 
@@ -209,12 +209,12 @@ def twilio() -> Iterator[TwilioFake]:
 
 @pytest.fixture(autouse=True)
 def _documented_error_codes() -> Iterator[None]:
-    """Every error code a test meets is listed in `patone.core.error_codes` (and so in
+    """Every error code a test meets is listed in `patone.core.runtime.error_codes` (and so in
     docs/api.md): an unlisted one fails the test that raised it."""
     before = set(error_codes.undocumented)
     yield
     new = error_codes.undocumented - before
-    assert not new, f"error codes missing from patone.core.error_codes: {sorted(new)}"
+    assert not new, f"error codes missing from patone.core.runtime.error_codes: {sorted(new)}"
 
 
 HANG_NOTICE_BEFORE_S = 10  # before pytest-timeout stops a hung test

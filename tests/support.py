@@ -17,10 +17,10 @@ import pyotp
 import redis
 
 from patone.app import create_app
-from patone.core import credentials
-from patone.core.jobs import configure_broker
-from patone.core.permissions import SYSTEM, Actor
-from patone.core.worker import start_in_process_worker
+from patone.core.common.permissions import SYSTEM, Actor
+from patone.core.identity import credentials
+from patone.core.work.jobs import configure_broker
+from patone.core.work.worker import start_in_process_worker
 from patone.plugins import config as plugins
 from patone.plugins.manager import PluginManager
 from patone.plugins.secrets import SecretBox
@@ -196,7 +196,7 @@ def resigned(token: str, **changes: object) -> str:
 async def purge_and_take_slug(tenant: TenantInfo) -> TenantInfo:
     """Purge a company and create a new one under its slug, the operator saying so (the new
     one is purged by `make_tenant` like the old one would have been)."""
-    from patone.tenants import provisioning
+    from patone.platform import provisioning
 
     await provisioning.delete_tenant(tenant.slug)
     await provisioning.purge_tenant(tenant.slug, force=True)

@@ -12,9 +12,9 @@ from starlette.routing import Route
 
 from patone import app as app_module
 from patone.app import create_app
-from patone.core.errors import UserError
+from patone.core.runtime.errors import UserError
+from patone.platform import provisioning
 from patone.settings import load_settings
-from patone.tenants import provisioning
 from patone.tenants.registry import TenantInfo
 from tests.conftest import MakeTenant, unique_slug
 
@@ -144,8 +144,8 @@ async def test_a_purged_demo_company_comes_back_new_at_the_next_start(
 async def _one_migration_behind(tenant: TenantInfo) -> str:
     """Undo one tenant migration (the API client of requests) in `tenant`'s schema and
     registry row; its id."""
-    from patone.core.db import engine
-    from patone.core.piccolo_migrations import tenant_0019_request_api_clients
+    from patone.core.domain.piccolo_migrations import tenant_0019_request_api_clients
+    from patone.core.runtime.db import engine
 
     undone = str(tenant_0019_request_api_clients.ID)
     await engine.execute(
@@ -159,7 +159,7 @@ async def _one_migration_behind(tenant: TenantInfo) -> str:
 
 
 async def _applied(tenant: TenantInfo) -> list[str]:
-    from patone.core.db import engine
+    from patone.core.runtime.db import engine
 
     rows = await engine.fetch(
         "SELECT applied_migrations FROM platform.tenants WHERE id = $1", tenant.id
@@ -187,8 +187,8 @@ async def test_the_demo_company_is_migrated_at_the_next_start_and_no_other(
 
 
 async def _requests_read_whole(tenant: TenantInfo) -> None:
-    from patone.core.permissions import SYSTEM
-    from patone.core.service_requests import list_requests
+    from patone.core.common.permissions import SYSTEM
+    from patone.core.domain.service_requests import list_requests
 
     page = await list_requests(tenant, SYSTEM, first=5)
     assert page.rows and "api_client" in page.rows[0], "the demo company has requests"

@@ -15,8 +15,8 @@ from collections.abc import Iterator
 
 import httpx
 
-from patone.core.db import engine
-from patone.core.permissions import SYSTEM
+from patone.core.common.permissions import SYSTEM
+from patone.core.runtime.db import engine
 from patone.plugins import config as plugin_config
 from tests.conftest import MakePlan, MakeTenant, unique_slug
 from tests.support import plugin_runtime
@@ -200,7 +200,7 @@ async def test_keys_rotate_makes_the_next_tokens_use_a_new_key(make_tenant: Make
 
 
 async def test_clients_create_prints_a_working_secret_once(make_tenant: MakeTenant) -> None:
-    from patone.core import api_clients
+    from patone.core.identity import api_clients
 
     acme, bolt = await make_tenant("cli"), await make_tenant("cli")
     made = patone(

@@ -13,9 +13,9 @@ from pathlib import Path
 import httpx
 import pyotp
 
-from patone.core.db import engine
-from patone.core.redis import get_redis
-from patone.tenants import provisioning
+from patone.core.runtime.db import engine
+from patone.core.runtime.redis import get_redis
+from patone.platform import provisioning
 from patone.tenants.registry import get_tenant
 from tests.demo_product import demo_env, serving
 from tests.test_embedded import _free_port

@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx
 import pyotp
 
-from patone.core.db import engine
-from patone.core.redis import get_redis, tenant_key
+from patone.core.runtime.db import engine
+from patone.core.runtime.redis import get_redis, tenant_key
 from patone.tenants.isolation import tenant_transaction
 from patone.tenants.registry import get_tenant
 from tests.demo_product import demo_env, serving

@@ -8,7 +8,7 @@ from starlette.responses import RedirectResponse, Response
 from patone.admin_ui.devices import describe
 from patone.admin_ui.guard import clear_session_cookie, current_actor, current_session
 from patone.admin_ui.render import page
-from patone.core import sessions
+from patone.core.identity import sessions
 
 SESSIONS = "/admin/account/sessions"
 # Notices are chosen by a code in the URL, never echoed from it.

@@ -22,11 +22,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from patone.admin_ui import csrf
 from patone.admin_ui.render import page
-from patone.core import sessions, users
-from patone.core.errors import UserError
-from patone.core.permissions import SYSTEM, Actor
-from patone.core.sessions import DEFAULT_LIFETIMES, Lifetimes, Session
-from patone.web import read_body, replay
+from patone.core.common.permissions import SYSTEM, Actor
+from patone.core.identity import sessions, users
+from patone.core.identity.sessions import DEFAULT_LIFETIMES, Lifetimes, Session
+from patone.core.runtime.errors import UserError
+from patone.core.runtime.web import read_body, replay
 
 SIGN_IN = "/admin/sign-in"
 MUST_CHANGE_PAGE = "/admin/account/password"

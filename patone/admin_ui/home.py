@@ -7,8 +7,8 @@ from starlette.responses import Response
 
 from patone.admin_ui.guard import current_actor
 from patone.admin_ui.render import page
-from patone.core import users
-from patone.core.permissions import ROLES
+from patone.core.common.permissions import ROLES
+from patone.core.identity import users
 
 
 async def home(request: Request) -> Response:

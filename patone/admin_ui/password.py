@@ -7,8 +7,8 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from patone.admin_ui.guard import current_actor, current_session, form_page
-from patone.core import credentials, sessions
-from patone.core.errors import UserError
+from patone.core.identity import credentials, sessions
+from patone.core.runtime.errors import UserError
 
 POLICY = "At least 12 characters; not a common password; not containing your name or email."
 

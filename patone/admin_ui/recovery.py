@@ -15,9 +15,9 @@ from starlette.responses import RedirectResponse, Response
 from patone.admin_ui.guard import form_page
 from patone.admin_ui.password import POLICY
 from patone.admin_ui.sign_in import client_ip, sentence, wait_sentence
-from patone.core import credentials, staff_sign_in
-from patone.core.errors import UserError
-from patone.core.ratelimits import RateLimited
+from patone.core.identity import credentials, staff_sign_in
+from patone.core.identity.ratelimits import RateLimited
+from patone.core.runtime.errors import UserError
 
 
 def _password_page(

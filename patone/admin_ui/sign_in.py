@@ -14,7 +14,6 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from patone import web
 from patone.admin_ui.guard import (
     MUST_CHANGE_PAGE,
     clear_session_cookie,
@@ -25,10 +24,11 @@ from patone.admin_ui.guard import (
     secure_cookie,
     set_session_cookie,
 )
-from patone.core import credentials, sessions, staff_sign_in
-from patone.core.credentials import AccountLocked, SignIn
-from patone.core.errors import UserError
-from patone.core.ratelimits import RateLimited
+from patone.core.identity import credentials, sessions, staff_sign_in
+from patone.core.identity.credentials import AccountLocked, SignIn
+from patone.core.identity.ratelimits import RateLimited
+from patone.core.runtime import web
+from patone.core.runtime.errors import UserError
 
 # Notices are chosen by a code in the URL, never echoed from it.
 NOTICES = {
@@ -85,7 +85,7 @@ def wait_sentence(error: UserError) -> str:
 
 
 def client_ip(request: Request) -> str:
-    """The client's address (`patone.web.client_ip`)."""
+    """The client's address (`patone.core.runtime.web.client_ip`)."""
     return web.client_ip(request.scope)
 
 

@@ -29,10 +29,10 @@ from patone.admin_ui.sign_in import (
     refused_page,
     start_session,
 )
-from patone.core import staff_sign_in, two_factor, users
-from patone.core.credentials import AccountLocked
-from patone.core.errors import UserError
-from patone.core.ratelimits import RateLimited
+from patone.core.identity import staff_sign_in, two_factor, users
+from patone.core.identity.credentials import AccountLocked
+from patone.core.identity.ratelimits import RateLimited
+from patone.core.runtime.errors import UserError
 
 ACCOUNT_PAGE = "/admin/account/two-factor"
 # Notices are chosen by a code in the URL, never echoed from it.

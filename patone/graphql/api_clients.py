@@ -1,5 +1,5 @@
 """Partners' API clients and token revocation in the API. The rules live in
-`patone.core.api_clients` and `patone.core.refresh_tokens`."""
+`patone.core.identity.api_clients` and `patone.core.identity.refresh_tokens`."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ from typing import Any
 import strawberry
 from strawberry.types import Info
 
-from patone.core import api_clients as service
-from patone.core import refresh_tokens
-from patone.core.errors import UserError as DomainUserError
-from patone.core.permissions import require
-from patone.core.tokens import Kind
+from patone.core.common.permissions import require
+from patone.core.identity import api_clients as service
+from patone.core.identity import refresh_tokens
+from patone.core.identity.tokens import Kind
+from patone.core.runtime.errors import UserError as DomainUserError
 from patone.graphql.context import Context
 from patone.graphql.ids import pk_of
 from patone.graphql.types import Node, UserError, attempt, gid, user_errors

@@ -36,16 +36,16 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
 from strawberry.subscriptions.protocols.graphql_transport_ws.types import SubscribeMessage
 from strawberry.types.unset import UnsetType
 
-from patone.core import authentication, ratelimits, revocation
-from patone.core.errors import Unavailable, UserError
-from patone.core.permissions import Actor
-from patone.core.tokens import Claims, InvalidToken
+from patone.core.common.permissions import Actor
+from patone.core.identity import authentication, ratelimits, revocation
+from patone.core.identity.tokens import Claims, InvalidToken
+from patone.core.runtime.errors import Unavailable, UserError
+from patone.core.runtime.web import MAX_BODY, read_body, replay
 from patone.graphql import persisted
 from patone.graphql.context import Context
 from patone.graphql.errors import extensions_for, malformed, refused
 from patone.graphql.schema import schema
 from patone.tenants.registry import TenantInfo
-from patone.web import MAX_BODY, read_body, replay
 
 log = logging.getLogger(__name__)
 

@@ -10,15 +10,9 @@ import strawberry
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
-from patone.core import (
-    activity,
-    company,
-    credentials,
-    documents,
-    reports,
-    service_types,
-    users,
-)
+from patone.core.common import activity
+from patone.core.domain import company, documents, reports, service_types
+from patone.core.identity import credentials, users
 from patone.graphql.context import Context
 from patone.graphql.ids import pk_of, to_global_id
 from patone.graphql.reports import Report, report_of

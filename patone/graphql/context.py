@@ -14,15 +14,15 @@ from typing import Any
 from redis.exceptions import RedisError
 from strawberry.dataloader import DataLoader
 
-from patone.core.customers import CUSTOMER_COLUMNS, VEHICLE_COLUMNS
-from patone.core.db import engine
+from patone.core.common.permissions import Actor
 from patone.core.dispatch import positions
 from patone.core.dispatch.positions import DriverPosition
-from patone.core.drivers import DRIVER_COLUMNS
-from patone.core.permissions import Actor
-from patone.core.service_requests import COLUMNS as REQUEST_COLUMNS
-from patone.core.service_types import SERVICE_TYPE_COLUMNS
-from patone.core.tokens import Claims
+from patone.core.domain.customers import CUSTOMER_COLUMNS, VEHICLE_COLUMNS
+from patone.core.domain.drivers import DRIVER_COLUMNS
+from patone.core.domain.service_requests import COLUMNS as REQUEST_COLUMNS
+from patone.core.domain.service_types import SERVICE_TYPE_COLUMNS
+from patone.core.identity.tokens import Claims
+from patone.core.runtime.db import engine
 from patone.tenants.isolation import TenantRef, tenant_transaction
 
 log = logging.getLogger(__name__)

@@ -8,8 +8,8 @@ from typing import Any
 import strawberry
 from strawberry.types import Info
 
-from patone.core import customers as service
-from patone.core.errors import NotFound
+from patone.core.domain import customers as service
+from patone.core.runtime.errors import NotFound
 from patone.graphql.context import Context
 from patone.graphql.ids import pk_of
 from patone.graphql.types import (

@@ -11,11 +11,11 @@ import strawberry
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
+from patone.core.common.permissions import require
 from patone.core.dispatch import engine as dispatch
 from patone.core.dispatch import offers as service
 from patone.core.dispatch import plans, replan, staging
 from patone.core.dispatch import settings as dispatch_settings
-from patone.core.permissions import require
 from patone.graphql.context import Context
 from patone.graphql.ids import pk_of
 from patone.graphql.subscriptions import tenant_events

@@ -8,7 +8,7 @@ from typing import Any
 import strawberry
 from strawberry.types import Info
 
-from patone.core import drivers as service
+from patone.core.domain import drivers as service
 from patone.graphql.context import Context
 from patone.graphql.ids import pk_of
 from patone.graphql.types import Driver, DriverStatus, UserError, attempt, given
@@ -68,7 +68,7 @@ class DriverQueries:
     async def drivers(
         self, info: Info[Context, None], status: DriverStatus | None = None
     ) -> list[Driver]:
-        from patone.core.tables import DriverStatus as DomainStatus
+        from patone.core.domain.tables import DriverStatus as DomainStatus
 
         rows = await service.list_drivers(
             info.context.tenant,

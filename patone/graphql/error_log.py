@@ -17,7 +17,7 @@ import strawberry
 from graphql.error import GraphQLError
 from strawberry.types import ExecutionContext
 
-from patone.core.errors import Unavailable, UserError
+from patone.core.runtime.errors import Unavailable, UserError
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,7 @@
 """What clients see when something goes wrong: codes they can act on, never a traceback.
 
-Every error's `extensions` carry a `code` from `patone.core.error_codes` and the `request_id`.
+Every error's `extensions` carry a `code` from `patone.core.runtime.error_codes` and the
+`request_id`.
 A refusal from a service (`UserError`: not found, forbidden, invalid) raised in a query adds
 the `field` (a rate limit, or our side too busy, e.g. no Redis connection free: `retry_after`;
 the latter logged once). graphql-core's refusals of a document get `syntax_error`,
@@ -21,11 +22,11 @@ from graphql.error import GraphQLError
 from starlette.responses import JSONResponse
 from strawberry.extensions import MaskErrors
 
-from patone.core import error_codes
-from patone.core.errors import Unavailable, UserError
+from patone.core.runtime import error_codes
+from patone.core.runtime.errors import Unavailable, UserError
 from patone.log import debug_var, request_id_var
 
-# The codes of a document that was not run (see `patone.core.error_codes`).
+# The codes of a document that was not run (see `patone.core.runtime.error_codes`).
 DOCUMENT_CODES = {
     "syntax_error",
     "invalid_document",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 
-from patone.core.errors import NotFound, UserError
+from patone.core.runtime.errors import NotFound, UserError
 
 
 def to_global_id(type_name: str, pk: object) -> str:

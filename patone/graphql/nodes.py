@@ -11,16 +11,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from patone.core import (
-    activity,
-    api_clients,
-    customers,
-    drivers,
-    service_requests,
-    users,
-    webhooks,
-)
-from patone.core.errors import NotFound
+from patone.core.common import activity
+from patone.core.domain import customers, drivers, service_requests, webhooks
+from patone.core.identity import api_clients, users
+from patone.core.runtime.errors import NotFound
 from patone.graphql.api_clients import ApiClient
 from patone.graphql.company import ActivityEntry
 from patone.graphql.context import Context

@@ -9,10 +9,10 @@ import strawberry
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
-from patone.core import jobs
-from patone.core.errors import UserError as DomainUserError
+from patone.core.common.permissions import require
 from patone.core.notifications import admin, templates
-from patone.core.permissions import require
+from patone.core.runtime.errors import UserError as DomainUserError
+from patone.core.work import jobs
 from patone.graphql.context import Context
 from patone.graphql.ids import pk_of
 from patone.graphql.types import (

@@ -13,9 +13,9 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from patone.core.documents import registered_document, sha256_of
-from patone.core.errors import UserError
-from patone.core.redis import get_redis, tenant_key
+from patone.core.domain.documents import registered_document, sha256_of
+from patone.core.runtime.errors import UserError
+from patone.core.runtime.redis import get_redis, tenant_key
 from patone.tenants.isolation import TenantRef
 
 TTL = 30 * 24 * 3600

@@ -9,10 +9,10 @@ from typing import Any
 import strawberry
 from strawberry.types import Info
 
+from patone.core.common.permissions import require
 from patone.core.dispatch import positions as service
 from patone.core.dispatch import tracking
-from patone.core.errors import UserError as DomainUserError
-from patone.core.permissions import require
+from patone.core.runtime.errors import UserError as DomainUserError
 from patone.graphql.context import Context
 from patone.graphql.ids import pk_of
 from patone.graphql.types import RequestStatus, UserError, attempt, gid

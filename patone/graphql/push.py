@@ -8,7 +8,7 @@ from typing import Any
 import strawberry
 from strawberry.types import Info
 
-from patone.core import push
+from patone.core.domain import push
 from patone.graphql.context import Context
 from patone.graphql.types import UserError, attempt
 

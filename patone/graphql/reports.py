@@ -1,6 +1,6 @@
 """Reports in the API: typed figures, money as an amount with its currency.
 
-What each figure counts is defined once, in `patone.core.reports`; the descriptions here say
+What each figure counts is defined once, in `patone.core.domain.reports`; the descriptions here say
 the same in the API's words.
 """
 
@@ -10,7 +10,7 @@ from datetime import date, datetime
 
 import strawberry
 
-from patone.core import reports
+from patone.core.domain import reports
 from patone.graphql.types import Money, Priority, RequestStatus
 
 _MONEY = " Null without the permission `reports.revenue`."

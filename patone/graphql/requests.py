@@ -9,9 +9,9 @@ from typing import Any
 import strawberry
 from strawberry.types import Info
 
-from patone.core import service_requests as service
-from patone.core.errors import UserError as DomainUserError
-from patone.core.service_requests import RequestFilter as DomainFilter
+from patone.core.domain import service_requests as service
+from patone.core.domain.service_requests import RequestFilter as DomainFilter
+from patone.core.runtime.errors import UserError as DomainUserError
 from patone.graphql.context import Context
 from patone.graphql.customers import VehicleInput
 from patone.graphql.ids import pk_of

@@ -16,10 +16,10 @@ from typing import Any
 import strawberry
 from strawberry.types import Info
 
-from patone.core import service_requests
-from patone.core.errors import NotFound
-from patone.core.redis import subscriber
-from patone.core.relay import events_channel
+from patone.core.domain import service_requests
+from patone.core.runtime.errors import NotFound
+from patone.core.runtime.redis import subscriber
+from patone.core.work.relay import events_channel
 from patone.graphql.context import Context
 from patone.graphql.types import ServiceRequest
 

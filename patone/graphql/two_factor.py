@@ -6,7 +6,7 @@ from __future__ import annotations
 import strawberry
 from strawberry.types import Info
 
-from patone.core import two_factor
+from patone.core.identity import two_factor
 from patone.graphql.context import Context
 from patone.graphql.ids import pk_of
 from patone.graphql.types import UserError, attempt

@@ -11,10 +11,10 @@ from typing import Any, Generic, TypeVar
 import strawberry
 from strawberry.types import Info
 
-from patone.core.customers import seen_by
-from patone.core.errors import UserError as DomainUserError
-from patone.core.errors import ValidationFailed
-from patone.core.paging import COUNT_CAP, Count, Page, Window
+from patone.core.common.paging import COUNT_CAP, Count, Page, Window
+from patone.core.domain.customers import seen_by
+from patone.core.runtime.errors import UserError as DomainUserError
+from patone.core.runtime.errors import ValidationFailed
 from patone.graphql.context import Context
 from patone.graphql.ids import to_global_id
 
@@ -243,14 +243,14 @@ class Customer(Node):
 
     @strawberry.field
     async def vehicles(self, info: Info[Context, None]) -> list[Vehicle]:
-        from patone.core.customers import list_vehicles
+        from patone.core.domain.customers import list_vehicles
 
         rows = await list_vehicles(info.context.tenant, info.context.actor, self.pk)
         return [Vehicle.from_row(r) for r in rows]
 
     @strawberry.field
     async def memberships(self, info: Info[Context, None]) -> list[Membership]:
-        from patone.core.customers import list_memberships
+        from patone.core.domain.customers import list_memberships
 
         rows = await list_memberships(info.context.tenant, info.context.actor, self.pk)
         return [

@@ -1,5 +1,5 @@
 """Outbound webhooks in the API: endpoints, their secrets (shown once), the delivery log,
-replays and test events. The rules live in `patone.core.webhooks`."""
+replays and test events. The rules live in `patone.core.domain.webhooks`."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import strawberry
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
-from patone.core import webhooks as service
+from patone.core.domain import webhooks as service
 from patone.graphql.context import Context
 from patone.graphql.ids import pk_of
 from patone.graphql.types import (

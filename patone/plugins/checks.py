@@ -15,9 +15,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from patone.core.errors import UserError
-from patone.core.inputs import normalize_email, normalize_phone
-from patone.core.permissions import Actor, require
+from patone.core.common.inputs import normalize_email, normalize_phone
+from patone.core.common.permissions import Actor, require
+from patone.core.runtime.errors import UserError
 from patone.plugins import config as plugins
 from patone.plugins.types import EmailMessage, GeoPoint, PluginResult, SmsMessage
 from patone.tenants.isolation import TenantRef

@@ -21,12 +21,12 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from redis.exceptions import RedisError
 
-from patone.core.activity import record
-from patone.core.clock import now
-from patone.core.db import engine
-from patone.core.errors import NotFound, UserError, ValidationFailed
-from patone.core.permissions import SYSTEM, Actor, require
-from patone.core.redis import get_redis, tenant_key
+from patone.core.common.activity import record
+from patone.core.common.permissions import SYSTEM, Actor, require
+from patone.core.runtime.clock import now
+from patone.core.runtime.db import engine
+from patone.core.runtime.errors import NotFound, UserError, ValidationFailed
+from patone.core.runtime.redis import get_redis, tenant_key
 from patone.plugins.manager import PluginManager
 from patone.plugins.secrets import MASK, SecretBox
 from patone.plugins.targets import check_targets, kept_secrets

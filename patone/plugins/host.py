@@ -17,11 +17,11 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.routing import BaseRoute, Mount
 
+from patone.core.runtime.web import MAX_BODY, BodyLimitMiddleware
 from patone.plugins import config as plugins
 from patone.plugins.manager import PluginManager
 from patone.plugins.types import TenantView
 from patone.tenants.registry import TenantInfo, tenant_cache
-from patone.web import MAX_BODY, BodyLimitMiddleware
 
 log = logging.getLogger(__name__)
 

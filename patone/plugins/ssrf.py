@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from patone.core.errors import UserError
+from patone.core.runtime.errors import UserError
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 

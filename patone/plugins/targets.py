@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from patone.core.errors import UserError
+from patone.core.runtime.errors import UserError
 from patone.plugins import ssrf
 from patone.plugins.types import NetworkTarget, PluginInfo, SecretFor
 

@@ -2,7 +2,7 @@
 
 `POST /portal/auth/request` {"email"} or {"phone"} answers 202 whoever asks;
 `POST /portal/auth/verify` {"token"} or {"phone", "code"} answers a customer access token.
-`patone/core/customer_sign_in.py` holds the rules.
+`patone/core/identity/customer_sign_in.py` holds the rules.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from patone.core import customer_sign_in
-from patone.core.errors import UserError
+from patone.core.identity import customer_sign_in
+from patone.core.runtime.errors import UserError
+from patone.core.runtime.web import SMALL_BODY, client_ip, error_response, request_body
 from patone.tenants.registry import TenantInfo
-from patone.web import SMALL_BODY, client_ip, error_response, request_body
 
 ACCEPTED = "If we know this address, a sign-in message is on its way."
 

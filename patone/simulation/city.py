@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from patone.core import demo
+from patone.demo import company as demo
 from patone.simulation.draws import lognormal_factor, uniforms
 
 Point = tuple[float, float]  # (lat, lng)

@@ -26,9 +26,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from patone.core import demo
-from patone.core.errors import UserError
-from patone.core.tables import Priority
+from patone.core.domain.tables import Priority
+from patone.core.runtime.errors import UserError
+from patone.demo import company as demo
 from patone.simulation.city import City, Point
 
 EMERGENCY_SHARE = 0.05  # fixed by the issue

@@ -8,8 +8,8 @@ simulated driver answers through `offers.respond_to_offer` after the delay their
 travel time (the estimate times the trip's fixed noise), worked on scene, and completed through
 the request's real transitions, the driver's position moved through `drivers.set_position`.
 
-Time: the engine reads the business clock (`patone.core.clock`), which here is simulated time
-that jumps from event to event but also runs on, at real speed, while the engine works. So idle
+Time: the engine reads the business clock (`patone.core.runtime.clock`), which here is simulated
+time that jumps from event to event but also runs on, at real speed, while the engine works. So idle
 minutes cost nothing, and the engine's own processing time counts in its figures (an emergency's
 request-to-offer time is the real time the engine took).
 
@@ -32,18 +32,18 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from patone.core import customers, drivers, service_requests
-from patone.core.clock import use_clock
-from patone.core.db import engine
+from patone.core.common.permissions import DEFAULT_GRANTS, SYSTEM, Actor
 from patone.core.dispatch import engine as dispatch
 from patone.core.dispatch import offers, replan, staging
 from patone.core.dispatch.settings import DispatchSettings, update_dispatch_settings
-from patone.core.errors import UserError
-from patone.core.permissions import DEFAULT_GRANTS, SYSTEM, Actor
+from patone.core.domain import customers, drivers, service_requests
+from patone.core.runtime.clock import use_clock
+from patone.core.runtime.db import engine
+from patone.core.runtime.errors import UserError
+from patone.platform import provisioning
 from patone.simulation.behaviour import DriverBehaviour
 from patone.simulation.city import City, Point
 from patone.simulation.demand import DriverSpec, RequestSpec
-from patone.tenants import provisioning
 from patone.tenants.isolation import tenant_transaction
 from patone.tenants.registry import TenantInfo
 

@@ -25,7 +25,7 @@ from uuid import UUID
 import asyncpg
 from piccolo.engine.postgres import PostgresTransaction
 
-from patone.core.db import current_shard, engine
+from patone.core.runtime.db import current_shard, engine
 from patone.tenants.naming import quote_ident
 
 

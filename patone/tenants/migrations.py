@@ -32,7 +32,7 @@ from uuid import UUID
 import asyncpg
 from piccolo.apps.migrations.tables import Migration
 
-from patone.core.db import current_shard, engine
+from patone.core.runtime.db import current_shard, engine
 from patone.tenants.isolation import TenantRef, tenant_transaction
 from patone.tenants.naming import quote_ident
 
@@ -103,7 +103,7 @@ def _migration_module(module: ModuleType) -> MigrationModule:
 
 def tenant_migrations() -> MigrationSet:
     """The migrations of every tenant schema, as shipped."""
-    return MigrationSet.from_packages(TENANT_APP, "patone.core.piccolo_migrations")
+    return MigrationSet.from_packages(TENANT_APP, "patone.core.domain.piccolo_migrations")
 
 
 def platform_migrations() -> MigrationSet:

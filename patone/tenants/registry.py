@@ -16,8 +16,8 @@ from uuid import UUID
 import asyncpg
 from redis.exceptions import RedisError
 
-from patone.core.db import engine
-from patone.core.redis import get_redis, purge_tenant_keys, subscriber
+from patone.core.runtime.db import engine
+from patone.core.runtime.redis import get_redis, purge_tenant_keys, subscriber
 
 log = logging.getLogger(__name__)
 V = TypeVar("V")

@@ -19,7 +19,7 @@ from piccolo.columns import (
 )
 from piccolo.table import Table
 
-from patone.core.db import engine
+from patone.core.runtime.db import engine
 
 
 class TenantStatus(StrEnum):
@@ -34,9 +34,9 @@ class TenantStatus(StrEnum):
 class Plan(Table, tablename="plans", schema="platform", db=engine):
     """A plan in the catalogue and the limits later features read (null means unlimited).
 
-    Rate limits (`patone/core/ratelimits.py`): API requests per minute per caller and for the
-    whole company; sign-in attempts per hour per address and per account; sign-in code or link
-    requests per hour per phone or email and per address."""
+    Rate limits (`patone/core/identity/ratelimits.py`): API requests per minute per caller and
+    for the whole company; sign-in attempts per hour per address and per account; sign-in code
+    or link requests per hour per phone or email and per address."""
 
     name = Varchar(length=40, primary_key=True)
     title = Varchar(length=100)
@@ -91,7 +91,8 @@ class TenantDomain(Table, tablename="tenant_domains", schema="platform", db=engi
 
 
 class SigningKey(Table, tablename="signing_keys", schema="platform", db=engine):
-    """A key pair that signs access tokens (patone/core/signing_keys.py); private half sealed."""
+    """A key pair that signs access tokens (`core/identity/signing_keys.py`); private half
+    sealed."""
 
     kid = Varchar(length=64, primary_key=True)
     algorithm = Varchar(length=10)
@@ -115,7 +116,7 @@ class Operator(Table, tablename="operators", schema="platform", db=engine):
     email = Varchar(length=254, unique=True)
     name = Varchar(length=200)
     password_hash = Text()
-    totp_secret = JSONB()  # sealed (patone.core.two_factor.secret_box)
+    totp_secret = JSONB()  # sealed (patone.core.identity.two_factor.secret_box)
     last_step = BigInt(null=True, default=None)  # the last accepted TOTP step: no replays
     recovery_codes = Array(base_column=Varchar(length=64), default=list)  # SHA-256 hashes
     active = Boolean(default=True)

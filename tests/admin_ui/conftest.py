@@ -10,8 +10,8 @@ import pytest
 from starlette.applications import Starlette
 
 from patone.app import create_app
-from patone.core import sessions, users
-from patone.core.permissions import SYSTEM
+from patone.core.common.permissions import SYSTEM
+from patone.core.identity import sessions, users
 from patone.settings import load_settings
 from patone.tenants.registry import TenantInfo
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from patone.core import activity, sessions
-from patone.core.permissions import SYSTEM
+from patone.core.common import activity
+from patone.core.common.permissions import SYSTEM
+from patone.core.identity import sessions
 from patone.tenants.registry import TenantInfo
 from tests.admin_ui.conftest import Browser, make_user, start_session
 from tests.admin_ui.test_guard import form_token

@@ -7,9 +7,10 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 
-from patone.core import activity, sessions, users
-from patone.core.clock import use_clock
-from patone.core.permissions import SYSTEM
+from patone.core.common import activity
+from patone.core.common.permissions import SYSTEM
+from patone.core.identity import sessions, users
+from patone.core.runtime.clock import use_clock
 from patone.tenants.registry import TenantInfo
 from tests.admin_ui.conftest import Browser, make_user, staff_app, start_session
 

@@ -8,8 +8,9 @@ import re
 import httpx
 import pytest
 
-from patone.core import activity, credentials, sessions, users
-from patone.core.permissions import SYSTEM
+from patone.core.common import activity
+from patone.core.common.permissions import SYSTEM
+from patone.core.identity import credentials, sessions, users
 from patone.tenants.registry import TenantInfo
 from tests.admin_ui.conftest import BASE_DOMAIN, Browser, start_session
 from tests.admin_ui.test_guard import form_token, set_cookie_headers

@@ -9,7 +9,7 @@ from urllib.parse import unquote
 
 import httpx
 
-from patone.core import credentials, sessions, two_factor
+from patone.core.identity import credentials, sessions, two_factor
 from patone.tenants.registry import TenantInfo
 from tests.admin_ui.conftest import Browser
 from tests.admin_ui.test_guard import form_token, set_cookie_headers

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 import pyotp
 import pytest
 
-from patone.core.db import engine
+from patone.core.runtime.db import engine
 from patone.tenants.isolation import tenant_transaction
 from patone.tenants.registry import get_tenant
 from tests.demo_product import demo_env, serving

@@ -8,9 +8,9 @@ from typing import Any
 import httpx
 import pytest
 
-from patone.core import users
-from patone.core.permissions import SYSTEM
-from patone.core.tokens import issue_access_token
+from patone.core.common.permissions import SYSTEM
+from patone.core.identity import users
+from patone.core.identity.tokens import issue_access_token
 from patone.tenants.registry import TenantInfo
 from tests.support import app_client
 

@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from patone.core.db import engine
+from patone.core.runtime.db import engine
 from patone.tenants.isolation import tenant_transaction
 from patone.tenants.registry import TenantInfo, tenant_cache
 from tests.graphql.conftest import Gql, token_for

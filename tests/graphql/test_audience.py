@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from patone.core import customers
-from patone.core.permissions import SYSTEM
-from patone.core.tokens import Kind, issue_token
+from patone.core.common.permissions import SYSTEM
+from patone.core.domain import customers
+from patone.core.identity.tokens import Kind, issue_token
 from patone.tenants.registry import TenantInfo
 from tests.graphql.conftest import SECRET, Gql
 

@@ -6,12 +6,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from patone.core import drivers, service_requests, users
-from patone.core.db import engine
+from patone.core.common.permissions import SYSTEM
 from patone.core.dispatch import engine as dispatch
 from patone.core.dispatch.settings import update_dispatch_settings
-from patone.core.permissions import SYSTEM
-from patone.core.tokens import issue_access_token
+from patone.core.domain import drivers, service_requests
+from patone.core.identity import users
+from patone.core.identity.tokens import issue_access_token
+from patone.core.runtime.db import engine
 from patone.graphql.ids import pk_of
 from patone.graphql.types import gid
 from patone.tenants.isolation import tenant_transaction

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from patone.core import customers, drivers, service_requests, users
-from patone.core.permissions import SYSTEM
-from patone.core.tokens import issue_access_token
+from patone.core.common.permissions import SYSTEM
+from patone.core.domain import customers, drivers, service_requests
+from patone.core.identity import users
+from patone.core.identity.tokens import issue_access_token
 from patone.graphql.ids import to_global_id
 from patone.tenants.registry import TenantInfo
 from tests.graphql.conftest import SECRET, Gql, token_for

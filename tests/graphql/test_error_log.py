@@ -8,7 +8,7 @@ import logging
 import httpx
 import pytest
 
-from patone.core.db import engine
+from patone.core.runtime.db import engine
 from patone.tenants.registry import TenantInfo
 from tests.graphql.conftest import token_for
 

@@ -11,9 +11,9 @@ import httpx
 import pytest
 
 from patone.app import create_app
-from patone.core import api_clients
-from patone.core.db import engine
-from patone.core.permissions import SYSTEM
+from patone.core.common.permissions import SYSTEM
+from patone.core.identity import api_clients
+from patone.core.runtime.db import engine
 from patone.settings import load_settings
 from patone.tenants.isolation import tenant_transaction
 from patone.tenants.registry import TenantInfo
@@ -68,7 +68,7 @@ async def test_unexpected_errors_are_masked_unless_debug(
 async def test_a_rate_limit_inside_a_resolver_is_rate_limited_with_retry_after() -> None:
     import strawberry
 
-    from patone.core.ratelimits import RateLimited
+    from patone.core.identity.ratelimits import RateLimited
     from patone.graphql.errors import PatoneErrors
 
     @strawberry.type
@@ -222,7 +222,7 @@ CREATE = """mutation($input: CreateServiceRequestInput!, $key: String) {
 
 def _graphql_error(response: httpx.Response, ran: bool = False) -> dict[str, Any]:
     """The first GraphQL error of an answer, checked against the catalogue."""
-    from patone.core.error_codes import CODES
+    from patone.core.runtime.error_codes import CODES
 
     [error, *_] = response.json()["errors"]
     code = error["extensions"]["code"]
@@ -233,7 +233,7 @@ def _graphql_error(response: httpx.Response, ran: bool = False) -> dict[str, Any
 
 
 def _door_error(response: httpx.Response) -> dict[str, Any]:
-    from patone.core.error_codes import CODES
+    from patone.core.runtime.error_codes import CODES
 
     error = response.json()["error"]
     assert error["code"] in CODES, error

@@ -105,9 +105,9 @@ async def test_an_allow_listed_client_runs_only_registered_documents(
     digest = registered.json()["data"]["registerPersistedDocument"]["persistedDocument"]["sha256"]
     assert digest == hashlib.sha256(document.encode()).hexdigest()
 
-    from patone.core import users
-    from patone.core.permissions import SYSTEM
-    from patone.core.tokens import issue_access_token
+    from patone.core.common.permissions import SYSTEM
+    from patone.core.identity import users
+    from patone.core.identity.tokens import issue_access_token
     from tests.graphql.conftest import SECRET
 
     partner = await users.create_user(

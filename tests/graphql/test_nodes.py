@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from patone.core.db import engine
+from patone.core.runtime.db import engine
 from patone.graphql.ids import to_global_id
 from patone.tenants.isolation import tenant_transaction
 from patone.tenants.registry import TenantInfo

@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from patone.core.jobs import dead_letter_key
 from patone.core.notifications import planning
-from patone.core.redis import get_redis
+from patone.core.runtime.redis import get_redis
+from patone.core.work.jobs import dead_letter_key
 from patone.graphql.ids import to_global_id
 from patone.plugins import config as plugins
 from patone.tenants.registry import TenantInfo

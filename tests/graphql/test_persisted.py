@@ -7,8 +7,8 @@ import hashlib
 
 import httpx
 
-from patone.core.redis import get_redis, tenant_key
-from patone.tenants import provisioning
+from patone.core.runtime.redis import get_redis, tenant_key
+from patone.platform import provisioning
 from patone.tenants.registry import TenantInfo
 from tests.graphql.conftest import token_for
 

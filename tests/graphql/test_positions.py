@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from patone.core import drivers, users
-from patone.core.clock import now
-from patone.core.permissions import SYSTEM
-from patone.core.tokens import issue_access_token
+from patone.core.common.permissions import SYSTEM
+from patone.core.domain import drivers
+from patone.core.identity import users
+from patone.core.identity.tokens import issue_access_token
+from patone.core.runtime.clock import now
 from patone.graphql.ids import to_global_id
 from patone.tenants.registry import TenantInfo
 from tests.graphql.conftest import SECRET, Gql, token_for

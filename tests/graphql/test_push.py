@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from patone.core import push
+from patone.core.domain import push
 from patone.graphql.ids import from_global_id
 from patone.plugins import config as plugins
 from patone.tenants.registry import TenantInfo

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from patone.core import company
-from patone.core.db import engine
-from patone.core.permissions import SYSTEM
+from patone.core.common.permissions import SYSTEM
+from patone.core.domain import company
+from patone.core.runtime.db import engine
 from patone.tenants.isolation import tenant_transaction
 from patone.tenants.registry import TenantInfo
 from tests.graphql.conftest import Gql, token_for

@@ -14,11 +14,12 @@ import httpx
 import pytest
 import websockets
 
-from patone.core import api_clients, customers, documents, drivers, revocation, service_requests
-from patone.core.clock import now
+from patone.core.common.permissions import SYSTEM
 from patone.core.dispatch import positions, staging
-from patone.core.permissions import SYSTEM
-from patone.core.tokens import TENANT_AUDIENCE, Kind, issue_token, verify_token
+from patone.core.domain import customers, documents, drivers, service_requests
+from patone.core.identity import api_clients, revocation
+from patone.core.identity.tokens import TENANT_AUDIENCE, Kind, issue_token, verify_token
+from patone.core.runtime.clock import now
 from patone.graphql.app import REVOCATION_CHECK_EVERY
 from patone.graphql.ids import pk_of, to_global_id
 from patone.tenants.registry import TenantInfo

@@ -10,12 +10,7 @@ import dramatiq
 
 from patone.plugins import config as plugins
 from patone.tenants.registry import TenantInfo
-from tests.core.test_webhooks import (  # noqa: F401 (fixtures)
-    Receiver,
-    broker,
-    receiver,
-    runtime,
-)
+from tests.core.domain.test_webhooks import Receiver, broker, receiver, runtime  # noqa: F401 (fixtures)
 from tests.graphql.conftest import Gql, token_for
 
 ENDPOINT_FIELDS = "id url description eventTypes enabled secret failureStreak"

@@ -9,8 +9,8 @@ from typing import Annotated, Any
 import pytest
 from pydantic import BaseModel, Field
 
-from patone.core.db import engine
-from patone.core.errors import NotFound, UserError, ValidationFailed
+from patone.core.runtime.db import engine
+from patone.core.runtime.errors import NotFound, UserError, ValidationFailed
 from patone.plugins import config as plugins
 from patone.plugins.hookspecs import hookimpl
 from patone.plugins.secrets import MASK, SecretBox

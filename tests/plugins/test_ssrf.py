@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from patone.core.errors import UserError
+from patone.core.runtime.errors import UserError
 from patone.plugins import ssrf
 from tests.fakes import FakeDns
 

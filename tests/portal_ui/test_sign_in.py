@@ -11,9 +11,9 @@ import httpx
 import pytest
 
 from patone.app import create_app
-from patone.core import customers
-from patone.core.permissions import SYSTEM
-from patone.core.tokens import TENANT_AUDIENCE, Kind, verify_token
+from patone.core.common.permissions import SYSTEM
+from patone.core.domain import customers
+from patone.core.identity.tokens import TENANT_AUDIENCE, Kind, verify_token
 from patone.plugins import config as plugins
 from patone.settings import load_settings
 from patone.tenants.registry import TenantInfo

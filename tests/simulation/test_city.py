@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from patone.core import demo
+from patone.demo import company as demo
 from patone.simulation import city as city_module
 from patone.simulation.city import (
     ACCESS_ROAD_FACTOR,

@@ -10,8 +10,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from patone.core import demo, service_types
-from patone.core.errors import UserError
+from patone.core.domain import service_types
+from patone.core.runtime.errors import UserError
+from patone.demo import company as demo
 from patone.simulation.city import City
 from patone.simulation.demand import (
     FULL_SHIFT_SHARE,

@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt
 import pytest
 from rich.console import Console
 
-from patone.core.db import engine
+from patone.core.runtime.db import engine
 from patone.simulation.runner import SHIFT_HOURS
 from patone.simulation.simulate import (
     FIGURES,

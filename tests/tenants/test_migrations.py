@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from patone.core.db import engine
+from patone.core.runtime.db import engine
 from patone.tenants.isolation import tenant_transaction
 from patone.tenants.migrations import (
     MigrationSet,
@@ -18,7 +18,7 @@ from patone.tenants.migrations import (
 from patone.tenants.registry import get_tenant
 from tests.conftest import MakeTenant
 
-BASE = "patone.core.piccolo_migrations"
+BASE = "patone.core.domain.piccolo_migrations"
 
 
 def with_note() -> MigrationSet:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from patone.tenants import provisioning
+from patone.platform import provisioning
 from patone.tenants.registry import TenantCache, follow_changes, list_tenants
 from tests.conftest import MakeTenant
 

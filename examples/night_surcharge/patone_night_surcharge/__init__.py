@@ -66,8 +66,8 @@ class NightSurchargeQuery:
     async def night_surcharge(self, info: Info) -> NightSurcharge:
         from datetime import UTC, datetime
 
-        from patone.core.company import get_settings
-        from patone.core.errors import UserError
+        from patone.core.domain.company import get_settings
+        from patone.core.runtime.errors import UserError
         from patone.plugins import config as plugins
 
         tenant = info.context.tenant

@@ -36,7 +36,7 @@ from datetime import datetime
 from typing import Any
 
 from patone.core.dispatch.settings import DispatchSettings, Weights
-from patone.core.service_types import distance_km
+from patone.core.domain.service_types import distance_km
 
 # Taking a driver off an accepted job costs that customer a new wait: only worth it when the
 # driver is clearly the fastest way to reach the emergency.

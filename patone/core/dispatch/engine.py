@@ -28,18 +28,18 @@ from zoneinfo import ZoneInfo
 
 from ortools.graph.python import linear_sum_assignment
 
-from patone.core.activity import emit, record
-from patone.core.clock import now
-from patone.core.db import engine
+from patone.core.common.activity import emit, record
+from patone.core.common.permissions import Actor, require
 from patone.core.dispatch import candidates as cands
 from patone.core.dispatch import workload
 from patone.core.dispatch.candidates import Candidate, Excluded, Scored
 from patone.core.dispatch.positions import driver_positions
 from patone.core.dispatch.settings import STORED, DispatchSettings, parse_stored, read_settings
-from patone.core.errors import Conflict, NotFound
-from patone.core.permissions import Actor, require
-from patone.core.service_requests import PRIORITY_RANK
-from patone.core.service_types import distance_km
+from patone.core.domain.service_requests import PRIORITY_RANK
+from patone.core.domain.service_types import distance_km
+from patone.core.runtime.clock import now
+from patone.core.runtime.db import engine
+from patone.core.runtime.errors import Conflict, NotFound
 from patone.plugins import config as plugins
 from patone.plugins.builtin import maps_offline
 from patone.plugins.types import GeoPoint, RouteEstimate

@@ -12,11 +12,11 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from patone.core.activity import emit
-from patone.core.clock import now
-from patone.core.db import engine
+from patone.core.common.activity import emit
 from patone.core.dispatch import workload
 from patone.core.dispatch.engine import positions_of, travel_estimates
+from patone.core.runtime.clock import now
+from patone.core.runtime.db import engine
 from patone.plugins.types import GeoPoint
 from patone.tenants.isolation import TenantRef, tenant_transaction
 

@@ -33,15 +33,15 @@ from typing import Any
 import dramatiq
 from redis.exceptions import RedisError
 
-from patone.core import push
-from patone.core.clock import now
-from patone.core.db import engine
 from patone.core.dispatch import engine as dispatch
 from patone.core.dispatch import eta, replan, staging
-from patone.core.events import at_relay, event_handler
-from patone.core.jobs import broker_redis, current_job, send_to_active_tenants, tenant_actor
-from patone.core.redis import DISPATCH_BUSY, tenant_key
-from patone.core.scheduler import periodic
+from patone.core.domain import push
+from patone.core.runtime.clock import now
+from patone.core.runtime.db import engine
+from patone.core.runtime.redis import DISPATCH_BUSY, tenant_key
+from patone.core.runtime.scheduler import periodic
+from patone.core.work.events import at_relay, event_handler
+from patone.core.work.jobs import broker_redis, current_job, send_to_active_tenants, tenant_actor
 from patone.plugins.types import DeliveryFailed
 from patone.tenants.isolation import TenantRef, tenant_transaction
 from patone.tenants.registry import TenantInfo, forget_orphan, tenant_cache

@@ -14,20 +14,20 @@ from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from patone.core.activity import emit, record
-from patone.core.clock import now
-from patone.core.db import engine
+from patone.core.common.activity import emit, record
+from patone.core.common.permissions import Actor, require
 from patone.core.dispatch import candidates as cands
 from patone.core.dispatch import engine as dispatch
 from patone.core.dispatch.eta import refresh_eta
 from patone.core.dispatch.settings import DispatchSettings, read_settings
-from patone.core.errors import Conflict, NotFound, UserError
-from patone.core.permissions import Actor, require
-from patone.core.service_requests import (
+from patone.core.domain.service_requests import (
     assign_in_transaction,
     transition_in_transaction,
     withdraw_offers,
 )
+from patone.core.runtime.clock import now
+from patone.core.runtime.db import engine
+from patone.core.runtime.errors import Conflict, NotFound, UserError
 from patone.plugins.types import GeoPoint, RouteEstimate
 from patone.tenants.isolation import TenantRef, tenant_transaction
 

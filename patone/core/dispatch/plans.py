@@ -14,13 +14,13 @@ import asyncio
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from patone.core.clock import now
-from patone.core.db import engine
+from patone.core.common.permissions import Actor, require
 from patone.core.dispatch import workload
 from patone.core.dispatch.engine import positions_of, travel_matrix
 from patone.core.dispatch.routing import Stop, sequence_for_driver
-from patone.core.errors import NotFound
-from patone.core.permissions import Actor, require
+from patone.core.runtime.clock import now
+from patone.core.runtime.db import engine
+from patone.core.runtime.errors import NotFound
 from patone.plugins.types import GeoPoint
 from patone.tenants.isolation import TenantRef, tenant_transaction
 

@@ -51,12 +51,12 @@ from typing import Any, cast
 import asyncpg
 from redis.exceptions import ResponseError
 
-from patone.core.clock import now
-from patone.core.db import engine
-from patone.core.errors import UserError
-from patone.core.permissions import Actor, PermissionDenied
-from patone.core.redis import POSITIONS_PENDING, get_redis, subscriber, tenant_key
-from patone.core.scheduler import periodic
+from patone.core.common.permissions import Actor, PermissionDenied
+from patone.core.runtime.clock import now
+from patone.core.runtime.db import engine
+from patone.core.runtime.errors import UserError
+from patone.core.runtime.redis import POSITIONS_PENDING, get_redis, subscriber, tenant_key
+from patone.core.runtime.scheduler import periodic
 from patone.tenants.isolation import TenantRef, tenant_transaction
 from patone.tenants.registry import forget_orphan, list_tenants, tenant_cache
 

@@ -39,8 +39,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from patone.core.clock import now
-from patone.core.db import engine
+from patone.core.common.permissions import Actor, require
 from patone.core.dispatch import offers, workload
 from patone.core.dispatch.engine import ON_SHIFT, Decision, lock_dispatch, positions_of
 from patone.core.dispatch.plans import PRIORITY, travel_seconds
@@ -54,9 +53,10 @@ from patone.core.dispatch.routing import (
     plan_routes,
 )
 from patone.core.dispatch.settings import STORED, DispatchSettings, parse_stored, read_settings
-from patone.core.errors import Conflict, NotFound
-from patone.core.permissions import Actor, require
-from patone.core.service_requests import COLUMNS, PRIORITY_RANK, transition_in_transaction
+from patone.core.domain.service_requests import COLUMNS, PRIORITY_RANK, transition_in_transaction
+from patone.core.runtime.clock import now
+from patone.core.runtime.db import engine
+from patone.core.runtime.errors import Conflict, NotFound
 from patone.tenants.isolation import TenantRef, tenant_transaction
 
 log = logging.getLogger(__name__)

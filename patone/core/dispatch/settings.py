@@ -12,11 +12,11 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from patone.core.activity import record
-from patone.core.db import engine
-from patone.core.errors import UserError
-from patone.core.inputs import Input, parse
-from patone.core.permissions import Actor, require
+from patone.core.common.activity import record
+from patone.core.common.inputs import Input, parse
+from patone.core.common.permissions import Actor, require
+from patone.core.runtime.db import engine
+from patone.core.runtime.errors import UserError
 from patone.tenants.isolation import TenantRef, tenant_transaction
 
 KEY = "dispatch"

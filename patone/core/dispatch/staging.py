@@ -28,13 +28,13 @@ from zoneinfo import ZoneInfo
 import numpy as np
 from ortools.graph.python import linear_sum_assignment
 
-from patone.core.activity import emit
-from patone.core.clock import now
-from patone.core.db import engine
+from patone.core.common.activity import emit
+from patone.core.common.permissions import Actor, require
 from patone.core.dispatch.engine import IDLE, lock_dispatch, positions_of
 from patone.core.dispatch.settings import STORED, parse_stored, read_settings
-from patone.core.permissions import Actor, require
-from patone.core.service_types import distance_km
+from patone.core.domain.service_types import distance_km
+from patone.core.runtime.clock import now
+from patone.core.runtime.db import engine
 from patone.tenants.isolation import TenantRef, tenant_transaction
 
 HISTORY_DAYS = 28

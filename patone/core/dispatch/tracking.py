@@ -20,13 +20,13 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from patone.core.db import engine
+from patone.core.common.permissions import Actor
 from patone.core.dispatch.positions import DriverPosition, driver_positions, positions_channel
-from patone.core.errors import NotFound
-from patone.core.permissions import Actor
-from patone.core.redis import subscriber
-from patone.core.relay import events_channel
-from patone.core.service_requests import can_see
+from patone.core.domain.service_requests import can_see
+from patone.core.runtime.db import engine
+from patone.core.runtime.errors import NotFound
+from patone.core.runtime.redis import subscriber
+from patone.core.work.relay import events_channel
 from patone.tenants.isolation import TenantRef, tenant_transaction
 
 SHOWN = frozenset({"en_route", "on_scene"})  # the driver's position is shown in these

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from patone.core.db import engine
+from patone.core.runtime.db import engine
 from patone.tenants.isolation import TenantRef
 
 PRIOR_MINUTES = 20.0  # arrival to completion, before the company has history

@@ -24,11 +24,11 @@ import asyncio
 
 import dramatiq
 
-from patone.core.db import engine
-from patone.core.jobs import current_job, send_to_active_tenants, tenant_actor
 from patone.core.notifications import planning, sending
 from patone.core.notifications.sending import enqueue_sends, send_notifications
-from patone.core.scheduler import periodic
+from patone.core.runtime.db import engine
+from patone.core.runtime.scheduler import periodic
+from patone.core.work.jobs import current_job, send_to_active_tenants, tenant_actor
 
 STALE_SECONDS = 600  # a queued or retrying row untouched this long has lost its job
 

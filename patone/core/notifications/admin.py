@@ -8,14 +8,14 @@ from typing import Any
 
 import dramatiq
 
-from patone.core.activity import record
-from patone.core.db import engine
-from patone.core.errors import NotFound, UserError
+from patone.core.common.activity import record
+from patone.core.common.paging import Key, Page, Window, fetch_page
+from patone.core.common.permissions import Actor, require
 from patone.core.notifications import templates
 from patone.core.notifications.planning import request_context, stored_templates
 from patone.core.notifications.sending import enqueue_sends, parse_message_id
-from patone.core.paging import Key, Page, Window, fetch_page
-from patone.core.permissions import Actor, require
+from patone.core.runtime.db import engine
+from patone.core.runtime.errors import NotFound, UserError
 from patone.tenants.isolation import TenantRef, tenant_transaction
 
 Row = dict[str, Any]

@@ -21,11 +21,11 @@ from typing import Any
 
 import dramatiq
 
-from patone.core.company import get_settings
-from patone.core.db import engine
-from patone.core.events import event_handler
+from patone.core.domain.company import get_settings
 from patone.core.notifications import templates
 from patone.core.notifications.sending import enqueue_sends
+from patone.core.runtime.db import engine
+from patone.core.work.events import event_handler
 from patone.tenants.isolation import TenantRef, tenant_transaction
 from patone.tenants.registry import TenantInfo
 

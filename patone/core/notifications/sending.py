@@ -38,8 +38,8 @@ from typing import Any, Literal
 
 import dramatiq
 
-from patone.core.db import engine
-from patone.core.jobs import current_job, tenant_actor
+from patone.core.runtime.db import engine
+from patone.core.work.jobs import current_job, tenant_actor
 from patone.plugins import config as plugins
 from patone.plugins.manager import QUEUE_WAIT
 from patone.plugins.types import Delivery, DeliveryFailed, EmailMessage, PluginResult, SmsMessage
@@ -268,7 +268,7 @@ def _unprovided(rows: list[dict[str, Any]], enabled: dict[str, dict[str, Any]]) 
 
 
 async def _push(tenant: TenantRef, row: dict[str, Any], our_id: str) -> Outcome:
-    from patone.core import push  # the push module needs the plugin runtime's key store
+    from patone.core.domain import push  # the push module needs the plugin runtime's key store
 
     owner_kind, _, owner_id = row["address"].partition(":")
     try:

@@ -18,7 +18,7 @@ from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError, Undefine
 from jinja2 import Template as JinjaTemplate
 from jinja2.sandbox import SandboxedEnvironment
 
-from patone.core.errors import UserError, ValidationFailed
+from patone.core.runtime.errors import UserError, ValidationFailed
 
 CHANNELS = ("email", "sms", "push")
 RECIPIENTS = ("customer", "driver", "dispatchers")

@@ -30,7 +30,7 @@ from typing import Annotated, Any
 import aiosmtplib
 from pydantic import BaseModel, Field
 
-from patone.core.errors import UserError
+from patone.core.runtime.errors import UserError
 from patone.plugins import ssrf
 from patone.plugins.hookspecs import hookimpl
 from patone.plugins.loops import closes_with_loop

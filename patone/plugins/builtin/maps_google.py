@@ -31,7 +31,7 @@ import googlemaps
 import httpx
 from pydantic import BaseModel, Field, field_validator
 
-from patone.core.errors import UserError
+from patone.core.runtime.errors import UserError
 from patone.plugins import ssrf
 from patone.plugins.hookspecs import hookimpl
 from patone.plugins.types import GeoPoint, NetworkTarget, PluginInfo, RouteEstimate, SecretFor

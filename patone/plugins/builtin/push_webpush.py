@@ -3,7 +3,7 @@
 Each company has its own VAPID key pair (RFC 8292): the public key is the `applicationServerKey`
 its pages subscribe with, and a push service accepts messages for a subscription only when they
 are signed with the private key of that pair. Patone makes the pair on first use
-(`patone.core.push.vapid_public_key`) and keeps it in this plugin's settings, the private key
+(`patone.core.domain.push.vapid_public_key`) and keeps it in this plugin's settings, the private key
 sealed; a company may also paste its own (`vapid_private_key` alone is enough: the public key is
 derived from it).
 

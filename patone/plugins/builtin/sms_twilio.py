@@ -38,7 +38,7 @@ from twilio.http.response import Response
 from twilio.request_validator import RequestValidator
 from twilio.rest import Client
 
-from patone.core.errors import UserError
+from patone.core.runtime.errors import UserError
 from patone.plugins import ssrf
 from patone.plugins.hookspecs import hookimpl
 from patone.plugins.loops import closes_with_loop

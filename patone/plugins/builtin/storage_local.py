@@ -24,6 +24,7 @@ from urllib.parse import quote, urlencode
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 
+from patone.core.runtime.web import error_response
 from patone.plugins.hookspecs import hookimpl
 from patone.plugins.storage import (
     InvalidFileKey,
@@ -34,7 +35,6 @@ from patone.plugins.storage import (
 )
 from patone.plugins.types import PluginInfo, StoredFile, TenantView
 from patone.settings import Settings, get_settings
-from patone.web import error_response
 
 NAME = "storage-local"
 URL_PREFIX = "/files/"

@@ -20,7 +20,7 @@ from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 from pydantic import BaseModel, Field, field_validator
 
-from patone.core.errors import UserError
+from patone.core.runtime.errors import UserError
 from patone.plugins import ssrf
 from patone.plugins.hookspecs import hookimpl
 from patone.plugins.storage import check_expires_in, check_key, tenant_folder, tenant_key

@@ -1,6 +1,6 @@
 from piccolo.apps.migrations.auto.migration_manager import MigrationManager
 
-from patone.core.db import engine
+from patone.core.runtime.db import engine
 
 ID = "2026-11-24T09:57:17:000000"
 VERSION = "1.38.0"

@@ -1,9 +1,9 @@
-"""Token signing keys and the OAuth client index (`patone/core/signing_keys.py` and
-`patone/core/api_clients.py` say how they are used)."""
+"""Token signing keys and the OAuth client index (`patone/core/identity/signing_keys.py` and
+`patone/core/identity/api_clients.py` say how they are used)."""
 
 from piccolo.apps.migrations.auto.migration_manager import MigrationManager
 
-from patone.core.db import engine
+from patone.core.runtime.db import engine
 
 ID = "2026-12-02T03:00:00:000000"
 VERSION = "1.38.0"

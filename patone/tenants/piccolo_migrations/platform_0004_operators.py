@@ -1,11 +1,11 @@
 """Platform operators (two-factor always on) and their own activity log.
 
-Written as SQL; `patone/tenants/operators.py` documents how the tables are used.
+Written as SQL; `patone/platform/operators.py` documents how the tables are used.
 """
 
 from piccolo.apps.migrations.auto.migration_manager import MigrationManager
 
-from patone.core.db import engine
+from patone.core.runtime.db import engine
 
 ID = "2026-12-02T07:04:00:000000"
 VERSION = "1.38.0"

@@ -1,12 +1,12 @@
 """Rate limits per plan: the whole company's API budget, sign-in and sign-in-code requests.
 
 `api_requests_per_minute` (0002) stays the budget of one caller (a user or a partner client);
-`patone/core/ratelimits.py` documents how each limit is applied.
+`patone/core/identity/ratelimits.py` documents how each limit is applied.
 """
 
 from piccolo.apps.migrations.auto.migration_manager import MigrationManager
 
-from patone.core.db import engine
+from patone.core.runtime.db import engine
 
 ID = "2026-12-02T07:00:00:000000"
 VERSION = "1.38.0"

@@ -1,12 +1,12 @@
 """Slugs of purged companies: a new company may take one only when the operator says so.
 
 Tokens, links and job messages name a company by slug and id; recording the purged slug lets
-`create_tenant` refuse to hand it on silently (`patone/tenants/provisioning.py`).
+`create_tenant` refuse to hand it on silently (`patone/platform/provisioning.py`).
 """
 
 from piccolo.apps.migrations.auto.migration_manager import MigrationManager
 
-from patone.core.db import engine
+from patone.core.runtime.db import engine
 
 ID = "2026-12-07T17:00:00:000000"
 VERSION = "1.38.0"

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from patone.core.clock import use_clock
+from patone.core.runtime.clock import use_clock
 from tests.core.dispatch.world import MORNING, Clock
 
 

@@ -8,14 +8,14 @@ from typing import Any
 
 import pytest
 
-from patone.core import drivers, service_requests
-from patone.core.clock import now
-from patone.core.db import engine
+from patone.core.common.permissions import SYSTEM
 from patone.core.dispatch import engine as dispatch
 from patone.core.dispatch import eta, offers, positions
 from patone.core.dispatch.settings import read_settings, update_dispatch_settings
-from patone.core.errors import Conflict, ValidationFailed
-from patone.core.permissions import SYSTEM
+from patone.core.domain import drivers, service_requests
+from patone.core.runtime.clock import now
+from patone.core.runtime.db import engine
+from patone.core.runtime.errors import Conflict, ValidationFailed
 from patone.tenants.isolation import tenant_transaction
 from patone.tenants.registry import TenantInfo
 from tests.conftest import actor_for

@@ -8,16 +8,17 @@ from typing import Any
 
 import dramatiq
 
-from patone.core import drivers, push, service_requests, users
-from patone.core.db import engine
+from patone.core.common.permissions import SYSTEM
 from patone.core.dispatch import engine as dispatch
 from patone.core.dispatch import jobs, offers, staging
-from patone.core.jobs import broker_redis
-from patone.core.permissions import SYSTEM
-from patone.core.redis import get_redis
-from patone.core.relay import relay_tenant
-from patone.core.scheduler import registered
-from patone.tenants import provisioning
+from patone.core.domain import drivers, push, service_requests
+from patone.core.identity import users
+from patone.core.runtime.db import engine
+from patone.core.runtime.redis import get_redis
+from patone.core.runtime.scheduler import registered
+from patone.core.work.jobs import broker_redis
+from patone.core.work.relay import relay_tenant
+from patone.platform import provisioning
 from patone.tenants.isolation import tenant_transaction
 from patone.tenants.registry import TenantInfo
 from tests.conftest import actor_for

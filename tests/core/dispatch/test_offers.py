@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
+from patone.core.common.permissions import PermissionDenied
 from patone.core.dispatch import engine as dispatch
 from patone.core.dispatch import offers
-from patone.core.errors import UserError
-from patone.core.permissions import PermissionDenied
+from patone.core.runtime.errors import UserError
 from patone.tenants.registry import TenantInfo
 from tests.core.dispatch.world import (
     DISPATCHER,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from patone.core import service_requests
+from patone.core.common.permissions import PermissionDenied
 from patone.core.dispatch import plans
-from patone.core.permissions import PermissionDenied
+from patone.core.domain import service_requests
 from patone.tenants.registry import TenantInfo
 from tests.core.dispatch.world import (
     DISPATCHER,

@@ -12,15 +12,15 @@ from typing import Any
 
 import pytest
 
-from patone.core import company, drivers
-from patone.core.clock import now, use_clock
-from patone.core.db import engine
+from patone.core.common.permissions import SYSTEM, PermissionDenied
 from patone.core.dispatch import positions
 from patone.core.dispatch.positions import DriverPosition
-from patone.core.errors import ValidationFailed
-from patone.core.permissions import SYSTEM, PermissionDenied
-from patone.core.redis import get_redis
-from patone.tenants import provisioning
+from patone.core.domain import company, drivers
+from patone.core.runtime.clock import now, use_clock
+from patone.core.runtime.db import engine
+from patone.core.runtime.errors import ValidationFailed
+from patone.core.runtime.redis import get_redis
+from patone.platform import provisioning
 from patone.tenants.isolation import tenant_transaction
 from patone.tenants.registry import TenantInfo
 from tests.conftest import MakeTenant, actor_for

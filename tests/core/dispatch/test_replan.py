@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
-from patone.core import drivers, service_requests
-from patone.core.db import engine
+from patone.core.common.permissions import SYSTEM, PermissionDenied
 from patone.core.dispatch import offers, replan
 from patone.core.dispatch.settings import update_dispatch_settings
-from patone.core.errors import Conflict, NotFound, UserError, ValidationFailed
-from patone.core.permissions import SYSTEM, PermissionDenied
+from patone.core.domain import drivers, service_requests
+from patone.core.runtime.db import engine
+from patone.core.runtime.errors import Conflict, NotFound, UserError, ValidationFailed
 from patone.tenants.isolation import tenant_transaction
 from patone.tenants.registry import TenantInfo
 from tests.conftest import actor_for

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import asyncio
 
-from patone.core import drivers, service_requests
-from patone.core.db import engine
+from patone.core.common.permissions import SYSTEM
 from patone.core.dispatch import staging
 from patone.core.dispatch.settings import update_dispatch_settings
-from patone.core.permissions import SYSTEM
-from patone.core.service_types import distance_km
+from patone.core.domain import drivers, service_requests
+from patone.core.domain.service_types import distance_km
+from patone.core.runtime.db import engine
 from patone.tenants.isolation import tenant_transaction
 from patone.tenants.registry import TenantInfo
 from tests.conftest import actor_for

@@ -12,13 +12,13 @@ from typing import Any
 
 import pytest
 
-from patone.core import service_requests
+from patone.core.common.permissions import SYSTEM, Actor
 from patone.core.dispatch import positions, tracking
 from patone.core.dispatch.tracking import Tracking
-from patone.core.errors import NotFound
-from patone.core.permissions import SYSTEM, Actor
-from patone.core.redis import get_redis
-from patone.core.relay import events_channel, relay_tenant
+from patone.core.domain import service_requests
+from patone.core.runtime.errors import NotFound
+from patone.core.runtime.redis import get_redis
+from patone.core.work.relay import events_channel, relay_tenant
 from patone.tenants.registry import TenantInfo
 from tests.conftest import actor_for
 from tests.core.dispatch.world import DISPATCHER, driver_actor, driver_at, request_at_scene

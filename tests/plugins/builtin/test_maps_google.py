@@ -16,8 +16,8 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from patone.core.db import engine
-from patone.core.errors import UserError, ValidationFailed
+from patone.core.runtime.db import engine
+from patone.core.runtime.errors import UserError, ValidationFailed
 from patone.plugins import config as plugins
 from patone.plugins.secrets import MASK
 from patone.plugins.types import GeoPoint, RouteEstimate

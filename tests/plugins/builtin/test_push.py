@@ -7,9 +7,9 @@ from dataclasses import replace
 
 import pytest
 
-from patone.core import push
-from patone.core.db import engine
-from patone.core.errors import ValidationFailed
+from patone.core.domain import push
+from patone.core.runtime.db import engine
+from patone.core.runtime.errors import ValidationFailed
 from patone.plugins import config as plugins
 from patone.plugins.builtin.push_webpush import MAX_PAYLOAD, payload, topic
 from patone.plugins.secrets import MASK

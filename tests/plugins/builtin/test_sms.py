@@ -96,7 +96,7 @@ async def test_sms_goes_through_the_twilio_sdk_to_the_fake(
 async def test_bad_twilio_settings_are_refused_field_by_field(
     two_tenants: tuple[TenantInfo, TenantInfo], runtime: None
 ) -> None:
-    from patone.core.errors import ValidationFailed
+    from patone.core.runtime.errors import ValidationFailed
 
     acme, _ = two_tenants
     with pytest.raises(ValidationFailed) as caught:

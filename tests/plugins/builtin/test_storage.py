@@ -16,14 +16,14 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from patone.app import create_app
-from patone.core import files
-from patone.core.errors import UserError, ValidationFailed
+from patone.core.domain import files
+from patone.core.runtime.errors import UserError, ValidationFailed
+from patone.platform import provisioning
 from patone.plugins import config as plugins
 from patone.plugins.builtin import storage_local, storage_s3
 from patone.plugins.storage import InvalidFileKey, tenant_key
 from patone.plugins.types import StoredFile
 from patone.settings import load_settings
-from patone.tenants import provisioning
 from patone.tenants.registry import TenantInfo
 from tests.conftest import actor_for
 from tests.fakes import FakeDns

@@ -4,7 +4,7 @@ import json
 
 from piccolo.apps.migrations.auto.migration_manager import MigrationManager
 
-from patone.core.db import engine
+from patone.core.runtime.db import engine
 
 ID = "2099-01-02T00:00:00:000000"
 VERSION = "1.38.0"

@@ -1,0 +1,145 @@
+"""The activity log and the outbox: written in the same transaction as the change they describe.
+
+Both must be called inside the tenant transaction that makes the change; a rollback removes the
+change, its log line and its event together.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from patone.core.common.paging import Key, Page, Window, cursor_of, fetch_page
+from patone.core.common.permissions import Actor, require
+from patone.core.common.rows import update_row
+from patone.core.runtime.clock import now
+from patone.core.runtime.db import engine
+from patone.core.runtime.errors import NotFound
+from patone.tenants.isolation import TenantRef, get_current_tenant, tenant_transaction
+
+_LOG_COLUMNS = "id, actor_type, actor_id, entity, entity_id, action, before, after, created_at"
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, default=str, sort_keys=True)
+
+
+async def record(
+    actor: Actor,
+    entity: str,
+    entity_id: object,
+    action: str,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+) -> None:
+    """Log who did what to which record, with the record before and after."""
+    get_current_tenant()  # refuse to write outside a tenant transaction
+    await engine.execute(
+        "INSERT INTO activity_log (actor_type, actor_id, entity, entity_id, action, before, "
+        "after, created_at) VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7::jsonb, $8)",
+        actor.kind,
+        actor.id,
+        entity,
+        str(entity_id),
+        action,
+        _json(before),
+        _json(after),
+        now(),
+    )
+
+
+async def emit(topic: str, entity: str, entity_id: object, payload: dict[str, Any]) -> None:
+    """Queue a domain event (e.g. `request.created`) for the relay to publish after commit."""
+    tenant = get_current_tenant()
+    await engine.execute(
+        "INSERT INTO outbox (topic, entity, entity_id, payload, created_at) "
+        "VALUES ($1, $2, $3, $4::jsonb, $5)",
+        topic,
+        entity,
+        str(entity_id),
+        json.dumps({"tenant": tenant.slug, **payload}, default=str, sort_keys=True),
+        now(),
+    )
+    # Delivered to the relay only if this transaction commits.
+    await engine.execute("SELECT pg_notify('patone_outbox', $1)", tenant.slug)
+
+
+async def get_activity(tenant: TenantRef, actor: Actor, entry_id: int) -> dict[str, Any]:
+    """One line of the activity log, for those who may read the log."""
+    require(actor, "activity.view")
+    async with tenant_transaction(tenant):
+        rows = await engine.fetch(
+            f"SELECT {_LOG_COLUMNS} FROM activity_log WHERE id = $1", entry_id
+        )
+    if not rows:
+        raise NotFound("not_found", "no such activity entry", "id")
+    return dict(rows[0])
+
+
+async def page_activity(
+    tenant: TenantRef,
+    actor: Actor,
+    *,
+    entity: str | None = None,
+    entity_id: str | None = None,
+    first: int | None = 50,
+    after: str | None = None,
+    last: int | None = None,
+    before: str | None = None,
+) -> Page:
+    """The activity log, newest first, a page at a time (forwards or backwards)."""
+    require(actor, "activity.view")
+    return await fetch_page(
+        tenant,
+        columns=_LOG_COLUMNS,
+        source="activity_log",
+        where=["($1::varchar IS NULL OR entity = $1)", "($2::varchar IS NULL OR entity_id = $2)"],
+        args=[entity, entity_id],
+        keys=(Key("id"),),
+        descending=True,
+        window=Window(first=first, after=after, last=last, before=before),
+    )
+
+
+async def list_activity(
+    tenant: TenantRef,
+    actor: Actor,
+    *,
+    entity: str | None = None,
+    entity_id: str | None = None,
+    first: int = 50,
+    before_id: int | None = None,
+) -> tuple[list[dict[str, Any]], bool]:
+    """The activity log, newest first, a page at a time (`before_id`: the last id seen):
+    its rows and whether more follow."""
+    page = await page_activity(
+        tenant,
+        actor,
+        entity=entity,
+        entity_id=entity_id,
+        first=first,
+        after=cursor_of([before_id]) if before_id is not None else None,
+    )
+    return page.rows, page.has_next
+
+
+async def audited_update(
+    actor: Actor,
+    entity: str,
+    table: str,
+    row_id: int,
+    changes: dict[str, Any],
+    action: str,
+    load: Callable[[int], Awaitable[dict[str, Any]]],
+) -> dict[str, Any]:
+    """Change one row and log it with the row before and after; returns the row after.
+
+    `load` reads the row (raising NotFound for a missing one) inside the current tenant
+    transaction.
+    """
+    before = await load(row_id)
+    await update_row(table, row_id, changes)
+    after = await load(row_id)
+    await record(actor, entity, row_id, action, before, after)
+    return after

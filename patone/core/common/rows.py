@@ -1,0 +1,55 @@
+"""Small SQL helpers for services: insert and update a row by column names from validated input.
+
+Column names here always come from our own input models, never from users; they are quoted
+anyway. Values always travel as parameters.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from patone.core.runtime.db import engine
+from patone.core.runtime.errors import NotFound
+from patone.tenants.naming import quote_ident
+
+
+async def insert_row(table: str, values: dict[str, Any]) -> int:
+    """Insert one row into a tenant table; returns its id."""
+    columns = ", ".join(quote_ident(c) for c in values)
+    placeholders = ", ".join(f"${i}" for i in range(1, len(values) + 1))
+    rows = await engine.fetch(
+        f"INSERT INTO {quote_ident(table)} ({columns}) VALUES ({placeholders}) RETURNING id",
+        *values.values(),
+    )
+    return int(rows[0]["id"])
+
+
+async def update_row(table: str, row_id: int, changes: dict[str, Any]) -> None:
+    """Set some columns of one row of a tenant table."""
+    if not changes:
+        return
+    sets = ", ".join(f"{quote_ident(c)} = ${i}" for i, c in enumerate(changes, start=2))
+    await engine.execute(
+        f"UPDATE {quote_ident(table)} SET {sets} WHERE id = $1", row_id, *changes.values()
+    )
+
+
+async def fetch_one(sql: str, *args: Any, field: str, what: str) -> dict[str, Any]:
+    """The one row `sql` finds, or NotFound("no such <what>") on `field` (the message never
+    names the row's id: ours is internal, and the caller knows which one it sent)."""
+    rows = await engine.fetch(sql, *args)
+    if not rows:
+        raise NotFound("not_found", f"no such {what}", field)
+    return dict(rows[0])
+
+
+async def row_by_id(
+    table: str, columns: str, row_id: int, *, what: str, field: str
+) -> dict[str, Any]:
+    """One row of a tenant table by id, or NotFound naming `field`."""
+    return await fetch_one(
+        f"SELECT {columns} FROM {quote_ident(table)} WHERE id = $1",
+        row_id,
+        field=field,
+        what=what,
+    )

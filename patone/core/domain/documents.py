@@ -1,0 +1,79 @@
+"""Registered GraphQL documents: the allow-list a partner client can be switched to.
+
+A company registers the exact documents a client may run; a client in allow-list mode can run
+only those (by their sha256, or by sending the same text), so a leaked token cannot be used to
+explore or scrape the API.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from graphql import GraphQLSyntaxError, parse
+from pydantic import Field
+
+from patone.core.common.activity import record
+from patone.core.common.inputs import Input
+from patone.core.common.inputs import parse as parse_input
+from patone.core.common.permissions import Actor, require
+from patone.core.common.rows import insert_row
+from patone.core.runtime.clock import now
+from patone.core.runtime.db import engine
+from patone.core.runtime.errors import UserError
+from patone.tenants.isolation import TenantRef, tenant_transaction
+
+Row = dict[str, Any]
+_COLUMNS = "id, sha256, name, document, created_at"
+
+
+class DocumentInput(Input):
+    name: str = Field(min_length=1, max_length=200)
+    document: str = Field(min_length=1, max_length=100_000)
+
+
+def sha256_of(document: str) -> str:
+    return hashlib.sha256(document.encode()).hexdigest()
+
+
+async def register_document(tenant: TenantRef, actor: Actor, data: Any) -> Row:
+    """Add a document to the company's allow-list (registering the same text again is a no-op)."""
+    require(actor, "settings.manage")
+    given = parse_input(DocumentInput, data)
+    try:
+        parse(given.document)
+    except GraphQLSyntaxError as error:
+        raise UserError("invalid", f"not a GraphQL document: {error.message}", "document") from None
+    digest = sha256_of(given.document)
+    async with tenant_transaction(tenant):
+        existing = await engine.fetch(
+            f"SELECT {_COLUMNS} FROM persisted_documents WHERE sha256 = $1", digest
+        )
+        if existing:
+            return dict(existing[0])
+        document_id = await insert_row(
+            "persisted_documents",
+            {"sha256": digest, "name": given.name, "document": given.document, "created_at": now()},
+        )
+        rows = await engine.fetch(
+            f"SELECT {_COLUMNS} FROM persisted_documents WHERE id = $1", document_id
+        )
+        created = dict(rows[0])
+        await record(actor, "persisted_document", document_id, "document.registered", None, created)
+    return created
+
+
+async def list_documents(tenant: TenantRef, actor: Actor) -> list[Row]:
+    require(actor, "settings.manage")
+    async with tenant_transaction(tenant):
+        rows = await engine.fetch(f"SELECT {_COLUMNS} FROM persisted_documents ORDER BY id")
+    return [dict(r) for r in rows]
+
+
+async def registered_document(tenant: TenantRef, digest: str) -> str | None:
+    """The registered document with this sha256, if the company has one."""
+    async with tenant_transaction(tenant):
+        rows = await engine.fetch(
+            "SELECT document FROM persisted_documents WHERE sha256 = $1", digest.lower()
+        )
+    return str(rows[0]["document"]) if rows else None

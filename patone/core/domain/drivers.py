@@ -1,0 +1,289 @@
+"""Drivers: profile, status, skills, shifts and last known position."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import Field, model_validator
+
+from patone.core.common.activity import audited_update, emit, record
+from patone.core.common.inputs import Input, Latitude, Longitude, Name, Phone, parse
+from patone.core.common.permissions import Actor, PermissionDenied, require
+from patone.core.common.rows import insert_row, row_by_id
+from patone.core.dispatch import positions
+from patone.core.domain.tables import DriverStatus
+from patone.core.identity.users import actors_changed
+from patone.core.runtime.clock import now
+from patone.core.runtime.db import engine
+from patone.core.runtime.errors import UserError, ValidationFailed
+from patone.tenants.isolation import TenantRef, tenant_transaction
+
+Row = dict[str, Any]
+Skill = str
+UNKNOWN_ACCURACY_M = 100.0  # what a position sent without its accuracy is taken to have
+
+
+class DriverInput(Input):
+    name: Name
+    phone: Phone | None = None
+    skills: list[Skill] = Field(default_factory=list, max_length=20)
+    truck: str = Field("", max_length=100)
+    user_id: int | None = None
+
+
+class DriverChanges(Input):
+    name: Name | None = None
+    phone: Phone | None = None
+    skills: list[Skill] | None = Field(None, max_length=20)
+    truck: str | None = Field(None, max_length=100)
+    status: DriverStatus | None = None
+
+
+class PositionInput(Input):
+    lat: Latitude
+    lng: Longitude
+    accuracy_m: float = Field(UNKNOWN_ACCURACY_M, gt=0)
+
+
+class ShiftInput(Input):
+    starts_at: datetime
+    ends_at: datetime
+
+    @model_validator(mode="after")
+    def _order(self) -> ShiftInput:
+        if self.ends_at <= self.starts_at:
+            raise ValueError("a shift must end after it starts")
+        return self
+
+
+DRIVER_COLUMNS = (
+    'id, "user", name, phone, status, skills, truck, last_lat, last_lng, last_seen_at, '
+    "rating, archived_at, created_at, updated_at"
+)
+
+
+async def _driver(driver_id: int) -> Row:
+    return await row_by_id("drivers", DRIVER_COLUMNS, driver_id, what="driver", field="driver_id")
+
+
+async def get_driver(tenant: TenantRef, actor: Actor, driver_id: int) -> Row:
+    require(actor, "drivers.view")
+    async with tenant_transaction(tenant):
+        return await _driver(driver_id)
+
+
+async def list_drivers(
+    tenant: TenantRef, actor: Actor, *, status: DriverStatus | None = None
+) -> list[Row]:
+    require(actor, "drivers.view")
+    async with tenant_transaction(tenant):
+        rows = await engine.fetch(
+            f"SELECT {DRIVER_COLUMNS} FROM drivers WHERE archived_at IS NULL "
+            "AND ($1::varchar IS NULL OR status = $1) ORDER BY name, id",
+            status,
+        )
+    return [dict(r) for r in rows]
+
+
+async def _check_user_free(user_id: int) -> None:
+    rows = await engine.fetch(
+        'SELECT u.id, (SELECT d.id FROM drivers d WHERE d."user" = u.id AND d.archived_at IS NULL '
+        "LIMIT 1) AS driver FROM users u WHERE u.id = $1",
+        user_id,
+    )
+    if not rows:
+        raise UserError("not_found", "no such user", "user_id")
+    if rows[0]["driver"] is not None:
+        raise UserError("taken", "this user already signs in as another driver", "user_id")
+
+
+async def create_driver(tenant: TenantRef, actor: Actor, data: Any) -> Row:
+    require(actor, "drivers.manage")
+    driver = parse(DriverInput, data)
+    async with tenant_transaction(tenant):
+        if driver.user_id is not None:
+            await _check_user_free(driver.user_id)
+        at = now()
+        driver_id = await insert_row(
+            "drivers",
+            {
+                "name": driver.name,
+                "phone": driver.phone,
+                "skills": sorted(set(driver.skills)),
+                "truck": driver.truck,
+                "user": driver.user_id,
+                "status": DriverStatus.off_duty.value,
+                "created_at": at,
+                "updated_at": at,
+            },
+        )
+        created = await _driver(driver_id)
+        await record(actor, "driver", created["id"], "driver.created", None, created)
+    if driver.user_id is not None:  # that user now acts as this driver
+        await actors_changed(tenant)
+    return created
+
+
+async def update_driver(tenant: TenantRef, actor: Actor, driver_id: int, data: Any) -> Row:
+    require(actor, "drivers.manage")
+    changes = parse(DriverChanges, data).model_dump(exclude_unset=True)
+    async with tenant_transaction(tenant):
+        before = await _driver(driver_id)
+        return await _change(actor, before, changes)
+
+
+async def _change(actor: Actor, before: Row, changes: dict[str, Any]) -> Row:
+    """Write a driver's changes (in the caller's tenant transaction), logged; a new status is
+    emitted for the dispatch engine (`driver.status_changed`: a driver now available is
+    offered work) and a driver who stops working loses their live offer."""
+    driver_id = before["id"]
+    at = now()
+    duty = _duty_change(str(before["status"]), str(changes.get("status") or before["status"]), at)
+    after = await audited_update(
+        actor,
+        "driver",
+        "drivers",
+        driver_id,
+        {**changes, **duty, "updated_at": at},
+        "driver.updated",
+        _driver,
+    )
+    if before["status"] != after["status"]:
+        await emit(
+            "driver.status_changed",
+            "driver",
+            driver_id,
+            {"id": driver_id, "from": before["status"], "to": after["status"]},
+        )
+        if after["status"] in (DriverStatus.off_duty, DriverStatus.on_break):
+            await _withdraw_offer(driver_id, f"driver went {after['status']}")
+    return after
+
+
+def _duty_change(was: str, becomes: str, at: datetime) -> dict[str, Any]:
+    """`on_duty_since` for a status change: set when an off-duty driver comes on duty, cleared
+    when they go off duty; a break, and coming back from one, leave it alone (a break is part
+    of the day's duty, and the engine measures a driver's load against that time)."""
+    if was == DriverStatus.off_duty and becomes != DriverStatus.off_duty:
+        return {"on_duty_since": at}
+    if becomes == DriverStatus.off_duty and was != DriverStatus.off_duty:
+        return {"on_duty_since": None}
+    return {}
+
+
+# What a driver may set themselves; `busy` is the dispatch engine's, set when they take a job.
+OWN_STATUSES = (DriverStatus.available, DriverStatus.on_break, DriverStatus.off_duty)
+
+
+def _on_a_job(number: int, wanted: DriverStatus) -> str:
+    if wanted == DriverStatus.available:
+        return f"you are on job {number}; you are available again once it ends"
+    going = "going off duty" if wanted == DriverStatus.off_duty else "taking a break"
+    return (
+        f"you are on job {number}: finish it, or ask a dispatcher to hand it to someone else, "
+        f"before {going}"
+    )
+
+
+class OwnStatus(Input):
+    status: DriverStatus
+
+
+async def set_own_status(tenant: TenantRef, actor: Actor, status: Any) -> Row:
+    """A signed-in driver goes on duty, on a break or off duty: their own driver only (the
+    actor's `driver_id`), never while a job they accepted is still open."""
+    if actor.driver_id is None:
+        raise PermissionDenied("drivers.manage")  # not a driver: only managers set statuses
+    wanted = parse(OwnStatus, {"status": status}).status
+    if wanted not in OWN_STATUSES:
+        raise UserError(
+            "invalid_choice",
+            "busy is set when you take a job; choose available, on break or off duty",
+            "status",
+        )
+    async with tenant_transaction(tenant):
+        # Locked, so the engine cannot hand them a job between the check and the change.
+        rows = await engine.fetch(
+            f"SELECT {DRIVER_COLUMNS} FROM drivers WHERE id = $1 FOR UPDATE", actor.driver_id
+        )
+        if not rows or rows[0]["archived_at"] is not None:
+            raise UserError("not_found", "you are no longer one of the company's drivers")
+        before = dict(rows[0])
+        jobs = await engine.fetch(
+            "SELECT number FROM service_requests WHERE driver = $1 "
+            "AND status IN ('assigned', 'en_route', 'on_scene', 'in_progress') ORDER BY id",
+            actor.driver_id,
+        )
+        if jobs:
+            raise UserError("job_in_progress", _on_a_job(jobs[0]["number"], wanted), "status")
+        if before["status"] == wanted:
+            return before
+        return await _change(actor, before, {"status": wanted})
+
+
+async def _withdraw_offer(driver_id: int, reason: str) -> None:
+    """A driver who stops working cannot answer their live offer: it is withdrawn (in the
+    caller's transaction) and its request waits for the next driver."""
+    rows = await engine.fetch(
+        "UPDATE offers SET status = 'withdrawn', responded_at = $2, reason = $3 "
+        "WHERE driver_id = $1 AND status = 'open' RETURNING id, request_id",
+        driver_id,
+        now(),
+        reason,
+    )
+    for row in rows:
+        await emit(
+            "offer.withdrawn",
+            "offer",
+            row["id"],
+            {"id": row["id"], "request_id": row["request_id"], "driver_id": driver_id},
+        )
+
+
+async def set_position(tenant: TenantRef, actor: Actor, driver_id: int, data: Any) -> Row:
+    """The driver's position now, recorded as a GPS ping (`dispatch.positions.record_pings`:
+    live map, Redis GEO, history). The row returned shows it at once; the drivers table itself
+    catches up within seconds, when the history is flushed."""
+    if actor.driver_id != driver_id:
+        require(actor, "drivers.manage")
+    position = parse(PositionInput, data)
+    async with tenant_transaction(tenant):
+        row = await _driver(driver_id)
+    ping = {**position.model_dump(), "driver_id": driver_id, "recorded_at": now()}
+    report = await positions.record_pings(tenant, actor, [ping])
+    if report.refused:
+        raise ValidationFailed([UserError(r.code, r.message, r.field) for r in report.refused])
+    for latest in await positions.driver_positions(tenant, [driver_id]):
+        row.update(last_lat=latest.lat, last_lng=latest.lng, last_seen_at=latest.recorded_at)
+    return row
+
+
+async def archive_driver(tenant: TenantRef, actor: Actor, driver_id: int) -> Row:
+    require(actor, "drivers.manage")
+    async with tenant_transaction(tenant):
+        archived = await audited_update(
+            actor,
+            "driver",
+            "drivers",
+            driver_id,
+            {"archived_at": now(), "status": DriverStatus.off_duty.value},
+            "driver.archived",
+            _driver,
+        )
+        await _withdraw_offer(driver_id, "driver archived")
+    await positions.forget_driver(tenant, driver_id)  # off the live map
+    if archived["user"] is not None:  # their user no longer acts as this driver
+        await actors_changed(tenant)
+    return archived
+
+
+async def add_shift(tenant: TenantRef, actor: Actor, driver_id: int, data: Any) -> Row:
+    require(actor, "drivers.manage")
+    shift = parse(ShiftInput, data)
+    async with tenant_transaction(tenant):
+        await _driver(driver_id)
+        shift_id = await insert_row("shifts", {"driver": driver_id, **shift.model_dump()})
+        created = {"id": shift_id, "driver": driver_id, **shift.model_dump()}
+        await record(actor, "shift", created["id"], "shift.created", None, created)
+    return created

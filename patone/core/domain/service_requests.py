@@ -1,0 +1,644 @@
+"""Service requests: create, change, assign, move through their life, list and page.
+
+Every transition goes through `lifecycle.check_transition`, is stored as a request event (who,
+when, from, to, where, why), logged in the activity log and emitted to the outbox, all in the
+request's tenant transaction. Concurrent changes are caught by an optimistic version check:
+the second of two dispatchers acting on one request gets a conflict error, not a lost update.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pydantic import Field
+
+from patone.core.common.activity import emit, record
+from patone.core.common.inputs import Input, Latitude, Longitude, Money, parse
+from patone.core.common.paging import Key, Page, Window, fetch_page
+from patone.core.common.permissions import Actor, PermissionDenied, require
+from patone.core.common.rows import fetch_one, row_by_id
+from patone.core.domain.company import get_settings
+from patone.core.domain.customers import MotoristInput, find_or_add_motorist
+from patone.core.domain.idempotency import idempotent
+from patone.core.domain.lifecycle import ENTERED_AT, OPEN, check_transition
+from patone.core.domain.service_types import distance_km, quote, service_type_by_code
+from patone.core.domain.tables import Priority, RequestSource, RequestStatus
+from patone.core.runtime.clock import now
+from patone.core.runtime.db import engine
+from patone.core.runtime.errors import Conflict, NotFound, UserError
+from patone.plugins import config as plugins
+from patone.plugins.types import Quote
+from patone.tenants.isolation import TenantRef, tenant_transaction
+
+Row = dict[str, Any]
+
+COLUMNS = (
+    "id, number, customer, vehicle, service_type, priority, status, source, pickup_lat, "
+    "pickup_lng, pickup_address, destination_lat, destination_lng, destination_address, notes, "
+    "quoted_price, currency, driver, cancel_reason, version, created_by, created_at, updated_at, "
+    "assigned_at, en_route_at, on_scene_at, started_at, completed_at, cancelled_at, "
+    "offers_made, needs_dispatcher, requeued_at, eta_at, api_client"
+)
+PRIORITY_RANK = "array_position(ARRAY['emergency','high','normal','low']::varchar[], priority)"
+
+
+class Location(Input):
+    lat: Latitude
+    lng: Longitude
+    address: str = Field("", max_length=300)
+
+
+class Point(Input):
+    lat: Latitude
+    lng: Longitude
+
+
+class RequestInput(Input):
+    customer_id: int | None = None
+    vehicle_id: int | None = None
+    # Instead of a customer: the motorist's details, matched to a customer or added.
+    motorist: MotoristInput | None = None
+    service_type: str = Field(min_length=1, max_length=40)
+    priority: Priority = Priority.normal
+    pickup: Location
+    destination: Location | None = None
+    notes: str = Field("", max_length=5000)
+    quoted_price: Money | None = None
+    source: RequestSource = RequestSource.admin
+
+
+class RequestChanges(Input):
+    priority: Priority | None = None
+    pickup: Location | None = None
+    destination: Location | None = None
+    notes: str | None = Field(None, max_length=5000)
+    quoted_price: Money | None = None
+
+
+async def _request(request_id: int) -> Row:
+    return await row_by_id(
+        "service_requests", COLUMNS, request_id, what="request", field="request_id"
+    )
+
+
+def can_see(actor: Actor, row: Row) -> bool:
+    """Whether the actor may see this request: its customer, the partner whose API client
+    created it, staff who view requests, or the driver it is assigned to (callers still check
+    the permission the action itself needs)."""
+    if actor.kind == "customer":
+        return actor.id == str(row["customer"])
+    if actor.kind == "partner":
+        return row.get("api_client") == actor.id
+    if actor.can("requests.view"):
+        return True
+    # A driver sees the jobs assigned to them; a user of the driver role who is no driver
+    # yet has none (an unassigned request's driver is NULL too, which must not match).
+    return (
+        actor.can("requests.view_assigned")
+        and actor.driver_id is not None
+        and row["driver"] == actor.driver_id
+    )
+
+
+async def get_request(tenant: TenantRef, actor: Actor, request_id: int) -> Row:
+    require(actor, "requests.view", "requests.view_assigned", "requests.view_own")
+    async with tenant_transaction(tenant):
+        row = await _request(request_id)
+    if not can_see(actor, row):
+        # Indistinguishable from a missing request: drivers learn nothing of others' jobs.
+        raise NotFound("not_found", "no such request", "request_id")
+    return row
+
+
+async def create_request(
+    tenant: TenantRef, actor: Actor, data: Any, *, idempotency_key: str | None = None
+) -> Row:
+    """Create a pending request; the price is quoted from the price list unless given.
+
+    The request names an existing customer (`customer_id`) or carries its motorist inline
+    (`motorist`: a partner's way, since partners read no customers), found by phone and plate
+    or added in the same transaction as the request."""
+    require(actor, "requests.create")
+    request = parse(RequestInput, data)
+    if request.customer_id is None and request.motorist is None:
+        raise UserError(
+            "required", "name the customer, or give the motorist's details", "customer_id"
+        )
+    if request.customer_id is not None and request.motorist is not None:
+        raise UserError(
+            "invalid",
+            "name the customer or give the motorist's details, not both",
+            "customer_id",
+        )
+    if request.motorist is not None and request.vehicle_id is not None:
+        raise UserError(
+            "invalid", "give the motorist's vehicle with the motorist, not by id", "vehicle_id"
+        )
+    at = now()
+    # Quoted before the transaction: plugins (adjust_quote) may take seconds, and a transaction
+    # must never wait on them.
+    price = request.quoted_price
+    if price is None:
+        price = await _price(tenant, request, at)
+
+    async def create() -> tuple[int, Row]:
+        customer_id, vehicle_id = request.customer_id, request.vehicle_id
+        if request.motorist is not None:
+            customer_id, vehicle_id = await find_or_add_motorist(actor, request.motorist)
+        else:
+            if actor.kind == "partner":
+                await _check_partner_knows(actor, customer_id)
+            customer = await fetch_one(
+                "SELECT id, archived_at FROM customers WHERE id = $1",
+                customer_id,
+                field="customer_id",
+                what="customer",
+            )
+            if customer["archived_at"] is not None:
+                raise UserError("archived", "the customer is archived", "customer_id")
+        if request.motorist is None and vehicle_id is not None:
+            await fetch_one(
+                "SELECT id FROM vehicles WHERE id = $1 AND customer = $2",
+                vehicle_id,
+                customer_id,
+                field="vehicle_id",
+                what="vehicle of this customer",
+            )
+        service_type = await service_type_by_code(request.service_type)
+        if not service_type["active"]:
+            raise UserError("inactive", "this service is not offered now", "service_type")
+        if service_type["needs_destination"] and request.destination is None:
+            raise UserError(
+                "required", f"{service_type['name']} needs a destination", "destination"
+            )
+        settings = await get_settings(tenant)
+        destination = request.destination
+        rows = await engine.fetch(
+            f"""
+            INSERT INTO service_requests (number, customer, vehicle, service_type, priority,
+                status, source, pickup_lat, pickup_lng, pickup_address, destination_lat,
+                destination_lng, destination_address, notes, quoted_price, currency, driver,
+                cancel_reason, version, created_by, created_at, updated_at, api_client)
+            VALUES (nextval('service_request_number_seq'), $1, $2, $3, $4, 'pending', $5, $6,
+                $7, $8, $9, $10, $11, $12, $13, $14, NULL, '', 1, $15, $16, $16, $17)
+            RETURNING {COLUMNS}
+            """,
+            customer_id,
+            vehicle_id,
+            service_type["id"],
+            request.priority.value,
+            request.source.value,
+            request.pickup.lat,
+            request.pickup.lng,
+            request.pickup.address,
+            destination.lat if destination else None,
+            destination.lng if destination else None,
+            destination.address if destination else "",
+            request.notes,
+            price,
+            str(settings.get("currency", "USD")),
+            f"{actor.kind}:{actor.id}",
+            at,
+            actor.id if actor.kind == "partner" else None,
+        )
+        created = dict(rows[0])
+        await _event(created["id"], None, RequestStatus.pending, actor, at=at)
+        await record(actor, "service_request", created["id"], "request.created", None, created)
+        await emit("request.created", "service_request", created["id"], _summary(created))
+        return created["id"], created
+
+    async def load(request_id: int) -> Row:
+        return await _request(request_id)
+
+    given = request.model_dump(mode="json")
+    return await idempotent(tenant, actor, "create_request", idempotency_key, given, create, load)
+
+
+async def _check_partner_knows(actor: Actor, customer_id: int | None) -> None:
+    """A partner names by id only a motorist it sent a job for before (it reads no customers,
+    so any other id would let it look customers up by trying numbers): else not found."""
+    known = await engine.fetch(
+        "SELECT 1 FROM service_requests WHERE customer = $1 AND api_client = $2 LIMIT 1",
+        customer_id,
+        actor.id,
+    )
+    if not known:
+        # The same answer as for a customer that does not exist: nothing to learn from it.
+        raise NotFound("not_found", "no such customer", "customer_id")
+
+
+async def _price(tenant: TenantRef, request: RequestInput, at: datetime) -> int:
+    """The price list's quote for the request, after the tenant's `adjust_quote` plugins."""
+    settings = await get_settings(tenant)
+    async with tenant_transaction(tenant):
+        service_type = await service_type_by_code(request.service_type)
+    km = None
+    if request.destination is not None:
+        km = distance_km(
+            request.pickup.lat,
+            request.pickup.lng,
+            request.destination.lat,
+            request.destination.lng,
+        )
+    return await _adjusted(
+        tenant,
+        Quote(
+            service_type=service_type["code"],
+            amount=quote(service_type, settings, at, km),
+            currency=str(settings.get("currency", "USD")),
+            at=at,
+            time_zone=str(settings.get("time_zone", "UTC")),
+            distance_km=km,
+        ),
+    )
+
+
+async def _adjusted(tenant: TenantRef, offer: Quote) -> int:
+    """The quote after the tenant's `adjust_quote` plugins (unchanged when none answers)."""
+    try:
+        plugins.get_runtime()
+    except RuntimeError:
+        return offer.amount  # no plugins set up (scripts, some tests)
+    answer = await plugins.call_first(tenant, "adjust_quote", quote=offer)
+    if answer is not None and isinstance(answer.value, Quote) and answer.value.amount >= 0:
+        return answer.value.amount
+    return offer.amount
+
+
+def _summary(row: Row) -> dict[str, Any]:
+    return {
+        key: row[key]
+        for key in ("id", "number", "status", "priority", "driver", "version", "service_type")
+    }
+
+
+async def _event(
+    request_id: int,
+    from_status: str | None,
+    to_status: str,
+    actor: Actor,
+    *,
+    at: datetime,
+    reason_code: str = "",
+    note: str = "",
+    lat: float | None = None,
+    lng: float | None = None,
+) -> None:
+    await engine.execute(
+        "INSERT INTO request_events (request, from_status, to_status, actor_type, actor_id, "
+        "reason_code, note, lat, lng, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        request_id,
+        from_status,
+        str(to_status),
+        actor.kind,
+        actor.id,
+        reason_code,
+        note,
+        lat,
+        lng,
+        at,
+    )
+
+
+async def _apply(current: Row, expected_version: int | None, sets: dict[str, Any]) -> Row:
+    """Write `sets` if the request is still at the version the caller saw; bump the version."""
+    version = current["version"] if expected_version is None else expected_version
+    assignments = ", ".join(f"{column} = ${i}" for i, column in enumerate(sets, start=3))
+    rows = await engine.fetch(
+        f"UPDATE service_requests SET {assignments}{', ' if sets else ''}"
+        f"version = version + 1 WHERE id = $1 AND version = $2 RETURNING {COLUMNS}",
+        current["id"],
+        version,
+        *sets.values(),
+    )
+    if not rows:
+        raise Conflict(
+            "stale",
+            f"request {current['number']} was changed by someone else since version {version}; "
+            "reload it and try again",
+            "expected_version",
+        )
+    return dict(rows[0])
+
+
+async def _driver_free_if_idle(driver_id: int | None, except_request: int) -> None:
+    if driver_id is None:
+        return
+    await engine.execute(
+        "UPDATE drivers SET status = 'available', updated_at = now() WHERE id = $1 "
+        "AND status = 'busy' AND NOT EXISTS (SELECT 1 FROM service_requests WHERE driver = $1 "
+        "AND id <> $2 AND status IN ('assigned', 'en_route', 'on_scene', 'in_progress'))",
+        driver_id,
+        except_request,
+    )
+
+
+async def update_request(
+    tenant: TenantRef,
+    actor: Actor,
+    request_id: int,
+    data: Any,
+    *,
+    expected_version: int | None = None,
+) -> Row:
+    """Change an open request's details (priority, locations, notes, price)."""
+    require(actor, "requests.update")
+    changes = parse(RequestChanges, data)
+    sets: dict[str, Any] = {}
+    for name in ("priority", "notes", "quoted_price"):
+        if name in changes.model_fields_set:
+            value = getattr(changes, name)
+            if value is None:
+                raise UserError("required", f"{name} cannot be empty", name)
+            sets[name] = value.value if isinstance(value, Priority) else value
+    for name in ("pickup", "destination"):
+        if name in changes.model_fields_set:
+            place = getattr(changes, name)
+            if place is None and name == "pickup":
+                raise UserError("required", "pickup cannot be empty", "pickup")
+            sets[f"{name}_lat"] = place.lat if place else None
+            sets[f"{name}_lng"] = place.lng if place else None
+            sets[f"{name}_address"] = place.address if place else ""
+    async with tenant_transaction(tenant):
+        current = await _request(request_id)
+        if not can_see(actor, current):
+            raise NotFound("not_found", "no such request", "request_id")
+        if RequestStatus(current["status"]) not in OPEN:
+            raise UserError(
+                "closed", f"request {current['number']} is {current['status']}", "status"
+            )
+        if not sets:
+            return current
+        sets["updated_at"] = now()
+        updated = await _apply(current, expected_version, sets)
+        await record(actor, "service_request", request_id, "request.updated", current, updated)
+        await emit("request.updated", "service_request", request_id, _summary(updated))
+    return updated
+
+
+async def assign_driver(
+    tenant: TenantRef,
+    actor: Actor,
+    request_id: int,
+    driver_id: int,
+    *,
+    expected_version: int | None = None,
+) -> Row:
+    """A dispatcher's manual assignment: pending → assigned to this driver (an offer made to
+    someone else for it is withdrawn)."""
+    require(actor, "requests.assign")
+    async with tenant_transaction(tenant):
+        current = await _request(request_id)
+        return await assign_in_transaction(current, driver_id, actor, expected_version)
+
+
+async def assign_in_transaction(
+    current: Row, driver_id: int, actor: Actor, expected_version: int | None = None
+) -> Row:
+    """Assign a pending request (already read in the caller's tenant transaction) to a driver:
+    a dispatcher's choice, or a driver accepting an offer."""
+    request_id = current["id"]
+    check_transition(current["status"], RequestStatus.assigned)
+    driver = await fetch_one(
+        "SELECT id, status, archived_at FROM drivers WHERE id = $1",
+        driver_id,
+        field="driver_id",
+        what="driver",
+    )
+    if driver["archived_at"] is not None:
+        raise UserError("archived", "the driver is archived", "driver_id")
+    if driver["status"] == "off_duty":
+        raise UserError("off_duty", "the driver is off duty", "driver_id")
+    at = now()
+    updated = await _apply(
+        current,
+        expected_version,
+        {"status": "assigned", "driver": driver_id, "assigned_at": at, "updated_at": at},
+    )
+    await engine.execute(
+        "UPDATE drivers SET status = 'busy', updated_at = now() WHERE id = $1", driver_id
+    )
+    await withdraw_offers(request_id, "assigned")
+    await _event(request_id, current["status"], "assigned", actor, at=at)
+    await record(actor, "service_request", request_id, "request.assigned", current, updated)
+    await emit(
+        "request.assigned",
+        "service_request",
+        request_id,
+        {**_summary(updated), "from": current["status"]},
+    )
+    return updated
+
+
+async def withdraw_offers(request_id: int, reason: str) -> None:
+    """Close the request's live offer (if any, in the caller's transaction): once it is no
+    longer waiting for a driver, or before a dispatcher offers it by hand. The dispatch
+    engine's table, written here so every way out of `pending` closes it."""
+    await engine.execute(
+        "UPDATE offers SET status = 'withdrawn', responded_at = $2, reason = $3 "
+        "WHERE request_id = $1 AND status = 'open'",
+        request_id,
+        now(),
+        reason,
+    )
+
+
+def _check_driver_may(actor: Actor, current: Row, wanted: str, reason_code: str) -> None:
+    if actor.can("requests.transition") and (wanted != "cancelled" or actor.can("requests.cancel")):
+        return
+    if actor.kind == "partner" and wanted == "cancelled" and actor.can("requests.cancel"):
+        return  # a partner cancels its own jobs (`can_see`); it moves them no other way
+    if not actor.can("requests.transition_assigned") or current["driver"] != actor.driver_id:
+        raise PermissionDenied("requests.transition")
+    if wanted == "cancelled" and reason_code != "gone_on_arrival":
+        raise PermissionDenied("requests.cancel")
+
+
+async def transition(
+    tenant: TenantRef,
+    actor: Actor,
+    request_id: int,
+    status: str,
+    *,
+    expected_version: int | None = None,
+    reason_code: str = "",
+    note: str = "",
+    lat: float | None = None,
+    lng: float | None = None,
+) -> Row:
+    """Move a request to `status`, if the state machine allows it, with who/where/why."""
+    require(actor, "requests.transition", "requests.transition_assigned", "requests.cancel")
+    if (lat is None) != (lng is None):
+        raise UserError("required", "give both lat and lng, or neither", "lat")
+    if lat is not None:
+        parse(Point, {"lat": lat, "lng": lng})
+    if len(note) > 2000:
+        raise UserError("too_long", "note must be at most 2000 characters", "note")
+    async with tenant_transaction(tenant):
+        current = await _request(request_id)
+        if not can_see(actor, current):
+            raise NotFound("not_found", "no such request", "request_id")
+        check_transition(current["status"], status, reason_code)
+        _check_driver_may(actor, current, status, reason_code)
+        return await transition_in_transaction(
+            current,
+            status,
+            actor,
+            expected_version=expected_version,
+            reason_code=reason_code,
+            note=note,
+            lat=lat,
+            lng=lng,
+        )
+
+
+async def transition_in_transaction(
+    current: Row,
+    status: str,
+    actor: Actor,
+    *,
+    expected_version: int | None = None,
+    reason_code: str = "",
+    note: str = "",
+    lat: float | None = None,
+    lng: float | None = None,
+) -> Row:
+    """Move a request (already read, and allowed to, in the caller's tenant transaction) to
+    `status`: the state machine is checked again, the change recorded and emitted."""
+    request_id = current["id"]
+    check_transition(current["status"], status, reason_code)
+    at = now()
+    sets: dict[str, Any] = {"status": status, "updated_at": at}
+    if status in ENTERED_AT:
+        sets[ENTERED_AT[RequestStatus(status)]] = at
+    if status == "pending":  # back in the queue, ahead of requests that have not waited
+        sets.update(driver=None, assigned_at=None, eta_at=None, requeued_at=at)
+    if status == "cancelled":
+        sets["cancel_reason"] = reason_code
+    updated = await _apply(current, expected_version, sets)
+    if current["status"] == "pending":
+        await withdraw_offers(request_id, status)
+    if status in ("pending", "completed", "cancelled"):
+        await _driver_free_if_idle(current["driver"], request_id)
+    await _event(
+        request_id,
+        current["status"],
+        status,
+        actor,
+        at=at,
+        reason_code=reason_code,
+        note=note,
+        lat=lat,
+        lng=lng,
+    )
+    await record(actor, "service_request", request_id, f"request.{status}", current, updated)
+    await emit(
+        "request.status_changed",
+        "service_request",
+        request_id,
+        {**_summary(updated), "from": current["status"], "reason_code": reason_code},
+    )
+    return updated
+
+
+async def request_events(tenant: TenantRef, actor: Actor, request_id: int) -> list[Row]:
+    """The request's history, oldest first."""
+    await get_request(tenant, actor, request_id)
+    async with tenant_transaction(tenant):
+        rows = await engine.fetch(
+            "SELECT id, from_status, to_status, actor_type, actor_id, reason_code, note, lat, lng, "
+            "created_at FROM request_events WHERE request = $1 ORDER BY id",
+            request_id,
+        )
+    return [dict(r) for r in rows]
+
+
+# --- listing ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RequestFilter:
+    statuses: tuple[str, ...] = ()
+    priorities: tuple[str, ...] = ()
+    driver_id: int | None = None
+    created_from: datetime | None = None
+    created_to: datetime | None = None
+    text: str = ""
+    open_only: bool = False
+
+
+ORDERS = {
+    # name: (sort keys, all descending?)
+    "newest": ((Key("created_at", "datetime"), Key("id")), True),
+    "oldest": ((Key("created_at", "datetime"), Key("id")), False),
+    "priority": ((Key(PRIORITY_RANK), Key("created_at", "datetime"), Key("id")), False),
+}
+
+
+async def list_requests(
+    tenant: TenantRef,
+    actor: Actor,
+    *,
+    filter: RequestFilter | None = None,
+    order: str = "newest",
+    first: int | None = 50,
+    after: str | None = None,
+    last: int | None = None,
+    before: str | None = None,
+) -> Page:
+    """A page of requests (keyset pagination: stable while requests are being added); `last`
+    pages backwards from the end or from `before`."""
+    require(actor, "requests.view", "requests.view_assigned", "requests.view_own")
+    if order not in ORDERS:
+        raise UserError("invalid_choice", f"order must be one of {', '.join(ORDERS)}", "order")
+    f = filter or RequestFilter()
+    where: list[str] = []
+    args: list[Any] = []
+
+    def arg(value: Any) -> str:
+        args.append(value)
+        return f"${len(args)}"
+
+    if actor.kind == "partner":
+        where.append(f"api_client = {arg(actor.id)}")
+    elif not actor.can("requests.view"):
+        where.append(f"driver = {arg(actor.driver_id)}")
+    if f.statuses:
+        where.append(f"status = ANY({arg(list(f.statuses))}::varchar[])")
+    if f.open_only:
+        where.append("status NOT IN ('completed', 'cancelled')")
+    if f.priorities:
+        where.append(f"priority = ANY({arg(list(f.priorities))}::varchar[])")
+    if f.driver_id is not None:
+        where.append(f"driver = {arg(f.driver_id)}")
+    if f.created_from is not None:
+        where.append(f"created_at >= {arg(f.created_from)}")
+    if f.created_to is not None:
+        where.append(f"created_at < {arg(f.created_to)}")
+    if f.text.strip():
+        text = f.text.strip()
+        digits = "".join(c for c in text if c.isdigit())
+        pattern = "%" + "".join(c for c in text if c.isalnum() or c == " ") + "%"
+        clauses = [
+            f"pickup_address ILIKE {arg(pattern)}",
+            f"customer IN (SELECT id FROM customers WHERE name ILIKE {arg(pattern)})",
+            "vehicle IN (SELECT id FROM vehicles WHERE "
+            "regexp_replace(upper(plate), '[^A-Z0-9]', '', 'g') LIKE "
+            f"{arg('%' + ''.join(c for c in text if c.isalnum()).upper() + '%')})",
+        ]
+        if digits:
+            clauses.append(f"number::text = {arg(digits)}")
+        where.append("(" + " OR ".join(clauses) + ")")
+    keys, descending = ORDERS[order]
+    return await fetch_page(
+        tenant,
+        columns=COLUMNS,
+        source="service_requests",
+        where=where,
+        args=args,
+        keys=keys,
+        descending=descending,
+        window=Window(first=first, after=after, last=last, before=before),
+    )
