@@ -26,6 +26,7 @@ from patone.core.identity import credentials, two_factor, users
 from patone.core.identity.authentication import authenticate
 from patone.core.identity.sessions import Lifetimes
 from patone.core.identity.signing_keys import keyring_for
+from patone.core.notifications.admin import record_provider_status
 from patone.core.runtime.db import engine
 from patone.core.runtime.errors import UserError
 from patone.core.runtime.redis import close_redis, connect_redis, get_redis
@@ -53,7 +54,7 @@ from patone.platform.api import platform_routes
 from patone.platform.provisioning import create_tenant
 from patone.plugins import config as plugins
 from patone.plugins.builtin import storage_local
-from patone.plugins.host import plugin_routes
+from patone.plugins.host import PluginHost, plugin_routes
 from patone.plugins.loops import close_loop_clients
 from patone.portal_ui import sign_in as portal_sign_in
 from patone.settings import Settings, get_settings
@@ -354,7 +355,7 @@ def create_app(
             *portal_sign_in.routes(secret),
             *platform_routes(secret, settings.tenant_delete_grace_days),
             *staff_page_routes(),
-            *plugin_routes(),
+            *plugin_routes(PluginHost(delivery_reports=record_provider_status)),
         ],
         middleware=[
             Middleware(ClientAddressMiddleware, trust_proxy=settings.trust_proxy_headers),

@@ -8,6 +8,7 @@ from typing import Any
 import strawberry
 from strawberry.types import Info
 
+from patone.core.dispatch import fleet
 from patone.core.domain import drivers as service
 from patone.graphql.context import Context
 from patone.graphql.ids import pk_of
@@ -128,7 +129,7 @@ class DriverMutations:
         ctx = info.context
 
         async def run() -> dict[str, Any]:
-            return await service.set_position(
+            return await fleet.set_position(
                 ctx.tenant, ctx.actor, pk_of(id, "Driver"), {"lat": lat, "lng": lng}
             )
 
@@ -139,7 +140,7 @@ class DriverMutations:
         ctx = info.context
 
         async def run() -> dict[str, Any]:
-            return await service.archive_driver(ctx.tenant, ctx.actor, pk_of(id, "Driver"))
+            return await fleet.archive_driver(ctx.tenant, ctx.actor, pk_of(id, "Driver"))
 
         return _payload(*await attempt(run()))
 

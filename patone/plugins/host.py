@@ -11,13 +11,14 @@ reports for the notification log.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.routing import BaseRoute, Mount
 
-from patone.core.runtime.web import MAX_BODY, BodyLimitMiddleware
+from patone.core.runtime.web import MAX_BODY, BodyLimitMiddleware, error_response
 from patone.plugins import config as plugins
 from patone.plugins.manager import PluginManager
 from patone.plugins.types import TenantView
@@ -25,9 +26,20 @@ from patone.tenants.registry import TenantInfo, tenant_cache
 
 log = logging.getLogger(__name__)
 
+__all__ = ["PluginHost", "error_response", "plugin_routes"]  # error_response: our JSON errors
+
+
+# Records a provider's delivery report: (tenant, provider=, provider_id=, status=,
+# provider_status=, message_id=, error=) -> whether a message matched. The notifications room
+# supplies it when the application is put together, so plugins need not import it.
+DeliveryReports = Callable[..., Awaitable[bool]]
+
 
 class PluginHost:
     """Handed to `routes(host)`; every method is scoped to the company of the request."""
+
+    def __init__(self, delivery_reports: DeliveryReports) -> None:
+        self._delivery_reports = delivery_reports
 
     async def tenant_config(
         self, request: Request, plugin: str
@@ -55,12 +67,10 @@ class PluginHost:
     ) -> bool:
         """Record a provider's delivery report for one of this company's messages; `status`
         is "sent", "delivered" or "undelivered". False if no message matches."""
-        from patone.core.notifications.admin import record_provider_status
-
         found = await tenant_cache.by_slug(tenant.slug)
         if found is None:
             return False
-        return await record_provider_status(
+        return await self._delivery_reports(
             found,
             provider=provider,
             provider_id=provider_id,
@@ -71,10 +81,9 @@ class PluginHost:
         )
 
 
-def plugin_routes(host: PluginHost | None = None) -> list[BaseRoute]:
+def plugin_routes(host: PluginHost) -> list[BaseRoute]:
     """Every installed plugin's routes, each plugin's under /plugins/<name>."""
     manager = PluginManager(load_entry_points=True)
-    host = host or PluginHost()
     mounts: list[BaseRoute] = []
     try:
         for name, impl in manager.implementations("routes"):

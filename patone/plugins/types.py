@@ -1,4 +1,9 @@
-"""The values hooks take and return, shared by the core and plugin authors."""
+"""The values hooks take and return, shared by the core and plugin authors.
+
+A provider imports only from `patone.plugins` (built-in ones too): `UserError` is here for a
+refusal of a setting or a call that the person who caused it can act on (a code, a message, the
+field at fault); the codes are listed in docs/api.md.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,10 @@ from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel
+
+from patone.core.runtime.errors import UserError
+
+__all__ = ["UserError"]  # and the types below
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ engine's `sweep` (what the workers run on every event and every second) makes th
 simulated driver answers through `offers.respond_to_offer` after the delay their behaviour gives
 (too late, and the answer is refused as lapsed); an accepted job is driven with the city's true
 travel time (the estimate times the trip's fixed noise), worked on scene, and completed through
-the request's real transitions, the driver's position moved through `drivers.set_position`.
+the request's real transitions, the driver's position moved through `fleet.set_position`.
 
 Time: the engine reads the business clock (`patone.core.runtime.clock`), which here is simulated
 time that jumps from event to event but also runs on, at real speed, while the engine works. So idle
@@ -34,7 +34,7 @@ from zoneinfo import ZoneInfo
 
 from patone.core.common.permissions import DEFAULT_GRANTS, SYSTEM, Actor
 from patone.core.dispatch import engine as dispatch
-from patone.core.dispatch import offers, replan, staging
+from patone.core.dispatch import fleet, offers, replan, staging
 from patone.core.dispatch.settings import DispatchSettings, update_dispatch_settings
 from patone.core.domain import customers, drivers, service_requests
 from patone.core.runtime.clock import use_clock
@@ -385,7 +385,7 @@ class Simulation:
 
     async def _move(self, driver: Driver, point: Point) -> None:
         driver.at = point
-        await drivers.set_position(
+        await fleet.set_position(
             self._tenant(), SYSTEM, driver.db_id, {"lat": point[0], "lng": point[1]}
         )
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from patone.core.common.permissions import SYSTEM
 from patone.core.dispatch import engine as dispatch
+from patone.core.dispatch import fleet
 from patone.core.dispatch.settings import update_dispatch_settings
 from patone.core.domain import drivers, service_requests
 from patone.core.identity import users
@@ -58,7 +59,7 @@ async def _driver_with_login(tenant: TenantInfo, name: str, km: float) -> tuple[
         tenant, SYSTEM, {"name": name, "skills": ["tow", "lockout"], "user_id": user["id"]}
     )
     lat, lng = east_of_scene(km)
-    await drivers.set_position(tenant, SYSTEM, driver["id"], {"lat": lat, "lng": lng})
+    await fleet.set_position(tenant, SYSTEM, driver["id"], {"lat": lat, "lng": lng})
     await drivers.update_driver(tenant, SYSTEM, driver["id"], {"status": "available"})
     return str(gid("Driver", driver["id"])), issue_access_token(SECRET, tenant, user["id"])
 

@@ -8,15 +8,14 @@ from typing import Any
 from pydantic import Field, model_validator
 
 from patone.core.common.activity import audited_update, emit, record
-from patone.core.common.inputs import Input, Latitude, Longitude, Name, Phone, parse
+from patone.core.common.inputs import Input, Name, Phone, parse
 from patone.core.common.permissions import Actor, PermissionDenied, require
 from patone.core.common.rows import insert_row, row_by_id
-from patone.core.dispatch import positions
 from patone.core.domain.tables import DriverStatus
 from patone.core.identity.users import actors_changed
 from patone.core.runtime.clock import now
 from patone.core.runtime.db import engine
-from patone.core.runtime.errors import UserError, ValidationFailed
+from patone.core.runtime.errors import UserError
 from patone.tenants.isolation import TenantRef, tenant_transaction
 
 Row = dict[str, Any]
@@ -40,12 +39,6 @@ class DriverChanges(Input):
     status: DriverStatus | None = None
 
 
-class PositionInput(Input):
-    lat: Latitude
-    lng: Longitude
-    accuracy_m: float = Field(UNKNOWN_ACCURACY_M, gt=0)
-
-
 class ShiftInput(Input):
     starts_at: datetime
     ends_at: datetime
@@ -63,14 +56,14 @@ DRIVER_COLUMNS = (
 )
 
 
-async def _driver(driver_id: int) -> Row:
+async def driver_row(driver_id: int) -> Row:
     return await row_by_id("drivers", DRIVER_COLUMNS, driver_id, what="driver", field="driver_id")
 
 
 async def get_driver(tenant: TenantRef, actor: Actor, driver_id: int) -> Row:
     require(actor, "drivers.view")
     async with tenant_transaction(tenant):
-        return await _driver(driver_id)
+        return await driver_row(driver_id)
 
 
 async def list_drivers(
@@ -118,7 +111,7 @@ async def create_driver(tenant: TenantRef, actor: Actor, data: Any) -> Row:
                 "updated_at": at,
             },
         )
-        created = await _driver(driver_id)
+        created = await driver_row(driver_id)
         await record(actor, "driver", created["id"], "driver.created", None, created)
     if driver.user_id is not None:  # that user now acts as this driver
         await actors_changed(tenant)
@@ -129,7 +122,7 @@ async def update_driver(tenant: TenantRef, actor: Actor, driver_id: int, data: A
     require(actor, "drivers.manage")
     changes = parse(DriverChanges, data).model_dump(exclude_unset=True)
     async with tenant_transaction(tenant):
-        before = await _driver(driver_id)
+        before = await driver_row(driver_id)
         return await _change(actor, before, changes)
 
 
@@ -147,7 +140,7 @@ async def _change(actor: Actor, before: Row, changes: dict[str, Any]) -> Row:
         driver_id,
         {**changes, **duty, "updated_at": at},
         "driver.updated",
-        _driver,
+        driver_row,
     )
     if before["status"] != after["status"]:
         await emit(
@@ -241,24 +234,6 @@ async def _withdraw_offer(driver_id: int, reason: str) -> None:
         )
 
 
-async def set_position(tenant: TenantRef, actor: Actor, driver_id: int, data: Any) -> Row:
-    """The driver's position now, recorded as a GPS ping (`dispatch.positions.record_pings`:
-    live map, Redis GEO, history). The row returned shows it at once; the drivers table itself
-    catches up within seconds, when the history is flushed."""
-    if actor.driver_id != driver_id:
-        require(actor, "drivers.manage")
-    position = parse(PositionInput, data)
-    async with tenant_transaction(tenant):
-        row = await _driver(driver_id)
-    ping = {**position.model_dump(), "driver_id": driver_id, "recorded_at": now()}
-    report = await positions.record_pings(tenant, actor, [ping])
-    if report.refused:
-        raise ValidationFailed([UserError(r.code, r.message, r.field) for r in report.refused])
-    for latest in await positions.driver_positions(tenant, [driver_id]):
-        row.update(last_lat=latest.lat, last_lng=latest.lng, last_seen_at=latest.recorded_at)
-    return row
-
-
 async def archive_driver(tenant: TenantRef, actor: Actor, driver_id: int) -> Row:
     require(actor, "drivers.manage")
     async with tenant_transaction(tenant):
@@ -269,10 +244,9 @@ async def archive_driver(tenant: TenantRef, actor: Actor, driver_id: int) -> Row
             driver_id,
             {"archived_at": now(), "status": DriverStatus.off_duty.value},
             "driver.archived",
-            _driver,
+            driver_row,
         )
         await _withdraw_offer(driver_id, "driver archived")
-    await positions.forget_driver(tenant, driver_id)  # off the live map
     if archived["user"] is not None:  # their user no longer acts as this driver
         await actors_changed(tenant)
     return archived
@@ -282,7 +256,7 @@ async def add_shift(tenant: TenantRef, actor: Actor, driver_id: int, data: Any) 
     require(actor, "drivers.manage")
     shift = parse(ShiftInput, data)
     async with tenant_transaction(tenant):
-        await _driver(driver_id)
+        await driver_row(driver_id)
         shift_id = await insert_row("shifts", {"driver": driver_id, **shift.model_dump()})
         created = {"id": shift_id, "driver": driver_id, **shift.model_dump()}
         await record(actor, "shift", created["id"], "shift.created", None, created)

@@ -45,7 +45,11 @@ class WeakPassword(UserError):
 
 @cache
 def common_passwords() -> frozenset[str]:
-    data = resources.files("patone.core").joinpath("data/common-passwords.txt.gz").read_bytes()
+    data = (
+        resources.files("patone.core.identity")
+        .joinpath("data/common-passwords.txt.gz")
+        .read_bytes()
+    )
     return frozenset(gzip.decompress(data).decode().split())
 
 

@@ -30,7 +30,6 @@ from typing import Annotated, Any
 import aiosmtplib
 from pydantic import BaseModel, Field
 
-from patone.core.runtime.errors import UserError
 from patone.plugins import ssrf
 from patone.plugins.hookspecs import hookimpl
 from patone.plugins.loops import closes_with_loop
@@ -41,6 +40,7 @@ from patone.plugins.types import (
     NetworkTarget,
     PluginInfo,
     SecretFor,
+    UserError,
 )
 
 NAME = "email-smtp"

@@ -31,10 +31,16 @@ import googlemaps
 import httpx
 from pydantic import BaseModel, Field, field_validator
 
-from patone.core.runtime.errors import UserError
 from patone.plugins import ssrf
 from patone.plugins.hookspecs import hookimpl
-from patone.plugins.types import GeoPoint, NetworkTarget, PluginInfo, RouteEstimate, SecretFor
+from patone.plugins.types import (
+    GeoPoint,
+    NetworkTarget,
+    PluginInfo,
+    RouteEstimate,
+    SecretFor,
+    UserError,
+)
 
 NAME = "maps-google"
 MATRIX_PATH = "/distanceMatrix/v2:computeRouteMatrix"

@@ -38,7 +38,6 @@ from twilio.http.response import Response
 from twilio.request_validator import RequestValidator
 from twilio.rest import Client
 
-from patone.core.runtime.errors import UserError
 from patone.plugins import ssrf
 from patone.plugins.hookspecs import hookimpl
 from patone.plugins.loops import closes_with_loop
@@ -50,6 +49,7 @@ from patone.plugins.types import (
     SecretFor,
     SmsMessage,
     TenantView,
+    UserError,
 )
 
 NAME = "sms-twilio"

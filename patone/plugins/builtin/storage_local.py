@@ -24,8 +24,8 @@ from urllib.parse import quote, urlencode
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 
-from patone.core.runtime.web import error_response
 from patone.plugins.hookspecs import hookimpl
+from patone.plugins.host import error_response
 from patone.plugins.storage import (
     InvalidFileKey,
     check_expires_in,

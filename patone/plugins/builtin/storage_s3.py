@@ -20,11 +20,17 @@ from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 from pydantic import BaseModel, Field, field_validator
 
-from patone.core.runtime.errors import UserError
 from patone.plugins import ssrf
 from patone.plugins.hookspecs import hookimpl
 from patone.plugins.storage import check_expires_in, check_key, tenant_folder, tenant_key
-from patone.plugins.types import NetworkTarget, PluginInfo, SecretFor, StoredFile, TenantView
+from patone.plugins.types import (
+    NetworkTarget,
+    PluginInfo,
+    SecretFor,
+    StoredFile,
+    TenantView,
+    UserError,
+)
 
 NAME = "storage-s3"
 _MISSING = frozenset({"404", "NoSuchKey", "NotFound"})

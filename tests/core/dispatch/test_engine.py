@@ -10,7 +10,7 @@ import pytest
 
 from patone.core.common.permissions import SYSTEM
 from patone.core.dispatch import engine as dispatch
-from patone.core.dispatch import eta, offers, positions
+from patone.core.dispatch import eta, fleet, offers, positions
 from patone.core.dispatch.settings import read_settings, update_dispatch_settings
 from patone.core.domain import drivers, service_requests
 from patone.core.runtime.clock import now
@@ -388,11 +388,11 @@ async def test_accepting_shows_an_eta_that_moves_only_when_it_changes_by_over_a_
 
     clock.advance(30)  # moved a little: the customer's ETA stays put
     lat, lng = east_of_scene(5.8)
-    await drivers.set_position(acme, SYSTEM, driver["id"], {"lat": lat, "lng": lng})
+    await fleet.set_position(acme, SYSTEM, driver["id"], {"lat": lat, "lng": lng})
     assert await eta.refresh_eta(acme, request["id"]) == shown
     clock.advance(60)  # half-way there: more than a minute sooner
     lat, lng = east_of_scene(3)
-    await drivers.set_position(acme, SYSTEM, driver["id"], {"lat": lat, "lng": lng})
+    await fleet.set_position(acme, SYSTEM, driver["id"], {"lat": lat, "lng": lng})
     sooner = await eta.refresh_eta(acme, request["id"])
     assert sooner is not None and sooner < shown - timedelta(minutes=1)
     row = await service_requests.get_request(acme, DISPATCHER, request["id"])
@@ -474,7 +474,7 @@ async def test_stale_etas_follow_the_driver_and_only_big_changes_are_stored(
     clock.advance(31)
     assert await eta.refresh_stale(acme) == 0  # stale, looked at, unchanged
     lat, lng = east_of_scene(2)
-    await drivers.set_position(acme, SYSTEM, driver["id"], {"lat": lat, "lng": lng})
+    await fleet.set_position(acme, SYSTEM, driver["id"], {"lat": lat, "lng": lng})
     assert await eta.refresh_stale(acme) == 0  # looked at 0 s ago
     clock.advance(31)
     assert await eta.refresh_stale(acme) == 1

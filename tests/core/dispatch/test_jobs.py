@@ -10,7 +10,7 @@ import dramatiq
 
 from patone.core.common.permissions import SYSTEM
 from patone.core.dispatch import engine as dispatch
-from patone.core.dispatch import jobs, offers, staging
+from patone.core.dispatch import fleet, jobs, offers, staging
 from patone.core.domain import drivers, push, service_requests
 from patone.core.identity import users
 from patone.core.runtime.db import engine
@@ -110,7 +110,7 @@ async def test_a_new_offer_rings_the_drivers_phone_once(
         acme, SYSTEM, {"name": "Dan", "skills": ["tow"], "user_id": user["id"]}
     )
     lat, lng = east_of_scene(1)
-    await drivers.set_position(acme, SYSTEM, driver["id"], {"lat": lat, "lng": lng})
+    await fleet.set_position(acme, SYSTEM, driver["id"], {"lat": lat, "lng": lng})
     await drivers.update_driver(acme, SYSTEM, driver["id"], {"status": "available"})
     dan = actor_for("driver", user_id=user["id"], driver_id=driver["id"])
     phone = push_service.subscribe(await push.vapid_public_key(acme))
@@ -175,7 +175,7 @@ async def test_a_new_waiting_place_rings_the_drivers_phone_once_through_the_rela
     )
     driver = await drivers.create_driver(acme, SYSTEM, {"name": "Dan", "user_id": user["id"]})
     lat, lng = east_of_scene(8)
-    await drivers.set_position(acme, SYSTEM, driver["id"], {"lat": lat, "lng": lng})
+    await fleet.set_position(acme, SYSTEM, driver["id"], {"lat": lat, "lng": lng})
     await drivers.update_driver(acme, SYSTEM, driver["id"], {"status": "available"})
     dan = actor_for("driver", user_id=user["id"], driver_id=driver["id"])
     await push.register_subscription(

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from patone.core.common.permissions import SYSTEM, PermissionDenied
-from patone.core.dispatch import positions
+from patone.core.dispatch import fleet, positions
 from patone.core.dispatch.positions import DriverPosition
 from patone.core.domain import company, drivers
 from patone.core.runtime.clock import now, use_clock
@@ -361,14 +361,14 @@ async def test_setting_a_drivers_position_goes_the_live_way(
     driver_id = await _driver(acme)
     watching = await _subscribed(acme)
     cleanup.append(watching)
-    row = await drivers.set_position(
+    row = await fleet.set_position(
         acme, actor_for("driver", driver_id=driver_id), driver_id, {"lat": 52.5, "lng": 13.4}
     )
     assert (row["last_lat"], row["last_lng"]) == (52.5, 13.4)
     (live,) = await asyncio.wait_for(watching[1], 1)
     assert (live.driver_id, live.accuracy_m) == (driver_id, drivers.UNKNOWN_ACCURACY_M)
     with pytest.raises(ValidationFailed) as refused:
-        await drivers.set_position(acme, SYSTEM, driver_id, {"lat": 89, "lng": 13.4})
+        await fleet.set_position(acme, SYSTEM, driver_id, {"lat": 89, "lng": 13.4})
     assert refused.value.field == "lat"
     await positions.flush_history(acme)
     stored = await drivers.get_driver(acme, SYSTEM, driver_id)

@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 
 from patone.core.common.permissions import SYSTEM
-from patone.core.dispatch import staging
+from patone.core.dispatch import fleet, staging
 from patone.core.dispatch.settings import update_dispatch_settings
-from patone.core.domain import drivers, service_requests
+from patone.core.domain import service_requests
 from patone.core.domain.service_types import distance_km
 from patone.core.runtime.db import engine
 from patone.tenants.isolation import tenant_transaction
@@ -83,7 +83,7 @@ async def test_an_unchanged_place_is_not_told_again_and_a_driver_who_gets_a_job_
 
     clock.advance(staging.STAGE_MINUTES * 60)
     lat, lng = east_of_scene(7)  # on the way: the same place, further on
-    await drivers.set_position(acme, SYSTEM, far["id"], {"lat": lat, "lng": lng})
+    await fleet.set_position(acme, SYSTEM, far["id"], {"lat": lat, "lng": lng})
     assert await staging.publish_moves(acme, clock()) == []  # nothing new to tell
     assert await staging.staging_suggestions(acme, DISPATCHER) == first  # as told
 

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from patone.core.common.permissions import SYSTEM
+from patone.core.dispatch import fleet
 from patone.core.domain import customers, drivers, service_requests
 from patone.core.runtime.clock import use_clock
 from patone.core.runtime.db import engine
@@ -43,7 +44,7 @@ async def driver_at(
         tenant, SYSTEM, {"name": name or f"Driver {km:g} km", "skills": list(skills)}
     )
     lat, lng = east_of_scene(km)
-    await drivers.set_position(tenant, SYSTEM, created["id"], {"lat": lat, "lng": lng})
+    await fleet.set_position(tenant, SYSTEM, created["id"], {"lat": lat, "lng": lng})
     await drivers.update_driver(tenant, SYSTEM, created["id"], {"status": status})
     if rating is not None:
         async with tenant_transaction(tenant):

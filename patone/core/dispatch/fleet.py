@@ -1,0 +1,48 @@
+"""Drivers as dispatch sees them: a position set by hand (one GPS ping), and an archived
+driver taken off the live map as well as off the roster."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from patone.core.common.inputs import Input, Latitude, Longitude, parse
+from patone.core.common.permissions import Actor, require
+from patone.core.dispatch import positions
+from patone.core.domain import drivers
+from patone.core.domain.drivers import UNKNOWN_ACCURACY_M, Row, driver_row
+from patone.core.runtime.clock import now
+from patone.core.runtime.errors import UserError, ValidationFailed
+from patone.tenants.isolation import TenantRef, tenant_transaction
+
+
+class PositionInput(Input):
+    lat: Latitude
+    lng: Longitude
+    accuracy_m: float = Field(UNKNOWN_ACCURACY_M, gt=0)
+
+
+async def set_position(tenant: TenantRef, actor: Actor, driver_id: int, data: Any) -> Row:
+    """The driver's position now, recorded as a GPS ping (`dispatch.positions.record_pings`:
+    live map, Redis GEO, history). The row returned shows it at once; the drivers table itself
+    catches up within seconds, when the history is flushed."""
+    if actor.driver_id != driver_id:
+        require(actor, "drivers.manage")
+    position = parse(PositionInput, data)
+    async with tenant_transaction(tenant):
+        row = await driver_row(driver_id)
+    ping = {**position.model_dump(), "driver_id": driver_id, "recorded_at": now()}
+    report = await positions.record_pings(tenant, actor, [ping])
+    if report.refused:
+        raise ValidationFailed([UserError(r.code, r.message, r.field) for r in report.refused])
+    for latest in await positions.driver_positions(tenant, [driver_id]):
+        row.update(last_lat=latest.lat, last_lng=latest.lng, last_seen_at=latest.recorded_at)
+    return row
+
+
+async def archive_driver(tenant: TenantRef, actor: Actor, driver_id: int) -> Row:
+    """Archive the driver (`domain.drivers.archive_driver`) and take them off the live map."""
+    archived = await drivers.archive_driver(tenant, actor, driver_id)
+    await positions.forget_driver(tenant, driver_id)
+    return archived
