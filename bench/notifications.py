@@ -1012,6 +1012,7 @@ def finish_time(rows: Sequence[Row], share: float) -> float:
 
 
 async def run(args: argparse.Namespace, console: Console) -> int:
+    from patone.app import actor_modules
     from patone.core.notifications import sending
     from patone.core.runtime.db import engine
     from patone.core.runtime.redis import close_redis, connect_redis
@@ -1138,7 +1139,9 @@ async def run(args: argparse.Namespace, console: Console) -> int:
             # 4: workers and relay
             phase(console, f"starting {args.processes} worker processes and the relay")
             env = child_env(settings, workdir)
-            command = worker_command(threads=args.threads, namespace=NAMESPACE)
+            command = worker_command(
+                threads=args.threads, modules=actor_modules(), namespace=NAMESPACE
+            )
             workers = [
                 Child(f"worker {i + 1}", command, workdir, env=env) for i in range(args.processes)
             ]

@@ -202,6 +202,7 @@ def worker(
     queue: Annotated[list[str] | None, typer.Option("--queue", help="Only these queues.")] = None,
 ) -> None:
     """Run background-job workers (Dramatiq) until Ctrl+C or SIGTERM."""
+    from patone.app import actor_modules
     from patone.core.work.worker import run_worker
 
     settings = _settings()
@@ -214,6 +215,7 @@ def worker(
             processes=processes,
             threads=threads,
             queues=queue,
+            modules=actor_modules(),
         )
     finally:
         services.stop()

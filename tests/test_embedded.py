@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import psutil
 
-from patone.app import DEMO_ADMIN
+from patone.demo.tenant import DEMO_ADMIN
 
 
 def _free_port() -> int:

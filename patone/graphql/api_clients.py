@@ -16,6 +16,7 @@ from patone.core.identity.tokens import Kind
 from patone.core.runtime.errors import UserError as DomainUserError
 from patone.graphql.context import Context
 from patone.graphql.ids import pk_of
+from patone.graphql.parts import part
 from patone.graphql.types import Node, UserError, attempt, gid, user_errors
 from patone.tenants.registry import TenantInfo
 
@@ -86,6 +87,7 @@ def _tenant(info: Info[Context, None]) -> TenantInfo:
     return tenant
 
 
+@part("Query", 140)
 @strawberry.type
 class ApiClientQueries:
     @strawberry.field(description="The company's API clients, revoked ones included.")
@@ -94,6 +96,7 @@ class ApiClientQueries:
         return [ApiClient.from_row(r) for r in rows]
 
 
+@part("Mutation", 120)
 @strawberry.type
 class ApiClientMutations:
     @strawberry.mutation(description="Create a partner's API client; its secret is shown once.")

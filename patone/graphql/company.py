@@ -15,6 +15,7 @@ from patone.core.domain import company, documents, reports, service_types
 from patone.core.identity import credentials, users
 from patone.graphql.context import Context
 from patone.graphql.ids import pk_of, to_global_id
+from patone.graphql.parts import part
 from patone.graphql.reports import Report, report_of
 from patone.graphql.types import (
     Connection,
@@ -107,6 +108,7 @@ class RolePayload:
     user_errors: list[UserError]
 
 
+@part("Query", 60)
 @strawberry.type
 class CompanyQueries:
     @strawberry.field
@@ -153,6 +155,7 @@ class CompanyQueries:
         ]
 
 
+@part("Mutation", 60)
 @strawberry.type
 class CompanyMutations:
     @strawberry.mutation
@@ -222,6 +225,7 @@ class CompanyMutations:
 _UNTYPED = "Untyped, with money in minor units beside no currency: use {}."
 
 
+@part("Query", 70)
 @strawberry.type
 class ReportQueries:
     @strawberry.field(
@@ -274,6 +278,7 @@ def _document(row: dict[str, Any]) -> PersistedDocument:
     return PersistedDocument(sha256=row["sha256"], name=row["name"], document=row["document"])
 
 
+@part("Query", 80)
 @strawberry.type
 class DocumentQueries:
     @strawberry.field(description="Documents allow-listed clients may run.")
@@ -282,6 +287,7 @@ class DocumentQueries:
         return [_document(r) for r in rows]
 
 
+@part("Mutation", 70)
 @strawberry.type
 class DocumentMutations:
     @strawberry.mutation(description="Add a document to the allow-list of this company.")
@@ -321,6 +327,7 @@ class ActivityEntry(Node):
         )
 
 
+@part("Query", 90)
 @strawberry.type
 class ActivityQueries:
     @strawberry.field(description="The activity log, newest first.")

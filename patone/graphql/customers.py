@@ -12,6 +12,7 @@ from patone.core.domain import customers as service
 from patone.core.runtime.errors import NotFound
 from patone.graphql.context import Context
 from patone.graphql.ids import pk_of
+from patone.graphql.parts import part
 from patone.graphql.types import (
     Connection,
     Customer,
@@ -91,6 +92,7 @@ def _customer(row: dict[str, Any] | None, errors: list[UserError]) -> CustomerPa
     return CustomerPayload(customer=Customer.from_row(row) if row else None, user_errors=errors)
 
 
+@part("Query", 20)
 @strawberry.type
 class CustomerQueries:
     @strawberry.field(description="Customers by id, a page at a time; or a search, by name.")
@@ -119,6 +121,7 @@ class CustomerQueries:
         return Customer.from_row(row)
 
 
+@part("Mutation", 20)
 @strawberry.type
 class CustomerMutations:
     @strawberry.mutation(description="Create a customer; a retried idempotency key returns it.")

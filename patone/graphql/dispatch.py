@@ -18,6 +18,7 @@ from patone.core.dispatch import plans, replan, staging
 from patone.core.dispatch import settings as dispatch_settings
 from patone.graphql.context import Context
 from patone.graphql.ids import pk_of
+from patone.graphql.parts import part
 from patone.graphql.subscriptions import tenant_events
 from patone.graphql.types import ServiceRequest, UserError, attempt, gid, given
 
@@ -561,6 +562,7 @@ class OfferStats:
     )
 
 
+@part("Query", 40)
 @strawberry.type
 class DispatchQueries:
     @strawberry.field(description="The signed-in driver's live offer (at most one).")
@@ -713,6 +715,7 @@ class StagingUpdate:
     )
 
 
+@part("Subscription", 30)
 @strawberry.type
 class DispatchSubscription:
     @strawberry.subscription(
@@ -760,6 +763,7 @@ class DispatchSubscription:
             )
 
 
+@part("Mutation", 40)
 @strawberry.type
 class DispatchMutations:
     @strawberry.mutation(description="Accept an offer made to you: the request is yours.")

@@ -12,6 +12,7 @@ from patone.core.dispatch import fleet
 from patone.core.domain import drivers as service
 from patone.graphql.context import Context
 from patone.graphql.ids import pk_of
+from patone.graphql.parts import part
 from patone.graphql.types import Driver, DriverStatus, UserError, attempt, given
 
 
@@ -63,6 +64,7 @@ def _payload(row: dict[str, Any] | None, errors: list[UserError]) -> DriverPaylo
     return DriverPayload(driver=Driver.from_row(row) if row else None, user_errors=errors)
 
 
+@part("Query", 30)
 @strawberry.type
 class DriverQueries:
     @strawberry.field(description="Drivers who are not archived, by name.")
@@ -80,6 +82,7 @@ class DriverQueries:
         return [Driver.from_row(r) for r in rows]
 
 
+@part("Mutation", 30)
 @strawberry.type
 class DriverMutations:
     @strawberry.mutation

@@ -15,6 +15,7 @@ from patone.core.runtime.errors import UserError as DomainUserError
 from patone.core.work import jobs
 from patone.graphql.context import Context
 from patone.graphql.ids import pk_of
+from patone.graphql.parts import part
 from patone.graphql.types import (
     Connection,
     UserError,
@@ -191,6 +192,7 @@ def _subject(ctx: Context, kind: str | None, subject_id: strawberry.ID | None) -
     return "user", pk_of(subject_id, "User", "subjectId")
 
 
+@part("Query", 120)
 @strawberry.type
 class NotificationQueries:
     @strawberry.field(description="The events a company can notify people of.")
@@ -308,6 +310,7 @@ class NotificationQueries:
         ]
 
 
+@part("Mutation", 100)
 @strawberry.type
 class NotificationMutations:
     @strawberry.mutation(description="Turn one notification rule on or off.")

@@ -7,6 +7,7 @@ from strawberry.scalars import JSON
 from strawberry.types import Info
 
 from patone.graphql.context import Context
+from patone.graphql.parts import part
 from patone.graphql.types import UserError, attempt
 from patone.plugins import config as service
 from patone.plugins.checks import check_plugin
@@ -54,6 +55,7 @@ class PluginTestPayload:
     user_errors: list[UserError]
 
 
+@part("Query", 100)
 @strawberry.type
 class PluginQueries:
     @strawberry.field
@@ -62,6 +64,7 @@ class PluginQueries:
         return [Plugin.from_state(s) for s in states]
 
 
+@part("Mutation", 80)
 @strawberry.type
 class PluginMutations:
     @strawberry.mutation(

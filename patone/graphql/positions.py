@@ -15,6 +15,7 @@ from patone.core.dispatch import tracking
 from patone.core.runtime.errors import UserError as DomainUserError
 from patone.graphql.context import Context
 from patone.graphql.ids import pk_of
+from patone.graphql.parts import part
 from patone.graphql.types import RequestStatus, UserError, attempt, gid
 
 # The API's names of the fields a ping refusal can name.
@@ -140,6 +141,7 @@ async def _record(ctx: Context, pings: list[DriverPingInput]) -> service.PingRep
     return await service.record_pings(ctx.tenant, ctx.actor, raw)
 
 
+@part("Query", 50)
 @strawberry.type
 class PositionQueries:
     @strawberry.field(description="Drivers' latest positions (all, or these drivers).")
@@ -160,6 +162,7 @@ class PositionQueries:
         return [DriverPositionType.of(p) for p in found]
 
 
+@part("Mutation", 50)
 @strawberry.type
 class PositionMutations:
     @strawberry.mutation(
@@ -186,6 +189,7 @@ class PositionMutations:
         )
 
 
+@part("Subscription", 20)
 @strawberry.type
 class PositionSubscription:
     @strawberry.subscription(

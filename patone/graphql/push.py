@@ -10,6 +10,7 @@ from strawberry.types import Info
 
 from patone.core.domain import push
 from patone.graphql.context import Context
+from patone.graphql.parts import part
 from patone.graphql.types import UserError, attempt
 
 
@@ -58,6 +59,7 @@ class UnregisterPushSubscriptionPayload:
     user_errors: list[UserError]
 
 
+@part("Query", 110)
 @strawberry.type
 class PushQueries:
     @strawberry.field(
@@ -73,6 +75,7 @@ class PushQueries:
         return [PushSubscription.from_row(row) for row in rows]
 
 
+@part("Mutation", 90)
 @strawberry.type
 class PushMutations:
     @strawberry.mutation(

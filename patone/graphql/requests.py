@@ -15,6 +15,7 @@ from patone.core.runtime.errors import UserError as DomainUserError
 from patone.graphql.context import Context
 from patone.graphql.customers import VehicleInput
 from patone.graphql.ids import pk_of
+from patone.graphql.parts import part
 from patone.graphql.types import (
     Connection,
     Priority,
@@ -122,6 +123,7 @@ def _filter(value: RequestFilter | None) -> DomainFilter:
     )
 
 
+@part("Query", 10)
 @strawberry.type
 class RequestQueries:
     @strawberry.field(description="Service requests, a page at a time (the dispatch board).")
@@ -171,6 +173,7 @@ def _create_data(data: CreateServiceRequestInput) -> dict[str, Any]:
     return plain
 
 
+@part("Mutation", 10)
 @strawberry.type
 class RequestMutations:
     @strawberry.mutation(description="Create a request; a retried idempotency key returns it.")

@@ -1,4 +1,5 @@
-"""The schema: per-domain queries and mutations merged, with limits and caches."""
+"""The schema: the parts of every GraphQL module (`parts.py`) and plugins' types merged, with
+limits and caches."""
 
 from __future__ import annotations
 
@@ -10,41 +11,23 @@ from strawberry.extensions import MaxTokensLimiter
 from strawberry.tools import merge_types
 from strawberry.types import Info
 
-from patone.graphql.api_clients import ApiClientMutations, ApiClientQueries
 from patone.graphql.arguments import ArgumentRules
 from patone.graphql.audience import CustomerScope
 from patone.graphql.caches import DocumentCache, ValidDocuments
-from patone.graphql.company import (
-    ActivityQueries,
-    CompanyMutations,
-    CompanyQueries,
-    DocumentMutations,
-    DocumentQueries,
-    ReportQueries,
-)
 from patone.graphql.context import Context
-from patone.graphql.customers import CustomerMutations, CustomerQueries
-from patone.graphql.dispatch import DispatchMutations, DispatchQueries, DispatchSubscription
-from patone.graphql.drivers import DriverMutations, DriverQueries
 from patone.graphql.error_log import PatoneSchema
 from patone.graphql.errors import PatoneErrors
 from patone.graphql.ids import from_global_id
 from patone.graphql.limits import MAX_TOKENS, QueryLimits
 from patone.graphql.nodes import resolve_node
-from patone.graphql.notifications import NotificationMutations, NotificationQueries
-from patone.graphql.plugins import PluginMutations, PluginQueries
-from patone.graphql.positions import PositionMutations, PositionQueries, PositionSubscription
-from patone.graphql.push import PushMutations, PushQueries
-from patone.graphql.requests import RequestMutations, RequestQueries
-from patone.graphql.subscriptions import Subscription
-from patone.graphql.two_factor import TwoFactorMutations, TwoFactorQueries
-from patone.graphql.types import Node, ServiceType, User
-from patone.graphql.webhooks import WebhookMutations, WebhookQueries
+from patone.graphql.parts import part, parts
+from patone.graphql.types import Node
 from patone.plugins.manager import PluginManager
 
 SDL_PATH = Path(__file__).resolve().parents[2] / "schema.graphql"
 
 
+@part("Query", 0)
 @strawberry.type
 class NodeQuery:
     @strawberry.field(
@@ -81,55 +64,14 @@ def build_schema(
     (what schema.graphql records). Valid documents are kept in `documents` (a cache of its
     own when not given)."""
     plugin_queries, plugin_mutations = _plugin_types(third_party)
-    query = merge_types(
-        "Query",
-        (
-            NodeQuery,
-            RequestQueries,
-            CustomerQueries,
-            DriverQueries,
-            DispatchQueries,
-            PositionQueries,
-            CompanyQueries,
-            ReportQueries,
-            DocumentQueries,
-            ActivityQueries,
-            PluginQueries,
-            PushQueries,
-            NotificationQueries,
-            WebhookQueries,
-            ApiClientQueries,
-            TwoFactorQueries,
-            *plugin_queries,
-        ),
-    )
-    mutation = merge_types(
-        "Mutation",
-        (
-            RequestMutations,
-            CustomerMutations,
-            DriverMutations,
-            DispatchMutations,
-            PositionMutations,
-            CompanyMutations,
-            DocumentMutations,
-            PluginMutations,
-            PushMutations,
-            NotificationMutations,
-            WebhookMutations,
-            ApiClientMutations,
-            TwoFactorMutations,
-            *plugin_mutations,
-        ),
-    )
+    query = merge_types("Query", (*parts("Query"), *plugin_queries))
+    mutation = merge_types("Mutation", (*parts("Mutation"), *plugin_mutations))
     documents = documents if documents is not None else ValidDocuments()
     return PatoneSchema(
         query=query,
         mutation=mutation,
-        subscription=merge_types(
-            "Subscription", (Subscription, PositionSubscription, DispatchSubscription)
-        ),
-        types=[ServiceType, User],
+        subscription=merge_types("Subscription", tuple(parts("Subscription"))),
+        types=parts("types"),
         # Factories: a fresh extension per request (the cache behind them is shared).
         # QueryLimits comes first: the document cache after it skips a refused document.
         extensions=[

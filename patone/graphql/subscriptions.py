@@ -21,6 +21,7 @@ from patone.core.runtime.errors import NotFound
 from patone.core.runtime.redis import subscriber
 from patone.core.work.relay import events_channel
 from patone.graphql.context import Context
+from patone.graphql.parts import part
 from patone.graphql.types import ServiceRequest
 
 
@@ -41,6 +42,7 @@ class ServiceRequestUpdate:
     service_request: ServiceRequest
 
 
+@part("Subscription", 10)
 @strawberry.type
 class Subscription:
     @strawberry.subscription(description="Requests created or changed in this company, live.")

@@ -9,6 +9,7 @@ from strawberry.types import Info
 from patone.core.identity import two_factor
 from patone.graphql.context import Context
 from patone.graphql.ids import pk_of
+from patone.graphql.parts import part
 from patone.graphql.types import UserError, attempt
 
 
@@ -69,6 +70,7 @@ async def _status(ctx: Context) -> TwoFactorStatus:
     )
 
 
+@part("Query", 150)
 @strawberry.type
 class TwoFactorQueries:
     @strawberry.field(description="The caller's two-factor state (staff users only).")
@@ -81,6 +83,7 @@ class TwoFactorQueries:
         return await two_factor.required_roles(info.context.tenant)
 
 
+@part("Mutation", 130)
 @strawberry.type
 class TwoFactorMutations:
     @strawberry.mutation(description="Start two-factor enrolment (restarts an unconfirmed one).")

@@ -17,6 +17,7 @@ from patone.core.runtime.errors import UserError as DomainUserError
 from patone.core.runtime.errors import ValidationFailed
 from patone.graphql.context import Context
 from patone.graphql.ids import to_global_id
+from patone.graphql.parts import part
 
 Row = dict[str, Any]
 T = TypeVar("T")
@@ -163,6 +164,7 @@ def connection(page: Page, node: Callable[[Row], T]) -> Connection[T]:
     )
 
 
+@part("types", 10)
 @strawberry.type
 class ServiceType(Node):
     code: str
@@ -445,6 +447,7 @@ class ServiceRequest(Node):
         return [RequestEvent.from_row(r) for r in await info.context.loaders.events.load(self.pk)]
 
 
+@part("types", 20)
 @strawberry.type
 class User(Node):
     email: str

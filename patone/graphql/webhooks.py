@@ -14,6 +14,7 @@ from strawberry.types import Info
 from patone.core.domain import webhooks as service
 from patone.graphql.context import Context
 from patone.graphql.ids import pk_of
+from patone.graphql.parts import part
 from patone.graphql.types import (
     Connection,
     Node,
@@ -207,6 +208,7 @@ def _delivery_payload(row: Row | None, errors: list[UserError]) -> WebhookDelive
     )
 
 
+@part("Query", 130)
 @strawberry.type
 class WebhookQueries:
     @strawberry.field(description="The company's webhook endpoints (secrets masked).")
@@ -239,6 +241,7 @@ class WebhookQueries:
         return connection(page, WebhookDelivery.from_row)
 
 
+@part("Mutation", 110)
 @strawberry.type
 class WebhookMutations:
     @strawberry.mutation(description="Add a webhook endpoint; its secret is in the payload, once.")

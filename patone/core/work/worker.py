@@ -42,15 +42,6 @@ from patone.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
 
-# Modules that declare tenant actors; every worker imports them (other issues add theirs).
-ACTOR_MODULES: list[str] = [
-    "patone.core.identity.credentials",
-    "patone.core.work.events",
-    "patone.core.notifications",
-    "patone.core.domain.webhooks",
-    "patone.core.identity.customer_sign_in",
-    "patone.core.dispatch.jobs",
-]
 STOP_TIMEOUT_MS = 30_000
 
 
@@ -207,17 +198,18 @@ def serve_worker(
     redis_url: str | None = None,
     threads: int = 4,
     queues: Iterable[str] | None = None,
-    modules: Sequence[str] | None = None,
+    modules: Sequence[str] = (),
     namespace: str = NAMESPACE,
     stop_event: threading.Event | None = None,
 ) -> int:
-    """Run one worker in this process until SIGTERM/SIGINT (or `stop_event`); returns 0."""
+    """Run one worker in this process until SIGTERM/SIGINT (or `stop_event`); returns 0.
+    `modules` declare the jobs it runs (`patone.app.actor_modules()`: every room's)."""
     url = redis_url or settings.redis_url
     if not url:
         raise ValueError("a worker needs REDIS_URL (or the embedded server's URL)")
     broker = configure_broker(url, broker_url=settings.broker_url, namespace=namespace)
     plugins.set_runtime(plugins.runtime_from_settings(settings))
-    import_actor_modules(ACTOR_MODULES if modules is None else modules)
+    import_actor_modules(modules)
     resources = WorkerResources(
         dsns=_dsns(settings, database_url), redis_url=url, pool_max=threads + 2
     )
@@ -241,7 +233,7 @@ def run_worker(
     processes: int = 1,
     threads: int = 4,
     queues: Iterable[str] | None = None,
-    modules: Sequence[str] | None = None,
+    modules: Sequence[str] = (),
     namespace: str = NAMESPACE,
 ) -> int:
     """`patone worker`: `processes` worker processes of `threads` threads each, until SIGTERM
@@ -275,7 +267,7 @@ def worker_command(
     *,
     threads: int = 4,
     queues: Iterable[str] | None = None,
-    modules: Sequence[str] | None = None,
+    modules: Sequence[str] = (),
     namespace: str = NAMESPACE,
 ) -> list[str]:
     """The command line of one worker process (`python -m patone.core.work.worker ...`)."""
@@ -283,10 +275,8 @@ def worker_command(
     command += ["--namespace", namespace]
     for queue in queues or ():
         command += ["--queue", queue]
-    for module in ACTOR_MODULES if modules is None else modules:
+    for module in modules:
         command += ["--module", module]
-    if modules is not None and not modules:
-        command += ["--no-default-modules"]
     return command
 
 
@@ -308,16 +298,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--namespace", default=NAMESPACE)
     parser.add_argument("--queue", action="append", default=[])
     parser.add_argument("--module", action="append", default=[])
-    parser.add_argument("--no-default-modules", action="store_true")
     args = parser.parse_args(argv)
     settings = load_settings()
     configure_logging(settings.log_level)
-    modules = list(args.module) if (args.module or args.no_default_modules) else None
     return serve_worker(
         settings,
         threads=args.threads,
         queues=args.queue or None,
-        modules=modules,
+        modules=args.module,
         namespace=args.namespace,
     )
 

