@@ -207,8 +207,10 @@ async def test_fill_demo_tenant(
     seen: list[tuple[str, int, int]] = []
 
     # Two processes filling at once: one fills, the other finds the data and does nothing.
+    # Both report progress: whichever wins the race fills, and only it has steps to report.
     first, second = await asyncio.gather(
-        _fill(acme, progress=lambda *step: seen.append(step)), _fill(acme)
+        _fill(acme, progress=lambda *step: seen.append(step)),
+        _fill(acme, progress=lambda *step: seen.append(step)),
     )
     summary, idle = (first, second) if first.filled else (second, first)
     assert summary.filled and not idle.filled and "already has" in str(idle)

@@ -454,7 +454,7 @@ async def test_a_driver_who_stops_working_loses_their_offer_to_the_next_driver(
         (leaving["id"], "withdrawn"),
         (staying["id"], "open"),
     ]
-    await drivers.archive_driver(acme, SYSTEM, staying["id"])
+    await fleet.archive_driver(acme, SYSTEM, staying["id"])
     assert await _offer_rows(acme, request["id"]) == [
         (leaving["id"], "withdrawn"),
         (staying["id"], "withdrawn"),
