@@ -232,8 +232,10 @@ def create_app(
     settings: Settings | None = None,
     services: EmbeddedServices | None = None,
     on_ready: Callable[[Starlette], None] | None = None,
+    on_stop: Callable[[], None] | None = None,
 ) -> Starlette:
-    """Build the app. Without `services` the lifespan starts (and stops) what settings need."""
+    """Build the app. Without `services` the lifespan starts (and stops) what settings need.
+    `on_ready` runs once everything is up, `on_stop` first thing on the way down."""
     settings = settings or get_settings()
     configure_logging(settings.log_level)
 
@@ -309,6 +311,7 @@ def create_app(
                     runtime.manager.close()
 
             steps: list[tuple[str, Callable[[], Awaitable[object]]]] = [
+                ("stop callback", lambda: asyncio.to_thread(on_stop) if on_stop else _nothing()),
                 ("worker", lambda: asyncio.to_thread(stop_worker) if stop_worker else _nothing()),
                 ("scheduler", lambda: scheduler.stop() if scheduler is not None else _nothing()),
                 ("relay", lambda: relay.stop() if relay is not None else _nothing()),

@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from patone import running_server
 from patone.core.common.permissions import SYSTEM
 from patone.core.domain import documents
 from patone.core.identity import credentials, two_factor
@@ -79,12 +80,16 @@ err = output_console(stderr=True, soft_wrap=True)
 T = TypeVar("T")
 
 
-def _settings(**overrides: Any) -> Settings:
+def _settings(*, beside_server: bool = True, **overrides: Any) -> Settings:
+    """The settings; for a command typed beside a running `patone serve` (`beside_server`),
+    with that server's address wherever HOST, PORT, BASE_DOMAIN or PUBLIC_URL is not given, so
+    the links it prints reach the server."""
     try:
-        return load_settings(**overrides)
+        settings = load_settings(**overrides)
     except SettingsError as error:
         err.print(f"[red]{error}[/red]", highlight=False)
         raise typer.Exit(2) from None
+    return running_server.beside_running_server(settings) if beside_server else settings
 
 
 def _start(settings: Settings) -> EmbeddedServices:
@@ -141,9 +146,10 @@ def serve(
         overrides["host"] = host
     if port is not None:
         overrides["port"] = port
-    settings = _settings(**overrides)
+    settings = _settings(beside_server=False, **overrides)
 
     def ready(web: Any) -> None:
+        running_server.record(settings)  # the commands typed beside it print links to it
         base = f"http://{settings.base_domain}:{settings.port}"
         console.print("\n[bold green]Patone Cloud is running.[/bold green]")
         console.print(f"  Platform     {base}/")
@@ -169,7 +175,7 @@ def serve(
     # The app's lifespan starts and stops the embedded servers: uvicorn re-raises SIGTERM after
     # its shutdown, so code after `uvicorn.run` (and atexit) would never run.
     uvicorn.run(
-        create_app(settings, on_ready=ready),
+        create_app(settings, on_ready=ready, on_stop=lambda: running_server.forget(settings)),
         host=settings.host,
         port=settings.port,
         log_config=None,
@@ -326,7 +332,8 @@ def tenants_create(
     )
     _print_tenant(created.tenant)
     console.print(
-        f"  http://{created.tenant.slug}.{settings.base_domain}:{settings.port}/", highlight=False
+        f"  {settings.tenant_url_template().replace('{slug}', created.tenant.slug)}/",
+        highlight=False,
     )
     _print_link(created.link)
 

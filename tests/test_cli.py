@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 
@@ -19,7 +20,7 @@ from patone.core.common.permissions import SYSTEM
 from patone.core.runtime.db import engine
 from patone.plugins import config as plugin_config
 from tests.conftest import MakePlan, MakeTenant, unique_slug
-from tests.support import plugin_runtime
+from tests.support import plugin_runtime, serve_process
 
 
 def patone(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -327,3 +328,42 @@ async def test_piped_output_keeps_table_rows_whole(make_tenant: MakeTenant) -> N
     for tenant in made:
         assert any(tenant.slug in line and tenant.name in line for line in listed.splitlines())
     assert "…" not in listed
+
+
+async def test_commands_beside_a_running_server_print_links_to_its_port(
+    make_tenant: MakeTenant, tmp_path: Path
+) -> None:
+    """`patone serve` on another port than 8000 records its address in the data dir: a command
+    typed in another shell on the same data dir prints links to it without being told the
+    port; a PORT given there wins; once the server stops, or its record outlives it, links go
+    back to the configured port."""
+    acme, bolt = await make_tenant("near"), await make_tenant("near")
+    data = {"DATA_DIR": str(tmp_path)}
+    record = tmp_path / "server.json"
+
+    def link(*args: str, env: dict[str, str] | None = None) -> str:
+        made = patone(*args, env={**data, **(env or {})})
+        assert made.returncode == 0, made.stderr
+        [url] = re.findall(r"http://\S+/setup/\S+", made.stdout)
+        return str(url)
+
+    with serve_process("beside-key", env=data) as port:
+        written = record.read_text()
+        assert json.loads(written)["port"] == port
+        invite = ("users", "create", "--email", "dee@example.com", "--name", "Dee", "--role")
+        assert link(*invite, "dispatcher", "--tenant", acme.slug).startswith(
+            f"http://{acme.slug}.localhost:{port}/setup/"
+        )
+        assert link(*invite, "manager", "--tenant", bolt.slug, env={"PORT": "8111"}).startswith(
+            f"http://{bolt.slug}.localhost:8111/setup/"
+        )
+        elsewhere = patone(
+            "users", "setup-link", "--tenant", bolt.slug, "--email", "dee@example.com"
+        )  # another data dir: another server, or none
+        assert f"http://{bolt.slug}.localhost:8000/setup/" in elsewhere.stdout
+    assert not record.exists()  # a clean stop takes the record away
+    again = ("users", "setup-link", "--tenant", acme.slug, "--email", "dee@example.com")
+    assert link(*again).startswith(f"http://{acme.slug}.localhost:8000/setup/")
+    # A server killed without a word leaves its record behind; its process is gone.
+    record.write_text(written)
+    assert link(*again).startswith(f"http://{acme.slug}.localhost:8000/setup/")
