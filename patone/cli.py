@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shlex
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -543,6 +544,14 @@ def clients_create(
     allow_list_only: Annotated[
         bool, typer.Option(help="It may run only the tenant's registered documents.")
     ] = False,
+    as_env: Annotated[
+        bool,
+        typer.Option(
+            "--env",
+            help="Print CLIENT_ID=... and CLIENT_SECRET=... lines, for a .env file or a "
+            'shell\'s eval "$(...)".',
+        ),
+    ] = False,
 ) -> None:
     """Create a partner's API client; prints its client_id and secret (shown only once)."""
     from patone.core.identity import api_clients
@@ -557,6 +566,12 @@ def clients_create(
         )
 
     row, secret = run_with_database(work)
+    if as_env:
+        sys.stdout.write(
+            f"CLIENT_ID={shlex.quote(row['client_id'])}\nCLIENT_SECRET={shlex.quote(secret)}\n"
+        )
+        err.print("The secret is shown only now; keep it somewhere safe.", highlight=False)
+        return
     console.print(f"client_id      {row['client_id']}", highlight=False)
     console.print(f"client_secret  {secret}", highlight=False)
     console.print(f"scopes         {' '.join(row['scopes'])}", highlight=False)

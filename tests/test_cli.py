@@ -220,6 +220,25 @@ async def test_clients_create_prints_a_working_secret_once(make_tenant: MakeTena
     assert wrong.returncode == 1 and "(scopes)" in wrong.stderr and "everything" in wrong.stderr
 
 
+async def test_clients_create_sets_shell_variables_with_env(make_tenant: MakeTenant) -> None:
+    """`eval "$(patone clients create ... --env)"` leaves CLIENT_ID and CLIENT_SECRET set in the
+    shell, working for that company only; the notice goes to the terminal, not to eval."""
+    from patone.core import api_clients
+
+    acme, bolt = await make_tenant("env"), await make_tenant("env")
+    shell = subprocess.run(
+        ["bash", "-c", 'eval "$("$@")" && echo "$CLIENT_ID $CLIENT_SECRET"', "bash",
+         sys.executable, "-m", "patone", "clients", "create", "--tenant", acme.slug,
+         "--name", "Motor club", "--scope", "requests:write", "--env"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert shell.returncode == 0, shell.stderr
+    assert "shown only now" in shell.stderr
+    client_id, secret = shell.stdout.split()
+    assert await api_clients.authenticate(acme, client_id, secret) is not None
+    assert await api_clients.authenticate(bolt, client_id, secret) is None
+
+
 def test_tenants_change_plan_from_the_command_line() -> None:
     slug = unique_slug("plan")
     assert (
