@@ -386,3 +386,39 @@ async def test_commands_beside_a_running_server_print_links_to_its_port(
     # A server killed without a word leaves its record behind; its process is gone.
     record.write_text(written)
     assert link(*again).startswith(f"http://{acme.slug}.localhost:8000/setup/")
+
+
+async def test_a_registered_file_runs_when_sent_as_it_is(
+    make_tenant: MakeTenant, tmp_path: Path
+) -> None:
+    """`patone documents register` keeps the file's text exactly (its final newline too): the
+    hash it prints is the file's own, and an allow-listed client sending the file runs it."""
+    import hashlib
+
+    from patone.core import users
+    from patone.core.tokens import issue_access_token
+    from tests.support import app_client
+
+    acme, bolt = await make_tenant("doc"), await make_tenant("doc")
+    board = tmp_path / "board.graphql"
+    board.write_text("query Who {\n  viewer { tenant role }\n}\n")
+    registered = patone("documents", "register", "--tenant", acme.slug, str(board))
+    assert registered.returncode == 0, registered.stderr
+    assert registered.stdout.split() == [hashlib.sha256(board.read_bytes()).hexdigest(), "board"]
+    async with app_client("documents-key") as client:
+        for tenant, runs in ((acme, True), (bolt, False)):
+            user = await users.create_user(
+                tenant, SYSTEM, {"email": "club@example.com", "name": "Club", "role": "dispatcher"}
+            )
+            token = issue_access_token("documents-key", tenant, user["id"], allow_list_only=True)
+            answer = (
+                await client.post(
+                    "/graphql",
+                    json={"query": board.read_text()},
+                    headers={"X-Tenant": tenant.slug, "Authorization": f"Bearer {token}"},
+                )
+            ).json()
+            if runs:
+                assert answer["data"]["viewer"] == {"tenant": acme.slug, "role": "dispatcher"}
+            else:  # another company's allow-list does not have it
+                assert answer.get("data") is None and answer["errors"], answer
