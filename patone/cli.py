@@ -20,7 +20,6 @@ from rich.table import Table
 
 from patone import running_server
 from patone.core.common.permissions import SYSTEM
-from patone.core.domain import documents
 from patone.core.identity import credentials, two_factor
 from patone.core.identity.signing_keys import ACTIVATION_DELAY, JWKS_MAX_AGE, keyring_for
 from patone.core.identity.signing_keys import rotate as rotate_signing_key
@@ -585,6 +584,8 @@ def documents_register(
     name: Annotated[str | None, typer.Option(help="Defaults to the file name.")] = None,
 ) -> None:
     """Allow-list a GraphQL document for a tenant; prints its sha256."""
+    from patone.core.domain import documents  # graphql-core: only this command needs it
+
     text = path.read_text()
 
     async def work() -> dict[str, Any]:
