@@ -223,7 +223,7 @@ async def test_clients_create_prints_a_working_secret_once(make_tenant: MakeTena
 async def test_clients_create_sets_shell_variables_with_env(make_tenant: MakeTenant) -> None:
     """`eval "$(patone clients create ... --env)"` leaves CLIENT_ID and CLIENT_SECRET set in the
     shell, working for that company only; the notice goes to the terminal, not to eval."""
-    from patone.core import api_clients
+    from patone.core.identity import api_clients
 
     acme, bolt = await make_tenant("env"), await make_tenant("env")
     shell = subprocess.run(
@@ -395,8 +395,8 @@ async def test_a_registered_file_runs_when_sent_as_it_is(
     hash it prints is the file's own, and an allow-listed client sending the file runs it."""
     import hashlib
 
-    from patone.core import users
-    from patone.core.tokens import issue_access_token
+    from patone.core.identity import users
+    from patone.core.identity.tokens import issue_access_token
     from tests.support import app_client
 
     acme, bolt = await make_tenant("doc"), await make_tenant("doc")
