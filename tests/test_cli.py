@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +25,11 @@ from patone.plugins import config as plugin_config
 from tests.conftest import MakePlan, MakeTenant, unique_slug
 from tests.support import plugin_runtime, serve_process
 
+# The commands run on a data dir of their own: a `patone serve` someone runs in this folder
+# (or one a killed test run left behind) must not lend them its address.
+DATA_DIR = tempfile.mkdtemp(prefix="patone-cli-")
+atexit.register(shutil.rmtree, DATA_DIR, ignore_errors=True)
+
 
 def patone(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
@@ -29,7 +37,7 @@ def patone(*args: str, env: dict[str, str] | None = None) -> subprocess.Complete
         capture_output=True,
         text=True,
         timeout=120,
-        env={**os.environ, "COLUMNS": "200", **(env or {})},
+        env={**os.environ, "COLUMNS": "200", "DATA_DIR": DATA_DIR, **(env or {})},
     )
 
 
