@@ -9,6 +9,7 @@ embedded servers running.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import importlib
 import logging
@@ -22,7 +23,7 @@ from starlette.responses import Response
 from patone.admin_ui.guard import is_staff_page, not_found_page
 from patone.core.notifications.admin import record_provider_status
 from patone.core.runtime.errors import UserError
-from patone.core.runtime.rooms import Assembly, Room
+from patone.core.runtime.rooms import Assembly, Room, step
 from patone.core.runtime.web import error_response, user_error_response
 from patone.embedded import EmbeddedServices
 from patone.log import configure_logging
@@ -82,8 +83,10 @@ def create_app(
     settings: Settings | None = None,
     services: EmbeddedServices | None = None,
     on_ready: Callable[[Starlette], None] | None = None,
+    on_stop: Callable[[], None] | None = None,
 ) -> Starlette:
-    """Build the app. Without `services` the lifespan starts (and stops) what settings need."""
+    """Build the app. Without `services` the lifespan starts (and stops) what settings need.
+    `on_ready` runs once everything is up, `on_stop` first thing on the way down."""
     settings = settings or get_settings()
     configure_logging(settings.log_level)
     assembly = Assembly(
@@ -103,6 +106,11 @@ def create_app(
             for room in present:
                 if room.start is not None:
                     await stack.enter_async_context(room.start(assembly, app))
+            if on_stop is not None:
+                stopping = on_stop  # entered last: runs first on the way down
+                await stack.enter_async_context(
+                    step("stop callback", lambda: asyncio.to_thread(stopping))
+                )
             # Everything built at start-up (the GraphQL schema alone is ~160,000 objects) is
             # kept for good: frozen, full collections stop walking it (~120 ms a time).
             gc.freeze()

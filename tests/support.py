@@ -204,14 +204,20 @@ async def purge_and_take_slug(tenant: TenantInfo) -> TenantInfo:
 
 
 @contextmanager
-def serve_process(secret: str) -> Iterator[int]:
-    """`patone serve` in its own process on the test database (no demo company), healthy
-    before the block starts; yields its port. Killed if SIGTERM does not stop it in 20 s (a
-    frozen event loop does not hear it)."""
+def serve_process(secret: str, env: dict[str, str] | None = None) -> Iterator[int]:
+    """`patone serve` in its own process on the test database (no demo company; `env` added to
+    its environment), healthy before the block starts; yields its port. Killed if SIGTERM does
+    not stop it in 20 s (a frozen event loop does not hear it)."""
     from tests.test_embedded import _free_port
 
     port = _free_port()
-    env = {**os.environ, "SECRET_KEY": secret, "PORT": str(port), "DEMO_TENANT": "false"}
+    env = {
+        **os.environ,
+        "SECRET_KEY": secret,
+        "PORT": str(port),
+        "DEMO_TENANT": "false",
+        **(env or {}),
+    }
     process = subprocess.Popen(
         [sys.executable, "-m", "patone", "serve"],
         env=env,

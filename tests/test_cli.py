@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 
@@ -19,7 +23,12 @@ from patone.core.common.permissions import SYSTEM
 from patone.core.runtime.db import engine
 from patone.plugins import config as plugin_config
 from tests.conftest import MakePlan, MakeTenant, unique_slug
-from tests.support import plugin_runtime
+from tests.support import plugin_runtime, serve_process
+
+# The commands run on a data dir of their own: a `patone serve` someone runs in this folder
+# (or one a killed test run left behind) must not lend them its address.
+DATA_DIR = tempfile.mkdtemp(prefix="patone-cli-")
+atexit.register(shutil.rmtree, DATA_DIR, ignore_errors=True)
 
 
 def patone(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -28,7 +37,7 @@ def patone(*args: str, env: dict[str, str] | None = None) -> subprocess.Complete
         capture_output=True,
         text=True,
         timeout=120,
-        env={**os.environ, "COLUMNS": "200", **(env or {})},
+        env={**os.environ, "COLUMNS": "200", "DATA_DIR": DATA_DIR, **(env or {})},
     )
 
 
@@ -219,6 +228,25 @@ async def test_clients_create_prints_a_working_secret_once(make_tenant: MakeTena
     assert wrong.returncode == 1 and "(scopes)" in wrong.stderr and "everything" in wrong.stderr
 
 
+async def test_clients_create_sets_shell_variables_with_env(make_tenant: MakeTenant) -> None:
+    """`eval "$(patone clients create ... --env)"` leaves CLIENT_ID and CLIENT_SECRET set in the
+    shell, working for that company only; the notice goes to the terminal, not to eval."""
+    from patone.core.identity import api_clients
+
+    acme, bolt = await make_tenant("env"), await make_tenant("env")
+    shell = subprocess.run(
+        ["bash", "-c", 'eval "$("$@")" && echo "$CLIENT_ID $CLIENT_SECRET"', "bash",
+         sys.executable, "-m", "patone", "clients", "create", "--tenant", acme.slug,
+         "--name", "Motor club", "--scope", "requests:write", "--env"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert shell.returncode == 0, shell.stderr
+    assert "shown only now" in shell.stderr
+    client_id, secret = shell.stdout.split()
+    assert await api_clients.authenticate(acme, client_id, secret) is not None
+    assert await api_clients.authenticate(bolt, client_id, secret) is None
+
+
 def test_tenants_change_plan_from_the_command_line() -> None:
     slug = unique_slug("plan")
     assert (
@@ -327,3 +355,78 @@ async def test_piped_output_keeps_table_rows_whole(make_tenant: MakeTenant) -> N
     for tenant in made:
         assert any(tenant.slug in line and tenant.name in line for line in listed.splitlines())
     assert "…" not in listed
+
+
+async def test_commands_beside_a_running_server_print_links_to_its_port(
+    make_tenant: MakeTenant, tmp_path: Path
+) -> None:
+    """`patone serve` on another port than 8000 records its address in the data dir: a command
+    typed in another shell on the same data dir prints links to it without being told the
+    port; a PORT given there wins; once the server stops, or its record outlives it, links go
+    back to the configured port."""
+    acme, bolt = await make_tenant("near"), await make_tenant("near")
+    data = {"DATA_DIR": str(tmp_path)}
+    record = tmp_path / "server.json"
+
+    def link(*args: str, env: dict[str, str] | None = None) -> str:
+        made = patone(*args, env={**data, **(env or {})})
+        assert made.returncode == 0, made.stderr
+        [url] = re.findall(r"http://\S+/setup/\S+", made.stdout)
+        return str(url)
+
+    with serve_process("beside-key", env=data) as port:
+        written = record.read_text()
+        assert json.loads(written)["port"] == port
+        invite = ("users", "create", "--email", "dee@example.com", "--name", "Dee", "--role")
+        assert link(*invite, "dispatcher", "--tenant", acme.slug).startswith(
+            f"http://{acme.slug}.localhost:{port}/setup/"
+        )
+        assert link(*invite, "manager", "--tenant", bolt.slug, env={"PORT": "8111"}).startswith(
+            f"http://{bolt.slug}.localhost:8111/setup/"
+        )
+        elsewhere = patone(
+            "users", "setup-link", "--tenant", bolt.slug, "--email", "dee@example.com"
+        )  # another data dir: another server, or none
+        assert f"http://{bolt.slug}.localhost:8000/setup/" in elsewhere.stdout
+    assert not record.exists()  # a clean stop takes the record away
+    again = ("users", "setup-link", "--tenant", acme.slug, "--email", "dee@example.com")
+    assert link(*again).startswith(f"http://{acme.slug}.localhost:8000/setup/")
+    # A server killed without a word leaves its record behind; its process is gone.
+    record.write_text(written)
+    assert link(*again).startswith(f"http://{acme.slug}.localhost:8000/setup/")
+
+
+async def test_a_registered_file_runs_when_sent_as_it_is(
+    make_tenant: MakeTenant, tmp_path: Path
+) -> None:
+    """`patone documents register` keeps the file's text exactly (its final newline too): the
+    hash it prints is the file's own, and an allow-listed client sending the file runs it."""
+    import hashlib
+
+    from patone.core.identity import users
+    from patone.core.identity.tokens import issue_access_token
+    from tests.support import app_client
+
+    acme, bolt = await make_tenant("doc"), await make_tenant("doc")
+    board = tmp_path / "board.graphql"
+    board.write_text("query Who {\n  viewer { tenant role }\n}\n")
+    registered = patone("documents", "register", "--tenant", acme.slug, str(board))
+    assert registered.returncode == 0, registered.stderr
+    assert registered.stdout.split() == [hashlib.sha256(board.read_bytes()).hexdigest(), "board"]
+    async with app_client("documents-key") as client:
+        for tenant, runs in ((acme, True), (bolt, False)):
+            user = await users.create_user(
+                tenant, SYSTEM, {"email": "club@example.com", "name": "Club", "role": "dispatcher"}
+            )
+            token = issue_access_token("documents-key", tenant, user["id"], allow_list_only=True)
+            answer = (
+                await client.post(
+                    "/graphql",
+                    json={"query": board.read_text()},
+                    headers={"X-Tenant": tenant.slug, "Authorization": f"Bearer {token}"},
+                )
+            ).json()
+            if runs:
+                assert answer["data"]["viewer"] == {"tenant": acme.slug, "role": "dispatcher"}
+            else:  # another company's allow-list does not have it
+                assert answer.get("data") is None and answer["errors"], answer

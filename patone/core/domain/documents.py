@@ -8,10 +8,10 @@ explore or scrape the API.
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import Annotated, Any
 
 from graphql import GraphQLSyntaxError, parse
-from pydantic import Field
+from pydantic import Field, StringConstraints
 
 from patone.core.common.activity import record
 from patone.core.common.inputs import Input
@@ -29,7 +29,11 @@ _COLUMNS = "id, sha256, name, document, created_at"
 
 class DocumentInput(Input):
     name: str = Field(min_length=1, max_length=200)
-    document: str = Field(min_length=1, max_length=100_000)
+    # Kept exactly as given, final newline and all: its sha256 is what a client computes from
+    # the same file, and the text it sends must match it.
+    document: Annotated[
+        str, StringConstraints(strip_whitespace=False, min_length=1, max_length=100_000)
+    ]
 
 
 def sha256_of(document: str) -> str:
