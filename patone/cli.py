@@ -18,12 +18,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from patone import running_server
 from patone.core.common.permissions import SYSTEM
 from patone.core.identity import credentials, two_factor
 from patone.core.identity.signing_keys import ACTIVATION_DELAY, JWKS_MAX_AGE, keyring_for
 from patone.core.identity.signing_keys import rotate as rotate_signing_key
 from patone.core.identity.tokens import issue_access_token
+from patone.core.runtime import running_server
 from patone.core.runtime.db import engine
 from patone.core.runtime.errors import NotFound, UserError
 from patone.core.runtime.redis import close_redis, connect_redis

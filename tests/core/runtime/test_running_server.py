@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from patone import running_server
+from patone.core.runtime import running_server
 from patone.settings import load_settings
 
 
