@@ -61,6 +61,7 @@ from patone.settings import Settings, get_settings
 from patone.tenants.isolation import tenant_transaction
 from patone.tenants.migrations import ensure_platform, migrate_tenants
 from patone.tenants.registry import TenantInfo, follow_changes, get_tenant, tenant_cache
+from patone.tenants.web import company_and_bearer
 
 log = logging.getLogger(__name__)
 
@@ -117,15 +118,8 @@ async def tenant_info(request: Request) -> JSONResponse:
     """Who this tenant is and what its schema holds, read inside its own transaction; for the
     company's admins only (an admin's access token as bearer), since it names the schema, the
     role, the plan, the domains and the tables."""
-    tenant = _tenant(request)
-    if tenant is None:
-        return error_response(
-            "tenant_required", "Name a company: use its subdomain or an X-Tenant header."
-        )
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        return error_response("unauthenticated", "Sign in as an admin: send an access token.")
-    actor, _claims = await authenticate(request.app.state.signing_secret, tenant, token.strip())
+    tenant, token = company_and_bearer(request.scope, "Sign in as an admin: send an access token.")
+    actor, _claims = await authenticate(request.app.state.signing_secret, tenant, token)
     require(actor, "settings.manage")
     async with tenant_transaction(tenant) as transaction:
         connection = transaction.connection

@@ -42,6 +42,7 @@ from patone.core.runtime.errors import UserError
 from patone.core.runtime.web import (
     SMALL_BODY,
     BodyTooLarge,
+    bearer_token,
     client_ip,
     error_response,
     request_body,
@@ -340,10 +341,8 @@ class PlatformGraphQL:
     async def authenticate(self, scope: Scope) -> Operator | Response:
         if scope.get("state", {}).get("tenant") is not None:
             return refused("not_found", "The platform API is served on the platform's own host.")
-        authorization = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
-        scheme, _, token = authorization.partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token:
+        token = bearer_token(scope)
+        if token is None:
             return refused("unauthenticated", "Sign in as an operator first.")
         try:
             claims = verify_token(self.secret, token, audience=PLATFORM_AUDIENCE)
