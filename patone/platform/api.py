@@ -37,7 +37,6 @@ from patone.core.identity.tokens import (
     issue_token,
     verify_token,
 )
-from patone.core.runtime.db import engine
 from patone.core.runtime.errors import UserError
 from patone.core.runtime.web import (
     SMALL_BODY,
@@ -56,6 +55,7 @@ from patone.graphql.types import UserError as UserErrorType
 from patone.graphql.types import attempt
 from patone.platform import console
 from patone.platform.operators import Operator, get_operator, list_activity, sign_in
+from patone.platform.plans import list_plans
 from patone.tenants.registry import TenantInfo, get_tenant, list_tenants
 
 OPERATOR_TOKEN_TTL = 15 * 60
@@ -209,11 +209,7 @@ class PlatformQuery:
 
     @strawberry.field(description="The plan catalogue.")
     async def plans(self) -> list[Plan]:
-        rows = await engine.fetch(
-            "SELECT name, title, api_requests_per_minute, max_drivers, max_users, max_plugins "
-            "FROM platform.plans ORDER BY api_requests_per_minute, name"
-        )
-        return [Plan(**dict(r)) for r in rows]
+        return [Plan(**vars(plan)) for plan in await list_plans()]
 
 
 @strawberry.type
