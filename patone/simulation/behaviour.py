@@ -22,11 +22,6 @@ OFFER_DEADLINE_S = 30.0
 EMERGENCY_OFFER_DEADLINE_S = 10.0
 
 
-def offer_deadline_s(priority: str) -> float:
-    """How long a driver has to answer an offer of a request with this priority."""
-    return EMERGENCY_OFFER_DEADLINE_S if priority == "emergency" else OFFER_DEADLINE_S
-
-
 @dataclass(frozen=True)
 class DriverBehaviour:
     """The drivers of one simulation run."""
