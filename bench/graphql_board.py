@@ -1042,7 +1042,7 @@ PHASES = (
     (
         "auth: verify the access token (joserfc)",
         "patone/core/identity/tokens.py",
-        "verify_access_token",
+        "verify_token",
     ),
     ("auth: load the actor (a transaction)", "patone/core/identity/users.py", "actor_for_user"),
     ("tenant look-up (TenantCache)", "patone/tenants/registry.py", "by_slug"),

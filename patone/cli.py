@@ -29,6 +29,7 @@ from patone.core.runtime.errors import NotFound, UserError
 from patone.core.runtime.redis import close_redis, connect_redis
 from patone.embedded import EmbeddedServiceError, EmbeddedServices
 from patone.platform import provisioning
+from patone.platform.plans import list_plans
 from patone.settings import Settings, SettingsError, load_settings
 from patone.tenants.isolation import tenant_transaction
 from patone.tenants.migrations import (
@@ -388,6 +389,26 @@ def tenants_resume(slug: str) -> None:
 def tenants_change_plan(slug: str, plan: Annotated[str, typer.Option(help="Plan name.")]) -> None:
     """Move a tenant to another plan of the catalogue."""
     _print_tenant(run_with_database(lambda: provisioning.change_plan(slug, plan)))
+
+
+@tenants_app.command("plans")
+def tenants_plans(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+) -> None:
+    """List the plan catalogue: the names `--plan` takes, and their limits."""
+    catalogue = run_with_database(list_plans)
+    if as_json:
+        for plan in catalogue:
+            sys.stdout.write(json.dumps(vars(plan)) + "\n")
+        return
+    table = Table("name", "title", "API requests/min", "drivers", "users", "plugins")
+    for p in catalogue:
+        limits = (p.max_drivers, p.max_users, p.max_plugins)
+        table.add_row(
+            p.name, p.title, str(p.api_requests_per_minute),
+            *("unlimited" if limit is None else str(limit) for limit in limits),
+        )  # fmt: skip
+    console.print(table)
 
 
 @tenants_app.command("delete")

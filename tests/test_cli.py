@@ -265,6 +265,25 @@ def test_tenants_change_plan_from_the_command_line() -> None:
         patone("tenants", "purge", slug, "--force")
 
 
+async def test_tenants_plans_lists_the_catalogue_with_its_limits(make_plan: MakePlan) -> None:
+    small = await make_plan(api_requests_per_minute=7, max_drivers=2)
+    listed = await asyncio.to_thread(patone, "tenants", "plans", "--json")
+    assert listed.returncode == 0, listed.stderr
+    plans = {row["name"]: row for row in map(json.loads, listed.stdout.splitlines())}
+    assert {"free", "standard", "enterprise"} <= set(plans)
+    assert plans[small] == {
+        "name": small,
+        "title": small,
+        "api_requests_per_minute": 7,
+        "max_drivers": 2,
+        "max_users": None,
+        "max_plugins": None,
+    }
+    table = await asyncio.to_thread(patone, "tenants", "plans")
+    line = next(line for line in table.stdout.splitlines() if small in line)
+    assert " 7 " in line and " 2 " in line and "unlimited" in line
+
+
 def test_simulate_refuses_bad_engine_settings_before_running() -> None:
     for given, said in (
         ("{bad", "not JSON"),

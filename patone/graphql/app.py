@@ -46,6 +46,7 @@ from patone.graphql.context import Context
 from patone.graphql.errors import extensions_for, malformed, refused
 from patone.graphql.schema import schema
 from patone.tenants.registry import TenantInfo
+from patone.tenants.web import company_and_bearer
 
 log = logging.getLogger(__name__)
 
@@ -207,20 +208,13 @@ class GraphQLApp:
             await self.strawberry(scope, receive, send)
             return
         state: dict[str, Any] = scope.setdefault("state", {})
-        tenant = state.get("tenant")
-        if tenant is None:
-            response = refused(
-                "tenant_required", "Name a company: use its subdomain or an X-Tenant header."
-            )
-            await response(scope, receive, send)
-            return
-        authorization = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
-        scheme, _, token = authorization.partition(" ")
-        if scheme.lower() != "bearer" or not token:
-            await refused("unauthenticated", "Sign in: send an access token.")(scope, receive, send)
+        try:
+            tenant, token = company_and_bearer(scope)
+        except UserError as error:
+            await refused(error.code, error.message)(scope, receive, send)
             return
         try:
-            claims = authentication.verify(self.secret, tenant, token.strip())
+            claims = authentication.verify(self.secret, tenant, token)
             # The plan's rate limit is counted while revocation and the role are checked.
             state["actor"] = await authentication.actor_for(tenant, claims, charge(tenant, claims))
         except InvalidToken as error:

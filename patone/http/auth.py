@@ -38,13 +38,14 @@ from patone.core.identity.tokens import DEFAULT_TTL, InvalidToken
 from patone.core.runtime.errors import UserError
 from patone.core.runtime.web import (
     SMALL_BODY,
-    BodyTooLarge,
+    bearer_token,
     client_ip,
     error_response,
     request_body,
     user_error_response,
 )
 from patone.tenants.registry import TenantInfo
+from patone.tenants.web import company, company_and_bearer
 
 Handler = Callable[[Request, TenantInfo, dict[str, Any]], Awaitable[Response]]
 
@@ -82,11 +83,6 @@ def _client_ip(request: Request) -> str:
     return client_ip(request.scope)
 
 
-def _bearer(request: Request) -> str | None:
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
-
-
 def _is_restricted(token: str) -> bool:
     """A restricted sign-in token (`staff_sign_in`) rather than a JWT, which has dots."""
     return "." not in token
@@ -96,14 +92,10 @@ def _endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
     """Resolve the tenant and read a JSON object body; user errors become JSON answers."""
 
     async def endpoint(request: Request) -> Response:
-        tenant: TenantInfo | None = getattr(request.state, "tenant", None)
-        if tenant is None:
-            return error_response(
-                "tenant_required", "Name a company: use its subdomain or an X-Tenant header."
-            )
         try:
+            tenant = company(request.scope)
             raw = await request_body(request, SMALL_BODY)
-        except BodyTooLarge as error:
+        except UserError as error:  # no company named, or a body over the limit
             return user_error_response(error)
         try:
             body = json.loads(raw or b"null")
@@ -160,17 +152,15 @@ def auth_routes(secret: str, access_ttl: int = DEFAULT_TTL) -> list[Route]:
         return JSONResponse({"status": "password_set"})
 
     async def change(request: Request, tenant: TenantInfo, body: dict[str, Any]) -> Response:
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            return error_response("unauthenticated", "Sign in: send an access token.")
-        if _is_restricted(token.strip()):  # the password-change token of a must-change sign-in
+        _, token = company_and_bearer(request.scope)
+        if _is_restricted(token):  # the password-change token of a must-change sign-in
             given = parse(ChangeBody, body)
             await staff_sign_in.change_password(
-                tenant, token.strip(), given.current_password, given.password
+                tenant, token, given.current_password, given.password
             )
             return JSONResponse({"status": "password_changed"})
         try:
-            actor, _claims = await authenticate(secret, tenant, token.strip())
+            actor, _claims = await authenticate(secret, tenant, token)
         except InvalidToken as error:
             return user_error_response(error)
         if actor.kind != "user":
@@ -180,7 +170,7 @@ def auth_routes(secret: str, access_ttl: int = DEFAULT_TTL) -> list[Route]:
         return JSONResponse({"status": "password_changed"})
 
     async def enrol(request: Request, tenant: TenantInfo, body: dict[str, Any]) -> Response:
-        started = await staff_sign_in.enrolment(tenant, _bearer(request) or "")
+        started = await staff_sign_in.enrolment(tenant, bearer_token(request.scope) or "")
         return JSONResponse(
             {"otpauth_uri": started.uri, "qr_svg": started.qr_svg, "secret": started.secret},
             headers={"Cache-Control": "no-store"},
@@ -190,7 +180,8 @@ def auth_routes(secret: str, access_ttl: int = DEFAULT_TTL) -> list[Route]:
         request: Request, tenant: TenantInfo, body: dict[str, Any]
     ) -> Response:
         given = parse(CodeBody, body)
-        _, codes = await staff_sign_in.confirm_enrolment(tenant, _bearer(request) or "", given.code)
+        token = bearer_token(request.scope) or ""  # the enrolment token
+        _, codes = await staff_sign_in.confirm_enrolment(tenant, token, given.code)
         return JSONResponse(
             {"status": "two_factor_enabled", "recovery_codes": codes},
             headers={"Cache-Control": "no-store"},

@@ -10,21 +10,13 @@ from starlette.responses import JSONResponse
 
 from patone.core.common.permissions import require
 from patone.core.identity.authentication import authenticate
-from patone.core.runtime.web import error_response
 from patone.tenants.isolation import tenant_transaction
-from patone.tenants.registry import TenantInfo
+from patone.tenants.web import company_and_bearer
 
 
 async def tenant_info(request: Request) -> JSONResponse:
-    tenant: TenantInfo | None = getattr(request.state, "tenant", None)
-    if tenant is None:
-        return error_response(
-            "tenant_required", "Name a company: use its subdomain or an X-Tenant header."
-        )
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        return error_response("unauthenticated", "Sign in as an admin: send an access token.")
-    actor, _claims = await authenticate(request.app.state.signing_secret, tenant, token.strip())
+    tenant, token = company_and_bearer(request.scope, "Sign in as an admin: send an access token.")
+    actor, _claims = await authenticate(request.app.state.signing_secret, tenant, token)
     require(actor, "settings.manage")
     async with tenant_transaction(tenant) as transaction:
         connection = transaction.connection

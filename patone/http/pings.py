@@ -25,7 +25,7 @@ from patone.core.dispatch import positions
 from patone.core.identity import authentication, ratelimits
 from patone.core.runtime.errors import UserError
 from patone.core.runtime.web import MAX_BODY, error_response, read_body, user_error_response
-from patone.tenants.registry import TenantInfo
+from patone.tenants.web import company_and_bearer
 
 PINGS_PATH = "/api/driver/pings"
 
@@ -34,21 +34,14 @@ def driver_routes(secret: str) -> list[Route]:
     """The driver app's routes, checking tokens signed with `secret`."""
 
     async def pings(request: Request) -> Response:
-        tenant: TenantInfo | None = getattr(request.state, "tenant", None)
-        if tenant is None:
-            return error_response(
-                "tenant_required", "Name a company: use its subdomain or an X-Tenant header."
-            )
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            return error_response("unauthenticated", "Sign in: send an access token.")
         try:
-            claims = authentication.verify(secret, tenant, token.strip())
+            tenant, token = company_and_bearer(request.scope)
+            claims = authentication.verify(secret, tenant, token)
             limit = ratelimits.hit(
                 tenant, (ratelimits.Limit.api_caller, authentication.caller(claims))
             )
             actor = await authentication.actor_for(tenant, claims, limit)
-        except UserError as error:  # a bad or revoked token (401), a spent budget (429)
+        except UserError as error:  # no company or token, a bad or revoked one, a spent budget
             return user_error_response(error)
         body = await read_body(request.receive)
         if body is None:

@@ -37,11 +37,11 @@ from patone.core.identity.tokens import (
     issue_token,
     verify_token,
 )
-from patone.core.runtime.db import engine
 from patone.core.runtime.errors import UserError
 from patone.core.runtime.web import (
     SMALL_BODY,
     BodyTooLarge,
+    bearer_token,
     client_ip,
     error_response,
     request_body,
@@ -55,6 +55,7 @@ from patone.graphql.types import UserError as UserErrorType
 from patone.graphql.types import attempt
 from patone.platform import console
 from patone.platform.operators import Operator, get_operator, list_activity, sign_in
+from patone.platform.plans import list_plans
 from patone.tenants.registry import TenantInfo, get_tenant, list_tenants
 
 OPERATOR_TOKEN_TTL = 15 * 60
@@ -208,11 +209,7 @@ class PlatformQuery:
 
     @strawberry.field(description="The plan catalogue.")
     async def plans(self) -> list[Plan]:
-        rows = await engine.fetch(
-            "SELECT name, title, api_requests_per_minute, max_drivers, max_users, max_plugins "
-            "FROM platform.plans ORDER BY api_requests_per_minute, name"
-        )
-        return [Plan(**dict(r)) for r in rows]
+        return [Plan(**vars(plan)) for plan in await list_plans()]
 
 
 @strawberry.type
@@ -340,10 +337,8 @@ class PlatformGraphQL:
     async def authenticate(self, scope: Scope) -> Operator | Response:
         if scope.get("state", {}).get("tenant") is not None:
             return refused("not_found", "The platform API is served on the platform's own host.")
-        authorization = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
-        scheme, _, token = authorization.partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token:
+        token = bearer_token(scope)
+        if token is None:
             return refused("unauthenticated", "Sign in as an operator first.")
         try:
             claims = verify_token(self.secret, token, audience=PLATFORM_AUDIENCE)

@@ -73,43 +73,6 @@ def send_push(tenant: Any, config: dict[str, Any], message: Any) -> Any:
     removed."""
 
 
-# --- money --------------------------------------------------------------------------------------
-
-
-@hookspec(firstresult=True)
-def create_payment(tenant: Any, config: dict[str, Any], payment: Any) -> Any:
-    """Start a payment (card, payment link) for an invoice; return the provider's reference and
-    the URL the customer pays at."""
-
-
-@hookspec(firstresult=True)
-def refund(tenant: Any, config: dict[str, Any], payment_reference: str, amount: int) -> Any:
-    """Refund `amount` minor units of a payment; return the provider's refund reference."""
-
-
-@hookspec(firstresult=True)
-def verify_payment_webhook(
-    tenant: Any, config: dict[str, Any], headers: dict[str, str], body: bytes
-) -> Any:
-    """Check a payment provider's webhook signature and return the event it carries, or None if
-    the request is not this provider's."""
-
-
-@hookspec
-def sync_invoice(tenant: Any, config: dict[str, Any], invoice: Any) -> Any:
-    """Copy an invoice to an accounting system (idempotent: the same invoice twice is one)."""
-
-
-@hookspec
-def sync_payment(tenant: Any, config: dict[str, Any], payment: Any) -> Any:
-    """Copy a received payment to an accounting system (idempotent)."""
-
-
-@hookspec
-def sync_customer(tenant: Any, config: dict[str, Any], customer: Any) -> Any:
-    """Copy a customer to a CRM (idempotent)."""
-
-
 # --- files --------------------------------------------------------------------------------------
 
 

@@ -23,16 +23,24 @@ from patone.plugins import config as plugins
 from patone.plugins.manager import PluginManager
 from patone.plugins.types import TenantView
 from patone.tenants.registry import TenantInfo, tenant_cache
+from patone.tenants.web import company
 
 log = logging.getLogger(__name__)
 
-__all__ = ["PluginHost", "error_response", "plugin_routes"]  # error_response: our JSON errors
+# error_response: our JSON errors; request_tenant: the company a route was called for.
+__all__ = ["PluginHost", "error_response", "plugin_routes", "request_tenant"]
 
 
 # Records a provider's delivery report: (tenant, provider=, provider_id=, status=,
 # provider_status=, message_id=, error=) -> whether a message matched. The notifications room
 # supplies it when the application is put together, so plugins need not import it.
 DeliveryReports = Callable[..., Awaitable[bool]]
+
+
+def request_tenant(request: Request, message: str) -> TenantView:
+    """The company a plugin's route was called for; if the request names none, a
+    `tenant_required` refusal with `message`, which the application answers (404)."""
+    return plugins.tenant_view(company(request.scope, message))
 
 
 class PluginHost:

@@ -55,7 +55,3 @@ class SecretBox:
         if isinstance(stored, dict) and MARKER in stored:
             return {MARKER: self._all.rotate(stored[MARKER].encode()).decode()}
         return stored
-
-
-def is_sealed(value: Any) -> bool:
-    return isinstance(value, dict) and MARKER in value

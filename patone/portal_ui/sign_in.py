@@ -16,10 +16,11 @@ from starlette.routing import Route
 
 from patone.core.identity import customer_sign_in
 from patone.core.runtime.errors import UserError
-from patone.core.runtime.web import SMALL_BODY, client_ip, error_response, request_body
-from patone.tenants.registry import TenantInfo
+from patone.core.runtime.web import SMALL_BODY, client_ip, request_body
+from patone.tenants.web import company
 
 ACCEPTED = "If we know this address, a sign-in message is on its way."
+SIGN_IN_HERE = "Sign in on your company's address."
 
 
 async def _body(request: Request) -> dict[str, Any]:
@@ -36,17 +37,13 @@ def routes(secret_key: str) -> list[Route]:
     """The portal's sign-in routes, signing tokens with `secret_key`."""
 
     async def request_sign_in(request: Request) -> JSONResponse:
-        tenant: TenantInfo | None = getattr(request.state, "tenant", None)
-        if tenant is None:
-            return error_response("tenant_required", "Sign in on your company's address.")
+        tenant = company(request.scope, SIGN_IN_HERE)
         ip = client_ip(request.scope)
         await customer_sign_in.request_sign_in(tenant, await _body(request), ip=ip)
         return JSONResponse({"status": "accepted", "message": ACCEPTED}, status_code=202)
 
     async def verify_sign_in(request: Request) -> JSONResponse:
-        tenant: TenantInfo | None = getattr(request.state, "tenant", None)
-        if tenant is None:
-            return error_response("tenant_required", "Sign in on your company's address.")
+        tenant = company(request.scope, SIGN_IN_HERE)
         ip = client_ip(request.scope)
         answer = await customer_sign_in.verify_sign_in(
             tenant, secret_key, await _body(request), ip=ip

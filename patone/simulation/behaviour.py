@@ -1,8 +1,9 @@
 """How simulated drivers answer offers.
 
-Fixed by the issue (printed with the results as assumptions): a driver accepts 85 % of offers,
-answering 5-60 s after the offer (uniformly); declines take as long. Offers expire after 30 s, or
-10 s for emergencies, so some answers come too late: those count as no answer.
+Fixed assumptions, printed with the results, so the figures can't be tuned away: a driver
+accepts 85 % of offers, answering 5-60 s after the offer (uniformly); declines take as long.
+Offers expire after 30 s, or 10 s for emergencies, so some answers come too late: those count
+as no answer.
 
 Each answer is fixed by (seed, driver, offer key), not drawn in sequence, so the engine run and
 the greedy baseline get the same answer to the same offer whatever else happened. The offer key
@@ -20,11 +21,6 @@ ACCEPT_RATE = 0.85
 RESPONSE_DELAY_S = (5.0, 60.0)
 OFFER_DEADLINE_S = 30.0
 EMERGENCY_OFFER_DEADLINE_S = 10.0
-
-
-def offer_deadline_s(priority: str) -> float:
-    """How long a driver has to answer an offer of a request with this priority."""
-    return EMERGENCY_OFFER_DEADLINE_S if priority == "emergency" else OFFER_DEADLINE_S
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ all nodes are worked out once per seed and kept; every question after that is a 
 
 What the engine may know (through the maps plugin) is `estimate`: graph distance and free-flow
 time divided by the hour-of-day speed factor. What really happens is `true_duration`: the
-estimate times a log-normal factor. Fixed by the issue, so the figures can't be tuned away:
+estimate times a log-normal factor. Fixed assumptions, so the figures can't be tuned away:
 
 - the noise factor has mean 1 and a coefficient of variation of 25 % (`NOISE_CV`), drawn from
   (seed, trip id) so the engine run and the greedy baseline see the same noise for a trip;
@@ -38,8 +38,8 @@ from patone.simulation.draws import lognormal_factor, uniforms
 
 Point = tuple[float, float]  # (lat, lng)
 
-NOISE_CV = 0.25  # fixed by the issue
-PEAK_FACTOR = 0.6  # fixed by the issue: peak speeds are 0.6 x free-flow
+NOISE_CV = 0.25  # a fixed assumption
+PEAK_FACTOR = 0.6  # a fixed assumption: peak speeds are 0.6 x free-flow
 NIGHT_FACTOR = 1.15
 # Speed factor by local hour of day, linear between the points: morning peak 07:00-09:00,
 # evening peak 16:00-18:30, faster at night.

@@ -5,7 +5,7 @@ hours), its service mix and its median minutes of work on scene. Places are 40 %
 hotspots (normal clusters: a station, a motorway junction, a shopping street) and 60 % anywhere
 in the city. Towing takes the car to one of the city's workshops.
 
-Fixed by the issue: exactly 5 % of requests (rounded half up) are emergencies; demand is sized to
+Fixed assumptions: exactly 5 % of requests (rounded half up) are emergencies; demand is sized to
 keep the fleet about 70 % busy at peak (`TARGET_PEAK_UTILISATION`). The CLI takes the request
 count, so `peak_utilisation` estimates how busy the given demand keeps the fleet (for the
 runner to print as an assumption check) and `size_demand_for_utilisation` gives the count that
@@ -31,8 +31,8 @@ from patone.core.runtime.errors import UserError
 from patone.demo import company as demo
 from patone.simulation.city import City, Point
 
-EMERGENCY_SHARE = 0.05  # fixed by the issue
-TARGET_PEAK_UTILISATION = 0.70  # fixed by the issue
+EMERGENCY_SHARE = 0.05  # a fixed assumption
+TARGET_PEAK_UTILISATION = 0.70  # a fixed assumption
 HOTSPOT_SHARE = 0.4
 HOTSPOTS = 4
 HOTSPOT_SPREAD_M = (600.0, 1500.0)

@@ -102,7 +102,7 @@ def _format(key: str, value: float | None) -> str:
 
 
 def results(ours: Run, greedy: Run) -> dict[str, Any]:
-    """The figures of both runs in the JSON shape the issue names."""
+    """The figures of both runs in the shape `--out` writes (docs/dispatch.md, "The simulator")."""
     mine: dict[str, Any] = {**ours.figures()}
     theirs: dict[str, Any] = {**greedy.figures()}
     a, b = mine["travel_time_min"], theirs["travel_time_min"]
@@ -248,7 +248,7 @@ def chart_title(options: Options, requests: int) -> str:
     return title
 
 
-# The offer deadlines the issue fixes (normal, emergency), in seconds.
+# The offer deadlines the drivers' behaviour assumes (normal, emergency), in seconds.
 FIXED_DEADLINES = (behaviour_model.OFFER_DEADLINE_S, behaviour_model.EMERGENCY_OFFER_DEADLINE_S)
 
 

@@ -38,7 +38,6 @@ from patone.tenants.naming import quote_ident
 
 TENANT_APP = "tenant"
 PLATFORM_APP = "platform"
-PLATFORM_SCHEMA = "platform"
 # Serialises platform bootstrap between processes (serve, worker, migrate) starting together.
 _PLATFORM_LOCK_KEY = 0x7061746F6E65
 

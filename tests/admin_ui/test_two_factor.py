@@ -122,7 +122,7 @@ async def test_an_admin_without_two_factor_enrols_before_reaching_anything(
         "/admin/sign-in/two-factor", data={"csrf_token": form_token(page), "code": "000000"}
     )
     assert wrong.status_code == 400 and secret_on(wrong) == secret
-    assert not await two_factor.is_enabled(acme, ann)
+    assert not (await two_factor.status(acme, ann)).enabled
     done = await client.post(
         "/admin/sign-in/two-factor",
         data={"csrf_token": form_token(page), "code": totp_code(secret)},
@@ -221,7 +221,7 @@ async def test_the_account_page_regenerates_codes_and_turns_two_factor_off(
         data={"csrf_token": form_token(page), "disable_code": recovery_codes_on(fresh)[0]},
     )
     assert disabled.headers["location"] == "/admin/account/two-factor?notice=disabled"
-    assert not await two_factor.is_enabled(acme, ann)
+    assert not (await two_factor.status(acme, ann)).enabled
     bolt_page = await (await browser(bolt, session_id=None)).get("/admin/account/two-factor")
     assert bolt_page.status_code == 303  # signed out there: nothing shown
 

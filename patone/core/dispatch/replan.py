@@ -61,13 +61,13 @@ from patone.tenants.isolation import TenantRef, tenant_transaction
 
 log = logging.getLogger(__name__)
 
-TIME_LIMIT_S = 1.0  # the solver's search; bench/routing.py: 21-25 % below greedy at 1 s
+TIME_LIMIT_S = 1.0  # the solver's search: long enough to beat greedy well (docs/dispatch.md)
 GRACE_S = 5.0  # beyond the limit: the solver process's first start (about 1.3 s), pickling
 DUE_SLACK_S = 30  # the scheduler looks once a minute: a plan due within this is due now
-# Up to this many stops the search stops at its first local optimum (20-80 ms at 10 x 20 in
-# bench/routing.py, within 5 points of the full search's gain) instead of running guided local
-# search for the whole limit: most companies' queues are small, and a second of a core every
-# few minutes for each of them adds up.
+# Up to this many stops the search stops at its first local optimum, nearly as good at that
+# size and a fraction of the time (docs/dispatch.md, "Greedy, and the fallback"), instead of
+# running guided local search for the whole limit: most companies' queues are small, and a
+# second of a core every few minutes for each of them adds up.
 FULL_SEARCH_FROM = 21
 MAX_WAITING = 100  # pending requests in one plan, first in line first
 KEEP = timedelta(days=1)  # older plans are deleted when a new one is stored

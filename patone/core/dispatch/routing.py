@@ -387,8 +387,7 @@ def _solve(
     if solution_limit is not None:
         parameters.solution_limit = solution_limit
     # Local search starts from the greedy plan: insertion heuristics ignore lateness, and their
-    # first solutions scored 1.5 to 4 times greedy's on the benchmark's instances, too far to
-    # recover in a fraction of a second.
+    # first solutions start too far from greedy's to recover within the limit (docs/dispatch.md).
     routing.CloseModelWithParameters(parameters)
     initial = routing.ReadAssignmentFromRoutes(
         [[manager.NodeToIndex(first_stop + s) for s in route] for route in seed], True

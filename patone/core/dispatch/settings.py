@@ -31,10 +31,8 @@ class Weights(Input):
     such job costs `load` minutes, and each beyond the first `overload` more, both up to three
     times as much near the end of the driver's shift (`candidates.Fleet.urgency`). With these
     defaults, early in a shift a driver 8 minutes further away but one job lighter ties, and one
-    two jobs lighter wins unless 46 minutes further. In the simulator (`patone simulate --seeds
-    1,2,3`, with lapsed drivers asked again) the urgency took full-shift drivers' job counts
-    from 18-22 % to 8-18 % from their mean (every driver at 7 or 8 jobs on two seeds of three),
-    travel staying 22-25 % below greedy; load 12 with it read 9-10 % for 14-22 % less travel."""
+    two jobs lighter wins unless 46 minutes further. The defaults are what the simulator
+    favoured (docs/dispatch.md, "Settings")."""
 
     eta: float = Field(default=1.0, ge=0, le=10)
     wait: float = Field(default=1.0, ge=0, le=10)  # a minute until a busy driver is free
@@ -57,17 +55,17 @@ class DispatchSettings(Input):
     # A driver who let an offer lapse (no answer is not a refusal: they may have been driving)
     # may be offered the same request again this many times, at `weights.lapse` minutes per
     # lapse: the nearest truck asked again rather than one twenty minutes away. A decline is
-    # final. In the simulator this took travel to the scene from 6 % to 26 % below greedy.
+    # final.
     lapsed_reoffers: int = Field(default=2, ge=0, le=5)
     preempt: bool = True  # emergencies may take a driver from an unstarted non-urgent job
     # An emergency goes to the fastest truck; trucks within this many minutes of it are as fast
     # at a travel estimate's precision (its error is minutes either way), and the least loaded
-    # of them goes (0: always the fastest). In the simulator emergencies at the end of the day
-    # otherwise gave a ninth job to a driver at eight while one at seven was a minute slower.
+    # of them goes (0: always the fastest), so the last emergencies of a day do not pile a job
+    # on a driver already ahead of the rest.
     emergency_tie_minutes: float = Field(default=2.0, ge=0, le=15)
     # A driver expected to finish their job within this many minutes may get the next one,
-    # queued behind it (0, the default: only free drivers get offers). In the simulator 15
-    # minutes cut travel by about 2 % but made the ETA shown at acceptance a minute worse.
+    # queued behind it (0, the default: only free drivers get offers; queueing saved little
+    # travel and made the customer's ETA worse, docs/dispatch.md).
     queue_within_minutes: int = Field(default=0, ge=0, le=120)
     staging: bool = True  # suggest waiting places to idle drivers (`staging.py`)
     weights: Weights = Weights()

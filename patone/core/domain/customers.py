@@ -257,25 +257,6 @@ def _search_args(text: str) -> list[Any]:
     return [prefix_query, digits, plate]
 
 
-async def search_customers(
-    tenant: TenantRef, actor: Actor, text: str, *, limit: int = 20
-) -> list[Row]:
-    """Customers whose name or email words start with the text, or whose phone or plate
-    contains it; archived ones are left out."""
-    require(actor, "customers.view")
-    text = text.strip()
-    if not text:
-        return []
-    async with tenant_transaction(tenant):
-        rows = await engine.fetch(
-            f"SELECT {CUSTOMER_COLUMNS} FROM customers c WHERE c.archived_at IS NULL "
-            f"AND {_SEARCH} ORDER BY c.name, c.id LIMIT $4",
-            *_search_args(text),
-            min(max(limit, 1), 100),
-        )
-    return [dict(r) for r in rows]
-
-
 async def list_customers(
     tenant: TenantRef,
     actor: Actor,
@@ -287,7 +268,7 @@ async def list_customers(
     before: str | None = None,
 ) -> Page:
     """A page of customers (archived left out): by id, or by name when searching (the words
-    of a name or email, or part of a phone number or plate; see `search_customers`)."""
+    of a name or email, or part of a phone number or plate)."""
     require(actor, "customers.view")
     where = ["c.archived_at IS NULL"]
     args: list[Any] = []

@@ -12,7 +12,7 @@ from patone.core.common.activity import record
 from patone.core.common.inputs import Input, Money, parse
 from patone.core.common.permissions import Actor, require
 from patone.core.common.rows import update_row
-from patone.core.domain.company import get_settings, is_after_hours
+from patone.core.domain.company import is_after_hours
 from patone.core.runtime.clock import now
 from patone.core.runtime.db import engine
 from patone.core.runtime.errors import NotFound
@@ -92,12 +92,3 @@ def quote(
     if is_after_hours(at, settings):
         price += int(service_type["after_hours_surcharge"])
     return price
-
-
-async def quote_for(
-    tenant: TenantRef, code: str, at: datetime, distance_km: float | None = None
-) -> int:
-    settings = await get_settings(tenant)
-    async with tenant_transaction(tenant):
-        service_type = await service_type_by_code(code)
-    return quote(service_type, settings, at, distance_km)

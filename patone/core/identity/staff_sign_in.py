@@ -7,7 +7,7 @@
 3. The second factor. A user with two-factor on proves it with a TOTP or recovery code
    (`two_factor.verify`: each code once); a wrong code is a failed sign-in like a wrong password
    (logged, counted toward the lockout). A user whose role must use two-factor
-   (`two_factor.required_for`) and who has none is not signed in: they may only enrol.
+   (`two_factor.status`, its `required`) and who has none is not signed in: they may only enrol.
 4. `credentials.record_sign_in` clears the failure count and logs `user.signed_in`.
 
 A sign-in that stops half way, its password proven, leaves a **pending sign-in** in Redis

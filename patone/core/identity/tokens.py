@@ -64,15 +64,6 @@ class Claims:
     role: str | None = None  # a staff user's role when the token was issued (informative)
 
 
-@dataclass(frozen=True)
-class AccessClaims:
-    tenant: str
-    user_id: int
-    expires_at: int
-    token_id: str
-    allow_list_only: bool = False
-
-
 def issue_token(
     secret: str,
     *,
@@ -243,22 +234,4 @@ def issue_access_token(
         tenant=tenant,
         ttl=ttl,
         allow_list_only=allow_list_only,
-    )
-
-
-def verify_access_token(secret: str, token: str, *, tenant: TenantRef) -> AccessClaims:
-    """A staff token's claims if it is genuine, unexpired and for `tenant`; else `InvalidToken`."""
-    claims = verify_token(secret, token, audience=TENANT_AUDIENCE, tenant=tenant)
-    if claims.kind is not Kind.staff:
-        raise InvalidToken("the access token is not a staff user's")
-    try:
-        user_id = int(claims.subject)
-    except ValueError:
-        raise InvalidToken("the access token names no user") from None
-    return AccessClaims(
-        tenant=tenant.slug,
-        user_id=user_id,
-        expires_at=claims.expires_at,
-        token_id=claims.token_id,
-        allow_list_only=claims.allow_list_only,
     )

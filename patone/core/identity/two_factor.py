@@ -12,7 +12,7 @@ step once only: the last accepted step is kept and moved forward by a conditiona
 two requests racing with the same code can't both pass. A recovery code is spent the same way.
 
 Which roles must use two-factor is the company setting `two_factor.required_roles` (default
-`["admin"]`); sign-in asks `required_for(tenant, role)`. Every change and every refused code
+`["admin"]`); sign-in reads it in the user's `status`. Every change and every refused code
 is written to the company's activity log.
 
 The pure helpers (`new_secret`, `matching_step`, `new_recovery_codes` ...) also serve platform
@@ -397,12 +397,6 @@ async def reset(tenant: TenantRef, actor: Actor, user_id: int) -> None:
         await record(actor, "user", user_id, "two_factor.reset")
 
 
-async def is_enabled(tenant: TenantRef, user_id: int) -> bool:
-    async with tenant_transaction(tenant):
-        row = await _row(user_id)
-    return row is not None and row["confirmed_at"] is not None
-
-
 async def status(tenant: TenantRef, user_id: int) -> Status:
     async with tenant_transaction(tenant):
         rows = await engine.fetch("SELECT role FROM users WHERE id = $1", user_id)
@@ -436,12 +430,6 @@ async def required_roles(tenant: TenantRef) -> list[str]:
     """The roles whose users must use two-factor in this company."""
     async with tenant_transaction(tenant):
         return await _required_roles()
-
-
-async def required_for(tenant: TenantRef, role: str) -> bool:
-    """Whether users of `role` must use two-factor here (sign-in demands enrolment if so)."""
-    async with tenant_transaction(tenant):
-        return await _required(role)
 
 
 async def set_required_roles(tenant: TenantRef, actor: Actor, roles: Sequence[str]) -> list[str]:

@@ -9,7 +9,7 @@ import traceback
 import uuid
 from typing import Any
 
-from starlette.datastructures import MutableHeaders
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -163,6 +163,13 @@ def client_ip(scope: Scope) -> str:
     write."""
     resolved = scope.get("state", {}).get("client_ip")
     return str(resolved) if resolved else _resolve_client_ip(scope, trust_proxy=False)
+
+
+def bearer_token(scope: Scope) -> str | None:
+    """The token of the request's `Authorization: Bearer <token>` header (the scheme in any
+    case, RFC 7235), or None when there is none."""
+    scheme, _, token = Headers(scope=scope).get("authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
 class ClientAddressMiddleware:

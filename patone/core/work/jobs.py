@@ -624,10 +624,6 @@ async def send_to_active_tenants(actor: TenantActor[[], Any]) -> int:
     return len(tenants)
 
 
-def declared_actors() -> dict[str, TenantActor[Any, Any]]:
-    return dict(_ACTORS)
-
-
 def bind_actors(broker: dramatiq.Broker) -> None:
     """Declare every tenant actor declared so far on `broker` (workers call this after
     importing their actor modules)."""

@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 
 from patone.plugins.hookspecs import hookimpl
-from patone.plugins.host import error_response
+from patone.plugins.host import error_response, request_tenant
 from patone.plugins.storage import (
     InvalidFileKey,
     check_expires_in,
@@ -206,9 +206,7 @@ async def serve(request: Request) -> Response:
     Served with `nosniff` and a sandboxing Content-Security-Policy: files are uploaded by users,
     and an HTML or SVG one must not run script on the company's own domain.
     """
-    tenant = getattr(request.state, "tenant", None)
-    if tenant is None:
-        return error_response("tenant_required", "Files belong to a company: use its address.")
+    tenant = request_tenant(request, "Files belong to a company: use its address.")
     key = request.path_params["key"]
     files = installation()
     try:
@@ -217,7 +215,7 @@ async def serve(request: Request) -> Response:
         return error_response("not_found", "No such file.")
     problem = files.check_link(
         tenant.slug,
-        str(tenant.id),
+        tenant.id,
         key,
         request.query_params.get("expires", ""),
         request.query_params.get("sig", ""),
