@@ -201,18 +201,16 @@ REQUEST_NEEDS_DISPATCHER = _declare(
     "Automatic dispatch found no driver for a request: a dispatcher should step in.",
 )
 OFFER_CREATED = _declare("offer.created", "offer", OfferCreated, "A driver was offered a request.")
-OFFER_ACCEPTED = _declare("offer.accepted", "offer", OfferClosed, "The driver took the offer.")
-OFFER_DECLINED = _declare(
-    "offer.declined", "offer", OfferClosed, "The driver turned the offer down."
-)
+OFFER_ACCEPTED = _declare("offer.accepted", "offer", OfferClosed, "A driver accepted an offer.")
+OFFER_DECLINED = _declare("offer.declined", "offer", OfferClosed, "A driver turned an offer down.")
 OFFER_EXPIRED = _declare(
-    "offer.expired", "offer", OfferClosed, "The offer lapsed with no answer in time."
+    "offer.expired", "offer", OfferClosed, "An offer lapsed: no answer before its deadline."
 )
 OFFER_WITHDRAWN = _declare(
     "offer.withdrawn",
     "offer",
     OfferWithdrawn,
-    "The offer was taken back: its driver went off duty or on a break.",
+    "An offer was taken back: its driver stopped working (off duty, break, archived).",
 )
 DRIVER_STATUS_CHANGED = _declare(
     "driver.status_changed",
