@@ -11,6 +11,7 @@ import strawberry
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
+from patone.core.common import topics
 from patone.core.common.permissions import require
 from patone.core.dispatch import engine as dispatch
 from patone.core.dispatch import offers as service
@@ -685,11 +686,11 @@ async def _dispatch_payload(info: Info[Context, None], call: Any) -> DispatchPay
 
 @strawberry.enum
 class OfferChange(Enum):
-    CREATED = "offer.created"
-    ACCEPTED = "offer.accepted"
-    DECLINED = "offer.declined"
-    EXPIRED = "offer.expired"
-    WITHDRAWN = "offer.withdrawn"
+    CREATED = topics.OFFER_CREATED.name
+    ACCEPTED = topics.OFFER_ACCEPTED.name
+    DECLINED = topics.OFFER_DECLINED.name
+    EXPIRED = topics.OFFER_EXPIRED.name
+    WITHDRAWN = topics.OFFER_WITHDRAWN.name
 
 
 @strawberry.type
@@ -701,8 +702,8 @@ class OfferUpdate:
 
 @strawberry.enum
 class StagingChange(Enum):
-    SUGGESTED = "driver.staging_suggested"
-    CLEARED = "driver.staging_cleared"
+    SUGGESTED = topics.DRIVER_STAGING_SUGGESTED.name
+    CLEARED = topics.DRIVER_STAGING_CLEARED.name
 
 
 @strawberry.type

@@ -16,6 +16,7 @@ from typing import Any
 import strawberry
 from strawberry.types import Info
 
+from patone.core.common import topics
 from patone.core.domain import service_requests
 from patone.core.runtime.errors import NotFound
 from patone.core.runtime.redis import subscriber
@@ -27,12 +28,12 @@ from patone.graphql.types import ServiceRequest
 
 @strawberry.enum
 class RequestChange(Enum):
-    CREATED = "request.created"
-    UPDATED = "request.updated"
-    ASSIGNED = "request.assigned"
-    STATUS_CHANGED = "request.status_changed"
-    ETA_CHANGED = "request.eta_changed"
-    NEEDS_DISPATCHER = "request.needs_dispatcher"
+    CREATED = topics.REQUEST_CREATED.name
+    UPDATED = topics.REQUEST_UPDATED.name
+    ASSIGNED = topics.REQUEST_ASSIGNED.name
+    STATUS_CHANGED = topics.REQUEST_STATUS_CHANGED.name
+    ETA_CHANGED = topics.REQUEST_ETA_CHANGED.name
+    NEEDS_DISPATCHER = topics.REQUEST_NEEDS_DISPATCHER.name
 
 
 @strawberry.type

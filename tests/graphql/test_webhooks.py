@@ -80,6 +80,12 @@ async def test_an_admin_manages_endpoints_and_the_delivery_log_over_the_api(
     assert bad["data"]["createWebhookEndpoint"]["userErrors"] == [
         {"field": "url", "code": "invalid", "message": "must be an http(s) URL with a host"}
     ]
+    unknown = await gql(
+        acme, admin, CREATE, {"input": {"url": url, "eventTypes": ["request.*", "request.lost"]}}
+    )
+    [error] = unknown["data"]["createWebhookEndpoint"]["userErrors"]
+    assert (error["field"], error["code"]) == ("eventTypes.1", "invalid_choice")
+    assert "'request.lost' is not an event type" in error["message"]
 
     tested = await gql(
         acme,

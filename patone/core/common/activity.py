@@ -13,6 +13,7 @@ from typing import Any
 from patone.core.common.paging import Key, Page, Window, cursor_of, fetch_page
 from patone.core.common.permissions import Actor, require
 from patone.core.common.rows import update_row
+from patone.core.common.topics import P, Topic
 from patone.core.runtime.clock import now
 from patone.core.runtime.db import engine
 from patone.core.runtime.errors import NotFound
@@ -49,16 +50,19 @@ async def record(
     )
 
 
-async def emit(topic: str, entity: str, entity_id: object, payload: dict[str, Any]) -> None:
-    """Queue a domain event (e.g. `request.created`) for the relay to publish after commit."""
+async def emit(topic: Topic[P], entity_id: object, payload: P) -> None:
+    """Queue a domain event of the catalogue (`topics.py`) for the relay to publish after
+    commit."""
+    if type(payload) is not topic.payload:  # a subclass has other fields: not this topic's
+        raise TypeError(f"{topic.name} carries {topic.payload.__name__}, not {payload!r}")
     tenant = get_current_tenant()
     await engine.execute(
         "INSERT INTO outbox (topic, entity, entity_id, payload, created_at) "
         "VALUES ($1, $2, $3, $4::jsonb, $5)",
-        topic,
-        entity,
+        topic.name,
+        topic.entity,
         str(entity_id),
-        json.dumps({"tenant": tenant.slug, **payload}, default=str, sort_keys=True),
+        json.dumps({"tenant": tenant.slug, **payload.as_json()}, default=str, sort_keys=True),
         now(),
     )
     # Delivered to the relay only if this transaction commits.

@@ -28,6 +28,7 @@ _CODES = {
     "literal_error": "invalid_choice",
     "enum": "invalid_choice",
     "extra_forbidden": "unknown_field",
+    "invalid_choice": "invalid_choice",  # a validator's own PydanticCustomError
 }
 
 

@@ -28,6 +28,7 @@ from zoneinfo import ZoneInfo
 
 from ortools.graph.python import linear_sum_assignment
 
+from patone.core.common import topics
 from patone.core.common.activity import emit, record
 from patone.core.common.permissions import Actor, require
 from patone.core.dispatch import candidates as cands
@@ -639,18 +640,17 @@ async def make_offer(
         "UPDATE service_requests SET offers_made = offers_made + 1 WHERE id = $1", request["id"]
     )
     await emit(
-        "offer.created",
-        "offer",
+        topics.OFFER_CREATED,
         offer_id,
-        {
-            "id": offer_id,
-            "request_id": request["id"],
-            "number": request["number"],
-            "driver_id": candidate.driver_id,
-            "priority": request["priority"],
-            "deadline": deadline.isoformat(),
-            "travel_s": candidate.travel_s,
-        },
+        topics.OfferCreated(
+            id=offer_id,
+            request_id=request["id"],
+            number=request["number"],
+            driver_id=candidate.driver_id,
+            priority=request["priority"],
+            deadline=deadline.isoformat(),
+            travel_s=candidate.travel_s,
+        ),
     )
     return Decision(request["id"], "offered", offer_id, candidate.driver_id, explanation)
 
@@ -667,16 +667,23 @@ async def expire_offers(
         await lock_dispatch(tenant)
         rows = await engine.fetch(
             "UPDATE offers SET status = 'expired', responded_at = deadline, reason = 'no answer' "
-            "WHERE status = 'open' AND deadline <= $1 RETURNING id, request_id, driver_id",
+            "WHERE status = 'open' AND deadline <= $1 "
+            "RETURNING id, request_id, driver_id, status, reason",
             at,
         )
         expired = [dict(row) for row in rows]
-        for offer in expired:
-            await emit("offer.expired", "offer", offer["id"], offer)
+        await emit_expired(expired)
         await flag_exhausted(
             tenant, [offer["request_id"] for offer in expired], settings, at, "no answer"
         )
     return expired
+
+
+async def emit_expired(offers: list[dict[str, Any]]) -> None:
+    """Tell of offers closed as expired (in the caller's transaction), whether the sweep found
+    them past their deadline or their driver answered too late: one topic, one payload."""
+    for offer in offers:
+        await emit(topics.OFFER_EXPIRED, offer["id"], topics.OfferClosed.of(offer))
 
 
 async def flag_exhausted(
@@ -706,10 +713,9 @@ async def flag_exhausted(
             row["id"], "flagged", None, settings, {"at": at.isoformat(), "why": why}, at
         )
         await emit(
-            "request.needs_dispatcher",
-            "service_request",
+            topics.REQUEST_NEEDS_DISPATCHER,
             row["id"],
-            {"id": row["id"], "number": row["number"], "priority": row["priority"], "why": why},
+            topics.RequestNeedsDispatcher(row["id"], row["number"], row["priority"], why),
         )
     return [row["id"] for row in rows]
 

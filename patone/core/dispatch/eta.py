@@ -12,6 +12,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+from patone.core.common import topics
 from patone.core.common.activity import emit
 from patone.core.dispatch import workload
 from patone.core.dispatch.engine import positions_of, travel_estimates
@@ -89,16 +90,15 @@ async def refresh_eta(
         if not rows:
             return None
         await emit(
-            "request.eta_changed",
-            "service_request",
+            topics.REQUEST_ETA_CHANGED,
             request_id,
-            {
-                "id": request_id,
-                "number": job["number"],
-                "driver": job["driver"],
-                "eta_at": eta.isoformat(),
-                "previous": shown.isoformat() if shown else None,
-            },
+            topics.RequestEtaChanged(
+                id=request_id,
+                number=job["number"],
+                driver=job["driver"],
+                eta_at=eta.isoformat(),
+                previous=shown.isoformat() if shown else None,
+            ),
         )
     return eta
 

@@ -33,6 +33,7 @@ from typing import Any
 import dramatiq
 from redis.exceptions import RedisError
 
+from patone.core.common import topics
 from patone.core.dispatch import engine as dispatch
 from patone.core.dispatch import eta, replan, staging
 from patone.core.domain import push
@@ -51,7 +52,9 @@ log = logging.getLogger(__name__)
 BUSY_KEY = DISPATCH_BUSY  # companies with live offers or waiting requests
 QUEUED_SECONDS = 10  # a queued sweep not started by then may be queued again
 
-_WAKING = {"request.created", "offer.declined", "offer.expired", "offer.withdrawn"}
+_WAKING = topics.names(
+    topics.REQUEST_CREATED, topics.OFFER_DECLINED, topics.OFFER_EXPIRED, topics.OFFER_WITHDRAWN
+)
 
 
 def _queued_key(slug: str) -> str:
@@ -59,13 +62,12 @@ def _queued_key(slug: str) -> str:
 
 
 def _wakes(event: dict[str, Any]) -> bool:
-    topic = event.get("topic")
     payload = event.get("payload") or {}
-    if topic in _WAKING:
+    if event.get("topic") in _WAKING:
         return True
-    if topic == "request.status_changed":
+    if topics.REQUEST_STATUS_CHANGED.matches(event):
         return payload.get("status") == "pending"
-    if topic == "driver.status_changed":
+    if topics.DRIVER_STATUS_CHANGED.matches(event):
         return payload.get("to") == "available"
     return False
 
@@ -91,10 +93,10 @@ def _wake_at_once(broker: dramatiq.Broker, tenant: TenantRef, events: list[dict[
 async def _ring_drivers(
     tenant: TenantInfo, events: list[dict[str, Any]], broker: dramatiq.Broker
 ) -> None:
-    offers = [int(e["entity_id"]) for e in events if e.get("topic") == "offer.created"]
+    offers = [int(e["entity_id"]) for e in events if topics.OFFER_CREATED.matches(e)]
     if offers:
         await asyncio.to_thread(enqueue_offer_pushes, broker, tenant, offers)
-    staged = [e for e in events if e.get("topic") == "driver.staging_suggested"]
+    staged = [e for e in events if topics.DRIVER_STAGING_SUGGESTED.matches(e)]
     if staged:
         await asyncio.to_thread(enqueue_staging_pushes, broker, tenant, staged)
 

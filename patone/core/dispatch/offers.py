@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from patone.core.common import topics
 from patone.core.common.activity import emit, record
 from patone.core.common.permissions import Actor, require
 from patone.core.dispatch import candidates as cands
@@ -92,7 +93,7 @@ async def respond_to_offer(
         if at <= offer["deadline"]:
             if not accept:
                 offer = await _close(offer_id, "declined", at, reason or "declined")
-                await emit("offer.declined", "offer", offer_id, _payload(offer))
+                await emit(topics.OFFER_DECLINED, offer_id, topics.OfferClosed.of(offer))
                 await dispatch.flag_exhausted(
                     tenant, [offer["request_id"]], settings, at, "declined"
                 )
@@ -100,7 +101,7 @@ async def respond_to_offer(
             accepted = await _accept(actor, offer, at)
         else:
             offer = await _close(offer_id, "expired", offer["deadline"], "answered too late")
-            await emit("offer.expired", "offer", offer_id, _payload(offer))
+            await dispatch.emit_expired([offer])
             await dispatch.flag_exhausted(
                 tenant, [offer["request_id"]], settings, at, "answered too late"
             )
@@ -121,7 +122,7 @@ async def _accept(actor: Actor, offer: Row, at: datetime) -> Response:
         preempted = await _preempt(offer["preempts"], offer["driver_id"], actor)
     offer = await _close(offer["id"], "accepted", at, "")
     assigned = await assign_in_transaction(current, offer["driver_id"], actor)
-    await emit("offer.accepted", "offer", offer["id"], _payload(offer))
+    await emit(topics.OFFER_ACCEPTED, offer["id"], topics.OfferClosed.of(offer))
     return Response(offer, assigned, preempted)
 
 
@@ -143,16 +144,6 @@ async def _preempt(request_id: int, driver_id: int, actor: Actor) -> int | None:
         note="taken for an emergency",
     )
     return request_id
-
-
-def _payload(offer: Row) -> dict[str, Any]:
-    return {
-        "id": offer["id"],
-        "request_id": offer["request_id"],
-        "driver_id": offer["driver_id"],
-        "status": offer["status"],
-        "reason": offer["reason"],
-    }
 
 
 async def offer_by_hand(

@@ -28,6 +28,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 from ortools.graph.python import linear_sum_assignment
 
+from patone.core.common import topics
 from patone.core.common.activity import emit
 from patone.core.common.permissions import Actor, require
 from patone.core.dispatch.engine import IDLE, lock_dispatch, positions_of
@@ -185,23 +186,23 @@ async def _store(tenant: TenantRef, at: datetime, moves: list[Move]) -> list[Mov
             [(m.driver_id, m.lat, m.lng, m.km, m.place, at) for m in new],
         )
         for move in new:
-            await emit("driver.staging_suggested", "driver", move.driver_id, _payload(move))
+            await emit(topics.DRIVER_STAGING_SUGGESTED, move.driver_id, _payload(move))
         for driver_id in cleared:
-            await emit("driver.staging_cleared", "driver", driver_id, {"driver_id": driver_id})
+            await emit(topics.DRIVER_STAGING_CLEARED, driver_id, topics.StagingCleared(driver_id))
         await engine.execute("DELETE FROM staging_rounds")
         await engine.execute("INSERT INTO staging_rounds (at) VALUES ($1)", at)
     return new
 
 
-def _payload(move: Move) -> dict[str, Any]:
-    return {
-        "driver_id": move.driver_id,
-        "lat": move.lat,
-        "lng": move.lng,
-        "km": move.km,
-        "place": move.place,
-        "suggested_at": move.suggested_at.isoformat() if move.suggested_at else None,
-    }
+def _payload(move: Move) -> topics.StagingSuggested:
+    return topics.StagingSuggested(
+        driver_id=move.driver_id,
+        lat=move.lat,
+        lng=move.lng,
+        km=move.km,
+        place=move.place,
+        suggested_at=move.suggested_at.isoformat() if move.suggested_at else None,
+    )
 
 
 def move_of(payload: dict[str, Any]) -> Move:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+from patone.core.common import topics
 from patone.core.common.permissions import Actor
 from patone.core.dispatch.positions import DriverPosition, driver_positions, positions_channel
 from patone.core.domain.service_requests import can_see
@@ -32,7 +33,9 @@ from patone.tenants.isolation import TenantRef, tenant_transaction
 SHOWN = frozenset({"en_route", "on_scene"})  # the driver's position is shown in these
 ENDED = frozenset({"completed", "cancelled"})
 # The request's own events that change what the page shows.
-TOPICS = frozenset({"request.assigned", "request.status_changed", "request.eta_changed"})
+TOPICS = topics.names(
+    topics.REQUEST_ASSIGNED, topics.REQUEST_STATUS_CHANGED, topics.REQUEST_ETA_CHANGED
+)
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
+from patone.core.common import topics
 from patone.core.common.activity import audited_update, emit, record
 from patone.core.common.inputs import Email, Input, Name, Phone, Plate, parse
 from patone.core.common.paging import Key, Page, Window, fetch_page
@@ -109,7 +110,7 @@ async def create_customer(
             await record(actor, "vehicle", added["id"], "vehicle.created", None, added)
         created = await _customer(customer_id)
         await record(actor, "customer", customer_id, "customer.created", None, created)
-        await emit("customer.created", "customer", customer_id, {"id": customer_id})
+        await emit(topics.CUSTOMER_CREATED, customer_id, topics.CustomerRef(customer_id))
         return customer_id, created
 
     async def load(customer_id: int) -> Row:
@@ -142,7 +143,7 @@ async def find_or_add_motorist(actor: Actor, motorist: MotoristInput) -> tuple[i
         )
         created = await _customer(customer_id)
         await record(actor, "customer", customer_id, "customer.created", None, created)
-        await emit("customer.created", "customer", customer_id, {"id": customer_id})
+        await emit(topics.CUSTOMER_CREATED, customer_id, topics.CustomerRef(customer_id))
     if motorist.vehicle is None:
         return customer_id, None
     vehicles = await engine.fetch(
@@ -181,7 +182,7 @@ async def update_customer(tenant: TenantRef, actor: Actor, customer_id: int, dat
             "customer.updated",
             _customer,
         )
-        await emit("customer.updated", "customer", customer_id, {"id": customer_id})
+        await emit(topics.CUSTOMER_UPDATED, customer_id, topics.CustomerRef(customer_id))
     return after
 
 

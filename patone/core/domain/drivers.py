@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
+from patone.core.common import topics
 from patone.core.common.activity import audited_update, emit, record
 from patone.core.common.inputs import Input, Name, Phone, parse
 from patone.core.common.permissions import Actor, PermissionDenied, require
@@ -144,10 +145,9 @@ async def _change(actor: Actor, before: Row, changes: dict[str, Any]) -> Row:
     )
     if before["status"] != after["status"]:
         await emit(
-            "driver.status_changed",
-            "driver",
+            topics.DRIVER_STATUS_CHANGED,
             driver_id,
-            {"id": driver_id, "from": before["status"], "to": after["status"]},
+            topics.DriverStatusChanged(driver_id, from_=before["status"], to=after["status"]),
         )
         if after["status"] in (DriverStatus.off_duty, DriverStatus.on_break):
             await _withdraw_offer(driver_id, f"driver went {after['status']}")
@@ -227,10 +227,9 @@ async def _withdraw_offer(driver_id: int, reason: str) -> None:
     )
     for row in rows:
         await emit(
-            "offer.withdrawn",
-            "offer",
+            topics.OFFER_WITHDRAWN,
             row["id"],
-            {"id": row["id"], "request_id": row["request_id"], "driver_id": driver_id},
+            topics.OfferWithdrawn(row["id"], row["request_id"], driver_id),
         )
 
 

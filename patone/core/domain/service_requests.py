@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import Field
 
+from patone.core.common import topics
 from patone.core.common.activity import emit, record
 from patone.core.common.inputs import Input, Latitude, Longitude, Money, parse
 from patone.core.common.paging import Key, Page, Window, fetch_page
@@ -206,7 +207,9 @@ async def create_request(
         created = dict(rows[0])
         await _event(created["id"], None, RequestStatus.pending, actor, at=at)
         await record(actor, "service_request", created["id"], "request.created", None, created)
-        await emit("request.created", "service_request", created["id"], _summary(created))
+        await emit(
+            topics.REQUEST_CREATED, created["id"], topics.RequestSummary(**_summary(created))
+        )
         return created["id"], created
 
     async def load(request_id: int) -> Row:
@@ -268,6 +271,7 @@ async def _adjusted(tenant: TenantRef, offer: Quote) -> int:
 
 
 def _summary(row: Row) -> dict[str, Any]:
+    """What every event about a request says of it."""
     return {
         key: row[key]
         for key in ("id", "number", "status", "priority", "driver", "version", "service_type")
@@ -374,7 +378,7 @@ async def update_request(
         sets["updated_at"] = now()
         updated = await _apply(current, expected_version, sets)
         await record(actor, "service_request", request_id, "request.updated", current, updated)
-        await emit("request.updated", "service_request", request_id, _summary(updated))
+        await emit(topics.REQUEST_UPDATED, request_id, topics.RequestSummary(**_summary(updated)))
     return updated
 
 
@@ -424,10 +428,9 @@ async def assign_in_transaction(
     await _event(request_id, current["status"], "assigned", actor, at=at)
     await record(actor, "service_request", request_id, "request.assigned", current, updated)
     await emit(
-        "request.assigned",
-        "service_request",
+        topics.REQUEST_ASSIGNED,
         request_id,
-        {**_summary(updated), "from": current["status"]},
+        topics.RequestAssigned(**_summary(updated), from_=current["status"]),
     )
     return updated
 
@@ -535,10 +538,11 @@ async def transition_in_transaction(
     )
     await record(actor, "service_request", request_id, f"request.{status}", current, updated)
     await emit(
-        "request.status_changed",
-        "service_request",
+        topics.REQUEST_STATUS_CHANGED,
         request_id,
-        {**_summary(updated), "from": current["status"], "reason_code": reason_code},
+        topics.RequestStatusChanged(
+            **_summary(updated), from_=current["status"], reason_code=reason_code
+        ),
     )
     return updated
 

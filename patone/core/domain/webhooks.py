@@ -1,10 +1,11 @@
 """Outbound webhooks: a company's partners get its domain events as signed HTTP POSTs.
 
 - **Endpoints** (`webhook_endpoints`): a URL (checked against server-side request forgery when
-  saved *and* before every request, since DNS can change), the event types it wants (empty:
-  all; `request.*` takes every `request.` event) and a secret in the Standard Webhooks format
-  (`whsec_<base64 of 24 random bytes>`), sealed at rest with the plugin runtime's key and shown
-  once, when the endpoint is created or its secret rotated. After a rotation the old secret
+  saved *and* before every request, since DNS can change), the event types it wants (names
+  of the catalogue, `topics.py`; empty: all; `request.*` takes every `request.` event) and a
+  secret in the Standard Webhooks format (`whsec_<base64 of 24 random bytes>`), sealed at
+  rest with the plugin runtime's key and shown once, when the endpoint is created or its
+  secret rotated. After a rotation the old secret
   keeps signing, next to the new one, for `PREVIOUS_SECRET_HOURS`.
 - **Deliveries** (`webhook_deliveries`): the `fan_out` job of every committed event runs this
   module's handler, which writes one row per matching enabled endpoint (unique per endpoint and
@@ -36,7 +37,6 @@ import hmac
 import json
 import logging
 import random
-import re
 import secrets
 import time
 from dataclasses import dataclass
@@ -45,7 +45,9 @@ from typing import Annotated, Any
 import dramatiq
 import httpx
 from pydantic import AfterValidator, Field
+from pydantic_core import PydanticCustomError
 
+from patone.core.common import topics
 from patone.core.common.activity import record
 from patone.core.common.inputs import Input, parse
 from patone.core.common.paging import Key, Page, Window, fetch_page
@@ -98,13 +100,15 @@ ATTEMPT_COLUMNS = (
     "created_at"
 )
 
-_EVENT_TYPE = re.compile(r"[a-z][a-z0-9_]*(\.\*|(\.[a-z][a-z0-9_]*)+)")
-
 
 def _event_type(value: str) -> str:
-    if len(value) > 60 or not _EVENT_TYPE.fullmatch(value):
-        raise ValueError(
-            f"{value!r} is not an event type (like request.created) or family (like request.*)"
+    """A type of the event catalogue (`topics.py`) or a family of them (`request.*`)."""
+    if not topics.accepts(value):
+        raise PydanticCustomError(
+            "invalid_choice",
+            "{value} is not an event type we send (like request.created) or a family of them "
+            "(like request.*)",
+            {"value": repr(value[:60])},
         )
     return value
 

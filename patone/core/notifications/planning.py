@@ -21,6 +21,7 @@ from typing import Any
 
 import dramatiq
 
+from patone.core.common import topics
 from patone.core.domain.company import get_settings
 from patone.core.notifications import templates
 from patone.core.notifications.sending import enqueue_sends
@@ -42,10 +43,10 @@ class Recipient:
 
 def event_key(event: dict[str, Any]) -> str | None:
     """The notification event an outbox event is, or None if nothing notifies of it."""
-    topic = event.get("topic", "")
-    if topic == "request.status_changed":
-        topic = f"request.{event.get('payload', {}).get('status', '')}"
-    return topic if topic in templates.EVENTS else None
+    key = event.get("topic", "")
+    if topics.REQUEST_STATUS_CHANGED.matches(event):
+        key = templates.status_event(event.get("payload", {}).get("status", ""))
+    return key if key in templates.EVENTS else None
 
 
 def _money(amount: int | None, currency: str) -> str:

@@ -18,20 +18,30 @@ from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError, Undefine
 from jinja2 import Template as JinjaTemplate
 from jinja2.sandbox import SandboxedEnvironment
 
+from patone.core.common import topics
+from patone.core.domain.tables import RequestStatus
 from patone.core.runtime.errors import UserError, ValidationFailed
 
 CHANNELS = ("email", "sms", "push")
 RECIPIENTS = ("customer", "driver", "dispatchers")
 
-# The events a company can be notified of: request.status_changed becomes request.<new status>.
+
+def status_event(status: str) -> str:
+    """The event a company is notified of when a request moves to `status`
+    (`request.status_changed` becomes `request.<new status>`)."""
+    return f"{topics.REQUEST_STATUS_CHANGED.family}.{status}"
+
+
+# The events a company can be notified of: two topics of the catalogue as they are, and a
+# request's moves, one event per status.
 EVENTS: dict[str, str] = {
-    "request.created": "A request for help was taken",
-    "request.assigned": "A driver was assigned",
-    "request.en_route": "The driver is on the way",
-    "request.on_scene": "The driver has arrived",
-    "request.in_progress": "Work has started",
-    "request.completed": "The job is done",
-    "request.cancelled": "The request was cancelled",
+    topics.REQUEST_CREATED.name: "A request for help was taken",
+    topics.REQUEST_ASSIGNED.name: "A driver was assigned",
+    status_event(RequestStatus.en_route): "The driver is on the way",
+    status_event(RequestStatus.on_scene): "The driver has arrived",
+    status_event(RequestStatus.in_progress): "Work has started",
+    status_event(RequestStatus.completed): "The job is done",
+    status_event(RequestStatus.cancelled): "The request was cancelled",
 }
 
 LIMITS = {"subject": 200, "body": 5_000, "html": 100_000}

@@ -3,12 +3,17 @@ who had let one of the same request lapse."""
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import pytest
 
 from patone.core.common.permissions import PermissionDenied
 from patone.core.dispatch import engine as dispatch
 from patone.core.dispatch import offers
+from patone.core.runtime.db import engine
 from patone.core.runtime.errors import UserError
+from patone.tenants.isolation import tenant_transaction
 from patone.tenants.registry import TenantInfo
 from tests.core.dispatch.world import (
     DISPATCHER,
@@ -69,6 +74,51 @@ async def test_first_offers_and_offers_made_again_after_a_lapse_are_told_apart(
     clock.advance(2 * 24 * 3600)
     assert (await offers.offer_stats(acme, DISPATCHER, days=1)).first.offers == 0
     assert (await offers.offer_stats(acme, DISPATCHER, days=3)).first.offers == 2
+
+
+async def _expired_events(tenant: TenantInfo) -> list[dict[str, Any]]:
+    async with tenant_transaction(tenant):
+        rows = await engine.fetch(
+            "SELECT entity, entity_id, payload FROM outbox WHERE topic = 'offer.expired' "
+            "ORDER BY id"
+        )
+    return [{**dict(row), "payload": json.loads(row["payload"])} for row in rows]
+
+
+async def test_a_lapsed_offer_is_told_alike_whether_swept_or_answered_too_late(
+    two_tenants: tuple[TenantInfo, TenantInfo], clock: Clock
+) -> None:
+    acme, bolt = two_tenants
+    anna, bob = await driver_at(acme, 1), await driver_at(acme, 2)
+    await driver_at(bolt, 1)
+    one, two = await request_at_scene(acme), await request_at_scene(acme)
+    swept = await _offer(acme, one["id"], anna["id"])
+    clock.advance(31)
+    assert len(await dispatch.expire_offers(acme)) == 1
+    late = await _offer(acme, two["id"], bob["id"])
+    clock.advance(31)  # Bob answers before any sweep noticed
+    with pytest.raises(offers.OfferExpired):
+        await offers.respond_to_offer(acme, driver_actor(bob), late, accept=True)
+
+    def told(offer_id: int, request_id: int, driver_id: int, reason: str) -> dict[str, Any]:
+        return {
+            "entity": "offer",
+            "entity_id": str(offer_id),
+            "payload": {
+                "tenant": acme.slug,
+                "id": offer_id,
+                "request_id": request_id,
+                "driver_id": driver_id,
+                "status": "expired",
+                "reason": reason,
+            },
+        }
+
+    assert await _expired_events(acme) == [
+        told(swept, one["id"], anna["id"], "no answer"),
+        told(late, two["id"], bob["id"], "answered too late"),
+    ]
+    assert await _expired_events(bolt) == []
 
 
 async def test_offer_stats_refuse_a_bad_window_and_drivers(

@@ -362,6 +362,39 @@ async def test_an_endpoint_gets_only_the_event_types_it_asked_for(
             acme, ADMIN, {"url": receiver.url("/x"), "event_types": ["Customer Created"]}
         )
     assert refused.value.field == "event_types.0"
+    assert refused.value.code == "invalid_choice"
+
+
+async def test_an_endpoint_subscribes_only_to_event_types_we_send(
+    two_tenants: tuple[TenantInfo, TenantInfo],
+    runtime: plugins.PluginRuntime,
+    receiver: Receiver,
+) -> None:
+    acme, bolt = two_tenants
+    refused_types = [
+        ["request.assigned", "request.teleported"],  # well-formed, but no such event
+        ["parcel.*"],  # no such family
+        ["webhook.test"],  # sent on demand, whatever the endpoint takes
+    ]
+    for event_types in refused_types:
+        with pytest.raises(UserError) as refused:
+            await webhooks.create_endpoint(
+                acme, ADMIN, {"url": receiver.url("/x"), "event_types": event_types}
+            )
+        assert refused.value.code == "invalid_choice"
+        assert refused.value.field == f"event_types.{len(event_types) - 1}"
+        assert event_types[-1] in refused.value.message
+    assert await webhooks.list_endpoints(acme, ADMIN) == []
+
+    kept = await endpoint_for(acme, receiver, "/y", event_types=["offer.expired", "driver.*"])
+    with pytest.raises(UserError) as refused:
+        await webhooks.update_endpoint(
+            acme, ADMIN, kept.endpoint["id"], {"event_types": ["customer.deleted"]}
+        )
+    assert (refused.value.code, refused.value.field) == ("invalid_choice", "event_types.0")
+    endpoint = await webhooks.get_endpoint(acme, ADMIN, kept.endpoint["id"])
+    assert endpoint["event_types"] == ["driver.*", "offer.expired"]
+    assert await webhooks.list_endpoints(bolt, ADMIN) == []
 
 
 async def test_the_secret_is_shown_once_sealed_at_rest_and_rotation_signs_with_both(
