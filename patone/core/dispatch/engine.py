@@ -16,7 +16,6 @@ driver under it, and the offers table allows one live offer per request and per 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 from collections import Counter
@@ -33,16 +32,15 @@ from patone.core.common.permissions import Actor, require
 from patone.core.dispatch import candidates as cands
 from patone.core.dispatch import workload
 from patone.core.dispatch.candidates import Candidate, Excluded, Scored
-from patone.core.dispatch.positions import driver_positions
+from patone.core.dispatch.positions import positions_of
 from patone.core.dispatch.settings import STORED, DispatchSettings, parse_stored, read_settings
+from patone.core.dispatch.travel import travel_estimates
 from patone.core.domain.service_requests import PRIORITY_RANK
 from patone.core.domain.service_types import distance_km
 from patone.core.runtime.clock import now
 from patone.core.runtime.db import engine
 from patone.core.runtime.errors import Conflict, NotFound
-from patone.plugins import config as plugins
-from patone.plugins.builtin import maps_offline
-from patone.plugins.types import GeoPoint, RouteEstimate
+from patone.plugins.types import GeoPoint
 from patone.tenants.isolation import TenantRef, tenant_transaction
 
 log = logging.getLogger(__name__)
@@ -206,19 +204,6 @@ async def _situation(
     return _Situation(request, found, excluded, fleet)
 
 
-async def positions_of(tenant: TenantRef, drivers: Sequence[Any]) -> dict[int, tuple[float, float]]:
-    """Where each of these drivers (rows with id, last_lat, last_lng) is: the live position from
-    their pings, else the last one the drivers table holds."""
-    found = {
-        d["id"]: (d["last_lat"], d["last_lng"])
-        for d in drivers
-        if d["last_lat"] is not None and d["last_lng"] is not None
-    }
-    for position in await driver_positions(tenant, [d["id"] for d in drivers]):
-        found[position.driver_id] = (position.lat, position.lng)
-    return found
-
-
 async def _finishing(
     tenant: TenantRef, drivers: Sequence[Any], settings: DispatchSettings, at: datetime
 ) -> dict[int, workload.Finish]:
@@ -278,35 +263,6 @@ def _exclusion(
             return None
         return "busy"
     return None
-
-
-async def travel_matrix(
-    tenant: TenantRef, origins: list[GeoPoint], destinations: list[GeoPoint], depart_at: datetime
-) -> list[list[RouteEstimate | None]]:
-    """Travel from each origin to each destination, from the company's maps plugin (the
-    offline model when no plugin answers); None where the provider knows of no road."""
-    if not origins or not destinations:
-        return [[] for _ in origins]
-    answer = None
-    with contextlib.suppress(RuntimeError):  # no plugin runtime (scripts): offline model
-        answer = await plugins.call_first(
-            tenant,
-            "distance_matrix",
-            origins=origins,
-            destinations=destinations,
-            depart_at=depart_at,
-        )
-    rows = answer.value if answer is not None else None
-    if isinstance(rows, list) and len(rows) == len(origins):
-        return [list(row) if row else [None] * len(destinations) for row in rows]
-    return [[maps_offline.estimate(o, d, depart_at) for d in destinations] for o in origins]
-
-
-async def travel_estimates(
-    tenant: TenantRef, origins: list[GeoPoint], destination: GeoPoint, depart_at: datetime
-) -> list[RouteEstimate | None]:
-    """Travel from each origin to `destination` (see `travel_matrix`)."""
-    return [row[0] for row in await travel_matrix(tenant, origins, [destination], depart_at)]
 
 
 async def _with_travel(

@@ -19,7 +19,9 @@ from patone.core.common.permissions import Actor, require
 from patone.core.dispatch import candidates as cands
 from patone.core.dispatch import engine as dispatch
 from patone.core.dispatch.eta import refresh_eta
+from patone.core.dispatch.positions import positions_of
 from patone.core.dispatch.settings import DispatchSettings, read_settings
+from patone.core.dispatch.travel import travel_estimates
 from patone.core.domain.service_requests import (
     assign_in_transaction,
     transition_in_transaction,
@@ -256,10 +258,10 @@ async def travel_to(
         )
     if not scene or not driver:
         return None, None
-    where = (await dispatch.positions_of(tenant, driver)).get(driver_id)
+    where = (await positions_of(tenant, driver)).get(driver_id)
     if where is None:
         return None, None
-    [travel] = await dispatch.travel_estimates(
+    [travel] = await travel_estimates(
         tenant,
         [GeoPoint(lat=where[0], lng=where[1])],
         GeoPoint(lat=scene[0]["pickup_lat"], lng=scene[0]["pickup_lng"]),

@@ -41,8 +41,9 @@ from typing import Any
 
 from patone.core.common.permissions import Actor, require
 from patone.core.dispatch import offers, workload
-from patone.core.dispatch.engine import ON_SHIFT, Decision, lock_dispatch, positions_of
+from patone.core.dispatch.engine import ON_SHIFT, Decision, lock_dispatch
 from patone.core.dispatch.plans import PRIORITY, travel_seconds
+from patone.core.dispatch.positions import positions_of
 from patone.core.dispatch.routing import (
     Durations,
     Plan,
