@@ -41,7 +41,8 @@ from typing import Any
 
 from patone.core.common.permissions import Actor, require
 from patone.core.dispatch import offers, workload
-from patone.core.dispatch.engine import ON_SHIFT, Decision, lock_dispatch
+from patone.core.dispatch.matching import ON_SHIFT
+from patone.core.dispatch.offers import Decision, lock_dispatch
 from patone.core.dispatch.plans import PRIORITY, travel_seconds
 from patone.core.dispatch.positions import positions_of
 from patone.core.dispatch.routing import (

@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 
 from patone.core.common.permissions import PermissionDenied
-from patone.core.dispatch import engine as dispatch
 from patone.core.dispatch import offers
 from patone.core.runtime.errors import UserError
 from patone.tenants.registry import TenantInfo
@@ -35,7 +34,7 @@ async def test_first_offers_and_offers_made_again_after_a_lapse_are_told_apart(
     # Anna lets #1 lapse, is asked again and accepts in 4 s; Bob declines #2 after 10 s.
     await _offer(acme, one["id"], anna["id"])
     clock.advance(31)
-    assert len(await dispatch.expire_offers(acme)) == 1
+    assert len(await offers.expire_offers(acme)) == 1
     again = await _offer(acme, one["id"], anna["id"])
     clock.advance(4)
     await offers.respond_to_offer(acme, driver_actor(anna), again, accept=True)
