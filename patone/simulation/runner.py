@@ -568,7 +568,7 @@ class Simulation:
         if queued is not None:
             await self._depart(driver, self.by_request[queued])
         elif driver.leaving:
-            await drivers.update_driver(tenant, SYSTEM, driver.db_id, {"status": "off_duty"})
+            await fleet.update_driver(tenant, SYSTEM, driver.db_id, {"status": "off_duty"})
         await self._engine()
 
     async def _next_assigned(self, driver: Driver) -> int | None:
@@ -583,7 +583,7 @@ class Simulation:
     async def _on_shift_start(self, sim_id: str) -> None:
         driver = self._driver(sim_id)
         await self._move(driver, driver.spec.home)
-        await drivers.update_driver(self._tenant(), SYSTEM, driver.db_id, {"status": "available"})
+        await fleet.update_driver(self._tenant(), SYSTEM, driver.db_id, {"status": "available"})
         driver.on_shift = True
         await self._engine()
 
@@ -591,9 +591,7 @@ class Simulation:
         driver = self._driver(sim_id)
         driver.on_shift = False
         if driver.busy_with is None:
-            await drivers.update_driver(
-                self._tenant(), SYSTEM, driver.db_id, {"status": "off_duty"}
-            )
+            await fleet.update_driver(self._tenant(), SYSTEM, driver.db_id, {"status": "off_duty"})
         else:
             driver.leaving = True
 

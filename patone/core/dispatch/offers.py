@@ -6,8 +6,9 @@ request to them (and, for an emergency that pre-empts, sends their unstarted job
 `pending`, first in the queue, with reason `pre_empted`). A decline, like a lapsed offer
 (`expire_offers`), leaves the request waiting for the next candidate; after the company's
 `max_offers` it is flagged to dispatchers. An answer that comes after the deadline is refused
-and the offer is closed as lapsed. Every response is stored on the offer (who, when, why).
-Whatever writes offers takes the company's dispatch lock (`lock_dispatch`) first.
+and the offer is closed as lapsed. A driver who stops working (off duty, on a break,
+archived) loses their live offer (`withdraw_driver_offers`, from `fleet.py`, in the same
+transaction). Every response is stored on the offer (who, when, why).
 """
 
 from __future__ import annotations
@@ -207,6 +208,25 @@ async def flag_exhausted(
             {"id": row["id"], "number": row["number"], "priority": row["priority"], "why": why},
         )
     return [row["id"] for row in rows]
+
+
+async def withdraw_driver_offers(driver_id: int, reason: str) -> None:
+    """A driver who stops working cannot answer their live offer: it is withdrawn (in the
+    caller's transaction) and its request waits for the next driver."""
+    rows = await engine.fetch(
+        "UPDATE offers SET status = 'withdrawn', responded_at = $2, reason = $3 "
+        "WHERE driver_id = $1 AND status = 'open' RETURNING id, request_id",
+        driver_id,
+        now(),
+        reason,
+    )
+    for row in rows:
+        await emit(
+            "offer.withdrawn",
+            "offer",
+            row["id"],
+            {"id": row["id"], "request_id": row["request_id"], "driver_id": driver_id},
+        )
 
 
 async def _offer(offer_id: int, *, lock: bool = False) -> Row:

@@ -447,13 +447,13 @@ async def test_a_driver_who_stops_working_loses_their_offer_to_the_next_driver(
     await driver_at(bolt, 1)
     request = await request_at_scene(acme)
     await autodispatch.sweep(acme)
-    await drivers.update_driver(acme, SYSTEM, leaving["id"], {"status": "on_break"})
+    await fleet.update_driver(acme, SYSTEM, leaving["id"], {"status": "on_break"})
     await autodispatch.sweep(acme)
     assert await _offer_rows(acme, request["id"]) == [
         (leaving["id"], "withdrawn"),
         (staying["id"], "open"),
     ]
-    await drivers.archive_driver(acme, SYSTEM, staying["id"])
+    await fleet.archive_driver(acme, SYSTEM, staying["id"])
     assert await _offer_rows(acme, request["id"]) == [
         (leaving["id"], "withdrawn"),
         (staying["id"], "withdrawn"),

@@ -1,12 +1,12 @@
-"""How a company's drivers answered offers: first offers beside offers made again to a driver
-who had let one of the same request lapse."""
+"""Offers: how a company's drivers answered them (first offers beside offers made again to a
+driver who had let one of the same request lapse), and who loses a live one."""
 
 from __future__ import annotations
 
 import pytest
 
 from patone.core.common.permissions import PermissionDenied
-from patone.core.dispatch import offers
+from patone.core.dispatch import autodispatch, fleet, offers
 from patone.core.runtime.errors import UserError
 from patone.tenants.registry import TenantInfo
 from tests.core.dispatch.world import (
@@ -81,3 +81,28 @@ async def test_offer_stats_refuse_a_bad_window_and_drivers(
         assert (bad.value.code, bad.value.field) == ("out_of_range", "days")
     with pytest.raises(PermissionDenied):
         await offers.offer_stats(acme, driver_actor(driver))
+
+
+async def test_a_driver_who_takes_a_break_themselves_loses_their_offer_at_once(
+    two_tenants: tuple[TenantInfo, TenantInfo], clock: Clock
+) -> None:
+    acme, bolt = two_tenants
+    resting = await driver_at(acme, 1)
+    other = await driver_at(bolt, 1)
+    request = await request_at_scene(acme)
+    theirs = await request_at_scene(bolt)
+    await autodispatch.sweep(acme)
+    await autodispatch.sweep(bolt)
+    [offer] = await offers.my_offers(acme, driver_actor(resting))
+
+    after = await fleet.set_own_status(acme, driver_actor(resting), "on_break")
+
+    assert after["status"] == "on_break"
+    [withdrawn] = await offers.list_offers(acme, DISPATCHER, request["id"])
+    assert (withdrawn["id"], withdrawn["status"]) == (offer["id"], "withdrawn")
+    assert withdrawn["reason"] == "driver went on_break"
+    assert await offers.my_offers(acme, driver_actor(resting)) == []
+    assert await autodispatch.waiting_requests(acme) == [request["id"]]
+    # Bolt's driver, the same id in another company, keeps theirs.
+    [kept] = await offers.my_offers(bolt, driver_actor(other))
+    assert kept["request_id"] == theirs["id"] and kept["status"] == "open"
