@@ -1,8 +1,8 @@
 """The fleet re-plan: the company's whole queue planned at once, every few minutes.
 
-Offers go one request at a time (`engine.py`) and a driver's stacked jobs are ordered one driver
-at a time (`plans.py`). Every `replan_minutes` (a dispatch setting: 5 by default, 0 never) the
-re-plan looks at everything together: the drivers on shift (from where and when their current
+Offers go one request at a time (`autodispatch.py`), a driver's stacked jobs are ordered one
+driver at a time (`plans.py`). Every `replan_minutes` (a dispatch setting: 5 by default, 0 never)
+the re-plan looks at everything together: the drivers on shift (from where and when their current
 job ends, else from where they are), every job a driver accepted and has not started (it stays
 with that driver: an accepted job is a promise), and every pending request with no live offer.
 The route optimiser (`routing.plan_routes`: OR-Tools for about a second, greedy when it has no
