@@ -13,9 +13,8 @@ from strawberry.types import Info
 
 from patone.core.common import topics
 from patone.core.common.permissions import require
-from patone.core.dispatch import engine as dispatch
+from patone.core.dispatch import autodispatch, plans, replan, staging
 from patone.core.dispatch import offers as service
-from patone.core.dispatch import plans, replan, staging
 from patone.core.dispatch import settings as dispatch_settings
 from patone.graphql.context import Context
 from patone.graphql.ids import pk_of
@@ -797,7 +796,7 @@ class DispatchMutations:
     ) -> DispatchPayload:
         ctx = info.context
 
-        async def run() -> dispatch.Decision:
+        async def run() -> service.Decision:
             return await service.offer_by_hand(
                 ctx.tenant,
                 ctx.actor,
@@ -815,8 +814,8 @@ class DispatchMutations:
     ) -> DispatchPayload:
         ctx = info.context
 
-        async def run() -> dispatch.Decision:
-            return await dispatch.dispatch_again(
+        async def run() -> service.Decision:
+            return await autodispatch.dispatch_again(
                 ctx.tenant, ctx.actor, pk_of(request_id, "ServiceRequest", "requestId")
             )
 
@@ -842,7 +841,7 @@ class DispatchMutations:
     ) -> DispatchPayload:
         ctx = info.context
 
-        async def run() -> dispatch.Decision:
+        async def run() -> service.Decision:
             return await replan.apply_suggestion(
                 ctx.tenant, ctx.actor, pk_of(request_id, "ServiceRequest", "requestId")
             )

@@ -106,7 +106,7 @@ class DriverMutations:
         ctx = info.context
 
         async def run() -> dict[str, Any]:
-            return await service.update_driver(
+            return await fleet.update_driver(
                 ctx.tenant, ctx.actor, pk_of(id, "Driver"), given(input)
             )
 
@@ -121,7 +121,7 @@ class DriverMutations:
         ctx = info.context
 
         async def run() -> dict[str, Any]:
-            return await service.set_own_status(ctx.tenant, ctx.actor, status.value)
+            return await fleet.set_own_status(ctx.tenant, ctx.actor, status.value)
 
         return _payload(*await attempt(run()))
 

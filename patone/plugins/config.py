@@ -1,10 +1,11 @@
 """Per-tenant plugins: which are on, their typed settings, secrets sealed, and calling them.
 
 A hook call for a tenant reaches only the plugins that tenant enabled (or that are on by default
-and it did not turn off), each receiving that tenant's settings with secrets decrypted. Settings
-are validated against the plugin's own model, field by field; the network targets they name pass
-the SSRF guard, and a secret must be entered again when a target it authenticates to changes
-(`patone.plugins.targets`); secrets are encrypted at rest and masked when read back.
+and it did not turn off, or always on), each receiving that tenant's settings with secrets
+decrypted. Settings are validated against the plugin's own model, field by field; the network
+targets they name pass the SSRF guard, and a secret must be entered again when a target it
+authenticates to changes (`patone.plugins.targets`); secrets are encrypted at rest and masked
+when read back.
 """
 
 from __future__ import annotations
@@ -114,6 +115,7 @@ def _masked(info: PluginInfo, config: dict[str, Any]) -> dict[str, Any]:
 
 def _state(info: PluginInfo, stored: tuple[bool, dict[str, Any]] | None) -> PluginState:
     enabled, config = stored if stored else (info.default_enabled, {})
+    enabled = enabled or info.always_on
     schema = info.settings.model_json_schema() if info.settings else {}
     return PluginState(
         name=info.name,
@@ -186,6 +188,10 @@ async def configure_plugin(
     """
     require(actor, "settings.manage")
     info = _info(name)
+    if info.always_on and enabled is False:
+        raise UserError(
+            "invalid", f"{info.title} is built in and always on: it cannot be turned off", "enabled"
+        )
     box = get_runtime().box
     async with tenant_transaction(tenant):
         stored = (await _stored()).get(name)
@@ -351,7 +357,7 @@ async def enabled_plugins(
     enabled: dict[str, dict[str, Any]] = {}
     for name, info in runtime.manager.infos().items():
         on, sealed = stored.get(name, (info.default_enabled, {}))
-        if not on:
+        if not on and not info.always_on:
             continue
         opened, unreadable = _opened(runtime.box, sealed)
         if unreadable:
@@ -429,6 +435,33 @@ async def call_first(
         tenant_key=tenant.slug,
         tenant=tenant_view(tenant),
         **kwargs,
+    )
+
+
+_installed: PluginManager | None = None
+
+
+def _always_on_manager() -> PluginManager:
+    """The process's plugins; with no runtime (a script, a test), the installed ones, loaded
+    from their entry points once."""
+    global _installed
+    if _runtime is not None:
+        return _runtime.manager
+    if _installed is None:
+        _installed = PluginManager()
+    return _installed
+
+
+async def call_always_on(tenant: TenantRef, hook: str, **kwargs: Any) -> PluginResult | None:
+    """Ask only the always-on plugins (`PluginInfo.always_on`), first answer wins: what the
+    product falls back on when the tenant's own plugins gave no answer it can use. Works in a
+    process with no plugin runtime too."""
+    manager = _always_on_manager()
+    enabled: dict[str, dict[str, Any]] = {
+        name: {} for name, info in manager.infos().items() if info.always_on
+    }
+    return await manager.call_first(
+        hook, enabled=enabled, tenant_key=tenant.slug, tenant=tenant_view(tenant), **kwargs
     )
 
 

@@ -28,6 +28,9 @@ class PluginInfo:
     settings: type[BaseModel] | None = None  # the typed settings a tenant fills in
     secret_fields: frozenset[str] = frozenset()  # encrypted at rest, masked when read back
     default_enabled: bool = False  # on for every tenant unless it turns it off
+    # Built in and relied on by the product (the engine's travel times): on for every tenant
+    # whatever its settings, and turning it off is refused.
+    always_on: bool = False
 
 
 @dataclass(frozen=True)

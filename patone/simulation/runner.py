@@ -33,8 +33,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from patone.core.common.permissions import DEFAULT_GRANTS, SYSTEM, Actor
-from patone.core.dispatch import engine as dispatch
-from patone.core.dispatch import fleet, offers, replan, staging
+from patone.core.dispatch import autodispatch, fleet, offers, replan, staging
 from patone.core.dispatch.settings import DispatchSettings, update_dispatch_settings
 from patone.core.domain import customers, drivers, service_requests
 from patone.core.runtime.clock import use_clock
@@ -392,10 +391,10 @@ class Simulation:
     async def _engine(self) -> None:
         """Run the engine as the workers would after an event, and hand new offers to the
         drivers: each answers after its behaviour's delay; each deadline wakes the engine."""
-        report = await dispatch.sweep(self._tenant())
+        report = await autodispatch.sweep(self._tenant())
         self._hand_out(report.decisions)
 
-    def _hand_out(self, decisions: list[dispatch.Decision]) -> None:
+    def _hand_out(self, decisions: list[offers.Decision]) -> None:
         for decision in decisions:
             if decision.outcome != "offered" or decision.offer_id is None:
                 continue
@@ -431,7 +430,8 @@ class Simulation:
                 "SELECT id FROM service_requests WHERE status = 'pending' AND needs_dispatcher"
             )
         for row in flagged:
-            self._hand_out([await dispatch.dispatch_again(self._tenant(), DISPATCHER, row["id"])])
+            again = await autodispatch.dispatch_again(self._tenant(), DISPATCHER, row["id"])
+            self._hand_out([again])
         await self._follow_staging()
         await self._engine()
         if self.replans:
@@ -568,7 +568,7 @@ class Simulation:
         if queued is not None:
             await self._depart(driver, self.by_request[queued])
         elif driver.leaving:
-            await drivers.update_driver(tenant, SYSTEM, driver.db_id, {"status": "off_duty"})
+            await fleet.update_driver(tenant, SYSTEM, driver.db_id, {"status": "off_duty"})
         await self._engine()
 
     async def _next_assigned(self, driver: Driver) -> int | None:
@@ -583,7 +583,7 @@ class Simulation:
     async def _on_shift_start(self, sim_id: str) -> None:
         driver = self._driver(sim_id)
         await self._move(driver, driver.spec.home)
-        await drivers.update_driver(self._tenant(), SYSTEM, driver.db_id, {"status": "available"})
+        await fleet.update_driver(self._tenant(), SYSTEM, driver.db_id, {"status": "available"})
         driver.on_shift = True
         await self._engine()
 
@@ -591,9 +591,7 @@ class Simulation:
         driver = self._driver(sim_id)
         driver.on_shift = False
         if driver.busy_with is None:
-            await drivers.update_driver(
-                self._tenant(), SYSTEM, driver.db_id, {"status": "off_duty"}
-            )
+            await fleet.update_driver(self._tenant(), SYSTEM, driver.db_id, {"status": "off_duty"})
         else:
             driver.leaving = True
 

@@ -7,8 +7,7 @@ import json
 from typing import Any
 
 from patone.core.common.permissions import SYSTEM
-from patone.core.dispatch import engine as dispatch
-from patone.core.dispatch import fleet
+from patone.core.dispatch import autodispatch, fleet
 from patone.core.dispatch.settings import update_dispatch_settings
 from patone.core.domain import drivers, service_requests
 from patone.core.identity import users
@@ -95,7 +94,7 @@ async def test_an_emergency_is_offered_to_the_nearest_driver_who_accepts_over_th
     await _driver_with_login(bolt, "Bert", 0.1)
     request_id = await _emergency(gql, acme, dispatcher)
 
-    await dispatch.sweep(acme)  # what the worker runs when the request's event arrives
+    await autodispatch.sweep(acme)  # what the worker runs when the request's event arrives
 
     seen = (await gql(acme, dispatcher, OFFERS, {"id": request_id}))["data"]
     [offer] = seen["requestOffers"]
@@ -132,11 +131,11 @@ async def test_a_decline_cascades_and_a_dispatcher_can_offer_by_hand_and_tune_se
     _, near = await _driver_with_login(acme, "Nina", 2)
     far_id, _ = await _driver_with_login(acme, "Fred", 9)
     request_id = await _emergency(gql, acme, dispatcher)
-    await dispatch.sweep(acme)
+    await autodispatch.sweep(acme)
     offer_id = (await gql(acme, near, MY_OFFERS))["data"]["myOffers"][0]["id"]
     declined = (await gql(acme, near, DECLINE, {"id": offer_id}))["data"]["declineOffer"]
     assert declined == {"offer": {"status": "DECLINED", "reason": "too far"}, "userErrors": []}
-    await dispatch.sweep(acme)
+    await autodispatch.sweep(acme)
     statuses = [
         (o["driverId"], o["status"])
         for o in (await gql(acme, dispatcher, OFFERS, {"id": request_id}))["data"]["requestOffers"]
@@ -313,7 +312,7 @@ async def test_an_offer_explains_itself_in_typed_fields_with_global_driver_ids(
     await _driver_with_login(bolt, "Bert", 0.1)
     request_id = await _emergency(gql, acme, dispatcher)
 
-    await dispatch.sweep(acme)
+    await autodispatch.sweep(acme)
 
     seen = (await gql(acme, dispatcher, EXPLAINED, {"id": request_id}))["data"]
     explained = seen["requestOffers"][0]["explained"]
@@ -339,9 +338,9 @@ async def test_a_company_with_no_driver_on_shift_is_told_so_once(
     request_id = await _emergency(gql, acme, dispatcher)
     bolt_request = await _emergency(gql, bolt, bolt_dispatcher)
 
-    await dispatch.sweep(acme)
-    await dispatch.sweep(acme)  # nothing changed: no second decision
-    await dispatch.sweep(bolt)
+    await autodispatch.sweep(acme)
+    await autodispatch.sweep(acme)  # nothing changed: no second decision
+    await autodispatch.sweep(bolt)
 
     decisions = (await gql(acme, dispatcher, DECISIONS, {"id": request_id}))["data"]
     assert decisions["dispatchDecisions"] == [

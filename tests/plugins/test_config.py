@@ -210,6 +210,28 @@ async def test_secrets_sealed_with_a_lost_key_are_asked_for_again_not_a_crash(
         assert "sms-fake" not in await plugins.enabled_plugins(bolt)
 
 
+async def test_offline_maps_are_always_on_whatever_a_company_stored(
+    two_tenants: tuple[TenantInfo, TenantInfo], fake_sms: FakeSms
+) -> None:
+    acme, bolt = two_tenants
+    with pytest.raises(UserError) as refused:
+        await plugins.configure_plugin(acme, ADMIN, "maps-offline", enabled=False)
+    assert (refused.value.code, refused.value.field) == ("invalid", "enabled")
+    # A company that turned it off before it was always on: it is on all the same.
+    async with tenant_transaction(acme):
+        await engine.execute(
+            "INSERT INTO plugin_configs (plugin, enabled, config, updated_at) "
+            "VALUES ('maps-offline', false, '{}'::jsonb, now())"
+        )
+    await plugins.forget_enabled(acme)
+    for tenant in (acme, bolt):
+        assert "maps-offline" in await plugins.enabled_plugins(tenant)
+        state = {s.name: s for s in await plugins.plugin_states(tenant, ADMIN)}["maps-offline"]
+        assert state.enabled and state.default_enabled
+    turned_on = await plugins.configure_plugin(acme, ADMIN, "maps-offline", enabled=True)
+    assert turned_on.enabled
+
+
 async def test_a_fresh_read_trusts_an_unchanged_version_only_for_a_while(
     two_tenants: tuple[TenantInfo, TenantInfo], fake_sms: FakeSms
 ) -> None:

@@ -15,7 +15,8 @@ from typing import Any
 from patone.core.common import topics
 from patone.core.common.activity import emit
 from patone.core.dispatch import workload
-from patone.core.dispatch.engine import positions_of, travel_estimates
+from patone.core.dispatch.positions import positions_of
+from patone.core.dispatch.travel import travel_estimates
 from patone.core.runtime.clock import now
 from patone.core.runtime.db import engine
 from patone.plugins.types import GeoPoint

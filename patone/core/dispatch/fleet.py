@@ -1,5 +1,6 @@
-"""Drivers as dispatch sees them: a position set by hand (one GPS ping), and an archived
-driver taken off the live map as well as off the roster."""
+"""Drivers as dispatch sees them: a position set by hand (one GPS ping); a driver who stops
+working (off duty, on a break, archived) loses their live offer in the same transaction as the
+change; an archived driver is taken off the live map as well as off the roster."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ from pydantic import Field
 
 from patone.core.common.inputs import Input, Latitude, Longitude, parse
 from patone.core.common.permissions import Actor, require
-from patone.core.dispatch import positions
+from patone.core.dispatch import offers, positions
 from patone.core.domain import drivers
 from patone.core.domain.drivers import UNKNOWN_ACCURACY_M, Row, driver_row
+from patone.core.domain.tables import DriverStatus
 from patone.core.runtime.clock import now
 from patone.core.runtime.errors import UserError, ValidationFailed
 from patone.tenants.isolation import TenantRef, tenant_transaction
@@ -41,8 +43,37 @@ async def set_position(tenant: TenantRef, actor: Actor, driver_id: int, data: An
     return row
 
 
+# Statuses in which a driver cannot answer an offer.
+STOPPED = (DriverStatus.off_duty, DriverStatus.on_break)
+
+
+async def update_driver(tenant: TenantRef, actor: Actor, driver_id: int, data: Any) -> Row:
+    """Change a driver (`domain.drivers.update_driver`); one who stops working loses their
+    live offer, and its request waits for the next driver."""
+    async with tenant_transaction(tenant):
+        after = await drivers.update_driver(tenant, actor, driver_id, data)
+        if after["status"] in STOPPED:
+            await offers.withdraw_driver_offers(driver_id, f"driver went {after['status']}")
+    return after
+
+
+async def set_own_status(tenant: TenantRef, actor: Actor, status: Any) -> Row:
+    """A signed-in driver's own status (`domain.drivers.set_own_status`); going off duty or
+    on a break withdraws their live offer."""
+    async with tenant_transaction(tenant):
+        after = await drivers.set_own_status(tenant, actor, status)
+        if after["status"] in STOPPED:
+            await offers.withdraw_driver_offers(after["id"], f"driver went {after['status']}")
+    return after
+
+
 async def archive_driver(tenant: TenantRef, actor: Actor, driver_id: int) -> Row:
-    """Archive the driver (`domain.drivers.archive_driver`) and take them off the live map."""
-    archived = await drivers.archive_driver(tenant, actor, driver_id)
+    """Archive the driver (`domain.drivers.archive_driver`), withdraw their live offer, and
+    take them off the live map."""
+    require(actor, "drivers.manage")
+    async with tenant_transaction(tenant):
+        archived = await drivers.archive_in_transaction(actor, driver_id)
+        await offers.withdraw_driver_offers(driver_id, "driver archived")
+    await drivers.after_archiving(tenant, archived)
     await positions.forget_driver(tenant, driver_id)
     return archived

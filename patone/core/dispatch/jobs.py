@@ -34,8 +34,8 @@ import dramatiq
 from redis.exceptions import RedisError
 
 from patone.core.common import topics
-from patone.core.dispatch import engine as dispatch
-from patone.core.dispatch import eta, replan, staging
+from patone.core.dispatch import autodispatch, eta, replan, staging
+from patone.core.dispatch.matching import IDLE
 from patone.core.domain import push
 from patone.core.runtime.clock import now
 from patone.core.runtime.db import engine
@@ -229,7 +229,7 @@ async def push_offer(tenant_slug: str, offer_id: int) -> int:
 
 _STAGED = (
     "SELECT m.lat, m.lng, m.km, m.place, m.suggested_at, d.user AS user_id FROM staging_moves m "
-    f"JOIN drivers d ON d.id = m.driver_id WHERE m.driver_id = $1 AND {dispatch.IDLE}"
+    f"JOIN drivers d ON d.id = m.driver_id WHERE m.driver_id = $1 AND {IDLE}"
 )
 
 
@@ -287,7 +287,7 @@ async def sweep_tenant(tenant_slug: str) -> dict[str, int]:
     client = broker_redis()
     await asyncio.to_thread(client.delete, _queued_key(tenant_slug))
     tenant = current_job().tenant
-    report = await dispatch.sweep(tenant)
+    report = await autodispatch.sweep(tenant)
     etas = await eta.refresh_stale(tenant)
     await _mark_busy(tenant, client)
     return {"expired": report.expired, "offered": report.offered, "etas_changed": etas}

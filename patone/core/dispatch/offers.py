@@ -1,10 +1,14 @@
-"""Offers: a driver accepts or declines, a dispatcher offers by hand, everyone reads them.
+"""Offers, end to end: made, answered, lapsed, withdrawn, counted.
 
-A driver's accept assigns the request to them (and, for an emergency that pre-empts, sends
-their unstarted job back to `pending`, first in the queue, with reason `pre_empted`). A decline,
-like a lapsed offer, leaves the request waiting for the next candidate; after the company's
+The sweep (`autodispatch.py`) or a dispatcher (`offer_by_hand`) makes an offer (`make_offer`),
+storing the decision behind it; it lives until its deadline. A driver's accept assigns the
+request to them (and, for an emergency that pre-empts, sends their unstarted job back to
+`pending`, first in the queue, with reason `pre_empted`). A decline, like a lapsed offer
+(`expire_offers`), leaves the request waiting for the next candidate; after the company's
 `max_offers` it is flagged to dispatchers. An answer that comes after the deadline is refused
-and the offer is closed as lapsed. Every response is stored on the offer (who, when, why).
+and the offer is closed as lapsed. A driver who stops working (off duty, on a break,
+archived) loses their live offer (`withdraw_driver_offers`, from `fleet.py`, in the same
+transaction). Every response is stored on the offer (who, when, why).
 """
 
 from __future__ import annotations
@@ -18,9 +22,11 @@ from patone.core.common import topics
 from patone.core.common.activity import emit, record
 from patone.core.common.permissions import Actor, require
 from patone.core.dispatch import candidates as cands
-from patone.core.dispatch import engine as dispatch
+from patone.core.dispatch.candidates import Scored
 from patone.core.dispatch.eta import refresh_eta
+from patone.core.dispatch.positions import positions_of
 from patone.core.dispatch.settings import DispatchSettings, read_settings
+from patone.core.dispatch.travel import travel_estimates
 from patone.core.domain.service_requests import (
     assign_in_transaction,
     transition_in_transaction,
@@ -49,6 +55,183 @@ class Response:
     offer: Row
     request: Row | None  # the request as assigned, when accepted
     preempted: int | None = None  # the request sent back to pending
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the engine did for one request."""
+
+    request_id: int
+    outcome: str  # offered | no_candidate | flagged | skipped
+    offer_id: int | None = None
+    driver_id: int | None = None
+    explanation: dict[str, Any] | None = None
+
+
+def _lock_key(tenant: TenantRef) -> str:
+    return f"dispatch:{tenant.slug}"
+
+
+async def lock_dispatch(tenant: TenantRef) -> None:
+    """Take the company's dispatch lock for the rest of the transaction."""
+    await engine.execute("SELECT pg_advisory_xact_lock(hashtext($1))", _lock_key(tenant))
+
+
+async def make_offer(
+    request: dict[str, Any],
+    chosen: Scored,
+    explanation: dict[str, Any],
+    settings: DispatchSettings,
+    at: datetime,
+    offered_by: str,
+) -> Decision:
+    """Write the decision and the offer (under the dispatch lock, request row locked)."""
+    candidate = chosen.candidate
+    decision_id = await record_decision(
+        request["id"], "offered", candidate.driver_id, settings, explanation, at
+    )
+    seconds = (
+        settings.emergency_offer_seconds
+        if request["priority"] == "emergency"
+        else settings.offer_seconds
+    )
+    deadline = at + timedelta(seconds=seconds)
+    rows = await engine.fetch(
+        "INSERT INTO offers (request_id, driver_id, decision_id, offered_by, sent_at, deadline, "
+        "travel_s, distance_m, preempts) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) "
+        "RETURNING id",
+        request["id"],
+        candidate.driver_id,
+        decision_id,
+        offered_by,
+        at,
+        deadline,
+        candidate.travel_s,
+        candidate.distance_m,
+        candidate.preempts,
+    )
+    offer_id = int(rows[0]["id"])
+    await engine.execute(
+        "UPDATE service_requests SET offers_made = offers_made + 1 WHERE id = $1", request["id"]
+    )
+    await emit(
+        topics.OFFER_CREATED,
+        offer_id,
+        topics.OfferCreated(
+            id=offer_id,
+            request_id=request["id"],
+            number=request["number"],
+            driver_id=candidate.driver_id,
+            priority=request["priority"],
+            deadline=deadline.isoformat(),
+            travel_s=candidate.travel_s,
+        ),
+    )
+    return Decision(request["id"], "offered", offer_id, candidate.driver_id, explanation)
+
+
+async def record_decision(
+    request_id: int,
+    outcome: str,
+    driver_id: int | None,
+    settings: DispatchSettings,
+    explanation: dict[str, Any],
+    at: datetime,
+) -> int:
+    rows = await engine.fetch(
+        "INSERT INTO dispatch_decisions (request_id, made_at, outcome, driver_id, strategy, "
+        "explanation) VALUES ($1, $2, $3, $4, $5, $6::jsonb) RETURNING id",
+        request_id,
+        at,
+        outcome,
+        driver_id,
+        settings.strategy,
+        json.dumps(explanation, default=str),
+    )
+    return int(rows[0]["id"])
+
+
+async def expire_offers(
+    tenant: TenantRef, settings: DispatchSettings | None = None
+) -> list[dict[str, Any]]:
+    """Close every live offer whose deadline has passed; flag requests that ran out of offers.
+    Returns the expired offers."""
+    if settings is None:
+        settings, _ = await read_settings(tenant)
+    at = now()
+    async with tenant_transaction(tenant):
+        await lock_dispatch(tenant)
+        rows = await engine.fetch(
+            "UPDATE offers SET status = 'expired', responded_at = deadline, reason = 'no answer' "
+            "WHERE status = 'open' AND deadline <= $1 "
+            "RETURNING id, request_id, driver_id, status, reason",
+            at,
+        )
+        expired = [dict(row) for row in rows]
+        await emit_expired(expired)
+        await flag_exhausted(
+            tenant, [offer["request_id"] for offer in expired], settings, at, "no answer"
+        )
+    return expired
+
+
+async def emit_expired(offers: list[dict[str, Any]]) -> None:
+    """Tell of offers closed as expired (in the caller's transaction), whether the sweep found
+    them past their deadline or their driver answered too late: one topic, one payload."""
+    for offer in offers:
+        await emit(topics.OFFER_EXPIRED, offer["id"], topics.OfferClosed.of(offer))
+
+
+async def flag_exhausted(
+    tenant: TenantRef,
+    request_ids: list[int],
+    settings: DispatchSettings,
+    at: datetime,
+    last: str,
+) -> list[int]:
+    """Flag to dispatchers the requests among these that used up their offers (in the caller's
+    transaction, under the dispatch lock)."""
+    if not request_ids:
+        return []
+    rows = await engine.fetch(
+        "UPDATE service_requests SET needs_dispatcher = true WHERE id = ANY($1::int[]) "
+        "AND status = 'pending' AND NOT needs_dispatcher AND offers_made >= $2 "
+        "RETURNING id, number, priority, offers_made",
+        request_ids,
+        settings.max_offers,
+    )
+    for row in rows:
+        why = (
+            f"{row['offers_made']} offers came to nothing (the last: {last}); "
+            "a dispatcher must assign it"
+        )
+        await record_decision(
+            row["id"], "flagged", None, settings, {"at": at.isoformat(), "why": why}, at
+        )
+        await emit(
+            topics.REQUEST_NEEDS_DISPATCHER,
+            row["id"],
+            topics.RequestNeedsDispatcher(row["id"], row["number"], row["priority"], why),
+        )
+    return [row["id"] for row in rows]
+
+
+async def withdraw_driver_offers(driver_id: int, reason: str) -> None:
+    """A driver who stops working cannot answer their live offer: it is withdrawn (in the
+    caller's transaction) and its request waits for the next driver."""
+    rows = await engine.fetch(
+        "UPDATE offers SET status = 'withdrawn', responded_at = $2, reason = $3 "
+        "WHERE driver_id = $1 AND status = 'open' RETURNING id, request_id",
+        driver_id,
+        now(),
+        reason,
+    )
+    for row in rows:
+        await emit(
+            topics.OFFER_WITHDRAWN,
+            row["id"],
+            topics.OfferWithdrawn(row["id"], row["request_id"], driver_id),
+        )
 
 
 async def _offer(offer_id: int, *, lock: bool = False) -> Row:
@@ -82,7 +265,7 @@ async def respond_to_offer(
         raise UserError("too_long", "reason must be at most 60 characters", "reason")
     settings, _ = await read_settings(tenant)
     async with tenant_transaction(tenant):
-        await dispatch.lock_dispatch(tenant)
+        await lock_dispatch(tenant)
         offer = await _offer(offer_id, lock=True)
         if offer["driver_id"] != actor.driver_id:
             raise NotFound("not_found", "no such offer", "offer_id")
@@ -94,17 +277,13 @@ async def respond_to_offer(
             if not accept:
                 offer = await _close(offer_id, "declined", at, reason or "declined")
                 await emit(topics.OFFER_DECLINED, offer_id, topics.OfferClosed.of(offer))
-                await dispatch.flag_exhausted(
-                    tenant, [offer["request_id"]], settings, at, "declined"
-                )
+                await flag_exhausted(tenant, [offer["request_id"]], settings, at, "declined")
                 return Response(offer, None)
             accepted = await _accept(actor, offer, at)
         else:
             offer = await _close(offer_id, "expired", offer["deadline"], "answered too late")
-            await dispatch.emit_expired([offer])
-            await dispatch.flag_exhausted(
-                tenant, [offer["request_id"]], settings, at, "answered too late"
-            )
+            await emit_expired([offer])
+            await flag_exhausted(tenant, [offer["request_id"]], settings, at, "answered too late")
     if accepted is None:
         raise OfferExpired("offer_expired", "the offer lapsed before this answer", "offer_id")
     # After the commit: the maps plugin may be a network call, not to be made under the lock.
@@ -148,7 +327,7 @@ async def _preempt(request_id: int, driver_id: int, actor: Actor) -> int | None:
 
 async def offer_by_hand(
     tenant: TenantRef, actor: Actor, request_id: int, driver_id: int
-) -> dispatch.Decision:
+) -> Decision:
     """A dispatcher offers a waiting request to a driver of their choice (a live offer to
     someone else is withdrawn first; a flagged request is back in play)."""
     require(actor, "requests.assign")
@@ -158,7 +337,7 @@ async def offer_by_hand(
     # up every sweep of the company); what it answered is only the explanation's travel time.
     where, travel = await travel_to(tenant, request_id, driver_id, at)
     async with tenant_transaction(tenant):
-        await dispatch.lock_dispatch(tenant)
+        await lock_dispatch(tenant)
         return await offer_in_transaction(
             actor, request_id, driver_id, (where, travel), settings, at
         )
@@ -173,7 +352,7 @@ async def offer_in_transaction(
     at: datetime,
     *,
     because: str = "",
-) -> dispatch.Decision:
+) -> Decision:
     """`offer_by_hand`'s checks and offer, in the caller's tenant transaction under the dispatch
     lock; `travel` is `travel_to`'s answer, `because` ends the explanation's sentence."""
     rows = await engine.fetch(
@@ -228,7 +407,7 @@ async def offer_in_transaction(
         "chosen": driver_id,
         "why": f"offered by hand by {by}{because}",
     }
-    decision = await dispatch.make_offer(request, chosen, explanation, settings, at, by)
+    decision = await make_offer(request, chosen, explanation, settings, at, by)
     await record(actor, "service_request", request_id, "offer.by_hand", None, explanation)
     return decision
 
@@ -247,10 +426,10 @@ async def travel_to(
         )
     if not scene or not driver:
         return None, None
-    where = (await dispatch.positions_of(tenant, driver)).get(driver_id)
+    where = (await positions_of(tenant, driver)).get(driver_id)
     if where is None:
         return None, None
-    [travel] = await dispatch.travel_estimates(
+    [travel] = await travel_estimates(
         tenant,
         [GeoPoint(lat=where[0], lng=where[1])],
         GeoPoint(lat=scene[0]["pickup_lat"], lng=scene[0]["pickup_lng"]),

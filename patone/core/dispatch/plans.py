@@ -16,8 +16,9 @@ from datetime import datetime, timedelta
 
 from patone.core.common.permissions import Actor, require
 from patone.core.dispatch import workload
-from patone.core.dispatch.engine import positions_of, travel_matrix
+from patone.core.dispatch.positions import positions_of
 from patone.core.dispatch.routing import Stop, sequence_for_driver
+from patone.core.dispatch.travel import travel_matrix
 from patone.core.runtime.clock import now
 from patone.core.runtime.db import engine
 from patone.core.runtime.errors import NotFound

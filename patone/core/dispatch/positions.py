@@ -431,6 +431,19 @@ async def driver_positions(
     return sorted((_stored(v) for v in values), key=lambda p: p.driver_id)
 
 
+async def positions_of(tenant: TenantRef, drivers: Sequence[Any]) -> dict[int, tuple[float, float]]:
+    """Where each of these drivers (rows with id, last_lat, last_lng) is: the live position from
+    their pings, else the last one the drivers table holds."""
+    found = {
+        d["id"]: (d["last_lat"], d["last_lng"])
+        for d in drivers
+        if d["last_lat"] is not None and d["last_lng"] is not None
+    }
+    for position in await driver_positions(tenant, [d["id"] for d in drivers]):
+        found[position.driver_id] = (position.lat, position.lng)
+    return found
+
+
 async def nearby_drivers(
     tenant: TenantRef,
     lat: float,

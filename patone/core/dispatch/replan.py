@@ -1,8 +1,8 @@
 """The fleet re-plan: the company's whole queue planned at once, every few minutes.
 
-Offers go one request at a time (`engine.py`) and a driver's stacked jobs are ordered one driver
-at a time (`plans.py`). Every `replan_minutes` (a dispatch setting: 5 by default, 0 never) the
-re-plan looks at everything together: the drivers on shift (from where and when their current
+Offers go one request at a time (`autodispatch.py`), a driver's stacked jobs are ordered one
+driver at a time (`plans.py`). Every `replan_minutes` (a dispatch setting: 5 by default, 0 never)
+the re-plan looks at everything together: the drivers on shift (from where and when their current
 job ends, else from where they are), every job a driver accepted and has not started (it stays
 with that driver: an accepted job is a promise), and every pending request with no live offer.
 The route optimiser (`routing.plan_routes`: OR-Tools for about a second, greedy when it has no
@@ -41,8 +41,10 @@ from typing import Any
 
 from patone.core.common.permissions import Actor, require
 from patone.core.dispatch import offers, workload
-from patone.core.dispatch.engine import ON_SHIFT, Decision, lock_dispatch, positions_of
+from patone.core.dispatch.matching import ON_SHIFT
+from patone.core.dispatch.offers import Decision, lock_dispatch
 from patone.core.dispatch.plans import PRIORITY, travel_seconds
+from patone.core.dispatch.positions import positions_of
 from patone.core.dispatch.routing import (
     Durations,
     Plan,

@@ -31,7 +31,9 @@ from ortools.graph.python import linear_sum_assignment
 from patone.core.common import topics
 from patone.core.common.activity import emit
 from patone.core.common.permissions import Actor, require
-from patone.core.dispatch.engine import IDLE, lock_dispatch, positions_of
+from patone.core.dispatch.matching import IDLE
+from patone.core.dispatch.offers import lock_dispatch
+from patone.core.dispatch.positions import positions_of
 from patone.core.dispatch.settings import STORED, parse_stored, read_settings
 from patone.core.domain.service_types import distance_km
 from patone.core.runtime.clock import now

@@ -130,7 +130,8 @@ async def update_driver(tenant: TenantRef, actor: Actor, driver_id: int, data: A
 async def _change(actor: Actor, before: Row, changes: dict[str, Any]) -> Row:
     """Write a driver's changes (in the caller's tenant transaction), logged; a new status is
     emitted for the dispatch engine (`driver.status_changed`: a driver now available is
-    offered work) and a driver who stops working loses their live offer."""
+    offered work). A driver who stops working loses their live offer: dispatch's to withdraw
+    (`dispatch.fleet.update_driver`)."""
     driver_id = before["id"]
     at = now()
     duty = _duty_change(str(before["status"]), str(changes.get("status") or before["status"]), at)
@@ -149,8 +150,6 @@ async def _change(actor: Actor, before: Row, changes: dict[str, Any]) -> Row:
             driver_id,
             topics.DriverStatusChanged(driver_id, from_=before["status"], to=after["status"]),
         )
-        if after["status"] in (DriverStatus.off_duty, DriverStatus.on_break):
-            await _withdraw_offer(driver_id, f"driver went {after['status']}")
     return after
 
 
@@ -215,40 +214,34 @@ async def set_own_status(tenant: TenantRef, actor: Actor, status: Any) -> Row:
         return await _change(actor, before, {"status": wanted})
 
 
-async def _withdraw_offer(driver_id: int, reason: str) -> None:
-    """A driver who stops working cannot answer their live offer: it is withdrawn (in the
-    caller's transaction) and its request waits for the next driver."""
-    rows = await engine.fetch(
-        "UPDATE offers SET status = 'withdrawn', responded_at = $2, reason = $3 "
-        "WHERE driver_id = $1 AND status = 'open' RETURNING id, request_id",
-        driver_id,
-        now(),
-        reason,
-    )
-    for row in rows:
-        await emit(
-            topics.OFFER_WITHDRAWN,
-            row["id"],
-            topics.OfferWithdrawn(row["id"], row["request_id"], driver_id),
-        )
-
-
 async def archive_driver(tenant: TenantRef, actor: Actor, driver_id: int) -> Row:
+    """Take the driver off the roster, off duty (their live offer and their place on the
+    live map are dispatch's: `dispatch.fleet.archive_driver`)."""
     require(actor, "drivers.manage")
     async with tenant_transaction(tenant):
-        archived = await audited_update(
-            actor,
-            "driver",
-            "drivers",
-            driver_id,
-            {"archived_at": now(), "status": DriverStatus.off_duty.value},
-            "driver.archived",
-            driver_row,
-        )
-        await _withdraw_offer(driver_id, "driver archived")
-    if archived["user"] is not None:  # their user no longer acts as this driver
-        await actors_changed(tenant)
+        archived = await archive_in_transaction(actor, driver_id)
+    await after_archiving(tenant, archived)
     return archived
+
+
+async def archive_in_transaction(actor: Actor, driver_id: int) -> Row:
+    """`archive_driver`'s change, in the caller's tenant transaction (permission checked);
+    the caller calls `after_archiving` after the commit."""
+    return await audited_update(
+        actor,
+        "driver",
+        "drivers",
+        driver_id,
+        {"archived_at": now(), "status": DriverStatus.off_duty.value},
+        "driver.archived",
+        driver_row,
+    )
+
+
+async def after_archiving(tenant: TenantRef, archived: Row) -> None:
+    """Once archiving a driver has committed: their user (if any) no longer acts as them."""
+    if archived["user"] is not None:
+        await actors_changed(tenant)
 
 
 async def add_shift(tenant: TenantRef, actor: Actor, driver_id: int, data: Any) -> Row:

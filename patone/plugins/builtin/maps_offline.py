@@ -1,8 +1,9 @@
-"""Offline maps: the default when no maps provider is configured.
+"""Offline maps: the default when no maps provider is configured, and always on.
 
 Distance is the great-circle distance times a road factor; speed depends on the hour of day
 (rush hours slow, nights fast). Good enough to rank drivers and quote towing distance with no
-network; the Google plugin replaces it where configured.
+network; the Google plugin replaces it where configured. Dispatch relies on it for travel
+times whenever a company's provider gives no usable answer, so no company can turn it off.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ def plugin_info() -> PluginInfo:
         title="Offline maps",
         description="Distances and travel times without a maps provider.",
         default_enabled=True,
+        always_on=True,
     )
 
 

@@ -9,8 +9,7 @@ from typing import Any
 import dramatiq
 
 from patone.core.common.permissions import SYSTEM
-from patone.core.dispatch import engine as dispatch
-from patone.core.dispatch import fleet, jobs, offers, staging
+from patone.core.dispatch import autodispatch, fleet, jobs, offers, staging
 from patone.core.domain import drivers, push, service_requests
 from patone.core.identity import users
 from patone.core.runtime.db import engine
@@ -118,8 +117,8 @@ async def test_a_new_offer_rings_the_drivers_phone_once(
     await driver_at(bolt, 1)
     request = await request_at_scene(acme, priority="emergency")
     await request_at_scene(bolt)
-    await dispatch.sweep(acme)
-    await dispatch.sweep(bolt)
+    await autodispatch.sweep(acme)
+    await autodispatch.sweep(bolt)
     [offer] = await offers.my_offers(acme, dan)
 
     async with running_worker():  # the broker's Redis keeps the claim

@@ -1,5 +1,5 @@
-"""How a company's drivers answered offers: first offers beside offers made again to a driver
-who had let one of the same request lapse."""
+"""Offers: how a company's drivers answered them (first offers beside offers made again to a
+driver who had let one of the same request lapse), and who loses a live one."""
 
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ from typing import Any
 import pytest
 
 from patone.core.common.permissions import PermissionDenied
-from patone.core.dispatch import engine as dispatch
-from patone.core.dispatch import offers
+from patone.core.dispatch import autodispatch, fleet, offers
 from patone.core.runtime.db import engine
 from patone.core.runtime.errors import UserError
 from patone.tenants.isolation import tenant_transaction
@@ -40,7 +39,7 @@ async def test_first_offers_and_offers_made_again_after_a_lapse_are_told_apart(
     # Anna lets #1 lapse, is asked again and accepts in 4 s; Bob declines #2 after 10 s.
     await _offer(acme, one["id"], anna["id"])
     clock.advance(31)
-    assert len(await dispatch.expire_offers(acme)) == 1
+    assert len(await offers.expire_offers(acme)) == 1
     again = await _offer(acme, one["id"], anna["id"])
     clock.advance(4)
     await offers.respond_to_offer(acme, driver_actor(anna), again, accept=True)
@@ -76,6 +75,44 @@ async def test_first_offers_and_offers_made_again_after_a_lapse_are_told_apart(
     assert (await offers.offer_stats(acme, DISPATCHER, days=3)).first.offers == 2
 
 
+async def test_offer_stats_refuse_a_bad_window_and_drivers(
+    two_tenants: tuple[TenantInfo, TenantInfo], clock: Clock
+) -> None:
+    acme, _ = two_tenants
+    driver = await driver_at(acme, 1)
+    for days in (0, 400):
+        with pytest.raises(UserError) as bad:
+            await offers.offer_stats(acme, DISPATCHER, days=days)
+        assert (bad.value.code, bad.value.field) == ("out_of_range", "days")
+    with pytest.raises(PermissionDenied):
+        await offers.offer_stats(acme, driver_actor(driver))
+
+
+async def test_a_driver_who_takes_a_break_themselves_loses_their_offer_at_once(
+    two_tenants: tuple[TenantInfo, TenantInfo], clock: Clock
+) -> None:
+    acme, bolt = two_tenants
+    resting = await driver_at(acme, 1)
+    other = await driver_at(bolt, 1)
+    request = await request_at_scene(acme)
+    theirs = await request_at_scene(bolt)
+    await autodispatch.sweep(acme)
+    await autodispatch.sweep(bolt)
+    [offer] = await offers.my_offers(acme, driver_actor(resting))
+
+    after = await fleet.set_own_status(acme, driver_actor(resting), "on_break")
+
+    assert after["status"] == "on_break"
+    [withdrawn] = await offers.list_offers(acme, DISPATCHER, request["id"])
+    assert (withdrawn["id"], withdrawn["status"]) == (offer["id"], "withdrawn")
+    assert withdrawn["reason"] == "driver went on_break"
+    assert await offers.my_offers(acme, driver_actor(resting)) == []
+    assert await autodispatch.waiting_requests(acme) == [request["id"]]
+    # Bolt's driver, the same id in another company, keeps theirs.
+    [kept] = await offers.my_offers(bolt, driver_actor(other))
+    assert kept["request_id"] == theirs["id"] and kept["status"] == "open"
+
+
 async def _expired_events(tenant: TenantInfo) -> list[dict[str, Any]]:
     async with tenant_transaction(tenant):
         rows = await engine.fetch(
@@ -94,7 +131,7 @@ async def test_a_lapsed_offer_is_told_alike_whether_swept_or_answered_too_late(
     one, two = await request_at_scene(acme), await request_at_scene(acme)
     swept = await _offer(acme, one["id"], anna["id"])
     clock.advance(31)
-    assert len(await dispatch.expire_offers(acme)) == 1
+    assert len(await offers.expire_offers(acme)) == 1
     late = await _offer(acme, two["id"], bob["id"])
     clock.advance(31)  # Bob answers before any sweep noticed
     with pytest.raises(offers.OfferExpired):
@@ -119,16 +156,3 @@ async def test_a_lapsed_offer_is_told_alike_whether_swept_or_answered_too_late(
         told(late, two["id"], bob["id"], "answered too late"),
     ]
     assert await _expired_events(bolt) == []
-
-
-async def test_offer_stats_refuse_a_bad_window_and_drivers(
-    two_tenants: tuple[TenantInfo, TenantInfo], clock: Clock
-) -> None:
-    acme, _ = two_tenants
-    driver = await driver_at(acme, 1)
-    for days in (0, 400):
-        with pytest.raises(UserError) as bad:
-            await offers.offer_stats(acme, DISPATCHER, days=days)
-        assert (bad.value.code, bad.value.field) == ("out_of_range", "days")
-    with pytest.raises(PermissionDenied):
-        await offers.offer_stats(acme, driver_actor(driver))

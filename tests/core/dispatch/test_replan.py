@@ -140,9 +140,9 @@ async def test_waiting_requests_are_given_to_drivers_and_one_nobody_can_take_say
     assert planned[near["id"]] == [(jump, False)]
     # Once offered, the request's suggestion is no longer standing.
     await update_dispatch_settings(acme, ADMIN, {"auto_dispatch": True})
-    from patone.core.dispatch import engine as dispatch
+    from patone.core.dispatch import autodispatch
 
-    await dispatch.dispatch_request(acme, jump)
+    await autodispatch.dispatch_request(acme, jump)
     plan = await replan.fleet_plan(acme, DISPATCHER)
     assert plan is not None and [s.kind for s in plan.suggestions] == ["unserved"]
     with pytest.raises(PermissionDenied):

@@ -9,8 +9,7 @@ from typing import Any
 import pytest
 
 from patone.core.common.permissions import SYSTEM
-from patone.core.dispatch import engine as dispatch
-from patone.core.dispatch import eta, fleet, offers, positions
+from patone.core.dispatch import autodispatch, eta, fleet, offers, positions
 from patone.core.dispatch.settings import read_settings, update_dispatch_settings
 from patone.core.domain import drivers, service_requests
 from patone.core.runtime.clock import now
@@ -39,7 +38,7 @@ async def _accepted_at(
     driver = await driver_at(tenant, km)
     await driver_at(other, km)
     request = await request_at_scene(tenant)
-    await dispatch.sweep(tenant)
+    await autodispatch.sweep(tenant)
     offer = (await offers.my_offers(tenant, driver_actor(driver)))[0]
     response = await offers.respond_to_offer(tenant, driver_actor(driver), offer["id"], accept=True)
     return driver, request, response
@@ -64,7 +63,7 @@ async def test_a_waiting_request_is_offered_to_the_nearest_skilled_driver_with_r
     await driver_at(bolt, 0.2, name="Bolt's Bob")  # another company's driver, next door
     request = await request_at_scene(acme, service_type="towing")
 
-    decision = await dispatch.dispatch_request(acme, request["id"])
+    decision = await autodispatch.dispatch_request(acme, request["id"])
 
     assert decision.outcome == "offered" and decision.driver_id == near["id"]
     why = decision.explanation
@@ -80,7 +79,7 @@ async def test_a_waiting_request_is_offered_to_the_nearest_skilled_driver_with_r
     assert stored[0]["explanation"]["chosen"] == near["id"]
     assert await offers.list_offers(bolt, DISPATCHER, request["id"]) == []
     # A second run finds the request already offered and changes nothing.
-    assert (await dispatch.dispatch_request(acme, request["id"])).outcome == "skipped"
+    assert (await autodispatch.dispatch_request(acme, request["id"])).outcome == "skipped"
 
 
 async def test_declined_and_lapsed_offers_cascade_and_a_late_answer_is_refused(
@@ -91,14 +90,14 @@ async def test_declined_and_lapsed_offers_cascade_and_a_late_answer_is_refused(
     other = await driver_at(bolt, 1)
     request = await request_at_scene(acme)
     bolt_request = await request_at_scene(bolt)
-    await dispatch.sweep(acme)
-    await dispatch.sweep(bolt)
+    await autodispatch.sweep(acme)
+    await autodispatch.sweep(bolt)
 
     offer = (await offers.my_offers(acme, driver_actor(first)))[0]
     await offers.respond_to_offer(
         acme, driver_actor(first), offer["id"], accept=False, reason="flat battery myself"
     )
-    report = await dispatch.sweep(acme)
+    report = await autodispatch.sweep(acme)
     assert report.offered == 1
     assert await _offer_rows(acme, request["id"]) == [
         (first["id"], "declined"),
@@ -106,7 +105,7 @@ async def test_declined_and_lapsed_offers_cascade_and_a_late_answer_is_refused(
     ]
     clock.advance(31)  # the second driver does not answer in time
     late = (await offers.my_offers(acme, driver_actor(second)))[0]
-    report = await dispatch.sweep(acme)
+    report = await autodispatch.sweep(acme)
     assert report.expired == 1 and report.offered == 1
     with pytest.raises(Conflict) as refused:
         await offers.respond_to_offer(acme, driver_actor(second), late["id"], accept=True)
@@ -128,11 +127,11 @@ async def test_a_driver_who_let_an_offer_lapse_is_asked_again_twice_when_much_ne
     bolts = await driver_at(bolt, 1)
     request = await request_at_scene(acme)
     bolt_request = await request_at_scene(bolt)
-    await dispatch.sweep(acme)
-    await dispatch.sweep(bolt)
+    await autodispatch.sweep(acme)
+    await autodispatch.sweep(bolt)
     for lapsed in (1, 2):
         clock.advance(31)  # no answer from the nearest truck: not a refusal
-        report = await dispatch.sweep(acme)
+        report = await autodispatch.sweep(acme)
         assert report.expired == 1 and report.offered == 1
         again = report.decisions[0].explanation
         assert again is not None and again["chosen"] == near["id"]
@@ -141,7 +140,7 @@ async def test_a_driver_who_let_an_offer_lapse_is_asked_again_twice_when_much_ne
         assert again["candidates"][0]["lapsed"] == lapsed
         assert again["candidates"][0]["parts"]["lapsed"] == 2 * lapsed
     clock.advance(31)  # three times unanswered: the next truck, however far
-    report = await dispatch.sweep(acme)
+    report = await autodispatch.sweep(acme)
     explanation = report.decisions[0].explanation
     assert explanation is not None and explanation["chosen"] == far["id"]
     assert {"driver_id": near["id"], "name": near["name"], "reason": "let 3 offers lapse"} in (
@@ -163,11 +162,11 @@ async def test_a_decline_is_final_and_a_company_may_ask_each_driver_only_once(
     await update_dispatch_settings(acme, ADMIN, {"lapsed_reoffers": 0})
     assert (await read_settings(bolt))[0].lapsed_reoffers == 2  # Bolt's stay the default
     request = await request_at_scene(acme)
-    await dispatch.sweep(acme)
+    await autodispatch.sweep(acme)
     clock.advance(31)
-    assert (await dispatch.sweep(acme)).decisions[0].driver_id == far["id"]
+    assert (await autodispatch.sweep(acme)).decisions[0].driver_id == far["id"]
     declined = await request_at_scene(acme)
-    await dispatch.sweep(acme)  # the near driver is free: offered the new request
+    await autodispatch.sweep(acme)  # the near driver is free: offered the new request
     offer = next(
         o
         for o in await offers.my_offers(acme, driver_actor(near))
@@ -175,7 +174,7 @@ async def test_a_decline_is_final_and_a_company_may_ask_each_driver_only_once(
     )
     await update_dispatch_settings(acme, ADMIN, {"lapsed_reoffers": 3})
     await offers.respond_to_offer(acme, driver_actor(near), offer["id"], accept=False)
-    report = await dispatch.sweep(acme)
+    report = await autodispatch.sweep(acme)
     assert all(d.driver_id != near["id"] for d in report.decisions)
     assert await _offer_rows(acme, request["id"]) == [(near["id"], "expired"), (far["id"], "open")]
 
@@ -206,13 +205,13 @@ async def test_load_weighs_more_for_a_driver_whose_shift_ends_soon(
     request = await request_at_scene(acme)
     bolt_request = await request_at_scene(bolt)
 
-    decision = await dispatch.dispatch_request(acme, request["id"])
+    decision = await autodispatch.dispatch_request(acme, request["id"])
     assert decision.explanation is not None
     urgency = {c["name"]: c["load_urgency"] for c in decision.explanation["candidates"]}
     # 1 job in 4 hours on shift: a quarter of a job an hour. Half an hour left is an eighth of
     # a job to come (three times the load); eight hours are two jobs (the load as it is).
     assert urgency == {"Ending": 3.0, staying["name"]: 1.0}
-    other = await dispatch.dispatch_request(bolt, bolt_request["id"])
+    other = await autodispatch.dispatch_request(bolt, bolt_request["id"])
     assert other.explanation is not None
     assert [c["load_urgency"] for c in other.explanation["candidates"]] == [1.0]
 
@@ -224,7 +223,7 @@ async def test_an_answer_after_the_deadline_closes_the_offer_as_lapsed(
     driver = await driver_at(acme, 1)
     await driver_at(bolt, 1)
     request = await request_at_scene(acme)
-    await dispatch.sweep(acme)
+    await autodispatch.sweep(acme)
     offer = (await offers.my_offers(acme, driver_actor(driver)))[0]
     clock.advance(30.5)  # before any sweep noticed
     with pytest.raises(offers.OfferExpired):
@@ -243,10 +242,10 @@ async def test_after_max_offers_the_request_is_flagged_to_dispatchers(
     await driver_at(bolt, 1)
     request = await request_at_scene(acme)
     for driver in drivers[:2]:
-        await dispatch.sweep(acme)
+        await autodispatch.sweep(acme)
         offer = (await offers.my_offers(acme, driver_actor(driver)))[0]
         await offers.respond_to_offer(acme, driver_actor(driver), offer["id"], accept=False)
-    report = await dispatch.sweep(acme)
+    report = await autodispatch.sweep(acme)
     assert report.decisions == []  # flagged: the engine leaves it to people
     row = await service_requests.get_request(acme, DISPATCHER, request["id"])
     assert row["needs_dispatcher"] and row["offers_made"] == 2
@@ -278,7 +277,7 @@ async def test_an_emergency_preempts_an_unstarted_job_which_is_offered_again_fir
     await update_dispatch_settings(acme, ADMIN, {"max_offers": 5})
 
     emergency = await request_at_scene(acme, priority="emergency")
-    decision = await dispatch.dispatch_request(acme, emergency["id"])
+    decision = await autodispatch.dispatch_request(acme, emergency["id"])
     assert decision.driver_id == busy["id"]  # 1 km + pre-emption beats 20 km
     assert decision.explanation is not None
     assert "goes back to pending" in decision.explanation["why"]
@@ -299,8 +298,8 @@ async def test_an_emergency_preempts_an_unstarted_job_which_is_offered_again_fir
             older["id"],
             MORNING - timedelta(hours=1),
         )
-    assert (await dispatch.waiting_requests(acme))[:2] == [routine["id"], older["id"]]
-    report = await dispatch.sweep(acme)
+    assert (await autodispatch.waiting_requests(acme))[:2] == [routine["id"], older["id"]]
+    report = await autodispatch.sweep(acme)
     assert report.decisions[0].request_id == routine["id"]
     assert report.decisions[0].driver_id == far["id"]
 
@@ -315,7 +314,7 @@ async def test_an_emergency_never_preempts_a_job_already_en_route(
     await service_requests.assign_driver(acme, DISPATCHER, job["id"], driving["id"])
     await service_requests.transition(acme, driver_actor(driving), job["id"], "en_route")
     emergency = await request_at_scene(acme, priority="emergency")
-    decision = await dispatch.dispatch_request(acme, emergency["id"])
+    decision = await autodispatch.dispatch_request(acme, emergency["id"])
     assert decision.outcome == "no_candidate"
     assert decision.explanation is not None and "busy" in decision.explanation["why"]
 
@@ -328,10 +327,10 @@ async def test_two_workers_racing_make_one_offer_per_request_and_per_driver(
     await driver_at(bolt, 1)
     one, two = await request_at_scene(acme), await request_at_scene(acme)
     decisions = await asyncio.gather(
-        dispatch.dispatch_request(acme, one["id"]),
-        dispatch.dispatch_request(acme, one["id"]),
-        dispatch.dispatch_request(acme, two["id"]),
-        dispatch.sweep(acme),
+        autodispatch.dispatch_request(acme, one["id"]),
+        autodispatch.dispatch_request(acme, one["id"]),
+        autodispatch.dispatch_request(acme, two["id"]),
+        autodispatch.sweep(acme),
     )
     async with tenant_transaction(acme):
         rows = await engine.fetch("SELECT request_id, driver_id FROM offers WHERE status = 'open'")
@@ -420,7 +419,7 @@ async def test_a_job_queues_behind_a_driver_about_to_finish_nearby_when_the_comp
     clock.advance(15 * 60)  # 15 of the prior's 20 minutes of work done: ~5 left
 
     second = await request_at_scene(acme)
-    decision = await dispatch.dispatch_request(acme, second["id"])
+    decision = await autodispatch.dispatch_request(acme, second["id"])
     assert decision.driver_id == finishing["id"]  # ~5 min wait + 0 travel beats ~20 min
     assert decision.explanation is not None
     assert f"after request {first['id']}" in decision.explanation["why"]
@@ -437,7 +436,7 @@ async def test_a_job_queues_behind_a_driver_about_to_finish_nearby_when_the_comp
     # The same company without queueing: the busy driver is left out, the far one offered.
     await update_dispatch_settings(acme, ADMIN, {"queue_within_minutes": 0})
     third = await request_at_scene(acme)
-    assert (await dispatch.dispatch_request(acme, third["id"])).driver_id == far_free["id"]
+    assert (await autodispatch.dispatch_request(acme, third["id"])).driver_id == far_free["id"]
 
 
 async def test_a_driver_who_stops_working_loses_their_offer_to_the_next_driver(
@@ -447,9 +446,9 @@ async def test_a_driver_who_stops_working_loses_their_offer_to_the_next_driver(
     leaving, staying = await driver_at(acme, 1), await driver_at(acme, 2)
     await driver_at(bolt, 1)
     request = await request_at_scene(acme)
-    await dispatch.sweep(acme)
-    await drivers.update_driver(acme, SYSTEM, leaving["id"], {"status": "on_break"})
-    await dispatch.sweep(acme)
+    await autodispatch.sweep(acme)
+    await fleet.update_driver(acme, SYSTEM, leaving["id"], {"status": "on_break"})
+    await autodispatch.sweep(acme)
     assert await _offer_rows(acme, request["id"]) == [
         (leaving["id"], "withdrawn"),
         (staying["id"], "open"),
@@ -494,7 +493,7 @@ async def test_requests_waiting_together_are_matched_so_the_total_travel_is_leas
     await service_requests.update_request(
         acme, DISPATCHER, second["id"], {"pickup": {"lat": lat, "lng": lng}}
     )
-    report = await dispatch.sweep(acme)  # both wait: offered together
+    report = await autodispatch.sweep(acme)  # both wait: offered together
     offered = {d.request_id: d.driver_id for d in report.decisions}
     # One by one, the first call would take the driver between them and send the second's
     # 9 km; together, 6 + 2 km.
@@ -511,16 +510,16 @@ async def test_a_backlog_with_nobody_on_shift_is_told_so_once_until_a_driver_com
     driver = await driver_at(acme, 1, status="on_break")
     await driver_at(bolt, 1)
     waiting = [await request_at_scene(acme) for _ in range(3)]
-    told = (await dispatch.sweep(acme)).decisions
+    told = (await autodispatch.sweep(acme)).decisions
     assert [(d.request_id, d.outcome) for d in told] == [(w["id"], "no_candidate") for w in waiting]
     assert all((d.explanation or {})["no_driver"] == "no_driver_on_shift" for d in told)
     clock.advance(1)
-    assert (await dispatch.sweep(acme)).decisions == []  # not a decision a second
+    assert (await autodispatch.sweep(acme)).decisions == []  # not a decision a second
     async with tenant_transaction(acme):
         rows = await engine.fetch("SELECT count(*) AS n FROM dispatch_decisions")
     assert rows[0]["n"] == 3
     await drivers.update_driver(acme, SYSTEM, driver["id"], {"status": "available"})
-    report = await dispatch.sweep(acme)
+    report = await autodispatch.sweep(acme)
     assert [d.outcome for d in report.decisions].count("offered") == 1
     assert report.decisions[0].request_id == waiting[0]["id"]  # first in line
 
@@ -571,7 +570,7 @@ async def test_load_is_measured_against_hours_on_shift_not_the_count_alone(
     await _worked(bolt, await driver_at(bolt, 1), hours=1, jobs=9)
     request = await request_at_scene(acme)
 
-    decision = await dispatch.dispatch_request(acme, request["id"])
+    decision = await autodispatch.dispatch_request(acme, request["id"])
 
     assert decision.driver_id == early["id"]
     why = decision.explanation
@@ -599,13 +598,13 @@ async def test_an_emergency_goes_to_the_lighter_of_two_trucks_about_as_near(
     await _worked(bolt, bolt_near, hours=4, jobs=3)
     await update_dispatch_settings(bolt, ADMIN, {"emergency_tie_minutes": 0})
 
-    decision = await dispatch.dispatch_request(
+    decision = await autodispatch.dispatch_request(
         acme, (await request_at_scene(acme, priority="emergency"))["id"]
     )
     assert decision.driver_id == lighter["id"]
     assert decision.explanation is not None
     assert "behind the fastest (Busy Bea, 3 jobs today)" in decision.explanation["why"]
-    theirs = await dispatch.dispatch_request(
+    theirs = await autodispatch.dispatch_request(
         bolt, (await request_at_scene(bolt, priority="emergency"))["id"]
     )
     assert theirs.driver_id == bolt_near["id"]
@@ -622,7 +621,7 @@ async def test_hours_on_shift_count_from_going_on_duty_not_from_midnight(
     clock.advance(60)
     request = await request_at_scene(acme)
 
-    decision = await dispatch.dispatch_request(acme, request["id"])
+    decision = await autodispatch.dispatch_request(acme, request["id"])
 
     assert decision.explanation is not None
     [candidate] = decision.explanation["candidates"]
@@ -642,7 +641,7 @@ async def test_a_break_does_not_restart_the_hours_on_shift(
     await drivers.update_driver(acme, SYSTEM, driver["id"], {"status": "available"})
     request = await request_at_scene(acme)
 
-    decision = await dispatch.dispatch_request(acme, request["id"])
+    decision = await autodispatch.dispatch_request(acme, request["id"])
 
     assert decision.explanation is not None
     assert decision.explanation["candidates"][0]["on_shift_h"] == 1.5
