@@ -547,6 +547,18 @@ async def transition_in_transaction(
     return updated
 
 
+async def request_events(tenant: TenantRef, actor: Actor, request_id: int) -> list[Row]:
+    """The request's history, oldest first."""
+    await get_request(tenant, actor, request_id)
+    async with tenant_transaction(tenant):
+        rows = await engine.fetch(
+            "SELECT id, from_status, to_status, actor_type, actor_id, reason_code, note, lat, lng, "
+            "created_at FROM request_events WHERE request = $1 ORDER BY id",
+            request_id,
+        )
+    return [dict(r) for r in rows]
+
+
 # --- listing ------------------------------------------------------------------------------------
 
 
