@@ -18,6 +18,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, Generic, TypeVar
 
+from patone.core.runtime.generated_docs import write_between
+
 
 @dataclass(frozen=True)
 class Payload:
@@ -289,16 +291,7 @@ START, END = "<!-- event types: start -->", "<!-- event types: end -->"
 
 def write(path: str) -> bool:
     """Put `markdown()` between the markers of the file at `path`; whether it changed."""
-    with open(path, encoding="utf-8") as file:
-        text = file.read()
-    before, _, rest = text.partition(START)
-    _, _, after = rest.partition(END)
-    new = f"{before}{START}\n{markdown()}{END}{after}"
-    if new == text:
-        return False
-    with open(path, "w", encoding="utf-8") as file:
-        file.write(new)
-    return True
+    return write_between(path, START, END, markdown())
 
 
 if __name__ == "__main__":  # python -m patone.core.common.topics docs/webhooks.md

@@ -19,6 +19,8 @@ import re
 import sys
 from dataclasses import dataclass
 
+from patone.core.runtime.generated_docs import write_between
+
 log = logging.getLogger(__name__)
 
 
@@ -362,16 +364,7 @@ START, END = "<!-- error codes: start -->", "<!-- error codes: end -->"
 
 def write(path: str) -> bool:
     """Put `markdown()` between the markers of the file at `path`; whether it changed."""
-    with open(path, encoding="utf-8") as file:
-        text = file.read()
-    before, _, rest = text.partition(START)
-    _, _, after = rest.partition(END)
-    new = f"{before}{START}\n{markdown()}{END}{after}"
-    if new == text:
-        return False
-    with open(path, "w", encoding="utf-8") as file:
-        file.write(new)
-    return True
+    return write_between(path, START, END, markdown())
 
 
 if __name__ == "__main__":  # python -m patone.core.runtime.error_codes docs/api.md
