@@ -4,13 +4,12 @@ current (the follower listens for companies created, suspended or deleted elsewh
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
 
-from patone.core.runtime.rooms import Assembly, Room, step
+from patone.core.runtime.rooms import Assembly, Room, background
 from patone.tenants.migrations import ensure_platform
 from patone.tenants.registry import follow_changes, tenant_cache
 
@@ -21,13 +20,7 @@ async def _start(assembly: Assembly, app: Starlette) -> AsyncIterator[None]:
     tenant_cache.ttl = assembly.settings.tenant_cache_ttl
     ready = asyncio.Event()
     follower = asyncio.create_task(follow_changes(tenant_cache, ready))
-
-    async def stop() -> None:
-        follower.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await follower
-
-    async with step("follower", stop):
+    async with background("follower", follower):
         await asyncio.wait_for(ready.wait(), 5)
         yield
 

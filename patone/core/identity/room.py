@@ -4,7 +4,6 @@ start-up and refreshed while the server runs), and the jobs that send sign-in li
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -12,7 +11,7 @@ from starlette.applications import Starlette
 
 from patone.core.identity import two_factor
 from patone.core.identity.signing_keys import keyring_for
-from patone.core.runtime.rooms import Assembly, Room, step
+from patone.core.runtime.rooms import Assembly, Room, background
 
 
 def _configure(assembly: Assembly) -> None:
@@ -24,13 +23,7 @@ async def _start(assembly: Assembly, app: Starlette) -> AsyncIterator[None]:
     keyring = keyring_for(assembly.secret, assembly.settings.secret_key_fallbacks)
     await keyring.load()
     refresher = asyncio.create_task(keyring.refresh_forever())
-
-    async def stop() -> None:
-        refresher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await refresher
-
-    async with step("signing keys", stop):
+    async with background("signing keys", refresher):
         yield
 
 

@@ -11,6 +11,8 @@ module happened to import it.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -49,6 +51,17 @@ class Room:
     middleware: Callable[[Assembly], Sequence[Middleware]] | None = None
     start: Steps | None = None
     actors: Sequence[str] = ()  # modules that declare jobs, event handlers, periodic jobs
+
+
+def background(name: str, task: asyncio.Task[None]) -> AbstractAsyncContextManager[None]:
+    """A shut-down step that cancels a task the room started (and waits for it to end)."""
+
+    async def cancel() -> None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    return step(name, cancel)
 
 
 @asynccontextmanager

@@ -19,10 +19,6 @@ from patone.core.work.worker import import_actor_modules, start_in_process_worke
 from patone.tenants.registry import tenant_cache
 
 
-async def _nothing() -> None:
-    return None
-
-
 @asynccontextmanager
 async def _start(assembly: Assembly, app: Starlette) -> AsyncIterator[None]:
     """`state["actors"]`: every room's actor modules (the app collects them)."""
