@@ -124,7 +124,13 @@ class Terminal:
                 if ready in line:
                     break
             os.killpg(process.pid, signal.SIGINT)
-            rest, _ = process.communicate(timeout=60)
+            try:
+                rest, _ = process.communicate(timeout=60)
+            except subprocess.TimeoutExpired as late:
+                seen.append(late.output or "")
+                raise AssertionError(
+                    f"still running 60 s after Ctrl+C: {command}\n" + "".join(seen)
+                ) from None
         finally:
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGKILL)

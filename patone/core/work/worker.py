@@ -25,6 +25,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, cast
 
@@ -42,7 +43,8 @@ from patone.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
 
-STOP_TIMEOUT_MS = 30_000
+STOP_TIMEOUT_MS = 30_000  # for the jobs under way to finish
+STOP_GRACE_MS = 10_000  # and for the consumers to hand back what they hold
 
 
 class WorkerResources(Middleware):
@@ -202,7 +204,8 @@ def serve_worker(
     namespace: str = NAMESPACE,
     stop_event: threading.Event | None = None,
 ) -> int:
-    """Run one worker in this process until SIGTERM/SIGINT (or `stop_event`); returns 0.
+    """Run one worker in this process until SIGTERM/SIGINT (or `stop_event`); returns 0, or 1
+    if it had to leave jobs unfinished (a second signal, or the jobs outlasting the time-out).
     `modules` declare the jobs it runs (`patone.app.actor_modules()`: every room's)."""
     url = redis_url or settings.redis_url
     if not url:
@@ -215,13 +218,35 @@ def serve_worker(
     )
     stop = _start(broker, resources, threads=threads, queues=queues)
     done = stop_event or threading.Event()
+    again = threading.Event()  # a second Ctrl+C: stop waiting for the jobs under way
     if threading.current_thread() is threading.main_thread():
+
+        def on_signal(*_: Any) -> None:
+            (again if done.is_set() else done).set()
+
         for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, lambda *_: done.set())
+            signal.signal(signum, on_signal)
     log.info("worker started", extra={"threads": threads, "namespace": namespace})
     done.wait()
-    log.info("worker stopping")
-    stop()
+    log.info("worker stopping (press Ctrl+C again to stop at once)")
+    return _stop_within(stop, again, (STOP_TIMEOUT_MS + STOP_GRACE_MS) / 1000)
+
+
+def _stop_within(stop: Callable[..., None], again: threading.Event, seconds: float) -> int:
+    """Run `stop` for at most `seconds` (or until `again` is set); 0 if it finished, else 1.
+    Leaving early loses nothing: the broker gives unacknowledged messages back (RabbitMQ when
+    the connection drops, Redis when the worker's heartbeat stops)."""
+    stopper = threading.Thread(target=stop, name="worker-stop", daemon=True)
+    stopper.start()
+    deadline = time.monotonic() + seconds
+    while stopper.is_alive() and not again.is_set() and time.monotonic() < deadline:
+        stopper.join(timeout=0.1)
+    if stopper.is_alive():
+        log.warning("worker left before its jobs finished; the broker will run them again")
+        loop_thread = get_event_loop_thread()  # the one thread Python waits for on exit
+        if loop_thread is not None and loop_thread.loop.is_running():
+            loop_thread.loop.call_soon_threadsafe(loop_thread.loop.stop)
+        return 1
     return 0
 
 
