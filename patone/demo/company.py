@@ -44,10 +44,11 @@ from zoneinfo import ZoneInfo
 
 from patone.core.common.inputs import normalize_plate
 from patone.core.domain.service_types import distance_km, quote
-from patone.core.domain.tables import DriverStatus, Priority, RequestSource
-from patone.core.domain.tables import RequestStatus as S
 from patone.core.runtime.clock import now as clock_now
 from patone.core.runtime.db import engine
+from patone.core.tables.fleet import DriverStatus
+from patone.core.tables.requests import Priority, RequestSource
+from patone.core.tables.requests import RequestStatus as S
 from patone.tenants.isolation import TenantRef, tenant_transaction
 
 Progress = Callable[[str, int, int], None]

@@ -71,7 +71,7 @@ class DriverQueries:
     async def drivers(
         self, info: Info[Context, None], status: DriverStatus | None = None
     ) -> list[Driver]:
-        from patone.core.domain.tables import DriverStatus as DomainStatus
+        from patone.core.tables.fleet import DriverStatus as DomainStatus
 
         rows = await service.list_drivers(
             info.context.tenant,

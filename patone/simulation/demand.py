@@ -26,8 +26,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from patone.core.domain.tables import Priority
 from patone.core.runtime.errors import UserError
+from patone.core.tables.requests import Priority
 from patone.demo import company as demo
 from patone.simulation.city import City, Point
 

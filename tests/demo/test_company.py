@@ -13,9 +13,9 @@ from zoneinfo import ZoneInfo
 from patone.core.common.inputs import normalize_phone, normalize_plate
 from patone.core.domain.company import get_settings
 from patone.core.domain.lifecycle import ENTERED_AT, OPEN, REASONS, TRANSITIONS
-from patone.core.domain.tables import RequestStatus as S
 from patone.core.runtime.clock import use_clock
 from patone.core.runtime.db import engine
+from patone.core.tables.requests import RequestStatus as S
 from patone.demo import company as demo
 from patone.tenants.isolation import tenant_transaction
 from patone.tenants.registry import TenantInfo

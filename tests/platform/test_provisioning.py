@@ -6,10 +6,10 @@ import dataclasses
 
 import pytest
 
-from patone.core.domain.tables import Setting
 from patone.core.runtime.db import engine
 from patone.core.runtime.errors import Conflict, UserError
 from patone.core.runtime.redis import get_redis, tenant_key
+from patone.core.tables.company import Setting
 from patone.platform import provisioning
 from patone.tenants.isolation import tenant_transaction
 from patone.tenants.migrations import get_template, tenant_migrations

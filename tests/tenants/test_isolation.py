@@ -8,8 +8,8 @@ import random
 import asyncpg
 import pytest
 
-from patone.core.domain.tables import Setting
 from patone.core.runtime.db import engine
+from patone.core.tables.company import Setting
 from patone.tenants.isolation import (
     TenantContextError,
     get_current_tenant,

@@ -1,4 +1,5 @@
-"""Small SQL helpers for services: insert and update a row by column names from validated input.
+"""Small SQL helpers for services: insert and update a row by column names from validated input,
+and read rows as their typed records (`patone.core.tables.records.Record`).
 
 Column names here always come from our own input models, never from users; they are quoted
 anyway. Values always travel as parameters.
@@ -6,10 +7,11 @@ anyway. Values always travel as parameters.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from patone.core.runtime.db import engine
 from patone.core.runtime.errors import NotFound
+from patone.core.tables.records import Record
 from patone.tenants.naming import quote_ident
 
 
@@ -53,3 +55,23 @@ async def row_by_id(
         field=field,
         what=what,
     )
+
+
+R = TypeVar("R", bound=Record)
+
+
+async def fetch_records(kind: type[R], sql: str, *args: Any) -> list[R]:
+    """The rows `sql` finds (it selects `kind.columns()`), as `kind`."""
+    return [kind.of(row) for row in await engine.fetch(sql, *args)]
+
+
+async def fetch_record(kind: type[R], sql: str, *args: Any, field: str, what: str) -> R:
+    """The one row `sql` finds, as `kind`, or NotFound("no such <what>") on `field`."""
+    return kind.of(await fetch_one(sql, *args, field=field, what=what))
+
+
+async def record_by_id(kind: type[R], row_id: int, *, what: str, field: str) -> R:
+    """One row of `kind`'s table by id, or NotFound naming `field`."""
+    table = quote_ident(kind.table._meta.tablename)
+    sql = f"SELECT {kind.columns()} FROM {table} WHERE id = $1"
+    return await fetch_record(kind, sql, row_id, field=field, what=what)

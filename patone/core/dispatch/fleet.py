@@ -13,9 +13,9 @@ from patone.core.common.permissions import Actor, require
 from patone.core.dispatch import offers, positions
 from patone.core.domain import drivers
 from patone.core.domain.drivers import UNKNOWN_ACCURACY_M, Row, driver_row
-from patone.core.domain.tables import DriverStatus
 from patone.core.runtime.clock import now
 from patone.core.runtime.errors import UserError, ValidationFailed
+from patone.core.tables.fleet import DriverStatus
 from patone.tenants.isolation import TenantRef, tenant_transaction
 
 

@@ -12,11 +12,11 @@ from patone.core.common.activity import audited_update, emit, record
 from patone.core.common.inputs import Input, Name, Phone, parse
 from patone.core.common.permissions import Actor, PermissionDenied, require
 from patone.core.common.rows import insert_row, row_by_id
-from patone.core.domain.tables import DriverStatus
 from patone.core.identity.users import actors_changed
 from patone.core.runtime.clock import now
 from patone.core.runtime.db import engine
 from patone.core.runtime.errors import UserError
+from patone.core.tables.fleet import DriverStatus
 from patone.tenants.isolation import TenantRef, tenant_transaction
 
 Row = dict[str, Any]

@@ -9,8 +9,8 @@ in_progress → completed | cancelled
 
 from __future__ import annotations
 
-from patone.core.domain.tables import RequestStatus as S
 from patone.core.runtime.errors import UserError
+from patone.core.tables.requests import RequestStatus as S
 
 TRANSITIONS: dict[S, frozenset[S]] = {
     S.pending: frozenset({S.assigned, S.cancelled}),

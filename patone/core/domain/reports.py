@@ -37,9 +37,9 @@ from typing import Any
 
 from patone.core.common.permissions import Actor, require
 from patone.core.domain.company import get_settings
-from patone.core.domain.tables import Priority, RequestStatus
 from patone.core.runtime.db import engine
 from patone.core.runtime.errors import UserError
+from patone.core.tables.requests import Priority, RequestStatus
 from patone.tenants.isolation import TenantRef, tenant_transaction
 
 # Reports cover at most this many local days (a year and a bit: enough for any yearly report).

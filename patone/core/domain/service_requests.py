@@ -25,10 +25,10 @@ from patone.core.domain.customers import MotoristInput, find_or_add_motorist
 from patone.core.domain.idempotency import idempotent
 from patone.core.domain.lifecycle import ENTERED_AT, OPEN, check_transition
 from patone.core.domain.service_types import distance_km, quote, service_type_by_code
-from patone.core.domain.tables import Priority, RequestSource, RequestStatus
 from patone.core.runtime.clock import now
 from patone.core.runtime.db import engine
 from patone.core.runtime.errors import Conflict, NotFound, UserError
+from patone.core.tables.requests import Priority, RequestSource, RequestStatus
 from patone.plugins import config as plugins
 from patone.plugins.types import Quote
 from patone.tenants.isolation import TenantRef, tenant_transaction

@@ -19,8 +19,8 @@ from jinja2 import Template as JinjaTemplate
 from jinja2.sandbox import SandboxedEnvironment
 
 from patone.core.common import topics
-from patone.core.domain.tables import RequestStatus
 from patone.core.runtime.errors import UserError, ValidationFailed
+from patone.core.tables.requests import RequestStatus
 
 CHANNELS = ("email", "sms", "push")
 RECIPIENTS = ("customer", "driver", "dispatchers")

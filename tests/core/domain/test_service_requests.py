@@ -13,10 +13,10 @@ from patone.core.common.permissions import SYSTEM, PermissionDenied
 from patone.core.domain import customers, drivers, service_requests
 from patone.core.domain.lifecycle import TRANSITIONS, IllegalTransition
 from patone.core.domain.service_requests import RequestFilter
-from patone.core.domain.tables import RequestStatus
 from patone.core.runtime.clock import use_clock
 from patone.core.runtime.db import engine
 from patone.core.runtime.errors import Conflict, NotFound, UserError, ValidationFailed
+from patone.core.tables.requests import RequestStatus
 from patone.plugins import config as plugins
 from patone.plugins.hookspecs import hookimpl
 from patone.plugins.manager import PluginManager

@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
-from patone.core.domain.tables import Setting
 from patone.core.runtime.db import current_shard, engine
+from patone.core.tables.company import Setting
 from patone.platform import provisioning
 from patone.tenants.isolation import tenant_transaction
 from patone.tenants.migrations import ensure_platform

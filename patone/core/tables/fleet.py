@@ -1,0 +1,55 @@
+"""Drivers (with their trucks), their shifts and positions."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from piccolo.columns import (
+    Array,
+    DoublePrecision,
+    ForeignKey,
+    Integer,
+    OnDelete,
+    Timestamptz,
+    Varchar,
+)
+from piccolo.table import Table
+
+from patone.core.runtime.db import engine
+from patone.core.tables.identity import User
+
+
+class DriverStatus(StrEnum):
+    off_duty = "off_duty"
+    available = "available"
+    busy = "busy"
+    on_break = "on_break"
+
+
+class Driver(Table, tablename="drivers", db=engine):
+    """A driver and truck: status, skills, and last known position."""
+
+    user = ForeignKey(references=User, on_delete=OnDelete.set_null, null=True, default=None)
+    name = Varchar(length=200)
+    phone = Varchar(length=20, null=True, default=None)
+    status = Varchar(length=20, choices=DriverStatus, default=DriverStatus.off_duty, index=True)
+    skills = Array(base_column=Varchar(length=40), default=list)
+    truck = Varchar(length=100, default="")
+    last_lat = DoublePrecision(null=True, default=None)
+    last_lng = DoublePrecision(null=True, default=None)
+    last_seen_at = Timestamptz(null=True, default=None)
+    rating = Integer(null=True, default=None)  # average rating x 100 (e.g. 472 = 4.72)
+    archived_at = Timestamptz(null=True, default=None)
+    # When they last came on duty from off duty (a break does not restart it): their hours on
+    # shift today count from then (tenant_0020).
+    on_duty_since = Timestamptz(null=True, default=None)
+    created_at = Timestamptz()
+    updated_at = Timestamptz()
+
+
+class Shift(Table, tablename="shifts", db=engine):
+    """A driver's planned or worked shift."""
+
+    driver = ForeignKey(references=Driver, on_delete=OnDelete.cascade, index=True)
+    starts_at = Timestamptz()
+    ends_at = Timestamptz()

@@ -1,0 +1,95 @@
+"""Staff and their credentials, customers' sign-ins, partners' API clients."""
+
+from __future__ import annotations
+
+from piccolo.columns import (
+    JSONB,
+    Array,
+    BigInt,
+    BigSerial,
+    Boolean,
+    ForeignKey,
+    Integer,
+    OnDelete,
+    Text,
+    Timestamptz,
+    Varchar,
+)
+from piccolo.columns.defaults.timestamptz import TimestamptzNow
+from piccolo.table import Table
+
+from patone.core.runtime.db import engine
+
+
+class Role(Table, tablename="roles", db=engine):
+    """A staff role and the named permissions granted to it (editable per tenant)."""
+
+    name = Varchar(length=40, unique=True)
+    title = Varchar(length=100)
+    permissions = Array(base_column=Varchar(length=60), default=list)
+    updated_at = Timestamptz()
+
+
+class User(Table, tablename="users", db=engine):
+    """A member of the company's staff."""
+
+    email = Varchar(length=254, unique=True)
+    name = Varchar(length=200)
+    role = Varchar(length=40, index=True)
+    active = Boolean(default=True)
+    created_at = Timestamptz()
+    updated_at = Timestamptz()
+    # Credentials (tenant_0010): no password until the user follows a set-up link.
+    password_hash = Text(null=True, default=None)
+    must_change_password = Boolean(default=False)
+    password_changed_at = Timestamptz(null=True, default=None)
+    failed_sign_ins = Integer(default=0)
+    locked_until = Timestamptz(null=True, default=None)
+
+
+class UserToken(Table, tablename="user_tokens", db=engine):
+    """A single-use set-up or password-reset link; only the token's sha256 is kept."""
+
+    user = ForeignKey(references=User, on_delete=OnDelete.cascade)
+    purpose = Varchar(length=10)  # "setup" | "reset"
+    token_hash = Varchar(length=64, unique=True)
+    expires_at = Timestamptz()
+    used_at = Timestamptz(null=True, default=None)
+    created_at = Timestamptz(default=TimestamptzNow())
+
+
+class UserTwoFactor(Table, tablename="user_two_factor", db=engine):
+    """A staff user's TOTP secret (sealed), active once confirmed; `last_step` refuses replays."""
+
+    user = ForeignKey(
+        references=User, on_delete=OnDelete.cascade, primary_key=True, db_column_name="user_id"
+    )
+    secret = JSONB()
+    confirmed_at = Timestamptz(null=True, default=None)
+    last_step = BigInt(null=True, default=None)
+    created_at = Timestamptz()
+    updated_at = Timestamptz()
+
+
+class UserRecoveryCode(Table, tablename="user_recovery_codes", db=engine):
+    """A one-time recovery code, stored as its SHA-256; `used_at` is set when it is spent."""
+
+    user = ForeignKey(references=User, on_delete=OnDelete.cascade, db_column_name="user_id")
+    code_hash = Varchar(length=64)
+    used_at = Timestamptz(null=True, default=None)
+    created_at = Timestamptz()
+
+
+class CustomerSignIn(Table, tablename="customer_sign_ins", db=engine):
+    """A sign-in link (email) or code (SMS) sent to a customer: hashed, short-lived, used once."""
+
+    id = BigSerial(primary_key=True)
+    customer_id = Integer()
+    channel = Varchar(length=5)
+    address = Varchar(length=254)
+    secret_hash = Varchar(length=64, index=True)
+    attempts = Integer(default=0)
+    expires_at = Timestamptz()
+    used_at = Timestamptz(null=True, default=None)
+    voided_at = Timestamptz(null=True, default=None)
+    created_at = Timestamptz()

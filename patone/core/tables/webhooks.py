@@ -1,0 +1,3 @@
+"""Webhook endpoints, deliveries and their attempts."""
+
+from __future__ import annotations
