@@ -37,6 +37,11 @@ DDL_ONLY: dict[str, str] = {
     "customers.search": "a generated tsvector column: Piccolo 1.x has no generated columns",
     "CHECK constraints": "Piccolo 1.x states no check constraints; `choices` are checked in code",
     "partial and expression indexes": "Piccolo 1.x indexes whole columns only",
+    "multi-column indexes": "Piccolo 1.x indexes one column at a time",
+    "fleet_plan_stops primary key": (
+        "(plan_id, driver_id, seq): Piccolo 1.x has one-column primary keys, so the class "
+        "names plan_id"
+    ),
 }
 
 

@@ -11,7 +11,9 @@ from piccolo.columns import (
     DoublePrecision,
     ForeignKey,
     Integer,
+    LazyTableReference,
     OnDelete,
+    OnUpdate,
     Text,
     Timestamptz,
     Varchar,
@@ -88,7 +90,14 @@ class ServiceRequest(Table, tablename="service_requests", db=engine):
     created_by = Varchar(length=80, default="")  # "user:12", "partner:club-a", "system"
     # The partner's API client (its client_id) that created it: partners see only these
     # (tenant_0019).
-    api_client = Varchar(length=64, null=True, default=None)
+    api_client: ForeignKey[Table] = ForeignKey(
+        references=LazyTableReference("ApiClient", module_path="patone.core.tables.identity"),
+        target_column="client_id",
+        on_delete=OnDelete.no_action,
+        on_update=OnUpdate.no_action,
+        null=True,
+        default=None,
+    )
     created_at = Timestamptz(index=True)
     updated_at = Timestamptz()
     assigned_at = Timestamptz(null=True, default=None)
@@ -97,6 +106,13 @@ class ServiceRequest(Table, tablename="service_requests", db=engine):
     started_at = Timestamptz(null=True, default=None)
     completed_at = Timestamptz(null=True, default=None)
     cancelled_at = Timestamptz(null=True, default=None)
+    # What dispatch needs (tenant_0015): offers made so far, whether the engine gave up and a
+    # dispatcher must choose, when it went back to the queue, and the arrival time shown.
+    offers_made = Integer(default=0)
+    needs_dispatcher = Boolean(default=False)
+    requeued_at = Timestamptz(null=True, default=None)
+    eta_at = Timestamptz(null=True, default=None)
+    eta_updated_at = Timestamptz(null=True, default=None)
 
 
 class RequestEvent(Table, tablename="request_events", db=engine):
