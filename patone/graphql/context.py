@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from redis.exceptions import RedisError
 from strawberry.dataloader import DataLoader
@@ -19,10 +19,10 @@ from patone.core.dispatch import positions
 from patone.core.dispatch.positions import DriverPosition
 from patone.core.domain.customers import CUSTOMER_COLUMNS, VEHICLE_COLUMNS
 from patone.core.domain.drivers import DRIVER_COLUMNS
-from patone.core.domain.service_requests import COLUMNS as REQUEST_COLUMNS
-from patone.core.domain.service_types import SERVICE_TYPE_COLUMNS
 from patone.core.identity.tokens import Claims
 from patone.core.runtime.db import engine
+from patone.core.tables.records import Record
+from patone.core.tables.requests import RequestEventRow, RequestRow, ServiceTypeRow
 from patone.tenants.isolation import TenantRef, tenant_transaction
 
 log = logging.getLogger(__name__)
@@ -34,9 +34,8 @@ _SELECTS = {
     "customers": CUSTOMER_COLUMNS,
     "vehicles": VEHICLE_COLUMNS,
     "drivers": DRIVER_COLUMNS,
-    "service_types": SERVICE_TYPE_COLUMNS,
-    "service_requests": REQUEST_COLUMNS,
 }
+R = TypeVar("R", bound=Record)
 
 
 def _by_id(tenant: TenantRef, table: str) -> DataLoader[int, Row | None]:
@@ -51,18 +50,31 @@ def _by_id(tenant: TenantRef, table: str) -> DataLoader[int, Row | None]:
     return DataLoader(load_fn=load)
 
 
-def _events(tenant: TenantRef) -> DataLoader[int, list[Row]]:
-    async def load(request_ids: Sequence[int]) -> list[list[Row]]:
+def _records(tenant: TenantRef, kind: type[R]) -> DataLoader[int, R | None]:
+    table = kind.table._meta.tablename
+
+    async def load(ids: Sequence[int]) -> list[R | None]:
         async with tenant_transaction(tenant):
             rows = await engine.fetch(
-                "SELECT id, request, from_status, to_status, actor_type, actor_id, reason_code, "
-                "note, lat, lng, created_at FROM request_events "
+                f"SELECT {kind.columns()} FROM {table} WHERE id = ANY($1::bigint[])", list(ids)
+            )
+        found = {row["id"]: kind.of(row) for row in rows}
+        return [found.get(i) for i in ids]
+
+    return DataLoader(load_fn=load)
+
+
+def _events(tenant: TenantRef) -> DataLoader[int, list[RequestEventRow]]:
+    async def load(request_ids: Sequence[int]) -> list[list[RequestEventRow]]:
+        async with tenant_transaction(tenant):
+            rows = await engine.fetch(
+                f"SELECT {RequestEventRow.columns()} FROM request_events "
                 "WHERE request = ANY($1::bigint[]) ORDER BY id",
                 list(request_ids),
             )
-        grouped: dict[int, list[Row]] = {i: [] for i in request_ids}
+        grouped: dict[int, list[RequestEventRow]] = {i: [] for i in request_ids}
         for row in rows:
-            grouped[row["request"]].append(dict(row))
+            grouped[row["request"]].append(RequestEventRow.of(row))
         return [grouped[i] for i in request_ids]
 
     return DataLoader(load_fn=load)
@@ -89,9 +101,9 @@ class Loaders:
     customer: DataLoader[int, Row | None]
     vehicle: DataLoader[int, Row | None]
     driver: DataLoader[int, Row | None]
-    service_type: DataLoader[int, Row | None]
-    request: DataLoader[int, Row | None]
-    events: DataLoader[int, list[Row]]
+    service_type: DataLoader[int, ServiceTypeRow | None]
+    request: DataLoader[int, RequestRow | None]
+    events: DataLoader[int, list[RequestEventRow]]
     position: DataLoader[int, DriverPosition | None]
 
     @classmethod
@@ -100,16 +112,17 @@ class Loaders:
             customer=_by_id(tenant, "customers"),
             vehicle=_by_id(tenant, "vehicles"),
             driver=_by_id(tenant, "drivers"),
-            service_type=_by_id(tenant, "service_types"),
-            request=_by_id(tenant, "service_requests"),
+            service_type=_records(tenant, ServiceTypeRow),
+            request=_records(tenant, RequestRow),
             events=_events(tenant),
             position=_positions(tenant),
         )
 
-    def prime(self, loader: str, rows: Iterable[Row]) -> None:
-        target: DataLoader[int, Row | None] = getattr(self, loader)
+    def prime(self, loader: str, rows: Iterable[Any]) -> None:
+        """Prime a loader with rows already read (dicts, or typed rows)."""
+        target: DataLoader[int, Any] = getattr(self, loader)
         for row in rows:
-            target.prime(row["id"], row)
+            target.prime(row["id"] if isinstance(row, dict) else row.id, row)
 
 
 @dataclass

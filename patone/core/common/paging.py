@@ -18,7 +18,7 @@ import json
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from patone.core.runtime.db import engine
 from patone.core.runtime.errors import UserError
@@ -61,13 +61,27 @@ class Count:
     capped: bool
 
 
+T = TypeVar("T")
+R = TypeVar("R")
+
+
 @dataclass
-class Page:
-    rows: list[Row]
+class Page(Generic[T]):
+    rows: list[T]
     cursors: list[str]
     has_next: bool
     has_previous: bool
     count: Callable[[], Awaitable[Count]] = field(repr=False)  # only when asked: it costs
+
+    def mapped(self, read: Callable[[T], R]) -> Page[R]:
+        """The same page with each row read by `read` (e.g. a typed row's `of`)."""
+        return Page(
+            [read(row) for row in self.rows],
+            self.cursors,
+            self.has_next,
+            self.has_previous,
+            self.count,
+        )
 
     @property
     def start_cursor(self) -> str | None:
@@ -133,7 +147,7 @@ async def fetch_page(
     window: Window,
     max_page: int = 200,
     count_cap: int = COUNT_CAP,
-) -> Page:
+) -> Page[Row]:
     """One page of `SELECT columns FROM source WHERE where` in key order (`$n` placeholders
     in `where` number `args`). Runs in the caller's tenant transaction when there is one."""
     check_window(window, max_page)

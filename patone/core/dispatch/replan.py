@@ -55,10 +55,11 @@ from patone.core.dispatch.routing import (
     plan_routes,
 )
 from patone.core.dispatch.settings import STORED, DispatchSettings, parse_stored, read_settings
-from patone.core.domain.service_requests import COLUMNS, PRIORITY_RANK, transition_in_transaction
+from patone.core.domain.service_requests import PRIORITY_RANK, transition_in_transaction
 from patone.core.runtime.clock import now
 from patone.core.runtime.db import engine
 from patone.core.runtime.errors import Conflict, NotFound
+from patone.core.tables.requests import RequestRow
 from patone.tenants.isolation import TenantRef, tenant_transaction
 
 log = logging.getLogger(__name__)
@@ -637,10 +638,15 @@ async def apply_suggestion(tenant: TenantRef, actor: Actor, request_id: int) -> 
             )
         if suggestion.kind == "reassign":
             current = await engine.fetch(
-                f"SELECT {COLUMNS} FROM service_requests WHERE id = $1 FOR UPDATE", request_id
+                f"SELECT {RequestRow.columns()} FROM service_requests WHERE id = $1 FOR UPDATE",
+                request_id,
             )
             await transition_in_transaction(
-                dict(current[0]), "pending", actor, reason_code="reassigned", note=suggestion.why
+                RequestRow.of(current[0]),
+                "pending",
+                actor,
+                reason_code="reassigned",
+                note=suggestion.why,
             )
         return await offers.offer_in_transaction(
             actor,

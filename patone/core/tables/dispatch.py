@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, ClassVar
 
 from piccolo.columns import (
     JSONB,
@@ -24,6 +26,7 @@ from piccolo.table import Table
 
 from patone.core.runtime.db import engine
 from patone.core.tables.fleet import Driver
+from patone.core.tables.records import Record, computed
 from patone.core.tables.requests import ServiceRequest
 
 
@@ -74,6 +77,18 @@ class DispatchDecision(Table, tablename="dispatch_decisions", db=engine):
     explanation = JSONB()
 
 
+@dataclass(frozen=True, slots=True)
+class DecisionRow(Record):
+    table: ClassVar[type[Table]] = DispatchDecision
+    id: int
+    request_id: int
+    made_at: datetime
+    outcome: str
+    driver_id: int | None
+    strategy: str
+    explanation: dict[str, Any]  # free-form: each strategy explains itself its own way
+
+
 class Offer(Table, tablename="offers", db=engine):
     """A request offered to one driver until a deadline: one open offer per request and per
     driver (partial unique indexes, in the migration)."""
@@ -98,6 +113,56 @@ class Offer(Table, tablename="offers", db=engine):
     distance_m = Integer(null=True, default=None)
     # The driver's current job this offer would take them from (pre-emption), if any.
     preempts = _request(on_delete=OnDelete.set_null, null=True, default=None)
+
+
+@dataclass(frozen=True, slots=True)
+class OfferRow(Record):
+    table: ClassVar[type[Table]] = Offer
+    id: int
+    request_id: int
+    driver_id: int
+    decision_id: int | None
+    status: str
+    offered_by: str
+    sent_at: datetime
+    deadline: datetime
+    responded_at: datetime | None
+    reason: str
+    travel_s: int | None
+    distance_m: int | None
+    preempts: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class ExplainedOfferRow(OfferRow):
+    """An offer with the explanation of the decision that made it (none for an offer whose
+    decision is gone)."""
+
+    explanation: dict[str, Any] | None = computed(  # noqa: RUF009
+        "SELECT d.explanation FROM dispatch_decisions d WHERE d.id = offers.decision_id"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class RequestToDispatchRow(Record):
+    """What the engine reads of a request it may dispatch, and whether it has a live offer."""
+
+    table: ClassVar[type[Table]] = ServiceRequest
+    id: int
+    number: int
+    status: str
+    priority: str
+    service_type: int
+    pickup_lat: float
+    pickup_lng: float
+    offers_made: int
+    needs_dispatcher: bool
+    requeued_at: datetime | None
+    created_at: datetime
+    offered: bool = computed(
+        "EXISTS (SELECT 1 FROM offers o WHERE o.request_id = service_requests.id "
+        "AND o.status = 'open')"
+    )
 
 
 class FleetPlan(Table, tablename="fleet_plans", db=engine):

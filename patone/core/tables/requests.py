@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
+from typing import ClassVar
 
 from piccolo.columns import (
     Array,
@@ -24,6 +27,7 @@ from piccolo.table import Table
 from patone.core.runtime.db import engine
 from patone.core.tables.customers import Customer, Vehicle
 from patone.core.tables.fleet import Driver
+from patone.core.tables.records import Record
 
 
 class Priority(StrEnum):
@@ -63,13 +67,28 @@ class ServiceType(Table, tablename="service_types", db=engine):
     updated_at = Timestamptz()
 
 
+@dataclass(frozen=True, slots=True)
+class ServiceTypeRow(Record):
+    table: ClassVar[type[Table]] = ServiceType
+    id: int
+    code: str
+    name: str
+    base_price: int
+    per_distance_price: int
+    after_hours_surcharge: int
+    needs_destination: bool
+    required_skills: list[str]
+    active: bool
+    updated_at: datetime
+
+
 class ServiceRequest(Table, tablename="service_requests", db=engine):
     """A call for help and its journey from pending to completed or cancelled."""
 
     number = BigInt(unique=True)
-    customer = ForeignKey(references=Customer, on_delete=OnDelete.restrict, index=True)
+    customer = ForeignKey(references=Customer, on_delete=OnDelete.restrict, null=False, index=True)
     vehicle = ForeignKey(references=Vehicle, on_delete=OnDelete.restrict, null=True, default=None)
-    service_type = ForeignKey(references=ServiceType, on_delete=OnDelete.restrict)
+    service_type = ForeignKey(references=ServiceType, on_delete=OnDelete.restrict, null=False)
     priority = Varchar(length=20, choices=Priority, default=Priority.normal)
     status = Varchar(length=20, choices=RequestStatus, default=RequestStatus.pending)
     source = Varchar(length=20, choices=RequestSource, default=RequestSource.admin)
@@ -115,10 +134,51 @@ class ServiceRequest(Table, tablename="service_requests", db=engine):
     eta_updated_at = Timestamptz(null=True, default=None)
 
 
+@dataclass(frozen=True, slots=True)
+class RequestRow(Record):
+    table: ClassVar[type[Table]] = ServiceRequest
+    id: int
+    number: int
+    customer: int
+    vehicle: int | None
+    service_type: int
+    priority: str
+    status: str
+    source: str
+    pickup_lat: float
+    pickup_lng: float
+    pickup_address: str
+    destination_lat: float | None
+    destination_lng: float | None
+    destination_address: str
+    notes: str
+    quoted_price: int
+    currency: str
+    driver: int | None
+    cancel_reason: str
+    version: int
+    created_by: str
+    created_at: datetime
+    updated_at: datetime
+    assigned_at: datetime | None
+    en_route_at: datetime | None
+    on_scene_at: datetime | None
+    started_at: datetime | None
+    completed_at: datetime | None
+    cancelled_at: datetime | None
+    offers_made: int
+    needs_dispatcher: bool
+    requeued_at: datetime | None
+    eta_at: datetime | None
+    api_client: str | None
+
+
 class RequestEvent(Table, tablename="request_events", db=engine):
     """One transition of a request: who, when, from, to, where, why."""
 
-    request = ForeignKey(references=ServiceRequest, on_delete=OnDelete.cascade, index=True)
+    request = ForeignKey(
+        references=ServiceRequest, on_delete=OnDelete.cascade, null=False, index=True
+    )
     from_status = Varchar(length=20, null=True, default=None)
     to_status = Varchar(length=20)
     actor_type = Varchar(length=20)
@@ -128,3 +188,19 @@ class RequestEvent(Table, tablename="request_events", db=engine):
     lat = DoublePrecision(null=True, default=None)
     lng = DoublePrecision(null=True, default=None)
     created_at = Timestamptz(default=TimestamptzNow())
+
+
+@dataclass(frozen=True, slots=True)
+class RequestEventRow(Record):
+    table: ClassVar[type[Table]] = RequestEvent
+    id: int
+    request: int
+    from_status: str | None
+    to_status: str
+    actor_type: str
+    actor_id: str
+    reason_code: str
+    note: str
+    lat: float | None
+    lng: float | None
+    created_at: datetime
