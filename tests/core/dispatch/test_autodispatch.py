@@ -168,9 +168,7 @@ async def test_a_decline_is_final_and_a_company_may_ask_each_driver_only_once(
     declined = await request_at_scene(acme)
     await autodispatch.sweep(acme)  # the near driver is free: offered the new request
     offer = next(
-        o
-        for o in await offers.my_offers(acme, driver_actor(near))
-        if o.request_id == declined.id
+        o for o in await offers.my_offers(acme, driver_actor(near)) if o.request_id == declined.id
     )
     await update_dispatch_settings(acme, ADMIN, {"lapsed_reoffers": 3})
     await offers.respond_to_offer(acme, driver_actor(near), offer.id, accept=False)
@@ -427,9 +425,7 @@ async def test_a_job_queues_behind_a_driver_about_to_finish_nearby_when_the_comp
     assert 240 <= listed[finishing["id"]]["wait_s"] <= 360
     assert far_free["id"] in listed
     offer = (await offers.my_offers(acme, driver_actor(finishing)))[0]
-    response = await offers.respond_to_offer(
-        acme, driver_actor(finishing), offer.id, accept=True
-    )
+    response = await offers.respond_to_offer(acme, driver_actor(finishing), offer.id, accept=True)
     assert response.request is not None and response.request.status == "assigned"
     eta_in = response.request.eta_at - clock.at
     assert timedelta(minutes=4) < eta_in < timedelta(minutes=7)  # the wait, then next door

@@ -210,7 +210,9 @@ def test_the_explanation_names_the_choice_the_others_and_who_was_left_out() -> N
         "lowest cost 44.0: 6.0 min to the scene, 5 jobs in 6.0 h on shift (fair share 3.0), "
         "2.0 more than the least loaded who could take it"
     )
-    assert explanation.as_dict()["excluded"] == [{"driver_id": 3, "name": "D3", "reason": "lacks tow"}]
+    assert explanation.as_dict()["excluded"] == [
+        {"driver_id": 3, "name": "D3", "reason": "lacks tow"}
+    ]
     nobody = explain(
         [],
         [Excluded(3, "D3", "busy"), Excluded(4, "D4", "busy"), Excluded(5, "D5", "lacks tow")],

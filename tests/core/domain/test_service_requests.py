@@ -13,11 +13,10 @@ from patone.core.common.permissions import SYSTEM, PermissionDenied
 from patone.core.domain import customers, drivers, service_requests
 from patone.core.domain.lifecycle import TRANSITIONS, IllegalTransition
 from patone.core.domain.service_requests import RequestFilter
-from patone.core.tables.requests import RequestRow
 from patone.core.runtime.clock import use_clock
 from patone.core.runtime.db import engine
 from patone.core.runtime.errors import Conflict, NotFound, UserError, ValidationFailed
-from patone.core.tables.requests import RequestStatus
+from patone.core.tables.requests import RequestRow, RequestStatus
 from patone.plugins import config as plugins
 from patone.plugins.hookspecs import hookimpl
 from patone.plugins.manager import PluginManager
@@ -156,9 +155,7 @@ async def test_every_transition_is_allowed_or_refused_as_the_state_machine_says(
         driver = await _driver(acme)
 
         async def attempt() -> RequestRow:
-            return await service_requests.assign_driver(
-                acme, DISPATCHER, request.id, driver["id"]
-            )
+            return await service_requests.assign_driver(acme, DISPATCHER, request.id, driver["id"])
     else:
 
         async def attempt() -> RequestRow:
