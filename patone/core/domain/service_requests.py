@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import Field
 
@@ -24,7 +24,7 @@ from patone.core.common.rows import fetch_one, fetch_records, record_by_id
 from patone.core.domain.company import get_settings
 from patone.core.domain.customers import MotoristInput, find_or_add_motorist
 from patone.core.domain.idempotency import idempotent
-from patone.core.domain.lifecycle import ENTERED_AT, OPEN, check_transition
+from patone.core.domain.lifecycle import ENTERED_AT, OPEN, REASONS, TRANSITIONS, check_transition
 from patone.core.domain.service_types import distance_km, quote, service_type_by_code
 from patone.core.runtime.clock import now
 from patone.core.runtime.db import engine
@@ -586,15 +586,15 @@ _HISTORY_COLUMNS = (
     "version", "created_by", "created_at", "updated_at", "assigned_at", "en_route_at",
     "on_scene_at", "started_at", "completed_at", "cancelled_at", "requeued_at",
 )  # fmt: skip
-_EVENT_COLUMNS = (
-    "request", "from_status", "to_status", "actor_type", "actor_id", "reason_code", "note",
-    "lat", "lng", "created_at",
+_EVENT_COLUMNS = (  # a request's id, then a `PastEvent`'s fields in their order
+    "request", "from_status", "to_status", "actor_type", "actor_id", "created_at",
+    "reason_code", "note", "lat", "lng",
 )  # fmt: skip
 
 
-@dataclass(frozen=True, slots=True)
-class PastEvent:
-    """One step of a request's past life: from, to, who, when, where, why."""
+class PastEvent(NamedTuple):
+    """One step of a request's past life: from, to, who, when, where, why (a tuple: months of
+    history make tens of thousands)."""
 
     from_status: str | None
     to_status: str
@@ -607,8 +607,7 @@ class PastEvent:
     lng: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class PastRequest:
+class PastRequest(NamedTuple):
     """A request that has already lived its life: what it was for, and every step of it,
     creation (None → pending) first. `driver` is the driver it was last assigned to (None if
     it ends pending or never had one)."""
@@ -661,26 +660,32 @@ async def insert_history(
     ]
     await _copy(raw, "service_requests", _HISTORY_COLUMNS, rows, progress, "requests")
     events = [
-        (request_id, e.from_status, e.to_status, e.actor_type, e.actor_id, e.reason_code,
-         e.note, e.lat, e.lng, e.at)
+        (request_id, *event)
         for request, request_id in zip(requests, ids, strict=True)
-        for e in request.events
-    ]  # fmt: skip
+        for event in request.events
+    ]
     await _copy(raw, "request_events", _EVENT_COLUMNS, events, progress, "events", EVENTS_CHUNK)
     return ids
 
 
+_LEGAL = frozenset((str(a), str(b)) for a, nexts in TRANSITIONS.items() for b in nexts)
+_REASONS = {str(state): codes for state, codes in REASONS.items()}
+
+
 def _check_life(request: PastRequest) -> None:
-    if not request.events or request.events[0].from_status is not None:
-        raise UserError("invalid", "a request's life starts with its creation", "events")
-    if request.events[0].to_status != RequestStatus.pending:
-        raise UserError("invalid", "a request is created pending", "events")
-    status = RequestStatus.pending.value
-    for event in request.events[1:]:
+    """Creation first, then legal steps, each from where the last one left it."""
+    events = request.events
+    if not events or events[0].from_status is not None or events[0].to_status != "pending":
+        raise UserError("invalid", "a request's life starts with its creation, pending", "events")
+    status = "pending"
+    for event in events[1:]:
         if event.from_status != status:
             raise UserError("invalid", f"a step from {event.from_status} after {status}", "events")
-        check_transition(status, event.to_status, event.reason_code)
-        status = event.to_status
+        wanted = event.to_status
+        codes = _REASONS.get(wanted)
+        if (status, wanted) not in _LEGAL or (codes is not None and event.reason_code not in codes):
+            check_transition(status, wanted, event.reason_code)  # raises the reason why
+        status = wanted
 
 
 def _history_row(request: PastRequest, request_id: int, number: int) -> tuple[Any, ...]:

@@ -12,7 +12,8 @@ import pytest
 from patone.core.common.permissions import SYSTEM, PermissionDenied
 from patone.core.domain import customers, drivers, service_requests
 from patone.core.domain.lifecycle import TRANSITIONS, IllegalTransition
-from patone.core.domain.service_requests import RequestFilter
+from patone.core.domain.service_requests import PastEvent, PastRequest, RequestFilter
+from patone.core.domain.service_types import list_service_types
 from patone.core.runtime.clock import use_clock
 from patone.core.runtime.db import engine
 from patone.core.runtime.errors import Conflict, NotFound, UserError, ValidationFailed
@@ -405,3 +406,57 @@ async def test_quote_plugins_run_before_the_transaction_opens(
         manager.close()
     assert created.quoted_price == 5500 + 700
     assert plugin.in_transaction == [False]
+
+
+def _life(at: datetime, *steps: tuple[str, str]) -> tuple[PastEvent, ...]:
+    """Creation at `at`, then each (status, reason) a minute after the last."""
+    events = [PastEvent(None, "pending", "user", "1", at)]
+    for n, (status, reason) in enumerate(steps, start=1):
+        events.append(
+            PastEvent(events[-1].to_status, status, "user", "1", at + timedelta(minutes=n), reason)
+        )
+    return tuple(events)
+
+
+async def test_history_is_written_as_the_life_cycle_would_have_left_it(
+    two_tenants: tuple[TenantInfo, TenantInfo],
+) -> None:
+    acme, bolt = two_tenants
+    customer = await _customer(acme)
+    driver = await _driver(acme)
+    at = datetime(2026, 11, 2, 9, tzinfo=UTC)
+    async with tenant_transaction(acme):
+        [jump_start] = [t.id for t in await list_service_types(acme) if t.code == "jump_start"]
+
+    def past(events: tuple[PastEvent, ...], driver_id: int | None) -> PastRequest:
+        return PastRequest(
+            customer["id"], None, jump_start, "normal", "admin", 52.5, 13.4, "Alexanderplatz 1",
+            None, None, "", "", 5500, "USD", "user:1", driver_id, events,
+        )  # fmt: skip
+
+    done = past(
+        _life(at, ("assigned", ""), ("pending", "driver_withdrew"), ("assigned", ""),
+              ("en_route", ""), ("on_scene", ""), ("in_progress", ""), ("completed", "")),
+        driver["id"],
+    )  # fmt: skip
+    waiting = past(_life(at, ("assigned", ""), ("pending", "pre_empted")), driver["id"])
+    async with tenant_transaction(acme):
+        ids = await service_requests.insert_history([done, waiting])
+    first, second = [await service_requests.get_request(acme, DISPATCHER, i) for i in ids]
+    assert (first.status, first.version, first.driver) == ("completed", 8, driver["id"])
+    assert first.assigned_at == at + timedelta(minutes=3)  # the second assignment
+    assert first.requeued_at == at + timedelta(minutes=2)
+    assert first.completed_at == first.updated_at == at + timedelta(minutes=7)
+    assert (second.status, second.driver, second.assigned_at) == ("pending", None, None)
+    assert second.number == first.number + 1
+    events = await service_requests.request_events(acme, DISPATCHER, first.id)
+    assert [(e.to_status, e.reason_code) for e in events][1:3] == [
+        ("assigned", ""),
+        ("pending", "driver_withdrew"),
+    ]
+    assert (await _counts(bolt))["requests"] == 0
+    # A life the state machine forbids is refused, and nothing is written.
+    with pytest.raises(IllegalTransition):
+        async with tenant_transaction(acme):
+            await service_requests.insert_history([past(_life(at, ("completed", "")), None)])
+    assert (await _counts(acme))["requests"] == 2
