@@ -1086,40 +1086,36 @@ class _Ids:
         return str(ref)
 
 
-def _past_request(request: DemoRequest, ids: _Ids, service_type_id: int) -> PastRequest:
+class _ActorNames(dict[ActorRef, str]):
+    """Each actor's database id as text, worked out once per actor."""
+
+    def __init__(self, ids: _Ids) -> None:
+        super().__init__()
+        self.ids = ids
+
+    def __missing__(self, actor: ActorRef) -> str:
+        self[actor] = name = self.ids.actor(actor)
+        return name
+
+
+def _past_request(
+    request: DemoRequest, ids: _Ids, names: _ActorNames, service_type_id: int
+) -> PastRequest:
     destination = request.destination or (None, None, "")
     driver = request.driver
     return PastRequest(
-        customer=ids.customers[request.customer],
-        vehicle=ids.vehicles[request.vehicle],
-        service_type=service_type_id,
-        priority=request.priority,
-        source=request.source,
-        pickup_lat=request.pickup[0],
-        pickup_lng=request.pickup[1],
-        pickup_address=request.pickup[2],
-        destination_lat=destination[0],
-        destination_lng=destination[1],
-        destination_address=destination[2],
-        notes=request.notes,
-        quoted_price=request.quoted_price,
-        currency=SETTINGS["currency"],
-        created_by=f"{request.created_by[0]}:{ids.actor(request.created_by)}",
-        driver=None if driver is None else ids.drivers[driver],
-        events=tuple(
-            PastEvent(
-                e.from_status,
-                e.to_status,
-                e.actor[0],
-                ids.actor(e.actor),
-                e.at,
-                e.reason_code,
-                lat=e.lat,
-                lng=e.lng,
-            )
+        ids.customers[request.customer], ids.vehicles[request.vehicle], service_type_id,
+        request.priority, request.source, request.pickup[0], request.pickup[1],
+        request.pickup[2], destination[0], destination[1], destination[2], request.notes,
+        request.quoted_price, SETTINGS["currency"],
+        f"{request.created_by[0]}:{names[request.created_by]}",
+        None if driver is None else ids.drivers[driver],
+        tuple([
+            PastEvent(e.from_status, e.to_status, e.actor[0], names[e.actor], e.at,
+                      e.reason_code, "", e.lat, e.lng)
             for e in request.events
-        ),
-    )
+        ]),
+    )  # fmt: skip
 
 
 async def _reserve(sequence: str, count: int) -> list[int]:
@@ -1257,8 +1253,9 @@ async def fill_demo_tenant(
             for m in data.memberships
         ]  # fmt: skip
         await _copy(raw, "memberships", MEMBERSHIP_COLUMNS, memberships, progress, "memberships")
+        names = _ActorNames(ids)
         await service_requests.insert_history(
-            [_past_request(r, ids, service_types[r.service_code].id) for r in data.requests],
+            [_past_request(r, ids, names, service_types[r.service_code].id) for r in data.requests],
             progress=progress,
         )
     open_count = sum(r.is_open for r in data.requests)

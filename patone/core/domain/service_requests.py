@@ -8,7 +8,8 @@ the second of two dispatchers acting on one request gets a conflict error, not a
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import itertools
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -579,12 +580,12 @@ async def request_events(tenant: TenantRef, actor: Actor, request_id: int) -> li
 HISTORY_CHUNK = 2_500
 EVENTS_CHUNK = 10_000
 # Written by `insert_history`, in this order.
-_HISTORY_COLUMNS = (
-    "id", "number", "customer", "vehicle", "service_type", "priority", "status", "source",
-    "pickup_lat", "pickup_lng", "pickup_address", "destination_lat", "destination_lng",
-    "destination_address", "notes", "quoted_price", "currency", "driver", "cancel_reason",
-    "version", "created_by", "created_at", "updated_at", "assigned_at", "en_route_at",
-    "on_scene_at", "started_at", "completed_at", "cancelled_at", "requeued_at",
+_HISTORY_COLUMNS = (  # id, number, `PastRequest`'s first fields in their order, then derived
+    "id", "number", "customer", "vehicle", "service_type", "priority", "source", "pickup_lat",
+    "pickup_lng", "pickup_address", "destination_lat", "destination_lng", "destination_address",
+    "notes", "quoted_price", "currency", "created_by",
+    "status", "driver", "cancel_reason", "version", "created_at", "updated_at", "assigned_at",
+    "en_route_at", "on_scene_at", "started_at", "completed_at", "cancelled_at", "requeued_at",
 )  # fmt: skip
 _EVENT_COLUMNS = (  # a request's id, then a `PastEvent`'s fields in their order
     "request", "from_status", "to_status", "actor_type", "actor_id", "created_at",
@@ -654,17 +655,21 @@ async def insert_history(
     assert transaction is not None  # get_current_tenant saw to it
     # COPY is not in the wrapper that serialises statements; nothing else runs meanwhile.
     raw = getattr(transaction.connection, "raw", transaction.connection)
-    rows = [
+    # Rows are made a chunk at a time as COPY takes them (months of history, kept small).
+    rows = (
         _history_row(request, request_id, number)
         for request, request_id, number in zip(requests, ids, numbers, strict=True)
-    ]
-    await _copy(raw, "service_requests", _HISTORY_COLUMNS, rows, progress, "requests")
-    events = [
+    )
+    await _copy(raw, "service_requests", _HISTORY_COLUMNS, rows, len(ids), progress, "requests")
+    events = (
         (request_id, *event)
         for request, request_id in zip(requests, ids, strict=True)
         for event in request.events
-    ]
-    await _copy(raw, "request_events", _EVENT_COLUMNS, events, progress, "events", EVENTS_CHUNK)
+    )
+    total = sum(len(request.events) for request in requests)
+    await _copy(
+        raw, "request_events", _EVENT_COLUMNS, events, total, progress, "events", EVENTS_CHUNK
+    )
     return ids
 
 
@@ -691,35 +696,29 @@ def _check_life(request: PastRequest) -> None:
 def _history_row(request: PastRequest, request_id: int, number: int) -> tuple[Any, ...]:
     entered: dict[str, datetime] = {}
     requeued_at = None
-    for event in request.events[1:]:
+    events = request.events
+    for event in events[1:]:
         entered[event.to_status] = event.at  # the last entry wins, as each transition sets it
-        if event.to_status == RequestStatus.pending:
+        if event.to_status == _PENDING:  # back in the queue: unassigned
             requeued_at = event.at
-            entered.pop(RequestStatus.assigned, None)
-    last = request.events[-1]
+            entered.pop(_ASSIGNED, None)
+    last = events[-1]
     status = last.to_status
     return (
-        request_id, number, request.customer, request.vehicle, request.service_type,
-        request.priority, status, request.source, request.pickup_lat, request.pickup_lng,
-        request.pickup_address, request.destination_lat, request.destination_lng,
-        request.destination_address, request.notes, request.quoted_price, request.currency,
-        None if status == RequestStatus.pending else request.driver,
-        last.reason_code if status == RequestStatus.cancelled else "",
-        len(request.events),  # 1 at creation, +1 per transition
-        request.created_by, request.events[0].at, last.at,
-        *(entered.get(state) for state in _ENTERED_ORDER),
+        request_id, number, *request[:_DETAILS], status,
+        None if status == _PENDING else request.driver,
+        last.reason_code if status == _CANCELLED else "",
+        len(events),  # 1 at creation, +1 per transition
+        events[0].at, last.at,
+        *[entered.get(state) for state in _ENTERED_ORDER],
         requeued_at,
     )  # fmt: skip
 
 
-_ENTERED_ORDER = (
-    RequestStatus.assigned,
-    RequestStatus.en_route,
-    RequestStatus.on_scene,
-    RequestStatus.in_progress,
-    RequestStatus.completed,
-    RequestStatus.cancelled,
-)
+_PENDING, _ASSIGNED, _CANCELLED = "pending", "assigned", "cancelled"
+# A history row's columns after its id and number: `PastRequest`'s first fields, in order.
+_DETAILS = 15
+_ENTERED_ORDER = ("assigned", "en_route", "on_scene", "in_progress", "completed", "cancelled")
 
 
 async def _reserve(sequence: str, count: int) -> list[int]:
@@ -734,21 +733,21 @@ async def _copy(
     raw: Any,
     table: str,
     columns: Sequence[str],
-    records: list[tuple[Any, ...]],
+    records: Iterable[tuple[Any, ...]],
+    total: int,
     progress: Progress | None,
     stage: str,
     chunk: int = HISTORY_CHUNK,
 ) -> None:
     """Binary COPY in chunks, reporting progress after each."""
-    total = len(records)
     if progress:
         progress(stage, 0, total)
-    for start in range(0, total, chunk):
-        await raw.copy_records_to_table(
-            table, records=records[start : start + chunk], columns=list(columns)
-        )
+    done, remaining = 0, iter(records)
+    while batch := list(itertools.islice(remaining, chunk)):
+        await raw.copy_records_to_table(table, records=batch, columns=list(columns))
+        done += len(batch)
         if progress:
-            progress(stage, min(start + chunk, total), total)
+            progress(stage, done, total)
 
 
 # --- listing ------------------------------------------------------------------------------------
