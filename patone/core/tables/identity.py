@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from piccolo.columns import (
     JSONB,
+    UUID,
     Array,
     BigInt,
     BigSerial,
@@ -11,6 +12,7 @@ from piccolo.columns import (
     ForeignKey,
     Integer,
     OnDelete,
+    OnUpdate,
     Text,
     Timestamptz,
     Varchar,
@@ -19,6 +21,7 @@ from piccolo.columns.defaults.timestamptz import TimestamptzNow
 from piccolo.table import Table
 
 from patone.core.runtime.db import engine
+from patone.core.tables.customers import Customer
 
 
 class Role(Table, tablename="roles", db=engine):
@@ -39,7 +42,7 @@ class User(Table, tablename="users", db=engine):
     active = Boolean(default=True)
     created_at = Timestamptz()
     updated_at = Timestamptz()
-    # Credentials (tenant_0010): no password until the user follows a set-up link.
+    # No password until the user follows a set-up link.
     password_hash = Text(null=True, default=None)
     must_change_password = Boolean(default=False)
     password_changed_at = Timestamptz(null=True, default=None)
@@ -50,7 +53,10 @@ class User(Table, tablename="users", db=engine):
 class UserToken(Table, tablename="user_tokens", db=engine):
     """A single-use set-up or password-reset link; only the token's sha256 is kept."""
 
-    user = ForeignKey(references=User, on_delete=OnDelete.cascade)
+    id = BigSerial(primary_key=True)
+    user = ForeignKey(
+        references=User, null=False, on_delete=OnDelete.cascade, on_update=OnUpdate.no_action
+    )
     purpose = Varchar(length=10)  # "setup" | "reset"
     token_hash = Varchar(length=64, unique=True)
     expires_at = Timestamptz()
@@ -61,8 +67,11 @@ class UserToken(Table, tablename="user_tokens", db=engine):
 class UserTwoFactor(Table, tablename="user_two_factor", db=engine):
     """A staff user's TOTP secret (sealed), active once confirmed; `last_step` refuses replays."""
 
-    user = ForeignKey(
-        references=User, on_delete=OnDelete.cascade, primary_key=True, db_column_name="user_id"
+    user_id = ForeignKey(
+        references=User,
+        primary_key=True,
+        on_delete=OnDelete.cascade,
+        on_update=OnUpdate.no_action,
     )
     secret = JSONB()
     confirmed_at = Timestamptz(null=True, default=None)
@@ -74,7 +83,9 @@ class UserTwoFactor(Table, tablename="user_two_factor", db=engine):
 class UserRecoveryCode(Table, tablename="user_recovery_codes", db=engine):
     """A one-time recovery code, stored as its SHA-256; `used_at` is set when it is spent."""
 
-    user = ForeignKey(references=User, on_delete=OnDelete.cascade, db_column_name="user_id")
+    user_id = ForeignKey(
+        references=User, null=False, on_delete=OnDelete.cascade, on_update=OnUpdate.no_action
+    )
     code_hash = Varchar(length=64)
     used_at = Timestamptz(null=True, default=None)
     created_at = Timestamptz()
@@ -84,8 +95,13 @@ class CustomerSignIn(Table, tablename="customer_sign_ins", db=engine):
     """A sign-in link (email) or code (SMS) sent to a customer: hashed, short-lived, used once."""
 
     id = BigSerial(primary_key=True)
-    customer_id = Integer()
-    channel = Varchar(length=5)
+    customer_id = ForeignKey(
+        references=Customer,
+        null=False,
+        on_delete=OnDelete.cascade,
+        on_update=OnUpdate.no_action,
+    )
+    channel = Varchar(length=5)  # "email" | "sms"
     address = Varchar(length=254)
     secret_hash = Varchar(length=64, index=True)
     attempts = Integer(default=0)
@@ -93,3 +109,35 @@ class CustomerSignIn(Table, tablename="customer_sign_ins", db=engine):
     used_at = Timestamptz(null=True, default=None)
     voided_at = Timestamptz(null=True, default=None)
     created_at = Timestamptz()
+
+
+class RefreshToken(Table, tablename="refresh_tokens", db=engine):
+    """A refresh token (its sha256 only). Tokens of one sign-in share a `family`; each use
+    issues a child (`parent`), and a token used twice revokes its whole family."""
+
+    id = BigSerial(primary_key=True)
+    family = UUID()
+    subject_kind = Varchar(length=20)
+    subject = Varchar(length=64)
+    token_hash = Varchar(length=64, unique=True)
+    parent = ForeignKey(references="self", on_delete=OnDelete.cascade, on_update=OnUpdate.no_action)
+    access_token_id = Varchar(length=64)
+    access_expires_at = Timestamptz()
+    created_at = Timestamptz()
+    used_at = Timestamptz(null=True, default=None)
+    revoked_at = Timestamptz(null=True, default=None)
+    expires_at = Timestamptz()
+
+
+class ApiClient(Table, tablename="api_clients", db=engine):
+    """A partner's OAuth2 client: its `client_id` (what requests it created refer to), the
+    sha256 of its secret, and the scopes it may be granted."""
+
+    client_id = Varchar(length=64, unique=True)
+    name = Varchar(length=200)
+    secret_hash = Varchar(length=64)
+    scopes = Array(base_column=Varchar(length=40), default=list)
+    allow_list_only = Boolean(default=False)
+    created_at = Timestamptz()
+    last_used_at = Timestamptz(null=True, default=None)
+    revoked_at = Timestamptz(null=True, default=None)
