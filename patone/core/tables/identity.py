@@ -120,7 +120,9 @@ class RefreshToken(Table, tablename="refresh_tokens", db=engine):
     subject_kind = Varchar(length=20)
     subject = Varchar(length=64)
     token_hash = Varchar(length=64, unique=True)
-    parent = ForeignKey(references="self", on_delete=OnDelete.cascade, on_update=OnUpdate.no_action)
+    parent: ForeignKey[RefreshToken] = ForeignKey(
+        references="self", on_delete=OnDelete.cascade, on_update=OnUpdate.no_action
+    )
     access_token_id = Varchar(length=64)
     access_expires_at = Timestamptz()
     created_at = Timestamptz()

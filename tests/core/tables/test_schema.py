@@ -8,6 +8,7 @@ import re
 import types
 import typing
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 import asyncpg
@@ -87,11 +88,15 @@ async def classes_described(connection: asyncpg.Connection) -> Description:
         await transaction.rollback()
 
 
-def drift(stated: Description, found: Description) -> list[str]:
-    """Every difference between the classes and a company's schema, `DDL_ONLY` aside."""
+def drift(
+    stated: Description, found: Description, ddl_only: Mapping[str, str] | None = None
+) -> list[str]:
+    """Every difference between the classes and a schema, `ddl_only` (by default the tenant
+    schema's `DDL_ONLY`) aside."""
+    ddl_only = tables.DDL_ONLY if ddl_only is None else ddl_only
     problems: list[str] = []
     for table in sorted(set(stated) | set(found)):
-        if table in tables.DDL_ONLY:
+        if table in ddl_only:
             continue
         if table not in found:
             problems.append(f"{table}: a class, but no such table")
@@ -100,7 +105,7 @@ def drift(stated: Description, found: Description) -> list[str]:
             problems.append(f"{table}: a table with no class")
             continue
         for column in sorted(set(stated[table]) | set(found[table])):
-            if f"{table}.{column}" in tables.DDL_ONLY:
+            if f"{table}.{column}" in ddl_only:
                 continue
             says, has = stated[table].get(column), found[table].get(column)
             if says is None or has is None:
