@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
+from typing import ClassVar
+
 from piccolo.columns import (
     JSONB,
     UUID,
@@ -22,6 +26,7 @@ from piccolo.table import Table
 
 from patone.core.runtime.db import engine
 from patone.core.tables.customers import Customer
+from patone.core.tables.records import Record
 
 
 class Role(Table, tablename="roles", db=engine):
@@ -143,3 +148,43 @@ class ApiClient(Table, tablename="api_clients", db=engine):
     created_at = Timestamptz()
     last_used_at = Timestamptz(null=True, default=None)
     revoked_at = Timestamptz(null=True, default=None)
+
+
+@dataclass(frozen=True, slots=True)
+class RoleRow(Record):
+    """A role as `users.list_roles` and `users.set_role_permissions` return it."""
+
+    table: ClassVar[type[Table]] = Role
+    name: str
+    title: str
+    permissions: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class UserRow(Record):
+    """A staff member as `users` returns them: no credentials."""
+
+    table: ClassVar[type[Table]] = User
+    id: int
+    email: str
+    name: str
+    role: str
+    active: bool
+    must_change_password: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ApiClientRow(Record):
+    """A partner's API client as `api_clients` returns it: never its secret's hash."""
+
+    table: ClassVar[type[Table]] = ApiClient
+    id: int
+    client_id: str
+    name: str
+    scopes: list[str]
+    allow_list_only: bool
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
