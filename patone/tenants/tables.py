@@ -26,6 +26,7 @@ from patone.core.runtime.db import engine
 # What the platform migrations' DDL holds that the classes do not, and why.
 DDL_ONLY: dict[str, str] = {
     "migration": "Piccolo's own record of the platform migrations applied",
+    "multi-column indexes": "Piccolo 1.x indexes single columns only (operator_activity's)",
 }
 
 

@@ -16,6 +16,7 @@ from piccolo.columns import (
     Timestamptz,
     Varchar,
 )
+from piccolo.constraints import Unique
 from piccolo.table import Table
 
 from patone.core.runtime.db import engine
@@ -64,6 +65,8 @@ class IdempotencyKey(Table, tablename="idempotency_keys", db=engine):
     input_sha256 = Varchar(length=64, default="")
     entity_id = Varchar(length=64)
     created_at = Timestamptz()
+
+    idempotency_keys_operation_caller_key = Unique(["operation", "caller", "key"])
 
 
 class PersistedDocument(Table, tablename="persisted_documents", db=engine):

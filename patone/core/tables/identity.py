@@ -22,6 +22,7 @@ from piccolo.columns import (
     Varchar,
 )
 from piccolo.columns.defaults.timestamptz import TimestamptzNow
+from piccolo.constraints import Check, Unique
 from piccolo.table import Table
 
 from patone.core.runtime.db import engine
@@ -62,11 +63,13 @@ class UserToken(Table, tablename="user_tokens", db=engine):
     user = ForeignKey(
         references=User, null=False, on_delete=OnDelete.cascade, on_update=OnUpdate.no_action
     )
-    purpose = Varchar(length=10)  # "setup" | "reset"
+    purpose = Varchar(length=10)
     token_hash = Varchar(length=64, unique=True)
     expires_at = Timestamptz()
     used_at = Timestamptz(null=True, default=None)
     created_at = Timestamptz(default=TimestamptzNow())
+
+    user_tokens_purpose_check = Check("purpose IN ('setup', 'reset')")
 
 
 class UserTwoFactor(Table, tablename="user_two_factor", db=engine):
@@ -95,6 +98,8 @@ class UserRecoveryCode(Table, tablename="user_recovery_codes", db=engine):
     used_at = Timestamptz(null=True, default=None)
     created_at = Timestamptz()
 
+    user_recovery_codes_user_id_code_hash_key = Unique(["user_id", "code_hash"])
+
 
 class CustomerSignIn(Table, tablename="customer_sign_ins", db=engine):
     """A sign-in link (email) or code (SMS) sent to a customer: hashed, short-lived, used once."""
@@ -106,7 +111,7 @@ class CustomerSignIn(Table, tablename="customer_sign_ins", db=engine):
         on_delete=OnDelete.cascade,
         on_update=OnUpdate.no_action,
     )
-    channel = Varchar(length=5)  # "email" | "sms"
+    channel = Varchar(length=5)
     address = Varchar(length=254)
     secret_hash = Varchar(length=64, index=True)
     attempts = Integer(default=0)
@@ -115,13 +120,15 @@ class CustomerSignIn(Table, tablename="customer_sign_ins", db=engine):
     voided_at = Timestamptz(null=True, default=None)
     created_at = Timestamptz()
 
+    customer_sign_ins_channel_check = Check("channel IN ('email', 'sms')")
+
 
 class RefreshToken(Table, tablename="refresh_tokens", db=engine):
     """A refresh token (its sha256 only). Tokens of one sign-in share a `family`; each use
     issues a child (`parent`), and a token used twice revokes its whole family."""
 
     id = BigSerial(primary_key=True)
-    family = UUID()
+    family = UUID(index=True)
     subject_kind = Varchar(length=20)
     subject = Varchar(length=64)
     token_hash = Varchar(length=64, unique=True)
