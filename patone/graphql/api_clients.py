@@ -39,16 +39,8 @@ class ApiClient(Node):
 
     @classmethod
     def from_row(cls, row: ApiClientRow) -> ApiClient:
-        return cls(
-            id=gid("ApiClient", row.id),
-            client_id=row.client_id,
-            name=row.name,
-            scopes=list(row.scopes),
-            allow_list_only=row.allow_list_only,
-            created_at=row.created_at,
-            last_used_at=row.last_used_at,
-            revoked_at=row.revoked_at,
-        )
+        """The row as it is, its id made global."""
+        return cls(**{**row.as_dict(), "id": gid("ApiClient", row.id)})
 
 
 @strawberry.input
