@@ -153,16 +153,16 @@ async def measure(args: argparse.Namespace, console: Console, dsn: str) -> dict[
         client, _secret = await api_clients.create_client(
             measured, SYSTEM, name="bench", scopes=["requests:read"]
         )
-        staff_token = issue_token(SECRET, kind=Kind.staff, subject=str(user["id"]), tenant=measured)
+        staff_token = issue_token(SECRET, kind=Kind.staff, subject=str(user.id), tenant=measured)
         partner_token = issue_token(
             SECRET,
             kind=Kind.partner,
-            subject=client["client_id"],
+            subject=client.client_id,
             tenant=measured,
             scopes=["requests:read"],
         )
         graphql = GraphQLApp(SECRET)
-        actor = await actor_for_user(measured, user["id"])
+        actor = await actor_for_user(measured, user.id)
         n = args.requests
 
         phase(console, f"requests: {n} per path, one at a time, in-process")

@@ -523,7 +523,7 @@ async def dispatcher_token(tenant: TenantInfo, email: str) -> str:
     user = await create_user(
         tenant, SYSTEM, {"email": email, "name": "Dee Dispatch", "role": "dispatcher"}
     )
-    return issue_access_token(SECRET, tenant, int(user["id"]), ttl=TOKEN_TTL)
+    return issue_access_token(SECRET, tenant, int(user.id), ttl=TOKEN_TTL)
 
 
 # --- requests ---------------------------------------------------------------------------------

@@ -330,7 +330,7 @@ async def _dispatcher_token(tenant: TenantInfo) -> str:
     user = await users.create_user(
         tenant, SYSTEM, {"email": "dispatch@bench.example", "name": "D", "role": "dispatcher"}
     )
-    return issue_access_token(SECRET, tenant, user["id"], ttl=3600)
+    return issue_access_token(SECRET, tenant, user.id, ttl=3600)
 
 
 class Server:

@@ -577,8 +577,9 @@ def clients_create(
 ) -> None:
     """Create a partner's API client; prints its client_id and secret (shown only once)."""
     from patone.core.identity import api_clients
+    from patone.core.tables.identity import ApiClientRow
 
-    async def work() -> tuple[dict[str, Any], str]:
+    async def work() -> tuple[ApiClientRow, str]:
         return await api_clients.create_client(
             await _active_tenant(tenant),
             SYSTEM,
@@ -590,13 +591,13 @@ def clients_create(
     row, secret = run_with_database(work)
     if as_env:
         sys.stdout.write(
-            f"CLIENT_ID={shlex.quote(row['client_id'])}\nCLIENT_SECRET={shlex.quote(secret)}\n"
+            f"CLIENT_ID={shlex.quote(row.client_id)}\nCLIENT_SECRET={shlex.quote(secret)}\n"
         )
         err.print("The secret is shown only now; keep it somewhere safe.", highlight=False)
         return
-    console.print(f"client_id      {row['client_id']}", highlight=False)
+    console.print(f"client_id      {row.client_id}", highlight=False)
     console.print(f"client_secret  {secret}", highlight=False)
-    console.print(f"scopes         {' '.join(row['scopes'])}", highlight=False)
+    console.print(f"scopes         {' '.join(row.scopes)}", highlight=False)
     console.print("The secret is shown only now; keep it somewhere safe.", highlight=False)
 
 
@@ -608,16 +609,17 @@ def documents_register(
 ) -> None:
     """Allow-list a GraphQL document for a tenant; prints its sha256."""
     from patone.core.domain import documents  # graphql-core: only this command needs it
+    from patone.core.tables.company import DocumentRow
 
     text = path.read_text()
 
-    async def work() -> dict[str, Any]:
+    async def work() -> DocumentRow:
         return await documents.register_document(
             await _active_tenant(tenant), SYSTEM, {"name": name or path.stem, "document": text}
         )
 
     row = run_with_database(work)
-    console.print(f"{row['sha256']}  {row['name']}", highlight=False)
+    console.print(f"{row.sha256}  {row.name}", highlight=False)
 
 
 @plugins_app.command("list")

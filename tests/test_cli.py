@@ -219,7 +219,7 @@ async def test_clients_create_prints_a_working_secret_once(make_tenant: MakeTena
     assert made.returncode == 0, made.stderr
     lines = dict(line.split(None, 1) for line in made.stdout.splitlines()[:3])
     client = await api_clients.authenticate(acme, lines["client_id"], lines["client_secret"])
-    assert client is not None and client["scopes"] == ["reports:read", "requests:read"]
+    assert client is not None and client.scopes == ["reports:read", "requests:read"]
     assert await api_clients.authenticate(bolt, lines["client_id"], lines["client_secret"]) is None
     assert await api_clients.list_clients(bolt, SYSTEM) == []
     wrong = patone(
@@ -437,7 +437,7 @@ async def test_a_registered_file_runs_when_sent_as_it_is(
             user = await users.create_user(
                 tenant, SYSTEM, {"email": "club@example.com", "name": "Club", "role": "dispatcher"}
             )
-            token = issue_access_token("documents-key", tenant, user["id"], allow_list_only=True)
+            token = issue_access_token("documents-key", tenant, user.id, allow_list_only=True)
             answer = (
                 await client.post(
                     "/graphql",

@@ -14,7 +14,7 @@ from patone.core.identity import users
 async def home(request: Request) -> Response:
     actor = current_actor(request)
     user = await users.own_profile(request.state.tenant, actor)
-    role = user["role"]
+    role = user.role
     return page(
         request,
         "home.html",

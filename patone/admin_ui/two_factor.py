@@ -177,7 +177,7 @@ async def enrol(request: Request) -> Response:
 
 async def _own_email(request: Request) -> str:
     profile = await users.own_profile(request.state.tenant, current_actor(request))
-    return str(profile["email"])
+    return profile.email
 
 
 async def _account_page(

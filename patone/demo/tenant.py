@@ -43,7 +43,7 @@ async def ensure_demo_tenant(base_url: str) -> tuple[TenantInfo, credentials.Lin
             # Another process created it at the same moment.
             tenant = await get_tenant(DEMO_SLUG)
             assert tenant is not None
-    known = {u["email"] for u in await users.list_users(tenant, SYSTEM)}
+    known = {u.email for u in await users.list_users(tenant, SYSTEM)}
     for email, name, role in DEMO_STAFF:
         if email not in known:
             with contextlib.suppress(UserError):  # created by a process starting beside us

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 import strawberry
 from strawberry.types import Info
@@ -14,13 +13,12 @@ from patone.core.identity import api_clients as service
 from patone.core.identity import refresh_tokens
 from patone.core.identity.tokens import Kind
 from patone.core.runtime.errors import UserError as DomainUserError
+from patone.core.tables.identity import ApiClientRow
 from patone.graphql.context import Context
 from patone.graphql.ids import pk_of
 from patone.graphql.parts import part
 from patone.graphql.types import Node, UserError, attempt, gid, user_errors
 from patone.tenants.registry import TenantInfo
-
-Row = dict[str, Any]
 
 
 @strawberry.type(description="A partner's OAuth2 client (client credentials at /oauth/token).")
@@ -40,17 +38,9 @@ class ApiClient(Node):
     revoked_at: datetime | None
 
     @classmethod
-    def from_row(cls, row: Row) -> ApiClient:
-        return cls(
-            id=gid("ApiClient", row["id"]),
-            client_id=row["client_id"],
-            name=row["name"],
-            scopes=list(row["scopes"]),
-            allow_list_only=row["allow_list_only"],
-            created_at=row["created_at"],
-            last_used_at=row["last_used_at"],
-            revoked_at=row["revoked_at"],
-        )
+    def from_row(cls, row: ApiClientRow) -> ApiClient:
+        """The row as it is, its id made global."""
+        return cls(**{**row.as_dict(), "id": gid("ApiClient", row.id)})
 
 
 @strawberry.input

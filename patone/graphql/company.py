@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 from datetime import date, datetime
-from typing import Any
 
 import strawberry
 from strawberry.scalars import JSON
@@ -13,6 +11,8 @@ from strawberry.types import Info
 from patone.core.common import activity
 from patone.core.domain import company, documents, reports, service_types
 from patone.core.identity import credentials, users
+from patone.core.tables.company import ActivityRow, DocumentRow
+from patone.core.tables.identity import UserRow
 from patone.graphql.context import Context
 from patone.graphql.ids import pk_of, to_global_id
 from patone.graphql.parts import part
@@ -150,9 +150,7 @@ class CompanyQueries:
     @strawberry.field
     async def roles(self, info: Info[Context, None]) -> list[Role]:
         rows = await users.list_roles(info.context.tenant)
-        return [
-            Role(name=r["name"], title=r["title"], permissions=list(r["permissions"])) for r in rows
-        ]
+        return [Role.from_row(r) for r in rows]
 
 
 @part("Mutation", 60)
@@ -191,7 +189,9 @@ class CompanyMutations:
         if invited is None:
             return UserPayload(user=None, user_errors=errors)
         return UserPayload(
-            user=User.from_row(invited.user), user_errors=[], setup_link=invited.link.url
+            user=User.from_row(UserRow.of(invited.user)),
+            user_errors=[],
+            setup_link=invited.link.url,
         )
 
     @strawberry.mutation
@@ -200,7 +200,7 @@ class CompanyMutations:
     ) -> UserPayload:
         ctx = info.context
 
-        async def run() -> dict[str, Any]:
+        async def run() -> UserRow:
             return await users.update_user(ctx.tenant, ctx.actor, pk_of(id, "User"), given(input))
 
         row, errors = await attempt(run())
@@ -214,12 +214,7 @@ class CompanyMutations:
         row, errors = await attempt(
             users.set_role_permissions(ctx.tenant, ctx.actor, role, permissions)
         )
-        return RolePayload(
-            role=Role(name=row["name"], title=row["title"], permissions=list(row["permissions"]))
-            if row
-            else None,
-            user_errors=errors,
-        )
+        return RolePayload(role=Role.from_row(row) if row else None, user_errors=errors)
 
 
 _UNTYPED = "Untyped, with money in minor units beside no currency: use {}."
@@ -274,8 +269,8 @@ class PersistedDocumentPayload:
     user_errors: list[UserError]
 
 
-def _document(row: dict[str, Any]) -> PersistedDocument:
-    return PersistedDocument(sha256=row["sha256"], name=row["name"], document=row["document"])
+def _document(row: DocumentRow) -> PersistedDocument:
+    return PersistedDocument(sha256=row.sha256, name=row.name, document=row.document)
 
 
 @part("Query", 80)
@@ -314,16 +309,16 @@ class ActivityEntry(Node):
     created_at: datetime
 
     @classmethod
-    def from_row(cls, row: dict[str, Any]) -> ActivityEntry:
+    def from_row(cls, row: ActivityRow) -> ActivityEntry:
         return cls(
-            id=gid("ActivityEntry", row["id"]),
-            actor=f"{row['actor_type']}:{row['actor_id']}",
-            entity=row["entity"],
-            entity_id=row["entity_id"],
-            action=row["action"],
-            before=JSON(json.loads(row["before"])) if row["before"] else None,
-            after=JSON(json.loads(row["after"])) if row["after"] else None,
-            created_at=row["created_at"],
+            id=gid("ActivityEntry", row.id),
+            actor=f"{row.actor_type}:{row.actor_id}",
+            entity=row.entity,
+            entity_id=row.entity_id,
+            action=row.action,
+            before=JSON(row.before) if row.before is not None else None,
+            after=JSON(row.after) if row.after is not None else None,
+            created_at=row.created_at,
         )
 
 
@@ -349,4 +344,4 @@ class ActivityQueries:
             entity_id=entity_id,
             **vars(window(first, after, last, before)),
         )
-        return connection(page, ActivityEntry.from_row)
+        return connection(page, lambda row: ActivityEntry.from_row(ActivityRow.of(row)))

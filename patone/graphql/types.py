@@ -15,6 +15,7 @@ from patone.core.common.paging import COUNT_CAP, Count, Page, Window
 from patone.core.domain.customers import seen_by
 from patone.core.runtime.errors import UserError as DomainUserError
 from patone.core.runtime.errors import ValidationFailed
+from patone.core.tables.identity import RoleRow, UserRow
 from patone.core.tables.requests import RequestEventRow, RequestRow, ServiceTypeRow
 from patone.graphql.context import Context
 from patone.graphql.ids import to_global_id
@@ -457,14 +458,14 @@ class User(Node):
     must_change_password: bool = False
 
     @classmethod
-    def from_row(cls, row: Row) -> User:
+    def from_row(cls, row: UserRow) -> User:
         return cls(
-            id=gid("User", row["id"]),
-            email=row["email"],
-            name=row["name"],
-            role=row["role"],
-            active=row["active"],
-            must_change_password=row.get("must_change_password", False),
+            id=gid("User", row.id),
+            email=row.email,
+            name=row.name,
+            role=row.role,
+            active=row.active,
+            must_change_password=row.must_change_password,
         )
 
 
@@ -473,6 +474,10 @@ class Role:
     name: str
     title: str
     permissions: list[str]
+
+    @classmethod
+    def from_row(cls, row: RoleRow) -> Role:
+        return cls(name=row.name, title=row.title, permissions=list(row.permissions))
 
 
 def given(value: Any) -> Any:

@@ -48,7 +48,7 @@ def routes(secret_key: str) -> list[Route]:
         answer = await customer_sign_in.verify_sign_in(
             tenant, secret_key, await _body(request), ip=ip
         )
-        return JSONResponse(answer, headers={"Cache-Control": "no-store"})
+        return JSONResponse(answer.as_json(), headers={"Cache-Control": "no-store"})
 
     return [
         Route("/portal/auth/request", request_sign_in, methods=["POST"]),

@@ -9,10 +9,12 @@ from piccolo.columns import (
     UUID,
     Array,
     BigInt,
+    BigSerial,
     Boolean,
     ForeignKey,
     Integer,
     OnDelete,
+    OnUpdate,
     Text,
     Timestamptz,
     Varchar,
@@ -20,6 +22,12 @@ from piccolo.columns import (
 from piccolo.table import Table
 
 from patone.core.runtime.db import engine
+
+# What the platform migrations' DDL holds that the classes do not, and why.
+DDL_ONLY: dict[str, str] = {
+    "migration": "Piccolo's own record of the platform migrations applied",
+    "multi-column indexes": "Piccolo 1.x indexes single columns only (operator_activity's)",
+}
 
 
 class TenantStatus(StrEnum):
@@ -107,7 +115,14 @@ class OAuthClientIndex(Table, tablename="oauth_clients", schema="platform", db=e
     """Which tenant a partner's OAuth client_id belongs to, for the token endpoint."""
 
     client_id = Varchar(length=64, primary_key=True)
-    tenant = ForeignKey(references=Tenant, on_delete=OnDelete.cascade, index=True)
+    tenant = ForeignKey(
+        references=Tenant,
+        null=False,
+        on_delete=OnDelete.cascade,
+        on_update=OnUpdate.no_action,
+        index=True,
+    )
+    created_at = Timestamptz()
 
 
 class Operator(Table, tablename="operators", schema="platform", db=engine):
@@ -127,8 +142,9 @@ class Operator(Table, tablename="operators", schema="platform", db=engine):
 class OperatorActivity(Table, tablename="operator_activity", schema="platform", db=engine):
     """What operators did (tenants created, suspended ...) and every sign-in and failure."""
 
-    operator = ForeignKey(
-        references=Operator, on_delete=OnDelete.set_null, null=True, db_column_name="operator_id"
+    id = BigSerial(primary_key=True)
+    operator_id = ForeignKey(
+        references=Operator, on_delete=OnDelete.set_null, on_update=OnUpdate.no_action
     )
     email = Varchar(length=254, default="")
     action = Varchar(length=60)

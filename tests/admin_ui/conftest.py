@@ -12,6 +12,7 @@ from starlette.applications import Starlette
 from patone.app import create_app
 from patone.core.common.permissions import SYSTEM
 from patone.core.identity import sessions, users
+from patone.core.tables.identity import UserRow
 from patone.settings import load_settings
 from patone.tenants.registry import TenantInfo
 
@@ -54,7 +55,7 @@ async def browser() -> AsyncIterator[Browser]:
 
 async def make_user(
     tenant: TenantInfo, email: str = "sam@example.com", role: str = "dispatcher"
-) -> dict[str, Any]:
+) -> UserRow:
     return await users.create_user(
         tenant, SYSTEM, {"email": email, "name": "Sam Stone", "role": role}
     )

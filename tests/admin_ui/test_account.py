@@ -16,7 +16,7 @@ async def test_home_says_who_you_are_in_your_company(
     acme, bolt = two_tenants
     sam = await make_user(acme, "sam@acme.example", role="manager")
     await make_user(bolt, "kim@bolt.example")
-    client = await browser(acme, session_id=await start_session(acme, sam["id"]))
+    client = await browser(acme, session_id=await start_session(acme, sam.id))
     home = await client.get("/admin/")
     assert home.status_code == 200
     assert home.headers["cache-control"] == "no-store"
@@ -35,11 +35,11 @@ async def test_session_list_shows_each_browser_and_revokes_one(
 ) -> None:
     acme, bolt = two_tenants
     sam = await make_user(acme)
-    laptop = await browser(acme, session_id=await start_session(acme, sam["id"], "Laptop/1"))
-    phone_id = await start_session(acme, sam["id"], "Phone/2 <script>")
+    laptop = await browser(acme, session_id=await start_session(acme, sam.id, "Laptop/1"))
+    phone_id = await start_session(acme, sam.id, "Phone/2 <script>")
     phone = await browser(acme, session_id=phone_id)
     bolt_sam = await make_user(bolt)
-    await start_session(bolt, bolt_sam["id"], "BoltBrowser/9")
+    await start_session(bolt, bolt_sam.id, "BoltBrowser/9")
 
     assert (await laptop.get("/admin/")).status_code == 200  # last seen: the laptop, now
     page = await laptop.get("/admin/account/sessions")
@@ -67,9 +67,9 @@ async def test_session_list_shows_each_browser_and_revokes_one(
         data={"csrf_token": form_token(page), "session": phone_key},
     )
     assert "already ended" in (await laptop.get(again.headers["location"])).text
-    log, _ = await activity.list_activity(acme, SYSTEM, entity="user", entity_id=str(sam["id"]))
-    revokes = [row for row in log if row["action"] == "session.revoked"]
-    assert len(revokes) == 1 and revokes[0]["actor_id"] == str(sam["id"])
+    log, _ = await activity.list_activity(acme, SYSTEM, entity="user", entity_id=str(sam.id))
+    revokes = [row for row in log if row.action == "session.revoked"]
+    assert len(revokes) == 1 and revokes[0].actor_id == str(sam.id)
 
 
 async def test_sign_out_everywhere_ends_every_session_of_the_user(
@@ -78,11 +78,11 @@ async def test_sign_out_everywhere_ends_every_session_of_the_user(
     acme, bolt = two_tenants
     sam = await make_user(acme)
     kim = await make_user(acme, "kim@example.com")
-    laptop = await browser(acme, session_id=await start_session(acme, sam["id"]))
-    phone = await browser(acme, session_id=await start_session(acme, sam["id"], "Phone"))
-    kims = await browser(acme, session_id=await start_session(acme, kim["id"]))
+    laptop = await browser(acme, session_id=await start_session(acme, sam.id))
+    phone = await browser(acme, session_id=await start_session(acme, sam.id, "Phone"))
+    kims = await browser(acme, session_id=await start_session(acme, kim.id))
     bolt_sam = await make_user(bolt)
-    bolts = await browser(bolt, session_id=await start_session(bolt, bolt_sam["id"]))
+    bolts = await browser(bolt, session_id=await start_session(bolt, bolt_sam.id))
 
     page = await laptop.get("/admin/account/sessions")
     response = await laptop.post(
@@ -95,7 +95,7 @@ async def test_sign_out_everywhere_ends_every_session_of_the_user(
         assert (await signed_out.get("/admin/")).status_code == 303
     for still_in in (kims, bolts):
         assert (await still_in.get("/admin/")).status_code == 200
-    assert await sessions.list_sessions(acme, sam["id"]) == []
+    assert await sessions.list_sessions(acme, sam.id) == []
 
 
 async def test_sign_out_ends_this_browser_only(
@@ -103,15 +103,15 @@ async def test_sign_out_ends_this_browser_only(
 ) -> None:
     acme, _ = two_tenants
     sam = await make_user(acme)
-    laptop = await browser(acme, session_id=await start_session(acme, sam["id"]))
-    phone = await browser(acme, session_id=await start_session(acme, sam["id"], "Phone"))
+    laptop = await browser(acme, session_id=await start_session(acme, sam.id))
+    phone = await browser(acme, session_id=await start_session(acme, sam.id, "Phone"))
     page = await laptop.get("/admin/")
     response = await laptop.post("/admin/sign-out", data={"csrf_token": form_token(page)})
     assert response.headers["location"] == "/admin/sign-in?notice=signed_out"
     assert (await laptop.get("/admin/")).status_code == 303
     assert (await phone.get("/admin/")).status_code == 200
-    log, _ = await activity.list_activity(acme, SYSTEM, entity="user", entity_id=str(sam["id"]))
-    assert "session.signed_out" in [row["action"] for row in log]
+    log, _ = await activity.list_activity(acme, SYSTEM, entity="user", entity_id=str(sam.id))
+    assert "session.signed_out" in [row.action for row in log]
 
 
 CHROME_ON_WINDOWS = (
@@ -129,11 +129,11 @@ async def test_the_session_list_names_each_browser_and_system(
 ) -> None:
     acme, bolt = two_tenants
     sam = await make_user(acme)
-    laptop = await browser(acme, session_id=await start_session(acme, sam["id"], CHROME_ON_WINDOWS))
-    await start_session(acme, sam["id"], SAFARI_ON_IPHONE)
+    laptop = await browser(acme, session_id=await start_session(acme, sam.id, CHROME_ON_WINDOWS))
+    await start_session(acme, sam.id, SAFARI_ON_IPHONE)
     bolt_sam = await make_user(bolt)
     await start_session(
-        bolt, bolt_sam["id"], "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Firefox/133.0"
+        bolt, bolt_sam.id, "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Firefox/133.0"
     )
 
     page = await laptop.get("/admin/account/sessions")

@@ -44,7 +44,7 @@ async def test_a_session_of_one_company_is_refused_on_another(
     acme, bolt = two_tenants
     acme_sam = await make_user(acme)
     await make_user(bolt)  # same email and same id in bolt
-    session_id = await start_session(acme, acme_sam["id"])
+    session_id = await start_session(acme, acme_sam.id)
 
     at_acme = await browser(acme, session_id=session_id)
     home = await at_acme.get("/admin/")
@@ -67,7 +67,7 @@ async def test_session_cookie_flags(
     acme, _ = two_tenants
     sam = await make_user(acme)
     for scheme, secure in (("http", False), ("https", True)):
-        client = await browser(acme, scheme=scheme, session_id=await start_session(acme, sam["id"]))
+        client = await browser(acme, scheme=scheme, session_id=await start_session(acme, sam.id))
         page = await client.get("/admin/")
         signed_out = await client.post("/admin/sign-out", data={"csrf_token": form_token(page)})
         assert signed_out.status_code == 303
@@ -79,7 +79,7 @@ async def test_session_cookie_flags(
     forced = await browser(
         acme,
         app=staff_app(session_cookie_secure=True),
-        session_id=await start_session(acme, sam["id"]),
+        session_id=await start_session(acme, sam.id),
     )
     page = await forced.get("/admin/")
     signed_out = await forced.post("/admin/sign-out", data={"csrf_token": form_token(page)})
@@ -91,10 +91,10 @@ async def test_a_form_post_without_the_csrf_token_is_refused_and_changes_nothing
 ) -> None:
     acme, bolt = two_tenants
     sam = await make_user(acme)
-    laptop = await start_session(acme, sam["id"], "Laptop")
-    phone = await start_session(acme, sam["id"], "Phone")
+    laptop = await start_session(acme, sam.id, "Laptop")
+    phone = await start_session(acme, sam.id, "Phone")
     bolt_sam = await make_user(bolt)
-    bolt_session = await start_session(bolt, bolt_sam["id"])
+    bolt_session = await start_session(bolt, bolt_sam.id)
     client = await browser(acme, session_id=laptop)
     real_token = form_token(await client.get("/admin/account/sessions"))
     wrong_token = real_token[:-1] + ("B" if real_token.endswith("A") else "A")
@@ -115,16 +115,16 @@ async def test_a_form_post_without_the_csrf_token_is_refused_and_changes_nothing
         assert response.status_code == 403, attempt
         assert "Nothing was changed" in response.text
         assert "Acme Towing" in response.text
-    assert len(await sessions.list_sessions(acme, sam["id"])) == 2
-    log, _ = await activity.list_activity(acme, SYSTEM, entity="user", entity_id=str(sam["id"]))
-    assert "session.revoked_all" not in [row["action"] for row in log]
+    assert len(await sessions.list_sessions(acme, sam.id)) == 2
+    log, _ = await activity.list_activity(acme, SYSTEM, entity="user", entity_id=str(sam.id))
+    assert "session.revoked_all" not in [row.action for row in log]
 
     # A script may send the token in a header instead of a form field.
     header = await client.post(
         "/admin/account/sessions/revoke-all", headers={"X-CSRF-Token": real_token}
     )
     assert header.status_code == 303
-    assert await sessions.list_sessions(acme, sam["id"]) == []
+    assert await sessions.list_sessions(acme, sam.id) == []
     assert await sessions.load(bolt, bolt_session) is not None
 
 
@@ -134,7 +134,7 @@ async def test_idle_session_expires(
     acme, _ = two_tenants
     sam = await make_user(acme)
     app = staff_app(session_idle_timeout=60)
-    client = await browser(acme, app=app, session_id=await start_session(acme, sam["id"]))
+    client = await browser(acme, app=app, session_id=await start_session(acme, sam.id))
     start = datetime.now(UTC)
     with use_clock(lambda: start + timedelta(seconds=50)):
         assert (await client.get("/admin/")).status_code == 200
@@ -143,7 +143,7 @@ async def test_idle_session_expires(
     with use_clock(lambda: start + timedelta(seconds=161)):  # 61 s idle
         expired = await client.get("/admin/")
     assert expired.status_code == 303 and expired.headers["location"].startswith("/admin/sign-in")
-    assert await sessions.list_sessions(acme, sam["id"]) == []
+    assert await sessions.list_sessions(acme, sam.id) == []
 
 
 async def test_a_deactivated_users_sessions_stop_working(
@@ -152,16 +152,16 @@ async def test_a_deactivated_users_sessions_stop_working(
     acme, bolt = two_tenants
     sam = await make_user(acme)
     bolt_sam = await make_user(bolt)
-    client = await browser(acme, session_id=await start_session(acme, sam["id"]))
-    other = await start_session(acme, sam["id"], "Phone")
-    bolt_client = await browser(bolt, session_id=await start_session(bolt, bolt_sam["id"]))
+    client = await browser(acme, session_id=await start_session(acme, sam.id))
+    other = await start_session(acme, sam.id, "Phone")
+    bolt_client = await browser(bolt, session_id=await start_session(bolt, bolt_sam.id))
     assert (await client.get("/admin/")).status_code == 200
 
-    await users.update_user(acme, SYSTEM, sam["id"], {"active": False})
+    await users.update_user(acme, SYSTEM, sam.id, {"active": False})
     refused = await client.get("/admin/")
     assert refused.status_code == 303 and refused.headers["location"].startswith("/admin/sign-in")
     # All of them are ended, so reactivating the account does not bring them back.
-    await users.update_user(acme, SYSTEM, sam["id"], {"active": True})
+    await users.update_user(acme, SYSTEM, sam.id, {"active": True})
     assert await sessions.load(acme, other) is None
     assert (await bolt_client.get("/admin/")).status_code == 200
 

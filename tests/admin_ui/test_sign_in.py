@@ -62,7 +62,7 @@ async def test_signing_in_opens_a_session_with_a_safe_cookie(
     assert len(listed) == 2
     assert {(s.ip, s.user_agent) for s in listed} == {("198.51.100.7", "TestBrowser/1.0")}
     log, _ = await activity.list_activity(acme, SYSTEM, entity="user", entity_id=str(ann))
-    actions = [row["action"] for row in log]
+    actions = [row.action for row in log]
     assert actions.count("user.signed_in") == 2 and actions.count("session.started") == 2
 
 
@@ -101,7 +101,7 @@ async def test_sign_in_form_needs_its_double_submit_token(
         assert not set_cookie_headers(response, sessions.COOKIE_NAME)
     assert await sessions.list_sessions(acme, ann) == []
     log, _ = await activity.list_activity(acme, SYSTEM, entity="user", entity_id=str(ann))
-    assert not [row for row in log if row["action"].startswith(("user.sign", "session."))]
+    assert not [row for row in log if row.action.startswith(("user.sign", "session."))]
 
 
 async def test_wrong_password_and_unknown_address_get_the_same_page(

@@ -30,7 +30,7 @@ async def token_for(tenant: TenantInfo, role: str, email: str | None = None) -> 
         SYSTEM,
         {"email": email or f"{role}@{tenant.slug}.example.com", "name": role, "role": role},
     )
-    return issue_access_token(SECRET, tenant, user["id"])
+    return issue_access_token(SECRET, tenant, user.id)
 
 
 @pytest.fixture

@@ -55,12 +55,12 @@ async def _driver_with_login(tenant: TenantInfo, name: str, km: float) -> tuple[
         {"email": f"{name.lower()}@{tenant.slug}.example.com", "name": name, "role": "driver"},
     )
     driver = await drivers.create_driver(
-        tenant, SYSTEM, {"name": name, "skills": ["tow", "lockout"], "user_id": user["id"]}
+        tenant, SYSTEM, {"name": name, "skills": ["tow", "lockout"], "user_id": user.id}
     )
     lat, lng = east_of_scene(km)
     await fleet.set_position(tenant, SYSTEM, driver["id"], {"lat": lat, "lng": lng})
     await drivers.update_driver(tenant, SYSTEM, driver["id"], {"status": "available"})
-    return str(gid("Driver", driver["id"])), issue_access_token(SECRET, tenant, user["id"])
+    return str(gid("Driver", driver["id"])), issue_access_token(SECRET, tenant, user.id)
 
 
 async def _emergency(gql: Gql, tenant: TenantInfo, dispatcher: str) -> str:

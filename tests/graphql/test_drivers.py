@@ -26,8 +26,8 @@ async def _driver_with_sign_in(tenant: TenantInfo, name: str) -> tuple[dict, str
         SYSTEM,
         {"email": f"{name.lower()}@{tenant.slug}.example.com", "name": name, "role": "driver"},
     )
-    driver = await drivers.create_driver(tenant, SYSTEM, {"name": name, "user_id": user["id"]})
-    return driver, issue_access_token(SECRET, tenant, user["id"])
+    driver = await drivers.create_driver(tenant, SYSTEM, {"name": name, "user_id": user.id})
+    return driver, issue_access_token(SECRET, tenant, user.id)
 
 
 async def _status(tenant: TenantInfo, driver_id: int) -> str:

@@ -113,7 +113,7 @@ async def test_an_allow_listed_client_runs_only_registered_documents(
     partner = await users.create_user(
         acme, SYSTEM, {"email": "club@example.com", "name": "Club", "role": "dispatcher"}
     )
-    token = issue_access_token(SECRET, acme, partner["id"], allow_list_only=True)
+    token = issue_access_token(SECRET, acme, partner.id, allow_list_only=True)
     headers = {"X-Tenant": acme.slug, "Authorization": f"Bearer {token}"}
 
     by_hash = await client.post(
@@ -136,7 +136,7 @@ async def test_an_allow_listed_client_runs_only_registered_documents(
     bolt_partner = await users.create_user(
         bolt, SYSTEM, {"email": "club@example.com", "name": "Club", "role": "dispatcher"}
     )
-    bolt_token = issue_access_token(SECRET, bolt, bolt_partner["id"], allow_list_only=True)
+    bolt_token = issue_access_token(SECRET, bolt, bolt_partner.id, allow_list_only=True)
     elsewhere = await client.post(
         "/graphql",
         json={"extensions": {"persistedQuery": {"version": 1, "sha256Hash": digest}}},

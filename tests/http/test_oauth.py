@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -15,6 +14,7 @@ from patone.core.common import activity
 from patone.core.common.permissions import SYSTEM
 from patone.core.identity import api_clients, refresh_tokens, revocation, users
 from patone.core.identity.tokens import TENANT_AUDIENCE, Kind, verify_token
+from patone.core.tables.identity import ApiClientRow
 from patone.settings import load_settings
 from patone.tenants.registry import TenantInfo
 from tests.conftest import MakePlan, MakeTenant
@@ -34,7 +34,7 @@ def _basic(client_id: str, secret: str) -> dict[str, str]:
     return {"Authorization": "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode()}
 
 
-async def _partner(tenant: TenantInfo, *scopes: str) -> tuple[dict[str, Any], str]:
+async def _partner(tenant: TenantInfo, *scopes: str) -> tuple[ApiClientRow, str]:
     return await api_clients.create_client(
         tenant, SYSTEM, name=f"Motor club of {tenant.slug}", scopes=scopes or ["requests:read"]
     )
@@ -44,7 +44,7 @@ async def _dispatcher(tenant: TenantInfo) -> int:
     user = await users.create_user(
         tenant, SYSTEM, {"email": f"d@{tenant.slug}.example", "name": "D", "role": "dispatcher"}
     )
-    return int(user["id"])
+    return int(user.id)
 
 
 async def _token(
@@ -59,10 +59,10 @@ async def test_a_partner_gets_a_token_with_basic_or_body_credentials(
     acme, bolt = two_tenants
     row, secret = await _partner(acme, "requests:read", "requests:write")
     await _partner(bolt, "reports:read")
-    assert row["last_used_at"] is None
+    assert row.last_used_at is None
 
     by_basic = await _token(
-        client, {"grant_type": "client_credentials"}, _basic(row["client_id"], secret)
+        client, {"grant_type": "client_credentials"}, _basic(row.client_id, secret)
     )
     assert by_basic.status_code == 200, by_basic.text
     assert by_basic.headers["cache-control"] == "no-store"
@@ -70,14 +70,14 @@ async def test_a_partner_gets_a_token_with_basic_or_body_credentials(
     assert body["token_type"] == "Bearer" and body["expires_in"] == 900
     assert body["scope"] == "requests:read requests:write"
     claims = verify_token(SECRET, body["access_token"], audience=TENANT_AUDIENCE, tenant=acme)
-    assert (claims.kind, claims.subject) == (Kind.partner, row["client_id"])
+    assert (claims.kind, claims.subject) == (Kind.partner, row.client_id)
     assert claims.scopes == {"requests:read", "requests:write"}
 
     narrowed = await _token(
         client,
         {
             "grant_type": "client_credentials",
-            "client_id": row["client_id"],
+            "client_id": row.client_id,
             "client_secret": secret,
             "scope": "requests:read",
         },
@@ -85,13 +85,13 @@ async def test_a_partner_gets_a_token_with_basic_or_body_credentials(
     )
     assert narrowed.status_code == 200 and narrowed.json()["scope"] == "requests:read"
 
-    listed = {r["client_id"]: r for r in await api_clients.list_clients(acme, SYSTEM)}
-    assert listed[row["client_id"]]["last_used_at"] is not None
-    assert [r["last_used_at"] for r in await api_clients.list_clients(bolt, SYSTEM)] == [None]
+    listed = {r.client_id: r for r in await api_clients.list_clients(acme, SYSTEM)}
+    assert listed[row.client_id].last_used_at is not None
+    assert [r.last_used_at for r in await api_clients.list_clients(bolt, SYSTEM)] == [None]
     log, _ = await activity.list_activity(acme, SYSTEM, entity="api_client")
-    assert [e["action"] for e in log].count("token.issued") == 2
+    assert [e.action for e in log].count("token.issued") == 2
     bolt_log, _ = await activity.list_activity(bolt, SYSTEM, entity="api_client")
-    assert "token.issued" not in [e["action"] for e in bolt_log]
+    assert "token.issued" not in [e.action for e in bolt_log]
 
 
 async def test_token_endpoint_errors_follow_rfc_6749(
@@ -99,7 +99,7 @@ async def test_token_endpoint_errors_follow_rfc_6749(
 ) -> None:
     acme, bolt = two_tenants
     row, secret = await _partner(acme, "requests:read")
-    cid = row["client_id"]
+    cid = row.client_id
     grant = {"grant_type": "client_credentials"}
 
     async def error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
@@ -134,10 +134,10 @@ async def test_token_endpoint_errors_follow_rfc_6749(
     other_company = await _token(client, grant, {**_basic(cid, secret), "X-Tenant": bolt.slug})
     await error(other_company, 401, "invalid_client")
 
-    await api_clients.revoke_client(acme, SYSTEM, row["id"])
+    await api_clients.revoke_client(acme, SYSTEM, row.id)
     await error(await _token(client, grant, _basic(cid, secret)), 401, "invalid_client")
     log, _ = await activity.list_activity(acme, SYSTEM, entity="api_client")
-    refusals = [json.loads(e["after"])["reason"] for e in log if e["action"] == "token.refused"]
+    refusals = [e.after["reason"] for e in log if e.action == "token.refused"]
     assert refusals == ["revoked client", "wrong secret", "wrong secret"]
     assert (await activity.list_activity(bolt, SYSTEM))[0] == []
 
@@ -151,16 +151,16 @@ async def test_revoking_a_client_refuses_the_tokens_it_already_holds(
     tokens = {}
     for tenant, row, secret in ((acme, mine, my_secret), (bolt, theirs, their_secret)):
         issued = await _token(
-            client, {"grant_type": "client_credentials"}, _basic(row["client_id"], secret)
+            client, {"grant_type": "client_credentials"}, _basic(row.client_id, secret)
         )
         tokens[tenant.slug] = verify_token(
             SECRET, issued.json()["access_token"], audience=TENANT_AUDIENCE, tenant=tenant
         )
-    await api_clients.revoke_client(acme, SYSTEM, mine["id"])
+    await api_clients.revoke_client(acme, SYSTEM, mine.id)
     assert await revocation.is_revoked(acme.slug, tokens[acme.slug])
     assert not await revocation.is_revoked(bolt.slug, tokens[bolt.slug])
     log, _ = await activity.list_activity(acme, SYSTEM, entity="api_client")
-    assert "api_client.revoked" in [e["action"] for e in log]
+    assert "api_client.revoked" in [e.action for e in log]
 
 
 async def test_refresh_grant_rotates_and_reuse_is_refused(
@@ -225,13 +225,13 @@ async def test_token_requests_count_against_the_clients_api_budget(
     theirs, their_secret = await _partner(bolt)
     grant = {"grant_type": "client_credentials"}
     answers = [
-        (await _token(client, grant, _basic(mine["client_id"], my_secret))).status_code
+        (await _token(client, grant, _basic(mine.client_id, my_secret))).status_code
         for _ in range(3)
     ]
     assert answers == [200, 200, 429]
-    limited = await _token(client, grant, _basic(mine["client_id"], my_secret))
+    limited = await _token(client, grant, _basic(mine.client_id, my_secret))
     assert limited.json()["error"] == "rate_limited" and int(limited.headers["retry-after"]) > 0
-    other = await _token(client, grant, _basic(theirs["client_id"], their_secret))
+    other = await _token(client, grant, _basic(theirs.client_id, their_secret))
     assert other.status_code == 200  # another company's client has its own budget
 
 
@@ -253,16 +253,16 @@ async def test_wrong_secrets_are_counted_per_address_and_never_lock_the_partner_
     grant = {"grant_type": "client_credentials"}
     async with from_address("198.51.100.66") as attacker, from_address("203.0.113.5") as real:
         guesses = [
-            (await _token(attacker, grant, _basic(mine["client_id"], "guess"))).status_code
+            (await _token(attacker, grant, _basic(mine.client_id, "guess"))).status_code
             for _ in range(12)
         ]
         # Four wrong secrets an hour from that address, then 429 without checking the secret.
         assert guesses == [401] * 4 + [429] * 8
         # Even the right secret waits there: a guess during the wait teaches nothing.
-        right_there = await _token(attacker, grant, _basic(mine["client_id"], my_secret))
+        right_there = await _token(attacker, grant, _basic(mine.client_id, my_secret))
         assert right_there.status_code == 429
         # The real partner, elsewhere, gets its token and its API calls: its budget is its own.
-        token = await _token(real, grant, _basic(mine["client_id"], my_secret))
+        token = await _token(real, grant, _basic(mine.client_id, my_secret))
         assert token.status_code == 200, token.text
         query = await real.post(
             "/graphql",
@@ -274,7 +274,7 @@ async def test_wrong_secrets_are_counted_per_address_and_never_lock_the_partner_
         )
         assert query.status_code == 200, query.text
         # Another company's partner is untouched by either.
-        other = await _token(attacker, grant, _basic(theirs["client_id"], their_secret))
+        other = await _token(attacker, grant, _basic(theirs.client_id, their_secret))
         assert other.status_code == 200
 
 
@@ -301,5 +301,5 @@ async def test_bad_refresh_tokens_are_counted_per_address_not_against_the_compan
     # The company's API budget (4 a minute) is untouched: its partner still gets through.
     async with app_client(SECRET) as real:
         grant = {"grant_type": "client_credentials"}
-        token = await _token(real, grant, _basic(mine["client_id"], my_secret))
+        token = await _token(real, grant, _basic(mine.client_id, my_secret))
         assert token.status_code == 200, token.text

@@ -36,8 +36,8 @@ async def driver_token(tenant: TenantInfo, name: str = "Ray") -> tuple[int, str]
         SYSTEM,
         {"email": f"{name.lower()}@{tenant.slug}.example", "name": name, "role": "driver"},
     )
-    driver = await drivers.create_driver(tenant, SYSTEM, {"name": name, "user_id": user["id"]})
-    return driver["id"], issue_access_token(SECRET, tenant, user["id"])
+    driver = await drivers.create_driver(tenant, SYSTEM, {"name": name, "user_id": user.id})
+    return driver["id"], issue_access_token(SECRET, tenant, user.id)
 
 
 async def send(
@@ -102,7 +102,7 @@ async def test_only_a_valid_token_of_the_company_is_let_in(
     dispatcher = await users.create_user(
         acme, SYSTEM, {"email": "d@acme.example", "name": "D", "role": "dispatcher"}
     )
-    staff_token = issue_access_token(SECRET, acme, dispatcher["id"])
+    staff_token = issue_access_token(SECRET, acme, dispatcher.id)
     customer_token = issue_token(SECRET, kind=Kind.customer, subject="1", tenant=acme)
     for token in (staff_token, customer_token):
         forbidden = await send(client, acme, token, [ping()])

@@ -7,23 +7,28 @@ change, its log line and its event together.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
 
 from patone.core.common.paging import Key, Page, Window, cursor_of, fetch_page
 from patone.core.common.permissions import Actor, require
-from patone.core.common.rows import update_row
+from patone.core.common.rows import record_by_id, update_row
 from patone.core.common.topics import P, Topic
 from patone.core.runtime.clock import now
 from patone.core.runtime.db import engine
-from patone.core.runtime.errors import NotFound
+from patone.core.tables.company import ActivityRow
+from patone.core.tables.records import Record
 from patone.tenants.isolation import TenantRef, get_current_tenant, tenant_transaction
 
-_LOG_COLUMNS = "id, actor_type, actor_id, entity, entity_id, action, before, after, created_at"
+Logged = Record | Mapping[str, Any]  # what a log line holds before and after: a row, or data
+R = TypeVar("R", bound=Logged)
 
 
-def _json(value: Any) -> str | None:
-    return None if value is None else json.dumps(value, default=str, sort_keys=True)
+def _json(value: Logged | None) -> str | None:
+    if value is None:
+        return None
+    plain = value.as_dict() if isinstance(value, Record) else dict(value)
+    return json.dumps(plain, default=str, sort_keys=True)
 
 
 async def record(
@@ -31,8 +36,8 @@ async def record(
     entity: str,
     entity_id: object,
     action: str,
-    before: dict[str, Any] | None = None,
-    after: dict[str, Any] | None = None,
+    before: Logged | None = None,
+    after: Logged | None = None,
 ) -> None:
     """Log who did what to which record, with the record before and after."""
     get_current_tenant()  # refuse to write outside a tenant transaction
@@ -69,16 +74,11 @@ async def emit(topic: Topic[P], entity_id: object, payload: P) -> None:
     await engine.execute("SELECT pg_notify('patone_outbox', $1)", tenant.slug)
 
 
-async def get_activity(tenant: TenantRef, actor: Actor, entry_id: int) -> dict[str, Any]:
+async def get_activity(tenant: TenantRef, actor: Actor, entry_id: int) -> ActivityRow:
     """One line of the activity log, for those who may read the log."""
     require(actor, "activity.view")
     async with tenant_transaction(tenant):
-        rows = await engine.fetch(
-            f"SELECT {_LOG_COLUMNS} FROM activity_log WHERE id = $1", entry_id
-        )
-    if not rows:
-        raise NotFound("not_found", "no such activity entry", "id")
-    return dict(rows[0])
+        return await record_by_id(ActivityRow, entry_id, what="activity entry", field="id")
 
 
 async def page_activity(
@@ -96,7 +96,7 @@ async def page_activity(
     require(actor, "activity.view")
     return await fetch_page(
         tenant,
-        columns=_LOG_COLUMNS,
+        columns=ActivityRow.columns(),
         source="activity_log",
         where=["($1::varchar IS NULL OR entity = $1)", "($2::varchar IS NULL OR entity_id = $2)"],
         args=[entity, entity_id],
@@ -114,7 +114,7 @@ async def list_activity(
     entity_id: str | None = None,
     first: int = 50,
     before_id: int | None = None,
-) -> tuple[list[dict[str, Any]], bool]:
+) -> tuple[list[ActivityRow], bool]:
     """The activity log, newest first, a page at a time (`before_id`: the last id seen):
     its rows and whether more follow."""
     page = await page_activity(
@@ -125,7 +125,7 @@ async def list_activity(
         first=first,
         after=cursor_of([before_id]) if before_id is not None else None,
     )
-    return page.rows, page.has_next
+    return [ActivityRow.of(row) for row in page.rows], page.has_next
 
 
 async def audited_update(
@@ -135,8 +135,8 @@ async def audited_update(
     row_id: int,
     changes: dict[str, Any],
     action: str,
-    load: Callable[[int], Awaitable[dict[str, Any]]],
-) -> dict[str, Any]:
+    load: Callable[[int], Awaitable[R]],
+) -> R:
     """Change one row and log it with the row before and after; returns the row after.
 
     `load` reads the row (raising NotFound for a missing one) inside the current tenant

@@ -17,14 +17,12 @@ from patone.core.common.activity import record
 from patone.core.common.inputs import Input
 from patone.core.common.inputs import parse as parse_input
 from patone.core.common.permissions import Actor, require
-from patone.core.common.rows import insert_row
+from patone.core.common.rows import fetch_records, insert_row, record_by_id
 from patone.core.runtime.clock import now
 from patone.core.runtime.db import engine
 from patone.core.runtime.errors import UserError
+from patone.core.tables.company import DocumentRow
 from patone.tenants.isolation import TenantRef, tenant_transaction
-
-Row = dict[str, Any]
-_COLUMNS = "id, sha256, name, document, created_at"
 
 
 class DocumentInput(Input):
@@ -40,7 +38,7 @@ def sha256_of(document: str) -> str:
     return hashlib.sha256(document.encode()).hexdigest()
 
 
-async def register_document(tenant: TenantRef, actor: Actor, data: Any) -> Row:
+async def register_document(tenant: TenantRef, actor: Actor, data: Any) -> DocumentRow:
     """Add a document to the company's allow-list (registering the same text again is a no-op)."""
     require(actor, "settings.manage")
     given = parse_input(DocumentInput, data)
@@ -50,28 +48,28 @@ async def register_document(tenant: TenantRef, actor: Actor, data: Any) -> Row:
         raise UserError("invalid", f"not a GraphQL document: {error.message}", "document") from None
     digest = sha256_of(given.document)
     async with tenant_transaction(tenant):
-        existing = await engine.fetch(
-            f"SELECT {_COLUMNS} FROM persisted_documents WHERE sha256 = $1", digest
+        existing = await fetch_records(
+            DocumentRow,
+            f"SELECT {DocumentRow.columns()} FROM persisted_documents WHERE sha256 = $1",
+            digest,
         )
         if existing:
-            return dict(existing[0])
+            return existing[0]
         document_id = await insert_row(
             "persisted_documents",
             {"sha256": digest, "name": given.name, "document": given.document, "created_at": now()},
         )
-        rows = await engine.fetch(
-            f"SELECT {_COLUMNS} FROM persisted_documents WHERE id = $1", document_id
-        )
-        created = dict(rows[0])
+        created = await record_by_id(DocumentRow, document_id, what="document", field="id")
         await record(actor, "persisted_document", document_id, "document.registered", None, created)
     return created
 
 
-async def list_documents(tenant: TenantRef, actor: Actor) -> list[Row]:
+async def list_documents(tenant: TenantRef, actor: Actor) -> list[DocumentRow]:
     require(actor, "settings.manage")
     async with tenant_transaction(tenant):
-        rows = await engine.fetch(f"SELECT {_COLUMNS} FROM persisted_documents ORDER BY id")
-    return [dict(r) for r in rows]
+        return await fetch_records(
+            DocumentRow, f"SELECT {DocumentRow.columns()} FROM persisted_documents ORDER BY id"
+        )
 
 
 async def registered_document(tenant: TenantRef, digest: str) -> str | None:

@@ -16,15 +16,16 @@ import logging
 import secrets
 import time
 from collections.abc import Iterable
-from typing import Any
 
 from patone.core.common import activity
 from patone.core.common.permissions import Actor, require
+from patone.core.common.rows import fetch_records, record_by_id
 from patone.core.identity import revocation
 from patone.core.identity.tokens import DEFAULT_TTL, Claims, Kind, issue_token
 from patone.core.runtime.db import engine
-from patone.core.runtime.errors import NotFound, UserError
+from patone.core.runtime.errors import UserError
 from patone.core.runtime.redis import get_redis, tenant_key
+from patone.core.tables.identity import ApiClientRow
 from patone.tenants.isolation import TenantRef, tenant_transaction
 from patone.tenants.registry import TenantInfo
 
@@ -43,7 +44,6 @@ SCOPES: dict[str, tuple[str, tuple[str, ...]]] = {
     ),
 }
 
-COLUMNS = "id, client_id, name, scopes, allow_list_only, created_at, last_used_at, revoked_at"
 _LAST_USED_EVERY = 60  # seconds between last_used_at writes for API calls of one client
 _touches: set[asyncio.Task[None]] = set()
 _noted: dict[tuple[str, str], float] = {}
@@ -111,7 +111,7 @@ async def create_client(
     name: str,
     scopes: Iterable[str],
     allow_list_only: bool = False,
-) -> tuple[dict[str, Any], str]:
+) -> tuple[ApiClientRow, str]:
     """A new client; returns its row and its secret, which is never shown again."""
     require(actor, "api_clients.manage")
     name = name.strip()
@@ -129,57 +129,55 @@ async def create_client(
     )
     try:
         async with tenant_transaction(tenant):
-            rows = await engine.fetch(
+            rows = await fetch_records(
+                ApiClientRow,
                 "INSERT INTO api_clients (client_id, name, secret_hash, scopes, allow_list_only) "
-                f"VALUES ($1, $2, $3, $4, $5) RETURNING {COLUMNS}",
+                f"VALUES ($1, $2, $3, $4, $5) RETURNING {ApiClientRow.columns()}",
                 client_id,
                 name,
                 _hash(secret),
                 chosen,
                 allow_list_only,
             )
-            row = dict(rows[0])
-            await activity.record(actor, "api_client", row["id"], "api_client.created", None, row)
+            row = rows[0]
+            await activity.record(actor, "api_client", row.id, "api_client.created", None, row)
     except BaseException:
         await engine.execute("DELETE FROM platform.oauth_clients WHERE client_id = $1", client_id)
         raise
     return row, secret
 
 
-async def get_client(tenant: TenantInfo, actor: Actor, client_pk: int) -> dict[str, Any]:
+async def get_client(tenant: TenantInfo, actor: Actor, client_pk: int) -> ApiClientRow:
     """One API client (revoked or not), for those who manage them."""
     require(actor, "api_clients.manage")
     async with tenant_transaction(tenant):
-        rows = await engine.fetch(f"SELECT {COLUMNS} FROM api_clients WHERE id = $1", client_pk)
-    if not rows:
-        raise NotFound("not_found", "no such API client", "id")
-    return dict(rows[0])
+        return await record_by_id(ApiClientRow, client_pk, what="API client", field="id")
 
 
-async def list_clients(tenant: TenantInfo, actor: Actor) -> list[dict[str, Any]]:
+async def list_clients(tenant: TenantInfo, actor: Actor) -> list[ApiClientRow]:
     require(actor, "api_clients.manage")
     async with tenant_transaction(tenant):
-        rows = await engine.fetch(f"SELECT {COLUMNS} FROM api_clients ORDER BY id")
-    return [dict(r) for r in rows]
+        return await fetch_records(
+            ApiClientRow, f"SELECT {ApiClientRow.columns()} FROM api_clients ORDER BY id"
+        )
 
 
-async def revoke_client(tenant: TenantInfo, actor: Actor, client_pk: int) -> dict[str, Any]:
+async def revoke_client(tenant: TenantInfo, actor: Actor, client_pk: int) -> ApiClientRow:
     """Stop a client: no new tokens, and the ones it holds are refused from now on."""
     require(actor, "api_clients.manage")
     async with tenant_transaction(tenant):
-        rows = await engine.fetch(f"SELECT {COLUMNS} FROM api_clients WHERE id = $1", client_pk)
-        if not rows:
-            raise NotFound("not_found", "no such API client", "id")
-        before = dict(rows[0])
-        if before["revoked_at"] is not None:
+        before = await record_by_id(ApiClientRow, client_pk, what="API client", field="id")
+        if before.revoked_at is not None:
             return before
-        rows = await engine.fetch(
-            f"UPDATE api_clients SET revoked_at = now() WHERE id = $1 RETURNING {COLUMNS}",
+        rows = await fetch_records(
+            ApiClientRow,
+            "UPDATE api_clients SET revoked_at = now() WHERE id = $1 "
+            f"RETURNING {ApiClientRow.columns()}",
             client_pk,
         )
-        after = dict(rows[0])
+        after = rows[0]
         await activity.record(actor, "api_client", client_pk, "api_client.revoked", before, after)
-    await revocation.revoke_subject(tenant.slug, Kind.partner, after["client_id"])
+    await revocation.revoke_subject(tenant.slug, Kind.partner, after.client_id)
     return after
 
 
@@ -193,26 +191,26 @@ async def tenant_slug_of(client_id: str) -> str | None:
     return rows[0]["slug"] if rows else None
 
 
-async def authenticate(tenant: TenantInfo, client_id: str, secret: str) -> dict[str, Any] | None:
+async def authenticate(tenant: TenantInfo, client_id: str, secret: str) -> ApiClientRow | None:
     """The client's row if `secret` is its secret and it is not revoked; else None (a known
     client's refusal is logged). The secret check costs the same whether or not the client
     exists."""
     async with tenant_transaction(tenant):
         rows = await engine.fetch(
-            f"SELECT {COLUMNS}, secret_hash FROM api_clients WHERE client_id = $1", client_id
+            f"SELECT {ApiClientRow.columns()}, secret_hash FROM api_clients WHERE client_id = $1",
+            client_id,
         )
     stored = rows[0]["secret_hash"] if rows else _hash("")
     matches = hmac.compare_digest(stored, _hash(secret))
     if not rows:
         return None
-    client = dict(rows[0])
-    del client["secret_hash"]
-    if not matches or client["revoked_at"] is not None:
+    client = ApiClientRow.of(rows[0])
+    if not matches or client.revoked_at is not None:
         async with tenant_transaction(tenant):
             await activity.record(
                 Actor(kind="partner", id=client_id),
                 "api_client",
-                client["id"],
+                client.id,
                 "token.refused",
                 None,
                 {"reason": "revoked client" if matches else "wrong secret"},
@@ -224,12 +222,12 @@ async def authenticate(tenant: TenantInfo, client_id: str, secret: str) -> dict[
 async def issue_client_token(
     signing_secret: str,
     tenant: TenantInfo,
-    client: dict[str, Any],
+    client: ApiClientRow,
     requested: str | None,
 ) -> tuple[str, list[str]]:
     """An access token for an authenticated client with the scopes it asked for (all of its
     scopes when it named none); `UserError("invalid_scope")` for any it does not hold."""
-    scopes = list(client["scopes"])
+    scopes = list(client.scopes)
     if requested is not None:
         wanted = parse_scopes(requested, "scope")
         extra = sorted(set(wanted) - set(scopes))
@@ -241,19 +239,17 @@ async def issue_client_token(
     token = issue_token(
         signing_secret,
         kind=Kind.partner,
-        subject=client["client_id"],
+        subject=client.client_id,
         tenant=tenant,
         ttl=DEFAULT_TTL,
         scopes=scopes,
-        allow_list_only=client["allow_list_only"],
+        allow_list_only=client.allow_list_only,
     )
-    actor = Actor(kind="partner", id=client["client_id"])
+    actor = Actor(kind="partner", id=client.client_id)
     async with tenant_transaction(tenant):
-        await engine.execute(
-            "UPDATE api_clients SET last_used_at = now() WHERE id = $1", client["id"]
-        )
+        await engine.execute("UPDATE api_clients SET last_used_at = now() WHERE id = $1", client.id)
         await activity.record(
-            actor, "api_client", client["id"], "token.issued", None, {"scopes": scopes}
+            actor, "api_client", client.id, "token.issued", None, {"scopes": scopes}
         )
     return token, scopes
 

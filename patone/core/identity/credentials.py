@@ -287,8 +287,9 @@ async def invite_user(tenant: TenantRef, actor: Actor, data: Any, *, base_url: s
     """Add a staff member (`users.create_user`) and give them a set-up link, in one transaction."""
     async with tenant_transaction(tenant):
         user = await users.create_user(tenant, actor, data)
-        link = await _issue_link(actor, user["id"], user["email"], Purpose.setup, base_url)
-    return Invitation(user, link)
+        link = await _issue_link(actor, user.id, user.email, Purpose.setup, base_url)
+    # As plain data while the new company's first admin (`provisioning.NewTenant`) is one.
+    return Invitation(user.as_dict(), link)
 
 
 async def invite_first_admin(

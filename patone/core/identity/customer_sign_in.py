@@ -25,6 +25,7 @@ import hashlib
 import hmac
 import logging
 import secrets
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Literal
 
@@ -58,6 +59,24 @@ ANONYMOUS = Actor(kind="anonymous")
 class NotSent(dramatiq.Retry):
     """The provider did not take the message: Dramatiq retries (an expected failure, logged in
     one line); each retry sends a fresh link or code and voids the one before."""
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerToken:
+    """What a verified sign-in hands the customer: a bearer token for this company."""
+
+    access_token: str
+    customer_id: int
+    expires_in: int = DEFAULT_TTL
+
+    def as_json(self) -> dict[str, Any]:
+        """The token endpoint's answer (RFC 6749 section 5.1), and the customer's id."""
+        return {
+            "access_token": self.access_token,
+            "token_type": "Bearer",
+            "expires_in": self.expires_in,
+            "customer_id": self.customer_id,
+        }
 
 
 class SignInFailed(UserError):
@@ -277,7 +296,7 @@ async def _by_code(tenant: TenantInfo, phone: str, code: str, ip: str) -> int:
 
 async def verify_sign_in(
     tenant: TenantInfo, secret_key: str, data: dict[str, Any], *, ip: str
-) -> dict[str, Any]:
+) -> CustomerToken:
     """Exchange a sign-in link's token, or a phone and its code, for a customer access token
     of this company; `SignInFailed` (one answer for wrong, used, void and expired)."""
     proof = parse(SignInProof, data)
@@ -293,9 +312,4 @@ async def verify_sign_in(
             _actor(customer_id), "customer", customer_id, "sign_in", after={"channel": channel}
         )
     token = issue_token(secret_key, kind=Kind.customer, subject=str(customer_id), tenant=tenant)
-    return {
-        "access_token": token,
-        "token_type": "Bearer",
-        "expires_in": DEFAULT_TTL,
-        "customer_id": customer_id,
-    }
+    return CustomerToken(access_token=token, customer_id=customer_id)

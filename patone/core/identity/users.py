@@ -10,17 +10,15 @@ from pydantic import Field
 from patone.core.common.activity import audited_update, record
 from patone.core.common.inputs import Email, Input, Name, parse
 from patone.core.common.permissions import Actor, require, validate_grants
-from patone.core.common.rows import insert_row, row_by_id
+from patone.core.common.rows import fetch_records, insert_row, record_by_id
 from patone.core.identity.refresh_tokens import revoke_all
 from patone.core.identity.tokens import Kind
 from patone.core.runtime.clock import now
 from patone.core.runtime.db import engine
 from patone.core.runtime.errors import Conflict, NotFound, UserError
 from patone.core.runtime.redis import get_redis, tenant_key
+from patone.core.tables.identity import RoleRow, UserRow
 from patone.tenants.isolation import TenantRef, tenant_transaction
-
-Row = dict[str, Any]
-_COLUMNS = "id, email, name, role, active, must_change_password, created_at, updated_at"
 
 
 class UserInput(Input):
@@ -37,8 +35,8 @@ class UserChanges(Input):
     must_change_password: bool | None = None
 
 
-async def _user(user_id: int) -> Row:
-    return await row_by_id("users", _COLUMNS, user_id, what="user", field="user_id")
+async def _user(user_id: int) -> UserRow:
+    return await record_by_id(UserRow, user_id, what="user", field="user_id")
 
 
 async def _require_role(role: str) -> None:
@@ -46,20 +44,20 @@ async def _require_role(role: str) -> None:
         raise UserError("invalid_choice", f"role {role!r} does not exist", "role")
 
 
-async def get_user(tenant: TenantRef, actor: Actor, user_id: int) -> Row:
+async def get_user(tenant: TenantRef, actor: Actor, user_id: int) -> UserRow:
     """One staff member, for those who may list them."""
     require(actor, "users.manage")
     async with tenant_transaction(tenant):
-        return await row_by_id("users", _COLUMNS, user_id, what="user", field="id")
+        return await record_by_id(UserRow, user_id, what="user", field="id")
 
 
-async def list_users(tenant: TenantRef, actor: Actor) -> list[Row]:
+async def list_users(tenant: TenantRef, actor: Actor) -> list[UserRow]:
     require(actor, "users.manage")
     async with tenant_transaction(tenant):
-        return [dict(r) for r in await engine.fetch(f"SELECT {_COLUMNS} FROM users ORDER BY id")]
+        return await fetch_records(UserRow, f"SELECT {UserRow.columns()} FROM users ORDER BY id")
 
 
-async def create_user(tenant: TenantRef, actor: Actor, data: Any) -> Row:
+async def create_user(tenant: TenantRef, actor: Actor, data: Any) -> UserRow:
     """Add a staff member, with no password: `credentials.invite_user` also gives them a
     set-up link."""
     require(actor, "users.manage")
@@ -85,7 +83,7 @@ async def create_user(tenant: TenantRef, actor: Actor, data: Any) -> Row:
     return created
 
 
-async def update_user(tenant: TenantRef, actor: Actor, user_id: int, data: Any) -> Row:
+async def update_user(tenant: TenantRef, actor: Actor, user_id: int, data: Any) -> UserRow:
     require(actor, "users.manage")
     changes = parse(UserChanges, data).model_dump(exclude_unset=True)
     async with tenant_transaction(tenant):
@@ -100,31 +98,30 @@ async def update_user(tenant: TenantRef, actor: Actor, user_id: int, data: Any) 
     return updated
 
 
-async def list_roles(tenant: TenantRef) -> list[Row]:
+async def list_roles(tenant: TenantRef) -> list[RoleRow]:
     async with tenant_transaction(tenant):
-        rows = await engine.fetch("SELECT name, title, permissions FROM roles ORDER BY id")
-    return [dict(r) for r in rows]
+        return await fetch_records(RoleRow, f"SELECT {RoleRow.columns()} FROM roles ORDER BY id")
 
 
 async def set_role_permissions(
     tenant: TenantRef, actor: Actor, role: str, permissions: list[str]
-) -> Row:
+) -> RoleRow:
     """Replace what a role may do in this company."""
     require(actor, "roles.manage")
     granted = validate_grants(permissions)
     if role == "admin" and "roles.manage" not in granted:
         raise UserError("would_lock_out", "admins must keep roles.manage", "permissions")
     async with tenant_transaction(tenant):
-        rows = await engine.fetch(
-            "SELECT name, title, permissions FROM roles WHERE name = $1", role
+        found = await fetch_records(
+            RoleRow, f"SELECT {RoleRow.columns()} FROM roles WHERE name = $1", role
         )
-        if not rows:
+        if not found:
             raise NotFound("not_found", f"role {role!r} does not exist", "role")
-        before = dict(rows[0])
+        before = found[0]
         await engine.execute(
             "UPDATE roles SET permissions = $2, updated_at = now() WHERE name = $1", role, granted
         )
-        after = {**before, "permissions": granted}
+        after = before.replace(permissions=granted)
         await record(actor, "role", role, "role.permissions_changed", before, after)
     await actors_changed(tenant)
     return after
@@ -189,7 +186,7 @@ async def cached_actor(tenant: TenantRef, user_id: int, version: str | bytes | N
     return actor
 
 
-async def own_profile(tenant: TenantRef, actor: Actor) -> Row:
+async def own_profile(tenant: TenantRef, actor: Actor) -> UserRow:
     """The signed-in user's own record (no permission needed to see oneself)."""
     if actor.kind != "user":
         raise NotFound("not_found", "only staff users have a profile", "user_id")

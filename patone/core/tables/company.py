@@ -3,6 +3,12 @@ documents, plugin settings."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, ClassVar, Self
+
 from piccolo.columns import (
     JSONB,
     Boolean,
@@ -10,9 +16,11 @@ from piccolo.columns import (
     Timestamptz,
     Varchar,
 )
+from piccolo.constraints import Unique
 from piccolo.table import Table
 
 from patone.core.runtime.db import engine
+from patone.core.tables.records import Record
 
 
 class Setting(Table, tablename="settings", db=engine):
@@ -58,6 +66,8 @@ class IdempotencyKey(Table, tablename="idempotency_keys", db=engine):
     entity_id = Varchar(length=64)
     created_at = Timestamptz()
 
+    idempotency_keys_operation_caller_key = Unique(["operation", "caller", "key"])
+
 
 class PersistedDocument(Table, tablename="persisted_documents", db=engine):
     """A GraphQL document a company registered; allow-listed clients may run only these."""
@@ -75,3 +85,40 @@ class PluginConfig(Table, tablename="plugin_configs", db=engine):
     enabled = Boolean(default=False)
     config = JSONB(default={})
     updated_at = Timestamptz()
+
+
+@dataclass(frozen=True, slots=True)
+class ActivityRow(Record):
+    """A line of the activity log."""
+
+    table: ClassVar[type[Table]] = ActivityLog
+    id: int
+    actor_type: str
+    actor_id: str
+    entity: str
+    entity_id: str
+    action: str
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    created_at: datetime
+
+    @classmethod
+    def of(cls, row: Mapping[str, Any]) -> Self:
+        """The line, its `before` and `after` decoded (the driver hands jsonb over as text)."""
+        plain = {name: row[name] for name in cls.names()}
+        for name in ("before", "after"):
+            if isinstance(plain[name], str):
+                plain[name] = json.loads(plain[name])
+        return cls(**plain)
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentRow(Record):
+    """A persisted GraphQL document of the company's allow-list."""
+
+    table: ClassVar[type[Table]] = PersistedDocument
+    id: int
+    sha256: str
+    name: str
+    document: str
+    created_at: datetime

@@ -52,7 +52,7 @@ async def test_a_new_company_starts_with_the_documented_roles(
     two_tenants: tuple[TenantInfo, TenantInfo],
 ) -> None:
     for tenant in two_tenants:
-        roles = {r["name"]: set(r["permissions"]) for r in await users.list_roles(tenant)}
+        roles = {r.name: set(r.permissions) for r in await users.list_roles(tenant)}
         assert roles == documented_matrix()
 
 

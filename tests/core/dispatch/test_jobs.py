@@ -106,12 +106,12 @@ async def test_a_new_offer_rings_the_drivers_phone_once(
         acme, SYSTEM, {"email": "dan@acme.example", "name": "Dan", "role": "driver"}
     )
     driver = await drivers.create_driver(
-        acme, SYSTEM, {"name": "Dan", "skills": ["tow"], "user_id": user["id"]}
+        acme, SYSTEM, {"name": "Dan", "skills": ["tow"], "user_id": user.id}
     )
     lat, lng = east_of_scene(1)
     await fleet.set_position(acme, SYSTEM, driver["id"], {"lat": lat, "lng": lng})
     await drivers.update_driver(acme, SYSTEM, driver["id"], {"status": "available"})
-    dan = actor_for("driver", user_id=user["id"], driver_id=driver["id"])
+    dan = actor_for("driver", user_id=user.id, driver_id=driver["id"])
     phone = push_service.subscribe(await push.vapid_public_key(acme))
     await push.register_subscription(acme, dan, phone)
     await driver_at(bolt, 1)
@@ -172,11 +172,11 @@ async def test_a_new_waiting_place_rings_the_drivers_phone_once_through_the_rela
     user = await users.create_user(
         acme, SYSTEM, {"email": "dan@acme.example", "name": "Dan", "role": "driver"}
     )
-    driver = await drivers.create_driver(acme, SYSTEM, {"name": "Dan", "user_id": user["id"]})
+    driver = await drivers.create_driver(acme, SYSTEM, {"name": "Dan", "user_id": user.id})
     lat, lng = east_of_scene(8)
     await fleet.set_position(acme, SYSTEM, driver["id"], {"lat": lat, "lng": lng})
     await drivers.update_driver(acme, SYSTEM, driver["id"], {"status": "available"})
-    dan = actor_for("driver", user_id=user["id"], driver_id=driver["id"])
+    dan = actor_for("driver", user_id=user.id, driver_id=driver["id"])
     await push.register_subscription(
         acme, dan, push_service.subscribe(await push.vapid_public_key(acme))
     )

@@ -25,7 +25,7 @@ async def _partner(tenant: TenantInfo, name: str) -> Actor:
     client, _ = await api_clients.create_client(
         tenant, SYSTEM, name=name, scopes=["requests:write"]
     )
-    return Actor(kind="partner", id=client["client_id"], permissions=frozenset({"requests.create"}))
+    return Actor(kind="partner", id=client.client_id, permissions=frozenset({"requests.create"}))
 
 
 async def _count(tenant: TenantInfo, table: str) -> int:

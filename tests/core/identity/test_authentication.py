@@ -27,17 +27,17 @@ async def test_staff_and_partner_tokens_become_actors_of_their_own_company(
     user = await users.create_user(
         acme, SYSTEM, {"email": "m@acme.example", "name": "M", "role": "manager"}
     )
-    staff = issue_token(SECRET, kind=Kind.staff, subject=str(user["id"]), tenant=acme)
+    staff = issue_token(SECRET, kind=Kind.staff, subject=str(user.id), tenant=acme)
     actor, claims = await authentication.authenticate(SECRET, acme, staff)
-    assert (actor.kind, actor.id, actor.role) == ("user", str(user["id"]), "manager")
-    assert authentication.caller(claims) == f"user:{user['id']}"
+    assert (actor.kind, actor.id, actor.role) == ("user", str(user.id), "manager")
+    assert authentication.caller(claims) == f"user:{user.id}"
     client, _ = await api_clients.create_client(
         bolt, actor_for("admin"), name="Partner", scopes=["requests:write"]
     )
     partner = issue_token(
         SECRET,
         kind=Kind.partner,
-        subject=client["client_id"],
+        subject=client.client_id,
         tenant=bolt,
         scopes=["requests:write"],
     )
@@ -47,14 +47,14 @@ async def test_staff_and_partner_tokens_become_actors_of_their_own_company(
         "requests.update",
         "requests.cancel",
     }
-    assert authentication.caller(claims) == f"partner:{client['client_id']}"
+    assert authentication.caller(claims) == f"partner:{client.client_id}"
     with pytest.raises(InvalidToken):
         await authentication.authenticate(SECRET, acme, partner)
     with pytest.raises(InvalidToken, match="no longer exists"):  # no such user at Bolt
         await authentication.authenticate(
             SECRET,
             bolt,
-            issue_token(SECRET, kind=Kind.staff, subject=str(user["id"]), tenant=bolt),
+            issue_token(SECRET, kind=Kind.staff, subject=str(user.id), tenant=bolt),
         )
 
 
@@ -76,7 +76,7 @@ async def test_customers_hold_no_permission_and_revocation_is_reported_before_th
     acme_client, _ = await api_clients.create_client(
         acme, actor_for("admin"), name="Partner", scopes=["requests:read"]
     )
-    token = issue_token(SECRET, kind=Kind.partner, subject=acme_client["client_id"], tenant=acme)
+    token = issue_token(SECRET, kind=Kind.partner, subject=acme_client.client_id, tenant=acme)
     claims = authentication.verify(SECRET, acme, token)
     with pytest.raises(RateLimited):
         await authentication.actor_for(acme, claims, _limited())
@@ -84,7 +84,7 @@ async def test_customers_hold_no_permission_and_revocation_is_reported_before_th
     with pytest.raises(revocation.RevokedToken):
         await authentication.actor_for(acme, claims, _limited())
     same_client_elsewhere = issue_token(
-        SECRET, kind=Kind.partner, subject=acme_client["client_id"], tenant=bolt
+        SECRET, kind=Kind.partner, subject=acme_client.client_id, tenant=bolt
     )
     with pytest.raises(InvalidToken, match="client no longer exists"):  # not Bolt's client
         await authentication.authenticate(SECRET, bolt, same_client_elsewhere)
@@ -99,8 +99,8 @@ async def test_cached_actors_follow_changes_to_users_roles_and_drivers_at_once(
         user = await users.create_user(
             tenant, SYSTEM, {"email": "d@x.example", "name": "D", "role": role}
         )
-        token = issue_token(SECRET, kind=Kind.staff, subject=str(user["id"]), tenant=tenant)
-        made[tenant.slug] = (user["id"], token)
+        token = issue_token(SECRET, kind=Kind.staff, subject=str(user.id), tenant=tenant)
+        made[tenant.slug] = (user.id, token)
     acme_id, acme_token = made[acme.slug]
 
     async def acting(tenant: TenantInfo) -> Actor:
@@ -141,8 +141,8 @@ async def test_a_purged_companys_tokens_are_refused_by_the_company_that_takes_it
         lima, actor_for("admin"), name="Old partner", scopes=["requests:read"]
     )
     old_tokens = {
-        "staff": issue_token(SECRET, kind=Kind.staff, subject=str(admin["id"]), tenant=lima),
-        "partner": issue_token(SECRET, kind=Kind.partner, subject=client["client_id"], tenant=lima),
+        "staff": issue_token(SECRET, kind=Kind.staff, subject=str(admin.id), tenant=lima),
+        "partner": issue_token(SECRET, kind=Kind.partner, subject=client.client_id, tenant=lima),
         "customer": issue_token(SECRET, kind=Kind.customer, subject="1", tenant=lima),
     }
     for token in old_tokens.values():
@@ -153,12 +153,12 @@ async def test_a_purged_companys_tokens_are_refused_by_the_company_that_takes_it
     new_admin = await users.create_user(
         new, SYSTEM, {"email": "new@lima.example", "name": "New", "role": "admin"}
     )
-    assert new_admin["id"] == admin["id"]  # the same user id: only the company tells them apart
+    assert new_admin.id == admin.id  # the same user id: only the company tells them apart
     for kind, token in old_tokens.items():
         with pytest.raises(InvalidToken, match="another company"):
             await authentication.authenticate(SECRET, new, token)
         assert kind  # every kind refused
-    mine = issue_token(SECRET, kind=Kind.staff, subject=str(new_admin["id"]), tenant=new)
+    mine = issue_token(SECRET, kind=Kind.staff, subject=str(new_admin.id), tenant=new)
     actor, _ = await authentication.authenticate(SECRET, new, mine)
     assert actor.role == "admin"
     with pytest.raises(InvalidToken):
@@ -172,12 +172,12 @@ async def test_a_partner_token_is_refused_once_its_client_no_longer_exists(
     client, _ = await api_clients.create_client(
         acme, actor_for("admin"), name="Partner", scopes=["requests:read"]
     )
-    token = issue_token(SECRET, kind=Kind.partner, subject=client["client_id"], tenant=acme)
+    token = issue_token(SECRET, kind=Kind.partner, subject=client.client_id, tenant=acme)
     actor, _ = await authentication.authenticate(SECRET, acme, token)
-    assert actor.id == client["client_id"]
+    assert actor.id == client.client_id
     invented = issue_token(SECRET, kind=Kind.partner, subject="pc_nobody", tenant=acme)
     with pytest.raises(InvalidToken, match="client no longer exists"):
         await authentication.authenticate(SECRET, acme, invented)
-    elsewhere = issue_token(SECRET, kind=Kind.partner, subject=client["client_id"], tenant=bolt)
+    elsewhere = issue_token(SECRET, kind=Kind.partner, subject=client.client_id, tenant=bolt)
     with pytest.raises(InvalidToken, match="client no longer exists"):
         await authentication.authenticate(SECRET, bolt, elsewhere)

@@ -304,7 +304,7 @@ async def test_a_flagged_user_must_change_their_password(
     user_id = await staff_with_password(acme)
     await staff_with_password(bolt)
     flagged = await users.update_user(acme, ADMIN, user_id, {"must_change_password": True})
-    assert flagged["must_change_password"] is True
+    assert flagged.must_change_password is True
     signed_in = await credentials.authenticate(acme, "ann@example.com", GOOD, ip=IP)
     assert signed_in.must_change_password is True
     assert (

@@ -104,11 +104,11 @@ async def test_an_emailed_link_signs_the_customer_in_once(
     with pytest.raises(SignInFailed):
         await customer_sign_in.verify_sign_in(bolt, SECRET, {"token": token}, ip=IP)
     answer = await customer_sign_in.verify_sign_in(acme, SECRET, {"token": token}, ip=IP)
-    claims = verify_token(SECRET, answer["access_token"], audience=TENANT_AUDIENCE, tenant=acme)
+    claims = verify_token(SECRET, answer.access_token, audience=TENANT_AUDIENCE, tenant=acme)
     assert claims.kind is Kind.customer and claims.subject == str(stored["customer_id"])
-    assert answer["customer_id"] == stored["customer_id"] and answer["expires_in"] == 900
+    assert answer.customer_id == stored["customer_id"] and answer.expires_in == 900
     with pytest.raises(InvalidToken):
-        verify_token(SECRET, answer["access_token"], audience=TENANT_AUDIENCE, tenant=bolt)
+        verify_token(SECRET, answer.access_token, audience=TENANT_AUDIENCE, tenant=bolt)
 
     with pytest.raises(SignInFailed) as again:
         await customer_sign_in.verify_sign_in(acme, SECRET, {"token": token}, ip=IP)
@@ -144,7 +144,7 @@ async def test_a_texted_code_works_once_and_not_on_another_company(
     with pytest.raises(SignInFailed):
         await customer_sign_in.verify_sign_in(bolt, SECRET, proof, ip=IP)
     answer = await customer_sign_in.verify_sign_in(acme, SECRET, proof, ip=IP)
-    assert verify_token(SECRET, answer["access_token"], audience=TENANT_AUDIENCE, tenant=acme)
+    assert verify_token(SECRET, answer.access_token, audience=TENANT_AUDIENCE, tenant=acme)
     with pytest.raises(SignInFailed) as again:
         await customer_sign_in.verify_sign_in(acme, SECRET, proof, ip=IP)
     assert again.value.code == "invalid_code" and again.value.field == "code"

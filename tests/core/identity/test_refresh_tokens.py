@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from patone.core.common import activity
@@ -20,7 +18,7 @@ async def _user(tenant: TenantInfo, role: str = "dispatcher") -> int:
     row = await users.create_user(
         tenant, SYSTEM, {"email": f"{role}@{tenant.slug}.example", "name": role, "role": role}
     )
-    return int(row["id"])
+    return int(row.id)
 
 
 def _claims(tenant: TenantInfo, token: str) -> Claims:
@@ -39,7 +37,7 @@ async def test_each_refresh_rotates_the_token(two_tenants: tuple[TenantInfo, Ten
     with pytest.raises(InvalidGrant):  # another company does not know the token
         await refresh_tokens.refresh(SECRET, bolt, third.refresh_token)
     log, _ = await activity.list_activity(acme, SYSTEM, entity="staff")
-    assert [e["action"] for e in log] == ["token.refreshed", "token.refreshed", "token.issued"]
+    assert [e.action for e in log] == ["token.refreshed", "token.refreshed", "token.issued"]
     assert (await activity.list_activity(bolt, SYSTEM, entity="staff"))[0] == []
 
 
@@ -65,12 +63,10 @@ async def test_reusing_a_used_token_revokes_the_whole_family(
     assert await refresh_tokens.refresh(SECRET, acme, other_device.refresh_token)
     assert await refresh_tokens.refresh(SECRET, bolt, neighbour.refresh_token)
     log, _ = await activity.list_activity(acme, SYSTEM, entity="staff", entity_id=str(user))
-    reuse = [e for e in log if e["action"] == "token.reuse_detected"]
-    assert len(reuse) == 1 and json.loads(reuse[0]["after"])["revoked"] == 3
-    refused = [e for e in log if e["action"] == "token.refresh_refused"]
-    assert [json.loads(e["after"])["reason"] for e in refused] == [
-        "the refresh token was revoked: sign in again"
-    ]
+    reuse = [e for e in log if e.action == "token.reuse_detected"]
+    assert len(reuse) == 1 and reuse[0].after["revoked"] == 3
+    refused = [e for e in log if e.action == "token.refresh_refused"]
+    assert [e.after["reason"] for e in refused] == ["the refresh token was revoked: sign in again"]
 
 
 async def test_a_deactivated_user_cannot_refresh(
@@ -110,7 +106,7 @@ async def test_signing_out_everywhere_revokes_every_token_of_the_user(
     elsewhere = _claims(bolt, same_id_elsewhere.access_token)
     assert not await revocation.is_revoked(bolt.slug, elsewhere)
     log, _ = await activity.list_activity(acme, SYSTEM, entity="staff", entity_id=str(user))
-    assert [e["action"] for e in log][:3] == [
+    assert [e.action for e in log][:3] == [
         "token.refresh_refused",  # the laptop's refresh, after
         "token.refresh_refused",  # the phone's,
         "token.revoked_all",  # the sign-out everywhere

@@ -22,7 +22,7 @@ ADMIN = actor_for("admin")
 
 async def _user(tenant: TenantInfo, email: str = "sam@example.com") -> int:
     user = await users.create_user(tenant, SYSTEM, {"email": email, "name": "Sam", "role": "admin"})
-    return int(user["id"])
+    return int(user.id)
 
 
 async def _start(tenant: TenantInfo, user_id: int, agent: str = "Firefox") -> tuple[str, str]:
@@ -125,11 +125,11 @@ async def test_list_revoke_one_and_revoke_all(
     assert await sessions.load(bolt, bolts) is not None
 
     log, _ = await activity.list_activity(acme, ADMIN, entity="user", entity_id=str(sam))
-    actions = [row["action"] for row in log]
+    actions = [row.action for row in log]
     assert actions.count("session.started") == 3
     assert "session.revoked" in actions and "session.revoked_all" in actions
     bolt_log, _ = await activity.list_activity(bolt, ADMIN, entity="user")
-    assert [row["action"] for row in bolt_log] == ["session.started", "user.created"]
+    assert [row.action for row in bolt_log] == ["session.started", "user.created"]
 
 
 async def test_signing_out_ends_only_that_browser(

@@ -29,7 +29,7 @@ def configured() -> None:
 
 async def _user(tenant: TenantInfo, role: str = "admin", email: str = "ann@example.com") -> Actor:
     row = await users.create_user(tenant, SYSTEM, {"email": email, "name": "Ann", "role": role})
-    return actor_for(role, row["id"])
+    return actor_for(role, row.id)
 
 
 async def _activity(tenant: TenantInfo, user_id: int) -> list[dict[str, Any]]:

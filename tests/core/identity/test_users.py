@@ -19,22 +19,22 @@ async def test_users_roles_and_acting_identity(two_tenants: tuple[TenantInfo, Te
     user = await users.create_user(
         acme, ADMIN, {"email": "Sam@Example.COM", "name": "Sam", "role": "dispatcher"}
     )
-    assert user["email"] == "sam@example.com" and user["active"]
-    actor = await users.actor_for_user(acme, user["id"])
+    assert user.email == "sam@example.com" and user.active
+    actor = await users.actor_for_user(acme, user.id)
     assert actor.role == "dispatcher" and actor.can("requests.assign")
     assert not actor.can("reports.revenue")
     # An admin grants revenue figures to dispatchers in acme only.
     await users.set_role_permissions(
         acme, ADMIN, "dispatcher", [*actor.permissions, "reports.revenue"]
     )
-    assert (await users.actor_for_user(acme, user["id"])).can("reports.revenue")
-    bolt_roles = {r["name"]: r["permissions"] for r in await users.list_roles(bolt)}
+    assert (await users.actor_for_user(acme, user.id)).can("reports.revenue")
+    bolt_roles = {r.name: r.permissions for r in await users.list_roles(bolt)}
     assert "reports.revenue" not in bolt_roles["dispatcher"]
     with pytest.raises(NotFound):
-        await users.actor_for_user(bolt, user["id"])
-    await users.update_user(acme, ADMIN, user["id"], {"active": False})
+        await users.actor_for_user(bolt, user.id)
+    await users.update_user(acme, ADMIN, user.id, {"active": False})
     with pytest.raises(NotFound):
-        await users.actor_for_user(acme, user["id"])
+        await users.actor_for_user(acme, user.id)
 
 
 async def test_a_driving_user_acts_as_their_driver(
@@ -44,8 +44,8 @@ async def test_a_driving_user_acts_as_their_driver(
     user = await users.create_user(
         acme, ADMIN, {"email": "d@example.com", "name": "D", "role": "driver"}
     )
-    driver = await drivers.create_driver(acme, SYSTEM, {"name": "D", "user_id": user["id"]})
-    actor = await users.actor_for_user(acme, user["id"])
+    driver = await drivers.create_driver(acme, SYSTEM, {"name": "D", "user_id": user.id})
+    actor = await users.actor_for_user(acme, user.id)
     assert actor.driver_id == driver["id"] and actor.can("requests.transition_assigned")
 
 
