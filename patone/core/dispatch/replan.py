@@ -59,6 +59,7 @@ from patone.core.domain.service_requests import PRIORITY_RANK, transition_in_tra
 from patone.core.runtime.clock import now
 from patone.core.runtime.db import engine
 from patone.core.runtime.errors import Conflict, NotFound
+from patone.core.tables.dispatch import SuggestionRow
 from patone.core.tables.requests import RequestRow
 from patone.tenants.isolation import TenantRef, tenant_transaction
 
@@ -517,18 +518,6 @@ class DriverPlan:
 
 
 @dataclass(frozen=True)
-class StoredSuggestion:
-    kind: str
-    request_id: int
-    number: int
-    driver_id: int | None
-    from_driver_id: int | None
-    arrive_at: datetime | None
-    sooner_s: int | None
-    why: str
-
-
-@dataclass(frozen=True)
 class FleetPlan:
     """A stored plan: its header, each driver's planned stops, and the suggestions still
     standing (a request since offered, assigned or moved drops its own)."""
@@ -542,7 +531,7 @@ class FleetPlan:
     drivers: int
     jobs: int
     routes: list[DriverPlan]
-    suggestions: list[StoredSuggestion]
+    suggestions: list[SuggestionRow]
 
 
 _STOPS = (
@@ -554,15 +543,16 @@ _STOPS = (
 # A plan's suggestions still standing: the job still with the driver it would move from, the
 # waiting request still waiting.
 _SUGGESTIONS = (
-    "SELECT g.kind, g.request_id, r.number, g.driver_id, g.from_driver_id, g.arrive_at, "
-    "g.sooner_s, g.why FROM fleet_plan_suggestions g "
-    "JOIN service_requests r ON r.id = g.request_id WHERE g.plan_id = $1 AND CASE g.kind "
-    "WHEN 'reassign' THEN r.status = 'assigned' AND r.driver = g.from_driver_id "
+    f"SELECT {SuggestionRow.columns('fleet_plan_suggestions')} FROM fleet_plan_suggestions "
+    "JOIN service_requests r ON r.id = fleet_plan_suggestions.request_id "
+    "WHERE fleet_plan_suggestions.plan_id = $1 AND CASE fleet_plan_suggestions.kind "
+    "WHEN 'reassign' THEN r.status = 'assigned' "
+    "AND r.driver = fleet_plan_suggestions.from_driver_id "
     "ELSE r.status = 'pending' AND NOT EXISTS "
     "(SELECT 1 FROM offers o WHERE o.request_id = r.id AND o.status = 'open') END"
 )
-_STANDING = _SUGGESTIONS + " ORDER BY g.id"
-_STANDING_FOR = _SUGGESTIONS + " AND g.request_id = $2"
+_STANDING = _SUGGESTIONS + " ORDER BY fleet_plan_suggestions.id"
+_STANDING_FOR = _SUGGESTIONS + " AND fleet_plan_suggestions.request_id = $2"
 _LATEST = "SELECT id FROM fleet_plans ORDER BY created_at DESC, id DESC LIMIT 1"
 
 
@@ -594,7 +584,7 @@ async def latest_plan(tenant: TenantRef) -> FleetPlan | None:
     return FleetPlan(
         **dict(header[0]),
         routes=list(routes.values()),
-        suggestions=[StoredSuggestion(**dict(row)) for row in standing],
+        suggestions=[SuggestionRow.of(row) for row in standing],
     )
 
 
@@ -659,7 +649,7 @@ async def apply_suggestion(tenant: TenantRef, actor: Actor, request_id: int) -> 
         )
 
 
-async def _standing(tenant: TenantRef, request_id: int) -> StoredSuggestion:
+async def _standing(tenant: TenantRef, request_id: int) -> SuggestionRow:
     """The latest plan's standing suggestion for a request."""
     async with tenant_transaction(tenant):
         latest = await engine.fetch(_LATEST)
@@ -670,4 +660,4 @@ async def _standing(tenant: TenantRef, request_id: int) -> StoredSuggestion:
             "the latest fleet plan suggests nothing (still standing) for this request",
             "request_id",
         )
-    return StoredSuggestion(**dict(rows[0]))
+    return SuggestionRow.of(rows[0])

@@ -220,6 +220,23 @@ class FleetPlanSuggestion(Table, tablename="fleet_plan_suggestions", db=engine):
     why = Text()
 
 
+@dataclass(frozen=True, slots=True)
+class SuggestionRow(Record):
+    """A plan's suggestion, with the number of the request it is about."""
+
+    table: ClassVar[type[Table]] = FleetPlanSuggestion
+    kind: str
+    request_id: int
+    driver_id: int | None
+    from_driver_id: int | None
+    arrive_at: datetime | None
+    sooner_s: int | None
+    why: str
+    number: int = computed(
+        "SELECT n.number FROM service_requests n WHERE n.id = fleet_plan_suggestions.request_id"
+    )
+
+
 class StagingMove(Table, tablename="staging_moves", db=engine):
     """A driver's current waiting-place suggestion, as their phone was told."""
 
