@@ -30,7 +30,7 @@ from patone.core.domain.service_types import distance_km
 from patone.core.runtime.clock import now
 from patone.core.runtime.db import engine
 from patone.core.runtime.errors import NotFound
-from patone.core.tables.dispatch import RequestToDispatchRow
+from patone.core.tables.dispatch import JobRow, RequestToDispatchRow
 from patone.plugins.types import GeoPoint
 from patone.tenants.isolation import TenantRef, tenant_transaction
 
@@ -180,11 +180,11 @@ async def _finishing(
         return {}
     typical = await workload.typical_seconds(tenant)
     rows = await engine.fetch(
-        f"SELECT {workload.JOB_COLUMNS} FROM service_requests WHERE id = ANY($1::int[])", jobs
+        f"SELECT {JobRow.columns()} FROM service_requests WHERE id = ANY($1::int[])", jobs
     )
     found = {}
     for row in rows:
-        done = workload.finish(dict(row), typical, at)
+        done = workload.finish(JobRow.of(row), typical, at)
         if done is not None:
             found[row["driver"]] = done
     return found

@@ -220,7 +220,11 @@ async def _fleet(tenant: TenantRef, snapshot: _Snapshot) -> Fleet:
             Stop(
                 id=job["id"],
                 index=len(places),
-                service_s=round(workload.work_seconds(job, snapshot.typical)),
+                service_s=round(
+                    workload.work_seconds(
+                        job["service_type"], job["destination_lat"] is not None, snapshot.typical
+                    )
+                ),
                 priority=PRIORITY.get(job["priority"], 1),
                 # An accepted job is its driver's whatever their skills (a dispatcher chose).
                 skills_needed=frozenset() if fixed else frozenset(job["required_skills"] or []),

@@ -165,6 +165,23 @@ class RequestToDispatchRow(Record):
     )
 
 
+@dataclass(frozen=True, slots=True)
+class JobRow(Record):
+    """What the engine reads of a driver's started job to tell when and where it ends."""
+
+    table: ClassVar[type[Table]] = ServiceRequest
+    id: int
+    driver: int | None
+    status: str
+    service_type: int
+    on_scene_at: datetime | None
+    eta_at: datetime | None
+    pickup_lat: float
+    pickup_lng: float
+    destination_lat: float | None
+    destination_lng: float | None
+
+
 class FleetPlan(Table, tablename="fleet_plans", db=engine):
     """One fleet re-plan: which solver, its objective and cost, how big the problem was."""
 
