@@ -10,6 +10,7 @@ from piccolo.columns import (
     ForeignKey,
     Integer,
     OnDelete,
+    Real,
     Timestamptz,
     Varchar,
 )
@@ -53,3 +54,18 @@ class Shift(Table, tablename="shifts", db=engine):
     driver = ForeignKey(references=Driver, on_delete=OnDelete.cascade, index=True)
     starts_at = Timestamptz()
     ends_at = Timestamptz()
+
+
+class DriverPosition(Table, tablename="driver_positions", db=engine):
+    """Drivers' GPS history, partitioned by day (`dispatch/positions.py` makes and drops the
+    partitions). No foreign key to drivers: an append-only log of millions of rows a day keeps
+    a stale id cheaper than checking each one. The key is (driver_id, recorded_at)."""
+
+    driver_id = Integer(primary_key=True)
+    recorded_at = Timestamptz()
+    lat = DoublePrecision()
+    lng = DoublePrecision()
+    accuracy_m = Real()
+    speed_mps = Real(null=True, default=None)
+    heading_deg = Real(null=True, default=None)
+    received_at = Timestamptz()
