@@ -9,7 +9,7 @@ walks every type implementing Node in the schema and fails when one is missing h
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from patone.core.common import activity
 from patone.core.domain import customers, drivers, service_requests, webhooks
@@ -30,6 +30,7 @@ from patone.graphql.types import (
 from patone.graphql.webhooks import WebhookDelivery, WebhookEndpoint
 
 Row = dict[str, Any]
+T = TypeVar("T")
 Load = Callable[[Context, int], Awaitable[Node]]
 
 
@@ -41,7 +42,7 @@ async def _service_type(ctx: Context, pk: int) -> Node:
     return ServiceType.from_row(row)
 
 
-def _through(read: Callable[[Any, Any, int], Awaitable[Row]], build: Callable[[Row], Node]) -> Load:
+def _through(read: Callable[[Any, Any, int], Awaitable[T]], build: Callable[[T], Node]) -> Load:
     """A loader reading one row with a service function (which checks the permission)."""
 
     async def load(ctx: Context, pk: int) -> Node:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
+from typing import ClassVar
 
 from piccolo.columns import (
     Array,
@@ -18,6 +21,7 @@ from piccolo.table import Table
 
 from patone.core.runtime.db import engine
 from patone.core.tables.identity import User
+from patone.core.tables.records import Record
 
 
 class DriverStatus(StrEnum):
@@ -48,12 +52,40 @@ class Driver(Table, tablename="drivers", db=engine):
     updated_at = Timestamptz()
 
 
+@dataclass(frozen=True, slots=True)
+class DriverRow(Record):
+    table: ClassVar[type[Table]] = Driver
+    id: int
+    user: int | None
+    name: str
+    phone: str | None
+    status: str
+    skills: list[str]
+    truck: str
+    last_lat: float | None
+    last_lng: float | None
+    last_seen_at: datetime | None
+    rating: int | None
+    archived_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
 class Shift(Table, tablename="shifts", db=engine):
     """A driver's planned or worked shift."""
 
     driver = ForeignKey(references=Driver, on_delete=OnDelete.cascade, index=True)
     starts_at = Timestamptz()
     ends_at = Timestamptz()
+
+
+@dataclass(frozen=True, slots=True)
+class ShiftRow(Record):
+    table: ClassVar[type[Table]] = Shift
+    id: int
+    driver: int
+    starts_at: datetime
+    ends_at: datetime
 
 
 class DriverPosition(Table, tablename="driver_positions", db=engine):

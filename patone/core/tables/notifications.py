@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
+from typing import ClassVar
+
 from piccolo.columns import BigInt, BigSerial, Boolean, Integer, Text, Timestamptz, Varchar
 from piccolo.table import Table
 
 from patone.core.runtime.db import engine
+from patone.core.tables.records import Record
 
 
 class NotificationRule(Table, tablename="notification_rules", db=engine):
@@ -17,6 +22,17 @@ class NotificationRule(Table, tablename="notification_rules", db=engine):
     channel = Varchar(length=10)  # email | sms | push
     enabled = Boolean(default=True)
     updated_at = Timestamptz()
+
+
+@dataclass(frozen=True, slots=True)
+class NotificationRuleRow(Record):
+    table: ClassVar[type[Table]] = NotificationRule
+    id: int
+    event: str
+    recipient: str
+    channel: str
+    enabled: bool
+    updated_at: datetime
 
 
 class NotificationTemplate(Table, tablename="notification_templates", db=engine):
@@ -39,6 +55,17 @@ class NotificationPreference(Table, tablename="notification_preferences", db=eng
     channel = Varchar(length=10)
     enabled = Boolean()
     updated_at = Timestamptz()
+
+
+@dataclass(frozen=True, slots=True)
+class NotificationPreferenceRow(Record):
+    """One choice of a person's (whose it is, the caller knows)."""
+
+    table: ClassVar[type[Table]] = NotificationPreference
+    event: str
+    channel: str
+    enabled: bool
+    updated_at: datetime
 
 
 class Notification(Table, tablename="notifications", db=engine):
@@ -69,6 +96,34 @@ class Notification(Table, tablename="notifications", db=engine):
     updated_at = Timestamptz()
 
 
+@dataclass(frozen=True, slots=True)
+class NotificationRow(Record):
+    """A delivery log entry (its HTML body and lease left out)."""
+
+    table: ClassVar[type[Table]] = Notification
+    id: int
+    event_id: int
+    event: str
+    entity: str
+    entity_id: str
+    recipient_kind: str
+    recipient_id: int
+    channel: str
+    address: str
+    subject: str
+    body: str
+    status: str
+    provider: str
+    provider_id: str
+    provider_status: str
+    attempts: int
+    ambiguous_attempts: int
+    error: str
+    created_at: datetime
+    sent_at: datetime | None
+    updated_at: datetime
+
+
 class PushSubscription(Table, tablename="push_subscriptions", db=engine):
     """A browser's Web Push subscription for a user or customer."""
 
@@ -80,3 +135,15 @@ class PushSubscription(Table, tablename="push_subscriptions", db=engine):
     user_agent = Text(default="")
     created_at = Timestamptz()
     last_used_at = Timestamptz(null=True, default=None)
+
+
+@dataclass(frozen=True, slots=True)
+class PushSubscriptionRow(Record):
+    """A device as its owner sees it (its keys stay in the table)."""
+
+    table: ClassVar[type[Table]] = PushSubscription
+    id: int
+    endpoint: str
+    user_agent: str
+    created_at: datetime
+    last_used_at: datetime | None

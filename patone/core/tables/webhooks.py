@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, ClassVar
+
 from piccolo.columns import (
     JSONB,
     Array,
@@ -19,6 +23,7 @@ from piccolo.columns import (
 from piccolo.table import Table
 
 from patone.core.runtime.db import engine
+from patone.core.tables.records import Record
 
 
 class WebhookEndpoint(Table, tablename="webhook_endpoints", db=engine):
@@ -39,6 +44,27 @@ class WebhookEndpoint(Table, tablename="webhook_endpoints", db=engine):
     disabled_reason = Text(default="")
     created_at = Timestamptz()
     updated_at = Timestamptz()
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookEndpointRow(Record):
+    """An endpoint as its company sees it: never its secrets."""
+
+    table: ClassVar[type[Table]] = WebhookEndpoint
+    id: int
+    url: str
+    description: str
+    event_types: list[str]
+    enabled: bool
+    failure_streak: int
+    failing_since: datetime | None
+    last_success_at: datetime | None
+    last_failure_at: datetime | None
+    disabled_at: datetime | None
+    disabled_reason: str
+    previous_secret_expires_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
 
 
 class WebhookDelivery(Table, tablename="webhook_deliveries", db=engine):
@@ -71,6 +97,31 @@ class WebhookDelivery(Table, tablename="webhook_deliveries", db=engine):
     updated_at = Timestamptz()
 
 
+@dataclass(frozen=True, slots=True)
+class WebhookDeliveryRow(Record):
+    """A delivery; `payload` is the JSON body sent, decoded."""
+
+    table: ClassVar[type[Table]] = WebhookDelivery
+    id: int
+    endpoint_id: int
+    message_id: str
+    event_id: int | None
+    event_type: str
+    payload: dict[str, Any]
+    status: str
+    attempts: int
+    replays: int
+    response_status: int | None
+    response_body: str
+    error: str
+    duration_ms: int | None
+    next_attempt_at: datetime | None
+    last_attempt_at: datetime | None
+    succeeded_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
 class WebhookAttempt(Table, tablename="webhook_attempts", db=engine):
     """One try at a delivery: what the receiver answered, or what went wrong."""
 
@@ -88,3 +139,25 @@ class WebhookAttempt(Table, tablename="webhook_attempts", db=engine):
     error = Text(default="")
     duration_ms = Integer(default=0)
     created_at = Timestamptz()
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookAttemptRow(Record):
+    table: ClassVar[type[Table]] = WebhookAttempt
+    id: int
+    delivery_id: int
+    attempt: int
+    trigger: str
+    response_status: int | None
+    response_body: str
+    error: str
+    duration_ms: int
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedDelivery:
+    """A delivery and its attempts, oldest first (none when only the delivery was asked for)."""
+
+    delivery: WebhookDeliveryRow
+    attempt_log: tuple[WebhookAttemptRow, ...] = ()
