@@ -64,7 +64,7 @@ class Vehicle(Table, tablename="vehicles", db=engine):
 class VehicleRow(Record):
     table: ClassVar[type[Table]] = Vehicle
     id: int
-    customer: int
+    customer: int | None  # nullable in the table, though every vehicle has one
     make: str
     model: str
     year: int | None
@@ -89,7 +89,7 @@ class Membership(Table, tablename="memberships", db=engine):
 class MembershipRow(Record):
     table: ClassVar[type[Table]] = Membership
     id: int
-    customer: int
+    customer: int | None  # nullable in the table, though every membership has one
     provider: str
     number: str
     valid_until: date | None

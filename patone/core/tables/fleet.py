@@ -83,7 +83,7 @@ class Shift(Table, tablename="shifts", db=engine):
 class ShiftRow(Record):
     table: ClassVar[type[Table]] = Shift
     id: int
-    driver: int
+    driver: int | None  # nullable in the table, though every shift has one
     starts_at: datetime
     ends_at: datetime
 

@@ -100,20 +100,20 @@ async def test_declined_and_lapsed_offers_cascade_and_a_late_answer_is_refused(
     report = await autodispatch.sweep(acme)
     assert report.offered == 1
     assert await _offer_rows(acme, request["id"]) == [
-        (first["id"], "declined"),
-        (second["id"], "open"),
+        (first.id, "declined"),
+        (second.id, "open"),
     ]
     clock.advance(31)  # the second driver does not answer in time
     late = (await offers.my_offers(acme, driver_actor(second)))[0]
     report = await autodispatch.sweep(acme)
     assert report.expired == 1 and report.offered == 1
     with pytest.raises(Conflict) as refused:
-        await offers.respond_to_offer(acme, driver_actor(second), late.id, accept=True)
+        await offers.respond_to_offer(acme, driver_actor(second), late["id"], accept=True)
     assert refused.value.code == "offer_closed"
     assert await _offer_rows(acme, request["id"]) == [
-        (first["id"], "declined"),
-        (second["id"], "expired"),
-        (third["id"], "open"),
+        (first.id, "declined"),
+        (second.id, "expired"),
+        (third.id, "open"),
     ]
     # Bolt's own request went to bolt's driver and nothing of acme's reached it.
     assert await _offer_rows(bolt, bolt_request["id"]) == [(other.id, "open")]
@@ -447,19 +447,19 @@ async def test_a_driver_who_stops_working_loses_their_offer_to_the_next_driver(
     await driver_at(bolt, 1)
     request = await request_at_scene(acme)
     await autodispatch.sweep(acme)
-    await fleet.update_driver(acme, SYSTEM, leaving["id"], {"status": "on_break"})
+    await fleet.update_driver(acme, SYSTEM, leaving.id, {"status": "on_break"})
     await autodispatch.sweep(acme)
     assert await _offer_rows(acme, request["id"]) == [
-        (leaving["id"], "withdrawn"),
+        (leaving.id, "withdrawn"),
         (staying.id, "open"),
     ]
     await fleet.archive_driver(acme, SYSTEM, staying.id)
     assert await _offer_rows(acme, request["id"]) == [
-        (leaving["id"], "withdrawn"),
+        (leaving.id, "withdrawn"),
         (staying.id, "withdrawn"),
     ]
     live = {p.driver_id for p in await positions.driver_positions(acme)}
-    assert staying.id not in live and leaving["id"] in live  # archived: off the map
+    assert staying.id not in live and leaving.id in live  # archived: off the map
     assert [p.driver_id for p in await positions.driver_positions(bolt)] == [1]
 
 

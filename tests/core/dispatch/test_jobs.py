@@ -198,7 +198,7 @@ async def test_a_new_waiting_place_rings_the_drivers_phone_once_through_the_rela
         await asyncio.sleep(0.5)  # bolt's own push job has had its time
     [rung] = await _staged_push(push_service)
     assert rung.payload["title"] == "Wait near Alexanderplatz 1"
-    assert rung.payload["tag"] == f"staging:{driver['id']}"
+    assert rung.payload["tag"] == f"staging:{driver.id}"
     assert rung.payload["body"].startswith("8.0 km from you")
     assert rung.payload["url"] == "/driver"
 

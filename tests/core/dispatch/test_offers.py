@@ -37,16 +37,16 @@ async def test_first_offers_and_offers_made_again_after_a_lapse_are_told_apart(
     bert = await driver_at(bolt, 1)
     one, two = await request_at_scene(acme), await request_at_scene(acme)
     # Anna lets #1 lapse, is asked again and accepts in 4 s; Bob declines #2 after 10 s.
-    await _offer(acme, one["id"], anna["id"])
+    await _offer(acme, one["id"], anna.id)
     clock.advance(31)
     assert len(await offers.expire_offers(acme)) == 1
-    again = await _offer(acme, one["id"], anna["id"])
+    again = await _offer(acme, one["id"], anna.id)
     clock.advance(4)
     await offers.respond_to_offer(acme, driver_actor(anna), again, accept=True)
     declined = await _offer(acme, two["id"], bob.id)
     clock.advance(10)
     await offers.respond_to_offer(acme, driver_actor(bob), declined, accept=False)
-    await _offer(acme, two["id"], anna["id"])  # still open: not counted
+    await _offer(acme, two["id"], anna.id)  # still open: not counted
     theirs = await _offer(bolt, (await request_at_scene(bolt))["id"], bert.id)
     clock.advance(20)
     await offers.respond_to_offer(bolt, driver_actor(bert), theirs, accept=True)
@@ -64,7 +64,7 @@ async def test_first_offers_and_offers_made_again_after_a_lapse_are_told_apart(
         ("Anna", offers.OfferTally(offers=2, accepted=1, lapsed=1, median_answer_s=4.0)),
         ("Bob", offers.OfferTally(offers=1, declined=1, median_answer_s=10.0)),
     ]
-    assert [d.driver_id for d in stats.by_driver] == [anna["id"], bob.id]
+    assert [d.driver_id for d in stats.by_driver] == [anna.id, bob.id]
     other = await offers.offer_stats(bolt, DISPATCHER)
     assert other.first == offers.OfferTally(offers=1, accepted=1, median_answer_s=20.0)
     assert [(d.driver_id, d.tally.accepted) for d in other.by_driver] == [(bert.id, 1)]
@@ -129,7 +129,7 @@ async def test_a_lapsed_offer_is_told_alike_whether_swept_or_answered_too_late(
     anna, bob = await driver_at(acme, 1), await driver_at(acme, 2)
     await driver_at(bolt, 1)
     one, two = await request_at_scene(acme), await request_at_scene(acme)
-    swept = await _offer(acme, one["id"], anna["id"])
+    swept = await _offer(acme, one["id"], anna.id)
     clock.advance(31)
     assert len(await offers.expire_offers(acme)) == 1
     late = await _offer(acme, two["id"], bob.id)
@@ -152,7 +152,7 @@ async def test_a_lapsed_offer_is_told_alike_whether_swept_or_answered_too_late(
         }
 
     assert await _expired_events(acme) == [
-        told(swept, one["id"], anna["id"], "no answer"),
+        told(swept, one["id"], anna.id, "no answer"),
         told(late, two["id"], bob.id, "answered too late"),
     ]
     assert await _expired_events(bolt) == []

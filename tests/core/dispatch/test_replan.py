@@ -4,7 +4,6 @@ moves suggested to dispatchers; the solver's own process, its greedy fallback, r
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import pytest
 
@@ -14,6 +13,7 @@ from patone.core.dispatch.settings import update_dispatch_settings
 from patone.core.domain import drivers, service_requests
 from patone.core.runtime.db import engine
 from patone.core.runtime.errors import Conflict, NotFound, UserError, ValidationFailed
+from patone.core.tables.fleet import DriverRow
 from patone.tenants.isolation import tenant_transaction
 from patone.tenants.registry import TenantInfo
 from tests.conftest import actor_for
@@ -50,7 +50,7 @@ async def _accepted_at(tenant: TenantInfo, driver_id: int, km: float) -> int:
 
 async def _three_jobs_for_anna(
     tenant: TenantInfo, anna: str = "Anna", bob: str = "Bob"
-) -> tuple[dict[str, Any], dict[str, Any], int, int, int]:
+) -> tuple[DriverRow, DriverRow, int, int, int]:
     """Anna, at the scene, has accepted jobs 9, 2 and 5 km east of it; Bob, free, stands 10 km
     east, next to the far one. (anna, bob, far, near, middle)."""
     first = await driver_at(tenant, 0, name=anna)
@@ -94,7 +94,7 @@ async def test_a_drivers_stacked_jobs_are_ordered_and_a_free_driver_much_nearer_
     # in minutes. Each driver is suggested once: for the job they gain most on.
     [move] = plan.suggestions
     assert (move.kind, move.request_id) == ("reassign", far)
-    assert (move.driver_id, move.from_driver_id) == (bob["id"], anna.id)
+    assert (move.driver_id, move.from_driver_id) == (bob.id, anna.id)
     assert move.sooner_s is not None and move.sooner_s > 40 * 60
     assert move.why.startswith("Bob could be at #") and "sooner than Anna" in move.why
     assert "after 2 other jobs" in move.why
@@ -107,7 +107,7 @@ async def test_a_drivers_stacked_jobs_are_ordered_and_a_free_driver_much_nearer_
     assert other.suggestions == []
     # A dispatcher who moves the job makes the suggestion go.
     await service_requests.transition(acme, DISPATCHER, far, "pending", reason_code="reassigned")
-    await service_requests.assign_driver(acme, DISPATCHER, far, bob["id"])
+    await service_requests.assign_driver(acme, DISPATCHER, far, bob.id)
     plan = await replan.fleet_plan(acme, DISPATCHER)
     assert plan is not None and plan.suggestions == []
 
@@ -241,7 +241,7 @@ async def test_a_dispatcher_takes_a_reassignment_in_one_step(
 
     decision = await replan.apply_suggestion(acme, DISPATCHER, far)
 
-    assert (decision.outcome, decision.driver_id) == ("offered", bob["id"])
+    assert (decision.outcome, decision.driver_id) == ("offered", bob.id)
     assert decision.explanation is not None
     assert "as the fleet plan suggested: Bob could be at #" in decision.explanation["why"]
     job = await service_requests.get_request(acme, DISPATCHER, far)
@@ -249,12 +249,12 @@ async def test_a_dispatcher_takes_a_reassignment_in_one_step(
     events = await service_requests.request_events(acme, DISPATCHER, far)
     assert (events[-1]["to_status"], events[-1]["reason_code"]) == ("pending", "reassigned")
     [offer] = [o for o in await offers.list_offers(acme, DISPATCHER, far) if o["status"] == "open"]
-    assert offer["driver_id"] == bob["id"]
+    assert offer["driver_id"] == bob.id
     still = await service_requests.get_request(acme, DISPATCHER, near)
     assert still["driver"] == anna.id  # the rest of Anna's jobs stay hers
     await offers.respond_to_offer(acme, driver_actor(bob), offer["id"], accept=True)
     job = await service_requests.get_request(acme, DISPATCHER, far)
-    assert (job["status"], job["driver"]) == ("assigned", bob["id"])
+    assert (job["status"], job["driver"]) == ("assigned", bob.id)
     # Taken: it no longer stands. The other company's plan and jobs are untouched.
     with pytest.raises(NotFound):
         await replan.apply_suggestion(acme, DISPATCHER, far)
@@ -278,7 +278,7 @@ async def test_a_suggestion_that_cannot_be_taken_is_refused_and_changes_nothing(
     plan = await replan.fleet_plan(acme, DISPATCHER)
     assert plan is not None
     kinds = {s.request_id: (s.kind, s.driver_id) for s in plan.suggestions}
-    assert kinds[far] == ("reassign", bob["id"]) and kinds[lockout] == ("unserved", None)
+    assert kinds[far] == ("reassign", bob.id) and kinds[lockout] == ("unserved", None)
     assert kinds[jump][0] == "offer"
 
     with pytest.raises(Conflict) as unserved:
@@ -287,7 +287,7 @@ async def test_a_suggestion_that_cannot_be_taken_is_refused_and_changes_nothing(
         unserved.value
     )
     # Bob went off duty since the plan: the job is not taken from Anna for nothing.
-    await drivers.update_driver(acme, SYSTEM, bob["id"], {"status": "off_duty"})
+    await drivers.update_driver(acme, SYSTEM, bob.id, {"status": "off_duty"})
     with pytest.raises(UserError) as gone:
         await replan.apply_suggestion(acme, DISPATCHER, far)
     assert (gone.value.code, gone.value.field) == ("driver_unavailable", "driver_id")

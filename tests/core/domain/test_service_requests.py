@@ -308,9 +308,9 @@ async def test_drivers_see_and_move_only_their_own_jobs(
     acme, _ = two_tenants
     mine, theirs = await _request(acme), await _request(acme)
     me, other = await _driver(acme), await _driver(acme)
-    await service_requests.assign_driver(acme, DISPATCHER, mine["id"], me["id"])
+    await service_requests.assign_driver(acme, DISPATCHER, mine["id"], me.id)
     await service_requests.assign_driver(acme, DISPATCHER, theirs["id"], other.id)
-    driver = actor_for("driver", user_id=5, driver_id=me["id"])
+    driver = actor_for("driver", user_id=5, driver_id=me.id)
     page = await service_requests.list_requests(acme, driver)
     assert [r["id"] for r in page.rows] == [mine["id"]]
     with pytest.raises(NotFound):
@@ -322,7 +322,7 @@ async def test_drivers_see_and_move_only_their_own_jobs(
             acme, driver, mine["id"], "cancelled", reason_code="customer_cancelled"
         )
     with pytest.raises(PermissionDenied):
-        await service_requests.assign_driver(acme, driver, mine["id"], me["id"])
+        await service_requests.assign_driver(acme, driver, mine["id"], me.id)
     withdrawn = await service_requests.transition(
         acme, driver, mine["id"], "pending", reason_code="driver_withdrew"
     )

@@ -4,6 +4,7 @@ keys), either way, `DDL_ONLY` aside; and every typed row reads columns its table
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import types
 import typing
@@ -171,7 +172,7 @@ def test_every_typed_row_reads_columns_of_its_table() -> None:
         table: type[Table] = kind.table
         columns = {c._meta.db_column_name: c for c in table._meta.columns}
         hints = typing.get_type_hints(kind)
-        for field in kind.__dataclass_fields__.values():
+        for field in dataclasses.fields(kind):  # type: ignore[arg-type]
             if field.metadata.get("sql"):
                 continue
             column = columns.get(field.name)
