@@ -70,7 +70,7 @@ async def test_search_by_name_phone_and_plate_within_one_tenant(
 
     async def search(text: str) -> list[int]:
         page = await customers.list_customers(acme, DISPATCHER, search=text)
-        return [c["id"] for c in page.rows]
+        return [c.id for c in page.rows]
 
     for text in ("ana", "Ruiz", "555267", "zx99", "ZX 9981", "zx-9981"):
         assert await search(text) == [ana.id], text
