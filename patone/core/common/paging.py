@@ -18,13 +18,15 @@ import json
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from patone.core.runtime.db import engine
 from patone.core.runtime.errors import UserError
 from patone.tenants.isolation import TenantRef, tenant_transaction
 
 Row = dict[str, Any]
+T = TypeVar("T")
+U = TypeVar("U")
 
 COUNT_CAP = 10_000
 DEFAULT_PAGE = 50
@@ -62,8 +64,8 @@ class Count:
 
 
 @dataclass
-class Page:
-    rows: list[Row]
+class Page(Generic[T]):
+    rows: list[T]
     cursors: list[str]
     has_next: bool
     has_previous: bool
@@ -76,6 +78,16 @@ class Page:
     @property
     def end_cursor(self) -> str | None:
         return self.cursors[-1] if self.cursors else None
+
+    def map(self, read: Callable[[T], U]) -> Page[U]:
+        """The same page with each row read as something else (a typed row)."""
+        return Page(
+            [read(row) for row in self.rows],
+            self.cursors,
+            self.has_next,
+            self.has_previous,
+            self.count,
+        )
 
 
 def cursor_of(values: Sequence[Any]) -> str:
@@ -133,7 +145,7 @@ async def fetch_page(
     window: Window,
     max_page: int = 200,
     count_cap: int = COUNT_CAP,
-) -> Page:
+) -> Page[Row]:
     """One page of `SELECT columns FROM source WHERE where` in key order (`$n` placeholders
     in `where` number `args`). Runs in the caller's tenant transaction when there is one."""
     check_window(window, max_page)
