@@ -17,10 +17,10 @@ from strawberry.dataloader import DataLoader
 from patone.core.common.permissions import Actor
 from patone.core.dispatch import positions
 from patone.core.dispatch.positions import DriverPosition
-from patone.core.domain.customers import CUSTOMER_COLUMNS, VEHICLE_COLUMNS
-from patone.core.domain.drivers import DRIVER_COLUMNS
 from patone.core.identity.tokens import Claims
 from patone.core.runtime.db import engine
+from patone.core.tables.customers import CustomerRow, VehicleRow
+from patone.core.tables.fleet import DriverRow
 from patone.core.tables.records import Record
 from patone.core.tables.requests import RequestEventRow, RequestRow, ServiceTypeRow
 from patone.tenants.isolation import TenantRef, tenant_transaction
@@ -28,29 +28,11 @@ from patone.tenants.isolation import TenantRef, tenant_transaction
 log = logging.getLogger(__name__)
 
 Row = dict[str, Any]
-
-# The same columns the services read, so a loaded row and a service's row are alike.
-_SELECTS = {
-    "customers": CUSTOMER_COLUMNS,
-    "vehicles": VEHICLE_COLUMNS,
-    "drivers": DRIVER_COLUMNS,
-}
 R = TypeVar("R", bound=Record)
 
 
-def _by_id(tenant: TenantRef, table: str) -> DataLoader[int, Row | None]:
-    async def load(ids: Sequence[int]) -> list[Row | None]:
-        async with tenant_transaction(tenant):
-            rows = await engine.fetch(
-                f"SELECT {_SELECTS[table]} FROM {table} WHERE id = ANY($1::bigint[])", list(ids)
-            )
-        found = {row["id"]: dict(row) for row in rows}
-        return [found.get(i) for i in ids]
-
-    return DataLoader(load_fn=load)
-
-
 def _records(tenant: TenantRef, kind: type[R]) -> DataLoader[int, R | None]:
+    """Rows of `kind` by id, as the owning service reads them."""
     table = kind.table._meta.tablename
 
     async def load(ids: Sequence[int]) -> list[R | None]:
@@ -98,9 +80,9 @@ def _positions(tenant: TenantRef) -> DataLoader[int, DriverPosition | None]:
 
 @dataclass
 class Loaders:
-    customer: DataLoader[int, Row | None]
-    vehicle: DataLoader[int, Row | None]
-    driver: DataLoader[int, Row | None]
+    customer: DataLoader[int, CustomerRow | None]
+    vehicle: DataLoader[int, VehicleRow | None]
+    driver: DataLoader[int, DriverRow | None]
     service_type: DataLoader[int, ServiceTypeRow | None]
     request: DataLoader[int, RequestRow | None]
     events: DataLoader[int, list[RequestEventRow]]
@@ -109,20 +91,19 @@ class Loaders:
     @classmethod
     def for_tenant(cls, tenant: TenantRef) -> Loaders:
         return cls(
-            customer=_by_id(tenant, "customers"),
-            vehicle=_by_id(tenant, "vehicles"),
-            driver=_by_id(tenant, "drivers"),
+            customer=_records(tenant, CustomerRow),
+            vehicle=_records(tenant, VehicleRow),
+            driver=_records(tenant, DriverRow),
             service_type=_records(tenant, ServiceTypeRow),
             request=_records(tenant, RequestRow),
             events=_events(tenant),
             position=_positions(tenant),
         )
 
-    def prime(self, loader: str, rows: Iterable[Any]) -> None:
-        """Prime a loader with rows already read (dicts, or typed rows)."""
+    def prime(self, loader: str, rows: Iterable[Row | Record]) -> None:
         target: DataLoader[int, Any] = getattr(self, loader)
         for row in rows:
-            target.prime(row["id"] if isinstance(row, dict) else row.id, row)
+            target.prime(row["id"] if isinstance(row, dict) else row.as_dict()["id"], row)
 
 
 @dataclass

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Any
 
 import strawberry
 from strawberry.types import Info
 
 from patone.core.domain import customers as service
 from patone.core.runtime.errors import NotFound
+from patone.core.tables.customers import CustomerRow, MembershipRow, VehicleRow
 from patone.graphql.context import Context
 from patone.graphql.ids import pk_of
 from patone.graphql.parts import part
@@ -88,7 +88,7 @@ class VehiclePayload:
     user_errors: list[UserError]
 
 
-def _customer(row: dict[str, Any] | None, errors: list[UserError]) -> CustomerPayload:
+def _customer(row: CustomerRow | None, errors: list[UserError]) -> CustomerPayload:
     return CustomerPayload(customer=Customer.from_row(row) if row else None, user_errors=errors)
 
 
@@ -146,7 +146,7 @@ class CustomerMutations:
     ) -> CustomerPayload:
         ctx = info.context
 
-        async def run() -> dict[str, Any]:
+        async def run() -> CustomerRow:
             return await service.update_customer(
                 ctx.tenant, ctx.actor, pk_of(id, "Customer"), given(input)
             )
@@ -159,7 +159,7 @@ class CustomerMutations:
     ) -> CustomerPayload:
         ctx = info.context
 
-        async def run() -> dict[str, Any]:
+        async def run() -> CustomerRow:
             return await service.archive_customer(ctx.tenant, ctx.actor, pk_of(id, "Customer"))
 
         return _customer(*await attempt(run()))
@@ -170,7 +170,7 @@ class CustomerMutations:
     ) -> VehiclePayload:
         ctx = info.context
 
-        async def run() -> dict[str, Any]:
+        async def run() -> VehicleRow:
             return await service.add_vehicle(
                 ctx.tenant, ctx.actor, pk_of(customer_id, "Customer", "customerId"), given(input)
             )
@@ -184,7 +184,7 @@ class CustomerMutations:
     ) -> VehiclePayload:
         ctx = info.context
 
-        async def run() -> dict[str, Any]:
+        async def run() -> VehicleRow:
             return await service.update_vehicle(
                 ctx.tenant, ctx.actor, pk_of(id, "Vehicle"), given(input)
             )
@@ -196,7 +196,7 @@ class CustomerMutations:
     async def archive_vehicle(self, info: Info[Context, None], id: strawberry.ID) -> VehiclePayload:
         ctx = info.context
 
-        async def run() -> dict[str, Any]:
+        async def run() -> VehicleRow:
             return await service.archive_vehicle(ctx.tenant, ctx.actor, pk_of(id, "Vehicle"))
 
         row, errors = await attempt(run())
@@ -208,17 +208,11 @@ class CustomerMutations:
     ) -> MembershipPayload:
         ctx = info.context
 
-        async def run() -> dict[str, Any]:
+        async def run() -> MembershipRow:
             return await service.add_membership(
                 ctx.tenant, ctx.actor, pk_of(customer_id, "Customer", "customerId"), given(input)
             )
 
         row, errors = await attempt(run())
-        membership = (
-            Membership(
-                provider=row["provider"], number=row["number"], valid_until=row["valid_until"]
-            )
-            if row
-            else None
-        )
+        membership = Membership.from_row(row) if row else None
         return MembershipPayload(membership=membership, user_errors=errors)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 import strawberry
 from strawberry.types import Info
 
 from patone.core.dispatch import fleet
 from patone.core.domain import drivers as service
+from patone.core.tables.fleet import DriverRow, ShiftRow
 from patone.graphql.context import Context
 from patone.graphql.ids import pk_of
 from patone.graphql.parts import part
@@ -60,7 +60,7 @@ class DriverPayload:
     user_errors: list[UserError]
 
 
-def _payload(row: dict[str, Any] | None, errors: list[UserError]) -> DriverPayload:
+def _payload(row: DriverRow | None, errors: list[UserError]) -> DriverPayload:
     return DriverPayload(driver=Driver.from_row(row) if row else None, user_errors=errors)
 
 
@@ -91,7 +91,7 @@ class DriverMutations:
     ) -> DriverPayload:
         ctx = info.context
 
-        async def run() -> dict[str, Any]:
+        async def run() -> DriverRow:
             data = given(input)
             if input.user_id is not None:
                 data["user_id"] = pk_of(input.user_id, "User", "userId")
@@ -105,7 +105,7 @@ class DriverMutations:
     ) -> DriverPayload:
         ctx = info.context
 
-        async def run() -> dict[str, Any]:
+        async def run() -> DriverRow:
             return await fleet.update_driver(
                 ctx.tenant, ctx.actor, pk_of(id, "Driver"), given(input)
             )
@@ -120,7 +120,7 @@ class DriverMutations:
     async def set_my_status(self, info: Info[Context, None], status: DriverStatus) -> DriverPayload:
         ctx = info.context
 
-        async def run() -> dict[str, Any]:
+        async def run() -> DriverRow:
             return await fleet.set_own_status(ctx.tenant, ctx.actor, status.value)
 
         return _payload(*await attempt(run()))
@@ -131,7 +131,7 @@ class DriverMutations:
     ) -> DriverPayload:
         ctx = info.context
 
-        async def run() -> dict[str, Any]:
+        async def run() -> DriverRow:
             return await fleet.set_position(
                 ctx.tenant, ctx.actor, pk_of(id, "Driver"), {"lat": lat, "lng": lng}
             )
@@ -142,7 +142,7 @@ class DriverMutations:
     async def archive_driver(self, info: Info[Context, None], id: strawberry.ID) -> DriverPayload:
         ctx = info.context
 
-        async def run() -> dict[str, Any]:
+        async def run() -> DriverRow:
             return await fleet.archive_driver(ctx.tenant, ctx.actor, pk_of(id, "Driver"))
 
         return _payload(*await attempt(run()))
@@ -153,11 +153,11 @@ class DriverMutations:
     ) -> ShiftPayload:
         ctx = info.context
 
-        async def run() -> dict[str, Any]:
+        async def run() -> ShiftRow:
             return await service.add_shift(
                 ctx.tenant, ctx.actor, pk_of(driver_id, "Driver", "driverId"), given(input)
             )
 
         row, errors = await attempt(run())
-        shift = Shift(starts_at=row["starts_at"], ends_at=row["ends_at"]) if row else None
+        shift = Shift(starts_at=row.starts_at, ends_at=row.ends_at) if row else None
         return ShiftPayload(shift=shift, user_errors=errors)

@@ -30,8 +30,8 @@ from patone.graphql.types import (
 from patone.graphql.webhooks import WebhookDelivery, WebhookEndpoint
 
 Row = dict[str, Any]
+T = TypeVar("T")
 Load = Callable[[Context, int], Awaitable[Node]]
-X = TypeVar("X")
 
 
 async def _service_type(ctx: Context, pk: int) -> Node:
@@ -42,7 +42,7 @@ async def _service_type(ctx: Context, pk: int) -> Node:
     return ServiceType.from_row(row)
 
 
-def _through(read: Callable[[Any, Any, int], Awaitable[X]], build: Callable[[X], Node]) -> Load:
+def _through(read: Callable[[Any, Any, int], Awaitable[T]], build: Callable[[T], Node]) -> Load:
     """A loader reading one row with a service function (which checks the permission)."""
 
     async def load(ctx: Context, pk: int) -> Node:

@@ -12,6 +12,11 @@ from strawberry.types import Info
 from patone.core.common.permissions import require
 from patone.core.notifications import admin, templates
 from patone.core.runtime.errors import UserError as DomainUserError
+from patone.core.tables.notifications import (
+    NotificationPreferenceRow,
+    NotificationRow,
+    NotificationRuleRow,
+)
 from patone.core.work import jobs
 from patone.graphql.context import Context
 from patone.graphql.ids import pk_of
@@ -40,6 +45,12 @@ class NotificationRule:
     channel: str = strawberry.field(description="email, sms or push")
     enabled: bool
 
+    @classmethod
+    def from_row(cls, row: NotificationRuleRow) -> NotificationRule:
+        return cls(
+            event=row.event, recipient=row.recipient, channel=row.channel, enabled=row.enabled
+        )
+
 
 @strawberry.type(description="The text sent for an event on a channel (Jinja2).")
 class NotificationTemplate:
@@ -63,6 +74,10 @@ class NotificationPreference:
     event: str
     channel: str
     enabled: bool
+
+    @classmethod
+    def from_row(cls, row: NotificationPreferenceRow) -> NotificationPreference:
+        return cls(event=row.event, channel=row.channel, enabled=row.enabled)
 
 
 @strawberry.type(description="One message to one person: the delivery log.")
@@ -93,31 +108,29 @@ class Notification:
     sent_at: datetime | None
 
     @classmethod
-    def from_row(cls, row: admin.Row) -> Notification:
+    def from_row(cls, row: NotificationRow) -> Notification:
         request = (
-            gid("ServiceRequest", int(row["entity_id"]))
-            if row["entity"] == "service_request"
-            else None
+            gid("ServiceRequest", int(row.entity_id)) if row.entity == "service_request" else None
         )
         return cls(
-            id=gid("Notification", row["id"]),
-            event=row["event"],
+            id=gid("Notification", row.id),
+            event=row.event,
             request_id=request,
-            recipient_kind=row["recipient_kind"],
-            recipient_id=row["recipient_id"],
-            channel=row["channel"],
-            address=row["address"],
-            subject=row["subject"],
-            body=row["body"],
-            status=row["status"],
-            provider=row["provider"],
-            provider_id=row["provider_id"],
-            provider_status=row["provider_status"],
-            attempts=row["attempts"],
-            ambiguous_attempts=row["ambiguous_attempts"],
-            error=row["error"],
-            created_at=row["created_at"],
-            sent_at=row["sent_at"],
+            recipient_kind=row.recipient_kind,
+            recipient_id=row.recipient_id,
+            channel=row.channel,
+            address=row.address,
+            subject=row.subject,
+            body=row.body,
+            status=row.status,
+            provider=row.provider,
+            provider_id=row.provider_id,
+            provider_status=row.provider_status,
+            attempts=row.attempts,
+            ambiguous_attempts=row.ambiguous_attempts,
+            error=row.error,
+            created_at=row.created_at,
+            sent_at=row.sent_at,
         )
 
 
@@ -202,15 +215,7 @@ class NotificationQueries:
     @strawberry.field
     async def notification_rules(self, info: Info[Context, None]) -> list[NotificationRule]:
         rows = await admin.list_rules(info.context.tenant, info.context.actor)
-        return [
-            NotificationRule(
-                event=r["event"],
-                recipient=r["recipient"],
-                channel=r["channel"],
-                enabled=r["enabled"],
-            )
-            for r in rows
-        ]
+        return [NotificationRule.from_row(r) for r in rows]
 
     @strawberry.field(description="Every event and channel text, the company's own or built in.")
     async def notification_templates(self, info: Info[Context, None]) -> list[NotificationTemplate]:
@@ -264,10 +269,7 @@ class NotificationQueries:
         ctx = info.context
         kind, pk = _subject(ctx, subject_kind, subject_id)
         rows = await admin.preferences(ctx.tenant, ctx.actor, kind, pk)
-        return [
-            NotificationPreference(event=r["event"], channel=r["channel"], enabled=r["enabled"])
-            for r in rows
-        ]
+        return [NotificationPreference.from_row(r) for r in rows]
 
     @strawberry.field(description="The delivery log, newest first.")
     async def notifications(
@@ -321,16 +323,7 @@ class NotificationMutations:
         row, errors = await attempt(
             admin.set_rule(ctx.tenant, ctx.actor, event, recipient, channel, enabled)
         )
-        rule = (
-            NotificationRule(
-                event=row["event"],
-                recipient=row["recipient"],
-                channel=row["channel"],
-                enabled=row["enabled"],
-            )
-            if row
-            else None
-        )
+        rule = NotificationRule.from_row(row) if row else None
         return NotificationRulePayload(rule=rule, user_errors=errors)
 
     @strawberry.mutation(description="Save the company's text for an event and channel.")
@@ -384,13 +377,7 @@ class NotificationMutations:
         row, errors = await attempt(
             admin.set_preference(ctx.tenant, ctx.actor, kind, pk, event, channel, enabled)
         )
-        preference = (
-            NotificationPreference(
-                event=row["event"], channel=row["channel"], enabled=row["enabled"]
-            )
-            if row
-            else None
-        )
+        preference = NotificationPreference.from_row(row) if row else None
         return NotificationPreferencePayload(preference=preference, user_errors=errors)
 
     @strawberry.mutation(description="Send a notification that reached nobody once more.")

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 import strawberry
 from strawberry.types import Info
 
 from patone.core.domain import push
+from patone.core.tables.notifications import PushSubscriptionRow
 from patone.graphql.context import Context
 from patone.graphql.parts import part
 from patone.graphql.types import UserError, attempt
@@ -22,12 +22,12 @@ class PushSubscription:
     last_used_at: datetime | None
 
     @classmethod
-    def from_row(cls, row: dict[str, Any]) -> PushSubscription:
+    def from_row(cls, row: PushSubscriptionRow) -> PushSubscription:
         return cls(
-            endpoint=row["endpoint"],
-            user_agent=row["user_agent"],
-            created_at=row["created_at"],
-            last_used_at=row["last_used_at"],
+            endpoint=row.endpoint,
+            user_agent=row.user_agent,
+            created_at=row.created_at,
+            last_used_at=row.last_used_at,
         )
 
 

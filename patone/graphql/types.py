@@ -15,6 +15,8 @@ from patone.core.common.paging import COUNT_CAP, Count, Page, Window
 from patone.core.domain.customers import seen_by
 from patone.core.runtime.errors import UserError as DomainUserError
 from patone.core.runtime.errors import ValidationFailed
+from patone.core.tables.customers import CustomerRow, MembershipRow, VehicleRow
+from patone.core.tables.fleet import DriverRow
 from patone.core.tables.identity import RoleRow, UserRow
 from patone.core.tables.requests import RequestEventRow, RequestRow, ServiceTypeRow
 from patone.graphql.context import Context
@@ -204,15 +206,15 @@ class Vehicle(Node):
     vin: str
 
     @classmethod
-    def from_row(cls, row: Row) -> Vehicle:
+    def from_row(cls, row: VehicleRow) -> Vehicle:
         return cls(
-            id=gid("Vehicle", row["id"]),
-            make=row["make"],
-            model=row["model"],
-            year=row["year"],
-            colour=row["colour"],
-            plate=row["plate"],
-            vin=row["vin"],
+            id=gid("Vehicle", row.id),
+            make=row.make,
+            model=row.model,
+            year=row.year,
+            colour=row.colour,
+            plate=row.plate,
+            vin=row.vin,
         )
 
 
@@ -221,6 +223,10 @@ class Membership:
     provider: str
     number: str
     valid_until: date | None
+
+    @classmethod
+    def from_row(cls, row: MembershipRow) -> Membership:
+        return cls(provider=row.provider, number=row.number, valid_until=row.valid_until)
 
 
 @strawberry.type
@@ -234,16 +240,16 @@ class Customer(Node):
     pk: strawberry.Private[int]
 
     @classmethod
-    def from_row(cls, row: Row) -> Customer:
+    def from_row(cls, row: CustomerRow) -> Customer:
         return cls(
-            id=gid("Customer", row["id"]),
-            name=row["name"],
-            phone=row["phone"],
-            email=row["email"],
-            notes=row["notes"],
-            archived=row["archived_at"] is not None,
-            created_at=row["created_at"],
-            pk=row["id"],
+            id=gid("Customer", row.id),
+            name=row.name,
+            phone=row.phone,
+            email=row.email,
+            notes=row.notes,
+            archived=row.archived_at is not None,
+            created_at=row.created_at,
+            pk=row.id,
         )
 
     @strawberry.field
@@ -258,10 +264,7 @@ class Customer(Node):
         from patone.core.domain.customers import list_memberships
 
         rows = await list_memberships(info.context.tenant, info.context.actor, self.pk)
-        return [
-            Membership(provider=r["provider"], number=r["number"], valid_until=r["valid_until"])
-            for r in rows
-        ]
+        return [Membership.from_row(r) for r in rows]
 
 
 @strawberry.type
@@ -276,20 +279,20 @@ class Driver(Node):
     stored_seen_at: strawberry.Private[datetime | None]
 
     @classmethod
-    def from_row(cls, row: Row) -> Driver:
+    def from_row(cls, row: DriverRow) -> Driver:
         position = None
-        if row["last_lat"] is not None and row["last_lng"] is not None:
-            position = (row["last_lat"], row["last_lng"])
+        if row.last_lat is not None and row.last_lng is not None:
+            position = (row.last_lat, row.last_lng)
         return cls(
-            id=gid("Driver", row["id"]),
-            name=row["name"],
-            phone=row["phone"],
-            status=DriverStatus(row["status"]),
-            skills=list(row["skills"]),
-            truck=row["truck"],
-            pk=row["id"],
+            id=gid("Driver", row.id),
+            name=row.name,
+            phone=row.phone,
+            status=DriverStatus(row.status),
+            skills=list(row.skills),
+            truck=row.truck,
+            pk=row.id,
             stored_position=position,
-            stored_seen_at=row["last_seen_at"],
+            stored_seen_at=row.last_seen_at,
         )
 
     async def _latest(

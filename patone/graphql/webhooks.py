@@ -5,13 +5,17 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import Enum
-from typing import Any
 
 import strawberry
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
 from patone.core.domain import webhooks as service
+from patone.core.tables.webhooks import (
+    LoggedDelivery,
+    WebhookAttemptRow,
+    WebhookEndpointRow,
+)
 from patone.graphql.context import Context
 from patone.graphql.ids import pk_of
 from patone.graphql.parts import part
@@ -26,8 +30,6 @@ from patone.graphql.types import (
     window,
 )
 from patone.plugins.secrets import MASK
-
-Row = dict[str, Any]
 
 
 @strawberry.enum
@@ -62,23 +64,23 @@ class WebhookEndpoint(Node):
     updated_at: datetime
 
     @classmethod
-    def from_row(cls, row: Row) -> WebhookEndpoint:
+    def from_row(cls, row: WebhookEndpointRow) -> WebhookEndpoint:
         return cls(
-            id=gid("WebhookEndpoint", row["id"]),
-            url=row["url"],
-            description=row["description"],
-            event_types=list(row["event_types"]),
-            enabled=row["enabled"],
+            id=gid("WebhookEndpoint", row.id),
+            url=row.url,
+            description=row.description,
+            event_types=list(row.event_types),
+            enabled=row.enabled,
             secret=MASK,
-            failure_streak=row["failure_streak"],
-            failing_since=row["failing_since"],
-            last_success_at=row["last_success_at"],
-            last_failure_at=row["last_failure_at"],
-            disabled_at=row["disabled_at"],
-            disabled_reason=row["disabled_reason"],
-            previous_secret_expires_at=row["previous_secret_expires_at"],
-            created_at=row["created_at"],
-            updated_at=row["updated_at"],
+            failure_streak=row.failure_streak,
+            failing_since=row.failing_since,
+            last_success_at=row.last_success_at,
+            last_failure_at=row.last_failure_at,
+            disabled_at=row.disabled_at,
+            disabled_reason=row.disabled_reason,
+            previous_secret_expires_at=row.previous_secret_expires_at,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
         )
 
 
@@ -93,15 +95,15 @@ class WebhookAttempt:
     created_at: datetime
 
     @classmethod
-    def from_row(cls, row: Row) -> WebhookAttempt:
+    def from_row(cls, row: WebhookAttemptRow) -> WebhookAttempt:
         return cls(
-            attempt=row["attempt"],
-            trigger=row["trigger"],
-            response_status=row["response_status"],
-            response_body=row["response_body"],
-            error=row["error"],
-            duration_ms=row["duration_ms"],
-            created_at=row["created_at"],
+            attempt=row.attempt,
+            trigger=row.trigger,
+            response_status=row.response_status,
+            response_body=row.response_body,
+            error=row.error,
+            duration_ms=row.duration_ms,
+            created_at=row.created_at,
         )
 
 
@@ -127,25 +129,26 @@ class WebhookDelivery(Node):
     attempt_log: list[WebhookAttempt]
 
     @classmethod
-    def from_row(cls, row: Row) -> WebhookDelivery:
+    def from_row(cls, logged: LoggedDelivery) -> WebhookDelivery:
+        row = logged.delivery
         return cls(
-            id=gid("WebhookDelivery", row["id"]),
-            endpoint_id=gid("WebhookEndpoint", row["endpoint_id"]),
-            webhook_id=row["message_id"],
-            event_id=row["event_id"],
-            event_type=row["event_type"],
-            payload=JSON(row["payload"]),
-            status=WebhookDeliveryStatus(row["status"]),
-            attempts=row["attempts"],
-            response_status=row["response_status"],
-            response_body=row["response_body"],
-            error=row["error"],
-            duration_ms=row["duration_ms"],
-            next_attempt_at=row["next_attempt_at"],
-            last_attempt_at=row["last_attempt_at"],
-            succeeded_at=row["succeeded_at"],
-            created_at=row["created_at"],
-            attempt_log=[WebhookAttempt.from_row(a) for a in row.get("attempt_log", [])],
+            id=gid("WebhookDelivery", row.id),
+            endpoint_id=gid("WebhookEndpoint", row.endpoint_id),
+            webhook_id=row.message_id,
+            event_id=row.event_id,
+            event_type=row.event_type,
+            payload=JSON(row.payload),
+            status=WebhookDeliveryStatus(row.status),
+            attempts=row.attempts,
+            response_status=row.response_status,
+            response_body=row.response_body,
+            error=row.error,
+            duration_ms=row.duration_ms,
+            next_attempt_at=row.next_attempt_at,
+            last_attempt_at=row.last_attempt_at,
+            succeeded_at=row.succeeded_at,
+            created_at=row.created_at,
+            attempt_log=[WebhookAttempt.from_row(a) for a in logged.attempt_log],
         )
 
 
@@ -202,7 +205,9 @@ def _secret_payload(
     )
 
 
-def _delivery_payload(row: Row | None, errors: list[UserError]) -> WebhookDeliveryPayload:
+def _delivery_payload(
+    row: LoggedDelivery | None, errors: list[UserError]
+) -> WebhookDeliveryPayload:
     return WebhookDeliveryPayload(
         delivery=WebhookDelivery.from_row(row) if row else None, user_errors=errors
     )
@@ -259,7 +264,7 @@ class WebhookMutations:
     ) -> WebhookEndpointPayload:
         ctx = info.context
 
-        async def run() -> Row:
+        async def run() -> WebhookEndpointRow:
             return await service.update_endpoint(
                 ctx.tenant, ctx.actor, pk_of(id, "WebhookEndpoint"), given(input)
             )
@@ -275,14 +280,14 @@ class WebhookMutations:
     ) -> DeleteWebhookEndpointPayload:
         ctx = info.context
 
-        async def run() -> Row:
+        async def run() -> WebhookEndpointRow:
             return await service.delete_endpoint(
                 ctx.tenant, ctx.actor, pk_of(id, "WebhookEndpoint")
             )
 
         row, errors = await attempt(run())
         return DeleteWebhookEndpointPayload(
-            deleted_id=gid("WebhookEndpoint", row["id"]) if row else None, user_errors=errors
+            deleted_id=gid("WebhookEndpoint", row.id) if row else None, user_errors=errors
         )
 
     @strawberry.mutation(
@@ -307,7 +312,7 @@ class WebhookMutations:
     ) -> WebhookDeliveryPayload:
         ctx = info.context
 
-        async def run() -> Row:
+        async def run() -> LoggedDelivery:
             return await service.replay_delivery(
                 ctx.tenant, ctx.actor, pk_of(id, "WebhookDelivery")
             )
@@ -320,7 +325,7 @@ class WebhookMutations:
     ) -> WebhookDeliveryPayload:
         ctx = info.context
 
-        async def run() -> Row:
+        async def run() -> LoggedDelivery:
             return await service.send_test_event(
                 ctx.tenant, ctx.actor, pk_of(endpoint_id, "WebhookEndpoint", "endpointId")
             )

@@ -330,22 +330,22 @@ class Simulation:
             created = await customers.create_customer(
                 tenant, SYSTEM, {"name": f"Motorist {n + 1}", "phone": f"+1415555{n:04d}"}
             )
-            self.customers.append(created["id"])
+            self.customers.append(created.id)
         for spec in self.fleet:
-            created = await drivers.create_driver(
+            driver = await drivers.create_driver(
                 tenant, SYSTEM, {"name": spec.name, "skills": list(spec.skills)}
             )
             await drivers.add_shift(
                 tenant,
                 SYSTEM,
-                created["id"],
+                driver.id,
                 {
                     "starts_at": START + timedelta(seconds=spec.shift_start_s),
                     "ends_at": START + timedelta(seconds=spec.shift_end_s),
                 },
             )
-            self.run.drivers[created["id"]] = Driver(
-                spec=spec, db_id=created["id"], actor=driver_actor(created["id"]), at=spec.home
+            self.run.drivers[driver.id] = Driver(
+                spec=spec, db_id=driver.id, actor=driver_actor(driver.id), at=spec.home
             )
 
     async def _record_history(self) -> None:

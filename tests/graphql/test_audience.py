@@ -18,7 +18,7 @@ async def test_a_customer_token_reaches_nothing_but_tracking_and_no_other_compan
 ) -> None:
     acme, bolt = two_tenants
     customer = await customers.create_customer(acme, SYSTEM, {"name": "Dana"})
-    token = issue_token(SECRET, kind=Kind.customer, subject=str(customer["id"]), tenant=acme)
+    token = issue_token(SECRET, kind=Kind.customer, subject=str(customer.id), tenant=acme)
     for query in (NEARBY, "query { serviceRequests(first: 5) { totalCount } }"):
         refused = await gql(acme, token, query)
         assert refused["data"] is None

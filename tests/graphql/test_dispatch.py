@@ -58,9 +58,9 @@ async def _driver_with_login(tenant: TenantInfo, name: str, km: float) -> tuple[
         tenant, SYSTEM, {"name": name, "skills": ["tow", "lockout"], "user_id": user.id}
     )
     lat, lng = east_of_scene(km)
-    await fleet.set_position(tenant, SYSTEM, driver["id"], {"lat": lat, "lng": lng})
-    await drivers.update_driver(tenant, SYSTEM, driver["id"], {"status": "available"})
-    return str(gid("Driver", driver["id"])), issue_access_token(SECRET, tenant, user.id)
+    await fleet.set_position(tenant, SYSTEM, driver.id, {"lat": lat, "lng": lng})
+    await drivers.update_driver(tenant, SYSTEM, driver.id, {"status": "available"})
+    return str(gid("Driver", driver.id)), issue_access_token(SECRET, tenant, user.id)
 
 
 async def _emergency(gql: Gql, tenant: TenantInfo, dispatcher: str) -> str:

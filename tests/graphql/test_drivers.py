@@ -31,7 +31,7 @@ async def _driver_with_sign_in(tenant: TenantInfo, name: str) -> tuple[dict, str
 
 
 async def _status(tenant: TenantInfo, driver_id: int) -> str:
-    return str((await drivers.get_driver(tenant, SYSTEM, driver_id))["status"])
+    return str((await drivers.get_driver(tenant, SYSTEM, driver_id)).status)
 
 
 async def test_a_driver_goes_on_duty_and_on_break_alone_and_only_themselves(
@@ -44,7 +44,7 @@ async def test_a_driver_goes_on_duty_and_on_break_alone_and_only_themselves(
 
     on_duty = await gql(acme, kim_token, SET_MY_STATUS, {"status": "AVAILABLE"})
     assert on_duty["data"]["setMyStatus"] == {
-        "driver": {"id": to_global_id("Driver", kim["id"]), "status": "AVAILABLE"},
+        "driver": {"id": to_global_id("Driver", kim.id), "status": "AVAILABLE"},
         "userErrors": [],
     }
     on_break = await gql(acme, kim_token, SET_MY_STATUS, {"status": "ON_BREAK"})
@@ -54,11 +54,11 @@ async def test_a_driver_goes_on_duty_and_on_break_alone_and_only_themselves(
     assert busy["data"]["setMyStatus"]["userErrors"][0]["code"] == "invalid_choice"
 
     # Another driver's status is a manager's to set, not a colleague's.
-    other = await gql(acme, kim_token, UPDATE_STATUS, {"id": to_global_id("Driver", lee["id"])})
+    other = await gql(acme, kim_token, UPDATE_STATUS, {"id": to_global_id("Driver", lee.id)})
     assert other["data"]["updateDriver"]["userErrors"][0]["code"] == "forbidden"
-    assert await _status(acme, lee["id"]) == "off_duty"
-    assert await _status(acme, kim["id"]) == "on_break"
-    assert await _status(bolt, bolt_driver["id"]) == "off_duty"  # the same id elsewhere
+    assert await _status(acme, lee.id) == "off_duty"
+    assert await _status(acme, kim.id) == "on_break"
+    assert await _status(bolt, bolt_driver.id) == "off_duty"  # the same id elsewhere
     # A staff member who is no driver has no status of their own.
     dispatcher = await token_for(acme, "dispatcher")
     refused = await gql(acme, dispatcher, SET_MY_STATUS, {"status": "AVAILABLE"})
@@ -66,7 +66,7 @@ async def test_a_driver_goes_on_duty_and_on_break_alone_and_only_themselves(
 
     bolt_on = await gql(bolt, bolt_token, SET_MY_STATUS, {"status": "AVAILABLE"})
     assert bolt_on["data"]["setMyStatus"]["driver"]["status"] == "AVAILABLE"
-    assert await _status(acme, kim["id"]) == "on_break"
+    assert await _status(acme, kim.id) == "on_break"
 
 
 async def test_a_driver_on_a_job_cannot_go_off_duty(
@@ -79,14 +79,14 @@ async def test_a_driver_on_a_job_cannot_go_off_duty(
     job = await service_requests.create_request(
         acme,
         SYSTEM,
-        {"customer_id": customer["id"], "service_type": "lockout", "pickup": {"lat": 1, "lng": 1}},
+        {"customer_id": customer.id, "service_type": "lockout", "pickup": {"lat": 1, "lng": 1}},
     )
-    await service_requests.assign_driver(acme, SYSTEM, job.id, kim["id"])
+    await service_requests.assign_driver(acme, SYSTEM, job.id, kim.id)
 
     off = await gql(acme, kim_token, SET_MY_STATUS, {"status": "OFF_DUTY"})
     error = off["data"]["setMyStatus"]["userErrors"][0]
     assert error["code"] == "job_in_progress" and str(job.number) in error["message"]
-    assert await _status(acme, kim["id"]) == "busy"
+    assert await _status(acme, kim.id) == "busy"
 
     await service_requests.transition(
         acme, SYSTEM, job.id, "cancelled", reason_code="customer_cancelled"

@@ -30,7 +30,7 @@ async def _driver_token(tenant: TenantInfo) -> tuple[str, str]:
         tenant, SYSTEM, {"email": f"ray@{tenant.slug}.example", "name": "Ray", "role": "driver"}
     )
     driver = await drivers.create_driver(tenant, SYSTEM, {"name": "Ray", "user_id": user.id})
-    return to_global_id("Driver", driver["id"]), issue_access_token(SECRET, tenant, user.id)
+    return to_global_id("Driver", driver.id), issue_access_token(SECRET, tenant, user.id)
 
 
 def _ping(seconds_ago: float = 0, **extra: object) -> dict[str, object]:

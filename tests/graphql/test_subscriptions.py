@@ -93,7 +93,7 @@ async def test_an_update_from_another_process_reaches_the_subscriber(
     request = await service_requests.create_request(
         acme,
         SYSTEM,
-        {"customer_id": customer["id"], "service_type": "lockout", "pickup": {"lat": 1, "lng": 1}},
+        {"customer_id": customer.id, "service_type": "lockout", "pickup": {"lat": 1, "lng": 1}},
     )
     await service_requests.transition(
         acme, SYSTEM, request.id, "cancelled", reason_code="duplicate"
@@ -165,7 +165,7 @@ async def test_a_ping_reaches_the_dispatch_map_within_a_second_and_only_its_comp
     sent = time.monotonic()
     report = await positions.record_pings(
         acme,
-        actor_for("driver", driver_id=driver["id"]),
+        actor_for("driver", driver_id=driver.id),
         [{"lat": 52.52, "lng": 13.405, "accuracy_m": 5, "recorded_at": now()}],
     )
     assert report.accepted == 1
@@ -189,16 +189,16 @@ async def test_the_customer_watches_the_truck_come_on_a_socket_of_their_own(
 ) -> None:
     acme, bolt = two_tenants
     driver = await drivers.create_driver(acme, SYSTEM, {"name": "Ray"})
-    await drivers.update_driver(acme, SYSTEM, driver["id"], {"status": "available"})
+    await drivers.update_driver(acme, SYSTEM, driver.id, {"status": "available"})
     await drivers.create_driver(bolt, SYSTEM, {"name": "Bo"})  # the same id, in Bolt
     customer = await customers.create_customer(acme, SYSTEM, {"name": "Dana"})
     request = await service_requests.create_request(
         acme,
         SYSTEM,
-        {"customer_id": customer["id"], "service_type": "lockout", "pickup": {"lat": 1, "lng": 1}},
+        {"customer_id": customer.id, "service_type": "lockout", "pickup": {"lat": 1, "lng": 1}},
     )
-    await service_requests.assign_driver(acme, SYSTEM, request.id, driver["id"])
-    token = issue_token(SECRET, kind=Kind.customer, subject=str(customer["id"]), tenant=acme)
+    await service_requests.assign_driver(acme, SYSTEM, request.id, driver.id)
+    token = issue_token(SECRET, kind=Kind.customer, subject=str(customer.id), tenant=acme)
     socket = await _socket(server, acme, token)
     sockets.append(socket)
     assert (await _next(socket))["type"] == "connection_ack"
@@ -215,12 +215,12 @@ async def test_the_customer_watches_the_truck_come_on_a_socket_of_their_own(
         "driverName": "Ray",
         "position": None,
     }
-    ray = actor_for("driver", driver_id=driver["id"])
+    ray = actor_for("driver", driver_id=driver.id)
     await service_requests.transition(acme, ray, request.id, "en_route")
     coming = (await _next(socket))["payload"]["data"]["requestTracking"]
     assert coming["status"] == "EN_ROUTE"
     ping = {"lat": 52.52, "lng": 13.405, "accuracy_m": 5, "recorded_at": now()}
-    await positions.record_pings(bolt, actor_for("driver", driver_id=driver["id"]), [ping])
+    await positions.record_pings(bolt, actor_for("driver", driver_id=driver.id), [ping])
     await positions.record_pings(acme, ray, [{**ping, "lat": 52.53}])
     moved = (await _next(socket, timeout=1.0))["payload"]["data"]["requestTracking"]
     assert moved["position"] == {"lat": 52.53}  # Ray's ping, not Bolt's driver's
@@ -245,7 +245,7 @@ async def test_a_driver_hears_only_their_own_waiting_place_and_no_other_companys
     for tenant in two_tenants:
         await calls_at_scene_before(tenant, staging.MIN_CALLS)
     dan, dan_token = await _driver_with_login(acme, "Dan", 8)
-    eve = to_global_id("Driver", (await driver_at(acme, 6))["id"])  # another of Dan's company
+    eve = to_global_id("Driver", (await driver_at(acme, 6)).id)  # another of Dan's company
     await driver_at(bolt, 8)  # Bolt's driver with Dan's id
     dan_socket = await _socket(server, acme, dan_token)
     sockets.append(dan_socket)
@@ -396,7 +396,7 @@ async def test_a_costly_operation_and_a_customers_read_are_refused_on_a_socket_a
 
     customer = await customers.create_customer(bolt, SYSTEM, {"name": "Dana"})
     await customers.create_customer(acme, SYSTEM, {"name": "Other Dana"})
-    token = issue_token(SECRET, kind=Kind.customer, subject=str(customer["id"]), tenant=bolt)
+    token = issue_token(SECRET, kind=Kind.customer, subject=str(customer.id), tenant=bolt)
     watcher = await _socket(server, bolt, token)
     sockets.append(watcher)
     assert (await _next(watcher))["type"] == "connection_ack"

@@ -37,7 +37,7 @@ async def driver_token(tenant: TenantInfo, name: str = "Ray") -> tuple[int, str]
         {"email": f"{name.lower()}@{tenant.slug}.example", "name": name, "role": "driver"},
     )
     driver = await drivers.create_driver(tenant, SYSTEM, {"name": name, "user_id": user.id})
-    return driver["id"], issue_access_token(SECRET, tenant, user.id)
+    return driver.id, issue_access_token(SECRET, tenant, user.id)
 
 
 async def send(

@@ -92,7 +92,7 @@ async def test_a_texted_code_becomes_a_customer_token(
     assert signed_in.status_code == 200 and signed_in.headers["cache-control"] == "no-store"
     body = signed_in.json()
     claims = verify_token(SECRET, body["access_token"], audience=TENANT_AUDIENCE, tenant=acme)
-    assert claims.kind is Kind.customer and claims.subject == str(customer["id"])
+    assert claims.kind is Kind.customer and claims.subject == str(customer.id)
     again = await client.post("/portal/auth/verify", json=proof)
     assert again.status_code == 401
 

@@ -25,6 +25,8 @@ from patone.core.runtime.errors import UserError
 from patone.tenants.isolation import TenantRef, tenant_transaction
 
 Row = dict[str, Any]
+T = TypeVar("T")
+U = TypeVar("U")
 
 COUNT_CAP = 10_000
 DEFAULT_PAGE = 50
@@ -61,10 +63,6 @@ class Count:
     capped: bool
 
 
-T = TypeVar("T")
-R = TypeVar("R")
-
-
 @dataclass
 class Page(Generic[T]):
     rows: list[T]
@@ -73,16 +71,6 @@ class Page(Generic[T]):
     has_previous: bool
     count: Callable[[], Awaitable[Count]] = field(repr=False)  # only when asked: it costs
 
-    def mapped(self, read: Callable[[T], R]) -> Page[R]:
-        """The same page with each row read by `read` (e.g. a typed row's `of`)."""
-        return Page(
-            [read(row) for row in self.rows],
-            self.cursors,
-            self.has_next,
-            self.has_previous,
-            self.count,
-        )
-
     @property
     def start_cursor(self) -> str | None:
         return self.cursors[0] if self.cursors else None
@@ -90,6 +78,16 @@ class Page(Generic[T]):
     @property
     def end_cursor(self) -> str | None:
         return self.cursors[-1] if self.cursors else None
+
+    def map(self, read: Callable[[T], U]) -> Page[U]:
+        """The same page with each row read as something else (a typed row)."""
+        return Page(
+            [read(row) for row in self.rows],
+            self.cursors,
+            self.has_next,
+            self.has_previous,
+            self.count,
+        )
 
 
 def cursor_of(values: Sequence[Any]) -> str:

@@ -8,17 +8,16 @@ from typing import Annotated, Any
 from pydantic import Field
 
 from patone.core.common import topics
-from patone.core.common.activity import audited_update, emit, record
+from patone.core.common.activity import emit, record
 from patone.core.common.inputs import Email, Input, Name, Phone, Plate, parse
 from patone.core.common.paging import Key, Page, Window, fetch_page
 from patone.core.common.permissions import Actor, require
-from patone.core.common.rows import insert_row, row_by_id
+from patone.core.common.rows import fetch_records, insert_row, record_by_id, update_row
 from patone.core.domain.idempotency import idempotent
 from patone.core.runtime.clock import now
 from patone.core.runtime.db import engine
+from patone.core.tables.customers import CustomerRow, MembershipRow, VehicleRow
 from patone.tenants.isolation import TenantRef, tenant_transaction
-
-Row = dict[str, Any]
 
 
 class VehicleInput(Input):
@@ -64,38 +63,31 @@ class MembershipInput(Input):
     valid_until: date | None = None
 
 
-CUSTOMER_COLUMNS = "id, name, phone, email, notes, archived_at, created_at, updated_at"
-VEHICLE_COLUMNS = "id, customer, make, model, year, colour, plate, vin, archived_at, created_at"
+async def _customer(customer_id: int) -> CustomerRow:
+    return await record_by_id(CustomerRow, customer_id, what="customer", field="customer_id")
 
 
-async def _customer(customer_id: int) -> Row:
-    return await row_by_id(
-        "customers", CUSTOMER_COLUMNS, customer_id, what="customer", field="customer_id"
-    )
-
-
-async def get_customer(tenant: TenantRef, actor: Actor, customer_id: int) -> Row:
+async def get_customer(tenant: TenantRef, actor: Actor, customer_id: int) -> CustomerRow:
     require(actor, "customers.view")
     async with tenant_transaction(tenant):
         return await _customer(customer_id)
 
 
-async def _insert_vehicle(customer_id: int, vehicle: VehicleInput) -> Row:
+async def _insert_vehicle(customer_id: int, vehicle: VehicleInput) -> VehicleRow:
     vehicle_id = await insert_row(
         "vehicles", {"customer": customer_id, "created_at": now(), **vehicle.model_dump()}
     )
-    rows = await engine.fetch(f"SELECT {VEHICLE_COLUMNS} FROM vehicles WHERE id = $1", vehicle_id)
-    return dict(rows[0])
+    return await _vehicle(vehicle_id)
 
 
 async def create_customer(
     tenant: TenantRef, actor: Actor, data: Any, *, idempotency_key: str | None = None
-) -> Row:
+) -> CustomerRow:
     """Create a customer (with vehicles); a retried idempotency key returns the first one."""
     require(actor, "customers.manage")
     customer = parse(CustomerInput, data)
 
-    async def create() -> tuple[int, Row]:
+    async def create() -> tuple[int, CustomerRow]:
         at = now()
         customer_id = await insert_row(
             "customers",
@@ -107,13 +99,13 @@ async def create_customer(
         )
         for vehicle in customer.vehicles:
             added = await _insert_vehicle(customer_id, vehicle)
-            await record(actor, "vehicle", added["id"], "vehicle.created", None, added)
+            await record(actor, "vehicle", added.id, "vehicle.created", None, added.as_dict())
         created = await _customer(customer_id)
-        await record(actor, "customer", customer_id, "customer.created", None, created)
+        await record(actor, "customer", customer_id, "customer.created", None, created.as_dict())
         await emit(topics.CUSTOMER_CREATED, customer_id, topics.CustomerRef(customer_id))
         return customer_id, created
 
-    async def load(customer_id: int) -> Row:
+    async def load(customer_id: int) -> CustomerRow:
         return await _customer(customer_id)
 
     given = customer.model_dump(mode="json")
@@ -142,7 +134,7 @@ async def find_or_add_motorist(actor: Actor, motorist: MotoristInput) -> tuple[i
             {"name": motorist.name, "phone": motorist.phone, "created_at": at, "updated_at": at},
         )
         created = await _customer(customer_id)
-        await record(actor, "customer", customer_id, "customer.created", None, created)
+        await record(actor, "customer", customer_id, "customer.created", None, created.as_dict())
         await emit(topics.CUSTOMER_CREATED, customer_id, topics.CustomerRef(customer_id))
     if motorist.vehicle is None:
         return customer_id, None
@@ -156,73 +148,87 @@ async def find_or_add_motorist(actor: Actor, motorist: MotoristInput) -> tuple[i
     if vehicles:
         return customer_id, int(vehicles[0]["id"])
     added = await _insert_vehicle(customer_id, motorist.vehicle)
-    await record(actor, "vehicle", added["id"], "vehicle.created", None, added)
-    return customer_id, int(added["id"])
+    await record(actor, "vehicle", added.id, "vehicle.created", None, added.as_dict())
+    return customer_id, added.id
 
 
-def seen_by(actor: Actor, row: Row) -> Row:
+def seen_by(actor: Actor, row: CustomerRow) -> CustomerRow:
     """A request's customer as this actor may see them: a partner, who reads customers only
     through its own requests, sees the motorist's name and phone and nothing of the company's
     own notes or contact details."""
     if actor.kind != "partner" or actor.can("customers.view"):
         return row
-    return {**row, "email": None, "notes": ""}
+    return row.replace(email=None, notes="")
 
 
-async def update_customer(tenant: TenantRef, actor: Actor, customer_id: int, data: Any) -> Row:
+async def _audited_customer(
+    actor: Actor, customer_id: int, changes: dict[str, Any], action: str
+) -> CustomerRow:
+    """Change a customer and log it with the row before and after."""
+    before = await _customer(customer_id)
+    await update_row("customers", customer_id, changes)
+    after = await _customer(customer_id)
+    await record(actor, "customer", customer_id, action, before.as_dict(), after.as_dict())
+    return after
+
+
+async def _audited_vehicle(
+    actor: Actor, vehicle_id: int, changes: dict[str, Any], action: str
+) -> VehicleRow:
+    """Change a vehicle and log it with the row before and after."""
+    before = await _vehicle(vehicle_id)
+    await update_row("vehicles", vehicle_id, changes)
+    after = await _vehicle(vehicle_id)
+    await record(actor, "vehicle", vehicle_id, action, before.as_dict(), after.as_dict())
+    return after
+
+
+async def update_customer(
+    tenant: TenantRef, actor: Actor, customer_id: int, data: Any
+) -> CustomerRow:
     require(actor, "customers.manage")
     changes = parse(CustomerChanges, data).model_dump(exclude_unset=True)
     async with tenant_transaction(tenant):
-        after = await audited_update(
-            actor,
-            "customer",
-            "customers",
-            customer_id,
-            {**changes, "updated_at": now()},
-            "customer.updated",
-            _customer,
+        after = await _audited_customer(
+            actor, customer_id, {**changes, "updated_at": now()}, "customer.updated"
         )
         await emit(topics.CUSTOMER_UPDATED, customer_id, topics.CustomerRef(customer_id))
     return after
 
 
-async def archive_customer(tenant: TenantRef, actor: Actor, customer_id: int) -> Row:
+async def archive_customer(tenant: TenantRef, actor: Actor, customer_id: int) -> CustomerRow:
     """Hide a customer from lists and searches; their history stays."""
     require(actor, "customers.manage")
     async with tenant_transaction(tenant):
-        return await audited_update(
-            actor,
-            "customer",
-            "customers",
-            customer_id,
-            {"archived_at": now()},
-            "customer.archived",
-            _customer,
+        return await _audited_customer(
+            actor, customer_id, {"archived_at": now()}, "customer.archived"
         )
 
 
-async def add_vehicle(tenant: TenantRef, actor: Actor, customer_id: int, data: Any) -> Row:
+async def add_vehicle(tenant: TenantRef, actor: Actor, customer_id: int, data: Any) -> VehicleRow:
     require(actor, "customers.manage")
     vehicle = parse(VehicleInput, data)
     async with tenant_transaction(tenant):
         await _customer(customer_id)
         created = await _insert_vehicle(customer_id, vehicle)
-        await record(actor, "vehicle", created["id"], "vehicle.created", None, created)
+        await record(actor, "vehicle", created.id, "vehicle.created", None, created.as_dict())
     return created
 
 
-async def list_vehicles(tenant: TenantRef, actor: Actor, customer_id: int) -> list[Row]:
+async def list_vehicles(tenant: TenantRef, actor: Actor, customer_id: int) -> list[VehicleRow]:
     require(actor, "customers.view")
     async with tenant_transaction(tenant):
-        rows = await engine.fetch(
-            f"SELECT {VEHICLE_COLUMNS} FROM vehicles WHERE customer = $1 "
+        return await fetch_records(
+            VehicleRow,
+            f"SELECT {VehicleRow.columns()} FROM vehicles WHERE customer = $1 "
             "AND archived_at IS NULL ORDER BY id",
             customer_id,
         )
-    return [dict(r) for r in rows]
 
 
-async def add_membership(tenant: TenantRef, actor: Actor, customer_id: int, data: Any) -> Row:
+async def add_membership(
+    tenant: TenantRef, actor: Actor, customer_id: int, data: Any
+) -> MembershipRow:
     require(actor, "customers.manage")
     membership = parse(MembershipInput, data)
     async with tenant_transaction(tenant):
@@ -230,13 +236,10 @@ async def add_membership(tenant: TenantRef, actor: Actor, customer_id: int, data
         membership_id = await insert_row(
             "memberships", {"customer": customer_id, "created_at": now(), **membership.model_dump()}
         )
-        rows = await engine.fetch(
-            "SELECT id, customer, provider, number, valid_until, created_at FROM memberships "
-            "WHERE id = $1",
-            membership_id,
+        created = await record_by_id(
+            MembershipRow, membership_id, what="membership", field="membership_id"
         )
-        created = dict(rows[0])
-        await record(actor, "membership", created["id"], "membership.created", None, created)
+        await record(actor, "membership", created.id, "membership.created", None, created.as_dict())
     return created
 
 
@@ -267,7 +270,7 @@ async def list_customers(
     after: str | None = None,
     last: int | None = None,
     before: str | None = None,
-) -> Page:
+) -> Page[CustomerRow]:
     """A page of customers (archived left out): by id, or by name when searching (the words
     of a name or email, or part of a phone number or plate)."""
     require(actor, "customers.view")
@@ -279,9 +282,9 @@ async def list_customers(
         where.append(_SEARCH)
         args.extend(_search_args(text))
         keys = (Key("c.name", "text"), Key("c.id"))
-    return await fetch_page(
+    page = await fetch_page(
         tenant,
-        columns=CUSTOMER_COLUMNS,
+        columns=CustomerRow.columns("c"),
         source="customers c",
         where=where,
         args=args,
@@ -289,6 +292,7 @@ async def list_customers(
         descending=False,
         window=Window(first=first, after=after, last=last, before=before),
     )
+    return page.map(CustomerRow.of)
 
 
 class VehicleChanges(Input):
@@ -300,49 +304,38 @@ class VehicleChanges(Input):
     vin: str | None = Field(None, pattern=r"^([A-HJ-NPR-Z0-9]{17})?$")
 
 
-async def _vehicle(vehicle_id: int) -> Row:
-    return await row_by_id(
-        "vehicles", VEHICLE_COLUMNS, vehicle_id, what="vehicle", field="vehicle_id"
-    )
+async def _vehicle(vehicle_id: int) -> VehicleRow:
+    return await record_by_id(VehicleRow, vehicle_id, what="vehicle", field="vehicle_id")
 
 
-async def get_vehicle(tenant: TenantRef, actor: Actor, vehicle_id: int) -> Row:
+async def get_vehicle(tenant: TenantRef, actor: Actor, vehicle_id: int) -> VehicleRow:
     """One vehicle, for those who may see customers (and so their vehicles)."""
     require(actor, "customers.view")
     async with tenant_transaction(tenant):
         return await _vehicle(vehicle_id)
 
 
-async def update_vehicle(tenant: TenantRef, actor: Actor, vehicle_id: int, data: Any) -> Row:
+async def update_vehicle(tenant: TenantRef, actor: Actor, vehicle_id: int, data: Any) -> VehicleRow:
     require(actor, "customers.manage")
     changes = parse(VehicleChanges, data).model_dump(exclude_unset=True)
     async with tenant_transaction(tenant):
-        return await audited_update(
-            actor, "vehicle", "vehicles", vehicle_id, changes, "vehicle.updated", _vehicle
-        )
+        return await _audited_vehicle(actor, vehicle_id, changes, "vehicle.updated")
 
 
-async def archive_vehicle(tenant: TenantRef, actor: Actor, vehicle_id: int) -> Row:
+async def archive_vehicle(tenant: TenantRef, actor: Actor, vehicle_id: int) -> VehicleRow:
     """Hide a vehicle the customer no longer has; requests that used it keep it."""
     require(actor, "customers.manage")
     async with tenant_transaction(tenant):
-        return await audited_update(
-            actor,
-            "vehicle",
-            "vehicles",
-            vehicle_id,
-            {"archived_at": now()},
-            "vehicle.archived",
-            _vehicle,
-        )
+        return await _audited_vehicle(actor, vehicle_id, {"archived_at": now()}, "vehicle.archived")
 
 
-async def list_memberships(tenant: TenantRef, actor: Actor, customer_id: int) -> list[Row]:
+async def list_memberships(
+    tenant: TenantRef, actor: Actor, customer_id: int
+) -> list[MembershipRow]:
     require(actor, "customers.view")
     async with tenant_transaction(tenant):
-        rows = await engine.fetch(
-            "SELECT id, customer, provider, number, valid_until, created_at FROM memberships "
-            "WHERE customer = $1 ORDER BY id",
+        return await fetch_records(
+            MembershipRow,
+            f"SELECT {MembershipRow.columns()} FROM memberships WHERE customer = $1 ORDER BY id",
             customer_id,
         )
-    return [dict(r) for r in rows]

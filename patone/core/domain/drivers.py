@@ -8,18 +8,22 @@ from typing import Any
 from pydantic import Field, model_validator
 
 from patone.core.common import topics
-from patone.core.common.activity import audited_update, emit, record
+from patone.core.common.activity import emit, record
 from patone.core.common.inputs import Input, Name, Phone, parse
 from patone.core.common.permissions import Actor, PermissionDenied, require
-from patone.core.common.rows import insert_row, row_by_id
+from patone.core.common.rows import (
+    fetch_records,
+    insert_row,
+    record_by_id,
+    update_row,
+)
 from patone.core.identity.users import actors_changed
 from patone.core.runtime.clock import now
 from patone.core.runtime.db import engine
 from patone.core.runtime.errors import UserError
-from patone.core.tables.fleet import DriverStatus
+from patone.core.tables.fleet import DriverRow, DriverStatus, ShiftRow
 from patone.tenants.isolation import TenantRef, tenant_transaction
 
-Row = dict[str, Any]
 Skill = str
 UNKNOWN_ACCURACY_M = 100.0  # what a position sent without its accuracy is taken to have
 
@@ -51,17 +55,12 @@ class ShiftInput(Input):
         return self
 
 
-DRIVER_COLUMNS = (
-    'id, "user", name, phone, status, skills, truck, last_lat, last_lng, last_seen_at, '
-    "rating, archived_at, created_at, updated_at"
-)
+async def driver_row(driver_id: int) -> DriverRow:
+    """One driver, in the caller's tenant transaction, or NotFound on `driver_id`."""
+    return await record_by_id(DriverRow, driver_id, what="driver", field="driver_id")
 
 
-async def driver_row(driver_id: int) -> Row:
-    return await row_by_id("drivers", DRIVER_COLUMNS, driver_id, what="driver", field="driver_id")
-
-
-async def get_driver(tenant: TenantRef, actor: Actor, driver_id: int) -> Row:
+async def get_driver(tenant: TenantRef, actor: Actor, driver_id: int) -> DriverRow:
     require(actor, "drivers.view")
     async with tenant_transaction(tenant):
         return await driver_row(driver_id)
@@ -69,15 +68,15 @@ async def get_driver(tenant: TenantRef, actor: Actor, driver_id: int) -> Row:
 
 async def list_drivers(
     tenant: TenantRef, actor: Actor, *, status: DriverStatus | None = None
-) -> list[Row]:
+) -> list[DriverRow]:
     require(actor, "drivers.view")
     async with tenant_transaction(tenant):
-        rows = await engine.fetch(
-            f"SELECT {DRIVER_COLUMNS} FROM drivers WHERE archived_at IS NULL "
+        return await fetch_records(
+            DriverRow,
+            f"SELECT {DriverRow.columns()} FROM drivers WHERE archived_at IS NULL "
             "AND ($1::varchar IS NULL OR status = $1) ORDER BY name, id",
             status,
         )
-    return [dict(r) for r in rows]
 
 
 async def _check_user_free(user_id: int) -> None:
@@ -92,7 +91,7 @@ async def _check_user_free(user_id: int) -> None:
         raise UserError("taken", "this user already signs in as another driver", "user_id")
 
 
-async def create_driver(tenant: TenantRef, actor: Actor, data: Any) -> Row:
+async def create_driver(tenant: TenantRef, actor: Actor, data: Any) -> DriverRow:
     require(actor, "drivers.manage")
     driver = parse(DriverInput, data)
     async with tenant_transaction(tenant):
@@ -113,13 +112,13 @@ async def create_driver(tenant: TenantRef, actor: Actor, data: Any) -> Row:
             },
         )
         created = await driver_row(driver_id)
-        await record(actor, "driver", created["id"], "driver.created", None, created)
+        await record(actor, "driver", created.id, "driver.created", None, created.as_dict())
     if driver.user_id is not None:  # that user now acts as this driver
         await actors_changed(tenant)
     return created
 
 
-async def update_driver(tenant: TenantRef, actor: Actor, driver_id: int, data: Any) -> Row:
+async def update_driver(tenant: TenantRef, actor: Actor, driver_id: int, data: Any) -> DriverRow:
     require(actor, "drivers.manage")
     changes = parse(DriverChanges, data).model_dump(exclude_unset=True)
     async with tenant_transaction(tenant):
@@ -127,28 +126,31 @@ async def update_driver(tenant: TenantRef, actor: Actor, driver_id: int, data: A
         return await _change(actor, before, changes)
 
 
-async def _change(actor: Actor, before: Row, changes: dict[str, Any]) -> Row:
+async def _audited(actor: Actor, driver_id: int, changes: dict[str, Any], action: str) -> DriverRow:
+    """Change a driver and log it with the row before and after."""
+    before = await driver_row(driver_id)
+    await update_row("drivers", driver_id, changes)
+    after = await driver_row(driver_id)
+    await record(actor, "driver", driver_id, action, before.as_dict(), after.as_dict())
+    return after
+
+
+async def _change(actor: Actor, before: DriverRow, changes: dict[str, Any]) -> DriverRow:
     """Write a driver's changes (in the caller's tenant transaction), logged; a new status is
     emitted for the dispatch engine (`driver.status_changed`: a driver now available is
     offered work). A driver who stops working loses their live offer: dispatch's to withdraw
     (`dispatch.fleet.update_driver`)."""
-    driver_id = before["id"]
+    driver_id = before.id
     at = now()
-    duty = _duty_change(str(before["status"]), str(changes.get("status") or before["status"]), at)
-    after = await audited_update(
-        actor,
-        "driver",
-        "drivers",
-        driver_id,
-        {**changes, **duty, "updated_at": at},
-        "driver.updated",
-        driver_row,
+    duty = _duty_change(before.status, str(changes.get("status") or before.status), at)
+    after = await _audited(
+        actor, driver_id, {**changes, **duty, "updated_at": at}, "driver.updated"
     )
-    if before["status"] != after["status"]:
+    if before.status != after.status:
         await emit(
             topics.DRIVER_STATUS_CHANGED,
             driver_id,
-            topics.DriverStatusChanged(driver_id, from_=before["status"], to=after["status"]),
+            topics.DriverStatusChanged(driver_id, from_=before.status, to=after.status),
         )
     return after
 
@@ -182,7 +184,7 @@ class OwnStatus(Input):
     status: DriverStatus
 
 
-async def set_own_status(tenant: TenantRef, actor: Actor, status: Any) -> Row:
+async def set_own_status(tenant: TenantRef, actor: Actor, status: Any) -> DriverRow:
     """A signed-in driver goes on duty, on a break or off duty: their own driver only (the
     actor's `driver_id`), never while a job they accepted is still open."""
     if actor.driver_id is None:
@@ -196,12 +198,14 @@ async def set_own_status(tenant: TenantRef, actor: Actor, status: Any) -> Row:
         )
     async with tenant_transaction(tenant):
         # Locked, so the engine cannot hand them a job between the check and the change.
-        rows = await engine.fetch(
-            f"SELECT {DRIVER_COLUMNS} FROM drivers WHERE id = $1 FOR UPDATE", actor.driver_id
+        found = await fetch_records(
+            DriverRow,
+            f"SELECT {DriverRow.columns()} FROM drivers WHERE id = $1 FOR UPDATE",
+            actor.driver_id,
         )
-        if not rows or rows[0]["archived_at"] is not None:
+        if not found or found[0].archived_at is not None:
             raise UserError("not_found", "you are no longer one of the company's drivers")
-        before = dict(rows[0])
+        before = found[0]
         jobs = await engine.fetch(
             "SELECT number FROM service_requests WHERE driver = $1 "
             "AND status IN ('assigned', 'en_route', 'on_scene', 'in_progress') ORDER BY id",
@@ -209,12 +213,12 @@ async def set_own_status(tenant: TenantRef, actor: Actor, status: Any) -> Row:
         )
         if jobs:
             raise UserError("job_in_progress", _on_a_job(jobs[0]["number"], wanted), "status")
-        if before["status"] == wanted:
+        if before.status == wanted:
             return before
         return await _change(actor, before, {"status": wanted})
 
 
-async def archive_driver(tenant: TenantRef, actor: Actor, driver_id: int) -> Row:
+async def archive_driver(tenant: TenantRef, actor: Actor, driver_id: int) -> DriverRow:
     """Take the driver off the roster, off duty (their live offer and their place on the
     live map are dispatch's: `dispatch.fleet.archive_driver`)."""
     require(actor, "drivers.manage")
@@ -224,32 +228,29 @@ async def archive_driver(tenant: TenantRef, actor: Actor, driver_id: int) -> Row
     return archived
 
 
-async def archive_in_transaction(actor: Actor, driver_id: int) -> Row:
+async def archive_in_transaction(actor: Actor, driver_id: int) -> DriverRow:
     """`archive_driver`'s change, in the caller's tenant transaction (permission checked);
     the caller calls `after_archiving` after the commit."""
-    return await audited_update(
+    return await _audited(
         actor,
-        "driver",
-        "drivers",
         driver_id,
         {"archived_at": now(), "status": DriverStatus.off_duty.value},
         "driver.archived",
-        driver_row,
     )
 
 
-async def after_archiving(tenant: TenantRef, archived: Row) -> None:
+async def after_archiving(tenant: TenantRef, archived: DriverRow) -> None:
     """Once archiving a driver has committed: their user (if any) no longer acts as them."""
-    if archived["user"] is not None:
+    if archived.user is not None:
         await actors_changed(tenant)
 
 
-async def add_shift(tenant: TenantRef, actor: Actor, driver_id: int, data: Any) -> Row:
+async def add_shift(tenant: TenantRef, actor: Actor, driver_id: int, data: Any) -> ShiftRow:
     require(actor, "drivers.manage")
     shift = parse(ShiftInput, data)
     async with tenant_transaction(tenant):
         await driver_row(driver_id)
         shift_id = await insert_row("shifts", {"driver": driver_id, **shift.model_dump()})
-        created = {"id": shift_id, "driver": driver_id, **shift.model_dump()}
-        await record(actor, "shift", created["id"], "shift.created", None, created)
+        created = ShiftRow(id=shift_id, driver=driver_id, **shift.model_dump())
+        await record(actor, "shift", created.id, "shift.created", None, created.as_dict())
     return created

@@ -27,8 +27,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from patone.core.common.permissions import Actor
+from patone.core.common.rows import fetch_records
 from patone.core.runtime.db import engine
 from patone.core.runtime.errors import NotFound, UserError, ValidationFailed
+from patone.core.tables.notifications import PushSubscriptionRow
 from patone.plugins import config as plugins
 from patone.plugins.ssrf import check_url
 from patone.plugins.types import Delivery, DeliveryFailed, PluginResult, PushMessage
@@ -40,7 +42,6 @@ PLUGIN = "push-webpush"  # keeps the company's key pair in its settings
 OWNER_KINDS = ("user", "customer")
 MAX_DEVICES = 20  # per person; registering another forgets the one unused the longest
 MAX_ENDPOINT = 2048
-COLUMNS = "id, endpoint, user_agent, created_at, last_used_at"
 
 
 def _b64url(raw: bytes) -> str:
@@ -139,7 +140,7 @@ async def _valid(data: dict[str, Any]) -> dict[str, str]:
 
 async def register_subscription(
     tenant: TenantRef, actor: Actor, data: dict[str, Any]
-) -> dict[str, Any]:
+) -> PushSubscriptionRow:
     """Remember a device of the signed-in person: `{endpoint, keys: {p256dh, auth},
     user_agent}`. The same endpoint again (a renewed subscription, or someone else signing in
     on that browser) updates it and moves it to this person."""
@@ -151,7 +152,7 @@ async def register_subscription(
             "user_agent) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (endpoint) DO UPDATE SET "
             "owner_kind = EXCLUDED.owner_kind, owner_id = EXCLUDED.owner_id, "
             "p256dh = EXCLUDED.p256dh, auth = EXCLUDED.auth, user_agent = EXCLUDED.user_agent, "
-            f"created_at = now(), last_used_at = NULL RETURNING {COLUMNS}",
+            f"created_at = now(), last_used_at = NULL RETURNING {PushSubscriptionRow.columns()}",
             kind,
             owner_id,
             valid["endpoint"],
@@ -168,7 +169,7 @@ async def register_subscription(
             owner_id,
             MAX_DEVICES,
         )
-    return dict(rows[0])
+    return PushSubscriptionRow.of(rows[0])
 
 
 async def unregister_subscription(tenant: TenantRef, actor: Actor, endpoint: str) -> None:
@@ -186,17 +187,17 @@ async def unregister_subscription(tenant: TenantRef, actor: Actor, endpoint: str
         raise NotFound("not_found", "none of your devices has this subscription", "endpoint")
 
 
-async def list_subscriptions(tenant: TenantRef, actor: Actor) -> list[dict[str, Any]]:
+async def list_subscriptions(tenant: TenantRef, actor: Actor) -> list[PushSubscriptionRow]:
     """The signed-in person's devices, most recently registered first."""
     kind, owner_id = _owner(actor)
     async with tenant_transaction(tenant):
-        rows = await engine.fetch(
-            f"SELECT {COLUMNS} FROM push_subscriptions WHERE owner_kind = $1 AND owner_id = $2 "
-            "ORDER BY created_at DESC, id DESC",
+        return await fetch_records(
+            PushSubscriptionRow,
+            f"SELECT {PushSubscriptionRow.columns()} FROM push_subscriptions "
+            "WHERE owner_kind = $1 AND owner_id = $2 ORDER BY created_at DESC, id DESC",
             kind,
             owner_id,
         )
-    return [dict(row) for row in rows]
 
 
 @dataclass(frozen=True)

@@ -837,4 +837,4 @@ async def list_requests(
         descending=descending,
         window=Window(first=first, after=after, last=last, before=before),
     )
-    return page.mapped(RequestRow.of)
+    return page.map(RequestRow.of)

@@ -39,6 +39,7 @@ import logging
 import random
 import secrets
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -56,6 +57,12 @@ from patone.core.common.rows import fetch_one
 from patone.core.runtime.db import engine
 from patone.core.runtime.errors import Conflict, UserError
 from patone.core.runtime.scheduler import periodic
+from patone.core.tables.webhooks import (
+    LoggedDelivery,
+    WebhookAttemptRow,
+    WebhookDeliveryRow,
+    WebhookEndpointRow,
+)
 from patone.core.work.events import event_handler
 from patone.core.work.jobs import current_job, send_to_active_tenants, tenant_actor
 from patone.plugins import config as plugins
@@ -65,7 +72,6 @@ from patone.tenants.registry import TenantInfo
 
 log = logging.getLogger(__name__)
 
-Row = dict[str, Any]
 
 TEST_EVENT = "webhook.test"
 STATUSES = ("pending", "succeeded", "failed", "dead")
@@ -84,21 +90,6 @@ MAX_ENDPOINTS = 20
 MAX_PAGE = 100
 UNEXPECTED_RETRIES = 5  # for errors of our own (database down...), with Dramatiq's back-off
 USER_AGENT = "Patone-Webhooks/1"
-
-ENDPOINT_COLUMNS = (
-    "id, url, description, event_types, enabled, failure_streak, failing_since, "
-    "last_success_at, last_failure_at, disabled_at, disabled_reason, "
-    "previous_secret_expires_at, created_at, updated_at"
-)
-DELIVERY_COLUMNS = (
-    "id, endpoint_id, message_id, event_id, event_type, payload, status, attempts, replays, "
-    "response_status, response_body, error, duration_ms, next_attempt_at, last_attempt_at, "
-    "succeeded_at, created_at, updated_at"
-)
-ATTEMPT_COLUMNS = (
-    "id, delivery_id, attempt, trigger, response_status, response_body, error, duration_ms, "
-    "created_at"
-)
 
 
 def _event_type(value: str) -> str:
@@ -136,7 +127,7 @@ class EndpointChanges(Input):
 class EndpointWithSecret:
     """An endpoint and its signing secret, in the clear: only when created or rotated."""
 
-    endpoint: Row
+    endpoint: WebhookEndpointRow
     secret: str
 
 
@@ -177,14 +168,14 @@ def _open(sealed: str) -> str:
 # Endpoints
 
 
-def _endpoint(row: Any) -> Row:
-    return {**dict(row), "event_types": list(row["event_types"])}
+def _endpoint(row: Mapping[str, Any]) -> WebhookEndpointRow:
+    return WebhookEndpointRow.of({**row, "event_types": list(row["event_types"])})
 
 
-async def _load_endpoint(endpoint_id: int) -> Row:
+async def _load_endpoint(endpoint_id: int) -> WebhookEndpointRow:
     return _endpoint(
         await fetch_one(
-            f"SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE id = $1",
+            f"SELECT {WebhookEndpointRow.columns()} FROM webhook_endpoints WHERE id = $1",
             endpoint_id,
             field="id",
             what="webhook endpoint",
@@ -198,15 +189,17 @@ async def _checked_url(url: str) -> str:
     return await asyncio.to_thread(ssrf.check_url, url, field="url", allow_private=allow)
 
 
-async def list_endpoints(tenant: TenantRef, actor: Actor) -> list[Row]:
+async def list_endpoints(tenant: TenantRef, actor: Actor) -> list[WebhookEndpointRow]:
     """The company's webhook endpoints, oldest first (secrets are never read back)."""
     require(actor, "settings.manage")
     async with tenant_transaction(tenant):
-        rows = await engine.fetch(f"SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints ORDER BY id")
+        rows = await engine.fetch(
+            f"SELECT {WebhookEndpointRow.columns()} FROM webhook_endpoints ORDER BY id"
+        )
     return [_endpoint(r) for r in rows]
 
 
-async def get_endpoint(tenant: TenantRef, actor: Actor, endpoint_id: int) -> Row:
+async def get_endpoint(tenant: TenantRef, actor: Actor, endpoint_id: int) -> WebhookEndpointRow:
     require(actor, "settings.manage")
     async with tenant_transaction(tenant):
         return await _load_endpoint(endpoint_id)
@@ -235,12 +228,19 @@ async def create_endpoint(tenant: TenantRef, actor: Actor, data: Any) -> Endpoin
         )
         created = await _load_endpoint(rows[0]["id"])
         await record(
-            actor, "webhook_endpoint", created["id"], "webhook_endpoint.created", None, created
+            actor,
+            "webhook_endpoint",
+            created.id,
+            "webhook_endpoint.created",
+            None,
+            created.as_dict(),
         )
     return EndpointWithSecret(created, secret)
 
 
-async def update_endpoint(tenant: TenantRef, actor: Actor, endpoint_id: int, data: Any) -> Row:
+async def update_endpoint(
+    tenant: TenantRef, actor: Actor, endpoint_id: int, data: Any
+) -> WebhookEndpointRow:
     """Change an endpoint's URL, description, event types or whether it is on.
 
     Turning an endpoint back on clears its failure streak."""
@@ -256,9 +256,9 @@ async def update_endpoint(tenant: TenantRef, actor: Actor, endpoint_id: int, dat
     async with tenant_transaction(tenant):
         before = await _load_endpoint(endpoint_id)
         sets = dict(changes)
-        if changes.get("enabled") is True and not before["enabled"]:
+        if changes.get("enabled") is True and not before.enabled:
             sets.update(failure_streak=0, failing_since=None, disabled_at=None, disabled_reason="")
-        elif changes.get("enabled") is False and before["enabled"]:
+        elif changes.get("enabled") is False and before.enabled:
             await engine.execute(
                 "UPDATE webhook_endpoints SET disabled_at = now(), disabled_reason = $2 "
                 "WHERE id = $1",
@@ -274,18 +274,25 @@ async def update_endpoint(tenant: TenantRef, actor: Actor, endpoint_id: int, dat
             )
         after = await _load_endpoint(endpoint_id)
         await record(
-            actor, "webhook_endpoint", endpoint_id, "webhook_endpoint.updated", before, after
+            actor,
+            "webhook_endpoint",
+            endpoint_id,
+            "webhook_endpoint.updated",
+            before.as_dict(),
+            after.as_dict(),
         )
     return after
 
 
-async def delete_endpoint(tenant: TenantRef, actor: Actor, endpoint_id: int) -> Row:
+async def delete_endpoint(tenant: TenantRef, actor: Actor, endpoint_id: int) -> WebhookEndpointRow:
     """Remove an endpoint and its delivery log; returns the endpoint as it was."""
     require(actor, "settings.manage")
     async with tenant_transaction(tenant):
         before = await _load_endpoint(endpoint_id)
         await engine.execute("DELETE FROM webhook_endpoints WHERE id = $1", endpoint_id)
-        await record(actor, "webhook_endpoint", endpoint_id, "webhook_endpoint.deleted", before)
+        await record(
+            actor, "webhook_endpoint", endpoint_id, "webhook_endpoint.deleted", before.as_dict()
+        )
     return before
 
 
@@ -311,7 +318,7 @@ async def rotate_secret(tenant: TenantRef, actor: Actor, endpoint_id: int) -> En
             endpoint_id,
             "webhook_endpoint.secret_rotated",
             None,
-            {"previous_secret_expires_at": after["previous_secret_expires_at"]},
+            {"previous_secret_expires_at": after.previous_secret_expires_at},
         )
     return EndpointWithSecret(after, secret)
 
@@ -719,26 +726,31 @@ async def deliver_webhook(tenant_slug: str, delivery_id: int, replay: int = 0) -
 # The delivery log, replays and test events
 
 
-async def _load_delivery(delivery_id: int) -> Row:
-    row = await fetch_one(
-        f"SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE id = $1",
-        delivery_id,
-        field="id",
-        what="webhook delivery",
+def _delivery(row: Mapping[str, Any]) -> WebhookDeliveryRow:
+    return WebhookDeliveryRow.of({**row, "payload": json.loads(row["payload"])})
+
+
+async def _load_delivery(delivery_id: int) -> WebhookDeliveryRow:
+    return _delivery(
+        await fetch_one(
+            f"SELECT {WebhookDeliveryRow.columns()} FROM webhook_deliveries WHERE id = $1",
+            delivery_id,
+            field="id",
+            what="webhook delivery",
+        )
     )
-    return {**row, "payload": json.loads(row["payload"])}
 
 
-async def _attempts(delivery_ids: list[int]) -> dict[int, list[Row]]:
+async def _attempts(delivery_ids: list[int]) -> dict[int, tuple[WebhookAttemptRow, ...]]:
     rows = await engine.fetch(
-        f"SELECT {ATTEMPT_COLUMNS} FROM webhook_attempts WHERE delivery_id = ANY($1::bigint[]) "
-        "ORDER BY id",
+        f"SELECT {WebhookAttemptRow.columns()} FROM webhook_attempts "
+        "WHERE delivery_id = ANY($1::bigint[]) ORDER BY id",
         delivery_ids,
     )
-    grouped: dict[int, list[Row]] = {i: [] for i in delivery_ids}
+    grouped: dict[int, list[WebhookAttemptRow]] = {i: [] for i in delivery_ids}
     for row in rows:
-        grouped[row["delivery_id"]].append(dict(row))
-    return grouped
+        grouped[row["delivery_id"]].append(WebhookAttemptRow.of(row))
+    return {i: tuple(attempts) for i, attempts in grouped.items()}
 
 
 async def list_deliveries(
@@ -751,7 +763,7 @@ async def list_deliveries(
     after: str | None = None,
     last: int | None = None,
     before: str | None = None,
-) -> Page:
+) -> Page[LoggedDelivery]:
     """Deliveries, newest first, each with its attempts (`attempt_log`), a page at a time
     (forwards or backwards); filtered by endpoint and/or status."""
     require(actor, "settings.manage")
@@ -760,7 +772,7 @@ async def list_deliveries(
     async with tenant_transaction(tenant):
         page = await fetch_page(
             tenant,
-            columns=DELIVERY_COLUMNS,
+            columns=WebhookDeliveryRow.columns(),
             source="webhook_deliveries",
             where=[
                 "($1::int IS NULL OR endpoint_id = $1)",
@@ -773,20 +785,15 @@ async def list_deliveries(
             max_page=MAX_PAGE,
         )
         attempts = await _attempts([r["id"] for r in page.rows])
-    page.rows = [
-        {**r, "payload": json.loads(r["payload"]), "attempt_log": attempts[r["id"]]}
-        for r in page.rows
-    ]
-    return page
+    return page.map(lambda row: LoggedDelivery(_delivery(row), attempts[row["id"]]))
 
 
-async def get_delivery(tenant: TenantRef, actor: Actor, delivery_id: int) -> Row:
+async def get_delivery(tenant: TenantRef, actor: Actor, delivery_id: int) -> LoggedDelivery:
     """One delivery with its attempts."""
     require(actor, "settings.manage")
     async with tenant_transaction(tenant):
         row = await _load_delivery(delivery_id)
-        row["attempt_log"] = (await _attempts([delivery_id]))[delivery_id]
-    return row
+        return LoggedDelivery(row, (await _attempts([delivery_id]))[delivery_id])
 
 
 async def replay_delivery(
@@ -795,14 +802,14 @@ async def replay_delivery(
     delivery_id: int,
     *,
     broker: dramatiq.Broker | None = None,
-) -> Row:
+) -> LoggedDelivery:
     """Send a delivery again, whatever became of it, with the same `webhook-id` (receivers
     that saw it already can tell); a fresh round of attempts and retries."""
     require(actor, "settings.manage")
     async with tenant_transaction(tenant):
         before = await _load_delivery(delivery_id)
-        endpoint = await _load_endpoint(before["endpoint_id"])
-        if not endpoint["enabled"]:
+        endpoint = await _load_endpoint(before.endpoint_id)
+        if not endpoint.enabled:
             raise Conflict(
                 "endpoint_disabled", "the delivery's endpoint is turned off: turn it on first", "id"
             )
@@ -818,13 +825,13 @@ async def replay_delivery(
             "webhook_delivery",
             delivery_id,
             "webhook_delivery.replayed",
-            {"status": before["status"]},
+            {"status": before.status},
             {"status": "pending", "replay": replay},
         )
         after = await _load_delivery(delivery_id)
     target = broker or dramatiq.get_broker()
     await asyncio.to_thread(enqueue_deliveries, target, tenant, [(delivery_id, replay)])
-    return after
+    return LoggedDelivery(after)
 
 
 async def send_test_event(
@@ -833,13 +840,13 @@ async def send_test_event(
     endpoint_id: int,
     *,
     broker: dramatiq.Broker | None = None,
-) -> Row:
+) -> LoggedDelivery:
     """Queue a `webhook.test` delivery to one endpoint (whatever event types it takes);
     returns the delivery, whose status and attempts show how the endpoint answered."""
     require(actor, "settings.manage")
     async with tenant_transaction(tenant):
         endpoint = await _load_endpoint(endpoint_id)
-        if not endpoint["enabled"]:
+        if not endpoint.enabled:
             raise Conflict(
                 "endpoint_disabled", "the endpoint is turned off: turn it on first", "id"
             )
@@ -873,7 +880,7 @@ async def send_test_event(
         delivery = await _load_delivery(delivery_id)
     target = broker or dramatiq.get_broker()
     await asyncio.to_thread(enqueue_deliveries, target, tenant, [(delivery_id, 0)])
-    return delivery
+    return LoggedDelivery(delivery)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -11,14 +11,18 @@ import dramatiq
 from patone.core.common.activity import record
 from patone.core.common.paging import Key, Page, Window, fetch_page
 from patone.core.common.permissions import Actor, require
+from patone.core.common.rows import fetch_records
 from patone.core.notifications import templates
 from patone.core.notifications.planning import request_context, stored_templates
 from patone.core.notifications.sending import enqueue_sends, parse_message_id
 from patone.core.runtime.db import engine
 from patone.core.runtime.errors import NotFound, UserError
+from patone.core.tables.notifications import (
+    NotificationPreferenceRow,
+    NotificationRow,
+    NotificationRuleRow,
+)
 from patone.tenants.isolation import TenantRef, tenant_transaction
-
-Row = dict[str, Any]
 
 # What a provider's delivery report can turn a notification into (normalised by its plugin).
 REPORTED = {"sent", "delivered", "undelivered"}
@@ -32,19 +36,19 @@ def _check_choice(value: str, allowed: Any, field: str) -> None:
 # --- rules ---------------------------------------------------------------------------------------
 
 
-async def list_rules(tenant: TenantRef, actor: Actor) -> list[Row]:
+async def list_rules(tenant: TenantRef, actor: Actor) -> list[NotificationRuleRow]:
     require(actor, "settings.manage")
     async with tenant_transaction(tenant):
-        rows = await engine.fetch(
-            "SELECT id, event, recipient, channel, enabled, updated_at FROM notification_rules "
-            "ORDER BY event, recipient, channel"
+        return await fetch_records(
+            NotificationRuleRow,
+            f"SELECT {NotificationRuleRow.columns()} FROM notification_rules "
+            "ORDER BY event, recipient, channel",
         )
-    return [dict(r) for r in rows]
 
 
 async def set_rule(
     tenant: TenantRef, actor: Actor, event: str, recipient: str, channel: str, enabled: bool
-) -> Row:
+) -> NotificationRuleRow:
     """Turn "notify <recipient> of <event> by <channel>" on or off for the company."""
     require(actor, "settings.manage")
     _check_choice(event, templates.EVENTS, "event")
@@ -55,15 +59,15 @@ async def set_rule(
             "INSERT INTO notification_rules (event, recipient, channel, enabled) "
             "VALUES ($1, $2, $3, $4) ON CONFLICT (event, recipient, channel) DO UPDATE "
             "SET enabled = EXCLUDED.enabled, updated_at = now() "
-            "RETURNING id, event, recipient, channel, enabled, updated_at",
+            f"RETURNING {NotificationRuleRow.columns()}",
             event,
             recipient,
             channel,
             enabled,
         )
-        rule = dict(rows[0])
+        rule = NotificationRuleRow.of(rows[0])
         await record(
-            actor, "notification_rule", rule["id"], "notification_rule.changed", None, rule
+            actor, "notification_rule", rule.id, "notification_rule.changed", None, rule.as_dict()
         )
     return rule
 
@@ -193,18 +197,18 @@ def _may_edit_preferences(actor: Actor, subject_kind: str, subject_id: int) -> N
 
 async def preferences(
     tenant: TenantRef, actor: Actor, subject_kind: str, subject_id: int
-) -> list[Row]:
+) -> list[NotificationPreferenceRow]:
     """The choices a staff member or customer made (anything not listed is on)."""
     _check_choice(subject_kind, ("user", "customer"), "subjectKind")
     _may_edit_preferences(actor, subject_kind, subject_id)
     async with tenant_transaction(tenant):
-        rows = await engine.fetch(
-            "SELECT event, channel, enabled, updated_at FROM notification_preferences "
+        return await fetch_records(
+            NotificationPreferenceRow,
+            f"SELECT {NotificationPreferenceRow.columns()} FROM notification_preferences "
             "WHERE subject_kind = $1 AND subject_id = $2 ORDER BY event, channel",
             subject_kind,
             subject_id,
         )
-    return [dict(r) for r in rows]
 
 
 async def set_preference(
@@ -215,7 +219,7 @@ async def set_preference(
     event: str,
     channel: str,
     enabled: bool,
-) -> Row:
+) -> NotificationPreferenceRow:
     """Turn one event (or "*": every event) on or off on one channel for one person."""
     _check_choice(subject_kind, ("user", "customer"), "subjectKind")
     _may_edit_preferences(actor, subject_kind, subject_id)
@@ -232,23 +236,17 @@ async def set_preference(
             "(subject_kind, subject_id, event, channel, enabled) VALUES ($1, $2, $3, $4, $5) "
             "ON CONFLICT (subject_kind, subject_id, event, channel) DO UPDATE SET "
             "enabled = EXCLUDED.enabled, updated_at = now() "
-            "RETURNING event, channel, enabled, updated_at",
+            f"RETURNING {NotificationPreferenceRow.columns()}",
             subject_kind,
             subject_id,
             event,
             channel,
             enabled,
         )
-    return dict(rows[0])
+    return NotificationPreferenceRow.of(rows[0])
 
 
 # --- the delivery log ----------------------------------------------------------------------------
-
-LOG_COLUMNS = (
-    "id, event_id, event, entity, entity_id, recipient_kind, recipient_id, channel, address, "
-    "subject, body, status, provider, provider_id, provider_status, attempts, "
-    "ambiguous_attempts, error, created_at, sent_at, updated_at"
-)
 
 
 async def list_notifications(
@@ -262,12 +260,12 @@ async def list_notifications(
     after: str | None = None,
     last: int | None = None,
     before: str | None = None,
-) -> Page:
+) -> Page[NotificationRow]:
     """The delivery log, newest first, a page at a time (forwards or backwards)."""
     require(actor, "requests.view")
-    return await fetch_page(
+    page = await fetch_page(
         tenant,
-        columns=LOG_COLUMNS,
+        columns=NotificationRow.columns(),
         source="notifications",
         where=[
             "($1::varchar IS NULL OR (entity = 'service_request' AND entity_id = $1))",
@@ -279,18 +277,19 @@ async def list_notifications(
         descending=True,
         window=Window(first=first, after=after, last=last, before=before),
     )
+    return page.map(NotificationRow.of)
 
 
 async def retry_notification(
     tenant: TenantRef, actor: Actor, notification_id: int, *, broker: dramatiq.Broker | None = None
-) -> Row:
+) -> NotificationRow:
     """Send a notification that ended without reaching anyone once more."""
     require(actor, "settings.manage")
     async with tenant_transaction(tenant):
         rows = await engine.fetch(
             "UPDATE notifications SET status = 'queued', error = '', updated_at = now() "
             "WHERE id = $1 AND status IN ('dead', 'failed', 'unknown', 'no_provider', "
-            "'no_device', 'undelivered') RETURNING " + LOG_COLUMNS,
+            "'no_device', 'undelivered') RETURNING " + NotificationRow.columns(),
             notification_id,
         )
         if not rows:
@@ -304,7 +303,7 @@ async def retry_notification(
     await asyncio.to_thread(
         enqueue_sends, broker or dramatiq.get_broker(), tenant, [notification_id]
     )
-    return dict(rows[0])
+    return NotificationRow.of(rows[0])
 
 
 async def record_provider_status(

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import ClassVar
+
 from piccolo.columns import (
     Date,
     ForeignKey,
@@ -14,6 +18,7 @@ from piccolo.columns import (
 from piccolo.table import Table
 
 from patone.core.runtime.db import engine
+from patone.core.tables.records import Record
 
 
 class Customer(Table, tablename="customers", db=engine):
@@ -26,6 +31,19 @@ class Customer(Table, tablename="customers", db=engine):
     archived_at = Timestamptz(null=True, default=None)
     created_at = Timestamptz()
     updated_at = Timestamptz()
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerRow(Record):
+    table: ClassVar[type[Table]] = Customer
+    id: int
+    name: str
+    phone: str | None
+    email: str | None
+    notes: str
+    archived_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
 
 
 class Vehicle(Table, tablename="vehicles", db=engine):
@@ -42,6 +60,21 @@ class Vehicle(Table, tablename="vehicles", db=engine):
     created_at = Timestamptz()
 
 
+@dataclass(frozen=True, slots=True)
+class VehicleRow(Record):
+    table: ClassVar[type[Table]] = Vehicle
+    id: int
+    customer: int | None  # nullable in the table, though every vehicle has one
+    make: str
+    model: str
+    year: int | None
+    colour: str
+    plate: str
+    vin: str
+    archived_at: datetime | None
+    created_at: datetime
+
+
 class Membership(Table, tablename="memberships", db=engine):
     """A customer's membership of a motor club or insurer's roadside cover."""
 
@@ -50,3 +83,14 @@ class Membership(Table, tablename="memberships", db=engine):
     number = Varchar(length=100)
     valid_until = Date(null=True, default=None)
     created_at = Timestamptz()
+
+
+@dataclass(frozen=True, slots=True)
+class MembershipRow(Record):
+    table: ClassVar[type[Table]] = Membership
+    id: int
+    customer: int | None  # nullable in the table, though every membership has one
+    provider: str
+    number: str
+    valid_until: date | None
+    created_at: datetime

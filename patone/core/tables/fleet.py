@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
+from typing import ClassVar
 
 from piccolo.columns import (
     Array,
@@ -10,6 +13,7 @@ from piccolo.columns import (
     ForeignKey,
     Integer,
     OnDelete,
+    Real,
     Timestamptz,
     Varchar,
 )
@@ -17,6 +21,7 @@ from piccolo.table import Table
 
 from patone.core.runtime.db import engine
 from patone.core.tables.identity import User
+from patone.core.tables.records import Record
 
 
 class DriverStatus(StrEnum):
@@ -47,9 +52,52 @@ class Driver(Table, tablename="drivers", db=engine):
     updated_at = Timestamptz()
 
 
+@dataclass(frozen=True, slots=True)
+class DriverRow(Record):
+    table: ClassVar[type[Table]] = Driver
+    id: int
+    user: int | None
+    name: str
+    phone: str | None
+    status: str
+    skills: list[str]
+    truck: str
+    last_lat: float | None
+    last_lng: float | None
+    last_seen_at: datetime | None
+    rating: int | None
+    archived_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
 class Shift(Table, tablename="shifts", db=engine):
     """A driver's planned or worked shift."""
 
     driver = ForeignKey(references=Driver, on_delete=OnDelete.cascade, index=True)
     starts_at = Timestamptz()
     ends_at = Timestamptz()
+
+
+@dataclass(frozen=True, slots=True)
+class ShiftRow(Record):
+    table: ClassVar[type[Table]] = Shift
+    id: int
+    driver: int | None  # nullable in the table, though every shift has one
+    starts_at: datetime
+    ends_at: datetime
+
+
+class DriverPosition(Table, tablename="driver_positions", db=engine):
+    """Drivers' GPS history, partitioned by day (`dispatch/positions.py` makes and drops the
+    partitions). No foreign key to drivers: an append-only log of millions of rows a day keeps
+    a stale id cheaper than checking each one. The key is (driver_id, recorded_at)."""
+
+    driver_id = Integer(primary_key=True)
+    recorded_at = Timestamptz()
+    lat = DoublePrecision()
+    lng = DoublePrecision()
+    accuracy_m = Real()
+    speed_mps = Real(null=True, default=None)
+    heading_deg = Real(null=True, default=None)
+    received_at = Timestamptz()

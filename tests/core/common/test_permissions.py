@@ -62,13 +62,13 @@ Call = Callable[[TenantInfo, Actor, dict[str, Any]], Awaitable[Any]]
 async def _world(tenant: TenantInfo) -> dict[str, Any]:
     customer = await customers.create_customer(tenant, SYSTEM, {"name": "Kim"})
     driver = await drivers.create_driver(tenant, SYSTEM, {"name": "Lee"})
-    await drivers.update_driver(tenant, SYSTEM, driver["id"], {"status": "available"})
+    await drivers.update_driver(tenant, SYSTEM, driver.id, {"status": "available"})
     request = await service_requests.create_request(
         tenant,
         SYSTEM,
-        {"customer_id": customer["id"], "service_type": "lockout", "pickup": {"lat": 1, "lng": 1}},
+        {"customer_id": customer.id, "service_type": "lockout", "pickup": {"lat": 1, "lng": 1}},
     )
-    return {"customer": customer["id"], "driver": driver["id"], "request": request.id}
+    return {"customer": customer.id, "driver": driver.id, "request": request.id}
 
 
 # Each mutation a staff member can attempt, and the permission that gates it.

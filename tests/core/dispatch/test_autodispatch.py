@@ -65,18 +65,18 @@ async def test_a_waiting_request_is_offered_to_the_nearest_skilled_driver_with_r
 
     decision = await autodispatch.dispatch_request(acme, request.id)
 
-    assert decision.outcome == "offered" and decision.driver_id == near["id"]
+    assert decision.outcome == "offered" and decision.driver_id == near.id
     why = decision.explanation
-    assert why is not None and why["chosen"] == near["id"] and "min to the scene" in why["why"]
-    assert why["candidates"][0]["driver_id"] == near["id"]
+    assert why is not None and why["chosen"] == near.id and "min to the scene" in why["why"]
+    assert why["candidates"][0]["driver_id"] == near.id
     left_out = {e["driver_id"]: e["reason"] for e in why["excluded"]}
-    assert left_out == {untrained["id"]: "lacks tow"}  # on break is not on shift at all
+    assert left_out == {untrained.id: "lacks tow"}  # on break is not on shift at all
     seen = {c["name"] for c in why["candidates"]} | {e["name"] for e in why["excluded"]}
-    assert "Bolt's Bob" not in seen and on_break["name"] not in seen
+    assert "Bolt's Bob" not in seen and on_break.name not in seen
     stored = await offers.list_offers(acme, DISPATCHER, request.id)
-    assert [(o.driver_id, o.status) for o in stored] == [(near["id"], "open")]
+    assert [(o.driver_id, o.status) for o in stored] == [(near.id, "open")]
     assert stored[0].deadline == clock.at + timedelta(seconds=30)
-    assert stored[0].explanation["chosen"] == near["id"]
+    assert stored[0].explanation["chosen"] == near.id
     assert await offers.list_offers(bolt, DISPATCHER, request.id) == []
     # A second run finds the request already offered and changes nothing.
     assert (await autodispatch.dispatch_request(acme, request.id)).outcome == "skipped"
@@ -100,8 +100,8 @@ async def test_declined_and_lapsed_offers_cascade_and_a_late_answer_is_refused(
     report = await autodispatch.sweep(acme)
     assert report.offered == 1
     assert await _offer_rows(acme, request.id) == [
-        (first["id"], "declined"),
-        (second["id"], "open"),
+        (first.id, "declined"),
+        (second.id, "open"),
     ]
     clock.advance(31)  # the second driver does not answer in time
     late = (await offers.my_offers(acme, driver_actor(second)))[0]
@@ -111,12 +111,12 @@ async def test_declined_and_lapsed_offers_cascade_and_a_late_answer_is_refused(
         await offers.respond_to_offer(acme, driver_actor(second), late.id, accept=True)
     assert refused.value.code == "offer_closed"
     assert await _offer_rows(acme, request.id) == [
-        (first["id"], "declined"),
-        (second["id"], "expired"),
-        (third["id"], "open"),
+        (first.id, "declined"),
+        (second.id, "expired"),
+        (third.id, "open"),
     ]
     # Bolt's own request went to bolt's driver and nothing of acme's reached it.
-    assert await _offer_rows(bolt, bolt_request.id) == [(other["id"], "open")]
+    assert await _offer_rows(bolt, bolt_request.id) == [(other.id, "open")]
 
 
 async def test_a_driver_who_let_an_offer_lapse_is_asked_again_twice_when_much_nearer(
@@ -134,7 +134,7 @@ async def test_a_driver_who_let_an_offer_lapse_is_asked_again_twice_when_much_ne
         report = await autodispatch.sweep(acme)
         assert report.expired == 1 and report.offered == 1
         again = report.decisions[0].explanation
-        assert again is not None and again["chosen"] == near["id"]
+        assert again is not None and again["chosen"] == near.id
         unanswered = "an offer" if lapsed == 1 else "2 offers"
         assert f"asked again after {unanswered} of it went unanswered" in again["why"]
         assert again["candidates"][0]["lapsed"] == lapsed
@@ -142,16 +142,16 @@ async def test_a_driver_who_let_an_offer_lapse_is_asked_again_twice_when_much_ne
     clock.advance(31)  # three times unanswered: the next truck, however far
     report = await autodispatch.sweep(acme)
     explanation = report.decisions[0].explanation
-    assert explanation is not None and explanation["chosen"] == far["id"]
-    assert {"driver_id": near["id"], "name": near["name"], "reason": "let 3 offers lapse"} in (
+    assert explanation is not None and explanation["chosen"] == far.id
+    assert {"driver_id": near.id, "name": near.name, "reason": "let 3 offers lapse"} in (
         explanation["excluded"]
     )
     assert await _offer_rows(acme, request.id) == [
-        *[(near["id"], "expired")] * 3,
-        (far["id"], "open"),
+        *[(near.id, "expired")] * 3,
+        (far.id, "open"),
     ]
     # Bolt's request was offered to Bolt's driver once; Acme's lapses never touched it.
-    assert await _offer_rows(bolt, bolt_request.id) == [(bolts["id"], "open")]
+    assert await _offer_rows(bolt, bolt_request.id) == [(bolts.id, "open")]
 
 
 async def test_a_decline_is_final_and_a_company_may_ask_each_driver_only_once(
@@ -164,7 +164,7 @@ async def test_a_decline_is_final_and_a_company_may_ask_each_driver_only_once(
     request = await request_at_scene(acme)
     await autodispatch.sweep(acme)
     clock.advance(31)
-    assert (await autodispatch.sweep(acme)).decisions[0].driver_id == far["id"]
+    assert (await autodispatch.sweep(acme)).decisions[0].driver_id == far.id
     declined = await request_at_scene(acme)
     await autodispatch.sweep(acme)  # the near driver is free: offered the new request
     offer = next(
@@ -173,8 +173,8 @@ async def test_a_decline_is_final_and_a_company_may_ask_each_driver_only_once(
     await update_dispatch_settings(acme, ADMIN, {"lapsed_reoffers": 3})
     await offers.respond_to_offer(acme, driver_actor(near), offer.id, accept=False)
     report = await autodispatch.sweep(acme)
-    assert all(d.driver_id != near["id"] for d in report.decisions)
-    assert await _offer_rows(acme, request.id) == [(near["id"], "expired"), (far["id"], "open")]
+    assert all(d.driver_id != near.id for d in report.decisions)
+    assert await _offer_rows(acme, request.id) == [(near.id, "expired"), (far.id, "open")]
 
 
 async def test_load_weighs_more_for_a_driver_whose_shift_ends_soon(
@@ -189,7 +189,7 @@ async def test_load_weighs_more_for_a_driver_whose_shift_ends_soon(
         await drivers.add_shift(
             acme,
             ADMIN,
-            driver["id"],
+            driver.id,
             {
                 "starts_at": clock.at - timedelta(hours=2),
                 "ends_at": clock.at + timedelta(hours=hours_left),
@@ -197,7 +197,7 @@ async def test_load_weighs_more_for_a_driver_whose_shift_ends_soon(
         )
     await driver_at(bolt, 1)  # Bolt's driver has no shift on record
     done = await request_at_scene(acme)  # one job today: the fleet has a rate
-    await service_requests.assign_driver(acme, DISPATCHER, done.id, staying["id"])
+    await service_requests.assign_driver(acme, DISPATCHER, done.id, staying.id)
     for status in ("en_route", "on_scene", "in_progress", "completed"):
         await service_requests.transition(acme, driver_actor(staying), done.id, status)
     request = await request_at_scene(acme)
@@ -208,7 +208,7 @@ async def test_load_weighs_more_for_a_driver_whose_shift_ends_soon(
     urgency = {c["name"]: c["load_urgency"] for c in decision.explanation["candidates"]}
     # 1 job in 4 hours on shift: a quarter of a job an hour. Half an hour left is an eighth of
     # a job to come (three times the load); eight hours are two jobs (the load as it is).
-    assert urgency == {"Ending": 3.0, staying["name"]: 1.0}
+    assert urgency == {"Ending": 3.0, staying.name: 1.0}
     other = await autodispatch.dispatch_request(bolt, bolt_request.id)
     assert other.explanation is not None
     assert [c["load_urgency"] for c in other.explanation["candidates"]] == [1.0]
@@ -226,7 +226,7 @@ async def test_an_answer_after_the_deadline_closes_the_offer_as_lapsed(
     clock.advance(30.5)  # before any sweep noticed
     with pytest.raises(offers.OfferExpired):
         await offers.respond_to_offer(acme, driver_actor(driver), offer.id, accept=True)
-    assert await _offer_rows(acme, request.id) == [(driver["id"], "expired")]
+    assert await _offer_rows(acme, request.id) == [(driver.id, "expired")]
     row = await service_requests.get_request(acme, DISPATCHER, request.id)
     assert row.status == "pending" and row.driver is None
 
@@ -251,8 +251,8 @@ async def test_after_max_offers_the_request_is_flagged_to_dispatchers(
     assert decisions[-1].outcome == "flagged"
     assert "2 offers" in decisions[-1].explanation["why"]
     # A dispatcher overrides by hand: offered to the third driver, who accepts.
-    made = await offers.offer_by_hand(acme, DISPATCHER, request.id, drivers[2]["id"])
-    assert made.driver_id == drivers[2]["id"]
+    made = await offers.offer_by_hand(acme, DISPATCHER, request.id, drivers[2].id)
+    assert made.driver_id == drivers[2].id
     [by_hand] = [o for o in await offers.list_offers(acme, DISPATCHER, request.id)
                  if o.id == made.offer_id]  # fmt: skip
     assert by_hand.travel_s and by_hand.travel_s > 0  # the maps plugin was asked
@@ -260,7 +260,7 @@ async def test_after_max_offers_the_request_is_flagged_to_dispatchers(
         acme, driver_actor(drivers[2]), made.offer_id or 0, accept=True
     )
     assert response.request is not None and response.request.status == "assigned"
-    assert response.request.driver == drivers[2]["id"]
+    assert response.request.driver == drivers[2].id
 
 
 async def test_an_emergency_preempts_an_unstarted_job_which_is_offered_again_first(
@@ -271,12 +271,12 @@ async def test_an_emergency_preempts_an_unstarted_job_which_is_offered_again_fir
     far = await driver_at(acme, 20)
     await driver_at(bolt, 1)
     routine = await request_at_scene(acme, priority="low")
-    await service_requests.assign_driver(acme, DISPATCHER, routine.id, busy["id"])
+    await service_requests.assign_driver(acme, DISPATCHER, routine.id, busy.id)
     await update_dispatch_settings(acme, ADMIN, {"max_offers": 5})
 
     emergency = await request_at_scene(acme, priority="emergency")
     decision = await autodispatch.dispatch_request(acme, emergency.id)
-    assert decision.driver_id == busy["id"]  # 1 km + pre-emption beats 20 km
+    assert decision.driver_id == busy.id  # 1 km + pre-emption beats 20 km
     assert decision.explanation is not None
     assert "goes back to pending" in decision.explanation["why"]
     offer = (await offers.my_offers(acme, driver_actor(busy)))[0]
@@ -299,7 +299,7 @@ async def test_an_emergency_preempts_an_unstarted_job_which_is_offered_again_fir
     assert (await autodispatch.waiting_requests(acme))[:2] == [routine.id, older.id]
     report = await autodispatch.sweep(acme)
     assert report.decisions[0].request_id == routine.id
-    assert report.decisions[0].driver_id == far["id"]
+    assert report.decisions[0].driver_id == far.id
 
 
 async def test_an_emergency_never_preempts_a_job_already_en_route(
@@ -309,7 +309,7 @@ async def test_an_emergency_never_preempts_a_job_already_en_route(
     driving = await driver_at(acme, 1)
     await driver_at(bolt, 1)
     job = await request_at_scene(acme)
-    await service_requests.assign_driver(acme, DISPATCHER, job.id, driving["id"])
+    await service_requests.assign_driver(acme, DISPATCHER, job.id, driving.id)
     await service_requests.transition(acme, driver_actor(driving), job.id, "en_route")
     emergency = await request_at_scene(acme, priority="emergency")
     decision = await autodispatch.dispatch_request(acme, emergency.id)
@@ -332,7 +332,7 @@ async def test_two_workers_racing_make_one_offer_per_request_and_per_driver(
     )
     async with tenant_transaction(acme):
         rows = await engine.fetch("SELECT request_id, driver_id FROM offers WHERE status = 'open'")
-    assert [row["driver_id"] for row in rows] == [only["id"]]  # one driver, one live offer
+    assert [row["driver_id"] for row in rows] == [only.id]  # one driver, one live offer
     outcomes = sorted(d.outcome for d in decisions[:3])
     assert outcomes.count("offered") == 1 and "no_candidate" in outcomes
 
@@ -385,11 +385,11 @@ async def test_accepting_shows_an_eta_that_moves_only_when_it_changes_by_over_a_
 
     clock.advance(30)  # moved a little: the customer's ETA stays put
     lat, lng = east_of_scene(5.8)
-    await fleet.set_position(acme, SYSTEM, driver["id"], {"lat": lat, "lng": lng})
+    await fleet.set_position(acme, SYSTEM, driver.id, {"lat": lat, "lng": lng})
     assert await eta.refresh_eta(acme, request.id) == shown
     clock.advance(60)  # half-way there: more than a minute sooner
     lat, lng = east_of_scene(3)
-    await fleet.set_position(acme, SYSTEM, driver["id"], {"lat": lat, "lng": lng})
+    await fleet.set_position(acme, SYSTEM, driver.id, {"lat": lat, "lng": lng})
     sooner = await eta.refresh_eta(acme, request.id)
     assert sooner is not None and sooner < shown - timedelta(minutes=1)
     row = await service_requests.get_request(acme, DISPATCHER, request.id)
@@ -411,19 +411,19 @@ async def test_a_job_queues_behind_a_driver_about_to_finish_nearby_when_the_comp
     far_free = await driver_at(acme, 15)
     await driver_at(bolt, 0.5)
     first = await request_at_scene(acme)
-    await service_requests.assign_driver(acme, DISPATCHER, first.id, finishing["id"])
+    await service_requests.assign_driver(acme, DISPATCHER, first.id, finishing.id)
     for status in ("en_route", "on_scene", "in_progress"):
         await service_requests.transition(acme, driver_actor(finishing), first.id, status)
     clock.advance(15 * 60)  # 15 of the prior's 20 minutes of work done: ~5 left
 
     second = await request_at_scene(acme)
     decision = await autodispatch.dispatch_request(acme, second.id)
-    assert decision.driver_id == finishing["id"]  # ~5 min wait + 0 travel beats ~20 min
+    assert decision.driver_id == finishing.id  # ~5 min wait + 0 travel beats ~20 min
     assert decision.explanation is not None
     assert f"after request {first.id}" in decision.explanation["why"]
     listed = {c["driver_id"]: c for c in decision.explanation["candidates"]}
-    assert 240 <= listed[finishing["id"]]["wait_s"] <= 360
-    assert far_free["id"] in listed
+    assert 240 <= listed[finishing.id]["wait_s"] <= 360
+    assert far_free.id in listed
     offer = (await offers.my_offers(acme, driver_actor(finishing)))[0]
     response = await offers.respond_to_offer(acme, driver_actor(finishing), offer.id, accept=True)
     assert response.request is not None and response.request.status == "assigned"
@@ -432,7 +432,7 @@ async def test_a_job_queues_behind_a_driver_about_to_finish_nearby_when_the_comp
     # The same company without queueing: the busy driver is left out, the far one offered.
     await update_dispatch_settings(acme, ADMIN, {"queue_within_minutes": 0})
     third = await request_at_scene(acme)
-    assert (await autodispatch.dispatch_request(acme, third.id)).driver_id == far_free["id"]
+    assert (await autodispatch.dispatch_request(acme, third.id)).driver_id == far_free.id
 
 
 async def test_a_driver_who_stops_working_loses_their_offer_to_the_next_driver(
@@ -443,19 +443,19 @@ async def test_a_driver_who_stops_working_loses_their_offer_to_the_next_driver(
     await driver_at(bolt, 1)
     request = await request_at_scene(acme)
     await autodispatch.sweep(acme)
-    await fleet.update_driver(acme, SYSTEM, leaving["id"], {"status": "on_break"})
+    await fleet.update_driver(acme, SYSTEM, leaving.id, {"status": "on_break"})
     await autodispatch.sweep(acme)
     assert await _offer_rows(acme, request.id) == [
-        (leaving["id"], "withdrawn"),
-        (staying["id"], "open"),
+        (leaving.id, "withdrawn"),
+        (staying.id, "open"),
     ]
-    await fleet.archive_driver(acme, SYSTEM, staying["id"])
+    await fleet.archive_driver(acme, SYSTEM, staying.id)
     assert await _offer_rows(acme, request.id) == [
-        (leaving["id"], "withdrawn"),
-        (staying["id"], "withdrawn"),
+        (leaving.id, "withdrawn"),
+        (staying.id, "withdrawn"),
     ]
     live = {p.driver_id for p in await positions.driver_positions(acme)}
-    assert staying["id"] not in live and leaving["id"] in live  # archived: off the map
+    assert staying.id not in live and leaving.id in live  # archived: off the map
     assert [p.driver_id for p in await positions.driver_positions(bolt)] == [1]
 
 
@@ -469,7 +469,7 @@ async def test_stale_etas_follow_the_driver_and_only_big_changes_are_stored(
     clock.advance(31)
     assert await eta.refresh_stale(acme) == 0  # stale, looked at, unchanged
     lat, lng = east_of_scene(2)
-    await fleet.set_position(acme, SYSTEM, driver["id"], {"lat": lat, "lng": lng})
+    await fleet.set_position(acme, SYSTEM, driver.id, {"lat": lat, "lng": lng})
     assert await eta.refresh_stale(acme) == 0  # looked at 0 s ago
     clock.advance(31)
     assert await eta.refresh_stale(acme) == 1
@@ -493,7 +493,7 @@ async def test_requests_waiting_together_are_matched_so_the_total_travel_is_leas
     offered = {d.request_id: d.driver_id for d in report.decisions}
     # One by one, the first call would take the driver between them and send the second's
     # 9 km; together, 6 + 2 km.
-    assert offered == {first.id: west["id"], second.id: between["id"]}
+    assert offered == {first.id: west.id, second.id: between.id}
     why = {d.request_id: (d.explanation or {})["why"] for d in report.decisions}
     assert "went to another waiting request" in why[first.id]
     assert "went to another" not in why[second.id]
@@ -514,7 +514,7 @@ async def test_a_backlog_with_nobody_on_shift_is_told_so_once_until_a_driver_com
     async with tenant_transaction(acme):
         rows = await engine.fetch("SELECT count(*) AS n FROM dispatch_decisions")
     assert rows[0]["n"] == 3
-    await drivers.update_driver(acme, SYSTEM, driver["id"], {"status": "available"})
+    await drivers.update_driver(acme, SYSTEM, driver.id, {"status": "available"})
     report = await autodispatch.sweep(acme)
     assert [d.outcome for d in report.decisions].count("offered") == 1
     assert report.decisions[0].request_id == waiting[0].id  # first in line
@@ -526,14 +526,14 @@ async def _worked(tenant: TenantInfo, driver: dict[str, Any], hours: float, jobs
     await drivers.add_shift(
         tenant,
         SYSTEM,
-        driver["id"],
+        driver.id,
         {"starts_at": at - timedelta(hours=hours), "ends_at": at + timedelta(hours=8)},
     )
     async with tenant_transaction(tenant):
         # They came on duty as the shift began (the engine counts their hours from then).
         await engine.execute(
             "UPDATE drivers SET on_duty_since = $2 WHERE id = $1",
-            driver["id"],
+            driver.id,
             at - timedelta(hours=hours),
         )
         customer = await engine.fetch(
@@ -548,7 +548,7 @@ async def _worked(tenant: TenantInfo, driver: dict[str, Any], hours: float, jobs
             "(nextval('service_request_number_seq'), $1, "
             "(SELECT id FROM service_types WHERE code = 'jump_start'), 'normal', 'completed', "
             "'admin', 52.5, 13.4, 0, 'EUR', 1, 'test', $2, $3, $3, $3, $3)",
-            [(customer[0]["id"], driver["id"], at - timedelta(minutes=30))] * jobs,
+            [(customer[0]["id"], driver.id, at - timedelta(minutes=30))] * jobs,
         )
 
 
@@ -568,7 +568,7 @@ async def test_load_is_measured_against_hours_on_shift_not_the_count_alone(
 
     decision = await autodispatch.dispatch_request(acme, request.id)
 
-    assert decision.driver_id == early["id"]
+    assert decision.driver_id == early.id
     why = decision.explanation
     assert why is not None and why["fleet_jobs_per_hour"] == 0.6
     assert why["why"].endswith(
@@ -597,13 +597,13 @@ async def test_an_emergency_goes_to_the_lighter_of_two_trucks_about_as_near(
     decision = await autodispatch.dispatch_request(
         acme, (await request_at_scene(acme, priority="emergency")).id
     )
-    assert decision.driver_id == lighter["id"]
+    assert decision.driver_id == lighter.id
     assert decision.explanation is not None
     assert "behind the fastest (Busy Bea, 3 jobs today)" in decision.explanation["why"]
     theirs = await autodispatch.dispatch_request(
         bolt, (await request_at_scene(bolt, priority="emergency")).id
     )
-    assert theirs.driver_id == bolt_near["id"]
+    assert theirs.driver_id == bolt_near.id
     assert theirs.explanation is not None
     assert theirs.explanation["why"].startswith("emergency: fastest to the scene")
 
@@ -621,7 +621,7 @@ async def test_hours_on_shift_count_from_going_on_duty_not_from_midnight(
 
     assert decision.explanation is not None
     [candidate] = decision.explanation["candidates"]
-    assert candidate["driver_id"] == fresh["id"] and candidate["on_shift_h"] == 0.02
+    assert candidate["driver_id"] == fresh.id and candidate["on_shift_h"] == 0.02
     assert "0 jobs in 0.0 h on shift" in decision.explanation["why"]
 
 
@@ -632,9 +632,9 @@ async def test_a_break_does_not_restart_the_hours_on_shift(
     driver = await driver_at(acme, 2)
     await driver_at(bolt, 1)
     clock.advance(3600)
-    await drivers.update_driver(acme, SYSTEM, driver["id"], {"status": "on_break"})
+    await drivers.update_driver(acme, SYSTEM, driver.id, {"status": "on_break"})
     clock.advance(1800)
-    await drivers.update_driver(acme, SYSTEM, driver["id"], {"status": "available"})
+    await drivers.update_driver(acme, SYSTEM, driver.id, {"status": "available"})
     request = await request_at_scene(acme)
 
     decision = await autodispatch.dispatch_request(acme, request.id)

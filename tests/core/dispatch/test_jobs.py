@@ -65,7 +65,7 @@ async def test_a_new_emergency_is_offered_through_the_event_and_a_worker(
 
     await relay_tenant(acme, get_redis(), broker=broker)  # the relay, as `patone serve` runs it
 
-    assert await _eventually(lambda: _open_offers(acme)) == [(emergency.id, driver["id"])]
+    assert await _eventually(lambda: _open_offers(acme)) == [(emergency.id, driver.id)]
     client = broker_redis(broker)
 
     async def swept_every_second() -> bool:  # a live offer: the sweep marks the company busy
@@ -109,9 +109,9 @@ async def test_a_new_offer_rings_the_drivers_phone_once(
         acme, SYSTEM, {"name": "Dan", "skills": ["tow"], "user_id": user.id}
     )
     lat, lng = east_of_scene(1)
-    await fleet.set_position(acme, SYSTEM, driver["id"], {"lat": lat, "lng": lng})
-    await drivers.update_driver(acme, SYSTEM, driver["id"], {"status": "available"})
-    dan = actor_for("driver", user_id=user.id, driver_id=driver["id"])
+    await fleet.set_position(acme, SYSTEM, driver.id, {"lat": lat, "lng": lng})
+    await drivers.update_driver(acme, SYSTEM, driver.id, {"status": "available"})
+    dan = actor_for("driver", user_id=user.id, driver_id=driver.id)
     phone = push_service.subscribe(await push.vapid_public_key(acme))
     await push.register_subscription(acme, dan, phone)
     await driver_at(bolt, 1)
@@ -145,7 +145,7 @@ async def test_the_scheduled_replan_plans_in_a_worker_the_companies_with_jobs(
     driver = await driver_at(acme, 2)
     await driver_at(bolt, 2)  # on shift, nothing to plan
     request = await request_at_scene(acme)
-    await service_requests.assign_driver(acme, DISPATCHER, request.id, driver["id"])
+    await service_requests.assign_driver(acme, DISPATCHER, request.id, driver.id)
 
     async with running_worker():  # what `replan_all` queues for every active company
         jobs.replan_tenant.send(acme)
@@ -174,9 +174,9 @@ async def test_a_new_waiting_place_rings_the_drivers_phone_once_through_the_rela
     )
     driver = await drivers.create_driver(acme, SYSTEM, {"name": "Dan", "user_id": user.id})
     lat, lng = east_of_scene(8)
-    await fleet.set_position(acme, SYSTEM, driver["id"], {"lat": lat, "lng": lng})
-    await drivers.update_driver(acme, SYSTEM, driver["id"], {"status": "available"})
-    dan = actor_for("driver", user_id=user.id, driver_id=driver["id"])
+    await fleet.set_position(acme, SYSTEM, driver.id, {"lat": lat, "lng": lng})
+    await drivers.update_driver(acme, SYSTEM, driver.id, {"status": "available"})
+    dan = actor_for("driver", user_id=user.id, driver_id=driver.id)
     await push.register_subscription(
         acme, dan, push_service.subscribe(await push.vapid_public_key(acme))
     )
@@ -192,13 +192,13 @@ async def test_a_new_waiting_place_rings_the_drivers_phone_once_through_the_rela
         [told] = await staging.staging_suggestions(acme, dan)
         assert told.suggested_at is not None
         at = told.suggested_at.isoformat()
-        assert await jobs.push_staging.run(acme.slug, driver["id"], at) == 0  # once
+        assert await jobs.push_staging.run(acme.slug, driver.id, at) == 0  # once
         # Bolt's driver of the same id, told at the same time: no login, and never Dan's phone.
-        assert await jobs.push_staging.run(bolt.slug, driver["id"], at) == 0
+        assert await jobs.push_staging.run(bolt.slug, driver.id, at) == 0
         await asyncio.sleep(0.5)  # bolt's own push job has had its time
     [rung] = await _staged_push(push_service)
     assert rung.payload["title"] == "Wait near Alexanderplatz 1"
-    assert rung.payload["tag"] == f"staging:{driver['id']}"
+    assert rung.payload["tag"] == f"staging:{driver.id}"
     assert rung.payload["body"].startswith("8.0 km from you")
     assert rung.payload["url"] == "/driver"
 

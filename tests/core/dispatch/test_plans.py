@@ -34,15 +34,15 @@ async def test_stacked_jobs_are_driven_nearest_first_with_the_emergency_before_a
     acme, bolt = two_tenants
     driver = await driver_at(acme, 0)
     other = await driver_at(bolt, 0)
-    far = await _stacked(acme, driver["id"], 9)
-    near = await _stacked(acme, driver["id"], 2)
-    middle = await _stacked(acme, driver["id"], 5)
-    route = await plans.driver_route(acme, driver_actor(driver), driver["id"])
+    far = await _stacked(acme, driver.id, 9)
+    near = await _stacked(acme, driver.id, 2)
+    middle = await _stacked(acme, driver.id, 5)
+    route = await plans.driver_route(acme, driver_actor(driver), driver.id)
     assert [s.request_id for s in route] == [near, middle, far]
     assert route[0].arrive_at < route[1].arrive_at < route[2].arrive_at
-    emergency = await _stacked(acme, driver["id"], 12, priority="emergency")
-    route = await plans.driver_route(acme, DISPATCHER, driver["id"])
+    emergency = await _stacked(acme, driver.id, 12, priority="emergency")
+    route = await plans.driver_route(acme, DISPATCHER, driver.id)
     assert route[0].request_id == emergency
-    assert await plans.driver_route(bolt, DISPATCHER, other["id"]) == []
+    assert await plans.driver_route(bolt, DISPATCHER, other.id) == []
     with pytest.raises(PermissionDenied):  # another driver's plan
-        await plans.driver_route(acme, driver_actor({"id": driver["id"] + 1}), driver["id"])
+        await plans.driver_route(acme, driver_actor({"id": driver.id + 1}), driver.id)

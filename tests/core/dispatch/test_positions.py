@@ -33,7 +33,7 @@ def ping(at: datetime, lat: float = BERLIN[0], lng: float = BERLIN[1], **extra: 
 
 
 async def _driver(tenant: TenantInfo, name: str = "Ray") -> int:
-    return int((await drivers.create_driver(tenant, SYSTEM, {"name": name}))["id"])
+    return int((await drivers.create_driver(tenant, SYSTEM, {"name": name})).id)
 
 
 async def _history(tenant: TenantInfo) -> list[dict[str, Any]]:
@@ -278,7 +278,7 @@ async def test_history_survives_a_flusher_dying_between_read_and_commit(
     ]
     assert await get_redis().xlen(positions.history_key(acme.slug)) == 0
     row = await drivers.get_driver(acme, SYSTEM, driver_id)
-    assert (row["last_lat"], row["last_seen_at"]) == (52.3, at)
+    assert (row.last_lat, row.last_seen_at) == (52.3, at)
     assert await _history(bolt) == []  # Bolt's waits for its own flush
     assert await positions.flush_history(bolt) == 1
     assert len(await _history(bolt)) == 1
@@ -364,7 +364,7 @@ async def test_setting_a_drivers_position_goes_the_live_way(
     row = await fleet.set_position(
         acme, actor_for("driver", driver_id=driver_id), driver_id, {"lat": 52.5, "lng": 13.4}
     )
-    assert (row["last_lat"], row["last_lng"]) == (52.5, 13.4)
+    assert (row.last_lat, row.last_lng) == (52.5, 13.4)
     (live,) = await asyncio.wait_for(watching[1], 1)
     assert (live.driver_id, live.accuracy_m) == (driver_id, drivers.UNKNOWN_ACCURACY_M)
     with pytest.raises(ValidationFailed) as refused:
@@ -372,7 +372,7 @@ async def test_setting_a_drivers_position_goes_the_live_way(
     assert refused.value.field == "lat"
     await positions.flush_history(acme)
     stored = await drivers.get_driver(acme, SYSTEM, driver_id)
-    assert (stored["last_lat"], stored["last_lng"]) == (52.5, 13.4)
+    assert (stored.last_lat, stored.last_lng) == (52.5, 13.4)
     assert await positions.driver_positions(bolt) == []
 
 

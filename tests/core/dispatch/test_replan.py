@@ -4,7 +4,6 @@ moves suggested to dispatchers; the solver's own process, its greedy fallback, r
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import pytest
 
@@ -14,6 +13,7 @@ from patone.core.dispatch.settings import update_dispatch_settings
 from patone.core.domain import drivers, service_requests
 from patone.core.runtime.db import engine
 from patone.core.runtime.errors import Conflict, NotFound, UserError, ValidationFailed
+from patone.core.tables.fleet import DriverRow
 from patone.tenants.isolation import tenant_transaction
 from patone.tenants.registry import TenantInfo
 from tests.conftest import actor_for
@@ -50,14 +50,14 @@ async def _accepted_at(tenant: TenantInfo, driver_id: int, km: float) -> int:
 
 async def _three_jobs_for_anna(
     tenant: TenantInfo, anna: str = "Anna", bob: str = "Bob"
-) -> tuple[dict[str, Any], dict[str, Any], int, int, int]:
+) -> tuple[DriverRow, DriverRow, int, int, int]:
     """Anna, at the scene, has accepted jobs 9, 2 and 5 km east of it; Bob, free, stands 10 km
     east, next to the far one. (anna, bob, far, near, middle)."""
     first = await driver_at(tenant, 0, name=anna)
     second = await driver_at(tenant, 10, name=bob)
-    far = await _accepted_at(tenant, first["id"], 9)
-    near = await _accepted_at(tenant, first["id"], 2)
-    middle = await _accepted_at(tenant, first["id"], 5)
+    far = await _accepted_at(tenant, first.id, 9)
+    near = await _accepted_at(tenant, first.id, 2)
+    middle = await _accepted_at(tenant, first.id, 5)
     return first, second, far, near, middle
 
 
@@ -77,7 +77,7 @@ async def test_a_drivers_stacked_jobs_are_ordered_and_a_free_driver_much_nearer_
     acme, bolt = two_tenants
     anna, bob, far, near, middle = await _three_jobs_for_anna(acme)
     bert = await driver_at(bolt, 0, name="Bert")
-    bolt_job = await _accepted_at(bolt, bert["id"], 3)
+    bolt_job = await _accepted_at(bolt, bert.id, 3)
 
     await replan.replan(acme, time_limit_s=QUICK)
     await replan.replan(bolt, time_limit_s=QUICK)
@@ -86,7 +86,7 @@ async def test_a_drivers_stacked_jobs_are_ordered_and_a_free_driver_much_nearer_
     assert plan is not None and plan.solver == "or-tools"  # greedy takes them as they came
     assert plan.created_at == clock.at and (plan.drivers, plan.jobs) == (2, 3)
     [route] = plan.routes  # Bob has nothing planned
-    assert route.driver_id == anna["id"] and route.name == "Anna"
+    assert route.driver_id == anna.id and route.name == "Anna"
     assert [s.request_id for s in route.stops] == [near, middle, far]
     assert all(s.accepted for s in route.stops)
     assert clock.at < route.stops[0].arrive_at < route.stops[1].arrive_at < route.stops[2].arrive_at
@@ -94,7 +94,7 @@ async def test_a_drivers_stacked_jobs_are_ordered_and_a_free_driver_much_nearer_
     # in minutes. Each driver is suggested once: for the job they gain most on.
     [move] = plan.suggestions
     assert (move.kind, move.request_id) == ("reassign", far)
-    assert (move.driver_id, move.from_driver_id) == (bob["id"], anna["id"])
+    assert (move.driver_id, move.from_driver_id) == (bob.id, anna.id)
     assert move.sooner_s is not None and move.sooner_s > 40 * 60
     assert move.why.startswith("Bob could be at #") and "sooner than Anna" in move.why
     assert "after 2 other jobs" in move.why
@@ -102,12 +102,12 @@ async def test_a_drivers_stacked_jobs_are_ordered_and_a_free_driver_much_nearer_
     other = await replan.fleet_plan(bolt, DISPATCHER)
     assert other is not None
     assert [(r.driver_id, [s.request_id for s in r.stops]) for r in other.routes] == [
-        (bert["id"], [bolt_job])
+        (bert.id, [bolt_job])
     ]
     assert other.suggestions == []
     # A dispatcher who moves the job makes the suggestion go.
     await service_requests.transition(acme, DISPATCHER, far, "pending", reason_code="reassigned")
-    await service_requests.assign_driver(acme, DISPATCHER, far, bob["id"])
+    await service_requests.assign_driver(acme, DISPATCHER, far, bob.id)
     plan = await replan.fleet_plan(acme, DISPATCHER)
     assert plan is not None and plan.suggestions == []
 
@@ -119,7 +119,7 @@ async def test_waiting_requests_are_given_to_drivers_and_one_nobody_can_take_say
     await _manual(acme)
     near = await driver_at(acme, 1, name="Nina")
     busy = await driver_at(acme, 20, name="Fred")
-    await _accepted_at(acme, busy["id"], 21)
+    await _accepted_at(acme, busy.id, 21)
     await driver_at(bolt, 0)
     await _manual(bolt)
     jump = await _waiting_at(acme, 0)
@@ -131,13 +131,13 @@ async def test_waiting_requests_are_given_to_drivers_and_one_nobody_can_take_say
     plan = await replan.fleet_plan(acme, DISPATCHER)
     assert plan is not None
     offer, unserved = plan.suggestions
-    assert (offer.kind, offer.request_id, offer.driver_id) == ("offer", jump, near["id"])
+    assert (offer.kind, offer.request_id, offer.driver_id) == ("offer", jump, near.id)
     assert offer.why.startswith(f"the plan gives #{offer.number} to Nina: there in ")
     assert offer.arrive_at is not None and offer.arrive_at > clock.at
     assert (unserved.kind, unserved.request_id, unserved.driver_id) == ("unserved", lockout, None)
     assert unserved.why == f"#{unserved.number}: no driver on shift has lockout"
     planned = {r.driver_id: [(s.request_id, s.accepted) for s in r.stops] for r in plan.routes}
-    assert planned[near["id"]] == [(jump, False)]
+    assert planned[near.id] == [(jump, False)]
     # Once offered, the request's suggestion is no longer standing.
     await update_dispatch_settings(acme, ADMIN, {"auto_dispatch": True})
     from patone.core.dispatch import autodispatch
@@ -156,8 +156,8 @@ async def test_a_solver_given_no_time_falls_back_to_the_greedy_plan(
 ) -> None:
     acme, bolt = two_tenants
     anna = await driver_at(acme, 0, name="Anna")
-    far = await _accepted_at(acme, anna["id"], 9)
-    near = await _accepted_at(acme, anna["id"], 2)
+    far = await _accepted_at(acme, anna.id, 9)
+    near = await _accepted_at(acme, anna.id, 2)
     await driver_at(bolt, 0)
 
     await replan.replan(acme, time_limit_s=0, grace_s=0)  # the solver process cannot answer
@@ -184,7 +184,7 @@ async def test_racing_replans_store_one_plan(
 ) -> None:
     acme, bolt = two_tenants
     anna = await driver_at(acme, 0)
-    await _accepted_at(acme, anna["id"], 3)
+    await _accepted_at(acme, anna.id, 3)
     await driver_at(bolt, 0)
     ids = await asyncio.gather(
         replan.replan(acme, time_limit_s=QUICK), replan.replan(acme, time_limit_s=QUICK)
@@ -207,7 +207,7 @@ async def test_the_periodic_replan_runs_when_due_and_never_when_off(
     anna = await driver_at(acme, 0)
     await driver_at(bolt, 0)
     assert await replan.replan(acme, when_due=True) is None  # nothing to plan
-    await _accepted_at(acme, anna["id"], 3)
+    await _accepted_at(acme, anna.id, 3)
     first = await replan.replan(acme, when_due=True, time_limit_s=QUICK)
     assert first is not None
     clock.advance(60)
@@ -241,7 +241,7 @@ async def test_a_dispatcher_takes_a_reassignment_in_one_step(
 
     decision = await replan.apply_suggestion(acme, DISPATCHER, far)
 
-    assert (decision.outcome, decision.driver_id) == ("offered", bob["id"])
+    assert (decision.outcome, decision.driver_id) == ("offered", bob.id)
     assert decision.explanation is not None
     assert "as the fleet plan suggested: Bob could be at #" in decision.explanation["why"]
     job = await service_requests.get_request(acme, DISPATCHER, far)
@@ -249,19 +249,19 @@ async def test_a_dispatcher_takes_a_reassignment_in_one_step(
     events = await service_requests.request_events(acme, DISPATCHER, far)
     assert (events[-1].to_status, events[-1].reason_code) == ("pending", "reassigned")
     [offer] = [o for o in await offers.list_offers(acme, DISPATCHER, far) if o.status == "open"]
-    assert offer.driver_id == bob["id"]
+    assert offer.driver_id == bob.id
     still = await service_requests.get_request(acme, DISPATCHER, near)
-    assert still.driver == anna["id"]  # the rest of Anna's jobs stay hers
+    assert still.driver == anna.id  # the rest of Anna's jobs stay hers
     await offers.respond_to_offer(acme, driver_actor(bob), offer.id, accept=True)
     job = await service_requests.get_request(acme, DISPATCHER, far)
-    assert (job.status, job.driver) == ("assigned", bob["id"])
+    assert (job.status, job.driver) == ("assigned", bob.id)
     # Taken: it no longer stands. The other company's plan and jobs are untouched.
     with pytest.raises(NotFound):
         await replan.apply_suggestion(acme, DISPATCHER, far)
     theirs = await replan.fleet_plan(bolt, DISPATCHER)
     assert theirs is not None and [s.request_id for s in theirs.suggestions] == [bolt_far]
     untouched = await service_requests.get_request(bolt, DISPATCHER, bolt_far)
-    assert (untouched.status, untouched.driver) == ("assigned", bert["id"])
+    assert (untouched.status, untouched.driver) == ("assigned", bert.id)
 
 
 async def test_a_suggestion_that_cannot_be_taken_is_refused_and_changes_nothing(
@@ -278,7 +278,7 @@ async def test_a_suggestion_that_cannot_be_taken_is_refused_and_changes_nothing(
     plan = await replan.fleet_plan(acme, DISPATCHER)
     assert plan is not None
     kinds = {s.request_id: (s.kind, s.driver_id) for s in plan.suggestions}
-    assert kinds[far] == ("reassign", bob["id"]) and kinds[lockout] == ("unserved", None)
+    assert kinds[far] == ("reassign", bob.id) and kinds[lockout] == ("unserved", None)
     assert kinds[jump][0] == "offer"
 
     with pytest.raises(Conflict) as unserved:
@@ -287,17 +287,17 @@ async def test_a_suggestion_that_cannot_be_taken_is_refused_and_changes_nothing(
         unserved.value
     )
     # Bob went off duty since the plan: the job is not taken from Anna for nothing.
-    await drivers.update_driver(acme, SYSTEM, bob["id"], {"status": "off_duty"})
+    await drivers.update_driver(acme, SYSTEM, bob.id, {"status": "off_duty"})
     with pytest.raises(UserError) as gone:
         await replan.apply_suggestion(acme, DISPATCHER, far)
     assert (gone.value.code, gone.value.field) == ("driver_unavailable", "driver_id")
     job = await service_requests.get_request(acme, DISPATCHER, far)
-    assert (job.status, job.driver) == ("assigned", anna["id"])
+    assert (job.status, job.driver) == ("assigned", anna.id)
     assert await offers.list_offers(acme, DISPATCHER, far) == []
     # The waiting request goes to the plan's driver; offered since, it no longer stands.
     decision = await replan.apply_suggestion(acme, DISPATCHER, jump)
     assert (decision.outcome, decision.driver_id) == ("offered", kinds[jump][1])
-    assert kinds[jump][1] in (nina["id"], anna["id"])
+    assert kinds[jump][1] in (nina.id, anna.id)
     with pytest.raises(NotFound):
         await replan.apply_suggestion(acme, DISPATCHER, jump)
     assert await offers.list_offers(bolt, DISPATCHER, jump) == []

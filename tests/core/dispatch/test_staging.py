@@ -53,7 +53,7 @@ async def test_an_idle_driver_far_from_this_hours_calls_is_told_where_to_wait(
     bolt_driver = await driver_at(bolt, 8)  # bolt has no history: nothing to suggest
 
     [told] = await staging.publish_moves(acme, clock())
-    assert told.driver_id == far["id"]  # the near one stays put
+    assert told.driver_id == far.id  # the near one stays put
     assert distance_km(*SCENE, told.lat, told.lng) < 0.1
     assert 7.5 < told.km < 8.5
     assert told.place == "Alexanderplatz 1"  # the address of the call the place was picked at
@@ -61,7 +61,7 @@ async def test_an_idle_driver_far_from_this_hours_calls_is_told_where_to_wait(
     assert await staging.staging_suggestions(acme, DISPATCHER) == [told]
     assert await staging.staging_suggestions(acme, driver_actor(far)) == [told]
     assert await staging.staging_suggestions(acme, driver_actor(near)) == []
-    assert await _events(acme) == [("driver.staging_suggested", far["id"])]
+    assert await _events(acme) == [("driver.staging_suggested", far.id)]
 
     assert await staging.publish_moves(bolt, clock()) == []
     assert await staging.staging_suggestions(bolt, DISPATCHER) == []
@@ -79,30 +79,30 @@ async def test_an_unchanged_place_is_not_told_again_and_a_driver_who_gets_a_job_
     other = await driver_at(acme, 6)
     await driver_at(bolt, 8)
     first = await staging.publish_moves(acme, clock())
-    assert sorted(m.driver_id for m in first) == sorted([far["id"], other["id"]])
+    assert sorted(m.driver_id for m in first) == sorted([far.id, other.id])
 
     clock.advance(staging.STAGE_MINUTES * 60)
     lat, lng = east_of_scene(7)  # on the way: the same place, further on
-    await fleet.set_position(acme, SYSTEM, far["id"], {"lat": lat, "lng": lng})
+    await fleet.set_position(acme, SYSTEM, far.id, {"lat": lat, "lng": lng})
     assert await staging.publish_moves(acme, clock()) == []  # nothing new to tell
     assert await staging.staging_suggestions(acme, DISPATCHER) == first  # as told
 
     request = await request_at_scene(acme)
-    await service_requests.assign_driver(acme, DISPATCHER, request.id, other["id"])
+    await service_requests.assign_driver(acme, DISPATCHER, request.id, other.id)
     # Busy at once: no longer shown, though the next round has not cleared it yet.
-    assert [m.driver_id for m in await staging.staging_suggestions(acme, DISPATCHER)] == [far["id"]]
+    assert [m.driver_id for m in await staging.staging_suggestions(acme, DISPATCHER)] == [far.id]
     clock.advance(staging.STAGE_MINUTES * 60)
     assert await staging.publish_moves(acme, clock()) == []
-    assert [m.driver_id for m in await staging.staging_suggestions(acme, DISPATCHER)] == [far["id"]]
+    assert [m.driver_id for m in await staging.staging_suggestions(acme, DISPATCHER)] == [far.id]
     events = await _events(acme)
     assert sorted(events[:2]) == sorted(
-        [("driver.staging_suggested", far["id"]), ("driver.staging_suggested", other["id"])]
+        [("driver.staging_suggested", far.id), ("driver.staging_suggested", other.id)]
     )
-    assert events[2:] == [("driver.staging_cleared", other["id"])]
+    assert events[2:] == [("driver.staging_cleared", other.id)]
 
     [bolts] = await staging.publish_moves(bolt, clock())  # bolt's own drivers, own places
     assert await _events(bolt) == [("driver.staging_suggested", bolts.driver_id)]
-    assert [m.driver_id for m in await staging.staging_suggestions(acme, DISPATCHER)] == [far["id"]]
+    assert [m.driver_id for m in await staging.staging_suggestions(acme, DISPATCHER)] == [far.id]
 
 
 async def test_nothing_is_told_while_staging_is_off_and_turning_it_off_clears_what_was_told(
@@ -115,7 +115,7 @@ async def test_nothing_is_told_while_staging_is_off_and_turning_it_off_clears_wh
     bolt_driver = await driver_at(bolt, 8)
     await update_dispatch_settings(bolt, actor_for("admin"), {"staging": False})
     assert await staging.publish_moves(bolt, clock()) == []
-    assert [m.driver_id for m in await staging.publish_moves(acme, clock())] == [acme_driver["id"]]
+    assert [m.driver_id for m in await staging.publish_moves(acme, clock())] == [acme_driver.id]
 
     await update_dispatch_settings(acme, actor_for("admin"), {"staging": False})
     assert await staging.staging_suggestions(acme, DISPATCHER) == []
@@ -123,8 +123,8 @@ async def test_nothing_is_told_while_staging_is_off_and_turning_it_off_clears_wh
     assert await staging.publish_when_due(acme) == []  # off with one told: cleared now
     assert await staging.publish_when_due(acme) is None  # then a quiet company
     assert await _events(acme) == [
-        ("driver.staging_suggested", acme_driver["id"]),
-        ("driver.staging_cleared", acme_driver["id"]),
+        ("driver.staging_suggested", acme_driver.id),
+        ("driver.staging_cleared", acme_driver.id),
     ]
     assert await staging.publish_when_due(bolt) is None
     assert await _events(bolt) == []
@@ -141,7 +141,7 @@ async def test_rounds_are_due_every_few_minutes_and_two_racing_rounds_tell_once(
 
     rounds = await asyncio.gather(*(staging.publish_when_due(acme) for _ in range(3)))
     assert sorted(len(told or []) for told in rounds) == [0, 0, 1]
-    assert await _events(acme) == [("driver.staging_suggested", far["id"])]
+    assert await _events(acme) == [("driver.staging_suggested", far.id)]
     clock.advance(staging.STAGE_MINUTES * 60 - staging.DUE_SLACK_S - 1)
     assert await staging.publish_when_due(acme) is None  # not due yet
     clock.advance(1)

@@ -78,9 +78,9 @@ async def test_the_customer_sees_the_truck_only_while_it_comes_and_the_watch_end
     acme, bolt = two_tenants
     driver = await driver_at(acme, 2, name="Ray")
     twin = await driver_at(bolt, 2, name="Bolt's Ray")  # the same driver id in the other company
-    assert twin["id"] == driver["id"]
+    assert twin.id == driver.id
     request = await request_at_scene(acme)
-    await service_requests.assign_driver(acme, DISPATCHER, request.id, driver["id"])
+    await service_requests.assign_driver(acme, DISPATCHER, request.id, driver.id)
     await positions.record_pings(acme, driver_actor(driver), [ping(52.50)])
     await _published(acme)
 
@@ -133,7 +133,7 @@ async def test_only_the_customer_the_driver_and_dispatchers_may_watch(
     other = await driver_at(acme, 4)
     request = await request_at_scene(acme)
     elsewhere = await request_at_scene(bolt)
-    await service_requests.assign_driver(acme, DISPATCHER, request.id, driver["id"])
+    await service_requests.assign_driver(acme, DISPATCHER, request.id, driver.id)
     someone_else = Actor(kind="customer", id=str(request.customer + 1000))
     for actor in (someone_else, driver_actor(other), actor_for("driver", user_id=7)):
         with pytest.raises(NotFound):
@@ -166,7 +166,7 @@ async def test_an_event_published_after_the_first_read_or_twice_is_not_shown_aga
     acme, bolt = two_tenants
     driver = await driver_at(acme, 2, name="Ray")
     request = await request_at_scene(acme)
-    await service_requests.assign_driver(acme, DISPATCHER, request.id, driver["id"])
+    await service_requests.assign_driver(acme, DISPATCHER, request.id, driver.id)
     watch = await _subscribed(acme, customer_of(request), request.id)
     try:
         assert (await watch.next()).status == "assigned"

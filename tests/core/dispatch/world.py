@@ -15,6 +15,7 @@ from patone.core.dispatch import fleet
 from patone.core.domain import customers, drivers, service_requests
 from patone.core.runtime.clock import use_clock
 from patone.core.runtime.db import engine
+from patone.core.tables.fleet import DriverRow
 from patone.tenants.isolation import tenant_transaction
 from patone.tenants.registry import TenantInfo
 from tests.conftest import actor_for
@@ -38,19 +39,17 @@ async def driver_at(
     skills: tuple[str, ...] = ("tow",),
     rating: int | None = None,
     status: str = "available",
-) -> dict[str, Any]:
+) -> DriverRow:
     """A driver `km` east of the scene, on shift."""
     created = await drivers.create_driver(
         tenant, SYSTEM, {"name": name or f"Driver {km:g} km", "skills": list(skills)}
     )
     lat, lng = east_of_scene(km)
-    await fleet.set_position(tenant, SYSTEM, created["id"], {"lat": lat, "lng": lng})
-    await drivers.update_driver(tenant, SYSTEM, created["id"], {"status": status})
+    await fleet.set_position(tenant, SYSTEM, created.id, {"lat": lat, "lng": lng})
+    await drivers.update_driver(tenant, SYSTEM, created.id, {"status": status})
     if rating is not None:
         async with tenant_transaction(tenant):
-            await engine.execute(
-                "UPDATE drivers SET rating = $2 WHERE id = $1", created["id"], rating
-            )
+            await engine.execute("UPDATE drivers SET rating = $2 WHERE id = $1", created.id, rating)
     return created
 
 
@@ -61,7 +60,7 @@ async def request_at_scene(
         tenant, DISPATCHER, {"name": "Dana Stranded", "phone": "+1 415 555 2671"}
     )
     data: dict[str, Any] = {
-        "customer_id": customer["id"],
+        "customer_id": customer.id,
         "service_type": service_type,
         "priority": priority,
         "pickup": {"lat": SCENE[0], "lng": SCENE[1], "address": "Alexanderplatz 1"},
@@ -86,8 +85,9 @@ async def calls_at_scene_before(tenant: TenantInfo, calls: int) -> None:
             )
 
 
-def driver_actor(driver: dict[str, Any]) -> Any:
-    return actor_for("driver", user_id=1000 + int(driver["id"]), driver_id=int(driver["id"]))
+def driver_actor(driver: DriverRow | dict[str, Any]) -> Any:
+    driver_id = int(driver["id"] if isinstance(driver, dict) else driver.id)
+    return actor_for("driver", user_id=1000 + driver_id, driver_id=driver_id)
 
 
 class Clock:

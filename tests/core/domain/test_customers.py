@@ -26,11 +26,11 @@ async def test_contact_data_is_normalised(two_tenants: tuple[TenantInfo, TenantI
             "vehicles": [{"plate": "7 abc 123", "vin": "1HGCM82633A004352", "year": 2019}],
         },
     )
-    assert customer["name"] == "Ana Ruiz"
-    assert customer["phone"] == "+14155552671"
-    assert customer["email"] == "Ana@example.com"
-    vehicles = await customers.list_vehicles(acme, DISPATCHER, customer["id"])
-    assert vehicles[0]["plate"] == "7ABC123"
+    assert customer.name == "Ana Ruiz"
+    assert customer.phone == "+14155552671"
+    assert customer.email == "Ana@example.com"
+    vehicles = await customers.list_vehicles(acme, DISPATCHER, customer.id)
+    assert vehicles[0].plate == "7ABC123"
 
 
 @pytest.mark.parametrize(
@@ -70,12 +70,12 @@ async def test_search_by_name_phone_and_plate_within_one_tenant(
 
     async def search(text: str) -> list[int]:
         page = await customers.list_customers(acme, DISPATCHER, search=text)
-        return [c["id"] for c in page.rows]
+        return [c.id for c in page.rows]
 
     for text in ("ana", "Ruiz", "555267", "zx99", "ZX 9981", "zx-9981"):
-        assert await search(text) == [ana["id"]], text
-    assert await search("   ") == [ana["id"], bob["id"]]  # blank: no search, the whole list
-    await customers.archive_customer(acme, DISPATCHER, ana["id"])
+        assert await search(text) == [ana.id], text
+    assert await search("   ") == [ana.id, bob.id]  # blank: no search, the whole list
+    await customers.archive_customer(acme, DISPATCHER, ana.id)
     assert await search("ana") == []
 
 
@@ -89,15 +89,15 @@ async def test_updates_memberships_and_idempotent_create(
     again = await customers.create_customer(
         acme, DISPATCHER, {"name": "Cy"}, idempotency_key="import-1"
     )
-    assert first["id"] == again["id"]
-    updated = await customers.update_customer(acme, DISPATCHER, first["id"], {"notes": "VIP"})
-    assert updated["notes"] == "VIP" and updated["name"] == "Cy"
+    assert first.id == again.id
+    updated = await customers.update_customer(acme, DISPATCHER, first.id, {"notes": "VIP"})
+    assert updated.notes == "VIP" and updated.name == "Cy"
     membership = await customers.add_membership(
-        acme, DISPATCHER, first["id"], {"provider": "AAA", "number": "429 123 456"}
+        acme, DISPATCHER, first.id, {"provider": "AAA", "number": "429 123 456"}
     )
-    assert membership["provider"] == "AAA"
+    assert membership.provider == "AAA"
     with pytest.raises(NotFound):
-        await customers.update_customer(bolt, DISPATCHER, first["id"], {"notes": "x"})
+        await customers.update_customer(bolt, DISPATCHER, first.id, {"notes": "x"})
     async with tenant_transaction(acme):
         log = await engine.fetch(
             "SELECT action, before, after FROM activity_log WHERE entity = 'customer' ORDER BY id"

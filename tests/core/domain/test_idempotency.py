@@ -12,6 +12,7 @@ from patone.core.domain import customers, service_requests
 from patone.core.identity import api_clients
 from patone.core.runtime.db import engine
 from patone.core.runtime.errors import UserError
+from patone.core.tables.customers import CustomerRow
 from patone.tenants.isolation import tenant_transaction
 from patone.tenants.registry import TenantInfo
 from tests.conftest import actor_for
@@ -40,13 +41,13 @@ async def test_another_caller_reusing_a_key_gets_their_own_customer(
     acme, bolt = two_tenants
     ann = await customers.create_customer(acme, ANN, {"name": "Ann's"}, idempotency_key="k-1")
     bob = await customers.create_customer(acme, BOB, {"name": "Bob's"}, idempotency_key="k-1")
-    assert bob["id"] != ann["id"] and bob["name"] == "Bob's"
+    assert bob.id != ann.id and bob.name == "Bob's"
     again = await customers.create_customer(acme, ANN, {"name": "Ann's"}, idempotency_key="k-1")
     assert again == ann
     # The same caller and key in another company: that company's own customer.
     elsewhere = await customers.create_customer(bolt, ANN, {"name": "Ann's"}, idempotency_key="k-1")
     assert await _count(acme, "customers") == 2 and await _count(bolt, "customers") == 1
-    assert elsewhere["name"] == "Ann's"
+    assert elsewhere.name == "Ann's"
 
 
 async def test_a_partner_cannot_fetch_another_partners_request_with_its_key(
@@ -57,16 +58,16 @@ async def test_a_partner_cannot_fetch_another_partners_request_with_its_key(
     second = await customers.create_customer(acme, ANN, {"name": "Eve", "phone": "+14155552672"})
     club, rival = await _partner(acme, "Club"), await _partner(acme, "Rival")
 
-    def data(customer: dict[str, Any]) -> dict[str, Any]:
+    def data(customer: CustomerRow) -> dict[str, Any]:
         return {  # partners send the motorist, matched here to the customer by phone
-            "motorist": {"name": customer["name"], "phone": customer["phone"]},
+            "motorist": {"name": customer.name, "phone": customer.phone},
             "service_type": "lockout",
             "pickup": {"lat": 1, "lng": 2},
         }
 
     made = await service_requests.create_request(acme, club, data(first), idempotency_key="77")
     other = await service_requests.create_request(acme, rival, data(second), idempotency_key="77")
-    assert other.id != made.id and other.customer == second["id"]
+    assert other.id != made.id and other.customer == second.id
     retried = await service_requests.create_request(acme, club, data(first), idempotency_key="77")
     assert retried.id == made.id
     assert (

@@ -73,8 +73,8 @@ async def test_a_persons_devices_get_the_message_and_a_gone_one_is_pruned(
         "id": "notification-x-1",
     }
     [left] = await push.list_subscriptions(acme, SAM)
-    assert left["endpoint"] == phone["endpoint"] and left["user_agent"] == "Android Chrome"
-    assert left["last_used_at"] is not None
+    assert left.endpoint == phone["endpoint"] and left.user_agent == "Android Chrome"
+    assert left.last_used_at is not None
 
 
 async def test_a_failing_push_service_raises_so_the_job_retries(
@@ -90,7 +90,7 @@ async def test_a_failing_push_service_raises_so_the_job_retries(
     assert not caught.value.permanent and not caught.value.ambiguous
     assert "500" in str(caught.value)
     [kept] = await push.list_subscriptions(acme, SAM)  # a failing service is not a gone device
-    assert kept["last_used_at"] is None
+    assert kept.last_used_at is None
     # One device taking it is enough: the failing one is logged, not retried.
     await push.register_subscription(
         acme, SAM, push_service.subscribe(await push.vapid_public_key(acme))
@@ -131,7 +131,7 @@ async def test_a_device_belongs_to_one_person_in_one_company(
     assert len(await push.list_subscriptions(acme, SAM)) == 1
     await push.register_subscription(acme, KIM, device)
     assert await push.list_subscriptions(acme, SAM) == []
-    assert [d["endpoint"] for d in await push.list_subscriptions(acme, KIM)] == [device["endpoint"]]
+    assert [d.endpoint for d in await push.list_subscriptions(acme, KIM)] == [device["endpoint"]]
     await push.unregister_subscription(acme, KIM, device["endpoint"])
     assert await push.list_subscriptions(acme, KIM) == []
     with pytest.raises(UserError) as caught:

@@ -17,6 +17,8 @@ from patone.core.domain.service_types import list_service_types
 from patone.core.runtime.clock import use_clock
 from patone.core.runtime.db import engine
 from patone.core.runtime.errors import Conflict, NotFound, UserError, ValidationFailed
+from patone.core.tables.customers import CustomerRow
+from patone.core.tables.fleet import DriverRow
 from patone.core.tables.requests import RequestRow, RequestStatus
 from patone.plugins import config as plugins
 from patone.plugins.hookspecs import hookimpl
@@ -32,7 +34,7 @@ DISPATCHER = actor_for("dispatcher")
 WEEKDAY_MORNING = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
 
 
-async def _customer(tenant: TenantInfo) -> dict[str, Any]:
+async def _customer(tenant: TenantInfo) -> CustomerRow:
     return await customers.create_customer(
         tenant,
         DISPATCHER,
@@ -44,17 +46,17 @@ async def _customer(tenant: TenantInfo) -> dict[str, Any]:
     )
 
 
-async def _driver(tenant: TenantInfo, status: str = "available") -> dict[str, Any]:
+async def _driver(tenant: TenantInfo, status: str = "available") -> DriverRow:
     driver = await drivers.create_driver(tenant, SYSTEM, {"name": "Tom Tow", "skills": ["tow"]})
-    return await drivers.update_driver(tenant, SYSTEM, driver["id"], {"status": status})
+    return await drivers.update_driver(tenant, SYSTEM, driver.id, {"status": status})
 
 
 async def _request(tenant: TenantInfo, **overrides: Any) -> RequestRow:
     customer = await _customer(tenant)
-    vehicles = await customers.list_vehicles(tenant, DISPATCHER, customer["id"])
+    vehicles = await customers.list_vehicles(tenant, DISPATCHER, customer.id)
     data = {
-        "customer_id": customer["id"],
-        "vehicle_id": vehicles[0]["id"],
+        "customer_id": customer.id,
+        "vehicle_id": vehicles[0].id,
         "service_type": "jump_start",
         "pickup": {"lat": 52.52, "lng": 13.405, "address": "Alexanderplatz 1"},
         **overrides,
@@ -110,7 +112,7 @@ async def test_towing_needs_a_destination_and_charges_distance_and_after_hours(
             acme,
             DISPATCHER,
             {
-                "customer_id": customer["id"],
+                "customer_id": customer.id,
                 "service_type": "lockout",
                 "pickup": {"lat": 1, "lng": 1},
             },
@@ -122,17 +124,17 @@ async def test_the_whole_life_of_a_request(two_tenants: tuple[TenantInfo, Tenant
     acme, _ = two_tenants
     request = await _request(acme)
     driver = await _driver(acme)
-    assigned = await service_requests.assign_driver(acme, DISPATCHER, request.id, driver["id"])
-    assert assigned.status == "assigned" and assigned.driver == driver["id"]
-    assert (await drivers.get_driver(acme, DISPATCHER, driver["id"]))["status"] == "busy"
-    me = actor_for("driver", user_id=9, driver_id=driver["id"])
+    assigned = await service_requests.assign_driver(acme, DISPATCHER, request.id, driver.id)
+    assert assigned.status == "assigned" and assigned.driver == driver.id
+    assert (await drivers.get_driver(acme, DISPATCHER, driver.id)).status == "busy"
+    me = actor_for("driver", user_id=9, driver_id=driver.id)
     for status in ("en_route", "on_scene", "in_progress", "completed"):
         request = await service_requests.transition(
             acme, me, request.id, status, lat=52.5, lng=13.4
         )
     assert request.status == "completed" and request.completed_at is not None
     assert request.version == 6
-    assert (await drivers.get_driver(acme, DISPATCHER, driver["id"]))["status"] == "available"
+    assert (await drivers.get_driver(acme, DISPATCHER, driver.id)).status == "available"
     events = await service_requests.request_events(acme, DISPATCHER, request.id)
     assert [e.to_status for e in events] == [
         "pending", "assigned", "en_route", "on_scene", "in_progress", "completed",
@@ -156,7 +158,7 @@ async def test_every_transition_is_allowed_or_refused_as_the_state_machine_says(
         driver = await _driver(acme)
 
         async def attempt() -> RequestRow:
-            return await service_requests.assign_driver(acme, DISPATCHER, request.id, driver["id"])
+            return await service_requests.assign_driver(acme, DISPATCHER, request.id, driver.id)
     else:
 
         async def attempt() -> RequestRow:
@@ -194,8 +196,8 @@ async def test_two_dispatchers_at_once_one_wins_one_gets_a_conflict(
     request = await _request(acme)
     first, second = await _driver(acme), await _driver(acme)
     results = await asyncio.gather(
-        service_requests.assign_driver(acme, DISPATCHER, request.id, first["id"]),
-        service_requests.assign_driver(acme, DISPATCHER, request.id, second["id"]),
+        service_requests.assign_driver(acme, DISPATCHER, request.id, first.id),
+        service_requests.assign_driver(acme, DISPATCHER, request.id, second.id),
         return_exceptions=True,
     )
     winners = [r for r in results if isinstance(r, RequestRow)]
@@ -219,7 +221,7 @@ async def test_idempotent_create_returns_the_first_request(
     acme, bolt = two_tenants
     customer = await _customer(acme)
     data = {
-        "customer_id": customer["id"],
+        "customer_id": customer.id,
         "service_type": "lockout",
         "pickup": {"lat": 1, "lng": 2},
     }
@@ -233,9 +235,9 @@ async def test_idempotent_create_returns_the_first_request(
     # The same key in another company is another request.
     bolt_customer = await _customer(bolt)
     other = await service_requests.create_request(
-        bolt, DISPATCHER, {**data, "customer_id": bolt_customer["id"]}, idempotency_key="club-77"
+        bolt, DISPATCHER, {**data, "customer_id": bolt_customer.id}, idempotency_key="club-77"
     )
-    assert (await _counts(bolt))["requests"] == 1 and other.customer == bolt_customer["id"]
+    assert (await _counts(bolt))["requests"] == 1 and other.customer == bolt_customer.id
 
 
 @pytest.mark.parametrize(
@@ -259,7 +261,7 @@ async def test_bad_input_is_a_field_error_and_changes_nothing(
     acme, bolt = two_tenants
     customer = await _customer(acme)
     data = {
-        "customer_id": customer["id"],
+        "customer_id": customer.id,
         "service_type": "lockout",
         "pickup": {"lat": 1, "lng": 2},
     }
@@ -307,9 +309,9 @@ async def test_drivers_see_and_move_only_their_own_jobs(
     acme, _ = two_tenants
     mine, theirs = await _request(acme), await _request(acme)
     me, other = await _driver(acme), await _driver(acme)
-    await service_requests.assign_driver(acme, DISPATCHER, mine.id, me["id"])
-    await service_requests.assign_driver(acme, DISPATCHER, theirs.id, other["id"])
-    driver = actor_for("driver", user_id=5, driver_id=me["id"])
+    await service_requests.assign_driver(acme, DISPATCHER, mine.id, me.id)
+    await service_requests.assign_driver(acme, DISPATCHER, theirs.id, other.id)
+    driver = actor_for("driver", user_id=5, driver_id=me.id)
     page = await service_requests.list_requests(acme, driver)
     assert [r.id for r in page.rows] == [mine.id]
     with pytest.raises(NotFound):
@@ -321,7 +323,7 @@ async def test_drivers_see_and_move_only_their_own_jobs(
             acme, driver, mine.id, "cancelled", reason_code="customer_cancelled"
         )
     with pytest.raises(PermissionDenied):
-        await service_requests.assign_driver(acme, driver, mine.id, me["id"])
+        await service_requests.assign_driver(acme, driver, mine.id, me.id)
     withdrawn = await service_requests.transition(
         acme, driver, mine.id, "pending", reason_code="driver_withdrew"
     )
@@ -339,7 +341,7 @@ async def test_pages_filters_and_orders(two_tenants: tuple[TenantInfo, TenantInf
                     acme,
                     DISPATCHER,
                     {
-                        "customer_id": customer["id"],
+                        "customer_id": customer.id,
                         "service_type": "flat_tyre",
                         "priority": priority,
                         "pickup": {"lat": 1, "lng": 1, "address": f"Street {i}"},

@@ -27,6 +27,7 @@ from patone.core.domain import customers, webhooks
 from patone.core.runtime.db import engine
 from patone.core.runtime.errors import UserError
 from patone.core.runtime.redis import get_redis
+from patone.core.tables.webhooks import LoggedDelivery
 from patone.core.work.jobs import list_dead_letters
 from patone.core.work.relay import relay_tenant
 from patone.plugins import config as plugins
@@ -132,14 +133,14 @@ async def endpoint_for(
     return created
 
 
-async def deliveries(tenant: TenantInfo, **filters: Any) -> list[dict[str, Any]]:
+async def deliveries(tenant: TenantInfo, **filters: Any) -> list[LoggedDelivery]:
     return (await webhooks.list_deliveries(tenant, ADMIN, **filters)).rows
 
 
-async def settled(tenant: TenantInfo, delivery_id: int, status: str) -> dict[str, Any]:
+async def settled(tenant: TenantInfo, delivery_id: int, status: str) -> LoggedDelivery:
     async def done() -> bool:
         row = await webhooks.get_delivery(tenant, ADMIN, delivery_id)
-        return bool(row["status"] == status)
+        return bool(row.delivery.status == status)
 
     await until(done)
     return await webhooks.get_delivery(tenant, ADMIN, delivery_id)
@@ -162,7 +163,7 @@ async def test_an_event_reaches_its_company_endpoint_once_signed_even_when_relay
     await relay_tenant(acme, get_redis(), broker=broker)
     await until(lambda: receiver.at("/acme"))
     [delivery] = await deliveries(acme)
-    await settled(acme, delivery["id"], "succeeded")
+    await settled(acme, delivery.delivery.id, "succeeded")
     async with tenant_transaction(acme):  # and once more after it was delivered
         await engine.execute("UPDATE outbox SET published_at = NULL")
     await relay_tenant(acme, get_redis(), broker=broker)
@@ -171,16 +172,17 @@ async def test_an_event_reaches_its_company_endpoint_once_signed_even_when_relay
 
     [got] = receiver.at("/acme")
     assert got.verified
-    assert got.headers["Webhook-Id"] == delivery["message_id"]
+    assert got.headers["Webhook-Id"] == delivery.delivery.message_id
     assert got.headers["Content-Type"] == "application/json"
     assert got.body["type"] == "customer.created"
     assert got.body["data"]["tenant"] == acme.slug
-    assert got.body["data"]["entity_id"] == str(customer["id"])
+    assert got.body["data"]["entity_id"] == str(customer.id)
     assert receiver.at("/bolt") == []  # the other company's endpoint never hears of it
     assert await deliveries(bolt) == []
     [row] = await deliveries(acme)
-    assert (row["status"], row["attempts"], row["response_status"]) == ("succeeded", 1, 200)
-    assert [a["trigger"] for a in row["attempt_log"]] == ["event"]
+    sent = row.delivery
+    assert (sent.status, sent.attempts, sent.response_status) == ("succeeded", 1, 200)
+    assert [a.trigger for a in row.attempt_log] == ["event"]
 
 
 async def test_a_failing_receiver_gets_retries_until_it_answers_and_every_attempt_is_logged(
@@ -199,20 +201,20 @@ async def test_a_failing_receiver_gets_retries_until_it_answers_and_every_attemp
 
     await until(lambda: len(receiver.at("/flaky")) >= 1)
     [delivery] = await deliveries(acme)
-    done = await settled(acme, delivery["id"], "succeeded")
-    assert done["attempts"] == 3
-    assert [(a["attempt"], a["trigger"], a["response_status"]) for a in done["attempt_log"]] == [
+    done = await settled(acme, delivery.delivery.id, "succeeded")
+    assert done.delivery.attempts == 3
+    assert [(a.attempt, a.trigger, a.response_status) for a in done.attempt_log] == [
         (1, "event", 500),
         (2, "retry", 500),
         (3, "retry", 200),
     ]
-    assert done["attempt_log"][0]["response_body"] == "answer 500"
-    assert done["attempt_log"][0]["error"] == "the endpoint answered 500"
+    assert done.attempt_log[0].response_body == "answer 500"
+    assert done.attempt_log[0].error == "the endpoint answered 500"
     got = receiver.at("/flaky")
     assert len(got) == 3 and all(r.verified for r in got)
-    assert {r.headers["Webhook-Id"] for r in got} == {delivery["message_id"]}
-    endpoint = await webhooks.get_endpoint(acme, ADMIN, created.endpoint["id"])
-    assert endpoint["failure_streak"] == 0 and endpoint["last_success_at"] is not None
+    assert {r.headers["Webhook-Id"] for r in got} == {delivery.delivery.message_id}
+    endpoint = await webhooks.get_endpoint(acme, ADMIN, created.endpoint.id)
+    assert endpoint.failure_streak == 0 and endpoint.last_success_at is not None
 
 
 async def test_a_receiver_that_keeps_failing_ends_dead_and_a_replay_delivers_it(
@@ -231,25 +233,25 @@ async def test_a_receiver_that_keeps_failing_ends_dead_and_a_replay_delivers_it(
 
     await until(lambda: receiver.at("/down"))
     [delivery] = await deliveries(acme)
-    dead = await settled(acme, delivery["id"], "dead")
-    assert dead["attempts"] == 3 and dead["next_attempt_at"] is None
-    assert [a["response_status"] for a in dead["attempt_log"]] == [503, 503, 503]
-    endpoint = await webhooks.get_endpoint(acme, ADMIN, created.endpoint["id"])
-    assert endpoint["failure_streak"] == 3 and endpoint["failing_since"] is not None
-    assert endpoint["enabled"]  # one dead delivery does not turn an endpoint off
+    dead = await settled(acme, delivery.delivery.id, "dead")
+    assert dead.delivery.attempts == 3 and dead.delivery.next_attempt_at is None
+    assert [a.response_status for a in dead.attempt_log] == [503, 503, 503]
+    endpoint = await webhooks.get_endpoint(acme, ADMIN, created.endpoint.id)
+    assert endpoint.failure_streak == 3 and endpoint.failing_since is not None
+    assert endpoint.enabled  # one dead delivery does not turn an endpoint off
     letters = await list_dead_letters(acme.slug, client=get_redis())
     assert [letter["actor"] for letter in letters] == ["patone.webhooks.deliver"]
-    assert [d["id"] for d in await deliveries(acme, status="dead")] == [delivery["id"]]
+    assert [d.delivery.id for d in await deliveries(acme, status="dead")] == [delivery.delivery.id]
 
     receiver.always["/down"] = 204  # the partner fixed their side
-    replayed = await webhooks.replay_delivery(acme, ADMIN, delivery["id"], broker=broker)
-    assert replayed["status"] == "pending"
-    done = await settled(acme, delivery["id"], "succeeded")
-    assert done["attempts"] == 4
-    assert [a["trigger"] for a in done["attempt_log"]] == ["event", "retry", "retry", "replay"]
+    replayed = await webhooks.replay_delivery(acme, ADMIN, delivery.delivery.id, broker=broker)
+    assert replayed.delivery.status == "pending"
+    done = await settled(acme, delivery.delivery.id, "succeeded")
+    assert done.delivery.attempts == 4
+    assert [a.trigger for a in done.attempt_log] == ["event", "retry", "retry", "replay"]
     got = receiver.at("/down")
     assert len(got) == 4 and all(r.verified for r in got)
-    assert {r.headers["Webhook-Id"] for r in got} == {delivery["message_id"]}
+    assert {r.headers["Webhook-Id"] for r in got} == {delivery.delivery.message_id}
     assert await deliveries(acme, status="dead") == []
 
 
@@ -267,15 +269,15 @@ async def test_private_addresses_are_refused_on_save_and_again_at_send_time(
     assert (refused.value.code, refused.value.field) == ("forbidden_address", "url")
     with pytest.raises(UserError) as refused:
         await webhooks.update_endpoint(
-            acme, ADMIN, created.endpoint["id"], {"url": "http://169.254.169.254/latest"}
+            acme, ADMIN, created.endpoint.id, {"url": "http://169.254.169.254/latest"}
         )
     assert refused.value.code == "forbidden_address"
 
     # The host now points inside the network (as a DNS change could do): nothing is sent.
-    test = await webhooks.send_test_event(acme, ADMIN, created.endpoint["id"], broker=broker)
-    dead = await settled(acme, test["id"], "dead")
-    assert dead["attempts"] == 1 and dead["attempt_log"][0]["response_status"] is None
-    assert dead["error"].startswith("refused:") and "private or local" in dead["error"]
+    test = await webhooks.send_test_event(acme, ADMIN, created.endpoint.id, broker=broker)
+    dead = await settled(acme, test.delivery.id, "dead")
+    assert dead.delivery.attempts == 1 and dead.attempt_log[0].response_status is None
+    assert dead.delivery.error.startswith("refused:") and "private or local" in dead.delivery.error
     await asyncio.sleep(0.3)
     assert receiver.at("/inside") == []
 
@@ -305,8 +307,8 @@ async def test_endpoints_outside_the_public_internet_are_refused(
         await webhooks.create_endpoint(acme, ADMIN, {"url": url})
     assert (refused.value.code, refused.value.field) == ("forbidden_address", "url")
     with pytest.raises(UserError):
-        await webhooks.update_endpoint(acme, ADMIN, created.endpoint["id"], {"url": url})
-    assert [e["url"] for e in await webhooks.list_endpoints(acme, ADMIN)] == [
+        await webhooks.update_endpoint(acme, ADMIN, created.endpoint.id, {"url": url})
+    assert [e.url for e in await webhooks.list_endpoints(acme, ADMIN)] == [
         "https://example.com/hook"
     ]
     assert await webhooks.list_endpoints(bolt, ADMIN) == []
@@ -324,10 +326,10 @@ async def test_a_name_that_turns_to_carrier_grade_nat_after_saving_gets_nothing(
     created = await webhooks.create_endpoint(
         acme, ADMIN, {"url": "http://hooks.partner.example/in"}
     )
-    test = await webhooks.send_test_event(acme, ADMIN, created.endpoint["id"], broker=broker)
-    dead = await settled(acme, test["id"], "dead")
-    assert dead["attempts"] == 1 and dead["attempt_log"][0]["response_status"] is None
-    assert "carrier-grade NAT" in dead["error"]
+    test = await webhooks.send_test_event(acme, ADMIN, created.endpoint.id, broker=broker)
+    dead = await settled(acme, test.delivery.id, "dead")
+    assert dead.delivery.attempts == 1 and dead.attempt_log[0].response_status is None
+    assert "carrier-grade NAT" in dead.delivery.error
     assert dns.lookups["hooks.partner.example"] == 2  # once when saved, once to send
 
 
@@ -343,7 +345,7 @@ async def test_an_endpoint_gets_only_the_event_types_it_asked_for(
     await endpoint_for(acme, receiver, "/requests", event_types=["request.*"])
     off = await endpoint_for(acme, receiver, "/off", enabled=False)
     customer = await customers.create_customer(acme, SYSTEM, {"name": "Ann"})
-    await customers.update_customer(acme, SYSTEM, customer["id"], {"notes": "VIP"})
+    await customers.update_customer(acme, SYSTEM, customer.id, {"notes": "VIP"})
     await relay_tenant(acme, get_redis(), broker=broker)
 
     await until(lambda: len(receiver.at("/customers")) == 2 and receiver.at("/updates"))
@@ -354,7 +356,7 @@ async def test_an_endpoint_gets_only_the_event_types_it_asked_for(
         "customer.updated",
     ]
     assert receiver.at("/requests") == [] and receiver.at("/off") == []
-    assert await deliveries(acme, endpoint_id=off.endpoint["id"]) == []
+    assert await deliveries(acme, endpoint_id=off.endpoint.id) == []
     assert all(r.verified for r in receiver.received)
 
     with pytest.raises(UserError) as refused:
@@ -389,11 +391,11 @@ async def test_an_endpoint_subscribes_only_to_event_types_we_send(
     kept = await endpoint_for(acme, receiver, "/y", event_types=["offer.expired", "driver.*"])
     with pytest.raises(UserError) as refused:
         await webhooks.update_endpoint(
-            acme, ADMIN, kept.endpoint["id"], {"event_types": ["customer.deleted"]}
+            acme, ADMIN, kept.endpoint.id, {"event_types": ["customer.deleted"]}
         )
     assert (refused.value.code, refused.value.field) == ("invalid_choice", "event_types.0")
-    endpoint = await webhooks.get_endpoint(acme, ADMIN, kept.endpoint["id"])
-    assert endpoint["event_types"] == ["driver.*", "offer.expired"]
+    endpoint = await webhooks.get_endpoint(acme, ADMIN, kept.endpoint.id)
+    assert endpoint.event_types == ["driver.*", "offer.expired"]
     assert await webhooks.list_endpoints(bolt, ADMIN) == []
 
 
@@ -409,16 +411,16 @@ async def test_the_secret_is_shown_once_sealed_at_rest_and_rotation_signs_with_b
     assert len(base64.b64decode(created.secret.removeprefix("whsec_"))) == 24
     listed = await webhooks.list_endpoints(acme, ADMIN)
     assert listed == [created.endpoint]
-    assert not any("secret" in key and key.endswith("secret") for key in listed[0])
+    assert not any("secret" in key and key.endswith("secret") for key in listed[0].as_dict())
     async with tenant_transaction(acme):
         stored = await engine.fetch("SELECT secret::text AS s FROM webhook_endpoints")
     assert created.secret not in stored[0]["s"] and "$encrypted" in stored[0]["s"]
 
-    rotated = await webhooks.rotate_secret(acme, ADMIN, created.endpoint["id"])
+    rotated = await webhooks.rotate_secret(acme, ADMIN, created.endpoint.id)
     assert rotated.secret != created.secret
-    assert rotated.endpoint["previous_secret_expires_at"] is not None
-    test = await webhooks.send_test_event(acme, ADMIN, created.endpoint["id"], broker=broker)
-    await settled(acme, test["id"], "succeeded")
+    assert rotated.endpoint.previous_secret_expires_at is not None
+    test = await webhooks.send_test_event(acme, ADMIN, created.endpoint.id, broker=broker)
+    await settled(acme, test.delivery.id, "succeeded")
     [got] = receiver.at("/keys")
     assert got.body["type"] == "webhook.test"
     assert len(got.headers["Webhook-Signature"].split(" ")) == 2
@@ -439,9 +441,9 @@ async def test_only_people_who_manage_settings_touch_webhooks(
         await webhooks.list_deliveries(acme, dispatcher)
     created = await webhooks.create_endpoint(acme, ADMIN, {"url": "https://example.com/hook"})
     with pytest.raises(UserError) as missing:  # ids are per company
-        await webhooks.get_endpoint(bolt, ADMIN, created.endpoint["id"])
+        await webhooks.get_endpoint(bolt, ADMIN, created.endpoint.id)
     assert missing.value.code == "not_found"
-    await webhooks.delete_endpoint(acme, ADMIN, created.endpoint["id"])
+    await webhooks.delete_endpoint(acme, ADMIN, created.endpoint.id)
     assert await webhooks.list_endpoints(acme, ADMIN) == []
 
 
@@ -454,14 +456,14 @@ async def test_copies_of_a_delivery_job_running_at_once_send_one_request(
     acme, _ = two_tenants
     created = await endpoint_for(acme, receiver, "/slow")
     receiver.slow["/slow"] = 0.5
-    test = await webhooks.send_test_event(acme, ADMIN, created.endpoint["id"], broker=broker)
+    test = await webhooks.send_test_event(acme, ADMIN, created.endpoint.id, broker=broker)
     for _ in range(2):  # as a redelivered or re-queued message would
-        webhooks.deliver_webhook.send_with_options(acme, args=(test["id"], 0), broker=broker)
-    await settled(acme, test["id"], "succeeded")
+        webhooks.deliver_webhook.send_with_options(acme, args=(test.delivery.id, 0), broker=broker)
+    await settled(acme, test.delivery.id, "succeeded")
     await asyncio.sleep(1.5)
     assert len(receiver.at("/slow")) == 1
-    done = await webhooks.get_delivery(acme, ADMIN, test["id"])
-    assert done["attempts"] == 1 and done["attempt_log"][0]["trigger"] == "test"
+    done = await webhooks.get_delivery(acme, ADMIN, test.delivery.id)
+    assert done.delivery.attempts == 1 and done.attempt_log[0].trigger == "test"
 
 
 async def test_secrets_are_resealed_under_a_new_server_key(
@@ -469,7 +471,7 @@ async def test_secrets_are_resealed_under_a_new_server_key(
 ) -> None:
     acme, _ = two_tenants
     created = await webhooks.create_endpoint(acme, ADMIN, {"url": "https://example.com/hook"})
-    await webhooks.rotate_secret(acme, ADMIN, created.endpoint["id"])
+    await webhooks.rotate_secret(acme, ADMIN, created.endpoint.id)
     runtime.box = SecretBox("the-next-key", fallbacks=["webhook-test-key"])
     assert await webhooks.reseal_secrets(acme) == 1
     runtime.box = SecretBox("the-next-key")  # the old key is gone: both secrets still open
@@ -504,5 +506,5 @@ async def test_a_delivery_whose_job_was_lost_is_sent_by_the_sweep(
     assert await webhooks.sweep_tenant(bolt.slug) == 0
     await until(lambda: receiver.at("/lost"))
     [row] = await deliveries(acme)
-    await settled(acme, row["id"], "succeeded")
+    await settled(acme, row.delivery.id, "succeeded")
     assert await webhooks.sweep_all() >= 2  # one sweep queued per active company

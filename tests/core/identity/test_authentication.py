@@ -120,8 +120,8 @@ async def test_cached_actors_follow_changes_to_users_roles_and_drivers_at_once(
     driver = await drivers.create_driver(
         acme, SYSTEM, {"name": "D", "phone": "+14155550100", "user_id": acme_id}
     )
-    assert (await acting(acme)).driver_id == driver["id"]
-    await drivers.archive_driver(acme, SYSTEM, driver["id"])
+    assert (await acting(acme)).driver_id == driver.id
+    await drivers.archive_driver(acme, SYSTEM, driver.id)
     assert (await acting(acme)).driver_id is None
 
     await users.update_user(acme, SYSTEM, acme_id, {"active": False})

@@ -46,7 +46,7 @@ async def test_a_driving_user_acts_as_their_driver(
     )
     driver = await drivers.create_driver(acme, SYSTEM, {"name": "D", "user_id": user.id})
     actor = await users.actor_for_user(acme, user.id)
-    assert actor.driver_id == driver["id"] and actor.can("requests.transition_assigned")
+    assert actor.driver_id == driver.id and actor.can("requests.transition_assigned")
 
 
 async def test_bad_user_and_role_input(two_tenants: tuple[TenantInfo, TenantInfo]) -> None:

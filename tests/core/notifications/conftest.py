@@ -12,6 +12,7 @@ from patone.core.domain import customers, drivers, service_requests
 from patone.core.runtime.clock import use_clock
 from patone.core.runtime.db import engine
 from patone.core.runtime.redis import get_redis
+from patone.core.tables.fleet import DriverRow
 from patone.core.tables.requests import RequestRow
 from patone.core.work.relay import relay_tenant
 from patone.plugins import config as plugins
@@ -55,7 +56,7 @@ async def new_request(tenant: TenantInfo, *, phone: str = "+14155552671") -> Req
             tenant,
             SYSTEM,
             {
-                "customer_id": customer["id"],
+                "customer_id": customer.id,
                 "service_type": "jump_start",
                 "pickup": {"lat": 37.79, "lng": -122.4, "address": "1 Market St"},
             },
@@ -68,11 +69,11 @@ def created_event(request: RequestRow, event_id: int) -> dict[str, Any]:
             "entity_id": str(request.id), "payload": {}}  # fmt: skip
 
 
-async def new_driver(tenant: TenantInfo, name: str = "Dave Ortiz") -> dict[str, Any]:
+async def new_driver(tenant: TenantInfo, name: str = "Dave Ortiz") -> DriverRow:
     driver = await drivers.create_driver(
         tenant, SYSTEM, {"name": name, "phone": "+14155550199", "truck": "Flatbed 7"}
     )
-    return await drivers.update_driver(tenant, SYSTEM, driver["id"], {"status": "available"})
+    return await drivers.update_driver(tenant, SYSTEM, driver.id, {"status": "available"})
 
 
 async def relay(broker: dramatiq.Broker, *tenants: TenantInfo) -> None:

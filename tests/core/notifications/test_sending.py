@@ -95,7 +95,7 @@ async def test_assignment_notifies_the_customer_with_the_drivers_name(
     await enable_providers(acme, twilio, smtp)
     request = await new_request(acme)
     driver = await new_driver(acme)
-    await service_requests.assign_driver(acme, SYSTEM, request.id, driver["id"])
+    await service_requests.assign_driver(acme, SYSTEM, request.id, driver.id)
     await service_requests.transition(acme, SYSTEM, request.id, "en_route")
     await relay(broker, acme)
     rows = await settled(acme, count=5)
