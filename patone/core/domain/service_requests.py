@@ -21,7 +21,7 @@ from patone.core.common.activity import emit, record
 from patone.core.common.inputs import Input, Latitude, Longitude, Money, parse
 from patone.core.common.paging import Key, Page, Window, fetch_page
 from patone.core.common.permissions import Actor, PermissionDenied, require
-from patone.core.common.rows import fetch_one, fetch_records, record_by_id
+from patone.core.common.rows import fetch_records, record_by_id
 from patone.core.domain.company import get_settings
 from patone.core.domain.customers import MotoristInput, find_or_add_motorist
 from patone.core.domain.idempotency import idempotent
@@ -30,6 +30,8 @@ from patone.core.domain.service_types import distance_km, quote, service_type_by
 from patone.core.runtime.clock import now
 from patone.core.runtime.db import engine
 from patone.core.runtime.errors import Conflict, NotFound, UserError
+from patone.core.tables.customers import CustomerRow
+from patone.core.tables.fleet import DriverRow
 from patone.core.tables.requests import (
     Priority,
     RequestEventRow,
@@ -148,22 +150,18 @@ async def create_request(
         else:
             if actor.kind == "partner":
                 await _check_partner_knows(actor, customer_id)
-            customer = await fetch_one(
-                "SELECT id, archived_at FROM customers WHERE id = $1",
-                customer_id,
-                field="customer_id",
-                what="customer",
+            assert customer_id is not None  # no motorist: checked above
+            customer = await record_by_id(
+                CustomerRow, customer_id, what="customer", field="customer_id"
             )
-            if customer["archived_at"] is not None:
+            if customer.archived_at is not None:
                 raise UserError("archived", "the customer is archived", "customer_id")
         if request.motorist is None and vehicle_id is not None:
-            await fetch_one(
-                "SELECT id FROM vehicles WHERE id = $1 AND customer = $2",
-                vehicle_id,
-                customer_id,
-                field="vehicle_id",
-                what="vehicle of this customer",
+            vehicle = await engine.fetch(
+                "SELECT 1 FROM vehicles WHERE id = $1 AND customer = $2", vehicle_id, customer_id
             )
+            if not vehicle:
+                raise NotFound("not_found", "no such vehicle of this customer", "vehicle_id")
         service_type = await service_type_by_code(request.service_type)
         if not service_type.active:
             raise UserError("inactive", "this service is not offered now", "service_type")
@@ -407,15 +405,10 @@ async def assign_in_transaction(
     a dispatcher's choice, or a driver accepting an offer."""
     request_id = current.id
     check_transition(current.status, RequestStatus.assigned)
-    driver = await fetch_one(
-        "SELECT id, status, archived_at FROM drivers WHERE id = $1",
-        driver_id,
-        field="driver_id",
-        what="driver",
-    )
-    if driver["archived_at"] is not None:
+    driver = await record_by_id(DriverRow, driver_id, what="driver", field="driver_id")
+    if driver.archived_at is not None:
         raise UserError("archived", "the driver is archived", "driver_id")
-    if driver["status"] == "off_duty":
+    if driver.status == "off_duty":
         raise UserError("off_duty", "the driver is off duty", "driver_id")
     at = now()
     updated = await _apply(
