@@ -432,20 +432,20 @@ async def test_history_is_written_as_the_life_cycle_would_have_left_it(
 
     def past(events: tuple[PastEvent, ...], driver_id: int | None) -> PastRequest:
         return PastRequest(
-            customer["id"], None, jump_start, "normal", "admin", 52.5, 13.4, "Alexanderplatz 1",
+            customer.id, None, jump_start, "normal", "admin", 52.5, 13.4, "Alexanderplatz 1",
             None, None, "", "", 5500, "USD", "user:1", driver_id, events,
         )  # fmt: skip
 
     done = past(
         _life(at, ("assigned", ""), ("pending", "driver_withdrew"), ("assigned", ""),
               ("en_route", ""), ("on_scene", ""), ("in_progress", ""), ("completed", "")),
-        driver["id"],
+        driver.id,
     )  # fmt: skip
-    waiting = past(_life(at, ("assigned", ""), ("pending", "pre_empted")), driver["id"])
+    waiting = past(_life(at, ("assigned", ""), ("pending", "pre_empted")), driver.id)
     async with tenant_transaction(acme):
         ids = await service_requests.insert_history([done, waiting])
     first, second = [await service_requests.get_request(acme, DISPATCHER, i) for i in ids]
-    assert (first.status, first.version, first.driver) == ("completed", 8, driver["id"])
+    assert (first.status, first.version, first.driver) == ("completed", 8, driver.id)
     assert first.assigned_at == at + timedelta(minutes=3)  # the second assignment
     assert first.requeued_at == at + timedelta(minutes=2)
     assert first.completed_at == first.updated_at == at + timedelta(minutes=7)
