@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import ClassVar
 
 from piccolo.columns import BigInt, BigSerial, Boolean, Integer, Text, Timestamptz, Varchar
+from piccolo.constraints import Check, Unique
 from piccolo.table import Table
 
 from patone.core.runtime.db import engine
@@ -22,6 +23,10 @@ class NotificationRule(Table, tablename="notification_rules", db=engine):
     channel = Varchar(length=10)  # email | sms | push
     enabled = Boolean(default=True)
     updated_at = Timestamptz()
+
+    notification_rules_recipient_check = Check("recipient IN ('customer', 'driver', 'dispatchers')")
+    notification_rules_channel_check = Check("channel IN ('email', 'sms', 'push')")
+    notification_rules_event_recipient_channel_key = Unique(["event", "recipient", "channel"])
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +50,9 @@ class NotificationTemplate(Table, tablename="notification_templates", db=engine)
     html = Text(default="")
     updated_at = Timestamptz()
 
+    notification_templates_channel_check = Check("channel IN ('email', 'sms', 'push')")
+    notification_templates_event_channel_key = Unique(["event", "channel"])
+
 
 class NotificationPreference(Table, tablename="notification_preferences", db=engine):
     """A user's or customer's own choice for an event on a channel."""
@@ -55,6 +63,12 @@ class NotificationPreference(Table, tablename="notification_preferences", db=eng
     channel = Varchar(length=10)
     enabled = Boolean()
     updated_at = Timestamptz()
+
+    notification_preferences_subject_kind_check = Check("subject_kind IN ('user', 'customer')")
+    notification_preferences_channel_check = Check("channel IN ('email', 'sms', 'push')")
+    notification_preferences_subject_kind_subject_id_event_channel_key = Unique(
+        ["subject_kind", "subject_id", "event", "channel"]
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +108,12 @@ class Notification(Table, tablename="notifications", db=engine):
     created_at = Timestamptz()
     sent_at = Timestamptz(null=True, default=None)
     updated_at = Timestamptz()
+
+    notifications_recipient_kind_check = Check("recipient_kind IN ('user', 'customer', 'driver')")
+    notifications_channel_check = Check("channel IN ('email', 'sms', 'push')")
+    notifications_event_id_recipient_kind_recipient_id_channel_address_key = Unique(
+        ["event_id", "recipient_kind", "recipient_id", "channel", "address"]
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +155,8 @@ class PushSubscription(Table, tablename="push_subscriptions", db=engine):
     user_agent = Text(default="")
     created_at = Timestamptz()
     last_used_at = Timestamptz(null=True, default=None)
+
+    push_subscriptions_owner_kind_check = Check("owner_kind IN ('user', 'customer')")
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,7 @@ from piccolo.columns import (
     Timestamptz,
     Varchar,
 )
+from piccolo.constraints import Check, Unique
 from piccolo.table import Table
 
 from patone.core.runtime.db import engine
@@ -96,6 +97,9 @@ class WebhookDelivery(Table, tablename="webhook_deliveries", db=engine):
     created_at = Timestamptz()
     updated_at = Timestamptz()
 
+    webhook_deliveries_status_check = Check("status IN ('pending', 'succeeded', 'failed', 'dead')")
+    webhook_deliveries_endpoint_id_event_id_key = Unique(["endpoint_id", "event_id"])
+
 
 @dataclass(frozen=True, slots=True)
 class WebhookDeliveryRow(Record):
@@ -139,6 +143,8 @@ class WebhookAttempt(Table, tablename="webhook_attempts", db=engine):
     error = Text(default="")
     duration_ms = Integer(default=0)
     created_at = Timestamptz()
+
+    webhook_attempts_trigger_check = Check("trigger IN ('event', 'retry', 'replay', 'test')")
 
 
 @dataclass(frozen=True, slots=True)

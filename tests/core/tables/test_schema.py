@@ -1,6 +1,7 @@
 """The table classes are the schema: every table and column of a freshly provisioned company
 matches its Piccolo class (name, type, nullability, default where the database has one, foreign
-keys), either way, `DDL_ONLY` aside; and every typed row reads columns its table has."""
+keys; each table's check and unique constraints), either way, `DDL_ONLY` aside; and every typed
+row reads columns its table has."""
 
 from __future__ import annotations
 
@@ -45,6 +46,25 @@ FOREIGN_KEYS = """
      AND r.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = $1)
     WHERE rc.constraint_schema = $1 AND NOT r.relispartition
 """
+CONSTRAINTS = """
+    SELECT r.relname AS table_name, pg_get_constraintdef(c.oid) AS definition
+    FROM pg_constraint c
+    JOIN pg_class r ON r.oid = c.conrelid
+    WHERE c.connamespace = (SELECT oid FROM pg_namespace WHERE nspname = $1)
+      AND c.contype IN ('c', 'u') AND NOT r.relispartition
+    UNION ALL
+    -- A unique index on plain columns says what a unique constraint says.
+    SELECT r.relname, 'UNIQUE (' || string_agg(a.attname, ', ' ORDER BY k.n) || ')'
+    FROM pg_index i
+    JOIN pg_class r ON r.oid = i.indrelid
+    CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k (attnum, n)
+    JOIN pg_attribute a ON a.attrelid = r.oid AND a.attnum = k.attnum
+    WHERE r.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = $1)
+      AND i.indisunique AND NOT i.indisprimary AND i.indpred IS NULL AND i.indexprs IS NULL
+      AND NOT r.relispartition
+      AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid)
+    GROUP BY r.relname, i.indexrelid
+"""
 
 
 def _default(text: str | None) -> str | None:
@@ -69,6 +89,9 @@ async def describe(connection: asyncpg.Connection, schema: str) -> Description:
             f"{row['references']}.{row['target']} on update {row['update_rule']}"
             f" on delete {row['delete_rule']}".lower()
         )
+    for row in await connection.fetch(CONSTRAINTS, schema):
+        # Compared by what they say, not by name: a key of its own beside the columns.
+        found[row["table_name"]][f"[{row['definition']}]"] = {}
     return found
 
 
@@ -119,9 +142,9 @@ def drift(
                         f"{table}.{column}: {key} {says.get(key)!r} in the class, "
                         f"{has.get(key)!r} in the table"
                     )
-            if has["default"] is not None and says["default"] != has["default"]:
+            if has.get("default") is not None and says.get("default") != has["default"]:
                 problems.append(
-                    f"{table}.{column}: default {says['default']!r} in the class, "
+                    f"{table}.{column}: default {says.get('default')!r} in the class, "
                     f"{has['default']!r} in the table"
                 )
     return problems
