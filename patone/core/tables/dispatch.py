@@ -22,6 +22,7 @@ from piccolo.columns import (
     Timestamptz,
     Varchar,
 )
+from piccolo.constraints import Check
 from piccolo.table import Table
 
 from patone.core.runtime.db import engine
@@ -75,6 +76,7 @@ class DispatchDecision(Table, tablename="dispatch_decisions", db=engine):
     driver_id = _driver(on_delete=OnDelete.set_null, null=True, default=None)
     strategy = Varchar(length=20)
     explanation = JSONB()
+    dispatch_decisions_outcome_check = Check("outcome IN ('offered', 'no_candidate', 'flagged')")
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +115,9 @@ class Offer(Table, tablename="offers", db=engine):
     distance_m = Integer(null=True, default=None)
     # The driver's current job this offer would take them from (pre-emption), if any.
     preempts = _request(on_delete=OnDelete.set_null, null=True, default=None)
+    offers_status_check = Check(
+        "status IN ('open', 'accepted', 'declined', 'expired', 'withdrawn')"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +198,7 @@ class FleetPlan(Table, tablename="fleet_plans", db=engine):
     solve_ms = Integer()
     drivers = Integer()
     jobs = Integer()
+    fleet_plans_solver_check = Check("solver IN ('or-tools', 'greedy')")
 
 
 class FleetPlanStop(Table, tablename="fleet_plan_stops", db=engine):
@@ -235,6 +241,7 @@ class FleetPlanSuggestion(Table, tablename="fleet_plan_suggestions", db=engine):
     arrive_at = Timestamptz(null=True, default=None)
     sooner_s = Integer(null=True, default=None)
     why = Text()
+    fleet_plan_suggestions_kind_check = Check("kind IN ('reassign', 'offer', 'unserved')")
 
 
 @dataclass(frozen=True, slots=True)
