@@ -10,12 +10,12 @@ How it is made:
   handful of binary `COPY` statements on the tenant transaction's own connection, in one
   transaction: the fill is all or nothing, and takes about 1.5 s on two cores (half of it
   building the rows).
-- Ids are reserved from the tables' own sequences and request numbers from
-  `service_request_number_seq`, so later inserts by the services continue after them.
-- Each request's life is a legal walk through `lifecycle.TRANSITIONS`; every step is a
-  `request_events` row and sets the matching timestamp column, exactly as
-  `service_requests.transition` would. Drivers are not double-booked, and drivers may only
-  cancel with `gone_on_arrival`, as the services allow.
+- Ids are reserved from the tables' own sequences, so later inserts by the services continue
+  after them.
+- Each request's life is a walk through `lifecycle.TRANSITIONS`, written by
+  `service_requests.insert_history`, which checks it and derives the row (status, version,
+  timestamps) as `service_requests.transition` would. Drivers are not double-booked, and
+  drivers may only cancel with `gone_on_arrival`, as the services allow.
 - Prices come from `service_types.quote` with the tenant's own price list and settings (the
   fill first switches them to EUR, km and Europe/Berlin), so after-hours calls cost more.
 - Nothing goes to the activity log or the outbox: this history is not something anyone did,
@@ -43,11 +43,13 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from patone.core.common.inputs import normalize_plate
-from patone.core.domain.service_types import distance_km, quote
+from patone.core.domain import service_requests
+from patone.core.domain.service_requests import PastEvent, PastRequest
+from patone.core.domain.service_types import distance_km, list_service_types, quote
 from patone.core.runtime.clock import now as clock_now
 from patone.core.runtime.db import engine
 from patone.core.tables.fleet import DriverStatus
-from patone.core.tables.requests import Priority, RequestSource
+from patone.core.tables.requests import Priority, RequestSource, ServiceTypeRow
 from patone.core.tables.requests import RequestStatus as S
 from patone.tenants.isolation import TenantRef, tenant_transaction
 
@@ -831,7 +833,7 @@ def _requests(
     rng: random.Random,
     now: datetime,
     customers: list[DemoCustomer],
-    service_types: dict[str, dict[str, Any]],
+    service_types: dict[str, ServiceTypeRow],
     skilled: set[str],
 ) -> list[DemoRequest]:
     zone = ZoneInfo(TIME_ZONE)
@@ -844,12 +846,12 @@ def _requests(
     offered: list[tuple[str, float]] = [
         (code, weight)
         for code, weight in SERVICE_MIX.items()
-        if code in service_types and set(service_types[code]["required_skills"]) <= skilled
+        if code in service_types and set(service_types[code].required_skills) <= skilled
     ]
     offered += [
         (code, 3.0)
         for code, row in service_types.items()
-        if code not in SERVICE_MIX and set(row["required_skills"]) <= skilled
+        if code not in SERVICE_MIX and set(row.required_skills) <= skilled
     ]
     if not offered:
         return []
@@ -873,7 +875,7 @@ def _requests(
         if is_open and index - PAST_REQUESTS == 0:
             priority = Priority.emergency  # one on the board, to show how it stands out
         destination = None
-        if service_types[code]["needs_destination"]:
+        if service_types[code].needs_destination:
             destination = _workshop(rng) if rng.random() < 0.7 else _street_address(rng)
         km_destination = (
             distance_km(pickup[0], pickup[1], destination[0], destination[1]) if destination else 0
@@ -922,7 +924,7 @@ def _staff_and_events(
     now: datetime,
     data: DemoData,
     dispatchers: list[int],
-    service_types: dict[str, dict[str, Any]],
+    service_types: dict[str, ServiceTypeRow],
     settings: dict[str, Any],
 ) -> None:
     """Give every request its drivers (nobody on two jobs at once), actors, events and price;
@@ -931,9 +933,7 @@ def _staff_and_events(
     never = now + timedelta(days=3650)
     current: dict[int, DemoRequest] = {}
     able_by_code = {
-        code: [
-            i for i, d in enumerate(data.drivers) if set(row["required_skills"]) <= set(d.skills)
-        ]
+        code: [i for i, d in enumerate(data.drivers) if set(row.required_skills) <= set(d.skills)]
         for code, row in service_types.items()
     }
     for request in sorted(data.requests, key=lambda r: r.created_at):
@@ -1037,7 +1037,7 @@ def _staff_and_events(
 def build_demo_data(
     seed: int,
     now: datetime,
-    service_types: dict[str, dict[str, Any]],
+    service_types: dict[str, ServiceTypeRow],
     settings: dict[str, Any],
 ) -> DemoData:
     """Build the demo company's rows in memory (no database): the same arguments give the same
@@ -1066,17 +1066,6 @@ VEHICLE_COLUMNS = (
     "id", "customer", "make", "model", "year", "colour", "plate", "vin", "created_at",
 )  # fmt: skip
 MEMBERSHIP_COLUMNS = ("customer", "provider", "number", "valid_until", "created_at")
-REQUEST_COLUMNS = (
-    "id", "number", "customer", "vehicle", "service_type", "priority", "status", "source",
-    "pickup_lat", "pickup_lng", "pickup_address", "destination_lat", "destination_lng",
-    "destination_address", "notes", "quoted_price", "currency", "driver", "cancel_reason",
-    "version", "created_by", "created_at", "updated_at", "assigned_at", "en_route_at",
-    "on_scene_at", "started_at", "completed_at", "cancelled_at",
-)  # fmt: skip
-EVENT_COLUMNS = (
-    "request", "from_status", "to_status", "actor_type", "actor_id", "reason_code", "lat", "lng",
-    "created_at",
-)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -1087,8 +1076,6 @@ class _Ids:
     drivers: list[int]
     customers: list[int]
     vehicles: list[int]
-    requests: list[int]
-    numbers: list[int]
 
     def actor(self, actor: ActorRef) -> str:
         kind, ref = actor
@@ -1099,25 +1086,35 @@ class _Ids:
         return str(ref)
 
 
-def _request_record(
-    request: DemoRequest, index: int, ids: _Ids, service_type_id: int
-) -> tuple[Any, ...]:
-    entered = {event.to_status: event.at for event in request.events}  # the last entry wins
+class _ActorNames(dict[ActorRef, str]):
+    """Each actor's database id as text, worked out once per actor."""
+
+    def __init__(self, ids: _Ids) -> None:
+        super().__init__()
+        self.ids = ids
+
+    def __missing__(self, actor: ActorRef) -> str:
+        self[actor] = name = self.ids.actor(actor)
+        return name
+
+
+def _past_request(
+    request: DemoRequest, ids: _Ids, names: _ActorNames, service_type_id: int
+) -> PastRequest:
     destination = request.destination or (None, None, "")
     driver = request.driver
-    status = request.status
-    last = request.events[-1]
-    return (
-        ids.requests[index], ids.numbers[index], ids.customers[request.customer],
-        ids.vehicles[request.vehicle], service_type_id, request.priority, status, request.source,
-        *request.pickup, *destination, request.notes, request.quoted_price, SETTINGS["currency"],
+    return PastRequest(
+        ids.customers[request.customer], ids.vehicles[request.vehicle], service_type_id,
+        request.priority, request.source, request.pickup[0], request.pickup[1],
+        request.pickup[2], destination[0], destination[1], destination[2], request.notes,
+        request.quoted_price, SETTINGS["currency"],
+        f"{request.created_by[0]}:{names[request.created_by]}",
         None if driver is None else ids.drivers[driver],
-        last.reason_code if status == S.cancelled else "",
-        len(request.events),  # version: 1 at creation, +1 per transition
-        f"{request.created_by[0]}:{ids.actor(request.created_by)}", request.created_at, last.at,
-        None if status == S.pending else entered.get(S.assigned), entered.get(S.en_route),
-        entered.get(S.on_scene), entered.get(S.in_progress), entered.get(S.completed),
-        entered.get(S.cancelled),
+        tuple([
+            PastEvent(e.from_status, e.to_status, e.actor[0], names[e.actor], e.at,
+                      e.reason_code, "", e.lat, e.lng)
+            for e in request.events
+        ]),
     )  # fmt: skip
 
 
@@ -1217,14 +1214,7 @@ async def fill_demo_tenant(
         if progress:
             progress("prepare", 0, 1)
         settings = await _prepare_settings()
-        service_types = {
-            row["code"]: dict(row)
-            for row in await engine.fetch(
-                "SELECT id, code, base_price, per_distance_price, after_hours_surcharge, "
-                "needs_destination, required_skills, active FROM service_types "
-                "WHERE active ORDER BY id"
-            )
-        }
+        service_types = {row.code: row for row in await list_service_types(tenant)}
         data = build_demo_data(seed, clock_now(), service_types, settings)
         if progress:
             progress("prepare", 1, 1)
@@ -1237,8 +1227,6 @@ async def fill_demo_tenant(
             drivers=await _reserve("drivers_id_seq", len(data.drivers)),
             customers=await _reserve("customers_id_seq", len(data.customers)),
             vehicles=await _reserve("vehicles_id_seq", len(data.vehicles)),
-            requests=await _reserve("service_requests_id_seq", len(data.requests)),
-            numbers=await _reserve("service_request_number_seq", len(data.requests)),
         )
         # COPY is not in the wrapper that serialises statements; nothing else runs meanwhile.
         raw = getattr(transaction.connection, "raw", transaction.connection)
@@ -1265,18 +1253,11 @@ async def fill_demo_tenant(
             for m in data.memberships
         ]  # fmt: skip
         await _copy(raw, "memberships", MEMBERSHIP_COLUMNS, memberships, progress, "memberships")
-        requests = [
-            _request_record(r, i, ids, service_types[r.service_code]["id"])
-            for i, r in enumerate(data.requests)
-        ]
-        await _copy(raw, "service_requests", REQUEST_COLUMNS, requests, progress, "requests")
-        events = [
-            (ids.requests[i], e.from_status, e.to_status, e.actor[0], ids.actor(e.actor),
-             e.reason_code, e.lat, e.lng, e.at)
-            for i, r in enumerate(data.requests)
-            for e in r.events
-        ]  # fmt: skip
-        await _copy(raw, "request_events", EVENT_COLUMNS, events, progress, "events", 10_000)
+        names = _ActorNames(ids)
+        await service_requests.insert_history(
+            [_past_request(r, ids, names, service_types[r.service_code].id) for r in data.requests],
+            progress=progress,
+        )
     open_count = sum(r.is_open for r in data.requests)
     return DemoSummary(
         filled=True,
@@ -1287,6 +1268,6 @@ async def fill_demo_tenant(
         memberships=len(data.memberships),
         open_requests=open_count,
         past_requests=len(data.requests) - open_count,
-        events=len(events),
+        events=data.events,
         seconds=time.perf_counter() - started,
     )

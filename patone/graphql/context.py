@@ -17,37 +17,18 @@ from strawberry.dataloader import DataLoader
 from patone.core.common.permissions import Actor
 from patone.core.dispatch import positions
 from patone.core.dispatch.positions import DriverPosition
-from patone.core.domain.service_requests import COLUMNS as REQUEST_COLUMNS
-from patone.core.domain.service_types import SERVICE_TYPE_COLUMNS
 from patone.core.identity.tokens import Claims
 from patone.core.runtime.db import engine
 from patone.core.tables.customers import CustomerRow, VehicleRow
 from patone.core.tables.fleet import DriverRow
 from patone.core.tables.records import Record
+from patone.core.tables.requests import RequestEventRow, RequestRow, ServiceTypeRow
 from patone.tenants.isolation import TenantRef, tenant_transaction
 
 log = logging.getLogger(__name__)
 
 Row = dict[str, Any]
 R = TypeVar("R", bound=Record)
-
-# The same columns the services read, so a loaded row and a service's row are alike.
-_SELECTS = {
-    "service_types": SERVICE_TYPE_COLUMNS,
-    "service_requests": REQUEST_COLUMNS,
-}
-
-
-def _by_id(tenant: TenantRef, table: str) -> DataLoader[int, Row | None]:
-    async def load(ids: Sequence[int]) -> list[Row | None]:
-        async with tenant_transaction(tenant):
-            rows = await engine.fetch(
-                f"SELECT {_SELECTS[table]} FROM {table} WHERE id = ANY($1::bigint[])", list(ids)
-            )
-        found = {row["id"]: dict(row) for row in rows}
-        return [found.get(i) for i in ids]
-
-    return DataLoader(load_fn=load)
 
 
 def _records(tenant: TenantRef, kind: type[R]) -> DataLoader[int, R | None]:
@@ -65,18 +46,17 @@ def _records(tenant: TenantRef, kind: type[R]) -> DataLoader[int, R | None]:
     return DataLoader(load_fn=load)
 
 
-def _events(tenant: TenantRef) -> DataLoader[int, list[Row]]:
-    async def load(request_ids: Sequence[int]) -> list[list[Row]]:
+def _events(tenant: TenantRef) -> DataLoader[int, list[RequestEventRow]]:
+    async def load(request_ids: Sequence[int]) -> list[list[RequestEventRow]]:
         async with tenant_transaction(tenant):
             rows = await engine.fetch(
-                "SELECT id, request, from_status, to_status, actor_type, actor_id, reason_code, "
-                "note, lat, lng, created_at FROM request_events "
+                f"SELECT {RequestEventRow.columns()} FROM request_events "
                 "WHERE request = ANY($1::bigint[]) ORDER BY id",
                 list(request_ids),
             )
-        grouped: dict[int, list[Row]] = {i: [] for i in request_ids}
+        grouped: dict[int, list[RequestEventRow]] = {i: [] for i in request_ids}
         for row in rows:
-            grouped[row["request"]].append(dict(row))
+            grouped[row["request"]].append(RequestEventRow.of(row))
         return [grouped[i] for i in request_ids]
 
     return DataLoader(load_fn=load)
@@ -103,9 +83,9 @@ class Loaders:
     customer: DataLoader[int, CustomerRow | None]
     vehicle: DataLoader[int, VehicleRow | None]
     driver: DataLoader[int, DriverRow | None]
-    service_type: DataLoader[int, Row | None]
-    request: DataLoader[int, Row | None]
-    events: DataLoader[int, list[Row]]
+    service_type: DataLoader[int, ServiceTypeRow | None]
+    request: DataLoader[int, RequestRow | None]
+    events: DataLoader[int, list[RequestEventRow]]
     position: DataLoader[int, DriverPosition | None]
 
     @classmethod
@@ -114,8 +94,8 @@ class Loaders:
             customer=_records(tenant, CustomerRow),
             vehicle=_records(tenant, VehicleRow),
             driver=_records(tenant, DriverRow),
-            service_type=_by_id(tenant, "service_types"),
-            request=_by_id(tenant, "service_requests"),
+            service_type=_records(tenant, ServiceTypeRow),
+            request=_records(tenant, RequestRow),
             events=_events(tenant),
             position=_positions(tenant),
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator
 from datetime import datetime
 from enum import Enum
-from typing import Any
+from typing import Any, cast
 
 import strawberry
 from strawberry.scalars import JSON
@@ -16,6 +16,7 @@ from patone.core.common.permissions import require
 from patone.core.dispatch import autodispatch, plans, replan, staging
 from patone.core.dispatch import offers as service
 from patone.core.dispatch import settings as dispatch_settings
+from patone.core.tables.dispatch import DecisionRow, ExplainedOfferRow, OfferRow
 from patone.graphql.context import Context
 from patone.graphql.ids import pk_of
 from patone.graphql.parts import part
@@ -188,24 +189,25 @@ class Offer:
     )
 
     @classmethod
-    def from_row(cls, row: dict[str, Any]) -> Offer:
+    def from_row(cls, row: OfferRow) -> Offer:
+        explanation = row.explanation if isinstance(row, ExplainedOfferRow) else None
         return cls(
-            id=gid("Offer", row["id"]),
-            request_id=gid("ServiceRequest", row["request_id"]),
-            driver_id=gid("Driver", row["driver_id"]),
-            status=OfferStatus(row["status"]),
-            offered_by=row["offered_by"],
-            sent_at=row["sent_at"],
-            deadline=row["deadline"],
-            responded_at=row["responded_at"],
-            reason=row["reason"],
-            travel_seconds=row["travel_s"],
-            distance_meters=row["distance_m"],
+            id=gid("Offer", row.id),
+            request_id=gid("ServiceRequest", row.request_id),
+            driver_id=gid("Driver", row.driver_id),
+            status=OfferStatus(row.status),
+            offered_by=row.offered_by,
+            sent_at=row.sent_at,
+            deadline=row.deadline,
+            responded_at=row.responded_at,
+            reason=row.reason,
+            travel_seconds=row.travel_s,
+            distance_meters=row.distance_m,
             preempts_request_id=(
-                gid("ServiceRequest", row["preempts"]) if row["preempts"] is not None else None
+                gid("ServiceRequest", row.preempts) if row.preempts is not None else None
             ),
-            explanation=row.get("explanation"),
-            explained=_explained(row.get("explanation")),
+            explanation=cast(JSON, explanation),
+            explained=_explained(explanation),
         )
 
 
@@ -222,15 +224,15 @@ class DispatchDecision:
     explained: OfferExplanation
 
     @classmethod
-    def from_row(cls, row: dict[str, Any]) -> DispatchDecision:
+    def from_row(cls, row: DecisionRow) -> DispatchDecision:
         return cls(
-            id=gid("DispatchDecision", row["id"]),
-            made_at=row["made_at"],
-            outcome=row["outcome"],
-            driver_id=gid("Driver", row["driver_id"]) if row["driver_id"] is not None else None,
-            strategy=row["strategy"],
-            explanation=row["explanation"],
-            explained=OfferExplanation.from_stored(row["explanation"]),
+            id=gid("DispatchDecision", row.id),
+            made_at=row.made_at,
+            outcome=row.outcome,
+            driver_id=gid("Driver", row.driver_id) if row.driver_id is not None else None,
+            strategy=row.strategy,
+            explanation=cast(JSON, row.explanation),
+            explained=OfferExplanation.from_stored(row.explanation),
         )
 
 
@@ -673,7 +675,7 @@ async def _dispatch_payload(info: Info[Context, None], call: Any) -> DispatchPay
     if decision.offer_id is not None:
         ctx = info.context
         rows = await service.list_offers(ctx.tenant, ctx.actor, decision.request_id)
-        offer = next((Offer.from_row(r) for r in rows if r["id"] == decision.offer_id), None)
+        offer = next((Offer.from_row(r) for r in rows if r.id == decision.offer_id), None)
     return DispatchPayload(
         outcome=decision.outcome,
         offer=offer,

@@ -12,6 +12,7 @@ from strawberry.types import Info
 from patone.core.domain import service_requests as service
 from patone.core.domain.service_requests import RequestFilter as DomainFilter
 from patone.core.runtime.errors import UserError as DomainUserError
+from patone.core.tables.requests import RequestRow
 from patone.graphql.context import Context
 from patone.graphql.customers import VehicleInput
 from patone.graphql.ids import pk_of
@@ -103,7 +104,7 @@ class ServiceRequestPayload:
     user_errors: list[UserError]
 
 
-def _payload(row: dict[str, Any] | None, errors: list[UserError]) -> ServiceRequestPayload:
+def _payload(row: RequestRow | None, errors: list[UserError]) -> ServiceRequestPayload:
     return ServiceRequestPayload(
         service_request=ServiceRequest.from_row(row) if row else None, user_errors=errors
     )
@@ -202,7 +203,7 @@ class RequestMutations:
         input: UpdateServiceRequestInput,
         expected_version: int | None = None,
     ) -> ServiceRequestPayload:
-        async def run() -> dict[str, Any]:
+        async def run() -> RequestRow:
             return await service.update_request(
                 info.context.tenant,
                 info.context.actor,
@@ -221,7 +222,7 @@ class RequestMutations:
         driver_id: strawberry.ID,
         expected_version: int | None = None,
     ) -> ServiceRequestPayload:
-        async def run() -> dict[str, Any]:
+        async def run() -> RequestRow:
             return await service.assign_driver(
                 info.context.tenant,
                 info.context.actor,
@@ -244,7 +245,7 @@ class RequestMutations:
         lng: float | None = None,
         expected_version: int | None = None,
     ) -> ServiceRequestPayload:
-        async def run() -> dict[str, Any]:
+        async def run() -> RequestRow:
             return await service.transition(
                 info.context.tenant,
                 info.context.actor,

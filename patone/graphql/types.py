@@ -18,12 +18,14 @@ from patone.core.runtime.errors import ValidationFailed
 from patone.core.tables.customers import CustomerRow, MembershipRow, VehicleRow
 from patone.core.tables.fleet import DriverRow
 from patone.core.tables.identity import RoleRow, UserRow
+from patone.core.tables.requests import RequestEventRow, RequestRow, ServiceTypeRow
 from patone.graphql.context import Context
 from patone.graphql.ids import to_global_id
 from patone.graphql.parts import part
 
 Row = dict[str, Any]
 T = TypeVar("T")
+X = TypeVar("X")
 
 
 @strawberry.enum
@@ -153,7 +155,7 @@ def window(first: int, after: str | None, last: int | None, before: str | None) 
     return Window(first=first, after=after, before=before)
 
 
-def connection(page: Page[Any], node: Callable[[Any], T]) -> Connection[T]:
+def connection(page: Page[X], node: Callable[[X], T]) -> Connection[T]:
     """A page of rows as a connection."""
     return Connection(
         edges=[Edge(cursor=c, node=node(r)) for c, r in zip(page.cursors, page.rows, strict=True)],
@@ -180,17 +182,17 @@ class ServiceType(Node):
     active: bool
 
     @classmethod
-    def from_row(cls, row: Row) -> ServiceType:
+    def from_row(cls, row: ServiceTypeRow) -> ServiceType:
         return cls(
-            id=gid("ServiceType", row["id"]),
-            code=row["code"],
-            name=row["name"],
-            base_price=row["base_price"],
-            per_distance_price=row["per_distance_price"],
-            after_hours_surcharge=row["after_hours_surcharge"],
-            needs_destination=row["needs_destination"],
-            required_skills=list(row["required_skills"]),
-            active=row["active"],
+            id=gid("ServiceType", row.id),
+            code=row.code,
+            name=row.name,
+            base_price=row.base_price,
+            per_distance_price=row.per_distance_price,
+            after_hours_surcharge=row.after_hours_surcharge,
+            needs_destination=row.needs_destination,
+            required_skills=list(row.required_skills),
+            active=row.active,
         )
 
 
@@ -328,18 +330,18 @@ class RequestEvent:
     created_at: datetime
 
     @classmethod
-    def from_row(cls, row: Row) -> RequestEvent:
+    def from_row(cls, row: RequestEventRow) -> RequestEvent:
         location = None
-        if row["lat"] is not None:
-            location = Location(lat=row["lat"], lng=row["lng"], address="")
+        if row.lat is not None and row.lng is not None:
+            location = Location(lat=row.lat, lng=row.lng, address="")
         return cls(
-            from_status=RequestStatus(row["from_status"]) if row["from_status"] else None,
-            to_status=RequestStatus(row["to_status"]),
-            actor=f"{row['actor_type']}:{row['actor_id']}",
-            reason_code=row["reason_code"],
-            note=row["note"],
+            from_status=RequestStatus(row.from_status) if row.from_status else None,
+            to_status=RequestStatus(row.to_status),
+            actor=f"{row.actor_type}:{row.actor_id}",
+            reason_code=row.reason_code,
+            note=row.note,
             location=location,
-            created_at=row["created_at"],
+            created_at=row.created_at,
         )
 
 
@@ -380,44 +382,42 @@ class ServiceRequest(Node):
     driver_pk: strawberry.Private[int | None]
 
     @classmethod
-    def from_row(cls, row: Row) -> ServiceRequest:
+    def from_row(cls, row: RequestRow) -> ServiceRequest:
         destination = None
-        if row["destination_lat"] is not None:
+        if row.destination_lat is not None and row.destination_lng is not None:
             destination = Location(
-                lat=row["destination_lat"],
-                lng=row["destination_lng"],
-                address=row["destination_address"],
+                lat=row.destination_lat,
+                lng=row.destination_lng,
+                address=row.destination_address,
             )
         return cls(
-            id=gid("ServiceRequest", row["id"]),
-            number=row["number"],
-            status=RequestStatus(row["status"]),
-            priority=Priority(row["priority"]),
-            source=RequestSource(row["source"]),
-            pickup=Location(
-                lat=row["pickup_lat"], lng=row["pickup_lng"], address=row["pickup_address"]
-            ),
+            id=gid("ServiceRequest", row.id),
+            number=row.number,
+            status=RequestStatus(row.status),
+            priority=Priority(row.priority),
+            source=RequestSource(row.source),
+            pickup=Location(lat=row.pickup_lat, lng=row.pickup_lng, address=row.pickup_address),
             destination=destination,
-            notes=row["notes"],
-            quoted_price=Money(amount=row["quoted_price"], currency=row["currency"]),
-            cancel_reason=row["cancel_reason"],
-            version=row["version"],
-            created_at=row["created_at"],
-            updated_at=row["updated_at"],
-            assigned_at=row["assigned_at"],
-            en_route_at=row["en_route_at"],
-            on_scene_at=row["on_scene_at"],
-            started_at=row["started_at"],
-            completed_at=row["completed_at"],
-            cancelled_at=row["cancelled_at"],
-            offers_made=row.get("offers_made", 0),
-            needs_dispatcher=row.get("needs_dispatcher", False),
-            eta_at=row.get("eta_at"),
-            pk=row["id"],
-            customer_pk=row["customer"],
-            vehicle_pk=row["vehicle"],
-            service_type_pk=row["service_type"],
-            driver_pk=row["driver"],
+            notes=row.notes,
+            quoted_price=Money(amount=row.quoted_price, currency=row.currency),
+            cancel_reason=row.cancel_reason,
+            version=row.version,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+            assigned_at=row.assigned_at,
+            en_route_at=row.en_route_at,
+            on_scene_at=row.on_scene_at,
+            started_at=row.started_at,
+            completed_at=row.completed_at,
+            cancelled_at=row.cancelled_at,
+            offers_made=row.offers_made,
+            needs_dispatcher=row.needs_dispatcher,
+            eta_at=row.eta_at,
+            pk=row.id,
+            customer_pk=row.customer,
+            vehicle_pk=row.vehicle,
+            service_type_pk=row.service_type,
+            driver_pk=row.driver,
         )
 
     @strawberry.field

@@ -36,6 +36,7 @@ from patone.core.common.permissions import DEFAULT_GRANTS, SYSTEM, Actor
 from patone.core.dispatch import autodispatch, fleet, offers, replan, staging
 from patone.core.dispatch.settings import DispatchSettings, update_dispatch_settings
 from patone.core.domain import customers, drivers, service_requests
+from patone.core.domain.service_requests import PastEvent, PastRequest
 from patone.core.runtime.clock import use_clock
 from patone.core.runtime.db import engine
 from patone.core.runtime.errors import UserError
@@ -349,7 +350,8 @@ class Simulation:
 
     async def _record_history(self) -> None:
         """The company's earlier days: their calls as completed requests (what staging learns
-        where calls come from), written straight to the table, not played."""
+        where calls come from), written as history (`service_requests.insert_history`), not
+        played."""
         if not self.history:
             return
         async with tenant_transaction(self._tenant()):
@@ -363,16 +365,8 @@ class Simulation:
                 row["code"]: row["id"]
                 for row in await engine.fetch("SELECT id, code FROM service_types")
             }
-            await engine.executemany(
-                "INSERT INTO service_requests (number, customer, service_type, priority, status, "
-                "source, pickup_lat, pickup_lng, quoted_price, currency, version, created_by, "
-                "created_at, updated_at, completed_at) VALUES "
-                "(nextval('service_request_number_seq'), $1, $2, $3, 'completed', 'admin', $4, $5, "
-                "0, 'EUR', 1, 'history', $6, $6, $6)",
-                [
-                    (who, types[spec.service_type], spec.priority, spec.lat, spec.lng, at)
-                    for at, spec in self.history
-                ],
+            await service_requests.insert_history(
+                [_past_call(who, types[spec.service_type], spec, at) for at, spec in self.history]
             )
 
     def _tenant(self) -> TenantInfo:
@@ -493,9 +487,9 @@ class Simulation:
         if spec.destination is not None:
             data["destination"] = {"lat": spec.destination[0], "lng": spec.destination[1]}
         created = await service_requests.create_request(self._tenant(), SYSTEM, data)
-        job = Job(spec=spec, request_id=created["id"], created_at=created["created_at"])
-        self.run.jobs[created["id"]] = job
-        self.by_request[created["id"]] = job
+        job = Job(spec=spec, request_id=created.id, created_at=created.created_at)
+        self.run.jobs[created.id] = job
+        self.by_request[created.id] = job
         await self._engine()
 
     async def _on_answer(self, data: tuple[int, int, bool]) -> None:
@@ -511,10 +505,10 @@ class Simulation:
         if not accepts or response.request is None:
             await self._engine()
             return
-        job = self.by_request[response.request["id"]]
-        job.accepted_at = response.offer["responded_at"]
+        job = self.by_request[response.request.id]
+        job.accepted_at = response.offer.responded_at
         job.driver = driver.spec.id
-        job.eta_shown = response.request.get("eta_at")
+        job.eta_shown = response.request.eta_at
         if response.preempted is not None:
             taken = self.by_request[response.preempted]
             taken.driver = None
@@ -608,3 +602,30 @@ async def run_in_new_company(simulation: Simulation, label: str, keep: bool) -> 
         if not keep:
             await provisioning.delete_tenant(slug, reason="simulation finished")
             await provisioning.purge_tenant(slug, force=True)
+
+
+_LIFE = ("pending", "assigned", "en_route", "on_scene", "in_progress", "completed")
+
+
+def _past_call(customer: int, service_type: int, spec: RequestSpec, at: datetime) -> PastRequest:
+    """An earlier day's call as a request completed at once, by nobody in particular."""
+    steps = zip((None, *_LIFE[:-1]), _LIFE, strict=True)
+    return PastRequest(
+        customer=customer,
+        vehicle=None,
+        service_type=service_type,
+        priority=spec.priority,
+        source="admin",
+        pickup_lat=spec.lat,
+        pickup_lng=spec.lng,
+        pickup_address="",
+        destination_lat=None,
+        destination_lng=None,
+        destination_address="",
+        notes="",
+        quoted_price=0,
+        currency="EUR",
+        created_by="history",
+        driver=None,
+        events=tuple(PastEvent(old, new, "system", "history", at) for old, new in steps),
+    )

@@ -16,6 +16,7 @@ from patone.core.domain.lifecycle import ENTERED_AT, OPEN, REASONS, TRANSITIONS
 from patone.core.runtime.clock import use_clock
 from patone.core.runtime.db import engine
 from patone.core.tables.requests import RequestStatus as S
+from patone.core.tables.requests import ServiceTypeRow
 from patone.demo import company as demo
 from patone.tenants.isolation import tenant_transaction
 from patone.tenants.registry import TenantInfo
@@ -252,12 +253,14 @@ async def test_fill_demo_tenant(
 
     # Another seed gives another company, selling only what the tenant offers.
     offered = {
-        "towing": {"id": 1, "base_price": 9500, "per_distance_price": 400,
-                   "after_hours_surcharge": 2500, "needs_destination": True,
-                   "required_skills": ["tow"]},
-        "lockout": {"id": 2, "base_price": 6000, "per_distance_price": 0,
-                    "after_hours_surcharge": 2000, "needs_destination": False,
-                    "required_skills": ["lockout"]},
+        "towing": ServiceTypeRow(id=1, code="towing", name="Towing", base_price=9500,
+                                 per_distance_price=400, after_hours_surcharge=2500,
+                                 needs_destination=True, required_skills=["tow"], active=True,
+                                 updated_at=NOW),
+        "lockout": ServiceTypeRow(id=2, code="lockout", name="Lockout", base_price=6000,
+                                  per_distance_price=0, after_hours_surcharge=2000,
+                                  needs_destination=False, required_skills=["lockout"],
+                                  active=True, updated_at=NOW),
     }  # fmt: skip
     other = demo.build_demo_data(7, NOW, offered, {"time_zone": "Europe/Berlin", "units": "km"})
     names = [row["name"] for row in await _rows(acme, "SELECT name FROM customers ORDER BY id")]

@@ -231,7 +231,7 @@ async def test_a_dispatcher_replans_the_fleet_and_reads_the_plan_drivers_may_not
     await _driver_with_login(bolt, "Bert", 1)
     await update_dispatch_settings(acme, SYSTEM, {"auto_dispatch": False})
     accepted = await request_at_scene(acme)
-    await service_requests.assign_driver(acme, DISPATCHER, accepted["id"], pk_of(nina_id, "Driver"))
+    await service_requests.assign_driver(acme, DISPATCHER, accepted.id, pk_of(nina_id, "Driver"))
     waiting = await request_at_scene(acme)
     assert (await gql(acme, dispatcher, FLEET_PLAN))["data"]["fleetPlan"] is None
 
@@ -243,10 +243,10 @@ async def test_a_dispatcher_replans_the_fleet_and_reads_the_plan_drivers_may_not
     [route] = plan["routes"]
     assert route["driverName"] == "Nina"
     assert [(s["requestId"], s["accepted"]) for s in route["stops"]] == [
-        (str(gid("ServiceRequest", accepted["id"])), True),
-        (str(gid("ServiceRequest", waiting["id"])), False),
+        (str(gid("ServiceRequest", accepted.id)), True),
+        (str(gid("ServiceRequest", waiting.id)), False),
     ]
-    assert plan["suggestions"][0]["why"].startswith(f"the plan gives #{waiting['number']} to Nina")
+    assert plan["suggestions"][0]["why"].startswith(f"the plan gives #{waiting.number} to Nina")
     # Drivers neither read nor make plans; another company sees none of it.
     assert (await gql(acme, nina, FLEET_PLAN))["errors"][0]["extensions"]["code"] == "forbidden"
     refused = (await gql(acme, nina, REPLAN))["data"]["replanFleet"]
@@ -257,7 +257,7 @@ async def test_a_dispatcher_replans_the_fleet_and_reads_the_plan_drivers_may_not
         "mutation ($id: ID!) { applyPlanSuggestion(requestId: $id) "
         "{ outcome offer { driverId } userErrors { code field } } }"
     )
-    waiting_id = {"id": str(gid("ServiceRequest", waiting["id"]))}
+    waiting_id = {"id": str(gid("ServiceRequest", waiting.id))}
     theirs = (await gql(bolt, bolt_dispatcher, apply, waiting_id))["data"]["applyPlanSuggestion"]
     assert theirs["userErrors"] == [{"code": "no_suggestion", "field": "requestId"}]
     taken = (await gql(acme, dispatcher, apply, waiting_id))["data"]["applyPlanSuggestion"]

@@ -81,15 +81,15 @@ async def test_a_driver_on_a_job_cannot_go_off_duty(
         SYSTEM,
         {"customer_id": customer.id, "service_type": "lockout", "pickup": {"lat": 1, "lng": 1}},
     )
-    await service_requests.assign_driver(acme, SYSTEM, job["id"], kim.id)
+    await service_requests.assign_driver(acme, SYSTEM, job.id, kim.id)
 
     off = await gql(acme, kim_token, SET_MY_STATUS, {"status": "OFF_DUTY"})
     error = off["data"]["setMyStatus"]["userErrors"][0]
-    assert error["code"] == "job_in_progress" and str(job["number"]) in error["message"]
+    assert error["code"] == "job_in_progress" and str(job.number) in error["message"]
     assert await _status(acme, kim.id) == "busy"
 
     await service_requests.transition(
-        acme, SYSTEM, job["id"], "cancelled", reason_code="customer_cancelled"
+        acme, SYSTEM, job.id, "cancelled", reason_code="customer_cancelled"
     )
     off = await gql(acme, kim_token, SET_MY_STATUS, {"status": "OFF_DUTY"})
     assert off["data"]["setMyStatus"]["driver"]["status"] == "OFF_DUTY"

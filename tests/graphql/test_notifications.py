@@ -106,9 +106,9 @@ async def test_preview_renders_a_real_request_or_the_sample(
       }
     }"""
     real = await gql(
-        acme, admin, query, {"id": to_global_id("ServiceRequest", request["id"]), "body": None}
+        acme, admin, query, {"id": to_global_id("ServiceRequest", request.id), "body": None}
     )
-    assert f"#{request['number']}" in real["data"]["notificationPreview"]["rendered"]["body"]
+    assert f"#{request.number}" in real["data"]["notificationPreview"]["rendered"]["body"]
     sample = await gql(acme, admin, query, {"body": "{{ customer.name }} / {{ driver.name }}"})
     assert sample["data"]["notificationPreview"]["rendered"]["body"] == "Ann Lee / Dave Ortiz"
     # Another company's request is not found from here.
@@ -116,7 +116,7 @@ async def test_preview_renders_a_real_request_or_the_sample(
         bolt,
         await token_for(bolt, "admin"),
         query,
-        {"id": to_global_id("ServiceRequest", request["id"]), "body": None},
+        {"id": to_global_id("ServiceRequest", request.id), "body": None},
     )
     assert foreign["data"]["notificationPreview"]["userErrors"][0]["field"] == "requestId"
 
@@ -128,7 +128,7 @@ async def test_preferences_silence_a_channel_and_the_log_says_so(
     acme, bolt = two_tenants
     admin = await token_for(acme, "admin")
     request = await new_request(acme)
-    customer = to_global_id("Customer", request["customer"])
+    customer = to_global_id("Customer", request.customer)
     turned = await gql(
         acme,
         admin,
@@ -143,11 +143,11 @@ async def test_preferences_silence_a_channel_and_the_log_says_so(
         "enabled": False,
     }
     event = {
-        "id": 10_000 + request["id"],
+        "id": 10_000 + request.id,
         "topic": "request.created",
         "entity": "service_request",
-        "entity_id": str(request["id"]),
-        "payload": {"id": request["id"], "status": "pending"},
+        "entity_id": str(request.id),
+        "payload": {"id": request.id, "status": "pending"},
     }
     queued = await planning.plan(acme, [event])
     log = await gql(
@@ -155,7 +155,7 @@ async def test_preferences_silence_a_channel_and_the_log_says_so(
         admin,
         """query($id: ID) { notifications(requestId: $id, first: 10) {
              nodes { channel status error address } pageInfo { hasNextPage } } }""",
-        {"id": to_global_id("ServiceRequest", request["id"])},
+        {"id": to_global_id("ServiceRequest", request.id)},
     )
     nodes = {n["channel"]: n for n in log["data"]["notifications"]["nodes"]}
     assert nodes["sms"]["status"] == "suppressed" and "turned off sms" in nodes["sms"]["error"]

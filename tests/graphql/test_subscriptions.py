@@ -96,14 +96,14 @@ async def test_an_update_from_another_process_reaches_the_subscriber(
         {"customer_id": customer.id, "service_type": "lockout", "pickup": {"lat": 1, "lng": 1}},
     )
     await service_requests.transition(
-        acme, SYSTEM, request["id"], "cancelled", reason_code="duplicate"
+        acme, SYSTEM, request.id, "cancelled", reason_code="duplicate"
     )
     changes = []
     for _ in range(2):
         message = await _next(acme_socket)
         assert message["type"] == "next", message
         update = message["payload"]["data"]["serviceRequestUpdates"]
-        assert update["serviceRequest"]["number"] == request["number"]
+        assert update["serviceRequest"]["number"] == request.number
         changes.append((update["change"], update["serviceRequest"]["status"]))
     assert changes[0][0] == "CREATED"
     assert changes[1] == ("STATUS_CHANGED", "CANCELLED")
@@ -197,12 +197,12 @@ async def test_the_customer_watches_the_truck_come_on_a_socket_of_their_own(
         SYSTEM,
         {"customer_id": customer.id, "service_type": "lockout", "pickup": {"lat": 1, "lng": 1}},
     )
-    await service_requests.assign_driver(acme, SYSTEM, request["id"], driver.id)
+    await service_requests.assign_driver(acme, SYSTEM, request.id, driver.id)
     token = issue_token(SECRET, kind=Kind.customer, subject=str(customer.id), tenant=acme)
     socket = await _socket(server, acme, token)
     sockets.append(socket)
     assert (await _next(socket))["type"] == "connection_ack"
-    variables = {"id": to_global_id("ServiceRequest", request["id"])}
+    variables = {"id": to_global_id("ServiceRequest", request.id)}
     await socket.send(
         json.dumps(
             {"id": "1", "type": "subscribe", "payload": {"query": TRACKING, "variables": variables}}
@@ -210,13 +210,13 @@ async def test_the_customer_watches_the_truck_come_on_a_socket_of_their_own(
     )
     first = (await _next(socket))["payload"]["data"]["requestTracking"]
     assert first == {
-        "number": request["number"],
+        "number": request.number,
         "status": "ASSIGNED",
         "driverName": "Ray",
         "position": None,
     }
     ray = actor_for("driver", driver_id=driver.id)
-    await service_requests.transition(acme, ray, request["id"], "en_route")
+    await service_requests.transition(acme, ray, request.id, "en_route")
     coming = (await _next(socket))["payload"]["data"]["requestTracking"]
     assert coming["status"] == "EN_ROUTE"
     ping = {"lat": 52.52, "lng": 13.405, "accuracy_m": 5, "recorded_at": now()}
@@ -453,14 +453,12 @@ async def test_a_partner_hears_only_the_requests_its_own_client_created(
     b_job = await service_requests.create_request(acme, partners[1][2], job)
     a_job = await service_requests.create_request(acme, partners[0][2], job)
     heard = await _next(opened[0])
-    assert (
-        heard["payload"]["data"]["serviceRequestUpdates"]["serviceRequest"]["number"]
-        == (a_job["number"])
+    assert heard["payload"]["data"]["serviceRequestUpdates"]["serviceRequest"]["number"] == (
+        a_job.number
     )
     heard_b = await _next(opened[1])
-    assert (
-        heard_b["payload"]["data"]["serviceRequestUpdates"]["serviceRequest"]["number"]
-        == (b_job["number"])
+    assert heard_b["payload"]["data"]["serviceRequestUpdates"]["serviceRequest"]["number"] == (
+        b_job.number
     )
     for socket in opened:  # nothing more: not the other client's, not another company's
         with pytest.raises(TimeoutError):

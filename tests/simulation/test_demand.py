@@ -139,12 +139,11 @@ async def test_the_skills_the_simulation_expects_are_a_new_companys_defaults(
         bolt, actor_for("admin"), "towing", {"required_skills": ["tow", "crane"]}
     )
     defaults = {
-        row["code"]: tuple(row["required_skills"])
-        for row in await service_types.list_service_types(acme)
+        row.code: tuple(row.required_skills) for row in await service_types.list_service_types(acme)
     }
     assert defaults == REQUIRED_SKILLS  # bolt's change stays bolt's
     changed = await service_types.list_service_types(bolt)
-    assert next(r for r in changed if r["code"] == "towing")["required_skills"] == ["tow", "crane"]
+    assert next(r for r in changed if r.code == "towing").required_skills == ["tow", "crane"]
 
 
 def test_peak_utilisation_grows_with_demand_and_sizing_meets_the_target(city: City) -> None:

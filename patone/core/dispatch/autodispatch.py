@@ -19,7 +19,7 @@ driver under it, and the offers table allows one live offer per request and per 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -130,10 +130,8 @@ async def dispatch_again(tenant: TenantRef, actor: Actor, request_id: int) -> De
         request = await read_request(request_id, lock=True)
         if request is None:
             raise NotFound("not_found", "no such request", "request_id")
-        if request["status"] != "pending":
-            raise Conflict(
-                "not_pending", f"request {request['number']} is {request['status']}", "status"
-            )
+        if request.status != "pending":
+            raise Conflict("not_pending", f"request {request.number} is {request.status}", "status")
         await engine.execute(
             "UPDATE service_requests SET needs_dispatcher = false, offers_made = 0 WHERE id = $1",
             request_id,
@@ -171,16 +169,16 @@ async def _offer_best(
             excluded + taken,
             chosen=chosen,
             settings=settings,
-            priority=request["priority"],
+            priority=request.priority,
             fleet=situation.fleet,
             at=at,
         )
         if chosen is not None and chosen is ranked[0] and note:
-            explanation["why"] += note
+            explanation = replace(explanation, why=explanation.why + note)
         if chosen is None:
-            await _note_no_candidate(request_id, explanation, settings, at)
-            return Decision(request_id, "no_candidate", explanation=explanation)
-        return await make_offer(request, chosen, explanation, settings, at, "engine")
+            await _note_no_candidate(request_id, explanation.as_dict(), settings, at)
+            return Decision(request_id, "no_candidate", explanation=explanation.as_dict())
+        return await make_offer(request, chosen, explanation.as_dict(), settings, at, "engine")
 
 
 async def _note_no_candidate(
@@ -277,7 +275,7 @@ async def _nobody_on_shift(
                 priority=row["priority"],
                 fleet=cands.Fleet(),
                 at=at,
-            )
+            ).as_dict()
             await record_decision(row["id"], "no_candidate", None, settings, explanation, at)
             decisions.append(Decision(row["id"], "no_candidate", explanation=explanation))
     return decisions

@@ -31,7 +31,7 @@ plugin; `explain` turns a ranking into what a dispatcher reads.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -260,6 +260,51 @@ def _load_words(chosen: Scored, fleet: Fleet) -> str:
     return words + f", {chosen.ahead:.1f} more than the least loaded who could take it"
 
 
+@dataclass(frozen=True)
+class ExplainedCandidate:
+    """A ranked candidate as an explanation shows it."""
+
+    driver_id: int
+    name: str
+    travel_s: int | None
+    distance_m: int | None
+    jobs_today: int
+    on_shift_h: float
+    fair_share: float
+    load_urgency: float
+    ahead: float
+    rating: float | None
+    preempts: int | None
+    wait_s: int
+    after: int | None
+    lapsed: int
+    cost: float
+    parts: dict[str, float]
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """What a dispatcher reads of an engine's decision: the candidates and their scores, who
+    was left out and why, and why this driver (or why nobody). Stored as the decision's jsonb
+    (`as_dict`)."""
+
+    no_driver: str | None
+    at: str
+    strategy: str
+    priority: str
+    weights: dict[str, float]
+    fleet_jobs_per_hour: float
+    chosen: int | None
+    why: str
+    candidates: list[ExplainedCandidate]
+    more_candidates: int
+    excluded: list[Excluded]
+    more_excluded: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
 def explain(
     ranked: Sequence[Scored],
     excluded: Sequence[Excluded],
@@ -269,7 +314,7 @@ def explain(
     priority: str,
     fleet: Fleet,
     at: datetime,
-) -> dict[str, Any]:
+) -> Explanation:
     """What a dispatcher reads: the candidates and their scores, who was left out and why, and
     why this driver (or why nobody)."""
     strategy = settings.strategy
@@ -278,43 +323,40 @@ def explain(
         if chosen is not None
         else ("no driver can take it now: " + _nobody(excluded))
     )
-    return {
-        "no_driver": no_driver_reason(chosen is not None, ranked, excluded),
-        "at": at.isoformat(),
-        "strategy": strategy,
-        "priority": priority,
-        "weights": settings.weights.model_dump(),
-        "fleet_jobs_per_hour": round(fleet.rate, 3),
-        "chosen": chosen.candidate.driver_id if chosen is not None else None,
-        "why": why,
-        "candidates": [
-            {
-                "driver_id": s.candidate.driver_id,
-                "name": s.candidate.name,
-                "travel_s": s.candidate.travel_s,
-                "distance_m": s.candidate.distance_m,
-                "jobs_today": s.candidate.jobs_today,
-                "on_shift_h": round(s.candidate.on_shift_s / 3600, 2),
-                "fair_share": round(fleet.share(s.candidate), 2),
-                "load_urgency": round(fleet.urgency(s.candidate), 2),
-                "ahead": s.ahead,
-                "rating": s.candidate.rating,
-                "preempts": s.candidate.preempts,
-                "wait_s": round(s.candidate.wait_s),
-                "after": s.candidate.after,
-                "lapsed": s.candidate.lapsed,
-                "cost": s.cost,
-                "parts": {k: round(v, 2) for k, v in s.parts.items()},
-            }
+    return Explanation(
+        no_driver=no_driver_reason(chosen is not None, ranked, excluded),
+        at=at.isoformat(),
+        strategy=strategy,
+        priority=priority,
+        weights=settings.weights.model_dump(),
+        fleet_jobs_per_hour=round(fleet.rate, 3),
+        chosen=chosen.candidate.driver_id if chosen is not None else None,
+        why=why,
+        candidates=[
+            ExplainedCandidate(
+                driver_id=s.candidate.driver_id,
+                name=s.candidate.name,
+                travel_s=s.candidate.travel_s,
+                distance_m=s.candidate.distance_m,
+                jobs_today=s.candidate.jobs_today,
+                on_shift_h=round(s.candidate.on_shift_s / 3600, 2),
+                fair_share=round(fleet.share(s.candidate), 2),
+                load_urgency=round(fleet.urgency(s.candidate), 2),
+                ahead=s.ahead,
+                rating=s.candidate.rating,
+                preempts=s.candidate.preempts,
+                wait_s=round(s.candidate.wait_s),
+                after=s.candidate.after,
+                lapsed=s.candidate.lapsed,
+                cost=s.cost,
+                parts={k: round(v, 2) for k, v in s.parts.items()},
+            )
             for s in ranked[:TOP_EXPLAINED]
         ],
-        "more_candidates": max(0, len(ranked) - TOP_EXPLAINED),
-        "excluded": [
-            {"driver_id": e.driver_id, "name": e.name, "reason": e.reason}
-            for e in excluded[:TOP_EXPLAINED]
-        ],
-        "more_excluded": max(0, len(excluded) - TOP_EXPLAINED),
-    }
+        more_candidates=max(0, len(ranked) - TOP_EXPLAINED),
+        excluded=list(excluded[:TOP_EXPLAINED]),
+        more_excluded=max(0, len(excluded) - TOP_EXPLAINED),
+    )
 
 
 # Why nobody was offered a request, for an API client to act on (the sentence is `why`).

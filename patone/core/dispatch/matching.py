@@ -30,6 +30,7 @@ from patone.core.domain.service_types import distance_km
 from patone.core.runtime.clock import now
 from patone.core.runtime.db import engine
 from patone.core.runtime.errors import NotFound
+from patone.core.tables.dispatch import JobRow, RequestToDispatchRow
 from patone.plugins.types import GeoPoint
 from patone.tenants.isolation import TenantRef, tenant_transaction
 
@@ -98,31 +99,35 @@ ORDER BY d.id
 
 @dataclass(frozen=True)
 class Situation:
-    request: dict[str, Any]
+    request: RequestToDispatchRow
     candidates: list[Candidate]
     excluded: list[Excluded]
     fleet: cands.Fleet
 
 
 async def _situation(
-    tenant: TenantRef, request: dict[str, Any], settings: DispatchSettings, zone: str, at: datetime
+    tenant: TenantRef,
+    request: RequestToDispatchRow,
+    settings: DispatchSettings,
+    zone: str,
+    at: datetime,
 ) -> Situation:
     """Who is on shift and could take `request` (read in the caller's transaction)."""
     skills = await engine.fetch(
-        "SELECT required_skills FROM service_types WHERE id = $1", request["service_type"]
+        "SELECT required_skills FROM service_types WHERE id = $1", request.service_type
     )
     required = frozenset(skills[0]["required_skills"] or []) if skills else frozenset()
     tried = _Tried.of(
         await engine.fetch(
             "SELECT driver_id, status FROM offers WHERE request_id = $1 "
             "AND status IN ('declined', 'expired')",
-            request["id"],
+            request.id,
         )
     )
     drivers = await engine.fetch(_DRIVERS, _day_start(at, zone), at)
     live = await positions_of(tenant, drivers)
     finishing = await _finishing(tenant, drivers, settings, at)
-    emergency = request["priority"] == "emergency"
+    emergency = request.priority == "emergency"
     found: list[Candidate] = []
     excluded: list[Excluded] = []
     for d in drivers:
@@ -153,7 +158,7 @@ async def _situation(
             lapsed=tried.lapsed[d["id"]],
         )
         if not cands.within_radius(
-            request["pickup_lat"], request["pickup_lng"], candidate, settings.radius_km
+            request.pickup_lat, request.pickup_lng, candidate, settings.radius_km
         ):
             excluded.append(Excluded(d["id"], d["name"], f"beyond {settings.radius_km:g} km"))
             continue
@@ -175,11 +180,11 @@ async def _finishing(
         return {}
     typical = await workload.typical_seconds(tenant)
     rows = await engine.fetch(
-        f"SELECT {workload.JOB_COLUMNS} FROM service_requests WHERE id = ANY($1::int[])", jobs
+        f"SELECT {JobRow.columns()} FROM service_requests WHERE id = ANY($1::int[])", jobs
     )
     found = {}
     for row in rows:
-        done = workload.finish(dict(row), typical, at)
+        done = workload.finish(JobRow.of(row), typical, at)
         if done is not None:
             found[row["driver"]] = done
     return found
@@ -230,7 +235,7 @@ async def _with_travel(
     tenant: TenantRef, situation: Situation, at: datetime
 ) -> tuple[list[Candidate], list[Excluded]]:
     request = situation.request
-    pickup = GeoPoint(lat=request["pickup_lat"], lng=request["pickup_lng"])
+    pickup = GeoPoint(lat=request.pickup_lat, lng=request.pickup_lng)
     by_line = sorted(
         situation.candidates,
         key=lambda c: distance_km(pickup.lat, pickup.lng, c.lat, c.lng),
@@ -248,24 +253,21 @@ async def _with_travel(
     return timed, excluded
 
 
-async def read_request(request_id: int, *, lock: bool) -> dict[str, Any] | None:
+async def read_request(request_id: int, *, lock: bool) -> RequestToDispatchRow | None:
     rows = await engine.fetch(
-        "SELECT id, number, status, priority, service_type, pickup_lat, pickup_lng, "
-        "offers_made, needs_dispatcher, requeued_at, created_at, "
-        "EXISTS (SELECT 1 FROM offers o WHERE o.request_id = r.id AND o.status = 'open') "
-        "AS offered "
-        f"FROM service_requests r WHERE id = $1{' FOR UPDATE' if lock else ''}",
+        f"SELECT {RequestToDispatchRow.columns()} FROM service_requests "
+        f"WHERE id = $1{' FOR UPDATE' if lock else ''}",
         request_id,
     )
-    return dict(rows[0]) if rows else None
+    return RequestToDispatchRow.of(rows[0]) if rows else None
 
 
-def is_waiting(request: dict[str, Any] | None) -> bool:
+def is_waiting(request: RequestToDispatchRow | None) -> bool:
     return (
         request is not None
-        and request["status"] == "pending"
-        and not request["offered"]
-        and not request["needs_dispatcher"]
+        and request.status == "pending"
+        and not request.offered
+        and not request.needs_dispatcher
     )
 
 
@@ -297,13 +299,11 @@ async def consider(
         timed,
         weights=settings.weights,
         fleet=situation.fleet,
-        priority=request["priority"],
+        priority=request.priority,
         strategy=settings.strategy,
         emergency_tie_s=settings.emergency_tie_minutes * 60,
     )
-    return Considered(
-        request_id, request["priority"], ranked, situation.excluded + no_road, situation
-    )
+    return Considered(request_id, request.priority, ranked, situation.excluded + no_road, situation)
 
 
 # Cost (hundredths of a minute) of leaving a request without a driver: more for each place

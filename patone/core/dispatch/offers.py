@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from patone.core.common import topics
 from patone.core.common.activity import emit, record
@@ -35,15 +35,18 @@ from patone.core.domain.service_requests import (
 from patone.core.runtime.clock import now
 from patone.core.runtime.db import engine
 from patone.core.runtime.errors import Conflict, NotFound, UserError
+from patone.core.tables.dispatch import (
+    DecisionRow,
+    ExplainedOfferRow,
+    OfferRow,
+    RequestToDispatchRow,
+)
+from patone.core.tables.records import Record
+from patone.core.tables.requests import RequestRow
 from patone.plugins.types import GeoPoint, RouteEstimate
 from patone.tenants.isolation import TenantRef, tenant_transaction
 
-Row = dict[str, Any]
-
-OFFER_COLUMNS = (
-    "id, request_id, driver_id, decision_id, status, offered_by, sent_at, deadline, "
-    "responded_at, reason, travel_s, distance_m, preempts"
-)
+R = TypeVar("R", bound=Record)
 
 
 class OfferExpired(Conflict):
@@ -52,8 +55,8 @@ class OfferExpired(Conflict):
 
 @dataclass(frozen=True)
 class Response:
-    offer: Row
-    request: Row | None  # the request as assigned, when accepted
+    offer: OfferRow
+    request: RequestRow | None  # the request as assigned, when accepted
     preempted: int | None = None  # the request sent back to pending
 
 
@@ -78,7 +81,7 @@ async def lock_dispatch(tenant: TenantRef) -> None:
 
 
 async def make_offer(
-    request: dict[str, Any],
+    request: RequestRow | RequestToDispatchRow,
     chosen: Scored,
     explanation: dict[str, Any],
     settings: DispatchSettings,
@@ -88,11 +91,11 @@ async def make_offer(
     """Write the decision and the offer (under the dispatch lock, request row locked)."""
     candidate = chosen.candidate
     decision_id = await record_decision(
-        request["id"], "offered", candidate.driver_id, settings, explanation, at
+        request.id, "offered", candidate.driver_id, settings, explanation, at
     )
     seconds = (
         settings.emergency_offer_seconds
-        if request["priority"] == "emergency"
+        if request.priority == "emergency"
         else settings.offer_seconds
     )
     deadline = at + timedelta(seconds=seconds)
@@ -100,7 +103,7 @@ async def make_offer(
         "INSERT INTO offers (request_id, driver_id, decision_id, offered_by, sent_at, deadline, "
         "travel_s, distance_m, preempts) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) "
         "RETURNING id",
-        request["id"],
+        request.id,
         candidate.driver_id,
         decision_id,
         offered_by,
@@ -112,22 +115,22 @@ async def make_offer(
     )
     offer_id = int(rows[0]["id"])
     await engine.execute(
-        "UPDATE service_requests SET offers_made = offers_made + 1 WHERE id = $1", request["id"]
+        "UPDATE service_requests SET offers_made = offers_made + 1 WHERE id = $1", request.id
     )
     await emit(
         topics.OFFER_CREATED,
         offer_id,
         topics.OfferCreated(
             id=offer_id,
-            request_id=request["id"],
-            number=request["number"],
+            request_id=request.id,
+            number=request.number,
             driver_id=candidate.driver_id,
-            priority=request["priority"],
+            priority=request.priority,
             deadline=deadline.isoformat(),
             travel_s=candidate.travel_s,
         ),
     )
-    return Decision(request["id"], "offered", offer_id, candidate.driver_id, explanation)
+    return Decision(request.id, "offered", offer_id, candidate.driver_id, explanation)
 
 
 async def record_decision(
@@ -153,7 +156,7 @@ async def record_decision(
 
 async def expire_offers(
     tenant: TenantRef, settings: DispatchSettings | None = None
-) -> list[dict[str, Any]]:
+) -> list[OfferRow]:
     """Close every live offer whose deadline has passed; flag requests that ran out of offers.
     Returns the expired offers."""
     if settings is None:
@@ -164,22 +167,22 @@ async def expire_offers(
         rows = await engine.fetch(
             "UPDATE offers SET status = 'expired', responded_at = deadline, reason = 'no answer' "
             "WHERE status = 'open' AND deadline <= $1 "
-            "RETURNING id, request_id, driver_id, status, reason",
+            f"RETURNING {OfferRow.columns()}",
             at,
         )
-        expired = [dict(row) for row in rows]
+        expired = [OfferRow.of(row) for row in rows]
         await emit_expired(expired)
         await flag_exhausted(
-            tenant, [offer["request_id"] for offer in expired], settings, at, "no answer"
+            tenant, [offer.request_id for offer in expired], settings, at, "no answer"
         )
     return expired
 
 
-async def emit_expired(offers: list[dict[str, Any]]) -> None:
+async def emit_expired(offers: list[OfferRow]) -> None:
     """Tell of offers closed as expired (in the caller's transaction), whether the sweep found
     them past their deadline or their driver answered too late: one topic, one payload."""
     for offer in offers:
-        await emit(topics.OFFER_EXPIRED, offer["id"], topics.OfferClosed.of(offer))
+        await emit(topics.OFFER_EXPIRED, offer.id, topics.OfferClosed.of(offer.as_dict()))
 
 
 async def flag_exhausted(
@@ -234,26 +237,26 @@ async def withdraw_driver_offers(driver_id: int, reason: str) -> None:
         )
 
 
-async def _offer(offer_id: int, *, lock: bool = False) -> Row:
+async def _offer(offer_id: int, *, lock: bool = False) -> OfferRow:
     rows = await engine.fetch(
-        f"SELECT {OFFER_COLUMNS} FROM offers WHERE id = $1{' FOR UPDATE' if lock else ''}",
+        f"SELECT {OfferRow.columns()} FROM offers WHERE id = $1{' FOR UPDATE' if lock else ''}",
         offer_id,
     )
     if not rows:
         raise NotFound("not_found", "no such offer", "offer_id")
-    return dict(rows[0])
+    return OfferRow.of(rows[0])
 
 
-async def _close(offer_id: int, status: str, at: datetime, reason: str) -> Row:
+async def _close(offer_id: int, status: str, at: datetime, reason: str) -> OfferRow:
     rows = await engine.fetch(
         f"UPDATE offers SET status = $2, responded_at = $3, reason = $4 WHERE id = $1 "
-        f"RETURNING {OFFER_COLUMNS}",
+        f"RETURNING {OfferRow.columns()}",
         offer_id,
         status,
         at,
         reason,
     )
-    return dict(rows[0])
+    return OfferRow.of(rows[0])
 
 
 async def respond_to_offer(
@@ -267,56 +270,58 @@ async def respond_to_offer(
     async with tenant_transaction(tenant):
         await lock_dispatch(tenant)
         offer = await _offer(offer_id, lock=True)
-        if offer["driver_id"] != actor.driver_id:
+        if offer.driver_id != actor.driver_id:
             raise NotFound("not_found", "no such offer", "offer_id")
-        if offer["status"] != "open":
-            raise Conflict("offer_closed", f"this offer is already {offer['status']}", "offer_id")
+        if offer.status != "open":
+            raise Conflict("offer_closed", f"this offer is already {offer.status}", "offer_id")
         at = now()
         accepted = None
-        if at <= offer["deadline"]:
+        if at <= offer.deadline:
             if not accept:
                 offer = await _close(offer_id, "declined", at, reason or "declined")
-                await emit(topics.OFFER_DECLINED, offer_id, topics.OfferClosed.of(offer))
-                await flag_exhausted(tenant, [offer["request_id"]], settings, at, "declined")
+                await emit(topics.OFFER_DECLINED, offer_id, topics.OfferClosed.of(offer.as_dict()))
+                await flag_exhausted(tenant, [offer.request_id], settings, at, "declined")
                 return Response(offer, None)
             accepted = await _accept(actor, offer, at)
         else:
-            offer = await _close(offer_id, "expired", offer["deadline"], "answered too late")
+            offer = await _close(offer_id, "expired", offer.deadline, "answered too late")
             await emit_expired([offer])
-            await flag_exhausted(tenant, [offer["request_id"]], settings, at, "answered too late")
+            await flag_exhausted(tenant, [offer.request_id], settings, at, "answered too late")
     if accepted is None:
         raise OfferExpired("offer_expired", "the offer lapsed before this answer", "offer_id")
     # After the commit: the maps plugin may be a network call, not to be made under the lock.
-    shown = await refresh_eta(tenant, offer["request_id"], force=True)
-    return replace(accepted, request={**(accepted.request or {}), "eta_at": shown})
+    shown = await refresh_eta(tenant, offer.request_id, force=True)
+    assigned = accepted.request
+    return replace(accepted, request=assigned.replace(eta_at=shown) if assigned else None)
 
 
-async def _accept(actor: Actor, offer: Row, at: datetime) -> Response:
+async def _accept(actor: Actor, offer: OfferRow, at: datetime) -> Response:
     request_rows = await engine.fetch(
-        "SELECT * FROM service_requests WHERE id = $1 FOR UPDATE", offer["request_id"]
+        f"SELECT {RequestRow.columns()} FROM service_requests WHERE id = $1 FOR UPDATE",
+        offer.request_id,
     )
-    current = dict(request_rows[0])
+    current = RequestRow.of(request_rows[0])
     preempted = None
-    if offer["preempts"] is not None:
-        preempted = await _preempt(offer["preempts"], offer["driver_id"], actor)
-    offer = await _close(offer["id"], "accepted", at, "")
-    assigned = await assign_in_transaction(current, offer["driver_id"], actor)
-    await emit(topics.OFFER_ACCEPTED, offer["id"], topics.OfferClosed.of(offer))
+    if offer.preempts is not None:
+        preempted = await _preempt(offer.preempts, offer.driver_id, actor)
+    offer = await _close(offer.id, "accepted", at, "")
+    assigned = await assign_in_transaction(current, offer.driver_id, actor)
+    await emit(topics.OFFER_ACCEPTED, offer.id, topics.OfferClosed.of(offer.as_dict()))
     return Response(offer, assigned, preempted)
 
 
 async def _preempt(request_id: int, driver_id: int, actor: Actor) -> int | None:
     """Send the driver's unstarted job back to the queue (first in line), if it still is one."""
     rows = await engine.fetch(
-        "SELECT * FROM service_requests WHERE id = $1 AND driver = $2 AND status = 'assigned' "
-        "FOR UPDATE",
+        f"SELECT {RequestRow.columns()} FROM service_requests "
+        "WHERE id = $1 AND driver = $2 AND status = 'assigned' FOR UPDATE",
         request_id,
         driver_id,
     )
     if not rows:
         return None  # started, finished or reassigned meanwhile: the emergency queues behind it
     await transition_in_transaction(
-        dict(rows[0]),
+        RequestRow.of(rows[0]),
         "pending",
         actor,
         reason_code="pre_empted",
@@ -356,17 +361,14 @@ async def offer_in_transaction(
     """`offer_by_hand`'s checks and offer, in the caller's tenant transaction under the dispatch
     lock; `travel` is `travel_to`'s answer, `because` ends the explanation's sentence."""
     rows = await engine.fetch(
-        "SELECT id, number, status, priority, pickup_lat, pickup_lng FROM service_requests "
-        "WHERE id = $1 FOR UPDATE",
+        f"SELECT {RequestRow.columns()} FROM service_requests WHERE id = $1 FOR UPDATE",
         request_id,
     )
     if not rows:
         raise NotFound("not_found", "no such request", "request_id")
-    request = dict(rows[0])
-    if request["status"] != "pending":
-        raise Conflict(
-            "not_pending", f"request {request['number']} is {request['status']}", "status"
-        )
+    request = RequestRow.of(rows[0])
+    if request.status != "pending":
+        raise Conflict("not_pending", f"request {request.number} is {request.status}", "status")
     driver = await engine.fetch(
         "SELECT id, name, status, archived_at, last_lat, last_lng FROM drivers WHERE id = $1",
         driver_id,
@@ -438,57 +440,58 @@ async def travel_to(
     return where, travel
 
 
-async def list_offers(tenant: TenantRef, actor: Actor, request_id: int) -> list[Row]:
+async def list_offers(tenant: TenantRef, actor: Actor, request_id: int) -> list[ExplainedOfferRow]:
     """Every offer made for a request, oldest first, with the decision's explanation."""
     require(actor, "requests.view")
     async with tenant_transaction(tenant):
         rows = await engine.fetch(
-            f"SELECT o.{OFFER_COLUMNS.replace(', ', ', o.')}, d.explanation "
-            "FROM offers o LEFT JOIN dispatch_decisions d ON d.id = o.decision_id "
-            "WHERE o.request_id = $1 ORDER BY o.id",
+            f"SELECT {ExplainedOfferRow.columns()} FROM offers WHERE request_id = $1 ORDER BY id",
             request_id,
         )
-    return [_with_explanation(row) for row in rows]
+    return [_explained(ExplainedOfferRow, row) for row in rows]
 
 
-async def list_decisions(tenant: TenantRef, actor: Actor, request_id: int) -> list[Row]:
+async def list_decisions(tenant: TenantRef, actor: Actor, request_id: int) -> list[DecisionRow]:
     """Every decision the engine (or a dispatcher) made for a request, oldest first."""
     require(actor, "requests.view")
     async with tenant_transaction(tenant):
         rows = await engine.fetch(
-            "SELECT id, request_id, made_at, outcome, driver_id, strategy, explanation "
-            "FROM dispatch_decisions WHERE request_id = $1 ORDER BY id",
+            f"SELECT {DecisionRow.columns()} FROM dispatch_decisions WHERE request_id = $1 "
+            "ORDER BY id",
             request_id,
         )
-    return [_with_explanation(row) for row in rows]
+    return [_explained(DecisionRow, row) for row in rows]
 
 
-def _with_explanation(row: Any) -> Row:
+def _explained(kind: type[R], row: Any) -> R:
+    """`kind` from a row whose jsonb explanation came back as text."""
     found = dict(row)
     if isinstance(found.get("explanation"), str):
         found["explanation"] = json.loads(found["explanation"])
-    return found
+    return kind.of(found)
 
 
-async def offer_row(tenant: TenantRef, offer_id: int) -> Row | None:
+async def offer_row(tenant: TenantRef, offer_id: int) -> OfferRow | None:
     """One offer as stored (for live updates; the caller decided the subscriber may see it)."""
     async with tenant_transaction(tenant):
-        rows = await engine.fetch(f"SELECT {OFFER_COLUMNS} FROM offers WHERE id = $1", offer_id)
-    return dict(rows[0]) if rows else None
+        rows = await engine.fetch(
+            f"SELECT {OfferRow.columns()} FROM offers WHERE id = $1", offer_id
+        )
+    return OfferRow.of(rows[0]) if rows else None
 
 
-async def my_offers(tenant: TenantRef, actor: Actor) -> list[Row]:
+async def my_offers(tenant: TenantRef, actor: Actor) -> list[OfferRow]:
     """The signed-in driver's live offers (at most one) with what the request is about."""
     require(actor, "offers.respond")
     if actor.driver_id is None:
         return []
     async with tenant_transaction(tenant):
         rows = await engine.fetch(
-            f"SELECT {OFFER_COLUMNS} FROM offers WHERE driver_id = $1 AND status = 'open' "
+            f"SELECT {OfferRow.columns()} FROM offers WHERE driver_id = $1 AND status = 'open' "
             "ORDER BY id",
             actor.driver_id,
         )
-    return [dict(row) for row in rows]
+    return [OfferRow.of(row) for row in rows]
 
 
 @dataclass(frozen=True)

@@ -55,10 +55,12 @@ from patone.core.dispatch.routing import (
     plan_routes,
 )
 from patone.core.dispatch.settings import STORED, DispatchSettings, parse_stored, read_settings
-from patone.core.domain.service_requests import COLUMNS, PRIORITY_RANK, transition_in_transaction
+from patone.core.domain.service_requests import PRIORITY_RANK, transition_in_transaction
 from patone.core.runtime.clock import now
 from patone.core.runtime.db import engine
 from patone.core.runtime.errors import Conflict, NotFound
+from patone.core.tables.dispatch import SuggestionRow
+from patone.core.tables.requests import RequestRow
 from patone.tenants.isolation import TenantRef, tenant_transaction
 
 log = logging.getLogger(__name__)
@@ -218,7 +220,11 @@ async def _fleet(tenant: TenantRef, snapshot: _Snapshot) -> Fleet:
             Stop(
                 id=job["id"],
                 index=len(places),
-                service_s=round(workload.work_seconds(job, snapshot.typical)),
+                service_s=round(
+                    workload.work_seconds(
+                        job["service_type"], job["destination_lat"] is not None, snapshot.typical
+                    )
+                ),
                 priority=PRIORITY.get(job["priority"], 1),
                 # An accepted job is its driver's whatever their skills (a dispatcher chose).
                 skills_needed=frozenset() if fixed else frozenset(job["required_skills"] or []),
@@ -516,18 +522,6 @@ class DriverPlan:
 
 
 @dataclass(frozen=True)
-class StoredSuggestion:
-    kind: str
-    request_id: int
-    number: int
-    driver_id: int | None
-    from_driver_id: int | None
-    arrive_at: datetime | None
-    sooner_s: int | None
-    why: str
-
-
-@dataclass(frozen=True)
 class FleetPlan:
     """A stored plan: its header, each driver's planned stops, and the suggestions still
     standing (a request since offered, assigned or moved drops its own)."""
@@ -541,7 +535,7 @@ class FleetPlan:
     drivers: int
     jobs: int
     routes: list[DriverPlan]
-    suggestions: list[StoredSuggestion]
+    suggestions: list[SuggestionRow]
 
 
 _STOPS = (
@@ -553,15 +547,16 @@ _STOPS = (
 # A plan's suggestions still standing: the job still with the driver it would move from, the
 # waiting request still waiting.
 _SUGGESTIONS = (
-    "SELECT g.kind, g.request_id, r.number, g.driver_id, g.from_driver_id, g.arrive_at, "
-    "g.sooner_s, g.why FROM fleet_plan_suggestions g "
-    "JOIN service_requests r ON r.id = g.request_id WHERE g.plan_id = $1 AND CASE g.kind "
-    "WHEN 'reassign' THEN r.status = 'assigned' AND r.driver = g.from_driver_id "
+    f"SELECT {SuggestionRow.columns('fleet_plan_suggestions')} FROM fleet_plan_suggestions "
+    "JOIN service_requests r ON r.id = fleet_plan_suggestions.request_id "
+    "WHERE fleet_plan_suggestions.plan_id = $1 AND CASE fleet_plan_suggestions.kind "
+    "WHEN 'reassign' THEN r.status = 'assigned' "
+    "AND r.driver = fleet_plan_suggestions.from_driver_id "
     "ELSE r.status = 'pending' AND NOT EXISTS "
     "(SELECT 1 FROM offers o WHERE o.request_id = r.id AND o.status = 'open') END"
 )
-_STANDING = _SUGGESTIONS + " ORDER BY g.id"
-_STANDING_FOR = _SUGGESTIONS + " AND g.request_id = $2"
+_STANDING = _SUGGESTIONS + " ORDER BY fleet_plan_suggestions.id"
+_STANDING_FOR = _SUGGESTIONS + " AND fleet_plan_suggestions.request_id = $2"
 _LATEST = "SELECT id FROM fleet_plans ORDER BY created_at DESC, id DESC LIMIT 1"
 
 
@@ -593,7 +588,7 @@ async def latest_plan(tenant: TenantRef) -> FleetPlan | None:
     return FleetPlan(
         **dict(header[0]),
         routes=list(routes.values()),
-        suggestions=[StoredSuggestion(**dict(row)) for row in standing],
+        suggestions=[SuggestionRow.of(row) for row in standing],
     )
 
 
@@ -637,10 +632,15 @@ async def apply_suggestion(tenant: TenantRef, actor: Actor, request_id: int) -> 
             )
         if suggestion.kind == "reassign":
             current = await engine.fetch(
-                f"SELECT {COLUMNS} FROM service_requests WHERE id = $1 FOR UPDATE", request_id
+                f"SELECT {RequestRow.columns()} FROM service_requests WHERE id = $1 FOR UPDATE",
+                request_id,
             )
             await transition_in_transaction(
-                dict(current[0]), "pending", actor, reason_code="reassigned", note=suggestion.why
+                RequestRow.of(current[0]),
+                "pending",
+                actor,
+                reason_code="reassigned",
+                note=suggestion.why,
             )
         return await offers.offer_in_transaction(
             actor,
@@ -653,7 +653,7 @@ async def apply_suggestion(tenant: TenantRef, actor: Actor, request_id: int) -> 
         )
 
 
-async def _standing(tenant: TenantRef, request_id: int) -> StoredSuggestion:
+async def _standing(tenant: TenantRef, request_id: int) -> SuggestionRow:
     """The latest plan's standing suggestion for a request."""
     async with tenant_transaction(tenant):
         latest = await engine.fetch(_LATEST)
@@ -664,4 +664,4 @@ async def _standing(tenant: TenantRef, request_id: int) -> StoredSuggestion:
             "the latest fleet plan suggests nothing (still standing) for this request",
             "request_id",
         )
-    return StoredSuggestion(**dict(rows[0]))
+    return SuggestionRow.of(rows[0])

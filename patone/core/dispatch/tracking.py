@@ -27,6 +27,7 @@ from patone.core.domain.service_requests import can_see
 from patone.core.runtime.db import engine
 from patone.core.runtime.errors import NotFound
 from patone.core.runtime.redis import subscriber
+from patone.core.tables.requests import RequestRow
 from patone.core.work.relay import events_channel
 from patone.tenants.isolation import TenantRef, tenant_transaction
 
@@ -57,11 +58,11 @@ class Tracking:
 async def _read(tenant: TenantRef, actor: Actor, request_id: int) -> Tracking:
     async with tenant_transaction(tenant):
         rows = await engine.fetch(
-            "SELECT r.id, r.number, r.status, r.eta_at, r.customer, r.driver, d.name, d.truck "
+            f"SELECT {RequestRow.columns('r')}, d.name, d.truck "
             "FROM service_requests r LEFT JOIN drivers d ON d.id = r.driver WHERE r.id = $1",
             request_id,
         )
-    if not rows or not can_see(actor, dict(rows[0])):
+    if not rows or not can_see(actor, RequestRow.of(rows[0])):
         raise NotFound("not_found", "no such request", "request_id")
     row = rows[0]
     position = None

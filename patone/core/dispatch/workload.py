@@ -13,9 +13,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from patone.core.runtime.db import engine
+from patone.core.tables.dispatch import JobRow
 from patone.tenants.isolation import TenantRef
 
 PRIOR_MINUTES = 20.0  # arrival to completion, before the company has history
@@ -26,12 +26,6 @@ CACHE_SECONDS = 300.0
 FLOOR_SECONDS = 60.0  # a job past its typical length is still not done this instant
 
 _cache: dict[str, tuple[float, dict[int, float]]] = {}
-
-# The service_requests columns `finish` reads.
-JOB_COLUMNS = (
-    "id, driver, status, service_type, on_scene_at, eta_at, pickup_lat, pickup_lng, "
-    "destination_lat, destination_lng"
-)
 
 
 @dataclass(frozen=True)
@@ -74,30 +68,29 @@ def forget(tenant: TenantRef) -> None:
     _cache.pop(tenant.slug, None)
 
 
-def work_seconds(job: dict[str, Any], typical: dict[int, float]) -> float:
-    """How long `job` (a service_requests row with service_type and destination_lat) takes
-    from arriving on scene to done: the company's median, else the prior (towing's longer)."""
-    towing = job["destination_lat"] is not None
-    return typical.get(job["service_type"], 60 * (PRIOR_TOW_MINUTES if towing else PRIOR_MINUTES))
+def work_seconds(service_type: int, towing: bool, typical: dict[int, float]) -> float:
+    """How long a job of this service (`towing`: it has a destination) takes from arriving on
+    scene to done: the company's median, else the prior (towing's longer)."""
+    return typical.get(service_type, 60 * (PRIOR_TOW_MINUTES if towing else PRIOR_MINUTES))
 
 
-def finish(job: dict[str, Any], typical: dict[int, float], at: datetime) -> Finish | None:
-    """When and where the driver's job `job` (a service_requests row) ends; None when it has not
-    started (an unstarted job is pre-empted or waited for, never queued behind)."""
-    work = work_seconds(job, typical)
-    if job["status"] in ("on_scene", "in_progress") and job["on_scene_at"] is not None:
-        left = work - (at - job["on_scene_at"]).total_seconds()
-    elif job["status"] == "en_route":
-        to_scene = (job["eta_at"] - at).total_seconds() if job["eta_at"] is not None else 0.0
+def finish(job: JobRow, typical: dict[int, float], at: datetime) -> Finish | None:
+    """When and where the driver's job `job` ends; None when it has not started (an unstarted
+    job is pre-empted or waited for, never queued behind)."""
+    work = work_seconds(job.service_type, job.destination_lat is not None, typical)
+    if job.status in ("on_scene", "in_progress") and job.on_scene_at is not None:
+        left = work - (at - job.on_scene_at).total_seconds()
+    elif job.status == "en_route":
+        to_scene = (job.eta_at - at).total_seconds() if job.eta_at is not None else 0.0
         left = max(to_scene, 0.0) + work
     else:
         return None
     lat, lng = (
-        (job["destination_lat"], job["destination_lng"])
-        if job["destination_lat"] is not None
-        else (job["pickup_lat"], job["pickup_lng"])
+        (job.destination_lat, job.destination_lng)
+        if job.destination_lat is not None and job.destination_lng is not None
+        else (job.pickup_lat, job.pickup_lng)
     )
-    return Finish(job["id"], max(left, FLOOR_SECONDS), lat, lng)
+    return Finish(job.id, max(left, FLOOR_SECONDS), lat, lng)
 
 
 async def current_finishes(
@@ -106,7 +99,7 @@ async def current_finishes(
     """When and where each of these drivers' started job ends (by driver id; none for a driver
     on none), read in the caller's tenant transaction."""
     rows = await engine.fetch(
-        f"SELECT DISTINCT ON (driver) {JOB_COLUMNS} FROM service_requests "
+        f"SELECT DISTINCT ON (driver) {JobRow.columns()} FROM service_requests "
         "WHERE driver = ANY($1::int[]) AND status IN ('en_route', 'on_scene', 'in_progress') "
         "ORDER BY driver, id",
         driver_ids,
@@ -116,7 +109,7 @@ async def current_finishes(
     typical = await typical_seconds(tenant)
     found = {}
     for row in rows:
-        done = finish(dict(row), typical, at)
+        done = finish(JobRow.of(row), typical, at)
         if done is not None:
             found[row["driver"]] = done
     return found

@@ -4,21 +4,21 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import Field
 
 from patone.core.common.activity import record
 from patone.core.common.inputs import Input, Money, parse
 from patone.core.common.permissions import Actor, require
-from patone.core.common.rows import update_row
+from patone.core.common.rows import fetch_records, update_row
 from patone.core.domain.company import is_after_hours
 from patone.core.runtime.clock import now
 from patone.core.runtime.db import engine
 from patone.core.runtime.errors import NotFound
+from patone.core.tables.requests import ServiceTypeRow
 from patone.tenants.isolation import TenantRef, tenant_transaction
 
-Row = dict[str, Any]
 KM_PER_MILE = 1.609344
 EARTH_RADIUS_KM = 6371.0088
 
@@ -32,41 +32,46 @@ class ServiceTypeChanges(Input):
     active: bool | None = None
 
 
-SERVICE_TYPE_COLUMNS = (
-    "id, code, name, base_price, per_distance_price, after_hours_surcharge, "
-    "needs_destination, required_skills, active, updated_at"
-)
-
-
-async def service_type_by_code(code: str) -> Row:
+async def service_type_by_code(code: str) -> ServiceTypeRow:
     """Inside a tenant transaction: the service type with this code."""
     rows = await engine.fetch(
-        f"SELECT {SERVICE_TYPE_COLUMNS} FROM service_types WHERE code = $1", code
+        f"SELECT {ServiceTypeRow.columns()} FROM service_types WHERE code = $1", code
     )
     if not rows:
         raise NotFound("not_found", f"service type {code!r} does not exist", "service_type")
-    return dict(rows[0])
+    return ServiceTypeRow.of(rows[0])
 
 
-async def list_service_types(tenant: TenantRef, *, include_inactive: bool = False) -> list[Row]:
+async def list_service_types(
+    tenant: TenantRef, *, include_inactive: bool = False
+) -> list[ServiceTypeRow]:
     """The price list (everyone who can see requests can see it)."""
     async with tenant_transaction(tenant):
-        rows = await engine.fetch(
-            f"SELECT {SERVICE_TYPE_COLUMNS} FROM service_types WHERE active OR $1 ORDER BY id",
+        return await fetch_records(
+            ServiceTypeRow,
+            f"SELECT {ServiceTypeRow.columns()} FROM service_types WHERE active OR $1 ORDER BY id",
             include_inactive,
         )
-    return [dict(r) for r in rows]
 
 
-async def update_service_type(tenant: TenantRef, actor: Actor, code: str, data: Any) -> Row:
+async def update_service_type(
+    tenant: TenantRef, actor: Actor, code: str, data: Any
+) -> ServiceTypeRow:
     require(actor, "service_types.manage")
     changes = parse(ServiceTypeChanges, data).model_dump(exclude_unset=True)
     async with tenant_transaction(tenant):
         before = await service_type_by_code(code)
         if changes:
-            await update_row("service_types", before["id"], {**changes, "updated_at": now()})
+            await update_row("service_types", before.id, {**changes, "updated_at": now()})
         after = await service_type_by_code(code)
-        await record(actor, "service_type", after["id"], "service_type.updated", before, after)
+        await record(
+            actor,
+            "service_type",
+            after.id,
+            "service_type.updated",
+            before.as_dict(),
+            after.as_dict(),
+        )
     return after
 
 
@@ -78,17 +83,28 @@ def distance_km(lat1: float, lng1: float, lat2: float, lng2: float) -> float:
     return 2 * EARTH_RADIUS_KM * math.asin(math.sqrt(a))
 
 
+class Prices(Protocol):
+    """What a quote reads of a service type (a `ServiceTypeRow`, or the demo's own)."""
+
+    @property
+    def base_price(self) -> int: ...
+    @property
+    def per_distance_price(self) -> int: ...
+    @property
+    def after_hours_surcharge(self) -> int: ...
+
+
 def quote(
-    service_type: Row,
+    service_type: Prices,
     settings: dict[str, Any],
     at: datetime,
     distance_km: float | None = None,
 ) -> int:
     """The price in minor units: base + distance (in the tenant's units) + after-hours."""
-    price = int(service_type["base_price"])
-    if distance_km and service_type["per_distance_price"]:
+    price = int(service_type.base_price)
+    if distance_km and service_type.per_distance_price:
         units = distance_km / KM_PER_MILE if settings.get("units") == "mi" else distance_km
-        price += math.ceil(units * service_type["per_distance_price"])
+        price += math.ceil(units * service_type.per_distance_price)
     if is_after_hours(at, settings):
-        price += int(service_type["after_hours_surcharge"])
+        price += int(service_type.after_hours_surcharge)
     return price

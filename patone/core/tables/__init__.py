@@ -40,6 +40,10 @@ DDL_ONLY: dict[str, str] = {
     "driver_positions partitions": "the table is partitioned by range of recorded_at, one "
     "partition a day made by dispatch/positions.py; Piccolo 1.x has no partitioning",
     "driver_positions primary key": "(driver_id, recorded_at): Piccolo 1.x has one-column keys",
+    "fleet_plan_stops primary key": (
+        "(plan_id, driver_id, seq): Piccolo 1.x has one-column primary keys, so the class "
+        "names plan_id"
+    ),
 }
 
 

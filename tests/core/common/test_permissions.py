@@ -68,7 +68,7 @@ async def _world(tenant: TenantInfo) -> dict[str, Any]:
         SYSTEM,
         {"customer_id": customer.id, "service_type": "lockout", "pickup": {"lat": 1, "lng": 1}},
     )
-    return {"customer": customer.id, "driver": driver.id, "request": request["id"]}
+    return {"customer": customer.id, "driver": driver.id, "request": request.id}
 
 
 # Each mutation a staff member can attempt, and the permission that gates it.

@@ -40,7 +40,7 @@ async def _accepted_at(
     request = await request_at_scene(tenant)
     await autodispatch.sweep(tenant)
     offer = (await offers.my_offers(tenant, driver_actor(driver)))[0]
-    response = await offers.respond_to_offer(tenant, driver_actor(driver), offer["id"], accept=True)
+    response = await offers.respond_to_offer(tenant, driver_actor(driver), offer.id, accept=True)
     return driver, request, response
 
 
@@ -63,7 +63,7 @@ async def test_a_waiting_request_is_offered_to_the_nearest_skilled_driver_with_r
     await driver_at(bolt, 0.2, name="Bolt's Bob")  # another company's driver, next door
     request = await request_at_scene(acme, service_type="towing")
 
-    decision = await autodispatch.dispatch_request(acme, request["id"])
+    decision = await autodispatch.dispatch_request(acme, request.id)
 
     assert decision.outcome == "offered" and decision.driver_id == near.id
     why = decision.explanation
@@ -73,13 +73,13 @@ async def test_a_waiting_request_is_offered_to_the_nearest_skilled_driver_with_r
     assert left_out == {untrained.id: "lacks tow"}  # on break is not on shift at all
     seen = {c["name"] for c in why["candidates"]} | {e["name"] for e in why["excluded"]}
     assert "Bolt's Bob" not in seen and on_break.name not in seen
-    stored = await offers.list_offers(acme, DISPATCHER, request["id"])
-    assert [(o["driver_id"], o["status"]) for o in stored] == [(near.id, "open")]
-    assert stored[0]["deadline"] == clock.at + timedelta(seconds=30)
-    assert stored[0]["explanation"]["chosen"] == near.id
-    assert await offers.list_offers(bolt, DISPATCHER, request["id"]) == []
+    stored = await offers.list_offers(acme, DISPATCHER, request.id)
+    assert [(o.driver_id, o.status) for o in stored] == [(near.id, "open")]
+    assert stored[0].deadline == clock.at + timedelta(seconds=30)
+    assert stored[0].explanation["chosen"] == near.id
+    assert await offers.list_offers(bolt, DISPATCHER, request.id) == []
     # A second run finds the request already offered and changes nothing.
-    assert (await autodispatch.dispatch_request(acme, request["id"])).outcome == "skipped"
+    assert (await autodispatch.dispatch_request(acme, request.id)).outcome == "skipped"
 
 
 async def test_declined_and_lapsed_offers_cascade_and_a_late_answer_is_refused(
@@ -95,11 +95,11 @@ async def test_declined_and_lapsed_offers_cascade_and_a_late_answer_is_refused(
 
     offer = (await offers.my_offers(acme, driver_actor(first)))[0]
     await offers.respond_to_offer(
-        acme, driver_actor(first), offer["id"], accept=False, reason="flat battery myself"
+        acme, driver_actor(first), offer.id, accept=False, reason="flat battery myself"
     )
     report = await autodispatch.sweep(acme)
     assert report.offered == 1
-    assert await _offer_rows(acme, request["id"]) == [
+    assert await _offer_rows(acme, request.id) == [
         (first.id, "declined"),
         (second.id, "open"),
     ]
@@ -108,15 +108,15 @@ async def test_declined_and_lapsed_offers_cascade_and_a_late_answer_is_refused(
     report = await autodispatch.sweep(acme)
     assert report.expired == 1 and report.offered == 1
     with pytest.raises(Conflict) as refused:
-        await offers.respond_to_offer(acme, driver_actor(second), late["id"], accept=True)
+        await offers.respond_to_offer(acme, driver_actor(second), late.id, accept=True)
     assert refused.value.code == "offer_closed"
-    assert await _offer_rows(acme, request["id"]) == [
+    assert await _offer_rows(acme, request.id) == [
         (first.id, "declined"),
         (second.id, "expired"),
         (third.id, "open"),
     ]
     # Bolt's own request went to bolt's driver and nothing of acme's reached it.
-    assert await _offer_rows(bolt, bolt_request["id"]) == [(other.id, "open")]
+    assert await _offer_rows(bolt, bolt_request.id) == [(other.id, "open")]
 
 
 async def test_a_driver_who_let_an_offer_lapse_is_asked_again_twice_when_much_nearer(
@@ -146,12 +146,12 @@ async def test_a_driver_who_let_an_offer_lapse_is_asked_again_twice_when_much_ne
     assert {"driver_id": near.id, "name": near.name, "reason": "let 3 offers lapse"} in (
         explanation["excluded"]
     )
-    assert await _offer_rows(acme, request["id"]) == [
+    assert await _offer_rows(acme, request.id) == [
         *[(near.id, "expired")] * 3,
         (far.id, "open"),
     ]
     # Bolt's request was offered to Bolt's driver once; Acme's lapses never touched it.
-    assert await _offer_rows(bolt, bolt_request["id"]) == [(bolts.id, "open")]
+    assert await _offer_rows(bolt, bolt_request.id) == [(bolts.id, "open")]
 
 
 async def test_a_decline_is_final_and_a_company_may_ask_each_driver_only_once(
@@ -168,15 +168,13 @@ async def test_a_decline_is_final_and_a_company_may_ask_each_driver_only_once(
     declined = await request_at_scene(acme)
     await autodispatch.sweep(acme)  # the near driver is free: offered the new request
     offer = next(
-        o
-        for o in await offers.my_offers(acme, driver_actor(near))
-        if o["request_id"] == declined["id"]
+        o for o in await offers.my_offers(acme, driver_actor(near)) if o.request_id == declined.id
     )
     await update_dispatch_settings(acme, ADMIN, {"lapsed_reoffers": 3})
-    await offers.respond_to_offer(acme, driver_actor(near), offer["id"], accept=False)
+    await offers.respond_to_offer(acme, driver_actor(near), offer.id, accept=False)
     report = await autodispatch.sweep(acme)
     assert all(d.driver_id != near.id for d in report.decisions)
-    assert await _offer_rows(acme, request["id"]) == [(near.id, "expired"), (far.id, "open")]
+    assert await _offer_rows(acme, request.id) == [(near.id, "expired"), (far.id, "open")]
 
 
 async def test_load_weighs_more_for_a_driver_whose_shift_ends_soon(
@@ -199,19 +197,19 @@ async def test_load_weighs_more_for_a_driver_whose_shift_ends_soon(
         )
     await driver_at(bolt, 1)  # Bolt's driver has no shift on record
     done = await request_at_scene(acme)  # one job today: the fleet has a rate
-    await service_requests.assign_driver(acme, DISPATCHER, done["id"], staying.id)
+    await service_requests.assign_driver(acme, DISPATCHER, done.id, staying.id)
     for status in ("en_route", "on_scene", "in_progress", "completed"):
-        await service_requests.transition(acme, driver_actor(staying), done["id"], status)
+        await service_requests.transition(acme, driver_actor(staying), done.id, status)
     request = await request_at_scene(acme)
     bolt_request = await request_at_scene(bolt)
 
-    decision = await autodispatch.dispatch_request(acme, request["id"])
+    decision = await autodispatch.dispatch_request(acme, request.id)
     assert decision.explanation is not None
     urgency = {c["name"]: c["load_urgency"] for c in decision.explanation["candidates"]}
     # 1 job in 4 hours on shift: a quarter of a job an hour. Half an hour left is an eighth of
     # a job to come (three times the load); eight hours are two jobs (the load as it is).
     assert urgency == {"Ending": 3.0, staying.name: 1.0}
-    other = await autodispatch.dispatch_request(bolt, bolt_request["id"])
+    other = await autodispatch.dispatch_request(bolt, bolt_request.id)
     assert other.explanation is not None
     assert [c["load_urgency"] for c in other.explanation["candidates"]] == [1.0]
 
@@ -227,10 +225,10 @@ async def test_an_answer_after_the_deadline_closes_the_offer_as_lapsed(
     offer = (await offers.my_offers(acme, driver_actor(driver)))[0]
     clock.advance(30.5)  # before any sweep noticed
     with pytest.raises(offers.OfferExpired):
-        await offers.respond_to_offer(acme, driver_actor(driver), offer["id"], accept=True)
-    assert await _offer_rows(acme, request["id"]) == [(driver.id, "expired")]
-    row = await service_requests.get_request(acme, DISPATCHER, request["id"])
-    assert row["status"] == "pending" and row["driver"] is None
+        await offers.respond_to_offer(acme, driver_actor(driver), offer.id, accept=True)
+    assert await _offer_rows(acme, request.id) == [(driver.id, "expired")]
+    row = await service_requests.get_request(acme, DISPATCHER, request.id)
+    assert row.status == "pending" and row.driver is None
 
 
 async def test_after_max_offers_the_request_is_flagged_to_dispatchers(
@@ -244,25 +242,25 @@ async def test_after_max_offers_the_request_is_flagged_to_dispatchers(
     for driver in drivers[:2]:
         await autodispatch.sweep(acme)
         offer = (await offers.my_offers(acme, driver_actor(driver)))[0]
-        await offers.respond_to_offer(acme, driver_actor(driver), offer["id"], accept=False)
+        await offers.respond_to_offer(acme, driver_actor(driver), offer.id, accept=False)
     report = await autodispatch.sweep(acme)
     assert report.decisions == []  # flagged: the engine leaves it to people
-    row = await service_requests.get_request(acme, DISPATCHER, request["id"])
-    assert row["needs_dispatcher"] and row["offers_made"] == 2
-    decisions = await offers.list_decisions(acme, DISPATCHER, request["id"])
-    assert decisions[-1]["outcome"] == "flagged"
-    assert "2 offers" in decisions[-1]["explanation"]["why"]
+    row = await service_requests.get_request(acme, DISPATCHER, request.id)
+    assert row.needs_dispatcher and row.offers_made == 2
+    decisions = await offers.list_decisions(acme, DISPATCHER, request.id)
+    assert decisions[-1].outcome == "flagged"
+    assert "2 offers" in decisions[-1].explanation["why"]
     # A dispatcher overrides by hand: offered to the third driver, who accepts.
-    made = await offers.offer_by_hand(acme, DISPATCHER, request["id"], drivers[2].id)
+    made = await offers.offer_by_hand(acme, DISPATCHER, request.id, drivers[2].id)
     assert made.driver_id == drivers[2].id
-    [by_hand] = [o for o in await offers.list_offers(acme, DISPATCHER, request["id"])
-                 if o["id"] == made.offer_id]  # fmt: skip
-    assert by_hand["travel_s"] and by_hand["travel_s"] > 0  # the maps plugin was asked
+    [by_hand] = [o for o in await offers.list_offers(acme, DISPATCHER, request.id)
+                 if o.id == made.offer_id]  # fmt: skip
+    assert by_hand.travel_s and by_hand.travel_s > 0  # the maps plugin was asked
     response = await offers.respond_to_offer(
         acme, driver_actor(drivers[2]), made.offer_id or 0, accept=True
     )
-    assert response.request is not None and response.request["status"] == "assigned"
-    assert response.request["driver"] == drivers[2].id
+    assert response.request is not None and response.request.status == "assigned"
+    assert response.request.driver == drivers[2].id
 
 
 async def test_an_emergency_preempts_an_unstarted_job_which_is_offered_again_first(
@@ -273,34 +271,34 @@ async def test_an_emergency_preempts_an_unstarted_job_which_is_offered_again_fir
     far = await driver_at(acme, 20)
     await driver_at(bolt, 1)
     routine = await request_at_scene(acme, priority="low")
-    await service_requests.assign_driver(acme, DISPATCHER, routine["id"], busy.id)
+    await service_requests.assign_driver(acme, DISPATCHER, routine.id, busy.id)
     await update_dispatch_settings(acme, ADMIN, {"max_offers": 5})
 
     emergency = await request_at_scene(acme, priority="emergency")
-    decision = await autodispatch.dispatch_request(acme, emergency["id"])
+    decision = await autodispatch.dispatch_request(acme, emergency.id)
     assert decision.driver_id == busy.id  # 1 km + pre-emption beats 20 km
     assert decision.explanation is not None
     assert "goes back to pending" in decision.explanation["why"]
     offer = (await offers.my_offers(acme, driver_actor(busy)))[0]
-    assert offer["deadline"] == clock.at + timedelta(seconds=10)  # emergencies answer faster
+    assert offer.deadline == clock.at + timedelta(seconds=10)  # emergencies answer faster
 
-    response = await offers.respond_to_offer(acme, driver_actor(busy), offer["id"], accept=True)
-    assert response.preempted == routine["id"]
-    back = await service_requests.get_request(acme, DISPATCHER, routine["id"])
-    assert back["status"] == "pending" and back["driver"] is None
-    events = await service_requests.request_events(acme, DISPATCHER, routine["id"])
-    assert events[-1]["reason_code"] == "pre_empted"
+    response = await offers.respond_to_offer(acme, driver_actor(busy), offer.id, accept=True)
+    assert response.preempted == routine.id
+    back = await service_requests.get_request(acme, DISPATCHER, routine.id)
+    assert back.status == "pending" and back.driver is None
+    events = await service_requests.request_events(acme, DISPATCHER, routine.id)
+    assert events[-1].reason_code == "pre_empted"
     # Back in the queue ahead of an older normal request.
     older = await request_at_scene(acme)
     async with tenant_transaction(acme):
         await engine.execute(
             "UPDATE service_requests SET created_at = $2 WHERE id = $1",
-            older["id"],
+            older.id,
             MORNING - timedelta(hours=1),
         )
-    assert (await autodispatch.waiting_requests(acme))[:2] == [routine["id"], older["id"]]
+    assert (await autodispatch.waiting_requests(acme))[:2] == [routine.id, older.id]
     report = await autodispatch.sweep(acme)
-    assert report.decisions[0].request_id == routine["id"]
+    assert report.decisions[0].request_id == routine.id
     assert report.decisions[0].driver_id == far.id
 
 
@@ -311,10 +309,10 @@ async def test_an_emergency_never_preempts_a_job_already_en_route(
     driving = await driver_at(acme, 1)
     await driver_at(bolt, 1)
     job = await request_at_scene(acme)
-    await service_requests.assign_driver(acme, DISPATCHER, job["id"], driving.id)
-    await service_requests.transition(acme, driver_actor(driving), job["id"], "en_route")
+    await service_requests.assign_driver(acme, DISPATCHER, job.id, driving.id)
+    await service_requests.transition(acme, driver_actor(driving), job.id, "en_route")
     emergency = await request_at_scene(acme, priority="emergency")
-    decision = await autodispatch.dispatch_request(acme, emergency["id"])
+    decision = await autodispatch.dispatch_request(acme, emergency.id)
     assert decision.outcome == "no_candidate"
     assert decision.explanation is not None and "busy" in decision.explanation["why"]
 
@@ -327,9 +325,9 @@ async def test_two_workers_racing_make_one_offer_per_request_and_per_driver(
     await driver_at(bolt, 1)
     one, two = await request_at_scene(acme), await request_at_scene(acme)
     decisions = await asyncio.gather(
-        autodispatch.dispatch_request(acme, one["id"]),
-        autodispatch.dispatch_request(acme, one["id"]),
-        autodispatch.dispatch_request(acme, two["id"]),
+        autodispatch.dispatch_request(acme, one.id),
+        autodispatch.dispatch_request(acme, one.id),
+        autodispatch.dispatch_request(acme, two.id),
         autodispatch.sweep(acme),
     )
     async with tenant_transaction(acme):
@@ -380,28 +378,28 @@ async def test_accepting_shows_an_eta_that_moves_only_when_it_changes_by_over_a_
     acme, bolt = two_tenants
     driver, request, response = await _accepted_at(acme, bolt, km=6)
     assert response.request is not None
-    shown = response.request["eta_at"]
+    shown = response.request.eta_at
     # 6 km at the offline model's daytime speed: ~7.8 road km at 45 km/h, about 10 minutes.
     assert timedelta(minutes=8) < shown - clock.at < timedelta(minutes=13)
-    await service_requests.transition(acme, driver_actor(driver), request["id"], "en_route")
+    await service_requests.transition(acme, driver_actor(driver), request.id, "en_route")
 
     clock.advance(30)  # moved a little: the customer's ETA stays put
     lat, lng = east_of_scene(5.8)
     await fleet.set_position(acme, SYSTEM, driver.id, {"lat": lat, "lng": lng})
-    assert await eta.refresh_eta(acme, request["id"]) == shown
+    assert await eta.refresh_eta(acme, request.id) == shown
     clock.advance(60)  # half-way there: more than a minute sooner
     lat, lng = east_of_scene(3)
     await fleet.set_position(acme, SYSTEM, driver.id, {"lat": lat, "lng": lng})
-    sooner = await eta.refresh_eta(acme, request["id"])
+    sooner = await eta.refresh_eta(acme, request.id)
     assert sooner is not None and sooner < shown - timedelta(minutes=1)
-    row = await service_requests.get_request(acme, DISPATCHER, request["id"])
-    assert row["eta_at"] == sooner
+    row = await service_requests.get_request(acme, DISPATCHER, request.id)
+    assert row.eta_at == sooner
     async with tenant_transaction(acme):
         topics = await engine.fetch(
             "SELECT count(*) AS n FROM outbox WHERE topic = 'request.eta_changed'"
         )
     assert topics[0]["n"] == 2  # at acceptance, and after the real change
-    assert await eta.refresh_eta(bolt, request["id"]) is None  # another company's id
+    assert await eta.refresh_eta(bolt, request.id) is None  # another company's id
 
 
 async def test_a_job_queues_behind_a_driver_about_to_finish_nearby_when_the_company_allows(
@@ -413,30 +411,28 @@ async def test_a_job_queues_behind_a_driver_about_to_finish_nearby_when_the_comp
     far_free = await driver_at(acme, 15)
     await driver_at(bolt, 0.5)
     first = await request_at_scene(acme)
-    await service_requests.assign_driver(acme, DISPATCHER, first["id"], finishing.id)
+    await service_requests.assign_driver(acme, DISPATCHER, first.id, finishing.id)
     for status in ("en_route", "on_scene", "in_progress"):
-        await service_requests.transition(acme, driver_actor(finishing), first["id"], status)
+        await service_requests.transition(acme, driver_actor(finishing), first.id, status)
     clock.advance(15 * 60)  # 15 of the prior's 20 minutes of work done: ~5 left
 
     second = await request_at_scene(acme)
-    decision = await autodispatch.dispatch_request(acme, second["id"])
+    decision = await autodispatch.dispatch_request(acme, second.id)
     assert decision.driver_id == finishing.id  # ~5 min wait + 0 travel beats ~20 min
     assert decision.explanation is not None
-    assert f"after request {first['id']}" in decision.explanation["why"]
+    assert f"after request {first.id}" in decision.explanation["why"]
     listed = {c["driver_id"]: c for c in decision.explanation["candidates"]}
     assert 240 <= listed[finishing.id]["wait_s"] <= 360
     assert far_free.id in listed
     offer = (await offers.my_offers(acme, driver_actor(finishing)))[0]
-    response = await offers.respond_to_offer(
-        acme, driver_actor(finishing), offer["id"], accept=True
-    )
-    assert response.request is not None and response.request["status"] == "assigned"
-    eta_in = response.request["eta_at"] - clock.at
+    response = await offers.respond_to_offer(acme, driver_actor(finishing), offer.id, accept=True)
+    assert response.request is not None and response.request.status == "assigned"
+    eta_in = response.request.eta_at - clock.at
     assert timedelta(minutes=4) < eta_in < timedelta(minutes=7)  # the wait, then next door
     # The same company without queueing: the busy driver is left out, the far one offered.
     await update_dispatch_settings(acme, ADMIN, {"queue_within_minutes": 0})
     third = await request_at_scene(acme)
-    assert (await autodispatch.dispatch_request(acme, third["id"])).driver_id == far_free.id
+    assert (await autodispatch.dispatch_request(acme, third.id)).driver_id == far_free.id
 
 
 async def test_a_driver_who_stops_working_loses_their_offer_to_the_next_driver(
@@ -449,12 +445,12 @@ async def test_a_driver_who_stops_working_loses_their_offer_to_the_next_driver(
     await autodispatch.sweep(acme)
     await fleet.update_driver(acme, SYSTEM, leaving.id, {"status": "on_break"})
     await autodispatch.sweep(acme)
-    assert await _offer_rows(acme, request["id"]) == [
+    assert await _offer_rows(acme, request.id) == [
         (leaving.id, "withdrawn"),
         (staying.id, "open"),
     ]
     await fleet.archive_driver(acme, SYSTEM, staying.id)
-    assert await _offer_rows(acme, request["id"]) == [
+    assert await _offer_rows(acme, request.id) == [
         (leaving.id, "withdrawn"),
         (staying.id, "withdrawn"),
     ]
@@ -468,7 +464,7 @@ async def test_stale_etas_follow_the_driver_and_only_big_changes_are_stored(
 ) -> None:
     acme, bolt = two_tenants
     driver, request, _ = await _accepted_at(acme, bolt, km=8)
-    await service_requests.transition(acme, driver_actor(driver), request["id"], "en_route")
+    await service_requests.transition(acme, driver_actor(driver), request.id, "en_route")
     assert await eta.refresh_stale(acme) == 0  # just set at acceptance: not stale yet
     clock.advance(31)
     assert await eta.refresh_stale(acme) == 0  # stale, looked at, unchanged
@@ -491,16 +487,16 @@ async def test_requests_waiting_together_are_matched_so_the_total_travel_is_leas
     second = await request_at_scene(acme)
     lat, lng = east_of_scene(3)
     await service_requests.update_request(
-        acme, DISPATCHER, second["id"], {"pickup": {"lat": lat, "lng": lng}}
+        acme, DISPATCHER, second.id, {"pickup": {"lat": lat, "lng": lng}}
     )
     report = await autodispatch.sweep(acme)  # both wait: offered together
     offered = {d.request_id: d.driver_id for d in report.decisions}
     # One by one, the first call would take the driver between them and send the second's
     # 9 km; together, 6 + 2 km.
-    assert offered == {first["id"]: west.id, second["id"]: between.id}
+    assert offered == {first.id: west.id, second.id: between.id}
     why = {d.request_id: (d.explanation or {})["why"] for d in report.decisions}
-    assert "went to another waiting request" in why[first["id"]]
-    assert "went to another" not in why[second["id"]]
+    assert "went to another waiting request" in why[first.id]
+    assert "went to another" not in why[second.id]
 
 
 async def test_a_backlog_with_nobody_on_shift_is_told_so_once_until_a_driver_comes(
@@ -511,7 +507,7 @@ async def test_a_backlog_with_nobody_on_shift_is_told_so_once_until_a_driver_com
     await driver_at(bolt, 1)
     waiting = [await request_at_scene(acme) for _ in range(3)]
     told = (await autodispatch.sweep(acme)).decisions
-    assert [(d.request_id, d.outcome) for d in told] == [(w["id"], "no_candidate") for w in waiting]
+    assert [(d.request_id, d.outcome) for d in told] == [(w.id, "no_candidate") for w in waiting]
     assert all((d.explanation or {})["no_driver"] == "no_driver_on_shift" for d in told)
     clock.advance(1)
     assert (await autodispatch.sweep(acme)).decisions == []  # not a decision a second
@@ -521,7 +517,7 @@ async def test_a_backlog_with_nobody_on_shift_is_told_so_once_until_a_driver_com
     await drivers.update_driver(acme, SYSTEM, driver.id, {"status": "available"})
     report = await autodispatch.sweep(acme)
     assert [d.outcome for d in report.decisions].count("offered") == 1
-    assert report.decisions[0].request_id == waiting[0]["id"]  # first in line
+    assert report.decisions[0].request_id == waiting[0].id  # first in line
 
 
 async def _worked(tenant: TenantInfo, driver: dict[str, Any], hours: float, jobs: int) -> None:
@@ -570,7 +566,7 @@ async def test_load_is_measured_against_hours_on_shift_not_the_count_alone(
     await _worked(bolt, await driver_at(bolt, 1), hours=1, jobs=9)
     request = await request_at_scene(acme)
 
-    decision = await autodispatch.dispatch_request(acme, request["id"])
+    decision = await autodispatch.dispatch_request(acme, request.id)
 
     assert decision.driver_id == early.id
     why = decision.explanation
@@ -599,13 +595,13 @@ async def test_an_emergency_goes_to_the_lighter_of_two_trucks_about_as_near(
     await update_dispatch_settings(bolt, ADMIN, {"emergency_tie_minutes": 0})
 
     decision = await autodispatch.dispatch_request(
-        acme, (await request_at_scene(acme, priority="emergency"))["id"]
+        acme, (await request_at_scene(acme, priority="emergency")).id
     )
     assert decision.driver_id == lighter.id
     assert decision.explanation is not None
     assert "behind the fastest (Busy Bea, 3 jobs today)" in decision.explanation["why"]
     theirs = await autodispatch.dispatch_request(
-        bolt, (await request_at_scene(bolt, priority="emergency"))["id"]
+        bolt, (await request_at_scene(bolt, priority="emergency")).id
     )
     assert theirs.driver_id == bolt_near.id
     assert theirs.explanation is not None
@@ -621,7 +617,7 @@ async def test_hours_on_shift_count_from_going_on_duty_not_from_midnight(
     clock.advance(60)
     request = await request_at_scene(acme)
 
-    decision = await autodispatch.dispatch_request(acme, request["id"])
+    decision = await autodispatch.dispatch_request(acme, request.id)
 
     assert decision.explanation is not None
     [candidate] = decision.explanation["candidates"]
@@ -641,7 +637,7 @@ async def test_a_break_does_not_restart_the_hours_on_shift(
     await drivers.update_driver(acme, SYSTEM, driver.id, {"status": "available"})
     request = await request_at_scene(acme)
 
-    decision = await autodispatch.dispatch_request(acme, request["id"])
+    decision = await autodispatch.dispatch_request(acme, request.id)
 
     assert decision.explanation is not None
     assert decision.explanation["candidates"][0]["on_shift_h"] == 1.5

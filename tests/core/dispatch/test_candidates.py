@@ -127,7 +127,7 @@ def test_an_emergency_goes_to_the_least_loaded_of_the_trucks_about_as_fast() -> 
         fleet=FLEET,
         at=datetime(2026, 12, 3, 16, tzinfo=UTC),
     )
-    assert why["why"] == (
+    assert why.why == (
         "emergency: 5.5 min to the scene, 1.5 min behind the fastest (D1, 5 jobs today), as "
         "fast at the estimate's precision and less loaded: 3 jobs in 6.0 h on shift (fair share "
         "3.0), the least loaded who could take it"
@@ -189,14 +189,14 @@ def test_the_explanation_names_the_choice_the_others_and_who_was_left_out() -> N
         fleet=FLEET,
         at=datetime(2026, 12, 2, 9, 0, tzinfo=UTC),
     )
-    assert explanation["chosen"] == 2
-    assert explanation["why"] == (
+    assert explanation.chosen == 2
+    assert explanation.why == (
         "lowest cost 9.4: 9.0 min to the scene, 3 jobs in 6.0 h on shift (fair share 3.0), "
         "the least loaded who could take it, rated 4.8"
     )
-    assert [c["driver_id"] for c in explanation["candidates"]] == [2, 1]
-    assert explanation["candidates"][1]["ahead"] == 2.0
-    assert explanation["candidates"][1]["parts"] == {"travel": 6.0, "load": 8.0, "overload": 30.0}
+    assert [c.driver_id for c in explanation.candidates] == [2, 1]
+    assert explanation.candidates[1].ahead == 2.0
+    assert explanation.candidates[1].parts == {"travel": 6.0, "load": 8.0, "overload": 30.0}
     second = explain(
         ranked[1:],
         [],
@@ -206,11 +206,13 @@ def test_the_explanation_names_the_choice_the_others_and_who_was_left_out() -> N
         fleet=FLEET,
         at=datetime(2026, 12, 2, 9, 0, tzinfo=UTC),
     )
-    assert second["why"] == (
+    assert second.why == (
         "lowest cost 44.0: 6.0 min to the scene, 5 jobs in 6.0 h on shift (fair share 3.0), "
         "2.0 more than the least loaded who could take it"
     )
-    assert explanation["excluded"] == [{"driver_id": 3, "name": "D3", "reason": "lacks tow"}]
+    assert explanation.as_dict()["excluded"] == [
+        {"driver_id": 3, "name": "D3", "reason": "lacks tow"}
+    ]
     nobody = explain(
         [],
         [Excluded(3, "D3", "busy"), Excluded(4, "D4", "busy"), Excluded(5, "D5", "lacks tow")],
@@ -220,8 +222,8 @@ def test_the_explanation_names_the_choice_the_others_and_who_was_left_out() -> N
         fleet=Fleet(),
         at=datetime(2026, 12, 2, 9, 0, tzinfo=UTC),
     )
-    assert nobody["chosen"] is None
-    assert nobody["why"] == "no driver can take it now: 2 busy, 1 lacks tow"
+    assert nobody.chosen is None
+    assert nobody.why == "no driver can take it now: 2 busy, 1 lacks tow"
 
 
 def test_a_job_ahead_weighs_more_as_the_shift_runs_out() -> None:
@@ -247,4 +249,4 @@ def test_a_job_ahead_weighs_more_as_the_shift_runs_out() -> None:
         fleet=FLEET,
         at=datetime(2026, 12, 3, 16, tzinfo=UTC),
     )
-    assert [c["load_urgency"] for c in why["candidates"]] == [1.0, 3.0]
+    assert [c.load_urgency for c in why.candidates] == [1.0, 3.0]

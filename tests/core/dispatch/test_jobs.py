@@ -65,7 +65,7 @@ async def test_a_new_emergency_is_offered_through_the_event_and_a_worker(
 
     await relay_tenant(acme, get_redis(), broker=broker)  # the relay, as `patone serve` runs it
 
-    assert await _eventually(lambda: _open_offers(acme)) == [(emergency["id"], driver.id)]
+    assert await _eventually(lambda: _open_offers(acme)) == [(emergency.id, driver.id)]
     client = broker_redis(broker)
 
     async def swept_every_second() -> bool:  # a live offer: the sweep marks the company busy
@@ -122,12 +122,12 @@ async def test_a_new_offer_rings_the_drivers_phone_once(
     [offer] = await offers.my_offers(acme, dan)
 
     async with running_worker():  # the broker's Redis keeps the claim
-        assert await jobs.push_offer.run(acme.slug, offer["id"]) == 1
-        assert await jobs.push_offer.run(acme.slug, offer["id"]) == 0  # once
-        assert await jobs.push_offer.run(bolt.slug, offer["id"]) == 0  # bolt's: no login
+        assert await jobs.push_offer.run(acme.slug, offer.id) == 1
+        assert await jobs.push_offer.run(acme.slug, offer.id) == 0  # once
+        assert await jobs.push_offer.run(bolt.slug, offer.id) == 0  # bolt's: no login
     [rung] = push_service.received
-    assert rung.payload["title"] == f"EMERGENCY: Jump start #{request['number']}"
-    assert rung.payload["tag"] == f"offer:{offer['id']}"
+    assert rung.payload["title"] == f"EMERGENCY: Jump start #{request.number}"
+    assert rung.payload["tag"] == f"offer:{offer.id}"
     assert "answer within" in rung.payload["body"]
 
 
@@ -145,7 +145,7 @@ async def test_the_scheduled_replan_plans_in_a_worker_the_companies_with_jobs(
     driver = await driver_at(acme, 2)
     await driver_at(bolt, 2)  # on shift, nothing to plan
     request = await request_at_scene(acme)
-    await service_requests.assign_driver(acme, DISPATCHER, request["id"], driver.id)
+    await service_requests.assign_driver(acme, DISPATCHER, request.id, driver.id)
 
     async with running_worker():  # what `replan_all` queues for every active company
         jobs.replan_tenant.send(acme)

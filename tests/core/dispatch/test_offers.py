@@ -37,17 +37,17 @@ async def test_first_offers_and_offers_made_again_after_a_lapse_are_told_apart(
     bert = await driver_at(bolt, 1)
     one, two = await request_at_scene(acme), await request_at_scene(acme)
     # Anna lets #1 lapse, is asked again and accepts in 4 s; Bob declines #2 after 10 s.
-    await _offer(acme, one["id"], anna.id)
+    await _offer(acme, one.id, anna.id)
     clock.advance(31)
     assert len(await offers.expire_offers(acme)) == 1
-    again = await _offer(acme, one["id"], anna.id)
+    again = await _offer(acme, one.id, anna.id)
     clock.advance(4)
     await offers.respond_to_offer(acme, driver_actor(anna), again, accept=True)
-    declined = await _offer(acme, two["id"], bob.id)
+    declined = await _offer(acme, two.id, bob.id)
     clock.advance(10)
     await offers.respond_to_offer(acme, driver_actor(bob), declined, accept=False)
-    await _offer(acme, two["id"], anna.id)  # still open: not counted
-    theirs = await _offer(bolt, (await request_at_scene(bolt))["id"], bert.id)
+    await _offer(acme, two.id, anna.id)  # still open: not counted
+    theirs = await _offer(bolt, (await request_at_scene(bolt)).id, bert.id)
     clock.advance(20)
     await offers.respond_to_offer(bolt, driver_actor(bert), theirs, accept=True)
 
@@ -103,14 +103,14 @@ async def test_a_driver_who_takes_a_break_themselves_loses_their_offer_at_once(
     after = await fleet.set_own_status(acme, driver_actor(resting), "on_break")
 
     assert after.status == "on_break"
-    [withdrawn] = await offers.list_offers(acme, DISPATCHER, request["id"])
-    assert (withdrawn["id"], withdrawn["status"]) == (offer["id"], "withdrawn")
-    assert withdrawn["reason"] == "driver went on_break"
+    [withdrawn] = await offers.list_offers(acme, DISPATCHER, request.id)
+    assert (withdrawn.id, withdrawn.status) == (offer.id, "withdrawn")
+    assert withdrawn.reason == "driver went on_break"
     assert await offers.my_offers(acme, driver_actor(resting)) == []
-    assert await autodispatch.waiting_requests(acme) == [request["id"]]
+    assert await autodispatch.waiting_requests(acme) == [request.id]
     # Bolt's driver, the same id in another company, keeps theirs.
     [kept] = await offers.my_offers(bolt, driver_actor(other))
-    assert kept["request_id"] == theirs["id"] and kept["status"] == "open"
+    assert kept.request_id == theirs.id and kept.status == "open"
 
 
 async def _expired_events(tenant: TenantInfo) -> list[dict[str, Any]]:
@@ -129,10 +129,10 @@ async def test_a_lapsed_offer_is_told_alike_whether_swept_or_answered_too_late(
     anna, bob = await driver_at(acme, 1), await driver_at(acme, 2)
     await driver_at(bolt, 1)
     one, two = await request_at_scene(acme), await request_at_scene(acme)
-    swept = await _offer(acme, one["id"], anna.id)
+    swept = await _offer(acme, one.id, anna.id)
     clock.advance(31)
     assert len(await offers.expire_offers(acme)) == 1
-    late = await _offer(acme, two["id"], bob.id)
+    late = await _offer(acme, two.id, bob.id)
     clock.advance(31)  # Bob answers before any sweep noticed
     with pytest.raises(offers.OfferExpired):
         await offers.respond_to_offer(acme, driver_actor(bob), late, accept=True)
@@ -152,7 +152,7 @@ async def test_a_lapsed_offer_is_told_alike_whether_swept_or_answered_too_late(
         }
 
     assert await _expired_events(acme) == [
-        told(swept, one["id"], anna.id, "no answer"),
-        told(late, two["id"], bob.id, "answered too late"),
+        told(swept, one.id, anna.id, "no answer"),
+        told(late, two.id, bob.id, "answered too late"),
     ]
     assert await _expired_events(bolt) == []

@@ -22,10 +22,10 @@ async def _stacked(tenant: TenantInfo, driver_id: int, km: float, priority: str 
     request = await request_at_scene(tenant, priority=priority)
     lat, lng = east_of_scene(km)
     await service_requests.update_request(
-        tenant, DISPATCHER, request["id"], {"pickup": {"lat": lat, "lng": lng}}
+        tenant, DISPATCHER, request.id, {"pickup": {"lat": lat, "lng": lng}}
     )
-    await service_requests.assign_driver(tenant, DISPATCHER, request["id"], driver_id)
-    return int(request["id"])
+    await service_requests.assign_driver(tenant, DISPATCHER, request.id, driver_id)
+    return int(request.id)
 
 
 async def test_stacked_jobs_are_driven_nearest_first_with_the_emergency_before_all(

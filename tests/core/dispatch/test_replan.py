@@ -37,9 +37,9 @@ async def _waiting_at(
     request = await request_at_scene(tenant, priority=priority, service_type=service_type)
     lat, lng = east_of_scene(km)
     await service_requests.update_request(
-        tenant, DISPATCHER, request["id"], {"pickup": {"lat": lat, "lng": lng}}
+        tenant, DISPATCHER, request.id, {"pickup": {"lat": lat, "lng": lng}}
     )
-    return int(request["id"])
+    return int(request.id)
 
 
 async def _accepted_at(tenant: TenantInfo, driver_id: int, km: float) -> int:
@@ -245,23 +245,23 @@ async def test_a_dispatcher_takes_a_reassignment_in_one_step(
     assert decision.explanation is not None
     assert "as the fleet plan suggested: Bob could be at #" in decision.explanation["why"]
     job = await service_requests.get_request(acme, DISPATCHER, far)
-    assert (job["status"], job["driver"]) == ("pending", None)
+    assert (job.status, job.driver) == ("pending", None)
     events = await service_requests.request_events(acme, DISPATCHER, far)
-    assert (events[-1]["to_status"], events[-1]["reason_code"]) == ("pending", "reassigned")
-    [offer] = [o for o in await offers.list_offers(acme, DISPATCHER, far) if o["status"] == "open"]
-    assert offer["driver_id"] == bob.id
+    assert (events[-1].to_status, events[-1].reason_code) == ("pending", "reassigned")
+    [offer] = [o for o in await offers.list_offers(acme, DISPATCHER, far) if o.status == "open"]
+    assert offer.driver_id == bob.id
     still = await service_requests.get_request(acme, DISPATCHER, near)
-    assert still["driver"] == anna.id  # the rest of Anna's jobs stay hers
-    await offers.respond_to_offer(acme, driver_actor(bob), offer["id"], accept=True)
+    assert still.driver == anna.id  # the rest of Anna's jobs stay hers
+    await offers.respond_to_offer(acme, driver_actor(bob), offer.id, accept=True)
     job = await service_requests.get_request(acme, DISPATCHER, far)
-    assert (job["status"], job["driver"]) == ("assigned", bob.id)
+    assert (job.status, job.driver) == ("assigned", bob.id)
     # Taken: it no longer stands. The other company's plan and jobs are untouched.
     with pytest.raises(NotFound):
         await replan.apply_suggestion(acme, DISPATCHER, far)
     theirs = await replan.fleet_plan(bolt, DISPATCHER)
     assert theirs is not None and [s.request_id for s in theirs.suggestions] == [bolt_far]
     untouched = await service_requests.get_request(bolt, DISPATCHER, bolt_far)
-    assert (untouched["status"], untouched["driver"]) == ("assigned", bert.id)
+    assert (untouched.status, untouched.driver) == ("assigned", bert.id)
 
 
 async def test_a_suggestion_that_cannot_be_taken_is_refused_and_changes_nothing(
@@ -292,7 +292,7 @@ async def test_a_suggestion_that_cannot_be_taken_is_refused_and_changes_nothing(
         await replan.apply_suggestion(acme, DISPATCHER, far)
     assert (gone.value.code, gone.value.field) == ("driver_unavailable", "driver_id")
     job = await service_requests.get_request(acme, DISPATCHER, far)
-    assert (job["status"], job["driver"]) == ("assigned", anna.id)
+    assert (job.status, job.driver) == ("assigned", anna.id)
     assert await offers.list_offers(acme, DISPATCHER, far) == []
     # The waiting request goes to the plan's driver; offered since, it no longer stands.
     decision = await replan.apply_suggestion(acme, DISPATCHER, jump)

@@ -88,7 +88,7 @@ async def test_an_unchanged_place_is_not_told_again_and_a_driver_who_gets_a_job_
     assert await staging.staging_suggestions(acme, DISPATCHER) == first  # as told
 
     request = await request_at_scene(acme)
-    await service_requests.assign_driver(acme, DISPATCHER, request["id"], other.id)
+    await service_requests.assign_driver(acme, DISPATCHER, request.id, other.id)
     # Busy at once: no longer shown, though the next round has not cleared it yet.
     assert [m.driver_id for m in await staging.staging_suggestions(acme, DISPATCHER)] == [far.id]
     clock.advance(staging.STAGE_MINUTES * 60)

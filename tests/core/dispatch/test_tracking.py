@@ -25,7 +25,7 @@ from tests.core.dispatch.world import DISPATCHER, driver_actor, driver_at, reque
 
 
 def customer_of(request: dict[str, Any]) -> Actor:
-    return Actor(kind="customer", id=str(request["customer"]))
+    return Actor(kind="customer", id=str(request.customer))
 
 
 def ping(lat: float) -> dict[str, Any]:
@@ -80,11 +80,11 @@ async def test_the_customer_sees_the_truck_only_while_it_comes_and_the_watch_end
     twin = await driver_at(bolt, 2, name="Bolt's Ray")  # the same driver id in the other company
     assert twin.id == driver.id
     request = await request_at_scene(acme)
-    await service_requests.assign_driver(acme, DISPATCHER, request["id"], driver.id)
+    await service_requests.assign_driver(acme, DISPATCHER, request.id, driver.id)
     await positions.record_pings(acme, driver_actor(driver), [ping(52.50)])
     await _published(acme)
 
-    watch = await _subscribed(acme, customer_of(request), request["id"])
+    watch = await _subscribed(acme, customer_of(request), request.id)
     try:
         await _follow_the_job(acme, bolt, watch, request, driver, twin)
     finally:
@@ -103,7 +103,7 @@ async def _follow_the_job(
     assert assigned.status == "assigned" and assigned.driver_name == "Ray"
     assert assigned.position is None  # not on the way yet: where the driver is stays private
 
-    await service_requests.transition(acme, driver_actor(driver), request["id"], "en_route")
+    await service_requests.transition(acme, driver_actor(driver), request.id, "en_route")
     await _published(acme)
     coming = await watch.next()
     assert coming.status == "en_route" and coming.position is not None
@@ -116,7 +116,7 @@ async def _follow_the_job(
     assert moved.position is not None and moved.position.lat == pytest.approx(52.51)
 
     for status in ("on_scene", "in_progress", "completed"):
-        await service_requests.transition(acme, driver_actor(driver), request["id"], status)
+        await service_requests.transition(acme, driver_actor(driver), request.id, status)
         await _published(acme)
         shown = await watch.next()
         assert shown.status == status
@@ -133,19 +133,19 @@ async def test_only_the_customer_the_driver_and_dispatchers_may_watch(
     other = await driver_at(acme, 4)
     request = await request_at_scene(acme)
     elsewhere = await request_at_scene(bolt)
-    await service_requests.assign_driver(acme, DISPATCHER, request["id"], driver.id)
-    someone_else = Actor(kind="customer", id=str(request["customer"] + 1000))
+    await service_requests.assign_driver(acme, DISPATCHER, request.id, driver.id)
+    someone_else = Actor(kind="customer", id=str(request.customer + 1000))
     for actor in (someone_else, driver_actor(other), actor_for("driver", user_id=7)):
         with pytest.raises(NotFound):
-            await anext(tracking.track_request(acme, actor, request["id"]))
+            await anext(tracking.track_request(acme, actor, request.id))
     # Bolt's customer with the same id as Acme's is nobody at Acme, and the other way round.
     with pytest.raises(NotFound):
-        await anext(tracking.track_request(acme, customer_of(elsewhere), elsewhere["id"] + 1000))
+        await anext(tracking.track_request(acme, customer_of(elsewhere), elsewhere.id + 1000))
     for actor in (customer_of(request), driver_actor(driver), DISPATCHER):
-        stream = tracking.track_request(acme, actor, request["id"])
+        stream = tracking.track_request(acme, actor, request.id)
         shown = await anext(stream)
         await stream.aclose()
-        assert shown.request_id == request["id"] and shown.status == "assigned"
+        assert shown.request_id == request.id and shown.status == "assigned"
 
 
 async def test_a_finished_request_is_shown_once_and_the_watch_ends(
@@ -154,9 +154,9 @@ async def test_a_finished_request_is_shown_once_and_the_watch_ends(
     acme, _bolt = two_tenants
     request = await request_at_scene(acme)
     await service_requests.transition(
-        acme, SYSTEM, request["id"], "cancelled", reason_code="duplicate"
+        acme, SYSTEM, request.id, "cancelled", reason_code="duplicate"
     )
-    shown = [s async for s in tracking.track_request(acme, customer_of(request), request["id"])]
+    shown = [s async for s in tracking.track_request(acme, customer_of(request), request.id)]
     assert [s.status for s in shown] == ["cancelled"] and shown[0].position is None
 
 
@@ -166,17 +166,17 @@ async def test_an_event_published_after_the_first_read_or_twice_is_not_shown_aga
     acme, bolt = two_tenants
     driver = await driver_at(acme, 2, name="Ray")
     request = await request_at_scene(acme)
-    await service_requests.assign_driver(acme, DISPATCHER, request["id"], driver.id)
-    watch = await _subscribed(acme, customer_of(request), request["id"])
+    await service_requests.assign_driver(acme, DISPATCHER, request.id, driver.id)
+    watch = await _subscribed(acme, customer_of(request), request.id)
     try:
         assert (await watch.next()).status == "assigned"
         # The relay publishes the assignment only now (it runs a moment after the commit), and
         # publishes at least once: the page already shows it, so nothing new is shown.
         await _published(acme)
         channel = events_channel(acme.slug)
-        message = {"topic": "request.assigned", "entity_id": str(request["id"])}
+        message = {"topic": "request.assigned", "entity_id": str(request.id)}
         await get_redis().publish(channel, json.dumps(message))
-        await service_requests.transition(acme, driver_actor(driver), request["id"], "en_route")
+        await service_requests.transition(acme, driver_actor(driver), request.id, "en_route")
         await _published(acme, bolt)
         assert (await watch.next()).status == "en_route"
         await asyncio.sleep(0.2)

@@ -80,7 +80,7 @@ async def calls_at_scene_before(tenant: TenantInfo, calls: int) -> None:
             await engine.execute(
                 "UPDATE service_requests SET created_at = $2, status = 'cancelled', "
                 "cancel_reason = 'duplicate' WHERE id = $1",
-                request["id"],
+                request.id,
                 MORNING - timedelta(days=1 + n % 20),
             )
 

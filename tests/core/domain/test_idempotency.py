@@ -67,9 +67,9 @@ async def test_a_partner_cannot_fetch_another_partners_request_with_its_key(
 
     made = await service_requests.create_request(acme, club, data(first), idempotency_key="77")
     other = await service_requests.create_request(acme, rival, data(second), idempotency_key="77")
-    assert other["id"] != made["id"] and other["customer"] == second.id
+    assert other.id != made.id and other.customer == second.id
     retried = await service_requests.create_request(acme, club, data(first), idempotency_key="77")
-    assert retried["id"] == made["id"]
+    assert retried.id == made.id
     assert (
         await _count(acme, "service_requests") == 2 and await _count(bolt, "service_requests") == 0
     )

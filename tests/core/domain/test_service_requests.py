@@ -12,13 +12,14 @@ import pytest
 from patone.core.common.permissions import SYSTEM, PermissionDenied
 from patone.core.domain import customers, drivers, service_requests
 from patone.core.domain.lifecycle import TRANSITIONS, IllegalTransition
-from patone.core.domain.service_requests import RequestFilter
+from patone.core.domain.service_requests import PastEvent, PastRequest, RequestFilter
+from patone.core.domain.service_types import list_service_types
 from patone.core.runtime.clock import use_clock
 from patone.core.runtime.db import engine
 from patone.core.runtime.errors import Conflict, NotFound, UserError, ValidationFailed
 from patone.core.tables.customers import CustomerRow
 from patone.core.tables.fleet import DriverRow
-from patone.core.tables.requests import RequestStatus
+from patone.core.tables.requests import RequestRow, RequestStatus
 from patone.plugins import config as plugins
 from patone.plugins.hookspecs import hookimpl
 from patone.plugins.manager import PluginManager
@@ -50,7 +51,7 @@ async def _driver(tenant: TenantInfo, status: str = "available") -> DriverRow:
     return await drivers.update_driver(tenant, SYSTEM, driver.id, {"status": status})
 
 
-async def _request(tenant: TenantInfo, **overrides: Any) -> dict[str, Any]:
+async def _request(tenant: TenantInfo, **overrides: Any) -> RequestRow:
     customer = await _customer(tenant)
     vehicles = await customers.list_vehicles(tenant, DISPATCHER, customer.id)
     data = {
@@ -80,11 +81,11 @@ async def test_create_quotes_the_price_and_records_event_log_and_outbox(
 ) -> None:
     acme, bolt = two_tenants
     created = await _request(acme)
-    assert created["status"] == "pending" and created["version"] == 1
-    assert created["quoted_price"] == 5500  # jump start, business hours
-    assert created["number"] >= 1001 and created["currency"] == "USD"
-    events = await service_requests.request_events(acme, DISPATCHER, created["id"])
-    assert [(e["from_status"], e["to_status"]) for e in events] == [(None, "pending")]
+    assert created.status == "pending" and created.version == 1
+    assert created.quoted_price == 5500  # jump start, business hours
+    assert created.number >= 1001 and created.currency == "USD"
+    events = await service_requests.request_events(acme, DISPATCHER, created.id)
+    assert [(e.from_status, e.to_status) for e in events] == [(None, "pending")]
     async with tenant_transaction(acme):
         topics = [r["topic"] for r in await engine.fetch("SELECT topic FROM outbox ORDER BY id")]
         actions = [r["action"] for r in await engine.fetch("SELECT action FROM activity_log")]
@@ -104,7 +105,7 @@ async def test_towing_needs_a_destination_and_charges_distance_and_after_hours(
         service_type="towing",
         destination={"lat": 52.52, "lng": 13.405 + 0.1472, "address": "Garage"},  # ~10 km east
     )
-    assert 9500 + 39 * 100 <= tow["quoted_price"] <= 9500 + 41 * 100
+    assert 9500 + 39 * 100 <= tow.quoted_price <= 9500 + 41 * 100
     customer = await _customer(acme)
     with use_clock(lambda: WEEKDAY_MORNING.replace(hour=22)):
         night = await service_requests.create_request(
@@ -116,29 +117,29 @@ async def test_towing_needs_a_destination_and_charges_distance_and_after_hours(
                 "pickup": {"lat": 1, "lng": 1},
             },
         )
-    assert night["quoted_price"] == 6000 + 2000
+    assert night.quoted_price == 6000 + 2000
 
 
 async def test_the_whole_life_of_a_request(two_tenants: tuple[TenantInfo, TenantInfo]) -> None:
     acme, _ = two_tenants
     request = await _request(acme)
     driver = await _driver(acme)
-    assigned = await service_requests.assign_driver(acme, DISPATCHER, request["id"], driver.id)
-    assert assigned["status"] == "assigned" and assigned["driver"] == driver.id
+    assigned = await service_requests.assign_driver(acme, DISPATCHER, request.id, driver.id)
+    assert assigned.status == "assigned" and assigned.driver == driver.id
     assert (await drivers.get_driver(acme, DISPATCHER, driver.id)).status == "busy"
     me = actor_for("driver", user_id=9, driver_id=driver.id)
     for status in ("en_route", "on_scene", "in_progress", "completed"):
         request = await service_requests.transition(
-            acme, me, request["id"], status, lat=52.5, lng=13.4
+            acme, me, request.id, status, lat=52.5, lng=13.4
         )
-    assert request["status"] == "completed" and request["completed_at"] is not None
-    assert request["version"] == 6
+    assert request.status == "completed" and request.completed_at is not None
+    assert request.version == 6
     assert (await drivers.get_driver(acme, DISPATCHER, driver.id)).status == "available"
-    events = await service_requests.request_events(acme, DISPATCHER, request["id"])
-    assert [e["to_status"] for e in events] == [
+    events = await service_requests.request_events(acme, DISPATCHER, request.id)
+    assert [e.to_status for e in events] == [
         "pending", "assigned", "en_route", "on_scene", "in_progress", "completed",
     ]  # fmt: skip
-    assert events[-1]["actor_id"] == "9" and events[-1]["lat"] == 52.5
+    assert events[-1].actor_id == "9" and events[-1].lat == 52.5
 
 
 @pytest.mark.parametrize("current", list(RequestStatus))
@@ -150,25 +151,25 @@ async def test_every_transition_is_allowed_or_refused_as_the_state_machine_says(
     request = await _request(acme)
     async with tenant_transaction(acme):
         await engine.execute(
-            "UPDATE service_requests SET status = $2 WHERE id = $1", request["id"], current.value
+            "UPDATE service_requests SET status = $2 WHERE id = $1", request.id, current.value
         )
     reason = {"cancelled": "customer_cancelled", "pending": "driver_withdrew"}.get(wanted, "")
     if wanted == RequestStatus.assigned:
         driver = await _driver(acme)
 
-        async def attempt() -> dict[str, Any]:
-            return await service_requests.assign_driver(acme, DISPATCHER, request["id"], driver.id)
+        async def attempt() -> RequestRow:
+            return await service_requests.assign_driver(acme, DISPATCHER, request.id, driver.id)
     else:
 
-        async def attempt() -> dict[str, Any]:
+        async def attempt() -> RequestRow:
             return await service_requests.transition(
-                acme, DISPATCHER, request["id"], wanted.value, reason_code=reason
+                acme, DISPATCHER, request.id, wanted.value, reason_code=reason
             )
 
     before = await _counts(acme)
     if wanted in TRANSITIONS[current]:
         moved = await attempt()
-        assert moved["status"] == wanted
+        assert moved.status == wanted
     else:
         with pytest.raises(IllegalTransition) as refused:
             await attempt()
@@ -180,12 +181,12 @@ async def test_cancel_needs_a_reason_code(two_tenants: tuple[TenantInfo, TenantI
     acme, _ = two_tenants
     request = await _request(acme)
     with pytest.raises(UserError) as caught:
-        await service_requests.transition(acme, DISPATCHER, request["id"], "cancelled")
+        await service_requests.transition(acme, DISPATCHER, request.id, "cancelled")
     assert (caught.value.code, caught.value.field) == ("required", "reason_code")
     cancelled = await service_requests.transition(
-        acme, DISPATCHER, request["id"], "cancelled", reason_code="duplicate", note="called twice"
+        acme, DISPATCHER, request.id, "cancelled", reason_code="duplicate", note="called twice"
     )
-    assert cancelled["cancel_reason"] == "duplicate" and cancelled["cancelled_at"] is not None
+    assert cancelled.cancel_reason == "duplicate" and cancelled.cancelled_at is not None
 
 
 async def test_two_dispatchers_at_once_one_wins_one_gets_a_conflict(
@@ -195,23 +196,23 @@ async def test_two_dispatchers_at_once_one_wins_one_gets_a_conflict(
     request = await _request(acme)
     first, second = await _driver(acme), await _driver(acme)
     results = await asyncio.gather(
-        service_requests.assign_driver(acme, DISPATCHER, request["id"], first.id),
-        service_requests.assign_driver(acme, DISPATCHER, request["id"], second.id),
+        service_requests.assign_driver(acme, DISPATCHER, request.id, first.id),
+        service_requests.assign_driver(acme, DISPATCHER, request.id, second.id),
         return_exceptions=True,
     )
-    winners = [r for r in results if isinstance(r, dict)]
+    winners = [r for r in results if isinstance(r, RequestRow)]
     losers = [r for r in results if isinstance(r, Exception)]
     assert len(winners) == 1 and len(losers) == 1
     assert isinstance(losers[0], Conflict | IllegalTransition)
     stale = await service_requests.update_request(
-        acme, DISPATCHER, request["id"], {"notes": "x"}, expected_version=winners[0]["version"]
+        acme, DISPATCHER, request.id, {"notes": "x"}, expected_version=winners[0].version
     )
     with pytest.raises(Conflict) as caught:
         await service_requests.update_request(
-            acme, DISPATCHER, request["id"], {"notes": "y"}, expected_version=1
+            acme, DISPATCHER, request.id, {"notes": "y"}, expected_version=1
         )
     assert caught.value.field == "expected_version"
-    assert stale["notes"] == "x"
+    assert stale.notes == "x"
 
 
 async def test_idempotent_create_returns_the_first_request(
@@ -229,14 +230,14 @@ async def test_idempotent_create_returns_the_first_request(
         service_requests.create_request(acme, DISPATCHER, data, idempotency_key="club-77"),
     )
     third = await service_requests.create_request(acme, DISPATCHER, data, idempotency_key="club-77")
-    assert first["id"] == again["id"] == third["id"]
+    assert first.id == again.id == third.id
     assert (await _counts(acme))["requests"] == 1
     # The same key in another company is another request.
     bolt_customer = await _customer(bolt)
     other = await service_requests.create_request(
         bolt, DISPATCHER, {**data, "customer_id": bolt_customer.id}, idempotency_key="club-77"
     )
-    assert (await _counts(bolt))["requests"] == 1 and other["customer"] == bolt_customer.id
+    assert (await _counts(bolt))["requests"] == 1 and other.customer == bolt_customer.id
 
 
 @pytest.mark.parametrize(
@@ -283,10 +284,10 @@ async def test_an_id_from_another_tenant_is_not_found(
     acme, bolt = two_tenants
     request = await _request(acme)
     with pytest.raises(NotFound):
-        await service_requests.get_request(bolt, DISPATCHER, request["id"])
+        await service_requests.get_request(bolt, DISPATCHER, request.id)
     with pytest.raises(NotFound):
         await service_requests.transition(
-            bolt, DISPATCHER, request["id"], "cancelled", reason_code="other"
+            bolt, DISPATCHER, request.id, "cancelled", reason_code="other"
         )
 
 
@@ -298,7 +299,7 @@ async def test_a_driver_user_with_no_driver_profile_sees_no_unassigned_job(
     await _request(bolt)
     newcomer = actor_for("driver", user_id=7, driver_id=None)
     with pytest.raises(NotFound):
-        await service_requests.get_request(acme, newcomer, waiting["id"])
+        await service_requests.get_request(acme, newcomer, waiting.id)
     assert (await service_requests.list_requests(acme, newcomer)).rows == []
 
 
@@ -308,25 +309,25 @@ async def test_drivers_see_and_move_only_their_own_jobs(
     acme, _ = two_tenants
     mine, theirs = await _request(acme), await _request(acme)
     me, other = await _driver(acme), await _driver(acme)
-    await service_requests.assign_driver(acme, DISPATCHER, mine["id"], me.id)
-    await service_requests.assign_driver(acme, DISPATCHER, theirs["id"], other.id)
+    await service_requests.assign_driver(acme, DISPATCHER, mine.id, me.id)
+    await service_requests.assign_driver(acme, DISPATCHER, theirs.id, other.id)
     driver = actor_for("driver", user_id=5, driver_id=me.id)
     page = await service_requests.list_requests(acme, driver)
-    assert [r["id"] for r in page.rows] == [mine["id"]]
+    assert [r.id for r in page.rows] == [mine.id]
     with pytest.raises(NotFound):
-        await service_requests.get_request(acme, driver, theirs["id"])
+        await service_requests.get_request(acme, driver, theirs.id)
     with pytest.raises(NotFound):
-        await service_requests.transition(acme, driver, theirs["id"], "en_route")
+        await service_requests.transition(acme, driver, theirs.id, "en_route")
     with pytest.raises(PermissionDenied):
         await service_requests.transition(
-            acme, driver, mine["id"], "cancelled", reason_code="customer_cancelled"
+            acme, driver, mine.id, "cancelled", reason_code="customer_cancelled"
         )
     with pytest.raises(PermissionDenied):
-        await service_requests.assign_driver(acme, driver, mine["id"], me.id)
+        await service_requests.assign_driver(acme, driver, mine.id, me.id)
     withdrawn = await service_requests.transition(
-        acme, driver, mine["id"], "pending", reason_code="driver_withdrew"
+        acme, driver, mine.id, "pending", reason_code="driver_withdrew"
     )
-    assert withdrawn["driver"] is None and withdrawn["status"] == "pending"
+    assert withdrawn.driver is None and withdrawn.status == "pending"
 
 
 async def test_pages_filters_and_orders(two_tenants: tuple[TenantInfo, TenantInfo]) -> None:
@@ -352,23 +353,23 @@ async def test_pages_filters_and_orders(two_tenants: tuple[TenantInfo, TenantInf
     after = None
     while True:
         page = await service_requests.list_requests(acme, DISPATCHER, first=2, after=after)
-        seen.extend(r["id"] for r in page.rows)
+        seen.extend(r.id for r in page.rows)
         if not page.has_next:
             break
         after = page.end_cursor
-    assert seen == [r["id"] for r in reversed(made)]
+    assert seen == [r.id for r in reversed(made)]
     board = await service_requests.list_requests(
         acme, DISPATCHER, order="priority", filter=RequestFilter(open_only=True)
     )
-    assert [r["priority"] for r in board.rows] == ["emergency", "high", "normal", "normal", "low"]
+    assert [r.priority for r in board.rows] == ["emergency", "high", "normal", "normal", "low"]
     only = await service_requests.list_requests(
         acme, DISPATCHER, filter=RequestFilter(priorities=("normal",), text="Street 4")
     )
-    assert [r["id"] for r in only.rows] == [made[4]["id"]]
+    assert [r.id for r in only.rows] == [made[4].id]
     by_number = await service_requests.list_requests(
-        acme, DISPATCHER, filter=RequestFilter(text=str(made[0]["number"]))
+        acme, DISPATCHER, filter=RequestFilter(text=str(made[0].number))
     )
-    assert [r["id"] for r in by_number.rows] == [made[0]["id"]]
+    assert [r.id for r in by_number.rows] == [made[0].id]
     with pytest.raises(UserError):
         await service_requests.list_requests(acme, DISPATCHER, after="garbage")
     with pytest.raises(UserError):
@@ -405,5 +406,59 @@ async def test_quote_plugins_run_before_the_transaction_opens(
     finally:
         plugins.set_runtime(None)
         manager.close()
-    assert created["quoted_price"] == 5500 + 700
+    assert created.quoted_price == 5500 + 700
     assert plugin.in_transaction == [False]
+
+
+def _life(at: datetime, *steps: tuple[str, str]) -> tuple[PastEvent, ...]:
+    """Creation at `at`, then each (status, reason) a minute after the last."""
+    events = [PastEvent(None, "pending", "user", "1", at)]
+    for n, (status, reason) in enumerate(steps, start=1):
+        events.append(
+            PastEvent(events[-1].to_status, status, "user", "1", at + timedelta(minutes=n), reason)
+        )
+    return tuple(events)
+
+
+async def test_history_is_written_as_the_life_cycle_would_have_left_it(
+    two_tenants: tuple[TenantInfo, TenantInfo],
+) -> None:
+    acme, bolt = two_tenants
+    customer = await _customer(acme)
+    driver = await _driver(acme)
+    at = datetime(2026, 11, 2, 9, tzinfo=UTC)
+    async with tenant_transaction(acme):
+        [jump_start] = [t.id for t in await list_service_types(acme) if t.code == "jump_start"]
+
+    def past(events: tuple[PastEvent, ...], driver_id: int | None) -> PastRequest:
+        return PastRequest(
+            customer.id, None, jump_start, "normal", "admin", 52.5, 13.4, "Alexanderplatz 1",
+            None, None, "", "", 5500, "USD", "user:1", driver_id, events,
+        )  # fmt: skip
+
+    done = past(
+        _life(at, ("assigned", ""), ("pending", "driver_withdrew"), ("assigned", ""),
+              ("en_route", ""), ("on_scene", ""), ("in_progress", ""), ("completed", "")),
+        driver.id,
+    )  # fmt: skip
+    waiting = past(_life(at, ("assigned", ""), ("pending", "pre_empted")), driver.id)
+    async with tenant_transaction(acme):
+        ids = await service_requests.insert_history([done, waiting])
+    first, second = [await service_requests.get_request(acme, DISPATCHER, i) for i in ids]
+    assert (first.status, first.version, first.driver) == ("completed", 8, driver.id)
+    assert first.assigned_at == at + timedelta(minutes=3)  # the second assignment
+    assert first.requeued_at == at + timedelta(minutes=2)
+    assert first.completed_at == first.updated_at == at + timedelta(minutes=7)
+    assert (second.status, second.driver, second.assigned_at) == ("pending", None, None)
+    assert second.number == first.number + 1
+    events = await service_requests.request_events(acme, DISPATCHER, first.id)
+    assert [(e.to_status, e.reason_code) for e in events][1:3] == [
+        ("assigned", ""),
+        ("pending", "driver_withdrew"),
+    ]
+    assert (await _counts(bolt))["requests"] == 0
+    # A life the state machine forbids is refused, and nothing is written.
+    with pytest.raises(IllegalTransition):
+        async with tenant_transaction(acme):
+            await service_requests.insert_history([past(_life(at, ("completed", "")), None)])
+    assert (await _counts(acme))["requests"] == 2

@@ -13,6 +13,7 @@ from patone.core.runtime.clock import use_clock
 from patone.core.runtime.db import engine
 from patone.core.runtime.redis import get_redis
 from patone.core.tables.fleet import DriverRow
+from patone.core.tables.requests import RequestRow
 from patone.core.work.relay import relay_tenant
 from patone.plugins import config as plugins
 from patone.tenants.isolation import tenant_transaction
@@ -44,7 +45,7 @@ async def enable_providers(
     await enable_email(tenant, smtp, ADMIN, timeout=timeout)
 
 
-async def new_request(tenant: TenantInfo, *, phone: str = "+14155552671") -> dict[str, Any]:
+async def new_request(tenant: TenantInfo, *, phone: str = "+14155552671") -> RequestRow:
     from datetime import UTC, datetime
 
     customer = await customers.create_customer(
@@ -62,10 +63,10 @@ async def new_request(tenant: TenantInfo, *, phone: str = "+14155552671") -> dic
         )
 
 
-def created_event(request: dict[str, Any], event_id: int) -> dict[str, Any]:
+def created_event(request: RequestRow, event_id: int) -> dict[str, Any]:
     """The outbox event of a request's creation, as the relay hands it to planning."""
     return {"id": event_id, "topic": "request.created", "entity": "service_request",
-            "entity_id": str(request["id"]), "payload": {}}  # fmt: skip
+            "entity_id": str(request.id), "payload": {}}  # fmt: skip
 
 
 async def new_driver(tenant: TenantInfo, name: str = "Dave Ortiz") -> DriverRow:

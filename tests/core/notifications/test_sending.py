@@ -45,7 +45,7 @@ async def test_a_new_request_texts_and_emails_the_customer_of_that_company_only(
     sms, mail = by_channel["sms"], by_channel["email"]
     assert sms["status"] == "sent" and sms["provider"] == "sms-twilio"
     assert sms["provider_id"].startswith("SM") and sms["address"] == "+14155552671"
-    assert f"#{mine['number']}" in sms["body"] and sms["attempts"] == 1
+    assert f"#{mine.number}" in sms["body"] and sms["attempts"] == 1
     assert mail["status"] == "sent" and mail["address"] == "ann@example.com"
     # What the providers got: one text, one email, carrying our ids.
     assert twilio.ledger.taken == {sending.message_id(acme.slug, sms["id"]): ["ok"]}
@@ -56,7 +56,7 @@ async def test_a_new_request_texts_and_emails_the_customer_of_that_company_only(
         f"?n={sending.message_id(acme.slug, sms['id'])}"
     ]
     [message] = smtp.messages
-    assert message["To"] == "ann@example.com" and f"#{mine['number']}" in message["Subject"]
+    assert message["To"] == "ann@example.com" and f"#{mine.number}" in message["Subject"]
     assert message.is_multipart()  # text and HTML
     # Bolt has no SMS provider and no SMTP server: its email goes to the log, its SMS nowhere.
     theirs = {r["channel"]: r["status"] for r in await settled(bolt, count=2)}
@@ -95,8 +95,8 @@ async def test_assignment_notifies_the_customer_with_the_drivers_name(
     await enable_providers(acme, twilio, smtp)
     request = await new_request(acme)
     driver = await new_driver(acme)
-    await service_requests.assign_driver(acme, SYSTEM, request["id"], driver.id)
-    await service_requests.transition(acme, SYSTEM, request["id"], "en_route")
+    await service_requests.assign_driver(acme, SYSTEM, request.id, driver.id)
+    await service_requests.transition(acme, SYSTEM, request.id, "en_route")
     await relay(broker, acme)
     rows = await settled(acme, count=5)
     texts = [r["body"] for r in rows if r["channel"] == "sms" and r["event"] != "request.created"]
