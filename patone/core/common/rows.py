@@ -7,6 +7,7 @@ anyway. Values always travel as parameters.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from patone.core.runtime.db import engine
@@ -36,28 +37,8 @@ async def update_row(table: str, row_id: int, changes: dict[str, Any]) -> None:
     )
 
 
-async def fetch_one(sql: str, *args: Any, field: str, what: str) -> dict[str, Any]:
-    """The one row `sql` finds, or NotFound("no such <what>") on `field` (the message never
-    names the row's id: ours is internal, and the caller knows which one it sent)."""
-    rows = await engine.fetch(sql, *args)
-    if not rows:
-        raise NotFound("not_found", f"no such {what}", field)
-    return dict(rows[0])
-
-
-async def row_by_id(
-    table: str, columns: str, row_id: int, *, what: str, field: str
-) -> dict[str, Any]:
-    """One row of a tenant table by id, or NotFound naming `field`."""
-    return await fetch_one(
-        f"SELECT {columns} FROM {quote_ident(table)} WHERE id = $1",
-        row_id,
-        field=field,
-        what=what,
-    )
-
-
 R = TypeVar("R", bound=Record)
+T = TypeVar("T")
 
 
 async def fetch_records(kind: type[R], sql: str, *args: Any) -> list[R]:
@@ -65,9 +46,21 @@ async def fetch_records(kind: type[R], sql: str, *args: Any) -> list[R]:
     return [kind.of(row) for row in await engine.fetch(sql, *args)]
 
 
+async def fetch_one(
+    read: Callable[[Mapping[str, Any]], T], sql: str, *args: Any, field: str, what: str
+) -> T:
+    """The one row `sql` finds, through `read`, or NotFound("no such <what>") on `field` (the
+    message never names the row's id: ours is internal, and the caller knows which one it
+    sent)."""
+    rows = await engine.fetch(sql, *args)
+    if not rows:
+        raise NotFound("not_found", f"no such {what}", field)
+    return read(rows[0])
+
+
 async def fetch_record(kind: type[R], sql: str, *args: Any, field: str, what: str) -> R:
     """The one row `sql` finds, as `kind`, or NotFound("no such <what>") on `field`."""
-    return kind.of(await fetch_one(sql, *args, field=field, what=what))
+    return await fetch_one(kind.of, sql, *args, field=field, what=what)
 
 
 async def record_by_id(kind: type[R], row_id: int, *, what: str, field: str) -> R:

@@ -173,13 +173,12 @@ def _endpoint(row: Mapping[str, Any]) -> WebhookEndpointRow:
 
 
 async def _load_endpoint(endpoint_id: int) -> WebhookEndpointRow:
-    return _endpoint(
-        await fetch_one(
-            f"SELECT {WebhookEndpointRow.columns()} FROM webhook_endpoints WHERE id = $1",
-            endpoint_id,
-            field="id",
-            what="webhook endpoint",
-        )
+    return await fetch_one(
+        _endpoint,
+        f"SELECT {WebhookEndpointRow.columns()} FROM webhook_endpoints WHERE id = $1",
+        endpoint_id,
+        field="id",
+        what="webhook endpoint",
     )
 
 
@@ -731,13 +730,12 @@ def _delivery(row: Mapping[str, Any]) -> WebhookDeliveryRow:
 
 
 async def _load_delivery(delivery_id: int) -> WebhookDeliveryRow:
-    return _delivery(
-        await fetch_one(
-            f"SELECT {WebhookDeliveryRow.columns()} FROM webhook_deliveries WHERE id = $1",
-            delivery_id,
-            field="id",
-            what="webhook delivery",
-        )
+    return await fetch_one(
+        _delivery,
+        f"SELECT {WebhookDeliveryRow.columns()} FROM webhook_deliveries WHERE id = $1",
+        delivery_id,
+        field="id",
+        what="webhook delivery",
     )
 
 
