@@ -967,7 +967,9 @@ def summary(
             f"{p.random.p99:,.2f} / {p.single.p99:,.2f} ms = {p.ratio_p99:.2f}x",
             f"<= {GOAL_READ_RATIO}x" if goal else "",
             verdict(p.ratio_p99 <= GOAL_READ_RATIO if goal else None),
-            f"p50 random {p.random.p50:,.2f} ms, single {p.single.p50:,.2f} ms",
+            f"p50 random {p.random.p50:,.2f} ms, single {p.single.p50:,.2f} ms; "
+            f"{p.backends} backend{'s' if p.backends > 1 else ''} (a new one is cold for every "
+            "tenant: recycled after --read-max-queries statements, 4 a read)",
         )
     recycled, unbounded, uncached = probes["recycled"], probes["unbounded"], probes["no cache"]
     table.add_row(

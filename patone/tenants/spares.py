@@ -218,8 +218,11 @@ def spare_taken() -> None:
     _taken.set()
 
 
-async def keep_topped_up(size: int, every: float = 60.0) -> None:
-    """Keep `size` spares of the current template on each shard; runs until cancelled.
+async def keep_topped_up(
+    size: int, every: float = 60.0, template: TenantTemplate | None = None
+) -> None:
+    """Keep `size` spares of `template` (the shipped migrations') on each shard; runs until
+    cancelled.
 
     Refills right after this process hands one over, and every `every` seconds for spares
     taken by other processes (`patone tenants create`, other app servers).
@@ -227,9 +230,9 @@ async def keep_topped_up(size: int, every: float = 60.0) -> None:
     while True:
         _taken.clear()
         try:
-            template = await get_template()
+            current = template or await get_template()
             for shard in engine.shards:
-                await top_up(size, template, shard)
+                await top_up(size, current, shard)
         except (asyncpg.PostgresError, OSError) as error:
             log.warning("could not top up the spare schemas", extra={"error": str(error)})
         with contextlib.suppress(TimeoutError):

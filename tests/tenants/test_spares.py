@@ -8,9 +8,10 @@ unique id), so no other provisioning in this database takes them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import asyncpg
 import pytest
@@ -26,6 +27,7 @@ from patone.tenants.spares import (
     build_spare,
     discard_stale,
     drop_spare,
+    keep_topped_up,
     list_spares,
     template_digest,
     top_up,
@@ -152,6 +154,33 @@ async def test_top_up_fills_the_pool_and_refills_what_was_handed_over(
     }
     assert await top_up(2, template) == 2
     assert len(await _spares_of(template)) == 2
+
+
+async def _until(condition: Callable[[], Awaitable[bool]], seconds: float = 30.0) -> None:
+    deadline = asyncio.get_running_loop().time() + seconds
+    while not await condition():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.05)
+
+
+async def test_the_app_servers_pool_refills_after_each_hand_over(
+    make_tenant: MakeTenant, template: TenantTemplate
+) -> None:
+    async def full() -> bool:
+        return len(await _spares_of(template)) == 2
+
+    refill = asyncio.create_task(keep_topped_up(2, every=3600, template=template))
+    try:
+        await _until(full)
+        first = await make_tenant("first", template=template)
+        second = await make_tenant("second", template=template)
+        await _until(full)
+    finally:
+        refill.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await refill
+    assert first.schema_name not in await _spares_of(template)
+    assert (await _settings(second))["company.name"]
 
 
 async def test_two_companies_created_at_once_never_get_the_same_spare(
