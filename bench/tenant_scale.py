@@ -447,30 +447,45 @@ class ReadPhase:
     single: Stats
     random: Stats
     backends: int
+    # Random reads split by whether their tenant had been read on that backend before.
+    random_first: Stats
+    random_again: Stats
 
     @property
     def ratio_p99(self) -> float:
         return self.random.p99 / self.single.p99 if self.single.p99 else math.nan
 
 
-async def timed_read(tenant: TenantRef, row_id: int, pids: set[int]) -> float:
+Touched = set[tuple[int, str]]  # (backend pid, tenant slug) pairs read so far
+
+
+async def timed_read(
+    tenant: TenantRef, row_id: int, pids: set[int], touched: Touched | None = None
+) -> tuple[float, bool]:
+    """The read's latency, and whether it was the tenant's first on its backend."""
     t0 = time.perf_counter()
     async with tenant_transaction(tenant) as transaction:
         connection = transaction.connection
         row = await connection.fetchrow(READ_SQL, row_id)
-        pids.add(connection.raw.get_server_pid())
+        pid = connection.raw.get_server_pid()
     elapsed = (time.perf_counter() - t0) * 1000
+    pids.add(pid)
+    first = touched is not None and (pid, tenant.slug) not in touched
+    if touched is not None:
+        touched.add((pid, tenant.slug))
     if row is None:
         raise RuntimeError(f"settings row {row_id} of {tenant.slug} is missing")
-    return elapsed
+    return elapsed, first
 
 
-async def touch_all(tenants: Sequence[TenantRef], label: str, console: Console) -> None:
+async def touch_all(
+    tenants: Sequence[TenantRef], label: str, console: Console, touched: Touched
+) -> None:
     pids: set[int] = set()
     with progress_bar(console) as bar:
         task = bar.add_task(label, total=len(tenants))
         for tenant in tenants:
-            await timed_read(tenant, 1, pids)
+            await timed_read(tenant, 1, pids, touched)
             bar.advance(task)
 
 
@@ -481,10 +496,12 @@ async def measure_reads(
     reads: int,
     rng: random.Random,
     console: Console,
+    touched: Touched,
 ) -> ReadPhase:
     """`reads` random-tenant reads interleaved with `reads` reads of the baseline tenant."""
     single: list[float] = []
     scattered: list[float] = []
+    firsts: list[bool] = []
     pids: set[int] = set()
     with progress_bar(console) as bar:
         task = bar.add_task(f"reads, {label}", total=2 * reads)
@@ -494,9 +511,19 @@ async def measure_reads(
             if i % 2:
                 pair.reverse()
             for tenant, sink in pair:
-                sink.append(await timed_read(tenant, row_id, pids))
+                elapsed, first = await timed_read(tenant, row_id, pids, touched)
+                sink.append(elapsed)
+                if sink is scattered:
+                    firsts.append(first)
             bar.advance(task, 2)
-    return ReadPhase(label, Stats.of(single), Stats.of(scattered), backends=len(pids))
+    return ReadPhase(
+        label,
+        Stats.of(single),
+        Stats.of(scattered),
+        backends=len(pids),
+        random_first=Stats.of([d for d, f in zip(scattered, firsts, strict=True) if f]),
+        random_again=Stats.of([d for d, f in zip(scattered, firsts, strict=True) if not f]),
+    )
 
 
 async def reads_phase(
@@ -511,15 +538,16 @@ async def reads_phase(
     baseline = tenants[0]
     phases: list[ReadPhase] = []
     # Cold and warm on the same pool: fresh pool, measure; pass over every tenant, measure again.
+    touched: Touched = set()
     await connect_pool(dsn, max_queries=max_queries)
-    phases.append(await measure_reads("cold", tenants, baseline, reads, rng, console))
-    await touch_all(tenants, "warm-up pass", console)
-    phases.append(await measure_reads("warm", tenants, baseline, reads, rng, console))
+    phases.append(await measure_reads("cold", tenants, baseline, reads, rng, console, touched))
+    await touch_all(tenants, "warm-up pass", console, touched)
+    phases.append(await measure_reads("warm", tenants, baseline, reads, rng, console, touched))
     # The same with recycling off: what the catalog caches alone cost or save.
     await connect_pool(dsn, max_queries=NO_RECYCLING, lifetime=0)
-    await touch_all(tenants, "warm-up pass, recycling off", console)
+    await touch_all(tenants, "warm-up pass, recycling off", console, touched)
     phases.append(
-        await measure_reads("warm, recycling off", tenants, baseline, reads, rng, console)
+        await measure_reads("warm, recycling off", tenants, baseline, reads, rng, console, touched)
     )
     return phases
 
@@ -797,6 +825,8 @@ async def run(args: argparse.Namespace, console: Console) -> int:
                 "random": vars(p.random),
                 "ratio_p99": p.ratio_p99,
                 "backends": p.backends,
+                "random_first_on_backend": vars(p.random_first),
+                "random_again_on_backend": vars(p.random_again),
             }
             for p in phases
         }
@@ -968,8 +998,10 @@ def summary(
             f"<= {GOAL_READ_RATIO}x" if goal else "",
             verdict(p.ratio_p99 <= GOAL_READ_RATIO if goal else None),
             f"p50 random {p.random.p50:,.2f} ms, single {p.single.p50:,.2f} ms; "
-            f"{p.backends} backend{'s' if p.backends > 1 else ''} (a new one is cold for every "
-            "tenant: recycled after --read-max-queries statements, 4 a read)",
+            f"{p.backends} backend{'s' if p.backends > 1 else ''}; random reads first on their "
+            f"backend {p.random_first.count:,}: p50 / p99 {p.random_first.p50:,.2f} / "
+            f"{p.random_first.p99:,.2f} ms, the others {p.random_again.p50:,.2f} / "
+            f"{p.random_again.p99:,.2f} ms",
         )
     recycled, unbounded, uncached = probes["recycled"], probes["unbounded"], probes["no cache"]
     table.add_row(

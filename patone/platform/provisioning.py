@@ -29,7 +29,13 @@ from patone.core.runtime.redis import purge_tenant_keys
 from patone.tenants.migrations import TenantTemplate, get_template, sql_literal
 from patone.tenants.naming import SlugError, quote_ident, role_for, schema_for, validate_slug
 from patone.tenants.registry import TenantInfo, announce_change, get_tenant
-from patone.tenants.spares import build_script, is_superuser, spare_taken, take_spare
+from patone.tenants.spares import (
+    build_script,
+    claim_spare,
+    hand_over_script,
+    is_superuser,
+    spare_taken,
+)
 
 _DOMAIN = re.compile(r"(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}")
 NAME_MAX = 200
@@ -70,15 +76,22 @@ def company_script(slug: str, name: str) -> str:
 
 
 async def _make_schema(
-    connection: asyncpg.Connection, slug: str, template: TenantTemplate, use_spare: bool
+    connection: asyncpg.Connection,
+    slug: str,
+    name: str,
+    template: TenantTemplate,
+    use_spare: bool,
 ) -> bool:
-    """Give the tenant its role and schema: a spare renamed, else a replay. True for a spare."""
+    """Give the tenant its role, schema and name: a spare renamed, else a replay of the
+    template, in one round trip either way. True for a spare."""
     schema, role = schema_for(slug), role_for(slug)
-    if use_spare and await take_spare(connection, template, schema, role):
-        return True
-    grant = not await is_superuser(connection)
-    await connection.execute(build_script(schema, role, template, grant))
-    return False
+    spare = await claim_spare(connection, template) if use_spare else None
+    if spare is not None:
+        made = hand_over_script(spare, schema, role)
+    else:
+        made = build_script(schema, role, template, grant=not await is_superuser(connection))
+    await connection.execute(made + "\n" + company_script(slug, name))
+    return spare is not None
 
 
 async def create_tenant(
@@ -122,8 +135,7 @@ async def create_tenant(
     now = datetime.now(UTC)
     try:
         async with engine.acquire(shard) as shard_conn, shard_conn.transaction():
-            took_spare = await _make_schema(shard_conn, slug, template, use_spare)
-            await shard_conn.execute(company_script(slug, name))
+            took_spare = await _make_schema(shard_conn, slug, name, template, use_spare)
             async with _registry_connection(shard_conn, shard) as platform:
                 await platform.execute(
                     """

@@ -109,39 +109,38 @@ async def _fetch(shard: str, query: str, *args: object) -> list[asyncpg.Record]:
         return list(await connection.fetch(query, *args))
 
 
-async def take_spare(
-    connection: asyncpg.Connection, template: TenantTemplate, schema_name: str, role_name: str
-) -> bool:
-    """Rename a spare of `template` to `schema_name` (and its role to `role_name`) inside the
-    caller's transaction on the spare's shard; False when none is free.
+async def claim_spare(connection: asyncpg.Connection, template: TenantTemplate) -> str | None:
+    """Lock a free spare of `template` for the caller's transaction on its shard; None when
+    there is none.
 
-    Each candidate is locked (transaction-level) before it is renamed, so two provisionings
-    never take the same one; a spare that another has just taken has gone by the time its lock
-    is granted and is skipped.
+    The lock is transaction-level and tried, not waited for, so two provisionings never claim
+    the same spare nor wait on each other. A spare another transaction renamed just before its
+    lock was granted is gone by then: that claim finds nothing and the caller replays.
     """
-    candidates = await connection.fetch(
-        "SELECT nspname FROM pg_namespace WHERE nspname ~ $1 "
-        "AND obj_description(oid, 'pg_namespace') = $2 ORDER BY oid",
+    spare = await connection.fetchval(
+        # OFFSET 0 keeps the lock out of the inner scan: only this template's spares are tried,
+        # one at a time, until one is granted.
+        "SELECT nspname FROM (SELECT nspname FROM pg_namespace WHERE nspname ~ $1 "
+        "AND obj_description(oid, 'pg_namespace') = $2 ORDER BY oid OFFSET 0) AS free "
+        "WHERE pg_try_advisory_xact_lock($3, hashtext(nspname)) LIMIT 1",
         _SPARE_PATTERN,
         template_digest(template),
+        _LOCK_CLASS,
     )
-    for row in candidates:
-        spare = row["nspname"]
-        locked = await connection.fetchval(
-            "SELECT pg_try_advisory_xact_lock($1, hashtext($2)) "
-            "AND EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $2)",
-            _LOCK_CLASS,
-            spare,
-        )
-        if not locked:
-            continue
-        await connection.execute(
-            f"ALTER SCHEMA {quote_ident(spare)} RENAME TO {quote_ident(schema_name)}; "
-            f"ALTER ROLE {quote_ident(_role(spare))} RENAME TO {quote_ident(role_name)}; "
-            f"COMMENT ON SCHEMA {quote_ident(schema_name)} IS NULL"
-        )
-        return True
-    return False
+    if spare is None:
+        return None
+    if not await connection.fetchval("SELECT 1 FROM pg_namespace WHERE nspname = $1", spare):
+        return None
+    return str(spare)
+
+
+def hand_over_script(spare: str, schema_name: str, role_name: str) -> str:
+    """The SQL that renames a claimed spare and its role to a tenant's names."""
+    return (
+        f"ALTER SCHEMA {quote_ident(spare)} RENAME TO {quote_ident(schema_name)}; "
+        f"ALTER ROLE {quote_ident(_role(spare))} RENAME TO {quote_ident(role_name)}; "
+        f"COMMENT ON SCHEMA {quote_ident(schema_name)} IS NULL;"
+    )
 
 
 async def drop_spare(schema_name: str, shard: str = DEFAULT_SHARD) -> bool:
