@@ -20,7 +20,13 @@ from patone.core.runtime.db import engine
 from patone.core.runtime.errors import NotFound
 from patone.platform import provisioning
 from patone.tenants.isolation import tenant_transaction
-from patone.tenants.migrations import TenantTemplate, get_template, migrate_tenants
+from patone.tenants.migrations import (
+    TenantTemplate,
+    capture_template,
+    get_template,
+    migrate_tenants,
+    tenant_migrations,
+)
 from patone.tenants.registry import TenantInfo, list_tenants
 from patone.tenants.spares import (
     SPARE_PREFIX,
@@ -225,3 +231,12 @@ async def test_spares_are_never_seen_as_companies(
     with pytest.raises(NotFound):
         await provisioning.purge_tenant(spare, force=True)
     assert spare in [s.schema_name for s in await list_spares()]
+
+
+async def test_every_process_captures_the_same_digest_so_spares_outlive_their_builder() -> None:
+    # A spare built by one app server is taken by another, or by `patone tenants create`, and
+    # `patone migrate` drops only spares whose digest differs from the one it captures.
+    first = await capture_template(tenant_migrations())
+    second = await capture_template(tenant_migrations())
+    shipped = await get_template()
+    assert template_digest(first) == template_digest(second) == template_digest(shipped)
