@@ -14,9 +14,10 @@ def test_tenant_scale_smoke(tmp_path: Path) -> None:
     database, prefix = f"patone_bench_smoke_{run}", f"benchsmoke{run}"
     needles = (
         "summary: 20 tenants",
-        "provisioning p95 from a spare, tenants 19-20",
-        "replaying the template (baseline, same run)",
-        "building a spare (off the request path)",
+        # Short needles: the summary's columns wrap where its figures are long.
+        "provisioning p95",
+        "baseline",
+        "building a spare",
         "disk per tenant",
         "migrate 20 tenants, one nullable column",
         "migrate 20 tenants, nothing to do",
@@ -32,6 +33,7 @@ def test_tenant_scale_smoke(tmp_path: Path) -> None:
     assert data["tenants"] == 20
     assert data["provisioning"]["overall"]["count"] == 20
     assert data["provisioning"]["overall"]["p95"] > 0
+    assert data["provisioning"]["goal_path"] == "spare"
     paths = data["provisioning"]["paths"]
     assert paths["spare"]["overall"]["count"] == paths["replay"]["overall"]["count"] == 10
     assert data["provisioning"]["spare_refill"]["count"] == 10
