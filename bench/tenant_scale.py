@@ -19,7 +19,10 @@ Phases:
 1. provisioning: `create_tenant` N times, one after the other, with the captured template of the
    real tenant migrations plus a generated migration that pads the schema with tables (typical
    columns, an FK and its index each) up to `--synthetic-tables` (16) tables, as many as the
-   django-tenants reference app has. Latency per bucket as tenants accumulate.
+   django-tenants reference app has. Every second tenant is made from a spare schema built just
+   before it (not timed: the app builds spares in the background), the others by replaying the
+   template, the baseline (`--no-spares`: every tenant replayed). Latency per bucket and path as
+   tenants accumulate, and what building each spare took.
 2. disk: `pg_database_size` before and after, per tenant.
 3. migrate: one generated migration adding a nullable column, through `migrate_tenants`; then a
    second run with nothing to migrate.
@@ -32,6 +35,8 @@ Phases:
    Postgres backend (`pg_backend_memory_contexts`): once with recycling (`--max-queries`), once
    with recycling off.
 6. purge: `delete_tenant` + `purge_tenant(force=True)` for a sample of tenants.
+
+Spares are dropped at the end with the database (their roles are the cluster's).
 """
 
 from __future__ import annotations
