@@ -232,7 +232,7 @@ async def keep_topped_up(
             current = template or await get_template()
             for shard in engine.shards:
                 await top_up(size, current, shard)
-        except (asyncpg.PostgresError, OSError) as error:
-            log.warning("could not top up the spare schemas", extra={"error": str(error)})
+        except Exception:  # the pool stays as it is until the next turn; provisioning replays
+            log.exception("could not top up the spare schemas")
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(_taken.wait(), every)
