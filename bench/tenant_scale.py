@@ -19,7 +19,10 @@ Phases:
 1. provisioning: `create_tenant` N times, one after the other, with the captured template of the
    real tenant migrations plus a generated migration that pads the schema with tables (typical
    columns, an FK and its index each) up to `--synthetic-tables` (16) tables, as many as the
-   django-tenants reference app has. Latency per bucket as tenants accumulate.
+   django-tenants reference app has. Every second tenant is made from a spare schema built just
+   before it (not timed: the app builds spares in the background), the others by replaying the
+   template, the baseline (`--no-spares`: every tenant replayed). Latency per bucket and path as
+   tenants accumulate, and what building each spare took.
 2. disk: `pg_database_size` before and after, per tenant.
 3. migrate: one generated migration adding a nullable column, through `migrate_tenants`; then a
    second run with nothing to migrate.
@@ -32,6 +35,8 @@ Phases:
    Postgres backend (`pg_backend_memory_contexts`): once with recycling (`--max-queries`), once
    with recycling off.
 6. purge: `delete_tenant` + `purge_tenant(force=True)` for a sample of tenants.
+
+Spares are dropped at the end with the database (their roles are the cluster's).
 """
 
 from __future__ import annotations
@@ -79,6 +84,7 @@ from rich.table import Table
 from patone.core.runtime.db import engine
 from patone.core.runtime.redis import close_redis, connect_redis
 from patone.platform.provisioning import create_tenant, delete_tenant, purge_tenant
+from patone.tenants import spares
 from patone.tenants.isolation import TenantRef, tenant_transaction
 from patone.tenants.migrations import (
     MigrationModule,
@@ -246,23 +252,6 @@ def progress_bar(console: Console) -> Iterator[Progress]:
         yield bar
 
 
-def stats_table(title: str, rows: Sequence[tuple[str, Stats]], unit: str = "ms") -> Table:
-    table = Table(title=title, title_justify="left")
-    table.add_column("bucket", no_wrap=True)
-    for name in ("n", f"p50 {unit}", f"p95 {unit}", f"p99 {unit}", f"max {unit}"):
-        table.add_column(name, justify="right", no_wrap=True)
-    for label, s in rows:
-        table.add_row(
-            label,
-            f"{s.count:,}",
-            f"{s.p50:,.1f}",
-            f"{s.p95:,.1f}",
-            f"{s.p99:,.1f}",
-            f"{s.max:,.1f}",
-        )
-    return table
-
-
 # --- phase 1: provisioning -------------------------------------------------------------------
 
 
@@ -291,17 +280,31 @@ def goal_bucket(n: int) -> tuple[int, int]:
     return round(9 * n / 10), n
 
 
+SPARE, REPLAY = "spare", "replay"
+
+
 @dataclass
 class ProvisionResult:
     tenants: list[TenantInfo]
     durations_ms: list[float]
+    paths: list[str]  # per tenant: made from a spare, or by replaying the template
+    refill_ms: list[float]  # building each spare, before the tenant that takes it
     seconds: float
     capture_seconds: float
+    failures: list[str] = field(default_factory=list)
+
+    def stats(self, path: str, start: int = 0, end: int | None = None) -> Stats:
+        """Latencies of the tenants start..end made by `path`."""
+        pairs = zip(self.durations_ms[start:end], self.paths[start:end], strict=True)
+        return Stats.of([d for d, p in pairs if p == path])
 
 
 async def provision(
-    n: int, prefix: str, migrations: MigrationSet, console: Console
+    n: int, prefix: str, migrations: MigrationSet, use_spares: bool, console: Console
 ) -> ProvisionResult:
+    """Create `n` tenants one after the other. With `use_spares`, every second one is made from
+    a spare built just before it (not timed: the app builds spares off the request path) and
+    the others by replaying the template, so both paths are measured with as many present."""
     t0 = time.perf_counter()
     template = await get_template(migrations)
     capture_seconds = time.perf_counter() - t0
@@ -310,8 +313,7 @@ async def provision(
         f"({len(migrations.migrations)} migrations, {len(template.full_script):,} bytes of SQL)"
     )
     width = max(5, len(str(n)))
-    tenants: list[TenantInfo] = []
-    durations: list[float] = []
+    result = ProvisionResult([], [], [], [], 0.0, capture_seconds)
     decile_ends = {round((k + 1) * n / 10) for k in range(10)}
     started = time.perf_counter()
     with progress_bar(console) as bar:
@@ -319,25 +321,56 @@ async def provision(
         last = 0
         for i in range(1, n + 1):
             slug = slug_for(prefix, i, width)
+            from_spare = use_spares and i % 2 == 0
+            if from_spare:
+                t = time.perf_counter()
+                if await spares.top_up(1, template) != 1:
+                    result.failures.append(f"a spare was left untaken before tenant {i}")
+                result.refill_ms.append((time.perf_counter() - t) * 1000)
             t = time.perf_counter()
-            tenants.append(await create_tenant(slug, name=f"Bench {i}", template=template))
-            durations.append((time.perf_counter() - t) * 1000)
+            result.tenants.append(
+                await create_tenant(
+                    slug, name=f"Bench {i}", template=template, use_spare=from_spare
+                )
+            )
+            result.durations_ms.append((time.perf_counter() - t) * 1000)
+            result.paths.append(SPARE if from_spare else REPLAY)
             bar.advance(task)
             if i in decile_ends or i == min(50, n):
-                s = Stats.of(durations[last:i] if i in decile_ends else durations[:i])
-                label = f"{last + 1:,}-{i:,}" if i in decile_ends else f"first {i}"
-                bar.console.print(
-                    f"  {label:>15}: p50 {ms(s.p50):>9}  p95 {ms(s.p95):>9}  "
-                    f"max {ms(s.max):>9}   ({i:,} present)"
+                start = last if i in decile_ends else 0
+                label = f"{start + 1:,}-{i:,}" if i in decile_ends else f"first {i}"
+                line = "".join(
+                    f"  {path}: p50 {ms(s.p50):>9} p95 {ms(s.p95):>9} max {ms(s.max):>9}"
+                    for path in (SPARE, REPLAY)
+                    if (s := result.stats(path, start, i)).count
                 )
+                bar.console.print(f"  {label:>15}:{line}   ({i:,} present)")
                 if i in decile_ends:
                     last = i
-    return ProvisionResult(
-        tenants=tenants,
-        durations_ms=durations,
-        seconds=time.perf_counter() - started,
-        capture_seconds=capture_seconds,
+    if use_spares and await spares.list_spares():
+        result.failures.append("spares were left untaken")
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def provisioning_table(result: ProvisionResult, n: int) -> Table:
+    table = Table(
+        title="provisioning latency (ms), by creation order: from a spare / replayed",
+        title_justify="left",
     )
+    table.add_column("bucket", no_wrap=True)
+    for path in (SPARE, REPLAY):
+        for name in ("n", "p50", "p95", "p99", "max"):
+            table.add_column(f"{path} {name}", justify="right", no_wrap=True)
+    for label, start, end in buckets(n):
+        cells = []
+        for path in (SPARE, REPLAY):
+            s = result.stats(path, start, end)
+            cells += [f"{s.count:,}"] + [
+                f"{v:,.1f}" if s.count else "-" for v in (s.p50, s.p95, s.p99, s.max)
+            ]
+        table.add_row(label, *cells)
+    return table
 
 
 # --- phase 3: migrate -------------------------------------------------------------------------
@@ -419,30 +452,45 @@ class ReadPhase:
     single: Stats
     random: Stats
     backends: int
+    # Random reads split by whether their tenant had been read on that backend before.
+    random_first: Stats
+    random_again: Stats
 
     @property
     def ratio_p99(self) -> float:
         return self.random.p99 / self.single.p99 if self.single.p99 else math.nan
 
 
-async def timed_read(tenant: TenantRef, row_id: int, pids: set[int]) -> float:
+Touched = set[tuple[int, str]]  # (backend pid, tenant slug) pairs read so far
+
+
+async def timed_read(
+    tenant: TenantRef, row_id: int, pids: set[int], touched: Touched | None = None
+) -> tuple[float, bool]:
+    """The read's latency, and whether it was the tenant's first on its backend."""
     t0 = time.perf_counter()
     async with tenant_transaction(tenant) as transaction:
         connection = transaction.connection
         row = await connection.fetchrow(READ_SQL, row_id)
-        pids.add(connection.raw.get_server_pid())
+        pid = connection.raw.get_server_pid()
     elapsed = (time.perf_counter() - t0) * 1000
+    pids.add(pid)
+    first = touched is not None and (pid, tenant.slug) not in touched
+    if touched is not None:
+        touched.add((pid, tenant.slug))
     if row is None:
         raise RuntimeError(f"settings row {row_id} of {tenant.slug} is missing")
-    return elapsed
+    return elapsed, first
 
 
-async def touch_all(tenants: Sequence[TenantRef], label: str, console: Console) -> None:
+async def touch_all(
+    tenants: Sequence[TenantRef], label: str, console: Console, touched: Touched
+) -> None:
     pids: set[int] = set()
     with progress_bar(console) as bar:
         task = bar.add_task(label, total=len(tenants))
         for tenant in tenants:
-            await timed_read(tenant, 1, pids)
+            await timed_read(tenant, 1, pids, touched)
             bar.advance(task)
 
 
@@ -453,10 +501,12 @@ async def measure_reads(
     reads: int,
     rng: random.Random,
     console: Console,
+    touched: Touched,
 ) -> ReadPhase:
     """`reads` random-tenant reads interleaved with `reads` reads of the baseline tenant."""
     single: list[float] = []
     scattered: list[float] = []
+    firsts: list[bool] = []
     pids: set[int] = set()
     with progress_bar(console) as bar:
         task = bar.add_task(f"reads, {label}", total=2 * reads)
@@ -466,9 +516,19 @@ async def measure_reads(
             if i % 2:
                 pair.reverse()
             for tenant, sink in pair:
-                sink.append(await timed_read(tenant, row_id, pids))
+                elapsed, first = await timed_read(tenant, row_id, pids, touched)
+                sink.append(elapsed)
+                if sink is scattered:
+                    firsts.append(first)
             bar.advance(task, 2)
-    return ReadPhase(label, Stats.of(single), Stats.of(scattered), backends=len(pids))
+    return ReadPhase(
+        label,
+        Stats.of(single),
+        Stats.of(scattered),
+        backends=len(pids),
+        random_first=Stats.of([d for d, f in zip(scattered, firsts, strict=True) if f]),
+        random_again=Stats.of([d for d, f in zip(scattered, firsts, strict=True) if not f]),
+    )
 
 
 async def reads_phase(
@@ -483,15 +543,16 @@ async def reads_phase(
     baseline = tenants[0]
     phases: list[ReadPhase] = []
     # Cold and warm on the same pool: fresh pool, measure; pass over every tenant, measure again.
+    touched: Touched = set()
     await connect_pool(dsn, max_queries=max_queries)
-    phases.append(await measure_reads("cold", tenants, baseline, reads, rng, console))
-    await touch_all(tenants, "warm-up pass", console)
-    phases.append(await measure_reads("warm", tenants, baseline, reads, rng, console))
+    phases.append(await measure_reads("cold", tenants, baseline, reads, rng, console, touched))
+    await touch_all(tenants, "warm-up pass", console, touched)
+    phases.append(await measure_reads("warm", tenants, baseline, reads, rng, console, touched))
     # The same with recycling off: what the catalog caches alone cost or save.
     await connect_pool(dsn, max_queries=NO_RECYCLING, lifetime=0)
-    await touch_all(tenants, "warm-up pass, recycling off", console)
+    await touch_all(tenants, "warm-up pass, recycling off", console, touched)
     phases.append(
-        await measure_reads("warm, recycling off", tenants, baseline, reads, rng, console)
+        await measure_reads("warm, recycling off", tenants, baseline, reads, rng, console, touched)
     )
     return phases
 
@@ -647,7 +708,8 @@ async def run(args: argparse.Namespace, console: Console) -> int:
         size_before = await database_size()
         checkpoints_before = await checkpoints()
         provision_set = await provisioning_set(args.synthetic_tables, console)
-        provisioned = await provision(n, args.prefix, provision_set, console)
+        provisioned = await provision(n, args.prefix, provision_set, not args.no_spares, console)
+        failures += provisioned.failures
         size_after = await database_size()
         checkpoints_after = await checkpoints()
         checkpoints_during = (
@@ -656,12 +718,21 @@ async def run(args: argparse.Namespace, console: Console) -> int:
             else None
         )
         durations = provisioned.durations_ms
-        rows = [(label, Stats.of(durations[a:b])) for label, a, b in buckets(n)]
-        console.print(stats_table("provisioning latency, by creation order", rows))
+        console.print(provisioning_table(provisioned, n))
         g_start, g_end = goal_bucket(n)
-        goal_stats = Stats.of(durations[g_start:g_end])
+        goal_path = REPLAY if args.no_spares else SPARE
+        goal_stats = provisioned.stats(goal_path, g_start, g_end)
         first_stats = Stats.of(durations[:50])
         overall = Stats.of(durations)
+        by_path = {
+            path: {
+                "goal_bucket": vars(provisioned.stats(path, g_start, g_end)),
+                "last_tenth": vars(provisioned.stats(path, round(9 * n / 10), n)),
+                "first_50": vars(provisioned.stats(path, 0, 50)),
+                "overall": vars(provisioned.stats(path)),
+            }
+            for path in (SPARE, REPLAY)
+        }
         relations = await engine.fetch(
             """
             SELECT count(*) FILTER (WHERE c.relkind = 'r' AND c.relname <> 'migration'),
@@ -675,11 +746,17 @@ async def run(args: argparse.Namespace, console: Console) -> int:
         fig["provisioning"] = {
             "capture_seconds": provisioned.capture_seconds,
             "total_seconds": provisioned.seconds,
-            "buckets": {label: vars(s) for label, s in rows},
+            "buckets": {
+                label: {path: vars(provisioned.stats(path, a, b)) for path in (SPARE, REPLAY)}
+                for label, a, b in buckets(n)
+            },
             "goal_bucket": [g_start + 1, g_end],
             "goal_bucket_p95_ms": goal_stats.p95,
             "first_50_p95_ms": first_stats.p95,
             "overall": vars(overall),
+            "goal_path": goal_path,
+            "paths": by_path,
+            "spare_refill": vars(Stats.of(provisioned.refill_ms)),
             "checkpoints": checkpoints_during,
         }
         per_tenant = (size_after - size_before) / n
@@ -753,6 +830,8 @@ async def run(args: argparse.Namespace, console: Console) -> int:
                 "random": vars(p.random),
                 "ratio_p99": p.ratio_p99,
                 "backends": p.backends,
+                "random_first_on_backend": vars(p.random_first),
+                "random_again_on_backend": vars(p.random_again),
             }
             for p in phases
         }
@@ -810,9 +889,11 @@ async def run(args: argparse.Namespace, console: Console) -> int:
         purge = await purge_sample(provisioned.tenants, purge_count, console)
         fig["purge"] = vars(purge)
 
-        summary(console, args, results, goal_stats, first_stats, overall,
-                migrate, noop, phases, probes)  # fmt: skip
+        summary(console, args, results, provisioned, migrate, noop, phases, probes)
     finally:
+        if engine.pool is not None and not args.keep:
+            # Spares' roles are the cluster's: dropping the database would leave them behind.
+            await spares.drop_all()
         await engine.disconnect()
         await close_redis()
         if args.keep:
@@ -837,9 +918,7 @@ def summary(
     console: Console,
     args: argparse.Namespace,
     results: Results,
-    goal_stats: Stats,
-    first_stats: Stats,
-    overall: Stats,
+    provisioned: ProvisionResult,
     migrate: MigrateRun,
     noop: MigrateRun,
     phases: Sequence[ReadPhase],
@@ -857,27 +936,43 @@ def summary(
     table.add_column("", no_wrap=True, min_width=6)
     table.add_column("reference / note", overflow="fold")
 
-    table.add_row(
-        f"provisioning p95, tenants {g_start + 1:,}-{g_end:,} ({g_end:,} present)",
-        ms(goal_stats.p95),
-        f"< {GOAL_PROVISION_P95_MS:.0f} ms, 1,000 present",
-        verdict(goal_stats.p95 < GOAL_PROVISION_P95_MS),
-        "django-tenants p95 403 ms over 1,000",
-    )
-    table.add_row(
-        f"provisioning p95, first {min(50, n)}",
-        ms(first_stats.p95),
-        "",
-        verdict(None),
-        "django-tenants p95 341 ms, first 50",
-    )
-    table.add_row(
-        f"provisioning p50 / p95 / max, all {n:,}",
-        f"{ms(overall.p50)} / {ms(overall.p95)} / {ms(overall.max)}",
-        "",
-        verdict(None),
-        "same DDL as raw SQL: p50 50 ms, p95 65 ms",
-    )
+    goal_path = results.figures["provisioning"]["goal_path"]
+    spans = [(g_start, g_end)]
+    if n > 1000:
+        spans.append((round(9 * n / 10), n))
+    for start, end in spans:
+        goal = provisioned.stats(goal_path, start, end)
+        baseline = provisioned.stats(REPLAY, start, end)
+        table.add_row(
+            f"provisioning p95 {'from a spare' if goal_path == SPARE else 'replayed'}, "
+            f"tenants {start + 1:,}-{end:,} ({end:,} present)",
+            ms(goal.p95),
+            f"< {GOAL_PROVISION_P95_MS:.0f} ms, 1,000 and 10,000 present",
+            verdict(goal.p95 < GOAL_PROVISION_P95_MS),
+            f"replaying the template (baseline, same run): p95 {ms(baseline.p95)}; "
+            "django-tenants p95 403 ms over 1,000",
+        )
+    for path in (SPARE, REPLAY):
+        first, overall = provisioned.stats(path, 0, 50), provisioned.stats(path)
+        if not overall.count:
+            continue
+        table.add_row(
+            f"provisioning {'from a spare' if path == SPARE else 'replayed'}: "
+            f"p95 first 50; p50 / p95 / max all",
+            f"{ms(first.p95)}; {ms(overall.p50)} / {ms(overall.p95)} / {ms(overall.max)}",
+            "",
+            verdict(None),
+            f"{overall.count:,} tenants; django-tenants p95 341 ms, first 50",
+        )
+    if provisioned.refill_ms:
+        refill = Stats.of(provisioned.refill_ms)
+        table.add_row(
+            "building a spare (off the request path) p50 / p95",
+            f"{ms(refill.p50)} / {ms(refill.p95)}",
+            "",
+            verdict(None),
+            "what each hand-over costs the app server's background refill",
+        )
     disk = results.figures["disk"]
     table.add_row(
         "disk per tenant",
@@ -907,7 +1002,11 @@ def summary(
             f"{p.random.p99:,.2f} / {p.single.p99:,.2f} ms = {p.ratio_p99:.2f}x",
             f"<= {GOAL_READ_RATIO}x" if goal else "",
             verdict(p.ratio_p99 <= GOAL_READ_RATIO if goal else None),
-            f"p50 random {p.random.p50:,.2f} ms, single {p.single.p50:,.2f} ms",
+            f"p50 random {p.random.p50:,.2f} ms, single {p.single.p50:,.2f} ms; "
+            f"{p.backends} backend{'s' if p.backends > 1 else ''}; random reads first on their "
+            f"backend {p.random_first.count:,}: p50 / p99 {p.random_first.p50:,.2f} / "
+            f"{p.random_first.p99:,.2f} ms, the others {p.random_again.p50:,.2f} / "
+            f"{p.random_again.p99:,.2f} ms",
         )
     recycled, unbounded, uncached = probes["recycled"], probes["unbounded"], probes["no cache"]
     table.add_row(
@@ -961,6 +1060,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         type=int,
         default=16,
         help="pad the tenant schema with generated tables up to this many (0: no padding)",
+    )
+    parser.add_argument(
+        "--no-spares",
+        action="store_true",
+        help="make every tenant by replaying the template (default: every second one from a "
+        "spare schema, the others replayed as the baseline)",
     )
     parser.add_argument("--concurrency", type=int, default=4, help="migrate concurrency")
     parser.add_argument("--reads", type=int, default=None, help="reads per kind (2000)")

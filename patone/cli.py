@@ -31,6 +31,7 @@ from patone.embedded import EmbeddedServiceError, EmbeddedServices
 from patone.platform import provisioning
 from patone.platform.plans import list_plans
 from patone.settings import Settings, SettingsError, load_settings
+from patone.tenants import spares
 from patone.tenants.isolation import tenant_transaction
 from patone.tenants.migrations import (
     TenantMigrationResult,
@@ -263,11 +264,12 @@ def migrate(
                     failures.append(result)
                 progress.update(task, advance=1, last=f"{result.slug}: {result.status}")
 
-            return await migrate_tenants(
+            report = await migrate_tenants(
                 concurrency=limit, slugs=tenant, on_result=done, on_plan=planned
             )
+        return report, await spares.refresh(engine.shards)
 
-    report = run_with_database(work, settings)
+    report, outdated_spares = run_with_database(work, settings)
     counts = {s: 0 for s in ("migrated", "up to date", "failed")}
     for result in report.results:
         counts[result.status] += 1
@@ -276,6 +278,8 @@ def migrate(
         f"{counts['migrated']} migrated, {counts['up to date']} up to date, "
         f"{counts['failed']} failed"
     )
+    if outdated_spares:
+        console.print(f"{outdated_spares} outdated spare schemas dropped (the app rebuilds them)")
     if failures:
         table = Table("tenant", "attempts", "error", title="Failed tenants (re-run to resume)")
         for result in failures:

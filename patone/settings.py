@@ -93,6 +93,13 @@ class Settings(BaseSettings):
     tenant_cache_ttl: float = Field(
         5.0, ge=0, description="Seconds a process caches a tenant lookup."
     )
+    tenant_spares: int = Field(
+        3,
+        ge=0,
+        le=100,
+        description="Ready-made empty tenant schemas each app server keeps topped up, so a new "
+        "company is made by renaming one (0: off; every company is made from scratch).",
+    )
     tenant_delete_grace_days: int = Field(
         30, ge=0, description="Days a deleted tenant can be restored before purge."
     )

@@ -57,6 +57,9 @@ def _use_machine_or_embedded_services() -> None:
 
 _use_machine_or_embedded_services()
 os.environ.setdefault("DEMO_TENANT", "false")
+# Tests make many companies and check each one's schema; an app under test builds no spares
+# (tests/tenants/test_spares.py builds its own).
+os.environ.setdefault("TENANT_SPARES", "0")
 
 
 DATABASE_URL = os.environ["DATABASE_URL"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import dataclasses
 import json
 import os
 import re
@@ -22,6 +23,8 @@ import httpx
 from patone.core.common.permissions import SYSTEM
 from patone.core.runtime.db import engine
 from patone.plugins import config as plugin_config
+from patone.tenants import spares
+from patone.tenants.migrations import get_template
 from tests.conftest import MakePlan, MakeTenant, unique_slug
 from tests.support import plugin_runtime, serve_process
 
@@ -103,6 +106,22 @@ def test_migrate_prints_progress_and_a_summary() -> None:
     finally:
         patone("tenants", "delete", slug)
         patone("tenants", "purge", slug, "--force")
+
+
+async def test_migrate_drops_outdated_spares_which_no_listing_shows() -> None:
+    template = await get_template()
+    outdated = dataclasses.replace(template, ids=template.ids[:-1])
+    spare = await spares.build_spare(outdated)
+    try:
+        listed = patone("tenants", "list", "--json")
+        assert listed.returncode == 0 and spare not in listed.stdout
+        result = patone("migrate", "--tenant", unique_slug("none"))
+        assert result.returncode == 0, result.stderr
+        assert "0 tenants in" in result.stdout
+        assert "outdated spare schemas dropped" in result.stdout
+        assert spare not in [s.schema_name for s in await spares.list_spares()]
+    finally:
+        await spares.drop_spare(spare)
 
 
 def test_a_token_issued_on_the_command_line_opens_the_api() -> None:

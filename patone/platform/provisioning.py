@@ -1,8 +1,9 @@
 """Creating, suspending, deleting, restoring and purging tenants.
 
-A tenant is created by replaying the captured template (see `migrations.py`) inside one
-transaction that also creates its role and schema and writes its registry row: a failure at
-any step leaves no schema, role or row behind.
+A tenant is created in one transaction that also writes its registry row, so a failure at any
+step leaves no schema, role or row behind: its schema and role are a ready-made spare renamed
+to its name (`tenants/spares.py`), or, when none is free, made by replaying the captured
+template (`tenants/migrations.py`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,13 @@ from patone.core.runtime.redis import purge_tenant_keys
 from patone.tenants.migrations import TenantTemplate, get_template, sql_literal
 from patone.tenants.naming import SlugError, quote_ident, role_for, schema_for, validate_slug
 from patone.tenants.registry import TenantInfo, announce_change, get_tenant
+from patone.tenants.spares import (
+    build_script,
+    claim_spare,
+    hand_over_script,
+    is_superuser,
+    spare_taken,
+)
 
 _DOMAIN = re.compile(r"(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}")
 NAME_MAX = 200
@@ -56,25 +64,34 @@ def _slug(slug: str) -> str:
         raise UserError(error.code, error.message, field="slug") from None
 
 
-async def _is_superuser(connection: asyncpg.Connection) -> bool:
-    return bool(await connection.fetchval("SELECT current_setting('is_superuser') = 'on'"))
-
-
-def provisioning_script(slug: str, name: str, template: TenantTemplate, grant: bool) -> str:
-    """The SQL that creates a tenant's role and schema and fills it from the template."""
+def company_script(slug: str, name: str) -> str:
+    """The SQL that writes what is the company's own into its new schema."""
     schema, role = quote_ident(schema_for(slug)), quote_ident(role_for(slug))
-    return "\n".join(
-        [
-            f"CREATE ROLE {role} NOLOGIN;",
-            f"GRANT {role} TO CURRENT_USER;" if grant else "",
-            f"CREATE SCHEMA {schema} AUTHORIZATION {role};",
-            f"SET LOCAL search_path TO {schema}, ext; SET LOCAL ROLE {role};",
-            template.full_script,
-            "INSERT INTO settings (key, value) VALUES "
-            f"('company.name', to_jsonb({sql_literal(name)}::text));",
-            "RESET ROLE; SET LOCAL search_path TO ext;",
-        ]
+    return (
+        f"SET LOCAL search_path TO {schema}, ext; SET LOCAL ROLE {role};\n"
+        "INSERT INTO settings (key, value) VALUES "
+        f"('company.name', to_jsonb({sql_literal(name)}::text));\n"
+        "RESET ROLE; SET LOCAL search_path TO ext;"
     )
+
+
+async def _make_schema(
+    connection: asyncpg.Connection,
+    slug: str,
+    name: str,
+    template: TenantTemplate,
+    use_spare: bool,
+) -> bool:
+    """Give the tenant its role, schema and name: a spare renamed, else a replay of the
+    template, in one round trip either way. True for a spare."""
+    schema, role = schema_for(slug), role_for(slug)
+    spare = await claim_spare(connection, template) if use_spare else None
+    if spare is not None:
+        made = hand_over_script(spare, schema, role)
+    else:
+        made = build_script(schema, role, template, grant=not await is_superuser(connection))
+    await connection.execute(made + "\n" + company_script(slug, name))
+    return spare is not None
 
 
 async def create_tenant(
@@ -88,13 +105,15 @@ async def create_tenant(
     template: TenantTemplate | None = None,
     reuse_purged_slug: bool = False,
     simulation: bool = False,
+    use_spare: bool = True,
 ) -> TenantInfo:
     """Create a tenant: role, schema, tables, default data and registry row, all or nothing.
 
     The slug of a purged company is refused unless `reuse_purged_slug`: the new company gets a
     fresh id, which is what tokens, links and jobs of the old one fail to match. `simulation`:
     a company for one run of the simulator, born with status "simulation" (no other process
-    works for it, see `TenantInfo.is_simulation`)."""
+    works for it, see `TenantInfo.is_simulation`). `use_spare=False` replays the template even
+    when a spare is free (the benchmark's baseline)."""
     slug = _slug(slug)
     name = _validate_name(name if name is not None else slug.replace("-", " ").title())
     domains = [validate_domain(d) for d in domains]
@@ -116,10 +135,7 @@ async def create_tenant(
     now = datetime.now(UTC)
     try:
         async with engine.acquire(shard) as shard_conn, shard_conn.transaction():
-            script = provisioning_script(
-                slug, name, template, grant=not await _is_superuser(shard_conn)
-            )
-            await shard_conn.execute(script)
+            took_spare = await _make_schema(shard_conn, slug, name, template, use_spare)
             async with _registry_connection(shard_conn, shard) as platform:
                 await platform.execute(
                     """
@@ -160,6 +176,8 @@ async def create_tenant(
         ) from None
     except asyncpg.ForeignKeyViolationError:
         raise UserError("invalid_choice", f"plan {plan!r} does not exist", field="plan") from None
+    if took_spare:
+        spare_taken()
     await announce_change(slug)
     created = await get_tenant(slug)
     assert created is not None

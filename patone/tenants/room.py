@@ -1,5 +1,6 @@
-"""The tenants room: the platform schema brought up to date, and the company registry kept
-current (the follower listens for companies created, suspended or deleted elsewhere)."""
+"""The tenants room: the platform schema brought up to date, the company registry kept current
+(the follower listens for companies created, suspended or deleted elsewhere), and the pool of
+spare schemas kept topped up (`TENANT_SPARES`)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from starlette.applications import Starlette
 from patone.core.runtime.rooms import Assembly, Room, background
 from patone.tenants.migrations import ensure_platform
 from patone.tenants.registry import follow_changes, tenant_cache
+from patone.tenants.spares import keep_topped_up
 
 
 @asynccontextmanager
@@ -22,7 +24,12 @@ async def _start(assembly: Assembly, app: Starlette) -> AsyncIterator[None]:
     follower = asyncio.create_task(follow_changes(tenant_cache, ready))
     async with background("follower", follower):
         await asyncio.wait_for(ready.wait(), 5)
-        yield
+        if not assembly.settings.tenant_spares:
+            yield
+            return
+        refill = asyncio.create_task(keep_topped_up(assembly.settings.tenant_spares))
+        async with background("spares", refill):
+            yield
 
 
 ROOM = Room("tenants", start=_start)
