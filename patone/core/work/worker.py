@@ -227,7 +227,10 @@ def serve_worker(
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, on_signal)
     log.info("worker started", extra={"threads": threads, "namespace": namespace})
-    done.wait()
+    # Wake up now and then: a signal caught by another thread (pika's, Dramatiq's) only runs
+    # its handler when the main thread next runs Python code, which a bare wait never does.
+    while not done.wait(timeout=0.2):
+        pass
     log.info("worker stopping (press Ctrl+C again to stop at once)")
     return _stop_within(stop, again, (STOP_TIMEOUT_MS + STOP_GRACE_MS) / 1000)
 

@@ -42,7 +42,7 @@ async def test_a_driver_who_goes_on_duty_alone_is_offered_the_waiting_job(
         if await _open_offers(acme):
             break
         await asyncio.sleep(0.05)
-    assert await _open_offers(acme) == [(job["id"], driver.id)]
+    assert await _open_offers(acme) == [(job.id, driver.id)]
     async with tenant_transaction(bolt):
         rows = await engine.fetch("SELECT status FROM drivers WHERE id = $1", neighbour.id)
     assert rows[0]["status"] == "off_duty"
