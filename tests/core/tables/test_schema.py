@@ -34,17 +34,21 @@ COLUMNS = """
     WHERE c.table_schema = $1 AND NOT r.relispartition AND r.relkind IN ('r', 'p')
 """
 FOREIGN_KEYS = """
-    SELECT k.table_name, k.column_name, u.table_name AS references, u.column_name AS target,
-           rc.update_rule, rc.delete_rule
-    FROM information_schema.referential_constraints rc
-    JOIN information_schema.key_column_usage k
-      ON k.constraint_schema = rc.constraint_schema AND k.constraint_name = rc.constraint_name
-    JOIN information_schema.constraint_column_usage u
-      ON u.constraint_schema = rc.unique_constraint_schema
-     AND u.constraint_name = rc.unique_constraint_name
-    JOIN pg_class r ON r.relname = k.table_name
-     AND r.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = $1)
-    WHERE rc.constraint_schema = $1 AND NOT r.relispartition
+    SELECT r.relname AS table_name, a.attname AS column_name, fr.relname AS references,
+           fa.attname AS target,
+           CASE c.confupdtype WHEN 'a' THEN 'no action' WHEN 'r' THEN 'restrict'
+                WHEN 'c' THEN 'cascade' WHEN 'n' THEN 'set null' ELSE 'set default' END
+               AS update_rule,
+           CASE c.confdeltype WHEN 'a' THEN 'no action' WHEN 'r' THEN 'restrict'
+                WHEN 'c' THEN 'cascade' WHEN 'n' THEN 'set null' ELSE 'set default' END
+               AS delete_rule
+    FROM pg_constraint c
+    JOIN pg_class r ON r.oid = c.conrelid
+    JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]
+    JOIN pg_class fr ON fr.oid = c.confrelid
+    JOIN pg_attribute fa ON fa.attrelid = c.confrelid AND fa.attnum = c.confkey[1]
+    WHERE c.contype = 'f' AND NOT r.relispartition
+      AND c.connamespace = (SELECT oid FROM pg_namespace WHERE nspname = $1)
 """
 CONSTRAINTS = """
     SELECT r.relname AS table_name, pg_get_constraintdef(c.oid) AS definition
