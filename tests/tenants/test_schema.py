@@ -5,16 +5,15 @@ tables' `DDL_ONLY` aside; and every class is registered with the platform app.""
 from __future__ import annotations
 
 import re
-import uuid
 
 import asyncpg
-from piccolo.table import Table, sort_table_classes
+from piccolo.table import Table
 
 from patone.tenants import tables
 from patone.tenants.naming import quote_ident
 from patone.tenants.piccolo_app import APP_CONFIG
 from tests.conftest import DATABASE_URL
-from tests.core.tables.test_schema import Description, describe, drift
+from tests.core.tables.test_schema import classes_described, describe, drift
 
 
 def _classes() -> list[type[Table]]:
@@ -28,23 +27,12 @@ def _classes() -> list[type[Table]]:
     ]
 
 
-async def platform_classes_described(connection: asyncpg.Connection) -> Description:
-    """What the platform classes say: Piccolo's DDL for them with its `"platform"` qualifier
-    rewritten to a scratch schema's, run there and read back, then rolled back."""
-    scratch = f"scratch_{uuid.uuid4().hex[:12]}"
-    qualifier = re.compile(r'"platform"(?=\.|\s*$)')
-    transaction = connection.transaction()
-    await transaction.start()
-    try:
-        await connection.execute(f"CREATE SCHEMA {quote_ident(scratch)}")
-        for table in sort_table_classes(_classes()):
-            for statement in table.create_table().ddl:
-                if statement.startswith("CREATE SCHEMA"):
-                    continue
-                await connection.execute(qualifier.sub(quote_ident(scratch), statement))
-        return await describe(connection, scratch)
-    finally:
-        await transaction.rollback()
+def _in_scratch(statement: str, scratch: str) -> str | None:
+    """Piccolo's DDL for a platform class, its `"platform"` qualifier made the scratch
+    schema's (which exists already)."""
+    if statement.startswith("CREATE SCHEMA"):
+        return None
+    return re.sub(r'"platform"(?=\.|\s*$)', quote_ident(scratch), statement)
 
 
 def test_every_platform_class_is_registered() -> None:
@@ -54,7 +42,7 @@ def test_every_platform_class_is_registered() -> None:
 async def test_every_platform_table_and_column_is_its_class() -> None:
     connection = await asyncpg.connect(DATABASE_URL)
     try:
-        stated = await platform_classes_described(connection)
+        stated = await classes_described(connection, _classes(), _in_scratch)
         assert set(stated) == {t._meta.tablename for t in _classes()}
         found = await describe(connection, "platform")
         problems = drift(stated, found, tables.DDL_ONLY)

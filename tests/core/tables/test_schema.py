@@ -10,7 +10,7 @@ import re
 import types
 import typing
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import asyncpg
@@ -99,18 +99,25 @@ async def describe(connection: asyncpg.Connection, schema: str) -> Description:
     return found
 
 
-async def classes_described(connection: asyncpg.Connection) -> Description:
-    """What the classes say: Piccolo's own DDL for them, run in a scratch schema and read back
-    (so Postgres spells both sides the same way), then rolled back."""
+async def classes_described(
+    connection: asyncpg.Connection,
+    classes: list[type[Table]] | None = None,
+    rewrite: Callable[[str, str], str | None] = lambda statement, _scratch: statement,
+) -> Description:
+    """What the classes (by default the tenant tables') say: Piccolo's own DDL for them, each
+    statement passed through `rewrite(statement, scratch)` (None skips it), run in a scratch
+    schema and read back (so Postgres spells both sides the same way), then rolled back."""
     scratch = f"scratch_{uuid.uuid4().hex[:12]}"
     transaction = connection.transaction()
     await transaction.start()
     try:
         await connection.execute(f"CREATE SCHEMA {quote_ident(scratch)}")
         await connection.execute(f"SET LOCAL search_path TO {quote_ident(scratch)}")
-        for table in sort_table_classes(tables.table_classes()):
+        for table in sort_table_classes(tables.table_classes() if classes is None else classes):
             for statement in table.create_table().ddl:
-                await connection.execute(statement)
+                written = rewrite(statement, scratch)
+                if written is not None:
+                    await connection.execute(written)
         return await describe(connection, scratch)
     finally:
         await transaction.rollback()
